@@ -1,0 +1,89 @@
+/**
+ * The bundle definition: what an ML engineer writes in `firmware-bundles/<name>/bundle.json`,
+ * and (resolved, with smoke vectors and reference edges filled in) what ships to devices as
+ * the bundle's `bundle.json`.
+ *
+ * @example
+ * const def = BundleDefinition.parse(JSON.parse(readFileSync('firmware-bundles/tabular-demo/bundle.json', 'utf8')));
+ */
+import { z } from 'zod';
+
+export const TabularFeature = z.object({
+  name: z.string().min(1),
+  dtype: z.enum(['float32', 'int64', 'categorical']).default('float32'),
+  /** For categorical features: the known categories, encoded as their index. */
+  categories: z.array(z.string()).optional(),
+});
+
+export const TabularPreprocess = z.object({
+  type: z.literal('tabular'),
+  /** Name of the model input that receives the [batch, features] tensor. */
+  input: z.string().min(1),
+  features: z.array(TabularFeature).min(1),
+});
+
+export const ImagePreprocess = z.object({
+  type: z.literal('image'),
+  input: z.string().min(1),
+  width: z.number().int().positive().max(4096),
+  height: z.number().int().positive().max(4096),
+  /** sharp resize fit. */
+  fit: z.enum(['fill', 'cover', 'contain', 'inside', 'outside']).default('fill'),
+  channels: z.enum(['rgb', 'bgr', 'gray']).default('rgb'),
+  layout: z.enum(['NCHW', 'NHWC']).default('NCHW'),
+  /** Pixel values are divided by `scale`, then normalized with mean/std per channel. */
+  scale: z.number().positive().default(255),
+  mean: z.array(z.number()).default([0, 0, 0]),
+  std: z.array(z.number().positive()).default([1, 1, 1]),
+});
+
+export const Preprocess = z.discriminatedUnion('type', [TabularPreprocess, ImagePreprocess]);
+
+export const Postprocess = z.object({
+  /** Model output holding scores/logits; defaults to the first output. */
+  output: z.string().optional(),
+  softmax: z.boolean().default(false),
+  topK: z.number().int().positive().max(1000).default(1),
+  /** Class labels, inline or a file next to the definition (one label per line). */
+  labels: z.union([z.array(z.string()), z.string()]).optional(),
+  task: z.enum(['classification', 'regression']).default('classification'),
+});
+
+/** A smoke vector: named input tensors (flat data + dims) and the outputs the model must reproduce. */
+export const SmokeVector = z.object({
+  inputs: z.record(z.string(), z.object({ dims: z.array(z.number().int().nonnegative()), data: z.array(z.number()) })),
+  expected: z.record(z.string(), z.object({ dims: z.array(z.number().int().nonnegative()), data: z.array(z.number()) })),
+});
+
+export const Smoke = z.object({
+  tolerance: z.number().nonnegative().default(1e-4),
+  /** Given vectors; if empty, the builder generates `generate` vectors with onnxruntime at build time. */
+  vectors: z.array(SmokeVector).default([]),
+  generate: z.number().int().min(0).max(64).default(4),
+});
+
+export const Reference = z.object({
+  /** Reference bin edges per input feature (ascending), used by on-device input statistics. */
+  bins: z.record(z.string(), z.array(z.number())).default({}),
+  /** Optional dataset the server profiles to compute the edges (name@version). */
+  dataset: z.string().optional(),
+});
+
+export const BundleDefinition = z.object({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'lowercase letters, digits, . _ -'),
+  description: z.string().optional(),
+  /** Model ref (name@N or name@alias); the CLI's positional ref overrides it. */
+  model: z.string().optional(),
+  preprocess: Preprocess,
+  postprocess: Postprocess.default({ softmax: false, topK: 1, task: 'classification' }),
+  smoke: Smoke.default({ tolerance: 1e-4, vectors: [], generate: 4 }),
+  reference: Reference.default({ bins: {} }),
+  minAgentVersion: z.string().regex(/^\d+\.\d+\.\d+$/).default('0.1.0'),
+});
+
+export type BundleDefinition = z.infer<typeof BundleDefinition>;
+export type Preprocess = z.infer<typeof Preprocess>;
+export type ImagePreprocess = z.infer<typeof ImagePreprocess>;
+export type TabularPreprocess = z.infer<typeof TabularPreprocess>;
+export type Postprocess = z.infer<typeof Postprocess>;
+export type SmokeVector = z.infer<typeof SmokeVector>;

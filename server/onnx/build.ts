@@ -1,0 +1,106 @@
+/**
+ * Small helpers for building ONNX graphs in TypeScript (demo models, optimizer rewrites, test fixtures).
+ *
+ * @example
+ * const bytes = encodeModel({
+ *   inputs: [valueInfo('x', 'float32', ['batch', 8])],
+ *   outputs: [valueInfo('y', 'float32', ['batch', 3])],
+ *   initializers: [floatTensor('W', [8, 3], weights), floatTensor('b', [3], bias)],
+ *   nodes: [node('Gemm', ['x', 'W', 'b'], ['y'])],
+ * });
+ */
+import { onnx, type NodeProto, type TensorProto, type ValueInfoProto } from './onnx-proto.ts';
+
+export const ELEM = {
+  float32: 1,
+  uint8: 2,
+  int8: 3,
+  int32: 6,
+  int64: 7,
+  string: 8,
+  bool: 9,
+} as const;
+export type ElemName = keyof typeof ELEM;
+
+export function floatTensor(name: string, dims: number[], data: ArrayLike<number>): TensorProto {
+  return { name, dataType: ELEM.float32, dims, rawData: toBytes(Float32Array.from(data)) };
+}
+
+export function int8Tensor(name: string, dims: number[], data: ArrayLike<number>): TensorProto {
+  return { name, dataType: ELEM.int8, dims, rawData: toBytes(Int8Array.from(data)) };
+}
+
+export function uint8Tensor(name: string, dims: number[], data: ArrayLike<number>): TensorProto {
+  return { name, dataType: ELEM.uint8, dims, rawData: toBytes(Uint8Array.from(data)) };
+}
+
+export function int64Tensor(name: string, dims: number[], data: ArrayLike<number>): TensorProto {
+  return { name, dataType: ELEM.int64, dims, rawData: toBytes(BigInt64Array.from(Array.from(data, (v) => BigInt(v)))) };
+}
+
+function toBytes(view: ArrayBufferView): Uint8Array {
+  return new Uint8Array(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
+}
+
+/** A graph input/output; string dims are symbolic (e.g. 'batch'). */
+export function valueInfo(name: string, elem: ElemName, dims: Array<number | string>): ValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: ELEM[elem],
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+type AttrValue = number | string | number[] | TensorProto;
+
+export function node(opType: string, inputs: string[], outputs: string[], attrs: Record<string, AttrValue> = {}, name?: string): NodeProto {
+  const attribute = Object.entries(attrs).map(([key, value]) => attr(key, value));
+  return { opType, input: inputs, output: outputs, attribute, name: name ?? `${opType}_${outputs[0]}` };
+}
+
+function attr(name: string, value: AttrValue) {
+  const T = onnx.AttributeProto.AttributeType;
+  if (typeof value === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(value) };
+  if (Array.isArray(value)) {
+    return value.every(Number.isInteger) ? { name, type: T.INTS, ints: value } : { name, type: T.FLOATS, floats: value };
+  }
+  if (typeof value === 'number') {
+    return Number.isInteger(value) ? { name, type: T.INT, i: value } : { name, type: T.FLOAT, f: value };
+  }
+  return { name, type: T.TENSOR, t: value };
+}
+
+export interface ModelSpec {
+  inputs: ValueInfoProto[];
+  outputs: ValueInfoProto[];
+  initializers: TensorProto[];
+  nodes: NodeProto[];
+  name?: string;
+  opset?: number;
+  producer?: string;
+  docString?: string;
+  metadata?: Record<string, string>;
+}
+
+export function encodeModel(spec: ModelSpec): Uint8Array {
+  const model = onnx.ModelProto.create({
+    irVersion: 8,
+    producerName: spec.producer ?? 'flotilla',
+    producerVersion: '0.1.0',
+    opsetImport: [{ domain: '', version: spec.opset ?? 13 }],
+    docString: spec.docString ?? '',
+    metadataProps: Object.entries(spec.metadata ?? {}).map(([key, value]) => ({ key, value })),
+    graph: {
+      name: spec.name ?? 'main',
+      input: spec.inputs,
+      output: spec.outputs,
+      initializer: spec.initializers,
+      node: spec.nodes,
+    },
+  });
+  return onnx.ModelProto.encode(model).finish();
+}
