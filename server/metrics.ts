@@ -1,0 +1,52 @@
+// Prometheus metrics, one registry per control-plane instance (no global singleton: tests run several).
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests = new Counter({
+    name: 'flotilla_http_requests_total',
+    help: 'HTTP requests by method, route pattern and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly httpDuration = new Histogram({
+    name: 'flotilla_http_request_duration_seconds',
+    help: 'HTTP request duration by route pattern',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [this.registry],
+  });
+  readonly devicesConnected = new Gauge({
+    name: 'flotilla_devices_connected',
+    help: 'Devices connected to the embedded broker',
+    registers: [this.registry],
+  });
+  readonly mqttMessagesIn = new Counter({
+    name: 'flotilla_mqtt_messages_in_total',
+    help: 'MQTT messages received by the server, by channel',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+  readonly mqttMessagesOut = new Counter({
+    name: 'flotilla_mqtt_messages_out_total',
+    help: 'MQTT messages published by the server, by channel',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+  readonly mqttDropped = new Counter({
+    name: 'flotilla_mqtt_messages_dropped_total',
+    help: 'Device messages dropped by the server, by channel and reason',
+    labelNames: ['channel', 'reason'] as const,
+    registers: [this.registry],
+  });
+  readonly mqttRefused = new Counter({
+    name: 'flotilla_mqtt_refused_total',
+    help: 'Broker refusals: bad credentials, publish or subscribe outside a device\'s own topics',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_process_' });
+  }
+}
