@@ -1,0 +1,55 @@
+// Cohorts: named label selectors; membership is computed from the devices' labels at read time.
+import { eq } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.ts';
+import type { Db, Tx } from '../db/client.ts';
+import { cohorts } from '../db/schema.ts';
+import { listDevices, parseSelectorOrThrow } from '../devices/device-service.ts';
+import { Conflict, Invalid, NotFound } from '../errors.ts';
+
+export const COHORT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+export async function createCohort(db: Db, input: { name: string; selector: string; description?: string; actor: string }) {
+  if (!COHORT_NAME.test(input.name)) throw Invalid(`invalid cohort name "${input.name}": lowercase letters, digits, '.', '_' or '-'`);
+  parseSelectorOrThrow(input.selector);
+  return db.transaction(async (tx) => {
+    const existing = await tx.query.cohorts.findFirst({ where: eq(cohorts.name, input.name) });
+    if (existing) throw Conflict(`cohort "${input.name}" already exists`);
+    const [row] = await tx.insert(cohorts).values({ name: input.name, selector: input.selector, description: input.description ?? null }).returning();
+    await recordAudit(tx, input.actor, 'cohort.create', input.name, { selector: input.selector });
+    return row;
+  });
+}
+
+export async function updateCohort(db: Db, name: string, input: { selector?: string; description?: string }, actor: string) {
+  if (input.selector !== undefined) parseSelectorOrThrow(input.selector);
+  return db.transaction(async (tx) => {
+    await getCohort(tx, name);
+    const [row] = await tx.update(cohorts).set(input).where(eq(cohorts.name, name)).returning();
+    await recordAudit(tx, actor, 'cohort.update', name, input);
+    return row;
+  });
+}
+
+export async function deleteCohort(db: Db, name: string, actor: string): Promise<void> {
+  await db.transaction(async (tx) => {
+    await getCohort(tx, name);
+    await tx.delete(cohorts).where(eq(cohorts.name, name));
+    await recordAudit(tx, actor, 'cohort.delete', name);
+  });
+}
+
+export async function getCohort(db: Tx, name: string) {
+  const row = await db.query.cohorts.findFirst({ where: eq(cohorts.name, name) });
+  if (!row) throw NotFound(`cohort "${name}"`);
+  return row;
+}
+
+export async function listCohorts(db: Db) {
+  return db.select().from(cohorts).orderBy(cohorts.name);
+}
+
+/** Current members: approved devices whose labels match the selector. */
+export async function cohortMembers(db: Tx, name: string) {
+  const cohort = await getCohort(db, name);
+  return { cohort, members: await listDevices(db, { selector: cohort.selector, status: 'approved' }) };
+}

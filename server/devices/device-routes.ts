@@ -1,0 +1,84 @@
+// /api/v1/devices: list by selector, show, label, approve, revoke (revocation kicks the device off the broker).
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Db } from '../db/client.ts';
+import type { AppEnv } from '../http/app-env.ts';
+import { actorOf, requireRole } from '../http/auth.ts';
+import { validationHook } from '../http/errors.ts';
+import { errorResponses, json, LabelKey, Labels } from '../http/schemas.ts';
+import { approveDevice, getDevice, listDevices, revokeDevice, toDeviceView, updateLabels } from './device-service.ts';
+
+export const Device = z
+  .object({
+    id: z.string(),
+    name: z.string().nullable(),
+    status: z.enum(['pending', 'approved', 'revoked']),
+    labels: z.record(z.string(), z.string()),
+    facts: z.record(z.string(), z.unknown()),
+    enrollTokenId: z.string().nullable(),
+    enrolledAt: z.string(),
+    approvedAt: z.string().nullable(),
+    revokedAt: z.string().nullable(),
+    online: z.boolean(),
+    lastSeen: z.string().nullable(),
+  })
+  .openapi('Device');
+
+const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
+
+export interface DeviceRoutesDeps {
+  db: Db;
+  /** Drops the device's live broker connection (revocation takes effect at once). */
+  disconnectDevice(id: string): Promise<void>;
+}
+
+export function deviceRoutes(deps: DeviceRoutesDeps) {
+  const { db } = deps;
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  app.use('*', requireRole('devices:write'));
+  return app
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/',
+        summary: 'List devices, optionally filtered by a label selector and status',
+        request: { query: z.object({ selector: z.string().optional(), status: z.enum(['pending', 'approved', 'revoked']).optional() }) },
+        responses: { 200: json(z.object({ devices: z.array(Device) }), 'Devices'), ...errorResponses },
+      }),
+      async (c) => c.json({ devices: await listDevices(db, c.req.valid('query')) }, 200),
+    )
+    .openapi(
+      createRoute({ method: 'get', path: '/{id}', summary: 'Show a device', request: { params: IdParam }, responses: { 200: json(Device, 'Device'), ...errorResponses } }),
+      async (c) => c.json(toDeviceView(await getDevice(db, c.req.valid('param').id)), 200),
+    )
+    .openapi(
+      createRoute({
+        method: 'patch',
+        path: '/{id}/labels',
+        summary: 'Set or remove labels',
+        request: { params: IdParam, body: { content: { 'application/json': { schema: z.object({ set: Labels.default({}), remove: z.array(LabelKey).default([]) }) } } } },
+        responses: { 200: json(Device, 'Device'), ...errorResponses },
+      }),
+      async (c) => {
+        const body = c.req.valid('json');
+        return c.json(await updateLabels(db, c.req.valid('param').id, body.set, body.remove, actorOf(c)), 200);
+      },
+    )
+    .openapi(
+      createRoute({ method: 'post', path: '/{id}/approve', summary: 'Approve a pending device', request: { params: IdParam }, responses: { 200: json(Device, 'Device'), ...errorResponses } }),
+      async (c) => c.json(await approveDevice(db, c.req.valid('param').id, actorOf(c)), 200),
+    )
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/{id}/revoke',
+        summary: 'Revoke a device: its credentials stop working and it is disconnected at once',
+        request: { params: IdParam },
+        responses: { 200: json(Device, 'Device'), ...errorResponses },
+      }),
+      async (c) => {
+        const view = await revokeDevice(db, c.req.valid('param').id, actorOf(c));
+        await deps.disconnectDevice(view.id);
+        return c.json(view, 200);
+      },
+    );
+}

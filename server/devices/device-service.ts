@@ -1,0 +1,81 @@
+// Devices: listing by selector, labels, approval and revocation.
+import { eq } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.ts';
+import { scryptVerify } from '../auth/secrets.ts';
+import { matches, parseSelector, SelectorError, type SelectorTerm } from '../cohorts/selector.ts';
+import type { Db, Tx } from '../db/client.ts';
+import { devices } from '../db/schema.ts';
+import { Conflict, Invalid, NotFound } from '../errors.ts';
+
+export type DeviceRow = typeof devices.$inferSelect;
+export type DeviceView = Omit<DeviceRow, 'credentialHash'>;
+
+export function toDeviceView({ credentialHash: _c, ...rest }: DeviceRow): DeviceView {
+  return rest;
+}
+
+export function parseSelectorOrThrow(selector: string): SelectorTerm[] {
+  try {
+    return parseSelector(selector);
+  } catch (err) {
+    if (err instanceof SelectorError) throw Invalid(err.message, { position: err.position });
+    throw err;
+  }
+}
+
+export async function listDevices(db: Tx, filter: { selector?: string; status?: DeviceRow['status'] } = {}): Promise<DeviceView[]> {
+  const terms = filter.selector ? parseSelectorOrThrow(filter.selector) : null;
+  const rows = await db.select().from(devices).where(filter.status ? eq(devices.status, filter.status) : undefined).orderBy(devices.enrolledAt);
+  return rows.filter((d) => !terms || matches(terms, d.labels)).map(toDeviceView);
+}
+
+export async function getDevice(db: Tx, id: string): Promise<DeviceRow> {
+  const row = await db.query.devices.findFirst({ where: eq(devices.id, id) });
+  if (!row) throw NotFound(`device "${id}"`, { hint: 'list devices with `flotilla devices ls`' });
+  return row;
+}
+
+export async function updateLabels(db: Db, id: string, set: Record<string, string>, remove: string[], actor: string): Promise<DeviceView> {
+  return db.transaction(async (tx) => {
+    const row = await getDevice(tx, id);
+    const labels = { ...row.labels, ...set };
+    for (const k of remove) delete labels[k];
+    const [updated] = await tx.update(devices).set({ labels }).where(eq(devices.id, id)).returning();
+    await recordAudit(tx, actor, 'device.label', id, { set, remove });
+    return toDeviceView(updated);
+  });
+}
+
+export async function approveDevice(db: Db, id: string, actor: string): Promise<DeviceView> {
+  return db.transaction(async (tx) => {
+    const row = await getDevice(tx, id);
+    if (row.status === 'revoked') throw Conflict(`device ${id} is revoked; it must enroll again`);
+    if (row.status === 'approved') return toDeviceView(row);
+    const [updated] = await tx.update(devices).set({ status: 'approved', approvedAt: new Date().toISOString() }).where(eq(devices.id, id)).returning();
+    await recordAudit(tx, actor, 'device.approve', id);
+    return toDeviceView(updated);
+  });
+}
+
+export async function revokeDevice(db: Db, id: string, actor: string): Promise<DeviceView> {
+  return db.transaction(async (tx) => {
+    const row = await getDevice(tx, id);
+    if (row.status === 'revoked') return toDeviceView(row);
+    const [updated] = await tx.update(devices).set({ status: 'revoked', revokedAt: new Date().toISOString(), online: false }).where(eq(devices.id, id)).returning();
+    await recordAudit(tx, actor, 'device.revoke', id);
+    return toDeviceView(updated);
+  });
+}
+
+/** Checks a device's secret: only approved devices with the right secret pass. */
+export async function verifyDeviceCredentials(db: Db, id: string, secret: string): Promise<'ok' | 'unknown' | 'bad_secret' | 'pending' | 'revoked'> {
+  const row = await db.query.devices.findFirst({ where: eq(devices.id, id) });
+  if (!row) return 'unknown';
+  if (!(await scryptVerify(secret, row.credentialHash))) return 'bad_secret';
+  if (row.status !== 'approved') return row.status;
+  return 'ok';
+}
+
+export async function setPresence(db: Db, id: string, online: boolean, at = new Date()): Promise<void> {
+  await db.update(devices).set({ online, lastSeen: at.toISOString() }).where(eq(devices.id, id));
+}

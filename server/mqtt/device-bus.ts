@@ -1,0 +1,95 @@
+// The server's MQTT client: receives every device channel, validates each payload with the shared
+// schema and hands it to the part that owns the channel; publishes desired state and commands.
+// A malformed or unknown message is dropped and counted, never thrown.
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import type { z } from 'zod';
+import { allDevicesFilter, type Channel, deviceTopic, type DevicePublishChannel, parseDeviceTopic } from '../../protocol/topics.ts';
+import type { Metrics } from '../metrics.ts';
+
+type Handler = (deviceId: string, message: unknown) => Promise<void> | void;
+
+export interface DeviceBusOptions {
+  url: string;
+  username: string;
+  password: string;
+  metrics: Metrics;
+  logger: Logger;
+  /** With an external broker, replicas share device traffic through `$share/<group>/...`. */
+  sharedGroup?: string;
+}
+
+export class DeviceBus {
+  private client?: MqttClient;
+  private readonly handlers = new Map<string, { schema: z.ZodType; handler: Handler }>();
+
+  constructor(private readonly opts: DeviceBusOptions) {}
+
+  /** Registers the owner of a channel; call before start(). */
+  on<S extends z.ZodType>(channel: DevicePublishChannel, schema: S, handler: (deviceId: string, message: z.infer<S>) => Promise<void> | void): void {
+    this.handlers.set(channel, { schema, handler: handler as Handler });
+  }
+
+  async start(): Promise<void> {
+    const { opts } = this;
+    this.client = await mqtt.connectAsync(opts.url, {
+      username: opts.username,
+      password: opts.password,
+      clientId: `flotilla-server-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+      clean: true,
+      reconnectPeriod: 1000,
+    });
+    this.client.on('message', (topic, payload) => void this.dispatch(topic, payload));
+    this.client.on('error', (err) => opts.logger.warn({ err: err.message }, 'server mqtt client error'));
+    const filters = [...this.handlers.keys()].map((ch) => {
+      const f = allDevicesFilter(ch as DevicePublishChannel);
+      return opts.sharedGroup ? `$share/${opts.sharedGroup}/${f}` : f;
+    });
+    if (filters.length) await this.client.subscribeAsync(filters, { qos: 1 });
+  }
+
+  private async dispatch(topic: string, payload: Buffer): Promise<void> {
+    const { metrics, logger } = this.opts;
+    const parsed = parseDeviceTopic(topic);
+    const entry = parsed ? this.handlers.get(parsed.channel) : undefined;
+    if (!parsed || !entry) {
+      metrics.mqttDropped.inc({ channel: parsed?.channel ?? 'unknown', reason: 'unknown_topic' });
+      return;
+    }
+    const channel = parsed.channel;
+    metrics.mqttMessagesIn.inc({ channel });
+    if (payload.length === 0) return; // a cleared retained message
+    let json: unknown;
+    try {
+      json = JSON.parse(payload.toString('utf8'));
+    } catch {
+      metrics.mqttDropped.inc({ channel, reason: 'malformed_json' });
+      logger.warn({ deviceId: parsed.deviceId, channel }, 'dropped malformed JSON from device');
+      return;
+    }
+    const result = entry.schema.safeParse(json);
+    if (!result.success) {
+      const versioned = typeof json === 'object' && json !== null && 'v' in json && (json as { v: unknown }).v !== 1;
+      metrics.mqttDropped.inc({ channel, reason: versioned ? 'schema_version' : 'invalid_schema' });
+      logger.warn({ deviceId: parsed.deviceId, channel, issue: result.error.issues[0]?.message }, 'dropped invalid message from device');
+      return;
+    }
+    try {
+      await entry.handler(parsed.deviceId, result.data);
+    } catch (err) {
+      metrics.mqttDropped.inc({ channel, reason: 'handler_error' });
+      logger.error({ err, deviceId: parsed.deviceId, channel }, 'device message handler failed');
+    }
+  }
+
+  async publish(deviceId: string, channel: Channel, message: unknown, opts: { retain?: boolean } = {}): Promise<void> {
+    if (!this.client) throw new Error('device bus not started');
+    await this.client.publishAsync(deviceTopic(deviceId, channel), JSON.stringify(message), { qos: 1, retain: opts.retain ?? false });
+    this.opts.metrics.mqttMessagesOut.inc({ channel });
+  }
+
+  async stop(): Promise<void> {
+    await this.client?.endAsync();
+    this.client = undefined;
+  }
+}
