@@ -1,0 +1,39 @@
+// The CLI's connection to the control plane: the typed Hono client plus error handling that turns
+// any failure into one readable line.
+import { hc } from 'hono/client';
+import type { AppType } from '../app.ts';
+import type { CliConfig } from './env.ts';
+import { CliError } from './output.ts';
+
+export function apiClient(config: CliConfig) {
+  if (!config.url) throw new CliError('no server configured: set FLOTILLA_URL or run `flotilla login --url <url> --token <token>`', 2);
+  if (!config.token) throw new CliError('no token configured: set FLOTILLA_TOKEN or run `flotilla login`', 2);
+  return hc<AppType>(config.url, { headers: { authorization: `Bearer ${config.token}` } });
+}
+
+export type Api = ReturnType<typeof apiClient>;
+
+/** Awaits a typed-client call; non-2xx answers become a CliError with the server's message. */
+export async function call<T>(request: Promise<{ ok: boolean; status: number; json(): Promise<T> } & Response>): Promise<T> {
+  let res;
+  try {
+    res = await request;
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+    throw new CliError(`cannot reach the server (${cause}); check FLOTILLA_URL`);
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    throw new CliError(`server answered ${res.status} with a non-JSON body`);
+  }
+  if (!res.ok) {
+    const e = (body as { error?: { code: string; message: string; details?: { references?: string[] } } })?.error;
+    const refs = e?.details?.references ? ` (${e.details.references.join('; ')})` : '';
+    throw new CliError(e ? `${e.message}${refs} [${e.code}]` : `server answered ${res.status}`);
+  }
+  return body as T;
+}

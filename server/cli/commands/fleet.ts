@@ -1,0 +1,122 @@
+// `flotilla enroll-tokens|devices|cohorts ...`: the operator's commands.
+import type { Command } from 'commander';
+import { call, type Api } from '../api.ts';
+import { CliError, emit, keyValues, parseDuration, parsePairs, table, type Output } from '../output.ts';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+const DEVICE_COLUMNS = ['id', 'name', 'status', 'online', 'labels', 'lastSeen'];
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new CliError(`expected a positive integer, got "${v}"`, 2);
+  return n;
+}
+
+export function registerFleetCommands(program: Command, ctx: { api: () => Api; out: () => Output }) {
+  const et = program.command('enroll-tokens').description('tokens devices enroll with');
+  et.command('create')
+    .description('create an enrollment token (shown once)')
+    .option('--labels <k=v,...>', 'labels every device enrolled with it gets', collect, [])
+    .option('--ttl <duration>', 'lifetime, e.g. 24h')
+    .option('--max-uses <n>', 'how many devices may use it', positiveInt)
+    .option('--manual-approve', 'devices stay pending until `flotilla devices approve`')
+    .action(async (o: { labels: string[]; ttl?: string; maxUses?: number; manualApprove?: boolean }) => {
+      const res = await call(
+        ctx.api().api.v1['enroll-tokens'].$post({
+          json: { labels: parsePairs(o.labels, 'label'), ttlSeconds: o.ttl ? parseDuration(o.ttl) : undefined, maxUses: o.maxUses, autoApprove: !o.manualApprove },
+        }),
+      );
+      emit(ctx.out(), res, () => `${keyValues({ id: res.id, labels: res.labels, expiresAt: res.expiresAt, maxUses: res.maxUses, autoApprove: res.autoApprove })}\n\ntoken (shown once): ${res.token}`);
+    });
+  et.command('ls')
+    .description('list enrollment tokens')
+    .action(async () => {
+      const res = await call(ctx.api().api.v1['enroll-tokens'].$get());
+      emit(ctx.out(), res, () => table(res.tokens, ['id', 'labels', 'autoApprove', 'uses', 'maxUses', 'expiresAt', 'revokedAt']));
+    });
+  et.command('revoke <id>')
+    .description('revoke an enrollment token')
+    .action(async (id: string) => {
+      await call(ctx.api().api.v1['enroll-tokens'][':id'].$delete({ param: { id } }));
+      emit(ctx.out(), { revoked: id }, () => `revoked ${id}`);
+    });
+
+  const devices = program.command('devices').description('enrolled devices');
+  devices
+    .command('ls')
+    .description('list devices')
+    .option('--selector <selector>', "label selector, e.g. 'site=berlin,hw in (rpi4,jetson)'")
+    .option('--status <status>', 'pending | approved | revoked')
+    .action(async (o: { selector?: string; status?: 'pending' | 'approved' | 'revoked' }) => {
+      const res = await call(ctx.api().api.v1.devices.$get({ query: { selector: o.selector, status: o.status } }));
+      emit(ctx.out(), res, () => table(res.devices, DEVICE_COLUMNS));
+    });
+  devices
+    .command('show <id>')
+    .description('show one device')
+    .action(async (id: string) => {
+      const d = await call(ctx.api().api.v1.devices[':id'].$get({ param: { id } }));
+      emit(ctx.out(), d, () => keyValues(d));
+    });
+  devices
+    .command('label <id> [pairs...]')
+    .description('set labels (k=v); --remove k to delete one')
+    .option('--remove <key>', 'label to remove, repeatable', collect, [])
+    .action(async (id: string, pairs: string[], o: { remove: string[] }) => {
+      const d = await call(ctx.api().api.v1.devices[':id'].labels.$patch({ param: { id }, json: { set: parsePairs(pairs, 'label'), remove: o.remove } }));
+      emit(ctx.out(), d, () => `${d.id} labels: ${Object.entries(d.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '(none)'}`);
+    });
+  devices
+    .command('approve <id>')
+    .description('approve a pending device')
+    .action(async (id: string) => {
+      const d = await call(ctx.api().api.v1.devices[':id'].approve.$post({ param: { id } }));
+      emit(ctx.out(), d, () => `${d.id} is ${d.status}`);
+    });
+  devices
+    .command('revoke <id>')
+    .description('revoke a device: credentials stop working, it is disconnected at once')
+    .action(async (id: string) => {
+      const d = await call(ctx.api().api.v1.devices[':id'].revoke.$post({ param: { id } }));
+      emit(ctx.out(), d, () => `${d.id} is ${d.status}`);
+    });
+
+  const cohorts = program.command('cohorts').description('named device selectors');
+  cohorts
+    .command('create <name>')
+    .description('create a cohort')
+    .requiredOption('--selector <selector>', "e.g. 'site=berlin,hw in (rpi4,jetson),!quarantine'")
+    .option('--description <text>')
+    .action(async (name: string, o: { selector: string; description?: string }) => {
+      const c = await call(ctx.api().api.v1.cohorts.$post({ json: { name, selector: o.selector, description: o.description } }));
+      emit(ctx.out(), c, () => `created cohort ${c.name} (${c.selector})`);
+    });
+  cohorts
+    .command('ls')
+    .description('list cohorts')
+    .action(async () => {
+      const res = await call(ctx.api().api.v1.cohorts.$get());
+      emit(ctx.out(), res, () => table(res.cohorts, ['name', 'selector', 'description', 'createdAt']));
+    });
+  cohorts
+    .command('show <name>')
+    .description('show a cohort and its members now')
+    .action(async (name: string) => {
+      const res = await call(ctx.api().api.v1.cohorts[':name'].$get({ param: { name } }));
+      emit(ctx.out(), res, () => `cohort ${res.cohort.name}  selector: ${res.cohort.selector}  members: ${res.members.length}\n\n${table(res.members, DEVICE_COLUMNS)}`);
+    });
+  cohorts
+    .command('set-selector <name> <selector>')
+    .description("change a cohort's selector")
+    .action(async (name: string, selector: string) => {
+      const c = await call(ctx.api().api.v1.cohorts[':name'].$patch({ param: { name }, json: { selector } }));
+      emit(ctx.out(), c, () => `cohort ${c.name} selector: ${c.selector}`);
+    });
+  cohorts
+    .command('rm <name>')
+    .description('delete a cohort')
+    .action(async (name: string) => {
+      await call(ctx.api().api.v1.cohorts[':name'].$delete({ param: { name } }));
+      emit(ctx.out(), { deleted: name }, () => `deleted cohort ${name}`);
+    });
+}

@@ -1,0 +1,143 @@
+// `flotilla models ...`: push, ls, show, versions, alias, unalias, tag, rm.
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import type { Command } from 'commander';
+import { call, type Api } from '../api.ts';
+import type { CliConfig } from '../env.ts';
+import { CliError, emit, keyValues, parsePairs, table, type Output } from '../output.ts';
+
+function splitRef(ref: string): { name: string; ref: string } {
+  const at = ref.indexOf('@');
+  return at === -1 ? { name: ref, ref: 'latest' } : { name: ref.slice(0, at), ref: ref.slice(at + 1) };
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+function shape(t: { name: string; dtype: string; shape: Array<number | string | null> }) {
+  return `${t.name}:${t.dtype}[${t.shape.map((d) => d ?? '?').join(',')}]`;
+}
+
+export function registerModelCommands(program: Command, ctx: { api: () => Api; out: () => Output; config: () => CliConfig }) {
+  const models = program.command('models').description('model registry: versions, aliases, lineage');
+
+  models
+    .command('push <file>')
+    .description('upload an ONNX file as the next version of a model')
+    .requiredOption('--name <model>', 'model name')
+    .option('--notes <text>', 'release notes')
+    .option('--parent <ref>', 'parent version (model@N) for lineage')
+    .option('--metric <k=v>', 'a metric, repeatable', collect, [])
+    .option('--tag <k=v>', 'a tag, repeatable', collect, [])
+    .action(async (file: string, o: { name: string; notes?: string; parent?: string; metric: string[]; tag: string[] }) => {
+      const info = await stat(file).catch(() => null);
+      if (!info?.isFile()) throw new CliError(`no such file: ${file}`, 2);
+      const config = ctx.config();
+      const url = new URL(`/api/v1/models/${encodeURIComponent(o.name)}/versions`, config.url);
+      if (o.notes) url.searchParams.set('notes', o.notes);
+      if (o.parent) url.searchParams.set('parent', o.parent);
+      for (const m of o.metric) url.searchParams.append('metric', m);
+      for (const t of o.tag) url.searchParams.append('tag', t);
+      ctx.api(); // validates URL and token are configured
+      // The typed client cannot stream a file body, so this one call uses fetch directly.
+      const request = fetch(url, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${config.token}`, 'content-type': 'application/octet-stream', 'content-length': String(info.size) },
+        body: Readable.toWeb(createReadStream(file)) as ReadableStream,
+        duplex: 'half',
+      } as RequestInit);
+      const v = await call<{ ref: string; sha256: string; size: number; paramCount: number; opset: number }>(request as never);
+      emit(ctx.out(), v, () => `pushed ${v.ref} (${path.basename(file)}, ${v.size} bytes, sha256 ${v.sha256.slice(0, 12)}…, ${v.paramCount} parameters, opset ${v.opset})`);
+    });
+
+  models
+    .command('ls')
+    .description('list models')
+    .action(async () => {
+      const res = await call(ctx.api().api.v1.models.$get({ query: {} }));
+      emit(ctx.out(), res, () => table(res.models, ['name', 'versions', 'latest', 'aliases', 'updatedAt']));
+    });
+
+  models
+    .command('versions <model>')
+    .description('list the versions of a model, newest first')
+    .action(async (name: string) => {
+      const res = await call(ctx.api().api.v1.models[':name'].versions.$get({ param: { name }, query: {} }));
+      emit(ctx.out(), res, () =>
+        table(
+          res.versions.map((v) => ({ ...v, sha256: v.sha256.slice(0, 12) })),
+          ['ref', 'size', 'paramCount', 'opset', 'aliases', 'parent', 'metrics', 'createdAt'],
+        ),
+      );
+    });
+
+  models
+    .command('show <ref>')
+    .description('show a version (model, model@N or model@alias) with lineage')
+    .action(async (refArg: string) => {
+      const { name, ref } = splitRef(refArg);
+      const v = await call(ctx.api().api.v1.models[':name'].versions[':ref'].$get({ param: { name, ref } }));
+      emit(ctx.out(), v, () =>
+        keyValues({
+          ref: v.ref,
+          sha256: v.sha256,
+          size: v.size,
+          producer: v.producer,
+          opset: v.opset,
+          inputs: v.inputs.map(shape).join(' '),
+          outputs: v.outputs.map(shape).join(' '),
+          parameters: v.paramCount,
+          initializerBytes: v.initializerBytes,
+          aliases: v.aliases,
+          tags: v.tags,
+          metrics: v.metrics,
+          notes: v.notes,
+          parent: v.parent,
+          children: v.children,
+          createdAt: v.createdAt,
+          createdBy: v.createdBy,
+        }),
+      );
+    });
+
+  models
+    .command('alias <model> <alias> <version>')
+    .description('point an alias (e.g. champion) at version N')
+    .action(async (name: string, alias: string, version: string) => {
+      const n = Number(version);
+      if (!Number.isInteger(n) || n < 1) throw new CliError(`version must be a positive integer, got "${version}"`, 2);
+      const v = await call(ctx.api().api.v1.models[':name'].aliases[':alias'].$put({ param: { name, alias }, json: { version: n } }));
+      emit(ctx.out(), v, () => `${name}@${alias} -> ${v.ref}`);
+    });
+
+  models
+    .command('unalias <model> <alias>')
+    .description('remove an alias')
+    .action(async (name: string, alias: string) => {
+      await call(ctx.api().api.v1.models[':name'].aliases[':alias'].$delete({ param: { name, alias } }));
+      emit(ctx.out(), { removed: `${name}@${alias}` }, () => `removed ${name}@${alias}`);
+    });
+
+  models
+    .command('tag <ref> [pairs...]')
+    .description('set tags (k=v) on a version; --remove k to delete one')
+    .option('--remove <key>', 'tag to remove, repeatable', collect, [])
+    .action(async (refArg: string, pairs: string[], o: { remove: string[] }) => {
+      const { name, ref } = splitRef(refArg);
+      const v = await call(
+        ctx.api().api.v1.models[':name'].versions[':ref'].tags.$patch({ param: { name, ref }, json: { set: parsePairs(pairs, 'tag'), remove: o.remove } }),
+      );
+      emit(ctx.out(), v, () => `${v.ref} tags: ${Object.entries(v.tags).map(([k, x]) => `${k}=${x}`).join(', ') || '(none)'}`);
+    });
+
+  models
+    .command('rm <ref>')
+    .description('delete a version (refused while aliases, children or bundles reference it)')
+    .action(async (refArg: string) => {
+      const { name, ref } = splitRef(refArg);
+      if (ref === 'latest') throw new CliError('name the version to delete explicitly: model@N', 2);
+      await call(ctx.api().api.v1.models[':name'].versions[':ref'].$delete({ param: { name, ref } }));
+      emit(ctx.out(), { deleted: refArg }, () => `deleted ${refArg}`);
+    });
+}

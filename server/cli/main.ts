@@ -1,0 +1,41 @@
+// The `flotilla` CLI: a thin client of the REST API. Every command takes --json.
+import { Command, CommanderError } from 'commander';
+import { apiClient, type Api } from './api.ts';
+import { registerAdminCommands } from './commands/admin.ts';
+import { registerFleetCommands } from './commands/fleet.ts';
+import { registerModelCommands } from './commands/models.ts';
+import { type CliConfig, loadCliConfig } from './env.ts';
+import { CliError, type Output } from './output.ts';
+
+const program = new Command('flotilla')
+  .description('Flotilla: ML model fleet manager (control plane CLI)')
+  .option('--json', 'machine-readable JSON output')
+  .showHelpAfterError()
+  .exitOverride();
+
+let config: CliConfig | undefined;
+const getConfig = () => (config ??= loadCliConfig());
+let api: Api | undefined;
+const ctx = {
+  config: getConfig,
+  api: () => (api ??= apiClient(getConfig())),
+  out: (): Output => ({ json: Boolean(program.opts().json) }),
+};
+registerModelCommands(program, ctx);
+registerFleetCommands(program, ctx);
+registerAdminCommands(program, ctx);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Commander already printed the usage error (or help/version, which exit 0).
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else if (err instanceof CliError) {
+    process.stderr.write(`flotilla: ${err.message}\n`);
+    process.exitCode = err.exitCode;
+  } else {
+    process.stderr.write(`flotilla: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}

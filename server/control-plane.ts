@@ -1,0 +1,105 @@
+// The control plane's composition root: wires database, artifact store, broker, device bus and HTTP.
+// The constructor only stores the config; start() brings everything up, stop() tears it all down.
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { serve } from '@hono/node-server';
+import type { Client } from '@libsql/client';
+import type { Logger } from 'pino';
+import { StatusMessage } from '../protocol/messages/status.ts';
+import { createApp } from './app.ts';
+import { ArtifactStore } from './artifacts/artifact-store.ts';
+import { bootstrapAdminToken } from './bootstrap-admin.ts';
+import { EmbeddedBroker } from './broker/embedded-broker.ts';
+import { type Db, openDatabase } from './db/client.ts';
+import { setPresence } from './devices/device-service.ts';
+import type { ServerConfig } from './env.ts';
+import { createLogger } from './logger.ts';
+import { Metrics } from './metrics.ts';
+import { DeviceBus } from './mqtt/device-bus.ts';
+
+export class ControlPlane {
+  readonly metrics = new Metrics();
+  readonly logger: Logger;
+  db!: Db;
+  store!: ArtifactStore;
+  bus!: DeviceBus;
+  httpPort = 0;
+  mqttPort = 0;
+  /** Set on the first start only: the bootstrap admin token. */
+  adminToken: string | null = null;
+  private dbClient?: Client;
+  private broker?: EmbeddedBroker;
+  private http?: Server;
+
+  constructor(readonly config: ServerConfig, logger?: Logger) {
+    this.logger = logger ?? createLogger(config.logLevel);
+  }
+
+  get httpUrl(): string {
+    return `http://127.0.0.1:${this.httpPort}`;
+  }
+
+  get mqttUrl(): string {
+    return this.config.externalMqttUrl ?? `mqtt://127.0.0.1:${this.mqttPort}`;
+  }
+
+  async start(): Promise<void> {
+    const { config, logger, metrics } = this;
+    await mkdir(config.dataDir, { recursive: true });
+    const { db, client } = await openDatabase(config.dbUrl);
+    this.db = db;
+    this.dbClient = client;
+    this.store = new ArtifactStore(path.join(config.dataDir, 'artifacts'));
+    await this.store.start();
+    this.adminToken = await bootstrapAdminToken(db, config.dataDir);
+
+    const internal = { username: 'flotilla-server', password: randomBytes(24).toString('base64url') };
+    if (!config.externalMqttUrl) {
+      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal });
+      this.mqttPort = await this.broker.start();
+    }
+    this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined });
+    this.bus.on('status', StatusMessage, (deviceId, msg) => setPresence(db, deviceId, msg.state === 'online'));
+    await this.bus.start();
+
+    const app = createApp({
+      db,
+      store: this.store,
+      metrics,
+      logger,
+      maxUploadBytes: config.maxUploadBytes,
+      versionReferenceChecks: [],
+      disconnectDevice: async (id) => {
+        await this.broker?.disconnect(id);
+      },
+      deviceUrls: (requestUrl) => {
+        const origin = new URL(requestUrl);
+        return {
+          serverUrl: config.publicUrl ?? origin.origin,
+          mqttUrl: config.publicMqttUrl ?? config.externalMqttUrl ?? `mqtt://${origin.hostname}:${this.mqttPort}`,
+        };
+      },
+      health: () => ({ ok: true, checks: { database: true, broker: this.broker ? true : true } }),
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.http = serve({ fetch: app.fetch, port: config.httpPort, hostname: config.httpHost }, () => resolve()) as Server;
+      this.http.once('error', reject);
+    });
+    this.httpPort = (this.http!.address() as AddressInfo).port;
+    logger.info({ http: this.httpPort, mqtt: this.mqttUrl, dataDir: config.dataDir }, 'control plane started');
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      if (!this.http) return resolve();
+      this.http.close(() => resolve());
+      this.http.closeAllConnections?.();
+    });
+    await this.bus?.stop();
+    await this.broker?.stop();
+    this.dbClient?.close();
+  }
+}
