@@ -142,7 +142,7 @@ describe('fleet: enrollment, devices, cohorts, broker', () => {
     const received: string[] = [];
     await cb.subscribeAsync(deviceTopic(b.deviceId, 'cmd'));
     cb.on('message', (topic) => received.push(topic));
-    const closed = new Promise((r) => ca.once('close', r));
+    const closed = new Promise<void>((r) => ca.once('close', () => r()));
     ca.publish(deviceTopic(b.deviceId, 'cmd'), JSON.stringify({ v: 1, id: 'x', command: 'ping' }), { qos: 1 });
     await closed;
     // And the message never reached B.
@@ -187,7 +187,7 @@ describe('fleet: enrollment, devices, cohorts, broker', () => {
   test('revoking a device disconnects it at once and its credentials stop working', async () => {
     const [, , third] = enrolled;
     const c = await connectDevice(cp.mqttUrl, third.deviceId, third.mqtt.password);
-    const closed = new Promise((r) => c.once('close', r));
+    const closed = new Promise<void>((r) => c.once('close', () => r()));
     const res = await cp.api('POST', `/api/v1/devices/${third.deviceId}/revoke`);
     assert.equal(res.body.status, 'revoked');
     await closed;

@@ -19,7 +19,7 @@ describe('model registry', () => {
   after(() => cp.stop());
 
   const push = (name: string, bytes: Uint8Array, query = '', token?: string) =>
-    cp.api('POST', `/api/v1/models/${name}/versions${query}`, { body: bytes, token, headers: { 'content-type': 'application/octet-stream' } });
+    cp.api('POST', `/api/v1/models/${name}/versions${query}`, { body: bytes as BodyInit, token, headers: { 'content-type': 'application/octet-stream' } });
 
   const versionCount = async () => (await cp.plane.db.select().from(modelVersions)).length;
   const blobCount = async () => (await readdir(path.join(cp.dataDir, 'artifacts', 'sha256'))).length;
