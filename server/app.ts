@@ -1,17 +1,24 @@
-// The HTTP application: /api/v1 routes, OpenAPI document, /metrics, /healthz.
+// The HTTP application: /api/v1 routes, OpenAPI document, /artifacts, /metrics, /healthz.
 // Route modules are chained so `AppType` carries every route's types to the CLI's typed client.
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Logger } from 'pino';
+import { artifactRoutes } from './artifacts/artifact-routes.ts';
 import type { ArtifactStore } from './artifacts/artifact-store.ts';
+import { DeviceAuthenticator } from './artifacts/device-auth.ts';
 import { auditRoutes } from './audit/audit-routes.ts';
 import { tokenRoutes } from './auth/token-routes.ts';
+import { bundleRoutes } from './bundles/bundle-routes.ts';
 import { cohortRoutes } from './cohorts/cohort-routes.ts';
 import type { Db } from './db/client.ts';
+import { deploymentRoutes } from './deployments/deployment-routes.ts';
+import type { DesiredState } from './deployments/desired-state.ts';
 import { deviceRoutes } from './devices/device-routes.ts';
 import { enrollRoutes, enrollTokenRoutes } from './enroll/enroll-routes.ts';
 import type { AppEnv } from './http/app-env.ts';
 import { authenticate } from './http/auth.ts';
 import { errorBody, onError, validationHook } from './http/errors.ts';
+import { keyRoutes } from './keys/key-routes.ts';
+import { rootOf } from './keys/key-service.ts';
 import type { Metrics } from './metrics.ts';
 import { modelRoutes } from './models/model-routes.ts';
 import type { VersionReferenceCheck } from './models/model-service.ts';
@@ -21,13 +28,20 @@ export interface AppDeps {
   store: ArtifactStore;
   metrics: Metrics;
   logger: Logger;
+  desired: DesiredState;
   maxUploadBytes: number;
   versionReferenceChecks: VersionReferenceCheck[];
   disconnectDevice(id: string): Promise<void>;
+  /** A device became approved or was relabelled (late joiners of cohort deployments). */
+  onDeviceChanged(id: string): Promise<void>;
+  /** After a new key list: re-sign and republish desired state. */
+  onKeyListChanged(): Promise<void>;
   /** The broker and server URLs to hand devices, given the URL the device called us on. */
   deviceUrls(requestUrl: string): { mqttUrl: string; serverUrl: string };
-  health(): { ok: boolean; checks: Record<string, boolean> };
+  health(): Promise<{ ok: boolean; checks: Record<string, boolean> }>;
 }
+
+const PROTECTED = ['models', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit'];
 
 export function createApp(deps: AppDeps) {
   const { db, metrics } = deps;
@@ -44,33 +58,43 @@ export function createApp(deps: AppDeps) {
   app.onError(onError(deps.logger));
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
 
-  app.get('/healthz', (c) => {
-    const h = deps.health();
+  app.get('/healthz', async (c) => {
+    const h = await deps.health();
     return c.json(h, h.ok ? 200 : 503);
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
+  app.route('/artifacts', artifactRoutes({ db, store: deps.store, deviceAuth: new DeviceAuthenticator(db) }));
 
   app.doc31('/api/v1/openapi.json', {
     openapi: '3.1.0',
-    info: { title: 'Flotilla control plane', version: '0.1.0', description: 'Model registry, devices, cohorts, bundles and rollouts for ML on edge fleets.' },
+    info: { title: 'Flotilla control plane', version: '0.1.0', description: 'Model registry, devices, cohorts, bundles and deployments for ML on edge fleets.' },
+    security: [{ bearer: [] }],
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
 
   // Device enrollment authenticates with the enrollment token in the body, not a bearer token.
-  const api = new OpenAPIHono<AppEnv>({ defaultHook: validationHook })
-    .route('/enroll', enrollRoutes(db, deps.deviceUrls));
-  api.use('/models/*', authenticate(db));
-  api.use('/devices/*', authenticate(db));
-  api.use('/cohorts/*', authenticate(db));
-  api.use('/enroll-tokens/*', authenticate(db));
-  api.use('/tokens/*', authenticate(db));
-  api.use('/audit/*', authenticate(db));
+  const api = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }).route(
+    '/enroll',
+    enrollRoutes({
+      db,
+      urls: deps.deviceUrls,
+      trustRoot: async () => {
+        const root = await rootOf(db);
+        return root ? { rootKeyid: root.keyid, rootPublicKey: root.publicKey } : null;
+      },
+      onDeviceChanged: deps.onDeviceChanged,
+    }),
+  );
+  for (const resource of PROTECTED) api.use(`/${resource}/*`, authenticate(db));
   const routes = api
     .route('/models', modelRoutes({ db, store: deps.store, maxUploadBytes: deps.maxUploadBytes, versionReferenceChecks: deps.versionReferenceChecks }))
-    .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice }))
+    .route('/bundles', bundleRoutes({ db, store: deps.store }))
+    .route('/deployments', deploymentRoutes({ db, desired: deps.desired }))
+    .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice, onDeviceChanged: deps.onDeviceChanged }))
     .route('/cohorts', cohortRoutes(db))
     .route('/enroll-tokens', enrollTokenRoutes(db))
     .route('/tokens', tokenRoutes(db))
+    .route('/keys', keyRoutes({ db, onKeyListChanged: deps.onKeyListChanged }))
     .route('/audit', auditRoutes(db));
   return app.route('/api/v1', routes);
 }

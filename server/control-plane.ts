@@ -8,13 +8,17 @@ import path from 'node:path';
 import { serve } from '@hono/node-server';
 import type { Client } from '@libsql/client';
 import type { Logger } from 'pino';
+import { ReportedMessage } from '../protocol/messages/reported.ts';
 import { StatusMessage } from '../protocol/messages/status.ts';
 import { createApp } from './app.ts';
 import { ArtifactStore } from './artifacts/artifact-store.ts';
 import { bootstrapAdminToken } from './bootstrap-admin.ts';
 import { EmbeddedBroker } from './broker/embedded-broker.ts';
 import { type Db, openDatabase } from './db/client.ts';
-import { setPresence } from './devices/device-service.ts';
+import { bundlesReferencingVersion } from './bundles/bundle-service.ts';
+import { reconcileDevice } from './deployments/deployment-service.ts';
+import { DesiredState } from './deployments/desired-state.ts';
+import { setPresence, storeReported } from './devices/device-service.ts';
 import type { ServerConfig } from './env.ts';
 import { createLogger } from './logger.ts';
 import { Metrics } from './metrics.ts';
@@ -26,6 +30,7 @@ export class ControlPlane {
   db!: Db;
   store!: ArtifactStore;
   bus!: DeviceBus;
+  desired!: DesiredState;
   httpPort = 0;
   mqttPort = 0;
   /** Set on the first start only: the bootstrap admin token. */
@@ -63,15 +68,24 @@ export class ControlPlane {
     }
     this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined });
     this.bus.on('status', StatusMessage, (deviceId, msg) => setPresence(db, deviceId, msg.state === 'online'));
+    this.bus.on('reported', ReportedMessage, (deviceId, msg) => storeReported(db, deviceId, msg));
     await this.bus.start();
+    this.desired = new DesiredState(db, this.bus, logger);
+    // Retained messages do not survive a restart of the embedded broker: publish every device's desired state again.
+    await this.desired.publish();
 
     const app = createApp({
       db,
       store: this.store,
       metrics,
       logger,
+      desired: this.desired,
       maxUploadBytes: config.maxUploadBytes,
-      versionReferenceChecks: [],
+      versionReferenceChecks: [bundlesReferencingVersion],
+      onDeviceChanged: async (id) => {
+        await reconcileDevice(db, this.desired, id);
+      },
+      onKeyListChanged: () => this.desired.resignAll(),
       disconnectDevice: async (id) => {
         await this.broker?.disconnect(id);
       },
@@ -82,7 +96,11 @@ export class ControlPlane {
           mqttUrl: config.publicMqttUrl ?? config.externalMqttUrl ?? `mqtt://${origin.hostname}:${this.mqttPort}`,
         };
       },
-      health: () => ({ ok: true, checks: { database: true, broker: this.broker ? true : true } }),
+      health: async () => {
+        const database = await client.execute('SELECT 1').then(() => true, () => false);
+        const mqtt = this.bus.connected;
+        return { ok: database && mqtt, checks: { database, mqtt } };
+      },
     });
     await new Promise<void>((resolve, reject) => {
       this.http = serve({ fetch: app.fetch, port: config.httpPort, hostname: config.httpHost }, () => resolve()) as Server;

@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'conflict'
   | 'payload_too_large'
   | 'invalid_model'
+  | 'invalid_bundle'
   | 'unsupported_media_type'
   | 'range_not_satisfiable';
 
@@ -22,6 +23,7 @@ const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 
   unsupported_media_type: 415,
   range_not_satisfiable: 416,
   invalid_model: 422,
+  invalid_bundle: 422,
 };
 
 export class ServiceError extends Error {

@@ -13,8 +13,12 @@ export function apiClient(config: CliConfig) {
 
 export type Api = ReturnType<typeof apiClient>;
 
+/** The body type of a typed-client response union's 2xx members. */
+type SuccessBody<R> = R extends { status: infer S; json(): Promise<infer B> } ? (S extends 200 | 201 | 202 ? B : never) : never;
+
 /** Awaits a typed-client call; non-2xx answers become a CliError with the server's message. */
-export async function call<T>(request: Promise<{ ok: boolean; status: number; json(): Promise<T> } & Response>): Promise<T> {
+export async function call<R extends Response>(request: Promise<R>): Promise<SuccessBody<R>> {
+  type T = SuccessBody<R>;
   let res;
   try {
     res = await request;

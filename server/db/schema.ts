@@ -97,6 +97,9 @@ export const devices = sqliteTable(
     revokedAt: text('revoked_at'),
     online: integer('online', { mode: 'boolean' }).notNull().default(false),
     lastSeen: text('last_seen'),
+    /** The device's last `reported` message (active bundle, update state, last error). */
+    reported: text('reported', { mode: 'json' }),
+    updateState: text('update_state'),
   },
   (t) => [index('devices_status').on(t.status)],
 );
@@ -120,4 +123,65 @@ export const auditLog = sqliteTable(
     details: text('details', { mode: 'json' }),
   },
   (t) => [index('audit_log_at').on(t.at)],
+);
+
+/** Release keys: the server signs deployment manifests with them; the offline root lists them. */
+export const releaseKeys = sqliteTable('release_keys', {
+  keyid: text('keyid').primaryKey(),
+  publicKey: text('public_key').notNull(),
+  privateKeyPem: text('private_key_pem').notNull(),
+  createdAt: createdAt(),
+  retiredAt: text('retired_at'),
+});
+
+/** Root-signed key lists, newest version wins. */
+export const keyLists = sqliteTable('key_lists', {
+  version: integer('version').primaryKey(),
+  rootKeyid: text('root_keyid').notNull(),
+  envelope: text('envelope', { mode: 'json' }).notNull(),
+  createdAt: createdAt(),
+  createdBy: text('created_by'),
+});
+
+export const bundles = sqliteTable(
+  'bundles',
+  {
+    id: text('id').primaryKey(),
+    name: text('name').notNull(),
+    modelVersionId: integer('model_version_id').notNull().references(() => modelVersions.id),
+    /** The resolved definition (labels inlined, smoke vectors filled in) as shipped in bundle.json. */
+    definition: text('definition', { mode: 'json' }).notNull(),
+    files: text('files', { mode: 'json' }).$type<Array<{ path: string; sha256: string; size: number }>>().notNull(),
+    minAgentVersion: text('min_agent_version').notNull(),
+    createdAt: createdAt(),
+    createdBy: text('created_by'),
+  },
+  (t) => [index('bundles_model_version').on(t.modelVersionId), index('bundles_name').on(t.name)],
+);
+
+export const deployments = sqliteTable('deployments', {
+  id: text('id').primaryKey(),
+  bundleId: text('bundle_id').notNull().references(() => bundles.id),
+  targetKind: text('target_kind', { enum: ['device', 'cohort'] }).notNull(),
+  target: text('target').notNull(),
+  deviceCount: integer('device_count').notNull(),
+  createdAt: createdAt(),
+  createdBy: text('created_by'),
+});
+
+/** Each device's desired state: the signed manifest published (retained) on its `desired` topic. */
+export const deviceDesired = sqliteTable(
+  'device_desired',
+  {
+    deviceId: text('device_id').primaryKey().references(() => devices.id),
+    /** Monotonic per device; never reused, even when the bundle stays the same. */
+    counter: integer('counter').notNull(),
+    bundleId: text('bundle_id').notNull().references(() => bundles.id),
+    deploymentId: text('deployment_id'),
+    cohort: text('cohort'),
+    manifest: text('manifest', { mode: 'json' }).notNull(),
+    expiresAt: text('expires_at').notNull(),
+    updatedAt: createdAt(),
+  },
+  (t) => [index('device_desired_bundle').on(t.bundleId)],
 );

@@ -5,7 +5,7 @@ import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json, LabelKey, Labels } from '../http/schemas.ts';
-import { approveDevice, getDevice, listDevices, revokeDevice, toDeviceView, updateLabels } from './device-service.ts';
+import { approveDevice, deviceDetail, listDevices, revokeDevice, updateLabels } from './device-service.ts';
 
 export const Device = z
   .object({
@@ -20,8 +20,14 @@ export const Device = z
     revokedAt: z.string().nullable(),
     online: z.boolean(),
     lastSeen: z.string().nullable(),
+    updateState: z.string().nullable(),
+    reported: z.unknown().nullable(),
   })
   .openapi('Device');
+
+const DeviceDetail = Device.extend({
+  desired: z.object({ bundleId: z.string(), counter: z.number(), deploymentId: z.string().nullable(), cohort: z.string().nullable(), expiresAt: z.string(), updatedAt: z.string() }).nullable(),
+}).openapi('DeviceDetail');
 
 const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
 
@@ -29,6 +35,8 @@ export interface DeviceRoutesDeps {
   db: Db;
   /** Drops the device's live broker connection (revocation takes effect at once). */
   disconnectDevice(id: string): Promise<void>;
+  /** A device became approved or was relabelled: it may now belong to a cohort with a deployment. */
+  onDeviceChanged(id: string): Promise<void>;
 }
 
 export function deviceRoutes(deps: DeviceRoutesDeps) {
@@ -47,8 +55,14 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
       async (c) => c.json({ devices: await listDevices(db, c.req.valid('query')) }, 200),
     )
     .openapi(
-      createRoute({ method: 'get', path: '/{id}', summary: 'Show a device', request: { params: IdParam }, responses: { 200: json(Device, 'Device'), ...errorResponses } }),
-      async (c) => c.json(toDeviceView(await getDevice(db, c.req.valid('param').id)), 200),
+      createRoute({
+        method: 'get',
+        path: '/{id}',
+        summary: 'Show a device: labels, facts, presence, desired and reported (active bundle, update state)',
+        request: { params: IdParam },
+        responses: { 200: json(DeviceDetail, 'Device'), ...errorResponses },
+      }),
+      async (c) => c.json(await deviceDetail(db, c.req.valid('param').id), 200),
     )
     .openapi(
       createRoute({
@@ -60,12 +74,18 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
       }),
       async (c) => {
         const body = c.req.valid('json');
-        return c.json(await updateLabels(db, c.req.valid('param').id, body.set, body.remove, actorOf(c)), 200);
+        const view = await updateLabels(db, c.req.valid('param').id, body.set, body.remove, actorOf(c));
+        await deps.onDeviceChanged(view.id);
+        return c.json(view, 200);
       },
     )
     .openapi(
       createRoute({ method: 'post', path: '/{id}/approve', summary: 'Approve a pending device', request: { params: IdParam }, responses: { 200: json(Device, 'Device'), ...errorResponses } }),
-      async (c) => c.json(await approveDevice(db, c.req.valid('param').id, actorOf(c)), 200),
+      async (c) => {
+        const view = await approveDevice(db, c.req.valid('param').id, actorOf(c));
+        await deps.onDeviceChanged(view.id);
+        return c.json(view, 200);
+      },
     )
     .openapi(
       createRoute({

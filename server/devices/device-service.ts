@@ -4,7 +4,7 @@ import { recordAudit } from '../audit/audit-log.ts';
 import { scryptVerify } from '../auth/secrets.ts';
 import { matches, parseSelector, SelectorError, type SelectorTerm } from '../cohorts/selector.ts';
 import type { Db, Tx } from '../db/client.ts';
-import { devices } from '../db/schema.ts';
+import { deviceDesired, devices } from '../db/schema.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
 
 export type DeviceRow = typeof devices.$inferSelect;
@@ -78,4 +78,16 @@ export async function verifyDeviceCredentials(db: Db, id: string, secret: string
 
 export async function setPresence(db: Db, id: string, online: boolean, at = new Date()): Promise<void> {
   await db.update(devices).set({ online, lastSeen: at.toISOString() }).where(eq(devices.id, id));
+}
+
+/** One device with its desired state (what the server asked for) next to what it reported. */
+export async function deviceDetail(db: Tx, id: string) {
+  const row = await getDevice(db, id);
+  const d = await db.query.deviceDesired.findFirst({ where: eq(deviceDesired.deviceId, id) });
+  const desired = d ? { bundleId: d.bundleId, counter: d.counter, deploymentId: d.deploymentId, cohort: d.cohort, expiresAt: d.expiresAt, updatedAt: d.updatedAt } : null;
+  return { ...toDeviceView(row), desired };
+}
+
+export async function storeReported(db: Db, id: string, reported: { state: string }): Promise<void> {
+  await db.update(devices).set({ reported, updateState: reported.state, lastSeen: new Date().toISOString() }).where(eq(devices.id, id));
 }

@@ -79,7 +79,16 @@ export const DeviceFactsSchema = z.object({
   hostname: z.string().max(253).optional(),
 });
 
-export function enrollRoutes(db: Db, urls: (requestUrl: string) => { mqttUrl: string; serverUrl: string }) {
+export interface EnrollRoutesDeps {
+  db: Db;
+  urls(requestUrl: string): { mqttUrl: string; serverUrl: string };
+  /** The trust root devices pin (null until `flotilla keys init`). */
+  trustRoot(): Promise<{ rootKeyid: string; rootPublicKey: string } | null>;
+  onDeviceChanged(id: string): Promise<void>;
+}
+
+export function enrollRoutes(deps: EnrollRoutesDeps) {
+  const { db } = deps;
   const app = new OpenAPIHono({ defaultHook: validationHook });
   return app.openapi(
     createRoute({
@@ -99,6 +108,7 @@ export function enrollRoutes(db: Db, urls: (requestUrl: string) => { mqttUrl: st
             labels: z.record(z.string(), z.string()),
             mqtt: z.object({ url: z.string(), clientId: z.string(), username: z.string(), password: z.string() }),
             serverUrl: z.string(),
+            trust: z.object({ rootKeyid: z.string(), rootPublicKey: z.string() }).nullable(),
           }),
           'Enrolled',
         ),
@@ -108,7 +118,8 @@ export function enrollRoutes(db: Db, urls: (requestUrl: string) => { mqttUrl: st
     async (c) => {
       const body = c.req.valid('json');
       const res = await enrollDevice(db, body);
-      const { mqttUrl, serverUrl } = urls(c.req.url);
+      if (res.status === 'approved') await deps.onDeviceChanged(res.deviceId);
+      const { mqttUrl, serverUrl } = deps.urls(c.req.url);
       return c.json(
         {
           deviceId: res.deviceId,
@@ -116,6 +127,7 @@ export function enrollRoutes(db: Db, urls: (requestUrl: string) => { mqttUrl: st
           labels: res.labels,
           mqtt: { url: mqttUrl, clientId: res.deviceId, username: res.deviceId, password: res.secret },
           serverUrl,
+          trust: await deps.trustRoot(),
         },
         201,
       );

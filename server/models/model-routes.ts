@@ -7,7 +7,7 @@ import { Invalid, ServiceError } from '../errors.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json, Pagination } from '../http/schemas.ts';
+import { ErrorResponse, errorResponses, json, Pagination } from '../http/schemas.ts';
 import {
   deleteVersion,
   listModels,
@@ -123,8 +123,8 @@ export function modelRoutes(deps: ModelRoutesDeps) {
         },
         responses: {
           201: json(Version, 'Registered version'),
-          413: json(z.any(), 'Upload over the size limit'),
-          422: json(z.any(), 'Not a valid ONNX model'),
+          413: json(ErrorResponse, 'Upload over the size limit'),
+          422: json(ErrorResponse, 'Not a valid ONNX model'),
           ...errorResponses,
         },
       }),

@@ -82,6 +82,10 @@ export class DeviceBus {
     }
   }
 
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
   async publish(deviceId: string, channel: Channel, message: unknown, opts: { retain?: boolean } = {}): Promise<void> {
     if (!this.client) throw new Error('device bus not started');
     await this.client.publishAsync(deviceTopic(deviceId, channel), JSON.stringify(message), { qos: 1, retain: opts.retain ?? false });

@@ -4,7 +4,7 @@ import { call, type Api } from '../api.ts';
 import { CliError, emit, keyValues, parseDuration, parsePairs, table, type Output } from '../output.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
-const DEVICE_COLUMNS = ['id', 'name', 'status', 'online', 'labels', 'lastSeen'];
+const DEVICE_COLUMNS = ['id', 'name', 'status', 'online', 'updateState', 'labels', 'lastSeen'];
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -56,7 +56,22 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
     .description('show one device')
     .action(async (id: string) => {
       const d = await call(ctx.api().api.v1.devices[':id'].$get({ param: { id } }));
-      emit(ctx.out(), d, () => keyValues(d));
+      const rep = d.reported as { active?: { bundleId: string; model: { name: string; version: number }; counter: number } | null; lastError?: { code: string; message: string } | null } | null;
+      emit(ctx.out(), d, () =>
+        keyValues({
+          id: d.id,
+          name: d.name,
+          status: d.status,
+          online: d.online,
+          lastSeen: d.lastSeen,
+          labels: d.labels,
+          facts: d.facts,
+          active: rep?.active ? `${rep.active.bundleId} (${rep.active.model.name}@${rep.active.model.version}, counter ${rep.active.counter})` : null,
+          desired: d.desired ? `${d.desired.bundleId} (counter ${d.desired.counter}, expires ${d.desired.expiresAt})` : null,
+          updateState: d.updateState,
+          lastError: rep?.lastError ? `${rep.lastError.code}: ${rep.lastError.message}` : null,
+        }),
+      );
     });
   devices
     .command('label <id> [pairs...]')

@@ -47,7 +47,7 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
         body: Readable.toWeb(createReadStream(file)) as ReadableStream,
         duplex: 'half',
       } as RequestInit);
-      const v = await call<{ ref: string; sha256: string; size: number; paramCount: number; opset: number }>(request as never);
+      const v = (await call(request)) as unknown as { ref: string; sha256: string; size: number; paramCount: number; opset: number };
       emit(ctx.out(), v, () => `pushed ${v.ref} (${path.basename(file)}, ${v.size} bytes, sha256 ${v.sha256.slice(0, 12)}…, ${v.paramCount} parameters, opset ${v.opset})`);
     });
 

@@ -28,6 +28,20 @@ CREATE TABLE `audit_log` (
 );
 --> statement-breakpoint
 CREATE INDEX `audit_log_at` ON `audit_log` (`created_at`);--> statement-breakpoint
+CREATE TABLE `bundles` (
+	`id` text PRIMARY KEY NOT NULL,
+	`name` text NOT NULL,
+	`model_version_id` integer NOT NULL,
+	`definition` text NOT NULL,
+	`files` text NOT NULL,
+	`min_agent_version` text NOT NULL,
+	`created_at` text DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')) NOT NULL,
+	`created_by` text,
+	FOREIGN KEY (`model_version_id`) REFERENCES `model_versions`(`id`) ON UPDATE no action ON DELETE no action
+);
+--> statement-breakpoint
+CREATE INDEX `bundles_model_version` ON `bundles` (`model_version_id`);--> statement-breakpoint
+CREATE INDEX `bundles_name` ON `bundles` (`name`);--> statement-breakpoint
 CREATE TABLE `cohorts` (
 	`id` integer PRIMARY KEY AUTOINCREMENT NOT NULL,
 	`name` text NOT NULL,
@@ -37,6 +51,31 @@ CREATE TABLE `cohorts` (
 );
 --> statement-breakpoint
 CREATE UNIQUE INDEX `cohorts_name_unique` ON `cohorts` (`name`);--> statement-breakpoint
+CREATE TABLE `deployments` (
+	`id` text PRIMARY KEY NOT NULL,
+	`bundle_id` text NOT NULL,
+	`target_kind` text NOT NULL,
+	`target` text NOT NULL,
+	`device_count` integer NOT NULL,
+	`created_at` text DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')) NOT NULL,
+	`created_by` text,
+	FOREIGN KEY (`bundle_id`) REFERENCES `bundles`(`id`) ON UPDATE no action ON DELETE no action
+);
+--> statement-breakpoint
+CREATE TABLE `device_desired` (
+	`device_id` text PRIMARY KEY NOT NULL,
+	`counter` integer NOT NULL,
+	`bundle_id` text NOT NULL,
+	`deployment_id` text,
+	`cohort` text,
+	`manifest` text NOT NULL,
+	`expires_at` text NOT NULL,
+	`created_at` text DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')) NOT NULL,
+	FOREIGN KEY (`device_id`) REFERENCES `devices`(`id`) ON UPDATE no action ON DELETE no action,
+	FOREIGN KEY (`bundle_id`) REFERENCES `bundles`(`id`) ON UPDATE no action ON DELETE no action
+);
+--> statement-breakpoint
+CREATE INDEX `device_desired_bundle` ON `device_desired` (`bundle_id`);--> statement-breakpoint
 CREATE TABLE `devices` (
 	`id` text PRIMARY KEY NOT NULL,
 	`name` text,
@@ -49,7 +88,9 @@ CREATE TABLE `devices` (
 	`approved_at` text,
 	`revoked_at` text,
 	`online` integer DEFAULT false NOT NULL,
-	`last_seen` text
+	`last_seen` text,
+	`reported` text,
+	`update_state` text
 );
 --> statement-breakpoint
 CREATE INDEX `devices_status` ON `devices` (`status`);--> statement-breakpoint
@@ -67,6 +108,14 @@ CREATE TABLE `enroll_tokens` (
 );
 --> statement-breakpoint
 CREATE UNIQUE INDEX `enroll_tokens_token_hash_unique` ON `enroll_tokens` (`token_hash`);--> statement-breakpoint
+CREATE TABLE `key_lists` (
+	`version` integer PRIMARY KEY NOT NULL,
+	`root_keyid` text NOT NULL,
+	`envelope` text NOT NULL,
+	`created_at` text DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')) NOT NULL,
+	`created_by` text
+);
+--> statement-breakpoint
 CREATE TABLE `model_aliases` (
 	`model_id` integer NOT NULL,
 	`alias` text NOT NULL,
@@ -111,4 +160,11 @@ CREATE TABLE `models` (
 	`created_at` text DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')) NOT NULL
 );
 --> statement-breakpoint
-CREATE UNIQUE INDEX `models_name_unique` ON `models` (`name`);
+CREATE UNIQUE INDEX `models_name_unique` ON `models` (`name`);--> statement-breakpoint
+CREATE TABLE `release_keys` (
+	`keyid` text PRIMARY KEY NOT NULL,
+	`public_key` text NOT NULL,
+	`private_key_pem` text NOT NULL,
+	`created_at` text DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')) NOT NULL,
+	`retired_at` text
+);

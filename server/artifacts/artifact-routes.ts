@@ -1,0 +1,65 @@
+// GET /artifacts/sha256/<hex>: content-addressed downloads with HTTP Range (resumable).
+// Devices authenticate with Basic deviceId:secret and may fetch only files of their own desired
+// bundle; people and tools use a bearer API token.
+import { Hono } from 'hono';
+import { stream } from 'hono/streaming';
+import { eq } from 'drizzle-orm';
+import { authenticateApiToken } from '../auth/api-tokens.ts';
+import type { Db } from '../db/client.ts';
+import { artifacts, bundles, deviceDesired } from '../db/schema.ts';
+import { Forbidden, NotFound, ServiceError } from '../errors.ts';
+import type { ArtifactStore } from './artifact-store.ts';
+import type { DeviceAuthenticator } from './device-auth.ts';
+
+function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | 'invalid' {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return 'invalid';
+  if (m[1] === '') {
+    const suffix = Math.min(Number(m[2]), size);
+    return suffix === 0 ? 'invalid' : { start: size - suffix, end: size - 1 };
+  }
+  const start = Number(m[1]);
+  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
+  return start >= size || end < start ? 'invalid' : { start, end };
+}
+
+export function artifactRoutes(deps: { db: Db; store: ArtifactStore; deviceAuth: DeviceAuthenticator }) {
+  const { db, store } = deps;
+  return new Hono().get('/sha256/:hex', async (c) => {
+    const hex = c.req.param('hex');
+    const auth = c.req.header('authorization') ?? '';
+    if (auth.startsWith('Basic ')) {
+      const [deviceId, ...rest] = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':');
+      if (!(await deps.deviceAuth.check(deviceId, rest.join(':')))) throw new ServiceError('unauthorized', 'bad device credentials');
+      const desired = await db.query.deviceDesired.findFirst({ where: eq(deviceDesired.deviceId, deviceId) });
+      const bundle = desired ? await db.query.bundles.findFirst({ where: eq(bundles.id, desired.bundleId) }) : undefined;
+      if (!bundle?.files.some((f) => f.sha256 === hex)) throw Forbidden('this artifact is not part of the device\'s desired bundle');
+    } else if (auth.startsWith('Bearer ')) {
+      if (!(await authenticateApiToken(db, auth.slice(7))).ok) throw new ServiceError('unauthorized', 'token not recognised or expired');
+    } else {
+      throw new ServiceError('unauthorized', 'artifacts need device (Basic) or API (Bearer) credentials');
+    }
+    const row = await db.query.artifacts.findFirst({ where: eq(artifacts.sha256, store.pathOf(hex) && hex) });
+    const size = row ? await store.size(hex) : null;
+    if (!row || size === null) throw NotFound(`artifact ${hex}`);
+    const range = parseRange(c.req.header('range'), size);
+    if (range === 'invalid') {
+      c.header('content-range', `bytes */${size}`);
+      throw new ServiceError('range_not_satisfiable', `range not satisfiable for ${size} bytes`);
+    }
+    const { start, end } = range ?? { start: 0, end: size - 1 };
+    c.header('accept-ranges', 'bytes');
+    c.header('content-type', row.mediaType);
+    c.header('content-length', String(end - start + 1));
+    c.header('etag', `"${hex}"`);
+    c.header('cache-control', 'private, max-age=31536000, immutable');
+    if (range) {
+      c.status(206);
+      c.header('content-range', `bytes ${start}-${end}/${size}`);
+    }
+    return stream(c, async (s) => {
+      for await (const chunk of store.readStream(hex, { start, end })) await s.write(chunk as Uint8Array);
+    });
+  });
+}

@@ -1,0 +1,131 @@
+// `flotilla keys|bundles|deploy|deployments`: signing keys, bundle builds and deployments.
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { createKeyList, rotateKeyList, signKeyList, type KeyList } from '../../../firmware-bundles/key-list.ts';
+import { generateKeyPair, publicKeyOf, readPrivateKeyFile, writePrivateKeyFile } from '../../../firmware-bundles/keys.ts';
+import { loadBundleDefinition } from '../../../firmware-bundles/load-definition.ts';
+import { call, type Api } from '../api.ts';
+import { CliError, emit, keyValues, parseDuration, table, type Output } from '../output.ts';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+async function definitionPath(def: string): Promise<string> {
+  const s = await stat(def).catch(() => null);
+  if (!s) throw new CliError(`no such definition: ${def}`, 2);
+  return s.isDirectory() ? path.join(def, 'bundle.json') : def;
+}
+
+export function registerReleaseCommands(program: Command, ctx: { api: () => Api; out: () => Output }) {
+  const keys = program.command('keys').description('signing keys: offline root, release keys, key list');
+  keys
+    .command('init')
+    .description('create the offline root key (written to a file the server never reads) and the first release key')
+    .requiredOption('--root-key <file>', 'where to write the root private key (mode 0600); keep it offline')
+    .option('--expires <duration>', 'key list lifetime', '365d')
+    .action(async (o: { rootKey: string; expires: string }) => {
+      const expiresAt = new Date(Date.now() + parseDuration(o.expires) * 1000);
+      const api = ctx.api();
+      const existing = await call(api.api.v1.keys.$get());
+      if (existing.keylist) throw new CliError('keys are already initialised on this server; use `flotilla keys rotate`', 1);
+      if (await stat(o.rootKey).catch(() => null)) throw new CliError(`${o.rootKey} exists; refusing to overwrite a root key`, 2);
+      const root = generateKeyPair();
+      await writePrivateKeyFile(o.rootKey, root.privateKeyPem);
+      const release = await call(api.api.v1.keys.release.$post());
+      const list = createKeyList({ version: 1, root, keys: [release], threshold: 1, expiresAt });
+      const stored = await call(api.api.v1.keys.keylist.$put({ json: signKeyList(list, root.privateKeyPem) as never }));
+      emit(ctx.out(), { rootKeyid: root.keyid, rootPublicKey: root.publicKey, releaseKeyid: release.keyid, keylistVersion: stored.version }, () =>
+        [
+          `root key written to ${o.rootKey} (keep it offline; it is needed only to rotate release keys)`,
+          keyValues({ rootKeyid: root.keyid, rootPublicKey: root.publicKey, releaseKey: release.keyid, keylistVersion: stored.version, expiresAt: expiresAt.toISOString() }),
+          `\nagents pin the root with: flotilla-agent --trust-root ${root.publicKey} ...`,
+        ].join('\n'),
+      );
+    });
+  keys
+    .command('rotate')
+    .description('add a new release key and retire old ones; devices receive the new key list with their desired state')
+    .requiredOption('--root-key <file>', 'the offline root private key')
+    .option('--retire <keyid>', 'release key to retire (repeatable; default: all current ones)', collect, [])
+    .option('--keep-old', 'retire nothing (add a key only)')
+    .option('--expires <duration>', 'key list lifetime', '365d')
+    .action(async (o: { rootKey: string; retire: string[]; keepOld?: boolean; expires: string }) => {
+      const rootPem = await readPrivateKeyFile(o.rootKey).catch((err: Error) => {
+        throw new CliError(`cannot read root key ${o.rootKey}: ${err.message}`, 2);
+      });
+      const api = ctx.api();
+      const current = await call(api.api.v1.keys.$get());
+      if (!current.keylist) throw new CliError('no key list yet: run `flotilla keys init` first');
+      const list = current.keylist.signed as unknown as KeyList;
+      if (publicKeyOf(rootPem).keyid !== list.root.keyid) throw new CliError(`${o.rootKey} is not this server's root key (${list.root.keyid})`, 2);
+      const release = await call(api.api.v1.keys.release.$post());
+      const retire = o.keepOld ? [] : o.retire.length ? o.retire : list.keys.map((k) => k.keyid);
+      const next = rotateKeyList(list, { add: [release], retire, expiresAt: new Date(Date.now() + parseDuration(o.expires) * 1000) });
+      const stored = await call(api.api.v1.keys.keylist.$put({ json: signKeyList(next, rootPem) as never }));
+      emit(ctx.out(), { keylistVersion: stored.version, added: release.keyid, retired: retire, keys: stored.keys }, () =>
+        `key list v${stored.version}: added ${release.keyid}, retired ${retire.join(', ') || 'none'}; every device's desired state was re-signed and republished`,
+      );
+    });
+  keys
+    .command('show')
+    .description('the current key list and release keys')
+    .action(async () => {
+      const res = await call(ctx.api().api.v1.keys.$get());
+      const list = res.keylist?.signed as KeyList | undefined;
+      emit(ctx.out(), res, () =>
+        list
+          ? `key list v${list.version} (threshold ${list.threshold}, expires ${list.expiresAt}), root ${list.root.keyid}\n\n${table(res.releaseKeys, ['keyid', 'createdAt', 'retiredAt'])}`
+          : 'no keys yet: run `flotilla keys init --root-key <file>`',
+      );
+    });
+
+  const bundles = program.command('bundles').description('signed model bundles');
+  bundles
+    .command('build <model>')
+    .description('build a bundle on the server from model@N and a definition (folder with bundle.json, or the file)')
+    .requiredOption('--def <path>', 'e.g. firmware-bundles/tabular-demo')
+    .action(async (model: string, o: { def: string }) => {
+      const file = await definitionPath(o.def);
+      let loaded;
+      try {
+        loaded = await loadBundleDefinition(file);
+      } catch (err) {
+        throw new CliError((err as Error).message, 2);
+      }
+      const b = await call(ctx.api().api.v1.bundles.$post({ json: { model, definition: loaded.definition as Record<string, unknown>, labels: loaded.labels } }));
+      emit(ctx.out(), b, () => `built ${b.id} (${b.name} from ${b.model}): ${b.files.map((f) => `${f.path} ${f.size} B sha256 ${f.sha256.slice(0, 12)}…`).join(', ')}`);
+    });
+  bundles
+    .command('ls')
+    .description('list bundles')
+    .option('--name <name>')
+    .action(async (o: { name?: string }) => {
+      const res = await call(ctx.api().api.v1.bundles.$get({ query: { name: o.name } }));
+      emit(ctx.out(), res, () => table(res.bundles, ['id', 'name', 'model', 'minAgentVersion', 'createdAt']));
+    });
+  bundles
+    .command('show <id>')
+    .description('show a bundle and its files')
+    .action(async (id: string) => {
+      const b = await call(ctx.api().api.v1.bundles[':id'].$get({ param: { id } }));
+      emit(ctx.out(), b, () => `${keyValues({ id: b.id, name: b.name, model: b.model, minAgentVersion: b.minAgentVersion, createdAt: b.createdAt })}\n\n${table(b.files, ['path', 'size', 'sha256'])}`);
+    });
+
+  program
+    .command('deploy <bundle>')
+    .description('publish a bundle (id, name, or model@N) as the desired state of a device or a cohort')
+    .option('--device <id>')
+    .option('--cohort <name>')
+    .action(async (bundle: string, o: { device?: string; cohort?: string }) => {
+      if (Boolean(o.device) === Boolean(o.cohort)) throw new CliError('give exactly one of --device or --cohort', 2);
+      const d = await call(ctx.api().api.v1.deployments.$post({ json: { bundle, device: o.device, cohort: o.cohort } }));
+      emit(ctx.out(), d, () => `deployment ${d.id}: ${d.bundleId} -> ${d.devices.length} device(s)${d.devices.length ? ': ' + d.devices.join(', ') : ''}`);
+    });
+  program
+    .command('deployments')
+    .description('list deployments')
+    .action(async () => {
+      const res = await call(ctx.api().api.v1.deployments.$get({ query: {} }));
+      emit(ctx.out(), res, () => table(res.deployments, ['id', 'bundleId', 'targetKind', 'target', 'deviceCount', 'createdAt', 'createdBy']));
+    });
+}

@@ -1,0 +1,41 @@
+// /api/v1/deployments: put a bundle on a device or a cohort (direct; staged rollouts build on this).
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Db } from '../db/client.ts';
+import type { AppEnv } from '../http/app-env.ts';
+import { actorOf, requireRole } from '../http/auth.ts';
+import { validationHook } from '../http/errors.ts';
+import { errorResponses, json } from '../http/schemas.ts';
+import type { DesiredState } from './desired-state.ts';
+import { deploy, listDeployments } from './deployment-service.ts';
+
+const Deployment = z
+  .object({ id: z.string(), bundleId: z.string(), targetKind: z.enum(['device', 'cohort']), target: z.string(), deviceCount: z.number(), createdAt: z.string(), createdBy: z.string().nullable() })
+  .openapi('Deployment');
+
+export function deploymentRoutes(deps: { db: Db; desired: DesiredState }) {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  app.use('*', requireRole('models:write'));
+  return app
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/',
+        summary: 'Deploy a bundle (id, name, or model@N) to a device or a cohort',
+        request: {
+          body: { content: { 'application/json': { schema: z.object({ bundle: z.string().min(1), device: z.string().optional(), cohort: z.string().optional() }) } } },
+        },
+        responses: { 201: json(z.object({ id: z.string(), bundleId: z.string(), devices: z.array(z.string()) }), 'Deployed'), ...errorResponses },
+      }),
+      async (c) => c.json(await deploy(deps.db, deps.desired, { ...c.req.valid('json'), actor: actorOf(c) }), 201),
+    )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/',
+        summary: 'List deployments, newest first',
+        request: { query: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) }) },
+        responses: { 200: json(z.object({ deployments: z.array(Deployment) }), 'Deployments'), ...errorResponses },
+      }),
+      async (c) => c.json({ deployments: await listDeployments(deps.db, c.req.valid('query').limit) }, 200),
+    );
+}

@@ -1,0 +1,79 @@
+// Direct deployments: one bundle to one device or to every current member of a cohort. A cohort
+// deployment is remembered, so a device that joins the cohort later (enrolls, is approved or
+// relabelled) is given the same desired state: late joiners converge.
+import { desc, eq } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.ts';
+import { randomId } from '../auth/secrets.ts';
+import { resolveBundle } from '../bundles/bundle-service.ts';
+import { matches } from '../cohorts/selector.ts';
+import { cohortMembers } from '../cohorts/cohort-service.ts';
+import type { Db } from '../db/client.ts';
+import { cohorts, deployments, deviceDesired } from '../db/schema.ts';
+import { getDevice, parseSelectorOrThrow } from '../devices/device-service.ts';
+import { Conflict, Invalid } from '../errors.ts';
+import type { DesiredState } from './desired-state.ts';
+
+export interface DeployInput {
+  bundle: string;
+  device?: string;
+  cohort?: string;
+  actor: string;
+}
+
+export async function deploy(db: Db, desired: DesiredState, input: DeployInput) {
+  if (Boolean(input.device) === Boolean(input.cohort)) throw Invalid('give exactly one target: a device or a cohort');
+  const id = randomId('dep', 8);
+  const result = await db.transaction(async (tx) => {
+    const bundle = await resolveBundle(tx, input.bundle);
+    let deviceIds: string[];
+    if (input.device) {
+      const device = await getDevice(tx, input.device);
+      if (device.status !== 'approved') throw Conflict(`device ${device.id} is ${device.status}; only approved devices receive deployments`);
+      deviceIds = [device.id];
+    } else {
+      deviceIds = (await cohortMembers(tx, input.cohort!)).members.map((d) => d.id);
+    }
+    await desired.assign(tx, bundle.id, deviceIds, { deploymentId: id, cohort: input.cohort });
+    await tx.insert(deployments).values({
+      id,
+      bundleId: bundle.id,
+      targetKind: input.device ? 'device' : 'cohort',
+      target: (input.device ?? input.cohort)!,
+      deviceCount: deviceIds.length,
+      createdBy: input.actor,
+    });
+    await recordAudit(tx, input.actor, 'deployment.create', id, { bundle: bundle.id, device: input.device, cohort: input.cohort, devices: deviceIds.length });
+    return { id, bundleId: bundle.id, devices: deviceIds };
+  });
+  await desired.publish(result.devices);
+  return result;
+}
+
+/**
+ * Gives a device the newest cohort deployment whose cohort it now belongs to, if it does not already
+ * run it. Called when a device becomes approved or its labels change.
+ */
+export async function reconcileDevice(db: Db, desired: DesiredState, deviceId: string): Promise<boolean> {
+  const assigned = await db.transaction(async (tx) => {
+    const device = await getDevice(tx, deviceId);
+    if (device.status !== 'approved') return false;
+    const current = await tx.query.deviceDesired.findFirst({ where: eq(deviceDesired.deviceId, deviceId) });
+    const cohortDeployments = await tx.select().from(deployments).where(eq(deployments.targetKind, 'cohort')).orderBy(desc(deployments.createdAt));
+    for (const dep of cohortDeployments) {
+      const cohort = await tx.query.cohorts.findFirst({ where: eq(cohorts.name, dep.target) });
+      if (!cohort || !matches(parseSelectorOrThrow(cohort.selector), device.labels)) continue;
+      if (current?.bundleId === dep.bundleId) return false;
+      // A direct device deployment newer than the cohort's wins.
+      if (current && current.updatedAt > dep.createdAt && !current.cohort) return false;
+      await desired.assign(tx, dep.bundleId, [deviceId], { deploymentId: dep.id, cohort: dep.target });
+      return true;
+    }
+    return false;
+  });
+  if (assigned) await desired.publish([deviceId]);
+  return assigned;
+}
+
+export async function listDeployments(db: Db, limit: number) {
+  return db.select().from(deployments).orderBy(desc(deployments.createdAt)).limit(limit);
+}

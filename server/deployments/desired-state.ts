@@ -1,0 +1,75 @@
+// Desired state per device: signs a deployment manifest for each target device (its own id, a counter
+// strictly above any it had) and publishes it retained on the device's `desired` topic together with
+// the current key list. The database row is the truth; publishing is repeatable (start, key rotation).
+import { eq, inArray } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import { createManifest, signManifest } from '../../firmware-bundles/manifest.ts';
+import type { DesiredMessage } from '../../protocol/messages/desired.ts';
+import type { Db, Tx } from '../db/client.ts';
+import { bundles, deviceDesired, models, modelVersions } from '../db/schema.ts';
+import { currentKeyList, signingKeys } from '../keys/key-service.ts';
+import type { DeviceBus } from '../mqtt/device-bus.ts';
+
+export const DEFAULT_MANIFEST_TTL_S = 30 * 86400;
+
+export class DesiredState {
+  constructor(
+    private readonly db: Db,
+    private readonly bus: DeviceBus,
+    private readonly logger: Logger,
+    private readonly manifestTtlS = DEFAULT_MANIFEST_TTL_S,
+  ) {}
+
+  /** Writes signed manifests for `deviceIds` (inside the caller's transaction); publish afterwards. */
+  async assign(tx: Tx, bundleId: string, deviceIds: string[], meta: { deploymentId?: string; cohort?: string }): Promise<void> {
+    if (!deviceIds.length) return;
+    const { keylist, keys } = await signingKeys(tx);
+    const bundle = (await tx.query.bundles.findFirst({ where: eq(bundles.id, bundleId) }))!;
+    const [mv] = await tx
+      .select({ name: models.name, version: modelVersions.version })
+      .from(modelVersions)
+      .innerJoin(models, eq(models.id, modelVersions.modelId))
+      .where(eq(modelVersions.id, bundle.modelVersionId));
+    const existing = new Map((await tx.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, deviceIds))).map((r) => [r.deviceId, r]));
+    const expiresAt = new Date(Date.now() + this.manifestTtlS * 1000);
+    for (const deviceId of deviceIds) {
+      const counter = (existing.get(deviceId)?.counter ?? 0) + 1;
+      const manifest = signManifest(
+        createManifest({
+          deviceId,
+          cohort: meta.cohort,
+          bundle: { id: bundle.id, name: bundle.name, model: { name: mv.name, version: mv.version } },
+          files: bundle.files,
+          minAgentVersion: bundle.minAgentVersion,
+          counter,
+          keylistVersion: keylist.signed.version,
+          expiresAt,
+        }),
+        keys,
+      );
+      const row = { counter, bundleId, deploymentId: meta.deploymentId ?? null, cohort: meta.cohort ?? null, manifest, expiresAt: expiresAt.toISOString(), updatedAt: new Date().toISOString() };
+      await tx.insert(deviceDesired).values({ deviceId, ...row }).onConflictDoUpdate({ target: deviceDesired.deviceId, set: row });
+    }
+  }
+
+  /** Publishes the stored desired state of the given devices (all when omitted). */
+  async publish(deviceIds?: string[]): Promise<void> {
+    const list = await currentKeyList(this.db);
+    if (!list) return;
+    const rows = await this.db.select().from(deviceDesired).where(deviceIds ? inArray(deviceDesired.deviceId, deviceIds) : undefined);
+    for (const row of rows) {
+      const message: DesiredMessage = { v: 1, keylist: list as DesiredMessage['keylist'], manifest: row.manifest as DesiredMessage['manifest'] };
+      await this.bus.publish(row.deviceId, 'desired', message, { retain: true });
+    }
+    this.logger.debug({ devices: rows.length }, 'published desired state');
+  }
+
+  /** After a key-list change: re-sign every device's manifest with the current keys and republish. */
+  async resignAll(): Promise<void> {
+    const rows = await this.db.select().from(deviceDesired);
+    await this.db.transaction(async (tx) => {
+      for (const row of rows) await this.assign(tx, row.bundleId, [row.deviceId], { deploymentId: row.deploymentId ?? undefined, cohort: row.cohort ?? undefined });
+    });
+    await this.publish();
+  }
+}
