@@ -1,0 +1,210 @@
+/**
+ * Builds a bundle from a definition and a model: checks that the definition fits the model, inlines
+ * the labels, records smoke vectors with onnxruntime, and returns the content-addressed files
+ * (`model.onnx`, `bundle.json`) that a manifest then names by sha256 and size.
+ *
+ * Every mismatch is caught here, at build time on the server, with a code the API can map to a 4xx,
+ * instead of on a device in the field.
+ *
+ * @example
+ * const { files, resolved } = await buildBundle({ definition, modelBytes, labels });
+ * for (const f of files) await artifacts.put(f.bytes); // content-addressed by f.sha256
+ */
+import { createHash } from 'node:crypto';
+import * as ort from 'onnxruntime-node';
+import { canonicalBytes } from './canonical-json.ts';
+import { BundleDefinition, type Preprocess, type SmokeVector } from './definition.ts';
+import { issuesLine, withoutUndefined } from './envelope.ts';
+import { createOrtRunner } from './ort-runner.ts';
+import { channelCount, inputDims, perChannel, seededInput, type InputTensorType } from './seeded-inputs.ts';
+import { runSmokeVectors } from './smoke.ts';
+
+/** Codes of `BundleBuildError`. */
+export type BundleBuildErrorCode =
+  | 'INVALID_DEFINITION'
+  | 'INVALID_MODEL'
+  | 'INPUT_NOT_IN_MODEL'
+  | 'INPUT_SHAPE_MISMATCH'
+  | 'UNSUPPORTED_INPUT_TYPE'
+  | 'UNFED_MODEL_INPUT'
+  | 'OUTPUT_NOT_IN_MODEL'
+  | 'LABELS_MISSING'
+  | 'LABELS_MISMATCH'
+  | 'NON_FINITE_OUTPUT'
+  | 'SMOKE_FAILED';
+
+/**
+ * Why a bundle could not be built; `code` is stable (the API maps it to a 422), `message` says what to fix.
+ *
+ * @example
+ * try { await buildBundle(input); } catch (e) { if (e instanceof BundleBuildError && e.code === 'INPUT_NOT_IN_MODEL') ... }
+ */
+export class BundleBuildError extends Error {
+  constructor(
+    readonly code: BundleBuildErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BundleBuildError';
+  }
+}
+
+/** A bundle file: bytes plus the content address the manifest signs. */
+export interface BundleFile {
+  path: 'model.onnx' | 'bundle.json';
+  bytes: Uint8Array;
+  sha256: string;
+  size: number;
+}
+
+/** What `buildBundle` needs: a parsed definition, the ONNX bytes, and the labels file's lines. */
+export interface BuildBundleInput {
+  definition: BundleDefinition;
+  modelBytes: Uint8Array;
+  /** Labels read from the definition's labels file; overrides inline labels. */
+  labels?: string[];
+  /** Seed of the generated smoke inputs (vector i uses seed + i). */
+  seed?: number;
+}
+
+/** What `buildBundle` returns. */
+export interface BuiltBundle {
+  files: BundleFile[];
+  /** The definition as shipped: labels inlined, output named, smoke vectors filled in. */
+  resolved: BundleDefinition;
+}
+
+const DEFAULT_SEED = 0x5eed;
+const SUPPORTED_INPUT_TYPES: ReadonlySet<string> = new Set<InputTensorType>(['float32', 'float64', 'int32', 'int64']);
+
+/**
+ * Builds a bundle. Throws BundleBuildError when the definition does not fit the model.
+ *
+ * @example
+ * const definition = BundleDefinition.parse(JSON.parse(await readFile('firmware-bundles/tabular-demo/bundle.json', 'utf8')));
+ * const built = await buildBundle({ definition, modelBytes: await readFile('model.onnx'), labels: ['low', 'medium', 'high'] });
+ * built.files.map((f) => [f.path, f.sha256, f.size]);
+ */
+export async function buildBundle(input: BuildBundleInput): Promise<BuiltBundle> {
+  const parsed = BundleDefinition.safeParse(input.definition);
+  if (!parsed.success) throw new BundleBuildError('INVALID_DEFINITION', issuesLine(parsed.error));
+  const def = parsed.data;
+  checkImageParams(def.preprocess);
+
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(input.modelBytes);
+  } catch (err) {
+    throw new BundleBuildError('INVALID_MODEL', `onnxruntime cannot load the model: ${(err as Error).message}`);
+  }
+  try {
+    const inputType = checkInput(session, def.preprocess);
+    const output = checkOutput(session, def.postprocess.output);
+    const labels = resolveLabels(def, input.labels);
+    if (labels && def.postprocess.task === 'classification') checkLabelCount(session, output, labels.length);
+
+    const runner = createOrtRunner(session);
+    const tolerance = def.smoke.tolerance;
+    let vectors: SmokeVector[];
+    if (def.smoke.vectors.length > 0) {
+      // Hand-written vectors must hold on this very model, or the bundle would fail on every device.
+      const check = await runSmokeVectors(runner, def.smoke.vectors, tolerance);
+      if (!check.ok) throw new BundleBuildError('SMOKE_FAILED', `given smoke vectors fail on this model: ${check.failures[0].message}`);
+      vectors = def.smoke.vectors;
+    } else {
+      vectors = await generateVectors(runner, def, inputType, input.seed ?? DEFAULT_SEED);
+    }
+
+    const resolved: BundleDefinition = withoutUndefined({
+      ...def,
+      postprocess: { ...def.postprocess, output, labels },
+      smoke: { ...def.smoke, vectors },
+    });
+    return { files: [bundleFile('model.onnx', input.modelBytes), bundleFile('bundle.json', canonicalBytes(resolved))], resolved };
+  } finally {
+    await session.release();
+  }
+}
+
+async function generateVectors(runner: ReturnType<typeof createOrtRunner>, def: BundleDefinition, inputType: InputTensorType, seed: number): Promise<SmokeVector[]> {
+  const vectors: SmokeVector[] = [];
+  for (let i = 0; i < def.smoke.generate; i++) {
+    const inputs = { [def.preprocess.input]: seededInput(def.preprocess, { seed: seed + i, tensorType: inputType, bins: def.reference.bins }) };
+    const outputs = await runner(inputs);
+    const expected: SmokeVector['expected'] = {};
+    for (const [name, t] of Object.entries(outputs)) {
+      const data = Array.from(t.data as ArrayLike<number>, Number);
+      if (!data.every(Number.isFinite)) throw new BundleBuildError('NON_FINITE_OUTPUT', `output ${name} is not finite on generated input ${i}`);
+      expected[name] = { dims: [...t.dims], data };
+    }
+    vectors.push({ inputs, expected });
+  }
+  return vectors;
+}
+
+function checkImageParams(pre: Preprocess): void {
+  if (pre.type !== 'image') return;
+  try {
+    perChannel(pre.mean, channelCount(pre), 'mean');
+    perChannel(pre.std, channelCount(pre), 'std');
+  } catch (err) {
+    throw new BundleBuildError('INVALID_DEFINITION', `preprocess: ${(err as Error).message}`);
+  }
+}
+
+function checkInput(session: ort.InferenceSession, pre: Preprocess): InputTensorType {
+  const meta = session.inputMetadata.find((m) => m.name === pre.input);
+  if (!meta) {
+    throw new BundleBuildError('INPUT_NOT_IN_MODEL', `preprocess.input "${pre.input}" is not an input of the model (inputs: ${session.inputNames.join(', ')})`);
+  }
+  // The agent feeds exactly one tensor; any other required input would make every call fail.
+  const others = session.inputNames.filter((n) => n !== pre.input);
+  if (others.length > 0) throw new BundleBuildError('UNFED_MODEL_INPUT', `the model also needs inputs the preprocess does not produce: ${others.join(', ')}`);
+  if (!meta.isTensor || !SUPPORTED_INPUT_TYPES.has(meta.type) || (pre.type === 'image' && meta.type !== 'float32')) {
+    const type = meta.isTensor ? meta.type : 'non-tensor';
+    throw new BundleBuildError('UNSUPPORTED_INPUT_TYPE', `input "${pre.input}" is ${type}; ${pre.type} preprocessing produces ${pre.type === 'image' ? 'float32' : 'float32/float64/int32/int64'}`);
+  }
+  const want = inputDims(pre);
+  const have = meta.shape;
+  // An empty shape means the model does not declare one: nothing to check against.
+  if (have.length > 0) {
+    const fits = have.length === want.length && have.every((d, i) => typeof d !== 'number' || d < 0 || d === want[i]);
+    if (!fits) {
+      throw new BundleBuildError('INPUT_SHAPE_MISMATCH', `input "${pre.input}" has shape [${have.join(', ')}], the ${pre.type} preprocess produces [${describeDims(pre)}]`);
+    }
+  }
+  return meta.type as InputTensorType;
+}
+
+function describeDims(pre: Preprocess): string {
+  if (pre.type === 'tabular') return `batch, ${pre.features.length}`;
+  const c = channelCount(pre);
+  return pre.layout === 'NCHW' ? `batch, ${c}, ${pre.height}, ${pre.width}` : `batch, ${pre.height}, ${pre.width}, ${c}`;
+}
+
+function checkOutput(session: ort.InferenceSession, output: string | undefined): string {
+  if (output === undefined) return session.outputNames[0];
+  if (!session.outputNames.includes(output)) {
+    throw new BundleBuildError('OUTPUT_NOT_IN_MODEL', `postprocess.output "${output}" is not an output of the model (outputs: ${session.outputNames.join(', ')})`);
+  }
+  return output;
+}
+
+function resolveLabels(def: BundleDefinition, given: string[] | undefined): string[] | undefined {
+  const declared = def.postprocess.labels;
+  if (given !== undefined) return given;
+  if (typeof declared === 'string') throw new BundleBuildError('LABELS_MISSING', `postprocess.labels names the file "${declared}"; pass its lines as labels`);
+  return declared;
+}
+
+function checkLabelCount(session: ort.InferenceSession, output: string, count: number): void {
+  const meta = session.outputMetadata.find((m) => m.name === output);
+  const last = meta?.isTensor ? meta.shape[meta.shape.length - 1] : undefined;
+  if (typeof last === 'number' && last > 0 && last !== count) {
+    throw new BundleBuildError('LABELS_MISMATCH', `output "${output}" has ${last} classes but ${count} labels are given`);
+  }
+}
+
+function bundleFile(path: BundleFile['path'], bytes: Uint8Array): BundleFile {
+  return { path, bytes, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength };
+}
