@@ -30,7 +30,7 @@ export async function startControlPlane(overrides: Partial<ServerConfig> = {}): 
   await plane.start();
   const url = plane.httpUrl;
   const adminToken = plane.adminToken!;
-  return {
+  const handle: TestPlane = {
     plane,
     url,
     mqttUrl: plane.mqttUrl,
@@ -56,8 +56,9 @@ export async function startControlPlane(overrides: Partial<ServerConfig> = {}): 
       return { status: res.status, body: parsed as any };
     },
     async stop() {
-      await plane.stop();
+      await handle.plane.stop(); // the plane a test may have restarted, not necessarily the first one
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+  return handle;
 }
