@@ -13,12 +13,11 @@ export const ADMIN_TOKEN_FILE = 'admin-token';
 export async function bootstrapAdminToken(db: Db, dataDir: string): Promise<string | null> {
   const existing = await db.select({ id: apiTokens.id }).from(apiTokens).where(eq(apiTokens.role, 'admin')).limit(1);
   if (existing.length) return null;
-  const { id, token } = await db.transaction(async (tx) => {
+  const { token } = await db.transaction(async (tx) => {
     const t = await createApiToken(tx, { name: 'bootstrap-admin', role: 'admin', createdBy: 'system' });
     await recordAudit(tx, 'system', 'token.create', t.id, { name: 'bootstrap-admin', role: 'admin' });
     return t;
   });
   await writeFile(path.join(dataDir, ADMIN_TOKEN_FILE), token + '\n', { mode: 0o600 });
-  void id;
   return token;
 }

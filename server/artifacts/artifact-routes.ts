@@ -28,6 +28,7 @@ export function artifactRoutes(deps: { db: Db; store: ArtifactStore; deviceAuth:
   const { db, store } = deps;
   return new Hono().get('/sha256/:hex', async (c) => {
     const hex = c.req.param('hex');
+    store.pathOf(hex); // validates the id (400 on anything but 64 lowercase hex digits) before any lookup
     const auth = c.req.header('authorization') ?? '';
     if (auth.startsWith('Basic ')) {
       const [deviceId, ...rest] = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':');
@@ -40,7 +41,7 @@ export function artifactRoutes(deps: { db: Db; store: ArtifactStore; deviceAuth:
     } else {
       throw new ServiceError('unauthorized', 'artifacts need device (Basic) or API (Bearer) credentials');
     }
-    const row = await db.query.artifacts.findFirst({ where: eq(artifacts.sha256, store.pathOf(hex) && hex) });
+    const row = await db.query.artifacts.findFirst({ where: eq(artifacts.sha256, hex) });
     const size = row ? await store.size(hex) : null;
     if (!row || size === null) throw NotFound(`artifact ${hex}`);
     const range = parseRange(c.req.header('range'), size);
