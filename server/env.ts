@@ -1,6 +1,8 @@
 // The control plane's configuration: parsed once from FLOTILLA_* variables; nothing else reads process.env.
 import path from 'node:path';
+import cron from 'node-cron';
 import { z } from 'zod';
+import { parseWindowSeconds } from './ingest/buckets.ts';
 
 const ServerEnv = z.object({
   FLOTILLA_HTTP_HOST: z.string().default('0.0.0.0'),
@@ -18,6 +20,27 @@ const ServerEnv = z.object({
   FLOTILLA_DB_URL: z.string().optional(),
   FLOTILLA_MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(2 * 1024 ** 3),
   FLOTILLA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Raw stats windows and telemetry reports are deleted after this many hours (rollups stay). */
+  FLOTILLA_STATS_RETENTION_HOURS: z.coerce.number().positive().default(72),
+  /** Per-minute rollups are deleted after this many hours (per-hour rollups stay). */
+  FLOTILLA_MINUTE_ROLLUP_RETENTION_HOURS: z.coerce.number().positive().default(168),
+  /** Ingest writes one transaction per this many ms or per FLOTILLA_INGEST_BATCH messages, whichever comes first. */
+  FLOTILLA_INGEST_FLUSH_MS: z.coerce.number().int().min(1).max(10_000).default(200),
+  FLOTILLA_INGEST_BATCH: z.coerce.number().int().min(1).max(5000).default(500),
+  /** node-cron schedule of drift evaluation, or `off` (another replica runs it). */
+  FLOTILLA_DRIFT_CRON: z
+    .string()
+    .default('* * * * *')
+    .refine((v) => v === 'off' || cron.validate(v), 'not a cron expression (or "off")'),
+  /** The window each scheduled evaluation looks at, e.g. 15m, 1h. */
+  FLOTILLA_DRIFT_WINDOW: z
+    .string()
+    .default('1h')
+    .refine((v) => parseWindowSeconds(v) !== null, 'expected a duration such as 15m, 1h or 1d'),
+  /** Alerts are POSTed here as JSON when set. */
+  FLOTILLA_ALERT_WEBHOOK_URL: z.string().url().optional(),
+  /** HMAC-SHA256 key for the webhook's x-flotilla-signature header. */
+  FLOTILLA_ALERT_WEBHOOK_SECRET: z.string().min(1).optional(),
 });
 
 export interface ServerConfig {
@@ -32,6 +55,15 @@ export interface ServerConfig {
   dbUrl: string;
   maxUploadBytes: number;
   logLevel: z.infer<typeof ServerEnv>['FLOTILLA_LOG_LEVEL'];
+  statsRetentionHours: number;
+  minuteRollupRetentionHours: number;
+  ingestFlushMs: number;
+  ingestBatchSize: number;
+  /** A node-cron expression, or 'off'. */
+  driftCron: string;
+  driftWindowS: number;
+  alertWebhookUrl?: string;
+  alertWebhookSecret?: string;
 }
 
 /** Parses the environment; throws one line naming the bad variable. */
@@ -55,5 +87,13 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     dbUrl: e.FLOTILLA_DB_URL ?? `file:${path.join(dataDir, 'flotilla.db')}`,
     maxUploadBytes: e.FLOTILLA_MAX_UPLOAD_BYTES,
     logLevel: e.FLOTILLA_LOG_LEVEL,
+    statsRetentionHours: e.FLOTILLA_STATS_RETENTION_HOURS,
+    minuteRollupRetentionHours: e.FLOTILLA_MINUTE_ROLLUP_RETENTION_HOURS,
+    ingestFlushMs: e.FLOTILLA_INGEST_FLUSH_MS,
+    ingestBatchSize: e.FLOTILLA_INGEST_BATCH,
+    driftCron: e.FLOTILLA_DRIFT_CRON,
+    driftWindowS: parseWindowSeconds(e.FLOTILLA_DRIFT_WINDOW)!,
+    alertWebhookUrl: e.FLOTILLA_ALERT_WEBHOOK_URL,
+    alertWebhookSecret: e.FLOTILLA_ALERT_WEBHOOK_SECRET,
   };
 }

@@ -1,6 +1,7 @@
 // The database schema: the source of truth; migrations are generated from it with `npm run db:generate`.
 import { sql } from 'drizzle-orm';
-import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import type { FeatureSetSketch, LatencyHistogram, SketchLayout } from '../../protocol/sketch/index.ts';
 
 const createdAt = () => text('created_at').notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ','now'))`);
 
@@ -185,3 +186,196 @@ export const deviceDesired = sqliteTable(
   },
   (t) => [index('device_desired_bundle').on(t.bundleId)],
 );
+
+// ---- Monitoring: reference profiles, drift settings, device statistics and telemetry, drift alerts, ground truth.
+// High-volume tables (windows, rollups, telemetry) carry plain ids without foreign keys: an FK check per
+// insert costs ingest throughput, and a version with statistics has bundles, so it cannot be deleted anyway.
+
+/** A version's reference profile: the layout (bin edges, categories, outputs) and the reference dataset's own sketch. */
+export const referenceProfiles = sqliteTable('reference_profiles', {
+  modelVersionId: integer('model_version_id')
+    .primaryKey()
+    .references(() => modelVersions.id, { onDelete: 'cascade' }),
+  layout: text('layout', { mode: 'json' }).$type<SketchLayout>().notNull(),
+  sketch: text('sketch', { mode: 'json' }).$type<FeatureSetSketch>().notNull(),
+  rows: integer('rows').notNull(),
+  bins: integer('bins').notNull(),
+  source: text('source').notNull(),
+  createdAt: createdAt(),
+  createdBy: text('created_by'),
+});
+
+/** Per-model drift evaluation settings (protocol `DriftConfig` input; defaults apply when absent). */
+export const driftConfigs = sqliteTable('drift_configs', {
+  modelId: integer('model_id')
+    .primaryKey()
+    .references(() => models.id, { onDelete: 'cascade' }),
+  config: text('config', { mode: 'json' }).notNull(),
+  updatedAt: text('updated_at').notNull(),
+  updatedBy: text('updated_by'),
+});
+
+/** Raw `stats` windows as received (deduplicated on device + seq); expire after the retention period. */
+export const statsWindows = sqliteTable(
+  'stats_windows',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    deviceId: text('device_id').notNull(),
+    modelVersionId: integer('model_version_id').notNull(),
+    bundleId: text('bundle_id').notNull(),
+    windowStart: text('window_start').notNull(),
+    windowEnd: text('window_end').notNull(),
+    seq: integer('seq').notNull(),
+    rows: integer('rows').notNull(),
+    sketch: text('sketch', { mode: 'json' }).$type<FeatureSetSketch>().notNull(),
+    receivedAt: text('received_at').notNull(),
+  },
+  (t) => [uniqueIndex('stats_windows_device_seq').on(t.deviceId, t.seq), index('stats_windows_end').on(t.windowEnd), index('stats_windows_version_start').on(t.modelVersionId, t.windowStart)],
+);
+
+/** Merged sketches per device / cohort / whole fleet ('*'), per model version, per minute and per hour. */
+export const statsRollups = sqliteTable(
+  'stats_rollups',
+  {
+    scope: text('scope', { enum: ['device', 'cohort', 'fleet'] }).notNull(),
+    key: text('key').notNull(),
+    modelVersionId: integer('model_version_id').notNull(),
+    granularity: text('granularity', { enum: ['minute', 'hour'] }).notNull(),
+    bucketStart: text('bucket_start').notNull(),
+    windows: integer('windows').notNull(),
+    rows: integer('rows').notNull(),
+    sketch: text('sketch', { mode: 'json' }).$type<FeatureSetSketch>().notNull(),
+    updatedAt: text('updated_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.scope, t.key, t.modelVersionId, t.granularity, t.bucketStart] }),
+    index('stats_rollups_bucket').on(t.granularity, t.bucketStart),
+  ],
+);
+
+/** Raw `telemetry` reports (deduplicated on device + seq); expire with the stats retention. */
+export const telemetry = sqliteTable(
+  'telemetry',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    deviceId: text('device_id').notNull(),
+    seq: integer('seq').notNull(),
+    at: text('at').notNull(),
+    intervalS: real('interval_s').notNull(),
+    inferences: integer('inferences').notNull(),
+    errors: text('errors', { mode: 'json' }).$type<Record<string, number>>().notNull(),
+    latency: text('latency', { mode: 'json' }).$type<LatencyHistogram>().notNull(),
+    queueDepth: integer('queue_depth').notNull(),
+    cpu: real('cpu').notNull(),
+    rssBytes: integer('rss_bytes').notNull(),
+    diskFreeBytes: integer('disk_free_bytes').notNull(),
+    uptimeS: real('uptime_s').notNull(),
+    activeBundleId: text('active_bundle_id'),
+    receivedAt: text('received_at').notNull(),
+  },
+  (t) => [uniqueIndex('telemetry_device_seq').on(t.deviceId, t.seq), index('telemetry_at').on(t.at)],
+);
+
+/** Telemetry per device / cohort / fleet ('*') per minute: counters, merged latency, the time span covered. */
+export const telemetryRollups = sqliteTable(
+  'telemetry_rollups',
+  {
+    scope: text('scope', { enum: ['device', 'cohort', 'fleet'] }).notNull(),
+    key: text('key').notNull(),
+    bucketStart: text('bucket_start').notNull(),
+    reports: integer('reports').notNull(),
+    inferences: integer('inferences').notNull(),
+    errorCount: integer('error_count').notNull(),
+    errors: text('errors', { mode: 'json' }).$type<Record<string, number>>().notNull(),
+    latency: text('latency', { mode: 'json' }).$type<LatencyHistogram>().notNull(),
+    /** Earliest interval start (at − intervalS) and latest report time: the span the counters cover. */
+    firstStart: text('first_start').notNull(),
+    lastAt: text('last_at').notNull(),
+    updatedAt: text('updated_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.scope, t.key, t.bucketStart] }), index('telemetry_rollups_bucket').on(t.bucketStart)],
+);
+
+/** Each device's latest resources (from its newest telemetry report). */
+export const telemetryLast = sqliteTable('telemetry_last', {
+  deviceId: text('device_id').primaryKey(),
+  at: text('at').notNull(),
+  seq: integer('seq').notNull(),
+  cpu: real('cpu').notNull(),
+  rssBytes: integer('rss_bytes').notNull(),
+  diskFreeBytes: integer('disk_free_bytes').notNull(),
+  uptimeS: real('uptime_s').notNull(),
+  queueDepth: integer('queue_depth').notNull(),
+  activeBundle: text('active_bundle', { mode: 'json' }).$type<{ id: string; counter: number } | null>(),
+});
+
+/** Drift evaluations (scheduled or on demand) per cohort and model version. */
+export const driftEvaluations = sqliteTable(
+  'drift_evaluations',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    at: text('at').notNull(),
+    cohort: text('cohort').notNull(),
+    modelVersionId: integer('model_version_id').notNull(),
+    windowStart: text('window_start').notNull(),
+    windowEnd: text('window_end').notNull(),
+    rows: integer('rows').notNull(),
+    verdict: text('verdict').notNull(),
+    driftedFeatures: text('drifted_features', { mode: 'json' }).$type<string[]>().notNull(),
+    report: text('report', { mode: 'json' }).notNull(),
+  },
+  (t) => [index('drift_evaluations_pair').on(t.cohort, t.modelVersionId, t.at), index('drift_evaluations_at').on(t.at)],
+);
+
+/** Alerts: at most one open drift alert per (cohort, model version); recovery closes it. */
+export const alerts = sqliteTable(
+  'alerts',
+  {
+    id: text('id').primaryKey(),
+    kind: text('kind', { enum: ['drift'] }).notNull(),
+    modelVersionId: integer('model_version_id')
+      .notNull()
+      .references(() => modelVersions.id, { onDelete: 'cascade' }),
+    cohort: text('cohort').notNull(),
+    /** The drifted features and outputs with method, score and threshold. */
+    features: text('features', { mode: 'json' }).$type<Array<{ feature: string; kind: 'input' | 'output'; method: string; score: number | null; threshold: number }>>().notNull(),
+    /** The most drifted one (lowest p-value or highest distance relative to its threshold). */
+    feature: text('feature').notNull(),
+    score: real('score'),
+    threshold: real('threshold').notNull(),
+    windowStart: text('window_start').notNull(),
+    windowEnd: text('window_end').notNull(),
+    status: text('status', { enum: ['open', 'closed'] }).notNull(),
+    openedAt: text('opened_at').notNull(),
+    updatedAt: text('updated_at').notNull(),
+    closedAt: text('closed_at'),
+  },
+  (t) => [
+    // A second replica (or a concurrent on-demand run) cannot open a duplicate.
+    uniqueIndex('alerts_one_open').on(t.kind, t.cohort, t.modelVersionId).where(sql`status = 'open'`),
+    index('alerts_status').on(t.status, t.openedAt),
+  ],
+);
+
+/** Logged predictions (from devices or external systems), for ground-truth metrics once labels arrive. */
+export const predictions = sqliteTable(
+  'predictions',
+  {
+    predictionId: text('prediction_id').primaryKey(),
+    deviceId: text('device_id'),
+    modelVersionId: integer('model_version_id')
+      .notNull()
+      .references(() => modelVersions.id, { onDelete: 'cascade' }),
+    predicted: text('predicted').notNull(),
+    at: text('at').notNull(),
+    receivedAt: text('received_at').notNull(),
+  },
+  (t) => [index('predictions_version_at').on(t.modelVersionId, t.at), index('predictions_device').on(t.deviceId)],
+);
+
+/** Ground truth by prediction id; kept apart so a label may arrive before its prediction. */
+export const predictionLabels = sqliteTable('prediction_labels', {
+  predictionId: text('prediction_id').primaryKey(),
+  label: text('label').notNull(),
+  labeledAt: text('labeled_at').notNull(),
+});
