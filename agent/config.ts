@@ -1,0 +1,91 @@
+// The agent's resolved configuration. Environment (env.ts) and command-line flags (main.ts) both feed
+// one zod schema here, so a bad value fails at start with one line naming the flag or variable.
+import path from 'node:path';
+import { z } from 'zod';
+
+const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+const Ms = z.coerce.number().int().min(0);
+
+export const AgentConfigInput = z.object({
+  /** Control plane base URL, used only for the first enrollment. */
+  server: z.string().url().optional(),
+  enrollToken: z.string().min(1).optional(),
+  /** Device name sent at enrollment (defaults to the hostname on the server). */
+  name: z.string().min(1).max(128).optional(),
+  dataDir: z.string().min(1).default('./agent-data'),
+  apiHost: z.string().min(1).default('127.0.0.1'),
+  apiPort: z.coerce.number().int().min(0).max(65535).default(8481),
+  /** Root public key to pin: a file (JSON {keyid, publicKey} or base64 text) or the base64 key itself. */
+  trustRoot: z.string().min(1).optional(),
+  /** Overrides the artifact base URL handed out at enrollment (a mirror or CDN). */
+  artifactUrl: z.string().url().optional(),
+  logLevel: LogLevel.default('info'),
+  /** MQTT reconnect backoff: doubling from min to max, with jitter. */
+  reconnectMinMs: Ms.default(1000),
+  reconnectMaxMs: Ms.default(60_000),
+  /** Probation after activation: ends after this many requests or this long, whichever comes first. */
+  probationMs: Ms.default(60_000),
+  probationRequests: z.coerce.number().int().min(1).default(200),
+  /** Roll back when, after at least `probationMinRequests`, this share of inferences failed. */
+  probationMaxErrorRate: z.coerce.number().min(0).max(1).default(0.2),
+  probationMinRequests: z.coerce.number().int().min(1).default(5),
+  downloadRetries: z.coerce.number().int().min(0).max(100).default(5),
+  /** A download attempt with no bytes for this long is aborted (and retried). */
+  downloadIdleTimeoutMs: Ms.default(30_000),
+  /** Upper bound of a whole update, download included; past it the update fails. */
+  updateTimeoutMs: Ms.default(30 * 60_000),
+  /** Bound of loading + smoke-testing a staged model, and of activation. */
+  stepTimeoutMs: Ms.default(120_000),
+});
+export type AgentConfigInput = z.input<typeof AgentConfigInput>;
+
+export interface AgentConfig extends Omit<z.output<typeof AgentConfigInput>, 'dataDir'> {
+  /** Absolute data directory. */
+  dataDir: string;
+}
+
+/** Where each option comes from, for error messages: flag name and environment variable. */
+export const OPTION_SOURCES: Record<keyof z.output<typeof AgentConfigInput>, { flag: string; env: string }> = {
+  server: { flag: '--server', env: 'FLOTILLA_AGENT_SERVER' },
+  enrollToken: { flag: '--enroll-token', env: 'FLOTILLA_AGENT_ENROLL_TOKEN' },
+  name: { flag: '--name', env: 'FLOTILLA_AGENT_NAME' },
+  dataDir: { flag: '--data-dir', env: 'FLOTILLA_AGENT_DATA_DIR' },
+  apiHost: { flag: '--api-host', env: 'FLOTILLA_AGENT_API_HOST' },
+  apiPort: { flag: '--api-port', env: 'FLOTILLA_AGENT_API_PORT' },
+  trustRoot: { flag: '--trust-root', env: 'FLOTILLA_AGENT_TRUST_ROOT' },
+  artifactUrl: { flag: '--artifact-url', env: 'FLOTILLA_AGENT_ARTIFACT_URL' },
+  logLevel: { flag: '--log-level', env: 'FLOTILLA_AGENT_LOG_LEVEL' },
+  reconnectMinMs: { flag: '--reconnect-min-ms', env: 'FLOTILLA_AGENT_RECONNECT_MIN_MS' },
+  reconnectMaxMs: { flag: '--reconnect-max-ms', env: 'FLOTILLA_AGENT_RECONNECT_MAX_MS' },
+  probationMs: { flag: '--probation-ms', env: 'FLOTILLA_AGENT_PROBATION_MS' },
+  probationRequests: { flag: '--probation-requests', env: 'FLOTILLA_AGENT_PROBATION_REQUESTS' },
+  probationMaxErrorRate: { flag: '--probation-max-error-rate', env: 'FLOTILLA_AGENT_PROBATION_MAX_ERROR_RATE' },
+  probationMinRequests: { flag: '--probation-min-requests', env: 'FLOTILLA_AGENT_PROBATION_MIN_REQUESTS' },
+  downloadRetries: { flag: '--download-retries', env: 'FLOTILLA_AGENT_DOWNLOAD_RETRIES' },
+  downloadIdleTimeoutMs: { flag: '--download-idle-timeout-ms', env: 'FLOTILLA_AGENT_DOWNLOAD_IDLE_TIMEOUT_MS' },
+  updateTimeoutMs: { flag: '--update-timeout-ms', env: 'FLOTILLA_AGENT_UPDATE_TIMEOUT_MS' },
+  stepTimeoutMs: { flag: '--step-timeout-ms', env: 'FLOTILLA_AGENT_STEP_TIMEOUT_MS' },
+};
+
+/** Thrown for a bad option; the message is one line naming where the value came from. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Validates merged options. `from` says, per key, whether the value came from a flag or the
+ * environment, so the error names the thing the user actually typed.
+ */
+export function parseAgentConfig(input: Record<string, unknown>, from: Partial<Record<string, 'flag' | 'env'>> = {}): AgentConfig {
+  const parsed = AgentConfigInput.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = String(issue.path[0]) as keyof typeof OPTION_SOURCES;
+    const src = OPTION_SOURCES[key];
+    const where = src ? (from[key] === 'env' ? src.env : src.flag) : key;
+    throw new ConfigError(`invalid ${where}: ${issue.message}`);
+  }
+  const c = parsed.data;
+  if (c.reconnectMaxMs < c.reconnectMinMs) throw new ConfigError('invalid --reconnect-max-ms: must be >= --reconnect-min-ms');
+  return { ...c, dataDir: path.resolve(c.dataDir) };
+}

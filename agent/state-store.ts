@@ -1,0 +1,75 @@
+// Small persistent state beside the bundles (state.json, atomic writes): the newest verified key list,
+// the highest manifest counter ever activated (so a replayed older manifest is refused after a
+// restart), manifests already handled (so a retained message redelivered on reconnect is not re-run),
+// the probation in progress, and the recent transitions for `reported`.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { UPDATE_STATES } from '../protocol/messages/reported.ts';
+import { writeJsonAtomic } from './fs-atomic.ts';
+
+export const STATE_FILE = 'state.json';
+const MAX_HANDLED = 32;
+export const MAX_TRANSITIONS = 50;
+
+const Envelope = z.object({ signed: z.record(z.string(), z.unknown()), signatures: z.array(z.object({ keyid: z.string(), sig: z.string() })) });
+
+export const Transition = z.object({ state: z.enum(UPDATE_STATES), at: z.string(), counter: z.number().int().optional(), reason: z.string().optional() });
+export type Transition = z.infer<typeof Transition>;
+
+export const LastError = z.object({ code: z.string(), message: z.string(), at: z.string(), counter: z.number().int().optional() });
+export type LastError = z.infer<typeof LastError>;
+
+export const AgentState = z.object({
+  v: z.literal(1),
+  keylist: Envelope.nullable().default(null),
+  /** Highest manifest counter ever activated on this device. */
+  highWaterCounter: z.number().int().nonnegative().default(0),
+  /** sha256 of the canonical manifest payloads that reached a final verdict (newest last). */
+  handled: z.array(z.object({ digest: z.string(), counter: z.number().int(), outcome: z.string() })).default([]),
+  /** A probation that was running; after a restart it starts over on the same bundle. */
+  probation: z.object({ counter: z.number().int(), dir: z.string() }).nullable().default(null),
+  transitions: z.array(Transition).default([]),
+  lastError: LastError.nullable().default(null),
+});
+export type AgentState = z.infer<typeof AgentState>;
+
+export class StateStore {
+  private state: AgentState = AgentState.parse({ v: 1 });
+  private writing: Promise<void> = Promise.resolve();
+  private readonly file: string;
+
+  constructor(dataDir: string) {
+    this.file = path.join(dataDir, STATE_FILE);
+  }
+
+  async load(): Promise<AgentState> {
+    try {
+      const parsed = AgentState.safeParse(JSON.parse(await readFile(this.file, 'utf8')));
+      // A state file we cannot read is not fatal: the bundles on disk still carry their signed
+      // manifests, and the counter floor is recomputed from them.
+      if (parsed.success) this.state = parsed.data;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' && !(err instanceof SyntaxError)) throw err;
+    }
+    return this.state;
+  }
+
+  get(): Readonly<AgentState> {
+    return this.state;
+  }
+
+  /** Applies a change and persists it; writes are serialized so the file always holds the newest state. */
+  async update(change: (s: AgentState) => void): Promise<void> {
+    change(this.state);
+    if (this.state.handled.length > MAX_HANDLED) this.state.handled.splice(0, this.state.handled.length - MAX_HANDLED);
+    if (this.state.transitions.length > MAX_TRANSITIONS) this.state.transitions.splice(0, this.state.transitions.length - MAX_TRANSITIONS);
+    const snapshot = structuredClone(this.state);
+    this.writing = this.writing.catch(() => {}).then(() => writeJsonAtomic(this.file, snapshot));
+    await this.writing;
+  }
+
+  isHandled(digest: string): boolean {
+    return this.state.handled.some((h) => h.digest === digest);
+  }
+}
