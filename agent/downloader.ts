@@ -1,0 +1,196 @@
+// Resumable, verified artifact downloads. Each file streams into `<name>.part` while it is hashed
+// with a byte cap (the manifest's size: a server sending more is cut off, "endless data"); an
+// interrupted transfer (network, kill -9) continues from the part file's size with `Range: bytes=N-`.
+// Only a file whose size and sha256 match the signed manifest is renamed to its final name.
+import { createReadStream } from 'node:fs';
+import { open, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { DigestAccumulator, FileDigestError, verifyFile } from '../firmware-bundles/file-digest.ts';
+import type { ManifestFile } from '../firmware-bundles/manifest.ts';
+import { Backoff, sleep } from './backoff.ts';
+import { fsyncDir } from './fs-atomic.ts';
+
+export type DownloadErrorCode = 'HASH_MISMATCH' | 'SIZE_MISMATCH' | 'TOO_LARGE' | 'DOWNLOAD_FAILED';
+
+export class DownloadError extends Error {
+  constructor(
+    readonly code: DownloadErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DownloadError';
+  }
+}
+
+/** A transient failure: worth another attempt (resuming from what is on disk). */
+class RetryableError extends Error {}
+
+export interface DownloaderOptions {
+  /** Base URL serving `/artifacts/sha256/<hex>`. */
+  baseUrl: string;
+  username: string;
+  password: string;
+  retries: number;
+  idleTimeoutMs: number;
+  backoff: { minMs: number; maxMs: number };
+  logger: Logger;
+}
+
+export interface FetchOptions {
+  signal: AbortSignal;
+  /** Bytes of this file on disk so far (called often; throttle on the caller's side). */
+  onProgress?: (bytes: number) => void;
+}
+
+export class Downloader {
+  constructor(private readonly opts: DownloaderOptions) {}
+
+  /** Ensures `dir/<file.path>` holds the file the manifest names; resumes a part file if there is one. */
+  async fetchFile(file: ManifestFile, dir: string, fo: FetchOptions): Promise<void> {
+    const final = path.join(dir, file.path);
+    if (await exists(final)) {
+      const r = await verifyFile(final, file).catch(() => null);
+      if (r?.ok) {
+        fo.onProgress?.(file.size);
+        return;
+      }
+      await rm(final, { force: true });
+    }
+    const part = final + '.part';
+    const backoff = new Backoff(this.opts.backoff);
+    let restartedFromZero = false;
+    let lastError = 'no attempt made';
+    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
+      if (attempt > 0) await sleep(backoff.next(), fo.signal);
+      let resumedFrom = 0;
+      try {
+        const result = await this.transfer(file, part, fo);
+        resumedFrom = result.resumedFrom;
+        const acc = result.acc;
+        const verdict = acc.check(file);
+        if (!verdict.ok) {
+          // A part file from before a crash may hold bytes the disk never persisted correctly: start
+          // over once before calling the artifact tampered.
+          if (verdict.reason === 'HASH_MISMATCH' && resumedFrom > 0 && !restartedFromZero) {
+            restartedFromZero = true;
+            await rm(part, { force: true });
+            this.opts.logger.warn({ file: file.path }, 'resumed file does not hash right; downloading it again from the start');
+            continue;
+          }
+          await rm(part, { force: true });
+          throw new DownloadError(verdict.reason, `${file.path}: ${verdict.message}`);
+        }
+        await rename(part, final);
+        await fsyncDir(dir);
+        return;
+      } catch (err) {
+        if (fo.signal.aborted) throw fo.signal.reason;
+        if (err instanceof DownloadError) throw err;
+        if (err instanceof FileDigestError) {
+          await rm(part, { force: true });
+          throw new DownloadError('TOO_LARGE', `${file.path}: the server sent more than the signed ${file.size} bytes`);
+        }
+        lastError = (err as Error).message;
+        this.opts.logger.warn({ file: file.path, attempt: attempt + 1, err: lastError }, 'download attempt failed');
+      }
+    }
+    throw new DownloadError('DOWNLOAD_FAILED', `${file.path}: gave up after ${this.opts.retries + 1} attempts: ${lastError}`);
+  }
+
+  /** One HTTP attempt: the digest of the whole file as now on disk, and the offset it resumed from. */
+  private async transfer(file: ManifestFile, part: string, fo: FetchOptions): Promise<{ acc: DigestAccumulator; resumedFrom: number }> {
+    let acc = new DigestAccumulator(file.size);
+    let offset = (await stat(part).catch(() => null))?.size ?? 0;
+    if (offset > file.size) {
+      await rm(part, { force: true });
+      offset = 0;
+    }
+    if (offset > 0) for await (const chunk of createReadStream(part, { end: offset - 1 })) acc.update(chunk as Buffer);
+    fo.onProgress?.(offset);
+    if (offset === file.size) return { acc, resumedFrom: offset };
+
+    const idle = new AbortController();
+    let idleTimer = setTimeout(() => idle.abort(new Error(`no data for ${this.opts.idleTimeoutMs} ms`)), this.opts.idleTimeoutMs);
+    const touch = () => {
+      clearTimeout(idleTimer);
+      idleTimer = setTimeout(() => idle.abort(new Error(`no data for ${this.opts.idleTimeoutMs} ms`)), this.opts.idleTimeoutMs);
+    };
+    const signal = AbortSignal.any([fo.signal, idle.signal]);
+    const url = new URL(`artifacts/sha256/${file.sha256}`, this.opts.baseUrl.endsWith('/') ? this.opts.baseUrl : this.opts.baseUrl + '/');
+    const headers: Record<string, string> = {
+      authorization: 'Basic ' + Buffer.from(`${this.opts.username}:${this.opts.password}`).toString('base64'),
+    };
+    if (offset > 0) headers.range = `bytes=${offset}-`;
+    try {
+      let res: Response;
+      try {
+        res = await fetch(url, { headers, signal });
+      } catch (err) {
+        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : (err as Error).message);
+      }
+      if (res.status === 416) {
+        await res.body?.cancel();
+        await rm(part, { force: true });
+        throw new RetryableError('range not satisfiable; starting over');
+      }
+      if (res.status !== 200 && res.status !== 206) {
+        await res.body?.cancel();
+        throw new RetryableError(`HTTP ${res.status}`);
+      }
+      let total: number | null = null;
+      if (res.status === 206) {
+        const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
+        if (!m || Number(m[1]) !== offset) {
+          await res.body?.cancel();
+          await rm(part, { force: true });
+          throw new RetryableError(`unexpected Content-Range ${res.headers.get('content-range')}`);
+        }
+        if (m[3] !== '*') total = Number(m[3]);
+      } else {
+        if (offset > 0) {
+          // The server ignored the Range header: take the whole file from the start.
+          await rm(part, { force: true });
+          acc = new DigestAccumulator(file.size);
+          offset = 0;
+        }
+        const len = res.headers.get('content-length');
+        if (len !== null) total = Number(len);
+      }
+      if (total !== null && total !== file.size) {
+        await res.body?.cancel();
+        throw total > file.size
+          ? new DownloadError('TOO_LARGE', `${file.path}: server announces ${total} bytes, the manifest signed ${file.size}`)
+          : new DownloadError('SIZE_MISMATCH', `${file.path}: server announces ${total} bytes, the manifest signed ${file.size}`);
+      }
+      if (!res.body) throw new RetryableError('empty response body');
+      const fh = await open(part, 'a', 0o600);
+      try {
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          touch();
+          acc.update(chunk); // throws TOO_LARGE before a byte past the cap reaches the disk
+          await fh.write(chunk);
+          fo.onProgress?.(acc.size);
+        }
+        await fh.sync();
+      } catch (err) {
+        await fh.sync().catch(() => {});
+        if (err instanceof FileDigestError || err instanceof DownloadError) throw err;
+        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : (err as Error).message);
+      } finally {
+        await fh.close();
+      }
+      if (acc.size < file.size) throw new RetryableError(`connection ended after ${acc.size} of ${file.size} bytes`);
+      return { acc, resumedFrom: offset };
+    } finally {
+      clearTimeout(idleTimer);
+    }
+  }
+}
+
+async function exists(p: string): Promise<boolean> {
+  return stat(p).then(
+    () => true,
+    () => false,
+  );
+}
