@@ -1,0 +1,128 @@
+// The device's MQTT session: client id = username = device id, persistent session (clean: false),
+// QoS 1, `status` online (retained) on connect with `offline` as the last will, subscriptions to the
+// device's own `desired` and `cmd` only (never `cmd/#`: overlapping filters deliver twice).
+// MQTT.js reconnects at a fixed period, so reconnection is ours: exponential backoff with jitter,
+// which also paces a device that is still pending approval (CONNACK "Not authorized").
+import mqtt, { type MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import type { StatusMessage } from '../protocol/messages/status.ts';
+import { deviceTopic, type DevicePublishChannel } from '../protocol/topics.ts';
+import { Backoff } from './backoff.ts';
+
+export interface MqttSessionOptions {
+  url: string;
+  deviceId: string;
+  password: string;
+  agentVersion: string;
+  logger: Logger;
+  reconnect: { minMs: number; maxMs: number };
+  connectTimeoutMs?: number;
+  onDesired(payload: Buffer): void;
+  onCommand(payload: Buffer): void;
+  /** Called after each (re)connection once `status` online is sent. */
+  onConnected?(): void;
+}
+
+export class MqttSession {
+  private client?: MqttClient;
+  private reconnectTimer?: NodeJS.Timeout;
+  private stopping = false;
+  private backoff: Backoff;
+  /** Connections made so far (tests and status). */
+  connections = 0;
+
+  constructor(private readonly opts: MqttSessionOptions) {
+    this.backoff = new Backoff(opts.reconnect);
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /** Starts connecting; never throws for an unreachable broker (it keeps retrying until stop()). */
+  start(): void {
+    const { opts } = this;
+    this.stopping = false;
+    const status = (state: 'online' | 'offline'): StatusMessage => ({ v: 1, state, at: new Date().toISOString(), agentVersion: opts.agentVersion });
+    const client = mqtt.connect(opts.url, {
+      clientId: opts.deviceId,
+      username: opts.deviceId,
+      password: opts.password,
+      clean: false,
+      protocolVersion: 4, // the embedded broker speaks 3.1.1
+      reconnectPeriod: 0, // reconnection with backoff is done below
+      resubscribe: false, // we subscribe on every connect ourselves
+      connectTimeout: opts.connectTimeoutMs ?? 10_000,
+      keepalive: 30,
+      will: { topic: deviceTopic(opts.deviceId, 'status'), payload: Buffer.from(JSON.stringify(status('offline'))), qos: 1, retain: true },
+    });
+    this.client = client;
+    client.on('connect', (connack) => {
+      this.connections++;
+      this.backoff.reset();
+      opts.logger.info({ sessionPresent: connack.sessionPresent }, 'mqtt connected');
+      this.publish('status', status('online'), { retain: true });
+      const filters = [deviceTopic(opts.deviceId, 'desired'), deviceTopic(opts.deviceId, 'cmd')];
+      client.subscribeAsync(filters, { qos: 1 }).then(
+        (granted) => {
+          const refused = granted.filter((g) => g.qos >= 128).map((g) => g.topic);
+          if (refused.length) opts.logger.error({ refused }, 'broker refused subscriptions');
+        },
+        (err: Error) => opts.logger.error({ err: err.message }, 'subscribe failed'),
+      );
+      opts.onConnected?.();
+    });
+    client.on('message', (topic, payload) => {
+      if (topic === deviceTopic(opts.deviceId, 'desired')) opts.onDesired(payload);
+      else if (topic === deviceTopic(opts.deviceId, 'cmd')) opts.onCommand(payload);
+      else opts.logger.debug({ topic }, 'message on an unexpected topic dropped');
+    });
+    // Without an 'error' listener MQTT.js errors (e.g. CONNACK refusals) would crash the process.
+    client.on('error', (err) => {
+      const pending = /not authori[sz]ed/i.test(err.message);
+      opts.logger.warn({ err: err.message }, pending ? 'mqtt connect refused: device pending approval, revoked, or bad credentials' : 'mqtt error');
+    });
+    client.on('close', () => this.scheduleReconnect());
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopping || this.reconnectTimer) return;
+    const delay = this.backoff.next();
+    this.opts.logger.debug({ inMs: delay }, 'mqtt reconnect scheduled');
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = undefined;
+      if (!this.stopping && this.client && !this.client.connected && !this.client.reconnecting) this.client.reconnect();
+    }, delay);
+  }
+
+  /**
+   * Publishes one message (QoS 1). Resolves once the broker acknowledged it; never rejects (a
+   * refusal or a stop is logged), so a caller cannot leak an unhandled rejection.
+   */
+  async publish(channel: DevicePublishChannel, message: unknown, o: { retain?: boolean } = {}): Promise<boolean> {
+    const client = this.client;
+    if (!client) return false;
+    try {
+      await client.publishAsync(deviceTopic(this.opts.deviceId, channel), JSON.stringify(message), { qos: 1, retain: o.retain ?? false });
+      return true;
+    } catch (err) {
+      this.opts.logger.debug({ channel, err: (err as Error).message }, 'publish failed');
+      return false;
+    }
+  }
+
+  /** Clean stop: announces `offline` (a clean disconnect does not fire the last will), then closes. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = undefined;
+    const client = this.client;
+    if (!client) return;
+    if (client.connected) {
+      const offline: StatusMessage = { v: 1, state: 'offline', at: new Date().toISOString(), agentVersion: this.opts.agentVersion };
+      await Promise.race([this.publish('status', offline, { retain: true }), new Promise((r) => setTimeout(r, 2000).unref())]);
+    }
+    await client.endAsync(true).catch(() => {});
+    this.client = undefined;
+  }
+}

@@ -1,0 +1,112 @@
+// Keeps the device's `reported` document (retained) and publishes it: on every transition, on
+// throttled download progress, and again after each reconnect. While offline only the newest
+// document matters, so nothing is queued: the latest one is sent once the session is back.
+import type { Logger } from 'pino';
+import type { BundleRef, ReportedMessage, UpdateState } from '../protocol/messages/reported.ts';
+import type { StateStore, Transition } from './state-store.ts';
+
+export interface ReportPublisher {
+  readonly connected: boolean;
+  publish(channel: 'reported', message: unknown, o: { retain?: boolean }): Promise<boolean>;
+}
+
+export class Reporter {
+  private state: UpdateState = 'idle';
+  private active: ReportedMessage['active'] = null;
+  private desired: ReportedMessage['desired'] = null;
+  private progress: ReportedMessage['progress'];
+  private lastProgressAt = 0;
+  private session?: ReportPublisher;
+  private dirty = false;
+  private sending = false;
+
+  constructor(
+    private readonly store: StateStore,
+    private readonly agentVersion: string,
+    private readonly logger: Logger,
+    private readonly progressIntervalMs = 1000,
+  ) {}
+
+  attach(session: ReportPublisher): void {
+    this.session = session;
+  }
+
+  get current(): UpdateState {
+    return this.state;
+  }
+
+  /** The document as it would be published now. */
+  snapshot(): ReportedMessage {
+    const s = this.store.get();
+    return {
+      v: 1,
+      at: new Date().toISOString(),
+      agentVersion: this.agentVersion,
+      state: this.state,
+      active: this.active,
+      desired: this.desired,
+      ...(this.progress ? { progress: this.progress } : {}),
+      lastError: s.lastError,
+      transitions: s.transitions.slice(-50),
+      ...(s.keylist ? { keylistVersion: (s.keylist.signed as { version?: number }).version ?? 0 } : {}),
+    };
+  }
+
+  /** After a restart: the state to show without recording a transition (the last terminal one, or idle/active). */
+  restore(state: UpdateState, desired: ReportedMessage['desired']): void {
+    this.state = state;
+    this.desired = desired;
+  }
+
+  setActive(active: (BundleRef & { activatedAt: string }) | null): void {
+    this.active = active;
+    this.flush();
+  }
+
+  /**
+   * Records a transition (persisted with the state, so the history survives restarts) and publishes.
+   * A failure carries its reason code and message as `lastError`.
+   */
+  async transition(state: UpdateState, o: { counter?: number; bundleId?: string; reason?: string; message?: string; error?: boolean } = {}): Promise<void> {
+    const at = new Date().toISOString();
+    this.state = state;
+    if (o.counter !== undefined && o.bundleId !== undefined) this.desired = { bundleId: o.bundleId, counter: o.counter };
+    if (state !== 'downloading') this.progress = undefined;
+    const t: Transition = { state, at, ...(o.counter !== undefined ? { counter: o.counter } : {}), ...(o.reason ? { reason: o.reason } : {}) };
+    await this.store.update((s) => {
+      s.transitions.push(t);
+      if ((state === 'failed' || state === 'rolled_back') && o.reason && o.error !== false) {
+        s.lastError = { code: o.reason, message: (o.message ?? o.reason).slice(0, 2000), at, ...(o.counter !== undefined ? { counter: o.counter } : {}) };
+      }
+    });
+    this.logger.info({ state, counter: o.counter, reason: o.reason }, o.message && o.reason ? `update ${state}: ${o.message}` : `update ${state}`);
+    this.flush();
+  }
+
+  /** Download progress; published at most once per interval. */
+  setProgress(bytes: number, totalBytes: number): void {
+    this.progress = { bytes, totalBytes };
+    const now = Date.now();
+    if (now - this.lastProgressAt >= this.progressIntervalMs) {
+      this.lastProgressAt = now;
+      this.flush();
+    }
+  }
+
+  /** Publishes the newest document if connected; otherwise remembers to do so on reconnect. */
+  flush(): void {
+    this.dirty = true;
+    if (this.sending || !this.session?.connected) return;
+    this.sending = true;
+    void (async () => {
+      try {
+        while (this.dirty && this.session?.connected) {
+          this.dirty = false;
+          await this.session.publish('reported', this.snapshot(), { retain: true });
+        }
+      } finally {
+        this.sending = false;
+      }
+    })();
+  }
+}
