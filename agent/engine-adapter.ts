@@ -1,0 +1,112 @@
+// ModelRuntime over the runtime's InferenceEngine (agent/runtime/engine.ts): sessions in a worker
+// thread, bundles staged beside the active one, atomic swaps. This adapter adds what the agent needs
+// on top: the bundle identity (counter, model hash) carried with each staged model, release of the
+// replaced session once its in-flight requests are done, JSON-ready outputs, and the inference
+// outcomes probation watches.
+import type { Logger } from 'pino';
+import type { BundleDefinition } from '../firmware-bundles/definition.ts';
+import { InferenceEngine, type StagedBundle } from './runtime/engine.ts';
+import { RuntimeError } from './runtime/errors.ts';
+import type { ModelHostOptions } from './runtime/model-host.ts';
+import type { HostTensor } from './runtime/tensor.ts';
+import type { BundleInfo, InferenceOutcome, ModelRuntime, PredictInput, PredictOutput, StagedModel } from './model-runtime.ts';
+
+/** Failures that are the model's or the runtime's fault (probation counts them); bad input is not. */
+const MODEL_FAULTS = new Set(['INFERENCE_FAILED', 'WORKER_CRASHED', 'BUNDLE_MISMATCH']);
+
+interface Staged extends StagedModel {
+  readonly inner: StagedBundle;
+}
+
+export class EngineRuntime implements ModelRuntime {
+  private readonly engine: InferenceEngine;
+  private current: Staged | null = null;
+  private readonly listeners = new Set<(o: InferenceOutcome) => void>();
+
+  constructor(private readonly opts: { logger: Logger; hostOptions?: ModelHostOptions }) {
+    this.engine = new InferenceEngine({
+      hostOptions: {
+        poolSize: 1, // one inference thread; the main thread keeps the other core on a 2-core device
+        ...opts.hostOptions,
+        onEvent: (event) => opts.logger.warn({ event }, 'inference worker event'),
+      },
+    });
+  }
+
+  start(): Promise<void> {
+    return this.engine.start();
+  }
+
+  async stop(): Promise<void> {
+    this.current = null;
+    await this.engine.stop();
+  }
+
+  async stage(modelPath: string, definition: BundleDefinition, info: BundleInfo): Promise<StagedModel> {
+    const labels = Array.isArray(definition.postprocess.labels) ? definition.postprocess.labels : undefined;
+    const inner = await this.engine.stage({ bundle: { id: info.id, version: info.counter }, modelPath, preprocess: definition.preprocess, postprocess: definition.postprocess, labels });
+    const staged: Staged = { info, inner, run: this.engine.smokeRunner(inner) };
+    return staged;
+  }
+
+  async activate(model: StagedModel): Promise<void> {
+    const staged = model as Staged;
+    const replaced = this.engine.activate(staged.inner);
+    this.current = staged;
+    // The old session finishes what it was given, then goes (one session per active model: RSS).
+    if (replaced && replaced !== staged.inner) {
+      this.engine.release(replaced).catch((err) => this.opts.logger.warn({ err: (err as Error).message }, 'releasing the replaced model failed'));
+    }
+  }
+
+  async discard(model: StagedModel): Promise<void> {
+    const staged = model as Staged;
+    if (this.current === staged) return;
+    await this.engine.release(staged.inner);
+  }
+
+  active(): BundleInfo | null {
+    return this.current?.info ?? null;
+  }
+
+  onOutcome(listener: (o: InferenceOutcome) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(o: InferenceOutcome): void {
+    for (const l of this.listeners) {
+      try {
+        l(o);
+      } catch (err) {
+        this.opts.logger.error({ err }, 'outcome listener failed');
+      }
+    }
+  }
+
+  async predict(input: PredictInput): Promise<PredictOutput> {
+    // Taken synchronously: the request runs on the bundle active right now, even if a swap follows.
+    const unit = this.current;
+    if (!unit) {
+      throw new RuntimeError('NO_ACTIVE_MODEL', 'no bundle is active');
+    }
+    try {
+      const r = await this.engine.predict(input, { staged: unit.inner });
+      this.emit({ counter: unit.info.counter, ok: true });
+      return { outputs: plainOutputs(r.outputs), predictions: r.batch ? r.predictions : r.predictions[0], bundle: unit.info, latencyMs: r.latencyMs };
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (!code || MODEL_FAULTS.has(code)) this.emit({ counter: unit.info.counter, ok: false, code: code ?? 'INTERNAL' });
+      throw err;
+    }
+  }
+}
+
+function plainOutputs(outputs: Record<string, HostTensor>): PredictOutput['outputs'] {
+  const out: PredictOutput['outputs'] = {};
+  for (const [name, t] of Object.entries(outputs)) {
+    if (Array.isArray(t.data)) continue; // string tensors have no numeric form
+    out[name] = { dims: [...t.dims], data: Array.from(t.data as ArrayLike<number | bigint>, Number) };
+  }
+  return out;
+}
