@@ -1,0 +1,177 @@
+// The agent's composition root: identity → bundles on disk and runtime (boot into the newest bundle
+// that verifies) → local API → MQTT session (desired, commands, reported, status). The constructor
+// only stores its inputs; start() brings everything up, stop() tears it down in reverse order with
+// no timers, sockets or worker threads left behind.
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { PublicKeyRef } from '../firmware-bundles/keys.ts';
+import { BundleStore } from './bundle-store.ts';
+import { CommandHandler } from './commands.ts';
+import type { AgentConfig } from './config.ts';
+import { Downloader } from './downloader.ts';
+import { EngineRuntime } from './engine-adapter.ts';
+import { loadOrEnroll, parseTrustRoot, type Identity } from './identity.ts';
+import { LocalApi } from './local-api.ts';
+import type { ModelRuntime } from './model-runtime.ts';
+import { MqttSession } from './mqtt-session.ts';
+import { Reconciler } from './reconciler.ts';
+import { Reporter } from './reporter.ts';
+import { StateStore } from './state-store.ts';
+import { AGENT_VERSION } from './version.ts';
+
+const LOCK_FILE = 'agent.lock';
+
+export class AgentLockedError extends Error {
+  override name = 'AgentLockedError';
+}
+
+export class Agent {
+  identity?: Identity;
+  runtime?: ModelRuntime;
+  reconciler?: Reconciler;
+  reporter?: Reporter;
+  session?: MqttSession;
+  api?: LocalApi;
+  private commands?: CommandHandler;
+  private lockPath?: string;
+  private readonly stopCtl = new AbortController();
+  private readonly startedAt = new Date().toISOString();
+
+  constructor(
+    readonly config: AgentConfig,
+    readonly logger: Logger,
+    private readonly deps: { runtime?: ModelRuntime } = {},
+  ) {}
+
+  async start(): Promise<void> {
+    const { config, logger } = this;
+    await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+    await this.lock();
+    const trustRoot: PublicKeyRef | undefined = config.trustRoot ? await parseTrustRoot(config.trustRoot) : undefined;
+    const identity = await loadOrEnroll({
+      dataDir: config.dataDir,
+      server: config.server,
+      enrollToken: config.enrollToken,
+      name: config.name,
+      trustRoot,
+      logger,
+      signal: this.stopCtl.signal,
+      retry: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs },
+    });
+    this.identity = identity;
+    const log = logger.child({ deviceId: identity.deviceId });
+
+    const state = new StateStore(config.dataDir);
+    const bundles = new BundleStore(config.dataDir);
+    const runtime = this.deps.runtime ?? new EngineRuntime({ logger: log });
+    this.runtime = runtime;
+    await runtime.start();
+    const reporter = new Reporter(state, AGENT_VERSION, log);
+    this.reporter = reporter;
+    const downloader = new Downloader({
+      baseUrl: config.artifactUrl ?? identity.serverUrl,
+      username: identity.deviceId,
+      password: identity.mqtt.password,
+      retries: config.downloadRetries,
+      idleTimeoutMs: config.downloadIdleTimeoutMs,
+      backoff: { minMs: Math.min(1000, config.reconnectMinMs), maxMs: Math.min(30_000, config.reconnectMaxMs) },
+      logger: log,
+    });
+    const reconciler = new Reconciler({
+      deviceId: identity.deviceId,
+      pinnedRoot: identity.trust ? { keyid: identity.trust.keyid, publicKey: identity.trust.publicKey } : null,
+      agentVersion: AGENT_VERSION,
+      config,
+      state,
+      bundles,
+      downloader,
+      runtime,
+      reporter,
+      logger: log,
+    });
+    this.reconciler = reconciler;
+    await reconciler.start();
+
+    this.api = new LocalApi({ host: config.apiHost, port: config.apiPort, runtime, logger: log, status: () => this.status() });
+    await this.api.start();
+
+    const session = new MqttSession({
+      url: identity.mqtt.url,
+      deviceId: identity.deviceId,
+      password: identity.mqtt.password,
+      agentVersion: AGENT_VERSION,
+      logger: log,
+      reconnect: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs },
+      onDesired: (payload) => reconciler.handleDesired(payload),
+      onCommand: (payload) => this.commands!.handle(payload),
+      onConnected: () => reporter.flush(),
+    });
+    this.commands = new CommandHandler({
+      logger: log,
+      reply: (message) => session.publish('cmd/res', message),
+      ping: () => ({ pong: true, at: new Date().toISOString(), agentVersion: AGENT_VERSION, active: this.status().active }),
+      rollback: () => reconciler.rollback(),
+    });
+    this.session = session;
+    reporter.attach(session);
+    session.start();
+    log.info({ version: AGENT_VERSION, dataDir: config.dataDir, api: `${config.apiHost}:${this.api.port}` }, 'agent started');
+  }
+
+  /** GET /v1/status: identity, the active bundle, and where updates stand. */
+  status() {
+    const snap = this.reporter?.snapshot();
+    return {
+      deviceId: this.identity?.deviceId ?? null,
+      agentVersion: AGENT_VERSION,
+      startedAt: this.startedAt,
+      trustRoot: this.identity?.trust ? { keyid: this.identity.trust.keyid, source: this.identity.trust.source } : null,
+      mqtt: { connected: this.session?.connected ?? false },
+      active: snap?.active ?? null,
+      update: snap
+        ? { state: snap.state, desired: snap.desired, progress: snap.progress ?? null, lastError: snap.lastError, transitions: snap.transitions.slice(-20), ...this.reconciler?.status() }
+        : null,
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.stopCtl.abort(new Error('agent stopping'));
+    await this.session?.stop();
+    await this.api?.stop();
+    await this.reconciler?.stop();
+    await this.commands?.stop();
+    await this.runtime?.stop();
+    if (this.lockPath) await rm(this.lockPath, { force: true });
+    this.logger.info('agent stopped');
+  }
+
+  /** One agent per data dir: a second one would race the first on the same files. */
+  private async lock(): Promise<void> {
+    const file = path.join(this.config.dataDir, LOCK_FILE);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        const fh = await open(file, 'wx', 0o600);
+        await fh.writeFile(String(process.pid));
+        await fh.close();
+        this.lockPath = file;
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        const pid = Number((await readFile(file, 'utf8').catch(() => '')).trim());
+        if (pid > 0 && pid !== process.pid && isAlive(pid)) throw new AgentLockedError(`another agent (pid ${pid}) uses ${this.config.dataDir}`);
+        await rm(file, { force: true }); // stale: its agent was killed
+      }
+    }
+    throw new AgentLockedError(`cannot lock ${file}`);
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
