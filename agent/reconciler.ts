@@ -125,6 +125,8 @@ export class Reconciler {
         await this.o.runtime.activate(staged);
         this.setActive(b);
         if (name !== current) {
+          const brokenDigest = current ? await this.manifestDigestOf(current) : null;
+          if (brokenDigest) await state.update((st) => void (st.reinstall = brokenDigest));
           await bundles.setCurrent(name);
           await bundles.clearPrevious();
           logger.error({ broken: current, fallback: name, reason: firstFailure?.code }, 'current bundle is broken; fell back to the previous one');
@@ -203,13 +205,20 @@ export class Reconciler {
       return typeof c === 'number' && Number.isInteger(c) ? c : undefined;
     };
     const bundleIdOf = (): string => String((manifestEnvelope?.signed as { bundle?: { id?: unknown } } | undefined)?.bundle?.id ?? 'unknown');
-    // Already applied, already judged, or already on its way: a redelivered retained message.
-    if (digest && (digest === this.activeDigest || state.isHandled(digest) || this.running?.job.digest === digest || this.pending?.digest === digest)) {
+    // Already applied, already judged, or already on its way: a redelivered retained message. The
+    // exception is the manifest of a bundle that broke on disk: the desired state still names it.
+    const reinstall = digest !== null && digest === state.get().reinstall;
+    if (digest && (digest === this.activeDigest || (state.isHandled(digest) && !reinstall) || this.running?.job.digest === digest || this.pending?.digest === digest)) {
       logger.debug({ counter: counterOf() }, 'desired manifest already handled');
       return;
     }
     const reject = async (code: string, message: string) => {
-      if (digest) await state.update((s) => void s.handled.push({ digest, counter: counterOf() ?? -1, outcome: code }));
+      if (digest) {
+        await state.update((s) => {
+          s.handled.push({ digest, counter: counterOf() ?? -1, outcome: code });
+          if (s.reinstall === digest) s.reinstall = null;
+        });
+      }
       await reporter.transition('failed', { counter: counterOf(), bundleId: bundleIdOf(), reason: code, message });
     };
 
@@ -246,7 +255,9 @@ export class Reconciler {
     }
 
     // 2. The manifest: signatures first, then device, expiry, counter, agent version.
-    const floor = Math.max(state.get().highWaterCounter, this.activeBundle?.manifest.counter ?? 0);
+    let floor = Math.max(state.get().highWaterCounter, this.activeBundle?.manifest.counter ?? 0);
+    const claimed = counterOf();
+    if (reinstall && claimed !== undefined) floor = Math.min(floor, claimed - 1);
     const mv = verifyManifest(manifestEnvelope, { keylist, deviceId: this.o.deviceId, activeCounter: floor > 0 ? floor : null, agentVersion: this.o.agentVersion, now });
     if (!mv.ok) {
       await reject(mv.reason, mv.message);
@@ -281,7 +292,18 @@ export class Reconciler {
   }
 
   private async markHandled(job: Job, outcome: string): Promise<void> {
-    await this.o.state.update((s) => void s.handled.push({ digest: job.digest, counter: job.manifest.counter, outcome }));
+    await this.o.state.update((s) => {
+      s.handled.push({ digest: job.digest, counter: job.manifest.counter, outcome });
+      if (s.reinstall === job.digest) s.reinstall = null;
+    });
+  }
+
+  private async manifestDigestOf(name: string): Promise<string | null> {
+    try {
+      return manifestDigest(JSON.parse(await readFile(path.join(this.o.bundles.bundlesDir, name, 'manifest.json'), 'utf8')).signed);
+    } catch {
+      return null;
+    }
   }
 
   private async run(job: Job): Promise<void> {
@@ -417,6 +439,7 @@ export class Reconciler {
       await state.update((s) => {
         s.probation = null;
         s.handled.push({ digest, counter: m.counter, outcome: 'active' });
+        if (s.reinstall === digest) s.reinstall = null;
       });
       await reporter.transition('active', ids);
       const removed = await bundles.prune(new Set(this.pending ? [this.pending.name] : []));
@@ -426,12 +449,16 @@ export class Reconciler {
     logger.error({ counter: m.counter, verdict: verdict.message }, 'probation failed; rolling back');
     try {
       await this.rollbackToPrevious();
-      await state.update((s) => void s.handled.push({ digest, counter: m.counter, outcome: 'PROBATION_FAILED' }));
+      await state.update((s) => {
+        s.handled.push({ digest, counter: m.counter, outcome: 'PROBATION_FAILED' });
+        if (s.reinstall === digest) s.reinstall = null;
+      });
       await reporter.transition('rolled_back', { ...ids, reason: 'PROBATION_FAILED', message: verdict.message });
     } catch (err) {
       await state.update((s) => {
         s.probation = null;
         s.handled.push({ digest, counter: m.counter, outcome: 'PROBATION_FAILED' });
+        if (s.reinstall === digest) s.reinstall = null;
       });
       await reporter.transition('failed', { ...ids, reason: 'PROBATION_FAILED', message: `${verdict.message}; rollback impossible: ${(err as Error).message}` });
     }

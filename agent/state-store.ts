@@ -29,6 +29,11 @@ export const AgentState = z.object({
   handled: z.array(z.object({ digest: z.string(), counter: z.number().int(), outcome: z.string() })).default([]),
   /** A probation that was running; after a restart it starts over on the same bundle. */
   probation: z.object({ counter: z.number().int(), dir: z.string() }).nullable().default(null),
+  /**
+   * Digest of a manifest whose installed bundle broke on disk (found at start): it may be installed
+   * again although its counter is not above the floor, since it is the very manifest that was verified.
+   */
+  reinstall: z.string().nullable().default(null),
   transitions: z.array(Transition).default([]),
   lastError: LastError.nullable().default(null),
 });
