@@ -53,7 +53,7 @@ describe('agent: update path over real MQTT', () => {
     return publish(trust.bundleManifest(deviceId, bundle, { counter: c, ...o }));
   };
   const last = () => reported.at(-1);
-  const until = (what: string, fn: (r: ReportedMessage) => boolean, ms = 15_000) => waitFor(() => reported.length > 0 && fn(last()!) && last(), what, ms);
+  const until = (what: string, fn: (r: ReportedMessage) => boolean, ms = 15_000) => waitFor(() => (reported.length > 0 && fn(last()!) ? last() : undefined), what, ms);
   const predict = (body: unknown, headers?: Record<string, string>) => api(port, 'POST', '/v1/predict', body, headers);
   const row = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8];
 

@@ -55,6 +55,14 @@ export interface ArtifactBehaviour {
   chunked?: boolean;
   /** Throttle to about this many bytes per second. */
   bytesPerSecond?: number;
+  /** The next `times` requests send `afterBytes` bytes and then drop the connection. */
+  cut?: { afterBytes: number; times: number };
+  /** The next `times` requests send `afterBytes` bytes and then go silent (connection left open). */
+  stall?: { afterBytes: number; times: number };
+  /** Answer 200 with the whole file even when a Range was asked for. */
+  ignoreRange?: boolean;
+  /** The next `times` requests get this HTTP status. */
+  fail?: { status: number; times: number };
 }
 
 export interface ArtifactRequest {
@@ -101,6 +109,11 @@ export class ArtifactServer {
         return;
       }
       const b = this.behaviour.get(m[1]) ?? {};
+      if (b.fail && b.fail.times > 0) {
+        b.fail.times--;
+        res.writeHead(b.fail.status).end();
+        return;
+      }
       let body = Buffer.from(file);
       if (b.tamper) body[Math.floor(body.length / 2)] ^= 0xff;
       if (b.extraBytes) body = Buffer.concat([body, Buffer.alloc(b.extraBytes, 0x41)]);
@@ -108,11 +121,22 @@ export class ArtifactServer {
         res.writeHead(416, { 'content-range': `bytes */${body.length}` }).end();
         return;
       }
-      const slice = body.subarray(start);
+      const ranged = range !== null && !b.ignoreRange;
+      const slice = body.subarray(ranged ? start : 0);
       const headers: Record<string, string> = { 'accept-ranges': 'bytes', 'content-type': 'application/octet-stream' };
       if (!b.chunked) headers['content-length'] = String(slice.length);
-      if (range) headers['content-range'] = `bytes ${start}-${body.length - 1}/${b.chunked ? '*' : body.length}`;
-      res.writeHead(range ? 206 : 200, headers);
+      if (ranged) headers['content-range'] = `bytes ${start}-${body.length - 1}/${b.chunked ? '*' : body.length}`;
+      res.writeHead(ranged ? 206 : 200, headers);
+      if (b.cut && b.cut.times > 0) {
+        b.cut.times--;
+        res.write(slice.subarray(0, b.cut.afterBytes), () => setTimeout(() => res.destroy(), 20));
+        return;
+      }
+      if (b.stall && b.stall.times > 0) {
+        b.stall.times--;
+        res.write(slice.subarray(0, b.stall.afterBytes));
+        return; // the client gives up; stop() closes the socket
+      }
       if (!b.bytesPerSecond) {
         res.end(slice);
         return;
