@@ -1,0 +1,125 @@
+// Downloader against a real HTTP server: resume with Range from a part file, a server that ignores
+// Range, dropped connections (resumed), transient errors, and the verdicts it must not retry.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
+import { DownloadError, Downloader } from './downloader.ts';
+import { ArtifactServer, sha256 } from './testing/harness.ts';
+
+const bytes = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) & 0xff);
+
+describe('Downloader', () => {
+  let art: ArtifactServer;
+  let dir: string;
+  let dl: Downloader;
+  const signal = new AbortController().signal;
+
+  before(async () => {
+    art = new ArtifactServer();
+    await art.start();
+    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-dl-'));
+    dl = new Downloader({ baseUrl: art.url, username: 'dev_abcdefgh1', password: 'pw', retries: 3, idleTimeoutMs: 2000, backoff: { minMs: 10, maxMs: 50 }, logger: pino({ level: 'silent' }) });
+  });
+  after(async () => {
+    await art.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('downloads, verifies and renames; sends Basic credentials', async () => {
+    const data = bytes(50_000);
+    const f = art.add(data);
+    let last = 0;
+    await dl.fetchFile({ path: 'a.bin', ...f }, dir, { signal, onProgress: (b) => (last = b) });
+    assert.equal(sha256(await readFile(path.join(dir, 'a.bin'))), f.sha256);
+    assert.equal(last, data.length);
+    assert.equal(art.requests.at(-1)!.auth, 'Basic ' + Buffer.from('dev_abcdefgh1:pw').toString('base64'));
+    await assert.rejects(stat(path.join(dir, 'a.bin.part')));
+  });
+
+  test('resumes from a part file with Range: bytes=N-', async () => {
+    const data = bytes(40_000, 2);
+    const f = art.add(data);
+    await writeFile(path.join(dir, 'b.bin.part'), data.subarray(0, 12_345));
+    await dl.fetchFile({ path: 'b.bin', ...f }, dir, { signal });
+    const req = art.requests.filter((r) => r.sha256 === f.sha256);
+    assert.equal(req.length, 1);
+    assert.equal(req[0].range, 'bytes=12345-');
+    assert.equal(sha256(await readFile(path.join(dir, 'b.bin'))), f.sha256);
+  });
+
+  test('a dropped connection is resumed where it stopped', async () => {
+    const data = bytes(60_000, 3);
+    const f = art.add(data, { cut: { afterBytes: 20_000, times: 2 } });
+    await dl.fetchFile({ path: 'c.bin', ...f }, dir, { signal });
+    const starts = art.requests.filter((r) => r.sha256 === f.sha256).map((r) => r.start);
+    assert.deepEqual(starts, [0, 20_000, 40_000]);
+    assert.equal(sha256(await readFile(path.join(dir, 'c.bin'))), f.sha256);
+  });
+
+  test('a server that ignores Range: starts over from the full body', async () => {
+    const data = bytes(30_000, 4);
+    const f = art.add(data, { ignoreRange: true });
+    await writeFile(path.join(dir, 'd.bin.part'), data.subarray(0, 10_000));
+    await dl.fetchFile({ path: 'd.bin', ...f }, dir, { signal });
+    assert.equal(sha256(await readFile(path.join(dir, 'd.bin'))), f.sha256);
+  });
+
+  test('a corrupt part file is detected and the file downloaded again once', async () => {
+    const data = bytes(30_000, 5);
+    const f = art.add(data);
+    const junk = Buffer.from(data.subarray(0, 10_000));
+    junk[5] ^= 0xff;
+    await writeFile(path.join(dir, 'e.bin.part'), junk);
+    await dl.fetchFile({ path: 'e.bin', ...f }, dir, { signal });
+    assert.deepEqual(art.requests.filter((r) => r.sha256 === f.sha256).map((r) => r.start), [10_000, 0]);
+    assert.equal(sha256(await readFile(path.join(dir, 'e.bin'))), f.sha256);
+  });
+
+  test('transient HTTP errors are retried; persistent ones end in DOWNLOAD_FAILED', async () => {
+    const data = bytes(1000, 6);
+    const f = art.add(data, { fail: { status: 503, times: 2 } });
+    await dl.fetchFile({ path: 'f.bin', ...f }, dir, { signal });
+    const g = art.add(bytes(1000, 7), { fail: { status: 404, times: 100 } });
+    await assert.rejects(dl.fetchFile({ path: 'g.bin', ...g }, dir, { signal }), (e: unknown) => e instanceof DownloadError && e.code === 'DOWNLOAD_FAILED' && /HTTP 404/.test(e.message));
+  });
+
+  test('verdicts are not retried: HASH_MISMATCH, TOO_LARGE (announced and streamed), SIZE_MISMATCH', async () => {
+    const t = art.add(bytes(5000, 8), { tamper: true });
+    await assert.rejects(dl.fetchFile({ path: 't.bin', ...t }, dir, { signal }), (e: unknown) => (e as DownloadError).code === 'HASH_MISMATCH');
+    assert.equal(art.requests.filter((r) => r.sha256 === t.sha256).length, 1);
+    await assert.rejects(stat(path.join(dir, 't.bin.part')), 'no tampered bytes left behind');
+
+    const big = art.add(bytes(5000, 9), { extraBytes: 100 });
+    await assert.rejects(dl.fetchFile({ path: 'big.bin', ...big }, dir, { signal }), (e: unknown) => (e as DownloadError).code === 'TOO_LARGE');
+    const endless = art.add(bytes(5000, 10), { extraBytes: 10_000_000, chunked: true });
+    await assert.rejects(dl.fetchFile({ path: 'endless.bin', ...endless }, dir, { signal }), (e: unknown) => (e as DownloadError).code === 'TOO_LARGE');
+    assert.ok(!(await stat(path.join(dir, 'endless.bin.part')).catch(() => null)), 'the capped bytes are dropped');
+
+    const short = art.add(bytes(5000, 11));
+    await assert.rejects(dl.fetchFile({ path: 's.bin', sha256: short.sha256, size: 6000 }, dir, { signal }), (e: unknown) => (e as DownloadError).code === 'SIZE_MISMATCH');
+  });
+
+  test('an abort stops the transfer and keeps the part file for later', async () => {
+    const data = bytes(200_000, 12);
+    const f = art.add(data, { bytesPerSecond: 100_000 });
+    const ctl = new AbortController();
+    setTimeout(() => ctl.abort(new Error('stop')), 400);
+    await assert.rejects(dl.fetchFile({ path: 'slow.bin', ...f }, dir, { signal: ctl.signal }), /stop/);
+    const part = await stat(path.join(dir, 'slow.bin.part'));
+    assert.ok(part.size > 0 && part.size < data.length);
+  });
+
+  test('a stalled server hits the idle timeout and the download resumes', async () => {
+    const quick = new Downloader({ baseUrl: art.url, username: 'd', password: 'p', retries: 2, idleTimeoutMs: 150, backoff: { minMs: 10, maxMs: 20 }, logger: pino({ level: 'silent' }) });
+    const data = bytes(20_000, 13);
+    const f = art.add(data, { stall: { afterBytes: 7000, times: 1 } });
+    const t0 = Date.now();
+    await quick.fetchFile({ path: 'stall.bin', ...f }, dir, { signal });
+    assert.ok(Date.now() - t0 < 2000);
+    assert.deepEqual(art.requests.filter((r) => r.sha256 === f.sha256).map((r) => r.start), [0, 7000]);
+    assert.equal(sha256(await readFile(path.join(dir, 'stall.bin'))), f.sha256);
+  });
+});
