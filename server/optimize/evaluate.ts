@@ -1,0 +1,312 @@
+/**
+ * Evaluates a model (and a variant against its parent) with onnxruntime-node on an evaluation dataset:
+ * task metric (accuracy + macro F1 for classifiers with labels, RMSE for regressors with targets),
+ * agreement with the parent, file and gzip size, load time, latency p50/p95 at batch 1 after warm-up,
+ * and peak memory; then the quality budget (default: accuracy drop ≤ 1 point, agreement ≥ 98 %).
+ *
+ * Peak memory is measured in a child Node process per model, so earlier allocations of this process
+ * cannot hide it: the child imports onnxruntime-node, records its RSS (baseline), creates the session
+ * from the model file, runs `memoryRuns` batch-1 inferences and reports `process.resourceUsage().maxRSS`
+ * (the kernel's high-water mark). `rssDeltaBytes` = high-water mark − baseline, i.e. what loading and
+ * running this model added on top of an idle runtime. Best effort: arena growth and allocator
+ * caching are included, and a failure to spawn leaves the field undefined rather than failing the
+ * evaluation.
+ *
+ * @example
+ * const parent = await evaluateModel(fp32, dataset);
+ * const ev = await evaluateVariant(int8, parent, dataset);
+ * const { accepted, reasons } = checkQualityBudget(ev); // reasons: ['agreement 97.2 % < 98 %']
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import type { InferenceSession } from 'onnxruntime-node';
+import { accuracy, agreement, argmaxRows, macroF1, percentile, rmse } from './metrics.ts';
+import { EVAL_SESSION_OPTIONS, inferAll, modelIo, openSession, ort, type ModelIo, type Outputs } from './runtime.ts';
+
+export interface EvalDataset {
+  task: 'classification' | 'regression';
+  /** Row-major float32 samples, each of `sampleShape` (e.g. [8] for tabular, [3, 32, 32] for images). */
+  inputs: Float32Array;
+  sampleShape: number[];
+  /** Class indices (classification) or targets, one per output value (regression). Optional. */
+  labels?: ArrayLike<number>;
+  /** Group attribute columns (one value per sample) for the governance slice report. */
+  groups?: Record<string, ArrayLike<string>>;
+  /** Column names of a tabular input (permutation importance labels them). */
+  featureNames?: string[];
+  /** Model input / output to use; default the first declared ones. */
+  inputName?: string;
+  outputName?: string;
+}
+
+export interface EvalOptions {
+  /** Session options; default {@link EVAL_SESSION_OPTIONS} (qdq folding on, one thread). */
+  sessionOptions?: InferenceSession.SessionOptions;
+  /**
+   * Batch size for the metric pass. Default 1 — what devices run, and it matters: DynamicQuantizeLinear
+   * picks one activation scale per batch, so integer variants give slightly batch-dependent outputs.
+   */
+  batchSize?: number;
+  /** Latency at batch 1; `false` skips it. */
+  latency?: false | { warmup?: number; maxIterations?: number; maxMs?: number };
+  /** Peak-memory child process; `false` skips it. Default true. */
+  memory?: boolean;
+  memoryRuns?: number;
+  /** Regression agreement: a prediction agrees when |Δ| ≤ abs + rel·|parent|. Default abs 1e-3, rel 0.05. */
+  regressionTolerance?: { abs: number; rel: number };
+}
+
+export interface LatencyStats {
+  p50Ms: number;
+  p95Ms: number;
+  meanMs: number;
+  iterations: number;
+}
+
+export interface PeakMemory {
+  /** High-water RSS of the child minus its RSS after importing onnxruntime. */
+  rssDeltaBytes: number;
+  peakRssBytes: number;
+  baselineRssBytes: number;
+  method: 'child-process maxRSS';
+}
+
+export interface ModelMetrics {
+  n: number;
+  task: EvalDataset['task'];
+  accuracy?: number;
+  f1Macro?: number;
+  rmse?: number;
+  sizeBytes: number;
+  gzipBytes: number;
+  loadMs: number;
+  latency?: LatencyStats;
+  memory?: PeakMemory;
+}
+
+/** A model's metrics plus its raw outputs (kept so variants can be compared against it). */
+export interface ModelEvaluation {
+  metrics: ModelMetrics;
+  outputs: Outputs;
+  /** argmax per sample (classification). */
+  predictions?: Int32Array;
+}
+
+export interface VariantEvaluation {
+  parent: ModelMetrics;
+  variant: ModelMetrics;
+  /** Share of samples with the same prediction as the parent (classification: same argmax). */
+  agreement: number;
+  /** parent accuracy − variant accuracy, in [−1, 1] (0.01 = one point). */
+  accuracyDrop?: number;
+  f1Drop?: number;
+  /** variant RMSE / parent RMSE − 1. */
+  rmseIncrease?: number;
+  /** Largest |variant output − parent output| over all samples and outputs. */
+  maxAbsOutputDiff: number;
+  /** parent size / variant size (raw and gzip): 4 means 4× smaller. */
+  sizeRatio: number;
+  gzipRatio: number;
+}
+
+export async function evaluateModel(bytes: Uint8Array, dataset: EvalDataset, opts: EvalOptions = {}): Promise<ModelEvaluation> {
+  const io = modelIo(bytes, dataset.inputName, dataset.outputName);
+  const n = sampleCount(dataset);
+  const started = performance.now();
+  const session = await openSession(bytes, opts.sessionOptions ?? EVAL_SESSION_OPTIONS);
+  const loadMs = performance.now() - started;
+  try {
+    const outputs = await inferAll(session, io, dataset.inputs, dataset.sampleShape, opts.batchSize ?? 1);
+    const metrics: ModelMetrics = {
+      n,
+      task: dataset.task,
+      sizeBytes: bytes.length,
+      gzipBytes: gzipSync(bytes, { level: 9 }).length,
+      loadMs,
+    };
+    let predictions: Int32Array | undefined;
+    if (dataset.task === 'classification') {
+      predictions = argmaxRows(outputs.data, outputs.width);
+      if (dataset.labels) {
+        if (dataset.labels.length !== n) throw new Error(`dataset has ${n} samples but ${dataset.labels.length} labels`);
+        metrics.accuracy = accuracy(predictions, dataset.labels);
+        metrics.f1Macro = macroF1(predictions, dataset.labels, outputs.width);
+      }
+    } else if (dataset.labels) {
+      if (dataset.labels.length !== outputs.data.length) throw new Error(`regression targets: ${dataset.labels.length} values for ${outputs.data.length} outputs`);
+      metrics.rmse = rmse(outputs.data, dataset.labels);
+    }
+    if (opts.latency !== false) metrics.latency = await measureLatency(session, io, dataset, opts.latency ?? {});
+    if (opts.memory !== false) metrics.memory = await measurePeakMemory(bytes, io, dataset, opts);
+    return { metrics, outputs, predictions };
+  } finally {
+    await session.release();
+  }
+}
+
+/** Evaluates `variant` and compares it with `parent` (bytes, or an evaluation already computed). */
+export async function evaluateVariant(variant: Uint8Array, parent: Uint8Array | ModelEvaluation, dataset: EvalDataset, opts: EvalOptions = {}): Promise<VariantEvaluation> {
+  const p = parent instanceof Uint8Array ? await evaluateModel(parent, dataset, opts) : parent;
+  const v = await evaluateModel(variant, dataset, opts);
+  if (p.outputs.data.length !== v.outputs.data.length) throw new Error(`variant outputs ${v.outputs.data.length} values, parent ${p.outputs.data.length}`);
+  let maxAbsOutputDiff = 0;
+  for (let i = 0; i < p.outputs.data.length; i++) maxAbsOutputDiff = Math.max(maxAbsOutputDiff, Math.abs(p.outputs.data[i] - v.outputs.data[i]));
+  let agree: number;
+  if (dataset.task === 'classification') {
+    agree = agreement(p.predictions!, v.predictions!);
+  } else {
+    const tol = opts.regressionTolerance ?? { abs: 1e-3, rel: 0.05 };
+    const w = p.outputs.width;
+    let ok = 0;
+    for (let i = 0; i < p.metrics.n; i++) {
+      let rowOk = true;
+      for (let c = 0; c < w; c++) {
+        const a = p.outputs.data[i * w + c];
+        if (Math.abs(v.outputs.data[i * w + c] - a) > tol.abs + tol.rel * Math.abs(a)) rowOk = false;
+      }
+      if (rowOk) ok++;
+    }
+    agree = p.metrics.n ? ok / p.metrics.n : NaN;
+  }
+  const pm = p.metrics;
+  const vm = v.metrics;
+  return {
+    parent: pm,
+    variant: vm,
+    agreement: agree,
+    accuracyDrop: pm.accuracy !== undefined && vm.accuracy !== undefined ? pm.accuracy - vm.accuracy : undefined,
+    f1Drop: pm.f1Macro !== undefined && vm.f1Macro !== undefined ? pm.f1Macro - vm.f1Macro : undefined,
+    rmseIncrease: pm.rmse !== undefined && vm.rmse !== undefined ? (pm.rmse > 0 ? vm.rmse / pm.rmse - 1 : vm.rmse > 0 ? Infinity : 0) : undefined,
+    maxAbsOutputDiff,
+    sizeRatio: pm.sizeBytes / vm.sizeBytes,
+    gzipRatio: pm.gzipBytes / vm.gzipBytes,
+  };
+}
+
+export interface QualityBudget {
+  /** Largest allowed accuracy drop as a fraction (0.01 = one point). Default 0.01. */
+  maxAccuracyDrop?: number;
+  /** Smallest allowed agreement with the parent. Default 0.98. */
+  minAgreement?: number;
+  /** Regressors: largest allowed relative RMSE increase. Default 0.05. */
+  maxRmseIncrease?: number;
+}
+
+export const DEFAULT_QUALITY_BUDGET: Required<QualityBudget> = { maxAccuracyDrop: 0.01, minAgreement: 0.98, maxRmseIncrease: 0.05 };
+
+export interface BudgetVerdict {
+  accepted: boolean;
+  /** Why it was rejected (empty when accepted). */
+  reasons: string[];
+}
+
+export function checkQualityBudget(ev: VariantEvaluation, budget: QualityBudget = {}): BudgetVerdict {
+  const b = { ...DEFAULT_QUALITY_BUDGET, ...budget };
+  const reasons: string[] = [];
+  const pct = (v: number) => `${(v * 100).toFixed(2)} %`;
+  if (ev.accuracyDrop !== undefined && ev.accuracyDrop > b.maxAccuracyDrop + 1e-12) {
+    reasons.push(`accuracy drop ${(ev.accuracyDrop * 100).toFixed(2)} points > ${(b.maxAccuracyDrop * 100).toFixed(2)} (parent ${pct(ev.parent.accuracy!)}, variant ${pct(ev.variant.accuracy!)})`);
+  }
+  if (ev.rmseIncrease !== undefined && ev.rmseIncrease > b.maxRmseIncrease + 1e-12) {
+    reasons.push(`RMSE up ${pct(ev.rmseIncrease)} > ${pct(b.maxRmseIncrease)} (parent ${ev.parent.rmse!.toPrecision(4)}, variant ${ev.variant.rmse!.toPrecision(4)})`);
+  }
+  if (!(ev.agreement >= b.minAgreement - 1e-12)) reasons.push(`agreement with parent ${pct(ev.agreement)} < ${pct(b.minAgreement)}`);
+  return { accepted: reasons.length === 0, reasons };
+}
+
+function sampleCount(d: EvalDataset): number {
+  const per = d.sampleShape.reduce((a, b) => a * b, 1);
+  const n = d.inputs.length / per;
+  if (!Number.isInteger(n) || n === 0) throw new Error(`dataset inputs (${d.inputs.length} values) are not a whole number of samples of shape [${d.sampleShape}]`);
+  return n;
+}
+
+/** Batch-1 latency: warm-up, then up to maxIterations runs or maxMs, cycling through the samples. */
+async function measureLatency(session: InferenceSession, io: ModelIo, d: EvalDataset, o: { warmup?: number; maxIterations?: number; maxMs?: number }): Promise<LatencyStats> {
+  const per = d.sampleShape.reduce((a, b) => a * b, 1);
+  const n = d.inputs.length / per;
+  const batch = io.fixedBatch ?? 1;
+  const feeds = Array.from({ length: Math.min(n, 32) }, (_, i) => {
+    const x = new Float32Array(batch * per);
+    x.set(d.inputs.subarray(i * per, (i + 1) * per));
+    return { [io.inputName]: new ort.Tensor('float32', x, [batch, ...d.sampleShape]) };
+  });
+  const warmup = o.warmup ?? 20;
+  const maxIterations = o.maxIterations ?? 500;
+  const maxMs = o.maxMs ?? 1000;
+  for (let i = 0; i < warmup; i++) await session.run(feeds[i % feeds.length], [io.outputName]);
+  const times: number[] = [];
+  const until = performance.now() + maxMs;
+  // At least 20 timed runs even for a slow model, so p95 means something.
+  for (let i = 0; i < maxIterations && (i < 20 || performance.now() < until); i++) {
+    const t = performance.now();
+    await session.run(feeds[i % feeds.length], [io.outputName]);
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return { p50Ms: percentile(times, 50), p95Ms: percentile(times, 95), meanMs: times.reduce((a, b) => a + b, 0) / times.length, iterations: times.length };
+}
+
+const CHILD = `
+const { readFileSync } = await import('node:fs');
+const cfg = JSON.parse(readFileSync(process.argv[1], 'utf8'));
+const ort = await import(cfg.ort);
+const raw = readFileSync(cfg.sample);
+const sample = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+const baseline = process.memoryUsage().rss;
+const session = await ort.InferenceSession.create(cfg.model, cfg.options);
+const x = new ort.Tensor('float32', sample, cfg.shape);
+for (let i = 0; i < cfg.runs; i++) await session.run({ [cfg.input]: x });
+const peak = process.resourceUsage().maxRSS * 1024;
+process.stdout.write(JSON.stringify({ baseline, peak }));
+`;
+
+async function measurePeakMemory(bytes: Uint8Array, io: ModelIo, d: EvalDataset, opts: EvalOptions): Promise<PeakMemory | undefined> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'flotilla-mem-'));
+  try {
+    const model = path.join(dir, 'model.onnx');
+    await writeFile(model, bytes);
+    const per = d.sampleShape.reduce((a, b) => a * b, 1);
+    const batch = io.fixedBatch ?? 1;
+    const sample = new Float32Array(batch * per);
+    sample.set(d.inputs.subarray(0, per));
+    const samplePath = path.join(dir, 'sample.bin');
+    await writeFile(samplePath, new Uint8Array(sample.buffer));
+    const cfg = {
+      ort: pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href,
+      model,
+      options: opts.sessionOptions ?? EVAL_SESSION_OPTIONS,
+      sample: samplePath,
+      shape: [batch, ...d.sampleShape],
+      input: io.inputName,
+      runs: opts.memoryRuns ?? 20,
+    };
+    const cfgPath = path.join(dir, 'config.json');
+    await writeFile(cfgPath, JSON.stringify(cfg));
+    const out = await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD, cfgPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c) => (stdout += c));
+      child.stderr.on('data', (c) => (stderr += c));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.on('error', reject);
+      child.on('close', (code) => {
+        clearTimeout(timer);
+        if (code === 0) resolve(stdout);
+        else reject(new Error(`memory probe exited ${code}: ${stderr.slice(0, 300)}`));
+      });
+    });
+    const { baseline, peak } = JSON.parse(out) as { baseline: number; peak: number };
+    return { rssDeltaBytes: Math.max(0, peak - baseline), peakRssBytes: peak, baselineRssBytes: baseline, method: 'child-process maxRSS' };
+  } catch {
+    return undefined;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
