@@ -104,3 +104,29 @@ export function encodeModel(spec: ModelSpec): Uint8Array {
   });
   return onnx.ModelProto.encode(model).finish();
 }
+
+/**
+ * The float32 initializers of a model's main graph by name (raw or `floatData` storage), e.g. to
+ * fine-tune a built-in model from a registered version's ONNX. Only graph initializers: weights in
+ * `Constant` nodes or subgraphs are not returned (the built-in trainers never put them there).
+ *
+ * @example
+ * const w = readFloatInitializers(bytes).get('W1'); // { dims: [16, 8], data: Float32Array(128) }
+ */
+export function readFloatInitializers(bytes: Uint8Array): Map<string, { dims: number[]; data: Float32Array }> {
+  const model = onnx.ModelProto.decode(bytes);
+  const out = new Map<string, { dims: number[]; data: Float32Array }>();
+  for (const t of model.graph?.initializer ?? []) {
+    if (t.dataType !== ELEM.float32 || !t.name) continue;
+    const dims = (t.dims ?? []).map((d) => Number(d));
+    let data: Float32Array;
+    if (t.rawData && t.rawData.length > 0) {
+      // Copy: the decoded buffer may not be 4-byte aligned.
+      data = new Float32Array(Uint8Array.from(t.rawData).buffer);
+    } else {
+      data = Float32Array.from(t.floatData ?? []);
+    }
+    out.set(t.name, { dims, data });
+  }
+  return out;
+}
