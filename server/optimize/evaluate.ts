@@ -252,6 +252,62 @@ async function measureLatency(session: InferenceSession, io: ModelIo, d: EvalDat
   return { p50Ms: percentile(times, 50), p95Ms: percentile(times, 95), meanMs: times.reduce((a, b) => a + b, 0) / times.length, iterations: times.length };
 }
 
+export interface LatencyCandidate {
+  name: string;
+  bytes: Uint8Array;
+  sessionOptions?: InferenceSession.SessionOptions;
+}
+
+/**
+ * Batch-1 latency of several models measured round-robin: `rounds` rounds, each running every model
+ * `perRound` times in a rotating order. On a shared machine background load then lands on every model
+ * alike, where measuring one model after another lets a burst of load decide the comparison.
+ *
+ * @example
+ * const lat = await compareLatency([{ name: 'fp32', bytes: fp32 }, { name: 'int8', bytes: int8 }], dataset);
+ * lat.get('int8')!.p50Ms / lat.get('fp32')!.p50Ms;
+ */
+export async function compareLatency(models: LatencyCandidate[], d: EvalDataset, o: { rounds?: number; perRound?: number; warmup?: number } = {}): Promise<Map<string, LatencyStats>> {
+  const per = d.sampleShape.reduce((a, b) => a * b, 1);
+  const n = d.inputs.length / per;
+  const rounds = o.rounds ?? 10;
+  const perRound = o.perRound ?? 100;
+  const prepared = await Promise.all(
+    models.map(async (m) => {
+      const io = modelIo(m.bytes, d.inputName, d.outputName);
+      const session = await openSession(m.bytes, m.sessionOptions ?? EVAL_SESSION_OPTIONS);
+      const batch = io.fixedBatch ?? 1;
+      const feeds = Array.from({ length: Math.min(n, 32) }, (_, i) => {
+        const x = new Float32Array(batch * per);
+        x.set(d.inputs.subarray(i * per, (i + 1) * per));
+        return { [io.inputName]: new ort.Tensor('float32', x, [batch, ...d.sampleShape]) };
+      });
+      return { m, io, session, feeds, times: [] as number[] };
+    }),
+  );
+  try {
+    for (const p of prepared) for (let i = 0; i < (o.warmup ?? 50); i++) await p.session.run(p.feeds[i % p.feeds.length], [p.io.outputName]);
+    for (let r = 0; r < rounds; r++) {
+      for (let k = 0; k < prepared.length; k++) {
+        const p = prepared[(k + r) % prepared.length];
+        for (let i = 0; i < perRound; i++) {
+          const t = performance.now();
+          await p.session.run(p.feeds[i % p.feeds.length], [p.io.outputName]);
+          p.times.push(performance.now() - t);
+        }
+      }
+    }
+    return new Map(
+      prepared.map((p) => {
+        const t = p.times.sort((a, b) => a - b);
+        return [p.m.name, { p50Ms: percentile(t, 50), p95Ms: percentile(t, 95), meanMs: t.reduce((a, b) => a + b, 0) / t.length, iterations: t.length }];
+      }),
+    );
+  } finally {
+    for (const p of prepared) await p.session.release();
+  }
+}
+
 const CHILD = `
 const { readFileSync } = await import('node:fs');
 const cfg = JSON.parse(readFileSync(process.argv[1], 'utf8'));

@@ -127,6 +127,7 @@ export { prune, pruneModel, type PruneOptions, type PruneReport } from './prune.
 export {
   evaluateModel,
   evaluateVariant,
+  compareLatency,
   checkQualityBudget,
   DEFAULT_QUALITY_BUDGET,
   type EvalDataset,
@@ -136,6 +137,8 @@ export {
   type VariantEvaluation,
   type QualityBudget,
   type BudgetVerdict,
+  type LatencyCandidate,
+  type LatencyStats,
 } from './evaluate.ts';
 export { EVAL_SESSION_OPTIONS } from './runtime.ts';
 export { fairnessReport, checkFairnessBudget, DEFAULT_FAIRNESS_BUDGET, type AttributeReport, type FairnessBudget } from './fairness.ts';
