@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { artifactRoutes } from './artifacts/artifact-routes.ts';
 import type { ArtifactStore } from './artifacts/artifact-store.ts';
 import { DeviceAuthenticator } from './artifacts/device-auth.ts';
+import { alertRoutes } from './alerts/alert-routes.ts';
 import { auditRoutes } from './audit/audit-routes.ts';
 import { tokenRoutes } from './auth/token-routes.ts';
 import { bundleRoutes } from './bundles/bundle-routes.ts';
@@ -13,7 +14,11 @@ import type { Db } from './db/client.ts';
 import { deploymentRoutes } from './deployments/deployment-routes.ts';
 import type { DesiredState } from './deployments/desired-state.ts';
 import { deviceRoutes } from './devices/device-routes.ts';
+import type { DriftMonitor } from './drift/drift-monitor.ts';
+import { driftRoutes } from './drift/drift-routes.ts';
+import { referenceRoutes } from './drift/reference-routes.ts';
 import { enrollRoutes, enrollTokenRoutes } from './enroll/enroll-routes.ts';
+import { groundTruthRoutes } from './ground-truth/ground-truth-routes.ts';
 import type { AppEnv } from './http/app-env.ts';
 import { authenticate } from './http/auth.ts';
 import { errorBody, onError, validationHook } from './http/errors.ts';
@@ -22,6 +27,7 @@ import { rootOf } from './keys/key-service.ts';
 import type { Metrics } from './metrics.ts';
 import { modelRoutes } from './models/model-routes.ts';
 import type { VersionReferenceCheck } from './models/model-service.ts';
+import { telemetryRoutes } from './telemetry/telemetry-routes.ts';
 
 export interface AppDeps {
   db: Db;
@@ -39,9 +45,13 @@ export interface AppDeps {
   /** The broker and server URLs to hand devices, given the URL the device called us on. */
   deviceUrls(requestUrl: string): { mqttUrl: string; serverUrl: string };
   health(): Promise<{ ok: boolean; checks: Record<string, boolean> }>;
+  /** Drift evaluation on demand (POST /drift/evaluate) and its default window. */
+  driftMonitor: DriftMonitor;
+  driftWindowS: number;
 }
 
-const PROTECTED = ['models', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit'];
+// /predictions authenticates devices (Basic) or tokens itself.
+const PROTECTED = ['models', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'drift', 'alerts', 'telemetry', 'labels', 'performance'];
 
 export function createApp(deps: AppDeps) {
   const { db, metrics } = deps;
@@ -63,7 +73,8 @@ export function createApp(deps: AppDeps) {
     return c.json(h, h.ok ? 200 : 503);
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
-  app.route('/artifacts', artifactRoutes({ db, store: deps.store, deviceAuth: new DeviceAuthenticator(db) }));
+  const deviceAuth = new DeviceAuthenticator(db);
+  app.route('/artifacts', artifactRoutes({ db, store: deps.store, deviceAuth }));
 
   app.doc31('/api/v1/openapi.json', {
     openapi: '3.1.0',
@@ -95,7 +106,12 @@ export function createApp(deps: AppDeps) {
     .route('/enroll-tokens', enrollTokenRoutes(db))
     .route('/tokens', tokenRoutes(db))
     .route('/keys', keyRoutes({ db, onKeyListChanged: deps.onKeyListChanged }))
-    .route('/audit', auditRoutes(db));
+    .route('/audit', auditRoutes(db))
+    .route('/models', referenceRoutes(db))
+    .route('/drift', driftRoutes({ db, monitor: deps.driftMonitor, defaultWindowS: deps.driftWindowS }))
+    .route('/alerts', alertRoutes(db))
+    .route('/telemetry', telemetryRoutes(db))
+    .route('/', groundTruthRoutes({ db, deviceAuth }));
   return app.route('/api/v1', routes);
 }
 

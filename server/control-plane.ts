@@ -8,8 +8,10 @@ import path from 'node:path';
 import { serve } from '@hono/node-server';
 import type { Client } from '@libsql/client';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import { ReportedMessage } from '../protocol/messages/reported.ts';
 import { StatusMessage } from '../protocol/messages/status.ts';
+import { AlertWebhook } from './alerts/webhook.ts';
 import { createApp } from './app.ts';
 import { ArtifactStore } from './artifacts/artifact-store.ts';
 import { bootstrapAdminToken } from './bootstrap-admin.ts';
@@ -19,10 +21,13 @@ import { bundlesReferencingVersion } from './bundles/bundle-service.ts';
 import { reconcileDevice } from './deployments/deployment-service.ts';
 import { DesiredState } from './deployments/desired-state.ts';
 import { setPresence, storeReported } from './devices/device-service.ts';
+import { DriftMonitor } from './drift/drift-monitor.ts';
 import type { ServerConfig } from './env.ts';
+import { Ingest } from './ingest/ingest.ts';
 import { createLogger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { DeviceBus } from './mqtt/device-bus.ts';
+import { FleetMetrics } from './telemetry/fleet-metrics.ts';
 
 export class ControlPlane {
   readonly metrics = new Metrics();
@@ -31,6 +36,9 @@ export class ControlPlane {
   store!: ArtifactStore;
   bus!: DeviceBus;
   desired!: DesiredState;
+  ingest!: Ingest;
+  driftMonitor!: DriftMonitor;
+  alertWebhook?: AlertWebhook;
   httpPort = 0;
   mqttPort = 0;
   /** Set on the first start only: the bootstrap admin token. */
@@ -69,8 +77,28 @@ export class ControlPlane {
     this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined });
     this.bus.on('status', StatusMessage, (deviceId, msg) => setPresence(db, deviceId, msg.state === 'online'));
     this.bus.on('reported', ReportedMessage, (deviceId, msg) => storeReported(db, deviceId, msg));
+    // stats/telemetry: ingest validates with protocol/'s validators itself, to count refusals by their reason code.
+    this.ingest = new Ingest({
+      db,
+      metrics,
+      logger,
+      flushMs: config.ingestFlushMs,
+      batchSize: config.ingestBatchSize,
+      retentionHours: config.statsRetentionHours,
+      minuteRollupRetentionHours: config.minuteRollupRetentionHours,
+    });
+    this.ingest.start();
+    this.bus.on('stats', z.unknown(), (deviceId, msg) => this.ingest.acceptStats(deviceId, msg));
+    this.bus.on('telemetry', z.unknown(), (deviceId, msg) => this.ingest.acceptTelemetry(deviceId, msg));
     await this.bus.start();
     this.desired = new DesiredState(db, this.bus, logger);
+    if (config.alertWebhookUrl) {
+      this.alertWebhook = new AlertWebhook({ url: config.alertWebhookUrl, secret: config.alertWebhookSecret, logger, metrics });
+      this.alertWebhook.start();
+    }
+    this.driftMonitor = new DriftMonitor({ db, logger, cron: config.driftCron, windowS: config.driftWindowS, webhook: this.alertWebhook });
+    this.driftMonitor.start();
+    new FleetMetrics(db, metrics);
     // Retained messages do not survive a restart of the embedded broker: publish every device's desired state again.
     await this.desired.publish();
 
@@ -96,6 +124,8 @@ export class ControlPlane {
           mqttUrl: config.publicMqttUrl ?? config.externalMqttUrl ?? `mqtt://${origin.hostname}:${this.mqttPort}`,
         };
       },
+      driftMonitor: this.driftMonitor,
+      driftWindowS: config.driftWindowS,
       health: async () => {
         const database = await client.execute('SELECT 1').then(() => true, () => false);
         const mqtt = this.bus.connected;
@@ -117,6 +147,9 @@ export class ControlPlane {
       this.http.closeAllConnections?.();
     });
     await this.bus?.stop();
+    await this.driftMonitor?.stop();
+    await this.ingest?.stop();
+    await this.alertWebhook?.stop();
     await this.broker?.stop();
     this.dbClient?.close();
   }

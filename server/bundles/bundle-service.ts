@@ -9,6 +9,7 @@ import { recordAudit } from '../audit/audit-log.ts';
 import { randomId } from '../auth/secrets.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { artifacts, bundles, models, modelVersions } from '../db/schema.ts';
+import { referenceBinsFor } from '../drift/reference-service.ts';
 import { Invalid, NotFound, ServiceError } from '../errors.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { resolveVersion } from '../models/model-service.ts';
@@ -38,9 +39,11 @@ export async function buildAndStoreBundle(
   if (!ref) throw Invalid('name the model version to bundle (model@N), in the request or the definition\'s "model" field');
   const version = await resolveVersion(db, ref);
   const modelBytes = await readFile(store.pathOf(version.artifactSha256));
+  // Devices sketch their inputs on the version's reference bin edges: ship them unless the definition brings its own.
+  const reference = def.reference?.bins && Object.keys(def.reference.bins).length ? def.reference : { ...def.reference, bins: (await referenceBinsFor(db, version.id)) ?? {} };
   let built;
   try {
-    built = await buildBundle({ definition: { ...def, model: formatRef(version.modelName, version.version) } as BundleDefinition, modelBytes, labels: input.labels });
+    built = await buildBundle({ definition: { ...def, reference, model: formatRef(version.modelName, version.version) } as BundleDefinition, modelBytes, labels: input.labels });
   } catch (err) {
     if (err instanceof BundleBuildError) throw new ServiceError('invalid_bundle', err.message, { reason: err.code });
     throw err;

@@ -1,0 +1,41 @@
+// /api/v1/alerts: drift alerts, newest first.
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Db } from '../db/client.ts';
+import type { AppEnv } from '../http/app-env.ts';
+import { requireRole } from '../http/auth.ts';
+import { validationHook } from '../http/errors.ts';
+import { errorResponses, json } from '../http/schemas.ts';
+import { listAlerts } from './alert-service.ts';
+
+const Alert = z
+  .object({
+    id: z.string(),
+    kind: z.literal('drift'),
+    model: z.string(),
+    cohort: z.string(),
+    status: z.enum(['open', 'closed']),
+    feature: z.string(),
+    score: z.number().nullable(),
+    threshold: z.number(),
+    features: z.array(z.object({ feature: z.string(), kind: z.enum(['input', 'output']), method: z.string(), score: z.number().nullable(), threshold: z.number() })),
+    window: z.object({ start: z.string(), end: z.string() }),
+    openedAt: z.string(),
+    updatedAt: z.string(),
+    closedAt: z.string().nullable(),
+  })
+  .openapi('Alert');
+
+export function alertRoutes(db: Db) {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  app.use('*', requireRole('models:write'));
+  return app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/',
+      summary: 'List alerts, newest first',
+      request: { query: z.object({ status: z.enum(['open', 'closed']).optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }) },
+      responses: { 200: json(z.object({ alerts: z.array(Alert) }), 'Alerts'), ...errorResponses },
+    }),
+    async (c) => c.json({ alerts: await listAlerts(db, c.req.valid('query')) }, 200),
+  );
+}

@@ -1,0 +1,229 @@
+// Ingest of device `stats` and `telemetry`: messages are checked on arrival (shape, counts, clock),
+// buffered, and written per batch in one transaction (every flushMs or batchSize messages) after
+// the checks that need the database: the device must be approved and run the bundle and model the
+// window names, and the sketch must match that version's reference layout. Refusals are counted in
+// flotilla_mqtt_messages_dropped_total{channel, reason}; nothing a device sends can throw out of here.
+// Raw windows and reports expire after the retention period (a cleanup on a timer).
+import { and, inArray, lt, sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import { Counter, Histogram } from 'prom-client';
+import { checkSketchAgainstReference, validateStatsMessage, type StatsMessage } from '../../protocol/messages/stats.ts';
+import { validateTelemetryMessage, type TelemetryMessage } from '../../protocol/messages/telemetry.ts';
+import type { Db } from '../db/client.ts';
+import { driftEvaluations, statsRollups, statsWindows, telemetry, telemetryRollups } from '../db/schema.ts';
+import type { Metrics } from '../metrics.ts';
+import { loadBatchContext, type BatchContext } from './device-context.ts';
+import { writeStats, type StatsItem } from './stats-writer.ts';
+import { writeTelemetry, type TelemetryItem } from './telemetry-writer.ts';
+
+export interface IngestOptions {
+  db: Db;
+  metrics: Metrics;
+  logger: Logger;
+  flushMs: number;
+  batchSize: number;
+  retentionHours: number;
+  minuteRollupRetentionHours: number;
+  /** Messages waiting beyond this are refused (reason `backpressure`) instead of growing memory. */
+  maxPending?: number;
+  cleanupIntervalMs?: number;
+  maxClockSkewMs?: number;
+}
+
+/** Server-side refusal reasons on top of protocol/'s STATS_REJECT_REASONS. */
+export const INGEST_REJECT_REASONS = ['duplicate', 'unknown_device', 'not_assigned', 'no_reference', 'expired', 'backpressure', 'stopped', 'db_error'] as const;
+
+type Pending = { kind: 'stats'; deviceId: string; message: StatsMessage } | { kind: 'telemetry'; deviceId: string; message: TelemetryMessage };
+
+export class Ingest {
+  private pending: Pending[] = [];
+  private timer?: NodeJS.Timeout;
+  private cleanupTimer?: NodeJS.Timeout;
+  private flushing?: Promise<void>;
+  private running = false;
+  private readonly stored: Counter<'channel'>;
+  private readonly flushSeconds: Histogram;
+
+  constructor(private readonly opts: IngestOptions) {
+    const registers = [opts.metrics.registry];
+    this.stored = new Counter({ name: 'flotilla_ingest_stored_total', help: 'Device stats windows and telemetry reports stored, by channel', labelNames: ['channel'], registers });
+    this.flushSeconds = new Histogram({
+      name: 'flotilla_ingest_flush_seconds',
+      help: 'Duration of one ingest batch transaction',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    });
+  }
+
+  start(): void {
+    this.running = true;
+    const every = this.opts.cleanupIntervalMs ?? 10 * 60_000;
+    this.cleanupTimer = setInterval(() => {
+      this.cleanup().catch((err) => this.opts.logger.error({ err }, 'retention cleanup failed'));
+    }, every);
+    this.cleanupTimer.unref();
+  }
+
+  /** Stops accepting, writes what is buffered, and clears every timer. */
+  async stop(): Promise<void> {
+    this.running = false;
+    clearInterval(this.cleanupTimer);
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+
+  private drop(channel: 'stats' | 'telemetry', reason: string, deviceId: string, message?: string, count = 1): void {
+    if (count <= 0) return;
+    this.opts.metrics.mqttDropped.inc({ channel, reason }, count);
+    this.opts.logger.debug({ deviceId, channel, reason, message }, 'dropped device message');
+  }
+
+  /** A `stats` payload from `deviceId` (already JSON-parsed by the device bus). */
+  acceptStats(deviceId: string, raw: unknown): void {
+    const r = validateStatsMessage(raw, { deviceId, maxClockSkewMs: this.opts.maxClockSkewMs });
+    if (!r.ok) return this.drop('stats', r.reason, deviceId, r.message);
+    this.enqueue({ kind: 'stats', deviceId, message: r.message });
+  }
+
+  /** A `telemetry` payload from `deviceId`. */
+  acceptTelemetry(deviceId: string, raw: unknown): void {
+    const r = validateTelemetryMessage(raw, { deviceId, maxClockSkewMs: this.opts.maxClockSkewMs });
+    if (!r.ok) return this.drop('telemetry', r.reason, deviceId, r.message);
+    this.enqueue({ kind: 'telemetry', deviceId, message: r.message });
+  }
+
+  private enqueue(p: Pending): void {
+    if (!this.running) return this.drop(p.kind, 'stopped', p.deviceId);
+    if (this.pending.length >= (this.opts.maxPending ?? 50_000)) return this.drop(p.kind, 'backpressure', p.deviceId);
+    this.pending.push(p);
+    if (this.pending.length >= this.opts.batchSize) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), this.opts.flushMs);
+  }
+
+  /** Writes everything buffered so far (resolves when the buffer is empty). */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => (this.pending.length ? this.flush() : undefined));
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.pending.length) return Promise.resolve();
+    this.flushing = (async () => {
+      while (this.pending.length) {
+        const batch = this.pending.splice(0, this.opts.batchSize);
+        await this.writeBatch(batch);
+      }
+    })().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async writeBatch(batch: Pending[]): Promise<void> {
+    const end = this.flushSeconds.startTimer();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const result = await this.opts.db.transaction(async (tx) => {
+          const now = new Date();
+          const ctx = await loadBatchContext(tx, batch.map((p) => p.deviceId), { layouts: batch.some((p) => p.kind === 'stats') });
+          const stats: StatsItem[] = [];
+          const tele: TelemetryItem[] = [];
+          const refused: Array<[Pending, string]> = [];
+          for (const p of batch) {
+            const why = p.kind === 'stats' ? this.checkStats(p.deviceId, p.message, ctx, now, stats) : this.checkTelemetry(p.deviceId, p.message, ctx, now, tele);
+            if (why) refused.push([p, why]);
+          }
+          const s = stats.length ? await writeStats(tx, stats, now) : null;
+          const t = tele.length ? await writeTelemetry(tx, tele, now) : null;
+          return { refused, s, t };
+        });
+        // Counted only once committed, so a retried batch is not counted twice.
+        const { refused, s, t } = result;
+        for (const [p, why] of refused) this.drop(p.kind, why, p.deviceId);
+        if (s) {
+          this.stored.inc({ channel: 'stats' }, s.stored);
+          // A resend after a reconnect (same device and seq): stored once, the repeat is counted as dropped.
+          this.drop('stats', 'duplicate', '*', undefined, s.duplicates);
+          if (s.layoutResets) this.opts.logger.warn({ rollups: s.layoutResets }, 'stats rollups restarted after a reference layout change');
+        }
+        if (t) {
+          this.stored.inc({ channel: 'telemetry' }, t.stored);
+          this.drop('telemetry', 'duplicate', '*', undefined, t.duplicates);
+        }
+        break;
+      } catch (err) {
+        // SQLITE_BUSY from a concurrent writer, a replica holding the lock: retry a few times, then give up on this batch.
+        if (attempt < 3) {
+          this.opts.logger.warn({ err, attempt }, 'ingest batch failed; retrying');
+          await new Promise((r) => setTimeout(r, 50 * attempt));
+          continue;
+        }
+        this.opts.logger.error({ err, messages: batch.length }, 'ingest batch failed; dropping it');
+        for (const p of batch) this.drop(p.kind, 'db_error', p.deviceId);
+        break;
+      }
+    }
+    end();
+  }
+
+  private expired(iso: string, now: Date): boolean {
+    // Past the retention the raw row that would catch a resend is gone: refuse rather than double-count the rollups.
+    return Date.parse(iso) < now.getTime() - this.opts.retentionHours * 3_600_000;
+  }
+
+  private checkStats(deviceId: string, m: StatsMessage, ctx: BatchContext, now: Date, out: StatsItem[]): string | null {
+    const device = ctx.devices.get(deviceId);
+    if (!device || device.status !== 'approved') return 'unknown_device';
+    if (this.expired(m.windowEnd, now)) return 'expired';
+    // The window must come from a bundle the device was given (or still reports running) and name that bundle's model version.
+    if (m.bundleId !== device.desiredBundleId && m.bundleId !== device.activeBundleId) return 'not_assigned';
+    const bundle = ctx.bundles.get(m.bundleId);
+    if (!bundle || bundle.modelName !== m.model.name || bundle.version !== m.model.version) return 'not_assigned';
+    const layout = ctx.layouts.get(bundle.modelVersionId);
+    if (!layout) return 'no_reference';
+    const bad = checkSketchAgainstReference(m.sketch, layout);
+    if (bad) return bad.reason;
+    out.push({ deviceId, message: m, modelVersionId: bundle.modelVersionId, cohorts: device.cohorts });
+    return null;
+  }
+
+  private checkTelemetry(deviceId: string, m: TelemetryMessage, ctx: BatchContext, now: Date, out: TelemetryItem[]): string | null {
+    const device = ctx.devices.get(deviceId);
+    if (!device || device.status !== 'approved') return 'unknown_device';
+    if (this.expired(m.at, now)) return 'expired';
+    out.push({ deviceId, message: m, cohorts: device.cohorts });
+    return null;
+  }
+
+  /** Deletes raw windows/reports past the retention, minute rollups past theirs, and old drift evaluations. */
+  async cleanup(now = new Date()): Promise<{ windows: number; telemetry: number; minuteRollups: number; evaluations: number }> {
+    const { db } = this.opts;
+    const raw = new Date(now.getTime() - this.opts.retentionHours * 3_600_000).toISOString();
+    const minute = new Date(now.getTime() - this.opts.minuteRollupRetentionHours * 3_600_000).toISOString();
+    // In slices, so a large backlog never holds the write lock for long.
+    const sliced = async (run: () => Promise<number>) => {
+      let total = 0;
+      for (;;) {
+        const n = await run();
+        total += n;
+        if (n < 5000) return total;
+      }
+    };
+    const windows = await sliced(async () => {
+      const ids = db.select({ id: statsWindows.id }).from(statsWindows).where(lt(statsWindows.windowEnd, raw)).limit(5000);
+      return (await db.delete(statsWindows).where(inArray(statsWindows.id, ids)).returning({ id: statsWindows.id })).length;
+    });
+    const reports = await sliced(async () => {
+      const ids = db.select({ id: telemetry.id }).from(telemetry).where(lt(telemetry.at, raw)).limit(5000);
+      return (await db.delete(telemetry).where(inArray(telemetry.id, ids)).returning({ id: telemetry.id })).length;
+    });
+    const statsMinutes = await db
+      .delete(statsRollups)
+      .where(and(sql`${statsRollups.granularity} = 'minute'`, lt(statsRollups.bucketStart, minute)))
+      .returning({ k: statsRollups.bucketStart });
+    const teleMinutes = await db.delete(telemetryRollups).where(lt(telemetryRollups.bucketStart, minute)).returning({ k: telemetryRollups.bucketStart });
+    const evaluations = await db.delete(driftEvaluations).where(lt(driftEvaluations.at, raw)).returning({ id: driftEvaluations.id });
+    const result = { windows, telemetry: reports, minuteRollups: statsMinutes.length + teleMinutes.length, evaluations: evaluations.length };
+    if (windows || reports || result.minuteRollups || result.evaluations) this.opts.logger.info(result, 'retention cleanup');
+    return result;
+  }
+}

@@ -1,0 +1,98 @@
+// Fleet-level Prometheus gauges, computed from the database at scrape time (so every replica reports
+// the same numbers) and with bounded cardinality: no series per device. Drifted features are per
+// (cohort, model version) — as many series as pairs evaluated in the last FRESH_MS.
+import { and, eq, gte, sql } from 'drizzle-orm';
+import { Gauge } from 'prom-client';
+import type { Db } from '../db/client.ts';
+import { alerts, devices, driftEvaluations, models, modelVersions, telemetryRollups } from '../db/schema.ts';
+import { bucketStart } from '../ingest/buckets.ts';
+import { FLEET_KEY } from '../ingest/stats-writer.ts';
+import type { Metrics } from '../metrics.ts';
+import { totalsOf } from './telemetry-service.ts';
+
+const RATE_WINDOW_MS = 5 * 60_000;
+const FRESH_MS = 2 * 3_600_000;
+
+export class FleetMetrics {
+  constructor(db: Db, metrics: Metrics) {
+    const registers = [metrics.registry];
+    new Gauge({
+      name: 'flotilla_devices_online',
+      help: 'Approved devices whose broker session is up (status topic)',
+      registers,
+      async collect() {
+        const [r] = await db.select({ n: sql<number>`count(*)` }).from(devices).where(and(eq(devices.online, true), eq(devices.status, 'approved')));
+        this.set(r.n);
+      },
+    });
+    // The three rate gauges share one query per scrape (prom-client collects metrics concurrently).
+    let cached: { at: number; totals: Promise<ReturnType<typeof totalsOf>> } | null = null;
+    const fleet = () => {
+      if (!cached || Date.now() - cached.at > 1000) {
+        const totals = db
+          .select()
+          .from(telemetryRollups)
+          .where(and(eq(telemetryRollups.scope, 'fleet'), eq(telemetryRollups.key, FLEET_KEY), gte(telemetryRollups.bucketStart, bucketStart(Date.now() - RATE_WINDOW_MS, 'minute'))))
+          .then(totalsOf);
+        cached = { at: Date.now(), totals };
+      }
+      return cached.totals;
+    };
+    new Gauge({
+      name: 'flotilla_fleet_inferences_per_second',
+      help: 'Fleet inference rate over the last 5 minutes of telemetry',
+      registers,
+      async collect() {
+        this.set((await fleet()).ratePerSecond ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_fleet_errors_per_second',
+      help: 'Fleet inference errors per second over the last 5 minutes of telemetry',
+      registers,
+      async collect() {
+        this.set((await fleet()).errorsPerSecond ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_fleet_error_ratio',
+      help: 'Failed share of fleet inference requests over the last 5 minutes (errors / (inferences + errors))',
+      registers,
+      async collect() {
+        this.set((await fleet()).errorRatio ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_drifted_features',
+      help: 'Drifted input features and outputs in the latest drift evaluation of each cohort and model version (evaluated in the last 2 hours)',
+      labelNames: ['cohort', 'model'] as const,
+      registers,
+      async collect() {
+        const since = new Date(Date.now() - FRESH_MS).toISOString();
+        const latest = db
+          .select({ latestId: sql<number>`max(${driftEvaluations.id})`.as('latest_id') })
+          .from(driftEvaluations)
+          .where(gte(driftEvaluations.at, since))
+          .groupBy(driftEvaluations.cohort, driftEvaluations.modelVersionId)
+          .as('latest');
+        const rows = await db
+          .select({ cohort: driftEvaluations.cohort, name: models.name, version: modelVersions.version, n: sql<number>`json_array_length(${driftEvaluations.driftedFeatures})` })
+          .from(driftEvaluations)
+          .innerJoin(latest, eq(latest.latestId, driftEvaluations.id))
+          .innerJoin(modelVersions, eq(modelVersions.id, driftEvaluations.modelVersionId))
+          .innerJoin(models, eq(models.id, modelVersions.modelId));
+        this.reset();
+        for (const r of rows) this.set({ cohort: r.cohort, model: `${r.name}@${r.version}` }, r.n);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_alerts_open',
+      help: 'Open alerts',
+      registers,
+      async collect() {
+        const [r] = await db.select({ n: sql<number>`count(*)` }).from(alerts).where(eq(alerts.status, 'open'));
+        this.set(r.n);
+      },
+    });
+  }
+}

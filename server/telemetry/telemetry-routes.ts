@@ -1,0 +1,70 @@
+// /api/v1/telemetry: rate, errors, latency quantiles and resources of a device or a cohort.
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Db } from '../db/client.ts';
+import { Invalid } from '../errors.ts';
+import type { AppEnv } from '../http/app-env.ts';
+import { requireRole } from '../http/auth.ts';
+import { validationHook } from '../http/errors.ts';
+import { errorResponses, json } from '../http/schemas.ts';
+import { parseWindowSeconds } from '../ingest/buckets.ts';
+import { telemetrySummary } from './telemetry-service.ts';
+
+const Resources = z.object({
+  deviceId: z.string(),
+  at: z.string(),
+  cpu: z.number(),
+  rssBytes: z.number(),
+  diskFreeBytes: z.number(),
+  uptimeS: z.number(),
+  queueDepth: z.number(),
+  activeBundle: z.object({ id: z.string(), counter: z.number() }).nullable(),
+});
+const Telemetry = z
+  .object({
+    target: z.union([z.object({ device: z.string() }), z.object({ cohort: z.string() })]),
+    window: z.object({ start: z.string(), end: z.string(), seconds: z.number() }),
+    reports: z.number(),
+    inferences: z.number(),
+    errorCount: z.number(),
+    errors: z.record(z.string(), z.number()),
+    span: z.object({ from: z.string(), to: z.string(), seconds: z.number() }).nullable(),
+    ratePerSecond: z.number().nullable(),
+    errorsPerSecond: z.number().nullable(),
+    errorRatio: z.number().nullable(),
+    latency: z.object({ count: z.number(), meanMs: z.number().nullable(), p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() }),
+    resources: z.object({
+      devices: z.array(Resources),
+      cpuMean: z.number().nullable(),
+      cpuMax: z.number().nullable(),
+      rssMaxBytes: z.number().nullable(),
+      diskFreeMinBytes: z.number().nullable(),
+    }),
+  })
+  .openapi('Telemetry');
+
+export function telemetryRoutes(db: Db) {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  app.use('*', requireRole('devices:write'));
+  return app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/',
+      summary: 'Telemetry of a device or a cohort over a window (default 15m): rate, errors by reason, p50/p95/p99 latency, resources',
+      request: {
+        query: z.object({
+          device: z.string().optional(),
+          cohort: z.string().optional(),
+          window: z.string().optional().openapi({ example: '15m' }),
+          end: z.iso.datetime({ offset: true }).optional(),
+        }),
+      },
+      responses: { 200: json(Telemetry, 'Telemetry summary'), ...errorResponses },
+    }),
+    async (c) => {
+      const q = c.req.valid('query');
+      const windowS = q.window === undefined ? 900 : parseWindowSeconds(q.window);
+      if (windowS === null) throw Invalid(`invalid window "${q.window}": use e.g. 5m, 15m, 1h`);
+      return c.json(await telemetrySummary(db, { device: q.device, cohort: q.cohort, windowS, end: q.end ? new Date(q.end) : undefined }), 200);
+    },
+  );
+}

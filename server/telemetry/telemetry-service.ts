@@ -1,0 +1,131 @@
+// Telemetry read-out for one device or one cohort over a window, from the per-minute rollups:
+// inference rate, errors by reason, merged latency quantiles, and the devices' latest resources.
+import { and, eq, gte, inArray, lt } from 'drizzle-orm';
+import { createLatencyHistogram, latencySummary, mergeLatencyHistograms } from '../../protocol/sketch/latency-histogram.ts';
+import { cohortMembers } from '../cohorts/cohort-service.ts';
+import type { Tx } from '../db/client.ts';
+import { deviceDesired, telemetryLast, telemetryRollups } from '../db/schema.ts';
+import { getDevice } from '../devices/device-service.ts';
+import { Invalid } from '../errors.ts';
+import { bucketStart } from '../ingest/buckets.ts';
+
+export interface RollupTotals {
+  reports: number;
+  inferences: number;
+  errorCount: number;
+  errors: Record<string, number>;
+  /** The span the counters cover: earliest interval start to latest report (null without data). */
+  span: { from: string; to: string; seconds: number } | null;
+  /** inferences / span seconds: the fleet's (or device's) rate while it reported. */
+  ratePerSecond: number | null;
+  errorsPerSecond: number | null;
+  /** errors / (inferences + errors): failed share of requests. */
+  errorRatio: number | null;
+}
+
+type RollupRow = Pick<typeof telemetryRollups.$inferSelect, 'reports' | 'inferences' | 'errorCount' | 'errors' | 'firstStart' | 'lastAt'>;
+
+/** Sums rollup rows. Rate = inferences over the covered span, so it is right for one device and for many reporting side by side. */
+export function totalsOf(rows: RollupRow[]): RollupTotals {
+  let reports = 0;
+  let inferences = 0;
+  let errorCount = 0;
+  const errors: Record<string, number> = {};
+  let from: string | null = null;
+  let to: string | null = null;
+  for (const r of rows) {
+    reports += r.reports;
+    inferences += r.inferences;
+    errorCount += r.errorCount;
+    for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+    if (from === null || r.firstStart < from) from = r.firstStart;
+    if (to === null || r.lastAt > to) to = r.lastAt;
+  }
+  const seconds = from && to ? (Date.parse(to) - Date.parse(from)) / 1000 : 0;
+  const span = from && to ? { from, to, seconds } : null;
+  return {
+    reports,
+    inferences,
+    errorCount,
+    errors,
+    span,
+    ratePerSecond: seconds > 0 ? inferences / seconds : null,
+    errorsPerSecond: seconds > 0 ? errorCount / seconds : null,
+    errorRatio: inferences + errorCount > 0 ? errorCount / (inferences + errorCount) : null,
+  };
+}
+
+export interface DeviceResources {
+  deviceId: string;
+  at: string;
+  cpu: number;
+  rssBytes: number;
+  diskFreeBytes: number;
+  uptimeS: number;
+  queueDepth: number;
+  activeBundle: { id: string; counter: number } | null;
+}
+
+export interface TelemetrySummary extends RollupTotals {
+  target: { device: string } | { cohort: string };
+  window: { start: string; end: string; seconds: number };
+  latency: ReturnType<typeof latencySummary>;
+  resources: {
+    /** Latest report of each device (devices that never reported are left out). */
+    devices: DeviceResources[];
+    cpuMean: number | null;
+    cpuMax: number | null;
+    rssMaxBytes: number | null;
+    diskFreeMinBytes: number | null;
+  };
+}
+
+async function lastResources(tx: Tx, ids: string[]): Promise<DeviceResources[]> {
+  const out: DeviceResources[] = [];
+  for (let i = 0; i < ids.length; i += 500) out.push(...(await tx.select().from(telemetryLast).where(inArray(telemetryLast.deviceId, ids.slice(i, i + 500)))));
+  return out.sort((a, b) => a.deviceId.localeCompare(b.deviceId));
+}
+
+export async function telemetrySummary(tx: Tx, q: { device?: string; cohort?: string; windowS: number; end?: Date }): Promise<TelemetrySummary> {
+  if (Boolean(q.device) === Boolean(q.cohort)) throw Invalid('give exactly one of device or cohort');
+  const end = q.end ?? new Date();
+  if (Number.isNaN(end.getTime())) throw Invalid('end must be an ISO 8601 time');
+  const start = new Date(end.getTime() - q.windowS * 1000);
+  let scope: 'device' | 'cohort';
+  let key: string;
+  let ids: string[];
+  if (q.device) {
+    const d = await getDevice(tx, q.device);
+    scope = 'device';
+    key = d.id;
+    ids = [d.id];
+  } else {
+    const { cohort, members } = await cohortMembers(tx, q.cohort!);
+    scope = 'cohort';
+    key = cohort.name;
+    // Current members plus devices whose desired state came from this cohort (as ingest counts them).
+    const deployed = await tx.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(eq(deviceDesired.cohort, cohort.name));
+    ids = [...new Set([...members.map((m) => m.id), ...deployed.map((d) => d.id)])];
+  }
+  const t = telemetryRollups;
+  const rows = await tx
+    .select()
+    .from(t)
+    .where(and(eq(t.scope, scope), eq(t.key, key), gte(t.bucketStart, bucketStart(start, 'minute')), lt(t.bucketStart, end.toISOString())));
+  const latency = rows.reduce((h, r) => mergeLatencyHistograms(h, r.latency), createLatencyHistogram());
+  const devices = await lastResources(tx, ids);
+  const max = (xs: number[]) => (xs.length ? Math.max(...xs) : null);
+  return {
+    target: q.device ? { device: key } : { cohort: key },
+    window: { start: start.toISOString(), end: end.toISOString(), seconds: q.windowS },
+    ...totalsOf(rows),
+    latency: latencySummary(latency),
+    resources: {
+      devices,
+      cpuMean: devices.length ? devices.reduce((s, d) => s + d.cpu, 0) / devices.length : null,
+      cpuMax: max(devices.map((d) => d.cpu)),
+      rssMaxBytes: max(devices.map((d) => d.rssBytes)),
+      diskFreeMinBytes: devices.length ? Math.min(...devices.map((d) => d.diskFreeBytes)) : null,
+    },
+  };
+}
