@@ -1,0 +1,210 @@
+/**
+ * InferenceEngine: a bundle's preprocessing + its model session + its postprocessing, served as one
+ * unit. The update path stages a bundle (load + checks), smoke-tests it on the staged session,
+ * activates it, and releases the previous one after probation; `predict()` serves requests.
+ *
+ * Swapping is atomic for the whole unit: a request takes the active bundle (spec, labels, session
+ * and id/version together) when `predict()` is called, holds its session across the async
+ * preprocessing, and answers with the bundle it ran on. Requests in flight during a swap finish on
+ * the old bundle; none fail.
+ *
+ * @example
+ * const engine = new InferenceEngine({ hostOptions: { poolSize: 1 } });
+ * await engine.start();
+ * const staged = await engine.stage({ bundle: { id: 'bnd_7', version: 3 }, modelPath, preprocess: def.preprocess, postprocess: def.postprocess, labels });
+ * const smoke = await runSmokeVectors(engine.smokeRunner(staged), def.smoke.vectors, def.smoke.tolerance);
+ * const previous = engine.activate(staged);
+ * const r = await engine.predict({ features: { f0: 1.2, f1: 0.3 } });
+ * r.predictions[0][0] // { label: 'high', index: 2, score: 0.91 }
+ */
+import type { Postprocess, Preprocess } from '../../firmware-bundles/definition.ts';
+import type { SmokeRunner } from '../../firmware-bundles/smoke.ts';
+import { RuntimeError } from './errors.ts';
+import { tensorsFromJson } from './json-tensors.ts';
+import { ModelHost, type ModelHandle, type ModelHostOptions } from './model-host.ts';
+import { postprocess, type Prediction } from './postprocess.ts';
+import { preprocessRequest, type ImagePixels, type PreprocessOptions, type RowQuality } from './preprocess.ts';
+import type { HostTensor, TensorMeta } from './tensor.ts';
+
+/** Which bundle answered: as given at staging. */
+export interface BundleRef {
+  id: string;
+  version: string | number;
+}
+
+export interface BundleRuntimeSpec {
+  bundle: BundleRef;
+  modelPath: string;
+  preprocess: Preprocess;
+  postprocess: Postprocess;
+  /** Resolved labels (the definition's labels file already read). */
+  labels?: string[];
+}
+
+/** A bundle loaded and checked; usable for smoke tests, `activate()` and `release()`. */
+export interface StagedBundle {
+  readonly bundle: Readonly<BundleRef>;
+  readonly handle: ModelHandle;
+  readonly preprocess: Preprocess;
+  readonly postprocess: Postprocess;
+  readonly labels?: readonly string[];
+}
+
+export interface PredictResult {
+  outputs: Record<string, HostTensor>;
+  /** Per row: the top-K classes (classification) or the values (regression). */
+  predictions: Prediction[][];
+  bundle: BundleRef;
+  /** The request was a batch (a list of rows or images, or JSON tensors). */
+  batch: boolean;
+  /** From `predict()` to the answer, including preprocessing. */
+  latencyMs: number;
+  timings: { preprocessMs: number; inferMs: number; postprocessMs: number };
+  /** Tabular: quality counts per row and the feature values (for the input statistics). */
+  quality?: RowQuality[];
+  features?: Float32Array;
+  /** Image: the resized pixels (for the input statistics). */
+  pixels?: ImagePixels[];
+}
+
+export interface InferenceEngineOptions extends PreprocessOptions {
+  /** A host to own (started and stopped with the engine); otherwise one is made from `hostOptions`. */
+  host?: ModelHost;
+  hostOptions?: ModelHostOptions;
+}
+
+export class InferenceEngine {
+  readonly host: ModelHost;
+  private current: StagedBundle | undefined;
+
+  constructor(private readonly options: InferenceEngineOptions = {}) {
+    this.host = options.host ?? new ModelHost(options.hostOptions);
+  }
+
+  start(): Promise<void> {
+    return this.host.start();
+  }
+
+  async stop(): Promise<void> {
+    this.current = undefined;
+    await this.host.stop();
+  }
+
+  get active(): StagedBundle | undefined {
+    return this.current;
+  }
+
+  /**
+   * Loads the bundle's model next to the active one and checks that its spec fits the model
+   * (input name, rank, feature count or image size, output name, label count). Throws
+   * MODEL_LOAD_FAILED or BUNDLE_MISMATCH; the active bundle is untouched either way.
+   */
+  async stage(spec: BundleRuntimeSpec): Promise<StagedBundle> {
+    const handle = await this.host.load(spec.modelPath);
+    try {
+      checkBundle(spec, handle);
+    } catch (err) {
+      await this.host.release(handle);
+      throw err;
+    }
+    return Object.freeze({ bundle: Object.freeze({ ...spec.bundle }), handle, preprocess: spec.preprocess, postprocess: spec.postprocess, labels: spec.labels && Object.freeze([...spec.labels]) });
+  }
+
+  /** Serves `staged` from now on (spec and session together); returns the bundle it replaced. */
+  activate(staged: StagedBundle): StagedBundle | undefined {
+    this.host.activate(staged.handle); // throws if the handle is gone: then nothing changed
+    const previous = this.current;
+    this.current = staged;
+    return previous;
+  }
+
+  /** Frees a bundle's session once its requests are done (not the active one: HANDLE_ACTIVE). */
+  release(staged: StagedBundle): Promise<void> {
+    return this.host.release(staged.handle);
+  }
+
+  /**
+   * Preprocess → infer → postprocess on the active bundle (or `options.staged`). Errors are
+   * RuntimeErrors: INVALID_INPUT / INVALID_IMAGE for bad requests, NO_ACTIVE_MODEL, INFERENCE_FAILED,
+   * WORKER_CRASHED.
+   */
+  async predict(request: unknown, options: { staged?: StagedBundle } = {}): Promise<PredictResult> {
+    const t0 = performance.now();
+    const unit = options.staged ?? this.current;
+    if (!unit) throw new RuntimeError('NO_ACTIVE_MODEL', 'no bundle is active');
+    // Taken now, before any await: the session stays loaded for this request even if a swap
+    // and a release happen while the image is being decoded.
+    const unhold = this.host.hold(unit.handle);
+    try {
+      const pre = await preprocessRequest(unit.preprocess, request, unit.handle.inputs, this.options);
+      const t1 = performance.now();
+      const outputs = await this.host.infer(pre.feeds, { handle: unit.handle });
+      const t2 = performance.now();
+      const predictions = postprocess(outputs, unit.postprocess, unit.labels);
+      const t3 = performance.now();
+      return {
+        outputs,
+        predictions,
+        bundle: { ...unit.bundle },
+        batch: pre.batch,
+        latencyMs: t3 - t0,
+        timings: { preprocessMs: t1 - t0, inferMs: t2 - t1, postprocessMs: t3 - t2 },
+        ...(pre.quality && { quality: pre.quality, features: pre.features }),
+        ...(pre.pixels && { pixels: pre.pixels }),
+      };
+    } finally {
+      unhold();
+    }
+  }
+
+  /**
+   * A smoke runner (firmware-bundles/smoke.ts) on a staged bundle's own session: the vectors are
+   * JSON tensors, checked and typed like `{ inputs }` requests.
+   */
+  smokeRunner(staged: StagedBundle): SmokeRunner {
+    return async (feeds) => {
+      const outputs = await this.host.infer(tensorsFromJson(feeds, staged.handle.inputs), { handle: staged.handle });
+      const result: Awaited<ReturnType<SmokeRunner>> = {};
+      for (const [name, t] of Object.entries(outputs)) {
+        if (t.data instanceof BigInt64Array || t.data instanceof BigUint64Array) result[name] = { dims: t.dims, data: t.data };
+        else if (!Array.isArray(t.data)) result[name] = { dims: t.dims, data: t.data };
+      }
+      return result;
+    };
+  }
+}
+
+/** The bundle spec against the model's declared inputs and outputs. */
+export function checkBundle(spec: Pick<BundleRuntimeSpec, 'preprocess' | 'postprocess' | 'labels'>, model: Pick<ModelHandle, 'inputs' | 'outputs'>): void {
+  const mismatch = (msg: string) => new RuntimeError('BUNDLE_MISMATCH', msg);
+  const pre = spec.preprocess;
+  const input = model.inputs.find((m) => m.name === pre.input);
+  if (!input) throw mismatch(`preprocess.input "${pre.input}" is not an input of the model (inputs: ${model.inputs.map((m) => m.name).join(', ')})`);
+  const others = model.inputs.filter((m) => m !== input).map((m) => m.name);
+  if (others.length > 0) throw mismatch(`the model has inputs the preprocessing does not feed: ${others.join(', ')}`);
+  if (!input.isTensor || !input.type || input.type === 'string' || input.type === 'bool') throw mismatch(`input "${input.name}" must be a numeric tensor, it is ${input.type ?? 'not a tensor'}`);
+  const shape = input.shape ?? [];
+  const fixed = (i: number) => (typeof shape[i] === 'number' ? (shape[i] as number) : undefined);
+  const expect = (what: string, i: number, want: number) => {
+    const got = fixed(i);
+    if (got !== undefined && got !== want) throw mismatch(`${what}: the spec gives ${want}, the model's input "${input.name}" [${shape.join(', ')}] has ${got}`);
+  };
+  if (pre.type === 'tabular') {
+    if (shape.length !== 2) throw mismatch(`a tabular model takes a [batch, features] input; "${input.name}" is [${shape.join(', ')}]`);
+    expect('feature count', 1, pre.features.length);
+  } else {
+    if (shape.length !== 4) throw mismatch(`an image model takes a rank-4 input; "${input.name}" is [${shape.join(', ')}]`);
+    const c = pre.channels === 'gray' ? 1 : 3;
+    const [ci, hi, wi] = pre.layout === 'NCHW' ? [1, 2, 3] : [3, 1, 2];
+    expect('channels', ci, c);
+    expect('height', hi, pre.height);
+    expect('width', wi, pre.width);
+  }
+  const post = spec.postprocess;
+  const out: TensorMeta | undefined = post.output ? model.outputs.find((m) => m.name === post.output) : model.outputs[0];
+  if (!out) throw mismatch(`postprocess.output "${post.output}" is not an output of the model (outputs: ${model.outputs.map((m) => m.name).join(', ')})`);
+  const last = out.shape?.[out.shape.length - 1];
+  if (spec.labels && post.task === 'classification' && typeof last === 'number' && (out.shape?.length ?? 0) >= 2 && last !== spec.labels.length) {
+    throw mismatch(`${spec.labels.length} labels for ${last} classes in output "${out.name}"`);
+  }
+}

@@ -1,0 +1,115 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { Worker } from 'node:worker_threads';
+import { encodeModel, int64Tensor, node, valueInfo } from '../../server/onnx/build.ts';
+import { makeFixtures, tabularReference, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import type { FromWorker, ToWorker } from './worker-protocol.ts';
+
+// The worker protocol on its own (ModelHost checks feeds before sending them; the worker must
+// still refuse bad ones itself, since it is the last step before native code).
+let fx: Fixtures;
+let worker: Worker;
+const inbox: FromWorker[] = [];
+const waiters: Array<() => void> = [];
+
+function next(match: (m: FromWorker) => boolean): Promise<FromWorker> {
+  return new Promise((resolve) => {
+    const check = () => {
+      const i = inbox.findIndex(match);
+      if (i < 0) return false;
+      resolve(inbox.splice(i, 1)[0]);
+      return true;
+    };
+    if (!check()) waiters.push(function retry() {
+      if (!check()) waiters.push(retry);
+    });
+  });
+}
+const send = (msg: ToWorker, transfer: ArrayBuffer[] = []) => worker.postMessage(msg, transfer);
+const byId = (id: number) => (m: FromWorker) => ('id' in m && m.id === id) || (m.op === 'results' && m.results.some((r) => r.id === id));
+
+before(async () => {
+  fx = await makeFixtures();
+  worker = new Worker(new URL('./worker-bootstrap.mjs', import.meta.url), { workerData: { entry: new URL('./inference-worker.ts', import.meta.url).href } });
+  worker.on('message', (m: FromWorker) => {
+    inbox.push(m);
+    for (const w of waiters.splice(0)) w();
+  });
+  await next((m) => m.op === 'ready');
+});
+after(async () => {
+  const exited = new Promise((r) => worker.once('exit', r));
+  send({ op: 'close' });
+  await exited; // close releases the sessions and ends the thread by itself
+  await fx.cleanup();
+});
+
+test('load → metadata; run → outputs (buffers transferred back); release', async () => {
+  send({ op: 'load', id: 1, handle: 7, modelPath: await fx.tabular(2) });
+  const loaded = await next(byId(1));
+  assert.equal(loaded.op, 'loaded');
+  if (loaded.op !== 'loaded') return;
+  assert.deepEqual(loaded.info, {
+    inputNames: ['features'],
+    outputNames: ['logits'],
+    inputs: [{ name: 'features', isTensor: true, type: 'float32', shape: ['batch', 8] }],
+    outputs: [{ name: 'logits', isTensor: true, type: 'float32', shape: ['batch', 3] }],
+  });
+  const x = Float32Array.from({ length: 16 }, (_, i) => i / 4);
+  send({ op: 'run', runs: [{ id: 2, handle: 7, feeds: { features: { type: 'float32', dims: [2, 8], data: x } } }, { id: 3, handle: 7, feeds: { features: { type: 'float32', dims: [2, 8], data: x.slice() } } }] }, [x.buffer as ArrayBuffer]);
+  const res = await next(byId(2));
+  assert.equal(res.op, 'results');
+  if (res.op !== 'results') return;
+  assert.equal(res.results.length, 2, 'one message answers the whole batch');
+  const r = res.results[0];
+  assert.ok(r.ok);
+  if (!r.ok) return;
+  assert.deepEqual(r.outputs.logits.dims, [2, 3]);
+  const ref = tabularReference(2, Float32Array.from({ length: 16 }, (_, i) => i / 4));
+  (r.outputs.logits.data as Float32Array).forEach((v, i) => assert.ok(Math.abs(v - ref[i]) < 1e-4));
+  send({ op: 'release', id: 4, handle: 7 });
+  assert.equal((await next(byId(4))).op, 'released');
+  send({ op: 'run', runs: [{ id: 5, handle: 7, feeds: { features: { type: 'float32', dims: [1, 8], data: new Float32Array(8) } } }] });
+  const gone = await next(byId(5));
+  assert.ok(gone.op === 'results' && !gone.results[0].ok && gone.results[0].error.code === 'UNKNOWN_HANDLE');
+});
+
+test('typed errors: MODEL_LOAD_FAILED, INVALID_INPUT, INFERENCE_FAILED; the worker keeps serving', async () => {
+  send({ op: 'load', id: 10, handle: 1, modelPath: fx.broken });
+  const failed = await next(byId(10));
+  assert.ok(failed.op === 'failed' && failed.error.code === 'MODEL_LOAD_FAILED', JSON.stringify(failed));
+
+  // Reshape to [-1, 3]: fine for 3 rows of 8 values, fails inside onnxruntime for 1 row.
+  const reshape = join(fx.dir, 'reshape.onnx');
+  await writeFile(reshape, encodeModel({
+    inputs: [valueInfo('features', 'float32', ['batch', 8])],
+    outputs: [valueInfo('y', 'float32', ['n', 3])],
+    initializers: [int64Tensor('shape', [2], [-1, 3])],
+    nodes: [node('Reshape', ['features', 'shape'], ['y'])],
+  }));
+  send({ op: 'load', id: 11, handle: 2, modelPath: reshape });
+  assert.equal((await next(byId(11))).op, 'loaded');
+  const run = (id: number, feeds: Record<string, { type: string; dims: number[]; data: Float32Array | Int32Array }>) => {
+    send({ op: 'run', runs: [{ id, handle: 2, feeds }] });
+    return next(byId(id)).then((m) => (m.op === 'results' ? m.results[0] : assert.fail(m.op)));
+  };
+  const cases: Array<[Record<string, { type: string; dims: number[]; data: Float32Array | Int32Array }>, string, RegExp]> = [
+    [{ features: { type: 'float32', dims: [1, 7], data: new Float32Array(7) } }, 'INVALID_INPUT', /dim 1 must be 8/],
+    [{ features: { type: 'int32', dims: [1, 8], data: new Int32Array(8) } }, 'INVALID_INPUT', /int32, the model expects float32/],
+    [{ features: { type: 'float32', dims: [2, 8], data: new Float32Array(8) } }, 'INVALID_INPUT', /needs 16 values/],
+    [{ x: { type: 'float32', dims: [1, 8], data: new Float32Array(8) } }, 'INVALID_INPUT', /unknown input "x"/],
+    [{ features: { type: 'float32', dims: [1, 8], data: new Float32Array(8) } }, 'INFERENCE_FAILED', /inference failed/],
+  ];
+  let id = 20;
+  for (const [feeds, code, message] of cases) {
+    const r = await run(id++, feeds);
+    assert.ok(!r.ok, `${code} expected`);
+    if (r.ok) continue;
+    assert.equal(r.error.code, code, r.error.message);
+    assert.match(r.error.message, message);
+  }
+  const good = await run(id++, { features: { type: 'float32', dims: [3, 8], data: new Float32Array(24).fill(1) } });
+  assert.ok(good.ok && good.outputs.y.dims.join() === '8,3');
+});

@@ -1,0 +1,47 @@
+/**
+ * Messages between `ModelHost` (main thread) and `inference-worker.ts`. Requests carry an id the
+ * answer repeats; runs travel in batches (one postMessage for every request issued in the same
+ * tick) because a message hop, not the model, is the expensive part for small models.
+ */
+import type { RuntimeErrorJson } from './errors.ts';
+import type { HostTensor, TensorMeta } from './tensor.ts';
+
+/** Session options the host forwards to onnxruntime (a subset worth configuring on devices). */
+export interface WorkerSessionOptions {
+  intraOpNumThreads?: number;
+  interOpNumThreads?: number;
+  graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
+  executionMode?: 'sequential' | 'parallel';
+}
+
+/** What a loaded model looks like. */
+export interface ModelInfo {
+  inputNames: string[];
+  outputNames: string[];
+  inputs: TensorMeta[];
+  outputs: TensorMeta[];
+}
+
+export interface RunRequest {
+  id: number;
+  handle: number;
+  feeds: Record<string, HostTensor>;
+}
+
+export type ToWorker =
+  | { op: 'load'; id: number; handle: number; modelPath: string; sessionOptions?: WorkerSessionOptions }
+  | { op: 'run'; runs: RunRequest[] }
+  | { op: 'release'; id: number; handle: number }
+  /** Finish what was started, release every session, exit. */
+  | { op: 'close' }
+  /** Test hook: die now with an uncaught exception, as a crashing worker would. */
+  | { op: 'crash' };
+
+export type RunResult = { id: number; ok: true; outputs: Record<string, HostTensor> } | { id: number; ok: false; error: RuntimeErrorJson };
+
+export type FromWorker =
+  | { op: 'ready' }
+  | { op: 'loaded'; id: number; info: ModelInfo }
+  | { op: 'released'; id: number }
+  | { op: 'failed'; id: number; error: RuntimeErrorJson }
+  | { op: 'results'; results: RunResult[] };
