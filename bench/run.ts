@@ -1,18 +1,23 @@
 // `npm run bench`: every benchmark, each printing a table against a baseline measured in the same run,
-// with results written to bench/results/<name>.json. `npm run bench -- registry` runs one.
-import { runRegistryBench } from './registry.bench.ts';
-import { runOptimizeBench } from './optimize.bench.ts';
-import { writeResults } from './lib.ts';
+// with results written to bench/results/<name>.json. `npm run bench -- agent` runs one suite.
+// Suites are imported lazily so running one does not load (or depend on) the others.
+import { writeResults, type BenchRow } from './lib.ts';
 
-const suites: Record<string, () => Promise<unknown[]>> = {
-  registry: runRegistryBench,
-  optimize: runOptimizeBench,
+const suites: Record<string, () => Promise<BenchRow[]>> = {
+  registry: () => import('./registry.bench.ts').then((m) => m.runRegistryBench()),
+  optimize: () => import('./optimize.bench.ts').then((m) => m.runOptimizeBench()),
+  agent: () => import('./agent.bench.ts').then((m) => m.runAgentBench()),
 };
 
 const only = process.argv.slice(2);
+const unknown = only.filter((name) => !(name in suites));
+if (unknown.length) {
+  console.error(`unknown suite(s): ${unknown.join(', ')}; available: ${Object.keys(suites).join(', ')}`);
+  process.exit(2);
+}
 for (const [name, run] of Object.entries(suites)) {
   if (only.length && !only.includes(name)) continue;
   const rows = await run();
-  const file = await writeResults(name, rows as never);
+  const file = await writeResults(name, rows);
   console.log(`\nwrote ${file}`);
 }
