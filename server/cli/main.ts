@@ -4,6 +4,7 @@ import { apiClient, type Api } from './api.ts';
 import { registerAdminCommands } from './commands/admin.ts';
 import { registerFleetCommands } from './commands/fleet.ts';
 import { registerModelCommands } from './commands/models.ts';
+import { registerMonitoringCommands } from './commands/monitoring.ts';
 import { registerReleaseCommands } from './commands/release.ts';
 import { type CliConfig, loadCliConfig } from './env.ts';
 import { CliError, type Output } from './output.ts';
@@ -26,6 +27,7 @@ registerModelCommands(program, ctx);
 registerFleetCommands(program, ctx);
 registerReleaseCommands(program, ctx);
 registerAdminCommands(program, ctx);
+registerMonitoringCommands(program, ctx);
 
 try {
   await program.parseAsync(process.argv);

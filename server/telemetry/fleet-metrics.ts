@@ -25,19 +25,17 @@ export class FleetMetrics {
         this.set(r.n);
       },
     });
-    // The three rate gauges share one query per scrape (prom-client collects metrics concurrently).
-    let cached: { at: number; totals: Promise<ReturnType<typeof totalsOf>> } | null = null;
-    const fleet = () => {
-      if (!cached || Date.now() - cached.at > 1000) {
-        const totals = db
-          .select()
-          .from(telemetryRollups)
-          .where(and(eq(telemetryRollups.scope, 'fleet'), eq(telemetryRollups.key, FLEET_KEY), gte(telemetryRollups.bucketStart, bucketStart(Date.now() - RATE_WINDOW_MS, 'minute'))))
-          .then(totalsOf);
-        cached = { at: Date.now(), totals };
-      }
-      return cached.totals;
-    };
+    // prom-client starts every collect() of a scrape in the same tick: the three share the query in flight.
+    let inflight: Promise<ReturnType<typeof totalsOf>> | null = null;
+    const fleet = () =>
+      (inflight ??= db
+        .select()
+        .from(telemetryRollups)
+        .where(and(eq(telemetryRollups.scope, 'fleet'), eq(telemetryRollups.key, FLEET_KEY), gte(telemetryRollups.bucketStart, bucketStart(Date.now() - RATE_WINDOW_MS, 'minute'))))
+        .then(totalsOf)
+        .finally(() => {
+          inflight = null;
+        }));
     new Gauge({
       name: 'flotilla_fleet_inferences_per_second',
       help: 'Fleet inference rate over the last 5 minutes of telemetry',

@@ -1,0 +1,145 @@
+// `flotilla drift|telemetry|alerts` and `flotilla models reference`: monitoring from the terminal.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { call, type Api } from '../api.ts';
+import { CliError, emit, keyValues, table, type Output } from '../output.ts';
+
+function splitRef(ref: string): { name: string; ref: string } {
+  const at = ref.indexOf('@');
+  return at === -1 ? { name: ref, ref: 'latest' } : { name: ref.slice(0, at), ref: ref.slice(at + 1) };
+}
+
+const num = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? '-' : Number.isInteger(v) ? String(v) : v.toPrecision(digits));
+const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${(v * 100).toFixed(2)} %`);
+const ms = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${v.toPrecision(3)} ms`);
+const bytes = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v >= 1e9 ? `${(v / 1e9).toFixed(2)} GB` : `${(v / 1e6).toFixed(1)} MB`);
+
+interface FeatureRow {
+  feature: string;
+  method: string;
+  score: number | null;
+  threshold: number;
+  pValue?: number;
+  drifted: boolean;
+  verdict: string;
+  n: number;
+}
+
+function driftRows(rows: FeatureRow[]) {
+  return rows.map((f) => ({
+    feature: f.feature,
+    method: f.method,
+    score: num(f.score),
+    threshold: num(f.threshold),
+    drifted: f.verdict === 'insufficient_data' ? 'n/a (too few samples)' : f.drifted ? 'yes' : 'no',
+    n: f.n,
+  }));
+}
+
+export function registerMonitoringCommands(program: Command, ctx: { api: () => Api; out: () => Output }) {
+  program
+    .command('drift <model>')
+    .description('drift of model@N for a cohort (or every device running it) over a window, per feature and output')
+    .option('--cohort <name>', 'cohort (default: the whole fleet)')
+    .option('--window <duration>', 'e.g. 15m, 1h, 1d', '1h')
+    .option('--end <time>', 'end of the window, ISO 8601 (default now)')
+    .action(async (model: string, o: { cohort?: string; window: string; end?: string }) => {
+      const r = await call(ctx.api().api.v1.drift.$get({ query: { model, cohort: o.cohort, window: o.window, end: o.end } }));
+      const d = r.dataset;
+      emit(ctx.out(), r, () =>
+        [
+          `${r.model} · ${r.cohort ? `cohort ${r.cohort}` : 'all devices'} · ${r.window.start} → ${r.window.end} · ${r.windows} window(s), ${r.rows} rows (reference ${r.referenceRows} rows)`,
+          '',
+          table(driftRows(r.features), ['feature', 'method', 'score', 'threshold', 'drifted', 'n']),
+          ...(r.outputs.length ? ['', table(driftRows(r.outputs).map(({ feature, ...rest }) => ({ output: feature, ...rest })), ['output', 'method', 'score', 'threshold', 'drifted', 'n'])] : []),
+          '',
+          d.verdict === 'insufficient_data'
+            ? 'dataset: insufficient data (no feature has enough samples yet)'
+            : `dataset: ${d.drifted ? 'drifted' : 'not drifted'} (${d.driftedCount} of ${d.evaluated} features drifted, ${pct(d.driftedShare)}; threshold ${pct(d.threshold)})`,
+        ].join('\n'),
+      );
+    });
+
+  program
+    .command('telemetry <target>')
+    .description('rate, errors, p50/p95/p99 latency and resources of a device (dev_…) or a cohort')
+    .option('--window <duration>', 'e.g. 5m, 15m, 1h', '15m')
+    .action(async (target: string, o: { window: string }) => {
+      const query = target.startsWith('dev_') ? { device: target, window: o.window } : { cohort: target, window: o.window };
+      const r = await call(ctx.api().api.v1.telemetry.$get({ query }));
+      const errors = Object.entries(r.errors)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(', ');
+      emit(ctx.out(), r, () =>
+        [
+          keyValues({
+            target: 'device' in r.target ? `device ${r.target.device}` : `cohort ${r.target.cohort}`,
+            window: `${o.window} (${r.window.start} → ${r.window.end})`,
+            reports: r.reports,
+            inferences: r.inferences,
+            rate: r.ratePerSecond === null ? '-' : `${num(r.ratePerSecond)}/s`,
+            errors: `${r.errorCount}${errors ? ` (${errors})` : ''}, ${pct(r.errorRatio)} of requests`,
+            'latency p50': ms(r.latency.p50),
+            'latency p95': ms(r.latency.p95),
+            'latency p99': ms(r.latency.p99),
+            'latency mean': ms(r.latency.meanMs),
+          }),
+          '',
+          table(
+            r.resources.devices.map((d) => ({ device: d.deviceId, cpu: pct(d.cpu), rss: bytes(d.rssBytes), diskFree: bytes(d.diskFreeBytes), uptime: `${Math.round(d.uptimeS)} s`, queue: d.queueDepth, at: d.at })),
+            ['device', 'cpu', 'rss', 'diskFree', 'uptime', 'queue', 'at'],
+          ),
+        ].join('\n'),
+      );
+    });
+
+  program
+    .command('alerts')
+    .description('drift alerts, newest first')
+    .option('--open', 'only open alerts')
+    .option('--limit <n>', 'at most this many', '50')
+    .action(async (o: { open?: boolean; limit: string }) => {
+      const r = await call(ctx.api().api.v1.alerts.$get({ query: { status: o.open ? 'open' : undefined, limit: o.limit } }));
+      emit(ctx.out(), r, () =>
+        table(
+          r.alerts.map((a) => ({ ...a, score: num(a.score), threshold: num(a.threshold), features: a.features.map((f) => f.feature).join(',') })),
+          ['id', 'status', 'model', 'cohort', 'feature', 'score', 'threshold', 'features', 'openedAt', 'closedAt'],
+        ),
+      );
+    });
+
+  // `models reference` joins the registry's `models` command (registered in models.ts).
+  const models = program.commands.find((c) => c.name() === 'models') ?? program.command('models');
+  models
+    .command('reference <model> <file>')
+    .description('set the reference profile of model@N from its reference dataset (.csv with a header, .jsonl / .ndjson, or a .json array)')
+    .option('--bins <n>', 'numeric bins (quantiles), default 20')
+    .option('--categorical <columns>', 'comma-separated columns to treat as categorical although numeric')
+    .option('--num-classes <n>', 'classes of a classifier (default: the model output width)')
+    .action(async (model: string, file: string, o: { bins?: string; categorical?: string; numClasses?: string }) => {
+      const text = await readFile(file, 'utf8').catch(() => {
+        throw new CliError(`cannot read ${file}`, 2);
+      });
+      const ext = path.extname(file).toLowerCase();
+      const type = ext === '.csv' ? 'text/csv' : ext === '.jsonl' || ext === '.ndjson' ? 'application/x-ndjson' : ext === '.json' ? 'application/json' : null;
+      if (!type) throw new CliError(`unknown file type ${ext || '(none)'}: use .csv, .jsonl, .ndjson or .json`, 2);
+      const { name, ref } = splitRef(model);
+      const endpoint = ctx.api().api.v1.models[':name'].versions[':ref'].reference;
+      const query = { bins: o.bins, categorical: o.categorical, numClasses: o.numClasses };
+      // The dataset goes as is (CSV stays CSV), so the server parses it exactly as it would from any client.
+      const r = await call(endpoint.$post({ param: { name, ref }, query, json: undefined as never }, { headers: { 'content-type': type }, init: { body: text } }));
+      const kinds = r.features.reduce((acc, f) => ({ ...acc, [f.kind]: (acc[f.kind] ?? 0) + 1 }), {} as Record<string, number>);
+      const outputs = (r.layout as { outputs?: { task?: string } }).outputs?.task ?? 'none';
+      emit(ctx.out(), r, () =>
+        [
+          `reference profile of ${r.model}: ${r.rows} rows, ${r.features.length} features (${Object.entries(kinds).map(([k, v]) => `${v} ${k}`).join(', ')}), outputs: ${outputs}`,
+          '',
+          table(
+            r.features.map((f) => ({ ...f, min: num(f.min), max: num(f.max), mean: num(f.mean), std: num(f.std) })),
+            ['name', 'kind', 'count', 'nulls', 'bins', 'categories', 'min', 'max', 'mean', 'std'],
+          ),
+        ].join('\n'),
+      );
+    });
+}
