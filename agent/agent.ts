@@ -130,7 +130,7 @@ export class Agent {
       mqtt: { connected: this.session?.connected ?? false },
       active: snap?.active ?? null,
       update: snap
-        ? { state: snap.state, desired: snap.desired, progress: snap.progress ?? null, lastError: snap.lastError, transitions: snap.transitions.slice(-20), ...this.reconciler?.status() }
+        ? { state: snap.state, desired: snap.desired, progress: snap.progress ?? null, lastError: snap.lastError, transitions: snap.transitions.slice(-20), ...this.reconciler?.status(), droppedCommands: this.commands?.dropped ?? 0 }
         : null,
     };
   }

@@ -22,7 +22,7 @@ import { runSmokeVectors } from '../firmware-bundles/smoke.ts';
 import { compareVersions } from '../firmware-bundles/semver.ts';
 import { DesiredMessage } from '../protocol/messages/desired.ts';
 import { TERMINAL_STATES, type UpdateState } from '../protocol/messages/reported.ts';
-import { BundleError, bundleName, type BundleStore, type InstalledBundle } from './bundle-store.ts';
+import { BundleError, bundleName, KEYLIST_FILE, MANIFEST_FILE, META_FILE, type BundleStore, type InstalledBundle } from './bundle-store.ts';
 import type { AgentConfig } from './config.ts';
 import { DownloadError, type Downloader } from './downloader.ts';
 import type { BundleInfo, ModelRuntime, StagedModel } from './model-runtime.ts';
@@ -67,6 +67,8 @@ export interface ReconcilerOptions {
 
 const EARLY_PHASES: ReadonlySet<UpdateState> = new Set(['downloading', 'verifying', 'staging']);
 const SUPERSEDED = 'SUPERSEDED';
+/** Files the agent writes into a bundle directory itself; a manifest may not name them. */
+const RESERVED_FILES: ReadonlySet<string> = new Set([MANIFEST_FILE, KEYLIST_FILE, META_FILE]);
 /** Failures worth trying again when the same manifest is delivered again (reconnect, restart). */
 const RETRYABLE = new Set(['DOWNLOAD_FAILED']);
 
@@ -125,8 +127,6 @@ export class Reconciler {
         await this.o.runtime.activate(staged);
         this.setActive(b);
         if (name !== current) {
-          const brokenDigest = current ? await this.manifestDigestOf(current) : null;
-          if (brokenDigest) await state.update((st) => void (st.reinstall = brokenDigest));
           await bundles.setCurrent(name);
           await bundles.clearPrevious();
           logger.error({ broken: current, fallback: name, reason: firstFailure?.code }, 'current bundle is broken; fell back to the previous one');
@@ -138,6 +138,11 @@ export class Reconciler {
         firstFailure ??= e;
         logger.error({ bundle: name, code: e.code, err: e.message }, 'installed bundle failed verification');
       }
+    }
+    if (current && this.activeBundle?.name !== current) {
+      // The desired state most likely still names the broken bundle: let it be installed again.
+      const brokenDigest = await this.manifestDigestOf(current);
+      if (brokenDigest) await state.update((st) => void (st.reinstall = brokenDigest));
     }
     if (!this.activeBundle && firstFailure) {
       await bundles.setCurrent(null);
@@ -261,6 +266,11 @@ export class Reconciler {
     const mv = verifyManifest(manifestEnvelope, { keylist, deviceId: this.o.deviceId, activeCounter: floor > 0 ? floor : null, agentVersion: this.o.agentVersion, now });
     if (!mv.ok) {
       await reject(mv.reason, mv.message);
+      return;
+    }
+    const clash = mv.manifest.files.find((f) => RESERVED_FILES.has(f.path) || f.path.endsWith('.part'));
+    if (clash) {
+      await reject('INVALID_BUNDLE', `bundle file name ${clash.path} is reserved by the agent`);
       return;
     }
     const job: Job = { manifest: mv.manifest, manifestEnvelope, keylistEnvelope: usedKeylistEnvelope, digest, name: bundleName(mv.manifest.counter, digest) };
