@@ -17,7 +17,7 @@ import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
 
-describe('agent: enrollment, approval and the server release path', () => {
+describe('agent: enrollment, approval and the server release path', { timeout: 90_000 }, () => {
   let cp: TestPlane;
   let dataDir: string;
   let config: AgentConfig;

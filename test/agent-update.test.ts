@@ -31,7 +31,7 @@ function batchOneOnlyModel(): Uint8Array {
   });
 }
 
-describe('agent: update path over real MQTT', () => {
+describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
   let cp: TestPlane;
   let art: ArtifactServer;
   let trust: TestTrust;
@@ -414,5 +414,44 @@ describe('agent: update path over real MQTT', () => {
     const again = await predict(new Uint8Array(png), { 'content-type': 'image/png' });
     assert.equal(again.status, 200);
     assert.deepEqual(again.body.outputs, ok.body.outputs);
+  });
+
+  test('key rotation reaches the device through desired state: new key accepted, retired key refused, older list ignored', async () => {
+    const v1 = trust.keylistEnvelope;
+    const retired = trust.rotate();
+    const c = ++counter;
+    await deploy(A, { counter: c });
+    const r = await until('active under key list v2', (x) => x.state === 'active' && x.active?.counter === c);
+    assert.equal(r.keylistVersion, 2);
+    const stale = trust.bundleManifest(deviceId, B, { counter: ++counter, signer: retired });
+    await publish(stale);
+    const refused = await until('retired key refused', (x) => x.state === 'failed' && x.lastError?.counter === counter);
+    assert.equal(refused.lastError!.code, 'UNKNOWN_KEY');
+    // A server replaying the old key list cannot roll the device's trust back.
+    const c2 = ++counter;
+    await cp.plane.bus.publish(deviceId, 'desired', trust.desired(trust.bundleManifest(deviceId, B, { counter: c2 }), v1), { retain: true });
+    const ok = await until('active, still on key list v2', (x) => x.state === 'active' && x.active?.counter === c2);
+    assert.equal(ok.keylistVersion, 2);
+    const manifestSignedByOldKeyWithOldList = trust.bundleManifest(deviceId, A, { counter: ++counter, signer: retired });
+    await cp.plane.bus.publish(deviceId, 'desired', trust.desired(manifestSignedByOldKeyWithOldList, v1), { retain: true });
+    const no = await until('retired key refused under a replayed list', (x) => x.state === 'failed' && x.lastError?.counter === counter);
+    assert.equal(no.lastError!.code, 'UNKNOWN_KEY');
+  });
+
+  test('a manifest naming a file the agent reserves is refused before any download', async () => {
+    const n = art.requests.length;
+    const m = trust.manifest(
+      deviceId,
+      [
+        { path: 'model.onnx', sha256: A.model.sha256, size: A.model.size },
+        { path: 'bundle.json', sha256: A.bundleJson.sha256, size: A.bundleJson.size },
+        { path: 'manifest.json', sha256: A.bundleJson.sha256, size: A.bundleJson.size },
+      ],
+      { counter: ++counter },
+    );
+    await publish(m);
+    const r = await until('refused', (x) => x.state === 'failed' && x.lastError?.counter === counter);
+    assert.equal(r.lastError!.code, 'INVALID_BUNDLE');
+    assert.equal(art.requests.length, n);
   });
 });

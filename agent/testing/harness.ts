@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { buildBundle } from '../../firmware-bundles/builder.ts';
 import type { SignedEnvelope } from '../../firmware-bundles/envelope.ts';
-import { createKeyList, signKeyList, type KeyList } from '../../firmware-bundles/key-list.ts';
+import { createKeyList, rotateKeyList, signKeyList, type KeyList } from '../../firmware-bundles/key-list.ts';
 import { generateKeyPair, type KeyPair } from '../../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../../firmware-bundles/load-definition.ts';
 import { createManifest, signManifest, type DeploymentManifest } from '../../firmware-bundles/manifest.ts';
@@ -188,14 +188,23 @@ export async function buildTestBundle(modelBytes: Uint8Array, demo: 'tabular-dem
 /** A root, release key, outsider key and key list v1 — what `flotilla keys init` would make. */
 export class TestTrust {
   readonly root: KeyPair = generateKeyPair();
-  readonly release: KeyPair = generateKeyPair();
+  release: KeyPair = generateKeyPair();
   readonly outsider: KeyPair = generateKeyPair();
-  readonly keylist: KeyList;
-  readonly keylistEnvelope: SignedEnvelope<KeyList>;
+  keylist: KeyList;
+  keylistEnvelope: SignedEnvelope<KeyList>;
 
   constructor() {
     this.keylist = createKeyList({ version: 1, root: this.root, keys: [this.release], expiresAt: new Date(Date.now() + 365 * 86_400_000), now: new Date(Date.now() - 60_000) });
     this.keylistEnvelope = signKeyList(this.keylist, this.root.privateKeyPem);
+  }
+
+  /** Key rotation: key list version + 1 with a new release key, the old one retired. Returns the old key. */
+  rotate(): KeyPair {
+    const old = this.release;
+    this.release = generateKeyPair();
+    this.keylist = rotateKeyList(this.keylist, { add: [this.release], retire: [old.keyid], expiresAt: new Date(Date.now() + 365 * 86_400_000) });
+    this.keylistEnvelope = signKeyList(this.keylist, this.root.privateKeyPem);
+    return old;
   }
 
   /** The root as `--trust-root` takes it (base64 of the raw key). */
@@ -215,7 +224,7 @@ export class TestTrust {
       files,
       minAgentVersion: o.minAgentVersion ?? '0.1.0',
       counter: o.counter,
-      keylistVersion: 1,
+      keylistVersion: this.keylist.version,
       expiresAt: o.expiresAt ?? new Date(Date.now() + 86_400_000),
       now: o.now ?? new Date(Date.now() - 1000),
     });
@@ -234,8 +243,8 @@ export class TestTrust {
     );
   }
 
-  desired(manifest: SignedEnvelope<DeploymentManifest> | null): DesiredMessage {
-    return { v: 1, keylist: this.keylistEnvelope as unknown as DesiredMessage['keylist'], manifest: manifest as unknown as DesiredMessage['manifest'] };
+  desired(manifest: SignedEnvelope<DeploymentManifest> | null, keylistEnvelope: SignedEnvelope<KeyList> = this.keylistEnvelope): DesiredMessage {
+    return { v: 1, keylist: keylistEnvelope as unknown as DesiredMessage['keylist'], manifest: manifest as unknown as DesiredMessage['manifest'] };
   }
 }
 
