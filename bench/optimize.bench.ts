@@ -1,8 +1,9 @@
 // Optimizer benchmark: for each demo model, fp32 against its int8 and pruned variants — file size,
 // gzip size, latency p50/p95 at batch 1 (one intra-op thread, after warm-up), accuracy on held-out data,
 // agreement with fp32, peak RSS of loading + running in a fresh process, and the quality-budget verdict.
+// Pruning twice: by weight magnitude alone, and calibrated on training samples (prune-calibrated.ts).
 // One extra row shows why qdq variants need `session.disable_quant_qdq`: the same file, unfolded.
-import { checkQualityBudget, compareLatency, evaluateModel, evaluateVariant, optimizeModel, type EvalDataset, type EvalOptions, type LatencyCandidate, type LatencyStats, type ModelMetrics, type OptimizeOptions } from '../server/optimize/index.ts';
+import { checkQualityBudget, compareLatency, evaluateModel, evaluateVariant, optimizeModel, type EvalDataset, type EvalOptions, type LatencyCandidate, type LatencyStats, type ModelMetrics, type OptimizeOptions, type CalibrationData } from '../server/optimize/index.ts';
 import { EVAL_SESSION_OPTIONS } from '../server/optimize/runtime.ts';
 import { buildCnn, makeStripeImages, makeTabular, trainMlp } from '../server/optimize/test-fixtures.ts';
 import { printTable, type BenchRow } from './lib.ts';
@@ -11,12 +12,16 @@ interface Demo {
   name: string;
   bytes: Uint8Array;
   test: EvalDataset;
+  /** Training samples: what calibrated pruning sees (never the held-out test set). */
+  calibration: CalibrationData;
 }
 
 async function demoModels(): Promise<Demo[]> {
+  const tab = makeTabular(2000, 1);
+  const img = makeStripeImages(800, 1);
   return [
-    { name: 'tabular MLP 8→16→3', bytes: trainMlp(makeTabular(2000, 1)), test: makeTabular(1000, 2) },
-    { name: 'CNN 32×32 (conv16, conv32, flatten head)', bytes: await buildCnn(makeStripeImages(800, 1)), test: makeStripeImages(500, 2) },
+    { name: 'tabular MLP 8→16→3', bytes: trainMlp(tab), test: makeTabular(1000, 2), calibration: { inputs: tab.inputs, sampleShape: tab.sampleShape } },
+    { name: 'CNN 32×32 (conv16, conv32, flatten head)', bytes: await buildCnn(img), test: makeStripeImages(500, 2), calibration: { inputs: img.inputs, sampleShape: img.sampleShape } },
   ];
 }
 
@@ -25,7 +30,10 @@ const VARIANTS: Array<[string, OptimizeOptions]> = [
   ['int8-qdq-per-channel', { quantize: { form: 'qdq', perChannel: true } }],
   ['int8-integer', { quantize: { form: 'integer', perChannel: true } }],
   ['pruned-50%', { prune: { sparsity: 0.5, structured: false } }],
+  ['pruned-50% calibrated', { prune: { sparsity: 0.5, structured: false } }],
   ['structured-pruned-50%', { prune: { sparsity: 0.5, structured: true } }],
+  ['structured-pruned-50% calibrated', { prune: { sparsity: 0.5, structured: true } }],
+  ['structured-pruned-25% calibrated', { prune: { sparsity: 0.25, structured: true } }],
 ];
 
 // Latency is measured separately, round-robin over all variants of a model (see compareLatency).
@@ -38,7 +46,7 @@ export async function runOptimizeBench(): Promise<BenchRow[]> {
     const variants: Array<{ name: string; metrics: ModelMetrics; agreement: number; verdict?: string; detail?: string }> = [{ name: 'fp32', metrics: parent.metrics, agreement: 1, verdict: `held-out n=${parent.metrics.n}` }];
     const candidates: LatencyCandidate[] = [{ name: 'fp32', bytes: demo.bytes }];
     for (const [name, opts] of VARIANTS) {
-      const { bytes, report } = await optimizeModel(demo.bytes, opts);
+      const { bytes, report } = await optimizeModel(demo.bytes, name.endsWith('calibrated') ? { ...opts, calibration: demo.calibration } : opts);
       const ev = await evaluateVariant(bytes, parent, demo.test, EVAL);
       const verdict = checkQualityBudget(ev);
       variants.push({

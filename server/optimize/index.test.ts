@@ -40,7 +40,7 @@ describe('optimizeModel', () => {
         else assert.equal(report.quantizedParamShare, 0);
         if (opts.prune) assert.ok(Math.abs(report.sparsity - opts.prune.sparsity) < 0.1, `sparsity ${report.sparsity}`);
         const meta = decode(bytes).metadataProps!.find((p) => p.key === 'flotilla.optimize');
-        assert.deepEqual(JSON.parse(meta!.value!), { ...(opts.quantize ? { quantize: { form: opts.quantize.form, perChannel: opts.quantize.perChannel } } : {}), ...(opts.prune ? { prune: opts.prune } : {}) });
+        assert.deepEqual(JSON.parse(meta!.value!), { ...(opts.quantize ? { quantize: { form: opts.quantize.form, perChannel: opts.quantize.perChannel } } : {}), ...(opts.prune ? { prune: { ...opts.prune, method: 'magnitude' } } : {}) });
         const [n, w] = await Promise.all([runNode(bytes, x, [...shape]), runWeb(bytes, x, [...shape])]);
         assert.ok(maxAbsDiff(n.data, w.data) <= 1e-3 * Math.max(1, maxAbs(n.data)), `${name}: node vs web ${maxAbsDiff(n.data, w.data)}`);
       }

@@ -15,7 +15,9 @@
  */
 import { OptimizeError } from './errors.ts';
 import { decodeModel, encodeModel, floatParamCount, opsetOf, setMetadata } from './graph.ts';
+import type { CalibrationData } from './calibrate.ts';
 import { pruneModel, type PruneReport } from './prune.ts';
+import { pruneModelCalibrated } from './prune-calibrated.ts';
 import { QDQ_SESSION_OPTIONS, quantizeModel, type QuantForm, type QuantizeReport } from './quantize.ts';
 import { openSession } from './runtime.ts';
 
@@ -27,7 +29,12 @@ export interface OptimizeOptions {
     conv?: 'integer' | 'qdq';
     minElements?: number;
   };
-  prune?: { sparsity: number; structured: boolean };
+  prune?: { sparsity: number; structured: boolean; channelMultiple?: number };
+  /**
+   * Samples to score and repair pruning with (see prune-calibrated.ts): without them pruning is by weight
+   * magnitude alone. Use a split that is not the evaluation set.
+   */
+  calibration?: CalibrationData;
   /** Load input and output in onnxruntime-node. Default true. */
   verify?: boolean;
 }
@@ -62,7 +69,7 @@ export async function optimizeModel(bytes: Uint8Array, opts: OptimizeOptions): P
   const verify = opts.verify !== false;
   if (verify) await loads(bytes, 'corrupt_model', 'onnxruntime cannot load the input model');
   const paramsBefore = floatParamCount(model);
-  const pruning = opts.prune ? pruneModel(model, opts.prune) : undefined;
+  const pruning = opts.prune ? (opts.calibration ? await pruneModelCalibrated(model, opts.prune, opts.calibration) : pruneModel(model, opts.prune)) : undefined;
   const quantization = opts.quantize ? quantizeModel(model, opts.quantize) : undefined;
   // What was done travels with the file, so a registry or a device can tell a variant from its parent.
   setMetadata(
@@ -70,7 +77,7 @@ export async function optimizeModel(bytes: Uint8Array, opts: OptimizeOptions): P
     'flotilla.optimize',
     JSON.stringify({
       ...(opts.quantize ? { quantize: { form: opts.quantize.form, perChannel: opts.quantize.perChannel } } : {}),
-      ...(opts.prune ? { prune: { sparsity: opts.prune.sparsity, structured: opts.prune.structured } } : {}),
+      ...(opts.prune ? { prune: { sparsity: opts.prune.sparsity, structured: opts.prune.structured, method: pruning!.method } } : {}),
     }),
   );
   const out = encodeModel(model);
@@ -124,6 +131,8 @@ function countParams(model: ReturnType<typeof decodeModel>): number {
 export { OptimizeError, type OptimizeRefusal } from './errors.ts';
 export { quantize, quantizeModel, QDQ_SESSION_OPTIONS, type QuantForm, type QuantizeOptions, type QuantizeReport } from './quantize.ts';
 export { prune, pruneModel, type PruneOptions, type PruneReport } from './prune.ts';
+export { pruneModelCalibrated } from './prune-calibrated.ts';
+export type { CalibrationData } from './calibrate.ts';
 export {
   evaluateModel,
   evaluateVariant,

@@ -141,6 +141,14 @@ describe('prune: structured (by output channel)', () => {
     assert.ok(maxAbsDiff(a.data, w.data) <= 1e-3 * Math.max(1, maxAbs(a.data)));
   });
 
+  it('keeps conv channels in multiples of 8 by default (onnxruntime NCHWc blocks), exact shares on request', () => {
+    const rounded = prune(cnn, { sparsity: 0.25, structured: true });
+    assert.deepEqual(rounded.report.chains.map((c) => [c.channelsBefore, c.channelsAfter]), [[32, 24]]);
+    assert.ok(rounded.report.skipped.some((s) => /multiples of 8/.test(s.reason)));
+    const exact = prune(cnn, { sparsity: 0.25, structured: true, channelMultiple: 1 });
+    assert.deepEqual(exact.report.chains.map((c) => [c.channelsBefore, c.channelsAfter]), [[16, 12], [32, 24]]);
+  });
+
   it('slices per-channel constants in between (MatMul → Add(bias) → Relu → MatMul)', async () => {
     const model = encodeModel({
       opset: 13,
