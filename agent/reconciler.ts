@@ -8,46 +8,28 @@
 // back to the previous bundle. Every update ends in a terminal state within `updateTimeoutMs` plus the
 // probation window. One update runs at a time; a newer desired message supersedes one waiting, and
 // also one still downloading or staging (nothing of it is live yet).
-import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { canonicalBytes } from '../firmware-bundles/canonical-json.ts';
 import { BundleDefinition } from '../firmware-bundles/definition.ts';
 import { verifyFile } from '../firmware-bundles/file-digest.ts';
-import { KeyList, verifyKeyList } from '../firmware-bundles/key-list.ts';
 import type { PublicKeyRef } from '../firmware-bundles/keys.ts';
-import { verifyManifest, type DeploymentManifest } from '../firmware-bundles/manifest.ts';
+import type { DeploymentManifest } from '../firmware-bundles/manifest.ts';
 import { runSmokeVectors } from '../firmware-bundles/smoke.ts';
 import { compareVersions } from '../firmware-bundles/semver.ts';
-import { DesiredMessage } from '../protocol/messages/desired.ts';
 import { TERMINAL_STATES, type UpdateState } from '../protocol/messages/reported.ts';
-import { BundleError, bundleName, KEYLIST_FILE, MANIFEST_FILE, META_FILE, type BundleStore, type InstalledBundle } from './bundle-store.ts';
+import { BundleError, type BundleStore, type InstalledBundle } from './bundle-store.ts';
 import type { AgentConfig } from './config.ts';
-import { DownloadError, type Downloader } from './downloader.ts';
+import { checkDesired, manifestDigest, type DesiredContext, type UpdateJob } from './desired-check.ts';
+import type { Downloader } from './downloader.ts';
 import type { BundleInfo, ModelRuntime, StagedModel } from './model-runtime.ts';
 import { watchProbation } from './probation.ts';
 import type { Reporter } from './reporter.ts';
 import type { StateStore } from './state-store.ts';
+import { boundedStep, toUpdateError, UpdateError } from './update-error.ts';
 
-export class UpdateError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'UpdateError';
-  }
-}
-
-/** A verified manifest waiting for (or going through) the update path. */
-interface Job {
-  manifest: DeploymentManifest;
-  manifestEnvelope: unknown;
-  keylistEnvelope: unknown;
-  digest: string;
-  name: string;
-}
+export { manifestDigest } from './desired-check.ts';
+export { UpdateError } from './update-error.ts';
 
 export interface ReconcilerOptions {
   deviceId: string;
@@ -67,19 +49,8 @@ export interface ReconcilerOptions {
 
 const EARLY_PHASES: ReadonlySet<UpdateState> = new Set(['downloading', 'verifying', 'staging']);
 const SUPERSEDED = 'SUPERSEDED';
-/** Files the agent writes into a bundle directory itself; a manifest may not name them. */
-const RESERVED_FILES: ReadonlySet<string> = new Set([MANIFEST_FILE, KEYLIST_FILE, META_FILE]);
 /** Failures worth trying again when the same manifest is delivered again (reconnect, restart). */
 const RETRYABLE = new Set(['DOWNLOAD_FAILED']);
-
-/** sha256 of a manifest payload's canonical JSON: identifies "the same manifest" across deliveries. */
-export function manifestDigest(signed: unknown): string | null {
-  try {
-    return createHash('sha256').update(canonicalBytes(signed)).digest('hex');
-  } catch {
-    return null;
-  }
-}
 
 export function bundleInfoOf(b: InstalledBundle): BundleInfo {
   return { id: b.manifest.bundle.id, name: b.manifest.bundle.name, model: b.manifest.bundle.model, counter: b.manifest.counter, modelSha256: b.modelSha256 };
@@ -87,8 +58,8 @@ export function bundleInfoOf(b: InstalledBundle): BundleInfo {
 
 export class Reconciler {
   private chain: Promise<void> = Promise.resolve();
-  private pending: Job | null = null;
-  private running: { job: Job; ctl: AbortController; phase: UpdateState } | null = null;
+  private pending: UpdateJob | null = null;
+  private running: { job: UpdateJob; ctl: AbortController; phase: UpdateState } | null = null;
   private worker: Promise<void> | null = null;
   private activeBundle: InstalledBundle | null = null;
   private activeDigest: string | null = null;
@@ -186,96 +157,48 @@ export class Reconciler {
   private async onDesired(payload: Buffer): Promise<void> {
     const { state, reporter, logger } = this.o;
     if (this.stopCtl.signal.aborted || payload.length === 0) return;
-    let json: unknown;
-    try {
-      json = JSON.parse(payload.toString('utf8'));
-    } catch {
+    const s = state.get();
+    const v = checkDesired(payload, {
+      pinnedRoot: this.o.pinnedRoot,
+      deviceId: this.o.deviceId,
+      agentVersion: this.o.agentVersion,
+      storedKeylist: s.keylist as DesiredContext['storedKeylist'],
+      floor: Math.max(s.highWaterCounter, this.activeBundle?.manifest.counter ?? 0),
+      reinstall: s.reinstall,
+      known: (d) => d === this.activeDigest || state.isHandled(d) || this.running?.job.digest === d || this.pending?.digest === d,
+      now: new Date(),
+    });
+    if (v.kind === 'drop') {
       this.dropped++;
-      logger.warn('dropped a desired message that is not JSON');
+      logger.warn({ why: v.why }, 'dropped a malformed desired message');
       return;
     }
-    const msg = DesiredMessage.safeParse(json);
-    if (!msg.success) {
-      this.dropped++;
-      logger.warn({ issue: msg.error.issues[0]?.message }, 'dropped a malformed desired message');
+    if (v.keylistToStore) {
+      const list = v.keylistToStore;
+      await state.update((st) => void (st.keylist = list));
+      logger.info({ version: (list.signed as { version?: number }).version }, 'key list updated');
+      reporter.flush();
+    }
+    if (v.kind === 'ignore') {
+      logger.debug({ why: v.why }, 'desired message needs no action');
       return;
     }
-    const { keylist: keylistEnvelope, manifest: manifestEnvelope } = msg.data;
-    if (!manifestEnvelope) {
-      logger.info('desired state has no manifest: keeping what runs');
-    }
-    const digest = manifestEnvelope ? manifestDigest(manifestEnvelope.signed) : null;
-    const counterOf = (): number | undefined => {
-      const c = (manifestEnvelope?.signed as { counter?: unknown } | undefined)?.counter;
-      return typeof c === 'number' && Number.isInteger(c) ? c : undefined;
-    };
-    const bundleIdOf = (): string => String((manifestEnvelope?.signed as { bundle?: { id?: unknown } } | undefined)?.bundle?.id ?? 'unknown');
-    // Already applied, already judged, or already on its way: a redelivered retained message. The
-    // exception is the manifest of a bundle that broke on disk: the desired state still names it.
-    const reinstall = digest !== null && digest === state.get().reinstall;
-    if (digest && (digest === this.activeDigest || (state.isHandled(digest) && !reinstall) || this.running?.job.digest === digest || this.pending?.digest === digest)) {
-      logger.debug({ counter: counterOf() }, 'desired manifest already handled');
-      return;
-    }
-    const reject = async (code: string, message: string) => {
+    if (v.kind === 'reject') {
+      const { digest } = v;
       if (digest) {
-        await state.update((s) => {
-          s.handled.push({ digest, counter: counterOf() ?? -1, outcome: code });
-          if (s.reinstall === digest) s.reinstall = null;
+        await state.update((st) => {
+          st.handled.push({ digest, counter: v.counter ?? -1, outcome: v.code });
+          if (st.reinstall === digest) st.reinstall = null;
         });
       }
-      await reporter.transition('failed', { counter: counterOf(), bundleId: bundleIdOf(), reason: code, message });
-    };
-
-    // 1. The key list, against the pinned root. Newer verified lists are kept (rotation).
-    if (!this.o.pinnedRoot) {
-      if (manifestEnvelope) await reject('UNKNOWN_ROOT', 'no trust root pinned on this device (restart the agent with --trust-root)');
+      await reporter.transition('failed', { counter: v.counter, bundleId: v.bundleId, reason: v.code, message: v.message });
       return;
     }
-    const stored = state.get().keylist;
-    const current = stored ? KeyList.safeParse(stored.signed) : null;
-    const now = new Date();
-    const kl = verifyKeyList(keylistEnvelope, { pinnedRootKeys: [this.o.pinnedRoot], current: current?.success ? current.data : undefined, now });
-    let keylist: KeyList;
-    let usedKeylistEnvelope: unknown = keylistEnvelope;
-    if (kl.ok) {
-      keylist = kl.keylist;
-      if (!current?.success || kl.keylist.version > current.data.version) {
-        await state.update((s) => void (s.keylist = keylistEnvelope as typeof s.keylist));
-        logger.info({ version: kl.keylist.version }, 'key list updated');
-      }
-    } else if (kl.reason === 'KEYLIST_ROLLBACK' && current?.success && Date.parse(current.data.expiresAt) > now.getTime()) {
-      // An older list than ours came along: keep trusting the newest one we verified.
-      logger.warn({ reason: kl.reason }, kl.message);
-      keylist = current.data;
-      usedKeylistEnvelope = stored;
-    } else {
-      if (manifestEnvelope) await reject(kl.reason, `key list: ${kl.message}`);
-      else logger.warn({ reason: kl.reason }, kl.message);
-      return;
+    const job = v.job;
+    if (this.pending) {
+      logger.info({ superseded: this.pending.manifest.counter, by: job.manifest.counter }, 'a newer desired state supersedes the waiting one');
+      await this.markHandled(this.pending, SUPERSEDED);
     }
-    if (!manifestEnvelope || !digest) {
-      if (manifestEnvelope) await reject('MALFORMED', 'manifest payload has no canonical JSON form');
-      return;
-    }
-
-    // 2. The manifest: signatures first, then device, expiry, counter, agent version.
-    let floor = Math.max(state.get().highWaterCounter, this.activeBundle?.manifest.counter ?? 0);
-    const claimed = counterOf();
-    if (reinstall && claimed !== undefined) floor = Math.min(floor, claimed - 1);
-    const mv = verifyManifest(manifestEnvelope, { keylist, deviceId: this.o.deviceId, activeCounter: floor > 0 ? floor : null, agentVersion: this.o.agentVersion, now });
-    if (!mv.ok) {
-      await reject(mv.reason, mv.message);
-      return;
-    }
-    const clash = mv.manifest.files.find((f) => RESERVED_FILES.has(f.path) || f.path.endsWith('.part'));
-    if (clash) {
-      await reject('INVALID_BUNDLE', `bundle file name ${clash.path} is reserved by the agent`);
-      return;
-    }
-    const job: Job = { manifest: mv.manifest, manifestEnvelope, keylistEnvelope: usedKeylistEnvelope, digest, name: bundleName(mv.manifest.counter, digest) };
-    if (this.pending) logger.info({ superseded: this.pending.manifest.counter, by: job.manifest.counter }, 'a newer desired state supersedes the waiting one');
-    if (this.pending) await this.markHandled(this.pending, SUPERSEDED);
     this.pending = job;
     const running = this.running;
     if (running && EARLY_PHASES.has(running.phase) && job.manifest.counter > running.job.manifest.counter) {
@@ -301,7 +224,7 @@ export class Reconciler {
     })().catch((err) => this.o.logger.error({ err }, 'update loop failed'));
   }
 
-  private async markHandled(job: Job, outcome: string): Promise<void> {
+  private async markHandled(job: UpdateJob, outcome: string): Promise<void> {
     await this.o.state.update((s) => {
       s.handled.push({ digest: job.digest, counter: job.manifest.counter, outcome });
       if (s.reinstall === job.digest) s.reinstall = null;
@@ -316,7 +239,7 @@ export class Reconciler {
     }
   }
 
-  private async run(job: Job): Promise<void> {
+  private async run(job: UpdateJob): Promise<void> {
     const { bundles, downloader, reporter, runtime, logger, config } = this.o;
     const ctl = new AbortController();
     const signal = AbortSignal.any([ctl.signal, this.stopCtl.signal]);
@@ -403,7 +326,7 @@ export class Reconciler {
     await this.runProbation(job.manifest, job.digest);
   }
 
-  private async failed(job: Job, err: unknown, phaseAt: UpdateState, installed: boolean): Promise<void> {
+  private async failed(job: UpdateJob, err: unknown, phaseAt: UpdateState, installed: boolean): Promise<void> {
     const { reporter, logger, bundles } = this.o;
     const m = job.manifest;
     const ids = { counter: m.counter, bundleId: m.bundle.id };
@@ -534,27 +457,7 @@ export class Reconciler {
 
   /** Bounds one step by `stepTimeoutMs` and the update's signal; a late result is cleaned up. */
   private step<T>(p: Promise<T>, code: string, what: string, signal?: AbortSignal, cleanup?: (v: T) => unknown): Promise<T> {
-    const ms = this.o.config.stepTimeoutMs;
-    return new Promise<T>((resolve, reject) => {
-      let settled = false;
-      const finish = (fn: () => void) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        fn();
-      };
-      const onAbort = () => finish(() => reject(signal!.reason));
-      const timer = setTimeout(() => finish(() => reject(new UpdateError(code, `${what} did not finish within ${ms} ms`))), ms);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      p.then(
-        (v) => {
-          if (settled) void Promise.resolve(cleanup?.(v)).catch(() => {});
-          finish(() => resolve(v));
-        },
-        (err) => finish(() => reject(err)),
-      );
-    });
+    return boundedStep(p, { ms: this.o.config.stepTimeoutMs, code, what, signal, cleanup });
   }
 
   /** What the local API's /v1/status shows about updates. */
@@ -572,21 +475,4 @@ export class Reconciler {
     await this.worker;
     await this.probationRun;
   }
-}
-
-function toUpdateError(err: unknown, phase: UpdateState): UpdateError {
-  if (err instanceof UpdateError) {
-    if (err.code === 'TIMEOUT') {
-      const code = phase === 'downloading' ? 'DOWNLOAD_FAILED' : phase === 'verifying' ? 'INVALID_BUNDLE' : phase === 'staging' ? 'MODEL_LOAD_FAILED' : 'ACTIVATION_FAILED';
-      return new UpdateError(code, err.message);
-    }
-    return err;
-  }
-  if (err instanceof DownloadError) return new UpdateError(err.code, err.message);
-  if (err instanceof BundleError) return new UpdateError(err.code === 'ACTIVATION_FAILED' ? err.code : 'ACTIVATION_FAILED', err.message);
-  const code = (err as { code?: unknown })?.code;
-  const message = err instanceof Error ? err.message : String(err);
-  if (code === 'MODEL_LOAD_FAILED' || code === 'BUNDLE_MISMATCH') return new UpdateError('MODEL_LOAD_FAILED', message);
-  const byPhase: Partial<Record<UpdateState, string>> = { downloading: 'DOWNLOAD_FAILED', verifying: 'INVALID_BUNDLE', staging: 'MODEL_LOAD_FAILED', activating: 'ACTIVATION_FAILED' };
-  return new UpdateError(byPhase[phase] ?? 'ACTIVATION_FAILED', message);
 }
