@@ -5,7 +5,8 @@
 // One extra row shows why qdq variants need `session.disable_quant_qdq`: the same file, unfolded.
 import { checkQualityBudget, compareLatency, evaluateModel, evaluateVariant, optimizeModel, type EvalDataset, type EvalOptions, type LatencyCandidate, type LatencyStats, type ModelMetrics, type OptimizeOptions, type CalibrationData } from '../server/optimize/index.ts';
 import { EVAL_SESSION_OPTIONS } from '../server/optimize/runtime.ts';
-import { buildCnn, makeStripeImages, makeTabular, trainMlp } from '../server/optimize/test-fixtures.ts';
+import { demoImages, demoTabular } from '../server/optimize/demo-fixtures.ts';
+import { buildCnn, makeStripeImages } from '../server/optimize/test-fixtures.ts';
 import { printTable, type BenchRow } from './lib.ts';
 
 interface Demo {
@@ -16,12 +17,18 @@ interface Demo {
   calibration: CalibrationData;
 }
 
+/** The two demo models as make-demo-models trains them, plus a CNN whose weights dominate its file. */
 async function demoModels(): Promise<Demo[]> {
-  const tab = makeTabular(2000, 1);
   const img = makeStripeImages(800, 1);
   return [
-    { name: 'tabular MLP 8→16→3', bytes: trainMlp(tab), test: makeTabular(1000, 2), calibration: { inputs: tab.inputs, sampleShape: tab.sampleShape } },
-    { name: 'CNN 32×32 (conv16, conv32, flatten head)', bytes: await buildCnn(img), test: makeStripeImages(500, 2), calibration: { inputs: img.inputs, sampleShape: img.sampleShape } },
+    { name: 'demo tabular MLP 8→16→3', ...demoTabular() },
+    { name: 'demo shape CNN 32×32 (conv 8, conv 16, global max)', ...(await demoImages()) },
+    {
+      name: 'fixture CNN 32×32 (conv 16, conv 32, 2,048-input head; 45 KB)',
+      bytes: await buildCnn(img),
+      test: makeStripeImages(500, 2),
+      calibration: { inputs: img.inputs, sampleShape: img.sampleShape, maxSamples: 512 },
+    },
   ];
 }
 

@@ -6,7 +6,8 @@ import { encodeModel, floatTensor, node, valueInfo } from '../onnx/build.ts';
 import { checkQualityBudget, evaluateModel, evaluateVariant, type EvalDataset, type VariantEvaluation } from './evaluate.ts';
 import { prune } from './prune.ts';
 import { quantize } from './quantize.ts';
-import { makeTabular, randomRows, trainMlp } from './test-fixtures.ts';
+import { demoTabular } from './demo-fixtures.ts';
+import { randomRows } from './test-fixtures.ts';
 
 /** Raw outputs computed here, one sample at a time, with a plain session (nothing from evaluate.ts). */
 async function rawOutputs(bytes: Uint8Array, x: Float32Array, width: number): Promise<Float32Array[]> {
@@ -26,8 +27,7 @@ describe('evaluate: numbers match an independent recomputation', () => {
   let mlp: Uint8Array;
   let test: EvalDataset & { labels: Int32Array };
   before(() => {
-    mlp = trainMlp(makeTabular(1500, 1));
-    test = makeTabular(400, 2);
+    ({ bytes: mlp, test } = demoTabular({ testRows: 400 }));
   });
 
   for (const form of ['qdq', 'integer'] as const) {
@@ -147,8 +147,7 @@ describe('evaluate: quality budget', () => {
   });
 
   it('a 50 % structured-pruned MLP without fine-tuning is rejected with its numbers', async () => {
-    const mlp = trainMlp(makeTabular(1500, 1));
-    const test = makeTabular(400, 2);
+    const { bytes: mlp, test } = demoTabular({ testRows: 400 });
     const pruned = prune(mlp, { sparsity: 0.5, structured: true }).bytes;
     const ev = await evaluateVariant(pruned, mlp, test, { latency: false, memory: false });
     const v = checkQualityBudget(ev);

@@ -4,7 +4,8 @@ import { OptimizeError } from './errors.ts';
 import { checkFairnessBudget, fairnessReport } from './fairness.ts';
 import { governanceReport } from './governance.ts';
 import { permutationImportance } from './importance.ts';
-import { makeStripeImages, makeTabular, trainMlp } from './test-fixtures.ts';
+import { demoTabular } from './demo-fixtures.ts';
+import { makeStripeImages } from './test-fixtures.ts';
 
 describe('fairness: slice metrics and gaps', () => {
   // Group a: 4 samples, group b: 4 samples, 2 classes.
@@ -40,19 +41,16 @@ describe('fairness: slice metrics and gaps', () => {
 });
 
 describe('permutation importance and the governance report (tabular MLP)', () => {
-  let mlp: Uint8Array;
-  const test = makeTabular(800, 2);
-  test.featureNames = ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7'];
-  before(() => {
-    mlp = trainMlp(makeTabular(2000, 1));
-  });
+  const demo = demoTabular({ testRows: 800 });
+  const mlp = demo.bytes;
+  const test = demo.test;
 
   it('ranks the features the labels depend on above the distractors, reproducibly', async () => {
     const imp = await permutationImportance(mlp, test, { repeats: 3, seed: 42 });
     assert.equal(imp.metric, 'accuracy');
     assert.equal(imp.features.length, 8);
     const by = new Map(imp.features.map((f) => [f.feature, f.mean]));
-    // The label is a function of f0…f3 only (see makeTabular); f4…f7 are noise.
+    // The label is a function of f0…f3 only (see server/training/synthetic-tabular.ts); f4…f7 are noise.
     for (const used of ['f0', 'f2', 'f3']) assert.ok(by.get(used)! > 0.1, `${used}: ${by.get(used)}`);
     for (const noise of ['f4', 'f5', 'f6', 'f7']) assert.ok(Math.abs(by.get(noise)!) < 0.03, `${noise}: ${by.get(noise)}`);
     assert.deepEqual(new Set(imp.features.slice(0, 4).map((f) => f.feature)), new Set(['f0', 'f1', 'f2', 'f3']));

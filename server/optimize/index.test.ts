@@ -4,16 +4,19 @@ import { before, describe, it } from 'node:test';
 import { encodeModel, floatTensor, node, valueInfo } from '../onnx/build.ts';
 import { ServiceError } from '../errors.ts';
 import { OptimizeError, checkQualityBudget, evaluateModel, evaluateVariant, optimizeModel, type OptimizeOptions } from './index.ts';
-import { buildCnn, makeStripeImages, makeTabular, trainMlp } from './test-fixtures.ts';
+import { demoTabular, type DemoModel } from './demo-fixtures.ts';
+import { buildCnn, makeStripeImages } from './test-fixtures.ts';
 import { decode, maxAbs, maxAbsDiff, runNode, runWeb } from './test-helpers.ts';
 
 const gz = (b: Uint8Array) => gzipSync(b, { level: 9 }).length;
 
 describe('optimizeModel', () => {
   let mlp: Uint8Array;
+  let tabular: DemoModel;
   let cnn: Uint8Array;
   before(async () => {
-    mlp = trainMlp(makeTabular(1500, 1));
+    tabular = demoTabular({ testRows: 600 });
+    mlp = tabular.bytes;
     cnn = await buildCnn(makeStripeImages(400, 1));
   });
 
@@ -27,7 +30,7 @@ describe('optimizeModel', () => {
   for (const [name, opts] of cases) {
     it(`${name}: report, metadata, and the same outputs in onnxruntime-node and -web (both models)`, async () => {
       for (const [model, x, shape] of [
-        [mlp, makeTabular(64, 5).inputs, [8]],
+        [mlp, tabular.test.inputs.subarray(0, 64 * 8), [8]],
         [cnn, makeStripeImages(16, 5).inputs, [3, 32, 32]],
       ] as const) {
         const { bytes, report } = await optimizeModel(model, opts);
@@ -54,7 +57,7 @@ describe('optimizeModel', () => {
   });
 
   it('the int8 MLP variant is accepted by the quality budget on held-out data', async () => {
-    const test = makeTabular(600, 7);
+    const test = tabular.test;
     const parent = await evaluateModel(mlp, test, { latency: false, memory: false });
     const { bytes } = await optimizeModel(mlp, { quantize: { form: 'qdq', perChannel: true } });
     const verdict = checkQualityBudget(await evaluateVariant(bytes, parent, test, { latency: false, memory: false }));

@@ -7,7 +7,9 @@ import { decodeModel, encodeModel as encode } from './graph.ts';
 import { optimizeModel } from './index.ts';
 import { prune } from './prune.ts';
 import { pruneModelCalibrated } from './prune-calibrated.ts';
-import { buildCnn, makeStripeImages, makeTabular, randomRows, rng, trainMlp } from './test-fixtures.ts';
+import type { CalibrationData } from './calibrate.ts';
+import { demoTabular } from './demo-fixtures.ts';
+import { buildCnn, makeStripeImages, randomRows, rng } from './test-fixtures.ts';
 import { initializerDims, maxAbs, maxAbsDiff, opTypes, runNode, runWeb } from './test-helpers.ts';
 
 const NO_TIMING = { latency: false, memory: false } as const;
@@ -40,13 +42,11 @@ describe('ridgeSolve', () => {
 
 describe('calibrated pruning on the MLP', () => {
   let mlp: Uint8Array;
-  let train: EvalDataset;
+  let train: CalibrationData;
   let test: EvalDataset;
   let parent: ModelEvaluation;
   before(async () => {
-    train = makeTabular(2000, 1);
-    test = makeTabular(1000, 2);
-    mlp = trainMlp(train as EvalDataset & { labels: Int32Array });
+    ({ bytes: mlp, test, calibration: train } = demoTabular());
     parent = await evaluateModel(mlp, test, NO_TIMING);
   });
 
@@ -58,7 +58,7 @@ describe('calibrated pruning on the MLP', () => {
     const evM = await evaluateVariant(magnitude.bytes, parent, test, NO_TIMING);
     const evC = await evaluateVariant(cal.bytes, parent, test, NO_TIMING);
     assert.ok(evC.agreement >= evM.agreement + 0.1, `agreement: magnitude ${evM.agreement}, calibrated ${evC.agreement}`);
-    assert.ok(evC.accuracyDrop! <= 0.01, `accuracy drop ${evC.accuracyDrop}`);
+    assert.ok(evC.accuracyDrop! < evM.accuracyDrop! / 4, `accuracy drop: magnitude ${evM.accuracyDrop}, calibrated ${evC.accuracyDrop}`);
     const x = test.inputs.subarray(0, 100 * 8);
     const [n, w] = await Promise.all([runNode(cal.bytes, x, [8]), runWeb(cal.bytes, x, [8])]);
     assert.ok(maxAbsDiff(n.data, w.data) < 1e-4 * Math.max(1, maxAbs(n.data)));

@@ -5,7 +5,10 @@ import { encodeModel, floatTensor, node, valueInfo } from '../onnx/build.ts';
 import { onnx } from '../onnx/onnx-proto.ts';
 import { OptimizeError } from './errors.ts';
 import { prune } from './prune.ts';
-import { buildCnn, makeStripeImages, makeTabular, noWeightsModel, subgraphModel, trainMlp } from './test-fixtures.ts';
+import { demoTabular } from './demo-fixtures.ts';
+import { buildCnn, makeStripeImages, noWeightsModel, subgraphModel } from './test-fixtures.ts';
+
+const demo = demoTabular({ testRows: 200 });
 import { decode, initializerDims, maxAbs, maxAbsDiff, runNode, runWeb } from './test-helpers.ts';
 
 const gz = (b: Uint8Array) => gzipSync(b, { level: 9 }).length;
@@ -39,7 +42,7 @@ describe('prune: unstructured magnitude pruning', () => {
   let images: Float32Array;
   before(async () => {
     cnn = await buildCnn(makeStripeImages(400, 1));
-    mlp = trainMlp(makeTabular(1500, 1));
+    mlp = demo.bytes;
     images = makeStripeImages(20, 3).inputs;
   });
 
@@ -97,9 +100,9 @@ describe('prune: structured (by output channel)', () => {
   let rows: Float32Array;
   before(async () => {
     cnn = await buildCnn(makeStripeImages(400, 1));
-    mlp = trainMlp(makeTabular(1500, 1));
+    mlp = demo.bytes;
     images = makeStripeImages(20, 3).inputs;
-    rows = makeTabular(200, 3).inputs;
+    rows = demo.test.inputs;
   });
 
   it('MLP: removes hidden units from W1, B1 and the matching columns of W2; outputs equal the original with those units silenced', async () => {
@@ -203,7 +206,7 @@ describe('prune: refusals', () => {
   });
 
   it('rejects a sparsity outside (0, 1) and corrupted bytes', () => {
-    const mlp = trainMlp(makeTabular(200, 1), { epochs: 1 });
+    const mlp = demo.bytes;
     refused(() => prune(mlp, { sparsity: 1, structured: false }), 'invalid_options');
     refused(() => prune(mlp, { sparsity: 0, structured: true }), 'invalid_options');
     refused(() => prune(mlp.subarray(0, 100), { sparsity: 0.5, structured: false }), 'corrupt_model');

@@ -9,7 +9,8 @@ import { onnx, type GraphProto } from '../onnx/onnx-proto.ts';
 import { OptimizeError } from './errors.ts';
 import { checkQualityBudget, evaluateModel, evaluateVariant, type EvalDataset, type ModelEvaluation } from './evaluate.ts';
 import { QDQ_SESSION_OPTIONS, quantize, quantizeSymmetric, type QuantizeOptions } from './quantize.ts';
-import { buildCnn, computedWeightModel, makeStripeImages, makeTabular, noWeightsModel, randomRows, subgraphModel, trainMlp } from './test-fixtures.ts';
+import { demoTabular } from './demo-fixtures.ts';
+import { buildCnn, computedWeightModel, makeStripeImages, noWeightsModel, randomRows, subgraphModel } from './test-fixtures.ts';
 import { decode, maxAbs, maxAbsDiff, opTypes, runNode, runWeb } from './test-helpers.ts';
 
 const VARIANTS: Array<[string, QuantizeOptions]> = [
@@ -40,13 +41,12 @@ function payload(parent: Uint8Array, variant: Uint8Array, weights: string[]): { 
   return { fp32: sum((w) => before.get(w)!), int8: sum((w) => after.get(`${w}.int8`)!), scales: sum((w) => after.get(`${w}.scale`)!) };
 }
 
-describe('quantize: demo-style MLP (features → Gemm → Relu → Gemm)', () => {
+describe('quantize: the demo tabular MLP (features → Sub/Div → Gemm → Relu → Gemm)', () => {
   let mlp: Uint8Array;
   let test: EvalDataset;
   let parent: ModelEvaluation;
   before(async () => {
-    mlp = trainMlp(makeTabular(2000, 1));
-    test = makeTabular(1000, 2);
+    ({ bytes: mlp, test } = demoTabular());
     parent = await evaluateModel(mlp, test, FAST);
     assert.ok(parent.metrics.accuracy! > 0.85, `fixture MLP trains (accuracy ${parent.metrics.accuracy})`);
   });
@@ -215,7 +215,7 @@ describe('quantize: Gemm attributes and the quantizer itself', () => {
 });
 
 describe('quantize: refusals', () => {
-  const mlp = trainMlp(makeTabular(300, 1), { epochs: 2 });
+  const mlp = demoTabular({ trainRows: 300, testRows: 1 }).bytes;
   const refused = (fn: () => unknown, reason: string, match?: RegExp) =>
     assert.throws(fn, (err: unknown) => {
       assert.ok(err instanceof OptimizeError, String(err));

@@ -1,9 +1,9 @@
 /**
- * Models and data for the optimizer's tests and benchmark, built here so they need nothing but this
- * repository: a trained MLP shaped like the demo tabular model (features → Sub/Div standardisation →
- * Gemm → Relu → Gemm → logits), a small CNN on 32×32 shape images (two conv blocks with random
- * He-initialised filters, a Gemm head trained on their features) and odd graphs (weights in Constant
- * nodes and If subgraphs, a graph with no weights) for the edge cases.
+ * Models and data for the optimizer's tests and benchmark beyond the demo models (demo-fixtures.ts):
+ * a CNN on 32×32 texture images whose weights dominate its file (two conv blocks with random
+ * He-initialised filters and a 2,048-input Gemm head trained on their features, 45 KB — what the ~4×
+ * int8 size claim needs), and odd graphs (weights in Constant nodes and If subgraphs, a graph with no
+ * weights, a computed weight) for the edge cases.
  */
 import { encodeModel, floatTensor, node, valueInfo } from '../onnx/build.ts';
 import { gaussian, mulberry32 } from '../../protocol/sketch/random.ts';
@@ -20,134 +20,6 @@ export function rng(seed: number): Rng {
   const next = mulberry32(seed);
   const normal = gaussian(next);
   return { next, normal, int: (n) => Math.floor(next() * n) };
-}
-
-// ---------------------------------------------------------------- tabular
-
-export const TABULAR_FEATURES = 8;
-export const TABULAR_CLASSES = 3;
-const SCALES = [1, 0.02, 5, 200, 3, 0.5, 10, 1];
-const OFFSETS = [20, 1, -3, 1000, 0, 5, 50, 0];
-
-/**
- * 8 features on very different scales, 3 classes from a noisy non-linear score, and a `region`
- * group attribute (south reads warmer on f0, so class balance differs by region).
- */
-export function makeTabular(n: number, seed: number): EvalDataset & { labels: Int32Array; groups: { region: string[] } } {
-  const r = rng(seed);
-  const x = new Float32Array(n * TABULAR_FEATURES);
-  const y = new Int32Array(n);
-  const region: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const south = r.next() < 0.5;
-    const z = Array.from({ length: TABULAR_FEATURES }, () => r.normal());
-    if (south) z[0] += 0.4;
-    const s = z[0] + 0.6 * z[2] + 0.8 * (z[3] * z[3] - 1) + 0.7 * (Math.abs(z[1]) - 0.8) + 0.08 * r.normal();
-    y[i] = s < -0.45 ? 0 : s > 0.75 ? 2 : 1;
-    for (let j = 0; j < TABULAR_FEATURES; j++) x[i * TABULAR_FEATURES + j] = OFFSETS[j] + SCALES[j] * z[j];
-    region.push(south ? 'south' : 'north');
-  }
-  return { task: 'classification', inputs: x, sampleShape: [TABULAR_FEATURES], labels: y, groups: { region } };
-}
-
-/**
- * Trains features[8] → standardise → Gemm(hidden, transB=1) → Relu → Gemm(3, transB=1) with Adam on
- * softmax cross-entropy, in float64, seeded. ~0.3 s for 2,000 rows × 40 epochs at 16 hidden units.
- */
-export function trainMlp(data: { inputs: Float32Array; labels: Int32Array }, opts: { hidden?: number; epochs?: number; seed?: number } = {}): Uint8Array {
-  const D = TABULAR_FEATURES;
-  const C = TABULAR_CLASSES;
-  const H = opts.hidden ?? 16;
-  const n = data.labels.length;
-  const r = rng(opts.seed ?? 1);
-  const mean = new Float64Array(D);
-  const std = new Float64Array(D);
-  for (let i = 0; i < n; i++) for (let j = 0; j < D; j++) mean[j] += data.inputs[i * D + j] / n;
-  for (let i = 0; i < n; i++) for (let j = 0; j < D; j++) std[j] += (data.inputs[i * D + j] - mean[j]) ** 2 / n;
-  for (let j = 0; j < D; j++) std[j] = Math.sqrt(std[j]) || 1;
-  const xs = Float64Array.from(data.inputs, (v, k) => (v - mean[k % D]) / std[k % D]);
-  const w1 = Float64Array.from({ length: H * D }, () => r.normal() * Math.sqrt(2 / D));
-  const b1 = new Float64Array(H);
-  const w2 = Float64Array.from({ length: C * H }, () => r.normal() * Math.sqrt(1 / H));
-  const b2 = new Float64Array(C);
-  const params = [w1, b1, w2, b2];
-  const adam = params.map((p) => ({ m: new Float64Array(p.length), v: new Float64Array(p.length) }));
-  const grads = params.map((p) => new Float64Array(p.length));
-  const [gw1, gb1, gw2, gb2] = grads;
-  const h = new Float64Array(H);
-  const dh = new Float64Array(H);
-  const p = new Float64Array(C);
-  const order = Int32Array.from({ length: n }, (_, i) => i);
-  const epochs = opts.epochs ?? 40;
-  const batch = 32;
-  let t = 0;
-  const totalSteps = epochs * Math.ceil(n / batch);
-  for (let e = 0; e < epochs; e++) {
-    for (let i = n - 1; i > 0; i--) {
-      const j = r.int(i + 1);
-      [order[i], order[j]] = [order[j], order[i]];
-    }
-    for (let start = 0; start < n; start += batch) {
-      const end = Math.min(n, start + batch);
-      for (const g of grads) g.fill(0);
-      for (let k = start; k < end; k++) {
-        const i = order[k];
-        for (let u = 0; u < H; u++) {
-          let s = b1[u];
-          for (let j = 0; j < D; j++) s += w1[u * D + j] * xs[i * D + j];
-          h[u] = s > 0 ? s : 0;
-        }
-        let max = -Infinity;
-        for (let c = 0; c < C; c++) {
-          let s = b2[c];
-          for (let u = 0; u < H; u++) s += w2[c * H + u] * h[u];
-          p[c] = s;
-          if (s > max) max = s;
-        }
-        let z = 0;
-        for (let c = 0; c < C; c++) z += p[c] = Math.exp(p[c] - max);
-        dh.fill(0);
-        for (let c = 0; c < C; c++) {
-          const d = p[c] / z - (c === data.labels[i] ? 1 : 0);
-          gb2[c] += d;
-          for (let u = 0; u < H; u++) {
-            gw2[c * H + u] += d * h[u];
-            dh[u] += d * w2[c * H + u];
-          }
-        }
-        for (let u = 0; u < H; u++) {
-          if (h[u] <= 0) continue;
-          gb1[u] += dh[u];
-          for (let j = 0; j < D; j++) gw1[u * D + j] += dh[u] * xs[i * D + j];
-        }
-      }
-      t++;
-      const lr = 0.01 * 0.5 * (1 + Math.cos((Math.PI * t) / totalSteps));
-      params.forEach((param, pi) => adamStep(param, grads[pi], adam[pi], t, lr, 1 / (end - start)));
-    }
-  }
-  return encodeModel({
-    name: 'fixture-mlp',
-    opset: 13,
-    inputs: [valueInfo('features', 'float32', ['batch', D])],
-    outputs: [valueInfo('logits', 'float32', ['batch', C])],
-    initializers: [
-      floatTensor('mean', [D], mean),
-      floatTensor('std', [D], std),
-      floatTensor('W1', [H, D], w1),
-      floatTensor('B1', [H], b1),
-      floatTensor('W2', [C, H], w2),
-      floatTensor('B2', [C], b2),
-    ],
-    nodes: [
-      node('Sub', ['features', 'mean'], ['centred']),
-      node('Div', ['centred', 'std'], ['standardised']),
-      node('Gemm', ['standardised', 'W1', 'B1'], ['hidden_pre'], { transB: 1 }),
-      node('Relu', ['hidden_pre'], ['hidden']),
-      node('Gemm', ['hidden', 'W2', 'B2'], ['logits'], { transB: 1 }),
-    ],
-    metadata: { 'flotilla.labels': 'low,medium,high' },
-  });
 }
 
 function adamStep(p: Float64Array, g: Float64Array, s: { m: Float64Array; v: Float64Array }, t: number, lr: number, scale: number) {
