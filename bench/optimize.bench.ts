@@ -3,7 +3,7 @@
 // agreement with fp32, peak RSS of loading + running in a fresh process, and the quality-budget verdict.
 // Pruning twice: by weight magnitude alone, and calibrated on training samples (prune-calibrated.ts).
 // One extra row shows why qdq variants need `session.disable_quant_qdq`: the same file, unfolded.
-import { checkQualityBudget, compareLatency, evaluateModel, evaluateVariant, optimizeModel, type EvalDataset, type EvalOptions, type LatencyCandidate, type LatencyStats, type ModelMetrics, type OptimizeOptions, type CalibrationData } from '../server/optimize/index.ts';
+import { OptimizeError, checkQualityBudget, compareLatency, evaluateModel, evaluateVariant, optimizeModel, type EvalDataset, type EvalOptions, type LatencyCandidate, type LatencyStats, type ModelMetrics, type OptimizeOptions, type CalibrationData } from '../server/optimize/index.ts';
 import { EVAL_SESSION_OPTIONS } from '../server/optimize/runtime.ts';
 import { demoImages, demoTabular } from '../server/optimize/demo-fixtures.ts';
 import { buildCnn, makeStripeImages } from '../server/optimize/test-fixtures.ts';
@@ -52,8 +52,17 @@ export async function runOptimizeBench(): Promise<BenchRow[]> {
     const parent = await evaluateModel(demo.bytes, demo.test, EVAL);
     const variants: Array<{ name: string; metrics: ModelMetrics; agreement: number; verdict?: string; detail?: string }> = [{ name: 'fp32', metrics: parent.metrics, agreement: 1, verdict: `held-out n=${parent.metrics.n}` }];
     const candidates: LatencyCandidate[] = [{ name: 'fp32', bytes: demo.bytes }];
+    const refused: BenchRow[] = [];
     for (const [name, opts] of VARIANTS) {
-      const { bytes, report } = await optimizeModel(demo.bytes, name.endsWith('calibrated') ? { ...opts, calibration: demo.calibration } : opts);
+      let result;
+      try {
+        result = await optimizeModel(demo.bytes, name.endsWith('calibrated') ? { ...opts, calibration: demo.calibration } : opts);
+      } catch (err) {
+        if (!(err instanceof OptimizeError)) throw err;
+        refused.push({ benchmark: `${name} refused`, value: NaN, unit: '-', note: `${err.reason}: ${err.message}` });
+        continue;
+      }
+      const { bytes, report } = result;
       const ev = await evaluateVariant(bytes, parent, demo.test, EVAL);
       const verdict = checkQualityBudget(ev);
       variants.push({
@@ -89,6 +98,7 @@ export async function runOptimizeBench(): Promise<BenchRow[]> {
       push(v.name, 'agreement', v.agreement * 100, '%', 100);
       if (v.metrics.memory && base.memory) push(v.name, 'peak RSS delta', v.metrics.memory.rssDeltaBytes / 2 ** 20, 'MiB', base.memory.rssDeltaBytes / 2 ** 20);
     }
+    rows.push(...refused);
     latencyRows('int8-qdq-per-channel (not folded)', latency.get('int8-qdq-per-channel (not folded)')!, 'session without session.disable_quant_qdq');
     printTable(`optimize: ${demo.name} (baseline: fp32)`, rows);
     all.push(...rows.map((r) => ({ ...r, benchmark: `${demo.name}: ${r.benchmark}` })));

@@ -6,11 +6,13 @@
  *
  * Peak memory is measured in a child Node process per model, so earlier allocations of this process
  * cannot hide it: the child imports onnxruntime-node, records its RSS (baseline), creates the session
- * from the model file, runs `memoryRuns` batch-1 inferences and reports `process.resourceUsage().maxRSS`
- * (the kernel's high-water mark). `rssDeltaBytes` = high-water mark − baseline, i.e. what loading and
- * running this model added on top of an idle runtime. Best effort: arena growth and allocator
- * caching are included, and a failure to spawn leaves the field undefined rather than failing the
- * evaluation.
+ * from the model file, runs `memoryRuns` batch-1 inferences and reports its RSS high-water mark, read
+ * from VmHWM in /proc/self/status (Linux). Not `process.resourceUsage().maxRSS`: getrusage keeps the
+ * high-water mark across fork + exec, so a child would report its (large) parent's RSS. Where /proc is
+ * missing, the peak is the largest RSS sampled after loading and after each run. `rssDeltaBytes` =
+ * peak − baseline: what loading and running this model added to an idle runtime. Best effort: arena
+ * growth and allocator caching are included, and a failed probe leaves the field undefined rather than
+ * failing the evaluation.
  *
  * @example
  * const parent = await evaluateModel(fp32, dataset);
@@ -73,7 +75,7 @@ export interface PeakMemory {
   rssDeltaBytes: number;
   peakRssBytes: number;
   baselineRssBytes: number;
-  method: 'child-process maxRSS';
+  method: 'child-process VmHWM' | 'child-process sampled RSS';
 }
 
 export interface ModelMetrics {
@@ -314,12 +316,25 @@ const cfg = JSON.parse(readFileSync(process.argv[1], 'utf8'));
 const ort = await import(cfg.ort);
 const raw = readFileSync(cfg.sample);
 const sample = new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+const hwm = () => {
+  try {
+    const m = /VmHWM:\\s+(\\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+};
 const baseline = process.memoryUsage().rss;
+let sampled = baseline;
 const session = await ort.InferenceSession.create(cfg.model, cfg.options);
+sampled = Math.max(sampled, process.memoryUsage().rss);
 const x = new ort.Tensor('float32', sample, cfg.shape);
-for (let i = 0; i < cfg.runs; i++) await session.run({ [cfg.input]: x });
-const peak = process.resourceUsage().maxRSS * 1024;
-process.stdout.write(JSON.stringify({ baseline, peak }));
+for (let i = 0; i < cfg.runs; i++) {
+  await session.run({ [cfg.input]: x });
+  sampled = Math.max(sampled, process.memoryUsage().rss);
+}
+const high = hwm();
+process.stdout.write(JSON.stringify({ baseline, peak: high ?? sampled, method: high === null ? 'sampled' : 'hwm' }));
 `;
 
 async function measurePeakMemory(bytes: Uint8Array, io: ModelIo, d: EvalDataset, opts: EvalOptions): Promise<PeakMemory | undefined> {
@@ -358,8 +373,8 @@ async function measurePeakMemory(bytes: Uint8Array, io: ModelIo, d: EvalDataset,
         else reject(new Error(`memory probe exited ${code}: ${stderr.slice(0, 300)}`));
       });
     });
-    const { baseline, peak } = JSON.parse(out) as { baseline: number; peak: number };
-    return { rssDeltaBytes: Math.max(0, peak - baseline), peakRssBytes: peak, baselineRssBytes: baseline, method: 'child-process maxRSS' };
+    const { baseline, peak, method } = JSON.parse(out) as { baseline: number; peak: number; method: 'hwm' | 'sampled' };
+    return { rssDeltaBytes: Math.max(0, peak - baseline), peakRssBytes: peak, baselineRssBytes: baseline, method: method === 'hwm' ? 'child-process VmHWM' : 'child-process sampled RSS' };
   } catch {
     return undefined;
   } finally {
