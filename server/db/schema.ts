@@ -249,7 +249,8 @@ export const statsRollups = sqliteTable(
   },
   (t) => [
     primaryKey({ columns: [t.scope, t.key, t.modelVersionId, t.granularity, t.bucketStart] }),
-    index('stats_rollups_bucket').on(t.granularity, t.bucketStart),
+    // For "which cohorts had windows lately" and retention; leading with scope leaves point lookups to the primary key.
+    index('stats_rollups_scope_bucket').on(t.scope, t.granularity, t.bucketStart),
   ],
 );
 

@@ -4,7 +4,7 @@
 // window names, and the sketch must match that version's reference layout. Refusals are counted in
 // flotilla_mqtt_messages_dropped_total{channel, reason}; nothing a device sends can throw out of here.
 // Raw windows and reports expire after the retention period (a cleanup on a timer).
-import { and, inArray, lt, sql } from 'drizzle-orm';
+import { and, eq, inArray, lt } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { Counter, Histogram } from 'prom-client';
 import { checkSketchAgainstReference, validateStatsMessage, type StatsMessage } from '../../protocol/messages/stats.ts';
@@ -216,13 +216,17 @@ export class Ingest {
       const ids = db.select({ id: telemetry.id }).from(telemetry).where(lt(telemetry.at, raw)).limit(5000);
       return (await db.delete(telemetry).where(inArray(telemetry.id, ids)).returning({ id: telemetry.id })).length;
     });
-    const statsMinutes = await db
-      .delete(statsRollups)
-      .where(and(sql`${statsRollups.granularity} = 'minute'`, lt(statsRollups.bucketStart, minute)))
-      .returning({ k: statsRollups.bucketStart });
+    let statsMinutes = 0;
+    for (const scope of ['device', 'cohort', 'fleet'] as const) {
+      const r = await db
+        .delete(statsRollups)
+        .where(and(eq(statsRollups.scope, scope), eq(statsRollups.granularity, 'minute'), lt(statsRollups.bucketStart, minute)))
+        .returning({ k: statsRollups.bucketStart });
+      statsMinutes += r.length;
+    }
     const teleMinutes = await db.delete(telemetryRollups).where(lt(telemetryRollups.bucketStart, minute)).returning({ k: telemetryRollups.bucketStart });
     const evaluations = await db.delete(driftEvaluations).where(lt(driftEvaluations.at, raw)).returning({ id: driftEvaluations.id });
-    const result = { windows, telemetry: reports, minuteRollups: statsMinutes.length + teleMinutes.length, evaluations: evaluations.length };
+    const result = { windows, telemetry: reports, minuteRollups: statsMinutes + teleMinutes.length, evaluations: evaluations.length };
     if (windows || reports || result.minuteRollups || result.evaluations) this.opts.logger.info(result, 'retention cleanup');
     return result;
   }

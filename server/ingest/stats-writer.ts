@@ -1,7 +1,7 @@
 // Writes a batch of accepted `stats` windows inside the caller's transaction: raw windows first
 // (insert-or-ignore on device + seq, so a resend is stored once), then only the windows that were
 // new are merged into the per-minute and per-hour rollups of their device, cohorts and the fleet.
-import { sql } from 'drizzle-orm';
+import { and, eq, or, sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
 import { mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
 import type { StatsMessage } from '../../protocol/messages/stats.ts';
@@ -106,12 +106,10 @@ async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string): P
     const existing = await tx
       .select()
       .from(t)
-      .where(
-        sql`(${t.scope}, ${t.key}, ${t.modelVersionId}, ${t.granularity}, ${t.bucketStart}) IN (VALUES ${sql.join(
-          chunk.map((r) => sql`(${r.scope}, ${r.key}, ${r.modelVersionId}, ${r.granularity}, ${r.bucketStart})`),
-          sql`, `,
-        )})`,
-      );
+      // OR of full-key matches, not a row-value IN: SQLite plans the OR as one primary-key lookup per
+      // term, while for IN (VALUES …) it picked the (scope, granularity, bucket) index and would scan
+      // every device of a bucket per lookup.
+      .where(or(...chunk.map((r) => and(eq(t.scope, r.scope), eq(t.key, r.key), eq(t.modelVersionId, r.modelVersionId), eq(t.granularity, r.granularity), eq(t.bucketStart, r.bucketStart)))));
     const byKey = new Map(existing.map((r) => [rollupKey(r), r]));
     const values = chunk.map((r) => {
       const old = byKey.get(rollupKey(r));

@@ -1,7 +1,7 @@
 // Writes a batch of accepted `telemetry` reports inside the caller's transaction: raw reports
 // (insert-or-ignore on device + seq), per-minute rollups of the new ones for their device, cohorts
 // and the fleet, and each device's latest resources.
-import { sql } from 'drizzle-orm';
+import { and, eq, or, sql } from 'drizzle-orm';
 import { createLatencyHistogram, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import type { TelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import type { Tx } from '../db/client.ts';
@@ -119,7 +119,7 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
     const existing = await tx
       .select()
       .from(t)
-      .where(sql`(${t.scope}, ${t.key}, ${t.bucketStart}) IN (VALUES ${sql.join(chunk.map((r) => sql`(${r.scope}, ${r.key}, ${r.bucketStart})`), sql`, `)})`);
+      .where(or(...chunk.map((r) => and(eq(t.scope, r.scope), eq(t.key, r.key), eq(t.bucketStart, r.bucketStart))))); // one primary-key lookup per term
     const byKey = new Map(existing.map((r) => [keyOf(r), r]));
     const values = chunk.map((r) => {
       const old = byKey.get(keyOf(r));
