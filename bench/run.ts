@@ -7,6 +7,7 @@ const suites: Record<string, () => Promise<BenchRow[]>> = {
   registry: () => import('./registry.bench.ts').then((m) => m.runRegistryBench()),
   optimize: () => import('./optimize.bench.ts').then((m) => m.runOptimizeBench()),
   agent: () => import('./agent.bench.ts').then((m) => m.runAgentBench()),
+  ingest: () => import('./ingest.bench.ts').then((m) => m.runIngestBench()),
 };
 
 const only = process.argv.slice(2);

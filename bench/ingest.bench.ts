@@ -1,0 +1,257 @@
+// Monitoring benchmarks:
+// - ingest throughput of `stats` and `telemetry` from real MQTT device clients into the database
+//   (publish → stored, batched transactions, rollups), against raw MQTT publish → receive through a
+//   bare aedes broker with no database, same payloads, same clients count, same run;
+// - the ingest path alone (validation + batched writes, no MQTT);
+// - drift evaluation for 10,000 devices × 50 features: merging 10,000 device windows and evaluating,
+//   against parsing those windows' JSON (what reading them would cost at least); and GET /drift on an
+//   hour of per-minute cohort rollups of such a fleet, which is what the server actually merges.
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { Aedes } from 'aedes';
+import mqtt, { type MqttClient } from 'mqtt';
+import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
+import { generateKeyPair } from '../firmware-bundles/keys.ts';
+import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
+import { evaluateDrift } from '../protocol/drift/index.ts';
+import { addRow, createFeatureSetSketch, mergeAllFeatureSetSketches, type SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
+import { computeReferenceProfile } from '../protocol/sketch/reference-profile.ts';
+import { gaussian, mulberry32 } from '../protocol/sketch/random.ts';
+import { deviceTopic } from '../protocol/topics.ts';
+import { statsRollups } from '../server/db/schema.ts';
+import { bucketStart } from '../server/ingest/buckets.ts';
+import { startControlPlane, type TestPlane } from '../test/helpers/control-plane.ts';
+import { generateRows, rowsToCsv, sketchOf, statsMessage, telemetryMessage } from '../test/helpers/device-stats.ts';
+import { gemmModel } from '../test/helpers/models.ts';
+import { percentile, printTable, type BenchRow } from './lib.ts';
+
+const DEVICES = 20;
+const STATS_PER_DEVICE = 250;
+const TELEMETRY_PER_DEVICE = 500;
+const BUNDLE_DEF = new URL('../firmware-bundles/tabular-demo/bundle.json', import.meta.url).pathname;
+const FACTS = { arch: 'x64', cpus: 2, memoryBytes: 2e9, os: 'linux', agentVersion: '0.1.0' };
+
+async function waitFor(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 300_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+async function stored(cp: TestPlane, channel: string): Promise<number> {
+  const m = await cp.plane.metrics.registry.getSingleMetric('flotilla_ingest_stored_total')!.get();
+  return m.values.find((v) => v.labels.channel === channel)?.value ?? 0;
+}
+
+/** All payloads published concurrently (each client pipelines its own), QoS 1. */
+async function publishAll(clients: Array<{ id: string; client: MqttClient }>, channel: 'stats' | 'telemetry', payloads: string[][]): Promise<void> {
+  await Promise.all(clients.map(({ id, client }, i) => Promise.all(payloads[i].map((p) => client.publishAsync(deviceTopic(id, channel), p, { qos: 1 })))));
+}
+
+/** Baseline: the same clients and payloads through a bare aedes broker to one subscriber, no database. */
+async function rawMqtt(channel: 'stats' | 'telemetry', ids: string[], payloads: string[][]): Promise<number> {
+  const broker = await Aedes.createBroker();
+  const server = createServer(broker.handle);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const sub = await mqtt.connectAsync(url, { clientId: 'bench-sub' });
+  let received = 0;
+  sub.on('message', () => received++);
+  await sub.subscribeAsync(`flotilla/v1/devices/+/${channel}`, { qos: 1 });
+  const pubs = await Promise.all(ids.map((id) => mqtt.connectAsync(url, { clientId: id })));
+  const total = payloads.reduce((s, p) => s + p.length, 0);
+  const t = performance.now();
+  await publishAll(ids.map((id, i) => ({ id, client: pubs[i] })), channel, payloads);
+  await waitFor('raw MQTT delivery', () => received >= total);
+  const rate = total / ((performance.now() - t) / 1000);
+  await Promise.all([...pubs, sub].map((c) => c.endAsync()));
+  await new Promise<void>((r) => broker.close(() => r()));
+  await new Promise<void>((r) => server.close(() => r()));
+  return rate;
+}
+
+async function fleet(cp: TestPlane) {
+  await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel() as BodyInit });
+  const ref = await cp.api('POST', '/api/v1/models/tab/versions/1/reference', { body: rowsToCsv(generateRows(5000, 1)), headers: { 'content-type': 'text/csv' } });
+  const layout = ref.body.layout as SketchLayout;
+  const root = generateKeyPair();
+  const release = (await cp.api('POST', '/api/v1/keys/release')).body;
+  await cp.api('PUT', '/api/v1/keys/keylist', { json: signKeyList(createKeyList({ version: 1, root, keys: [release], threshold: 1, expiresAt: new Date(Date.now() + 86400e3) }), root.privateKeyPem) });
+  await cp.api('POST', '/api/v1/cohorts', { json: { name: 'bench', selector: 'site=bench' } });
+  const token = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'bench' } } })).body.token;
+  const devices: Array<{ id: string; client: MqttClient }> = [];
+  for (let i = 0; i < DEVICES; i++) {
+    const r = (await cp.api('POST', '/api/v1/enroll', { token: null, json: { token, facts: FACTS } })).body;
+    devices.push({ id: r.deviceId, client: await mqtt.connectAsync(cp.mqttUrl, { clientId: r.deviceId, username: r.deviceId, password: r.mqtt.password, reconnectPeriod: 0 }) });
+  }
+  const { definition, labels } = await loadBundleDefinition(BUNDLE_DEF);
+  const bundleId = (await cp.api('POST', '/api/v1/bundles', { json: { model: 'tab@1', definition, labels } })).body.id as string;
+  await cp.api('POST', '/api/v1/deployments', { json: { bundle: bundleId, cohort: 'bench' } });
+  return { layout, devices, bundleId };
+}
+
+/** 50 numeric features, 20 quantile bins, classifier outputs. */
+function wideLayout(features: number) {
+  const g = gaussian(mulberry32(7));
+  const u = mulberry32(8);
+  const names = Array.from({ length: features }, (_, i) => `x${i}`);
+  const row = () => {
+    const r: Record<string, number> = {};
+    for (const [i, n] of names.entries()) r[n] = i + g() * (1 + (i % 5));
+    return r;
+  };
+  const refRows = Array.from({ length: 5000 }, () => ({ ...row(), p: Math.floor(u() * 3), c: u() }));
+  const profile = computeReferenceProfile(refRows, { features: names.map((name) => ({ name, kind: 'numeric' as const })), outputs: { task: 'classification', numClasses: 3, predictedClassColumn: 'p', confidenceColumn: 'c' } });
+  const deviceSketch = (n: number) => {
+    const s = createFeatureSetSketch(profile.layout);
+    for (let i = 0; i < n; i++) addRow(s, row(), { predictedClass: Math.floor(u() * 3), confidence: u() });
+    return s;
+  };
+  return { profile, refRows, deviceSketch, names };
+}
+
+export async function runIngestBench(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const cp = await startControlPlane({ driftCron: 'off' });
+  try {
+    const { layout, devices, bundleId } = await fleet(cp);
+    const model = { name: 'tab', version: 1 };
+    const now = Date.now();
+    // Distinct sketches per device (100 rows each), then one payload per window with its own seq and time.
+    const sketches = devices.map((_, i) => sketchOf(layout, generateRows(100, 10 + i)));
+    const statsPayloads = devices.map((d, i) =>
+      Array.from({ length: STATS_PER_DEVICE }, (_, k) => {
+        const start = new Date(now - (STATS_PER_DEVICE - k) * 60_000);
+        return JSON.stringify(statsMessage({ deviceId: d.id, bundleId, model, seq: k + 1, start, end: new Date(start.getTime() + 59_000), sketch: sketches[i] }));
+      }),
+    );
+    const teleStart = now - TELEMETRY_PER_DEVICE * 10_000;
+    const telePayloads = devices.map((d) =>
+      Array.from({ length: TELEMETRY_PER_DEVICE }, (_, k) => JSON.stringify(telemetryMessage({ deviceId: d.id, seq: k + 1, at: new Date(teleStart + k * 10_000), inferences: 50 + (k % 50), errors: k % 7 ? {} : { timeout: 1 } }))),
+    );
+    const statsN = DEVICES * STATS_PER_DEVICE;
+    const teleN = DEVICES * TELEMETRY_PER_DEVICE;
+    const ids = devices.map((d) => d.id);
+
+    const rawStats = await rawMqtt('stats', ids, statsPayloads);
+    let t = performance.now();
+    await publishAll(devices, 'stats', statsPayloads);
+    await waitFor('stats stored', async () => (await stored(cp, 'stats')) >= statsN);
+    const statsRate = statsN / ((performance.now() - t) / 1000);
+    rows.push({
+      benchmark: `stats ingest, MQTT → DB (${DEVICES} devices × ${STATS_PER_DEVICE} windows, 8 features)`,
+      value: statsRate,
+      unit: 'msg/s',
+      baseline: 'raw MQTT publish→receive, no DB',
+      baselineValue: rawStats,
+      ratio: statsRate / rawStats,
+      note: `${(statsPayloads[0][0].length / 1024).toFixed(1)} KiB per message; raw window + 6 rollup upserts each`,
+    });
+
+    const rawTele = await rawMqtt('telemetry', ids, telePayloads);
+    t = performance.now();
+    await publishAll(devices, 'telemetry', telePayloads);
+    await waitFor('telemetry stored', async () => (await stored(cp, 'telemetry')) >= teleN);
+    const teleRate = teleN / ((performance.now() - t) / 1000);
+    rows.push({
+      benchmark: `telemetry ingest, MQTT → DB (${DEVICES} devices × ${TELEMETRY_PER_DEVICE} reports)`,
+      value: teleRate,
+      unit: 'msg/s',
+      baseline: 'raw MQTT publish→receive, no DB',
+      baselineValue: rawTele,
+      ratio: teleRate / rawTele,
+      note: `${(telePayloads[0][0].length / 1024).toFixed(1)} KiB per message; 63-bucket latency histogram`,
+    });
+
+    // The ingest path without MQTT: validation, context queries and batched writes only.
+    const direct = devices.map((d, i) =>
+      Array.from({ length: STATS_PER_DEVICE }, (_, k) => {
+        // A day earlier: new minute buckets, the same work per message as the MQTT row.
+        const start = new Date(now - 86_400_000 - (STATS_PER_DEVICE - k) * 60_000);
+        return statsMessage({ deviceId: d.id, bundleId, model, seq: STATS_PER_DEVICE + k + 1, start, end: new Date(start.getTime() + 59_000), sketch: sketches[i] });
+      }),
+    ).flat();
+    const before = await stored(cp, 'stats');
+    t = performance.now();
+    for (const m of direct) cp.plane.ingest.acceptStats(m.deviceId, JSON.parse(JSON.stringify(m)));
+    await cp.plane.ingest.flush();
+    await waitFor('direct stats stored', async () => (await stored(cp, 'stats')) >= before + direct.length);
+    const directRate = direct.length / ((performance.now() - t) / 1000);
+    rows.push({ benchmark: 'stats ingest without MQTT (validate + batched DB writes)', value: directRate, unit: 'msg/s', baseline: 'raw MQTT publish→receive, no DB', baselineValue: rawStats, ratio: directRate / rawStats });
+    for (const d of devices) await d.client.endAsync();
+
+    // Drift for 10,000 devices × 50 features, in memory: merge every device window, then evaluate.
+    const FEATURES = 50;
+    const N = 10_000;
+    const wide = wideLayout(FEATURES);
+    const distinct = Array.from({ length: 100 }, () => wide.deviceSketch(20));
+    const windows = Array.from({ length: N }, (_, i) => distinct[i % distinct.length]);
+    const json = windows.map((w) => JSON.stringify(w));
+    const parseMs: number[] = [];
+    const mergeMs: number[] = [];
+    const evalMs: number[] = [];
+    for (let rep = 0; rep < 3; rep++) {
+      let t0 = performance.now();
+      for (const j of json) JSON.parse(j);
+      parseMs.push(performance.now() - t0);
+      t0 = performance.now();
+      const merged = mergeAllFeatureSetSketches(windows);
+      mergeMs.push(performance.now() - t0);
+      t0 = performance.now();
+      evaluateDrift(wide.profile.sketch, merged, {});
+      evalMs.push(performance.now() - t0);
+    }
+    const best = (xs: number[]) => Math.min(...xs);
+    rows.push({ benchmark: `drift: merge ${N} device windows (${FEATURES} features, 20 bins) + evaluate`, value: best(mergeMs) + best(evalMs), unit: 'ms', baseline: `JSON.parse of the ${N} windows`, baselineValue: best(parseMs), ratio: (best(mergeMs) + best(evalMs)) / best(parseMs), note: `merge ${best(mergeMs).toFixed(0)} ms, evaluate ${best(evalMs).toFixed(2)} ms; best of 3` });
+
+    // The server's path: a cohort's hour = 60 minute rollups (each the merge of that minute's windows), then GET /drift.
+    await cp.api('POST', '/api/v1/models/wide/versions', { body: gemmModel({ nIn: FEATURES }) as BodyInit });
+    const refJson = wide.refRows.map(({ p, c, ...values }) => ({ ...values, outputs: { predictedClass: p, confidence: c } }));
+    const refRes = await cp.api('POST', '/api/v1/models/wide/versions/1/reference', { json: refJson });
+    if (refRes.status !== 201) throw new Error(`reference: ${JSON.stringify(refRes.body)}`);
+    await cp.api('POST', '/api/v1/cohorts', { json: { name: 'wide', selector: 'fleet=wide' } });
+    const versionId = (await cp.plane.db.query.referenceProfiles.findFirst({ orderBy: (r, { desc }) => desc(r.createdAt) }))!.modelVersionId;
+    const perMinute = Math.ceil(N / 60);
+    const minuteSketch = mergeAllFeatureSetSketches(Array.from({ length: perMinute }, (_, i) => distinct[i % distinct.length]));
+    const end = new Date();
+    const rollupRows = Array.from({ length: 60 }, (_, m) => ({
+      scope: 'cohort' as const,
+      key: 'wide',
+      modelVersionId: versionId,
+      granularity: 'minute' as const,
+      bucketStart: bucketStart(end.getTime() - (m + 1) * 60_000, 'minute'),
+      windows: perMinute,
+      rows: minuteSketch.quality.rows,
+      sketch: minuteSketch,
+      updatedAt: end.toISOString(),
+    }));
+    for (const r of rollupRows) await cp.plane.db.insert(statsRollups).values(r).onConflictDoNothing();
+    const q = `/api/v1/drift?model=wide@1&cohort=wide&window=1h&end=${end.toISOString()}`;
+    const first = await cp.api('GET', q);
+    if (first.status !== 200 || first.body.windows < N) throw new Error(`GET /drift: ${first.status} ${JSON.stringify(first.body).slice(0, 300)}`);
+    const times: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t0 = performance.now();
+      await cp.api('GET', q);
+      times.push(performance.now() - t0);
+    }
+    times.sort((a, b) => a - b);
+    const merged60 = performance.now();
+    mergeAllFeatureSetSketches(rollupRows.map((r) => r.sketch));
+    const inMemory60 = performance.now() - merged60;
+    rows.push({
+      benchmark: `GET /drift 1h: 60 minute rollups of ${N} device windows (${FEATURES} features)`,
+      value: percentile(times, 50),
+      unit: 'ms',
+      baseline: 'merge of the same 60 rollups in memory',
+      baselineValue: inMemory60,
+      ratio: percentile(times, 50) / inMemory60,
+      note: 'p50 of 10 over HTTP: read rows, parse JSON, merge, evaluate',
+    });
+  } finally {
+    await cp.stop();
+  }
+  printTable('Monitoring: ingest and drift', rows);
+  return rows;
+}
