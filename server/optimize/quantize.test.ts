@@ -182,6 +182,28 @@ describe('quantize: weights in Constant nodes and If subgraphs', () => {
 });
 
 describe('quantize: Gemm attributes and the quantizer itself', () => {
+  it('a weight also listed as a graph input (older exporters) is quantized and no longer an input', async () => {
+    const model = encodeModel({
+      opset: 13,
+      inputs: [valueInfo('x', 'float32', ['batch', 8]), valueInfo('W', 'float32', [8, 4])],
+      outputs: [valueInfo('y', 'float32', ['batch', 4])],
+      initializers: [floatTensor('W', [8, 4], Array.from({ length: 32 }, (_, i) => Math.sin(i)))],
+      nodes: [node('MatMul', ['x', 'W'], ['y'])],
+    });
+    const { bytes, report } = quantize(model, { form: 'qdq', perChannel: true });
+    assert.deepEqual(decode(bytes).graph!.input!.map((v) => v.name), ['x']);
+    assert.match(report.notes[0], /W was also a graph input/);
+    const x = randomRows(4, 8, 2);
+    // onnxruntime uses the initializer when the overridable input is not fed.
+    const [a, b] = await Promise.all([runNode(model, x, [8], 4), runNode(bytes, x, [8], 4)]);
+    assert.ok(maxAbsDiff(a.data, b.data) < 0.02 * maxAbs(a.data), `${maxAbsDiff(a.data, b.data)}`);
+  });
+
+  it('reports biases as kept float32, not as unknown consumers', () => {
+    const { report } = quantize(buildSmallGemm(), { form: 'qdq', perChannel: false });
+    assert.match(report.skipped.find((s) => s.weight === 'C')!.reason, /bias of Gemm: kept float32/);
+  });
+
   it('Gemm with transB=0, alpha and beta keeps its result in both forms', async () => {
     const K = 12;
     const N = 6;
@@ -213,6 +235,16 @@ describe('quantize: Gemm attributes and the quantizer itself', () => {
     assert.ok(pt.maxAbsError <= pt.scales[0] / 2 + 1e-7);
   });
 });
+
+function buildSmallGemm(): Uint8Array {
+  return encodeModel({
+    opset: 13,
+    inputs: [valueInfo('x', 'float32', ['batch', 8])],
+    outputs: [valueInfo('y', 'float32', ['batch', 16])],
+    initializers: [floatTensor('W', [16, 8], Array.from({ length: 128 }, (_, i) => Math.cos(i))), floatTensor('C', [16], Array.from({ length: 16 }, (_, i) => i / 16))],
+    nodes: [node('Gemm', ['x', 'W', 'C'], ['y'], { transB: 1 })],
+  });
+}
 
 describe('quantize: refusals', () => {
   const mlp = demoTabular({ trainRows: 300, testRows: 1 }).bytes;

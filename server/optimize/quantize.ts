@@ -210,8 +210,17 @@ export function quantizeModel(model: Model, opts: QuantizeOptions): QuantizeRepo
       if (t.dataType !== FLOAT || handledWeights.has(t) || !original.has(t)) continue;
       const params = elementCount(dimsOf(t));
       if (params < minElements) continue;
-      const consumers = [...new Set((uses.get(t.name ?? '') ?? []).map((u) => u.node?.opType ?? 'graph output'))];
-      skipped.push({ node: '-', op: consumers.join(',') || 'unused', weight: t.name ?? '', location: scope.path, params, reason: `consumed by ${consumers.join(', ') || 'nothing'}, which this optimizer does not quantize` });
+      const tUses = uses.get(t.name ?? '') ?? [];
+      const consumers = [...new Set(tUses.map((u) => u.node?.opType ?? 'graph output'))];
+      const biasOnly = tUses.length > 0 && tUses.every((u) => u.index === 2 && QUANTIZABLE.has(u.node?.opType ?? ''));
+      skipped.push({
+        node: '-',
+        op: consumers.join(',') || 'unused',
+        weight: t.name ?? '',
+        location: scope.path,
+        params,
+        reason: biasOnly ? `bias of ${consumers.join(', ')}: kept float32 (weight-only int8 leaves biases alone)` : `consumed by ${consumers.join(', ') || 'nothing'}, which this optimizer does not quantize`,
+      });
     }
   }
 
