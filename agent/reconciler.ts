@@ -380,19 +380,16 @@ export class Reconciler {
       return;
     }
     logger.error({ counter: m.counter, verdict: verdict.message }, 'probation failed; rolling back');
+    // Judged first: if the agent dies mid-rollback, the redelivered manifest is not tried again.
+    await state.update((s) => {
+      s.handled.push({ digest, counter: m.counter, outcome: 'PROBATION_FAILED' });
+      if (s.reinstall === digest) s.reinstall = null;
+    });
     try {
       await this.rollbackToPrevious();
-      await state.update((s) => {
-        s.handled.push({ digest, counter: m.counter, outcome: 'PROBATION_FAILED' });
-        if (s.reinstall === digest) s.reinstall = null;
-      });
       await reporter.transition('rolled_back', { ...ids, reason: 'PROBATION_FAILED', message: verdict.message });
     } catch (err) {
-      await state.update((s) => {
-        s.probation = null;
-        s.handled.push({ digest, counter: m.counter, outcome: 'PROBATION_FAILED' });
-        if (s.reinstall === digest) s.reinstall = null;
-      });
+      await state.update((s) => void (s.probation = null));
       await reporter.transition('failed', { ...ids, reason: 'PROBATION_FAILED', message: `${verdict.message}; rollback impossible: ${(err as Error).message}` });
     }
   }
