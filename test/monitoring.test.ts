@@ -243,8 +243,10 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     await publish(d.client, d.id, 'stats', { ...good(), model: { name: 'tab', version: 2 } });
     await publish(d.client, d.id, 'stats', { ...good(), deviceId: devices[1].id });
     await publish(d.client, d.id, 'stats', '{"v":1,');
+    // Older than the raw-window retention (72 h): a resend could no longer be recognised, so it is refused.
+    await publish(d.client, d.id, 'stats', { ...good(), windowStart: new Date(now - 80 * 3600e3).toISOString(), windowEnd: new Date(now - 80 * 3600e3 + 60e3).toISOString() });
 
-    const expected = { schema_version: 1, negative_count: 1, bins_mismatch: 1, edges_mismatch: 1, future_window: 1, not_assigned: 2, device_mismatch: 1, malformed_json: 1 };
+    const expected = { expired: 1, schema_version: 1, negative_count: 1, bins_mismatch: 1, edges_mismatch: 1, future_window: 1, not_assigned: 2, device_mismatch: 1, malformed_json: 1 };
     await until('every refusal counted', async () => {
       const text = await metrics();
       return Object.entries(expected).every(([reason, n]) => metricValue(text, 'flotilla_mqtt_messages_dropped_total', { channel: 'stats', reason }) === n);
@@ -462,5 +464,34 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     assert.equal((await cp.api('GET', '/api/v1/models/tab/versions/3/reference')).body.rows, 200);
     const missing = await runCli(['drift', 'tab@9'], env);
     assert.equal(missing.code, 1);
+  });
+
+  test('the scheduled monitor evaluates on its cron and stops cleanly', async () => {
+    const { DriftMonitor } = await import('../server/drift/drift-monitor.ts');
+    const { driftEvaluations } = await import('../server/db/schema.ts');
+    const count = async () => (await cp.plane.db.select().from(driftEvaluations)).length;
+    const before = await count();
+    const monitor = new DriftMonitor({ db: cp.plane.db, logger: cp.plane.logger, cron: '* * * * * *', windowS: 3600 });
+    monitor.start();
+    await until('a scheduled evaluation', async () => (await count()) > before, 5000);
+    await monitor.stop();
+    const after = await count();
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(await count(), after, 'no run after stop()');
+  });
+
+  test('retention: raw windows and reports expire, hourly rollups stay', async () => {
+    const windows = await windowCount();
+    const later = new Date(Date.now() + 73 * 3600e3);
+    const removed = await cp.plane.ingest.cleanup(later);
+    assert.equal(removed.windows, windows);
+    assert.equal(removed.telemetry, 5);
+    assert.equal(removed.minuteRollups, 0, 'minute rollups live 168 h');
+    assert.equal(await windowCount(), 0);
+    const day = await cp.api('GET', '/api/v1/drift?model=tab@1&cohort=lab&window=1d');
+    assert.equal(day.body.window.granularity, 'hour');
+    assert.equal(day.body.windows, windows, 'hourly rollups still hold every window');
+    const week = await cp.plane.ingest.cleanup(new Date(Date.now() + 200 * 3600e3));
+    assert.ok(week.minuteRollups > 0);
   });
 });
