@@ -10,7 +10,7 @@ function splitRef(ref: string): { name: string; ref: string } {
   return at === -1 ? { name: ref, ref: 'latest' } : { name: ref.slice(0, at), ref: ref.slice(at + 1) };
 }
 
-const num = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? '-' : Number.isInteger(v) ? String(v) : v.toPrecision(digits));
+const num = (v: number | null | undefined, digits = 4) => (v === null || v === undefined ? '-' : String(Number(v.toPrecision(digits))));
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${(v * 100).toFixed(2)} %`);
 const ms = (v: number | null | undefined) => (v === null || v === undefined ? '-' : `${v.toPrecision(3)} ms`);
 const bytes = (v: number | null | undefined) => (v === null || v === undefined ? '-' : v >= 1e9 ? `${(v / 1e9).toFixed(2)} GB` : `${(v / 1e6).toFixed(1)} MB`);
