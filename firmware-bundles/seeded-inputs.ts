@@ -11,6 +11,7 @@
  * const { dims, data } = seededInput(def.preprocess, { seed: 1, tensorType: 'float32', bins: def.reference.bins });
  */
 import type { ImagePreprocess, Preprocess, TabularPreprocess } from './definition.ts';
+import { mulberry32 } from '../protocol/sketch/random.ts';
 
 /** Tensor element types the generator can fill. */
 export type InputTensorType = 'float32' | 'float64' | 'int32' | 'int64';
@@ -23,22 +24,6 @@ export interface SeededInputOptions {
   bins?: Record<string, number[]>;
 }
 
-/**
- * A small, fast, well-mixed 32-bit PRNG (mulberry32); returns floats in [0, 1).
- *
- * @example
- * const rand = mulberry32(42); rand(); // 0.6011037519201636
- */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * The dims of the single input tensor a preprocess spec produces (batch of 1).
@@ -124,3 +109,6 @@ function rounder(type: InputTensorType): (v: number) => number {
   if (type === 'float64') return (v) => v;
   return Math.round;
 }
+
+/** One seeded PRNG for the whole project: smoke inputs must be reproducible from their seed. */
+export { mulberry32 };
