@@ -13,6 +13,7 @@ import { cohortRoutes } from './cohorts/cohort-routes.ts';
 import type { Db } from './db/client.ts';
 import { deploymentRoutes } from './deployments/deployment-routes.ts';
 import type { DesiredState } from './deployments/desired-state.ts';
+import type { DeviceCommands } from './devices/device-commands.ts';
 import { deviceRoutes } from './devices/device-routes.ts';
 import type { DriftMonitor } from './drift/drift-monitor.ts';
 import { driftRoutes } from './drift/drift-routes.ts';
@@ -35,6 +36,7 @@ export interface AppDeps {
   metrics: Metrics;
   logger: Logger;
   desired: DesiredState;
+  commands: DeviceCommands;
   maxUploadBytes: number;
   versionReferenceChecks: VersionReferenceCheck[];
   disconnectDevice(id: string): Promise<void>;
@@ -101,7 +103,7 @@ export function createApp(deps: AppDeps) {
     .route('/models', modelRoutes({ db, store: deps.store, maxUploadBytes: deps.maxUploadBytes, versionReferenceChecks: deps.versionReferenceChecks }))
     .route('/bundles', bundleRoutes({ db, store: deps.store }))
     .route('/deployments', deploymentRoutes({ db, desired: deps.desired }))
-    .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice, onDeviceChanged: deps.onDeviceChanged }))
+    .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice, onDeviceChanged: deps.onDeviceChanged, commands: deps.commands }))
     .route('/cohorts', cohortRoutes(db))
     .route('/enroll-tokens', enrollTokenRoutes(db))
     .route('/tokens', tokenRoutes(db))

@@ -20,6 +20,8 @@ import { type Db, openDatabase } from './db/client.ts';
 import { bundlesReferencingVersion } from './bundles/bundle-service.ts';
 import { reconcileDevice } from './deployments/deployment-service.ts';
 import { DesiredState } from './deployments/desired-state.ts';
+import { DeviceCommands } from './devices/device-commands.ts';
+import { CommandResponse } from '../protocol/messages/command.ts';
 import { setPresence, storeReported } from './devices/device-service.ts';
 import { DriftMonitor } from './drift/drift-monitor.ts';
 import type { ServerConfig } from './env.ts';
@@ -36,6 +38,7 @@ export class ControlPlane {
   store!: ArtifactStore;
   bus!: DeviceBus;
   desired!: DesiredState;
+  commands!: DeviceCommands;
   ingest!: Ingest;
   driftMonitor!: DriftMonitor;
   alertWebhook?: AlertWebhook;
@@ -77,6 +80,8 @@ export class ControlPlane {
     this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined });
     this.bus.on('status', StatusMessage, (deviceId, msg) => setPresence(db, deviceId, msg.state === 'online'));
     this.bus.on('reported', ReportedMessage, (deviceId, msg) => storeReported(db, deviceId, msg));
+    this.commands = new DeviceCommands(db, this.bus);
+    this.bus.on('cmd/res', CommandResponse, (deviceId, msg) => this.commands.onResponse(deviceId, msg));
     // stats/telemetry: ingest validates with protocol/'s validators itself, to count refusals by their reason code.
     this.ingest = new Ingest({
       db,
@@ -108,6 +113,7 @@ export class ControlPlane {
       metrics,
       logger,
       desired: this.desired,
+      commands: this.commands,
       maxUploadBytes: config.maxUploadBytes,
       versionReferenceChecks: [bundlesReferencingVersion],
       onDeviceChanged: async (id) => {
@@ -146,6 +152,7 @@ export class ControlPlane {
       this.http.close(() => resolve());
       this.http.closeAllConnections?.();
     });
+    this.commands?.stop();
     await this.bus?.stop();
     await this.driftMonitor?.stop();
     await this.ingest?.stop();

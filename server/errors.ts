@@ -10,9 +10,10 @@ export type ErrorCode =
   | 'invalid_model'
   | 'invalid_bundle'
   | 'unsupported_media_type'
-  | 'range_not_satisfiable';
+  | 'range_not_satisfiable'
+  | 'device_timeout';
 
-const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 422> = {
+const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 422 | 504> = {
   invalid_request: 400,
   malformed_json: 400,
   unauthorized: 401,
@@ -24,6 +25,7 @@ const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 
   range_not_satisfiable: 416,
   invalid_model: 422,
   invalid_bundle: 422,
+  device_timeout: 504,
 };
 
 export class ServiceError extends Error {

@@ -127,4 +127,24 @@ describe('end to end: deploy to a cohort of two agent processes', () => {
     });
     for (const a of agents) assert.equal((await api(a.port, 'POST', '/v1/predict', { features: ROW })).status, 200);
   });
+
+  test('device commands: ping and rollback answered over cmd/res; bad commands and offline devices refused', async () => {
+    const [a, b] = agents;
+    const ping = await runCli(['--json', 'devices', 'ping', a.id!], env);
+    assert.equal(ping.code, 0, ping.stderr);
+    assert.equal(JSON.parse(ping.stdout).status, 'ok');
+    const rb = await runCli(['--json', 'devices', 'rollback', b.id!], env);
+    assert.equal(rb.code, 0, rb.stderr);
+    assert.ok(JSON.parse(rb.stdout).data.active, rb.stdout);
+    await waitFor(async () => (await cp.api('GET', `/api/v1/devices/${b.id}`)).body.updateState === 'rolled_back', 'rollback reported', 20_000);
+    assert.equal((await api(b.port, 'POST', '/v1/predict', { features: ROW })).status, 200, 'still serving after rollback');
+    const audit = await cp.api('GET', '/api/v1/audit?action=device.command.rollback');
+    assert.equal(audit.body.entries[0].target, b.id);
+    assert.equal((await cp.api('POST', `/api/v1/devices/${a.id}/commands`, { json: { command: 'reboot' } })).status, 400);
+    await a.proc.stop();
+    await waitFor(async () => (await cp.api('GET', `/api/v1/devices/${a.id}`)).body.online === false, 'agent offline', 20_000);
+    const offline = await runCli(['devices', 'ping', a.id!], env);
+    assert.equal(offline.code, 1);
+    assert.match(offline.stderr, /offline/);
+  });
 });

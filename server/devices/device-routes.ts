@@ -5,6 +5,9 @@ import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json, LabelKey, Labels } from '../http/schemas.ts';
+import { recordAudit } from '../audit/audit-log.ts';
+import { COMMANDS } from '../../protocol/messages/command.ts';
+import type { DeviceCommands } from './device-commands.ts';
 import { approveDevice, deviceDetail, listDevices, revokeDevice, updateLabels } from './device-service.ts';
 
 export const Device = z
@@ -37,6 +40,7 @@ export interface DeviceRoutesDeps {
   disconnectDevice(id: string): Promise<void>;
   /** A device became approved or was relabelled: it may now belong to a cohort with a deployment. */
   onDeviceChanged(id: string): Promise<void>;
+  commands: DeviceCommands;
 }
 
 export function deviceRoutes(deps: DeviceRoutesDeps) {
@@ -99,6 +103,34 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
         const view = await revokeDevice(db, c.req.valid('param').id, actorOf(c));
         await deps.disconnectDevice(view.id);
         return c.json(view, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/{id}/commands',
+        summary: 'Send a command (ping, rollback, …) to an online device and wait for its answer',
+        request: {
+          params: IdParam,
+          body: {
+            content: {
+              'application/json': {
+                schema: z.object({ command: z.enum(COMMANDS), args: z.record(z.string(), z.unknown()).default({}), timeoutMs: z.number().int().min(100).max(120_000).default(10_000) }),
+              },
+            },
+          },
+        },
+        responses: {
+          200: json(z.object({ id: z.string(), status: z.enum(['ok', 'error']), data: z.unknown().optional(), error: z.object({ code: z.string(), message: z.string() }).optional() }), 'The device answered'),
+          ...errorResponses,
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid('param');
+        const body = c.req.valid('json');
+        if (body.command !== 'ping') await recordAudit(db, actorOf(c), `device.command.${body.command}`, id, body.args);
+        const res = await deps.commands.send(id, body.command, body.args, body.timeoutMs);
+        return c.json(res.status === 'ok' ? { id: res.id, status: res.status, data: res.data } : { id: res.id, status: res.status, error: res.error }, 200);
       },
     );
 }

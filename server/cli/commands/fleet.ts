@@ -96,6 +96,21 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
       emit(ctx.out(), d, () => `${d.id} is ${d.status}`);
     });
 
+  for (const [command, description] of [
+    ['ping', 'check that an online device answers commands'],
+    ['rollback', 'make a device go back to its previous bundle'],
+  ] as const) {
+    devices
+      .command(`${command} <id>`)
+      .description(description)
+      .option('--timeout <duration>', 'how long to wait for the answer', '10s')
+      .action(async (id: string, o: { timeout: string }) => {
+        const res = await call(ctx.api().api.v1.devices[':id'].commands.$post({ param: { id }, json: { command, timeoutMs: parseDuration(o.timeout) * 1000 } }));
+        if (res.status === 'error') throw new CliError(`${id} refused ${command}: ${res.error?.message ?? 'unknown error'} [${res.error?.code ?? 'error'}]`);
+        emit(ctx.out(), res, () => `${id}: ${command} ok${res.data === undefined ? '' : ' ' + JSON.stringify(res.data)}`);
+      });
+  }
+
   const cohorts = program.command('cohorts').description('named device selectors');
   cohorts
     .command('create <name>')
