@@ -39,6 +39,7 @@ export class ControlPlane {
   bus!: DeviceBus;
   desired!: DesiredState;
   commands!: DeviceCommands;
+  private manifestRefresh?: NodeJS.Timeout;
   ingest!: Ingest;
   driftMonitor!: DriftMonitor;
   alertWebhook?: AlertWebhook;
@@ -96,7 +97,13 @@ export class ControlPlane {
     this.bus.on('stats', z.unknown(), (deviceId, msg) => this.ingest.acceptStats(deviceId, msg));
     this.bus.on('telemetry', z.unknown(), (deviceId, msg) => this.ingest.acceptTelemetry(deviceId, msg));
     await this.bus.start();
-    this.desired = new DesiredState(db, this.bus, logger);
+    this.desired = new DesiredState(db, this.bus, logger, config.manifestTtlS);
+    // Re-sign manifests before they expire; checking a few times per refresh horizon is plenty.
+    this.manifestRefresh = setInterval(
+      () => void this.desired.refreshExpiring().catch((err) => logger.error({ err }, 'manifest refresh failed')),
+      Math.min(3600_000, (config.manifestTtlS * 1000) / 12),
+    );
+    this.manifestRefresh.unref();
     if (config.alertWebhookUrl) {
       this.alertWebhook = new AlertWebhook({ url: config.alertWebhookUrl, secret: config.alertWebhookSecret, logger, metrics });
       this.alertWebhook.start();
@@ -152,6 +159,7 @@ export class ControlPlane {
       this.http.close(() => resolve());
       this.http.closeAllConnections?.();
     });
+    clearInterval(this.manifestRefresh);
     this.commands?.stop();
     await this.bus?.stop();
     await this.driftMonitor?.stop();

@@ -33,6 +33,8 @@ const ServerEnv = z.object({
     .default('* * * * *')
     .refine((v) => v === 'off' || cron.validate(v), 'not a cron expression (or "off")'),
   /** The window each scheduled evaluation looks at, e.g. 15m, 1h. */
+  /** How long a signed deployment manifest is valid; manifests are re-signed when a third of this remains. */
+  FLOTILLA_MANIFEST_TTL_S: z.coerce.number().int().min(60).default(30 * 86400),
   FLOTILLA_DRIFT_WINDOW: z
     .string()
     .default('1h')
@@ -64,6 +66,7 @@ export interface ServerConfig {
   driftWindowS: number;
   alertWebhookUrl?: string;
   alertWebhookSecret?: string;
+  manifestTtlS: number;
 }
 
 /** Parses the environment; throws one line naming the bad variable. */
@@ -95,5 +98,6 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     driftWindowS: parseWindowSeconds(e.FLOTILLA_DRIFT_WINDOW)!,
     alertWebhookUrl: e.FLOTILLA_ALERT_WEBHOOK_URL,
     alertWebhookSecret: e.FLOTILLA_ALERT_WEBHOOK_SECRET,
+    manifestTtlS: e.FLOTILLA_MANIFEST_TTL_S,
   };
 }

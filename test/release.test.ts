@@ -170,6 +170,24 @@ describe('release path (server side)', () => {
     assert.equal((await cp.api('GET', `/api/v1/devices/${late.deviceId}`)).body.desired.cohort, 'lab');
   });
 
+  test('manifests close to expiry are re-signed with a new counter and expiry; fresh ones are left alone', async () => {
+    const [a] = devices;
+    const before = (await cp.api('GET', `/api/v1/devices/${a.deviceId}`)).body.desired;
+    assert.deepEqual(await cp.plane.desired.refreshExpiring(), [], 'nothing is close to expiry yet');
+    const w = await desiredWatcher(cp.mqttUrl, a.deviceId, a.mqtt.password);
+    clients.push(w.client);
+    await w.next(1); // the retained one
+    // A horizon past the TTL makes every manifest "close to expiry".
+    const refreshed = await cp.plane.desired.refreshExpiring(cp.plane.config.manifestTtlS * 1000 + 60_000);
+    assert.ok(refreshed.includes(a.deviceId));
+    const after = (await cp.api('GET', `/api/v1/devices/${a.deviceId}`)).body.desired;
+    assert.equal(after.counter, before.counter + 1);
+    assert.equal(after.bundleId, before.bundleId);
+    assert.ok(after.expiresAt > before.expiresAt);
+    const msg = await w.next(2);
+    assert.equal((msg.manifest!.signed as { counter: number }).counter, after.counter);
+  });
+
   test('bad builds and deployments are 4xx; a bundled version cannot be deleted', async () => {
     const badDef = path.join(dir, 'bad.json');
     await writeFile(badDef, JSON.stringify({ name: 'bad', preprocess: { type: 'tabular', input: 'nope', features: [{ name: 'a' }] } }));

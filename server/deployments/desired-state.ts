@@ -1,7 +1,7 @@
 // Desired state per device: signs a deployment manifest for each target device (its own id, a counter
 // strictly above any it had) and publishes it retained on the device's `desired` topic together with
 // the current key list. The database row is the truth; publishing is repeatable (start, key rotation).
-import { eq, inArray } from 'drizzle-orm';
+import { eq, inArray, lt } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { createManifest, signManifest } from '../../firmware-bundles/manifest.ts';
 import type { DesiredMessage } from '../../protocol/messages/desired.ts';
@@ -62,6 +62,23 @@ export class DesiredState {
       await this.bus.publish(row.deviceId, 'desired', message, { retain: true });
     }
     this.logger.debug({ devices: rows.length }, 'published desired state');
+  }
+
+  /**
+   * Re-signs (new counter, new expiry, same bundle) every manifest that expires within `horizonMs`, so a
+   * fleet never freezes on expired desired state; returns the devices refreshed.
+   */
+  async refreshExpiring(horizonMs = (this.manifestTtlS * 1000) / 3): Promise<string[]> {
+    const soon = new Date(Date.now() + horizonMs).toISOString();
+    const rows = await this.db.select().from(deviceDesired).where(lt(deviceDesired.expiresAt, soon));
+    if (!rows.length) return [];
+    await this.db.transaction(async (tx) => {
+      for (const row of rows) await this.assign(tx, row.bundleId, [row.deviceId], { deploymentId: row.deploymentId ?? undefined, cohort: row.cohort ?? undefined });
+    });
+    const ids = rows.map((r) => r.deviceId);
+    await this.publish(ids);
+    this.logger.info({ devices: ids.length }, 're-signed manifests close to expiry');
+    return ids;
   }
 
   /** After a key-list change: re-sign every device's manifest with the current keys and republish. */
