@@ -1,7 +1,7 @@
 // Desired state per device: signs a deployment manifest for each target device (its own id, a counter
 // strictly above any it had) and publishes it retained on the device's `desired` topic together with
 // the current key list. The database row is the truth; publishing is repeatable (start, key rotation).
-import { eq, inArray, lt } from 'drizzle-orm';
+import { eq, inArray, lt, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { createManifest, signManifest } from '../../firmware-bundles/manifest.ts';
 import type { DesiredMessage } from '../../protocol/messages/desired.ts';
@@ -70,23 +70,25 @@ export class DesiredState {
    */
   async refreshExpiring(horizonMs = (this.manifestTtlS * 1000) / 3): Promise<string[]> {
     const soon = new Date(Date.now() + horizonMs).toISOString();
-    const rows = await this.db.select().from(deviceDesired).where(lt(deviceDesired.expiresAt, soon));
+    const ids = await this.resign(lt(deviceDesired.expiresAt, soon));
+    if (ids.length) this.logger.info({ devices: ids.length }, 're-signed manifests close to expiry');
+    return ids;
+  }
+
+  /** After a key-list change: re-sign every device's manifest with the current keys and republish. */
+  async resignAll(): Promise<void> {
+    await this.resign();
+  }
+
+  /** Re-signs the matching devices' manifests (same bundle, next counter, fresh expiry) and publishes them. */
+  private async resign(where?: SQL): Promise<string[]> {
+    const rows = await this.db.select().from(deviceDesired).where(where);
     if (!rows.length) return [];
     await this.db.transaction(async (tx) => {
       for (const row of rows) await this.assign(tx, row.bundleId, [row.deviceId], { deploymentId: row.deploymentId ?? undefined, cohort: row.cohort ?? undefined });
     });
     const ids = rows.map((r) => r.deviceId);
     await this.publish(ids);
-    this.logger.info({ devices: ids.length }, 're-signed manifests close to expiry');
     return ids;
-  }
-
-  /** After a key-list change: re-sign every device's manifest with the current keys and republish. */
-  async resignAll(): Promise<void> {
-    const rows = await this.db.select().from(deviceDesired);
-    await this.db.transaction(async (tx) => {
-      for (const row of rows) await this.assign(tx, row.bundleId, [row.deviceId], { deploymentId: row.deploymentId ?? undefined, cohort: row.cohort ?? undefined });
-    });
-    await this.publish();
   }
 }
