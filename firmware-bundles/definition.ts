@@ -7,6 +7,7 @@
  * const def = BundleDefinition.parse(JSON.parse(readFileSync('firmware-bundles/tabular-demo/bundle.json', 'utf8')));
  */
 import { z } from 'zod';
+import type { SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
 
 export const TabularFeature = z.object({
   name: z.string().min(1),
@@ -62,9 +63,31 @@ export const Smoke = z.object({
   generate: z.number().int().min(0).max(64).default(4),
 });
 
+/** Wire form of protocol's `SketchLayout`: what the agent's `stats` windows must be built on. */
+export const SketchLayoutSchema = z.object({
+  features: z.record(
+    z.string().min(1),
+    z.discriminatedUnion('kind', [
+      z.object({ kind: z.literal('numeric'), edges: z.array(z.number()).min(1) }),
+      z.object({ kind: z.literal('categorical'), categories: z.array(z.string()) }),
+    ]),
+  ),
+  outputs: z.discriminatedUnion('task', [
+    z.object({ task: z.literal('classification'), numClasses: z.number().int().positive() }),
+    z.object({ task: z.literal('regression'), edges: z.array(z.number()).min(1) }),
+    z.object({ task: z.literal('none') }),
+  ]),
+}) satisfies z.ZodType<SketchLayout>;
+
 export const Reference = z.object({
   /** Reference bin edges per input feature (ascending), used by on-device input statistics. */
   bins: z.record(z.string(), z.array(z.number())).default({}),
+  /**
+   * The full sketch layout of the version's reference profile (numeric edges, categories, outputs),
+   * filled in by the server at build time. When present the agent sketches on exactly this layout,
+   * so its windows merge with the server's reference; `bins` stays for older agents.
+   */
+  layout: SketchLayoutSchema.optional(),
   /** Optional dataset the server profiles to compute the edges (name@version). */
   dataset: z.string().optional(),
 });

@@ -61,6 +61,33 @@ export type ManifestFile = z.infer<typeof ManifestFile>;
 const Timestamp = z.iso.datetime();
 
 /**
+ * Runtime settings the server gives a device along with its bundle. They ride in the signed manifest
+ * because they are security-relevant (sample capture ships raw inputs off the device) and must not be
+ * replayable: a new setting means a new counter. Absent fields keep the agent's defaults.
+ *
+ * @example
+ * AgentConfig.parse({ telemetryIntervalS: 10, statsWindowS: 60 })
+ */
+export const AgentConfig = z.object({
+  /** Seconds between `telemetry` messages (default 10). */
+  telemetryIntervalS: z.number().int().min(1).max(3600).optional(),
+  /** Length of one `stats` window in seconds (default 60). */
+  statsWindowS: z.number().int().min(5).max(86_400).optional(),
+  /**
+   * Opt-in sample capture (never on by default): at most `maxPerMinute` request inputs + outputs are
+   * kept and uploaded over HTTP in batches of `batchSize`.
+   */
+  sampleCapture: z
+    .object({
+      enabled: z.boolean(),
+      maxPerMinute: z.number().int().min(1).max(6000).default(60),
+      batchSize: z.number().int().min(1).max(1000).default(50),
+    })
+    .optional(),
+});
+export type AgentConfig = z.infer<typeof AgentConfig>;
+
+/**
  * The signed payload of a deployment manifest. Refines: unique paths, model.onnx and bundle.json
  * present, expiresAt after issuedAt.
  *
@@ -86,6 +113,7 @@ export const DeploymentManifest = z
     counter: z.number().int().positive(),
     /** Version of the key list the signers belong to (lets an agent say it needs a newer list). */
     keylistVersion: z.number().int().positive(),
+    agentConfig: AgentConfig.optional(),
   })
   .superRefine((m, ctx) => {
     const paths = m.files.map((f) => f.path);
@@ -116,6 +144,7 @@ export function createManifest(input: {
   counter: number;
   keylistVersion: number;
   expiresAt: Date;
+  agentConfig?: AgentConfig;
   now?: Date;
 }): DeploymentManifest {
   return withoutUndefined(
@@ -132,6 +161,7 @@ export function createManifest(input: {
       expiresAt: input.expiresAt.toISOString(),
       counter: input.counter,
       keylistVersion: input.keylistVersion,
+      agentConfig: input.agentConfig,
     }),
   );
 }

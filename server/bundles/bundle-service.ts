@@ -9,7 +9,7 @@ import { recordAudit } from '../audit/audit-log.ts';
 import { randomId } from '../auth/secrets.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { artifacts, bundles, models, modelVersions } from '../db/schema.ts';
-import { referenceBinsFor } from '../drift/reference-service.ts';
+import { referenceForBundle } from '../drift/reference-service.ts';
 import { Invalid, NotFound, ServiceError } from '../errors.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { resolveVersion } from '../models/model-service.ts';
@@ -39,8 +39,8 @@ export async function buildAndStoreBundle(
   if (!ref) throw Invalid('name the model version to bundle (model@N), in the request or the definition\'s "model" field');
   const version = await resolveVersion(db, ref);
   const modelBytes = await readFile(store.pathOf(version.artifactSha256));
-  // Devices sketch their inputs on the version's reference bin edges: ship them unless the definition brings its own.
-  const reference = def.reference?.bins && Object.keys(def.reference.bins).length ? def.reference : { ...def.reference, bins: (await referenceBinsFor(db, version.id)) ?? {} };
+  // Devices sketch on the version's reference layout: ship it unless the definition brings its own bins.
+  const reference = def.reference?.bins && Object.keys(def.reference.bins).length ? def.reference : { ...def.reference, ...((await referenceForBundle(db, version.id)) ?? { bins: {} }) };
   let built;
   try {
     built = await buildBundle({ definition: { ...def, reference, model: formatRef(version.modelName, version.version) } as BundleDefinition, modelBytes, labels: input.labels });

@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 import type { FeatureSetSketch, LatencyHistogram, SketchLayout } from '../../protocol/sketch/index.ts';
 
-const createdAt = () => text('created_at').notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ','now'))`);
+const createdAt = (column = 'created_at') => text(column).notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ','now'))`);
 
 export const apiTokens = sqliteTable('api_tokens', {
   id: text('id').primaryKey(),
@@ -30,6 +30,8 @@ export const models = sqliteTable('models', {
   name: text('name').notNull().unique(),
   description: text('description'),
   createdAt: createdAt(),
+  /** Quality and fairness budgets every new version and variant is gated on (null = defaults). */
+  budgets: text('budgets', { mode: 'json' }).$type<Record<string, unknown> | null>(),
 });
 
 export const modelVersions = sqliteTable(
@@ -54,6 +56,21 @@ export const modelVersions = sqliteTable(
     parentVersionId: integer('parent_version_id'),
     createdAt: createdAt(),
     createdBy: text('created_by'),
+    /**
+     * `ready` may be rolled out; `rejected` broke a quality or fairness budget (`statusReason` says
+     * which) and is refused by bundle builds unless an admin override is recorded in `override`.
+     */
+    status: text('status', { enum: ['ready', 'rejected'] }).notNull().default('ready'),
+    statusReason: text('status_reason'),
+    /** `{ by, at, reason }` when an admin allowed a rejected version to roll out (audited too). */
+    override: text('override', { mode: 'json' }).$type<{ by: string; at: string; reason: string } | null>(),
+    /** For optimized children: `int8`, `pruned`, `int8+pruned`, …, and the recipe that made it. */
+    variant: text('variant'),
+    recipe: text('recipe', { mode: 'json' }).$type<Record<string, unknown> | null>(),
+    /** The evaluation report against the parent / champion (metrics, size, latency, governance). */
+    evaluation: text('evaluation', { mode: 'json' }).$type<Record<string, unknown> | null>(),
+    /** Where a trained version came from: job, dataset version, trainer, parameters. */
+    lineage: text('lineage', { mode: 'json' }).$type<Record<string, unknown> | null>(),
   },
   (t) => [uniqueIndex('model_versions_model_version').on(t.modelId, t.version), index('model_versions_parent').on(t.parentVersionId)],
 );
@@ -111,7 +128,22 @@ export const cohorts = sqliteTable('cohorts', {
   selector: text('selector').notNull(),
   description: text('description'),
   createdAt: createdAt(),
+  /** Variant this cohort's devices get when a promoted version has a ready child of it (e.g. `int8`). */
+  preferVariant: text('prefer_variant'),
 });
+
+/** Runtime settings for agents (telemetry interval, stats window, sample capture), per cohort or device; they ride in the signed manifest. */
+export const agentSettings = sqliteTable(
+  'agent_settings',
+  {
+    scope: text('scope', { enum: ['cohort', 'device'] }).notNull(),
+    target: text('target').notNull(),
+    settings: text('settings', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    updatedAt: createdAt('updated_at'),
+    updatedBy: text('updated_by'),
+  },
+  (t) => [primaryKey({ columns: [t.scope, t.target] })],
+);
 
 export const auditLog = sqliteTable(
   'audit_log',
@@ -379,4 +411,136 @@ export const predictionLabels = sqliteTable('prediction_labels', {
   predictionId: text('prediction_id').primaryKey(),
   label: text('label').notNull(),
   labeledAt: text('labeled_at').notNull(),
+});
+
+/** A named dataset; its content lives in versions. */
+export const datasets = sqliteTable('datasets', {
+  id: integer('id').primaryKey({ autoIncrement: true }),
+  name: text('name').notNull().unique(),
+  description: text('description'),
+  createdAt: createdAt(),
+});
+
+/**
+ * One immutable, content-addressed dataset version. `artifactSha256` is the stored content (a CSV or
+ * JSONL file, or a JSON manifest naming image files by sha256 with their labels); pushing identical
+ * content again answers the existing version.
+ */
+export const datasetVersions = sqliteTable(
+  'dataset_versions',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    datasetId: integer('dataset_id').notNull().references(() => datasets.id),
+    version: integer('version').notNull(),
+    kind: text('kind', { enum: ['tabular', 'images'] }).notNull(),
+    format: text('format').notNull(),
+    artifactSha256: text('artifact_sha256').notNull().references(() => artifacts.sha256),
+    size: integer('size').notNull(),
+    rows: integer('rows').notNull(),
+    /** Columns with their type and role (feature, label, group, id). */
+    columns: text('columns', { mode: 'json' }).$type<Array<Record<string, unknown>>>().notNull(),
+    /** How it was made: an upload, or a job's snapshot (sources, counts). */
+    source: text('source', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    createdAt: createdAt(),
+    createdBy: text('created_by'),
+  },
+  (t) => [uniqueIndex('dataset_versions_dataset_version').on(t.datasetId, t.version), index('dataset_versions_content').on(t.datasetId, t.artifactSha256)],
+);
+
+/** Samples captured on devices (opt-in, rate-limited): inputs plus the model's outputs, for retraining. */
+export const capturedSamples = sqliteTable(
+  'captured_samples',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    deviceId: text('device_id').notNull(),
+    modelVersionId: integer('model_version_id')
+      .notNull()
+      .references(() => modelVersions.id, { onDelete: 'cascade' }),
+    /** The agent's id for the sample (dedupes a batch resent after a lost answer). */
+    sampleId: text('sample_id').notNull(),
+    predictionId: text('prediction_id'),
+    at: text('at').notNull(),
+    inputs: text('inputs', { mode: 'json' }).notNull(),
+    outputs: text('outputs', { mode: 'json' }),
+    receivedAt: createdAt(),
+  },
+  (t) => [uniqueIndex('captured_samples_device_sample').on(t.deviceId, t.sampleId), index('captured_samples_version_at').on(t.modelVersionId, t.at)],
+);
+
+/** A model's retraining policy: schedule, drift trigger, trainer, what to do with the result. */
+export const retrainPolicies = sqliteTable('retrain_policies', {
+  modelId: integer('model_id')
+    .primaryKey()
+    .references(() => models.id),
+  enabled: integer('enabled', { mode: 'boolean' }).notNull().default(true),
+  /** node-cron expression, or null for no schedule. */
+  cron: text('cron'),
+  /** Start a job when a drift alert on a cohort of this model stays open this long (seconds); null = off. */
+  driftOpenForS: integer('drift_open_for_s'),
+  trainer: text('trainer', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+  /** Dataset the job trains on (name), plus whether captured samples and labels are added. */
+  data: text('data', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+  /** Optimization recipe and rollout (none | canary | shadow) after a successful job. */
+  after: text('after', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+  timeoutS: integer('timeout_s').notNull().default(3600),
+  maxAttempts: integer('max_attempts').notNull().default(2),
+  updatedAt: createdAt('updated_at'),
+  updatedBy: text('updated_by'),
+});
+
+/** Training jobs. State transitions are conditional updates, so two replicas never run one job twice. */
+export const jobs = sqliteTable(
+  'jobs',
+  {
+    id: text('id').primaryKey(),
+    kind: text('kind').notNull().default('retrain'),
+    modelId: integer('model_id')
+      .notNull()
+      .references(() => models.id),
+    status: text('status', { enum: ['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'] }).notNull(),
+    /** What started it: `{ kind: 'cron' | 'drift' | 'manual', alertId?, cohort?, by? }`. */
+    trigger: text('trigger', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    trainer: text('trainer', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    params: text('params', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    parentVersionId: integer('parent_version_id'),
+    datasetVersionId: integer('dataset_version_id'),
+    resultVersionId: integer('result_version_id'),
+    attempt: integer('attempt').notNull().default(0),
+    maxAttempts: integer('max_attempts').notNull().default(2),
+    timeoutS: integer('timeout_s').notNull().default(3600),
+    /** Replica running it and its last heartbeat; a stale heartbeat lets another replica take over. */
+    runner: text('runner'),
+    heartbeatAt: text('heartbeat_at'),
+    /** sha256 of the one-time token a webhook pipeline uploads its model with. */
+    uploadTokenHash: text('upload_token_hash'),
+    metrics: text('metrics', { mode: 'json' }).$type<Record<string, unknown> | null>(),
+    error: text('error'),
+    createdAt: createdAt(),
+    startedAt: text('started_at'),
+    finishedAt: text('finished_at'),
+    cancelRequested: integer('cancel_requested', { mode: 'boolean' }).notNull().default(false),
+  },
+  (t) => [index('jobs_status').on(t.status, t.createdAt), index('jobs_model').on(t.modelId, t.createdAt)],
+);
+
+/** Log lines of a job (trainer stdout/stderr and the runner's own steps), bounded per job by the runner. */
+export const jobLogs = sqliteTable(
+  'job_logs',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    jobId: text('job_id')
+      .notNull()
+      .references(() => jobs.id, { onDelete: 'cascade' }),
+    at: createdAt(),
+    stream: text('stream', { enum: ['stdout', 'stderr', 'runner'] }).notNull(),
+    line: text('line').notNull(),
+  },
+  (t) => [index('job_logs_job').on(t.jobId, t.id)],
+);
+
+/** Named leases: one replica holds e.g. `scheduler` until `expiresAt`, renewing it while alive. */
+export const leases = sqliteTable('leases', {
+  name: text('name').primaryKey(),
+  holder: text('holder').notNull(),
+  expiresAt: text('expires_at').notNull(),
 });

@@ -261,10 +261,10 @@ export async function referenceOf(tx: Tx, versionId: number): Promise<ProfileRow
 }
 
 /**
- * The bin edges a bundle built from this version should carry (`definition.reference.bins`), or
- * null when the version has no reference profile.
+ * What a bundle built from this version should carry as `definition.reference`: the layout's numeric
+ * edges (`bins`) and the full layout, or null when the version has no reference profile.
  */
-export async function referenceBinsFor(tx: Tx, versionId: number): Promise<Record<string, number[]> | null> {
+export async function referenceForBundle(tx: Tx, versionId: number): Promise<{ bins: Record<string, number[]>; layout: SketchLayout } | null> {
   const row = await tx.query.referenceProfiles.findFirst({ columns: { layout: true }, where: eq(referenceProfiles.modelVersionId, versionId) });
-  return row ? binsOfLayout(row.layout) : null;
+  return row ? { bins: binsOfLayout(row.layout), layout: row.layout } : null;
 }
