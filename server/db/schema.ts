@@ -544,3 +544,35 @@ export const leases = sqliteTable('leases', {
   holder: text('holder').notNull(),
   expiresAt: text('expires_at').notNull(),
 });
+
+/**
+ * A staged rollout of one bundle on one cohort (canary first, then the rest). Device order within the
+ * cohort is a stable hash, so a stage's devices do not change between runs; state survives restarts.
+ */
+export const rollouts = sqliteTable(
+  'rollouts',
+  {
+    id: text('id').primaryKey(),
+    bundleId: text('bundle_id')
+      .notNull()
+      .references(() => bundles.id),
+    cohort: text('cohort').notNull(),
+    /** Stages as fractions of the cohort, e.g. [0.1, 1]. */
+    stages: text('stages', { mode: 'json' }).$type<number[]>().notNull(),
+    stage: integer('stage').notNull().default(0),
+    status: text('status', { enum: ['running', 'succeeded', 'paused', 'aborted'] }).notNull(),
+    /** Seconds a stage must stay healthy before the next one starts. */
+    bakeS: integer('bake_s').notNull(),
+    /** Gates (max failed updates, max error rate…) and the last verdict. */
+    gates: text('gates', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+    lastCheck: text('last_check', { mode: 'json' }).$type<Record<string, unknown> | null>(),
+    /** The bundle the cohort ran before, for rolling a failed stage back. */
+    previousBundleId: text('previous_bundle_id'),
+    jobId: text('job_id'),
+    stageStartedAt: text('stage_started_at').notNull(),
+    createdAt: createdAt(),
+    createdBy: text('created_by'),
+    updatedAt: text('updated_at'),
+  },
+  (t) => [index('rollouts_status').on(t.status), index('rollouts_cohort').on(t.cohort, t.createdAt)],
+);

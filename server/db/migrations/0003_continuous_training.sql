@@ -108,6 +108,27 @@ CREATE TABLE `retrain_policies` (
 	FOREIGN KEY (`model_id`) REFERENCES `models`(`id`) ON UPDATE no action ON DELETE no action
 );
 --> statement-breakpoint
+CREATE TABLE `rollouts` (
+	`id` text PRIMARY KEY NOT NULL,
+	`bundle_id` text NOT NULL,
+	`cohort` text NOT NULL,
+	`stages` text NOT NULL,
+	`stage` integer DEFAULT 0 NOT NULL,
+	`status` text NOT NULL,
+	`bake_s` integer NOT NULL,
+	`gates` text NOT NULL,
+	`last_check` text,
+	`previous_bundle_id` text,
+	`job_id` text,
+	`stage_started_at` text NOT NULL,
+	`created_at` text DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')) NOT NULL,
+	`created_by` text,
+	`updated_at` text,
+	FOREIGN KEY (`bundle_id`) REFERENCES `bundles`(`id`) ON UPDATE no action ON DELETE no action
+);
+--> statement-breakpoint
+CREATE INDEX `rollouts_status` ON `rollouts` (`status`);--> statement-breakpoint
+CREATE INDEX `rollouts_cohort` ON `rollouts` (`cohort`,`created_at`);--> statement-breakpoint
 ALTER TABLE `cohorts` ADD `prefer_variant` text;--> statement-breakpoint
 ALTER TABLE `model_versions` ADD `status` text DEFAULT 'ready' NOT NULL;--> statement-breakpoint
 ALTER TABLE `model_versions` ADD `status_reason` text;--> statement-breakpoint
