@@ -102,7 +102,8 @@ export function defaultBucketSeconds(windowS: number): number {
   return windowS <= 3600 ? 300 : windowS <= 86400 ? 3600 : 86400;
 }
 
-async function cohortDeviceIds(tx: Tx, cohort: string): Promise<string[]> {
+/** A cohort's devices: its current members and the devices its deployments reached. */
+export async function cohortDeviceIds(tx: Tx, cohort: string): Promise<string[]> {
   const { members } = await cohortMembers(tx, cohort);
   const deployed = await tx.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(eq(deviceDesired.cohort, cohort));
   return [...new Set([...members.map((m) => m.id), ...deployed.map((d) => d.id)])];
