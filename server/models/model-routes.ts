@@ -44,6 +44,13 @@ const Version = z
     parent: z.string().nullable(),
     createdAt: z.string(),
     createdBy: z.string().nullable(),
+    status: z.enum(['ready', 'rejected']),
+    statusReason: z.string().nullable(),
+    override: z.object({ by: z.string(), at: z.string(), reason: z.string() }).nullable(),
+    variant: z.string().nullable(),
+    recipe: z.record(z.string(), z.unknown()).nullable(),
+    evaluation: z.record(z.string(), z.unknown()).nullable(),
+    lineage: z.record(z.string(), z.unknown()).nullable(),
   })
   .openapi('ModelVersion');
 const VersionDetail = Version.extend({ children: z.array(z.string()) }).openapi('ModelVersionDetail');

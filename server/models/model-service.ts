@@ -32,7 +32,18 @@ export interface VersionView {
   parent: string | null;
   createdAt: string;
   createdBy: string | null;
+  /** `ready`, or `rejected` (broke a budget; `statusReason` says which) — not offered for rollout unless overridden. */
+  status: 'ready' | 'rejected';
+  statusReason: string | null;
+  override: { by: string; at: string; reason: string } | null;
+  variant: string | null;
+  recipe: Record<string, unknown> | null;
+  evaluation: Record<string, unknown> | null;
+  lineage: Record<string, unknown> | null;
 }
+
+/** Set at registration by server code (optimizer, training jobs); uploads leave them at their defaults. */
+export type VersionExtras = Partial<Pick<VersionRow, 'status' | 'statusReason' | 'variant' | 'recipe' | 'evaluation' | 'lineage'>>;
 
 export interface PushInput {
   name: string;
@@ -41,6 +52,9 @@ export interface PushInput {
   metrics: Record<string, number>;
   tags: Record<string, string>;
   actor: string;
+  extras?: VersionExtras;
+  /** Runs inside the registration transaction (e.g. to copy the parent's reference profile to a variant). */
+  onRegistered?: (tx: Tx, versionId: number) => Promise<void>;
 }
 
 /** Registers an uploaded model file as the model's next version; the staged file is committed or discarded. */
@@ -84,12 +98,16 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
             tags: input.tags,
             parentVersionId: parent?.id ?? null,
             createdBy: input.actor,
+            ...input.extras,
           })
           .returning({ id: modelVersions.id });
+        await input.onRegistered?.(tx, row.id);
         await recordAudit(tx, input.actor, 'model.version.create', formatRef(input.name, next), {
           sha256: staged.sha256,
           size: staged.size,
           parent: parent ? input.parent : undefined,
+          variant: input.extras?.variant ?? undefined,
+          status: input.extras?.status ?? undefined,
         });
         return row.id;
       });
@@ -158,6 +176,13 @@ function toView(row: VersionRow, modelName: string, aliases: string[], parent: s
     parent,
     createdAt: row.createdAt,
     createdBy: row.createdBy,
+    status: row.status,
+    statusReason: row.statusReason,
+    override: row.override ?? null,
+    variant: row.variant,
+    recipe: row.recipe ?? null,
+    evaluation: row.evaluation ?? null,
+    lineage: row.lineage ?? null,
   };
 }
 
