@@ -9,7 +9,7 @@
 // A bundle directory is complete and fsynced before `current` ever points at it, and every start
 // re-verifies the current bundle (signatures at the time it was verified, then every file's sha256),
 // falling back to `previous` when it is broken.
-import { lstat, mkdir, readFile, readdir, readlink, rename, rm, unlink } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, readFile, readdir, readlink, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { BundleDefinition } from '../firmware-bundles/definition.ts';
 import type { SignedEnvelope } from '../firmware-bundles/envelope.ts';
@@ -162,6 +162,37 @@ export class BundleStore {
    * current becomes `previous`). Every file and directory is fsynced before the pointer moves.
    */
   async install(name: string, envelopes: { manifest: unknown; keylist: unknown }, meta: BundleMeta): Promise<void> {
+    const current = await this.commitStaging(name, envelopes, meta);
+    if (current) await replaceSymlink(this.previousLink, path.join('bundles', current));
+    await replaceSymlink(this.currentLink, path.join('bundles', name));
+  }
+
+  /**
+   * A re-signed manifest for the files `current` already holds (new counter and expiry, maybe new
+   * agent settings): a new bundle directory with the same files hard-linked (no download, no
+   * copy of the model) and the new envelopes, then `current` moves to it. `previous` stays the
+   * fallback it was; the old directory goes. A crash before the pointer moves leaves the old one
+   * current, after it the new one: both verify.
+   */
+  async adopt(from: string, name: string, envelopes: { manifest: unknown; keylist: unknown }, meta: BundleMeta): Promise<void> {
+    const source = path.join(this.bundlesDir, from);
+    const staging = path.join(this.stagingRoot, name);
+    await rm(staging, { recursive: true, force: true });
+    await mkdir(staging, { recursive: true, mode: 0o700 });
+    for (const entry of await readdir(source)) {
+      if (entry === MANIFEST_FILE || entry === KEYLIST_FILE || entry === META_FILE) continue;
+      await link(path.join(source, entry), path.join(staging, entry)).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'EXDEV' || err.code === 'EPERM' || err.code === 'ENOTSUP') return copyFile(path.join(source, entry), path.join(staging, entry));
+        throw err;
+      });
+    }
+    await this.commitStaging(name, envelopes, meta);
+    await replaceSymlink(this.currentLink, path.join('bundles', name));
+    if (from !== (await this.pointer('previous'))) await rm(source, { recursive: true, force: true });
+  }
+
+  /** Writes the envelopes into a staging directory, fsyncs it and moves it under bundles/; returns the current pointer. */
+  private async commitStaging(name: string, envelopes: { manifest: unknown; keylist: unknown }, meta: BundleMeta): Promise<string | null> {
     const staging = path.join(this.stagingRoot, name);
     await writeJsonAtomic(path.join(staging, MANIFEST_FILE), envelopes.manifest, 0o600);
     await writeJsonAtomic(path.join(staging, KEYLIST_FILE), envelopes.keylist, 0o600);
@@ -179,9 +210,7 @@ export class BundleStore {
     await rename(staging, target);
     await fsyncDir(this.bundlesDir);
     await fsyncDir(this.stagingRoot);
-
-    if (current) await replaceSymlink(this.previousLink, path.join('bundles', current));
-    await replaceSymlink(this.currentLink, path.join('bundles', name));
+    return current;
   }
 
   /** Points `current` back at `previous` (probation failure, rollback command); forgets `previous`. */

@@ -9,7 +9,7 @@ import { InferenceEngine, type StagedBundle } from './runtime/engine.ts';
 import { RuntimeError } from './runtime/errors.ts';
 import type { ModelHostOptions } from './runtime/model-host.ts';
 import type { HostTensor } from './runtime/tensor.ts';
-import type { BundleInfo, InferenceOutcome, ModelRuntime, PredictInput, PredictOutput, StagedModel } from './model-runtime.ts';
+import type { BundleInfo, InferenceOutcome, ModelRuntime, PredictInput, PredictionEvent, PredictOutput, StagedModel } from './model-runtime.ts';
 
 /** Failures that are the model's or the runtime's fault (probation counts them); bad input is not. */
 const MODEL_FAULTS = new Set(['INFERENCE_FAILED', 'WORKER_CRASHED', 'BUNDLE_MISMATCH']);
@@ -22,6 +22,7 @@ export class EngineRuntime implements ModelRuntime {
   private readonly engine: InferenceEngine;
   private current: Staged | null = null;
   private readonly listeners = new Set<(o: InferenceOutcome) => void>();
+  private readonly predictionListeners = new Set<(e: PredictionEvent) => void>();
 
   constructor(private readonly opts: { logger: Logger; hostOptions?: ModelHostOptions }) {
     this.engine = new InferenceEngine({
@@ -74,6 +75,20 @@ export class EngineRuntime implements ModelRuntime {
     return () => this.listeners.delete(listener);
   }
 
+  onPrediction(listener: (e: PredictionEvent) => void): () => void {
+    this.predictionListeners.add(listener);
+    return () => this.predictionListeners.delete(listener);
+  }
+
+  relabel(info: BundleInfo): void {
+    const current = this.current;
+    if (current && current.info.id === info.id && current.info.modelSha256 === info.modelSha256) this.current = { ...current, info };
+  }
+
+  queueDepth(): number {
+    return this.engine.host.queueDepth;
+  }
+
   private emit(o: InferenceOutcome): void {
     for (const l of this.listeners) {
       try {
@@ -84,19 +99,33 @@ export class EngineRuntime implements ModelRuntime {
     }
   }
 
+  private emitPrediction(e: PredictionEvent): void {
+    for (const l of this.predictionListeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.opts.logger.error({ err }, 'prediction listener failed');
+      }
+    }
+  }
+
   async predict(input: PredictInput): Promise<PredictOutput> {
     // Taken synchronously: the request runs on the bundle active right now, even if a swap follows.
     const unit = this.current;
     if (!unit) {
       throw new RuntimeError('NO_ACTIVE_MODEL', 'no bundle is active');
     }
+    const started = performance.now();
     try {
       const r = await this.engine.predict(input, { staged: unit.inner });
       this.emit({ counter: unit.info.counter, ok: true });
-      return { outputs: plainOutputs(r.outputs), predictions: r.batch ? r.predictions : r.predictions[0], bundle: unit.info, latencyMs: r.latencyMs };
+      const output: PredictOutput = { outputs: plainOutputs(r.outputs), predictions: r.batch ? r.predictions : r.predictions[0], bundle: unit.info, latencyMs: r.latencyMs };
+      if (this.predictionListeners.size) this.emitPrediction({ bundle: unit.info, ok: true, latencyMs: performance.now() - started, input, output, rows: r.predictions, pixels: r.pixels });
+      return output;
     } catch (err) {
       const code = (err as { code?: string }).code;
       if (!code || MODEL_FAULTS.has(code)) this.emit({ counter: unit.info.counter, ok: false, code: code ?? 'INTERNAL' });
+      if (this.predictionListeners.size) this.emitPrediction({ bundle: unit.info, ok: false, code: code ?? 'INTERNAL', latencyMs: performance.now() - started, input });
       throw err;
     }
   }

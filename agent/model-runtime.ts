@@ -43,6 +43,26 @@ export interface InferenceOutcome {
   code?: string;
 }
 
+/**
+ * One finished request (success or failure), for telemetry, input statistics and sample capture.
+ * Delivered synchronously on the request path: listeners must only enqueue (O(1)), never compute.
+ */
+export interface PredictionEvent {
+  /** The bundle the request ran on. */
+  bundle: BundleInfo;
+  ok: boolean;
+  /** Failure reason code (RuntimeError code, e.g. INVALID_INPUT, INFERENCE_FAILED). */
+  code?: string;
+  /** Time in the runtime, from the call to the answer. */
+  latencyMs: number;
+  /** The request as given (the parsed JSON or the image bytes; not to be mutated). */
+  input: PredictInput;
+  /** Successful requests: the answer, and per row/image the predictions and the decoded pixels. */
+  output?: PredictOutput;
+  rows?: ReadonlyArray<ReadonlyArray<{ label: string; index: number; score: number }>>;
+  pixels?: ReadonlyArray<{ data: Uint8Array; width: number; height: number; channels: 1 | 3 }>;
+}
+
 export interface ModelRuntime {
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -56,4 +76,10 @@ export interface ModelRuntime {
   predict(input: PredictInput): Promise<PredictOutput>;
   /** Subscribes to prediction outcomes; returns the unsubscribe function. */
   onOutcome(listener: (o: InferenceOutcome) => void): () => void;
+  /** Subscribes to every finished request (see PredictionEvent); returns the unsubscribe function. */
+  onPrediction(listener: (e: PredictionEvent) => void): () => void;
+  /** The active model now answers as `info` (a re-signed manifest for the very same files: new counter). */
+  relabel(info: BundleInfo): void;
+  /** Requests issued to the inference workers and not answered yet. */
+  queueDepth(): number;
 }

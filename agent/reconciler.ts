@@ -45,6 +45,8 @@ export interface ReconcilerOptions {
   runtime: ModelRuntime;
   reporter: Reporter;
   logger: Logger;
+  /** Called whenever the serving bundle (or its signed manifest) changes: boot, activation, rollback, re-signed manifest. */
+  onActive?(bundle: InstalledBundle): void;
 }
 
 const EARLY_PHASES: ReadonlySet<UpdateState> = new Set(['downloading', 'verifying', 'staging']);
@@ -240,6 +242,7 @@ export class Reconciler {
   }
 
   private async run(job: UpdateJob): Promise<void> {
+    if (this.activeBundle && sameFiles(job.manifest, this.activeBundle.manifest)) return this.adopt(job, this.activeBundle);
     const { bundles, downloader, reporter, runtime, logger, config } = this.o;
     const ctl = new AbortController();
     const signal = AbortSignal.any([ctl.signal, this.stopCtl.signal]);
@@ -324,6 +327,35 @@ export class Reconciler {
     clearTimeout(deadline);
     this.running = null;
     await this.runProbation(job.manifest, job.digest);
+  }
+
+  /**
+   * A manifest for the files already serving (the server re-signed it: key rotation, expiry refresh,
+   * new agent settings): nothing to download, stage or watch. The new envelopes replace the old
+   * ones on disk (so a restart boots with them) and the new counter becomes the floor.
+   */
+  private async adopt(job: UpdateJob, from: InstalledBundle): Promise<void> {
+    const { bundles, state, reporter, runtime, logger } = this.o;
+    const m = job.manifest;
+    this.running = { job, ctl: new AbortController(), phase: 'activating' };
+    try {
+      await bundles.adopt(from.name, job.name, { manifest: job.manifestEnvelope, keylist: job.keylistEnvelope }, { verifiedAt: new Date().toISOString(), ...(from.activatedAt ? { activatedAt: from.activatedAt } : {}) });
+      const b = await bundles.read(job.name);
+      runtime.relabel(bundleInfoOf(b));
+      this.setActive(b);
+    } catch (err) {
+      this.running = null;
+      await this.failed(job, new UpdateError('ACTIVATION_FAILED', `adopting the re-signed manifest: ${(err as Error).message}`), 'activating', false);
+      return;
+    }
+    this.running = null;
+    await state.update((s) => {
+      s.highWaterCounter = Math.max(s.highWaterCounter, m.counter);
+      s.handled.push({ digest: job.digest, counter: m.counter, outcome: 'active' });
+      if (s.reinstall === job.digest) s.reinstall = null;
+    });
+    await reporter.transition('active', { counter: m.counter, bundleId: m.bundle.id });
+    logger.info({ counter: m.counter, bundle: job.name }, 're-signed manifest for the serving bundle adopted (no download)');
   }
 
   private async failed(job: UpdateJob, err: unknown, phaseAt: UpdateState, installed: boolean): Promise<void> {
@@ -434,6 +466,7 @@ export class Reconciler {
     this.activeBundle = b;
     this.activeDigest = manifestDigest(b.manifestEnvelope.signed);
     this.o.reporter.setActive({ bundleId: b.manifest.bundle.id, bundleName: b.manifest.bundle.name, model: b.manifest.bundle.model, counter: b.manifest.counter, modelSha256: b.modelSha256, activatedAt: b.verifiedAt });
+    this.o.onActive?.(b);
   }
 
   private async stageAndSmoke(b: { modelPath: string; definition: BundleDefinition; info?: BundleInfo } | InstalledBundle, signal?: AbortSignal): Promise<StagedModel> {
@@ -472,4 +505,10 @@ export class Reconciler {
     await this.worker;
     await this.probationRun;
   }
+}
+
+/** Same files, byte for byte (path, size, sha256): a manifest that changes nothing but its signature and settings. */
+function sameFiles(a: DeploymentManifest, b: DeploymentManifest): boolean {
+  const key = (m: DeploymentManifest) => m.files.map((f) => `${f.path}\u0000${f.size}\u0000${f.sha256}`).sort().join('\n');
+  return key(a) === key(b);
 }

@@ -10,7 +10,7 @@ import { parentPort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { asRuntimeError, RuntimeError } from './errors.ts';
 import { checkFeeds, prepareTransfer, type HostTensor, type TensorMeta } from './tensor.ts';
-import type { FromWorker, ModelInfo, RunRequest, RunResult, ToWorker } from './worker-protocol.ts';
+import { SESSION_DEFAULTS, type FromWorker, type ModelInfo, type RunRequest, type RunResult, type ToWorker } from './worker-protocol.ts';
 
 if (!parentPort) throw new Error('inference-worker.ts must run in a worker thread');
 const port = parentPort;
@@ -34,7 +34,7 @@ async function load(msg: Extract<ToWorker, { op: 'load' }>): Promise<void> {
     if (sessions.has(msg.handle)) throw new RuntimeError('MODEL_LOAD_FAILED', `handle ${msg.handle} is already loaded`);
     let session: ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(msg.modelPath, { ...msg.sessionOptions });
+      session = await ort.InferenceSession.create(msg.modelPath, { ...SESSION_DEFAULTS, ...msg.sessionOptions });
     } catch (err) {
       throw new RuntimeError('MODEL_LOAD_FAILED', `cannot load model ${msg.modelPath}: ${(err as Error).message ?? err}`, { modelPath: msg.modelPath });
     }

@@ -172,6 +172,11 @@ export class ModelHost {
     return this.activeId === undefined ? undefined : this.handles.get(this.activeId)?.handle;
   }
 
+  /** Runs issued and not answered yet (sent to a worker or waiting in the host): the queue depth telemetry reports. */
+  get queueDepth(): number {
+    return this.runsOutstanding;
+  }
+
   /** Keeps `handle` usable (and loaded) until the returned function is called, e.g. across async preprocessing. */
   hold(handle: ModelHandle): () => void {
     const st = this.handles.get(handle.id);

@@ -14,6 +14,19 @@ export interface WorkerSessionOptions {
   executionMode?: 'sequential' | 'parallel';
 }
 
+/**
+ * Options every session starts from (the host's `sessionOptions` go on top). Weight-only int8 (QDQ)
+ * models from `flotilla optimize` keep their weights as int8 + DequantizeLinear; onnxruntime keeps
+ * those nodes for its QDQ fusions and dequantizes on every run unless `session.disable_quant_qdq`
+ * is set, which folds them into float32 initializers once at load (measured in
+ * server/optimize/quantize.ts, whose QDQ_SESSION_OPTIONS this mirrors: the agent cannot import the
+ * server). Float models are unaffected.
+ */
+export const SESSION_DEFAULTS = {
+  graphOptimizationLevel: 'all',
+  extra: { session: { disable_quant_qdq: '1' } },
+} as const;
+
 /** What a loaded model looks like. */
 export interface ModelInfo {
   inputNames: string[];

@@ -12,7 +12,8 @@ import type { SignedEnvelope } from '../../firmware-bundles/envelope.ts';
 import { createKeyList, rotateKeyList, signKeyList, type KeyList } from '../../firmware-bundles/key-list.ts';
 import { generateKeyPair, type KeyPair } from '../../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../../firmware-bundles/load-definition.ts';
-import { createManifest, signManifest, type DeploymentManifest } from '../../firmware-bundles/manifest.ts';
+import type { BundleDefinition } from '../../firmware-bundles/definition.ts';
+import { createManifest, signManifest, type AgentConfig, type DeploymentManifest } from '../../firmware-bundles/manifest.ts';
 import type { DesiredMessage } from '../../protocol/messages/desired.ts';
 
 export const REPO = path.resolve(import.meta.dirname, '..', '..');
@@ -175,9 +176,9 @@ export interface TestBundle {
  * Builds a real bundle from one of the demo definitions (firmware-bundles' builder records the smoke
  * vectors with onnxruntime).
  */
-export async function buildTestBundle(modelBytes: Uint8Array, demo: 'tabular-demo' | 'image-demo' = 'tabular-demo'): Promise<TestBundle> {
+export async function buildTestBundle(modelBytes: Uint8Array, demo: 'tabular-demo' | 'image-demo' = 'tabular-demo', o: { reference?: BundleDefinition['reference'] } = {}): Promise<TestBundle> {
   const { definition, labels } = await loadBundleDefinition(path.join(REPO, 'firmware-bundles', demo, 'bundle.json'));
-  const built = await buildBundle({ definition, labels, modelBytes });
+  const built = await buildBundle({ definition: o.reference ? { ...definition, reference: o.reference } : definition, labels, modelBytes });
   const get = (p: string) => {
     const f = built.files.find((x) => x.path === p)!;
     return { bytes: f.bytes, sha256: f.sha256, size: f.size };
@@ -216,7 +217,7 @@ export class TestTrust {
   manifest(
     deviceId: string,
     files: Array<{ path: string; sha256: string; size: number }>,
-    o: { counter: number; bundleId?: string; name?: string; version?: number; signer?: KeyPair; expiresAt?: Date; now?: Date; minAgentVersion?: string },
+    o: { counter: number; bundleId?: string; name?: string; version?: number; signer?: KeyPair; expiresAt?: Date; now?: Date; minAgentVersion?: string; agentConfig?: AgentConfig },
   ): SignedEnvelope<DeploymentManifest> {
     const payload = createManifest({
       deviceId,
@@ -227,6 +228,7 @@ export class TestTrust {
       keylistVersion: this.keylist.version,
       expiresAt: o.expiresAt ?? new Date(Date.now() + 86_400_000),
       now: o.now ?? new Date(Date.now() - 1000),
+      agentConfig: o.agentConfig,
     });
     return signManifest(payload, [{ privateKeyPem: (o.signer ?? this.release).privateKeyPem }]);
   }
