@@ -1,0 +1,130 @@
+/**
+ * The heavy half of the optimize / evaluate endpoints as one plain-data task (bytes and tensors in,
+ * bytes and a report out), so it can run in a worker thread: onnxruntime-node's `session.run` is a
+ * synchronous native call, and an evaluation is thousands of them plus a latency loop.
+ *
+ * The report: the version's metrics (task metric, size, gzip size, load time, latency p50/p95, peak
+ * memory), the comparison with its baseline (agreement, accuracy drop, size ratios), the quality
+ * budget verdict, and governance (slices, fairness gaps and verdict, permutation importance).
+ */
+import type { CalibrationData } from './calibrate.ts';
+import { checkQualityBudget, DEFAULT_QUALITY_BUDGET, evaluateModel, evaluateVariant, type EvalDataset, type ModelMetrics, type QualityBudget } from './evaluate.ts';
+import { DEFAULT_FAIRNESS_BUDGET, type FairnessBudget } from './fairness.ts';
+import { governanceReport, type GovernanceReport } from './governance.ts';
+import { optimizeModel, type OptimizeOptions, type OptimizeReport } from './index.ts';
+import { EVAL_SESSION_OPTIONS } from './runtime.ts';
+
+export type Budgets = Required<QualityBudget> & Required<FairnessBudget>;
+export const DEFAULT_BUDGETS: Budgets = { ...DEFAULT_QUALITY_BUDGET, ...DEFAULT_FAIRNESS_BUDGET };
+
+export type AnalysisTask =
+  | { kind: 'evaluate'; model: Uint8Array; baseline?: Uint8Array; dataset: EvalDataset; budgets: Budgets }
+  | {
+      kind: 'optimize';
+      model: Uint8Array;
+      options: Pick<OptimizeOptions, 'quantize' | 'prune'>;
+      calibration?: CalibrationData;
+      dataset: EvalDataset;
+      budgets: Budgets;
+    };
+
+export interface Comparison {
+  agreement: number;
+  accuracyDrop?: number;
+  f1Drop?: number;
+  rmseIncrease?: number;
+  maxAbsOutputDiff: number;
+  /** baseline size / this size: 4 means 4× smaller. */
+  sizeRatio: number;
+  gzipRatio: number;
+}
+
+export interface Verdict {
+  accepted: boolean;
+  reasons: string[];
+}
+
+export interface AnalysisReport {
+  samples: number;
+  task: EvalDataset['task'];
+  metrics: ModelMetrics;
+  baselineMetrics?: ModelMetrics;
+  comparison?: Comparison;
+  budgets: Budgets;
+  quality: Verdict;
+  governance: Omit<GovernanceReport, 'fairness'> & { fairness: Verdict };
+  /** Both verdicts together: a version is rejected when either fails. */
+  verdict: Verdict;
+  notes: string[];
+}
+
+export interface AnalysisResult {
+  report: AnalysisReport;
+  /** optimize only: the variant's bytes and what the rewrite did. */
+  variant?: Uint8Array;
+  optimization?: OptimizeReport;
+}
+
+const LATENCY = { warmup: 20, maxIterations: 400, maxMs: 600 };
+
+export async function runAnalysis(task: AnalysisTask): Promise<AnalysisResult> {
+  const notes: string[] = [];
+  let subject: Uint8Array;
+  let baseline: Uint8Array | undefined;
+  let optimization: OptimizeReport | undefined;
+  if (task.kind === 'optimize') {
+    const out = await optimizeModel(task.model, { ...task.options, calibration: task.calibration });
+    subject = out.bytes;
+    baseline = task.model;
+    optimization = out.report;
+  } else {
+    subject = task.model;
+    baseline = task.baseline;
+  }
+  const evalOpts = { sessionOptions: EVAL_SESSION_OPTIONS, latency: LATENCY };
+  let metrics: ModelMetrics;
+  let baselineMetrics: ModelMetrics | undefined;
+  let comparison: Comparison | undefined;
+  let quality: Verdict = { accepted: true, reasons: [] };
+  if (baseline) {
+    const ev = await evaluateVariant(subject, baseline, task.dataset, evalOpts);
+    metrics = ev.variant;
+    baselineMetrics = ev.parent;
+    comparison = {
+      agreement: ev.agreement,
+      accuracyDrop: ev.accuracyDrop,
+      f1Drop: ev.f1Drop,
+      rmseIncrease: ev.rmseIncrease,
+      maxAbsOutputDiff: ev.maxAbsOutputDiff,
+      sizeRatio: ev.sizeRatio,
+      gzipRatio: ev.gzipRatio,
+    };
+    quality = checkQualityBudget(ev, task.budgets);
+  } else {
+    metrics = (await evaluateModel(subject, task.dataset, evalOpts)).metrics;
+    notes.push('no champion or parent to compare with: the quality budget has nothing to check');
+  }
+  const gov = await governanceReport(subject, task.dataset, {
+    budget: task.budgets,
+    sessionOptions: EVAL_SESSION_OPTIONS,
+    importance: task.dataset.sampleShape.length === 1 ? { repeats: 3, maxRows: 1000 } : false,
+  });
+  if (task.dataset.sampleShape.length !== 1) gov.notes.push('permutation importance is computed for tabular models only');
+  const reasons = [...quality.reasons, ...gov.fairness.reasons];
+  return {
+    report: {
+      samples: metrics.n,
+      task: task.dataset.task,
+      metrics,
+      baselineMetrics,
+      comparison,
+      budgets: task.budgets,
+      quality,
+      governance: gov,
+      verdict: { accepted: reasons.length === 0, reasons },
+      notes,
+    },
+    variant: task.kind === 'optimize' ? subject : undefined,
+    optimization,
+  };
+}
