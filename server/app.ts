@@ -27,6 +27,8 @@ import { keyRoutes } from './keys/key-routes.ts';
 import { rootOf } from './keys/key-service.ts';
 import type { Metrics } from './metrics.ts';
 import { modelRoutes } from './models/model-routes.ts';
+import { sampleRoutes, sampleUploadRoutes } from './samples/sample-routes.ts';
+import { settingsRoutes } from './settings/settings-routes.ts';
 import type { VersionReferenceCheck } from './models/model-service.ts';
 import { telemetryRoutes } from './telemetry/telemetry-routes.ts';
 
@@ -53,7 +55,7 @@ export interface AppDeps {
 }
 
 // /predictions authenticates devices (Basic) or tokens itself.
-const PROTECTED = ['models', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'drift', 'alerts', 'telemetry', 'labels', 'performance'];
+const PROTECTED = ['models', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples'];
 
 export function createApp(deps: AppDeps) {
   const { db, metrics } = deps;
@@ -97,7 +99,9 @@ export function createApp(deps: AppDeps) {
       },
       onDeviceChanged: deps.onDeviceChanged,
     }),
-  );
+  )
+    // Before the bearer middleware of /devices/*: devices upload samples with their own credentials.
+    .route('/devices', sampleUploadRoutes({ db, deviceAuth }));
   for (const resource of PROTECTED) api.use(`/${resource}/*`, authenticate(db));
   const routes = api
     .route('/models', modelRoutes({ db, store: deps.store, maxUploadBytes: deps.maxUploadBytes, versionReferenceChecks: deps.versionReferenceChecks }))
@@ -113,7 +117,9 @@ export function createApp(deps: AppDeps) {
     .route('/drift', driftRoutes({ db, monitor: deps.driftMonitor, defaultWindowS: deps.driftWindowS }))
     .route('/alerts', alertRoutes(db))
     .route('/telemetry', telemetryRoutes(db))
-    .route('/', groundTruthRoutes({ db, deviceAuth }));
+    .route('/', groundTruthRoutes({ db, deviceAuth }))
+    .route('/agent-settings', settingsRoutes({ db, desired: deps.desired }))
+    .route('/samples', sampleRoutes(db));
   return app.route('/api/v1', routes);
 }
 

@@ -92,6 +92,7 @@ export class ControlPlane {
       batchSize: config.ingestBatchSize,
       retentionHours: config.statsRetentionHours,
       minuteRollupRetentionHours: config.minuteRollupRetentionHours,
+      samplesRetentionDays: config.samplesRetentionDays,
     });
     this.ingest.start();
     this.bus.on('stats', z.unknown(), (deviceId, msg) => this.ingest.acceptStats(deviceId, msg));

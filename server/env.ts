@@ -24,6 +24,8 @@ const ServerEnv = z.object({
   FLOTILLA_STATS_RETENTION_HOURS: z.coerce.number().positive().default(72),
   /** Per-minute rollups are deleted after this many hours (per-hour rollups stay). */
   FLOTILLA_MINUTE_ROLLUP_RETENTION_HOURS: z.coerce.number().positive().default(168),
+  /** Captured samples are deleted this many days after they were taken. */
+  FLOTILLA_SAMPLES_RETENTION_DAYS: z.coerce.number().positive().default(30),
   /** Ingest writes one transaction per this many ms or per FLOTILLA_INGEST_BATCH messages, whichever comes first. */
   FLOTILLA_INGEST_FLUSH_MS: z.coerce.number().int().min(1).max(10_000).default(200),
   FLOTILLA_INGEST_BATCH: z.coerce.number().int().min(1).max(5000).default(500),
@@ -59,6 +61,7 @@ export interface ServerConfig {
   logLevel: z.infer<typeof ServerEnv>['FLOTILLA_LOG_LEVEL'];
   statsRetentionHours: number;
   minuteRollupRetentionHours: number;
+  samplesRetentionDays: number;
   ingestFlushMs: number;
   ingestBatchSize: number;
   /** A node-cron expression, or 'off'. */
@@ -92,6 +95,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     logLevel: e.FLOTILLA_LOG_LEVEL,
     statsRetentionHours: e.FLOTILLA_STATS_RETENTION_HOURS,
     minuteRollupRetentionHours: e.FLOTILLA_MINUTE_ROLLUP_RETENTION_HOURS,
+    samplesRetentionDays: e.FLOTILLA_SAMPLES_RETENTION_DAYS,
     ingestFlushMs: e.FLOTILLA_INGEST_FLUSH_MS,
     ingestBatchSize: e.FLOTILLA_INGEST_BATCH,
     driftCron: e.FLOTILLA_DRIFT_CRON,

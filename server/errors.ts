@@ -11,9 +11,11 @@ export type ErrorCode =
   | 'invalid_bundle'
   | 'unsupported_media_type'
   | 'range_not_satisfiable'
-  | 'device_timeout';
+  | 'device_timeout'
+  | 'capture_disabled'
+  | 'rate_limited';
 
-const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 422 | 504> = {
+const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 422 | 429 | 504> = {
   invalid_request: 400,
   malformed_json: 400,
   unauthorized: 401,
@@ -26,6 +28,8 @@ const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 
   invalid_model: 422,
   invalid_bundle: 422,
   device_timeout: 504,
+  capture_disabled: 403,
+  rate_limited: 429,
 };
 
 export class ServiceError extends Error {

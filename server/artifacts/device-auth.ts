@@ -29,4 +29,15 @@ export class DeviceAuthenticator {
     }
     return ok;
   }
+
+  /** The device an `Authorization: Basic deviceId:secret` header proves, or null (absent, malformed, wrong). */
+  async fromHeader(header: string | undefined): Promise<string | null> {
+    const basic = /^Basic\s+(\S+)$/i.exec(header ?? '');
+    if (!basic) return null;
+    const decoded = Buffer.from(basic[1], 'base64').toString('utf8');
+    const i = decoded.indexOf(':');
+    if (i <= 0) return null;
+    const deviceId = decoded.slice(0, i);
+    return (await this.check(deviceId, decoded.slice(i + 1))) ? deviceId : null;
+  }
 }

@@ -6,6 +6,8 @@ import { registerFleetCommands } from './commands/fleet.ts';
 import { registerModelCommands } from './commands/models.ts';
 import { registerMonitoringCommands } from './commands/monitoring.ts';
 import { registerReleaseCommands } from './commands/release.ts';
+import { registerSampleCommands } from './commands/samples.ts';
+import { registerSettingsCommands } from './commands/settings.ts';
 import { type CliConfig, loadCliConfig } from './env.ts';
 import { CliError, type Output } from './output.ts';
 
@@ -28,6 +30,8 @@ registerFleetCommands(program, ctx);
 registerReleaseCommands(program, ctx);
 registerAdminCommands(program, ctx);
 registerMonitoringCommands(program, ctx);
+registerSettingsCommands(program, ctx);
+registerSampleCommands(program, ctx);
 
 try {
   await program.parseAsync(process.argv);

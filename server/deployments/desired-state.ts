@@ -9,6 +9,7 @@ import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, models, modelVersions } from '../db/schema.ts';
 import { currentKeyList, signingKeys } from '../keys/key-service.ts';
 import type { DeviceBus } from '../mqtt/device-bus.ts';
+import { effectiveAgentConfigs } from '../settings/effective-settings.ts';
 
 export const DEFAULT_MANIFEST_TTL_S = 30 * 86400;
 
@@ -20,7 +21,10 @@ export class DesiredState {
     private readonly manifestTtlS = DEFAULT_MANIFEST_TTL_S,
   ) {}
 
-  /** Writes signed manifests for `deviceIds` (inside the caller's transaction); publish afterwards. */
+  /**
+   * Writes signed manifests for `deviceIds` (inside the caller's transaction), each with the device's
+   * effective agent settings; publish afterwards.
+   */
   async assign(tx: Tx, bundleId: string, deviceIds: string[], meta: { deploymentId?: string; cohort?: string }): Promise<void> {
     if (!deviceIds.length) return;
     const { keylist, keys } = await signingKeys(tx);
@@ -32,6 +36,7 @@ export class DesiredState {
       .where(eq(modelVersions.id, bundle.modelVersionId));
     const existing = new Map((await tx.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, deviceIds))).map((r) => [r.deviceId, r]));
     const expiresAt = new Date(Date.now() + this.manifestTtlS * 1000);
+    const settings = await effectiveAgentConfigs(tx, deviceIds.map((deviceId) => ({ deviceId, cohort: meta.cohort ?? null })));
     for (const deviceId of deviceIds) {
       const counter = (existing.get(deviceId)?.counter ?? 0) + 1;
       const manifest = signManifest(
@@ -44,6 +49,7 @@ export class DesiredState {
           counter,
           keylistVersion: keylist.signed.version,
           expiresAt,
+          agentConfig: settings.get(deviceId)!.config,
         }),
         keys,
       );
@@ -78,6 +84,12 @@ export class DesiredState {
   /** After a key-list change: re-sign every device's manifest with the current keys and republish. */
   async resignAll(): Promise<void> {
     await this.resign();
+  }
+
+  /** After an agent settings change: re-sign and republish these devices' manifests (those without desired state are skipped). */
+  async resignDevices(deviceIds: string[]): Promise<string[]> {
+    if (!deviceIds.length) return [];
+    return this.resign(inArray(deviceDesired.deviceId, deviceIds));
   }
 
   /** Re-signs the matching devices' manifests (same bundle, next counter, fresh expiry) and publishes them. */

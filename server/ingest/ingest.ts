@@ -12,6 +12,7 @@ import { validateTelemetryMessage, type TelemetryMessage } from '../../protocol/
 import type { Db } from '../db/client.ts';
 import { driftEvaluations, statsRollups, statsWindows, telemetry, telemetryRollups } from '../db/schema.ts';
 import type { Metrics } from '../metrics.ts';
+import { deleteExpiredSamples } from '../samples/sample-service.ts';
 import { loadBatchContext, type BatchContext } from './device-context.ts';
 import { writeStats, type StatsItem } from './stats-writer.ts';
 import { writeTelemetry, type TelemetryItem } from './telemetry-writer.ts';
@@ -24,6 +25,8 @@ export interface IngestOptions {
   batchSize: number;
   retentionHours: number;
   minuteRollupRetentionHours: number;
+  /** Captured samples (server/samples/) expire on the same timer. */
+  samplesRetentionDays: number;
   /** Messages waiting beyond this are refused (reason `backpressure`) instead of growing memory. */
   maxPending?: number;
   cleanupIntervalMs?: number;
@@ -194,8 +197,8 @@ export class Ingest {
     return null;
   }
 
-  /** Deletes raw windows/reports past the retention, minute rollups past theirs, and old drift evaluations. */
-  async cleanup(now = new Date()): Promise<{ windows: number; telemetry: number; minuteRollups: number; evaluations: number }> {
+  /** Deletes raw windows/reports past the retention, minute rollups past theirs, old drift evaluations and captured samples. */
+  async cleanup(now = new Date()): Promise<{ windows: number; telemetry: number; minuteRollups: number; evaluations: number; samples: number }> {
     const { db } = this.opts;
     const raw = new Date(now.getTime() - this.opts.retentionHours * 3_600_000).toISOString();
     const minute = new Date(now.getTime() - this.opts.minuteRollupRetentionHours * 3_600_000).toISOString();
@@ -226,8 +229,9 @@ export class Ingest {
     }
     const teleMinutes = await db.delete(telemetryRollups).where(lt(telemetryRollups.bucketStart, minute)).returning({ k: telemetryRollups.bucketStart });
     const evaluations = await db.delete(driftEvaluations).where(lt(driftEvaluations.at, raw)).returning({ id: driftEvaluations.id });
-    const result = { windows, telemetry: reports, minuteRollups: statsMinutes + teleMinutes.length, evaluations: evaluations.length };
-    if (windows || reports || result.minuteRollups || result.evaluations) this.opts.logger.info(result, 'retention cleanup');
+    const samples = await deleteExpiredSamples(db, this.opts.samplesRetentionDays, now);
+    const result = { windows, telemetry: reports, minuteRollups: statsMinutes + teleMinutes.length, evaluations: evaluations.length, samples };
+    if (windows || reports || result.minuteRollups || result.evaluations || samples) this.opts.logger.info(result, 'retention cleanup');
     return result;
   }
 }
