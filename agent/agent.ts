@@ -14,9 +14,11 @@ import { EngineRuntime } from './engine-adapter.ts';
 import { loadOrEnroll, parseTrustRoot, type Identity } from './identity.ts';
 import { LocalApi } from './local-api.ts';
 import type { ModelRuntime } from './model-runtime.ts';
+import { Monitoring } from './monitoring/monitoring.ts';
 import { MqttSession } from './mqtt-session.ts';
 import { Reconciler } from './reconciler.ts';
 import { Reporter } from './reporter.ts';
+import { SampleCapture } from './sample-capture.ts';
 import { StateStore } from './state-store.ts';
 import { AGENT_VERSION } from './version.ts';
 
@@ -33,6 +35,8 @@ export class Agent {
   reporter?: Reporter;
   session?: MqttSession;
   api?: LocalApi;
+  capture?: SampleCapture;
+  monitoring?: Monitoring;
   private commands?: CommandHandler;
   private lockPath?: string;
   private readonly stopCtl = new AbortController();
@@ -78,6 +82,13 @@ export class Agent {
       backoff: { minMs: Math.min(1000, config.reconnectMinMs), maxMs: Math.min(30_000, config.reconnectMaxMs) },
       logger: log,
     });
+    const monitoring = new Monitoring({ deviceId: identity.deviceId, config, state, runtime, logger: log });
+    this.monitoring = monitoring;
+    // Opt-in: idle until a verified manifest's agentConfig turns it on.
+    const capture = new SampleCapture({ serverUrl: identity.serverUrl, deviceId: identity.deviceId, secret: identity.mqtt.password, logger: log });
+    this.capture = capture;
+    runtime.onPrediction((e) => capture.offerPrediction(e));
+    capture.start();
     const reconciler = new Reconciler({
       deviceId: identity.deviceId,
       pinnedRoot: identity.trust ? { keyid: identity.trust.keyid, publicKey: identity.trust.publicKey } : null,
@@ -89,9 +100,14 @@ export class Agent {
       runtime,
       reporter,
       logger: log,
+      onActive: (b) => {
+        monitoring.bundleActivated(b);
+        capture.configure(b);
+      },
     });
     this.reconciler = reconciler;
     await reconciler.start();
+    await monitoring.start(); // after the reconciler loaded the state (sequences live there)
 
     this.api = new LocalApi({ host: config.apiHost, port: config.apiPort, runtime, logger: log, status: () => this.status() });
     await this.api.start();
@@ -105,7 +121,10 @@ export class Agent {
       reconnect: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs },
       onDesired: (payload) => reconciler.handleDesired(payload),
       onCommand: (payload) => this.commands!.handle(payload),
-      onConnected: () => reporter.flush(),
+      onConnected: () => {
+        reporter.flush();
+        monitoring.connected();
+      },
     });
     this.commands = new CommandHandler({
       logger: log,
@@ -115,6 +134,7 @@ export class Agent {
     });
     this.session = session;
     reporter.attach(session);
+    monitoring.attach(session);
     session.start();
     log.info({ version: AGENT_VERSION, dataDir: config.dataDir, api: `${config.apiHost}:${this.api.port}` }, 'agent started');
   }
@@ -128,6 +148,8 @@ export class Agent {
       startedAt: this.startedAt,
       trustRoot: this.identity?.trust ? { keyid: this.identity.trust.keyid, source: this.identity.trust.source } : null,
       mqtt: { connected: this.session?.connected ?? false },
+      monitoring: this.monitoring?.status() ?? null,
+      sampleCapture: this.capture?.status() ?? null,
       active: snap?.active ?? null,
       update: snap
         ? { state: snap.state, desired: snap.desired, progress: snap.progress ?? null, lastError: snap.lastError, transitions: snap.transitions.slice(-20), ...this.reconciler?.status(), droppedCommands: this.commands?.dropped ?? 0 }
@@ -137,8 +159,10 @@ export class Agent {
 
   async stop(): Promise<void> {
     this.stopCtl.abort(new Error('agent stopping'));
-    await this.session?.stop();
     await this.api?.stop();
+    await this.monitoring?.stop(); // the window in progress goes to the outbox
+    await this.capture?.stop();
+    await this.session?.stop();
     await this.reconciler?.stop();
     await this.commands?.stop();
     await this.runtime?.stop();

@@ -36,6 +36,17 @@ export const AgentConfigInput = z.object({
   updateTimeoutMs: Ms.default(30 * 60_000),
   /** Bound of loading + smoke-testing a staged model, and of activation. */
   stepTimeoutMs: Ms.default(120_000),
+  /**
+   * Telemetry interval and stats window in seconds. Unset: the signed manifest's `agentConfig`
+   * decides (defaults 10 and 60). Set: a local override that wins over the manifest (tests, or
+   * pinning one device).
+   */
+  telemetryIntervalS: z.coerce.number().int().min(1).max(3600).optional(),
+  statsWindowS: z.coerce.number().int().min(1).max(86_400).optional(),
+  /** Input/output statistics (`stats` windows) on or off; telemetry is always on. */
+  stats: z.enum(['on', 'off']).default('on'),
+  /** Bound of the on-disk store-and-forward queue (stats windows, telemetry); the oldest go first. */
+  outboxMaxBytes: z.coerce.number().int().min(64 * 1024).default(50 * 1024 * 1024),
 });
 export type AgentConfigInput = z.input<typeof AgentConfigInput>;
 
@@ -65,6 +76,10 @@ export const OPTION_SOURCES: Record<keyof z.output<typeof AgentConfigInput>, { f
   downloadIdleTimeoutMs: { flag: '--download-idle-timeout-ms', env: 'FLOTILLA_AGENT_DOWNLOAD_IDLE_TIMEOUT_MS' },
   updateTimeoutMs: { flag: '--update-timeout-ms', env: 'FLOTILLA_AGENT_UPDATE_TIMEOUT_MS' },
   stepTimeoutMs: { flag: '--step-timeout-ms', env: 'FLOTILLA_AGENT_STEP_TIMEOUT_MS' },
+  telemetryIntervalS: { flag: '--telemetry-interval-s', env: 'FLOTILLA_AGENT_TELEMETRY_INTERVAL_S' },
+  statsWindowS: { flag: '--stats-window-s', env: 'FLOTILLA_AGENT_STATS_WINDOW_S' },
+  stats: { flag: '--stats', env: 'FLOTILLA_AGENT_STATS' },
+  outboxMaxBytes: { flag: '--outbox-max-bytes', env: 'FLOTILLA_AGENT_OUTBOX_MAX_BYTES' },
 };
 
 /** Thrown for a bad option; the message is one line naming where the value came from. */

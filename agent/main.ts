@@ -23,6 +23,10 @@ const flagHelp: Record<string, string> = {
   trustRoot: 'root public key to pin: a file (JSON {keyid, publicKey} or base64) or the base64 key',
   artifactUrl: 'artifact base URL, overriding the one given at enrollment',
   logLevel: 'fatal|error|warn|info|debug|trace|silent',
+  telemetryIntervalS: 'telemetry interval in seconds, overriding the server\'s (default 10)',
+  statsWindowS: 'stats window in seconds, overriding the server\'s (default 60)',
+  stats: 'input/output statistics on|off (default on)',
+  outboxMaxBytes: 'bound of the on-disk store-and-forward queue (default 50 MiB)',
 };
 for (const [key, { flag, env }] of Object.entries(OPTION_SOURCES)) {
   const opt = new Option(`${flag} <value>`, `${flagHelp[key] ?? key} [env ${env}]`);

@@ -1,0 +1,161 @@
+// The agent's monitoring, as one part with start/stop: telemetry every interval, input/output
+// statistics per window, both through the on-disk outbox (store and forward). It listens to the
+// runtime's prediction events (request path: counters and a bounded queue only) and to the
+// reconciler's active bundle, whose verified manifest may carry `agentConfig` (intervals applied
+// live). Local flags (`--telemetry-interval-s`, `--stats-window-s`) win over the manifest.
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { validateStatsMessage, type StatsMessage } from '../../protocol/messages/stats.ts';
+import { validateTelemetryMessage } from '../../protocol/messages/telemetry.ts';
+import type { InstalledBundle } from '../bundle-store.ts';
+import type { AgentConfig } from '../config.ts';
+import type { ModelRuntime } from '../model-runtime.ts';
+import type { StateStore } from '../state-store.ts';
+import { Outbox, type OutboxChannel, type OutboxPublisher } from './outbox.ts';
+import { StatsCollector } from './stats-collector.ts';
+import { statsLayoutOf } from './stats-layout.ts';
+import type { ClosedWindow } from './stats-windows.ts';
+import { TelemetryCollector, type TelemetryDraft } from './telemetry-collector.ts';
+
+export const DEFAULT_TELEMETRY_INTERVAL_S = 10;
+export const DEFAULT_STATS_WINDOW_S = 60;
+export const OUTBOX_DIR = 'outbox';
+
+export interface MonitoringOptions {
+  deviceId: string;
+  config: Pick<AgentConfig, 'dataDir' | 'telemetryIntervalS' | 'statsWindowS' | 'stats' | 'outboxMaxBytes'>;
+  state: StateStore;
+  runtime: ModelRuntime;
+  logger: Logger;
+}
+
+export class Monitoring {
+  private readonly outbox: Outbox;
+  private telemetry?: TelemetryCollector;
+  private stats?: StatsCollector;
+  private unsubscribe?: () => void;
+  private bundle: InstalledBundle | null = null;
+  /** Messages this agent built that its own validators refused (a bug; never sent). */
+  invalid = 0;
+
+  constructor(private readonly o: MonitoringOptions) {
+    this.outbox = new Outbox({ dir: path.join(o.config.dataDir, OUTBOX_DIR), maxBytes: o.config.outboxMaxBytes, logger: o.logger });
+  }
+
+  /** Reads the outbox left by a previous run, restores the sequences, starts the timers. */
+  async start(): Promise<void> {
+    const { o } = this;
+    await this.outbox.init();
+    await this.restoreSequences();
+    this.telemetry = new TelemetryCollector({
+      deviceId: o.deviceId,
+      dataDir: o.config.dataDir,
+      intervalS: this.telemetryIntervalS(),
+      logger: o.logger,
+      queueDepth: () => o.runtime.queueDepth(),
+      activeBundle: () => (this.bundle ? { id: this.bundle.manifest.bundle.id, counter: this.bundle.manifest.counter } : null),
+      emit: (draft) => this.sendTelemetry(draft),
+    });
+    if (o.config.stats === 'on') this.stats = new StatsCollector({ windowS: this.statsWindowS(), logger: o.logger, emit: (w) => this.sendStats(w) });
+    this.unsubscribe = o.runtime.onPrediction((e) => {
+      this.telemetry!.record(e);
+      this.stats?.record(e);
+    });
+    this.telemetry.start();
+    this.stats?.start();
+    if (this.bundle) this.bundleActivated(this.bundle); // activated at boot, before the collectors existed
+  }
+
+  /** The MQTT session to send on (its reconnects call `connected()`). */
+  attach(publisher: OutboxPublisher): void {
+    this.outbox.attach(publisher);
+  }
+
+  /** After each (re)connection: send what waited. */
+  connected(): void {
+    this.outbox.kick();
+  }
+
+  /** The reconciler's onActive: the serving bundle and its verified manifest changed. */
+  bundleActivated(b: InstalledBundle): void {
+    this.bundle = b;
+    this.telemetry?.setIntervalS(this.telemetryIntervalS());
+    if (!this.stats) return;
+    this.stats.setWindowS(this.statsWindowS());
+    const layout = statsLayoutOf(b.definition);
+    if (!layout) this.o.logger.info({ bundle: b.manifest.bundle.id }, 'bundle carries no reference layout or bins: no input statistics for it');
+    this.stats.setBundle(layout ? { id: b.manifest.bundle.id, model: b.manifest.bundle.model, definition: b.definition, layout } : null);
+  }
+
+  private telemetryIntervalS(): number {
+    return this.o.config.telemetryIntervalS ?? this.bundle?.manifest.agentConfig?.telemetryIntervalS ?? DEFAULT_TELEMETRY_INTERVAL_S;
+  }
+
+  private statsWindowS(): number {
+    return this.o.config.statsWindowS ?? this.bundle?.manifest.agentConfig?.statsWindowS ?? DEFAULT_STATS_WINDOW_S;
+  }
+
+  /** A lost or older state file must not reuse a seq the server has seen: the outbox knows the newest. */
+  private async restoreSequences(): Promise<void> {
+    const floors: Partial<Record<OutboxChannel, number>> = {};
+    for (const ch of ['stats', 'telemetry'] as const) {
+      const last = await this.outbox.lastSeq(ch);
+      if (last !== null && last + 1 > this.o.state.get().seq[ch]) floors[ch] = last + 1;
+    }
+    if (Object.keys(floors).length) await this.o.state.update((s) => void Object.assign(s.seq, floors));
+  }
+
+  private async nextSeq(channel: OutboxChannel): Promise<number> {
+    let seq = 0;
+    await this.o.state.update((s) => {
+      seq = s.seq[channel];
+      s.seq[channel] = seq + 1;
+    });
+    return seq;
+  }
+
+  private async sendStats(w: ClosedWindow): Promise<void> {
+    const message: StatsMessage = { v: 1, deviceId: this.o.deviceId, bundleId: w.bundleId, model: w.model, windowStart: w.windowStart, windowEnd: w.windowEnd, seq: 0, sketch: w.sketch };
+    const check = validateStatsMessage(message, { reference: w.layout, deviceId: this.o.deviceId });
+    if (!check.ok) {
+      this.invalid++;
+      this.o.logger.error({ reason: check.reason, err: check.message }, 'a stats window failed its own validation; not sent');
+      return;
+    }
+    message.seq = await this.nextSeq('stats');
+    await this.outbox.append('stats', message);
+  }
+
+  private async sendTelemetry(draft: TelemetryDraft): Promise<void> {
+    const message = { ...draft, seq: 0 };
+    const check = validateTelemetryMessage(message, { deviceId: this.o.deviceId });
+    if (!check.ok) {
+      this.invalid++;
+      this.o.logger.error({ reason: check.reason, err: check.message }, 'a telemetry report failed its own validation; not sent');
+      return;
+    }
+    message.seq = await this.nextSeq('telemetry');
+    await this.outbox.append('telemetry', message);
+  }
+
+  /** What GET /v1/status shows. */
+  status() {
+    const s = this.stats;
+    return {
+      telemetry: { intervalS: this.telemetry?.intervalS ?? this.telemetryIntervalS(), nextSeq: this.o.state.get().seq.telemetry },
+      stats: s
+        ? { enabled: true, windowS: this.statsWindowS(), nextSeq: this.o.state.get().seq.stats, rows: s.rows, windows: s.windowsClosed, openRows: s.openRows, queued: s.queued, dropped: s.dropped, stale: s.stale }
+        : { enabled: false },
+      outbox: { pending: this.outbox.pending, bytes: this.outbox.pendingBytes, sent: this.outbox.sent, dropped: { ...this.outbox.dropped }, corrupt: this.outbox.corrupt },
+      invalid: this.invalid,
+    };
+  }
+
+  /** Closes the window in progress into the outbox (a clean stop loses nothing), stops the timers and the sender. */
+  async stop(): Promise<void> {
+    this.unsubscribe?.();
+    await this.stats?.stop();
+    await this.telemetry?.stop();
+    await this.outbox.stop();
+  }
+}

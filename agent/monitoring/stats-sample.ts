@@ -1,0 +1,118 @@
+// One request as the statistics see it. `sampleOf` runs on the request path, so it only keeps
+// references to what the request already allocated (the parsed rows, the decoded pixels, the
+// predictions); `sketchSample` runs later, off the request path, and turns it into sketch rows:
+//
+// - tabular: one row per request row, values by feature name (rows given as arrays are named in the
+//   bundle's feature order; a category index becomes its name), so `addRow` counts missing, extra
+//   and wrongly typed fields. Requests refused as INVALID_INPUT count too (without outputs): with
+//   the default strict preprocessing that is where missing fields and wrong types show up.
+// - image: per image the features of protocol/sketch/image-features.ts, computed from the pixels
+//   the preprocessing decoded and resized (no second decode), named as `imageFeatureRow` names them.
+// - outputs: the top-1 class index and its score (classification), or the first value (regression).
+import type { BundleDefinition } from '../../firmware-bundles/definition.ts';
+import { addRow, type FeatureSetSketch, type RowOutput, type RowValue } from '../../protocol/sketch/feature-set-sketch.ts';
+import { computeImageFeatures, imageFeatureRow } from '../../protocol/sketch/image-features.ts';
+import type { PredictionEvent } from '../model-runtime.ts';
+
+type Predictions = NonNullable<PredictionEvent['rows']>;
+type Pixels = NonNullable<PredictionEvent['pixels']>;
+
+export interface StatsSample {
+  bundleId: string;
+  /** Tabular: the request's rows as given (objects by name, or arrays in feature order). */
+  rows?: readonly unknown[];
+  /** Image: the decoded, resized 8-bit pixels per image. */
+  pixels?: Pixels;
+  /** Per row or image, the top predictions; absent for a refused request. */
+  predictions?: Predictions;
+  /** Rows (or images) it holds. */
+  count: number;
+  /** Approximate bytes it keeps alive while queued. */
+  bytes: number;
+}
+
+/** Rough size of one queued tabular row (a small parsed JSON object). */
+const ROW_BYTES = 256;
+
+/** The sample of one finished request, or null if it carries nothing to sketch (raw tensors, broken requests). */
+export function sampleOf(e: PredictionEvent): StatsSample | null {
+  const bundleId = e.bundle.id;
+  if (e.pixels && e.pixels.length > 0) {
+    let bytes = 0;
+    for (const p of e.pixels) bytes += p.data.byteLength;
+    return { bundleId, pixels: e.pixels, predictions: e.rows, count: e.pixels.length, bytes };
+  }
+  if (!('features' in e.input) || (!e.ok && e.code !== 'INVALID_INPUT')) return null;
+  const rows = splitRows(e.input.features);
+  if (!rows) return null;
+  return { bundleId, rows, predictions: e.ok ? e.rows : undefined, count: rows.length, bytes: rows.length * ROW_BYTES };
+}
+
+/** Mirrors the tabular preprocessing: an object is one row; an array holding an object or array is a batch. */
+function splitRows(features: unknown): readonly unknown[] | null {
+  if (Array.isArray(features)) {
+    if (features.length === 0) return null;
+    return features.some((r) => r !== null && typeof r === 'object') ? features : [features];
+  }
+  return features !== null && typeof features === 'object' ? [features] : null;
+}
+
+/** How a bundle's requests map onto sketch rows (built once per window). */
+export interface SampleSpec {
+  task: 'classification' | 'regression' | 'none';
+  /** Tabular feature names in model order (for rows given as arrays). */
+  featureNames: readonly string[];
+  /** Categorical features with declared categories: index → name. */
+  categories: ReadonlyMap<string, readonly string[]>;
+}
+
+export function sampleSpecOf(definition: BundleDefinition, task: SampleSpec['task']): SampleSpec {
+  const pre = definition.preprocess;
+  const featureNames = pre.type === 'tabular' ? pre.features.map((f) => f.name) : [];
+  const categories = new Map<string, readonly string[]>();
+  if (pre.type === 'tabular') for (const f of pre.features) if (f.dtype === 'categorical' && f.categories?.length) categories.set(f.name, f.categories);
+  return { task, featureNames, categories };
+}
+
+function outputOf(spec: SampleSpec, predictions: Predictions | undefined, i: number): RowOutput | undefined {
+  const top = predictions?.[i]?.[0];
+  if (!top || spec.task === 'none') return undefined;
+  return spec.task === 'classification' ? { predictedClass: top.index, confidence: top.score } : { value: top.score };
+}
+
+/** A tabular row by feature name, or null when it cannot be read as one (the request was refused for it). */
+function namedRow(spec: SampleSpec, row: unknown): Readonly<Record<string, RowValue>> | null {
+  let named: Record<string, unknown>;
+  if (Array.isArray(row)) {
+    if (row.length !== spec.featureNames.length) return null;
+    named = {};
+    spec.featureNames.forEach((name, j) => (named[name] = row[j]));
+  } else if (row !== null && typeof row === 'object') {
+    if (spec.categories.size === 0) return row as Record<string, RowValue>;
+    named = { ...(row as Record<string, unknown>) };
+  } else return null;
+  for (const [name, cats] of spec.categories) {
+    const v = named[name];
+    if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v < cats.length) named[name] = cats[v];
+  }
+  return named as Record<string, RowValue>;
+}
+
+/** Adds a sample's rows to `sketch`; returns how many rows it added. */
+export function sketchSample(sketch: FeatureSetSketch, spec: SampleSpec, sample: StatsSample): number {
+  let added = 0;
+  if (sample.pixels) {
+    sample.pixels.forEach((p, i) => {
+      addRow(sketch, imageFeatureRow(computeImageFeatures(p.data, p.width, p.height, p.channels)), outputOf(spec, sample.predictions, i));
+      added++;
+    });
+    return added;
+  }
+  sample.rows?.forEach((row, i) => {
+    const named = namedRow(spec, row);
+    if (!named) return;
+    addRow(sketch, named, outputOf(spec, sample.predictions, i));
+    added++;
+  });
+  return added;
+}
