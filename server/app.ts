@@ -27,6 +27,10 @@ import { keyRoutes } from './keys/key-routes.ts';
 import { rootOf } from './keys/key-service.ts';
 import type { Metrics } from './metrics.ts';
 import { modelRoutes } from './models/model-routes.ts';
+import { jobRoutes } from './jobs/job-routes.ts';
+import type { JobRunner } from './jobs/job-runner.ts';
+import { retrainPolicyRoutes } from './jobs/policy-routes.ts';
+import { rolloutRoutes } from './rollouts/rollout-routes.ts';
 import { sampleRoutes, sampleUploadRoutes } from './samples/sample-routes.ts';
 import { settingsRoutes } from './settings/settings-routes.ts';
 import type { VersionReferenceCheck } from './models/model-service.ts';
@@ -52,10 +56,12 @@ export interface AppDeps {
   /** Drift evaluation on demand (POST /drift/evaluate) and its default window. */
   driftMonitor: DriftMonitor;
   driftWindowS: number;
+  /** Training jobs: the pipeline's uploads continue a waiting job on this runner. */
+  jobRunner: JobRunner;
 }
 
-// /predictions authenticates devices (Basic) or tokens itself.
-const PROTECTED = ['models', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples'];
+// /predictions authenticates devices (Basic) or tokens itself; /jobs too (pipelines use job tokens).
+const PROTECTED = ['models', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'rollouts', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples'];
 
 export function createApp(deps: AppDeps) {
   const { db, metrics } = deps;
@@ -115,6 +121,9 @@ export function createApp(deps: AppDeps) {
     .route('/audit', auditRoutes(db))
     .route('/models', referenceRoutes(db))
     .route('/drift', driftRoutes({ db, monitor: deps.driftMonitor, defaultWindowS: deps.driftWindowS }))
+    .route('/models', retrainPolicyRoutes(db))
+    .route('/jobs', jobRoutes({ db, store: deps.store, runner: deps.jobRunner, maxUploadBytes: deps.maxUploadBytes }))
+    .route('/rollouts', rolloutRoutes({ db, desired: deps.desired }))
     .route('/alerts', alertRoutes(db))
     .route('/telemetry', telemetryRoutes(db))
     .route('/', groundTruthRoutes({ db, deviceAuth }))

@@ -1,6 +1,7 @@
 // The control plane's composition root: wires database, artifact store, broker, device bus and HTTP.
 // The constructor only stores the config; start() brings everything up, stop() tears it all down.
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { mkdir } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -26,6 +27,8 @@ import { setPresence, storeReported } from './devices/device-service.ts';
 import { DriftMonitor } from './drift/drift-monitor.ts';
 import type { ServerConfig } from './env.ts';
 import { Ingest } from './ingest/ingest.ts';
+import { JobRunner } from './jobs/job-runner.ts';
+import { Scheduler } from './jobs/scheduler.ts';
 import { createLogger } from './logger.ts';
 import { Metrics } from './metrics.ts';
 import { DeviceBus } from './mqtt/device-bus.ts';
@@ -42,6 +45,8 @@ export class ControlPlane {
   private manifestRefresh?: NodeJS.Timeout;
   ingest!: Ingest;
   driftMonitor!: DriftMonitor;
+  jobRunner!: JobRunner;
+  scheduler!: Scheduler;
   alertWebhook?: AlertWebhook;
   httpPort = 0;
   mqttPort = 0;
@@ -111,6 +116,23 @@ export class ControlPlane {
     }
     this.driftMonitor = new DriftMonitor({ db, logger, cron: config.driftCron, windowS: config.driftWindowS, webhook: this.alertWebhook });
     this.driftMonitor.start();
+    // Retraining and rollouts: only the holder of the scheduler lease runs them (see server/jobs/scheduler.ts).
+    const holder = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+    this.jobRunner = new JobRunner({
+      db,
+      store: this.store,
+      desired: this.desired,
+      logger,
+      dataDir: config.dataDir,
+      holder,
+      serverUrl: () => config.publicUrl ?? this.httpUrl,
+      maxUploadBytes: config.maxUploadBytes,
+      heartbeatMs: config.schedulerTickMs,
+      staleMs: Math.max(10 * config.schedulerTickMs, 2000),
+      retryBackoffMs: config.jobRetryBackoffMs,
+      concurrency: config.jobConcurrency,
+    });
+    this.scheduler = new Scheduler({ db, logger, desired: this.desired, runner: this.jobRunner, holder, enabled: config.schedulerEnabled, tickMs: config.schedulerTickMs, leaseTtlMs: config.schedulerLeaseTtlMs });
     new FleetMetrics(db, metrics);
     // Retained messages do not survive a restart of the embedded broker: publish every device's desired state again.
     await this.desired.publish();
@@ -139,6 +161,7 @@ export class ControlPlane {
         };
       },
       driftMonitor: this.driftMonitor,
+      jobRunner: this.jobRunner,
       driftWindowS: config.driftWindowS,
       health: async () => {
         const database = await client.execute('SELECT 1').then(() => true, () => false);
@@ -151,6 +174,7 @@ export class ControlPlane {
       this.http.once('error', reject);
     });
     this.httpPort = (this.http!.address() as AddressInfo).port;
+    this.scheduler.start();
     logger.info({ http: this.httpPort, mqtt: this.mqttUrl, dataDir: config.dataDir }, 'control plane started');
   }
 
@@ -161,6 +185,8 @@ export class ControlPlane {
       this.http.closeAllConnections?.();
     });
     clearInterval(this.manifestRefresh);
+    await this.scheduler?.stop();
+    await this.jobRunner?.stop();
     this.commands?.stop();
     await this.bus?.stop();
     await this.driftMonitor?.stop();

@@ -45,6 +45,16 @@ const ServerEnv = z.object({
   FLOTILLA_ALERT_WEBHOOK_URL: z.string().url().optional(),
   /** HMAC-SHA256 key for the webhook's x-flotilla-signature header. */
   FLOTILLA_ALERT_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** `off`: this replica never runs the retraining scheduler, job runner and rollout ticker (another one holds the lease). */
+  FLOTILLA_SCHEDULER: z.enum(['on', 'off']).default('on'),
+  /** How often the lease holder recovers jobs, checks drift triggers, starts jobs and advances rollouts. */
+  FLOTILLA_SCHEDULER_TICK_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
+  /** A replica that stops renewing the scheduler lease loses it after this long. */
+  FLOTILLA_SCHEDULER_LEASE_TTL_S: z.coerce.number().min(0.3).max(600).default(15),
+  /** Training jobs run at once on the lease holder. */
+  FLOTILLA_JOB_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
+  /** Delay before a failed attempt is retried; doubles per attempt (at most a minute). */
+  FLOTILLA_JOB_RETRY_BACKOFF_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
 });
 
 export interface ServerConfig {
@@ -70,6 +80,11 @@ export interface ServerConfig {
   alertWebhookUrl?: string;
   alertWebhookSecret?: string;
   manifestTtlS: number;
+  schedulerEnabled: boolean;
+  schedulerTickMs: number;
+  schedulerLeaseTtlMs: number;
+  jobConcurrency: number;
+  jobRetryBackoffMs: number;
 }
 
 /** Parses the environment; throws one line naming the bad variable. */
@@ -103,5 +118,10 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     alertWebhookUrl: e.FLOTILLA_ALERT_WEBHOOK_URL,
     alertWebhookSecret: e.FLOTILLA_ALERT_WEBHOOK_SECRET,
     manifestTtlS: e.FLOTILLA_MANIFEST_TTL_S,
+    schedulerEnabled: e.FLOTILLA_SCHEDULER === 'on',
+    schedulerTickMs: e.FLOTILLA_SCHEDULER_TICK_MS,
+    schedulerLeaseTtlMs: Math.round(e.FLOTILLA_SCHEDULER_LEASE_TTL_S * 1000),
+    jobConcurrency: e.FLOTILLA_JOB_CONCURRENCY,
+    jobRetryBackoffMs: e.FLOTILLA_JOB_RETRY_BACKOFF_MS,
   };
 }

@@ -1,0 +1,89 @@
+// `flotilla rollouts start|ls|show|pause|resume|abort`: staged (canary) rollouts of a bundle on a cohort.
+import type { Command } from 'commander';
+import { call, type Api } from '../api.ts';
+import { CliError, emit, keyValues, parseDuration, table, type Output } from '../output.ts';
+
+function stagesOf(text: string): number[] {
+  const stages = text.split(',').map((s) => Number(s.trim().replace(/%$/, '')) / (s.trim().endsWith('%') ? 100 : 1));
+  if (stages.some((s) => !Number.isFinite(s))) throw new CliError(`invalid --stages "${text}": e.g. 0.1,0.5,1 or 10%,100%`, 2);
+  return stages;
+}
+
+const progress = (r: { stage: number; stages: number[]; status: string }) => `${r.stage + 1}/${r.stages.length} (${Math.round(r.stages[r.stage] * 100)} %)`;
+
+export function registerRolloutCommands(program: Command, ctx: { api: () => Api; out: () => Output }) {
+  const rollouts = program.command('rollouts').description('staged (canary) rollouts of a bundle on a cohort');
+  rollouts
+    .command('start <bundle>')
+    .description('roll a bundle (id, name or model@N) out to a cohort in stages')
+    .requiredOption('--cohort <name>', 'target cohort')
+    .option('--stages <list>', 'fractions of the cohort, increasing, ending at 1', '0.1,1')
+    .option('--bake <duration>', 'how long a stage stays healthy before the next one', '5m')
+    .option('--max-failed <n>', 'failed updates a stage tolerates', '0')
+    .option('--max-error-rate <ratio>', 'error rate of the stage devices that fails the gate (0…1)')
+    .option('--on-failure <action>', 'pause | rollback', 'pause')
+    .action(async (bundle: string, o: { cohort: string; stages: string; bake: string; maxFailed: string; maxErrorRate?: string; onFailure: string }) => {
+      if (!['pause', 'rollback'].includes(o.onFailure)) throw new CliError('--on-failure is pause or rollback', 2);
+      const r = await call(
+        ctx.api().api.v1.rollouts.$post({
+          json: {
+            bundle,
+            cohort: o.cohort,
+            stages: stagesOf(o.stages),
+            bakeS: parseDuration(o.bake),
+            gates: { maxFailedUpdates: Number(o.maxFailed), maxErrorRate: o.maxErrorRate === undefined ? undefined : Number(o.maxErrorRate), onFailure: o.onFailure as 'pause' | 'rollback' },
+          },
+        }),
+      );
+      emit(ctx.out(), r, () => `rollout ${r.id}: ${r.model} on ${r.cohort}, stage ${progress(r)}`);
+    });
+  rollouts
+    .command('ls')
+    .description('list rollouts, newest first')
+    .option('--status <status>', 'running | paused | succeeded | aborted')
+    .option('--cohort <name>')
+    .action(async (o: { status?: string; cohort?: string }) => {
+      const r = await call(ctx.api().api.v1.rollouts.$get({ query: { status: o.status as never, cohort: o.cohort } }));
+      emit(ctx.out(), r.rollouts, () =>
+        table(
+          r.rollouts.map((x) => ({ ...x, stage: progress(x), check: (x.lastCheck as { verdict?: string } | null)?.verdict ?? '-' })),
+          ['id', 'model', 'cohort', 'status', 'stage', 'check', 'createdAt'],
+        ),
+      );
+    });
+  rollouts
+    .command('show <id>')
+    .description('a rollout with its devices in stage order')
+    .action(async (id: string) => {
+      const r = await call(ctx.api().api.v1.rollouts[':id'].$get({ param: { id } }));
+      emit(ctx.out(), r, () =>
+        [
+          keyValues({
+            id: r.id,
+            model: r.model,
+            bundle: `${r.bundle} (${r.bundleId})`,
+            cohort: r.cohort,
+            status: r.status,
+            stage: progress(r),
+            stages: r.stages.join(' → '),
+            bake: `${r.bakeS} s`,
+            gates: r.gates,
+            lastCheck: (r.lastCheck as { verdict?: string } | null)?.verdict ?? null,
+            previousBundle: r.previousBundleId,
+            job: r.jobId,
+          }),
+          '',
+          table(r.devices.map((d) => ({ ...d, stage: d.stage + 1 })), ['id', 'stage', 'desiredBundle', 'activeBundle', 'updateState']),
+        ].join('\n'),
+      );
+    });
+  for (const action of ['pause', 'resume', 'abort'] as const) {
+    const cmd = rollouts.command(`${action} <id>`).description({ pause: 'stop advancing', resume: 'continue (the stage bakes again)', abort: 'stop for good' }[action]);
+    if (action === 'abort') cmd.option('--rollback', 'put the devices this rollout changed back on the previous bundle');
+    cmd.action(async (id: string, o: { rollback?: boolean }) => {
+      const route = ctx.api().api.v1.rollouts[':id'][action];
+      const r = await call(route.$post({ param: { id }, json: { rollback: o.rollback } }));
+      emit(ctx.out(), r, () => `rollout ${r.id}: ${r.status}`);
+    });
+  }
+}

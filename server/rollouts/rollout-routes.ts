@@ -1,0 +1,100 @@
+// /api/v1/rollouts: start a staged rollout of a bundle on a cohort, list, show, pause, resume, abort.
+import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { Db } from '../db/client.ts';
+import type { DesiredState } from '../deployments/desired-state.ts';
+import type { AppEnv } from '../http/app-env.ts';
+import { actorOf, requireRole } from '../http/auth.ts';
+import { validationHook } from '../http/errors.ts';
+import { errorResponses, json } from '../http/schemas.ts';
+import { changeRollout, createRollout, listRollouts, showRollout } from './rollout-service.ts';
+
+const Gates = z.object({ maxFailedUpdates: z.number(), maxErrorRate: z.number().optional(), onFailure: z.enum(['pause', 'rollback']) });
+const Rollout = z
+  .object({
+    id: z.string(),
+    bundleId: z.string(),
+    bundle: z.string(),
+    model: z.string(),
+    cohort: z.string(),
+    stages: z.array(z.number()),
+    stage: z.number(),
+    status: z.enum(['running', 'succeeded', 'paused', 'aborted']),
+    bakeS: z.number(),
+    gates: Gates,
+    lastCheck: z.record(z.string(), z.unknown()).nullable(),
+    previousBundleId: z.string().nullable(),
+    jobId: z.string().nullable(),
+    stageStartedAt: z.string(),
+    createdAt: z.string(),
+    createdBy: z.string().nullable(),
+    updatedAt: z.string().nullable(),
+  })
+  .openapi('Rollout');
+const RolloutDetail = Rollout.extend({
+  devices: z.array(z.object({ id: z.string(), stage: z.number(), desiredBundle: z.string().nullable(), activeBundle: z.string().nullable(), updateState: z.string().nullable() })),
+}).openapi('RolloutDetail');
+const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
+const CreateBody = z.object({
+  bundle: z.string().min(1).openapi({ description: 'bundle id, bundle name or model@N' }),
+  cohort: z.string().min(1),
+  stages: z.array(z.number()).optional().openapi({ description: 'fractions of the cohort, increasing, ending at 1; default [0.1, 1]' }),
+  bakeS: z.number().int().min(0).optional().openapi({ description: 'seconds a stage stays healthy before the next; default 300' }),
+  gates: z.object({ maxFailedUpdates: z.number().int().min(0).optional(), maxErrorRate: z.number().min(0).max(1).optional(), onFailure: z.enum(['pause', 'rollback']).optional() }).optional(),
+});
+
+export function rolloutRoutes(deps: { db: Db; desired: DesiredState }) {
+  const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
+  app.use('*', requireRole('models:write'));
+  const action = (name: 'pause' | 'resume' | 'abort', summary: string) =>
+    createRoute({
+      method: 'post',
+      path: `/{id}/${name}`,
+      summary,
+      request: { params: IdParam, body: { content: { 'application/json': { schema: z.object({ rollback: z.boolean().optional() }) } }, required: false } },
+      responses: { 200: json(Rollout, 'Rollout'), ...errorResponses },
+    });
+  return app
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/',
+        summary: 'Start a staged (canary) rollout of a bundle on a cohort',
+        request: { body: { content: { 'application/json': { schema: CreateBody } } } },
+        responses: { 201: json(Rollout, 'Started'), ...errorResponses },
+      }),
+      async (c) => {
+        const b = c.req.valid('json');
+        return c.json(await createRollout(deps.db, deps.desired, { ...b, actor: actorOf(c) }), 201);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/',
+        summary: 'List rollouts, newest first',
+        request: { query: z.object({ status: z.enum(['running', 'succeeded', 'paused', 'aborted']).optional(), cohort: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(50) }) },
+        responses: { 200: json(z.object({ rollouts: z.array(Rollout) }), 'Rollouts'), ...errorResponses },
+      }),
+      async (c) => c.json({ rollouts: await listRollouts(deps.db, c.req.valid('query')) }, 200),
+    )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/{id}',
+        summary: 'Show a rollout with its devices in stage order',
+        request: { params: IdParam },
+        responses: { 200: json(RolloutDetail, 'Rollout'), ...errorResponses },
+      }),
+      async (c) => c.json(await showRollout(deps.db, c.req.valid('param').id), 200),
+    )
+    .openapi(action('pause', 'Pause a running rollout (it stops advancing)'), async (c) =>
+      c.json(await changeRollout(deps.db, deps.desired, c.req.valid('param').id, 'pause', { actor: actorOf(c) }), 200),
+    )
+    .openapi(action('resume', 'Resume a paused rollout (the stage bakes again)'), async (c) =>
+      c.json(await changeRollout(deps.db, deps.desired, c.req.valid('param').id, 'resume', { actor: actorOf(c) }), 200),
+    )
+    .openapi(action('abort', 'Abort a rollout; with rollback, its devices go back to the previous bundle'), async (c) => {
+      const body = (await c.req.json().catch(() => ({}))) as { rollback?: boolean };
+      return c.json(await changeRollout(deps.db, deps.desired, c.req.valid('param').id, 'abort', { rollback: body.rollback === true, actor: actorOf(c) }), 200);
+    });
+}

@@ -1,0 +1,212 @@
+// Staged rollouts: one bundle onto one cohort in stages (e.g. 10 %, then everyone). Each stage gives
+// the first ceil(fraction · n) devices of the cohort's stable order the bundle (signed manifests via
+// DesiredState); the ticker (rollout-ticker.ts) advances, pauses or rolls back. State lives in the
+// rollouts table, so it survives restarts and moves with the scheduler lease between replicas.
+import { and, desc, eq, inArray } from 'drizzle-orm';
+import { recordAudit } from '../audit/audit-log.ts';
+import { randomId } from '../auth/secrets.ts';
+import { resolveBundle } from '../bundles/bundle-service.ts';
+import { cohortMembers } from '../cohorts/cohort-service.ts';
+import type { Db, Tx } from '../db/client.ts';
+import { bundles, deviceDesired, devices, models, modelVersions, rollouts } from '../db/schema.ts';
+import type { DesiredState } from '../deployments/desired-state.ts';
+import { Conflict, Invalid, NotFound } from '../errors.ts';
+import { formatRef } from '../models/model-ref.ts';
+import { RolloutGates, Stages } from '../jobs/retrain-policy.ts';
+import { stableOrder, stageSize } from './stable-order.ts';
+
+export type RolloutRow = typeof rollouts.$inferSelect;
+export type RolloutStatus = RolloutRow['status'];
+
+export interface RolloutInput {
+  bundle: string;
+  cohort: string;
+  stages?: number[];
+  bakeS?: number;
+  gates?: Partial<RolloutGates>;
+  jobId?: string;
+  actor: string;
+}
+
+export interface RolloutDevice {
+  id: string;
+  stage: number;
+  desiredBundle: string | null;
+  activeBundle: string | null;
+  updateState: string | null;
+}
+
+export interface RolloutView {
+  id: string;
+  bundleId: string;
+  bundle: string;
+  model: string;
+  cohort: string;
+  stages: number[];
+  stage: number;
+  status: RolloutStatus;
+  bakeS: number;
+  gates: RolloutGates;
+  lastCheck: Record<string, unknown> | null;
+  previousBundleId: string | null;
+  jobId: string | null;
+  stageStartedAt: string;
+  createdAt: string;
+  createdBy: string | null;
+  updatedAt: string | null;
+}
+
+export const ROLLOUT_ACTOR = 'system:rollouts';
+
+/** The cohort's approved members in stable order. */
+export async function orderedMembers(tx: Tx, cohort: string): Promise<string[]> {
+  return stableOrder((await cohortMembers(tx, cohort)).members.map((d) => d.id));
+}
+
+/** Gives `deviceIds` the rollout's bundle (signed manifests, inside the caller's transaction); publish afterwards. */
+export async function assignForRollout(tx: Tx, desired: DesiredState, row: Pick<RolloutRow, 'id' | 'bundleId' | 'cohort'>, deviceIds: string[]): Promise<void> {
+  await desired.assign(tx, row.bundleId, deviceIds, { deploymentId: row.id, cohort: row.cohort });
+}
+
+/** The bundle most of the cohort's devices are meant to run now (what a rollback returns to). */
+async function currentBundleOf(tx: Tx, deviceIds: string[], except: string): Promise<string | null> {
+  if (!deviceIds.length) return null;
+  const rows = await tx.select({ bundleId: deviceDesired.bundleId }).from(deviceDesired).where(inArray(deviceDesired.deviceId, deviceIds));
+  const counts = new Map<string, number>();
+  for (const r of rows) if (r.bundleId !== except) counts.set(r.bundleId, (counts.get(r.bundleId) ?? 0) + 1);
+  let best: string | null = null;
+  for (const [id, n] of counts) if (best === null || n > counts.get(best)!) best = id;
+  return best;
+}
+
+export async function createRollout(db: Db, desired: DesiredState, input: RolloutInput): Promise<RolloutView> {
+  const stages = Stages.safeParse(input.stages ?? [0.1, 1]);
+  if (!stages.success) throw Invalid(`invalid stages: ${stages.error.issues[0].message}`);
+  const gates = RolloutGates.safeParse(input.gates ?? {});
+  if (!gates.success) throw Invalid(`invalid gates: ${gates.error.issues[0].path.join('.')}: ${gates.error.issues[0].message}`);
+  const bakeS = input.bakeS ?? 300;
+  if (!Number.isInteger(bakeS) || bakeS < 0) throw Invalid('bakeS must be a whole number of seconds ≥ 0');
+  const id = randomId('rol', 8);
+  const assigned = await db.transaction(async (tx) => {
+    const bundle = await resolveBundle(tx, input.bundle);
+    const ordered = await orderedMembers(tx, input.cohort);
+    const busy = await tx.query.rollouts.findFirst({ where: and(eq(rollouts.cohort, input.cohort), inArray(rollouts.status, ['running', 'paused'])) });
+    if (busy) throw Conflict(`cohort "${input.cohort}" already has rollout ${busy.id} (${busy.status}); abort it first`, { references: [`rollout ${busy.id}`] });
+    const row = {
+      id,
+      bundleId: bundle.id,
+      cohort: input.cohort,
+      stages: stages.data,
+      stage: 0,
+      status: 'running' as const,
+      bakeS,
+      gates: gates.data as unknown as Record<string, unknown>,
+      previousBundleId: await currentBundleOf(tx, ordered, bundle.id),
+      jobId: input.jobId ?? null,
+      stageStartedAt: new Date().toISOString(),
+      createdBy: input.actor,
+    };
+    await tx.insert(rollouts).values(row);
+    const first = ordered.slice(0, stageSize(ordered.length, stages.data[0]));
+    await assignForRollout(tx, desired, row, first);
+    await recordAudit(tx, input.actor, 'rollout.create', id, { bundle: bundle.id, cohort: input.cohort, stages: stages.data, bakeS, devices: first.length, job: input.jobId });
+    return first;
+  });
+  await desired.publish(assigned);
+  return getRollout(db, id);
+}
+
+async function toView(tx: Tx, row: RolloutRow): Promise<RolloutView> {
+  const [b] = await tx
+    .select({ name: bundles.name, model: models.name, version: modelVersions.version })
+    .from(bundles)
+    .innerJoin(modelVersions, eq(modelVersions.id, bundles.modelVersionId))
+    .innerJoin(models, eq(models.id, modelVersions.modelId))
+    .where(eq(bundles.id, row.bundleId));
+  return {
+    id: row.id,
+    bundleId: row.bundleId,
+    bundle: b?.name ?? row.bundleId,
+    model: b ? formatRef(b.model, b.version) : '?',
+    cohort: row.cohort,
+    stages: row.stages,
+    stage: row.stage,
+    status: row.status,
+    bakeS: row.bakeS,
+    gates: RolloutGates.parse(row.gates),
+    lastCheck: row.lastCheck ?? null,
+    previousBundleId: row.previousBundleId,
+    jobId: row.jobId,
+    stageStartedAt: row.stageStartedAt,
+    createdAt: row.createdAt,
+    createdBy: row.createdBy,
+    updatedAt: row.updatedAt,
+  };
+}
+
+export async function getRolloutRow(tx: Tx, id: string): Promise<RolloutRow> {
+  const row = await tx.query.rollouts.findFirst({ where: eq(rollouts.id, id) });
+  if (!row) throw NotFound(`rollout "${id}"`, { hint: 'list rollouts with `flotilla rollouts ls`' });
+  return row;
+}
+
+export async function getRollout(tx: Tx, id: string): Promise<RolloutView> {
+  return toView(tx, await getRolloutRow(tx, id));
+}
+
+/** One rollout with each cohort device's place (stage it joins in), desired and active bundle. */
+export async function showRollout(db: Db, id: string): Promise<RolloutView & { devices: RolloutDevice[] }> {
+  const row = await getRolloutRow(db, id);
+  const ordered = await orderedMembers(db, row.cohort).catch(() => [] as string[]);
+  const desiredRows = ordered.length ? await db.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, ordered)) : [];
+  const deviceRows = ordered.length ? await db.select({ id: devices.id, reported: devices.reported, updateState: devices.updateState }).from(devices).where(inArray(devices.id, ordered)) : [];
+  const stageOf = (i: number) => row.stages.findIndex((f) => i < stageSize(ordered.length, f));
+  return {
+    ...(await toView(db, row)),
+    devices: ordered.map((id, i) => {
+      const d = deviceRows.find((x) => x.id === id);
+      const active = (d?.reported as { active?: { bundleId?: string } } | null)?.active?.bundleId ?? null;
+      return { id, stage: stageOf(i), desiredBundle: desiredRows.find((x) => x.deviceId === id)?.bundleId ?? null, activeBundle: active, updateState: d?.updateState ?? null };
+    }),
+  };
+}
+
+export async function listRollouts(db: Db, filter: { status?: RolloutStatus; cohort?: string; limit: number }): Promise<RolloutView[]> {
+  const where = [];
+  if (filter.status) where.push(eq(rollouts.status, filter.status));
+  if (filter.cohort) where.push(eq(rollouts.cohort, filter.cohort));
+  const rows = await db.select().from(rollouts).where(where.length ? and(...where) : undefined).orderBy(desc(rollouts.createdAt), desc(rollouts.id)).limit(filter.limit);
+  return Promise.all(rows.map((r) => toView(db, r)));
+}
+
+/**
+ * Puts the devices this rollout gave its bundle back on the bundle the cohort ran before (inside the
+ * caller's transaction); returns the devices to publish. Without a previous bundle nothing changes.
+ */
+export async function rollBack(tx: Tx, desired: DesiredState, row: RolloutRow): Promise<string[]> {
+  if (!row.previousBundleId) return [];
+  const mine = (await tx.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(and(eq(deviceDesired.deploymentId, row.id), eq(deviceDesired.bundleId, row.bundleId)))).map((r) => r.id);
+  await desired.assign(tx, row.previousBundleId, mine, { cohort: row.cohort });
+  return mine;
+}
+
+/** Operator actions: pause (stop advancing), resume, abort (optionally rolling the devices back). */
+export async function changeRollout(db: Db, desired: DesiredState, id: string, action: 'pause' | 'resume' | 'abort', opts: { rollback?: boolean; actor: string }): Promise<RolloutView> {
+  const from: Record<typeof action, RolloutStatus[]> = { pause: ['running'], resume: ['paused'], abort: ['running', 'paused'] };
+  const to: Record<typeof action, RolloutStatus> = { pause: 'paused', resume: 'running', abort: 'aborted' };
+  const touched = await db.transaction(async (tx) => {
+    const row = await getRolloutRow(tx, id);
+    if (!from[action].includes(row.status)) throw Conflict(`rollout ${id} is ${row.status}; cannot ${action} it`);
+    if (action === 'abort' && opts.rollback && !row.previousBundleId) throw Conflict(`rollout ${id} has no previous bundle to roll back to`);
+    const now = new Date().toISOString();
+    // Resuming restarts the stage's bake time: the pause may have hidden problems.
+    const set = action === 'resume' ? { status: to[action], updatedAt: now, stageStartedAt: now } : { status: to[action], updatedAt: now };
+    const done = await tx.update(rollouts).set(set).where(and(eq(rollouts.id, id), inArray(rollouts.status, from[action]))).returning({ id: rollouts.id });
+    if (!done.length) throw Conflict(`rollout ${id} changed meanwhile; try again`);
+    const rolled = action === 'abort' && opts.rollback ? await rollBack(tx, desired, row) : [];
+    await recordAudit(tx, opts.actor, `rollout.${action}`, id, action === 'abort' ? { rollback: Boolean(opts.rollback), devices: rolled.length } : undefined);
+    return rolled;
+  });
+  if (touched.length) await desired.publish(touched);
+  return getRollout(db, id);
+}
