@@ -10,6 +10,7 @@ import { auditRoutes } from './audit/audit-routes.ts';
 import { tokenRoutes } from './auth/token-routes.ts';
 import { bundleRoutes } from './bundles/bundle-routes.ts';
 import { cohortRoutes } from './cohorts/cohort-routes.ts';
+import { datasetRoutes } from './datasets/dataset-routes.ts';
 import type { Db } from './db/client.ts';
 import { deploymentRoutes } from './deployments/deployment-routes.ts';
 import type { DesiredState } from './deployments/desired-state.ts';
@@ -27,6 +28,7 @@ import { keyRoutes } from './keys/key-routes.ts';
 import { rootOf } from './keys/key-service.ts';
 import type { Metrics } from './metrics.ts';
 import { modelRoutes } from './models/model-routes.ts';
+import { optimizeRoutes } from './optimize/optimize-routes.ts';
 import { jobRoutes } from './jobs/job-routes.ts';
 import type { JobRunner } from './jobs/job-runner.ts';
 import { retrainPolicyRoutes } from './jobs/policy-routes.ts';
@@ -61,7 +63,7 @@ export interface AppDeps {
 }
 
 // /predictions authenticates devices (Basic) or tokens itself; /jobs too (pipelines use job tokens).
-const PROTECTED = ['models', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'rollouts', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples'];
+const PROTECTED = ['models', 'datasets', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'rollouts', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples'];
 
 export function createApp(deps: AppDeps) {
   const { db, metrics } = deps;
@@ -112,14 +114,16 @@ export function createApp(deps: AppDeps) {
   const routes = api
     .route('/models', modelRoutes({ db, store: deps.store, maxUploadBytes: deps.maxUploadBytes, versionReferenceChecks: deps.versionReferenceChecks }))
     .route('/bundles', bundleRoutes({ db, store: deps.store }))
-    .route('/deployments', deploymentRoutes({ db, desired: deps.desired }))
+    .route('/deployments', deploymentRoutes({ db, desired: deps.desired, store: deps.store }))
     .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice, onDeviceChanged: deps.onDeviceChanged, commands: deps.commands }))
     .route('/cohorts', cohortRoutes(db))
     .route('/enroll-tokens', enrollTokenRoutes(db))
     .route('/tokens', tokenRoutes(db))
     .route('/keys', keyRoutes({ db, onKeyListChanged: deps.onKeyListChanged }))
     .route('/audit', auditRoutes(db))
-    .route('/models', referenceRoutes(db))
+    .route('/models', referenceRoutes(db, deps.store))
+    .route('/models', optimizeRoutes({ db, store: deps.store }))
+    .route('/datasets', datasetRoutes({ db, store: deps.store, maxUploadBytes: deps.maxUploadBytes }))
     .route('/drift', driftRoutes({ db, monitor: deps.driftMonitor, defaultWindowS: deps.driftWindowS }))
     .route('/models', retrainPolicyRoutes(db))
     .route('/jobs', jobRoutes({ db, store: deps.store, runner: deps.jobRunner, maxUploadBytes: deps.maxUploadBytes }))

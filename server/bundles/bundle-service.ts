@@ -13,6 +13,7 @@ import { referenceForBundle } from '../drift/reference-service.ts';
 import { Invalid, NotFound, ServiceError } from '../errors.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { resolveVersion } from '../models/model-service.ts';
+import { assertRollable } from '../models/version-status.ts';
 
 export type BundleRow = typeof bundles.$inferSelect;
 
@@ -38,6 +39,7 @@ export async function buildAndStoreBundle(
   const ref = input.modelRef ?? def?.model;
   if (!ref) throw Invalid('name the model version to bundle (model@N), in the request or the definition\'s "model" field');
   const version = await resolveVersion(db, ref);
+  assertRollable(version, formatRef(version.modelName, version.version));
   const modelBytes = await readFile(store.pathOf(version.artifactSha256));
   // Devices sketch on the version's reference layout: ship it unless the definition brings its own bins.
   const reference = def.reference?.bins && Object.keys(def.reference.bins).length ? def.reference : { ...def.reference, ...((await referenceForBundle(db, version.id)) ?? { bins: {} }) };

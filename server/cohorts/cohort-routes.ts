@@ -8,7 +8,9 @@ import { validationHook } from '../http/errors.ts';
 import { errorResponses, json } from '../http/schemas.ts';
 import { cohortMembers, createCohort, deleteCohort, listCohorts, updateCohort } from './cohort-service.ts';
 
-const Cohort = z.object({ id: z.number(), name: z.string(), selector: z.string(), description: z.string().nullable(), createdAt: z.string() }).openapi('Cohort');
+const Cohort = z
+  .object({ id: z.number(), name: z.string(), selector: z.string(), description: z.string().nullable(), createdAt: z.string(), preferVariant: z.string().nullable() })
+  .openapi('Cohort');
 const NameParam = z.object({ name: z.string().openapi({ param: { name: 'name', in: 'path' } }) });
 
 export function cohortRoutes(db: Db) {
@@ -43,8 +45,17 @@ export function cohortRoutes(db: Db) {
       createRoute({
         method: 'patch',
         path: '/{name}',
-        summary: 'Change a cohort\'s selector or description',
-        request: { params: NameParam, body: { content: { 'application/json': { schema: z.object({ selector: z.string().optional(), description: z.string().max(1000).optional() }) } } } },
+        summary: 'Change a cohort\'s selector, description or preferred variant (null: none)',
+        request: {
+          params: NameParam,
+          body: {
+            content: {
+              'application/json': {
+                schema: z.object({ selector: z.string().optional(), description: z.string().max(1000).optional(), preferVariant: z.string().max(32).nullable().optional() }),
+              },
+            },
+          },
+        },
         responses: { 200: json(Cohort, 'Updated'), ...errorResponses },
       }),
       async (c) => c.json(await updateCohort(db, c.req.valid('param').name, c.req.valid('json'), actorOf(c)), 200),

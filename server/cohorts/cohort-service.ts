@@ -7,6 +7,8 @@ import { listDevices, parseSelectorOrThrow } from '../devices/device-service.ts'
 import { Conflict, Invalid, NotFound } from '../errors.ts';
 
 export const COHORT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+/** Variant names as the optimizer writes them: `int8`, `pruned`, `int8+pruned`. */
+export const VARIANT_NAME = /^[a-z0-9][a-z0-9+._-]{0,31}$/;
 
 export async function createCohort(db: Db, input: { name: string; selector: string; description?: string; actor: string }) {
   if (!COHORT_NAME.test(input.name)) throw Invalid(`invalid cohort name "${input.name}": lowercase letters, digits, '.', '_' or '-'`);
@@ -20,8 +22,10 @@ export async function createCohort(db: Db, input: { name: string; selector: stri
   });
 }
 
-export async function updateCohort(db: Db, name: string, input: { selector?: string; description?: string }, actor: string) {
+/** `preferVariant`: the variant its devices get when a deployed version has one (null: none). */
+export async function updateCohort(db: Db, name: string, input: { selector?: string; description?: string; preferVariant?: string | null }, actor: string) {
   if (input.selector !== undefined) parseSelectorOrThrow(input.selector);
+  if (input.preferVariant && !VARIANT_NAME.test(input.preferVariant)) throw Invalid(`invalid variant "${input.preferVariant}": e.g. int8, pruned, int8+pruned`);
   return db.transaction(async (tx) => {
     await getCohort(tx, name);
     const [row] = await tx.update(cohorts).set(input).where(eq(cohorts.name, name)).returning();

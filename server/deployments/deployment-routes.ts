@@ -1,5 +1,6 @@
 // /api/v1/deployments: put a bundle on a device or a cohort (direct; staged rollouts build on this).
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
@@ -12,7 +13,7 @@ const Deployment = z
   .object({ id: z.string(), bundleId: z.string(), targetKind: z.enum(['device', 'cohort']), target: z.string(), deviceCount: z.number(), createdAt: z.string(), createdBy: z.string().nullable() })
   .openapi('Deployment');
 
-export function deploymentRoutes(deps: { db: Db; desired: DesiredState }) {
+export function deploymentRoutes(deps: { db: Db; desired: DesiredState; store: ArtifactStore }) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   app.use('*', requireRole('models:write'));
   return app
@@ -21,12 +22,16 @@ export function deploymentRoutes(deps: { db: Db; desired: DesiredState }) {
         method: 'post',
         path: '/',
         summary: 'Deploy a bundle (id, name, or model@N) to a device or a cohort',
+        description: 'Devices whose cohort prefers a variant (cohort preferVariant, e.g. int8) get the bundle of the version\'s ready child of that variant (built from this bundle\'s definition if needed); `assignments` says which bundle each device got. A rejected version is refused (409) unless overridden.',
         request: {
           body: { content: { 'application/json': { schema: z.object({ bundle: z.string().min(1), device: z.string().optional(), cohort: z.string().optional() }) } } },
         },
-        responses: { 201: json(z.object({ id: z.string(), bundleId: z.string(), devices: z.array(z.string()) }), 'Deployed'), ...errorResponses },
+        responses: {
+          201: json(z.object({ id: z.string(), bundleId: z.string(), devices: z.array(z.string()), assignments: z.record(z.string(), z.string()) }), 'Deployed'),
+          ...errorResponses,
+        },
       }),
-      async (c) => c.json(await deploy(deps.db, deps.desired, { ...c.req.valid('json'), actor: actorOf(c) }), 201),
+      async (c) => c.json(await deploy(deps.db, deps.desired, { ...c.req.valid('json'), actor: actorOf(c), store: deps.store }), 201),
     )
     .openapi(
       createRoute({

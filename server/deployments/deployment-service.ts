@@ -1,30 +1,43 @@
 // Direct deployments: one bundle to one device or to every current member of a cohort. A cohort
 // deployment is remembered, so a device that joins the cohort later (enrolls, is approved or
-// relabelled) is given the same desired state: late joiners converge.
+// relabelled) is given the same desired state: late joiners converge. Devices whose cohort prefers a
+// variant (e.g. int8) get that variant's bundle when the version has one (variant-bundles.ts).
 import { desc, eq } from 'drizzle-orm';
+import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import { recordAudit } from '../audit/audit-log.ts';
 import { randomId } from '../auth/secrets.ts';
 import { resolveBundle } from '../bundles/bundle-service.ts';
 import { matches } from '../cohorts/selector.ts';
-import { cohortMembers } from '../cohorts/cohort-service.ts';
+import { cohortMembers, getCohort } from '../cohorts/cohort-service.ts';
 import type { Db } from '../db/client.ts';
-import { cohorts, deployments, deviceDesired } from '../db/schema.ts';
+import { bundles, cohorts, deployments, deviceDesired, models, modelVersions } from '../db/schema.ts';
 import { getDevice, parseSelectorOrThrow } from '../devices/device-service.ts';
 import { Conflict, Invalid } from '../errors.ts';
+import { formatRef } from '../models/model-ref.ts';
+import { assertRollable } from '../models/version-status.ts';
 import type { DesiredState } from './desired-state.ts';
+import { devicePreference, existingVariantBundle, variantBundleFor } from './variant-bundles.ts';
 
 export interface DeployInput {
   bundle: string;
   device?: string;
   cohort?: string;
   actor: string;
+  /** Lets a preferred variant's bundle be built on the fly; without it only existing variant bundles are used. */
+  store?: ArtifactStore;
 }
 
 export async function deploy(db: Db, desired: DesiredState, input: DeployInput) {
   if (Boolean(input.device) === Boolean(input.cohort)) throw Invalid('give exactly one target: a device or a cohort');
   const id = randomId('dep', 8);
+  const bundle = await resolveBundle(db, input.bundle);
+  const [mv] = await db.select({ row: modelVersions, name: models.name }).from(modelVersions).innerJoin(models, eq(models.id, modelVersions.modelId)).where(eq(modelVersions.id, bundle.modelVersionId));
+  assertRollable(mv.row, formatRef(mv.name, mv.row.version));
+  // Variant bundles are built before the transaction: a build stores files and has its own transaction.
+  const variant = input.cohort ? (await getCohort(db, input.cohort)).preferVariant : await devicePreference(db, (await getDevice(db, input.device!)).labels);
+  const variantBundle = variant ? await (input.store ? variantBundleFor(db, input.store, bundle, variant, input.actor) : existingVariantBundle(db, bundle, variant)) : null;
+  const target = variantBundle ?? bundle.id;
   const result = await db.transaction(async (tx) => {
-    const bundle = await resolveBundle(tx, input.bundle);
     let deviceIds: string[];
     if (input.device) {
       const device = await getDevice(tx, input.device);
@@ -33,7 +46,7 @@ export async function deploy(db: Db, desired: DesiredState, input: DeployInput) 
     } else {
       deviceIds = (await cohortMembers(tx, input.cohort!)).members.map((d) => d.id);
     }
-    await desired.assign(tx, bundle.id, deviceIds, { deploymentId: id, cohort: input.cohort });
+    await desired.assign(tx, target, deviceIds, { deploymentId: id, cohort: input.cohort });
     await tx.insert(deployments).values({
       id,
       bundleId: bundle.id,
@@ -42,8 +55,14 @@ export async function deploy(db: Db, desired: DesiredState, input: DeployInput) 
       deviceCount: deviceIds.length,
       createdBy: input.actor,
     });
-    await recordAudit(tx, input.actor, 'deployment.create', id, { bundle: bundle.id, device: input.device, cohort: input.cohort, devices: deviceIds.length });
-    return { id, bundleId: bundle.id, devices: deviceIds };
+    await recordAudit(tx, input.actor, 'deployment.create', id, {
+      bundle: bundle.id,
+      device: input.device,
+      cohort: input.cohort,
+      devices: deviceIds.length,
+      ...(variantBundle ? { variant, variantBundle } : {}),
+    });
+    return { id, bundleId: bundle.id, devices: deviceIds, assignments: Object.fromEntries(deviceIds.map((d) => [d, target])) as Record<string, string> };
   });
   await desired.publish(result.devices);
   return result;
@@ -62,10 +81,12 @@ export async function reconcileDevice(db: Db, desired: DesiredState, deviceId: s
     for (const dep of cohortDeployments) {
       const cohort = await tx.query.cohorts.findFirst({ where: eq(cohorts.name, dep.target) });
       if (!cohort || !matches(parseSelectorOrThrow(cohort.selector), device.labels)) continue;
-      if (current?.bundleId === dep.bundleId) return false;
+      const depBundle = (await tx.query.bundles.findFirst({ where: eq(bundles.id, dep.bundleId) }))!;
+      const target = (cohort.preferVariant && (await existingVariantBundle(tx, depBundle, cohort.preferVariant))) || dep.bundleId;
+      if (current?.bundleId === target) return false;
       // A direct device deployment newer than the cohort's wins.
       if (current && current.updatedAt > dep.createdAt && !current.cohort) return false;
-      await desired.assign(tx, dep.bundleId, [deviceId], { deploymentId: dep.id, cohort: dep.target });
+      await desired.assign(tx, target, [deviceId], { deploymentId: dep.id, cohort: dep.target });
       return true;
     }
     return false;

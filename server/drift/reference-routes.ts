@@ -2,6 +2,8 @@
 // to the registry's routes under /models.
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { bodyLimit } from 'hono/body-limit';
+import type { ArtifactStore } from '../artifacts/artifact-store.ts';
+import { loadDataset } from '../datasets/dataset-service.ts';
 import type { Db } from '../db/client.ts';
 import { Invalid, ServiceError } from '../errors.ts';
 import type { AppEnv } from '../http/app-env.ts';
@@ -10,7 +12,7 @@ import { validationHook } from '../http/errors.ts';
 import { ErrorResponse, errorResponses, json } from '../http/schemas.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { getDriftConfig, setDriftConfig } from './drift-config-service.ts';
-import { getReferenceProfile, MAX_REFERENCE_ROWS, rowsFromCsv, setReferenceProfile, type ReferenceInputRow } from './reference-service.ts';
+import { getReferenceProfile, MAX_REFERENCE_ROWS, rowsFromCsv, rowsFromDataset, setReferenceProfile, type ReferenceInputRow } from './reference-service.ts';
 
 const MAX_BODY_BYTES = 256 * 1024 * 1024;
 
@@ -28,8 +30,12 @@ const Options = z.object({
   numClasses: z.coerce.number().int().min(1).max(100_000).optional(),
 });
 const ReferenceBody = z
-  .union([z.array(ReferenceRowSchema).max(MAX_REFERENCE_ROWS), Options.extend({ rows: z.array(ReferenceRowSchema).max(MAX_REFERENCE_ROWS) })])
-  .openapi('ReferenceDataset', { description: 'Rows (feature → value, plus optional outputs {predictedClass, confidence} or {value}), or {rows, bins?, categorical?, numClasses?}' });
+  .union([
+    z.array(ReferenceRowSchema).max(MAX_REFERENCE_ROWS),
+    Options.extend({ rows: z.array(ReferenceRowSchema).max(MAX_REFERENCE_ROWS) }),
+    Options.extend({ dataset: z.string().min(1).openapi({ description: 'a stored dataset version (name@N): its feature columns' }) }),
+  ])
+  .openapi('ReferenceDataset', { description: 'Rows (feature → value, plus optional outputs {predictedClass, confidence} or {value}), {rows, bins?, categorical?, numClasses?}, or {dataset: name@N, …}' });
 
 const FeatureSummary = z.object({
   name: z.string(),
@@ -87,7 +93,7 @@ function fromJsonLines(text: string): ReferenceInputRow[] {
   return fromJsonRows(rows);
 }
 
-export function referenceRoutes(db: Db) {
+export function referenceRoutes(db: Db, store: ArtifactStore) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   app.use('*', requireRole('models:write'));
   return app
@@ -126,7 +132,7 @@ export function referenceRoutes(db: Db) {
         const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
         let rows: ReferenceInputRow[];
         let options = { bins: q.bins, categorical: list(q.categorical), numClasses: q.numClasses };
-        let source: 'json' | 'csv' = 'json';
+        let source = 'json';
         if (type === 'text/csv') {
           rows = rowsFromCsv(await c.req.text());
           source = 'csv';
@@ -136,7 +142,11 @@ export function referenceRoutes(db: Db) {
           const body = c.req.valid('json') as z.infer<typeof ReferenceBody>;
           if (Array.isArray(body)) rows = fromJsonRows(body);
           else {
-            rows = fromJsonRows(body.rows);
+            if ('dataset' in body) {
+              const data = await loadDataset(db, store, body.dataset);
+              rows = rowsFromDataset(data);
+              source = `dataset ${data.version.ref}`;
+            } else rows = fromJsonRows(body.rows);
             options = { bins: body.bins ?? options.bins, categorical: list(body.categorical) ?? options.categorical, numClasses: body.numClasses ?? options.numClasses };
           }
         } else {

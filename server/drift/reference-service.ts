@@ -8,6 +8,7 @@ import type { FeatureSetSketch, SketchLayout } from '../../protocol/sketch/featu
 import { numericStd } from '../../protocol/sketch/numeric-sketch.ts';
 import { computeReferenceProfile, type ReferenceRow, type ReferenceSpec } from '../../protocol/sketch/reference-profile.ts';
 import { recordAudit } from '../audit/audit-log.ts';
+import type { LoadedDataset } from '../datasets/dataset-service.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { bundles, referenceProfiles } from '../db/schema.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
@@ -70,6 +71,13 @@ export function rowsFromCsv(text: string): ReferenceInputRow[] {
     });
     return Object.keys(outputs).length ? { values, outputs } : { values };
   });
+}
+
+/** Reference rows from a stored tabular dataset version: its feature columns (labels, groups and ids are not model inputs). */
+export function rowsFromDataset(data: LoadedDataset): ReferenceInputRow[] {
+  if (data.version.kind !== 'tabular') throw Invalid(`${data.version.ref} is an image dataset; reference profiles are computed from tabular rows (CSV or JSON lines)`);
+  const features = data.columns.filter((c) => c.role === 'feature').map((c) => c.name);
+  return data.rows.map((r) => ({ values: Object.fromEntries(features.map((f) => [f, r[f] ?? null])) }));
 }
 
 function classIndex(v: number | string | null | undefined, row: number): number | null {
@@ -209,7 +217,7 @@ async function conflictingBundles(tx: Tx, versionId: number, layout: SketchLayou
 export async function setReferenceProfile(
   db: Db,
   ref: string,
-  input: { rows: ReferenceInputRow[]; source: 'json' | 'csv'; options: ReferenceOptions; actor: string },
+  input: { rows: ReferenceInputRow[]; /** 'json', 'csv', or 'dataset name@N' */ source: string; options: ReferenceOptions; actor: string },
 ): Promise<ReferenceView> {
   const bins = input.options.bins ?? 20;
   return db.transaction(async (tx) => {

@@ -19,7 +19,9 @@ import {
   updateTags,
   type VersionReferenceCheck,
 } from './model-service.ts';
+import { BudgetsInput, getBudgets, setBudgets } from './budgets.ts';
 import { formatRef } from './model-ref.ts';
+import { overrideRejection } from './version-status.ts';
 
 const TensorInfo = z.object({ name: z.string(), dtype: z.string(), shape: z.array(z.union([z.number(), z.string(), z.null()])) });
 const Version = z
@@ -64,6 +66,11 @@ const ModelSummary = z
     aliases: z.record(z.string(), z.number()),
   })
   .openapi('ModelSummary');
+
+const Budgets = z
+  .object({ model: z.string(), custom: z.record(z.string(), z.number()), effective: z.record(z.string(), z.number()) })
+  .openapi('ModelBudgets');
+const BudgetKeys = z.enum(['maxAccuracyDrop', 'minAgreement', 'maxRmseIncrease', 'maxAccuracyGap', 'maxDemographicParityDifference', 'maxEqualOpportunityDifference']);
 
 const NameParam = z.object({ name: z.string().openapi({ param: { name: 'name', in: 'path' } }) });
 const RefParam = NameParam.extend({ ref: z.string().openapi({ param: { name: 'ref', in: 'path' }, description: 'version number or alias' }) });
@@ -240,6 +247,46 @@ export function modelRoutes(deps: ModelRoutesDeps) {
         const { name, alias } = c.req.valid('param');
         await removeAlias(deps.db, name, alias, actorOf(c));
         return c.body(null, 204);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/{name}/budgets',
+        summary: 'The quality and fairness budgets new versions and variants are gated on (set values and the effective ones)',
+        request: { params: NameParam },
+        responses: { 200: json(Budgets, 'Budgets'), ...errorResponses },
+      }),
+      async (c) => c.json(await getBudgets(deps.db, c.req.valid('param').name), 200),
+    )
+    .openapi(
+      createRoute({
+        method: 'put',
+        path: '/{name}/budgets',
+        summary: 'Set budgets (fractions: 0.01 = one point); `reset` returns fields to their defaults',
+        request: {
+          params: NameParam,
+          body: { content: { 'application/json': { schema: BudgetsInput.extend({ reset: z.array(BudgetKeys).default([]) }) } } },
+        },
+        responses: { 200: json(Budgets, 'Stored budgets'), ...errorResponses },
+      }),
+      async (c) => {
+        const { reset, ...set } = c.req.valid('json');
+        return c.json(await setBudgets(deps.db, c.req.valid('param').name, set, reset, actorOf(c)), 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'post',
+        path: '/{name}/versions/{ref}/override',
+        summary: 'Admin only: let a rejected version roll out anyway (audited, with the reason)',
+        middleware: [requireRole('admin')] as const,
+        request: { params: RefParam, body: { content: { 'application/json': { schema: z.object({ reason: z.string().trim().min(3).max(2000) }) } } } },
+        responses: { 200: json(Version, 'The overridden version'), ...errorResponses },
+      }),
+      async (c) => {
+        const { name, ref } = c.req.valid('param');
+        return c.json(await overrideRejection(deps.db, refOf(name, ref), c.req.valid('json').reason, actorOf(c)), 200);
       },
     );
 }

@@ -126,7 +126,7 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
     .description('list cohorts')
     .action(async () => {
       const res = await call(ctx.api().api.v1.cohorts.$get());
-      emit(ctx.out(), res, () => table(res.cohorts, ['name', 'selector', 'description', 'createdAt']));
+      emit(ctx.out(), res, () => table(res.cohorts, ['name', 'selector', 'preferVariant', 'description', 'createdAt']));
     });
   cohorts
     .command('show <name>')
@@ -141,6 +141,13 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
     .action(async (name: string, selector: string) => {
       const c = await call(ctx.api().api.v1.cohorts[':name'].$patch({ param: { name }, json: { selector } }));
       emit(ctx.out(), c, () => `cohort ${c.name} selector: ${c.selector}`);
+    });
+  cohorts
+    .command('prefer-variant <name> <variant>')
+    .description('devices of this cohort get the named variant (e.g. int8) of a deployed version when it has a ready one; "none" to clear')
+    .action(async (name: string, variant: string) => {
+      const c = await call(ctx.api().api.v1.cohorts[':name'].$patch({ param: { name }, json: { preferVariant: variant === 'none' ? null : variant } }));
+      emit(ctx.out(), c, () => `cohort ${c.name} prefers ${c.preferVariant ?? 'no variant'}`);
     });
   cohorts
     .command('rm <name>')

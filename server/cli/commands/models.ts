@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
 import type { CliConfig } from '../env.ts';
 import { CliError, emit, keyValues, parsePairs, table, type Output } from '../output.ts';
+import { formatEvaluation, type ReportLike } from './evaluation-format.ts';
 
 function splitRef(ref: string): { name: string; ref: string } {
   const at = ref.indexOf('@');
@@ -14,6 +15,12 @@ function splitRef(ref: string): { name: string; ref: string } {
 }
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+
+function fraction(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !(n >= 0 && n <= 1)) throw new CliError(`expected a fraction between 0 and 1 (0.01 = one point), got "${v}"`, 2);
+  return n;
+}
 
 function shape(t: { name: string; dtype: string; shape: Array<number | string | null> }) {
   return `${t.name}:${t.dtype}[${t.shape.map((d) => d ?? '?').join(',')}]`;
@@ -67,7 +74,7 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
       emit(ctx.out(), res, () =>
         table(
           res.versions.map((v) => ({ ...v, sha256: v.sha256.slice(0, 12) })),
-          ['ref', 'size', 'paramCount', 'opset', 'aliases', 'parent', 'metrics', 'createdAt'],
+          ['ref', 'status', 'variant', 'size', 'paramCount', 'opset', 'aliases', 'parent', 'metrics', 'createdAt'],
         ),
       );
     });
@@ -95,10 +102,70 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
           notes: v.notes,
           parent: v.parent,
           children: v.children,
+          status: v.status === 'rejected' ? `rejected: ${v.statusReason}` : v.status,
+          override: v.override ? `by ${v.override.by} at ${v.override.at}: ${v.override.reason}` : null,
+          variant: v.variant,
+          recipe: v.recipe ? JSON.stringify({ quantize: v.recipe.quantize, prune: v.recipe.prune }) : null,
+          lineage: v.lineage ? JSON.stringify(v.lineage) : null,
           createdAt: v.createdAt,
           createdBy: v.createdBy,
-        }),
+        }) + (v.evaluation ? `\n\n${formatEvaluation(v.evaluation as unknown as ReportLike, v.ref)}` : ''),
       );
+    });
+
+  models
+    .command('evaluate <ref>')
+    .description('evaluate a version against the champion (else its parent) on a dataset; the report is stored and a broken budget rejects the version')
+    .requiredOption('--dataset <dataset>', 'evaluation dataset (name@N)')
+    .action(async (refArg: string, o: { dataset: string }) => {
+      const { name, ref } = splitRef(refArg);
+      const res = (await call(ctx.api().api.v1.models[':name'].versions[':ref'].evaluate.$post({ param: { name, ref }, json: { dataset: o.dataset } }))) as unknown as {
+        version: { ref: string; status: string; statusReason: string | null };
+        report: ReportLike;
+      };
+      emit(ctx.out(), res, () => `${res.version.ref}: ${res.version.status === 'ready' ? 'ready' : `REJECTED: ${res.version.statusReason}`}\n\n${formatEvaluation(res.report, res.version.ref)}`);
+    });
+
+  models
+    .command('budgets <model>')
+    .description('show or set the quality and fairness budgets new versions and variants are gated on (fractions: 0.01 = one point)')
+    .option('--max-accuracy-drop <f>', 'largest accuracy drop against the champion / parent', fraction)
+    .option('--min-agreement <f>', 'smallest share of predictions equal to the champion\'s / parent\'s', fraction)
+    .option('--max-rmse-increase <f>', 'regressors: largest relative RMSE increase', fraction)
+    .option('--max-accuracy-gap <f>', 'largest accuracy gap between groups', fraction)
+    .option('--max-parity-gap <f>', 'largest demographic parity difference between groups', fraction)
+    .option('--max-opportunity-gap <f>', 'largest equal opportunity difference between groups', fraction)
+    .option('--reset', 'return every budget to its default')
+    .action(async (name: string, o: Record<string, number | boolean | undefined>) => {
+      const set = {
+        maxAccuracyDrop: o.maxAccuracyDrop as number | undefined,
+        minAgreement: o.minAgreement as number | undefined,
+        maxRmseIncrease: o.maxRmseIncrease as number | undefined,
+        maxAccuracyGap: o.maxAccuracyGap as number | undefined,
+        maxDemographicParityDifference: o.maxParityGap as number | undefined,
+        maxEqualOpportunityDifference: o.maxOpportunityGap as number | undefined,
+      };
+      const changes = Object.values(set).some((v) => v !== undefined) || o.reset;
+      const endpoint = ctx.api().api.v1.models[':name'].budgets;
+      const res = changes
+        ? await call(endpoint.$put({ param: { name }, json: { ...set, reset: o.reset ? (Object.keys(set) as Array<keyof typeof set>) : [] } }))
+        : await call(endpoint.$get({ param: { name } }));
+      emit(ctx.out(), res, () =>
+        table(
+          Object.entries(res.effective).map(([budget, value]) => ({ budget, value, set: budget in res.custom ? 'yes' : 'default' })),
+          ['budget', 'value', 'set'],
+        ),
+      );
+    });
+
+  models
+    .command('override <ref>')
+    .description('admin: let a rejected version roll out anyway (audited)')
+    .requiredOption('--reason <text>', 'why the budget may be broken here')
+    .action(async (refArg: string, o: { reason: string }) => {
+      const { name, ref } = splitRef(refArg);
+      const v = await call(ctx.api().api.v1.models[':name'].versions[':ref'].override.$post({ param: { name, ref }, json: { reason: o.reason } }));
+      emit(ctx.out(), v, () => `${v.ref} may roll out despite: ${v.statusReason} (override by ${v.override?.by})`);
     });
 
   models

@@ -112,23 +112,30 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
   // `models reference` joins the registry's `models` command (registered in models.ts).
   const models = program.commands.find((c) => c.name() === 'models') ?? program.command('models');
   models
-    .command('reference <model> <file>')
-    .description('set the reference profile of model@N from its reference dataset (.csv with a header, .jsonl / .ndjson, or a .json array)')
+    .command('reference <model> [file]')
+    .description('set the reference profile of model@N from its reference dataset (.csv with a header, .jsonl / .ndjson, or a .json array), or from a stored dataset with --dataset')
+    .option('--dataset <dataset>', 'a pushed dataset version (name@N): its feature columns')
     .option('--bins <n>', 'numeric bins (quantiles), default 20')
     .option('--categorical <columns>', 'comma-separated columns to treat as categorical although numeric')
     .option('--num-classes <n>', 'classes of a classifier (default: the model output width)')
-    .action(async (model: string, file: string, o: { bins?: string; categorical?: string; numClasses?: string }) => {
-      const text = await readFile(file, 'utf8').catch(() => {
-        throw new CliError(`cannot read ${file}`, 2);
-      });
-      const ext = path.extname(file).toLowerCase();
-      const type = ext === '.csv' ? 'text/csv' : ext === '.jsonl' || ext === '.ndjson' ? 'application/x-ndjson' : ext === '.json' ? 'application/json' : null;
-      if (!type) throw new CliError(`unknown file type ${ext || '(none)'}: use .csv, .jsonl, .ndjson or .json`, 2);
+    .action(async (model: string, file: string | undefined, o: { bins?: string; categorical?: string; numClasses?: string; dataset?: string }) => {
+      if (Boolean(file) === Boolean(o.dataset)) throw new CliError('give a file or --dataset <name@N>, not both', 2);
       const { name, ref } = splitRef(model);
       const endpoint = ctx.api().api.v1.models[':name'].versions[':ref'].reference;
       const query = { bins: o.bins, categorical: o.categorical, numClasses: o.numClasses };
-      // The dataset goes as is (CSV stays CSV), so the server parses it exactly as it would from any client.
-      const r = await call(endpoint.$post({ param: { name, ref }, query, json: undefined as never }, { headers: { 'content-type': type }, init: { body: text } }));
+      let r;
+      if (o.dataset) {
+        r = await call(endpoint.$post({ param: { name, ref }, query, json: { dataset: o.dataset } }));
+      } else {
+        const text = await readFile(file!, 'utf8').catch(() => {
+          throw new CliError(`cannot read ${file}`, 2);
+        });
+        const ext = path.extname(file!).toLowerCase();
+        const type = ext === '.csv' ? 'text/csv' : ext === '.jsonl' || ext === '.ndjson' ? 'application/x-ndjson' : ext === '.json' ? 'application/json' : null;
+        if (!type) throw new CliError(`unknown file type ${ext || '(none)'}: use .csv, .jsonl, .ndjson or .json`, 2);
+        // The dataset goes as is (CSV stays CSV), so the server parses it exactly as it would from any client.
+        r = await call(endpoint.$post({ param: { name, ref }, query, json: undefined as never }, { headers: { 'content-type': type }, init: { body: text } }));
+      }
       const kinds = r.features.reduce((acc, f) => ({ ...acc, [f.kind]: (acc[f.kind] ?? 0) + 1 }), {} as Record<string, number>);
       const outputs = (r.layout as { outputs?: { task?: string } }).outputs?.task ?? 'none';
       emit(ctx.out(), r, () =>
