@@ -82,7 +82,8 @@ export class EngineRuntime implements ModelRuntime {
 
   relabel(info: BundleInfo): void {
     const current = this.current;
-    if (current && current.info.id === info.id && current.info.modelSha256 === info.modelSha256) this.current = { ...current, info };
+    // Only for the very model serving (the reconciler checked every file; the bundle id may differ).
+    if (current && current.info.modelSha256 === info.modelSha256) this.current = { ...current, info };
   }
 
   queueDepth(): number {
