@@ -61,6 +61,7 @@ function paxPath(data: Uint8Array): string | undefined {
 
 /** The regular files in a tar archive, in archive order. Throws TarError on a damaged archive. */
 export function readTar(bytes: Uint8Array): TarEntry[] {
+  if (bytes.length < BLOCK) throw new TarError(`${bytes.length} bytes is too short for a tar archive`);
   const entries: TarEntry[] = [];
   let offset = 0;
   let longName: string | undefined;
