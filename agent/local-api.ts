@@ -62,7 +62,7 @@ export function createLocalApp(opts: Omit<LocalApiOptions, 'host' | 'port'>) {
         if (IMAGE_TYPES.has(type) || type === 'application/octet-stream') {
           const bytes = new Uint8Array(await c.req.arrayBuffer());
           if (bytes.length === 0) return fail(c, 400, 'INVALID_IMAGE', 'empty image body');
-          input = { image: bytes };
+          input = { image: bytes, predictionId: c.req.header('x-prediction-id') };
         } else if (type === 'application/json' || type === '') {
           let body: unknown;
           try {
@@ -95,7 +95,8 @@ export function createLocalApp(opts: Omit<LocalApiOptions, 'host' | 'port'>) {
 
 /**
  * Accepts `{ features }` (object, array of values, or array of objects), `{ inputs: { name: { dims,
- * data } } }`, or `{ image: base64 | [base64, ...] }`. The runtime checks the contents against the model.
+ * data } } }`, or `{ image: base64 | [base64, ...] }`, each with an optional `predictionId` (kept with a
+ * captured sample; image bytes bring it in `x-prediction-id`). The runtime checks the contents against the model.
  */
 function parseJsonInput(body: unknown): PredictInput | string {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'body must be a JSON object with "features", "inputs" or "image"';
@@ -105,7 +106,7 @@ function parseJsonInput(body: unknown): PredictInput | string {
   const kind = kinds[0];
   if (kind === 'features' && (typeof b.features !== 'object' || b.features === null)) return '"features" must be an object, an array of values, or an array of objects';
   if (kind === 'inputs' && (typeof b.inputs !== 'object' || b.inputs === null || Array.isArray(b.inputs))) return '"inputs" must be an object of { name: { dims, data } }';
-  return { [kind]: b[kind] } as PredictInput;
+  return { [kind]: b[kind], ...(typeof b.predictionId === 'string' ? { predictionId: b.predictionId } : {}) } as PredictInput;
 }
 
 export class LocalApi {

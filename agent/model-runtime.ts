@@ -23,9 +23,10 @@ export interface StagedModel {
 
 /**
  * One local prediction request: tabular rows (`features`), JSON tensors (`inputs`), or encoded image
- * bytes (`image`: bytes, base64, or a list of them). The runtime validates the contents.
+ * bytes (`image`: bytes, base64, or a list of them). The runtime validates the contents. The caller's
+ * `predictionId` (optional) goes with a captured sample, so labels fed back later find it.
  */
-export type PredictInput = { features: unknown } | { inputs: unknown } | { image: unknown };
+export type PredictInput = ({ features: unknown } | { inputs: unknown } | { image: unknown }) & { predictionId?: string };
 
 export interface PredictOutput {
   outputs: Record<string, { dims: number[]; data: number[] }>;
