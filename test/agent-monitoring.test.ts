@@ -1,0 +1,173 @@
+// The agent's monitoring over real MQTT, driven by signed manifests: a real control plane (broker),
+// a real artifact server and onnxruntime; the agent runs in this process. `agentConfig` in the
+// manifest sets the telemetry interval and the stats window; a re-signed manifest for the same files
+// changes them live without reinstalling anything; a restart keeps the sequences and the settings.
+import assert from 'node:assert/strict';
+import { mkdtemp, readlink, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import mqtt, { type MqttClient } from 'mqtt';
+import { Agent } from '../agent/agent.ts';
+import { parseAgentConfig, type AgentConfig } from '../agent/config.ts';
+import { createAgentLogger } from '../agent/logger.ts';
+import { api, ArtifactServer, buildTestBundle, TestTrust, waitFor, type TestBundle } from '../agent/testing/harness.ts';
+import type { AgentConfig as ManifestAgentConfig } from '../firmware-bundles/manifest.ts';
+import type { ReportedMessage } from '../protocol/messages/reported.ts';
+import { validateStatsMessage, type StatsMessage } from '../protocol/messages/stats.ts';
+import { validateTelemetryMessage, type TelemetryMessage } from '../protocol/messages/telemetry.ts';
+import type { SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
+import { deviceTopic } from '../protocol/topics.ts';
+import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { gemmModel } from './helpers/models.ts';
+
+const FEATURES = ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7'];
+const LAYOUT: SketchLayout = {
+  features: Object.fromEntries(FEATURES.map((f) => [f, { kind: 'numeric' as const, edges: [-2, -1, 0, 1, 2] }])),
+  outputs: { task: 'classification', numClasses: 3 },
+};
+const row = (i: number) => Object.fromEntries(FEATURES.map((f, j) => [f, Math.sin(i + j)]));
+
+describe('agent monitoring: telemetry and stats under signed agentConfig', { timeout: 90_000 }, () => {
+  let cp: TestPlane;
+  let art: ArtifactServer;
+  let trust: TestTrust;
+  let agent: Agent;
+  let config: AgentConfig;
+  let dataDir: string;
+  let deviceId: string;
+  let observer: MqttClient;
+  let bundle: TestBundle;
+  let counter = 0;
+  const telemetry: TelemetryMessage[] = [];
+  const stats: StatsMessage[] = [];
+  const reported: ReportedMessage[] = [];
+
+  const deploy = (agentConfig: ManifestAgentConfig) => {
+    const c = ++counter;
+    cp.plane.bus.publish(deviceId, 'desired', trust.desired(trust.bundleManifest(deviceId, bundle, { counter: c, bundleId: 'bnd_mon', agentConfig })), { retain: true });
+    return c;
+  };
+  const activeOn = (c: number) =>
+    waitFor(() => {
+      const r = reported.at(-1);
+      return r?.state === 'active' && r.active?.counter === c && r.transitions.at(-1)?.state === 'active' && r.transitions.at(-1)?.counter === c;
+    }, `active on counter ${c}`, 20_000);
+  const predict = (rows: unknown[]) => api(agent.api!.port, 'POST', '/v1/predict', { features: rows });
+  const statsRows = () => stats.reduce((n, s) => n + s.sketch.quality.rows, 0);
+  const startAgent = async () => {
+    agent = new Agent(config, createAgentLogger(config.logLevel));
+    await agent.start();
+  };
+
+  before(async () => {
+    cp = await startControlPlane();
+    art = new ArtifactServer();
+    await art.start();
+    trust = new TestTrust();
+    dataDir = await mkdtemp(path.join(tmpdir(), 'flotilla-agent-mon-'));
+    const token = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'lab' } } })).body.token;
+    config = parseAgentConfig({
+      server: cp.url,
+      enrollToken: token,
+      dataDir,
+      apiPort: 0,
+      trustRoot: trust.rootArg,
+      artifactUrl: art.url,
+      reconnectMinMs: 50,
+      reconnectMaxMs: 500,
+      probationMs: 200,
+      logLevel: process.env.FLOTILLA_TEST_LOG ?? 'silent',
+    });
+    await startAgent();
+    deviceId = agent.identity!.deviceId;
+    const bus = (cp.plane.bus as unknown as { opts: { username: string; password: string } }).opts;
+    observer = await mqtt.connectAsync(cp.mqttUrl, { username: bus.username, password: bus.password, clientId: `observer-${process.pid}`, reconnectPeriod: 0 });
+    observer.on('message', (topic, payload) => {
+      if (payload.length === 0) return;
+      const msg = JSON.parse(payload.toString());
+      if (topic === deviceTopic(deviceId, 'telemetry')) telemetry.push(msg);
+      else if (topic === deviceTopic(deviceId, 'stats')) stats.push(msg);
+      else if (topic === deviceTopic(deviceId, 'reported')) reported.push(msg);
+    });
+    await observer.subscribeAsync(['telemetry', 'stats', 'reported'].map((c) => deviceTopic(deviceId, c as 'stats')), { qos: 1 });
+    bundle = await buildTestBundle(gemmModel({ seed: 1 }), 'tabular-demo', { reference: { bins: {}, layout: LAYOUT } });
+    art.add(bundle.model.bytes);
+    art.add(bundle.bundleJson.bytes);
+  });
+
+  after(async () => {
+    await observer?.endAsync();
+    await agent?.stop();
+    await art?.stop();
+    await cp?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test('the manifest sets the intervals: telemetry every second, stats windows of 5 s on the shipped layout', async () => {
+    const c = deploy({ telemetryIntervalS: 1, statsWindowS: 5 });
+    await activeOn(c);
+    telemetry.length = 0;
+    for (let i = 0; i < 6; i++) assert.equal((await predict([row(i), row(i + 100), row(i + 200)])).status, 200);
+    assert.equal((await predict([{ f0: 1 }])).status, 400, 'a refused request: counted as an error, its row as schema violations');
+    await waitFor(() => statsRows() === 19, 'stats windows holding the 19 rows', 15_000);
+    for (const s of stats) {
+      const check = validateStatsMessage(s, { reference: LAYOUT, deviceId });
+      assert.ok(check.ok, JSON.stringify(check));
+      assert.equal(s.bundleId, 'bnd_mon');
+      assert.deepEqual(s.model, { name: 'tabular-demo', version: c });
+      assert.ok((Date.parse(s.windowEnd) - Date.parse(s.windowStart)) <= 5000);
+      assert.equal(Date.parse(s.windowEnd) % 5000, 0, 'windows end on the 5 s grid');
+    }
+    assert.equal(stats.reduce((n, s) => n + s.sketch.quality.schemaViolations.missing, 0), 7);
+    assert.equal(stats.reduce((n, s) => n + s.sketch.outputs.predictedClass!.count, 0), 18, 'outputs for answered rows only');
+
+    await waitFor(() => telemetry.reduce((n, t) => n + t.inferences, 0) === 6 && telemetry.some((t) => t.errors.INVALID_INPUT === 1), 'telemetry counting 6 inferences and 1 refusal', 10_000);
+    for (const t of telemetry) assert.ok(validateTelemetryMessage(t, { deviceId }).ok);
+    await waitFor(() => telemetry.length >= 4, 'four reports', 10_000);
+    const recent = telemetry.slice(-2); // the first one covers the time since the agent started
+    for (const t of recent) assert.ok(Math.abs(t.intervalS - 1) < 0.4, `1 s interval, got ${t.intervalS}`);
+    assert.deepEqual(recent.at(-1)!.activeBundle, { id: 'bnd_mon', counter: c });
+    const seqs = telemetry.map((t) => t.seq);
+    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'seq increases');
+    assert.equal(new Set(seqs).size, seqs.length);
+  });
+
+  test('a re-signed manifest for the same files changes the settings live: no download, no reinstall, new counter', async () => {
+    const requestsBefore = art.requests.length;
+    const current = await readlink(path.join(dataDir, 'current'));
+    const previous = await readlink(path.join(dataDir, 'previous')).catch(() => null);
+    const c = deploy({ telemetryIntervalS: 2, statsWindowS: 5 });
+    await activeOn(c);
+    assert.equal(art.requests.length, requestsBefore, 'nothing downloaded');
+    const states = reported.at(-1)!.transitions.filter((t) => t.counter === c).map((t) => t.state);
+    assert.deepEqual(states, ['active'], 'no download, staging or probation');
+    assert.notEqual(await readlink(path.join(dataDir, 'current')), current, 'current names the new manifest');
+    assert.equal(await readlink(path.join(dataDir, 'previous')).catch(() => null), previous, 'the fallback is unchanged');
+    const seen = telemetry.length;
+    await waitFor(() => telemetry.length >= seen + 3, 'three more reports', 12_000);
+    const last = telemetry.slice(-2);
+    for (const t of last) assert.ok(Math.abs(t.intervalS - 2) < 0.5, `2 s interval, got ${t.intervalS}`);
+    assert.equal(last.at(-1)!.activeBundle!.counter, c);
+    assert.equal((await predict([row(1)])).body.bundle.counter, c, 'the local API answers with the new counter');
+  });
+
+  test('a restart keeps the sequences and the adopted settings; a clean stop sends the window in progress', async () => {
+    const lastTelemetrySeq = telemetry.at(-1)!.seq;
+    const lastStatsSeq = stats.at(-1)!.seq;
+    await predict([row(7), row(8)]);
+    await agent.stop();
+    const stoppedAt = telemetry.length;
+    await startAgent();
+    await waitFor(() => statsRows() === 19 + 1 + 2, 'every row, the window cut by the stop included', 15_000);
+    assert.ok(stats.at(-1)!.seq > lastStatsSeq);
+    await waitFor(() => telemetry.length >= stoppedAt + 2, 'telemetry after the restart', 10_000);
+    const after = telemetry.slice(stoppedAt);
+    assert.ok(after.every((t) => t.seq > lastTelemetrySeq), `seq continues after ${lastTelemetrySeq}: ${after.map((t) => t.seq)}`);
+    assert.ok(Math.abs(after.at(-1)!.intervalS - 2) < 0.5, 'the adopted manifest still sets 2 s');
+    const status = (await api(agent.api!.port, 'GET', '/v1/status')).body;
+    assert.equal(status.monitoring.telemetry.intervalS, 2);
+    assert.equal(status.monitoring.stats.windowS, 5);
+    assert.equal(status.monitoring.outbox.pending, 0);
+  });
+});
