@@ -53,7 +53,7 @@ export interface AnalysisReport {
   budgets: Budgets;
   quality: Verdict;
   governance: Omit<GovernanceReport, 'fairness'> & { fairness: Verdict };
-  /** Both verdicts together: a version is rejected when either fails. */
+  /** What gates the version: quality and fairness for an evaluation, quality for a variant. */
   verdict: Verdict;
   notes: string[];
 }
@@ -110,7 +110,11 @@ export async function runAnalysis(task: AnalysisTask): Promise<AnalysisResult> {
     importance: task.dataset.sampleShape.length === 1 ? { repeats: 3, maxRows: 1000 } : false,
   });
   if (task.dataset.sampleShape.length !== 1) gov.notes.push('permutation importance is computed for tabular models only');
-  const reasons = [...quality.reasons, ...gov.fairness.reasons];
+  // A variant is gated on quality against its parent: its slice gaps are the parent's data speaking,
+  // reported here and gated when the version itself is evaluated against the champion.
+  const gated = task.kind === 'optimize' ? quality.reasons : [...quality.reasons, ...gov.fairness.reasons];
+  if (task.kind === 'optimize' && !gov.fairness.accepted) notes.push('the fairness budget is gated when a version is evaluated against its champion, not for variants');
+  const reasons = gated;
   return {
     report: {
       samples: metrics.n,
