@@ -7,7 +7,7 @@ import { recordAudit } from '../audit/audit-log.ts';
 import { getCohort } from '../cohorts/cohort-service.ts';
 import { matches } from '../cohorts/selector.ts';
 import type { Db, Tx } from '../db/client.ts';
-import { agentSettings, deviceDesired, devices } from '../db/schema.ts';
+import { agentSettings, cohorts, deviceDesired, devices } from '../db/schema.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
 import { getDevice, parseSelectorOrThrow } from '../devices/device-service.ts';
 import { Invalid, NotFound } from '../errors.ts';
@@ -41,7 +41,7 @@ async function checkTarget(tx: Tx, scope: SettingsScope, target: string): Promis
 /** Devices with desired state whose effective settings may depend on this scope and target. */
 async function candidates(tx: Tx, scope: SettingsScope, target: string) {
   if (scope === 'device') return tx.select({ deviceId: deviceDesired.deviceId, cohort: deviceDesired.cohort, manifest: deviceDesired.manifest }).from(deviceDesired).where(eq(deviceDesired.deviceId, target));
-  const cohort = await tx.query.cohorts.findFirst({ where: (c, { eq }) => eq(c.name, target) });
+  const cohort = await tx.query.cohorts.findFirst({ where: eq(cohorts.name, target) });
   const rows = await tx
     .select({ deviceId: deviceDesired.deviceId, cohort: deviceDesired.cohort, manifest: deviceDesired.manifest, labels: devices.labels })
     .from(deviceDesired)
