@@ -17,10 +17,10 @@ export interface WorkerSessionOptions {
 /**
  * Options every session starts from (the host's `sessionOptions` go on top). Weight-only int8 (QDQ)
  * models from `flotilla optimize` keep their weights as int8 + DequantizeLinear; onnxruntime keeps
- * those nodes for its QDQ fusions and dequantizes on every run unless `session.disable_quant_qdq`
- * is set, which folds them into float32 initializers once at load (measured in
- * server/optimize/quantize.ts, whose QDQ_SESSION_OPTIONS this mirrors: the agent cannot import the
- * server). Float models are unaffected.
+ * those for its QDQ fusions (dequantizing on every run, or an int8 kernel such as MatMulNBits)
+ * unless `session.disable_quant_qdq` is set, which folds them into float32 weights once at load:
+ * small on disk, float speed in memory (measured in server/optimize/quantize.ts, whose
+ * QDQ_SESSION_OPTIONS this mirrors; the agent cannot import the server). Float models are unaffected.
  */
 export const SESSION_DEFAULTS = {
   graphOptimizationLevel: 'all',
