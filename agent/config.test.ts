@@ -20,6 +20,19 @@ describe('agent config', () => {
     assert.equal(c.probationMs, 60_000);
   });
 
+  test('monitoring options: intervals unset unless given (the manifest decides), statistics on, outbox bounded', () => {
+    const c = parseAgentConfig({});
+    assert.equal(c.telemetryIntervalS, undefined);
+    assert.equal(c.statsWindowS, undefined);
+    assert.equal(c.stats, 'on');
+    assert.equal(c.outboxMaxBytes, 50 * 1024 * 1024);
+    const env = readAgentEnv({ FLOTILLA_AGENT_TELEMETRY_INTERVAL_S: '1', FLOTILLA_AGENT_STATS_WINDOW_S: '2', FLOTILLA_AGENT_STATS: 'off' });
+    assert.deepEqual(parseAgentConfig(env), { ...parseAgentConfig({}), telemetryIntervalS: 1, statsWindowS: 2, stats: 'off' });
+    assert.throws(() => parseAgentConfig({ stats: 'maybe' }, { stats: 'flag' }), /invalid --stats:/);
+    assert.throws(() => parseAgentConfig({ statsWindowS: '0' }, { statsWindowS: 'env' }), /invalid FLOTILLA_AGENT_STATS_WINDOW_S/);
+    assert.throws(() => parseAgentConfig({ outboxMaxBytes: '1000' }, { outboxMaxBytes: 'flag' }), /invalid --outbox-max-bytes/);
+  });
+
   test('a bad value fails with one line naming the flag or the variable it came from', () => {
     assert.throws(() => parseAgentConfig({ apiPort: '70000' }, { apiPort: 'flag' }), (e: unknown) => e instanceof ConfigError && /^invalid --api-port:/.test(e.message));
     assert.throws(() => parseAgentConfig({ server: 'not a url' }, { server: 'env' }), /invalid FLOTILLA_AGENT_SERVER: /);
