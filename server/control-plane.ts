@@ -132,7 +132,7 @@ export class ControlPlane {
       retryBackoffMs: config.jobRetryBackoffMs,
       concurrency: config.jobConcurrency,
     });
-    this.scheduler = new Scheduler({ db, logger, desired: this.desired, runner: this.jobRunner, holder, enabled: config.schedulerEnabled, tickMs: config.schedulerTickMs, leaseTtlMs: config.schedulerLeaseTtlMs });
+    this.scheduler = new Scheduler({ db, logger, desired: this.desired, runner: this.jobRunner, holder, enabled: config.schedulerEnabled, tickMs: config.schedulerTickMs, leaseTtlMs: config.schedulerLeaseTtlMs, webhook: this.alertWebhook });
     new FleetMetrics(db, metrics);
     // Retained messages do not survive a restart of the embedded broker: publish every device's desired state again.
     await this.desired.publish();

@@ -72,9 +72,11 @@ export async function publishResult(
   });
   log(`registered ${view.ref}${parentRef ? ` (parent ${parentRef})` : ''}`);
 
-  if (input.dataset) await referenceFromDataset(deps, view.ref, job.parentVersionId, input.dataset, log);
-
   const { after = { evaluate: true }, data } = job.params as unknown as JobParams;
+  const rolloutCohort = after.rollout?.cohort === 'drifted' ? trigger.cohort : after.rollout?.cohort;
+  const base = await definitionToReuse(db, rolloutCohort ?? null, job);
+  if (input.dataset) await referenceFromDataset(deps, view.ref, job.parentVersionId, input.dataset, inputNames(base?.definition), log);
+
   const evalSet = data.evaluation ?? input.dataset?.ref;
   if (after.evaluate !== false && evalSet) {
     const { version, report } = await evaluateVersion(db, store, { ref: view.ref, dataset: evalSet, actor: JOB_ACTOR });
@@ -90,12 +92,11 @@ export async function publishResult(
   }
   const rollout = after.rollout;
   if (!rollout || rollout.strategy === 'none') return { version: view.ref, rolloutId: null };
-  const cohort = rollout.cohort === 'drifted' ? trigger.cohort : rollout.cohort;
+  const cohort = rolloutCohort;
   if (!cohort) {
     log('no rollout: the policy rolls out to the drifted cohort, and this job was not started by a drift alert');
     return { version: view.ref, rolloutId: null };
   }
-  const base = await definitionToReuse(db, cohort, job);
   if (!base) {
     log(`no rollout: no bundle of ${input.modelName} to take the definition from; build one with \`flotilla bundles build\``);
     return { version: view.ref, rolloutId: null };
@@ -107,17 +108,24 @@ export async function publishResult(
   return { version: view.ref, rolloutId: started.id };
 }
 
+/** The tabular input names a bundle definition feeds the model, or null. */
+function inputNames(definition: unknown): Set<string> | null {
+  const pre = (definition as Partial<BundleDefinition> | undefined)?.preprocess;
+  return pre?.type === 'tabular' ? new Set(pre.features.map((f) => f.name)) : null;
+}
+
 /**
- * The new version's reference profile from the rows it was trained on (feature columns only: labels,
- * groups and ids are not model inputs), with the parent's bin count.
+ * The new version's reference profile from the rows it was trained on, with the parent's bin count:
+ * feature columns only (labels, groups and ids are not model inputs), and of those only the ones the
+ * bundle feeds the model when a bundle tells.
  */
-async function referenceFromDataset(deps: ResultDeps, ref: string, parentVersionId: number | null, dataset: DatasetVersionView, log: (line: string) => void): Promise<void> {
+async function referenceFromDataset(deps: ResultDeps, ref: string, parentVersionId: number | null, dataset: DatasetVersionView, inputs: Set<string> | null, log: (line: string) => void): Promise<void> {
   if (dataset.kind !== 'tabular') {
     log('no reference profile set: image datasets need per-image features (set one with `flotilla models reference`)');
     return;
   }
   const loaded = await loadDataset(deps.db, deps.store, dataset.ref);
-  const features = loaded.columns.filter((c) => c.role === 'feature');
+  const features = loaded.columns.filter((c) => c.role === 'feature' && (!inputs || inputs.has(c.name)));
   const rows: ReferenceInputRow[] = loaded.rows.map((r) => ({ values: Object.fromEntries(features.map((c) => [c.name, r[c.name] ?? null])) }));
   const parentProfile = parentVersionId ? await deps.db.query.referenceProfiles.findFirst({ where: eq(referenceProfiles.modelVersionId, parentVersionId) }) : undefined;
   const categorical = features.filter((c) => c.type === 'categorical').map((c) => c.name);
@@ -129,10 +137,10 @@ async function referenceFromDataset(deps: ResultDeps, ref: string, parentVersion
  * The bundle whose definition the new version reuses: the one most of the cohort's devices run
  * (same model), else the newest bundle of the parent version, else the newest of the model.
  */
-async function definitionToReuse(db: Db, cohort: string, job: JobRow): Promise<{ bundleId: string; definition: unknown } | null> {
+async function definitionToReuse(db: Db, cohort: string | null, job: JobRow): Promise<{ bundleId: string; definition: unknown } | null> {
   const modelVersionIds = (await db.select({ id: modelVersions.id }).from(modelVersions).where(eq(modelVersions.modelId, job.modelId))).map((v) => v.id);
   if (!modelVersionIds.length) return null;
-  const members = await cohortMembers(db, cohort).then((c) => c.members.map((m) => m.id)).catch(() => [] as string[]);
+  const members = cohort ? await cohortMembers(db, cohort).then((c) => c.members.map((m) => m.id)).catch(() => [] as string[]) : [];
   if (members.length) {
     const rows = await db
       .select({ bundleId: deviceDesired.bundleId })

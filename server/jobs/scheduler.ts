@@ -1,15 +1,18 @@
 // The retraining scheduler. Only the replica holding the `scheduler` lease runs it (FLOTILLA_SCHEDULER=off
 // keeps a replica out of the race altogether). While leading, it keeps one node-cron task per enabled
 // policy with a schedule (reloaded when a policy changes, whichever replica changed it), and on every
-// tick: recovers jobs whose runner died, starts drift-triggered jobs, claims queued jobs, and
-// advances staged rollouts. Losing the lease stops the schedules and the ticks at once.
+// tick: recovers jobs whose runner died, starts drift-triggered jobs, claims queued jobs, advances
+// staged rollouts and closes drift alerts that a clean newer version superseded. Losing
+// the lease stops the schedules and the ticks at once.
 import cron, { type ScheduledTask } from 'node-cron';
 import { and, eq, inArray, isNotNull } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
 import { jobs, retrainPolicies } from '../db/schema.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
+import type { AlertWebhook } from '../alerts/webhook.ts';
 import { tickRollouts } from '../rollouts/rollout-ticker.ts';
+import { resolveSupersededAlerts } from '../rollouts/superseded-alerts.ts';
 import { triggerDriftJobs } from './drift-trigger.ts';
 import { enqueueJob } from './job-service.ts';
 import { JOB_ACTOR } from './job-result.ts';
@@ -29,6 +32,8 @@ export interface SchedulerOptions {
   enabled: boolean;
   tickMs: number;
   leaseTtlMs: number;
+  /** Alert transitions made here (a superseded alert resolved) are sent like the drift monitor's. */
+  webhook?: AlertWebhook;
 }
 
 export class Scheduler {
@@ -100,6 +105,12 @@ export class Scheduler {
     });
     await step('starting jobs', () => runner.pump());
     await step('advancing rollouts', () => tickRollouts(db, desired, logger));
+    await step('resolving superseded alerts', async () => {
+      for (const alert of await resolveSupersededAlerts(db)) {
+        logger.info({ alert: alert.id, cohort: alert.cohort, model: alert.model }, 'drift alert resolved: the cohort runs a newer version without drift');
+        this.opts.webhook?.notify({ event: 'alert.closed', at: new Date().toISOString(), alert });
+      }
+    });
   }
 
   /** One cron task per enabled policy with a schedule; changed schedules are replaced, removed ones stopped. */
