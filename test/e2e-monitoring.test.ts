@@ -146,9 +146,9 @@ describe('end to end: on-device statistics → drift → alert, through a broker
     for (const a of agents) await send(a, true);
     const [a0, a1] = agents;
     await waitFor(async () => (await Promise.all(agents.map(async (a) => {
-      const m = (await status(a)).monitoring;
-      return m.stats.openRows === 0 && m.stats.queued === 0 && m.outbox.pending > 0 && !(await status(a)).mqtt.connected;
-    }))).every(Boolean), 'windows closed into the outboxes while offline', 15_000);
+      const { monitoring: m, mqtt: link } = await status(a);
+      return !link.connected && m.stats.rows === a.rowsSent && m.stats.openRows === 0 && m.stats.stored === m.stats.windows;
+    }))).every(Boolean), 'every window closed and stored in the outboxes while offline', 15_000);
     const outbox1 = path.join(a1.dataDir, 'outbox');
     const waiting = (await readdir(outbox1)).filter((f) => f.endsWith('.stats.json')).sort();
     assert.ok(waiting.length > 0, 'stats windows on disk');

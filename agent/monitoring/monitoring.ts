@@ -37,6 +37,8 @@ export class Monitoring {
   private bundle: InstalledBundle | null = null;
   /** Messages this agent built that its own validators refused (a bug; never sent). */
   invalid = 0;
+  /** Stats windows written to the outbox (durable from then on). */
+  storedWindows = 0;
 
   constructor(private readonly o: MonitoringOptions) {
     this.outbox = new Outbox({ dir: path.join(o.config.dataDir, OUTBOX_DIR), maxBytes: o.config.outboxMaxBytes, logger: o.logger });
@@ -124,6 +126,7 @@ export class Monitoring {
     }
     message.seq = await this.nextSeq('stats');
     await this.outbox.append('stats', message);
+    this.storedWindows++;
   }
 
   private async sendTelemetry(draft: TelemetryDraft): Promise<void> {
@@ -144,7 +147,7 @@ export class Monitoring {
     return {
       telemetry: { intervalS: this.telemetry?.intervalS ?? this.telemetryIntervalS(), nextSeq: this.o.state.get().seq.telemetry },
       stats: s
-        ? { enabled: true, windowS: this.statsWindowS(), nextSeq: this.o.state.get().seq.stats, rows: s.rows, windows: s.windowsClosed, openRows: s.openRows, queued: s.queued, dropped: s.dropped, stale: s.stale }
+        ? { enabled: true, windowS: this.statsWindowS(), nextSeq: this.o.state.get().seq.stats, rows: s.rows, windows: s.windowsClosed, stored: this.storedWindows, openRows: s.openRows, queued: s.queued, dropped: s.dropped, stale: s.stale }
         : { enabled: false },
       outbox: { pending: this.outbox.pending, bytes: this.outbox.pendingBytes, sent: this.outbox.sent, dropped: { ...this.outbox.dropped }, corrupt: this.outbox.corrupt },
       invalid: this.invalid,
