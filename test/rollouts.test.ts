@@ -1,0 +1,173 @@
+// Staged rollouts on a real control plane with devices simulated over real MQTT: each device reports
+// the bundle of its signed desired state as active (or, if told to, a failed update). Covers the
+// stable stage order, advancing after the bake time, late joiners, a failed gate that pauses or
+// rolls the stage back, and pause / resume / abort from the CLI.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import mqtt, { type MqttClient } from 'mqtt';
+import { DesiredMessage } from '../protocol/messages/desired.ts';
+import { deviceTopic } from '../protocol/topics.ts';
+import { stableOrder } from '../server/rollouts/stable-order.ts';
+import { runCli } from './helpers/cli.ts';
+import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { gemmModel } from './helpers/models.ts';
+
+const FACTS = { arch: 'x64', cpus: 2, memoryBytes: 2e9, os: 'linux', agentVersion: '0.1.0' };
+const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A device that applies whatever its desired state names: reports it active, or failed for bundles in `failOn`. */
+class FakeDevice {
+  client!: MqttClient;
+  readonly failOn = new Set<string>();
+  /** Bundle ids in the order this device was asked to run them. */
+  readonly received: string[] = [];
+  active: string | null = null;
+
+  constructor(readonly id: string, private readonly password: string) {}
+
+  async connect(url: string): Promise<void> {
+    this.client = await mqtt.connectAsync(url, { clientId: this.id, username: this.id, password: this.password, reconnectPeriod: 0 });
+    this.client.on('message', (_t, payload) => {
+      const manifest = DesiredMessage.parse(JSON.parse(payload.toString())).manifest as unknown as { signed: { bundle: { id: string; name: string; model: { name: string; version: number } }; counter: number } };
+      const { bundle, counter } = manifest.signed;
+      this.received.push(bundle.id);
+      const at = new Date().toISOString();
+      const failed = this.failOn.has(bundle.id);
+      if (!failed) this.active = bundle.id;
+      const report = {
+        v: 1,
+        at,
+        agentVersion: '0.1.0',
+        state: failed ? 'failed' : 'active',
+        active: this.active ? { bundleId: this.active, bundleName: bundle.name, model: bundle.model, counter, modelSha256: 'x'.repeat(64), activatedAt: at } : null,
+        desired: { bundleId: bundle.id, counter },
+        lastError: failed ? { code: 'SMOKE_TEST_FAILED', message: 'smoke vector 0 differs', at, counter } : null,
+        transitions: [],
+      };
+      void this.client.publishAsync(deviceTopic(this.id, 'reported'), JSON.stringify(report), { qos: 1, retain: true });
+    });
+    await this.client.subscribeAsync(deviceTopic(this.id, 'desired'), { qos: 1 });
+  }
+}
+
+describe('staged rollouts', () => {
+  let cp: TestPlane;
+  let dir: string;
+  let env: Record<string, string>;
+  let enrollToken: string;
+  const devices: FakeDevice[] = [];
+  const bundles: string[] = [];
+
+  const cli = async (...args: string[]) => {
+    const r = await runCli(['--json', ...args], env);
+    assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+  const enroll = async () => {
+    const r = await cp.api('POST', '/api/v1/enroll', { token: null, json: { token: enrollToken, facts: FACTS } });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const d = new FakeDevice(r.body.deviceId, r.body.mqtt.password);
+    await d.connect(cp.mqttUrl);
+    devices.push(d);
+    return d;
+  };
+  const waitRollout = async (id: string, statuses: string[], timeoutMs = 15_000) => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const r = (await cp.api('GET', `/api/v1/rollouts/${id}`)).body;
+      if (statuses.includes(r.status)) return r;
+      if (Date.now() > until) assert.fail(`rollout ${id} is ${r.status} (${JSON.stringify(r.lastCheck)}), expected ${statuses.join('|')}`);
+      await sleep(50);
+    }
+  };
+
+  before(async () => {
+    cp = await startControlPlane({ schedulerTickMs: 100 });
+    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-rollouts-'));
+    env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
+    await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
+    for (let v = 1; v <= 4; v++) {
+      assert.equal((await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel({ seed: v }) as unknown as BodyInit })).status, 201);
+      bundles.push((await cli('bundles', 'build', `tab@${v}`, '--def', BUNDLE_DEF)).id);
+    }
+    await cli('cohorts', 'create', 'fleet', '--selector', 'site=lab');
+    enrollToken = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'lab' } } })).body.token;
+    for (let i = 0; i < 4; i++) await enroll();
+    await cli('deploy', bundles[0], '--cohort', 'fleet');
+    for (const d of devices) for (let i = 0; i < 100 && d.active !== bundles[0]; i++) await sleep(20);
+  });
+  after(async () => {
+    for (const d of devices) d.client.end(true);
+    await cp.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('stages follow the stable order, advance once the stage is active and baked, and late joiners get the bundle', async () => {
+    const order = stableOrder(devices.map((d) => d.id));
+    const r = await cli('rollouts', 'start', bundles[1], '--cohort', 'fleet', '--stages', '25%,50%,100%', '--bake', '1s');
+    assert.equal(r.stage, 0);
+    assert.equal(r.previousBundleId, bundles[0]);
+    const show = await cli('rollouts', 'show', r.id);
+    assert.deepEqual(show.devices.map((d: { id: string }) => d.id), order);
+    assert.deepEqual(show.devices.map((d: { stage: number }) => d.stage), [0, 1, 2, 2]);
+    const started = Date.now();
+    const done = await waitRollout(r.id, ['succeeded', 'paused', 'aborted']);
+    assert.equal(done.status, 'succeeded', JSON.stringify(done.lastCheck));
+    assert.ok(Date.now() - started >= 2000, 'two bake periods passed before the last stage finished');
+    // Stage 1 was the first device alone (checked above), then two, then all four.
+    assert.ok(devices.every((d) => d.received.includes(bundles[1])));
+    const stageOf = (await cp.api('GET', `/api/v1/audit?action=rollout.advance&limit=10`)).body.entries.filter((e: { target: string }) => e.target === r.id).map((e: { details: { devices: number } }) => e.details.devices);
+    assert.deepEqual(stageOf.reverse(), [2, 4]);
+    // A device joining the cohort now converges on the rolled-out bundle.
+    const late = await enroll();
+    for (let i = 0; i < 100 && late.active !== bundles[1]; i++) await sleep(20);
+    assert.equal(late.active, bundles[1]);
+  });
+
+  test('a failed update past the gate rolls the stage back to the previous bundle', async () => {
+    const order = stableOrder(devices.map((d) => d.id));
+    const first = devices.find((d) => d.id === order[0])!;
+    first.failOn.add(bundles[2]);
+    const r = (await cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[2], cohort: 'fleet', stages: [0.2, 1], bakeS: 0, gates: { maxFailedUpdates: 0, onFailure: 'rollback' } } })).body;
+    assert.equal(r.status, 'running', JSON.stringify(r));
+    const done = await waitRollout(r.id, ['aborted', 'succeeded', 'paused']);
+    assert.equal(done.status, 'aborted');
+    assert.match(String(done.lastCheck.verdict), /gate failed: 1 failed update/);
+    for (let i = 0; i < 100 && first.received.at(-1) !== bundles[1]; i++) await sleep(20);
+    assert.equal(first.received.at(-1), bundles[1], 'back on the previous bundle');
+    for (const d of devices.filter((x) => x !== first)) assert.ok(!d.received.includes(bundles[2]), 'later stages never started');
+  });
+
+  test('a failed gate pauses by default; pause, resume and abort from the CLI; one rollout per cohort', async () => {
+    const r = await cli('rollouts', 'start', bundles[3], '--cohort', 'fleet', '--stages', '0.5,1', '--bake', '1h');
+    const busy = await runCli(['rollouts', 'start', bundles[2], '--cohort', 'fleet'], env);
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, /already has rollout/);
+    assert.equal((await cli('rollouts', 'pause', r.id)).status, 'paused');
+    assert.equal((await runCli(['rollouts', 'pause', r.id], env)).code, 1, 'pausing twice is refused');
+    assert.equal((await cli('rollouts', 'resume', r.id)).status, 'running');
+    await sleep(500);
+    assert.equal((await cp.api('GET', `/api/v1/rollouts/${r.id}`)).body.stage, 0, 'baking for an hour: no advance');
+    const aborted = await cli('rollouts', 'abort', r.id, '--rollback');
+    assert.equal(aborted.status, 'aborted');
+    const ls = await runCli(['rollouts', 'ls', '--cohort', 'fleet'], env);
+    assert.match(ls.stdout, new RegExp(`${r.id}\\s+tab@4\\s+fleet\\s+aborted`));
+
+    const failing = devices.find((d) => d.id === stableOrder(devices.map((x) => x.id))[0])!;
+    failing.failOn.add(bundles[3]);
+    const p = (await cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[3], cohort: 'fleet', stages: [0.2, 1], bakeS: 0 } })).body;
+    const paused = await waitRollout(p.id, ['paused', 'succeeded', 'aborted']);
+    assert.equal(paused.status, 'paused');
+    assert.match(String(paused.lastCheck.verdict), /gate failed/);
+    const bad = await cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[3], cohort: 'fleet', stages: [0.5, 1] } });
+    assert.equal(bad.status, 409, 'the paused rollout still holds the cohort');
+    await cli('rollouts', 'abort', p.id);
+    const invalid = await cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[3], cohort: 'fleet', stages: [0.5, 0.2] } });
+    assert.equal(invalid.status, 400);
+    assert.equal((await cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[3], cohort: 'nope' } })).status, 404);
+  });
+});
