@@ -92,8 +92,7 @@ export async function publishResult(
   }
   const rollout = after.rollout;
   if (!rollout || rollout.strategy === 'none') return { version: view.ref, rolloutId: null };
-  const cohort = rolloutCohort;
-  if (!cohort) {
+  if (!rolloutCohort) {
     log('no rollout: the policy rolls out to the drifted cohort, and this job was not started by a drift alert');
     return { version: view.ref, rolloutId: null };
   }
@@ -103,8 +102,8 @@ export async function publishResult(
   }
   const bundle = await buildAndStoreBundle(db, store, { modelRef: view.ref, definition: reuseDefinition(base.definition), actor: JOB_ACTOR });
   log(`built bundle ${bundle.id} from the definition of ${base.bundleId}`);
-  const started = await createRollout(db, deps.desired, { bundle: bundle.id, cohort, stages: rollout.stages, bakeS: rollout.bakeS, gates: rollout.gates, jobId: job.id, actor: JOB_ACTOR });
-  log(`canary rollout ${started.id} on cohort ${cohort}: stages ${started.stages.join(' → ')}, bake ${started.bakeS} s`);
+  const started = await createRollout(db, deps.desired, { bundle: bundle.id, cohort: rolloutCohort, stages: rollout.stages, bakeS: rollout.bakeS, gates: rollout.gates, jobId: job.id, actor: JOB_ACTOR });
+  log(`canary rollout ${started.id} on cohort ${rolloutCohort}: stages ${started.stages.join(' → ')}, bake ${started.bakeS} s`);
   return { version: view.ref, rolloutId: started.id };
 }
 
