@@ -21,8 +21,8 @@ interface Demo {
 async function demoModels(): Promise<Demo[]> {
   const img = makeStripeImages(800, 1);
   return [
-    { name: 'demo tabular MLP 8→16→3', ...demoTabular() },
-    { name: 'demo shape CNN 32×32 (conv 8, conv 16, global max)', ...(await demoImages()) },
+    { name: 'demo tabular MLP 8→192→64→3', ...demoTabular() },
+    { name: 'demo shape CNN 32×32 (conv 8, conv 48, global max, dense 256)', ...(await demoImages()) },
     {
       name: 'fixture CNN 32×32 (conv 16, conv 32, 2,048-input head; 45 KB)',
       bytes: await buildCnn(img),

@@ -6,7 +6,7 @@ import { encodeModel, floatTensor, node, valueInfo } from '../onnx/build.ts';
 import { checkQualityBudget, evaluateModel, evaluateVariant, type EvalDataset, type VariantEvaluation } from './evaluate.ts';
 import { prune } from './prune.ts';
 import { quantize } from './quantize.ts';
-import { demoTabular } from './demo-fixtures.ts';
+import { smallTabular } from './demo-fixtures.ts';
 import { randomRows } from './test-fixtures.ts';
 
 /** Raw outputs computed here, one sample at a time, with a plain session (nothing from evaluate.ts). */
@@ -27,7 +27,7 @@ describe('evaluate: numbers match an independent recomputation', () => {
   let mlp: Uint8Array;
   let test: EvalDataset & { labels: Int32Array };
   before(() => {
-    ({ bytes: mlp, test } = demoTabular({ testRows: 400 }));
+    ({ bytes: mlp, test } = smallTabular({ testRows: 400 }));
   });
 
   for (const form of ['qdq', 'integer'] as const) {
@@ -147,7 +147,7 @@ describe('evaluate: quality budget', () => {
   });
 
   it('a 50 % structured-pruned MLP without fine-tuning is rejected with its numbers', async () => {
-    const { bytes: mlp, test } = demoTabular({ testRows: 400 });
+    const { bytes: mlp, test } = smallTabular({ testRows: 400 });
     const pruned = prune(mlp, { sparsity: 0.5, structured: true }).bytes;
     const ev = await evaluateVariant(pruned, mlp, test, { latency: false, memory: false });
     const v = checkQualityBudget(ev);

@@ -4,7 +4,7 @@ import { OptimizeError } from './errors.ts';
 import { checkFairnessBudget, fairnessReport } from './fairness.ts';
 import { governanceReport } from './governance.ts';
 import { permutationImportance } from './importance.ts';
-import { demoTabular } from './demo-fixtures.ts';
+import { smallTabular } from './demo-fixtures.ts';
 import { makeStripeImages } from './test-fixtures.ts';
 
 describe('fairness: slice metrics and gaps', () => {
@@ -41,7 +41,7 @@ describe('fairness: slice metrics and gaps', () => {
 });
 
 describe('permutation importance and the governance report (tabular MLP)', () => {
-  const demo = demoTabular({ testRows: 800 });
+  const demo = smallTabular({ testRows: 800 });
   const mlp = demo.bytes;
   const test = demo.test;
 

@@ -4,7 +4,7 @@ import { before, describe, it } from 'node:test';
 import { encodeModel, floatTensor, node, valueInfo } from '../onnx/build.ts';
 import { ServiceError } from '../errors.ts';
 import { OptimizeError, checkQualityBudget, evaluateModel, evaluateVariant, optimizeModel, type OptimizeOptions } from './index.ts';
-import { demoTabular, type DemoModel } from './demo-fixtures.ts';
+import { smallTabular, type DemoModel } from './demo-fixtures.ts';
 import { buildCnn, makeStripeImages } from './test-fixtures.ts';
 import { decode, maxAbs, maxAbsDiff, runNode, runWeb } from './test-helpers.ts';
 
@@ -15,7 +15,7 @@ describe('optimizeModel', () => {
   let tabular: DemoModel;
   let cnn: Uint8Array;
   before(async () => {
-    tabular = demoTabular({ testRows: 600 });
+    tabular = smallTabular({ testRows: 600 });
     mlp = tabular.bytes;
     cnn = await buildCnn(makeStripeImages(400, 1));
   });

@@ -8,7 +8,7 @@ import { optimizeModel } from './index.ts';
 import { prune } from './prune.ts';
 import { pruneModelCalibrated } from './prune-calibrated.ts';
 import type { CalibrationData } from './calibrate.ts';
-import { demoTabular } from './demo-fixtures.ts';
+import { smallTabular } from './demo-fixtures.ts';
 import { buildCnn, makeStripeImages, randomRows, rng } from './test-fixtures.ts';
 import { initializerDims, maxAbs, maxAbsDiff, opTypes, runNode, runWeb } from './test-helpers.ts';
 
@@ -46,7 +46,7 @@ describe('calibrated pruning on the MLP', () => {
   let test: EvalDataset;
   let parent: ModelEvaluation;
   before(async () => {
-    ({ bytes: mlp, test, calibration: train } = demoTabular());
+    ({ bytes: mlp, test, calibration: train } = smallTabular());
     parent = await evaluateModel(mlp, test, NO_TIMING);
   });
 

@@ -5,10 +5,10 @@ import { encodeModel, floatTensor, node, valueInfo } from '../onnx/build.ts';
 import { onnx } from '../onnx/onnx-proto.ts';
 import { OptimizeError } from './errors.ts';
 import { prune } from './prune.ts';
-import { demoTabular } from './demo-fixtures.ts';
+import { smallTabular } from './demo-fixtures.ts';
 import { buildCnn, makeStripeImages, noWeightsModel, subgraphModel } from './test-fixtures.ts';
 
-const demo = demoTabular({ testRows: 200 });
+const demo = smallTabular({ testRows: 200 });
 import { decode, initializerDims, maxAbs, maxAbsDiff, runNode, runWeb } from './test-helpers.ts';
 
 const gz = (b: Uint8Array) => gzipSync(b, { level: 9 }).length;

@@ -9,7 +9,7 @@ import { onnx, type GraphProto } from '../onnx/onnx-proto.ts';
 import { OptimizeError } from './errors.ts';
 import { checkQualityBudget, evaluateModel, evaluateVariant, type EvalDataset, type ModelEvaluation } from './evaluate.ts';
 import { QDQ_SESSION_OPTIONS, quantize, quantizeSymmetric, type QuantizeOptions } from './quantize.ts';
-import { demoTabular } from './demo-fixtures.ts';
+import { smallTabular } from './demo-fixtures.ts';
 import { buildCnn, computedWeightModel, makeStripeImages, noWeightsModel, randomRows, subgraphModel } from './test-fixtures.ts';
 import { decode, maxAbs, maxAbsDiff, opTypes, runNode, runWeb } from './test-helpers.ts';
 
@@ -41,12 +41,12 @@ function payload(parent: Uint8Array, variant: Uint8Array, weights: string[]): { 
   return { fp32: sum((w) => before.get(w)!), int8: sum((w) => after.get(`${w}.int8`)!), scales: sum((w) => after.get(`${w}.scale`)!) };
 }
 
-describe('quantize: the demo tabular MLP (features → Sub/Div → Gemm → Relu → Gemm)', () => {
+describe('quantize: the small tabular MLP (features → Sub/Div → Gemm → Relu → Gemm)', () => {
   let mlp: Uint8Array;
   let test: EvalDataset;
   let parent: ModelEvaluation;
   before(async () => {
-    ({ bytes: mlp, test } = demoTabular());
+    ({ bytes: mlp, test } = smallTabular());
     parent = await evaluateModel(mlp, test, FAST);
     assert.ok(parent.metrics.accuracy! > 0.85, `fixture MLP trains (accuracy ${parent.metrics.accuracy})`);
   });
@@ -247,7 +247,7 @@ function buildSmallGemm(): Uint8Array {
 }
 
 describe('quantize: refusals', () => {
-  const mlp = demoTabular({ trainRows: 300, testRows: 1 }).bytes;
+  const mlp = smallTabular({ trainRows: 300, testRows: 1 }).bytes;
   const refused = (fn: () => unknown, reason: string, match?: RegExp) =>
     assert.throws(fn, (err: unknown) => {
       assert.ok(err instanceof OptimizeError, String(err));

@@ -138,13 +138,18 @@ export class Net {
   readonly dlogits: Float64Array;
   readonly dp1: Float64Array; // padded like p1
   readonly flat: number;
+  /** Dense hidden layer of the head (ReLU), when `dense` > 0: its activations and gradients. */
+  readonly hid: Float64Array;
+  readonly dhid: Float64Array;
+  readonly dp2: Float64Array;
 
   constructor(
     readonly c1: number,
     readonly c2: number,
     readonly classes: number,
     readonly head: CnnHead,
-    readonly params: Float64Array[], // w1 b1 w2 b2 w3 b3
+    readonly params: Float64Array[], // w1 b1 w2 b2 w3 b3 [w4 b4 with a dense layer]
+    readonly dense = 0,
   ) {
     this.a1 = new Float64Array(c1 * S0 * S0);
     this.p1 = new Float64Array(c1 * P1 * P1);
@@ -156,6 +161,19 @@ export class Net {
     this.logits = new Float64Array(classes);
     this.dlogits = new Float64Array(classes);
     this.dp1 = new Float64Array(c1 * P1 * P1);
+    this.hid = new Float64Array(dense);
+    this.dhid = new Float64Array(dense);
+    this.dp2 = new Float64Array(this.flat);
+  }
+
+  /** out[k] = b[k] + Σ w[k, j] · inp[j] for k < rows. */
+  private static gemv(w: Float64Array, b: Float64Array, inp: Float64Array, cols: number, rows: number, out: Float64Array, relu: boolean): void {
+    for (let k = 0; k < rows; k++) {
+      let s = b[k];
+      const r = k * cols;
+      for (let j = 0; j < cols; j++) s += w[r + j] * inp[j];
+      out[k] = relu && s < 0 ? 0 : s;
+    }
   }
 
   /** Forward for the image at `x[off … off+3072)` under symmetry `t`; logits land in `this.logits`. */
@@ -168,25 +186,50 @@ export class Net {
     conv3x3(this.p1, c1, S1, S1, w2, b2, c2, this.a2);
     if (this.head === 'flatten') reluPool(this.a2, c2, S1, S1, p2, 0, this.i2);
     else reluGlobalMax(this.a2, c2, S1 * S1, p2, this.i2);
+    if (this.dense) {
+      Net.gemv(w3, b3, p2, flat, this.dense, this.hid, true);
+      Net.gemv(this.params[6], this.params[7], this.hid, this.dense, classes, this.logits, false);
+    } else Net.gemv(w3, b3, p2, flat, classes, this.logits, false);
+  }
+
+  /** Gradients of the head's Gemm layers; leaves d loss / d p2 in `this.dp2`. */
+  private backwardHead(g: Float64Array[]): void {
+    const { classes, flat, p2, dlogits, dp2, dense, hid, dhid } = this;
+    const w3 = this.params[4];
+    dp2.fill(0);
+    // The layer feeding the logits: the dense one when there is one, else w3 straight from p2.
+    const [wOut, gwOut, gbOut, inp, nIn] = dense ? [this.params[6], g[6], g[7], hid, dense] : [w3, g[4], g[5], p2, flat];
+    const dIn = dense ? dhid : dp2;
+    dIn.fill(0);
     for (let k = 0; k < classes; k++) {
-      let s = b3[k];
-      const r = k * flat;
-      for (let j = 0; j < flat; j++) s += w3[r + j] * p2[j];
-      this.logits[k] = s;
+      const d = dlogits[k];
+      gbOut[k] += d;
+      const r = k * nIn;
+      for (let j = 0; j < nIn; j++) {
+        gwOut[r + j] += d * inp[j];
+        dIn[j] += d * wOut[r + j];
+      }
+    }
+    if (!dense) return;
+    const [gw3, gb3] = [g[4], g[5]];
+    for (let u = 0; u < dense; u++) {
+      if (hid[u] <= 0) continue;
+      const d = dhid[u];
+      gb3[u] += d;
+      const r = u * flat;
+      for (let j = 0; j < flat; j++) {
+        gw3[r + j] += d * p2[j];
+        dp2[j] += d * w3[r + j];
+      }
     }
   }
 
   /** Adds this image's gradients (from `this.dlogits`) into `g`; call right after `forward`. */
   backward(g: Float64Array[]): void {
-    const [, , w2, , w3] = this.params;
-    const [gw1, gb1, gw2, gb2, gw3, gb3] = g;
-    const { c1, classes, flat, p1, p2, i1, i2, dp1, dlogits, xp } = this;
-    for (let k = 0; k < classes; k++) {
-      const d = dlogits[k];
-      gb3[k] += d;
-      const r = k * flat;
-      for (let j = 0; j < flat; j++) gw3[r + j] += d * p2[j];
-    }
+    const w2 = this.params[2];
+    const [gw1, gb1, gw2, gb2] = g;
+    const { c1, flat, p1, i1, i2, dp1, dp2, xp } = this;
+    this.backwardHead(g);
     // Conv2: only positions that won their pool window and were > 0 receive gradient.
     dp1.fill(0);
     const HW1 = S1 * S1;
@@ -194,8 +237,7 @@ export class Net {
     for (let j = 0; j < flat; j++) {
       const pos = i2[j];
       if (pos < 0) continue;
-      let d = 0;
-      for (let k = 0; k < classes; k++) d += dlogits[k] * w3[k * flat + j];
+      const d = dp2[j];
       const oc = (pos / HW1) | 0;
       const rem = pos - oc * HW1;
       const y = (rem / S1) | 0;

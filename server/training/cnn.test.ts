@@ -6,11 +6,13 @@ import { compareOnnxWithForward, evaluateOnnx } from './evaluate.ts';
 import { Rng } from './random.ts';
 import { makeShapes, sliceShapes, toNchw, type ShapeDataset } from './synthetic-shapes.ts';
 
-function randomWeights(head: CnnHead, seed: number): CnnWeights {
+function randomWeights(head: CnnHead, seed: number, dense = 0): CnnWeights {
   const rng = new Rng(seed);
   const r = (n: number, sd: number) => Array.from({ length: n }, () => rng.normal(0, sd));
   const flat = head === 'flatten' ? 6 * 64 : 6;
-  return { head, c1: 4, c2: 6, classes: 3, w1: r(4 * 27, 0.3), b1: r(4, 0.1), w2: r(6 * 4 * 9, 0.25), b2: r(6, 0.1), w3: r(3 * flat, 0.1), b3: r(3, 0.1) };
+  const base = { head, c1: 4, c2: 6, classes: 3, w1: r(4 * 27, 0.3), b1: r(4, 0.1), w2: r(6 * 4 * 9, 0.25), b2: r(6, 0.1) };
+  if (!dense) return { ...base, w3: r(3 * flat, 0.1), b3: r(3, 0.1) };
+  return { ...base, w3: r(dense * flat, 0.3), b3: r(dense, 0.1), dense, w4: r(3 * dense, 0.3), b4: r(3, 0.1) };
 }
 
 describe('CNN trainer', () => {
@@ -30,17 +32,17 @@ describe('CNN trainer', () => {
     bytes = exportCnnOnnx(model);
   });
 
-  it('computes the same gradients as finite differences (both heads)', async () => {
+  it('computes the same gradients as finite differences (both heads, with and without a dense layer)', async () => {
     const img = await makeShapes({ n: 1, seed: 3 });
     const image = toNchw(img.pixels, 1);
-    for (const head of ['globalmax', 'flatten'] as const) {
-      const w = randomWeights(head, 4);
+    for (const [head, dense] of [['globalmax', 0], ['flatten', 0], ['globalmax', 5]] as const) {
+      const w = randomWeights(head, 4, dense);
       const { grads } = cnnGradient(w, image, img.labels[0]);
-      const keys = ['w1', 'b1', 'w2', 'b2', 'w3', 'b3'] as const;
+      const keys = (dense ? ['w1', 'b1', 'w2', 'b2', 'w3', 'b3', 'w4', 'b4'] : ['w1', 'b1', 'w2', 'b2', 'w3', 'b3']) as Array<'w1' | 'b1' | 'w2' | 'b2' | 'w3' | 'b3' | 'w4' | 'b4'>;
       const rng = new Rng(5);
       keys.forEach((k, p) => {
         for (let t = 0; t < 6; t++) {
-          const arr = w[k];
+          const arr = w[k]!;
           const i = rng.int(arr.length);
           const old = arr[i];
           const h = 1e-5;
