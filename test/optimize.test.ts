@@ -148,6 +148,7 @@ describe('optimize and evaluate', () => {
     const weightless = encodeModel({
       inputs: [valueInfo('features', 'float32', ['batch', 8])],
       outputs: [valueInfo('logits', 'float32', ['batch', 8])],
+      initializers: [],
       nodes: [node('Relu', ['features'], ['logits'])],
       metadata: { 'flotilla.labels': 'low,medium,high,a,b,c,d,e' },
     });
@@ -166,12 +167,13 @@ describe('optimize and evaluate', () => {
   });
 
   test('a new version is evaluated against the champion, with slices, fairness and importance in `models show`', async () => {
-    const retrained = exportMlpOnnx(trainMlp(makeTabularRows({ n: 1500, seed: 13 }), { seed: 2, epochs: 25 }));
-    assert.equal((await cp.api('POST', '/api/v1/models/tab/versions', { body: retrained as BodyInit })).body.ref, 'tab@4');
+    const file = path.join(dir, 'retrained.onnx');
+    await writeFile(file, exportMlpOnnx(trainMlp(makeTabularRows({ n: 1500, seed: 13 }), { seed: 2, epochs: 25 })));
     await runCli(['models', 'alias', 'tab', 'champion', '1'], env);
-    const ev = await runCli(['--json', 'models', 'evaluate', 'tab@4', '--dataset', 'val@1'], env);
+    const ev = await runCli(['--json', 'models', 'push', file, '--name', 'tab', '--eval', 'val@1'], env);
     assert.equal(ev.code, 0, ev.stderr);
     const report = JSON.parse(ev.stdout).report;
+    assert.equal(JSON.parse(ev.stdout).version.ref, 'tab@4');
     assert.deepEqual(report.baseline, { ref: 'tab@1', role: 'champion' });
     assert.equal(report.governance.slices[0].attribute, 'region');
     assert.deepEqual(report.governance.slices[0].compared, ['north', 'south']);

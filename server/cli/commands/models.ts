@@ -37,7 +37,8 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
     .option('--parent <ref>', 'parent version (model@N) for lineage')
     .option('--metric <k=v>', 'a metric, repeatable', collect, [])
     .option('--tag <k=v>', 'a tag, repeatable', collect, [])
-    .action(async (file: string, o: { name: string; notes?: string; parent?: string; metric: string[]; tag: string[] }) => {
+    .option('--eval <dataset>', 'then evaluate it against the champion on this dataset (name@N); a broken budget rejects it')
+    .action(async (file: string, o: { name: string; notes?: string; parent?: string; metric: string[]; tag: string[]; eval?: string }) => {
       const info = await stat(file).catch(() => null);
       if (!info?.isFile()) throw new CliError(`no such file: ${file}`, 2);
       const config = ctx.config();
@@ -54,8 +55,13 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
         body: Readable.toWeb(createReadStream(file)) as ReadableStream,
         duplex: 'half',
       } as RequestInit);
-      const v = (await call(request)) as unknown as { ref: string; sha256: string; size: number; paramCount: number; opset: number };
-      emit(ctx.out(), v, () => `pushed ${v.ref} (${path.basename(file)}, ${v.size} bytes, sha256 ${v.sha256.slice(0, 12)}…, ${v.paramCount} parameters, opset ${v.opset})`);
+      const v = (await call(request)) as unknown as { ref: string; version: number; sha256: string; size: number; paramCount: number; opset: number };
+      const pushed = `pushed ${v.ref} (${path.basename(file)}, ${v.size} bytes, sha256 ${v.sha256.slice(0, 12)}…, ${v.paramCount} parameters, opset ${v.opset})`;
+      if (!o.eval) return emit(ctx.out(), v, () => pushed);
+      const ev = (await call(
+        ctx.api().api.v1.models[':name'].versions[':ref'].evaluate.$post({ param: { name: o.name, ref: String(v.version) }, json: { dataset: o.eval } }),
+      )) as unknown as { version: { ref: string; status: string; statusReason: string | null }; report: ReportLike };
+      emit(ctx.out(), ev, () => `${pushed}\n${ev.version.status === 'ready' ? 'ready' : `REJECTED: ${ev.version.statusReason}`}\n\n${formatEvaluation(ev.report, ev.version.ref)}`);
     });
 
   models
