@@ -104,7 +104,9 @@ export async function runAnalysis(task: AnalysisTask): Promise<AnalysisResult> {
       sizeRatio: ev.sizeRatio,
       gzipRatio: ev.gzipRatio,
     };
-    quality = checkQualityBudget(ev, task.budgets);
+    // Agreement gates variants (they must behave like their parent). A new version evaluated against
+    // its champion is expected to disagree where the champion was wrong, so only the task metric gates it.
+    quality = checkQualityBudget(ev, task.kind === 'optimize' ? task.budgets : { ...task.budgets, minAgreement: 0 });
   } else {
     metrics = (await evaluateModel(subject, task.dataset, evalOpts)).metrics;
     notes.push('no champion or parent to compare with: the quality budget has nothing to check');
