@@ -127,7 +127,7 @@ export function createApp(deps: AppDeps) {
     .route('/drift', driftRoutes({ db, monitor: deps.driftMonitor, defaultWindowS: deps.driftWindowS }))
     .route('/models', retrainPolicyRoutes(db))
     .route('/jobs', jobRoutes({ db, store: deps.store, runner: deps.jobRunner, maxUploadBytes: deps.maxUploadBytes }))
-    .route('/rollouts', rolloutRoutes({ db, desired: deps.desired }))
+    .route('/rollouts', rolloutRoutes({ db, desired: deps.desired, store: deps.store }))
     .route('/alerts', alertRoutes(db))
     .route('/telemetry', telemetryRoutes(db))
     .route('/', groundTruthRoutes({ db, deviceAuth }))

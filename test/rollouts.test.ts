@@ -1,9 +1,10 @@
 // Staged rollouts on a real control plane with devices simulated over real MQTT: each device reports
 // the bundle of its signed desired state as active (or, if told to, a failed update). Covers the
 // stable stage order, advancing after the bake time, late joiners, a failed gate that pauses or
-// rolls the stage back, and pause / resume / abort from the CLI.
+// rolls the stage back, and pause / resume / abort from the CLI; a cohort preferring int8 gets the
+// version's int8 child's bundle through every stage, its rollback and its late joiners.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -11,6 +12,8 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { DesiredMessage } from '../protocol/messages/desired.ts';
 import { deviceTopic } from '../protocol/topics.ts';
 import { stableOrder } from '../server/rollouts/stable-order.ts';
+import { exportMlpOnnx, trainMlp } from '../server/training/mlp.ts';
+import { makeTabularRows, tabularToCsv } from '../server/training/synthetic-tabular.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
@@ -169,5 +172,110 @@ describe('staged rollouts', () => {
     const invalid = await cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[3], cohort: 'fleet', stages: [0.5, 0.2] } });
     assert.equal(invalid.status, 400);
     assert.equal((await cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[3], cohort: 'nope' } })).status, 404);
+  });
+});
+
+describe('staged rollouts on a cohort preferring a variant', () => {
+  let cp: TestPlane;
+  let dir: string;
+  let env: Record<string, string>;
+  let enrollToken: string;
+  const devices: FakeDevice[] = [];
+
+  const cli = async (...args: string[]) => {
+    const r = await runCli(['--json', ...args], env);
+    assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+  const enroll = async () => {
+    const r = await cp.api('POST', '/api/v1/enroll', { token: null, json: { token: enrollToken, facts: FACTS } });
+    assert.equal(r.status, 201, JSON.stringify(r.body));
+    const d = new FakeDevice(r.body.deviceId, r.body.mqtt.password);
+    await d.connect(cp.mqttUrl);
+    devices.push(d);
+    return d;
+  };
+  const waitRollout = async (id: string, statuses: string[], timeoutMs = 15_000) => {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const r = (await cp.api('GET', `/api/v1/rollouts/${id}`)).body;
+      if (statuses.includes(r.status)) return r;
+      if (Date.now() > until) assert.fail(`rollout ${id} is ${r.status} (${JSON.stringify(r.lastCheck)}), expected ${statuses.join('|')}`);
+      await sleep(50);
+    }
+  };
+  const modelOf = async (bundleId: string): Promise<string> => (await cp.api('GET', `/api/v1/bundles/${bundleId}`)).body.model;
+  const bundleCount = async () => (await cp.api('GET', '/api/v1/bundles')).body.bundles.length;
+  const upload = async (seed: number) => {
+    const model = exportMlpOnnx(trainMlp(makeTabularRows({ n: 1000, seed: 21 }), { seed, epochs: 20 }));
+    assert.equal((await cp.api('POST', '/api/v1/models/tab/versions', { body: model as BodyInit })).status, 201);
+  };
+
+  before(async () => {
+    cp = await startControlPlane({ schedulerTickMs: 100 });
+    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-rollouts-variant-'));
+    env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
+    await upload(1);
+    const file = path.join(dir, 'val.csv');
+    await writeFile(file, tabularToCsv(makeTabularRows({ n: 300, seed: 22 })));
+    await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
+    await cli('datasets', 'push', file, '--name', 'val');
+    await cli('cohorts', 'create', 'small', '--selector', 'mem=small');
+    assert.equal((await runCli(['cohorts', 'prefer-variant', 'small', 'int8'], env)).code, 0);
+    enrollToken = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { mem: 'small' } } })).body.token;
+    for (let i = 0; i < 3; i++) await enroll();
+  });
+  after(async () => {
+    for (const d of devices) d.client.end(true);
+    await cp.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("a rollout of the parent's bundle gives every stage the int8 child's bundle (built once) and succeeds on it; late joiners get it too", async () => {
+    const parent = (await cli('bundles', 'build', 'tab@1', '--def', BUNDLE_DEF)).id;
+    const opt = await cli('optimize', 'tab@1', '--quantize', 'int8', '--eval', 'val@1');
+    assert.equal(opt.version.status, 'ready');
+    const before = await bundleCount();
+    const r = await cli('rollouts', 'start', parent, '--cohort', 'small', '--stages', '34%,100%', '--bake', '0s');
+    assert.equal(r.bundleId, parent);
+    assert.notEqual(r.assignedBundleId, parent, 'the cohort prefers int8: the devices get the child');
+    assert.equal(await modelOf(r.assignedBundleId), 'tab@2');
+    assert.equal(await bundleCount(), before + 1, 'the int8 bundle is built once, when the rollout is created');
+    const done = await waitRollout(r.id, ['succeeded', 'paused', 'aborted']);
+    assert.equal(done.status, 'succeeded', JSON.stringify(done.lastCheck));
+    for (const d of devices) {
+      assert.equal(d.active, r.assignedBundleId);
+      assert.ok(!d.received.includes(parent), 'the fp32 parent never shipped');
+    }
+    assert.equal(await bundleCount(), before + 1);
+    // The final cohort deployment records the parent, as direct deployments do; a late joiner gets the variant.
+    const dep = (await cp.api('GET', '/api/v1/deployments')).body.deployments.find((x: { id: string }) => x.id === r.id.replace(/^rol_/, 'dep_'));
+    assert.equal(dep.bundleId, parent);
+    const late = await enroll();
+    for (let i = 0; i < 100 && late.active !== r.assignedBundleId; i++) await sleep(20);
+    assert.equal(late.active, r.assignedBundleId);
+  });
+
+  test("a failed int8 update rolls the stage back to the previous (int8) bundle", async () => {
+    const previous = devices[0].active!;
+    await upload(2);
+    const parent = (await cli('bundles', 'build', 'tab@3', '--def', BUNDLE_DEF)).id;
+    const opt = await cli('optimize', 'tab@3', '--quantize', 'int8', '--eval', 'val@1');
+    assert.equal(opt.version.status, 'ready');
+    // The variant bundle exists already: the rollout reuses it rather than building another.
+    const variant = (await cli('bundles', 'build', 'tab@4', '--def', BUNDLE_DEF)).id;
+    const first = devices.find((d) => d.id === stableOrder(devices.map((x) => x.id))[0])!;
+    first.failOn.add(variant);
+    const before = await bundleCount();
+    const r = (await cp.api('POST', '/api/v1/rollouts', { json: { bundle: parent, cohort: 'small', stages: [0.25, 1], bakeS: 0, gates: { maxFailedUpdates: 0, onFailure: 'rollback' } } })).body;
+    assert.equal(r.assignedBundleId, variant, JSON.stringify(r));
+    assert.equal(r.previousBundleId, previous);
+    assert.equal(await bundleCount(), before);
+    const done = await waitRollout(r.id, ['aborted', 'succeeded', 'paused']);
+    assert.equal(done.status, 'aborted');
+    assert.match(String(done.lastCheck.verdict), /gate failed: 1 failed update/);
+    for (let i = 0; i < 100 && first.received.at(-1) !== previous; i++) await sleep(20);
+    assert.equal(first.received.at(-1), previous, 'back on the previous int8 bundle');
+    for (const d of devices.filter((x) => x !== first)) assert.ok(!d.received.includes(variant) && !d.received.includes(parent), 'later stages never started');
   });
 });

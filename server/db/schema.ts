@@ -568,6 +568,8 @@ export const rollouts = sqliteTable(
     lastCheck: text('last_check', { mode: 'json' }).$type<Record<string, unknown> | null>(),
     /** The bundle the cohort ran before, for rolling a failed stage back. */
     previousBundleId: text('previous_bundle_id'),
+    /** The bundle the devices are given when the cohort prefers a variant (the variant child's bundle); null: bundleId itself. */
+    assignedBundleId: text('assigned_bundle_id').references(() => bundles.id),
     jobId: text('job_id'),
     stageStartedAt: text('stage_started_at').notNull(),
     createdAt: createdAt(),

@@ -102,8 +102,9 @@ export async function publishResult(
   }
   const bundle = await buildAndStoreBundle(db, store, { modelRef: view.ref, definition: reuseDefinition(base.definition), actor: JOB_ACTOR });
   log(`built bundle ${bundle.id} from the definition of ${base.bundleId}`);
-  const started = await createRollout(db, deps.desired, { bundle: bundle.id, cohort: rolloutCohort, stages: rollout.stages, bakeS: rollout.bakeS, gates: rollout.gates, jobId: job.id, actor: JOB_ACTOR });
-  log(`canary rollout ${started.id} on cohort ${rolloutCohort}: stages ${started.stages.join(' → ')}, bake ${started.bakeS} s`);
+  const started = await createRollout(db, deps.desired, { bundle: bundle.id, cohort: rolloutCohort, stages: rollout.stages, bakeS: rollout.bakeS, gates: rollout.gates, jobId: job.id, actor: JOB_ACTOR, store });
+  const variantNote = started.assignedBundleId !== started.bundleId ? ` (the cohort's preferred variant: bundle ${started.assignedBundleId})` : '';
+  log(`canary rollout ${started.id} on cohort ${rolloutCohort}${variantNote}: stages ${started.stages.join(' → ')}, bake ${started.bakeS} s`);
   return { version: view.ref, rolloutId: started.id };
 }
 

@@ -1,5 +1,6 @@
 // /api/v1/rollouts: start a staged rollout of a bundle on a cohort, list, show, pause, resume, abort.
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import type { Db } from '../db/client.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
 import type { AppEnv } from '../http/app-env.ts';
@@ -23,6 +24,7 @@ const Rollout = z
     gates: Gates,
     lastCheck: z.record(z.string(), z.unknown()).nullable(),
     previousBundleId: z.string().nullable(),
+    assignedBundleId: z.string().openapi({ description: "The bundle the cohort's devices get: bundleId, or its variant child's bundle when the cohort prefers a variant (e.g. int8)" }),
     jobId: z.string().nullable(),
     stageStartedAt: z.string(),
     createdAt: z.string(),
@@ -42,7 +44,7 @@ const CreateBody = z.object({
   gates: z.object({ maxFailedUpdates: z.number().int().min(0).optional(), maxErrorRate: z.number().min(0).max(1).optional(), onFailure: z.enum(['pause', 'rollback']).optional() }).optional(),
 });
 
-export function rolloutRoutes(deps: { db: Db; desired: DesiredState }) {
+export function rolloutRoutes(deps: { db: Db; desired: DesiredState; store: ArtifactStore }) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   app.use('*', requireRole('models:write'));
   const action = (name: 'pause' | 'resume' | 'abort', summary: string) =>
@@ -59,12 +61,13 @@ export function rolloutRoutes(deps: { db: Db; desired: DesiredState }) {
         method: 'post',
         path: '/',
         summary: 'Start a staged (canary) rollout of a bundle on a cohort',
+        description: "When the cohort prefers a variant (e.g. int8) and the bundle's version has a rollable child of it, the devices get that child's bundle (built once from this bundle's definition if needed), as with deployments; `assignedBundleId` names it.",
         request: { body: { content: { 'application/json': { schema: CreateBody } } } },
         responses: { 201: json(Rollout, 'Started'), ...errorResponses },
       }),
       async (c) => {
         const b = c.req.valid('json');
-        return c.json(await createRollout(deps.db, deps.desired, { ...b, actor: actorOf(c) }), 201);
+        return c.json(await createRollout(deps.db, deps.desired, { ...b, actor: actorOf(c), store: deps.store }), 201);
       },
     )
     .openapi(

@@ -2,14 +2,19 @@
 // the first ceil(fraction · n) devices of the cohort's stable order the bundle (signed manifests via
 // DesiredState); the ticker (rollout-ticker.ts) advances, pauses or rolls back. State lives in the
 // rollouts table, so it survives restarts and moves with the scheduler lease between replicas.
+// A cohort preferring a variant (e.g. int8) gets the bundle of the version's variant child, resolved
+// once at creation like a direct deployment (variant-bundles.ts) and kept as assignedBundleId: stage
+// assignment, health checks and rollback all use that bundle.
 import { and, desc, eq, inArray } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
 import { randomId } from '../auth/secrets.ts';
+import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import { resolveBundle } from '../bundles/bundle-service.ts';
-import { cohortMembers } from '../cohorts/cohort-service.ts';
+import { cohortMembers, getCohort } from '../cohorts/cohort-service.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, devices, models, modelVersions, rollouts } from '../db/schema.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
+import { existingVariantBundle, variantBundleFor } from '../deployments/variant-bundles.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { RolloutGates, Stages } from '../jobs/retrain-policy.ts';
@@ -26,6 +31,8 @@ export interface RolloutInput {
   gates?: Partial<RolloutGates>;
   jobId?: string;
   actor: string;
+  /** Lets the cohort's preferred variant bundle be built on the fly; without it only an existing variant bundle is used. */
+  store?: ArtifactStore;
 }
 
 export interface RolloutDevice {
@@ -49,6 +56,8 @@ export interface RolloutView {
   gates: RolloutGates;
   lastCheck: Record<string, unknown> | null;
   previousBundleId: string | null;
+  /** The bundle the cohort's devices are given: bundleId, or its variant child's bundle when the cohort prefers a variant. */
+  assignedBundleId: string;
   jobId: string | null;
   stageStartedAt: string;
   createdAt: string;
@@ -63,17 +72,22 @@ export async function orderedMembers(tx: Tx, cohort: string): Promise<string[]> 
   return stableOrder((await cohortMembers(tx, cohort)).members.map((d) => d.id));
 }
 
-/** Gives `deviceIds` the rollout's bundle (signed manifests, inside the caller's transaction); publish afterwards. */
-export async function assignForRollout(tx: Tx, desired: DesiredState, row: Pick<RolloutRow, 'id' | 'bundleId' | 'cohort'>, deviceIds: string[]): Promise<void> {
-  await desired.assign(tx, row.bundleId, deviceIds, { deploymentId: row.id, cohort: row.cohort });
+/** The bundle the rollout gives its devices: the variant bundle picked at creation, else the rollout's bundle. */
+export function assignedBundle(row: Pick<RolloutRow, 'bundleId' | 'assignedBundleId'>): string {
+  return row.assignedBundleId ?? row.bundleId;
+}
+
+/** Gives `deviceIds` the rollout's assigned bundle (signed manifests, inside the caller's transaction); publish afterwards. */
+export async function assignForRollout(tx: Tx, desired: DesiredState, row: Pick<RolloutRow, 'id' | 'bundleId' | 'assignedBundleId' | 'cohort'>, deviceIds: string[]): Promise<void> {
+  await desired.assign(tx, assignedBundle(row), deviceIds, { deploymentId: row.id, cohort: row.cohort });
 }
 
 /** The bundle most of the cohort's devices are meant to run now (what a rollback returns to). */
-async function currentBundleOf(tx: Tx, deviceIds: string[], except: string): Promise<string | null> {
+async function currentBundleOf(tx: Tx, deviceIds: string[], except: string[]): Promise<string | null> {
   if (!deviceIds.length) return null;
   const rows = await tx.select({ bundleId: deviceDesired.bundleId }).from(deviceDesired).where(inArray(deviceDesired.deviceId, deviceIds));
   const counts = new Map<string, number>();
-  for (const r of rows) if (r.bundleId !== except) counts.set(r.bundleId, (counts.get(r.bundleId) ?? 0) + 1);
+  for (const r of rows) if (!except.includes(r.bundleId)) counts.set(r.bundleId, (counts.get(r.bundleId) ?? 0) + 1);
   let best: string | null = null;
   for (const [id, n] of counts) if (best === null || n > counts.get(best)!) best = id;
   return best;
@@ -87,8 +101,13 @@ export async function createRollout(db: Db, desired: DesiredState, input: Rollou
   const bakeS = input.bakeS ?? 300;
   if (!Number.isInteger(bakeS) || bakeS < 0) throw Invalid('bakeS must be a whole number of seconds ≥ 0');
   const id = randomId('rol', 8);
+  // The cohort's preferred variant, resolved as a direct deployment does; a variant bundle is built
+  // (once: later rollouts and deployments reuse it) before the transaction, as a build has its own.
+  const bundle = await resolveBundle(db, input.bundle);
+  const variant = (await getCohort(db, input.cohort)).preferVariant;
+  const variantBundle = variant ? await (input.store ? variantBundleFor(db, input.store, bundle, variant, input.actor) : existingVariantBundle(db, bundle, variant)) : null;
+  const target = variantBundle ?? bundle.id;
   const assigned = await db.transaction(async (tx) => {
-    const bundle = await resolveBundle(tx, input.bundle);
     const ordered = await orderedMembers(tx, input.cohort);
     const busy = await tx.query.rollouts.findFirst({ where: and(eq(rollouts.cohort, input.cohort), inArray(rollouts.status, ['running', 'paused'])) });
     if (busy) throw Conflict(`cohort "${input.cohort}" already has rollout ${busy.id} (${busy.status}); abort it first`, { references: [`rollout ${busy.id}`] });
@@ -101,7 +120,8 @@ export async function createRollout(db: Db, desired: DesiredState, input: Rollou
       status: 'running' as const,
       bakeS,
       gates: gates.data as unknown as Record<string, unknown>,
-      previousBundleId: await currentBundleOf(tx, ordered, bundle.id),
+      previousBundleId: await currentBundleOf(tx, ordered, [bundle.id, target]),
+      assignedBundleId: variantBundle,
       jobId: input.jobId ?? null,
       stageStartedAt: new Date().toISOString(),
       createdBy: input.actor,
@@ -109,7 +129,15 @@ export async function createRollout(db: Db, desired: DesiredState, input: Rollou
     await tx.insert(rollouts).values(row);
     const first = ordered.slice(0, stageSize(ordered.length, stages.data[0]));
     await assignForRollout(tx, desired, row, first);
-    await recordAudit(tx, input.actor, 'rollout.create', id, { bundle: bundle.id, cohort: input.cohort, stages: stages.data, bakeS, devices: first.length, job: input.jobId });
+    await recordAudit(tx, input.actor, 'rollout.create', id, {
+      bundle: bundle.id,
+      cohort: input.cohort,
+      stages: stages.data,
+      bakeS,
+      devices: first.length,
+      job: input.jobId,
+      ...(variantBundle ? { variant, variantBundle } : {}),
+    });
     return first;
   });
   await desired.publish(assigned);
@@ -136,6 +164,7 @@ async function toView(tx: Tx, row: RolloutRow): Promise<RolloutView> {
     gates: RolloutGates.parse(row.gates),
     lastCheck: row.lastCheck ?? null,
     previousBundleId: row.previousBundleId,
+    assignedBundleId: assignedBundle(row),
     jobId: row.jobId,
     stageStartedAt: row.stageStartedAt,
     createdAt: row.createdAt,
@@ -180,12 +209,12 @@ export async function listRollouts(db: Db, filter: { status?: RolloutStatus; coh
 }
 
 /**
- * Puts the devices this rollout gave its bundle back on the bundle the cohort ran before (inside the
+ * Puts the devices this rollout gave its (assigned) bundle back on the bundle the cohort ran before (inside the
  * caller's transaction); returns the devices to publish. Without a previous bundle nothing changes.
  */
 export async function rollBack(tx: Tx, desired: DesiredState, row: RolloutRow): Promise<string[]> {
   if (!row.previousBundleId) return [];
-  const mine = (await tx.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(and(eq(deviceDesired.deploymentId, row.id), eq(deviceDesired.bundleId, row.bundleId)))).map((r) => r.id);
+  const mine = (await tx.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(and(eq(deviceDesired.deploymentId, row.id), eq(deviceDesired.bundleId, assignedBundle(row))))).map((r) => r.id);
   await desired.assign(tx, row.previousBundleId, mine, { cohort: row.cohort });
   return mine;
 }

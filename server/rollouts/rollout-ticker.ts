@@ -12,7 +12,7 @@ import type { DesiredState } from '../deployments/desired-state.ts';
 import { ServiceError } from '../errors.ts';
 import { RolloutGates } from '../jobs/retrain-policy.ts';
 import { telemetrySummary } from '../telemetry/telemetry-service.ts';
-import { assignForRollout, orderedMembers, rollBack, ROLLOUT_ACTOR, type RolloutRow } from './rollout-service.ts';
+import { assignedBundle, assignForRollout, orderedMembers, rollBack, ROLLOUT_ACTOR, type RolloutRow } from './rollout-service.ts';
 import { stageSize } from './stable-order.ts';
 
 export interface StageHealth {
@@ -31,13 +31,15 @@ interface Reported {
 
 async function stageHealth(tx: Tx, row: RolloutRow, deviceIds: string[], gates: RolloutGates): Promise<StageHealth> {
   const rows = deviceIds.length ? await tx.select({ id: devices.id, reported: devices.reported }).from(devices).where(inArray(devices.id, deviceIds)) : [];
+  // The bundle the devices were actually given (a preferred variant's), not necessarily the rollout's.
+  const bundleId = assignedBundle(row);
   let active = 0;
   const failed: string[] = [];
   for (const d of rows) {
     const r = (d.reported ?? {}) as Reported;
-    if (r.active?.bundleId === row.bundleId && r.state === 'active') active++;
+    if (r.active?.bundleId === bundleId && r.state === 'active') active++;
     // "Installed" is not "healthy": a failed or rolled-back update of this bundle counts against the gate.
-    else if ((r.state === 'failed' || r.state === 'rolled_back') && r.desired?.bundleId === row.bundleId) failed.push(d.id);
+    else if ((r.state === 'failed' || r.state === 'rolled_back') && r.desired?.bundleId === bundleId) failed.push(d.id);
   }
   let errorRate: number | null = null;
   if (gates.maxErrorRate !== undefined && deviceIds.length) {
@@ -119,7 +121,9 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   if (row.stage + 1 >= row.stages.length) {
     check.verdict = 'succeeded';
     if (!(await update({ status: 'succeeded' })).length) return { publish: [], transition: null };
-    // A cohort deployment of the bundle: devices joining the cohort from now on get it too.
+    // A cohort deployment of the rollout's bundle, as a direct cohort deployment records it (the parent,
+    // not the variant): late joiners get it through reconcileDevice, which applies the cohort's
+    // variant preference the same way.
     await tx.insert(deployments).values({ id: row.id.replace(/^rol_/, 'dep_'), bundleId: row.bundleId, targetKind: 'cohort', target: row.cohort, deviceCount: ordered.length, createdBy: ROLLOUT_ACTOR });
     await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.succeeded', row.id, { cohort: row.cohort, devices: ordered.length });
     return { publish, transition: 'succeeded' };
@@ -133,10 +137,10 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   return { publish: [...publish, ...added], transition: `stage ${nextStage + 1}` };
 }
 
-/** Assigns the bundle to target devices that do not have it as desired state yet; returns them. */
+/** Assigns the rollout's assigned bundle to target devices that do not have it as desired state yet; returns them. */
 async function assignMissing(tx: Tx, desired: DesiredState, row: RolloutRow, target: string[]): Promise<string[]> {
   if (!target.length) return [];
-  const have = new Set((await tx.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(and(inArray(deviceDesired.deviceId, target), eq(deviceDesired.bundleId, row.bundleId)))).map((r) => r.id));
+  const have = new Set((await tx.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(and(inArray(deviceDesired.deviceId, target), eq(deviceDesired.bundleId, assignedBundle(row))))).map((r) => r.id));
   const missing = target.filter((id) => !have.has(id));
   await assignForRollout(tx, desired, row, missing);
   return missing;

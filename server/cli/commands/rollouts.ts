@@ -62,6 +62,7 @@ export function registerRolloutCommands(program: Command, ctx: { api: () => Api;
             id: r.id,
             model: r.model,
             bundle: `${r.bundle} (${r.bundleId})`,
+            ...(r.assignedBundleId !== r.bundleId ? { assignedBundle: `${r.assignedBundleId} (the cohort's preferred variant)` } : {}),
             cohort: r.cohort,
             status: r.status,
             stage: progress(r),

@@ -1,0 +1,1 @@
+ALTER TABLE `rollouts` ADD `assigned_bundle_id` text REFERENCES bundles(id);
