@@ -350,15 +350,16 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     const now = Date.now();
     const [a, b] = devices;
     const reports = [
+      // seq 1 is from an older agent (no `monitoring`); the others report the data the device lost.
       telemetryMessage({ deviceId: a.id, seq: 1, at: new Date(now - 25_000), inferences: 100, errors: { timeout: 1 }, cpu: 0.1, uptimeS: 100 }),
-      telemetryMessage({ deviceId: a.id, seq: 2, at: new Date(now - 15_000), inferences: 200, cpu: 0.2, uptimeS: 110 }),
-      telemetryMessage({ deviceId: a.id, seq: 3, at: new Date(now - 5000), inferences: 300, errors: { preprocess: 2, timeout: 1 }, cpu: 0.3, rssBytes: 91e6, diskFreeBytes: 4e9, uptimeS: 120, activeBundle: { id: bundleId, counter: 1 } }),
+      telemetryMessage({ deviceId: a.id, seq: 2, at: new Date(now - 15_000), inferences: 200, cpu: 0.2, uptimeS: 110, monitoring: { outboxPending: 40, outboxPendingBytes: 40_000, outboxDropped: 5, outboxCorrupt: 1, statsDropped: 7 } }),
+      telemetryMessage({ deviceId: a.id, seq: 3, at: new Date(now - 5000), inferences: 300, errors: { preprocess: 2, timeout: 1 }, cpu: 0.3, rssBytes: 91e6, diskFreeBytes: 4e9, uptimeS: 120, activeBundle: { id: bundleId, counter: 1 }, monitoring: { outboxPending: 12, outboxPendingBytes: 9000, outboxDropped: 3, outboxCorrupt: 0, statsDropped: 0 } }),
       // Sent late (store and forward): counts, but must not replace the newer resources.
-      telemetryMessage({ deviceId: a.id, seq: 0, at: new Date(now - 35_000), inferences: 50, cpu: 0.9, uptimeS: 90 }),
+      telemetryMessage({ deviceId: a.id, seq: 0, at: new Date(now - 35_000), inferences: 50, cpu: 0.9, uptimeS: 90, monitoring: { outboxPending: 99, outboxPendingBytes: 1, outboxDropped: 0, outboxCorrupt: 0, statsDropped: 2 } }),
     ];
     for (const r of reports) await publish(a.client, a.id, 'telemetry', r);
     await publish(a.client, a.id, 'telemetry', reports[1]); // resend
-    const fromB = telemetryMessage({ deviceId: b.id, seq: 1, at: new Date(now - 10_000), inferences: 40, cpu: 0.5 });
+    const fromB = telemetryMessage({ deviceId: b.id, seq: 1, at: new Date(now - 10_000), inferences: 40, cpu: 0.5, monitoring: { outboxPending: 1, outboxPendingBytes: 500, outboxDropped: 10, outboxCorrupt: 0, statsDropped: 0 } });
     await publish(b.client, b.id, 'telemetry', fromB);
     await publish(b.client, b.id, 'telemetry', { ...fromB, seq: 2, inferences: -1 });
     await until('telemetry stored', async () => metricValue(await metrics(), 'flotilla_ingest_stored_total', { channel: 'telemetry' }) === 5);
@@ -378,7 +379,10 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     for (const k of ['count', 'p50', 'p95', 'p99'] as const) assert.equal(dev.body.latency[k], want[k], k);
     assert.ok(Math.abs(dev.body.latency.meanMs - want.meanMs!) < 1e-9, `${dev.body.latency.meanMs} vs ${want.meanMs}`);
     assert.equal(dev.body.resources.devices.length, 1);
-    assert.deepEqual(dev.body.resources.devices[0], { deviceId: a.id, at: new Date(now - 5000).toISOString(), seq: 3, cpu: 0.3, rssBytes: 91e6, diskFreeBytes: 4e9, uptimeS: 120, queueDepth: 0, activeBundle: { id: bundleId, counter: 1 } });
+    assert.deepEqual(dev.body.resources.devices[0], { deviceId: a.id, at: new Date(now - 5000).toISOString(), seq: 3, cpu: 0.3, rssBytes: 91e6, diskFreeBytes: 4e9, uptimeS: 120, queueDepth: 0, activeBundle: { id: bundleId, counter: 1 }, outboxPending: 12, outboxPendingBytes: 9000 });
+    // Monitoring data lost: summed over the window apart from the request errors; the backlog is the newest report's.
+    assert.deepEqual(dev.body.monitoring, { lost: { outboxDropped: 8, outboxCorrupt: 1, statsDropped: 9 }, pending: { messages: 12, bytes: 9000, devices: 1 } });
+    assert.deepEqual(dev.body.monitoringLost, dev.body.monitoring.lost);
 
     const coh = await cp.api('GET', '/api/v1/telemetry?cohort=lab');
     assert.equal(coh.body.inferences, 690);
@@ -386,7 +390,12 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     assert.deepEqual(coh.body.resources.devices.map((d: { deviceId: string }) => d.deviceId), [a.id, b.id].sort());
     assert.equal(coh.body.resources.cpuMax, 0.5);
     assert.equal(coh.body.resources.rssMaxBytes, 91e6);
+    assert.deepEqual(coh.body.monitoring, { lost: { outboxDropped: 18, outboxCorrupt: 1, statsDropped: 9 }, pending: { messages: 13, bytes: 9500, devices: 2 } });
     const text = await metrics();
+    assert.equal(metricValue(text, 'flotilla_fleet_monitoring_lost', { kind: 'outbox_dropped' }), 18);
+    assert.equal(metricValue(text, 'flotilla_fleet_monitoring_lost', { kind: 'outbox_corrupt' }), 1);
+    assert.equal(metricValue(text, 'flotilla_fleet_monitoring_lost', { kind: 'stats_dropped' }), 9);
+    assert.equal(metricValue(text, 'flotilla_fleet_outbox_pending_messages'), 13);
     assert.ok(Math.abs(metricValue(text, 'flotilla_fleet_inferences_per_second') - 690 / 40) < 1e-9, text.split('\n').filter((l) => l.startsWith('flotilla_fleet')).join('; '));
     assert.ok(Math.abs(metricValue(text, 'flotilla_fleet_error_ratio') - 4 / 694) < 1e-12, String(metricValue(text, 'flotilla_fleet_error_ratio')));
     assert.equal(metricValue(text, 'flotilla_devices_online'), 4);
@@ -450,7 +459,12 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     assert.equal(tel.code, 0, tel.stderr);
     assert.match(tel.stdout, /p95/);
     assert.match(tel.stdout, /inferences\s+650/);
-    assert.equal(JSON.parse((await runCli(['--json', 'telemetry', 'lab'], env)).stdout).inferences, 690);
+    assert.match(tel.stdout, /monitoring data lost\s+outbox dropped=8, outbox corrupt=1, stats dropped=9/);
+    assert.match(tel.stdout, /outbox pending\s+12 messages/);
+    const telJson = JSON.parse((await runCli(['--json', 'telemetry', 'lab'], env)).stdout);
+    assert.equal(telJson.inferences, 690);
+    assert.deepEqual(telJson.monitoring.lost, { outboxDropped: 18, outboxCorrupt: 1, statsDropped: 9 });
+    assert.equal(telJson.monitoring.pending.messages, 13);
 
     const alerts = await runCli(['--json', 'alerts', '--open'], env);
     assert.deepEqual(JSON.parse(alerts.stdout).alerts, []);

@@ -56,6 +56,13 @@ export class Monitoring {
       logger: o.logger,
       queueDepth: () => o.runtime.queueDepth(),
       activeBundle: () => (this.bundle ? { id: this.bundle.manifest.bundle.id, counter: this.bundle.manifest.counter } : null),
+      monitoringTotals: () => ({
+        outboxPending: this.outbox.pending,
+        outboxPendingBytes: this.outbox.pendingBytes,
+        outboxDropped: this.outbox.dropped.stats + this.outbox.dropped.telemetry,
+        outboxCorrupt: this.outbox.corrupt,
+        statsDropped: this.stats?.dropped ?? 0,
+      }),
       emit: (draft) => this.sendTelemetry(draft),
     });
     if (o.config.stats === 'on') this.stats = new StatsCollector({ windowS: this.statsWindowS(), logger: o.logger, emit: (w) => this.sendStats(w) });

@@ -1,5 +1,6 @@
 // `telemetry` every interval: the counters of the interval (TelemetryCounters), the inference queue
-// depth, CPU share, RSS, free disk of the data directory's filesystem, uptime and the active bundle.
+// depth, CPU share, RSS, free disk of the data directory's filesystem, uptime, the active bundle and
+// the monitoring data lost on the device since the previous report (`monitoring`, MonitoringLoss).
 // `intervalS` is the time actually elapsed since the previous report (a late timer or a changed
 // interval stays exact). The message goes to `emit` (seq, outbox).
 import { statfs } from 'node:fs/promises';
@@ -7,7 +8,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import type { TelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import type { PredictionEvent } from '../model-runtime.ts';
-import { cpuShare, TelemetryCounters } from './telemetry-counters.ts';
+import { cpuShare, MonitoringLoss, TelemetryCounters, type MonitoringTotals } from './telemetry-counters.ts';
 
 export type TelemetryDraft = Omit<TelemetryMessage, 'seq'>;
 
@@ -18,11 +19,14 @@ export interface TelemetryCollectorOptions {
   logger: Logger;
   queueDepth(): number;
   activeBundle(): { id: string; counter: number } | null;
+  /** Running loss totals and the outbox backlog; every report carries their deltas as `monitoring`. */
+  monitoringTotals?(): MonitoringTotals;
   emit(draft: TelemetryDraft): Promise<void>;
 }
 
 export class TelemetryCollector {
   private readonly counters = new TelemetryCounters();
+  private readonly loss = new MonitoringLoss();
   private readonly cores = availableParallelism();
   private timer: NodeJS.Timeout | null = null;
   private last = { at: Date.now(), cpu: process.cpuUsage() };
@@ -74,6 +78,7 @@ export class TelemetryCollector {
     const share = cpuShare(this.last.cpu, cpu, elapsedMs, this.cores);
     this.last = { at: now, cpu };
     const counts = this.counters.take();
+    const totals = this.opts.monitoringTotals?.();
     let diskFreeBytes = 0;
     try {
       const fs = await statfs(this.opts.dataDir);
@@ -95,6 +100,7 @@ export class TelemetryCollector {
       diskFreeBytes,
       uptimeS: process.uptime(),
       activeBundle: this.opts.activeBundle(),
+      ...(totals ? { monitoring: this.loss.take(totals) } : {}),
     });
   }
 }

@@ -1,7 +1,9 @@
 // What one telemetry interval counts, as deltas (the wire carries per-interval numbers so a lost
 // report loses one interval, never a rate): completed inferences, failures by reason code, and the
 // latency of completed requests on the fleet-wide log-spaced layout. `take()` hands the interval
-// over and starts the next one. Plus the CPU share arithmetic, kept pure for testing.
+// over and starts the next one. Plus the CPU share arithmetic, kept pure for testing, and
+// `MonitoringLoss`, which turns the outbox's and stats queue's running totals into the same deltas.
+import type { MonitoringHealth } from '../../protocol/messages/telemetry.ts';
 import { createLatencyHistogram, recordLatency, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import type { PredictionEvent } from '../model-runtime.ts';
 
@@ -35,6 +37,44 @@ export class TelemetryCounters {
     const c = this.counts;
     this.counts = fresh();
     return c;
+  }
+}
+
+/** Running totals of monitoring data lost on this device since the process started, and the outbox backlog now. */
+export interface MonitoringTotals {
+  outboxPending: number;
+  outboxPendingBytes: number;
+  /** Outbox messages dropped (oldest first at the size bound, or too large), all channels. */
+  outboxDropped: number;
+  /** Outbox files unreadable at start or when sending, skipped. */
+  outboxCorrupt: number;
+  /** Prediction samples refused by the full stats queue. */
+  statsDropped: number;
+}
+
+/**
+ * Deltas of the loss counters since the previous `take()`. The totals are in-process (they start at
+ * 0 with the agent, which is also this baseline), so losses counted while reading the outbox at start
+ * go into the first report; a lost report (QoS 0) or a restart loses at most one interval's deltas.
+ *
+ * @example
+ * const l = new MonitoringLoss();
+ * l.take({ outboxPending: 3, outboxPendingBytes: 900, outboxDropped: 5, outboxCorrupt: 0, statsDropped: 2 }).outboxDropped // 5
+ */
+export class MonitoringLoss {
+  private last = { outboxDropped: 0, outboxCorrupt: 0, statsDropped: 0 };
+
+  take(now: MonitoringTotals): MonitoringHealth {
+    const d = (k: keyof MonitoringLoss['last']) => Math.max(0, now[k] - this.last[k]);
+    const out: MonitoringHealth = {
+      outboxPending: now.outboxPending,
+      outboxPendingBytes: now.outboxPendingBytes,
+      outboxDropped: d('outboxDropped'),
+      outboxCorrupt: d('outboxCorrupt'),
+      statsDropped: d('statsDropped'),
+    };
+    this.last = { outboxDropped: now.outboxDropped, outboxCorrupt: now.outboxCorrupt, statsDropped: now.statsDropped };
+    return out;
   }
 }
 

@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { pino } from 'pino';
 import { validateTelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import { latencySummary } from '../../protocol/sketch/latency-histogram.ts';
+import type { ModelRuntime } from '../model-runtime.ts';
+import { StateStore } from '../state-store.ts';
+import { Monitoring, OUTBOX_DIR } from './monitoring.ts';
 import { TelemetryCollector, type TelemetryDraft } from './telemetry-collector.ts';
-import { cpuShare, TelemetryCounters } from './telemetry-counters.ts';
+import { cpuShare, MonitoringLoss, TelemetryCounters } from './telemetry-counters.ts';
 
 describe('telemetry', () => {
   test('counters are per interval: take() hands over the deltas and starts from zero', () => {
@@ -72,5 +75,64 @@ describe('telemetry', () => {
     assert.ok(d.intervalS >= 0.02 && d.intervalS < 5, `elapsed, not the configured hour: ${d.intervalS}`);
     assert.ok(d.rssBytes > 10e6 && d.diskFreeBytes > 0 && d.uptimeS > 0);
     assert.ok(d.cpu >= 0 && d.cpu <= 1);
+  });
+
+  test('monitoring loss: deltas of the running totals since the previous report; the backlog as it is now', () => {
+    const l = new MonitoringLoss();
+    const totals = { outboxPending: 4, outboxPendingBytes: 900, outboxDropped: 5, outboxCorrupt: 1, statsDropped: 2 };
+    assert.deepEqual(l.take(totals), totals, 'the first report carries everything since the start');
+    assert.deepEqual(l.take({ ...totals, outboxPending: 0, outboxPendingBytes: 0 }), { outboxPending: 0, outboxPendingBytes: 0, outboxDropped: 0, outboxCorrupt: 0, statsDropped: 0 });
+    assert.deepEqual(l.take({ ...totals, outboxDropped: 8, statsDropped: 12 }), { ...totals, outboxDropped: 3, outboxCorrupt: 0, statsDropped: 10 });
+  });
+
+  test('telemetry carries the outbox drops: after the full outbox drops its oldest files, the next report says how many', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'flotilla-telemetry-loss-'));
+    const outboxDir = path.join(dataDir, OUTBOX_DIR);
+    await mkdir(outboxDir, { recursive: true });
+    await writeFile(path.join(outboxDir, 'garbage'), 'not an outbox file'); // counted as corrupt at start
+    const runtime = { onPrediction: () => () => {}, queueDepth: () => 0 } as unknown as ModelRuntime;
+    const state = new StateStore(dataDir);
+    const mon = new Monitoring({
+      deviceId: 'dev_abcdefgh1',
+      config: { dataDir, telemetryIntervalS: 3600, statsWindowS: undefined, stats: 'off', outboxMaxBytes: 4000 },
+      state,
+      runtime,
+      logger: pino({ level: 'silent' }),
+    });
+    await mon.start(); // never attached: offline, everything stays in the outbox
+    const report = () => (mon as unknown as { telemetry: TelemetryCollector }).telemetry.report();
+    const newest = async () => {
+      const names = (await readdir(outboxDir)).filter((n) => n.endsWith('.telemetry.json')).sort();
+      return JSON.parse(await readFile(path.join(outboxDir, names.at(-1)!), 'utf8'));
+    };
+    try {
+      await report();
+      const first = await newest();
+      assert.ok(validateTelemetryMessage(first).ok);
+      assert.deepEqual(first.monitoring, { outboxPending: 0, outboxPendingBytes: 0, outboxDropped: 0, outboxCorrupt: 1, statsDropped: 0 });
+
+      const dropped = () => mon.status().outbox.dropped.telemetry;
+      let before = dropped();
+      let reports = 1;
+      while (dropped() === before && reports < 50) {
+        before = dropped();
+        await report();
+        reports++;
+      }
+      const droppedByLastAppend = dropped() - before;
+      assert.ok(droppedByLastAppend > 0, 'the bounded outbox dropped its oldest messages');
+      const pending = mon.status().outbox;
+      await report();
+      const m = await newest();
+      assert.ok(validateTelemetryMessage(m).ok);
+      assert.equal(m.monitoring.outboxDropped, droppedByLastAppend, 'the delta since the previous report');
+      assert.equal(m.monitoring.outboxCorrupt, 0, 'the corrupt file was reported once');
+      assert.equal(m.monitoring.outboxPending, pending.pending);
+      assert.equal(m.monitoring.outboxPendingBytes, pending.bytes);
+      assert.equal(m.errors && Object.keys(m.errors).length, 0, 'losses are not request errors');
+    } finally {
+      await mon.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });

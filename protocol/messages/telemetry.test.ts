@@ -24,6 +24,7 @@ function good() {
     diskFreeBytes: 5_000_000_000,
     uptimeS: 3600,
     activeBundle: { id: 'bnd_1', counter: 4 },
+    monitoring: { outboxPending: 3, outboxPendingBytes: 4096, outboxDropped: 2, outboxCorrupt: 1, statsDropped: 7 },
   };
 }
 type Msg = ReturnType<typeof good>;
@@ -41,6 +42,18 @@ describe('telemetry message validation', () => {
     assert.ok(validateTelemetryMessage(good(), { now: NOW, deviceId: 'dev_abcdef12' }).ok);
     assert.ok(validateTelemetryMessage({ ...good(), activeBundle: null }, { now: NOW }).ok);
   });
+  it('monitoring health is optional (older agents) and kept when present', () => {
+    const { monitoring: _, ...old } = good();
+    const r = validateTelemetryMessage(old, { now: NOW });
+    assert.ok(r.ok && r.message.monitoring === undefined);
+    const withIt = validateTelemetryMessage(good(), { now: NOW });
+    assert.ok(withIt.ok);
+    if (withIt.ok) assert.deepEqual(withIt.message.monitoring, good().monitoring);
+  });
+  it("rejects a negative monitoring drop count with 'negative_count'", () => expectReason((m) => (m.monitoring.outboxDropped = -1), 'negative_count'));
+  it("rejects a negative outbox backlog with 'negative_count'", () => expectReason((m) => (m.monitoring.outboxPending = -3), 'negative_count'));
+  it("rejects a fractional stats drop count with 'non_integer_count'", () => expectReason((m) => (m.monitoring.statsDropped = 0.5), 'non_integer_count'));
+  it("rejects an incomplete monitoring object as 'malformed'", () => expectReason((m) => delete (m.monitoring as Partial<Msg['monitoring']>).statsDropped, 'malformed'));
   it("rejects another version with 'schema_version'", () => expectReason((m) => (m.v = 0), 'schema_version'));
   it("rejects a negative error count with 'negative_count'", () => expectReason((m) => (m.errors.timeout = -1), 'negative_count'));
   it("rejects a fractional inference count with 'non_integer_count'", () => expectReason((m) => (m.inferences = 1.5), 'non_integer_count'));

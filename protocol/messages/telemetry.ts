@@ -11,6 +11,11 @@
  *   whatever the core count; `rssBytes`, `diskFreeBytes` (data dir's filesystem), `uptimeS`.
  * - `activeBundle` — the bundle serving requests and its manifest counter, or `null` before the
  *   first activation.
+ * - `monitoring` (optional: agents before it omit it) — monitoring data the device itself lost, kept
+ *   apart from `errors` so it never counts as failed requests. `outboxDropped` (oldest outbox
+ *   messages dropped at the size bound), `outboxCorrupt` (outbox files unreadable and skipped) and
+ *   `statsDropped` (prediction samples refused by the full in-memory stats queue) are per-interval
+ *   deltas like the counters above; `outboxPending` / `outboxPendingBytes` are gauges at `at`.
  *
  * @example
  * const r = validateTelemetryMessage(JSON.parse(payload), { deviceId });
@@ -39,6 +44,18 @@ export const LatencyHistogramSchema = z
     if (h.minMs !== null && h.maxMs !== null && h.minMs > h.maxMs) return fail('min_gt_max', 'minMs > maxMs', 'minMs');
   }) satisfies z.ZodType<LatencyHistogram>;
 
+/** Monitoring data lost on the device (deltas) and its outbox backlog (gauges), see above. */
+export const MonitoringHealth = z.object({
+  outboxPending: Count,
+  outboxPendingBytes: Count,
+  outboxDropped: Count,
+  outboxCorrupt: Count,
+  statsDropped: Count,
+});
+export type MonitoringHealth = z.infer<typeof MonitoringHealth>;
+/** The loss counters of `MonitoringHealth` (the ones that add up across intervals and devices). */
+export type MonitoringLost = Pick<MonitoringHealth, 'outboxDropped' | 'outboxCorrupt' | 'statsDropped'>;
+
 /** The `telemetry` payload (fields above). */
 export const TelemetryMessage = z.object({
   v: z.literal(1),
@@ -56,6 +73,7 @@ export const TelemetryMessage = z.object({
   diskFreeBytes: Count,
   uptimeS: z.number().nonnegative(),
   activeBundle: z.object({ id: z.string().min(1).max(200), counter: z.number().int().nonnegative() }).nullable(),
+  monitoring: MonitoringHealth.optional(),
 });
 export type TelemetryMessage = z.infer<typeof TelemetryMessage>;
 

@@ -1,6 +1,7 @@
 // The database schema: the source of truth; migrations are generated from it with `npm run db:generate`.
 import { sql } from 'drizzle-orm';
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import type { MonitoringHealth, MonitoringLost } from '../../protocol/messages/telemetry.ts';
 import type { FeatureSetSketch, LatencyHistogram, SketchLayout } from '../../protocol/sketch/index.ts';
 
 const createdAt = (column = 'created_at') => text(column).notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ','now'))`);
@@ -304,6 +305,8 @@ export const telemetry = sqliteTable(
     diskFreeBytes: integer('disk_free_bytes').notNull(),
     uptimeS: real('uptime_s').notNull(),
     activeBundleId: text('active_bundle_id'),
+    /** Monitoring data the device lost (deltas) and its outbox backlog; null from agents that do not send it. */
+    monitoring: text('monitoring', { mode: 'json' }).$type<MonitoringHealth>(),
     receivedAt: text('received_at').notNull(),
   },
   (t) => [uniqueIndex('telemetry_device_seq').on(t.deviceId, t.seq), index('telemetry_at').on(t.at)],
@@ -324,6 +327,8 @@ export const telemetryRollups = sqliteTable(
     /** Earliest interval start (at − intervalS) and latest report time: the span the counters cover. */
     firstStart: text('first_start').notNull(),
     lastAt: text('last_at').notNull(),
+    /** Sums of the monitoring data the devices lost (kept apart from `errors`); null when no report carried it. */
+    monitoringLost: text('monitoring_lost', { mode: 'json' }).$type<MonitoringLost>(),
     updatedAt: text('updated_at').notNull(),
   },
   (t) => [primaryKey({ columns: [t.scope, t.key, t.bucketStart] }), index('telemetry_rollups_bucket').on(t.bucketStart)],
@@ -340,6 +345,9 @@ export const telemetryLast = sqliteTable('telemetry_last', {
   uptimeS: real('uptime_s').notNull(),
   queueDepth: integer('queue_depth').notNull(),
   activeBundle: text('active_bundle', { mode: 'json' }).$type<{ id: string; counter: number } | null>(),
+  /** The outbox backlog (messages, bytes) at `at`; null from agents that do not send it. */
+  outboxPending: integer('outbox_pending'),
+  outboxPendingBytes: integer('outbox_pending_bytes'),
 });
 
 /** Drift evaluations (scheduled or on demand) per cohort and model version. */

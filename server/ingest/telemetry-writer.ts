@@ -1,9 +1,11 @@
 // Writes a batch of accepted `telemetry` reports inside the caller's transaction: raw reports
 // (insert-or-ignore on device + seq), per-minute rollups of the new ones for their device, cohorts
-// and the fleet, and each device's latest resources.
+// and the fleet, and each device's latest resources. The optional `monitoring` part (data the device
+// itself lost) is summed into the rollups' `monitoringLost`, never into `errors`; its outbox backlog
+// goes with the latest resources.
 import { and, eq, or, sql } from 'drizzle-orm';
 import { createLatencyHistogram, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
-import type { TelemetryMessage } from '../../protocol/messages/telemetry.ts';
+import type { MonitoringLost, TelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import type { Tx } from '../db/client.ts';
 import { telemetry, telemetryLast, telemetryRollups } from '../db/schema.ts';
 import { bucketStart, isoUtc } from './buckets.ts';
@@ -27,6 +29,8 @@ interface Acc {
   latency: LatencyHistogram;
   firstStart: string;
   lastAt: string;
+  /** Null while no report of the bucket carried `monitoring` (older agents). */
+  monitoringLost: MonitoringLost | null;
 }
 
 const CHUNK = 200;
@@ -41,6 +45,15 @@ function addErrors(into: Record<string, number>, from: Record<string, number>): 
   return n;
 }
 
+/** Sums loss counters; null (not reported) only when both are. */
+export function addLost(a: MonitoringLost | null, b: MonitoringLost | null): MonitoringLost | null {
+  if (!a || !b) return a || b ? { ...(a ?? b)! } : null;
+  return { outboxDropped: a.outboxDropped + b.outboxDropped, outboxCorrupt: a.outboxCorrupt + b.outboxCorrupt, statsDropped: a.statsDropped + b.statsDropped };
+}
+
+const lostOf = (m: TelemetryMessage): MonitoringLost | null =>
+  m.monitoring ? { outboxDropped: m.monitoring.outboxDropped, outboxCorrupt: m.monitoring.outboxCorrupt, statsDropped: m.monitoring.statsDropped } : null;
+
 function combine(a: Acc, b: Omit<Acc, 'scope' | 'key' | 'bucketStart'>): void {
   a.reports += b.reports;
   a.inferences += b.inferences;
@@ -51,6 +64,7 @@ function combine(a: Acc, b: Omit<Acc, 'scope' | 'key' | 'bucketStart'>): void {
   a.latency = mergeLatencyHistograms(a.latency, b.latency);
   if (b.firstStart < a.firstStart) a.firstStart = b.firstStart;
   if (b.lastAt > a.lastAt) a.lastAt = b.lastAt;
+  a.monitoringLost = addLost(a.monitoringLost, b.monitoringLost);
 }
 
 /** Stores the reports and updates rollups; returns how many were new and how many were resends. */
@@ -76,6 +90,7 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
           diskFreeBytes: m.diskFreeBytes,
           uptimeS: m.uptimeS,
           activeBundleId: m.activeBundle?.id ?? null,
+          monitoring: m.monitoring ?? null,
           receivedAt,
         })),
       )
@@ -99,6 +114,7 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
       latency: m.latency,
       firstStart: new Date(Date.parse(m.at) - m.intervalS * 1000).toISOString(),
       lastAt: at,
+      monitoringLost: lostOf(m),
     };
     const bucket = bucketStart(at, 'minute');
     const scopes: Array<[Scope, string]> = [['device', it.deviceId], ...it.cohorts.map((c): [Scope, string] => ['cohort', c]), ['fleet', FLEET_KEY]];
@@ -143,6 +159,7 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
           latency: sql`excluded.latency`,
           firstStart: sql`excluded.first_start`,
           lastAt: sql`excluded.last_at`,
+          monitoringLost: sql`excluded.monitoring_lost`,
           updatedAt: sql`excluded.updated_at`,
         },
       });
@@ -158,6 +175,8 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
     uptimeS: m.uptimeS,
     queueDepth: m.queueDepth,
     activeBundle: m.activeBundle,
+    outboxPending: m.monitoring?.outboxPending ?? null,
+    outboxPendingBytes: m.monitoring?.outboxPendingBytes ?? null,
   }));
   for (let i = 0; i < last.length; i += CHUNK) {
     const l = telemetryLast;
@@ -175,6 +194,8 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
           uptimeS: sql`excluded.uptime_s`,
           queueDepth: sql`excluded.queue_depth`,
           activeBundle: sql`excluded.active_bundle`,
+          outboxPending: sql`excluded.outbox_pending`,
+          outboxPendingBytes: sql`excluded.outbox_pending_bytes`,
         },
         // A late (store-and-forward) report must not overwrite newer resources.
         setWhere: sql`excluded.at >= ${l.at}`,

@@ -1,10 +1,11 @@
 // Fleet-level Prometheus gauges, computed from the database at scrape time (so every replica reports
 // the same numbers) and with bounded cardinality: no series per device. Drifted features are per
-// (cohort, model version) — as many series as pairs evaluated in the last FRESH_MS.
-import { and, eq, gte, sql } from 'drizzle-orm';
+// (cohort, model version) — as many series as pairs evaluated in the last FRESH_MS. Monitoring data
+// lost on the devices is by kind only (three series), summed over the fleet.
+import { and, eq, gte, isNotNull, sql } from 'drizzle-orm';
 import { Gauge } from 'prom-client';
 import type { Db } from '../db/client.ts';
-import { alerts, devices, driftEvaluations, models, modelVersions, telemetryRollups } from '../db/schema.ts';
+import { alerts, devices, driftEvaluations, models, modelVersions, telemetryLast, telemetryRollups } from '../db/schema.ts';
 import { bucketStart } from '../ingest/buckets.ts';
 import { FLEET_KEY } from '../ingest/stats-writer.ts';
 import type { Metrics } from '../metrics.ts';
@@ -58,6 +59,31 @@ export class FleetMetrics {
       registers,
       async collect() {
         this.set((await fleet()).errorRatio ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_fleet_monitoring_lost',
+      help: 'Monitoring data lost on the devices over the last 5 minutes of telemetry, by kind: outbox_dropped (oldest outbox messages dropped at the size bound), outbox_corrupt (unreadable outbox files skipped), stats_dropped (prediction samples dropped by the full stats queue)',
+      labelNames: ['kind'] as const,
+      registers,
+      async collect() {
+        const lost = (await fleet()).monitoringLost;
+        this.set({ kind: 'outbox_dropped' }, lost?.outboxDropped ?? 0);
+        this.set({ kind: 'outbox_corrupt' }, lost?.outboxCorrupt ?? 0);
+        this.set({ kind: 'stats_dropped' }, lost?.statsDropped ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'flotilla_fleet_outbox_pending_messages',
+      help: "Messages waiting in the devices' outboxes (sum of each device's latest report of the last 2 hours)",
+      registers,
+      async collect() {
+        const since = new Date(Date.now() - FRESH_MS).toISOString();
+        const [r] = await db
+          .select({ n: sql<number | null>`sum(${telemetryLast.outboxPending})` })
+          .from(telemetryLast)
+          .where(and(isNotNull(telemetryLast.outboxPending), gte(telemetryLast.at, since)));
+        this.set(r.n ?? 0);
       },
     });
     new Gauge({

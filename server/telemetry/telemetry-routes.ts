@@ -18,7 +18,10 @@ const Resources = z.object({
   uptimeS: z.number(),
   queueDepth: z.number(),
   activeBundle: z.object({ id: z.string(), counter: z.number() }).nullable(),
+  outboxPending: z.number().nullable(),
+  outboxPendingBytes: z.number().nullable(),
 });
+const Lost = z.object({ outboxDropped: z.number(), outboxCorrupt: z.number(), statsDropped: z.number() }).nullable();
 const Telemetry = z
   .object({
     target: z.union([z.object({ device: z.string() }), z.object({ cohort: z.string() })]),
@@ -31,6 +34,7 @@ const Telemetry = z
     ratePerSecond: z.number().nullable(),
     errorsPerSecond: z.number().nullable(),
     errorRatio: z.number().nullable(),
+    monitoringLost: Lost,
     latency: z.object({ count: z.number(), meanMs: z.number().nullable(), p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() }),
     resources: z.object({
       devices: z.array(Resources),
@@ -38,6 +42,10 @@ const Telemetry = z
       cpuMax: z.number().nullable(),
       rssMaxBytes: z.number().nullable(),
       diskFreeMinBytes: z.number().nullable(),
+    }),
+    monitoring: z.object({
+      lost: Lost.openapi({ description: 'monitoring data lost on the devices over the window (outbox drops, corrupt outbox files, stats samples dropped); null: no report carried it' }),
+      pending: z.object({ messages: z.number(), bytes: z.number(), devices: z.number() }).nullable(),
     }),
   })
   .openapi('Telemetry');

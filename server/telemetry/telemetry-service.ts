@@ -1,6 +1,9 @@
 // Telemetry read-out for one device or one cohort over a window, from the per-minute rollups:
-// inference rate, errors by reason, merged latency quantiles, and the devices' latest resources.
+// inference rate, errors by reason, merged latency quantiles, the devices' latest resources, and the
+// monitoring data the devices lost (outbox drops, corrupt outbox files, stats samples dropped) apart
+// from the request errors.
 import { and, eq, gte, inArray, lt } from 'drizzle-orm';
+import type { MonitoringLost } from '../../protocol/messages/telemetry.ts';
 import { createLatencyHistogram, latencySummary, mergeLatencyHistograms } from '../../protocol/sketch/latency-histogram.ts';
 import { cohortMembers } from '../cohorts/cohort-service.ts';
 import type { Tx } from '../db/client.ts';
@@ -8,6 +11,7 @@ import { deviceDesired, telemetryLast, telemetryRollups } from '../db/schema.ts'
 import { getDevice } from '../devices/device-service.ts';
 import { Invalid } from '../errors.ts';
 import { bucketStart } from '../ingest/buckets.ts';
+import { addLost } from '../ingest/telemetry-writer.ts';
 
 export interface RollupTotals {
   reports: number;
@@ -21,9 +25,11 @@ export interface RollupTotals {
   errorsPerSecond: number | null;
   /** errors / (inferences + errors): failed share of requests. */
   errorRatio: number | null;
+  /** Monitoring data lost on the devices over the window (null: no report carried the field, e.g. older agents). */
+  monitoringLost: MonitoringLost | null;
 }
 
-type RollupRow = Pick<typeof telemetryRollups.$inferSelect, 'reports' | 'inferences' | 'errorCount' | 'errors' | 'firstStart' | 'lastAt'>;
+type RollupRow = Pick<typeof telemetryRollups.$inferSelect, 'reports' | 'inferences' | 'errorCount' | 'errors' | 'firstStart' | 'lastAt' | 'monitoringLost'>;
 
 /** Sums rollup rows. Rate = inferences over the covered span, so it is right for one device and for many reporting side by side. */
 export function totalsOf(rows: RollupRow[]): RollupTotals {
@@ -33,7 +39,9 @@ export function totalsOf(rows: RollupRow[]): RollupTotals {
   const errors: Record<string, number> = {};
   let from: string | null = null;
   let to: string | null = null;
+  let monitoringLost: MonitoringLost | null = null;
   for (const r of rows) {
+    monitoringLost = addLost(monitoringLost, r.monitoringLost);
     reports += r.reports;
     inferences += r.inferences;
     errorCount += r.errorCount;
@@ -52,6 +60,7 @@ export function totalsOf(rows: RollupRow[]): RollupTotals {
     ratePerSecond: seconds > 0 ? inferences / seconds : null,
     errorsPerSecond: seconds > 0 ? errorCount / seconds : null,
     errorRatio: inferences + errorCount > 0 ? errorCount / (inferences + errorCount) : null,
+    monitoringLost,
   };
 }
 
@@ -64,6 +73,9 @@ export interface DeviceResources {
   uptimeS: number;
   queueDepth: number;
   activeBundle: { id: string; counter: number } | null;
+  /** Outbox backlog at `at` (null from agents that do not report it). */
+  outboxPending: number | null;
+  outboxPendingBytes: number | null;
 }
 
 export interface TelemetrySummary extends RollupTotals {
@@ -78,6 +90,17 @@ export interface TelemetrySummary extends RollupTotals {
     rssMaxBytes: number | null;
     diskFreeMinBytes: number | null;
   };
+  /** Monitoring data lost: `lost` over the window (= `monitoringLost`), `pending` now (sum of the devices' latest backlog). */
+  monitoring: {
+    lost: MonitoringLost | null;
+    pending: { messages: number; bytes: number; devices: number } | null;
+  };
+}
+
+function pendingOf(devices: DeviceResources[]): TelemetrySummary['monitoring']['pending'] {
+  const reporting = devices.filter((d) => d.outboxPending !== null);
+  if (!reporting.length) return null;
+  return { messages: reporting.reduce((s, d) => s + d.outboxPending!, 0), bytes: reporting.reduce((s, d) => s + (d.outboxPendingBytes ?? 0), 0), devices: reporting.length };
 }
 
 async function lastResources(tx: Tx, ids: string[]): Promise<DeviceResources[]> {
@@ -114,11 +137,12 @@ export async function telemetrySummary(tx: Tx, q: { device?: string; cohort?: st
     .where(and(eq(t.scope, scope), eq(t.key, key), gte(t.bucketStart, bucketStart(start, 'minute')), lt(t.bucketStart, end.toISOString())));
   const latency = rows.reduce((h, r) => mergeLatencyHistograms(h, r.latency), createLatencyHistogram());
   const devices = await lastResources(tx, ids);
+  const totals = totalsOf(rows);
   const max = (xs: number[]) => (xs.length ? Math.max(...xs) : null);
   return {
     target: q.device ? { device: key } : { cohort: key },
     window: { start: start.toISOString(), end: end.toISOString(), seconds: q.windowS },
-    ...totalsOf(rows),
+    ...totals,
     latency: latencySummary(latency),
     resources: {
       devices,
@@ -127,5 +151,6 @@ export async function telemetrySummary(tx: Tx, q: { device?: string; cohort?: st
       rssMaxBytes: max(devices.map((d) => d.rssBytes)),
       diskFreeMinBytes: devices.length ? Math.min(...devices.map((d) => d.diskFreeBytes)) : null,
     },
+    monitoring: { lost: totals.monitoringLost, pending: pendingOf(devices) },
   };
 }

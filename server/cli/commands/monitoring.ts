@@ -63,7 +63,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
 
   program
     .command('telemetry <target>')
-    .description('rate, errors, p50/p95/p99 latency and resources of a device (dev_…) or a cohort')
+    .description('rate, errors, p50/p95/p99 latency, resources and monitoring data lost of a device (dev_…) or a cohort')
     .option('--window <duration>', 'e.g. 5m, 15m, 1h', '15m')
     .action(async (target: string, o: { window: string }) => {
       const query = target.startsWith('dev_') ? { device: target, window: o.window } : { cohort: target, window: o.window };
@@ -84,11 +84,16 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
             'latency p95': ms(r.latency.p95),
             'latency p99': ms(r.latency.p99),
             'latency mean': ms(r.latency.meanMs),
+            // Kept apart from errors: data the devices lost, not failed requests.
+            'monitoring data lost': r.monitoring.lost
+              ? `outbox dropped=${r.monitoring.lost.outboxDropped}, outbox corrupt=${r.monitoring.lost.outboxCorrupt}, stats dropped=${r.monitoring.lost.statsDropped}`
+              : '- (not reported)',
+            'outbox pending': r.monitoring.pending ? `${r.monitoring.pending.messages} messages, ${bytes(r.monitoring.pending.bytes)} (now)` : '-',
           }),
           '',
           table(
-            r.resources.devices.map((d) => ({ device: d.deviceId, cpu: pct(d.cpu), rss: bytes(d.rssBytes), diskFree: bytes(d.diskFreeBytes), uptime: `${Math.round(d.uptimeS)} s`, queue: d.queueDepth, at: d.at })),
-            ['device', 'cpu', 'rss', 'diskFree', 'uptime', 'queue', 'at'],
+            r.resources.devices.map((d) => ({ device: d.deviceId, cpu: pct(d.cpu), rss: bytes(d.rssBytes), diskFree: bytes(d.diskFreeBytes), uptime: `${Math.round(d.uptimeS)} s`, queue: d.queueDepth, outbox: d.outboxPending ?? '-', at: d.at })),
+            ['device', 'cpu', 'rss', 'diskFree', 'uptime', 'queue', 'outbox', 'at'],
           ),
         ].join('\n'),
       );
