@@ -9,42 +9,23 @@
 // probation window. One update runs at a time; a newer desired message supersedes one waiting, and
 // also one still downloading or staging (nothing of it is live yet).
 import path from 'node:path';
-import { readFile } from 'node:fs/promises';
-import type { Logger } from 'pino';
-import { BundleDefinition } from '../firmware-bundles/definition.ts';
-import { verifyFile } from '../firmware-bundles/file-digest.ts';
-import type { PublicKeyRef } from '../firmware-bundles/keys.ts';
 import type { DeploymentManifest } from '../firmware-bundles/manifest.ts';
-import { runSmokeVectors } from '../firmware-bundles/smoke.ts';
-import { compareVersions } from '../firmware-bundles/semver.ts';
 import { TERMINAL_STATES, type UpdateState } from '../protocol/messages/reported.ts';
-import { BundleError, type BundleStore, type InstalledBundle } from './bundle-store.ts';
-import type { AgentConfig } from './config.ts';
+import type { InstalledBundle } from './bundle-store.ts';
 import { checkDesired, manifestDigest, type DesiredContext, type UpdateJob } from './desired-check.ts';
-import type { Downloader } from './downloader.ts';
-import type { BundleInfo, ModelRuntime, StagedModel } from './model-runtime.ts';
-import { watchProbation } from './probation.ts';
-import type { Reporter } from './reporter.ts';
-import type { StateStore } from './state-store.ts';
-import { boundedStep, toUpdateError, UpdateError } from './update-error.ts';
+import type { BundleInfo, StagedModel } from './model-runtime.ts';
+import { toUpdateError, UpdateError } from './update-error.ts';
+import { recordHandled, type UpdateDeps } from './update/deps.ts';
+import { installBundle, rollbackToPrevious, settleProbation, swapModel, watchNewBundle } from './update/activate.ts';
+import { recordAdoption, relinkServingBundle, sameFiles } from './update/adopt.ts';
+import { bootInstalledBundle } from './update/boot.ts';
+import { downloadBundleFiles } from './update/download.ts';
+import { bundleInfoOf, manifestBundleInfo, stageAndSmoke, verifyDownloadedBundle } from './update/stage.ts';
 
 export { manifestDigest } from './desired-check.ts';
 export { UpdateError } from './update-error.ts';
 
-export interface ReconcilerOptions {
-  deviceId: string;
-  pinnedRoot: PublicKeyRef | null;
-  agentVersion: string;
-  config: Pick<
-    AgentConfig,
-    'probationMs' | 'probationRequests' | 'probationMinRequests' | 'probationMaxErrorRate' | 'updateTimeoutMs' | 'stepTimeoutMs'
-  >;
-  state: StateStore;
-  bundles: BundleStore;
-  downloader: Downloader;
-  runtime: ModelRuntime;
-  reporter: Reporter;
-  logger: Logger;
+export interface ReconcilerOptions extends UpdateDeps {
   /** Called whenever the serving bundle (or its signed manifest) changes: boot, activation, rollback, re-signed manifest. */
   onActive?(bundle: InstalledBundle): void;
 }
@@ -53,10 +34,6 @@ const EARLY_PHASES: ReadonlySet<UpdateState> = new Set(['downloading', 'verifyin
 const SUPERSEDED = 'SUPERSEDED';
 /** Failures worth trying again when the same manifest is delivered again (reconnect, restart). */
 const RETRYABLE = new Set(['DOWNLOAD_FAILED']);
-
-export function bundleInfoOf(b: InstalledBundle): BundleInfo {
-  return { id: b.manifest.bundle.id, name: b.manifest.bundle.name, model: b.manifest.bundle.model, counter: b.manifest.counter, modelSha256: b.modelSha256 };
-}
 
 export class Reconciler {
   private chain: Promise<void> = Promise.resolve();
@@ -89,38 +66,7 @@ export class Reconciler {
     const { bundles, state, reporter, logger } = this.o;
     await bundles.init();
     const s = await state.load();
-    const current = await bundles.pointer('current');
-    const previous = await bundles.pointer('previous');
-    const candidates = [current, previous].filter((n, i, all): n is string => n !== null && all.indexOf(n) === i);
-    let firstFailure: BundleError | null = null;
-    for (const [i, name] of candidates.entries()) {
-      try {
-        const b = await bundles.verifyInstalled(name, this.verifyContext());
-        const staged = await this.stageAndSmoke(b);
-        await this.o.runtime.activate(staged);
-        this.setActive(b);
-        if (name !== current) {
-          await bundles.setCurrent(name);
-          await bundles.clearPrevious();
-          logger.error({ broken: current, fallback: name, reason: firstFailure?.code }, 'current bundle is broken; fell back to the previous one');
-          await reporter.transition('rolled_back', { counter: b.manifest.counter, bundleId: b.manifest.bundle.id, reason: firstFailure?.code ?? 'INVALID_BUNDLE', message: `current bundle ${current} failed verification at start: ${firstFailure?.message ?? 'unknown'}` });
-        }
-        break;
-      } catch (err) {
-        const e = err instanceof BundleError ? err : new BundleError((err as { code?: string }).code ?? 'INVALID_BUNDLE', (err as Error).message);
-        firstFailure ??= e;
-        logger.error({ bundle: name, code: e.code, err: e.message }, 'installed bundle failed verification');
-      }
-    }
-    if (current && this.activeBundle?.name !== current) {
-      // The desired state most likely still names the broken bundle: let it be installed again.
-      const brokenDigest = await this.manifestDigestOf(current);
-      if (brokenDigest) await state.update((st) => void (st.reinstall = brokenDigest));
-    }
-    if (!this.activeBundle && firstFailure) {
-      await bundles.setCurrent(null);
-      await reporter.transition('failed', { reason: firstFailure.code, message: `no installed bundle verifies: ${firstFailure.message}` });
-    }
+    await bootInstalledBundle(this.o, (b) => this.setActive(b));
     const activeCounter = this.activeBundle?.manifest.counter ?? 0;
     if (activeCounter > s.highWaterCounter || (s.probation && s.probation.dir !== this.activeBundle?.name)) {
       await state.update((st) => {
@@ -150,10 +96,6 @@ export class Reconciler {
   /** Resolves once every desired message received so far has been looked at (tests). */
   settled(): Promise<void> {
     return this.chain;
-  }
-
-  private verifyContext() {
-    return { pinnedRoot: this.o.pinnedRoot, deviceId: this.o.deviceId, agentVersion: this.o.agentVersion };
   }
 
   private async onDesired(payload: Buffer): Promise<void> {
@@ -188,10 +130,7 @@ export class Reconciler {
     if (v.kind === 'reject') {
       const { digest } = v;
       if (digest) {
-        await state.update((st) => {
-          st.handled.push({ digest, counter: v.counter ?? -1, outcome: v.code });
-          if (st.reinstall === digest) st.reinstall = null;
-        });
+        await state.update((st) => recordHandled(st, digest, v.counter ?? -1, v.code));
       }
       await reporter.transition('failed', { counter: v.counter, bundleId: v.bundleId, reason: v.code, message: v.message });
       return;
@@ -227,23 +166,12 @@ export class Reconciler {
   }
 
   private async markHandled(job: UpdateJob, outcome: string): Promise<void> {
-    await this.o.state.update((s) => {
-      s.handled.push({ digest: job.digest, counter: job.manifest.counter, outcome });
-      if (s.reinstall === job.digest) s.reinstall = null;
-    });
-  }
-
-  private async manifestDigestOf(name: string): Promise<string | null> {
-    try {
-      return manifestDigest(JSON.parse(await readFile(path.join(this.o.bundles.bundlesDir, name, 'manifest.json'), 'utf8')).signed);
-    } catch {
-      return null;
-    }
+    await this.o.state.update((s) => recordHandled(s, job.digest, job.manifest.counter, outcome));
   }
 
   private async run(job: UpdateJob): Promise<void> {
     if (this.activeBundle && sameFiles(job.manifest, this.activeBundle.manifest)) return this.adopt(job, this.activeBundle);
-    const { bundles, downloader, reporter, runtime, logger, config } = this.o;
+    const { bundles, reporter, runtime, logger, config } = this.o;
     const ctl = new AbortController();
     const signal = AbortSignal.any([ctl.signal, this.stopCtl.signal]);
     const running = { job, ctl, phase: 'downloading' as UpdateState };
@@ -260,58 +188,21 @@ export class Reconciler {
     let installed = false;
     const started = Date.now();
     try {
-      // Downloading: every file, resumable, stream-hashed and capped at its signed size.
       await phase('downloading');
       const dir = await bundles.stagingDir(job.name);
-      const total = m.files.reduce((n, f) => n + f.size, 0);
-      const done = new Map<string, number>();
-      for (const file of m.files) {
-        await downloader.fetchFile(file, dir, {
-          signal,
-          onProgress: (bytes) => {
-            done.set(file.path, bytes);
-            let sum = 0;
-            for (const v of done.values()) sum += v;
-            reporter.setProgress(sum, total);
-          },
-        });
-      }
-      reporter.setProgress(total, total);
+      await downloadBundleFiles(this.o, m, dir, signal);
 
-      // Verifying: the files as they sit on disk, and the bundle definition.
       await phase('verifying');
-      for (const file of m.files) {
-        const r = await verifyFile(path.join(dir, file.path), file);
-        if (!r.ok) throw new UpdateError(r.reason, `${file.path}: ${r.message}`);
-      }
-      let definition: BundleDefinition;
-      try {
-        const parsed = BundleDefinition.safeParse(JSON.parse(await readFile(path.join(dir, 'bundle.json'), 'utf8')));
-        if (!parsed.success) throw new Error(parsed.error.issues[0].message);
-        definition = parsed.data;
-      } catch (err) {
-        throw new UpdateError('INVALID_BUNDLE', `bundle.json: ${(err as Error).message}`);
-      }
-      if (compareVersions(this.o.agentVersion, definition.minAgentVersion) < 0) {
-        throw new UpdateError('AGENT_TOO_OLD', `bundle needs agent ${definition.minAgentVersion}, this is ${this.o.agentVersion}`);
-      }
+      const definition = await verifyDownloadedBundle(dir, m, this.o.agentVersion);
 
-      // Staging: load beside the active model and reproduce the smoke vectors on that session.
       await phase('staging');
-      const info: BundleInfo = { id: m.bundle.id, name: m.bundle.name, model: m.bundle.model, counter: m.counter, modelSha256: m.files.find((f) => f.path === 'model.onnx')!.sha256 };
-      staged = await this.stageAndSmoke({ modelPath: path.join(dir, 'model.onnx'), definition, info }, signal);
+      staged = await stageAndSmoke(this.o, { modelPath: path.join(dir, 'model.onnx'), definition, info: manifestBundleInfo(m) }, signal);
 
       // Activating: past this point the update is not superseded any more.
       await phase('activating');
-      await this.o.state.update((s) => void (s.probation = { counter: m.counter, dir: job.name }));
-      await this.step(bundles.install(job.name, { manifest: job.manifestEnvelope, keylist: job.keylistEnvelope }, { verifiedAt: new Date().toISOString() }), 'ACTIVATION_FAILED', 'installing the bundle');
+      await installBundle(this.o, job);
       installed = true;
-      try {
-        await this.step(runtime.activate(staged), 'ACTIVATION_FAILED', 'swapping the model');
-      } catch (err) {
-        await bundles.revert().catch((e) => logger.error({ err: e }, 'could not restore the previous pointer'));
-        throw err;
-      }
+      await swapModel(this.o, staged);
       staged = null;
       const b = await bundles.read(job.name);
       this.setActive(b);
@@ -329,33 +220,18 @@ export class Reconciler {
     await this.runProbation(job.manifest, job.digest);
   }
 
-  /**
-   * A manifest for the files already serving (the server re-signed it: key rotation, expiry refresh,
-   * new agent settings): nothing to download, stage or watch. The new envelopes replace the old
-   * ones on disk (so a restart boots with them) and the new counter becomes the floor.
-   */
+  /** A re-signed manifest for the files already serving (see update/adopt.ts): reported as `activating`, then `active`. */
   private async adopt(job: UpdateJob, from: InstalledBundle): Promise<void> {
-    const { bundles, state, reporter, runtime, logger } = this.o;
-    const m = job.manifest;
     this.running = { job, ctl: new AbortController(), phase: 'activating' };
     try {
-      await bundles.adopt(from.name, job.name, { manifest: job.manifestEnvelope, keylist: job.keylistEnvelope }, { verifiedAt: new Date().toISOString(), ...(from.activatedAt ? { activatedAt: from.activatedAt } : {}) });
-      const b = await bundles.read(job.name);
-      runtime.relabel(bundleInfoOf(b));
-      this.setActive(b);
+      this.setActive(await relinkServingBundle(this.o, job, from));
     } catch (err) {
       this.running = null;
       await this.failed(job, new UpdateError('ACTIVATION_FAILED', `adopting the re-signed manifest: ${(err as Error).message}`), 'activating', false);
       return;
     }
     this.running = null;
-    await state.update((s) => {
-      s.highWaterCounter = Math.max(s.highWaterCounter, m.counter);
-      s.handled.push({ digest: job.digest, counter: m.counter, outcome: 'active' });
-      if (s.reinstall === job.digest) s.reinstall = null;
-    });
-    await reporter.transition('active', { counter: m.counter, bundleId: m.bundle.id });
-    logger.info({ counter: m.counter, bundle: job.name }, 're-signed manifest for the serving bundle adopted (no download)');
+    await recordAdoption(this.o, job);
   }
 
   private async failed(job: UpdateJob, err: unknown, phaseAt: UpdateState, installed: boolean): Promise<void> {
@@ -372,77 +248,31 @@ export class Reconciler {
     if (e.code === SUPERSEDED) {
       await this.markHandled(job, SUPERSEDED);
       await reporter.transition('idle', { ...ids, reason: SUPERSEDED, message: e.message, error: false });
-      await bundles.prune(new Set(this.pending ? [this.pending.name] : [])).catch(() => {});
+      await bundles.prune(this.keepWhilePruning()).catch(() => {});
       return;
     }
     if (!RETRYABLE.has(e.code)) {
       await this.markHandled(job, e.code);
       // A failed download keeps its part files so the next delivery resumes; the rest goes.
-      if (!installed) await bundles.prune(new Set(this.pending ? [this.pending.name] : [])).catch(() => {});
+      if (!installed) await bundles.prune(this.keepWhilePruning()).catch(() => {});
     }
     await reporter.transition('failed', { ...ids, reason: e.code, message: e.message });
   }
 
   private async runProbation(m: DeploymentManifest, digest: string): Promise<void> {
-    const { reporter, logger, config, state, bundles } = this.o;
-    const ids = { counter: m.counter, bundleId: m.bundle.id };
     this.inProbation = true;
     let verdict;
     try {
-      await reporter.transition('probation', ids);
-      verdict = await watchProbation(
-        this.o.runtime,
-        m.counter,
-        { durationMs: config.probationMs, requests: config.probationRequests, minRequests: config.probationMinRequests, maxErrorRate: config.probationMaxErrorRate },
-        this.stopCtl.signal,
-      );
+      verdict = await watchNewBundle(this.o, m, this.stopCtl.signal);
     } finally {
       this.inProbation = false;
     }
-    if (verdict.interrupted) return;
-    if (verdict.ok) {
-      await state.update((s) => {
-        s.probation = null;
-        s.handled.push({ digest, counter: m.counter, outcome: 'active' });
-        if (s.reinstall === digest) s.reinstall = null;
-      });
-      await reporter.transition('active', ids);
-      const removed = await bundles.prune(new Set(this.pending ? [this.pending.name] : []));
-      logger.info({ counter: m.counter, removed, verdict: verdict.message }, 'probation passed');
-      return;
-    }
-    logger.error({ counter: m.counter, verdict: verdict.message }, 'probation failed; rolling back');
-    // Judged first: if the agent dies mid-rollback, the redelivered manifest is not tried again.
-    await state.update((s) => {
-      s.handled.push({ digest, counter: m.counter, outcome: 'PROBATION_FAILED' });
-      if (s.reinstall === digest) s.reinstall = null;
-    });
-    try {
-      await this.rollbackToPrevious();
-      await reporter.transition('rolled_back', { ...ids, reason: 'PROBATION_FAILED', message: verdict.message });
-    } catch (err) {
-      await state.update((s) => void (s.probation = null));
-      await reporter.transition('failed', { ...ids, reason: 'PROBATION_FAILED', message: `${verdict.message}; rollback impossible: ${(err as Error).message}` });
-    }
+    await settleProbation(this.o, m, digest, verdict, { keep: () => this.keepWhilePruning(), setActive: (b) => this.setActive(b) });
   }
 
-  /** Re-verifies the previous bundle, stages and smoke-tests it, then points `current` at it and swaps. */
-  private async rollbackToPrevious(): Promise<InstalledBundle> {
-    const { bundles, runtime, state } = this.o;
-    const prevName = await bundles.pointer('previous');
-    if (!prevName) throw new UpdateError('NO_PREVIOUS', 'there is no previous bundle to roll back to');
-    const prev = await bundles.verifyInstalled(prevName, this.verifyContext());
-    const staged = await this.stageAndSmoke(prev);
-    try {
-      await bundles.revert();
-    } catch (err) {
-      await runtime.discard(staged).catch(() => {});
-      throw err;
-    }
-    await runtime.activate(staged);
-    this.setActive(prev);
-    await state.update((s) => void (s.probation = null));
-    return prev;
+  /** The staging directory of the update waiting, which pruning must spare. */
+  private keepWhilePruning(): Set<string> {
+    return new Set(this.pending ? [this.pending.name] : []);
   }
 
   /** The `rollback` command: back to the previous bundle, refused while an update runs. */
@@ -451,7 +281,7 @@ export class Reconciler {
       throw new UpdateError('BUSY', `an update is in progress (${this.running?.phase ?? 'probation'}); try again when it has finished`);
     }
     const from = this.activeBundle;
-    const prev = await this.rollbackToPrevious();
+    const prev = await rollbackToPrevious(this.o, (b) => this.setActive(b));
     await this.o.reporter.transition('rolled_back', {
       counter: from?.manifest.counter,
       bundleId: from?.manifest.bundle.id,
@@ -469,27 +299,6 @@ export class Reconciler {
     this.o.onActive?.(b);
   }
 
-  private async stageAndSmoke(b: { modelPath: string; definition: BundleDefinition; info?: BundleInfo } | InstalledBundle, signal?: AbortSignal): Promise<StagedModel> {
-    const { runtime, logger } = this.o;
-    const info = 'info' in b && b.info ? b.info : bundleInfoOf(b as InstalledBundle);
-    const staged = await this.step(runtime.stage(b.modelPath, b.definition, info), 'MODEL_LOAD_FAILED', 'loading the model', signal, (s) => runtime.discard(s));
-    try {
-      const vectors = b.definition.smoke.vectors;
-      if (vectors.length === 0) logger.warn({ counter: info.counter }, 'bundle has no smoke vectors; only the load was checked');
-      const r = await this.step(runSmokeVectors(staged.run, vectors, b.definition.smoke.tolerance), 'SMOKE_TEST_FAILED', 'running the smoke vectors', signal);
-      if (!r.ok) throw new UpdateError('SMOKE_TEST_FAILED', r.failures.slice(0, 3).map((f) => f.message).join('; '));
-      return staged;
-    } catch (err) {
-      await runtime.discard(staged).catch(() => {});
-      throw err;
-    }
-  }
-
-  /** Bounds one step by `stepTimeoutMs` and the update's signal; a late result is cleaned up. */
-  private step<T>(p: Promise<T>, code: string, what: string, signal?: AbortSignal, cleanup?: (v: T) => unknown): Promise<T> {
-    return boundedStep(p, { ms: this.o.config.stepTimeoutMs, code, what, signal, cleanup });
-  }
-
   /** What the local API's /v1/status shows about updates. */
   status() {
     return {
@@ -505,10 +314,4 @@ export class Reconciler {
     await this.worker;
     await this.probationRun;
   }
-}
-
-/** Same files, byte for byte (path, size, sha256): a manifest that changes nothing but its signature and settings. */
-function sameFiles(a: DeploymentManifest, b: DeploymentManifest): boolean {
-  const key = (m: DeploymentManifest) => m.files.map((f) => `${f.path}\u0000${f.size}\u0000${f.sha256}`).sort().join('\n');
-  return key(a) === key(b);
 }
