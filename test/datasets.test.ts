@@ -142,8 +142,14 @@ describe('datasets', () => {
     assert.equal(profile.rows, 200);
     assert.equal(profile.source, 'dataset sensors@1');
     assert.deepEqual(profile.features.map((f: { name: string }) => f.name), ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7']);
+    // Image features are computed on the pixels the bundle's preprocessing produces: without a bundle
+    // definition (or a given preprocess) there is nothing to compute them with (test/image-reference.test.ts has the rest).
     const images = await cp.api('POST', '/api/v1/models/tab/versions/1/reference', { json: { dataset: 'shapes@1' } });
     assert.equal(images.status, 400);
-    assert.match(images.body.error.message, /image dataset/);
+    assert.match(images.body.error.message, /tab@1 has no bundle definition .* image features are computed on the preprocessed pixels/);
+    const given = await cp.api('POST', '/api/v1/models/tab/versions/1/reference', { json: { dataset: 'shapes@1', preprocess: { width: 8, height: 8, channels: 'gray' } } });
+    assert.equal(given.status, 201, JSON.stringify(given.body));
+    assert.equal(given.body.rows, 4);
+    assert.deepEqual(given.body.features.map((f: { name: string }) => f.name).sort(), ['aspect', 'brightness', 'contrast', 'height', 'mean_gray', 'sharpness', 'width']);
   });
 });

@@ -1,8 +1,11 @@
 // Continuous training with the built-in `image-demo-cnn` trainer on a real control plane: an image
 // dataset (synthetic shapes, pushed as a tar of PNGs + labels.csv) fine-tunes a registered CNN in a
 // worker; the result is v2 with lineage and a held-out accuracy, and loads in onnxruntime-node.
+// v2's reference profile comes from the snapshot's images (preprocessed as the parent's bundle says).
 // A tabular dataset handed to the image trainer fails the job with a clear error.
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
@@ -79,6 +82,10 @@ describe('retraining jobs: built-in image-demo-cnn trainer', () => {
   test('fine-tunes the parent CNN on an image snapshot: v2 with lineage, held-out accuracy, a loadable ONNX', async () => {
     // A briefly trained parent: the trainer starts from its weights.
     await push('cnn', exportCnnOnnx(trainCnn(sliceShapes(shapes, 0, 60), { seed: 1, epochs: 1 })));
+    // A bundle of the parent says how devices preprocess images: v2's reference comes from the snapshot's images.
+    const definition = JSON.parse(await readFile(path.join(import.meta.dirname, '..', 'firmware-bundles', 'image-demo', 'bundle.json'), 'utf8'));
+    const bundle = await api('POST', '/api/v1/bundles', { model: 'cnn@1', definition, labels: [...SHAPE_LABELS] });
+    assert.equal(bundle.status, 201, JSON.stringify(bundle.body));
     await setPolicy('cnn', {
       trainer: { kind: 'builtin', model: 'image-demo-cnn', epochs: 2, fineTune: true, seed: 1 },
       data: { dataset: 'shapes' },
@@ -111,7 +118,11 @@ describe('retraining jobs: built-in image-demo-cnn trainer', () => {
     assert.ok(lines.some((l) => l.stream === 'runner' && /training image-demo-cnn on 128 sample\(s\), fine-tuning the parent/.test(l.line)), text);
     assert.ok(lines.some((l) => l.stream === 'stdout' && /^epoch 2 loss/.test(l.line)), text);
     assert.ok(lines.some((l) => /held-out accuracy [\d.]+ on 22 sample\(s\)/.test(l.line)), text);
-    assert.ok(lines.some((l) => /no reference profile set: image datasets/.test(l.line)), text);
+    assert.ok(lines.some((l) => /reference profile of cnn@2 from shapes@1: 150 images, 9 image features \(32×32 rgb\)/.test(l.line)), text);
+    const reference = (await api('GET', '/api/v1/models/cnn/versions/2/reference')).body;
+    assert.equal(reference.rows, 150);
+    assert.equal(reference.source, 'dataset shapes@1');
+    assert.deepEqual(reference.features.find((f: { name: string }) => f.name === 'width'), { name: 'width', kind: 'numeric', count: 150, nulls: 0, bins: 3, min: 32, max: 32, mean: 32, std: 0 });
 
     const res = await fetch(`${cp.url}/artifacts/sha256/${v2.sha256}`, { headers: { authorization: `Bearer ${cp.adminToken}` } });
     assert.equal(res.status, 200);

@@ -7,11 +7,12 @@
 //   and wrongly typed fields. Requests refused as INVALID_INPUT count too (without outputs): with
 //   the default strict preprocessing that is where missing fields and wrong types show up.
 // - image: per image the features of protocol/sketch/image-features.ts, computed from the pixels
-//   the preprocessing decoded and resized (no second decode), named as `imageFeatureRow` names them.
+//   the preprocessing decoded and resized (no second decode), named as `imageFeatureRow` names them,
+//   through firmware-bundles/image-pixels.ts, which the server's image references use too.
 // - outputs: the top-1 class index and its score (classification), or the first value (regression).
 import type { BundleDefinition } from '../../firmware-bundles/definition.ts';
 import { addRow, type FeatureSetSketch, type RowOutput, type RowValue } from '../../protocol/sketch/feature-set-sketch.ts';
-import { computeImageFeatures, imageFeatureRow } from '../../protocol/sketch/image-features.ts';
+import { imagePixelsFeatureRow } from '../../firmware-bundles/image-pixels.ts';
 import type { PredictionEvent } from '../model-runtime.ts';
 
 type Predictions = NonNullable<PredictionEvent['rows']>;
@@ -103,7 +104,7 @@ export function sketchSample(sketch: FeatureSetSketch, spec: SampleSpec, sample:
   let added = 0;
   if (sample.pixels) {
     sample.pixels.forEach((p, i) => {
-      addRow(sketch, imageFeatureRow(computeImageFeatures(p.data, p.width, p.height, p.channels)), outputOf(spec, sample.predictions, i));
+      addRow(sketch, imagePixelsFeatureRow(p), outputOf(spec, sample.predictions, i));
       added++;
     });
     return added;

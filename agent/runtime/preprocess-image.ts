@@ -17,8 +17,8 @@
  * const r = await preprocessImage(spec, await readFile('cat.jpg'));
  * r.dims // [1, 3, 32, 32]; r.pixels[0] // { data: Uint8Array(3072), width: 32, height: 32, channels: 3 }
  */
-import sharp from 'sharp';
 import type { ImagePreprocess } from '../../firmware-bundles/definition.ts';
+import { decodeImagePixels, type ImagePixels } from '../../firmware-bundles/image-pixels.ts';
 import { perChannel } from '../../firmware-bundles/seeded-inputs.ts';
 import { invalidInput, RuntimeError } from './errors.ts';
 
@@ -26,13 +26,7 @@ import { invalidInput, RuntimeError } from './errors.ts';
 export type ImageBytes = Uint8Array | ArrayBuffer | string;
 export type ImageInput = ImageBytes | ReadonlyArray<ImageBytes>;
 
-/** The resized 8-bit pixels of one image, interleaved (HWC). */
-export interface ImagePixels {
-  data: Uint8Array;
-  width: number;
-  height: number;
-  channels: 1 | 3;
-}
+export type { ImagePixels };
 
 export interface ImageResult {
   input: string;
@@ -99,21 +93,10 @@ function normalizationTables(spec: ImagePreprocess, c: number): Float32Array[] {
   return Array.from({ length: c }, (_, k) => Float32Array.from({ length: 256 }, (_, v) => (v / spec.scale - mean[k]) / std[k]));
 }
 
+// The decode itself is shared with the server's image reference profiles (firmware-bundles/image-pixels.ts).
 async function decode(spec: ImagePreprocess, buf: Buffer, options: ImageOptions, index: number | undefined): Promise<ImagePixels> {
-  const fit = spec.fit === 'inside' ? 'contain' : spec.fit === 'outside' ? 'cover' : spec.fit;
-  const gray = spec.channels === 'gray';
   try {
-    const { data, info } = await sharp(buf, { limitInputPixels: options.maxInputPixels ?? 40_000_000 })
-      .resize(spec.width, spec.height, { fit, background: { r: 0, g: 0, b: 0 } })
-      .removeAlpha()
-      .toColourspace(gray ? 'b-w' : 'srgb')
-      .raw()
-      .toBuffer({ resolveWithObject: true });
-    const channels = gray ? 1 : 3;
-    if (info.width !== spec.width || info.height !== spec.height || info.channels !== channels) {
-      throw new Error(`decoded to ${info.width}×${info.height}×${info.channels}, expected ${spec.width}×${spec.height}×${channels}`);
-    }
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels };
+    return await decodeImagePixels(spec, buf, { maxInputPixels: options.maxInputPixels });
   } catch (err) {
     const at = index === undefined ? '' : ` (image ${index})`;
     throw new RuntimeError('INVALID_IMAGE', `cannot decode the image${at}: ${firstLine((err as Error).message)}`, index === undefined ? undefined : { image: index });

@@ -2,8 +2,8 @@
 // model's order, or images decoded and normalised the way the agent does (sharp: resize, colour
 // space, (pixel / scale − mean) / std, NCHW or NHWC); labels mapped to class indices by name.
 import { readFile } from 'node:fs/promises';
-import sharp from 'sharp';
 import type { ImagePreprocess } from '../../firmware-bundles/definition.ts';
+import { decodeImagePixels } from '../../firmware-bundles/image-pixels.ts';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import { Invalid } from '../errors.ts';
 import type { EvalDataset } from '../optimize/evaluate.ts';
@@ -77,17 +77,12 @@ export async function toEvalDataset(data: LoadedDataset, binding: ModelBinding, 
     const c = spec.channels === 'gray' ? 1 : 3;
     const per = c * spec.width * spec.height;
     const inputs = new Float32Array(n * per);
-    const fit = spec.fit === 'inside' ? 'contain' : spec.fit === 'outside' ? 'cover' : spec.fit;
     const order = spec.channels === 'bgr' ? [2, 1, 0] : [0, 1, 2];
     const HW = spec.width * spec.height;
     for (let i = 0; i < n; i++) {
       const item = data.images![i];
-      const raw = await sharp(await readFile(store.pathOf(item.sha256)))
-        .resize(spec.width, spec.height, { fit, background: { r: 0, g: 0, b: 0 } })
-        .removeAlpha()
-        .toColourspace(c === 1 ? 'b-w' : 'srgb')
-        .raw()
-        .toBuffer();
+      // The same decode as the agent's preprocessing and the image reference profiles.
+      const raw = (await decodeImagePixels(spec, await readFile(store.pathOf(item.sha256)))).data;
       for (let p = 0; p < HW; p++) {
         for (let k = 0; k < c; k++) {
           const v = (raw[p * c + order[k]] / spec.scale - spec.mean[k]) / spec.std[k];

@@ -12,6 +12,7 @@ import { validationHook } from '../http/errors.ts';
 import { ErrorResponse, errorResponses, json } from '../http/schemas.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { getDriftConfig, setDriftConfig } from './drift-config-service.ts';
+import { imagePreprocessFor, rowsFromImageDataset } from './image-reference.ts';
 import { getReferenceProfile, MAX_REFERENCE_ROWS, rowsFromCsv, rowsFromDataset, setReferenceProfile, type ReferenceInputRow } from './reference-service.ts';
 
 const MAX_BODY_BYTES = 256 * 1024 * 1024;
@@ -33,7 +34,10 @@ const ReferenceBody = z
   .union([
     z.array(ReferenceRowSchema).max(MAX_REFERENCE_ROWS),
     Options.extend({ rows: z.array(ReferenceRowSchema).max(MAX_REFERENCE_ROWS) }),
-    Options.extend({ dataset: z.string().min(1).openapi({ description: 'a stored dataset version (name@N): its feature columns' }) }),
+    Options.extend({
+      dataset: z.string().min(1).openapi({ description: 'a stored dataset version (name@N): its feature columns, or for an image dataset the image features devices compute per image' }),
+      preprocess: z.record(z.string(), z.unknown()).optional().openapi({ description: "image datasets, versions without a bundle: a bundle definition's image `preprocess` (default: the nearest bundle definition's)" }),
+    }),
   ])
   .openapi('ReferenceDataset', { description: 'Rows (feature → value, plus optional outputs {predictedClass, confidence} or {value}), {rows, bins?, categorical?, numClasses?}, or {dataset: name@N, …}' });
 
@@ -144,7 +148,10 @@ export function referenceRoutes(db: Db, store: ArtifactStore) {
           else {
             if ('dataset' in body) {
               const data = await loadDataset(db, store, body.dataset);
-              rows = rowsFromDataset(data);
+              if (data.version.kind === 'images') {
+                const { spec } = await imagePreprocessFor(db, refOf(name, ref), body.preprocess);
+                rows = await rowsFromImageDataset(data, store, spec);
+              } else rows = rowsFromDataset(data);
               source = `dataset ${data.version.ref}`;
             } else rows = fromJsonRows(body.rows);
             options = { bins: body.bins ?? options.bins, categorical: list(body.categorical) ?? options.categorical, numClasses: body.numClasses ?? options.numClasses };

@@ -1,6 +1,7 @@
-// Reference profiles: a version's reference dataset (JSON rows or CSV) turned into a layout (bin
-// edges, categories, outputs) and the dataset's own sketch with protocol/'s computeReferenceProfile,
-// the same code the agents sketch with. The numeric edges are what bundles ship as `reference.bins`.
+// Reference profiles: a version's reference dataset (JSON rows, CSV, a stored dataset; image datasets
+// through image-reference.ts) turned into a layout (bin edges, categories, outputs) and the dataset's
+// own sketch with protocol/'s computeReferenceProfile, the same code the agents sketch with.
+// The numeric edges are what bundles ship as `reference.bins`.
 import { eq } from 'drizzle-orm';
 import { sameEdges } from '../../protocol/sketch/bin-edges.ts';
 import { SketchError } from '../../protocol/sketch/errors.ts';
@@ -75,7 +76,7 @@ export function rowsFromCsv(text: string): ReferenceInputRow[] {
 
 /** Reference rows from a stored tabular dataset version: its feature columns (labels, groups and ids are not model inputs). */
 export function rowsFromDataset(data: LoadedDataset): ReferenceInputRow[] {
-  if (data.version.kind !== 'tabular') throw Invalid(`${data.version.ref} is an image dataset; reference profiles are computed from tabular rows (CSV or JSON lines)`);
+  if (data.version.kind !== 'tabular') throw Invalid(`${data.version.ref} is an image dataset: use rowsFromImageDataset (image-reference.ts)`);
   const features = data.columns.filter((c) => c.role === 'feature').map((c) => c.name);
   return data.rows.map((r) => ({ values: Object.fromEntries(features.map((f) => [f, r[f] ?? null])) }));
 }

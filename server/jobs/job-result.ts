@@ -13,7 +13,9 @@ import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, jobs, models, modelVersions, referenceProfiles } from '../db/schema.ts';
 import { loadDataset, type DatasetVersionView } from '../datasets/dataset-service.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
+import { imagePreprocessFor, rowsFromImageDataset } from '../drift/image-reference.ts';
 import { setReferenceProfile, type ReferenceInputRow } from '../drift/reference-service.ts';
+import type { PixelSpec } from '../../firmware-bundles/image-pixels.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { registerVersion } from '../models/model-service.ts';
 import { evaluateVersion, optimizeVersion } from '../optimize/optimize-service.ts';
@@ -75,7 +77,7 @@ export async function publishResult(
   const { after = { evaluate: true }, data } = job.params as unknown as JobParams;
   const rolloutCohort = after.rollout?.cohort === 'drifted' ? trigger.cohort : after.rollout?.cohort;
   const base = await definitionToReuse(db, rolloutCohort ?? null, job);
-  if (input.dataset) await referenceFromDataset(deps, view.ref, job.parentVersionId, input.dataset, inputNames(base?.definition), log);
+  if (input.dataset) await referenceFromDataset(deps, view.ref, job.parentVersionId, input.dataset, base?.definition, log);
 
   const evalSet = data.evaluation ?? input.dataset?.ref;
   if (after.evaluate !== false && evalSet) {
@@ -117,17 +119,37 @@ function inputNames(definition: unknown): Set<string> | null {
 /**
  * The new version's reference profile from the rows it was trained on, with the parent's bin count:
  * feature columns only (labels, groups and ids are not model inputs), and of those only the ones the
- * bundle feeds the model when a bundle tells.
+ * bundle feeds the model when a bundle tells. An image snapshot gives per-image features computed
+ * with the image preprocessing of the definition the new bundle reuses (else the nearest bundle's).
  */
-async function referenceFromDataset(deps: ResultDeps, ref: string, parentVersionId: number | null, dataset: DatasetVersionView, inputs: Set<string> | null, log: (line: string) => void): Promise<void> {
-  if (dataset.kind !== 'tabular') {
-    log('no reference profile set: image datasets need per-image features (set one with `flotilla models reference`)');
+async function referenceFromDataset(
+  deps: ResultDeps,
+  ref: string,
+  parentVersionId: number | null,
+  dataset: DatasetVersionView,
+  base: unknown,
+  log: (line: string) => void,
+): Promise<void> {
+  const inputs = inputNames(base);
+  const parentProfile = parentVersionId ? await deps.db.query.referenceProfiles.findFirst({ where: eq(referenceProfiles.modelVersionId, parentVersionId) }) : undefined;
+  const loaded = await loadDataset(deps.db, deps.store, dataset.ref);
+  if (dataset.kind === 'images') {
+    // The bundle the new version will be built from decides the pixels devices compute features on.
+    const reused = (base as Partial<BundleDefinition> | undefined)?.preprocess;
+    let spec: PixelSpec;
+    try {
+      spec = reused?.type === 'image' ? reused : (await imagePreprocessFor(deps.db, ref)).spec;
+    } catch (err) {
+      log(`no reference profile set: ${(err as Error).message}`);
+      return;
+    }
+    const rows = await rowsFromImageDataset(loaded, deps.store, spec);
+    const profile = await setReferenceProfile(deps.db, ref, { rows, source: `dataset ${dataset.ref}`, options: { bins: parentProfile?.bins ?? 20 }, actor: JOB_ACTOR });
+    log(`reference profile of ${ref} from ${dataset.ref}: ${profile.rows} images, ${profile.features.length} image features (${spec.width}×${spec.height} ${spec.channels})`);
     return;
   }
-  const loaded = await loadDataset(deps.db, deps.store, dataset.ref);
   const features = loaded.columns.filter((c) => c.role === 'feature' && (!inputs || inputs.has(c.name)));
   const rows: ReferenceInputRow[] = loaded.rows.map((r) => ({ values: Object.fromEntries(features.map((c) => [c.name, r[c.name] ?? null])) }));
-  const parentProfile = parentVersionId ? await deps.db.query.referenceProfiles.findFirst({ where: eq(referenceProfiles.modelVersionId, parentVersionId) }) : undefined;
   const categorical = features.filter((c) => c.type === 'categorical').map((c) => c.name);
   const profile = await setReferenceProfile(deps.db, ref, { rows, source: 'json', options: { bins: parentProfile?.bins ?? 20, categorical }, actor: JOB_ACTOR });
   log(`reference profile of ${ref} from ${dataset.ref}: ${profile.rows} rows, ${profile.features.length} features`);

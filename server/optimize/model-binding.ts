@@ -14,7 +14,8 @@ import { onnx } from '../onnx/onnx-proto.ts';
 
 const MAX_ANCESTORS = 16;
 
-async function nearestDefinition(tx: Tx, version: VersionRow): Promise<{ def: BundleDefinition; bundleId: string } | null> {
+/** The newest bundle definition of the version or its nearest ancestor (what devices run), or null. */
+export async function nearestDefinition(tx: Tx, version: VersionRow): Promise<{ def: BundleDefinition; bundleId: string } | null> {
   let current: VersionRow | undefined = version;
   for (let hop = 0; current && hop < MAX_ANCESTORS; hop++) {
     const row = await tx.query.bundles.findFirst({ where: eq(bundles.modelVersionId, current.id), orderBy: desc(bundles.createdAt) });

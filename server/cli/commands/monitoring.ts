@@ -119,18 +119,28 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
   models
     .command('reference <model> [file]')
     .description('set the reference profile of model@N from its reference dataset (.csv with a header, .jsonl / .ndjson, or a .json array), or from a stored dataset with --dataset')
-    .option('--dataset <dataset>', 'a pushed dataset version (name@N): its feature columns')
+    .option('--dataset <dataset>', 'a pushed dataset version (name@N): its feature columns, or for an image dataset the image features devices compute (preprocessing from the nearest bundle definition)')
+    .option('--preprocess <json>', "image datasets, versions without a bundle: a bundle definition's image preprocess as JSON")
     .option('--bins <n>', 'numeric bins (quantiles), default 20')
     .option('--categorical <columns>', 'comma-separated columns to treat as categorical although numeric')
     .option('--num-classes <n>', 'classes of a classifier (default: the model output width)')
-    .action(async (model: string, file: string | undefined, o: { bins?: string; categorical?: string; numClasses?: string; dataset?: string }) => {
+    .action(async (model: string, file: string | undefined, o: { bins?: string; categorical?: string; numClasses?: string; dataset?: string; preprocess?: string }) => {
       if (Boolean(file) === Boolean(o.dataset)) throw new CliError('give a file or --dataset <name@N>, not both', 2);
+      if (o.preprocess && !o.dataset) throw new CliError('--preprocess goes with --dataset <images@N>', 2);
+      let preprocess: Record<string, unknown> | undefined;
+      if (o.preprocess) {
+        try {
+          preprocess = JSON.parse(o.preprocess);
+        } catch {
+          throw new CliError('--preprocess must be JSON, e.g. {"width":32,"height":32,"channels":"rgb"}', 2);
+        }
+      }
       const { name, ref } = splitRef(model);
       const endpoint = ctx.api().api.v1.models[':name'].versions[':ref'].reference;
       const query = { bins: o.bins, categorical: o.categorical, numClasses: o.numClasses };
       let r;
       if (o.dataset) {
-        r = await call(endpoint.$post({ param: { name, ref }, query, json: { dataset: o.dataset } }));
+        r = await call(endpoint.$post({ param: { name, ref }, query, json: { dataset: o.dataset, ...(preprocess && { preprocess }) } }));
       } else {
         const text = await readFile(file!, 'utf8').catch(() => {
           throw new CliError(`cannot read ${file}`, 2);

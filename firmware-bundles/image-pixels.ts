@@ -1,0 +1,62 @@
+/**
+ * Encoded image → the 8-bit pixels a bundle's image preprocessing feeds the model, and those pixels →
+ * the drift feature row. The ONE implementation of both: the agent's preprocessing
+ * (agent/runtime/preprocess-image.ts) and input statistics (agent/monitoring/stats-sample.ts), and
+ * the server's image reference profiles (server/drift/image-reference.ts) and evaluation datasets
+ * all call it, so a reference computed on the server is bin-for-bin what a device sketches for the
+ * same image (DRIFT.md, "Image references").
+ *
+ * Decode (sharp): resize to the spec's width × height with its fit (`inside` done as `contain`,
+ * `outside` as `cover`, because the model needs exactly width × height), black padding, alpha
+ * dropped, then sRGB (3 channels, RGB order even for `bgr` specs — the swap happens in the tensor) or
+ * grey (`b-w`, 1 channel).
+ *
+ * @example
+ * const px = await decodeImagePixels(def.preprocess, await readFile('cat.png'));
+ * addRow(sketch, imagePixelsFeatureRow(px));
+ */
+import sharp from 'sharp';
+import { computeImageFeatures, imageFeatureRow } from '../protocol/sketch/image-features.ts';
+import type { ImagePreprocess } from './definition.ts';
+
+/** The resized 8-bit pixels of one image, interleaved (HWC). */
+export interface ImagePixels {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 3;
+}
+
+export type PixelSpec = Pick<ImagePreprocess, 'width' | 'height' | 'fit' | 'channels'>;
+
+export interface DecodeOptions {
+  /** Refuse images with more input pixels than this (decompression bombs); default 40 M. */
+  maxInputPixels?: number;
+}
+
+/** Decodes and resizes one image as the bundle's preprocessing does; throws a plain Error if libvips cannot. */
+export async function decodeImagePixels(spec: PixelSpec, buf: Buffer | Uint8Array, options: DecodeOptions = {}): Promise<ImagePixels> {
+  const fit = spec.fit === 'inside' ? 'contain' : spec.fit === 'outside' ? 'cover' : spec.fit;
+  const gray = spec.channels === 'gray';
+  const { data, info } = await sharp(buf, { limitInputPixels: options.maxInputPixels ?? 40_000_000 })
+    .resize(spec.width, spec.height, { fit, background: { r: 0, g: 0, b: 0 } })
+    .removeAlpha()
+    .toColourspace(gray ? 'b-w' : 'srgb')
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const channels = gray ? 1 : 3;
+  if (info.width !== spec.width || info.height !== spec.height || info.channels !== channels) {
+    throw new Error(`decoded to ${info.width}×${info.height}×${info.channels}, expected ${spec.width}×${spec.height}×${channels}`);
+  }
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels };
+}
+
+/** The drift feature row of decoded pixels (`imageFeatureRow(computeImageFeatures(...))`). */
+export function imagePixelsFeatureRow(p: ImagePixels): Record<string, number> {
+  return imageFeatureRow(computeImageFeatures(p.data, p.width, p.height, p.channels));
+}
+
+/** Encoded image → its drift feature row, exactly as a device running a bundle with `spec` computes it. */
+export async function imageFeatureRowOf(spec: PixelSpec, buf: Buffer | Uint8Array, options: DecodeOptions = {}): Promise<Record<string, number>> {
+  return imagePixelsFeatureRow(await decodeImagePixels(spec, buf, options));
+}
