@@ -23,6 +23,7 @@ import { StateStore } from './state-store.ts';
 import { AGENT_VERSION } from './version.ts';
 
 const LOCK_FILE = 'agent.lock';
+const SAMPLE_OUTBOX_DIR = 'samples-outbox';
 
 export class AgentLockedError extends Error {
   override name = 'AgentLockedError';
@@ -85,10 +86,18 @@ export class Agent {
     const monitoring = new Monitoring({ deviceId: identity.deviceId, config, state, runtime, logger: log });
     this.monitoring = monitoring;
     // Opt-in: idle until a verified manifest's agentConfig turns it on.
-    const capture = new SampleCapture({ serverUrl: identity.serverUrl, deviceId: identity.deviceId, secret: identity.mqtt.password, logger: log });
+    // Batches wait on disk (own directory and bound), so a restart does not lose them.
+    const capture = new SampleCapture({
+      serverUrl: identity.serverUrl,
+      deviceId: identity.deviceId,
+      secret: identity.mqtt.password,
+      logger: log,
+      storeDir: path.join(config.dataDir, SAMPLE_OUTBOX_DIR),
+      maxStoredBytes: config.sampleOutboxMaxBytes,
+    });
     this.capture = capture;
     runtime.onPrediction((e) => capture.offerPrediction(e));
-    capture.start();
+    await capture.start();
     const reconciler = new Reconciler({
       deviceId: identity.deviceId,
       pinnedRoot: identity.trust ? { keyid: identity.trust.keyid, publicKey: identity.trust.publicKey } : null,

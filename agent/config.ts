@@ -47,6 +47,8 @@ export const AgentConfigInput = z.object({
   stats: z.enum(['on', 'off']).default('on'),
   /** Bound of the on-disk store-and-forward queue (stats windows, telemetry); the oldest go first. */
   outboxMaxBytes: z.coerce.number().int().min(64 * 1024).default(50 * 1024 * 1024),
+  /** Bound of the on-disk queue of captured sample batches waiting for upload; the oldest go first. */
+  sampleOutboxMaxBytes: z.coerce.number().int().min(64 * 1024).default(64 * 1024 * 1024),
 });
 export type AgentConfigInput = z.input<typeof AgentConfigInput>;
 
@@ -80,6 +82,7 @@ export const OPTION_SOURCES: Record<keyof z.output<typeof AgentConfigInput>, { f
   statsWindowS: { flag: '--stats-window-s', env: 'FLOTILLA_AGENT_STATS_WINDOW_S' },
   stats: { flag: '--stats', env: 'FLOTILLA_AGENT_STATS' },
   outboxMaxBytes: { flag: '--outbox-max-bytes', env: 'FLOTILLA_AGENT_OUTBOX_MAX_BYTES' },
+  sampleOutboxMaxBytes: { flag: '--sample-outbox-max-bytes', env: 'FLOTILLA_AGENT_SAMPLE_OUTBOX_MAX_BYTES' },
 };
 
 /** Thrown for a bad option; the message is one line naming where the value came from. */

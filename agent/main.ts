@@ -27,6 +27,7 @@ const flagHelp: Record<string, string> = {
   statsWindowS: 'stats window in seconds, overriding the server\'s (default 60)',
   stats: 'input/output statistics on|off (default on)',
   outboxMaxBytes: 'bound of the on-disk store-and-forward queue (default 50 MiB)',
+  sampleOutboxMaxBytes: 'bound of the on-disk queue of captured sample batches (default 64 MiB)',
 };
 for (const [key, { flag, env }] of Object.entries(OPTION_SOURCES)) {
   const opt = new Option(`${flag} <value>`, `${flagHelp[key] ?? key} [env ${env}]`);

@@ -1,9 +1,12 @@
 // SampleCapture against a real HTTP server that answers as scripted: batching, the token bucket,
 // the bounded queue, retries (5xx, network, 429 Retry-After), drops (4xx, unsendable inputs) and
-// switching off by a new manifest.
+// switching off by a new manifest; batches kept on disk across a restart.
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
 import { SampleBatch } from '../protocol/messages/samples.ts';
@@ -133,5 +136,63 @@ describe('SampleCapture', () => {
     await waitFor(() => received.length === 1, 'partial batch flushed by the timer');
     assert.deepEqual(received[0].samples.map((s) => s.inputs), [{ image: Buffer.from(png).toString('base64') }]);
     assert.equal(c.status().dropped.unsupported, 3);
+  });
+
+  test('batches queued while the server is unreachable survive a restart (clean stop flushes) and arrive once', async () => {
+    const storeDir = mkdtempSync(path.join(tmpdir(), 'flotilla-samples-'));
+    try {
+      const first = make({ serverUrl: 'http://127.0.0.1:1', storeDir, flushIntervalMs: 60_000 });
+      await first.start();
+      first.configure(target({ enabled: true, maxPerMinute: 100, batchSize: 2 }));
+      for (let i = 0; i < 5; i++) assert.ok(first.offer(offer({ a: i, b: 10 - i })));
+      assert.equal(first.offer(offer(new Uint8Array(1024 * 1024 + 1))), false);
+      assert.equal(first.status().dropped.too_large, 1);
+      await waitFor(() => first.status().stored?.batches === 2, 'two full batches on disk');
+      await first.stop(); // the fifth sample goes to disk as a partial batch
+      assert.equal(readdirSync(storeDir).length, 3);
+      assert.equal(first.status().uploaded, 0);
+
+      handler = ok;
+      received.length = 0;
+      const second = make({ storeDir });
+      await second.start();
+      assert.equal(second.status().stored?.batches, 3);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(received.length, 0, 'nothing is sent before the manifest turns capture on');
+      second.configure(target({ enabled: true, maxPerMinute: 100, batchSize: 2 }));
+      await waitFor(() => second.status().uploaded === 5, 'stored batches uploaded after the restart');
+      const got = received.flatMap((b) => b.samples);
+      assert.deepEqual(got.map((x) => x.inputs), [0, 1, 2, 3, 4].map((i) => ({ a: i, b: 10 - i })));
+      assert.equal(new Set(got.map((x) => x.sampleId)).size, 5);
+      await second.stop();
+      assert.deepEqual(readdirSync(storeDir), []);
+
+      // A third start has nothing left to send: each sample arrived once.
+      const third = make({ storeDir });
+      await third.start();
+      third.configure(target({ enabled: true, maxPerMinute: 100, batchSize: 2 }));
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(received.flatMap((b) => b.samples).length, 5);
+      await third.stop();
+    } finally {
+      rmSync(storeDir, { recursive: true, force: true });
+    }
+  });
+
+  test('a manifest turning capture off drops the stored batches too', async () => {
+    const storeDir = mkdtempSync(path.join(tmpdir(), 'flotilla-samples-'));
+    try {
+      const c = make({ serverUrl: 'http://127.0.0.1:1', storeDir });
+      await c.start();
+      c.configure(target({ enabled: true, maxPerMinute: 100, batchSize: 1 }));
+      for (let i = 0; i < 3; i++) c.offer(offer({ a: i, b: i }));
+      await waitFor(() => c.status().stored?.batches === 3, 'three batches on disk');
+      c.configure(target({ enabled: false, maxPerMinute: 1, batchSize: 1 }));
+      await waitFor(() => c.status().stored?.batches === 0 && c.status().dropped.disabled === 3, 'stored batches dropped');
+      await c.stop();
+      assert.deepEqual(readdirSync(storeDir), []);
+    } finally {
+      rmSync(storeDir, { recursive: true, force: true });
+    }
   });
 });

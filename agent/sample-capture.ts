@@ -8,12 +8,21 @@
 // does not fit, is over the rate, cannot be sent (raw tensors, WebP images, >1 MiB) or is refused by
 // the server (4xx) is dropped and counted. 5xx and network failures are retried with backoff, 429
 // after its Retry-After. A manifest that turns capture off (or moves to another bundle) drops what is
-// queued: the server would refuse it. Samples live in memory only: a restart loses at most a batch.
+// queued: the server would refuse it.
+//
+// With `storeDir` (the agent: <dataDir>/samples-outbox/) every batch, once formed, is written to a
+// bounded on-disk outbox (monitoring/outbox.ts, its own directory and byte limit; the oldest batches
+// go first when full) and uploaded from there, oldest first, deleted once the server answered. So
+// batches survive a restart (same sampleIds: a resend is deduped) and a clean stop writes what is
+// still queued in memory as a last partial batch; a kill -9 loses at most the samples of the last
+// flush interval. Stored batches of another model than the one capture now runs are dropped when
+// their turn comes. Without `storeDir` (unit tests) batches are uploaded straight from memory.
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { MAX_SAMPLE_IMAGE_BYTES, Sample, type SampleBatch, type SampleOutputs } from '../protocol/messages/samples.ts';
+import { MAX_SAMPLE_IMAGE_BYTES, Sample, SampleBatch, type SampleOutputs } from '../protocol/messages/samples.ts';
 import { Backoff, sleep } from './backoff.ts';
 import type { InstalledBundle } from './bundle-store.ts';
+import { Outbox } from './monitoring/outbox.ts';
 import type { PredictionEvent } from './model-runtime.ts';
 
 /** One captured request row or image, as the request left it. */
@@ -38,9 +47,13 @@ export interface SampleCaptureOptions {
   maxQueuedBytes?: number;
   backoff?: { minMs: number; maxMs: number };
   now?: () => number;
+  /** Directory of the on-disk batch queue (see the file comment); memory only without it. */
+  storeDir?: string;
+  /** Bound of that queue in bytes (default 64 MiB). */
+  maxStoredBytes?: number;
 }
 
-type DropReason = 'rate' | 'queue_full' | 'unsupported' | 'rejected' | 'disabled';
+type DropReason = 'rate' | 'queue_full' | 'too_large' | 'unsupported' | 'rejected' | 'disabled';
 
 interface Queued {
   offer: CaptureOffer;
@@ -59,6 +72,7 @@ interface Active {
 
 const ROW_BYTES = 256;
 const MAX_RETRY_AFTER_MS = 5 * 60_000;
+const MAX_IMAGE_B64 = Math.ceil(MAX_SAMPLE_IMAGE_BYTES / 3) * 4 + 4;
 
 export class SampleCapture {
   private active: Active | null = null;
@@ -69,9 +83,11 @@ export class SampleCapture {
   private uploading: Promise<void> | null = null;
   private ctl = new AbortController();
   private timer?: NodeJS.Timeout;
+  private store?: Outbox<'samples'>;
+  private stopping = false;
   private readonly now: () => number;
   private readonly backoff: Backoff;
-  readonly counts = { captured: 0, uploaded: 0, duplicates: 0, batches: 0, dropped: { rate: 0, queue_full: 0, unsupported: 0, rejected: 0, disabled: 0 } as Record<DropReason, number> };
+  readonly counts = { captured: 0, uploaded: 0, duplicates: 0, batches: 0, dropped: { rate: 0, queue_full: 0, too_large: 0, unsupported: 0, rejected: 0, disabled: 0 } as Record<DropReason, number> };
 
   constructor(private readonly o: SampleCaptureOptions) {
     this.now = o.now ?? Date.now;
@@ -82,15 +98,49 @@ export class SampleCapture {
     return this.active !== null;
   }
 
-  start(): void {
+  /** Starts the flush timer; with `storeDir`, reads the batches a previous run left and sends them once capture is on. */
+  async start(): Promise<void> {
     this.timer = setInterval(() => this.kick(true), this.o.flushIntervalMs ?? 10_000);
     this.timer.unref();
+    if (!this.o.storeDir) return;
+    const store = new Outbox<'samples'>({
+      dir: this.o.storeDir,
+      maxBytes: this.o.maxStoredBytes ?? 64 * 1024 * 1024,
+      channels: ['samples'],
+      logger: this.o.logger,
+      // The upload retries itself (backoff, Retry-After) until answered or aborted by stop/settings.
+      publishTimeoutMs: 24 * 3600_000,
+      retryMs: 1000,
+    });
+    await store.init();
+    this.store = store;
+    const self = this;
+    store.attach({
+      get connected() {
+        return self.active !== null && !self.stopping;
+      },
+      publish: (_channel, message) => this.sendStored(message),
+    });
   }
 
+  /** Stops uploading. With a store, what is still queued in memory is written to it first (sent after the next start). */
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    this.ctl.abort(new Error('sample capture stopping'));
-    await this.uploading;
+    if (this.store) {
+      await this.uploading;
+      while (this.active && this.queue.length) {
+        this.kick(true);
+        if (!this.uploading) break;
+        await this.uploading;
+      }
+      this.stopping = true;
+      this.ctl.abort(new Error('sample capture stopping'));
+      await this.store.stop();
+    } else {
+      this.stopping = true;
+      this.ctl.abort(new Error('sample capture stopping'));
+      await this.uploading;
+    }
     this.queue = [];
     this.queuedBytes = 0;
   }
@@ -104,6 +154,8 @@ export class SampleCapture {
       if (previous) this.o.logger.info('sample capture off');
       this.active = null;
       this.discardQueued();
+      // Stored batches too: the server refuses samples while capture is off.
+      void this.store?.clear().then((n) => this.drop('disabled', n));
       return;
     }
     const pre = t.definition.preprocess;
@@ -125,6 +177,7 @@ export class SampleCapture {
     } else {
       this.tokens = Math.min(this.tokens, c.maxPerMinute);
     }
+    this.store?.kick();
   }
 
   /** Queues one row or image if capture is on, the rate allows it and the queue has room. O(1). */
@@ -134,6 +187,8 @@ export class SampleCapture {
     const now = this.now();
     this.tokens = Math.min(a.maxPerMinute, this.tokens + ((now - this.tokensAt) * a.maxPerMinute) / 60_000);
     this.tokensAt = now;
+    // An image over the sample cap could never be sent: refused before it costs a token.
+    if (offer.inputs instanceof Uint8Array ? offer.inputs.byteLength > MAX_SAMPLE_IMAGE_BYTES : typeof offer.inputs === 'string' && offer.inputs.length > MAX_IMAGE_B64) return this.drop('too_large');
     if (this.tokens < 1) return this.drop('rate');
     const bytes = offer.inputs instanceof Uint8Array ? offer.inputs.byteLength : typeof offer.inputs === 'string' ? offer.inputs.length : ROW_BYTES;
     if (this.queue.length >= 10 * a.batchSize || this.queuedBytes + bytes > (this.o.maxQueuedBytes ?? 16 * 1024 * 1024)) return this.drop('queue_full');
@@ -186,7 +241,7 @@ export class SampleCapture {
 
   /** Starts the upload loop unless it runs; `partial` also sends a batch that is not full yet. */
   private kick(partial: boolean): void {
-    if (this.uploading || !this.active || this.queue.length === 0) return;
+    if (this.uploading || !this.active || this.queue.length === 0 || (this.stopping && !this.store)) return;
     if (!partial && this.queue.length < this.active.batchSize) return;
     this.uploading = this.drain(partial)
       .catch((err) => this.o.logger.warn({ err: (err as Error).message }, 'sample upload loop failed'))
@@ -200,18 +255,48 @@ export class SampleCapture {
       partial = false;
       const taken = this.queue.splice(0, a.batchSize);
       for (const q of taken) this.queuedBytes -= q.bytes;
+      const signal = this.ctl.signal; // the settings this batch was taken under
+      // Encoding (base64 of images, validation) happens off the request that offered the sample.
+      await new Promise((r) => setImmediate(r));
+      if (signal.aborted && !this.stopping) {
+        this.drop('disabled', taken.length);
+        continue;
+      }
       const samples: Sample[] = [];
       for (const q of taken) {
         const s = toSample(q, a);
         if (s) samples.push(s);
         else this.drop('unsupported');
       }
-      if (samples.length) await this.upload(a, samples, this.ctl.signal);
+      if (!samples.length) continue;
+      const body: SampleBatch = { v: 1, deviceId: this.o.deviceId, bundleId: a.bundleId, model: a.model, samples };
+      if (this.store) await this.store.append('samples', body);
+      else if ((await this.upload(body, signal)) === 'aborted') this.drop('disabled', samples.length);
     }
   }
 
-  private async upload(a: Active, samples: Sample[], signal: AbortSignal): Promise<void> {
-    const body: SampleBatch = { v: 1, deviceId: this.o.deviceId, bundleId: a.bundleId, model: a.model, samples };
+  /** The store's publisher: true once the batch is done with (sent, refused, or not for this model), false to keep it. */
+  private async sendStored(message: unknown): Promise<boolean> {
+    const parsed = SampleBatch.safeParse(message);
+    if (!parsed.success) {
+      this.drop('unsupported');
+      return true;
+    }
+    const body = parsed.data;
+    const a = this.active;
+    if (!a || body.deviceId !== this.o.deviceId || body.model.name !== a.model.name || body.model.version !== a.model.version) {
+      this.drop('disabled', body.samples.length);
+      return true;
+    }
+    if ((await this.upload(body, this.ctl.signal)) === 'done') return true;
+    if (this.stopping) return false; // stays on disk for the next start
+    this.drop('disabled', body.samples.length); // settings changed meanwhile
+    return true;
+  }
+
+  /** Posts one batch until the server answered it ('done': accepted or refused) or the signal aborts. */
+  private async upload(body: SampleBatch, signal: AbortSignal): Promise<'done' | 'aborted'> {
+    const samples = body.samples;
     const url = `${this.o.serverUrl.replace(/\/$/, '')}/api/v1/devices/${this.o.deviceId}/samples`;
     const authorization = 'Basic ' + Buffer.from(`${this.o.deviceId}:${this.o.secret}`).toString('base64');
     const payload = JSON.stringify(body);
@@ -226,24 +311,24 @@ export class SampleCapture {
           this.counts.duplicates += r.duplicates;
           this.counts.batches++;
           this.backoff.reset();
-          return;
+          return 'done';
         }
         if (res.status === 429) {
           wait = Math.min(MAX_RETRY_AFTER_MS, Math.max(1, Number(res.headers.get('retry-after')) || 1) * 1000);
         } else if (res.status < 500) {
           this.drop('rejected', samples.length);
           this.o.logger.warn({ status: res.status, body: text.slice(0, 300) }, 'server refused a sample batch; dropped');
-          return;
+          return 'done';
         } else wait = this.backoff.next();
       } catch (err) {
-        if (signal.aborted) return void this.drop('disabled', samples.length);
+        if (signal.aborted) return 'aborted';
         wait = this.backoff.next();
         this.o.logger.debug({ err: (err as Error).message, retryInMs: wait }, 'sample upload failed; retrying');
       }
       try {
         await sleep(wait, signal);
       } catch {
-        return void this.drop('disabled', samples.length);
+        return 'aborted';
       }
     }
   }
@@ -255,6 +340,7 @@ export class SampleCapture {
       enabled: a !== null,
       ...(a ? { model: `${a.model.name}@${a.model.version}`, maxPerMinute: a.maxPerMinute, batchSize: a.batchSize } : {}),
       queued: this.queue.length,
+      ...(this.store ? { stored: { batches: this.store.pending, bytes: this.store.pendingBytes, droppedFull: this.store.dropped.samples, corrupt: this.store.corrupt } } : {}),
       ...this.counts,
       dropped: { ...this.counts.dropped },
     };

@@ -8,23 +8,27 @@
 //
 // Bounded: past `maxBytes` the oldest files are dropped (counted per channel). A file that cannot
 // be read back (corrupt, truncated) is skipped, removed and counted.
+//
+// The channels are an option (default `stats` and `telemetry`): sample capture keeps its own outbox
+// (another directory and bound) of upload batches with a `samples` channel and an HTTP publisher.
 import { mkdir, readdir, readFile, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { writeFileAtomic } from '../fs-atomic.ts';
 
 export type OutboxChannel = 'stats' | 'telemetry';
-const CHANNELS: ReadonlySet<string> = new Set<OutboxChannel>(['stats', 'telemetry']);
-const NAME = /^(\d{12})\.(stats|telemetry)\.json$/;
+const DEFAULT_CHANNELS: readonly OutboxChannel[] = ['stats', 'telemetry'];
 
-export interface OutboxPublisher {
+export interface OutboxPublisher<C extends string = OutboxChannel> {
   readonly connected: boolean;
-  /** Resolves true once the broker acknowledged the message, false if it was not sent. */
-  publish(channel: OutboxChannel, message: unknown): Promise<boolean>;
+  /** Resolves true once the broker acknowledged the message (or it is to be discarded), false if it was not sent. */
+  publish(channel: C, message: unknown): Promise<boolean>;
 }
 
-export interface OutboxOptions {
+export interface OutboxOptions<C extends string = OutboxChannel> {
   dir: string;
+  /** Channel names (lowercase letters), part of each file name; default `stats`, `telemetry`. */
+  channels?: readonly C[];
   maxBytes: number;
   logger: Logger;
   /** Give up on one publish after this long (it is retried; a late PUBACK only causes a duplicate). */
@@ -33,34 +37,45 @@ export interface OutboxOptions {
   retryMs?: number;
 }
 
-interface Entry {
+interface Entry<C extends string> {
   name: string;
-  channel: OutboxChannel;
+  channel: C;
   bytes: number;
 }
 
-export class Outbox {
-  private entries: Entry[] = [];
+export class Outbox<C extends string = OutboxChannel> {
+  private entries: Entry<C>[] = [];
   private bytes = 0;
   private next = 0;
-  private publisher?: OutboxPublisher;
+  private publisher?: OutboxPublisher<C>;
   private pumping: Promise<void> | null = null;
   private inFlight: string | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   /** Counters since start. */
   sent = 0;
-  dropped: Record<OutboxChannel, number> = { stats: 0, telemetry: 0 };
+  dropped: Record<C, number>;
   corrupt = 0;
+  private readonly channels: readonly C[];
+  private readonly pattern: RegExp;
 
-  constructor(private readonly opts: OutboxOptions) {}
+  constructor(private readonly opts: OutboxOptions<C>) {
+    this.channels = opts.channels ?? (DEFAULT_CHANNELS as unknown as readonly C[]);
+    if (!this.channels.length || this.channels.some((c) => !/^[a-z]+$/.test(c))) throw new Error(`bad outbox channels: ${this.channels.join(', ')}`);
+    this.pattern = new RegExp(`^(\\d{12})\\.(${this.channels.join('|')})\\.json$`);
+    this.dropped = this.zero();
+  }
+
+  private zero(): Record<C, number> {
+    return Object.fromEntries(this.channels.map((c) => [c, 0])) as Record<C, number>;
+  }
 
   /** Reads what a previous run left (in order), removes interrupted temp files. */
   async init(): Promise<void> {
     await mkdir(this.opts.dir, { recursive: true, mode: 0o700 });
     const names = (await readdir(this.opts.dir)).sort();
     for (const name of names) {
-      const m = NAME.exec(name);
+      const m = this.pattern.exec(name);
       if (!m) {
         // Temp files of writes cut short by a crash, or strangers: neither will ever be sent.
         await rm(path.join(this.opts.dir, name), { force: true, recursive: true });
@@ -68,14 +83,14 @@ export class Outbox {
         continue;
       }
       const bytes = (await stat(path.join(this.opts.dir, name))).size;
-      this.entries.push({ name, channel: m[2] as OutboxChannel, bytes });
+      this.entries.push({ name, channel: m[2] as C, bytes });
       this.bytes += bytes;
       this.next = Math.max(this.next, Number(m[1]) + 1);
     }
     if (this.entries.length) this.opts.logger.info({ messages: this.entries.length, bytes: this.bytes }, 'outbox holds messages from before the restart');
   }
 
-  attach(publisher: OutboxPublisher): void {
+  attach(publisher: OutboxPublisher<C>): void {
     this.publisher = publisher;
     this.kick();
   }
@@ -89,7 +104,7 @@ export class Outbox {
   }
 
   /** The seq of the newest readable message of a channel waiting here (seqs are stored in order). */
-  async lastSeq(channel: OutboxChannel): Promise<number | null> {
+  async lastSeq(channel: C): Promise<number | null> {
     for (let i = this.entries.length - 1; i >= 0; i--) {
       const e = this.entries[i];
       if (e.channel !== channel) continue;
@@ -100,7 +115,7 @@ export class Outbox {
   }
 
   /** Stores a message durably (dropping the oldest ones if it would not fit), then lets the sender know. */
-  async append(channel: OutboxChannel, message: unknown): Promise<void> {
+  async append(channel: C, message: unknown): Promise<void> {
     const data = JSON.stringify(message);
     const size = Buffer.byteLength(data);
     if (size > this.opts.maxBytes) {
@@ -118,18 +133,19 @@ export class Outbox {
 
   /** Drops the oldest files (never the one being sent) until `size` more bytes fit. */
   private async makeRoom(size: number): Promise<void> {
-    const dropped: Record<OutboxChannel, number> = { stats: 0, telemetry: 0 };
+    const dropped = this.zero();
+    let any = false;
     while (this.bytes + size > this.opts.maxBytes) {
       const i = this.entries.findIndex((e) => e.name !== this.inFlight);
       if (i < 0) break;
       const [e] = this.entries.splice(i, 1);
       this.bytes -= e.bytes;
       dropped[e.channel]++;
+      any = true;
       await unlink(path.join(this.opts.dir, e.name)).catch(() => {});
     }
-    if (dropped.stats || dropped.telemetry) {
-      this.dropped.stats += dropped.stats;
-      this.dropped.telemetry += dropped.telemetry;
+    if (any) {
+      for (const c of this.channels) this.dropped[c] += dropped[c];
       this.opts.logger.warn({ dropped, maxBytes: this.opts.maxBytes }, 'outbox full: oldest messages dropped');
     }
   }
@@ -174,13 +190,13 @@ export class Outbox {
     this.inFlight = null;
   }
 
-  private async read(e: Entry): Promise<unknown> {
+  private async read(e: Entry<C>): Promise<unknown> {
     const msg = JSON.parse(await readFile(path.join(this.opts.dir, e.name), 'utf8')) as unknown;
-    if (typeof msg !== 'object' || msg === null || Array.isArray(msg) || !CHANNELS.has(e.channel)) throw new Error('not a message object');
+    if (typeof msg !== 'object' || msg === null || Array.isArray(msg) || !this.channels.includes(e.channel)) throw new Error('not a message object');
     return msg;
   }
 
-  private async publishBounded(publisher: OutboxPublisher, channel: OutboxChannel, message: unknown): Promise<boolean> {
+  private async publishBounded(publisher: OutboxPublisher<C>, channel: C, message: unknown): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), this.opts.publishTimeoutMs ?? 30_000)));
     try {
@@ -190,7 +206,14 @@ export class Outbox {
     }
   }
 
-  private async remove(e: Entry): Promise<void> {
+  /** Removes every waiting message but the one being sent (its publisher decides); returns how many. */
+  async clear(): Promise<number> {
+    const gone = this.entries.filter((e) => e.name !== this.inFlight);
+    for (const e of gone) await this.remove(e);
+    return gone.length;
+  }
+
+  private async remove(e: Entry<C>): Promise<void> {
     const i = this.entries.indexOf(e);
     if (i >= 0) {
       this.entries.splice(i, 1);

@@ -19,6 +19,9 @@ export interface SnapshotQuery {
 }
 
 export interface SnapshotRow {
+  deviceId: string;
+  /** The device's id for the sample (unique per device). */
+  sampleId: string;
   inputs: Record<string, unknown>;
   outputs: Record<string, unknown>;
   label?: string;
@@ -30,7 +33,7 @@ export async function snapshotSamples(db: Tx, q: SnapshotQuery): Promise<Snapsho
   const s = capturedSamples;
   const ids = q.cohort !== undefined ? await cohortDeviceIds(db, q.cohort) : null;
   const rows = await db
-    .select({ inputs: s.inputs, outputs: s.outputs, at: s.at, label: predictionLabels.label })
+    .select({ deviceId: s.deviceId, sampleId: s.sampleId, inputs: s.inputs, outputs: s.outputs, at: s.at, label: predictionLabels.label })
     .from(s)
     .innerJoin(modelVersions, eq(modelVersions.id, s.modelVersionId))
     .innerJoin(models, eq(models.id, modelVersions.modelId))
@@ -44,6 +47,8 @@ export async function snapshotSamples(db: Tx, q: SnapshotQuery): Promise<Snapsho
     )
     .orderBy(asc(s.at), asc(s.id));
   return rows.map((r) => ({
+    deviceId: r.deviceId,
+    sampleId: r.sampleId,
     inputs: r.inputs as Record<string, unknown>,
     outputs: (r.outputs ?? {}) as Record<string, unknown>,
     ...(q.withLabels && r.label != null ? { label: r.label } : {}),
