@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ReportedMessage } from '../protocol/messages/reported.ts';
 import { StatusMessage } from '../protocol/messages/status.ts';
+import { registerDeliveryGauge } from './alerts/deliveries.ts';
 import { AlertWebhook } from './alerts/webhook.ts';
 import { createApp } from './app.ts';
 import { ArtifactStore } from './artifacts/artifact-store.ts';
@@ -98,6 +99,7 @@ export class ControlPlane {
       retentionHours: config.statsRetentionHours,
       minuteRollupRetentionHours: config.minuteRollupRetentionHours,
       samplesRetentionDays: config.samplesRetentionDays,
+      deliveryRetentionDays: config.alertDeliveryRetentionDays,
     });
     this.ingest.start();
     this.bus.on('stats', z.unknown(), (deviceId, msg) => this.ingest.acceptStats(deviceId, msg));
@@ -111,7 +113,16 @@ export class ControlPlane {
     );
     this.manifestRefresh.unref();
     if (config.alertWebhookUrl) {
-      this.alertWebhook = new AlertWebhook({ url: config.alertWebhookUrl, secret: config.alertWebhookSecret, logger, metrics });
+      this.alertWebhook = new AlertWebhook({
+        db,
+        url: config.alertWebhookUrl,
+        secret: config.alertWebhookSecret,
+        logger,
+        metrics,
+        maxAttempts: config.alertWebhookMaxAttempts,
+        pollMs: config.alertWebhookPollMs,
+        baseDelayMs: config.alertWebhookBaseDelayMs,
+      });
       this.alertWebhook.start();
     }
     this.driftMonitor = new DriftMonitor({ db, logger, cron: config.driftCron, windowS: config.driftWindowS, webhook: this.alertWebhook });
@@ -134,6 +145,7 @@ export class ControlPlane {
     });
     this.scheduler = new Scheduler({ db, logger, desired: this.desired, runner: this.jobRunner, holder, enabled: config.schedulerEnabled, tickMs: config.schedulerTickMs, leaseTtlMs: config.schedulerLeaseTtlMs, webhook: this.alertWebhook });
     new FleetMetrics(db, metrics);
+    registerDeliveryGauge(db, metrics);
     // Retained messages do not survive a restart of the embedded broker: publish every device's desired state again.
     await this.desired.publish();
 

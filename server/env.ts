@@ -45,6 +45,12 @@ const ServerEnv = z.object({
   FLOTILLA_ALERT_WEBHOOK_URL: z.string().url().optional(),
   /** HMAC-SHA256 key for the webhook's x-flotilla-signature header. */
   FLOTILLA_ALERT_WEBHOOK_SECRET: z.string().min(1).optional(),
+  /** Attempts per alert webhook delivery before it is marked failed. */
+  FLOTILLA_ALERT_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(10),
+  /** How often the webhook worker looks for due deliveries (it is also woken by each new alert event). */
+  FLOTILLA_ALERT_WEBHOOK_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
+  /** Delivered webhook deliveries are deleted after this many days (failed ones are kept). */
+  FLOTILLA_ALERT_DELIVERY_RETENTION_DAYS: z.coerce.number().positive().default(30),
   /** `off`: this replica never runs the retraining scheduler, job runner and rollout ticker (another one holds the lease). */
   FLOTILLA_SCHEDULER: z.enum(['on', 'off']).default('on'),
   /** How often the lease holder recovers jobs, checks drift triggers, starts jobs and advances rollouts. */
@@ -79,6 +85,11 @@ export interface ServerConfig {
   driftWindowS: number;
   alertWebhookUrl?: string;
   alertWebhookSecret?: string;
+  alertWebhookMaxAttempts: number;
+  alertWebhookPollMs: number;
+  /** Base of the exponential retry backoff (tests shorten it; not an environment variable). */
+  alertWebhookBaseDelayMs?: number;
+  alertDeliveryRetentionDays: number;
   manifestTtlS: number;
   schedulerEnabled: boolean;
   schedulerTickMs: number;
@@ -117,6 +128,9 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     driftWindowS: parseWindowSeconds(e.FLOTILLA_DRIFT_WINDOW)!,
     alertWebhookUrl: e.FLOTILLA_ALERT_WEBHOOK_URL,
     alertWebhookSecret: e.FLOTILLA_ALERT_WEBHOOK_SECRET,
+    alertWebhookMaxAttempts: e.FLOTILLA_ALERT_WEBHOOK_MAX_ATTEMPTS,
+    alertWebhookPollMs: e.FLOTILLA_ALERT_WEBHOOK_POLL_MS,
+    alertDeliveryRetentionDays: e.FLOTILLA_ALERT_DELIVERY_RETENTION_DAYS,
     manifestTtlS: e.FLOTILLA_MANIFEST_TTL_S,
     schedulerEnabled: e.FLOTILLA_SCHEDULER === 'on',
     schedulerTickMs: e.FLOTILLA_SCHEDULER_TICK_MS,

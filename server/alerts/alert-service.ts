@@ -1,6 +1,7 @@
 // Drift alerts: a new drift opens one (at most one open per cohort and model version, enforced by a
 // partial unique index so a second replica cannot duplicate it), a changed set of drifted features
-// updates it, a clean evaluation closes it. Every transition goes to the audit log (the event log).
+// updates it, a clean evaluation closes it. Every transition goes to the audit log (the event log) and,
+// with `notify`, to the webhook outbox (deliveries.ts) in the same transaction.
 import { and, desc, eq } from 'drizzle-orm';
 import type { FeatureDriftResult } from '../../protocol/drift/evaluate.ts';
 import { P_VALUE_METHODS } from '../../protocol/drift/config.ts';
@@ -9,6 +10,7 @@ import { randomId } from '../auth/secrets.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { alerts, models, modelVersions } from '../db/schema.ts';
 import { formatRef } from '../models/model-ref.ts';
+import { enqueueDelivery } from './deliveries.ts';
 
 export const ALERT_ACTOR = 'system:drift-monitor';
 
@@ -65,13 +67,18 @@ export function driftedOf(features: FeatureDriftResult[], outputs: FeatureDriftR
 /**
  * Applies one evaluation to the alert state of (cohort, version). `drifted` empty and `evaluated`
  * true (some feature had enough data) is a recovery; with nothing evaluated the state stays as is.
+ * With `notify` (an alert webhook is configured) each transition enqueues its webhook delivery in `tx`.
  */
 export async function applyDriftVerdict(
   tx: Tx,
-  input: { cohort: string; modelVersionId: number; model: string; drifted: AlertFeature[]; evaluated: boolean; window: { start: string; end: string } },
+  input: { cohort: string; modelVersionId: number; model: string; drifted: AlertFeature[]; evaluated: boolean; window: { start: string; end: string }; notify?: boolean },
   now = new Date(),
 ): Promise<{ transition: AlertTransition | null; alert: AlertView | null }> {
   const at = now.toISOString();
+  const done = async (transition: AlertTransition, alert: AlertView) => {
+    if (input.notify) await enqueueDelivery(tx, { event: `alert.${transition}`, at, alert });
+    return { transition, alert };
+  };
   const open = await tx.query.alerts.findFirst({
     where: and(eq(alerts.kind, 'drift'), eq(alerts.cohort, input.cohort), eq(alerts.modelVersionId, input.modelVersionId), eq(alerts.status, 'open')),
   });
@@ -87,7 +94,7 @@ export async function applyDriftVerdict(
         .returning();
       if (inserted.length) {
         await recordAudit(tx, ALERT_ACTOR, 'alert.open', id, { model: input.model, cohort: input.cohort, features: input.drifted.map((f) => f.feature), window: input.window });
-        return { transition: 'opened', alert: view(inserted[0], input.model) };
+        return done('opened', view(inserted[0], input.model));
       }
       return { transition: null, alert: null }; // another replica opened it a moment ago
     }
@@ -97,7 +104,7 @@ export async function applyDriftVerdict(
     if (!row) return { transition: null, alert: null };
     if (before === after) return { transition: null, alert: view(row, input.model) };
     await recordAudit(tx, ALERT_ACTOR, 'alert.update', open.id, { features: input.drifted.map((f) => f.feature), window: input.window });
-    return { transition: 'updated', alert: view(row, input.model) };
+    return done('updated', view(row, input.model));
   }
   if (open && input.evaluated) {
     const [row] = await tx
@@ -107,7 +114,7 @@ export async function applyDriftVerdict(
       .returning();
     if (!row) return { transition: null, alert: null }; // closed concurrently
     await recordAudit(tx, ALERT_ACTOR, 'alert.close', open.id, { model: input.model, cohort: input.cohort, window: input.window });
-    return { transition: 'closed', alert: view(row, input.model) };
+    return done('closed', view(row, input.model));
   }
   return { transition: null, alert: open ? view(open, input.model) : null };
 }

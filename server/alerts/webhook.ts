@@ -1,33 +1,37 @@
 // Optional alert webhook: each alert event is POSTed as JSON with
-// `x-flotilla-signature: sha256=<hex HMAC-SHA256 of the raw body>` (the GitHub convention), retried
-// with exponential backoff and jitter on network errors, 5xx and 429, a bounded number of times.
-// Deliveries run in the background from an in-memory queue: notify() never waits, so neither
-// ingest nor the drift monitor is slowed by a slow receiver. The same `x-flotilla-delivery` id is
-// sent on every attempt, so a receiver can drop repeats.
-import { createHmac, randomUUID } from 'node:crypto';
+// `x-flotilla-signature: sha256=<hex HMAC-SHA256 of the raw body>` (the GitHub convention) and
+// `x-flotilla-delivery: <id>` (the same id on every attempt, so a receiver can drop repeats).
+// Events are durable: the alert's transaction inserts a `webhook_deliveries` row (deliveries.ts), and
+// this worker sends due rows in the background, so a restart or a crash while the receiver is down
+// loses nothing, and callers never wait. A row is claimed by a conditional update that sets a lease
+// (`claimed_until`), so two replicas never send the same row at the same time; a replica that dies
+// mid-send leaves a lease that expires. Network errors, 5xx, 408 and 429 are retried with exponential
+// backoff and jitter up to maxAttempts, then the row is `failed` (listed by /alerts/deliveries).
+import { createHmac } from 'node:crypto';
+import { and, asc, eq, isNull, lte, or, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { Counter } from 'prom-client';
+import type { Db } from '../db/client.ts';
+import { webhookDeliveries } from '../db/schema.ts';
 import type { Metrics } from '../metrics.ts';
-import type { AlertTransition, AlertView } from './alert-service.ts';
 
-export interface AlertEvent {
-  event: `alert.${AlertTransition}`;
-  at: string;
-  alert: AlertView;
-}
+export type { AlertEvent } from './deliveries.ts';
 
 export interface AlertWebhookOptions {
+  db: Db;
   url: string;
   secret?: string;
   logger: Logger;
   metrics: Metrics;
-  /** Attempts per event, first included (default 6: about 0.5 + 1 + 2 + 4 + 8 s of waiting). */
+  /** Attempts per delivery, first included, before the row is failed (default 10). */
   maxAttempts?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
   timeoutMs?: number;
-  /** Events waiting beyond this are dropped (oldest first) and counted. */
-  maxQueue?: number;
+  /** How often due rows are looked for when nothing wakes the worker (default 1000 ms). */
+  pollMs?: number;
+  /** Rows claimed per pass (default 20). */
+  batch?: number;
 }
 
 /**
@@ -40,17 +44,21 @@ export function signBody(secret: string, body: string): string {
   return 'sha256=' + createHmac('sha256', secret).update(body).digest('hex');
 }
 
+type Row = typeof webhookDeliveries.$inferSelect;
+
 export class AlertWebhook {
-  private readonly queue: Array<{ id: string; body: string; event: string }> = [];
-  private worker?: Promise<void>;
+  private loop?: Promise<void>;
   private stopping = false;
+  private woken = false;
+  private wakeSleep?: () => void;
+  private pass?: Promise<void>;
   private readonly abort = new AbortController();
   private readonly deliveries: Counter<'result'>;
 
   constructor(private readonly opts: AlertWebhookOptions) {
     this.deliveries = new Counter({
       name: 'flotilla_alert_webhook_deliveries_total',
-      help: 'Alert webhook deliveries by result (delivered, failed after retries, dropped from a full queue or at stop)',
+      help: 'Alert webhook delivery attempts by result (delivered, retried later, failed for good)',
       labelNames: ['result'],
       registers: [opts.metrics.registry],
     });
@@ -58,93 +66,132 @@ export class AlertWebhook {
 
   start(): void {
     if (!this.opts.secret) this.opts.logger.warn('FLOTILLA_ALERT_WEBHOOK_URL is set without FLOTILLA_ALERT_WEBHOOK_SECRET: webhook requests are not signed');
+    this.loop ??= this.run();
   }
 
-  /** Queues an event; returns at once. */
-  notify(event: AlertEvent): void {
-    if (this.stopping) return;
-    if (this.queue.length >= (this.opts.maxQueue ?? 1000)) {
-      this.queue.shift();
-      this.deliveries.inc({ result: 'dropped' });
-    }
-    this.queue.push({ id: randomUUID(), body: JSON.stringify(event), event: event.event });
-    this.worker ??= this.drain().finally(() => {
-      this.worker = undefined;
-    });
+  /** Looks for due rows now (call after committing a transaction that enqueued one); returns at once. */
+  wake(): void {
+    this.woken = true;
+    this.wakeSleep?.();
   }
 
-  /** Resolves when the queue is empty (tests, shutdown). */
+  /** Resolves once no delivery is due or in flight on this replica (tests). */
   async idle(): Promise<void> {
-    while (this.worker) await this.worker;
+    for (;;) {
+      await this.pass;
+      const now = new Date().toISOString();
+      const [due] = await this.opts.db
+        .select({ id: webhookDeliveries.id })
+        .from(webhookDeliveries)
+        .where(and(eq(webhookDeliveries.status, 'pending'), lte(webhookDeliveries.nextAttemptAt, now)))
+        .limit(1);
+      if (!due || this.stopping) return;
+      this.wake();
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 
-  /** Abandons pending retries (counted as dropped) and waits for the worker to finish. */
+  /** Aborts requests in flight (their rows stay pending, unclaimed) and waits for the worker. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.abort.abort();
-    await this.worker;
-    if (this.queue.length) this.deliveries.inc({ result: 'dropped' }, this.queue.length);
-    this.queue.length = 0;
+    this.wakeSleep?.();
+    await this.loop;
   }
 
-  private async drain(): Promise<void> {
-    while (this.queue.length && !this.stopping) {
-      const item = this.queue[0];
-      const ok = await this.deliver(item);
-      this.queue.shift();
-      if (ok !== null) this.deliveries.inc({ result: ok ? 'delivered' : 'failed' });
-      else this.deliveries.inc({ result: 'dropped' });
+  private async run(): Promise<void> {
+    const pollMs = this.opts.pollMs ?? 1000;
+    while (!this.stopping) {
+      this.woken = false;
+      this.pass = this.sendDue().catch((err) => this.opts.logger.error({ err }, 'alert webhook pass failed'));
+      await this.pass;
+      if (this.stopping) break;
+      if (this.woken) continue;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, pollMs);
+        function done() {
+          clearTimeout(t);
+          resolve();
+        }
+        this.wakeSleep = done;
+      });
+      this.wakeSleep = undefined;
     }
   }
 
-  /** true delivered, false gave up, null interrupted by stop(). */
-  private async deliver(item: { id: string; body: string; event: string }): Promise<boolean | null> {
-    const { url, secret, logger } = this.opts;
-    const max = this.opts.maxAttempts ?? 6;
-    const headers: Record<string, string> = { 'content-type': 'application/json', 'x-flotilla-event': item.event, 'x-flotilla-delivery': item.id, 'user-agent': 'flotilla-alerts' };
-    if (secret) headers['x-flotilla-signature'] = signBody(secret, item.body);
-    for (let attempt = 1; attempt <= max; attempt++) {
-      let retry = true;
-      let why: string;
-      try {
-        const res = await fetch(url, {
-          method: 'POST',
-          headers,
-          body: item.body,
-          signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.opts.timeoutMs ?? 5000)]),
-        });
-        await res.body?.cancel();
-        if (res.ok) return true;
-        why = `HTTP ${res.status}`;
-        retry = res.status >= 500 || res.status === 429 || res.status === 408;
-      } catch (err) {
-        if (this.stopping) return null;
-        why = (err as Error).message;
+  /** Claims due rows one by one and sends them, until none is due. */
+  private async sendDue(): Promise<void> {
+    const { db } = this.opts;
+    while (!this.stopping) {
+      const now = new Date();
+      const at = now.toISOString();
+      const due = and(eq(webhookDeliveries.status, 'pending'), lte(webhookDeliveries.nextAttemptAt, at), or(isNull(webhookDeliveries.claimedUntil), lte(webhookDeliveries.claimedUntil, at)));
+      const candidates = await db.select({ id: webhookDeliveries.id }).from(webhookDeliveries).where(due).orderBy(asc(webhookDeliveries.nextAttemptAt)).limit(this.opts.batch ?? 20);
+      if (!candidates.length) return;
+      for (const { id } of candidates) {
+        if (this.stopping) return;
+        // The lease: only one replica's conditional update matches; it outlives the request timeout.
+        const lease = new Date(now.getTime() + (this.opts.timeoutMs ?? 5000) + 30_000).toISOString();
+        const [row] = await db
+          .update(webhookDeliveries)
+          .set({ claimedUntil: lease })
+          .where(and(eq(webhookDeliveries.id, id), due))
+          .returning();
+        if (row) await this.deliver(row, lease);
       }
-      if (!retry || attempt === max) {
-        logger.warn({ url, event: item.event, delivery: item.id, attempt, why }, 'alert webhook delivery failed; giving up');
-        return false;
-      }
-      const base = Math.min((this.opts.baseDelayMs ?? 500) * 2 ** (attempt - 1), this.opts.maxDelayMs ?? 30_000);
-      const delay = base / 2 + Math.random() * (base / 2);
-      logger.debug({ event: item.event, attempt, why, delay }, 'alert webhook delivery failed; retrying');
-      if (!(await this.sleep(delay))) return null;
     }
-    return false;
   }
 
-  private sleep(ms: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      if (this.abort.signal.aborted) return resolve(false);
-      const t = setTimeout(() => {
-        this.abort.signal.removeEventListener('abort', onAbort);
-        resolve(true);
-      }, ms);
-      const onAbort = () => {
-        clearTimeout(t);
-        resolve(false);
-      };
-      this.abort.signal.addEventListener('abort', onAbort, { once: true });
-    });
+  private async deliver(row: Row, lease: string): Promise<void> {
+    const { db, url, secret, logger } = this.opts;
+    const max = this.opts.maxAttempts ?? 10;
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'x-flotilla-event': row.event, 'x-flotilla-delivery': row.id, 'user-agent': 'flotilla-alerts' };
+    if (secret) headers['x-flotilla-signature'] = signBody(secret, row.payload);
+    let retry = true;
+    let why: string;
+    try {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers,
+        body: row.payload,
+        signal: AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.opts.timeoutMs ?? 5000)]),
+      });
+      await res.body?.cancel();
+      if (res.ok) {
+        await db
+          .update(webhookDeliveries)
+          .set({ status: 'delivered', attempts: sql`${webhookDeliveries.attempts} + 1`, deliveredAt: new Date().toISOString(), claimedUntil: null, lastError: null })
+          .where(and(eq(webhookDeliveries.id, row.id), eq(webhookDeliveries.claimedUntil, lease)));
+        this.deliveries.inc({ result: 'delivered' });
+        return;
+      }
+      why = `HTTP ${res.status}`;
+      retry = res.status >= 500 || res.status === 429 || res.status === 408;
+    } catch (err) {
+      if (this.stopping) {
+        // Interrupted by stop(): not an attempt; free the row for the next start (or another replica).
+        await db.update(webhookDeliveries).set({ claimedUntil: null }).where(and(eq(webhookDeliveries.id, row.id), eq(webhookDeliveries.claimedUntil, lease)));
+        return;
+      }
+      why = (err as Error).message;
+    }
+    const attempts = row.attempts + 1;
+    if (!retry || attempts >= max) {
+      logger.warn({ url, event: row.event, delivery: row.id, attempts, why }, 'alert webhook delivery failed; giving up');
+      await db
+        .update(webhookDeliveries)
+        .set({ status: 'failed', attempts, lastError: why, claimedUntil: null })
+        .where(and(eq(webhookDeliveries.id, row.id), eq(webhookDeliveries.claimedUntil, lease)));
+      this.deliveries.inc({ result: 'failed' });
+      return;
+    }
+    const base = Math.min((this.opts.baseDelayMs ?? 500) * 2 ** (attempts - 1), this.opts.maxDelayMs ?? 300_000);
+    const delay = base / 2 + Math.random() * (base / 2);
+    logger.debug({ event: row.event, delivery: row.id, attempts, why, delay }, 'alert webhook delivery failed; retrying later');
+    await db
+      .update(webhookDeliveries)
+      .set({ attempts, lastError: why, claimedUntil: null, nextAttemptAt: new Date(Date.now() + delay).toISOString() })
+      .where(and(eq(webhookDeliveries.id, row.id), eq(webhookDeliveries.claimedUntil, lease)));
+    this.deliveries.inc({ result: 'retried' });
   }
 }

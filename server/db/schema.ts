@@ -398,6 +398,30 @@ export const alerts = sqliteTable(
   ],
 );
 
+/**
+ * The alert webhook's outbox: one row per alert transition, written in the alert's own transaction, sent
+ * by `AlertWebhook` (claimed with a lease so two replicas never send a row at the same time).
+ */
+export const webhookDeliveries = sqliteTable(
+  'webhook_deliveries',
+  {
+    id: text('id').primaryKey(),
+    /** The event name, e.g. `alert.opened`. */
+    event: text('event').notNull(),
+    /** The JSON body as sent (signed byte for byte). */
+    payload: text('payload').notNull(),
+    status: text('status', { enum: ['pending', 'delivered', 'failed'] }).notNull().default('pending'),
+    attempts: integer('attempts').notNull().default(0),
+    nextAttemptAt: text('next_attempt_at').notNull(),
+    /** Set while a replica is sending the row; another may take it over after this time. */
+    claimedUntil: text('claimed_until'),
+    lastError: text('last_error'),
+    createdAt: createdAt(),
+    deliveredAt: text('delivered_at'),
+  },
+  (t) => [index('webhook_deliveries_due').on(t.status, t.nextAttemptAt), index('webhook_deliveries_created').on(t.createdAt)],
+);
+
 /** Logged predictions (from devices or external systems), for ground-truth metrics once labels arrive. */
 export const predictions = sqliteTable(
   'predictions',

@@ -1,8 +1,8 @@
 // Scheduled (node-cron) and on-demand drift evaluation of every (cohort, model version) with windows
 // in the evaluation window, plus every pair with an open alert (so a quiet cohort can still recover).
 // Each evaluation is recorded, opens/updates/closes the pair's alert, and alert transitions go to the
-// webhook. Runs in one process are serialized; across replicas the alerts' unique index and
-// conditional updates keep one open alert per pair and one notification per transition, and
+// webhook outbox in the same transaction (the webhook is woken once it commits). Runs in one process
+// are serialized; across replicas the alerts' unique index and conditional updates keep one open alert per pair and one notification per transition, and
 // FLOTILLA_DRIFT_CRON=off leaves the schedule to one replica.
 import { and, eq, gte, lt } from 'drizzle-orm';
 import cron, { type ScheduledTask } from 'node-cron';
@@ -122,10 +122,10 @@ export class DriftMonitor {
         driftedFeatures: drifted.map((f) => f.feature),
         report: { dataset: r.dataset, features: r.features, outputs: r.outputs },
       });
-      const applied = await applyDriftVerdict(tx, { cohort, modelVersionId, model: r.model, drifted, evaluated, window: { start: window.start, end: window.end } }, now);
+      const applied = await applyDriftVerdict(tx, { cohort, modelVersionId, model: r.model, drifted, evaluated, window: { start: window.start, end: window.end }, notify: !!webhook }, now);
       return { r, drifted, ...applied };
     });
-    if (result.transition && result.alert && webhook) webhook.notify({ event: `alert.${result.transition}`, at: now.toISOString(), alert: result.alert });
+    if (result.transition && webhook) webhook.wake();
     return {
       cohort,
       model: result.r.model,

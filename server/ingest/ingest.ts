@@ -12,6 +12,7 @@ import { validateTelemetryMessage, type TelemetryMessage } from '../../protocol/
 import type { Db } from '../db/client.ts';
 import { driftEvaluations, statsRollups, statsWindows, telemetry, telemetryRollups } from '../db/schema.ts';
 import type { Metrics } from '../metrics.ts';
+import { deleteOldDeliveries } from '../alerts/deliveries.ts';
 import { deleteExpiredSamples } from '../samples/sample-service.ts';
 import { loadBatchContext, type BatchContext } from './device-context.ts';
 import { writeStats, type StatsItem } from './stats-writer.ts';
@@ -27,6 +28,8 @@ export interface IngestOptions {
   minuteRollupRetentionHours: number;
   /** Captured samples (server/samples/) expire on the same timer. */
   samplesRetentionDays: number;
+  /** Delivered alert webhook deliveries are deleted after this many days (default 30). */
+  deliveryRetentionDays?: number;
   /** Messages waiting beyond this are refused (reason `backpressure`) instead of growing memory. */
   maxPending?: number;
   cleanupIntervalMs?: number;
@@ -197,8 +200,8 @@ export class Ingest {
     return null;
   }
 
-  /** Deletes raw windows/reports past the retention, minute rollups past theirs, old drift evaluations and captured samples. */
-  async cleanup(now = new Date()): Promise<{ windows: number; telemetry: number; minuteRollups: number; evaluations: number; samples: number }> {
+  /** Deletes raw windows/reports past the retention, minute rollups past theirs, old drift evaluations, captured samples and delivered webhook deliveries. */
+  async cleanup(now = new Date()): Promise<{ windows: number; telemetry: number; minuteRollups: number; evaluations: number; samples: number; deliveries: number }> {
     const { db } = this.opts;
     const raw = new Date(now.getTime() - this.opts.retentionHours * 3_600_000).toISOString();
     const minute = new Date(now.getTime() - this.opts.minuteRollupRetentionHours * 3_600_000).toISOString();
@@ -230,8 +233,9 @@ export class Ingest {
     const teleMinutes = await db.delete(telemetryRollups).where(lt(telemetryRollups.bucketStart, minute)).returning({ k: telemetryRollups.bucketStart });
     const evaluations = await db.delete(driftEvaluations).where(lt(driftEvaluations.at, raw)).returning({ id: driftEvaluations.id });
     const samples = await deleteExpiredSamples(db, this.opts.samplesRetentionDays, now);
-    const result = { windows, telemetry: reports, minuteRollups: statsMinutes + teleMinutes.length, evaluations: evaluations.length, samples };
-    if (windows || reports || result.minuteRollups || result.evaluations || samples) this.opts.logger.info(result, 'retention cleanup');
+    const deliveries = await deleteOldDeliveries(db, this.opts.deliveryRetentionDays ?? 30, now);
+    const result = { windows, telemetry: reports, minuteRollups: statsMinutes + teleMinutes.length, evaluations: evaluations.length, samples, deliveries };
+    if (windows || reports || result.minuteRollups || result.evaluations || samples || deliveries) this.opts.logger.info(result, 'retention cleanup');
     return result;
   }
 }

@@ -106,9 +106,10 @@ export class Scheduler {
     await step('starting jobs', () => runner.pump());
     await step('advancing rollouts', () => tickRollouts(db, desired, logger));
     await step('resolving superseded alerts', async () => {
-      for (const alert of await resolveSupersededAlerts(db)) {
+      const resolved = await resolveSupersededAlerts(db, new Date(), !!this.opts.webhook);
+      if (resolved.length) this.opts.webhook?.wake();
+      for (const alert of resolved) {
         logger.info({ alert: alert.id, cohort: alert.cohort, model: alert.model }, 'drift alert resolved: the cohort runs a newer version without drift');
-        this.opts.webhook?.notify({ event: 'alert.closed', at: new Date().toISOString(), alert });
       }
     });
   }

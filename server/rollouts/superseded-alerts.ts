@@ -9,7 +9,8 @@ import type { Db } from '../db/client.ts';
 import { alerts, bundles, driftEvaluations, models, modelVersions, rollouts } from '../db/schema.ts';
 import { formatRef } from '../models/model-ref.ts';
 
-export async function resolveSupersededAlerts(db: Db, now = new Date()): Promise<AlertView[]> {
+/** `notify`: enqueue each close for the alert webhook in its transaction. */
+export async function resolveSupersededAlerts(db: Db, now = new Date(), notify = false): Promise<AlertView[]> {
   const open = await db
     .select({ alert: alerts, modelId: modelVersions.modelId, version: modelVersions.version, model: models.name })
     .from(alerts)
@@ -37,7 +38,7 @@ export async function resolveSupersededAlerts(db: Db, now = new Date()): Promise
     const result = await db.transaction((tx) =>
       applyDriftVerdict(
         tx,
-        { cohort: alert.cohort, modelVersionId: alert.modelVersionId, model: formatRef(model, version), drifted: [], evaluated: true, window: { start: evaluation.windowStart, end: evaluation.windowEnd } },
+        { cohort: alert.cohort, modelVersionId: alert.modelVersionId, model: formatRef(model, version), drifted: [], evaluated: true, window: { start: evaluation.windowStart, end: evaluation.windowEnd }, notify },
         now,
       ),
     );
