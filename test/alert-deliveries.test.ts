@@ -12,6 +12,7 @@ import { applyDriftVerdict, type AlertFeature } from '../server/alerts/alert-ser
 import { ControlPlane } from '../server/control-plane.ts';
 import { alerts, webhookDeliveries } from '../server/db/schema.ts';
 import { createLogger } from '../server/logger.ts';
+import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
 
@@ -155,6 +156,13 @@ describe('alert webhook deliveries (durable outbox)', () => {
     const failed = await api('/api/v1/alerts/deliveries?status=failed');
     assert.equal(failed.status, 200);
     assert.deepEqual(failed.body.deliveries.map((d: any) => [d.id, d.status, d.attempts, d.lastError]), [[row.id, 'failed', 3, 'HTTP 500']]);
+    const env = { FLOTILLA_URL: cp.plane.httpUrl, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: '/nonexistent-flotilla-config' };
+    const cli = await runCli(['alerts', 'deliveries', '--status', 'failed', '--json'], env);
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.deepEqual(JSON.parse(cli.stdout).deliveries.map((d: any) => [d.id, d.event, d.status, d.attempts, d.lastError]), [[row.id, 'alert.opened', 'failed', 3, 'HTTP 500']]);
+    const text = await runCli(['alerts', 'deliveries', '--status', 'failed'], env);
+    assert.match(text.stdout, /^ID\s+EVENT\s+STATUS\s+ATTEMPTS\s+NEXT ATTEMPT\s+LAST ERROR$/m);
+    assert.match(text.stdout, new RegExp(`^${row.id}\\s+alert\\.opened\\s+failed\\s+3\\s+-\\s+HTTP 500$`, 'm'));
     const metrics = (await api('/metrics')).body as string;
     assert.match(metrics, /flotilla_alert_webhook_deliveries\{status="failed"\} 1\b/);
     assert.match(metrics, /flotilla_alert_webhook_deliveries\{status="pending"\} 0\b/);

@@ -173,6 +173,20 @@ describe('staged rollouts', () => {
     assert.equal(invalid.status, 400);
     assert.equal((await cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[3], cohort: 'nope' } })).status, 404);
   });
+
+  test('deploy --canary starts a staged rollout (listed by `rollouts ls` with its stages); --canary with --device is a usage error', async () => {
+    const bad = await runCli(['deploy', bundles[0], '--canary', '10%,100%', '--device', devices[0].id], env);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr.trim().split('\n').length, 1, bad.stderr);
+    assert.match(bad.stderr, /--canary.*--device/);
+    const r = await cli('deploy', bundles[0], '--cohort', 'fleet', '--canary', '10%,50%,100%', '--bake', '1h', '--rollback-on-failure');
+    const listed = (await cli('rollouts', 'ls', '--cohort', 'fleet')).find((x: { id: string }) => x.id === r.id);
+    assert.ok(listed, 'the rollout is listed');
+    assert.deepEqual(listed.stages, [0.1, 0.5, 1]);
+    assert.equal(listed.bakeS, 3600);
+    assert.equal(listed.gates.onFailure, 'rollback');
+    assert.equal((await cli('rollouts', 'abort', r.id)).status, 'aborted');
+  });
 });
 
 describe('staged rollouts on a cohort preferring a variant', () => {

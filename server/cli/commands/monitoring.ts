@@ -99,9 +99,9 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
       );
     });
 
-  program
+  const alertsCmd = program
     .command('alerts')
-    .description('drift alerts, newest first')
+    .description('drift alerts, newest first; `alerts deliveries` for the alert webhook outbox')
     .option('--open', 'only open alerts')
     .option('--limit <n>', 'at most this many', '50')
     .action(async (o: { open?: boolean; limit: string }) => {
@@ -110,6 +110,21 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
         table(
           r.alerts.map((a) => ({ ...a, score: num(a.score), threshold: num(a.threshold), features: a.features.map((f) => f.feature).join(',') })),
           ['id', 'status', 'model', 'cohort', 'feature', 'score', 'threshold', 'features', 'openedAt', 'closedAt'],
+        ),
+      );
+    });
+
+  alertsCmd
+    .command('deliveries')
+    .description('alert webhook deliveries, newest first (operators and up)')
+    .option('--status <status>', 'pending | delivered | failed')
+    .action(async (o: { status?: string }) => {
+      if (o.status !== undefined && !['pending', 'delivered', 'failed'].includes(o.status)) throw new CliError('--status is pending, delivered or failed', 2);
+      const r = await call(ctx.api().api.v1.alerts.deliveries.$get({ query: { status: o.status as 'pending' | 'delivered' | 'failed' | undefined } }));
+      emit(ctx.out(), r, () =>
+        table(
+          r.deliveries.map((d) => ({ ...d, 'next attempt': d.status === 'pending' ? d.nextAttemptAt : '-', 'last error': d.lastError })),
+          ['id', 'event', 'status', 'attempts', 'next attempt', 'last error'],
         ),
       );
     });

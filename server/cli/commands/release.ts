@@ -7,6 +7,7 @@ import { generateKeyPair, publicKeyOf, readPrivateKeyFile, writePrivateKeyFile }
 import { loadBundleDefinition } from '../../../firmware-bundles/load-definition.ts';
 import { call, type Api } from '../api.ts';
 import { CliError, emit, keyValues, parseDuration, table, type Output } from '../output.ts';
+import { startRollout } from './rollouts.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
@@ -113,11 +114,19 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
 
   program
     .command('deploy <bundle>')
-    .description('publish a bundle (id, name, or model@N) as the desired state of a device or a cohort')
+    .description('publish a bundle (id, name, or model@N) as the desired state of a device or a cohort; with --canary, start a staged rollout on the cohort')
     .option('--device <id>')
     .option('--cohort <name>')
-    .action(async (bundle: string, o: { device?: string; cohort?: string }) => {
+    .option('--canary <stages>', 'roll out in stages instead (same as `rollouts start --stages`), e.g. 10%,50%,100%')
+    .option('--bake <duration>', 'with --canary: how long a stage stays healthy before the next one', '5m')
+    .option('--rollback-on-failure', 'with --canary: a failed gate rolls the stage back (default: pause)')
+    .action(async (bundle: string, o: { device?: string; cohort?: string; canary?: string; bake: string; rollbackOnFailure?: boolean }) => {
+      if (o.canary !== undefined && o.device) throw new CliError('--canary rolls out to a cohort: use --cohort, not --device', 2);
       if (Boolean(o.device) === Boolean(o.cohort)) throw new CliError('give exactly one of --device or --cohort', 2);
+      if (o.canary !== undefined) {
+        return startRollout(ctx, bundle, { cohort: o.cohort!, stages: o.canary, bake: o.bake, maxFailed: '0', onFailure: o.rollbackOnFailure ? 'rollback' : 'pause' }, '--canary');
+      }
+      if (o.rollbackOnFailure) throw new CliError('--rollback-on-failure goes with --canary', 2);
       const d = await call(ctx.api().api.v1.deployments.$post({ json: { bundle, device: o.device, cohort: o.cohort } }));
       emit(ctx.out(), d, () => `deployment ${d.id}: ${d.bundleId} -> ${d.devices.length} device(s)${d.devices.length ? ': ' + d.devices.join(', ') : ''}`);
     });

@@ -3,13 +3,39 @@ import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
 import { CliError, emit, keyValues, parseDuration, table, type Output } from '../output.ts';
 
-function stagesOf(text: string): number[] {
+function stagesOf(text: string, flag: string): number[] {
   const stages = text.split(',').map((s) => Number(s.trim().replace(/%$/, '')) / (s.trim().endsWith('%') ? 100 : 1));
-  if (stages.some((s) => !Number.isFinite(s))) throw new CliError(`invalid --stages "${text}": e.g. 0.1,0.5,1 or 10%,100%`, 2);
+  if (stages.some((s) => !Number.isFinite(s))) throw new CliError(`invalid ${flag} "${text}": e.g. 0.1,0.5,1 or 10%,100%`, 2);
   return stages;
 }
 
 const progress = (r: { stage: number; stages: number[]; status: string }) => `${r.stage + 1}/${r.stages.length} (${Math.round(r.stages[r.stage] * 100)} %)`;
+
+export interface RolloutStartOptions {
+  cohort: string;
+  stages: string;
+  bake: string;
+  maxFailed: string;
+  maxErrorRate?: string;
+  onFailure: string;
+}
+
+/** Starts a staged rollout and prints it: shared by `rollouts start` and `deploy --canary` (`stagesFlag` names the flag in errors). */
+export async function startRollout(ctx: { api: () => Api; out: () => Output }, bundle: string, o: RolloutStartOptions, stagesFlag = '--stages'): Promise<void> {
+  if (!['pause', 'rollback'].includes(o.onFailure)) throw new CliError('--on-failure is pause or rollback', 2);
+  const r = await call(
+    ctx.api().api.v1.rollouts.$post({
+      json: {
+        bundle,
+        cohort: o.cohort,
+        stages: stagesOf(o.stages, stagesFlag),
+        bakeS: parseDuration(o.bake),
+        gates: { maxFailedUpdates: Number(o.maxFailed), maxErrorRate: o.maxErrorRate === undefined ? undefined : Number(o.maxErrorRate), onFailure: o.onFailure as 'pause' | 'rollback' },
+      },
+    }),
+  );
+  emit(ctx.out(), r, () => `rollout ${r.id}: ${r.model} on ${r.cohort}, stage ${progress(r)}`);
+}
 
 export function registerRolloutCommands(program: Command, ctx: { api: () => Api; out: () => Output }) {
   const rollouts = program.command('rollouts').description('staged (canary) rollouts of a bundle on a cohort');
@@ -22,21 +48,7 @@ export function registerRolloutCommands(program: Command, ctx: { api: () => Api;
     .option('--max-failed <n>', 'failed updates a stage tolerates', '0')
     .option('--max-error-rate <ratio>', 'error rate of the stage devices that fails the gate (0…1)')
     .option('--on-failure <action>', 'pause | rollback', 'pause')
-    .action(async (bundle: string, o: { cohort: string; stages: string; bake: string; maxFailed: string; maxErrorRate?: string; onFailure: string }) => {
-      if (!['pause', 'rollback'].includes(o.onFailure)) throw new CliError('--on-failure is pause or rollback', 2);
-      const r = await call(
-        ctx.api().api.v1.rollouts.$post({
-          json: {
-            bundle,
-            cohort: o.cohort,
-            stages: stagesOf(o.stages),
-            bakeS: parseDuration(o.bake),
-            gates: { maxFailedUpdates: Number(o.maxFailed), maxErrorRate: o.maxErrorRate === undefined ? undefined : Number(o.maxErrorRate), onFailure: o.onFailure as 'pause' | 'rollback' },
-          },
-        }),
-      );
-      emit(ctx.out(), r, () => `rollout ${r.id}: ${r.model} on ${r.cohort}, stage ${progress(r)}`);
-    });
+    .action((bundle: string, o: RolloutStartOptions) => startRollout(ctx, bundle, o));
   rollouts
     .command('ls')
     .description('list rollouts, newest first')
