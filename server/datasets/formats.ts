@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import sharp from 'sharp';
 import { CsvError, parseCsv } from '../drift/csv.ts';
+import { parseJsonLines } from '../drift/json-lines.ts';
 import { Invalid } from '../errors.ts';
 import { readTar, TarError } from './tar.ts';
 
@@ -75,24 +76,17 @@ function readCells(bytes: Uint8Array, format: 'csv' | 'jsonl'): { header: string
   const header: string[] = [];
   const index = new Map<string, number>();
   const records: Array<Record<string, CellValue>> = [];
-  text.split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch {
-      throw Invalid(`line ${i + 1} is not JSON`);
-    }
-    if (!v || typeof v !== 'object' || Array.isArray(v)) throw Invalid(`line ${i + 1}: expected a JSON object (column → value)`);
+  for (const { line, value: v } of parseJsonLines(text)) {
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw Invalid(`line ${line}: expected a JSON object (column → value)`);
     for (const [k, cell] of Object.entries(v)) {
-      if (cell !== null && !['number', 'string', 'boolean'].includes(typeof cell)) throw Invalid(`line ${i + 1}: "${k}" must be a number, string, boolean or null`);
+      if (cell !== null && !['number', 'string', 'boolean'].includes(typeof cell)) throw Invalid(`line ${line}: "${k}" must be a number, string, boolean or null`);
       if (!index.has(k)) {
         index.set(k, header.length);
         header.push(k);
       }
     }
     records.push(v as Record<string, CellValue>);
-  });
+  }
   return { header, rows: records.map((r) => header.map((h) => (Object.hasOwn(r, h) ? r[h] : null))) };
 }
 

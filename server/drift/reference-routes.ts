@@ -13,6 +13,7 @@ import { ErrorResponse, errorResponses, json } from '../http/schemas.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { getDriftConfig, setDriftConfig } from './drift-config-service.ts';
 import { imagePreprocessFor, rowsFromImageDataset } from './image-reference.ts';
+import { parseJsonLines } from './json-lines.ts';
 import { getReferenceProfile, MAX_REFERENCE_ROWS, rowsFromCsv, rowsFromDataset, setReferenceProfile, type ReferenceInputRow } from './reference-service.ts';
 
 const MAX_BODY_BYTES = 256 * 1024 * 1024;
@@ -82,18 +83,11 @@ function fromJsonRows(rows: Array<z.infer<typeof ReferenceRowSchema>>): Referenc
 
 function fromJsonLines(text: string): ReferenceInputRow[] {
   const rows: Array<z.infer<typeof ReferenceRowSchema>> = [];
-  text.split('\n').forEach((line, i) => {
-    if (!line.trim()) return;
-    let v: unknown;
-    try {
-      v = JSON.parse(line);
-    } catch {
-      throw Invalid(`line ${i + 1} is not JSON`);
-    }
-    const r = ReferenceRowSchema.safeParse(v);
-    if (!r.success) throw Invalid(`line ${i + 1}: ${r.error.issues[0].path.join('.') || '(row)'}: ${r.error.issues[0].message}`);
+  for (const { line, value } of parseJsonLines(text)) {
+    const r = ReferenceRowSchema.safeParse(value);
+    if (!r.success) throw Invalid(`line ${line}: ${r.error.issues[0].path.join('.') || '(row)'}: ${r.error.issues[0].message}`);
     rows.push(r.data);
-  });
+  }
   return fromJsonRows(rows);
 }
 
