@@ -14,6 +14,7 @@ import { exportMlpOnnx, trainMlp } from '../server/training/mlp.ts';
 import { makeTabularRows, tabularToCsv } from '../server/training/synthetic-tabular.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { jobHelpers } from './helpers/jobs.ts';
 import { gemmModel } from './helpers/models.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -30,32 +31,7 @@ describe('retraining jobs', () => {
   let cp: TestPlane;
   let dir: string;
 
-  const api = (method: string, p: string, json?: unknown) => cp.api(method, p, json === undefined ? {} : { json });
-  const push = async (name: string, bytes: Uint8Array) => {
-    const r = await cp.api('POST', `/api/v1/models/${name}/versions`, { body: bytes as unknown as BodyInit, headers: { 'content-type': 'application/octet-stream' } });
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-    return r.body;
-  };
-  const setPolicy = async (model: string, policy: Record<string, unknown>) => {
-    const r = await api('PUT', `/api/v1/models/${model}/retrain-policy`, { data: { dataset: 'sensors' }, ...policy });
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    return r.body;
-  };
-  const startJob = async (model: string) => {
-    const r = await api('POST', `/api/v1/models/${model}/retrain`);
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-    return r.body.id as string;
-  };
-  const waitJob = async (id: string, statuses: string[], timeoutMs = 30_000) => {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const j = (await api('GET', `/api/v1/jobs/${id}`)).body;
-      if (statuses.includes(j.status)) return j;
-      if (Date.now() > until) assert.fail(`job ${id} is ${j.status} (${j.error}), expected ${statuses.join('|')}`);
-      await sleep(50);
-    }
-  };
-  const logs = async (id: string) => ((await api('GET', `/api/v1/jobs/${id}/logs`)).body.lines as Array<{ stream: string; line: string }>);
+  const { api, push, setPolicy, startJob, waitJob, logs } = jobHelpers(() => cp, { data: { dataset: 'sensors' } });
   /** A trainer program in the test's folder, run with node. */
   const script = async (name: string, body: string) => {
     const file = path.join(dir, name);

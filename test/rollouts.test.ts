@@ -57,20 +57,18 @@ class FakeDevice {
   }
 }
 
-describe('staged rollouts', () => {
-  let cp: TestPlane;
-  let dir: string;
-  let env: Record<string, string>;
-  let enrollToken: string;
-  const devices: FakeDevice[] = [];
-  const bundles: string[] = [];
-
+/**
+ * CLI, enrollment of fake devices (pushed onto `devices`) and rollout polling for one describe block;
+ * a getter because the control plane starts in `before`.
+ */
+function fleetHelpers(state: () => { cp: TestPlane; env: Record<string, string>; enrollToken: string }, devices: FakeDevice[]) {
   const cli = async (...args: string[]) => {
-    const r = await runCli(['--json', ...args], env);
+    const r = await runCli(['--json', ...args], state().env);
     assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
     return JSON.parse(r.stdout);
   };
   const enroll = async () => {
+    const { cp, enrollToken } = state();
     const r = await cp.api('POST', '/api/v1/enroll', { token: null, json: { token: enrollToken, facts: FACTS } });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     const d = new FakeDevice(r.body.deviceId, r.body.mqtt.password);
@@ -81,12 +79,24 @@ describe('staged rollouts', () => {
   const waitRollout = async (id: string, statuses: string[], timeoutMs = 15_000) => {
     const until = Date.now() + timeoutMs;
     for (;;) {
-      const r = (await cp.api('GET', `/api/v1/rollouts/${id}`)).body;
+      const r = (await state().cp.api('GET', `/api/v1/rollouts/${id}`)).body;
       if (statuses.includes(r.status)) return r;
       if (Date.now() > until) assert.fail(`rollout ${id} is ${r.status} (${JSON.stringify(r.lastCheck)}), expected ${statuses.join('|')}`);
       await sleep(50);
     }
   };
+  return { cli, enroll, waitRollout };
+}
+
+describe('staged rollouts', () => {
+  let cp: TestPlane;
+  let dir: string;
+  let env: Record<string, string>;
+  let enrollToken: string;
+  const devices: FakeDevice[] = [];
+  const bundles: string[] = [];
+
+  const { cli, enroll, waitRollout } = fleetHelpers(() => ({ cp, env, enrollToken }), devices);
 
   before(async () => {
     cp = await startControlPlane({ schedulerTickMs: 100 });
@@ -196,28 +206,7 @@ describe('staged rollouts on a cohort preferring a variant', () => {
   let enrollToken: string;
   const devices: FakeDevice[] = [];
 
-  const cli = async (...args: string[]) => {
-    const r = await runCli(['--json', ...args], env);
-    assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
-  const enroll = async () => {
-    const r = await cp.api('POST', '/api/v1/enroll', { token: null, json: { token: enrollToken, facts: FACTS } });
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-    const d = new FakeDevice(r.body.deviceId, r.body.mqtt.password);
-    await d.connect(cp.mqttUrl);
-    devices.push(d);
-    return d;
-  };
-  const waitRollout = async (id: string, statuses: string[], timeoutMs = 15_000) => {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const r = (await cp.api('GET', `/api/v1/rollouts/${id}`)).body;
-      if (statuses.includes(r.status)) return r;
-      if (Date.now() > until) assert.fail(`rollout ${id} is ${r.status} (${JSON.stringify(r.lastCheck)}), expected ${statuses.join('|')}`);
-      await sleep(50);
-    }
-  };
+  const { cli, enroll, waitRollout } = fleetHelpers(() => ({ cp, env, enrollToken }), devices);
   const modelOf = async (bundleId: string): Promise<string> => (await cp.api('GET', `/api/v1/bundles/${bundleId}`)).body.model;
   const bundleCount = async () => (await cp.api('GET', '/api/v1/bundles')).body.bundles.length;
   const upload = async (seed: number) => {
