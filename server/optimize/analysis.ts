@@ -8,7 +8,7 @@
  * budget verdict, and governance (slices, fairness gaps and verdict, permutation importance).
  */
 import type { CalibrationData } from './calibrate.ts';
-import { checkQualityBudget, DEFAULT_QUALITY_BUDGET, evaluateModel, evaluateVariant, type EvalDataset, type ModelMetrics, type QualityBudget } from './evaluate.ts';
+import { checkQualityBudget, DEFAULT_QUALITY_BUDGET, evaluateModel, evaluateVariant, type EvalDataset, type ModelMetrics, type QualityBudget, type VariantEvaluation } from './evaluate.ts';
 import { DEFAULT_FAIRNESS_BUDGET, type FairnessBudget } from './fairness.ts';
 import { governanceReport, type GovernanceReport } from './governance.ts';
 import { optimizeModel, type OptimizeOptions, type OptimizeReport } from './index.ts';
@@ -33,16 +33,8 @@ export type AnalysisTask =
       budgets: Budgets;
     };
 
-export interface Comparison {
-  agreement: number;
-  accuracyDrop?: number;
-  f1Drop?: number;
-  rmseIncrease?: number;
-  maxAbsOutputDiff: number;
-  /** baseline size / this size: 4 means 4× smaller. */
-  sizeRatio: number;
-  gzipRatio: number;
-}
+/** How the subject compares with its baseline: the variant evaluation without the two metric sets. */
+export type Comparison = Omit<VariantEvaluation, 'parent' | 'variant'>;
 
 export interface Verdict {
   accepted: boolean;
