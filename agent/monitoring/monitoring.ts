@@ -125,27 +125,24 @@ export class Monitoring {
 
   private async sendStats(w: ClosedWindow): Promise<void> {
     const message: StatsMessage = { v: 1, deviceId: this.o.deviceId, bundleId: w.bundleId, model: w.model, windowStart: w.windowStart, windowEnd: w.windowEnd, seq: 0, sketch: w.sketch };
-    const check = validateStatsMessage(message, { reference: w.layout, deviceId: this.o.deviceId });
-    if (!check.ok) {
-      this.invalid++;
-      this.o.logger.error({ reason: check.reason, err: check.message }, 'a stats window failed its own validation; not sent');
-      return;
-    }
-    message.seq = await this.nextSeq('stats');
-    await this.outbox.append('stats', message);
-    this.storedWindows++;
+    if (await this.enqueue('stats', message, validateStatsMessage(message, { reference: w.layout, deviceId: this.o.deviceId }))) this.storedWindows++;
   }
 
   private async sendTelemetry(draft: TelemetryDraft): Promise<void> {
     const message = { ...draft, seq: 0 };
-    const check = validateTelemetryMessage(message, { deviceId: this.o.deviceId });
+    await this.enqueue('telemetry', message, validateTelemetryMessage(message, { deviceId: this.o.deviceId }));
+  }
+
+  /** A message that fails the server's own validator is logged and counted, and uses neither a seq nor outbox space. */
+  private async enqueue(channel: OutboxChannel, message: { seq: number }, check: { ok: true } | { ok: false; reason: string; message: string }): Promise<boolean> {
     if (!check.ok) {
       this.invalid++;
-      this.o.logger.error({ reason: check.reason, err: check.message }, 'a telemetry report failed its own validation; not sent');
-      return;
+      this.o.logger.error({ reason: check.reason, err: check.message }, `a ${channel} message failed its own validation; not sent`);
+      return false;
     }
-    message.seq = await this.nextSeq('telemetry');
-    await this.outbox.append('telemetry', message);
+    message.seq = await this.nextSeq(channel);
+    await this.outbox.append(channel, message);
+    return true;
   }
 
   /** What GET /v1/status shows. */
