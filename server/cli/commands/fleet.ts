@@ -96,9 +96,18 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
       emit(ctx.out(), d, () => `${d.id} is ${d.status}`);
     });
 
+  devices
+    .command('rollback <id>')
+    .description('sign a new manifest (next counter) for the bundle the device had before; it installs it like any update (audited)')
+    .option('--reason <text>', 'recorded in the audit log')
+    .action(async (id: string, o: { reason?: string }) => {
+      const res = await call(ctx.api().api.v1.devices[':id'].rollback.$post({ param: { id }, json: { reason: o.reason } }));
+      emit(ctx.out(), res, () => `${id}: rolling back from ${res.from} to ${res.to} (signed manifest, counter ${res.counter}, deployment ${res.deploymentId})`);
+    });
+
   for (const [command, description] of [
     ['ping', 'check that an online device answers commands'],
-    ['rollback', 'make a device go back to its previous bundle'],
+    ['report', 'ask an online device to publish its reported state again'],
   ] as const) {
     devices
       .command(`${command} <id>`)
