@@ -22,6 +22,7 @@ import { type Db, openDatabase } from './db/client.ts';
 import { bundlesReferencingVersion } from './bundles/bundle-service.ts';
 import { reconcileDevice } from './deployments/deployment-service.ts';
 import { DesiredState } from './deployments/desired-state.ts';
+import { registerTrustGauges, StaleDesiredMonitor } from './deployments/stale-desired.ts';
 import { DeviceCommands } from './devices/device-commands.ts';
 import { CommandResponse } from '../protocol/messages/command.ts';
 import { setPresence, storeReported } from './devices/device-service.ts';
@@ -48,6 +49,7 @@ export class ControlPlane {
   commands!: DeviceCommands;
   private manifestRefresh?: NodeJS.Timeout;
   private keylistWarner?: KeylistWarner;
+  staleDesired?: StaleDesiredMonitor;
   ingest!: Ingest;
   driftMonitor!: DriftMonitor;
   jobRunner!: JobRunner;
@@ -153,6 +155,9 @@ export class ControlPlane {
     new FleetMetrics(db, metrics);
     registerDeliveryGauge(db, metrics);
     registerKeylistGauge(db, metrics);
+    registerTrustGauges(db, metrics);
+    this.staleDesired = new StaleDesiredMonitor({ db, desired: this.desired, logger, staleAfterS: config.desiredStaleAfterS });
+    this.staleDesired.start();
     this.keylistWarner = new KeylistWarner({ db, logger, warnS: config.keylistWarnS });
     this.keylistWarner.start();
     // Retained messages do not survive a restart of the embedded broker: publish every device's desired state again.
@@ -209,6 +214,7 @@ export class ControlPlane {
     });
     clearInterval(this.manifestRefresh);
     this.keylistWarner?.stop();
+    await this.staleDesired?.stop();
     await this.scheduler?.stop();
     await this.jobRunner?.stop();
     this.commands?.stop();

@@ -9,6 +9,7 @@ import { recordAudit } from '../audit/audit-log.ts';
 import { COMMANDS } from '../../protocol/messages/command.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
 import { rollbackDevice } from '../deployments/rollback.ts';
+import { trustAnnotations } from '../deployments/stale-desired.ts';
 import type { DeviceCommands } from './device-commands.ts';
 import { approveDevice, deviceDetail, listDevices, revokeDevice, updateLabels } from './device-service.ts';
 
@@ -27,6 +28,10 @@ export const Device = z
     lastSeen: z.string().nullable(),
     updateState: z.string().nullable(),
     reported: z.unknown().nullable(),
+    /** Whether the reported active bundle is one this server knows (false e.g. after a restore from an older backup); null when none is active. */
+    activeBundleKnown: z.boolean().nullable().optional(),
+    /** Set while the active bundle has differed from the desired one for longer than FLOTILLA_DESIRED_STALE_AFTER_S. */
+    desiredStale: z.object({ since: z.string(), republishedAt: z.string() }).nullable().optional(),
   })
   .openapi('Device');
 
@@ -63,7 +68,11 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
         request: { query: z.object({ selector: z.string().optional(), status: z.enum(['pending', 'approved', 'revoked']).optional() }) },
         responses: { 200: json(z.object({ devices: z.array(Device) }), 'Devices'), ...errorResponses },
       }),
-      async (c) => c.json({ devices: await listDevices(db, c.req.valid('query')) }, 200),
+      async (c) => {
+        const list = await listDevices(db, c.req.valid('query'));
+        const notes = await trustAnnotations(db, list);
+        return c.json({ devices: list.map((d) => ({ ...d, ...notes.get(d.id) })) }, 200);
+      },
     )
     .openapi(
       createRoute({
@@ -73,7 +82,10 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
         request: { params: IdParam },
         responses: { 200: json(DeviceDetail, 'Device'), ...errorResponses },
       }),
-      async (c) => c.json(await deviceDetail(db, c.req.valid('param').id), 200),
+      async (c) => {
+        const d = await deviceDetail(db, c.req.valid('param').id);
+        return c.json({ ...d, ...(await trustAnnotations(db, [d])).get(d.id) }, 200);
+      },
     )
     .openapi(
       createRoute({

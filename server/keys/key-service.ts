@@ -105,6 +105,9 @@ export async function listReleaseKeys(db: Db) {
  * and wipes the freed pages when anything changed. Throws one line if the key-encryption key is wrong.
  */
 export async function secureKeysAtRest(db: Db, cipher: KeyCipher, logger: Logger): Promise<{ encrypted: number; purged: number }> {
+  // A wrong key-encryption key fails the start before anything is written (not at the first deployment).
+  const held = await db.select().from(releaseKeys).where(and(isNull(releaseKeys.retiredAt), like(releaseKeys.privateKeyPem, 'enc:%')));
+  for (const r of held) cipher.decrypt(r.keyid, r.privateKeyPem!);
   const changed = await db.transaction(async (tx) => {
     const plain = await tx.select().from(releaseKeys).where(like(releaseKeys.privateKeyPem, '-----BEGIN%'));
     let encrypted = 0;
@@ -117,8 +120,6 @@ export async function secureKeysAtRest(db: Db, cipher: KeyCipher, logger: Logger
     if (encrypted || purged) await recordAudit(tx, 'system', 'key.release.secure', 'release_keys', { encrypted, purged });
     return { encrypted, purged };
   });
-  const held = await db.select().from(releaseKeys).where(isNotNull(releaseKeys.privateKeyPem));
-  for (const r of held) cipher.decrypt(r.keyid, r.privateKeyPem!); // a wrong key-encryption key fails the start, not the first deployment
   if (changed.encrypted || changed.purged) {
     await wipeFreedPages(db);
     logger.info(changed, 'release keys secured at rest (plaintext encrypted, retired keys deleted)');

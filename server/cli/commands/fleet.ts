@@ -70,6 +70,8 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
           desired: d.desired ? `${d.desired.bundleId} (counter ${d.desired.counter}, expires ${d.desired.expiresAt})` : null,
           updateState: d.updateState,
           lastError: rep?.lastError ? `${rep.lastError.code}: ${rep.lastError.message}` : null,
+          ...(d.desiredStale ? { stale: `active differs from desired since ${d.desiredStale.since} (desired state re-published ${d.desiredStale.republishedAt})` } : {}),
+          ...(d.activeBundleKnown === false ? { warning: 'the active bundle is unknown to this server (restored from an older backup?); deploy to bring the device back under management' } : {}),
         }),
       );
     });
