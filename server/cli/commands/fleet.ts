@@ -49,7 +49,9 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
     .option('--status <status>', 'pending | approved | revoked')
     .action(async (o: { selector?: string; status?: 'pending' | 'approved' | 'revoked' }) => {
       const res = await call(ctx.api().api.v1.devices.$get({ query: { selector: o.selector, status: o.status } }));
-      emit(ctx.out(), res, () => table(res.devices, DEVICE_COLUMNS));
+      // Stale desired state and bundles unknown to this server are flagged in the listing.
+      const rows = res.devices.map((d) => ({ ...d, flags: [d.desiredStale ? 'stale' : '', d.activeBundleKnown === false ? 'unknown-bundle' : ''].filter(Boolean).join(',') }));
+      emit(ctx.out(), res, () => table(rows, [...DEVICE_COLUMNS, 'flags']));
     });
   devices
     .command('show <id>')

@@ -157,6 +157,6 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
     .description('list deployments')
     .action(async () => {
       const res = await call(ctx.api().api.v1.deployments.$get({ query: {} }));
-      emit(ctx.out(), res, () => table(res.deployments, ['id', 'bundleId', 'targetKind', 'target', 'deviceCount', 'createdAt', 'createdBy']));
+      emit(ctx.out(), res, () => table(res.deployments, ['id', 'bundleId', 'targetKind', 'target', 'deviceCount', 'staleDevices', 'createdAt', 'createdBy']));
     });
 }
