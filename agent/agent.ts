@@ -137,9 +137,13 @@ export class Agent {
     });
     this.commands = new CommandHandler({
       logger: log,
+      dataDir: config.dataDir,
       reply: (message) => session.publish('cmd/res', message),
       ping: () => ({ pong: true, at: new Date().toISOString(), agentVersion: AGENT_VERSION, active: this.status().active }),
-      rollback: () => reconciler.rollback(),
+      report: () => {
+        reporter.flush();
+        return reporter.snapshot();
+      },
     });
     this.session = session;
     reporter.attach(session);
@@ -161,7 +165,7 @@ export class Agent {
       sampleCapture: this.capture?.status() ?? null,
       active: snap?.active ?? null,
       update: snap
-        ? { state: snap.state, desired: snap.desired, progress: snap.progress ?? null, lastError: snap.lastError, transitions: snap.transitions.slice(-20), ...this.reconciler?.status(), droppedCommands: this.commands?.dropped ?? 0 }
+        ? { state: snap.state, desired: snap.desired, progress: snap.progress ?? null, lastError: snap.lastError, transitions: snap.transitions.slice(-20), ...this.reconciler?.status(), droppedCommands: this.commands?.dropped ?? 0, droppedCommandsBy: this.commands?.droppedBy ?? null }
         : null,
     };
   }

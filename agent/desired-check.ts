@@ -35,6 +35,8 @@ export interface DesiredContext {
   floor: number;
   /** Digest of a manifest whose bundle broke on disk: it may be installed again. */
   reinstall: string | null;
+  /** Whether another already-handled manifest may be installed again (activated, newest, no longer serving). */
+  mayReinstall?(digest: string): boolean;
   /** Whether a manifest digest is already active, judged, running or waiting. */
   known(digest: string): boolean;
   now: Date;
@@ -76,7 +78,7 @@ export function checkDesired(payload: Buffer, ctx: DesiredContext): DesiredVerdi
   const claimed = manifestEnvelope?.signed as { counter?: unknown; bundle?: { id?: unknown } } | undefined;
   const counter = typeof claimed?.counter === 'number' && Number.isInteger(claimed.counter) ? claimed.counter : undefined;
   const bundleId = String(claimed?.bundle?.id ?? 'unknown');
-  const reinstall = digest !== null && digest === ctx.reinstall;
+  const reinstall = digest !== null && (digest === ctx.reinstall || (ctx.mayReinstall?.(digest) ?? false));
   // Already applied, judged or under way: a retained message redelivered on reconnect. The exception
   // is the manifest of a bundle that broke on disk, which the desired state still names.
   const known = digest !== null && ctx.known(digest) && !reinstall;

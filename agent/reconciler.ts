@@ -12,15 +12,16 @@ import path from 'node:path';
 import type { DeploymentManifest } from '../firmware-bundles/manifest.ts';
 import { TERMINAL_STATES, type UpdateState } from '../protocol/messages/reported.ts';
 import type { InstalledBundle } from './bundle-store.ts';
+import type { AgentState } from './state-store.ts';
 import { checkDesired, manifestDigest, type DesiredContext, type UpdateJob } from './desired-check.ts';
-import type { BundleInfo, StagedModel } from './model-runtime.ts';
+import type { StagedModel } from './model-runtime.ts';
 import { toUpdateError, UpdateError } from './update-error.ts';
 import { recordHandled, type UpdateDeps } from './update/deps.ts';
-import { installBundle, rollbackToPrevious, settleProbation, swapModel, watchNewBundle } from './update/activate.ts';
+import { installBundle, settleProbation, swapModel, watchNewBundle } from './update/activate.ts';
 import { recordAdoption, relinkServingBundle, sameFiles } from './update/adopt.ts';
 import { bootInstalledBundle } from './update/boot.ts';
 import { downloadBundleFiles } from './update/download.ts';
-import { bundleInfoOf, manifestBundleInfo, stageAndSmoke, verifyDownloadedBundle } from './update/stage.ts';
+import { manifestBundleInfo, stageAndSmoke, verifyDownloadedBundle } from './update/stage.ts';
 
 export { manifestDigest } from './desired-check.ts';
 export { UpdateError } from './update-error.ts';
@@ -34,6 +35,18 @@ const EARLY_PHASES: ReadonlySet<UpdateState> = new Set(['downloading', 'verifyin
 const SUPERSEDED = 'SUPERSEDED';
 /** Failures worth trying again when the same manifest is delivered again (reconnect, restart). */
 const RETRYABLE = new Set(['DOWNLOAD_FAILED']);
+
+/**
+ * A manifest that was activated here, is still the newest one activated (nothing newer ran since),
+ * but no longer serves (the device moved off it without a newer manifest: a fallback at start, a
+ * bundle removed by hand, a rollback by an older agent's unsigned command). The desired state still
+ * names it, so it is installed again instead of being ignored as "already handled" — a device never
+ * stays on a bundle that its newest signed manifest does not name.
+ */
+export function reactivatable(s: Readonly<AgentState>, digest: string): boolean {
+  const last = s.handled.findLast((h) => h.digest === digest);
+  return last?.outcome === 'active' && last.counter >= s.highWaterCounter;
+}
 
 export class Reconciler {
   private chain: Promise<void> = Promise.resolve();
@@ -109,6 +122,7 @@ export class Reconciler {
       storedKeylist: s.keylist as DesiredContext['storedKeylist'],
       floor: Math.max(s.highWaterCounter, this.activeBundle?.manifest.counter ?? 0),
       reinstall: s.reinstall,
+      mayReinstall: (d) => d !== this.activeDigest && this.running?.job.digest !== d && this.pending?.digest !== d && reactivatable(s, d),
       known: (d) => d === this.activeDigest || state.isHandled(d) || this.running?.job.digest === d || this.pending?.digest === d,
       now: new Date(),
     });
@@ -273,23 +287,6 @@ export class Reconciler {
   /** The staging directory of the update waiting, which pruning must spare. */
   private keepWhilePruning(): Set<string> {
     return new Set(this.pending ? [this.pending.name] : []);
-  }
-
-  /** The `rollback` command: back to the previous bundle, refused while an update runs. */
-  async rollback(): Promise<{ active: BundleInfo }> {
-    if (this.running || this.inProbation) {
-      throw new UpdateError('BUSY', `an update is in progress (${this.running?.phase ?? 'probation'}); try again when it has finished`);
-    }
-    const from = this.activeBundle;
-    const prev = await rollbackToPrevious(this.o, (b) => this.setActive(b));
-    await this.o.reporter.transition('rolled_back', {
-      counter: from?.manifest.counter,
-      bundleId: from?.manifest.bundle.id,
-      reason: 'ROLLBACK_REQUESTED',
-      message: `rolled back from ${from?.name ?? 'nothing'} to ${prev.name} on request`,
-      error: false,
-    });
-    return { active: bundleInfoOf(prev) };
   }
 
   private setActive(b: InstalledBundle): void {

@@ -49,6 +49,7 @@ export class Reporter {
       lastError: s.lastError,
       transitions: s.transitions.slice(-50),
       ...(s.keylist ? { keylistVersion: (s.keylist.signed as { version?: number }).version ?? 0 } : {}),
+      highestCounter: Math.max(s.highWaterCounter, this.active?.counter ?? 0),
     };
   }
 

@@ -24,6 +24,7 @@ import { groundTruthRoutes } from './ground-truth/ground-truth-routes.ts';
 import type { AppEnv } from './http/app-env.ts';
 import { authenticate } from './http/auth.ts';
 import { errorBody, onError, validationHook } from './http/errors.ts';
+import type { KeyCipher } from './keys/key-cipher.ts';
 import { keyRoutes } from './keys/key-routes.ts';
 import { rootOf } from './keys/key-service.ts';
 import type { Metrics } from './metrics.ts';
@@ -52,6 +53,10 @@ export interface AppDeps {
   onDeviceChanged(id: string): Promise<void>;
   /** After a new key list: re-sign and republish desired state. */
   onKeyListChanged(): Promise<void>;
+  /** Encrypts release private keys at rest (keys/key-cipher.ts). */
+  keyCipher: KeyCipher;
+  /** Warning horizon before the key list expires, in seconds. */
+  keylistWarnS: number;
   /** The broker and server URLs to hand devices, given the URL the device called us on. */
   deviceUrls(requestUrl: string): { mqttUrl: string; serverUrl: string };
   health(): Promise<{ ok: boolean; checks: Record<string, boolean> }>;
@@ -115,11 +120,11 @@ export function createApp(deps: AppDeps) {
     .route('/models', modelRoutes({ db, store: deps.store, maxUploadBytes: deps.maxUploadBytes, versionReferenceChecks: deps.versionReferenceChecks }))
     .route('/bundles', bundleRoutes({ db, store: deps.store }))
     .route('/deployments', deploymentRoutes({ db, desired: deps.desired, store: deps.store }))
-    .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice, onDeviceChanged: deps.onDeviceChanged, commands: deps.commands }))
+    .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice, onDeviceChanged: deps.onDeviceChanged, commands: deps.commands, desired: deps.desired }))
     .route('/cohorts', cohortRoutes(db))
     .route('/enroll-tokens', enrollTokenRoutes(db))
     .route('/tokens', tokenRoutes(db))
-    .route('/keys', keyRoutes({ db, onKeyListChanged: deps.onKeyListChanged }))
+    .route('/keys', keyRoutes({ db, cipher: deps.keyCipher, keylistWarnS: deps.keylistWarnS, onKeyListChanged: deps.onKeyListChanged }))
     .route('/audit', auditRoutes(db))
     .route('/models', referenceRoutes(db, deps.store))
     .route('/models', optimizeRoutes({ db, store: deps.store }))

@@ -22,12 +22,16 @@ import { type Db, openDatabase } from './db/client.ts';
 import { bundlesReferencingVersion } from './bundles/bundle-service.ts';
 import { reconcileDevice } from './deployments/deployment-service.ts';
 import { DesiredState } from './deployments/desired-state.ts';
+import { registerTrustGauges, StaleDesiredMonitor } from './deployments/stale-desired.ts';
 import { DeviceCommands } from './devices/device-commands.ts';
 import { CommandResponse } from '../protocol/messages/command.ts';
 import { setPresence, storeReported } from './devices/device-service.ts';
 import { DriftMonitor } from './drift/drift-monitor.ts';
 import type { ServerConfig } from './env.ts';
 import { Ingest } from './ingest/ingest.ts';
+import { loadKeyCipher } from './keys/key-cipher.ts';
+import { KeylistWarner, registerKeylistGauge } from './keys/key-expiry.ts';
+import { secureKeysAtRest } from './keys/key-service.ts';
 import { JobRunner } from './jobs/job-runner.ts';
 import { Scheduler } from './jobs/scheduler.ts';
 import { createLogger } from './logger.ts';
@@ -44,6 +48,8 @@ export class ControlPlane {
   desired!: DesiredState;
   commands!: DeviceCommands;
   private manifestRefresh?: NodeJS.Timeout;
+  private keylistWarner?: KeylistWarner;
+  staleDesired?: StaleDesiredMonitor;
   ingest!: Ingest;
   driftMonitor!: DriftMonitor;
   jobRunner!: JobRunner;
@@ -78,6 +84,8 @@ export class ControlPlane {
     this.store = new ArtifactStore(path.join(config.dataDir, 'artifacts'));
     await this.store.start();
     this.adminToken = await bootstrapAdminToken(db, config.dataDir);
+    const { cipher } = await loadKeyCipher({ key: config.keyEncryptionKey, file: config.keyEncryptionKeyFile, dataDir: config.dataDir });
+    await secureKeysAtRest(db, cipher, logger);
 
     const internal = { username: 'flotilla-server', password: randomBytes(24).toString('base64url') };
     if (!config.externalMqttUrl) {
@@ -105,7 +113,7 @@ export class ControlPlane {
     this.bus.on('stats', z.unknown(), (deviceId, msg) => this.ingest.acceptStats(deviceId, msg));
     this.bus.on('telemetry', z.unknown(), (deviceId, msg) => this.ingest.acceptTelemetry(deviceId, msg));
     await this.bus.start();
-    this.desired = new DesiredState(db, this.bus, logger, config.manifestTtlS);
+    this.desired = new DesiredState(db, this.bus, logger, cipher, config.manifestTtlS);
     // Re-sign manifests before they expire; checking a few times per refresh horizon is plenty.
     this.manifestRefresh = setInterval(
       () => void this.desired.refreshExpiring().catch((err) => logger.error({ err }, 'manifest refresh failed')),
@@ -146,6 +154,12 @@ export class ControlPlane {
     this.scheduler = new Scheduler({ db, logger, desired: this.desired, runner: this.jobRunner, holder, enabled: config.schedulerEnabled, tickMs: config.schedulerTickMs, leaseTtlMs: config.schedulerLeaseTtlMs, webhook: this.alertWebhook });
     new FleetMetrics(db, metrics);
     registerDeliveryGauge(db, metrics);
+    registerKeylistGauge(db, metrics);
+    registerTrustGauges(db, metrics);
+    this.staleDesired = new StaleDesiredMonitor({ db, desired: this.desired, logger, staleAfterS: config.desiredStaleAfterS });
+    this.staleDesired.start();
+    this.keylistWarner = new KeylistWarner({ db, logger, warnS: config.keylistWarnS });
+    this.keylistWarner.start();
     // Retained messages do not survive a restart of the embedded broker: publish every device's desired state again.
     await this.desired.publish();
 
@@ -162,6 +176,8 @@ export class ControlPlane {
         await reconcileDevice(db, this.desired, id);
       },
       onKeyListChanged: () => this.desired.resignAll(),
+      keyCipher: cipher,
+      keylistWarnS: config.keylistWarnS,
       disconnectDevice: async (id) => {
         await this.broker?.disconnect(id);
       },
@@ -197,6 +213,8 @@ export class ControlPlane {
       this.http.closeAllConnections?.();
     });
     clearInterval(this.manifestRefresh);
+    this.keylistWarner?.stop();
+    await this.staleDesired?.stop();
     await this.scheduler?.stop();
     await this.jobRunner?.stop();
     this.commands?.stop();

@@ -61,6 +61,14 @@ const ServerEnv = z.object({
   FLOTILLA_JOB_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
   /** Delay before a failed attempt is retried; doubles per attempt (at most a minute). */
   FLOTILLA_JOB_RETRY_BACKOFF_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
+  /** Key that encrypts release private keys at rest (32 bytes, base64 or hex); see also _FILE. */
+  FLOTILLA_KEY_ENCRYPTION_KEY: z.string().min(1).optional(),
+  /** File holding that key; default `<data dir>/key-encryption.key`, generated (0600) on first start. */
+  FLOTILLA_KEY_ENCRYPTION_KEY_FILE: z.string().min(1).optional(),
+  /** Warn (log, `flotilla keys show`) when the key list expires within this many days. */
+  FLOTILLA_KEYLIST_WARN_DAYS: z.coerce.number().min(0).max(3650).default(30),
+  /** A device whose active bundle differs from its desired one for this long is shown as stale and its desired state re-published. */
+  FLOTILLA_DESIRED_STALE_AFTER_S: z.coerce.number().int().min(1).max(30 * 86400).default(900),
 });
 
 export interface ServerConfig {
@@ -96,6 +104,10 @@ export interface ServerConfig {
   schedulerLeaseTtlMs: number;
   jobConcurrency: number;
   jobRetryBackoffMs: number;
+  keyEncryptionKey?: string;
+  keyEncryptionKeyFile?: string;
+  keylistWarnS: number;
+  desiredStaleAfterS: number;
 }
 
 /** Parses the environment; throws one line naming the bad variable. */
@@ -137,5 +149,9 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     schedulerLeaseTtlMs: Math.round(e.FLOTILLA_SCHEDULER_LEASE_TTL_S * 1000),
     jobConcurrency: e.FLOTILLA_JOB_CONCURRENCY,
     jobRetryBackoffMs: e.FLOTILLA_JOB_RETRY_BACKOFF_MS,
+    keyEncryptionKey: e.FLOTILLA_KEY_ENCRYPTION_KEY,
+    keyEncryptionKeyFile: e.FLOTILLA_KEY_ENCRYPTION_KEY_FILE ? path.resolve(e.FLOTILLA_KEY_ENCRYPTION_KEY_FILE) : undefined,
+    keylistWarnS: Math.round(e.FLOTILLA_KEYLIST_WARN_DAYS * 86400),
+    desiredStaleAfterS: e.FLOTILLA_DESIRED_STALE_AFTER_S,
   };
 }

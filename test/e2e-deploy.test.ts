@@ -128,17 +128,21 @@ describe('end to end: deploy to a cohort of two agent processes', () => {
     for (const a of agents) assert.equal((await api(a.port, 'POST', '/v1/predict', { features: ROW })).status, 200);
   });
 
-  test('device commands: ping and rollback answered over cmd/res; bad commands and offline devices refused', async () => {
+  test('device commands: ping over cmd/res, rollback as a signed manifest; bad commands and offline devices refused', async () => {
     const [a, b] = agents;
     const ping = await runCli(['--json', 'devices', 'ping', a.id!], env);
     assert.equal(ping.code, 0, ping.stderr);
     assert.equal(JSON.parse(ping.stdout).status, 'ok');
+    // Rollback is a signed manifest for the previous bundle (v1) with the next counter.
     const rb = await runCli(['--json', 'devices', 'rollback', b.id!], env);
     assert.equal(rb.code, 0, rb.stderr);
-    assert.ok(JSON.parse(rb.stdout).data.active, rb.stdout);
-    await waitFor(async () => (await cp.api('GET', `/api/v1/devices/${b.id}`)).body.updateState === 'rolled_back', 'rollback reported', 20_000);
-    assert.equal((await api(b.port, 'POST', '/v1/predict', { features: ROW })).status, 200, 'still serving after rollback');
-    const audit = await cp.api('GET', '/api/v1/audit?action=device.command.rollback');
+    const back = JSON.parse(rb.stdout);
+    await waitFor(async () => {
+      const d = (await cp.api('GET', `/api/v1/devices/${b.id}`)).body;
+      return d.updateState === 'active' && d.reported?.active?.model?.version === 1 && d.reported.active.counter === back.counter;
+    }, 'rolled back to v1 through a signed manifest', 30_000);
+    assert.equal((await api(b.port, 'POST', '/v1/predict', { features: ROW })).body.bundle.model.version, 1, 'serving v1 after rollback');
+    const audit = await cp.api('GET', '/api/v1/audit?action=device.rollback');
     assert.equal(audit.body.entries[0].target, b.id);
     assert.equal((await cp.api('POST', `/api/v1/devices/${a.id}/commands`, { json: { command: 'reboot' } })).status, 400);
     await a.proc.stop();

@@ -1,6 +1,8 @@
 // Activating, probation and rollback. Activation installs the bundle on disk atomically (the
 // `current`/`previous` symlink swap) and then swaps the runtime to the staged model; probation
-// watches real traffic on it; a failed probation (or the `rollback` command) goes back to `previous`.
+// watches real traffic on it; a failed probation goes back to `previous` — only while that bundle's
+// signed manifest is unexpired, so a device never ends up on a bundle no valid manifest names. (An
+// operator's rollback is not this: it is a new signed manifest for the older bundle.)
 import type { DeploymentManifest } from '../../firmware-bundles/manifest.ts';
 import type { InstalledBundle } from '../bundle-store.ts';
 import type { UpdateJob } from '../desired-check.ts';
@@ -77,6 +79,9 @@ export async function rollbackToPrevious(d: UpdateDeps, setActive: (b: Installed
   const prevName = await bundles.pointer('previous');
   if (!prevName) throw new UpdateError('NO_PREVIOUS', 'there is no previous bundle to roll back to');
   const prev = await bundles.verifyInstalled(prevName, verifyContext(d));
+  if (Date.parse(prev.manifest.expiresAt) <= Date.now()) {
+    throw new UpdateError('EXPIRED', `the previous bundle's manifest expired at ${prev.manifest.expiresAt}`);
+  }
   const staged = await stageAndSmoke(d, prev);
   try {
     await bundles.revert();

@@ -62,5 +62,10 @@ export const ReportedMessage = z.object({
   /** Most recent transitions, oldest first (bounded). */
   transitions: z.array(z.object({ state: z.enum(UPDATE_STATES), at: z.string(), counter: z.number().int().optional(), reason: z.string().optional() })).max(50),
   keylistVersion: z.number().int().nonnegative().optional(),
+  /**
+   * Highest manifest counter ever activated on this device (its rollback floor). A server restored
+   * from an older backup signs its next manifest above it instead of being refused as a rollback.
+   */
+  highestCounter: z.number().int().nonnegative().max(2 ** 50).optional(),
 });
 export type ReportedMessage = z.infer<typeof ReportedMessage>;

@@ -163,7 +163,11 @@ export const auditLog = sqliteTable(
 export const releaseKeys = sqliteTable('release_keys', {
   keyid: text('keyid').primaryKey(),
   publicKey: text('public_key').notNull(),
-  privateKeyPem: text('private_key_pem').notNull(),
+  /**
+   * The private key, encrypted at rest (`enc:v1:…`, AES-256-GCM under FLOTILLA_KEY_ENCRYPTION_KEY, see
+   * keys/key-cipher.ts); null once the key is retired (a retired key must not be able to sign again).
+   */
+  privateKeyPem: text('private_key_pem'),
   createdAt: createdAt(),
   retiredAt: text('retired_at'),
 });
@@ -216,6 +220,12 @@ export const deviceDesired = sqliteTable(
     manifest: text('manifest', { mode: 'json' }).notNull(),
     expiresAt: text('expires_at').notNull(),
     updatedAt: createdAt(),
+    /** The bundle desired before this one (what `flotilla devices rollback` signs a new manifest for). */
+    previousBundleId: text('previous_bundle_id'),
+    /** Since when the device's reported active bundle differs from the desired one (null: they agree). */
+    mismatchSince: text('mismatch_since'),
+    /** When the desired state was last re-published because it stayed stale. */
+    republishedAt: text('republished_at'),
   },
   (t) => [index('device_desired_bundle').on(t.bundleId)],
 );

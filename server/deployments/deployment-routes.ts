@@ -8,9 +8,10 @@ import { validationHook } from '../http/errors.ts';
 import { errorResponses, json } from '../http/schemas.ts';
 import type { DesiredState } from './desired-state.ts';
 import { deploy, listDeployments } from './deployment-service.ts';
+import { staleByDeployment } from './stale-desired.ts';
 
 const Deployment = z
-  .object({ id: z.string(), bundleId: z.string(), targetKind: z.enum(['device', 'cohort']), target: z.string(), deviceCount: z.number(), createdAt: z.string(), createdBy: z.string().nullable() })
+  .object({ id: z.string(), bundleId: z.string(), targetKind: z.enum(['device', 'cohort']), target: z.string(), deviceCount: z.number(), createdAt: z.string(), createdBy: z.string().nullable(), staleDevices: z.number().optional() })
   .openapi('Deployment');
 
 export function deploymentRoutes(deps: { db: Db; desired: DesiredState; store: ArtifactStore }) {
@@ -41,6 +42,10 @@ export function deploymentRoutes(deps: { db: Db; desired: DesiredState; store: A
         request: { query: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) }) },
         responses: { 200: json(z.object({ deployments: z.array(Deployment) }), 'Deployments'), ...errorResponses },
       }),
-      async (c) => c.json({ deployments: await listDeployments(deps.db, c.req.valid('query').limit) }, 200),
+      async (c) => {
+        const rows = await listDeployments(deps.db, c.req.valid('query').limit);
+        const stale = await staleByDeployment(deps.db, rows.map((r) => r.id));
+        return c.json({ deployments: rows.map((r) => ({ ...r, staleDevices: stale.get(r.id) ?? 0 })) }, 200);
+      },
     );
 }

@@ -6,7 +6,9 @@ import type { Logger } from 'pino';
 import { createManifest, signManifest } from '../../firmware-bundles/manifest.ts';
 import type { DesiredMessage } from '../../protocol/messages/desired.ts';
 import type { Db, Tx } from '../db/client.ts';
-import { bundles, deviceDesired, models, modelVersions } from '../db/schema.ts';
+import { bundles, deviceDesired, devices, models, modelVersions } from '../db/schema.ts';
+import { recordAudit } from '../audit/audit-log.ts';
+import type { KeyCipher } from '../keys/key-cipher.ts';
 import { currentKeyList, signingKeys } from '../keys/key-service.ts';
 import type { DeviceBus } from '../mqtt/device-bus.ts';
 import { effectiveAgentConfigs } from '../settings/effective-settings.ts';
@@ -18,6 +20,7 @@ export class DesiredState {
     private readonly db: Db,
     private readonly bus: DeviceBus,
     private readonly logger: Logger,
+    private readonly cipher: KeyCipher,
     private readonly manifestTtlS = DEFAULT_MANIFEST_TTL_S,
   ) {}
 
@@ -27,7 +30,7 @@ export class DesiredState {
    */
   async assign(tx: Tx, bundleId: string, deviceIds: string[], meta: { deploymentId?: string; cohort?: string }): Promise<void> {
     if (!deviceIds.length) return;
-    const { keylist, keys } = await signingKeys(tx);
+    const { keylist, keys } = await signingKeys(tx, this.cipher);
     const bundle = (await tx.query.bundles.findFirst({ where: eq(bundles.id, bundleId) }))!;
     const [mv] = await tx
       .select({ name: models.name, version: modelVersions.version })
@@ -37,8 +40,14 @@ export class DesiredState {
     const existing = new Map((await tx.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, deviceIds))).map((r) => [r.deviceId, r]));
     const expiresAt = new Date(Date.now() + this.manifestTtlS * 1000);
     const settings = await effectiveAgentConfigs(tx, deviceIds.map((deviceId) => ({ deviceId, cohort: meta.cohort ?? null })));
+    const floors = await reportedFloors(tx, deviceIds);
     for (const deviceId of deviceIds) {
-      const counter = (existing.get(deviceId)?.counter ?? 0) + 1;
+      const stored = existing.get(deviceId)?.counter ?? 0;
+      const reported = floors.get(deviceId) ?? 0;
+      // Restored from an older backup, the stored counter may be behind what the device has activated:
+      // sign above what it reported, or it would refuse the manifest as a rollback. Recorded once learnt.
+      const counter = Math.max(stored, reported) + 1;
+      if (reported > stored) await recordAudit(tx, 'system', 'device.counter.raise', deviceId, { stored, reported, signed: counter });
       const manifest = signManifest(
         createManifest({
           deviceId,
@@ -53,7 +62,20 @@ export class DesiredState {
         }),
         keys,
       );
-      const row = { counter, bundleId, deploymentId: meta.deploymentId ?? null, cohort: meta.cohort ?? null, manifest, expiresAt: expiresAt.toISOString(), updatedAt: new Date().toISOString() };
+      const prev = existing.get(deviceId);
+      const changed = prev?.bundleId !== bundleId;
+      const row = {
+        counter,
+        bundleId,
+        deploymentId: meta.deploymentId ?? null,
+        cohort: meta.cohort ?? null,
+        manifest,
+        expiresAt: expiresAt.toISOString(),
+        updatedAt: new Date().toISOString(),
+        // What a rollback goes back to; a re-sign of the same bundle keeps it (and the stale clock).
+        previousBundleId: changed ? (prev?.bundleId ?? null) : (prev?.previousBundleId ?? null),
+        ...(changed ? { mismatchSince: null, republishedAt: null } : {}),
+      };
       await tx.insert(deviceDesired).values({ deviceId, ...row }).onConflictDoUpdate({ target: deviceDesired.deviceId, set: row });
     }
   }
@@ -103,4 +125,16 @@ export class DesiredState {
     await this.publish(ids);
     return ids;
   }
+}
+
+/** The highest counter each device reported having activated (its rollback floor), from its last `reported`. */
+async function reportedFloors(tx: Tx, deviceIds: string[]): Promise<Map<string, number>> {
+  const rows = await tx.select({ id: devices.id, reported: devices.reported }).from(devices).where(inArray(devices.id, deviceIds));
+  const out = new Map<string, number>();
+  for (const r of rows) {
+    const rep = r.reported as { highestCounter?: unknown; active?: { counter?: unknown } | null } | null;
+    const n = Math.max(Number.isSafeInteger(rep?.highestCounter) ? (rep!.highestCounter as number) : 0, Number.isSafeInteger(rep?.active?.counter) ? (rep!.active!.counter as number) : 0);
+    if (n > 0) out.set(r.id, n);
+  }
+  return out;
 }

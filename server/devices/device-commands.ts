@@ -1,4 +1,4 @@
-// Commands to devices (ping, rollback, …): published on the device's `cmd` topic with an id and an
+// Commands to devices (ping, report: harmless ones; a rollback is a signed manifest, see deployments/rollback.ts): published on the device's `cmd` topic with an id and an
 // expiry, answered on `cmd/res` with the same id. The caller waits, bounded, for the answer.
 import { randomBytes } from 'node:crypto';
 import type { CommandRequest, CommandResponse } from '../../protocol/messages/command.ts';

@@ -7,6 +7,9 @@ import { validationHook } from '../http/errors.ts';
 import { errorResponses, json, LabelKey, Labels } from '../http/schemas.ts';
 import { recordAudit } from '../audit/audit-log.ts';
 import { COMMANDS } from '../../protocol/messages/command.ts';
+import type { DesiredState } from '../deployments/desired-state.ts';
+import { rollbackDevice } from '../deployments/rollback.ts';
+import { trustAnnotations } from '../deployments/stale-desired.ts';
 import type { DeviceCommands } from './device-commands.ts';
 import { approveDevice, deviceDetail, listDevices, revokeDevice, updateLabels } from './device-service.ts';
 
@@ -25,6 +28,10 @@ export const Device = z
     lastSeen: z.string().nullable(),
     updateState: z.string().nullable(),
     reported: z.unknown().nullable(),
+    /** Whether the reported active bundle is one this server knows (false e.g. after a restore from an older backup); null when none is active. */
+    activeBundleKnown: z.boolean().nullable().optional(),
+    /** Set while the active bundle has differed from the desired one for longer than FLOTILLA_DESIRED_STALE_AFTER_S. */
+    desiredStale: z.object({ since: z.string(), republishedAt: z.string() }).nullable().optional(),
   })
   .openapi('Device');
 
@@ -41,7 +48,12 @@ export interface DeviceRoutesDeps {
   /** A device became approved or was relabelled: it may now belong to a cohort with a deployment. */
   onDeviceChanged(id: string): Promise<void>;
   commands: DeviceCommands;
+  desired: DesiredState;
 }
+
+const Rollback = z
+  .object({ deploymentId: z.string(), deviceId: z.string(), from: z.string(), to: z.string(), counter: z.number() })
+  .openapi('DeviceRollback');
 
 export function deviceRoutes(deps: DeviceRoutesDeps) {
   const { db } = deps;
@@ -56,7 +68,11 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
         request: { query: z.object({ selector: z.string().optional(), status: z.enum(['pending', 'approved', 'revoked']).optional() }) },
         responses: { 200: json(z.object({ devices: z.array(Device) }), 'Devices'), ...errorResponses },
       }),
-      async (c) => c.json({ devices: await listDevices(db, c.req.valid('query')) }, 200),
+      async (c) => {
+        const list = await listDevices(db, c.req.valid('query'));
+        const notes = await trustAnnotations(db, list);
+        return c.json({ devices: list.map((d) => ({ ...d, ...notes.get(d.id) })) }, 200);
+      },
     )
     .openapi(
       createRoute({
@@ -66,7 +82,10 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
         request: { params: IdParam },
         responses: { 200: json(DeviceDetail, 'Device'), ...errorResponses },
       }),
-      async (c) => c.json(await deviceDetail(db, c.req.valid('param').id), 200),
+      async (c) => {
+        const d = await deviceDetail(db, c.req.valid('param').id);
+        return c.json({ ...d, ...(await trustAnnotations(db, [d])).get(d.id) }, 200);
+      },
     )
     .openapi(
       createRoute({
@@ -108,8 +127,23 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
     .openapi(
       createRoute({
         method: 'post',
+        path: '/{id}/rollback',
+        summary: 'Roll a device back to the bundle it was given before: a new signed manifest with the next counter, audited',
+        description: 'The device installs it through the normal verified update path; the rollback is recorded as a device deployment.',
+        request: { params: IdParam, body: { content: { 'application/json': { schema: z.object({ reason: z.string().max(500).optional() }) } }, required: false } },
+        responses: { 200: json(Rollback, 'Signed and published'), ...errorResponses },
+      }),
+      async (c) => {
+        const body = (await c.req.json().catch(() => ({}))) as { reason?: unknown };
+        const reason = typeof body?.reason === 'string' ? body.reason.slice(0, 500) : undefined;
+        return c.json(await rollbackDevice(db, deps.desired, c.req.valid('param').id, actorOf(c), reason), 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: 'post',
         path: '/{id}/commands',
-        summary: 'Send a command (ping, rollback, …) to an online device and wait for its answer',
+        summary: 'Send a command (ping, report) to an online device and wait for its answer; `rollback` is the signed rollback (as POST /devices/{id}/rollback)',
         request: {
           params: IdParam,
           body: {
@@ -128,7 +162,12 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
       async (c) => {
         const { id } = c.req.valid('param');
         const body = c.req.valid('json');
-        if (body.command !== 'ping') await recordAudit(db, actorOf(c), `device.command.${body.command}`, id, body.args);
+        if (body.command === 'rollback') {
+          // Not an MQTT command any more (devices refuse it unsigned): the signed rollback, answered in the command shape.
+          const r = await rollbackDevice(db, deps.desired, id, actorOf(c));
+          return c.json({ id: r.deploymentId, status: 'ok' as const, data: r }, 200);
+        }
+        if (body.command !== 'ping' && body.command !== 'report') await recordAudit(db, actorOf(c), `device.command.${body.command}`, id, body.args);
         const res = await deps.commands.send(id, body.command, body.args, body.timeoutMs);
         return c.json(res.status === 'ok' ? { id: res.id, status: res.status, data: res.data } : { id: res.id, status: res.status, error: res.error }, 200);
       },

@@ -5,12 +5,17 @@ import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json } from '../http/schemas.ts';
+import type { KeyCipher } from './key-cipher.ts';
+import { keylistExpiry } from './key-expiry.ts';
 import { createReleaseKey, currentKeyList, listReleaseKeys, uploadKeyList } from './key-service.ts';
 
 const Envelope = z.object({ signed: z.record(z.string(), z.unknown()), signatures: z.array(z.object({ keyid: z.string(), sig: z.string() })) }).openapi('SignedEnvelope');
 
 export interface KeyRoutesDeps {
   db: Db;
+  cipher: KeyCipher;
+  /** The warning horizon before the key list expires (FLOTILLA_KEYLIST_WARN_DAYS). */
+  keylistWarnS: number;
   /** Called after a new key list is stored: re-signs and republishes every device's desired state. */
   onKeyListChanged(): Promise<void>;
 }
@@ -29,6 +34,7 @@ export function keyRoutes(deps: KeyRoutesDeps) {
           200: json(
             z.object({
               keylist: Envelope.nullable(),
+              expiry: z.object({ version: z.number(), expiresAt: z.string(), expiresInS: z.number(), expired: z.boolean(), warning: z.string().nullable() }).nullable(),
               releaseKeys: z.array(z.object({ keyid: z.string(), publicKey: z.string(), createdAt: z.string(), retiredAt: z.string().nullable() })),
             }),
             'Keys',
@@ -36,7 +42,11 @@ export function keyRoutes(deps: KeyRoutesDeps) {
           ...errorResponses,
         },
       }),
-      async (c) => c.json({ keylist: (await currentKeyList(db)) as z.infer<typeof Envelope> | null, releaseKeys: await listReleaseKeys(db) }, 200),
+      async (c) => {
+        const keylist = await currentKeyList(db);
+        const expiry = keylist ? keylistExpiry(keylist.signed, new Date(), deps.keylistWarnS) : null;
+        return c.json({ keylist: keylist as z.infer<typeof Envelope> | null, expiry, releaseKeys: await listReleaseKeys(db) }, 200);
+      },
     )
     .openapi(
       createRoute({
@@ -45,7 +55,7 @@ export function keyRoutes(deps: KeyRoutesDeps) {
         summary: 'Create a release key (it signs manifests once a root-signed key list names it)',
         responses: { 201: json(z.object({ keyid: z.string(), publicKey: z.string() }), 'Created'), ...errorResponses },
       }),
-      async (c) => c.json(await createReleaseKey(db, actorOf(c)), 201),
+      async (c) => c.json(await createReleaseKey(db, deps.cipher, actorOf(c)), 201),
     )
     .openapi(
       createRoute({

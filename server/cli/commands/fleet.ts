@@ -49,7 +49,9 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
     .option('--status <status>', 'pending | approved | revoked')
     .action(async (o: { selector?: string; status?: 'pending' | 'approved' | 'revoked' }) => {
       const res = await call(ctx.api().api.v1.devices.$get({ query: { selector: o.selector, status: o.status } }));
-      emit(ctx.out(), res, () => table(res.devices, DEVICE_COLUMNS));
+      // Stale desired state and bundles unknown to this server are flagged in the listing.
+      const rows = res.devices.map((d) => ({ ...d, flags: [d.desiredStale ? 'stale' : '', d.activeBundleKnown === false ? 'unknown-bundle' : ''].filter(Boolean).join(',') }));
+      emit(ctx.out(), res, () => table(rows, [...DEVICE_COLUMNS, 'flags']));
     });
   devices
     .command('show <id>')
@@ -70,6 +72,8 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
           desired: d.desired ? `${d.desired.bundleId} (counter ${d.desired.counter}, expires ${d.desired.expiresAt})` : null,
           updateState: d.updateState,
           lastError: rep?.lastError ? `${rep.lastError.code}: ${rep.lastError.message}` : null,
+          ...(d.desiredStale ? { stale: `active differs from desired since ${d.desiredStale.since} (desired state re-published ${d.desiredStale.republishedAt})` } : {}),
+          ...(d.activeBundleKnown === false ? { warning: 'the active bundle is unknown to this server (restored from an older backup?); deploy to bring the device back under management' } : {}),
         }),
       );
     });
@@ -96,9 +100,18 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
       emit(ctx.out(), d, () => `${d.id} is ${d.status}`);
     });
 
+  devices
+    .command('rollback <id>')
+    .description('sign a new manifest (next counter) for the bundle the device had before; it installs it like any update (audited)')
+    .option('--reason <text>', 'recorded in the audit log')
+    .action(async (id: string, o: { reason?: string }) => {
+      const res = await call(ctx.api().api.v1.devices[':id'].rollback.$post({ param: { id }, json: { reason: o.reason } }));
+      emit(ctx.out(), res, () => `${id}: rolling back from ${res.from} to ${res.to} (signed manifest, counter ${res.counter}, deployment ${res.deploymentId})`);
+    });
+
   for (const [command, description] of [
     ['ping', 'check that an online device answers commands'],
-    ['rollback', 'make a device go back to its previous bundle'],
+    ['report', 'ask an online device to publish its reported state again'],
   ] as const) {
     devices
       .command(`${command} <id>`)

@@ -68,16 +68,38 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
       );
     });
   keys
+    .command('renew')
+    .description('sign the next key list version with the same release keys and a new expiry (before the current one expires)')
+    .requiredOption('--root-key <file>', 'the offline root private key')
+    .option('--expires <duration>', 'key list lifetime', '365d')
+    .action(async (o: { rootKey: string; expires: string }) => {
+      const rootPem = await readPrivateKeyFile(o.rootKey).catch((err: Error) => {
+        throw new CliError(`cannot read root key ${o.rootKey}: ${err.message}`, 2);
+      });
+      const api = ctx.api();
+      const current = await call(api.api.v1.keys.$get());
+      if (!current.keylist) throw new CliError('no key list yet: run `flotilla keys init` first');
+      const list = current.keylist.signed as unknown as KeyList;
+      if (publicKeyOf(rootPem).keyid !== list.root.keyid) throw new CliError(`${o.rootKey} is not this server's root key (${list.root.keyid})`, 2);
+      const next = rotateKeyList(list, { expiresAt: new Date(Date.now() + parseDuration(o.expires) * 1000) });
+      const stored = await call(api.api.v1.keys.keylist.$put({ json: signKeyList(next, rootPem) as never }));
+      emit(ctx.out(), { keylistVersion: stored.version, expiresAt: next.expiresAt, keys: stored.keys }, () =>
+        `key list v${stored.version} expires ${next.expiresAt}; every device's desired state was re-signed and republished`,
+      );
+    });
+  keys
     .command('show')
-    .description('the current key list and release keys')
+    .description('the current key list, its expiry (warns ahead of it) and release keys')
     .action(async () => {
       const res = await call(ctx.api().api.v1.keys.$get());
       const list = res.keylist?.signed as KeyList | undefined;
+      const warning = res.expiry?.warning ? `\nWARNING: ${res.expiry.warning}` : '';
       emit(ctx.out(), res, () =>
         list
-          ? `key list v${list.version} (threshold ${list.threshold}, expires ${list.expiresAt}), root ${list.root.keyid}\n\n${table(res.releaseKeys, ['keyid', 'createdAt', 'retiredAt'])}`
+          ? `key list v${list.version} (threshold ${list.threshold}, expires ${list.expiresAt}), root ${list.root.keyid}${warning}\n\n${table(res.releaseKeys, ['keyid', 'createdAt', 'retiredAt'])}`
           : 'no keys yet: run `flotilla keys init --root-key <file>`',
       );
+      if (res.expiry?.warning) process.stderr.write(`warning: ${res.expiry.warning}\n`);
     });
 
   const bundles = program.command('bundles').description('signed model bundles');
@@ -135,6 +157,6 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
     .description('list deployments')
     .action(async () => {
       const res = await call(ctx.api().api.v1.deployments.$get({ query: {} }));
-      emit(ctx.out(), res, () => table(res.deployments, ['id', 'bundleId', 'targetKind', 'target', 'deviceCount', 'createdAt', 'createdBy']));
+      emit(ctx.out(), res, () => table(res.deployments, ['id', 'bundleId', 'targetKind', 'target', 'deviceCount', 'staleDevices', 'createdAt', 'createdBy']));
     });
 }
