@@ -77,7 +77,9 @@ export class WorkerSlot {
     const generation = ++this.generation;
     this.state = 'starting';
     this.lastError = undefined;
-    const worker = new Worker(SCRIPT, { workerData: { entry: ENTRY.href }, name: `flotilla-inference-${this.index}` });
+    // A small young generation, as for the main thread (bin/flotilla-agent.js): a worker's garbage is
+    // the tensors of a few requests, and the default 16 MB semi-spaces only grow its RSS.
+    const worker = new Worker(SCRIPT, { workerData: { entry: ENTRY.href }, name: `flotilla-inference-${this.index}`, resourceLimits: { maxYoungGenerationSizeMb: 6 } });
     this.worker = worker;
     worker.on('message', (msg: FromWorker) => this.generation === generation && this.onMessage(msg));
     worker.on('error', (err) => {
