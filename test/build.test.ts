@@ -8,6 +8,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import { AGENT_VERSION } from '../agent/version.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -41,6 +42,20 @@ describe('compiled programs', () => {
     const bad = await node(['bin/flotilla.js', 'no-such-command']).catch((err) => err);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /unknown command 'no-such-command'/);
+  });
+
+  it('the compiled server worker entries run as plain JavaScript threads', async () => {
+    // A job the trainer does not know: the compiled worker loads, runs the trainer code and answers.
+    const worker = new Worker(new URL('../dist/server/train-worker.js', import.meta.url), { workerData: { job: { kind: 'nope' } } });
+    try {
+      const msg = await new Promise((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      assert.deepEqual(msg, { type: 'error', message: 'unknown trainer kind: nope' });
+    } finally {
+      await worker.terminate();
+    }
   });
 
   it('FLOTILLA_DEV=1 runs the source through tsx', async () => {
