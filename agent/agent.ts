@@ -164,6 +164,7 @@ export class Agent {
       monitoring: this.monitoring?.status() ?? null,
       sampleCapture: this.capture?.status() ?? null,
       active: snap?.active ?? null,
+      memory: memoryNow(),
       update: snap
         ? { state: snap.state, desired: snap.desired, progress: snap.progress ?? null, lastError: snap.lastError, transitions: snap.transitions.slice(-20), ...this.reconciler?.status(), droppedCommands: this.commands?.dropped ?? 0, droppedCommandsBy: this.commands?.droppedBy ?? null }
         : null,
@@ -211,4 +212,11 @@ function isAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/** This process's memory in MB (agent/README.md, "Memory", explains what makes it up). */
+function memoryNow() {
+  const m = process.memoryUsage();
+  const mb = (n: number) => Math.round(n / 1e5) / 10;
+  return { rssMB: mb(m.rss), heapUsedMB: mb(m.heapUsed), heapTotalMB: mb(m.heapTotal), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers) };
 }

@@ -28,6 +28,7 @@ export class EngineRuntime implements ModelRuntime {
     this.engine = new InferenceEngine({
       hostOptions: {
         poolSize: 1, // one inference thread; the main thread keeps the other core on a 2-core device
+        spawnOnLoad: true, // no worker (≈ 22 MB) until a bundle is staged
         ...opts.hostOptions,
         onEvent: (event) => opts.logger.warn({ event }, 'inference worker event'),
       },

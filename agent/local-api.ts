@@ -1,12 +1,12 @@
-// The local inference API (hono, 127.0.0.1 by default): applications on the device post features,
-// tensors or image bytes and get the active bundle's answer. Inference runs in the runtime's worker
-// thread, so this event loop stays free for MQTT and updates. Bad input is a 4xx with
-// `{ error: { code, message } }`; no active model is a 503 NO_MODEL.
-import type { Server } from 'node:http';
+// The local inference API (node:http, 127.0.0.1 by default): applications on the device post
+// features, tensors or image bytes and get the active bundle's answer. Inference runs in the
+// runtime's worker thread, so this event loop stays free for MQTT and updates. Bad input is a 4xx
+// with `{ error: { code, message } }`; no active model is a 503 NO_MODEL.
+//
+// Plain node:http rather than hono: three routes do not need a router, and hono's Request/Response
+// objects cost ≈ 0.5 ms and several KB of garbage per call here (agent/README.md, "Local API latency").
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { serve } from '@hono/node-server';
-import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from 'pino';
 import type { ModelRuntime, PredictInput } from './model-runtime.ts';
 
@@ -37,60 +37,104 @@ const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp', 'image/gif
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
 
-function fail(c: Context, status: ErrorStatus, code: string, message: string) {
-  return c.json({ error: { code, message } }, status);
+function send(res: ServerResponse, status: number, body: unknown): void {
+  const json = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) }).end(json);
 }
 
-export function createLocalApp(opts: Omit<LocalApiOptions, 'host' | 'port'>) {
+function fail(res: ServerResponse, status: ErrorStatus, code: string, message: string): void {
+  send(res, status, { error: { code, message } });
+}
+
+class TooLarge extends Error {}
+
+/** The request body, refused (TooLarge) past `max` bytes whether announced or streamed. */
+function readBody(req: IncomingMessage, max: number): Promise<Buffer> {
+  if (Number(req.headers['content-length'] ?? 0) > max) return Promise.reject(new TooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        req.removeAllListeners('data');
+        req.pause();
+        reject(new TooLarge());
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)));
+    req.on('error', reject);
+  });
+}
+
+/** The request handler: GET /healthz, GET /v1/status, POST /v1/predict. */
+export function createLocalHandler(opts: Omit<LocalApiOptions, 'host' | 'port'>): (req: IncomingMessage, res: ServerResponse) => void {
   const { runtime, logger } = opts;
   const maxBody = opts.maxBodyBytes ?? 16 * 1024 * 1024;
-  const app = new Hono();
-  app.onError((err, c) => {
-    logger.error({ err }, 'local API error');
-    return fail(c, 500, 'INTERNAL', err.message);
-  });
-  app.notFound((c) => fail(c, 404, 'NOT_FOUND', `${c.req.method} ${c.req.path} is not a route`));
-  return app
-    .get('/healthz', (c) => c.json({ ok: true, model: runtime.active() !== null }))
-    .get('/v1/status', (c) => c.json(opts.status() as Record<string, unknown>))
-    .post(
-      '/v1/predict',
-      bodyLimit({ maxSize: maxBody, onError: (c) => fail(c, 413, 'TOO_LARGE', `request body over ${maxBody} bytes`) }),
-      async (c) => {
-        const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
-        let input: PredictInput;
-        if (IMAGE_TYPES.has(type) || type === 'application/octet-stream') {
-          const bytes = new Uint8Array(await c.req.arrayBuffer());
-          if (bytes.length === 0) return fail(c, 400, 'INVALID_IMAGE', 'empty image body');
-          input = { image: bytes, predictionId: c.req.header('x-prediction-id') };
-        } else if (type === 'application/json' || type === '') {
-          let body: unknown;
-          try {
-            body = await c.req.json();
-          } catch {
-            return fail(c, 400, 'INVALID_INPUT', 'body is not valid JSON');
-          }
-          const parsed = parseJsonInput(body);
-          if (typeof parsed === 'string') return fail(c, 400, 'INVALID_INPUT', parsed);
-          input = parsed;
-        } else {
-          return fail(c, 415, 'UNSUPPORTED_MEDIA_TYPE', `content type ${type} is not supported: send application/json or image bytes (image/jpeg, image/png, image/webp)`);
-        }
-        if (runtime.active() === null) return fail(c, 503, 'NO_MODEL', 'no model is active on this device yet');
-        const started = performance.now();
-        try {
-          const out = await runtime.predict(input);
-          const { id, name, model, counter } = out.bundle;
-          return c.json({ outputs: out.outputs, predictions: out.predictions, bundle: { id, name, model, counter }, latencyMs: round3(performance.now() - started), runtimeMs: round3(out.latencyMs) });
-        } catch (err) {
-          const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'INTERNAL';
-          const status = STATUS_OF[code] ?? 500;
-          if (code === 'NO_ACTIVE_MODEL') return fail(c, 503, 'NO_MODEL', 'no model is active on this device yet');
-          if (status >= 500) logger.warn({ code, err: (err as Error).message }, 'inference failed');
-          return fail(c, status, code, (err as Error).message);
-        }
-      },
-    );
+
+  async function predict(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    const image = IMAGE_TYPES.has(type) || type === 'application/octet-stream';
+    if (!image && type !== 'application/json' && type !== '') {
+      return fail(res, 415, 'UNSUPPORTED_MEDIA_TYPE', `content type ${type} is not supported: send application/json or image bytes (image/jpeg, image/png, image/webp)`);
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await readBody(req, maxBody);
+    } catch (err) {
+      if (!(err instanceof TooLarge)) throw err;
+      res.setHeader('connection', 'close'); // the rest of the body is not read
+      return fail(res, 413, 'TOO_LARGE', `request body over ${maxBody} bytes`);
+    }
+    let input: PredictInput;
+    if (image) {
+      if (bytes.length === 0) return fail(res, 400, 'INVALID_IMAGE', 'empty image body');
+      const id = req.headers['x-prediction-id'];
+      input = { image: bytes, predictionId: typeof id === 'string' ? id : undefined };
+    } else {
+      let body: unknown;
+      try {
+        body = JSON.parse(bytes.toString('utf8'));
+      } catch {
+        return fail(res, 400, 'INVALID_INPUT', 'body is not valid JSON');
+      }
+      const parsed = parseJsonInput(body);
+      if (typeof parsed === 'string') return fail(res, 400, 'INVALID_INPUT', parsed);
+      input = parsed;
+    }
+    if (runtime.active() === null) return fail(res, 503, 'NO_MODEL', 'no model is active on this device yet');
+    const started = performance.now();
+    try {
+      const out = await runtime.predict(input);
+      const { id, name, model, counter } = out.bundle;
+      send(res, 200, { outputs: out.outputs, predictions: out.predictions, bundle: { id, name, model, counter }, latencyMs: round3(performance.now() - started), runtimeMs: round3(out.latencyMs) });
+    } catch (err) {
+      const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'INTERNAL';
+      const status = STATUS_OF[code] ?? 500;
+      if (code === 'NO_ACTIVE_MODEL') return fail(res, 503, 'NO_MODEL', 'no model is active on this device yet');
+      if (status >= 500) logger.warn({ code, err: (err as Error).message }, 'inference failed');
+      fail(res, status, code, (err as Error).message);
+    }
+  }
+
+  return (req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const route = `${req.method} ${path}`;
+    let done: Promise<void> | undefined;
+    try {
+      if (route === 'POST /v1/predict') done = predict(req, res);
+      else if (route === 'GET /healthz') send(res, 200, { ok: true, model: runtime.active() !== null });
+      else if (route === 'GET /v1/status') send(res, 200, opts.status());
+      else fail(res, 404, 'NOT_FOUND', `${req.method} ${path} is not a route`);
+    } catch (err) {
+      done = Promise.reject(err);
+    }
+    done?.catch((err: Error) => {
+      logger.error({ err }, 'local API error');
+      if (!res.headersSent) fail(res, 500, 'INTERNAL', err.message);
+      else res.destroy();
+    });
+  };
 }
 
 /**
@@ -116,12 +160,16 @@ export class LocalApi {
   constructor(private readonly opts: LocalApiOptions) {}
 
   async start(): Promise<void> {
-    const app = createLocalApp(this.opts);
+    const server = createServer(createLocalHandler(this.opts));
+    this.server = server;
     await new Promise<void>((resolve, reject) => {
-      this.server = serve({ fetch: app.fetch, port: this.opts.port, hostname: this.opts.host }, () => resolve()) as Server;
-      this.server.once('error', reject);
+      server.once('error', reject);
+      server.listen(this.opts.port, this.opts.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-    this.port = (this.server!.address() as AddressInfo).port;
+    this.port = (server.address() as AddressInfo).port;
     this.opts.logger.info({ host: this.opts.host, port: this.port }, 'local inference API listening');
   }
 
@@ -130,8 +178,8 @@ export class LocalApi {
     if (!server) return;
     await new Promise<void>((resolve) => {
       server.close(() => resolve());
-      server.closeIdleConnections?.();
-      setTimeout(() => server.closeAllConnections?.(), 2000).unref();
+      server.closeIdleConnections();
+      setTimeout(() => server.closeAllConnections(), 2000).unref();
     });
     this.server = undefined;
   }

@@ -54,6 +54,7 @@ export class MqttSession {
       resubscribe: false, // we subscribe on every connect ourselves
       connectTimeout: opts.connectTimeoutMs ?? 10_000,
       keepalive: 30,
+      writeCache: false, // mqtt-packet's cache of 65,536 two-byte Buffers is ≈ 6 MB of heap (agent/README.md, "Memory")
       will: { topic: deviceTopic(opts.deviceId, 'status'), payload: Buffer.from(JSON.stringify(status('offline'))), qos: 1, retain: true },
     });
     this.client = client;

@@ -1,10 +1,12 @@
 // Registry benchmarks: model upload throughput (vs a plain copy of the same bytes on the same disk)
 // and registry listing latency with 10,000 versions in the database.
 import { copyFile, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
-import { createReadStream } from 'node:fs';
+import { createReadStream, createWriteStream } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pipeline } from 'node:stream/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { artifacts, models, modelVersions } from '../server/db/schema.ts';
 import { encodeModel, floatTensor, node, valueInfo } from '../server/onnx/build.ts';
 import { startControlPlane } from '../test/helpers/control-plane.ts';
@@ -28,26 +30,47 @@ export async function runRegistryBench(): Promise<BenchRow[]> {
     const size = (await stat(file)).size;
     const mb = size / 1e6;
 
+    // The floor for an HTTP upload: a node:http server that streams the body into a file, posted to
+    // with the same client as the real upload.
+    const plain = http.createServer((req, res) => {
+      pipeline(req, createWriteStream(path.join(work, 'plain.bin'))).then(() => res.writeHead(201).end('{}'), () => res.writeHead(500).end());
+    });
+    await new Promise<void>((r) => plain.listen(0, '127.0.0.1', () => r()));
+    // node:http piping the file: fetch with a web ReadableStream body ran at ≈ 20 MB/s here and
+    // hid the server's own cost behind the client's.
+    const post = (url: string, headers: Record<string, string>) =>
+      new Promise<void>((resolve, reject) => {
+        const req = http.request(url, { method: 'POST', headers: { ...headers, 'content-length': String(size), 'content-type': 'application/octet-stream' } }, (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => (text += d));
+          res.on('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`upload to ${url} failed: ${res.statusCode} ${text}`))));
+        });
+        req.on('error', reject);
+        pipeline(createReadStream(file), req).catch(reject);
+      });
+
     const copyMs: number[] = [];
     const uploadMs: number[] = [];
+    const plainMs: number[] = [];
     for (let i = 0; i < 3; i++) {
       let t = performance.now();
       await copyFile(file, path.join(work, `copy-${i}.onnx`));
       copyMs.push(performance.now() - t);
       await rm(path.join(work, `copy-${i}.onnx`));
       t = performance.now();
-      const res = await fetch(`${cp.url}/api/v1/models/big/versions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${cp.adminToken}`, 'content-length': String(size), 'content-type': 'application/octet-stream' },
-        body: Readable.toWeb(createReadStream(file)) as ReadableStream,
-        duplex: 'half',
-      } as RequestInit);
-      if (res.status !== 201) throw new Error(`upload failed: ${res.status} ${await res.text()}`);
+      await post(`http://127.0.0.1:${(plain.address() as AddressInfo).port}/`, {});
+      plainMs.push(performance.now() - t);
+      await rm(path.join(work, 'plain.bin'));
+      t = performance.now();
+      await post(`${cp.url}/api/v1/models/big/versions`, { authorization: `Bearer ${cp.adminToken}` });
       uploadMs.push(performance.now() - t);
     }
+    await new Promise((r) => plain.close(r));
     const up = mb / (Math.min(...uploadMs) / 1000);
+    const plainRate = mb / (Math.min(...plainMs) / 1000);
     const cp_ = mb / (Math.min(...copyMs) / 1000);
-    rows.push({ benchmark: `model upload (${mb.toFixed(0)} MB, HTTP, hash + ONNX parse)`, value: up, unit: 'MB/s', baseline: 'fs.copyFile same bytes', baselineValue: cp_, ratio: up / cp_, note: 'best of 3' });
+    rows.push({ benchmark: `model upload (${mb.toFixed(0)} MB, HTTP, hash + ONNX inspect)`, value: up, unit: 'MB/s', baseline: 'plain HTTP upload into a file', baselineValue: plainRate, ratio: up / plainRate, note: 'best of 3; target ≥ 0.5×' });
+    rows.push({ benchmark: 'plain HTTP upload into a file', value: plainRate, unit: 'MB/s', baseline: 'fs.copyFile same bytes', baselineValue: cp_, ratio: plainRate / cp_, note: 'node:http → createWriteStream, same client' });
 
     // 10,000 versions of one model (plus 200 other models), inserted directly.
     const sha = 'a'.repeat(64);

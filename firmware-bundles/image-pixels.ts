@@ -15,7 +15,7 @@
  * const px = await decodeImagePixels(def.preprocess, await readFile('cat.png'));
  * addRow(sketch, imagePixelsFeatureRow(px));
  */
-import sharp from 'sharp';
+import type Sharp from 'sharp';
 import { computeImageFeatures, imageFeatureRow } from '../protocol/sketch/image-features.ts';
 import type { ImagePreprocess } from './definition.ts';
 
@@ -34,8 +34,14 @@ export interface DecodeOptions {
   maxInputPixels?: number;
 }
 
+// sharp (libvips) is loaded on the first image, not at start: it costs ≈ 17 MB RSS, which an agent
+// serving a tabular bundle (or no bundle yet) should not pay (agent/README.md, "Memory").
+let sharpLoading: Promise<typeof Sharp> | undefined;
+const loadSharp = () => (sharpLoading ??= import('sharp').then((m) => m.default));
+
 /** Decodes and resizes one image as the bundle's preprocessing does; throws a plain Error if libvips cannot. */
 export async function decodeImagePixels(spec: PixelSpec, buf: Buffer | Uint8Array, options: DecodeOptions = {}): Promise<ImagePixels> {
+  const sharp = await loadSharp();
   const fit = spec.fit === 'inside' ? 'contain' : spec.fit === 'outside' ? 'cover' : spec.fit;
   const gray = spec.channels === 'gray';
   const { data, info } = await sharp(buf, { limitInputPixels: options.maxInputPixels ?? 40_000_000 })

@@ -62,6 +62,11 @@ export interface ModelHostOptions {
   restartDelayMs?: number;
   /** Crash/restart notifications, for logs and metrics. */
   onEvent?: (event: HostEvent) => void;
+  /**
+   * Start the worker threads on the first `load()` instead of in `start()` (default false). A worker
+   * with onnxruntime costs ≈ 22 MB RSS; an agent with no model yet need not pay it.
+   */
+  spawnOnLoad?: boolean;
 }
 
 export interface InferOptions {
@@ -79,6 +84,10 @@ interface HandleState {
 
 export class ModelHost {
   private readonly opts: Required<Omit<ModelHostOptions, 'onEvent' | 'sessionOptions'>> & Pick<ModelHostOptions, 'onEvent'> & { sessionOptions: WorkerSessionOptions };
+  /** The workers' first start (in `start()`, or in the first `load()` with `spawnOnLoad`). */
+  private spawning: Promise<void> | undefined;
+  /** Every worker has started once: from then on a crash means restart. */
+  private spawned = false;
   private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' = 'idle';
   private slots: WorkerSlot[] = [];
   private readonly handles = new Map<number, HandleState>();
@@ -100,6 +109,7 @@ export class ModelHost {
       sessionOptions: { intraOpNumThreads: 1, interOpNumThreads: 1, ...options.sessionOptions },
       stopTimeoutMs: options.stopTimeoutMs ?? 5000,
       restartDelayMs: options.restartDelayMs ?? 50,
+      spawnOnLoad: options.spawnOnLoad ?? false,
       onEvent: options.onEvent,
     };
   }
@@ -118,14 +128,34 @@ export class ModelHost {
           onCrash: (slot, code, failed) => this.onCrash(slot, code, failed),
         }),
     );
+    this.spawning = undefined;
+    this.spawned = false;
+    if (this.opts.spawnOnLoad) {
+      this.state = 'running';
+      return;
+    }
     try {
-      await Promise.all(this.slots.map(async (s) => s.markReady(await s.spawn())));
+      await this.spawnWorkers();
     } catch (err) {
       await Promise.all(this.slots.map((s) => s.close(err as Error)));
       this.state = 'stopped';
       throw err;
     }
     this.state = 'running';
+  }
+
+  /** Starts every worker once; a failed first start is retried by the next call. */
+  private spawnWorkers(): Promise<void> {
+    this.spawning ??= Promise.all(this.slots.filter((s) => s.state !== 'ready').map(async (s) => s.markReady(await s.spawn()))).then(
+      () => {
+        this.spawned = true;
+      },
+      (err) => {
+        this.spawning = undefined;
+        throw err;
+      },
+    );
+    return this.spawning;
   }
 
   /** Drains (up to `stopTimeoutMs`), fails what is left with NOT_RUNNING, releases sessions, ends the workers. */
@@ -144,6 +174,13 @@ export class ModelHost {
   /** Loads a model in every worker. Throws MODEL_LOAD_FAILED (the active model is untouched). */
   async load(modelPath: string): Promise<ModelHandle> {
     this.assertRunning();
+    if (this.opts.spawnOnLoad) {
+      try {
+        await this.spawnWorkers();
+      } catch (err) {
+        throw new RuntimeError('MODEL_LOAD_FAILED', `cannot start the inference worker: ${(err as Error).message}`);
+      }
+    }
     const id = ++this.nextHandle;
     const path = resolvePath(modelPath);
     const results = await Promise.allSettled(this.slots.map((s) => s.request({ op: 'load', id: 0, handle: id, modelPath: path, sessionOptions: this.opts.sessionOptions })));
@@ -251,7 +288,7 @@ export class ModelHost {
   // ---- crashes ----
 
   private onCrash(slot: WorkerSlot, exitCode: number, failedRequests: number): void {
-    if (this.state === 'starting') return; // start() reports it
+    if (this.state === 'starting' || !this.spawned) return; // start() (or the first load()) reports it
     const now = Date.now();
     slot.crashes++;
     // A worker that keeps crashing (e.g. a model that kills it on load) is retried with backoff.

@@ -27,10 +27,11 @@ export interface WorkerSlotOptions {
 
 type Control = Extract<ToWorker, { op: 'load' | 'release' }>;
 
-// The worker entry follows this file's extension: .ts when run from source (tsx), .js when compiled.
-const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-const BOOTSTRAP = new URL('./worker-bootstrap.mjs', import.meta.url);
-const ENTRY = new URL(`./inference-worker${EXT}`, import.meta.url).href;
+// From source (tsx) the worker starts through the bootstrap, which registers tsx in the thread; the
+// compiled agent (scripts/build.mjs) runs its bundled entry, next to this code, with no loader.
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const ENTRY = new URL(FROM_SOURCE ? './inference-worker.ts' : './inference-worker.js', import.meta.url);
+const SCRIPT = FROM_SOURCE ? new URL('./worker-bootstrap.mjs', import.meta.url) : ENTRY;
 /** How long a closing worker may take to finish its current runs before it is terminated. */
 const CLOSE_TIMEOUT_MS = 10_000;
 
@@ -76,7 +77,9 @@ export class WorkerSlot {
     const generation = ++this.generation;
     this.state = 'starting';
     this.lastError = undefined;
-    const worker = new Worker(BOOTSTRAP, { workerData: { entry: ENTRY }, name: `flotilla-inference-${this.index}` });
+    // A small young generation, as for the main thread (bin/flotilla-agent.js): a worker's garbage is
+    // the tensors of a few requests, and the default 16 MB semi-spaces only grow its RSS.
+    const worker = new Worker(SCRIPT, { workerData: { entry: ENTRY.href }, name: `flotilla-inference-${this.index}`, resourceLimits: { maxYoungGenerationSizeMb: 6 } });
     this.worker = worker;
     worker.on('message', (msg: FromWorker) => this.generation === generation && this.onMessage(msg));
     worker.on('error', (err) => {

@@ -263,7 +263,8 @@ export class AgentProcess {
 
   start(): this {
     this.output = '';
-    const child = spawn(process.execPath, [path.join(REPO, 'bin', 'flotilla-agent.js'), ...this.args], {
+    // The bin file itself, as a gateway runs it: its shebang carries the agent's node options.
+    const child = spawn(path.join(REPO, 'bin', 'flotilla-agent.js'), this.args, {
       cwd: REPO,
       env: { ...process.env, FLOTILLA_AGENT_LOG_LEVEL: 'info', ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -13,7 +13,7 @@ import { registerRetrainCommands } from './commands/retrain.ts';
 import { registerRolloutCommands } from './commands/rollouts.ts';
 import { registerSampleCommands } from './commands/samples.ts';
 import { registerSettingsCommands } from './commands/settings.ts';
-import { type CliConfig, loadCliConfig } from './env.ts';
+import type { CliConfig } from './env.ts';
 import { CliError, type Output } from './output.ts';
 
 const program = new Command('flotilla')
@@ -22,8 +22,14 @@ const program = new Command('flotilla')
   .showHelpAfterError()
   .exitOverride();
 
+// The configuration (env.ts, with zod) is loaded before a command's action runs, not for `--help`
+// or a usage error: start-up time is most of a CLI command's time (README, "CLI start-up").
+let loadCliConfig: (() => CliConfig) | undefined;
+program.hook('preAction', async () => {
+  loadCliConfig ??= (await import('./env.ts')).loadCliConfig;
+});
 let config: CliConfig | undefined;
-const getConfig = () => (config ??= loadCliConfig());
+const getConfig = () => (config ??= loadCliConfig!());
 let api: Api | undefined;
 const ctx = {
   config: getConfig,

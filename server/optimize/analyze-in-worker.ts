@@ -12,10 +12,11 @@ import type { AnalysisResult, AnalysisTask } from './analysis.ts';
 import type { FromAnalysisWorker } from './analysis-worker.ts';
 import { OptimizeError, type OptimizeRefusal } from './errors.ts';
 
-const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-// The training worker's bootstrap is generic: it registers tsx for a .ts entry, then imports it.
-const BOOTSTRAP = new URL('../training/worker-bootstrap.mjs', import.meta.url);
-const ENTRY = new URL(`./analysis-worker${EXT}`, import.meta.url).href;
+// From source (tsx) the worker starts through the training worker's bootstrap (generic: it registers
+// tsx, then imports the entry); the compiled server runs its bundled entry, next to this code.
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const ENTRY = new URL(FROM_SOURCE ? './analysis-worker.ts' : './analysis-worker.js', import.meta.url);
+const SCRIPT = FROM_SOURCE ? new URL('../training/worker-bootstrap.mjs', import.meta.url) : ENTRY;
 /** An analysis of a model small enough to optimize on the control plane takes seconds; this bounds a stuck one. */
 export const ANALYSIS_TIMEOUT_MS = 5 * 60_000;
 
@@ -29,7 +30,7 @@ export function analyzeInWorker(task: AnalysisTask, timeoutMs = ANALYSIS_TIMEOUT
 
 function runOne(task: AnalysisTask, timeoutMs: number): Promise<AnalysisResult> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(BOOTSTRAP, { workerData: { entry: ENTRY, task }, name: `flotilla-${task.kind}` });
+    const worker = new Worker(SCRIPT, { workerData: { entry: ENTRY.href, task }, name: `flotilla-${task.kind}` });
     let settled = false;
     const finish = (fn: () => void) => {
       if (settled) return;

@@ -12,10 +12,11 @@ import type { TrainHistory } from './mlp.ts';
 import type { TrainJob, TrainJobResult } from './train-job.ts';
 import type { FromTrainWorker } from './train-worker.ts';
 
-// The entry follows this file's extension: .ts when run from source (tsx), .js when compiled.
-const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-const BOOTSTRAP = new URL('./worker-bootstrap.mjs', import.meta.url);
-const ENTRY = new URL(`./train-worker${EXT}`, import.meta.url).href;
+// From source (tsx) the worker starts through the bootstrap, which registers tsx in the thread; the
+// compiled server (scripts/build.mjs) runs its bundled entry, next to this code, with no loader.
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const ENTRY = new URL(FROM_SOURCE ? './train-worker.ts' : './train-worker.js', import.meta.url);
+const SCRIPT = FROM_SOURCE ? new URL('./worker-bootstrap.mjs', import.meta.url) : ENTRY;
 
 export interface TrainInWorkerOptions {
   onEpoch?: (h: TrainHistory) => void;
@@ -26,7 +27,7 @@ export interface TrainInWorkerOptions {
 export function trainInWorker(job: TrainJob, opts: TrainInWorkerOptions = {}): Promise<TrainJobResult> {
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) return reject(opts.signal.reason);
-    const worker = new Worker(BOOTSTRAP, { workerData: { entry: ENTRY, job }, name: `flotilla-train-${job.kind}` });
+    const worker = new Worker(SCRIPT, { workerData: { entry: ENTRY.href, job }, name: `flotilla-train-${job.kind}` });
     let settled = false;
     const finish = (fn: () => void) => {
       if (settled) return;

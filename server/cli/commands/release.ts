@@ -2,14 +2,17 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { createKeyList, rotateKeyList, signKeyList, type KeyList } from '../../../firmware-bundles/key-list.ts';
-import { generateKeyPair, publicKeyOf, readPrivateKeyFile, writePrivateKeyFile } from '../../../firmware-bundles/keys.ts';
-import { loadBundleDefinition } from '../../../firmware-bundles/load-definition.ts';
+import type { KeyList } from '../../../firmware-bundles/key-list.ts';
 import { call, type Api } from '../api.ts';
 import { CliError, emit, keyValues, parseDuration, table, type Output } from '../output.ts';
 import { startRollout } from './rollouts.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+// Signing and bundle definitions (zod schemas, ≈ 0.75 MB of bundled code) load when a command needs
+// them, not for every `flotilla` start (README, "CLI start-up").
+const keyLists = () => import('../../../firmware-bundles/key-list.ts');
+const keyPairs = () => import('../../../firmware-bundles/keys.ts');
+const definitions = () => import('../../../firmware-bundles/load-definition.ts');
 
 async function definitionPath(def: string): Promise<string> {
   const s = await stat(def).catch(() => null);
@@ -30,6 +33,7 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
       const existing = await call(api.api.v1.keys.$get());
       if (existing.keylist) throw new CliError('keys are already initialised on this server; use `flotilla keys rotate`', 1);
       if (await stat(o.rootKey).catch(() => null)) throw new CliError(`${o.rootKey} exists; refusing to overwrite a root key`, 2);
+      const [{ createKeyList, signKeyList }, { generateKeyPair, writePrivateKeyFile }] = await Promise.all([keyLists(), keyPairs()]);
       const root = generateKeyPair();
       await writePrivateKeyFile(o.rootKey, root.privateKeyPem);
       const release = await call(api.api.v1.keys.release.$post());
@@ -51,6 +55,7 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
     .option('--keep-old', 'retire nothing (add a key only)')
     .option('--expires <duration>', 'key list lifetime', '365d')
     .action(async (o: { rootKey: string; retire: string[]; keepOld?: boolean; expires: string }) => {
+      const [{ rotateKeyList, signKeyList }, { publicKeyOf, readPrivateKeyFile }] = await Promise.all([keyLists(), keyPairs()]);
       const rootPem = await readPrivateKeyFile(o.rootKey).catch((err: Error) => {
         throw new CliError(`cannot read root key ${o.rootKey}: ${err.message}`, 2);
       });
@@ -111,7 +116,7 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
       const file = await definitionPath(o.def);
       let loaded;
       try {
-        loaded = await loadBundleDefinition(file);
+        loaded = await (await definitions()).loadBundleDefinition(file);
       } catch (err) {
         throw new CliError((err as Error).message, 2);
       }
