@@ -78,6 +78,7 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
     .requiredOption('--root-key <file>', 'the offline root private key')
     .option('--expires <duration>', 'key list lifetime', '365d')
     .action(async (o: { rootKey: string; expires: string }) => {
+      const [{ rotateKeyList, signKeyList }, { publicKeyOf, readPrivateKeyFile }] = await Promise.all([keyLists(), keyPairs()]);
       const rootPem = await readPrivateKeyFile(o.rootKey).catch((err: Error) => {
         throw new CliError(`cannot read root key ${o.rootKey}: ${err.message}`, 2);
       });
