@@ -139,6 +139,33 @@ describe('evaluateDrift: false positives without drift', () => {
   }
 });
 
+describe('evaluateDrift: small windows', () => {
+  it('a distance over its threshold on a 100-row unshifted window is not drift unless the test at that n agrees', () => {
+    // 20,000-row reference → normed Wasserstein; 100-row windows carry enough sampling noise to reach 0.1.
+    const draw = world(13);
+    const profile = computeReferenceProfile(draw(20_000), spec);
+    let overThreshold = 0;
+    for (let w = 0; w < 40; w++) {
+      const cur = sketchOf(profile, draw(100));
+      const plain = evaluateDrift(profile.sketch, cur, { significance: null }).features.find((f) => f.feature === 'f0')!;
+      const gated = evaluateDrift(profile.sketch, cur).features.find((f) => f.feature === 'f0')!;
+      assert.equal(gated.score, plain.score, 'the distance itself is unchanged');
+      assert.equal(gated.significance!.method, 'ks');
+      assert.equal(gated.drifted, plain.drifted && gated.significance!.pValue < 0.05);
+      if (plain.drifted) {
+        overThreshold++;
+        assert.ok(!gated.drifted || gated.pValue! < 0.05);
+      }
+    }
+    assert.ok(overThreshold >= 10, `the distance alone flags many unshifted 100-row windows (${overThreshold} of 40)`);
+    // A real 1σ shift on a 100-row window: both agree.
+    const shifted = evaluateDrift(profile.sketch, sketchOf(profile, draw(100, { shift: { feature: 'f0', sd: 1 } }))).features.find((f) => f.feature === 'f0')!;
+    assert.ok(shifted.drifted, JSON.stringify(shifted));
+    // Categorical distances are gated by chi-square.
+    assert.equal(evaluateDrift(profile.sketch, sketchOf(profile, draw(100))).features.find((f) => f.feature === 'color')!.significance!.method, 'chisquare');
+  });
+});
+
 describe('evaluateDrift: configuration', () => {
   const draw = world(5);
   const profile = computeReferenceProfile(draw(1000), spec);

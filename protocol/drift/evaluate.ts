@@ -5,7 +5,8 @@
  *
  * Per feature the result carries the method, its `score` (the p-value for KS/chi-square, as
  * Evidently's `drift_score`; the distance otherwise), the raw `statistic` (D, χ², PSI, JS or normed
- * W1), the threshold and the verdict. A feature with fewer than `minSamples` non-null values on
+ * W1), the threshold and the verdict. A distance counts as drift only when a significance test at the
+ * window's size agrees (`significance`): distances are biased upwards on small windows. A feature with fewer than `minSamples` non-null values on
  * either side is `insufficient_data`: not drifted, and left out of the dataset share, so a quiet
  * device or an always-null optional feature never raises nor hides an alarm. Outputs (prediction
  * drift) are evaluated the same way but reported apart and not counted in the dataset share, so a
@@ -38,7 +39,10 @@ export interface FeatureDriftResult {
   /** D (KS), χ², PSI, JS distance or normed W1; `null` when `insufficient_data`. */
   statistic: number | null;
   threshold: number;
+  /** The test's p-value: the score of KS/chi-square, the companion test's for distances. */
   pValue?: number;
+  /** For distances: the significance test that had to agree (absent when `significance` is null). */
+  significance?: { method: 'ks' | 'chisquare'; pValue: number; alpha: number };
   drifted: boolean;
   verdict: DriftVerdict;
   /** Non-null values in the current window / in the reference. */
@@ -147,8 +151,25 @@ function evaluateOne(name: string, ref: FeatureSketch, cur: FeatureSketch, cfg: 
       score = statistic = jensenShannonDistance(refCounts, curCounts);
       break;
   }
-  const drifted = P_VALUE_METHODS.has(method) ? score < threshold : score >= threshold;
-  return { ...base, score, statistic, ...(pValue !== undefined ? { pValue } : {}), drifted, verdict: drifted ? 'drifted' : 'not_drifted' };
+  let drifted = P_VALUE_METHODS.has(method) ? score < threshold : score >= threshold;
+  let significance: FeatureDriftResult['significance'];
+  if (!P_VALUE_METHODS.has(method) && cfg.significance !== null) {
+    // A distance says how large a change is, not whether the window is big enough to tell it from
+    // noise; the test at this window's nₑ does. Both must agree (DRIFT.md, "Small windows").
+    const test = ref.kind === 'numeric' ? ksBinned(refCounts, curCounts, { maxEffectiveN: cfg.maxEffectiveN }) : chiSquareTest(refCounts, curCounts, { maxEffectiveN: cfg.maxEffectiveN });
+    significance = { method: ref.kind === 'numeric' ? 'ks' : 'chisquare', pValue: test.pValue, alpha: cfg.significance };
+    pValue = test.pValue;
+    drifted = drifted && test.pValue < cfg.significance;
+  }
+  return {
+    ...base,
+    score,
+    statistic,
+    ...(pValue !== undefined ? { pValue } : {}),
+    ...(significance ? { significance } : {}),
+    drifted,
+    verdict: drifted ? 'drifted' : 'not_drifted',
+  };
 }
 
 /**
