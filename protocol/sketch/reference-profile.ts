@@ -31,6 +31,7 @@
  * // layout.features.temp.edges → ship in the bundle; sketch → store as the version's reference
  */
 import { nextUp } from './bin-edges.ts';
+import { MAX_SKETCH_MAGNITUDE } from './numeric-sketch.ts';
 import { discreteEdges, MAX_DISCRETE_VALUES } from './discrete-edges.ts';
 import { SketchError } from './errors.ts';
 import { addRow, createFeatureSetSketch, type FeatureLayout, type FeatureSetSketch, type OutputLayout, type RowOutput, type SketchLayout } from './feature-set-sketch.ts';
@@ -125,7 +126,7 @@ function numericColumn(rows: readonly ReferenceRow[], name: string): number[] {
   const out: number[] = [];
   for (const r of rows) {
     const v = Object.hasOwn(r, name) ? r[name] : null;
-    if (typeof v === 'number') out.push(v);
+    if (typeof v === 'number' && Math.abs(v) <= MAX_SKETCH_MAGNITUDE) out.push(v); // beyond it a sketch counts the value as unusable
   }
   return out;
 }

@@ -89,6 +89,7 @@ export class Ingest {
   acceptStats(deviceId: string, raw: unknown): void {
     const r = validateStatsMessage(raw, { deviceId, maxClockSkewMs: this.opts.maxClockSkewMs });
     if (!r.ok) return this.drop('stats', r.reason, deviceId, r.message);
+    if (r.salvaged.length) this.opts.logger.warn({ deviceId, features: r.salvaged }, 'stats window kept; features whose moments overflowed counted as nans');
     this.enqueue({ kind: 'stats', deviceId, message: r.message });
   }
 
