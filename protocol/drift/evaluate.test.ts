@@ -6,6 +6,7 @@ import { gaussian, mulberry32 } from '../sketch/random.ts';
 import { computeReferenceProfile, type ReferenceProfile, type ReferenceRow, type ReferenceSpec } from '../sketch/reference-profile.ts';
 import { DriftConfig } from './config.ts';
 import { DriftConfigError, evaluateDrift, type DriftReport } from './evaluate.ts';
+import { referenceWarnings } from './reference-warnings.ts';
 
 const NUMERIC = ['f0', 'f1', 'f2', 'f3'] as const;
 const spec: ReferenceSpec = {
@@ -176,6 +177,16 @@ describe('evaluateDrift: configuration', () => {
     assert.ok(small.features.every((f) => f.verdict === 'insufficient_data' && !f.drifted && f.score === null));
     assert.deepEqual(small.dataset, { evaluated: 0, driftedCount: 0, driftedShare: 0, threshold: 0.5, drifted: false, verdict: 'insufficient_data' });
     assert.equal(evaluateDrift(profile.sketch, sketchOf(profile, draw(99)), { minSamples: 50 }).dataset.evaluated, 5);
+    assert.equal(small.features[0].reason, 'window has 99 values, needs 100 (minSamples)');
+    // The reference side is named as such: waiting for more traffic will not fix it.
+    const tinyRef = computeReferenceProfile(draw(40), spec);
+    const r = evaluateDrift(tinyRef.sketch, sketchOf(tinyRef, draw(500))).features[0];
+    assert.deepEqual([r.verdict, r.reason], ['insufficient_data', 'reference has 40 values, needs 100 (minSamples): set a larger reference']);
+    assert.deepEqual(referenceWarnings(tinyRef.sketch, DriftConfig.parse({})).slice(0, 2), [
+      'reference has 40 rows; below 5,000 its own sampling noise is shared by every window, so single features false-alarm more often (a fixed 500-row reference flagged an unshifted feature in 42 % of 1,000-row windows); use ≥ 5,000 rows or act on the dataset verdict',
+      'feature "f0": reference has 40 values, needs 100 (minSamples), so it will always be insufficient_data',
+    ]);
+    assert.deepEqual(referenceWarnings(computeReferenceProfile(draw(5000), spec).sketch, DriftConfig.parse({})), []);
   });
 
   it('applies per-feature method and threshold overrides and can disable a feature', () => {

@@ -45,6 +45,8 @@ export interface FeatureDriftResult {
   significance?: { method: 'ks' | 'chisquare'; pValue: number; alpha: number };
   drifted: boolean;
   verdict: DriftVerdict;
+  /** Why a feature is `insufficient_data`: which side (reference or window) has too few values. */
+  reason?: string;
   /** Non-null values in the current window / in the reference. */
   n: number;
   referenceN: number;
@@ -120,7 +122,12 @@ function evaluateOne(name: string, ref: FeatureSketch, cur: FeatureSketch, cfg: 
   const threshold = override?.threshold ?? cfg.thresholds[method];
   const base = { feature: name, kind: ref.kind, method, threshold, n: cur.count, referenceN: ref.count };
   if (cur.count < cfg.minSamples || ref.count < cfg.minSamples) {
-    return { ...base, score: null, statistic: null, drifted: false, verdict: 'insufficient_data' };
+    // Name the side that is short: a reference that is too small never gets better by waiting.
+    const reason =
+      ref.count < cfg.minSamples
+        ? `reference has ${ref.count} values, needs ${cfg.minSamples} (minSamples): set a larger reference`
+        : `window has ${cur.count} values, needs ${cfg.minSamples} (minSamples)`;
+    return { ...base, score: null, statistic: null, drifted: false, verdict: 'insufficient_data', reason };
   }
   const refCounts = ref.kind === 'numeric' ? ref.bins : categoricalCounts(ref);
   const curCounts = cur.kind === 'numeric' ? cur.bins : categoricalCounts(cur);

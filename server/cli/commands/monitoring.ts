@@ -23,6 +23,7 @@ interface FeatureRow {
   pValue?: number;
   drifted: boolean;
   verdict: string;
+  reason?: string;
   n: number;
 }
 
@@ -32,7 +33,7 @@ function driftRows(rows: FeatureRow[]) {
     method: f.method,
     score: num(f.score),
     threshold: num(f.threshold),
-    drifted: f.verdict === 'insufficient_data' ? 'n/a (too few samples)' : f.drifted ? 'yes' : 'no',
+    drifted: f.verdict === 'insufficient_data' ? `n/a (${f.reason ?? 'too few samples'})` : f.drifted ? 'yes' : 'no',
     n: f.n,
   }));
 }
@@ -176,6 +177,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
             r.features.map((f) => ({ ...f, min: num(f.min), max: num(f.max), mean: num(f.mean), std: num(f.std) })),
             ['name', 'kind', 'count', 'nulls', 'bins', 'categories', 'min', 'max', 'mean', 'std'],
           ),
+          ...(r.warnings ?? []).map((w) => `warning: ${w}`),
         ].join('\n'),
       );
     });
