@@ -67,7 +67,13 @@ describe('end to end: adding a reference starts monitoring on a running fleet wi
     await waitFor(async () => (await status()).update?.state === 'active', 'agent active', 60_000);
     await predict();
     await waitFor(async () => (await metric('no_reference')) > 0, 'a window dropped for want of a reference', 20_000);
-    assert.equal((await drift()).status, 409);
+    const refused = await drift();
+    assert.equal(refused.status, 409);
+    // Where the user looks: how many windows from how many devices were lost, and both ways to fix it.
+    assert.match(refused.body.error.message, /\d+ window\(s\) from 1 device\(s\) were dropped for want of it.*--dataset/);
+    const cliRefused = await runCli(['drift', `${MODEL}@1`, '--cohort', 'lab'], env);
+    assert.equal(cliRefused.code, 1);
+    assert.match(cliRefused.stderr, /dropped for want of it/);
   });
 
   test('adding the reference re-signs the manifest with its layout; the agent adopts it and drift figures arrive', async () => {
@@ -96,6 +102,10 @@ describe('end to end: adding a reference starts monitoring on a running fleet wi
     assert.ok(report.features.every((f: { verdict: string }) => f.verdict === 'not_drifted'), JSON.stringify(report.features));
     assert.equal(report.dataset.verdict, 'not_drifted');
     assert.ok(report.rows >= 100);
+    const lost = report.dropped.find((d: { reason: string }) => d.reason === 'no_reference');
+    assert.ok(lost && lost.windows >= 1 && lost.devices === 1, JSON.stringify(report.dropped));
+    const table = await runCli(['drift', `${MODEL}@1`, '--cohort', 'lab'], env);
+    assert.match(table.stdout, /^dropped: \d+ window\(s\) \(\d+ rows\) from 1 device\(s\), no_reference, .*add one/m);
   });
 
   test('replacing the reference with other bins reaches the device the same way', async () => {

@@ -58,6 +58,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
           d.verdict === 'insufficient_data'
             ? 'dataset: insufficient data (no feature has enough samples yet)'
             : `dataset: ${d.drifted ? 'drifted' : 'not drifted'} (${d.driftedCount} of ${d.evaluated} features drifted, ${pct(d.driftedShare)}; threshold ${pct(d.threshold)})`,
+          ...r.dropped.map((x) => `dropped: ${x.windows} window(s) (${x.rows} rows) from ${x.devices} device(s), ${x.reason}, last ${x.lastAt}: ${x.hint}`),
         ].join('\n'),
       );
     });
