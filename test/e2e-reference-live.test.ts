@@ -74,6 +74,10 @@ describe('end to end: adding a reference starts monitoring on a running fleet wi
     const cliRefused = await runCli(['drift', `${MODEL}@1`, '--cohort', 'lab'], env);
     assert.equal(cliRefused.code, 1);
     assert.match(cliRefused.stderr, /dropped for want of it/);
+    const tel = await runCli(['telemetry', deviceId, '--window', '1h'], env);
+    assert.equal(tel.code, 0, tel.stderr);
+    assert.match(tel.stdout, /stats refused\s+\d+ window\(s\) from 1 device\(s\), no_reference/);
+    assert.match(tel.stdout, /stats refused \(no_reference\): the version has no reference profile: add one/);
   });
 
   test('adding the reference re-signs the manifest with its layout; the agent adopts it and drift figures arrive', async () => {

@@ -383,7 +383,9 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     assert.equal(dev.body.resources.devices.length, 1);
     assert.deepEqual(dev.body.resources.devices[0], { deviceId: a.id, at: new Date(now - 5000).toISOString(), seq: 3, cpu: 0.3, rssBytes: 91e6, diskFreeBytes: 4e9, uptimeS: 120, queueDepth: 0, activeBundle: { id: bundleId, counter: 1 }, outboxPending: 12, outboxPendingBytes: 9000 });
     // Monitoring data lost: summed over the window apart from the request errors; the backlog is the newest report's.
-    assert.deepEqual(dev.body.monitoring, { lost: { outboxDropped: 8, outboxCorrupt: 1, statsDropped: 9 }, pending: { messages: 12, bytes: 9000, devices: 1 } });
+    const { refusedStats, ...devMonitoring } = dev.body.monitoring;
+    assert.deepEqual(devMonitoring, { lost: { outboxDropped: 8, outboxCorrupt: 1, statsDropped: 9 }, pending: { messages: 12, bytes: 9000, devices: 1 } });
+    assert.ok(Array.isArray(refusedStats), 'stats refused by the server are listed apart (test/e2e-reference-live.test.ts)');
     assert.deepEqual(dev.body.monitoringLost, dev.body.monitoring.lost);
 
     const coh = await cp.api('GET', '/api/v1/telemetry?cohort=lab');
@@ -392,7 +394,7 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     assert.deepEqual(coh.body.resources.devices.map((d: { deviceId: string }) => d.deviceId), [a.id, b.id].sort());
     assert.equal(coh.body.resources.cpuMax, 0.5);
     assert.equal(coh.body.resources.rssMaxBytes, 91e6);
-    assert.deepEqual(coh.body.monitoring, { lost: { outboxDropped: 18, outboxCorrupt: 1, statsDropped: 9 }, pending: { messages: 13, bytes: 9500, devices: 2 } });
+    assert.deepEqual({ ...coh.body.monitoring, refusedStats: undefined }, { lost: { outboxDropped: 18, outboxCorrupt: 1, statsDropped: 9 }, pending: { messages: 13, bytes: 9500, devices: 2 }, refusedStats: undefined });
     const text = await metrics();
     assert.equal(metricValue(text, 'flotilla_fleet_monitoring_lost', { kind: 'outbox_dropped' }), 18);
     assert.equal(metricValue(text, 'flotilla_fleet_monitoring_lost', { kind: 'outbox_corrupt' }), 1);

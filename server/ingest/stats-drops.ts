@@ -2,7 +2,7 @@
 // feature): counted per hour, version, device and reason in the ingest transaction, so `flotilla
 // drift` can say how many windows from how many devices were lost, why, and what to do — not only
 // /metrics. Other refusals (duplicates, unknown devices) have no model version to show them under.
-import { and, eq, gte, lt, sql } from 'drizzle-orm';
+import { and, eq, gte, inArray, lt, sql } from 'drizzle-orm';
 import type { Tx } from '../db/client.ts';
 import { statsDrops } from '../db/schema.ts';
 import { bucketStart, type QueryWindow } from './buckets.ts';
@@ -58,6 +58,29 @@ export async function droppedWindows(tx: Tx, modelVersionId: number, window: Pic
     .where(and(eq(t.modelVersionId, modelVersionId), gte(t.bucketStart, bucketStart(window.start, 'hour')), lt(t.bucketStart, window.end)))
     .groupBy(t.reason);
   return rows.map((r) => ({ reason: r.reason, windows: Number(r.windows), rows: Number(r.rows), devices: Number(r.devices), lastAt: r.lastAt, hint: HINTS[r.reason] ?? 'see protocol/DRIFT.md, "Wire"' }));
+}
+
+/** Refused windows of some devices (any version) in the hours overlapping `window`, by reason: what `flotilla telemetry` shows. */
+export async function droppedWindowsOfDevices(tx: Tx, deviceIds: readonly string[], window: Pick<QueryWindow, 'start' | 'end'>): Promise<DroppedWindows[]> {
+  if (!deviceIds.length) return [];
+  const t = statsDrops;
+  const by = new Map<string, { windows: number; rows: number; devices: Set<string>; lastAt: string }>();
+  for (let i = 0; i < deviceIds.length; i += 500) {
+    const rows = await tx
+      .select({ reason: t.reason, deviceId: t.deviceId, windows: sql<number>`sum(${t.windows})`, rows: sql<number>`sum(${t.rows})`, lastAt: sql<string>`max(${t.lastAt})` })
+      .from(t)
+      .where(and(inArray(t.deviceId, deviceIds.slice(i, i + 500)), gte(t.bucketStart, bucketStart(window.start, 'hour')), lt(t.bucketStart, window.end)))
+      .groupBy(t.reason, t.deviceId);
+    for (const r of rows) {
+      const acc = by.get(r.reason) ?? { windows: 0, rows: 0, devices: new Set<string>(), lastAt: '' };
+      acc.windows += Number(r.windows);
+      acc.rows += Number(r.rows);
+      acc.devices.add(r.deviceId);
+      if (r.lastAt > acc.lastAt) acc.lastAt = r.lastAt;
+      by.set(r.reason, acc);
+    }
+  }
+  return [...by].map(([reason, a]) => ({ reason, windows: a.windows, rows: a.rows, devices: a.devices.size, lastAt: a.lastAt, hint: HINTS[reason] ?? 'see protocol/DRIFT.md, "Wire"' }));
 }
 
 /** Retention: drop counters older than `before` (ISO). */

@@ -91,7 +91,9 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
               ? `outbox dropped=${r.monitoring.lost.outboxDropped}, outbox corrupt=${r.monitoring.lost.outboxCorrupt}, stats dropped=${r.monitoring.lost.statsDropped}`
               : '- (not reported)',
             'outbox pending': r.monitoring.pending ? `${r.monitoring.pending.messages} messages, ${bytes(r.monitoring.pending.bytes)} (now)` : '-',
+            'stats refused': r.monitoring.refusedStats.length ? r.monitoring.refusedStats.map((x) => `${x.windows} window(s) from ${x.devices} device(s), ${x.reason}`).join('; ') : '0',
           }),
+          ...r.monitoring.refusedStats.map((x) => `stats refused (${x.reason}): ${x.hint}`),
           '',
           table(
             r.resources.devices.map((d) => ({ device: d.deviceId, cpu: pct(d.cpu), rss: bytes(d.rssBytes), diskFree: bytes(d.diskFreeBytes), uptime: `${Math.round(d.uptimeS)} s`, queue: d.queueDepth, outbox: d.outboxPending ?? '-', at: d.at })),
