@@ -12,6 +12,7 @@
  */
 import { z } from 'zod';
 import { DEVICE_ID_PATTERN } from '../protocol/topics.ts';
+import { SketchLayoutSchema } from './definition.ts';
 import { Envelope, checkSignatures, issuesLine, signEnvelope, tryCanonicalBytes, withoutUndefined, type SignedEnvelope, type SigningKey } from './envelope.ts';
 import { releaseKeyMap, type KeyList } from './key-list.ts';
 import { reject, type ManifestRejectReason, type Verdict } from './reasons.ts';
@@ -84,6 +85,12 @@ export const AgentConfig = z.object({
       batchSize: z.number().int().min(1).max(1000).default(50),
     })
     .optional(),
+  /**
+   * The layout to sketch `stats` windows on: the version's current reference layout, sent when the
+   * bundle does not ship it (a reference added or replaced after the build). Preferred over the
+   * bundle's own, so monitoring starts on the running fleet without a rebuild or redeploy.
+   */
+  statsLayout: SketchLayoutSchema.optional(),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 

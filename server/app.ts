@@ -126,7 +126,7 @@ export function createApp(deps: AppDeps) {
     .route('/tokens', tokenRoutes(db))
     .route('/keys', keyRoutes({ db, cipher: deps.keyCipher, keylistWarnS: deps.keylistWarnS, onKeyListChanged: deps.onKeyListChanged }))
     .route('/audit', auditRoutes(db))
-    .route('/models', referenceRoutes(db, deps.store))
+    .route('/models', referenceRoutes(db, deps.store, deps.desired))
     .route('/models', optimizeRoutes({ db, store: deps.store }))
     .route('/datasets', datasetRoutes({ db, store: deps.store, maxUploadBytes: deps.maxUploadBytes }))
     .route('/drift', driftRoutes({ db, monitor: deps.driftMonitor, defaultWindowS: deps.driftWindowS }))

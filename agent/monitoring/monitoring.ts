@@ -1,8 +1,8 @@
 // The agent's monitoring, as one part with start/stop: telemetry every interval, input/output
 // statistics per window, both through the on-disk outbox (store and forward). It listens to the
 // runtime's prediction events (request path: counters and a bounded queue only) and to the
-// reconciler's active bundle, whose verified manifest may carry `agentConfig` (intervals applied
-// live). Local flags (`--telemetry-interval-s`, `--stats-window-s`) win over the manifest.
+// reconciler's active bundle, whose verified manifest may carry `agentConfig` (intervals and the
+// reference layout applied live). Local flags (`--telemetry-interval-s`, `--stats-window-s`) win over the manifest.
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { validateStatsMessage, type StatsMessage } from '../../protocol/messages/stats.ts';
@@ -91,7 +91,8 @@ export class Monitoring {
     this.telemetry?.setIntervalS(this.telemetryIntervalS());
     if (!this.stats) return;
     this.stats.setWindowS(this.statsWindowS());
-    const layout = statsLayoutOf(b.definition);
+    // A reference added after the build reaches the device in the signed manifest (adopted live).
+    const layout = statsLayoutOf(b.definition, b.manifest.agentConfig?.statsLayout);
     if (!layout) this.o.logger.info({ bundle: b.manifest.bundle.id }, 'bundle carries no reference layout or bins: no input statistics for it');
     this.stats.setBundle(layout ? { id: b.manifest.bundle.id, model: b.manifest.bundle.model, definition: b.definition, layout } : null);
   }

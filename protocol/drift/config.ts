@@ -8,6 +8,8 @@
  *   Wasserstein for numeric, Jensen–Shannon for categorical) at ≥ 0.1.
  * - a dataset drifts when ≥ `datasetThreshold` (50 %) of the evaluated features drift.
  * - below `minSamples` (100) non-null values on either side a feature is `insufficient_data`.
+ * - a distance only counts as drift when the significance test at the window's size agrees
+ *   (`significance`, p < 0.05), so small windows are not flagged on sampling noise.
  * - `maxEffectiveN` (1,000) caps the effective sample size of KS and chi-square, so a test chosen
  *   by hand on a big reference does not flag practically irrelevant shifts; with the automatic
  *   choice (reference ≤ 1,000 rows) it never binds.
@@ -64,6 +66,14 @@ export const DriftConfig = z.object({
   datasetThreshold: z.number().min(0).max(1).default(0.5),
   /** Cap on nₑ = nm/(n+m) for KS and chi-square; `null` disables it. */
   maxEffectiveN: z.number().positive().nullable().default(1000),
+  /**
+   * Level of the significance test that must agree with a distance (Wasserstein, JS, PSI) before a
+   * feature is called drifted: KS on the bins for numeric features, chi-square for categorical ones,
+   * at the window's effective sample size. A distance alone is biased upwards on small windows
+   * (sampling noise alone gives 100-row windows a normed W1 near 0.1); the test knows n. `null`
+   * judges on the distance alone.
+   */
+  significance: z.number().positive().max(1).nullable().default(0.05),
   /** Replacement proportion for empty bins in PSI. */
   psiEpsilon: z.number().positive().max(0.01).default(1e-4),
 });

@@ -6,6 +6,7 @@ import { gaussian, mulberry32 } from '../sketch/random.ts';
 import { computeReferenceProfile, type ReferenceProfile, type ReferenceRow, type ReferenceSpec } from '../sketch/reference-profile.ts';
 import { DriftConfig } from './config.ts';
 import { DriftConfigError, evaluateDrift, type DriftReport } from './evaluate.ts';
+import { referenceWarnings } from './reference-warnings.ts';
 
 const NUMERIC = ['f0', 'f1', 'f2', 'f3'] as const;
 const spec: ReferenceSpec = {
@@ -139,6 +140,33 @@ describe('evaluateDrift: false positives without drift', () => {
   }
 });
 
+describe('evaluateDrift: small windows', () => {
+  it('a distance over its threshold on a 100-row unshifted window is not drift unless the test at that n agrees', () => {
+    // 20,000-row reference → normed Wasserstein; 100-row windows carry enough sampling noise to reach 0.1.
+    const draw = world(13);
+    const profile = computeReferenceProfile(draw(20_000), spec);
+    let overThreshold = 0;
+    for (let w = 0; w < 40; w++) {
+      const cur = sketchOf(profile, draw(100));
+      const plain = evaluateDrift(profile.sketch, cur, { significance: null }).features.find((f) => f.feature === 'f0')!;
+      const gated = evaluateDrift(profile.sketch, cur).features.find((f) => f.feature === 'f0')!;
+      assert.equal(gated.score, plain.score, 'the distance itself is unchanged');
+      assert.equal(gated.significance!.method, 'ks');
+      assert.equal(gated.drifted, plain.drifted && gated.significance!.pValue < 0.05);
+      if (plain.drifted) {
+        overThreshold++;
+        assert.ok(!gated.drifted || gated.pValue! < 0.05);
+      }
+    }
+    assert.ok(overThreshold >= 10, `the distance alone flags many unshifted 100-row windows (${overThreshold} of 40)`);
+    // A real 1σ shift on a 100-row window: both agree.
+    const shifted = evaluateDrift(profile.sketch, sketchOf(profile, draw(100, { shift: { feature: 'f0', sd: 1 } }))).features.find((f) => f.feature === 'f0')!;
+    assert.ok(shifted.drifted, JSON.stringify(shifted));
+    // Categorical distances are gated by chi-square.
+    assert.equal(evaluateDrift(profile.sketch, sketchOf(profile, draw(100))).features.find((f) => f.feature === 'color')!.significance!.method, 'chisquare');
+  });
+});
+
 describe('evaluateDrift: configuration', () => {
   const draw = world(5);
   const profile = computeReferenceProfile(draw(1000), spec);
@@ -149,6 +177,16 @@ describe('evaluateDrift: configuration', () => {
     assert.ok(small.features.every((f) => f.verdict === 'insufficient_data' && !f.drifted && f.score === null));
     assert.deepEqual(small.dataset, { evaluated: 0, driftedCount: 0, driftedShare: 0, threshold: 0.5, drifted: false, verdict: 'insufficient_data' });
     assert.equal(evaluateDrift(profile.sketch, sketchOf(profile, draw(99)), { minSamples: 50 }).dataset.evaluated, 5);
+    assert.equal(small.features[0].reason, 'window has 99 values, needs 100 (minSamples)');
+    // The reference side is named as such: waiting for more traffic will not fix it.
+    const tinyRef = computeReferenceProfile(draw(40), spec);
+    const r = evaluateDrift(tinyRef.sketch, sketchOf(tinyRef, draw(500))).features[0];
+    assert.deepEqual([r.verdict, r.reason], ['insufficient_data', 'reference has 40 values, needs 100 (minSamples): set a larger reference']);
+    assert.deepEqual(referenceWarnings(tinyRef.sketch, DriftConfig.parse({})).slice(0, 2), [
+      'reference has 40 rows; below 5,000 its own sampling noise is shared by every window, so single features false-alarm more often (a fixed 500-row reference flagged an unshifted feature in 42 % of 1,000-row windows); use ≥ 5,000 rows or act on the dataset verdict',
+      'feature "f0": reference has 40 values, needs 100 (minSamples), so it will always be insufficient_data',
+    ]);
+    assert.deepEqual(referenceWarnings(computeReferenceProfile(draw(5000), spec).sketch, DriftConfig.parse({})), []);
   });
 
   it('applies per-feature method and threshold overrides and can disable a feature', () => {

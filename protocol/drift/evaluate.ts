@@ -5,7 +5,8 @@
  *
  * Per feature the result carries the method, its `score` (the p-value for KS/chi-square, as
  * Evidently's `drift_score`; the distance otherwise), the raw `statistic` (D, χ², PSI, JS or normed
- * W1), the threshold and the verdict. A feature with fewer than `minSamples` non-null values on
+ * W1), the threshold and the verdict. A distance counts as drift only when a significance test at the
+ * window's size agrees (`significance`): distances are biased upwards on small windows. A feature with fewer than `minSamples` non-null values on
  * either side is `insufficient_data`: not drifted, and left out of the dataset share, so a quiet
  * device or an always-null optional feature never raises nor hides an alarm. Outputs (prediction
  * drift) are evaluated the same way but reported apart and not counted in the dataset share, so a
@@ -38,9 +39,14 @@ export interface FeatureDriftResult {
   /** D (KS), χ², PSI, JS distance or normed W1; `null` when `insufficient_data`. */
   statistic: number | null;
   threshold: number;
+  /** The test's p-value: the score of KS/chi-square, the companion test's for distances. */
   pValue?: number;
+  /** For distances: the significance test that had to agree (absent when `significance` is null). */
+  significance?: { method: 'ks' | 'chisquare'; pValue: number; alpha: number };
   drifted: boolean;
   verdict: DriftVerdict;
+  /** Why a feature is `insufficient_data`: which side (reference or window) has too few values. */
+  reason?: string;
   /** Non-null values in the current window / in the reference. */
   n: number;
   referenceN: number;
@@ -116,7 +122,12 @@ function evaluateOne(name: string, ref: FeatureSketch, cur: FeatureSketch, cfg: 
   const threshold = override?.threshold ?? cfg.thresholds[method];
   const base = { feature: name, kind: ref.kind, method, threshold, n: cur.count, referenceN: ref.count };
   if (cur.count < cfg.minSamples || ref.count < cfg.minSamples) {
-    return { ...base, score: null, statistic: null, drifted: false, verdict: 'insufficient_data' };
+    // Name the side that is short: a reference that is too small never gets better by waiting.
+    const reason =
+      ref.count < cfg.minSamples
+        ? `reference has ${ref.count} values, needs ${cfg.minSamples} (minSamples): set a larger reference`
+        : `window has ${cur.count} values, needs ${cfg.minSamples} (minSamples)`;
+    return { ...base, score: null, statistic: null, drifted: false, verdict: 'insufficient_data', reason };
   }
   const refCounts = ref.kind === 'numeric' ? ref.bins : categoricalCounts(ref);
   const curCounts = cur.kind === 'numeric' ? cur.bins : categoricalCounts(cur);
@@ -147,8 +158,25 @@ function evaluateOne(name: string, ref: FeatureSketch, cur: FeatureSketch, cfg: 
       score = statistic = jensenShannonDistance(refCounts, curCounts);
       break;
   }
-  const drifted = P_VALUE_METHODS.has(method) ? score < threshold : score >= threshold;
-  return { ...base, score, statistic, ...(pValue !== undefined ? { pValue } : {}), drifted, verdict: drifted ? 'drifted' : 'not_drifted' };
+  let drifted = P_VALUE_METHODS.has(method) ? score < threshold : score >= threshold;
+  let significance: FeatureDriftResult['significance'];
+  if (!P_VALUE_METHODS.has(method) && cfg.significance !== null) {
+    // A distance says how large a change is, not whether the window is big enough to tell it from
+    // noise; the test at this window's nₑ does. Both must agree (DRIFT.md, "Small windows").
+    const test = ref.kind === 'numeric' ? ksBinned(refCounts, curCounts, { maxEffectiveN: cfg.maxEffectiveN }) : chiSquareTest(refCounts, curCounts, { maxEffectiveN: cfg.maxEffectiveN });
+    significance = { method: ref.kind === 'numeric' ? 'ks' : 'chisquare', pValue: test.pValue, alpha: cfg.significance };
+    pValue = test.pValue;
+    drifted = drifted && test.pValue < cfg.significance;
+  }
+  return {
+    ...base,
+    score,
+    statistic,
+    ...(pValue !== undefined ? { pValue } : {}),
+    ...(significance ? { significance } : {}),
+    drifted,
+    verdict: drifted ? 'drifted' : 'not_drifted',
+  };
 }
 
 /**

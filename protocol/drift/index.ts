@@ -14,3 +14,4 @@ export * from './wasserstein.ts';
 export * from './chi-square.ts';
 export * from './config.ts';
 export * from './evaluate.ts';
+export * from './reference-warnings.ts';

@@ -66,15 +66,20 @@ const std = (xs: readonly number[]) => {
 
 describe('binned drift measures agree with exact computations on the raw samples (10,000 samples, 20 bins)', () => {
   const g = gaussian(mulberry32(2024));
-  const scenarios: Array<[string, () => number, () => number]> = [
+  const lnSd = Math.sqrt((Math.E - 1) * Math.E); // std of exp(N(0, 1))
+  // `skewed`: the documented bound for skewed features, where the wide tail bins hide more (DRIFT.md).
+  const scenarios: Array<[string, () => number, () => number, skewed?: boolean]> = [
     ['no shift', () => g(), () => g()],
     ['mean +0.1σ', () => g(), () => g() + 0.1],
     ['mean +0.5σ', () => g(), () => g() + 0.5],
     ['scale ×1.5', () => g(), () => 1.5 * g()],
     ['lognormal, shape change', () => Math.exp(g()), () => Math.exp(1.2 * g() + 0.2)],
     ['mean +2σ (most mass beyond the reference)', () => g(), () => g() + 2],
+    ['lognormal +0.1σ', () => Math.exp(g()), () => Math.exp(g()) + 0.1 * lnSd, true],
+    ['lognormal +0.5σ', () => Math.exp(g()), () => Math.exp(g()) + 0.5 * lnSd, true],
+    ['lognormal +1σ', () => Math.exp(g()), () => Math.exp(g()) + lnSd, true],
   ];
-  for (const [name, drawRef, drawCur] of scenarios) {
+  for (const [name, drawRef, drawCur, skewed] of scenarios) {
     it(name, () => {
       const ref = Array.from({ length: 10_000 }, drawRef);
       const cur = Array.from({ length: 10_000 }, drawCur);
@@ -93,10 +98,12 @@ describe('binned drift measures agree with exact computations on the raw samples
       const wExact = wassersteinRaw(ref, cur) / std(ref);
       const wMid = wassersteinBinned(rs, cs, 'midpoint').normed;
       console.log(`${name}: KS ${ks.toFixed(4)} vs ${ksExact.toFixed(4)} | PSI ${p.toFixed(4)} vs ${pExact.toFixed(4)} | W1/σ ${w.toFixed(4)} (midpoints ${wMid.toFixed(4)}) vs ${wExact.toFixed(4)}`);
-      assert.ok(Math.abs(ks - ksExact) <= 0.02, `KS ${ks} vs ${ksExact}`);
+      // Skewed data: within 0.005 + 6 % of the value (measured worst at 20 bins: KS 0.028 at D = 0.78,
+      // normed W1 0.038 at 0.93), so within ~0.01 near the 0.1 thresholds.
+      assert.ok(Math.abs(ks - ksExact) <= (skewed ? 0.005 + 0.06 * ksExact : 0.02), `KS ${ks} vs ${ksExact}`);
       assert.ok(ks <= ksExact + 1e-12, 'binned KS never exceeds the raw statistic');
       assert.ok(Math.abs(p - pExact) <= 0.01, `PSI ${p} vs ${pExact}`);
-      assert.ok(Math.abs(w - wExact) <= 0.01 + 0.01 * wExact, `normed W1 ${w} vs ${wExact}`);
+      assert.ok(Math.abs(w - wExact) <= (skewed ? 0.005 + 0.06 * wExact : 0.01 + 0.01 * wExact), `normed W1 ${w} vs ${wExact}`);
     });
   }
 });

@@ -19,6 +19,7 @@ import type { CategoricalSketch } from '../sketch/categorical-sketch.ts';
 import { sketchLayout, type FeatureSetSketch, type SketchLayout } from '../sketch/feature-set-sketch.ts';
 import type { NumericSketch } from '../sketch/numeric-sketch.ts';
 import { DEVICE_ID_PATTERN } from '../topics.ts';
+import { salvageOverflowedMoments } from './stats-salvage.ts';
 
 /** Every reason a `stats` (or `telemetry`) payload can be refused for. */
 export const STATS_REJECT_REASONS = [
@@ -188,7 +189,8 @@ export const StatsMessage = z
 export type StatsMessage = z.infer<typeof StatsMessage>;
 
 export type StatsRejection = { ok: false; reason: StatsRejectReason; message: string; path: PropertyKey[] };
-export type StatsCheck = { ok: true; message: StatsMessage } | StatsRejection;
+/** `salvaged`: numeric features whose overflowed moments were emptied into `nans` (`stats-salvage.ts`). */
+export type StatsCheck = { ok: true; message: StatsMessage; salvaged: string[] } | StatsRejection;
 
 /**
  * The reason code for a failed zod parse: the first issue that carries one, else `malformed`.
@@ -263,7 +265,9 @@ export interface StatsCheckOptions {
 export function validateStatsMessage(raw: unknown, opts: StatsCheckOptions = {}): StatsCheck {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, reason: 'malformed', message: 'payload is not an object', path: [] };
   if ((raw as { v?: unknown }).v !== 1) return { ok: false, reason: 'schema_version', message: `unsupported v ${JSON.stringify((raw as { v?: unknown }).v)}`, path: ['v'] };
-  const parsed = StatsMessage.safeParse(raw);
+  // A feature whose moments overflowed costs that feature's values, not the window.
+  const salvage = salvageOverflowedMoments(raw);
+  const parsed = StatsMessage.safeParse(salvage.payload);
   if (!parsed.success) return { ok: false, ...reasonOfIssues(parsed.error.issues) };
   const m = parsed.data;
   if (opts.deviceId !== undefined && m.deviceId !== opts.deviceId) return { ok: false, reason: 'device_mismatch', message: 'deviceId differs from the topic', path: ['deviceId'] };
@@ -273,5 +277,5 @@ export function validateStatsMessage(raw: unknown, opts: StatsCheckOptions = {})
     const bad = checkSketchAgainstReference(m.sketch, opts.reference);
     if (bad) return { ok: false, ...bad };
   }
-  return { ok: true, message: m };
+  return { ok: true, message: m, salvaged: salvage.features };
 }

@@ -140,7 +140,11 @@ describe('computeReferenceProfile', () => {
     assert.equal(x.bins[x.bins.length - 1], 0);
     assert.equal(x.count, 2000);
     for (const c of x.bins.slice(1, -1)) assert.ok(Math.abs(c - 100) <= 1, `quantile bins hold ~5 % each (${c})`);
-    assert.deepEqual(l.features.k, { kind: 'numeric', edges: [0, 1, 2.0000000000000004] });
+    // {0, 1, 2} is discrete: a bin per value (and per gap), not quantile edges that merge 1 and 2.
+    assert.deepEqual(l.features.k, { kind: 'numeric', edges: [0, Number.MIN_VALUE, 1, 1.0000000000000002, 2, 2.0000000000000004] });
+    const k = sketch.features.k;
+    assert.ok(k.kind === 'numeric');
+    assert.deepEqual([k.bins[0], k.bins[2], k.bins[4], k.bins[6]], [0, 0, 0, 0], 'under/overflow and gap bins are empty in the reference');
     assert.deepEqual(l.features.constant, { kind: 'numeric', edges: [7, 7.000000000000001] });
     assert.equal(l.features.flag.kind === 'categorical' && l.features.flag.categories.length, 2);
     assert.equal(sketch.quality.schemaViolations.extra, 0, 'output columns are not counted as extra features');

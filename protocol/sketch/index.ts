@@ -13,5 +13,6 @@ export * from './top-k-sketch.ts';
 export * from './latency-histogram.ts';
 export * from './image-features.ts';
 export * from './feature-set-sketch.ts';
+export * from './discrete-edges.ts';
 export * from './reference-profile.ts';
 export * from './random.ts';

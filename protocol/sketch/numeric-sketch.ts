@@ -5,7 +5,10 @@
  * - `count` — finite values seen; they feed moments and bins, so `sum(bins) === count`.
  * - `nulls` — `null`/`undefined` (missing) values.
  * - `nans` — NaN and ±Infinity: JSON cannot carry them and one of them would poison the moments,
- *   so they are counted apart instead of being binned.
+ *   so they are counted apart instead of being binned. So are finite values beyond
+ *   ±`MAX_SKETCH_MAGNITUDE` (1e100): squared in the moments (and again in merges) they overflow to
+ *   Infinity, and one such value used to make the whole window unsendable. Counted, not kept: a
+ *   wild value costs its own row of that feature, never the window.
  * - `outOfRange` — finite values outside the closed reference range `[edges[0], edges[E-1]]`.
  *   (A value equal to the last edge lands in the overflow bin but is not out of range.)
  * - `sums` — per-bin sum of the values, so each bin's exact mean (centroid) is known. Wasserstein
@@ -28,6 +31,12 @@
  */
 import { assertValidEdges, binIndex, sameEdges } from './bin-edges.ts';
 import { SketchMismatchError } from './errors.ts';
+
+/**
+ * Largest magnitude a sketch keeps (see `nans` above). Merges square mean differences and multiply
+ * by counts, so the bound leaves ~10^100 of headroom below the double range.
+ */
+export const MAX_SKETCH_MAGNITUDE = 1e100;
 
 export interface NumericSketch {
   kind: 'numeric';
@@ -83,7 +92,7 @@ export function addNumeric(s: NumericSketch, x: number | null | undefined): Nume
     s.nulls++;
     return s;
   }
-  if (!Number.isFinite(x)) {
+  if (!Number.isFinite(x) || Math.abs(x) > MAX_SKETCH_MAGNITUDE) {
     s.nans++;
     return s;
   }

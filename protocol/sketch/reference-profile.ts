@@ -13,6 +13,10 @@
  * A numeric feature with no finite reference value gets placeholder edges `[0, 1]` (its reference
  * count is 0, so drift reports `insufficient_data` for it).
  *
+ * A discrete numeric column (few distinct values, e.g. counts or flags) gets one bin per value and
+ * one per gap between values instead (`discrete-edges.ts`), so `{0, 1}` keeps two bins and a shift
+ * off the integers is seen.
+ *
  * Categorical features use the spec's `categories` when given, else the reference's distinct
  * values by descending frequency (ties by name), at most `maxCategories`; the rest count as `other`.
  *
@@ -27,6 +31,8 @@
  * // layout.features.temp.edges → ship in the bundle; sketch → store as the version's reference
  */
 import { nextUp } from './bin-edges.ts';
+import { MAX_SKETCH_MAGNITUDE } from './numeric-sketch.ts';
+import { discreteEdges, MAX_DISCRETE_VALUES } from './discrete-edges.ts';
 import { SketchError } from './errors.ts';
 import { addRow, createFeatureSetSketch, type FeatureLayout, type FeatureSetSketch, type OutputLayout, type RowOutput, type SketchLayout } from './feature-set-sketch.ts';
 
@@ -45,6 +51,26 @@ export interface ReferenceOptions {
   bins?: number;
   /** Cap on inferred categories, default 100. */
   maxCategories?: number;
+  /**
+   * Numeric columns with at most this many distinct values (and ≥ 2 rows per value) get one bin per
+   * value instead of quantile bins (`discrete-edges.ts`); default 32, 0 turns it off.
+   */
+  maxDiscreteValues?: number;
+}
+
+/**
+ * Edges for one numeric reference column: per value when it is discrete, else quantile edges.
+ *
+ * @example
+ * numericEdges([0, 1, 0, 1], 20) // per-value: {0} and {1} get a bin each
+ */
+export function numericEdges(values: readonly number[], bins: number, maxDiscreteValues = MAX_DISCRETE_VALUES): number[] {
+  if (maxDiscreteValues > 0) {
+    const finite = values.filter((v) => Number.isFinite(v));
+    const discrete = discreteEdges(finite, maxDiscreteValues);
+    if (discrete) return discrete;
+  }
+  return quantileEdges(values, bins);
 }
 
 export interface ReferenceProfile {
@@ -100,7 +126,7 @@ function numericColumn(rows: readonly ReferenceRow[], name: string): number[] {
   const out: number[] = [];
   for (const r of rows) {
     const v = Object.hasOwn(r, name) ? r[name] : null;
-    if (typeof v === 'number') out.push(v);
+    if (typeof v === 'number' && Math.abs(v) <= MAX_SKETCH_MAGNITUDE) out.push(v); // beyond it a sketch counts the value as unusable
   }
   return out;
 }
@@ -114,12 +140,13 @@ function numericColumn(rows: readonly ReferenceRow[], name: string): number[] {
 export function computeReferenceProfile(rows: readonly ReferenceRow[], spec: ReferenceSpec, opts: ReferenceOptions = {}): ReferenceProfile {
   const bins = opts.bins ?? 20;
   const maxCategories = opts.maxCategories ?? 100;
+  const maxDiscrete = opts.maxDiscreteValues ?? MAX_DISCRETE_VALUES;
   const features: Record<string, FeatureLayout> = {};
   for (const f of spec.features) {
     if (Object.hasOwn(features, f.name)) throw new SketchError('invalid_layout', `duplicate feature ${f.name}`);
     features[f.name] =
       f.kind === 'numeric'
-        ? { kind: 'numeric', edges: quantileEdges(numericColumn(rows, f.name), bins) }
+        ? { kind: 'numeric', edges: numericEdges(numericColumn(rows, f.name), bins, maxDiscrete) }
         : { kind: 'categorical', categories: f.categories ? f.categories.slice() : inferCategories(rows, f.name, maxCategories) };
   }
 
@@ -131,7 +158,7 @@ export function computeReferenceProfile(rows: readonly ReferenceRow[], spec: Ref
     outputColumns.push(o.predictedClassColumn ?? 'predictedClass', o.confidenceColumn ?? 'confidence');
   } else if (o?.task === 'regression') {
     const col = o.valueColumn ?? 'value';
-    outputs = { task: 'regression', edges: quantileEdges(numericColumn(rows, col), bins) };
+    outputs = { task: 'regression', edges: numericEdges(numericColumn(rows, col), bins, maxDiscrete) };
     outputColumns.push(col);
   }
   for (const c of outputColumns) if (Object.hasOwn(features, c)) throw new SketchError('invalid_layout', `output column ${c} is also a feature`);

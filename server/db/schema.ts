@@ -297,6 +297,24 @@ export const statsRollups = sqliteTable(
   ],
 );
 
+/**
+ * `stats` windows refused against the reference (no reference yet, other bins, missing features), per
+ * hour, model version, device and reason: what `flotilla drift` shows as dropped, with what to do.
+ */
+export const statsDrops = sqliteTable(
+  'stats_drops',
+  {
+    modelVersionId: integer('model_version_id').notNull(),
+    deviceId: text('device_id').notNull(),
+    reason: text('reason').notNull(),
+    bucketStart: text('bucket_start').notNull(),
+    windows: integer('windows').notNull(),
+    rows: integer('rows').notNull(),
+    lastAt: text('last_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.modelVersionId, t.bucketStart, t.reason, t.deviceId] }), index('stats_drops_bucket').on(t.bucketStart)],
+);
+
 /** Raw `telemetry` reports (deduplicated on device + seq); expire with the stats retention. */
 export const telemetry = sqliteTable(
   'telemetry',

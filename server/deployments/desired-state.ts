@@ -3,6 +3,7 @@
 // the current key list. The database row is the truth; publishing is repeatable (start, key rotation).
 import { eq, inArray, lt, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import { canonicalize } from '../../firmware-bundles/canonical-json.ts';
 import { createManifest, signManifest } from '../../firmware-bundles/manifest.ts';
 import type { DesiredMessage } from '../../protocol/messages/desired.ts';
 import type { Db, Tx } from '../db/client.ts';
@@ -12,6 +13,7 @@ import type { KeyCipher } from '../keys/key-cipher.ts';
 import { currentKeyList, signingKeys } from '../keys/key-service.ts';
 import type { DeviceBus } from '../mqtt/device-bus.ts';
 import { effectiveAgentConfigs } from '../settings/effective-settings.ts';
+import { manifestStatsLayout } from './stats-layout.ts';
 
 export const DEFAULT_MANIFEST_TTL_S = 30 * 86400;
 
@@ -41,6 +43,7 @@ export class DesiredState {
     const expiresAt = new Date(Date.now() + this.manifestTtlS * 1000);
     const settings = await effectiveAgentConfigs(tx, deviceIds.map((deviceId) => ({ deviceId, cohort: meta.cohort ?? null })));
     const floors = await reportedFloors(tx, deviceIds);
+    const statsLayout = await manifestStatsLayout(tx, bundle);
     for (const deviceId of deviceIds) {
       const stored = existing.get(deviceId)?.counter ?? 0;
       const reported = floors.get(deviceId) ?? 0;
@@ -58,7 +61,7 @@ export class DesiredState {
           counter,
           keylistVersion: keylist.signed.version,
           expiresAt,
-          agentConfig: settings.get(deviceId)!.config,
+          agentConfig: statsLayout ? { ...settings.get(deviceId)!.config, statsLayout } : settings.get(deviceId)!.config,
         }),
         keys,
       );
@@ -106,6 +109,26 @@ export class DesiredState {
   /** After a key-list change: re-sign every device's manifest with the current keys and republish. */
   async resignAll(): Promise<void> {
     await this.resign();
+  }
+
+  /**
+   * After a reference profile of a version was set: re-sign the devices whose desired bundle is of
+   * that version and whose manifest does not carry the layout they should sketch on now
+   * (`agentConfig.statsLayout`, see stats-layout.ts); returns them.
+   */
+  async resignVersion(modelVersionId: number): Promise<string[]> {
+    const rows = await this.db
+      .select({ deviceId: deviceDesired.deviceId, manifest: deviceDesired.manifest, modelVersionId: bundles.modelVersionId, definition: bundles.definition })
+      .from(deviceDesired)
+      .innerJoin(bundles, eq(bundles.id, deviceDesired.bundleId))
+      .where(eq(bundles.modelVersionId, modelVersionId));
+    const stale: string[] = [];
+    for (const r of rows) {
+      const want = await manifestStatsLayout(this.db, r);
+      const has = (r.manifest as { signed?: { agentConfig?: { statsLayout?: unknown } } }).signed?.agentConfig?.statsLayout;
+      if ((want === undefined) !== (has === undefined) || (want && canonicalize(want) !== canonicalize(has))) stale.push(r.deviceId);
+    }
+    return this.resignDevices(stale);
   }
 
   /** After an agent settings change: re-sign and republish these devices' manifests (those without desired state are skipped). */

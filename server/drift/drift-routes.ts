@@ -24,8 +24,10 @@ const FeatureResult = z
     statistic: z.number().nullable(),
     threshold: z.number(),
     pValue: z.number().optional(),
+    significance: z.object({ method: z.enum(['ks', 'chisquare']), pValue: z.number(), alpha: z.number() }).optional(),
     drifted: z.boolean(),
     verdict: z.enum(['drifted', 'not_drifted', 'insufficient_data']),
+    reason: z.string().optional(),
     n: z.number(),
     referenceN: z.number(),
   })
@@ -50,6 +52,7 @@ const Drift = z
     outputs: z.array(FeatureResult),
     quality: z.object({ rows: z.number(), schemaViolations: z.object({ missing: z.number(), extra: z.number(), wrongType: z.number() }), outOfRange: z.number(), nans: z.number() }),
     skippedBuckets: z.number(),
+    dropped: z.array(z.object({ reason: z.string(), windows: z.number(), rows: z.number(), devices: z.number(), lastAt: z.string(), hint: z.string() })),
   })
   .openapi('Drift');
 const Evaluation = z.object({

@@ -9,6 +9,7 @@ import type { Tx } from '../db/client.ts';
 import { models, modelVersions, statsRollups } from '../db/schema.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
 import { queryWindow, type QueryWindow } from '../ingest/buckets.ts';
+import { droppedWindows, type DroppedWindows } from '../ingest/stats-drops.ts';
 import { FLEET_KEY } from '../ingest/stats-writer.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { resolveVersion } from '../models/model-service.ts';
@@ -30,6 +31,8 @@ export interface DriftResult {
   quality: QualityCounters;
   /** Rollups left out because they were sketched on another layout (a replaced reference). */
   skippedBuckets: number;
+  /** Device windows refused against the reference in (the hours of) this window: how many, from how many devices, why, what to do. */
+  dropped: DroppedWindows[];
 }
 
 export interface PairEvaluation {
@@ -50,7 +53,12 @@ export async function evaluatePair(tx: Tx, versionId: number, cohort: string | n
   if (!version) throw NotFound(`model version ${versionId}`);
   const label = formatRef(version.modelName, version.version);
   const reference = await referenceOf(tx, versionId);
-  if (!reference) throw Conflict(`${label} has no reference profile, so there is nothing to compare with: ${referenceHint(label)}`, { hint: referenceHint(label) });
+  if (!reference) {
+    const dropped = await droppedWindows(tx, versionId, window);
+    const lost = dropped.find((d) => d.reason === 'no_reference');
+    const said = lost ? ` (${lost.windows} window(s) from ${lost.devices} device(s) were dropped for want of it)` : '';
+    throw Conflict(`${label} has no reference profile, so there is nothing to compare with${said}: ${referenceHint(label)}`, { hint: referenceHint(label), dropped });
+  }
 
   const t = statsRollups;
   const rows = await tx
@@ -99,6 +107,7 @@ export async function evaluatePair(tx: Tx, versionId: number, cohort: string | n
       outputs: report.outputs,
       quality: current.quality,
       skippedBuckets: skipped,
+      dropped: await droppedWindows(tx, versionId, window),
     },
   };
 }

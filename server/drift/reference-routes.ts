@@ -5,6 +5,7 @@ import { bodyLimit } from 'hono/body-limit';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import { loadDataset } from '../datasets/dataset-service.ts';
 import type { Db } from '../db/client.ts';
+import type { DesiredState } from '../deployments/desired-state.ts';
 import { Invalid, ServiceError } from '../errors.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
@@ -65,6 +66,8 @@ const Reference = z
     layout: z.record(z.string(), z.unknown()),
     features: z.array(FeatureSummary),
     sketch: z.record(z.string(), z.unknown()).optional(),
+    devicesUpdated: z.number().optional().openapi({ description: 'At upload: devices whose signed manifest now carries this layout' }),
+    warnings: z.array(z.string()).optional().openapi({ description: 'At upload: why this reference may be too small for a stable evaluation' }),
   })
   .openapi('ReferenceProfile');
 const DriftConfigView = z
@@ -91,7 +94,7 @@ function fromJsonLines(text: string): ReferenceInputRow[] {
   return fromJsonRows(rows);
 }
 
-export function referenceRoutes(db: Db, store: ArtifactStore) {
+export function referenceRoutes(db: Db, store: ArtifactStore, desired?: DesiredState) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   app.use('*', requireRole('models:write'));
   return app
@@ -153,7 +156,11 @@ export function referenceRoutes(db: Db, store: ArtifactStore) {
         } else {
           throw new ServiceError('unsupported_media_type', 'send the reference dataset as application/json, application/x-ndjson or text/csv');
         }
-        return c.json(await setReferenceProfile(db, refOf(name, ref), { rows, source, options, actor: actorOf(c) }), 201);
+        const { modelVersionId, ...view } = await setReferenceProfile(db, refOf(name, ref), { rows, source, options, actor: actorOf(c) });
+        // Devices running a bundle of this version get the layout in a re-signed manifest: monitoring
+        // starts (or follows a replaced reference) without a rebuild or redeploy.
+        const resigned = desired ? await desired.resignVersion(modelVersionId) : [];
+        return c.json({ ...view, devicesUpdated: resigned.length }, 201);
       },
     )
     .openapi(

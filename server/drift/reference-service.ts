@@ -3,20 +3,21 @@
 // own sketch with protocol/'s computeReferenceProfile, the same code the agents sketch with.
 // The numeric edges are what bundles ship as `reference.bins`.
 import { eq } from 'drizzle-orm';
-import { sameEdges } from '../../protocol/sketch/bin-edges.ts';
 import { SketchError } from '../../protocol/sketch/errors.ts';
 import type { FeatureSetSketch, SketchLayout } from '../../protocol/sketch/feature-set-sketch.ts';
 import { numericStd } from '../../protocol/sketch/numeric-sketch.ts';
+import { referenceWarnings } from '../../protocol/drift/reference-warnings.ts';
 import { computeReferenceProfile, type ReferenceRow, type ReferenceSpec } from '../../protocol/sketch/reference-profile.ts';
 import { recordAudit } from '../audit/audit-log.ts';
 import type { LoadedDataset } from '../datasets/dataset-service.ts';
 import type { Db, Tx } from '../db/client.ts';
-import { bundles, referenceProfiles } from '../db/schema.ts';
-import { Conflict, Invalid, NotFound } from '../errors.ts';
+import { referenceProfiles } from '../db/schema.ts';
+import { Invalid, NotFound } from '../errors.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { resolveVersion } from '../models/model-service.ts';
 import type { TensorInfo } from '../onnx/inspect.ts';
 import { CsvError, parseCsv } from './csv.ts';
+import { driftConfigOf } from './drift-config-service.ts';
 
 export type CellValue = number | string | boolean | null;
 
@@ -170,6 +171,8 @@ export interface ReferenceView {
     categories?: number;
   }>;
   sketch?: FeatureSetSketch;
+  /** At upload: what makes this reference too small for a stable evaluation (`referenceWarnings`). */
+  warnings?: string[];
 }
 
 type ProfileRow = typeof referenceProfiles.$inferSelect;
@@ -200,26 +203,12 @@ export function binsOfLayout(layout: SketchLayout): Record<string, number[]> {
   return out;
 }
 
-/** Bundles of this version whose shipped bins differ from `layout`: devices sketch on those, so replacing the reference would refuse all their windows. */
-async function conflictingBundles(tx: Tx, versionId: number, layout: SketchLayout): Promise<string[]> {
-  const rows = await tx.select({ id: bundles.id, definition: bundles.definition }).from(bundles).where(eq(bundles.modelVersionId, versionId));
-  const bins = binsOfLayout(layout);
-  return rows
-    .filter((b) => {
-      const shipped = (b.definition as { reference?: { bins?: Record<string, number[]> } }).reference?.bins ?? {};
-      const names = Object.keys(shipped);
-      if (!names.length) return false;
-      return names.length !== Object.keys(bins).length || names.some((n) => !bins[n] || !sameEdges(bins[n], shipped[n]));
-    })
-    .map((b) => b.id);
-}
-
-/** Computes and stores (creates or replaces) the reference profile of a version. */
+/** Computes and stores (creates or replaces) the reference profile of a version; re-sign its devices afterwards. */
 export async function setReferenceProfile(
   db: Db,
   ref: string,
   input: { rows: ReferenceInputRow[]; /** 'json', 'csv', or 'dataset name@N' */ source: string; options: ReferenceOptions; actor: string },
-): Promise<ReferenceView> {
+): Promise<ReferenceView & { modelVersionId: number }> {
   const bins = input.options.bins ?? 20;
   return db.transaction(async (tx) => {
     const version = await resolveVersion(tx, ref);
@@ -232,12 +221,8 @@ export async function setReferenceProfile(
       if (err instanceof SketchError) throw Invalid(err.message);
       throw err;
     }
-    const conflicts = await conflictingBundles(tx, version.id, profile.layout);
-    if (conflicts.length) {
-      throw Conflict(`${label} already ships other reference bin edges in bundle(s) ${conflicts.join(', ')}; devices sketch on those, so register the new reference on a new version`, {
-        references: conflicts.map((b) => `bundle ${b}`),
-      });
-    }
+    // Replacing is fine even when bundles ship other edges: devices get the new layout in their signed
+    // manifests (agentConfig.statsLayout) once the caller re-signs them (DesiredState.resignVersion).
     const row = { layout: profile.layout, sketch: profile.sketch, rows: profile.sketch.quality.rows, bins, source: input.source, createdAt: new Date().toISOString(), createdBy: input.actor };
     await tx.insert(referenceProfiles).values({ modelVersionId: version.id, ...row }).onConflictDoUpdate({ target: referenceProfiles.modelVersionId, set: row });
     await recordAudit(tx, input.actor, 'model.reference.set', label, {
@@ -246,7 +231,8 @@ export async function setReferenceProfile(
       outputs: profile.layout.outputs.task,
       source: input.source,
     });
-    return toView(label, { modelVersionId: version.id, ...row }, false);
+    const warnings = referenceWarnings(profile.sketch, await driftConfigOf(tx, version.modelId));
+    return { ...toView(label, { modelVersionId: version.id, ...row }, false), warnings, modelVersionId: version.id };
   });
 }
 
@@ -261,7 +247,10 @@ export async function getReferenceProfile(db: Db, ref: string, opts: { sketch?: 
 /** How to add a reference profile, for error messages. */
 export function referenceHint(label: string): string {
   const [name, version] = label.split('@');
-  return `add one with \`flotilla models reference ${label} <reference.csv|.jsonl>\` (POST /api/v1/models/${name}/versions/${version}/reference)`;
+  return (
+    `add one from a file with \`flotilla models reference ${label} <reference.csv|.jsonl>\` or from a pushed dataset with \`flotilla models reference ${label} --dataset <name@N>\` ` +
+    `(POST /api/v1/models/${name}/versions/${version}/reference with the rows, or with {"dataset": "<name@N>"})`
+  );
 }
 
 /** The stored profile of a version, or null. */

@@ -15,6 +15,7 @@ import type { Metrics } from '../metrics.ts';
 import { deleteOldDeliveries } from '../alerts/deliveries.ts';
 import { deleteExpiredSamples } from '../samples/sample-service.ts';
 import { loadBatchContext, type BatchContext } from './device-context.ts';
+import { deleteOldStatsDrops, recordStatsDrops, type StatsDrop } from './stats-drops.ts';
 import { writeStats, type StatsItem } from './stats-writer.ts';
 import { writeTelemetry, type TelemetryItem } from './telemetry-writer.ts';
 
@@ -89,6 +90,7 @@ export class Ingest {
   acceptStats(deviceId: string, raw: unknown): void {
     const r = validateStatsMessage(raw, { deviceId, maxClockSkewMs: this.opts.maxClockSkewMs });
     if (!r.ok) return this.drop('stats', r.reason, deviceId, r.message);
+    if (r.salvaged.length) this.opts.logger.warn({ deviceId, features: r.salvaged }, 'stats window kept; features whose moments overflowed counted as nans');
     this.enqueue({ kind: 'stats', deviceId, message: r.message });
   }
 
@@ -134,10 +136,12 @@ export class Ingest {
           const stats: StatsItem[] = [];
           const tele: TelemetryItem[] = [];
           const refused: Array<[Pending, string]> = [];
+          const drops: StatsDrop[] = [];
           for (const p of batch) {
-            const why = p.kind === 'stats' ? this.checkStats(p.deviceId, p.message, ctx, now, stats) : this.checkTelemetry(p.deviceId, p.message, ctx, now, tele);
+            const why = p.kind === 'stats' ? this.checkStats(p.deviceId, p.message, ctx, now, stats, drops) : this.checkTelemetry(p.deviceId, p.message, ctx, now, tele);
             if (why) refused.push([p, why]);
           }
+          if (drops.length) await recordStatsDrops(tx, drops);
           const s = stats.length ? await writeStats(tx, stats, now) : null;
           const t = tele.length ? await writeTelemetry(tx, tele, now) : null;
           return { refused, s, t };
@@ -176,7 +180,7 @@ export class Ingest {
     return Date.parse(iso) < now.getTime() - this.opts.retentionHours * 3_600_000;
   }
 
-  private checkStats(deviceId: string, m: StatsMessage, ctx: BatchContext, now: Date, out: StatsItem[]): string | null {
+  private checkStats(deviceId: string, m: StatsMessage, ctx: BatchContext, now: Date, out: StatsItem[], drops: StatsDrop[]): string | null {
     const device = ctx.devices.get(deviceId);
     if (!device || device.status !== 'approved') return 'unknown_device';
     if (this.expired(m.windowEnd, now)) return 'expired';
@@ -185,9 +189,11 @@ export class Ingest {
     const bundle = ctx.bundles.get(m.bundleId);
     if (!bundle || bundle.modelName !== m.model.name || bundle.version !== m.model.version) return 'not_assigned';
     const layout = ctx.layouts.get(bundle.modelVersionId);
-    if (!layout) return 'no_reference';
+    // Refusals against the reference are shown to the user under the version (stats-drops.ts).
+    const refuse = (reason: string) => (drops.push({ modelVersionId: bundle.modelVersionId, deviceId, reason, rows: m.sketch.quality.rows, at: now }), reason);
+    if (!layout) return refuse('no_reference');
     const bad = checkSketchAgainstReference(m.sketch, layout);
-    if (bad) return bad.reason;
+    if (bad) return refuse(bad.reason);
     out.push({ deviceId, message: m, modelVersionId: bundle.modelVersionId, cohorts: device.cohorts });
     return null;
   }
@@ -232,6 +238,7 @@ export class Ingest {
     }
     const teleMinutes = await db.delete(telemetryRollups).where(lt(telemetryRollups.bucketStart, minute)).returning({ k: telemetryRollups.bucketStart });
     const evaluations = await db.delete(driftEvaluations).where(lt(driftEvaluations.at, raw)).returning({ id: driftEvaluations.id });
+    await deleteOldStatsDrops(db, raw); // refusal counts live as long as the raw windows
     const samples = await deleteExpiredSamples(db, this.opts.samplesRetentionDays, now);
     const deliveries = await deleteOldDeliveries(db, this.opts.deliveryRetentionDays ?? 30, now);
     const result = { windows, telemetry: reports, minuteRollups: statsMinutes + teleMinutes.length, evaluations: evaluations.length, samples, deliveries };

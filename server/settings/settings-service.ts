@@ -55,7 +55,14 @@ async function candidates(tx: Tx, scope: SettingsScope, target: string) {
 async function stale(tx: Tx, rows: Array<{ deviceId: string; cohort: string | null; manifest: unknown }>): Promise<string[]> {
   const eff = await effectiveAgentConfigs(tx, rows);
   const same = (a: unknown, b: unknown) => a !== undefined && canonicalize(a) === canonicalize(b);
-  return rows.filter((r) => !same((r.manifest as { signed?: { agentConfig?: unknown } }).signed?.agentConfig, eff.get(r.deviceId)!.config)).map((r) => r.deviceId);
+  // The reference layout rides in agentConfig too (deployments/stats-layout.ts) but is not a setting.
+  const settingsOf = (m: unknown) => {
+    const c = (m as { signed?: { agentConfig?: Record<string, unknown> } }).signed?.agentConfig;
+    if (!c) return c;
+    const { statsLayout: _layout, ...rest } = c;
+    return rest;
+  };
+  return rows.filter((r) => !same(settingsOf(r.manifest), eff.get(r.deviceId)!.config)).map((r) => r.deviceId);
 }
 
 /** Applies a settings change: writes it and the audit record in one transaction, then re-signs the devices it changes. */

@@ -46,6 +46,9 @@ const Telemetry = z
     monitoring: z.object({
       lost: Lost.openapi({ description: 'monitoring data lost on the devices over the window (outbox drops, corrupt outbox files, stats samples dropped); null: no report carried it' }),
       pending: z.object({ messages: z.number(), bytes: z.number(), devices: z.number() }).nullable(),
+      refusedStats: z
+        .array(z.object({ reason: z.string(), windows: z.number(), rows: z.number(), devices: z.number(), lastAt: z.string(), hint: z.string() }))
+        .openapi({ description: 'stats windows the server refused against a reference (e.g. no_reference), by reason, with what to do' }),
     }),
   })
   .openapi('Telemetry');

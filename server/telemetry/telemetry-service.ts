@@ -11,6 +11,7 @@ import { deviceDesired, telemetryLast, telemetryRollups } from '../db/schema.ts'
 import { getDevice } from '../devices/device-service.ts';
 import { Invalid } from '../errors.ts';
 import { bucketStart } from '../ingest/buckets.ts';
+import { droppedWindowsOfDevices, type DroppedWindows } from '../ingest/stats-drops.ts';
 import { addLost } from '../ingest/telemetry-writer.ts';
 
 export interface RollupTotals {
@@ -94,6 +95,8 @@ export interface TelemetrySummary extends RollupTotals {
   monitoring: {
     lost: MonitoringLost | null;
     pending: { messages: number; bytes: number; devices: number } | null;
+    /** Stats windows the server refused against a reference (e.g. `no_reference`), by reason, with what to do. */
+    refusedStats: DroppedWindows[];
   };
 }
 
@@ -151,6 +154,6 @@ export async function telemetrySummary(tx: Tx, q: { device?: string; cohort?: st
       rssMaxBytes: max(devices.map((d) => d.rssBytes)),
       diskFreeMinBytes: devices.length ? Math.min(...devices.map((d) => d.diskFreeBytes)) : null,
     },
-    monitoring: { lost: totals.monitoringLost, pending: pendingOf(devices) },
+    monitoring: { lost: totals.monitoringLost, pending: pendingOf(devices), refusedStats: await droppedWindowsOfDevices(tx, ids, { start: start.toISOString(), end: end.toISOString() }) },
   };
 }

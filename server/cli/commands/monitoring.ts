@@ -23,6 +23,7 @@ interface FeatureRow {
   pValue?: number;
   drifted: boolean;
   verdict: string;
+  reason?: string;
   n: number;
 }
 
@@ -32,7 +33,7 @@ function driftRows(rows: FeatureRow[]) {
     method: f.method,
     score: num(f.score),
     threshold: num(f.threshold),
-    drifted: f.verdict === 'insufficient_data' ? 'n/a (too few samples)' : f.drifted ? 'yes' : 'no',
+    drifted: f.verdict === 'insufficient_data' ? `n/a (${f.reason ?? 'too few samples'})` : f.drifted ? 'yes' : 'no',
     n: f.n,
   }));
 }
@@ -57,6 +58,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
           d.verdict === 'insufficient_data'
             ? 'dataset: insufficient data (no feature has enough samples yet)'
             : `dataset: ${d.drifted ? 'drifted' : 'not drifted'} (${d.driftedCount} of ${d.evaluated} features drifted, ${pct(d.driftedShare)}; threshold ${pct(d.threshold)})`,
+          ...r.dropped.map((x) => `dropped: ${x.windows} window(s) (${x.rows} rows) from ${x.devices} device(s), ${x.reason}, last ${x.lastAt}: ${x.hint}`),
         ].join('\n'),
       );
     });
@@ -89,7 +91,9 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
               ? `outbox dropped=${r.monitoring.lost.outboxDropped}, outbox corrupt=${r.monitoring.lost.outboxCorrupt}, stats dropped=${r.monitoring.lost.statsDropped}`
               : '- (not reported)',
             'outbox pending': r.monitoring.pending ? `${r.monitoring.pending.messages} messages, ${bytes(r.monitoring.pending.bytes)} (now)` : '-',
+            'stats refused': r.monitoring.refusedStats.length ? r.monitoring.refusedStats.map((x) => `${x.windows} window(s) from ${x.devices} device(s), ${x.reason}`).join('; ') : '0',
           }),
+          ...r.monitoring.refusedStats.map((x) => `stats refused (${x.reason}): ${x.hint}`),
           '',
           table(
             r.resources.devices.map((d) => ({ device: d.deviceId, cpu: pct(d.cpu), rss: bytes(d.rssBytes), diskFree: bytes(d.diskFreeBytes), uptime: `${Math.round(d.uptimeS)} s`, queue: d.queueDepth, outbox: d.outboxPending ?? '-', at: d.at })),
@@ -176,6 +180,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
             r.features.map((f) => ({ ...f, min: num(f.min), max: num(f.max), mean: num(f.mean), std: num(f.std) })),
             ['name', 'kind', 'count', 'nulls', 'bins', 'categories', 'min', 'max', 'mean', 'std'],
           ),
+          ...(r.warnings ?? []).map((w) => `warning: ${w}`),
         ].join('\n'),
       );
     });
