@@ -20,6 +20,8 @@ import type { DriftMonitor } from './drift/drift-monitor.ts';
 import { driftRoutes } from './drift/drift-routes.ts';
 import { referenceRoutes } from './drift/reference-routes.ts';
 import { enrollRoutes, enrollTokenRoutes } from './enroll/enroll-routes.ts';
+import type { EventFeed } from './events/event-feed.ts';
+import { eventRoutes } from './events/event-routes.ts';
 import { groundTruthRoutes } from './ground-truth/ground-truth-routes.ts';
 import type { AppEnv } from './http/app-env.ts';
 import { authenticate } from './http/auth.ts';
@@ -60,10 +62,12 @@ export interface AppDeps {
   driftWindowS: number;
   /** Training jobs: the pipeline's uploads continue a waiting job on this runner. */
   jobRunner: JobRunner;
+  /** The event stream this replica serves (follows the events table). */
+  eventFeed: EventFeed;
 }
 
 // /predictions authenticates devices (Basic) or tokens itself; /jobs too (pipelines use job tokens).
-const PROTECTED = ['models', 'datasets', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'rollouts', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples'];
+const PROTECTED = ['models', 'datasets', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'rollouts', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples', 'events'];
 
 export function createApp(deps: AppDeps) {
   const { db, metrics } = deps;
@@ -132,7 +136,8 @@ export function createApp(deps: AppDeps) {
     .route('/telemetry', telemetryRoutes(db))
     .route('/', groundTruthRoutes({ db, deviceAuth }))
     .route('/agent-settings', settingsRoutes({ db, desired: deps.desired }))
-    .route('/samples', sampleRoutes(db));
+    .route('/samples', sampleRoutes(db))
+    .route('/events', eventRoutes({ db, feed: deps.eventFeed }));
   return app.route('/api/v1', routes);
 }
 

@@ -26,6 +26,7 @@ import { DeviceCommands } from './devices/device-commands.ts';
 import { CommandResponse } from '../protocol/messages/command.ts';
 import { setPresence, storeReported } from './devices/device-service.ts';
 import { DriftMonitor } from './drift/drift-monitor.ts';
+import { EventFeed } from './events/event-feed.ts';
 import type { ServerConfig } from './env.ts';
 import { Ingest } from './ingest/ingest.ts';
 import { JobRunner } from './jobs/job-runner.ts';
@@ -49,6 +50,7 @@ export class ControlPlane {
   jobRunner!: JobRunner;
   scheduler!: Scheduler;
   alertWebhook?: AlertWebhook;
+  eventFeed!: EventFeed;
   httpPort = 0;
   mqttPort = 0;
   /** Set on the first start only: the bootstrap admin token. */
@@ -144,6 +146,8 @@ export class ControlPlane {
       concurrency: config.jobConcurrency,
     });
     this.scheduler = new Scheduler({ db, logger, desired: this.desired, runner: this.jobRunner, holder, enabled: config.schedulerEnabled, tickMs: config.schedulerTickMs, leaseTtlMs: config.schedulerLeaseTtlMs, webhook: this.alertWebhook });
+    this.eventFeed = new EventFeed({ db, logger, pollMs: config.eventsPollMs, keepAliveMs: config.eventsKeepAliveMs, retentionDays: config.eventsRetentionDays });
+    this.eventFeed.start();
     new FleetMetrics(db, metrics);
     registerDeliveryGauge(db, metrics);
     // Retained messages do not survive a restart of the embedded broker: publish every device's desired state again.
@@ -175,6 +179,7 @@ export class ControlPlane {
       driftMonitor: this.driftMonitor,
       jobRunner: this.jobRunner,
       driftWindowS: config.driftWindowS,
+      eventFeed: this.eventFeed,
       health: async () => {
         const database = await client.execute('SELECT 1').then(() => true, () => false);
         const mqtt = this.bus.connected;
@@ -191,6 +196,8 @@ export class ControlPlane {
   }
 
   async stop(): Promise<void> {
+    // Ends the open event streams first, so closing the HTTP server does not wait for them.
+    this.eventFeed?.stop();
     await new Promise<void>((resolve) => {
       if (!this.http) return resolve();
       this.http.close(() => resolve());

@@ -61,6 +61,12 @@ const ServerEnv = z.object({
   FLOTILLA_JOB_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
   /** Delay before a failed attempt is retried; doubles per attempt (at most a minute). */
   FLOTILLA_JOB_RETRY_BACKOFF_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
+  /** How often each replica reads new events for its open event streams. */
+  FLOTILLA_EVENTS_POLL_MS: z.coerce.number().int().min(20).max(10_000).default(250),
+  /** A `: keep-alive` comment goes down an idle event stream this often. */
+  FLOTILLA_EVENTS_KEEPALIVE_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
+  /** Events are deleted after this many days. */
+  FLOTILLA_EVENTS_RETENTION_DAYS: z.coerce.number().positive().default(7),
 });
 
 export interface ServerConfig {
@@ -96,6 +102,9 @@ export interface ServerConfig {
   schedulerLeaseTtlMs: number;
   jobConcurrency: number;
   jobRetryBackoffMs: number;
+  eventsPollMs: number;
+  eventsKeepAliveMs: number;
+  eventsRetentionDays: number;
 }
 
 /** Parses the environment; throws one line naming the bad variable. */
@@ -137,5 +146,8 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     schedulerLeaseTtlMs: Math.round(e.FLOTILLA_SCHEDULER_LEASE_TTL_S * 1000),
     jobConcurrency: e.FLOTILLA_JOB_CONCURRENCY,
     jobRetryBackoffMs: e.FLOTILLA_JOB_RETRY_BACKOFF_MS,
+    eventsPollMs: e.FLOTILLA_EVENTS_POLL_MS,
+    eventsKeepAliveMs: e.FLOTILLA_EVENTS_KEEPALIVE_MS,
+    eventsRetentionDays: e.FLOTILLA_EVENTS_RETENTION_DAYS,
   };
 }

@@ -1,0 +1,172 @@
+// The event stream on a real control plane with a real agent process over real MQTT: the agent's
+// enrollment, presence and update states arrive on GET /api/v1/events as it is deployed to; a
+// reconnect with Last-Event-ID gets exactly the events it missed; the kind filter holds; tokens are
+// checked; a second control plane on the same database file serves the same stream.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { AgentProcess, freePort, waitFor } from '../agent/testing/harness.ts';
+import { runCli } from './helpers/cli.ts';
+import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { gemmModel } from './helpers/models.ts';
+import { SseStream } from './helpers/sse.ts';
+
+const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
+
+describe('event stream', () => {
+  let cp: TestPlane;
+  let dir: string;
+  let env: Record<string, string>;
+  let agent: AgentProcess;
+  let deviceId: string;
+  let bundleId: string;
+  const streams: SseStream[] = [];
+  const open = async (query = '', token: string | null = cp.adminToken, headers: Record<string, string> = {}, base = cp.url) => {
+    const s = await SseStream.open(`${base}/api/v1/events${query}`, token, headers);
+    streams.push(s);
+    return s;
+  };
+  const cli = async (...args: string[]) => {
+    const r = await runCli(['--json', ...args], env);
+    assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+
+  before(async () => {
+    cp = await startControlPlane({ eventsPollMs: 50, eventsKeepAliveMs: 300 });
+    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-events-'));
+    env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
+  });
+  after(async () => {
+    await Promise.all(streams.map((s) => s.close()));
+    await agent?.stop();
+    await cp.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a real agent enrolling, coming online and taking a deployment shows up live, in order', async () => {
+    const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
+    await writeFile(path.join(dir, 'v1.onnx'), gemmModel({ seed: 1 }));
+    assert.equal((await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel({ seed: 1 }) as unknown as BodyInit })).status, 201);
+    bundleId = (await cli('bundles', 'build', 'tab@1', '--def', BUNDLE_DEF)).id;
+    assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: 'lab', selector: 'site=lab' } })).status, 201);
+    const token = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'lab' } } })).body.token;
+
+    const live = await open('?kind=device,deployment');
+    assert.equal(live.status, 200);
+    agent = new AgentProcess(
+      ['--server', cp.url, '--enroll-token', token, '--data-dir', path.join(dir, 'agent'), '--api-port', String(await freePort()), '--trust-root', keys.rootPublicKey, '--probation-ms', '200'],
+      { FLOTILLA_AGENT_LOG_LEVEL: process.env.FLOTILLA_TEST_LOG ?? 'warn' },
+    ).start();
+    const enrolled = await live.waitFor((es) => es.find((e) => e.type === 'device.enrolled'), 'device.enrolled');
+    deviceId = enrolled.subject;
+    assert.deepEqual(enrolled.data, { status: 'approved', labels: { site: 'lab' } });
+    await live.waitFor((es) => es.find((e) => e.type === 'device.online' && e.subject === deviceId), 'device.online');
+
+    const dep = await cp.api('POST', '/api/v1/deployments', { json: { bundle: bundleId, cohort: 'lab' } });
+    assert.equal(dep.status, 201, JSON.stringify(dep.body));
+    const active = await live.waitFor((es) => es.find((e) => e.type === 'device.update' && e.data.state === 'active' && e.data.bundleId === bundleId), 'device.update active', 60_000);
+    assert.equal(active.subject, deviceId);
+    assert.equal(active.data.modelVersion, 'tab@1');
+
+    const created = live.events.find((e) => e.type === 'deployment.created');
+    assert.deepEqual(created?.data, { deploymentId: dep.body.id, bundleId, target: { kind: 'cohort', name: 'lab' }, devices: 1 });
+    // The agent's update path, one event per state it reported, ending active; the deployment came first.
+    const states = live.events.filter((e) => e.type === 'device.update' && e.subject === deviceId && e.id > created!.id).map((e) => e.data.state);
+    assert.ok(states.includes('downloading') && states.includes('staging'), states.join(' → '));
+    assert.equal(states.at(-1), 'active');
+    // Ids increase; each message's SSE id and event name match its JSON; only the kinds asked for.
+    live.events.forEach((e, i) => {
+      if (i) assert.ok(e.id > live.events[i - 1].id);
+      assert.equal(live.fields[i].id, String(e.id));
+      assert.equal(live.fields[i].event, e.kind);
+      assert.ok(['device', 'deployment'].includes(e.kind), e.type);
+    });
+    // What the stream showed is what the table holds.
+    const recent = (await cp.api('GET', `/api/v1/events/recent?kind=device,deployment&since=${live.events[0].id - 1}&limit=1000`)).body.items;
+    assert.deepEqual(
+      recent.filter((e: { id: number }) => e.id <= active.id).map((e: { id: number }) => e.id),
+      live.events.filter((e) => e.id <= active.id).map((e) => e.id),
+    );
+  });
+
+  test('a stream resumed with Last-Event-ID (or since) gets exactly the events it missed, then live ones', async () => {
+    const first = await open();
+    await cp.api('PATCH', `/api/v1/devices/${deviceId}/labels`, { json: { set: { step: 'a' } } });
+    const seen = await first.waitFor((es) => es.find((e) => e.type === 'device.labels'), 'first labels event');
+    await first.close();
+    // Missed while disconnected: three relabels (and whatever the agent reports meanwhile).
+    for (const step of ['b', 'c', 'd']) await cp.api('PATCH', `/api/v1/devices/${deviceId}/labels`, { json: { set: { step } } });
+    const missed = (await cp.api('GET', `/api/v1/events/recent?since=${seen.id}&limit=1000`)).body.items as Array<{ id: number; type: string; data: any }>;
+    assert.deepEqual(
+      missed.filter((e) => e.type === 'device.labels').map((e) => e.data.labels.step),
+      ['b', 'c', 'd'],
+    );
+
+    const resumed = await open('', cp.adminToken, { 'last-event-id': String(seen.id) });
+    const bySince = await open(`?since=${seen.id}`);
+    for (const s of [resumed, bySince]) {
+      await s.waitFor((es) => es.length >= missed.length, `${missed.length} missed events`);
+      assert.deepEqual(s.events.slice(0, missed.length).map((e) => e.id), missed.map((e) => e.id));
+    }
+    // …and the stream goes on live after the replay.
+    await cp.api('PATCH', `/api/v1/devices/${deviceId}/labels`, { json: { set: { step: 'e' } } });
+    const liveOne = await resumed.waitFor((es) => es.find((e) => e.type === 'device.labels' && e.data.labels.step === 'e'), 'live event after replay');
+    assert.equal(resumed.events.filter((e) => e.id === liveOne.id).length, 1, 'no duplicates');
+    assert.ok(resumed.events.every((e, i) => i === 0 || e.id > resumed.events[i - 1].id));
+  });
+
+  test('kind filter, keep-alives, bad parameters and tokens', async () => {
+    const rollouts = await open('?kind=rollout');
+    const all = await open();
+    await cp.api('PATCH', `/api/v1/devices/${deviceId}/labels`, { json: { set: { step: 'f' } } });
+    await all.waitFor((es) => es.find((e) => e.type === 'device.labels' && e.data.labels.step === 'f'), 'labels event on the unfiltered stream');
+    // Nothing of kind rollout happened: that stream only ever got keep-alive comments.
+    await rollouts.waitFor(() => rollouts.comments.includes('keep-alive'), 'a keep-alive comment');
+    assert.deepEqual(rollouts.events, []);
+    const onlyDevice = (await cp.api('GET', '/api/v1/events/recent?kind=device&limit=1000')).body.items as Array<{ kind: string }>;
+    assert.ok(onlyDevice.length > 0 && onlyDevice.every((e) => e.kind === 'device'));
+
+    const badKind = await open('?kind=device,weather');
+    assert.equal(badKind.status, 400);
+    assert.match(badKind.body.error.message, /unknown event kind\(s\) weather/);
+    const badId = await open('', cp.adminToken, { 'last-event-id': 'yesterday' });
+    assert.equal(badId.status, 400);
+
+    const none = await open('', null);
+    assert.equal(none.status, 401);
+    assert.equal(none.body.error.code, 'unauthorized');
+    const wrong = await open('', 'flt_not-a-token');
+    assert.equal(wrong.status, 401);
+    assert.equal((await cp.api('GET', '/api/v1/events/recent', { token: null })).status, 401);
+    // Every role may read the fleet, so a viewer follows the stream too.
+    const viewer = (await cp.api('POST', '/api/v1/tokens', { json: { name: 'screen', role: 'viewer' } })).body.token;
+    const asViewer = await open('?kind=device', viewer);
+    assert.equal(asViewer.status, 200);
+    // A revoked token is refused.
+    const tokens = (await cp.api('GET', '/api/v1/tokens')).body.tokens as Array<{ id: string; name: string }>;
+    await cp.api('DELETE', `/api/v1/tokens/${tokens.find((t) => t.name === 'screen')!.id}`);
+    assert.equal((await open('', viewer)).status, 401);
+  });
+
+  test('a second control plane on the same database file serves the same stream', async () => {
+    const second = await startControlPlane({ dbUrl: cp.plane.config.dbUrl, schedulerEnabled: false, driftCron: 'off', eventsPollMs: 50 });
+    try {
+      const a = await open('?kind=device');
+      const b = await open('?kind=device', cp.adminToken, {}, second.url);
+      assert.equal(b.status, 200);
+      // A change made through the first replica appears on both streams with the same id.
+      await cp.api('PATCH', `/api/v1/devices/${deviceId}/labels`, { json: { set: { step: 'g' } } });
+      // …and one made through the second, too.
+      await second.api('PATCH', `/api/v1/devices/${deviceId}/labels`, { token: cp.adminToken, json: { set: { step: 'h' } } });
+      const pick = (es: Array<{ type: string; data: any }>) => es.filter((e) => e.type === 'device.labels' && ['g', 'h'].includes(e.data.labels.step));
+      await waitFor(() => pick(a.events).length === 2 && pick(b.events).length === 2, 'both label events on both streams', 20_000);
+      assert.deepEqual(pick(b.events), pick(a.events));
+      await b.close();
+    } finally {
+      await second.stop();
+    }
+  });
+});
