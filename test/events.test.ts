@@ -3,11 +3,12 @@
 // reconnect with Last-Event-ID gets exactly the events it missed; the kind filter holds; tokens are
 // checked; a second control plane on the same database file serves the same stream.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { AgentProcess, freePort, waitFor } from '../agent/testing/harness.ts';
+import { AgentProcess, freePort, REPO, waitFor } from '../agent/testing/harness.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
@@ -167,6 +168,40 @@ describe('event stream', () => {
       await b.close();
     } finally {
       await second.stop();
+    }
+  });
+
+  test('flotilla events: readable lines, --json lines, --follow from --since, bad input', async () => {
+    const recent = (await cp.api('GET', '/api/v1/events/recent?kind=device&limit=3')).body.items as Array<{ id: number; type: string; subject: string }>;
+    const human = await runCli(['events', '--kind', 'device', '--limit', '3'], env);
+    assert.equal(human.code, 0, human.stderr);
+    const lines = human.stdout.trim().split('\n');
+    assert.equal(lines.length, 3);
+    lines.forEach((l, i) => assert.match(l, new RegExp(`#${recent[i].id}\\s+${recent[i].type.replace('.', '\\.')}\\s+${recent[i].subject}`)));
+    const json = await runCli(['--json', 'events', '--kind', 'device', '--limit', '3'], env);
+    assert.deepEqual(json.stdout.trim().split('\n').map((l) => JSON.parse(l).id), recent.map((e) => e.id));
+
+    const bad = await runCli(['events', '--kind', 'weather'], env);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /unknown event kind\(s\) weather/);
+    assert.equal(bad.stderr.trim().split('\n').length, 1);
+    assert.equal((await runCli(['events', '--since', 'x'], env)).code, 2);
+
+    // --follow --since: the events after that id, then new ones as they happen.
+    const child = spawn(process.execPath, [path.join(REPO, 'bin', 'flotilla.js'), '--json', 'events', '--follow', '--kind', 'device', '--since', String(recent[0].id)], {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      const ids = () => out.split('\n').filter(Boolean).map((l) => JSON.parse(l).id as number);
+      await waitFor(() => ids().length >= 2, 'replayed events', 30_000);
+      assert.deepEqual(ids().slice(0, 2), [recent[1].id, recent[2].id]);
+      await cp.api('PATCH', `/api/v1/devices/${deviceId}/labels`, { json: { set: { step: 'cli' } } });
+      await waitFor(() => out.includes('"step":"cli"'), 'the live event', 30_000);
+    } finally {
+      child.kill();
     }
   });
 });
