@@ -8,7 +8,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import mqtt from 'mqtt';
 import { AgentProcess, freePort, REPO, waitFor } from '../agent/testing/harness.ts';
+import { DesiredMessage } from '../protocol/messages/desired.ts';
+import { deviceTopic } from '../protocol/topics.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
@@ -23,6 +26,7 @@ describe('event stream', () => {
   let agent: AgentProcess;
   let deviceId: string;
   let bundleId: string;
+  let enrollToken: string;
   const streams: SseStream[] = [];
   const open = async (query = '', token: string | null = cp.adminToken, headers: Record<string, string> = {}, base = cp.url) => {
     const s = await SseStream.open(`${base}/api/v1/events${query}`, token, headers);
@@ -53,7 +57,7 @@ describe('event stream', () => {
     assert.equal((await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel({ seed: 1 }) as unknown as BodyInit })).status, 201);
     bundleId = (await cli('bundles', 'build', 'tab@1', '--def', BUNDLE_DEF)).id;
     assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: 'lab', selector: 'site=lab' } })).status, 201);
-    const token = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'lab' } } })).body.token;
+    const token = (enrollToken = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'lab' } } })).body.token);
 
     const live = await open('?kind=device,deployment');
     assert.equal(live.status, 200);
@@ -202,6 +206,51 @@ describe('event stream', () => {
       await waitFor(() => out.includes('"step":"cli"'), 'the live event', 30_000);
     } finally {
       child.kill();
+    }
+  });
+
+  test("a deployment's status counts what its devices report: the real agent active, a failing device with its reason", async () => {
+    // A second device over real MQTT that fails every update with a reason, as an agent would report it.
+    const enrolled = await cp.api('POST', '/api/v1/enroll', { token: null, json: { token: enrollToken, facts: { arch: 'x64', cpus: 2, memoryBytes: 2e9, os: 'linux', agentVersion: '0.1.0' } } });
+    assert.equal(enrolled.status, 201, JSON.stringify(enrolled.body));
+    const failing = enrolled.body.deviceId as string;
+    const client = await mqtt.connectAsync(cp.mqttUrl, { clientId: failing, username: failing, password: enrolled.body.mqtt.password, reconnectPeriod: 0 });
+    try {
+      client.on('message', (_t, payload) => {
+        const { signed } = DesiredMessage.parse(JSON.parse(payload.toString())).manifest as unknown as { signed: { bundle: { id: string }; counter: number } };
+        const at = new Date().toISOString();
+        const report = { v: 1, at, agentVersion: '0.1.0', state: 'failed', active: null, desired: { bundleId: signed.bundle.id, counter: signed.counter }, lastError: { code: 'SMOKE_TEST_FAILED', message: 'smoke vector 0 differs', at }, transitions: [] };
+        void client.publishAsync(deviceTopic(failing, 'reported'), JSON.stringify(report), { qos: 1, retain: true });
+      });
+      await client.subscribeAsync(deviceTopic(failing, 'desired'), { qos: 1 });
+      const dep = (await cp.api('POST', '/api/v1/deployments', { json: { bundle: bundleId, cohort: 'lab' } })).body;
+      const status = async () => (await cp.api('GET', `/api/v1/deployments/${dep.id}/status`)).body;
+      const st = await waitFor(async () => {
+        const s = await status();
+        return s.counts.active === 1 && s.counts.failed === 1 ? s : undefined;
+      }, 'one device active, one failed', 60_000);
+      assert.equal(Object.values(st.counts as Record<string, number>).reduce((a, b) => a + b, 0), 2);
+      assert.deepEqual(st.target, { kind: 'cohort', name: 'lab' });
+      const rows = Object.fromEntries(st.devices.map((d: { deviceId: string }) => [d.deviceId, d]));
+      assert.equal(rows[deviceId].bundleId, bundleId);
+      assert.equal(rows[deviceId].error, undefined);
+      assert.deepEqual(rows[failing].error, { code: 'SMOKE_TEST_FAILED', message: 'smoke vector 0 differs' });
+      // The counts agree with what each device reported.
+      for (const [id, want] of [[deviceId, 'active'], [failing, 'failed']]) assert.equal((await cp.api('GET', `/api/v1/devices/${id}`)).body.updateState, want);
+      // The first deployment no longer holds the agent: it moved on to this one.
+      const first = (await cp.api('GET', '/api/v1/deployments?limit=10')).body.deployments.find((d: { id: string }) => d.id !== dep.id);
+      assert.deepEqual((await cp.api('GET', `/api/v1/deployments/${first.id}/status`)).body.devices, []);
+      assert.equal((await cp.api('GET', '/api/v1/deployments/dep_nope/status')).status, 404);
+
+      const shown = await runCli(['deployments', 'show', dep.id], env);
+      assert.equal(shown.code, 0, shown.stderr);
+      assert.match(shown.stdout, /devices\s+active 1, failed 1/);
+      assert.match(shown.stdout, new RegExp(`${failing}.*failed\\s+SMOKE_TEST_FAILED: smoke vector 0 differs`));
+      const listed = await runCli(['--json', 'deployments'], env);
+      const row = JSON.parse(listed.stdout).find((d: { id: string }) => d.id === dep.id);
+      assert.deepEqual([row.active, row.failed, row.pending, row.updating], [1, 1, 0, 0]);
+    } finally {
+      await client.endAsync();
     }
   });
 });
