@@ -30,6 +30,8 @@ import { keyRoutes } from './keys/key-routes.ts';
 import { rootOf } from './keys/key-service.ts';
 import type { Metrics } from './metrics.ts';
 import { modelRoutes } from './models/model-routes.ts';
+import type { ModelRunner } from './models/model-runner.ts';
+import { runRoutes } from './models/run-routes.ts';
 import { optimizeRoutes } from './optimize/optimize-routes.ts';
 import { jobRoutes } from './jobs/job-routes.ts';
 import type { JobRunner } from './jobs/job-runner.ts';
@@ -64,6 +66,8 @@ export interface AppDeps {
   jobRunner: JobRunner;
   /** The event stream this replica serves (follows the events table). */
   eventFeed: EventFeed;
+  /** Runs a version on one input (the console's playground) off the event loop. */
+  modelRunner: ModelRunner;
 }
 
 // /predictions authenticates devices (Basic) or tokens itself; /jobs too (pipelines use job tokens).
@@ -137,7 +141,8 @@ export function createApp(deps: AppDeps) {
     .route('/', groundTruthRoutes({ db, deviceAuth }))
     .route('/agent-settings', settingsRoutes({ db, desired: deps.desired }))
     .route('/samples', sampleRoutes(db))
-    .route('/events', eventRoutes({ db, feed: deps.eventFeed }));
+    .route('/events', eventRoutes({ db, feed: deps.eventFeed }))
+    .route('/models', runRoutes({ db, store: deps.store, runner: deps.modelRunner }));
   return app.route('/api/v1', routes);
 }
 

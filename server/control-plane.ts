@@ -33,6 +33,7 @@ import { JobRunner } from './jobs/job-runner.ts';
 import { Scheduler } from './jobs/scheduler.ts';
 import { createLogger } from './logger.ts';
 import { Metrics } from './metrics.ts';
+import { ModelRunner } from './models/model-runner.ts';
 import { DeviceBus } from './mqtt/device-bus.ts';
 import { FleetMetrics } from './telemetry/fleet-metrics.ts';
 
@@ -51,6 +52,7 @@ export class ControlPlane {
   scheduler!: Scheduler;
   alertWebhook?: AlertWebhook;
   eventFeed!: EventFeed;
+  modelRunner!: ModelRunner;
   httpPort = 0;
   mqttPort = 0;
   /** Set on the first start only: the bootstrap admin token. */
@@ -180,6 +182,7 @@ export class ControlPlane {
       jobRunner: this.jobRunner,
       driftWindowS: config.driftWindowS,
       eventFeed: this.eventFeed,
+      modelRunner: (this.modelRunner = new ModelRunner({ logger })),
       health: async () => {
         const database = await client.execute('SELECT 1').then(() => true, () => false);
         const mqtt = this.bus.connected;
@@ -205,6 +208,7 @@ export class ControlPlane {
     });
     clearInterval(this.manifestRefresh);
     await this.scheduler?.stop();
+    await this.modelRunner?.stop();
     await this.jobRunner?.stop();
     this.commands?.stop();
     await this.bus?.stop();
