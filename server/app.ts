@@ -19,6 +19,7 @@ import { deviceRoutes } from './devices/device-routes.ts';
 import type { DriftMonitor } from './drift/drift-monitor.ts';
 import { driftRoutes } from './drift/drift-routes.ts';
 import { referenceRoutes } from './drift/reference-routes.ts';
+import { docsRoutes } from './docs/docs-routes.ts';
 import { enrollRoutes, enrollTokenRoutes } from './enroll/enroll-routes.ts';
 import type { EventFeed } from './events/event-feed.ts';
 import { eventRoutes } from './events/event-routes.ts';
@@ -102,6 +103,7 @@ export function createApp(deps: AppDeps) {
     security: [{ bearer: [] }],
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.route('/docs', docsRoutes());
 
   // Device enrollment authenticates with the enrollment token in the body, not a bearer token.
   const api = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }).route(
