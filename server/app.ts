@@ -19,7 +19,10 @@ import { deviceRoutes } from './devices/device-routes.ts';
 import type { DriftMonitor } from './drift/drift-monitor.ts';
 import { driftRoutes } from './drift/drift-routes.ts';
 import { referenceRoutes } from './drift/reference-routes.ts';
+import { docsRoutes } from './docs/docs-routes.ts';
 import { enrollRoutes, enrollTokenRoutes } from './enroll/enroll-routes.ts';
+import type { EventFeed } from './events/event-feed.ts';
+import { eventRoutes } from './events/event-routes.ts';
 import { groundTruthRoutes } from './ground-truth/ground-truth-routes.ts';
 import type { AppEnv } from './http/app-env.ts';
 import { authenticate } from './http/auth.ts';
@@ -29,6 +32,8 @@ import { keyRoutes } from './keys/key-routes.ts';
 import { rootOf } from './keys/key-service.ts';
 import type { Metrics } from './metrics.ts';
 import { modelRoutes } from './models/model-routes.ts';
+import type { ModelRunner } from './models/model-runner.ts';
+import { runRoutes } from './models/run-routes.ts';
 import { optimizeRoutes } from './optimize/optimize-routes.ts';
 import { jobRoutes } from './jobs/job-routes.ts';
 import type { JobRunner } from './jobs/job-runner.ts';
@@ -65,10 +70,14 @@ export interface AppDeps {
   driftWindowS: number;
   /** Training jobs: the pipeline's uploads continue a waiting job on this runner. */
   jobRunner: JobRunner;
+  /** The event stream this replica serves (follows the events table). */
+  eventFeed: EventFeed;
+  /** Runs a version on one input (the console's playground) off the event loop. */
+  modelRunner: ModelRunner;
 }
 
 // /predictions authenticates devices (Basic) or tokens itself; /jobs too (pipelines use job tokens).
-const PROTECTED = ['models', 'datasets', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'rollouts', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples'];
+const PROTECTED = ['models', 'datasets', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'rollouts', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples', 'events'];
 
 export function createApp(deps: AppDeps) {
   const { db, metrics } = deps;
@@ -99,6 +108,7 @@ export function createApp(deps: AppDeps) {
     security: [{ bearer: [] }],
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  app.route('/docs', docsRoutes());
 
   // Device enrollment authenticates with the enrollment token in the body, not a bearer token.
   const api = new OpenAPIHono<AppEnv>({ defaultHook: validationHook }).route(
@@ -137,7 +147,9 @@ export function createApp(deps: AppDeps) {
     .route('/telemetry', telemetryRoutes(db))
     .route('/', groundTruthRoutes({ db, deviceAuth }))
     .route('/agent-settings', settingsRoutes({ db, desired: deps.desired }))
-    .route('/samples', sampleRoutes(db));
+    .route('/samples', sampleRoutes(db))
+    .route('/events', eventRoutes({ db, feed: deps.eventFeed }))
+    .route('/models', runRoutes({ db, store: deps.store, runner: deps.modelRunner }));
   return app.route('/api/v1', routes);
 }
 

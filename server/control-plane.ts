@@ -27,6 +27,7 @@ import { DeviceCommands } from './devices/device-commands.ts';
 import { CommandResponse } from '../protocol/messages/command.ts';
 import { setPresence, storeReported } from './devices/device-service.ts';
 import { DriftMonitor } from './drift/drift-monitor.ts';
+import { EventFeed } from './events/event-feed.ts';
 import type { ServerConfig } from './env.ts';
 import { Ingest } from './ingest/ingest.ts';
 import { loadKeyCipher } from './keys/key-cipher.ts';
@@ -36,6 +37,7 @@ import { JobRunner } from './jobs/job-runner.ts';
 import { Scheduler } from './jobs/scheduler.ts';
 import { createLogger } from './logger.ts';
 import { Metrics } from './metrics.ts';
+import { ModelRunner } from './models/model-runner.ts';
 import { DeviceBus } from './mqtt/device-bus.ts';
 import { FleetMetrics } from './telemetry/fleet-metrics.ts';
 
@@ -55,6 +57,8 @@ export class ControlPlane {
   jobRunner!: JobRunner;
   scheduler!: Scheduler;
   alertWebhook?: AlertWebhook;
+  eventFeed!: EventFeed;
+  modelRunner!: ModelRunner;
   httpPort = 0;
   mqttPort = 0;
   /** Set on the first start only: the bootstrap admin token. */
@@ -152,6 +156,8 @@ export class ControlPlane {
       concurrency: config.jobConcurrency,
     });
     this.scheduler = new Scheduler({ db, logger, desired: this.desired, runner: this.jobRunner, holder, enabled: config.schedulerEnabled, tickMs: config.schedulerTickMs, leaseTtlMs: config.schedulerLeaseTtlMs, webhook: this.alertWebhook });
+    this.eventFeed = new EventFeed({ db, logger, pollMs: config.eventsPollMs, keepAliveMs: config.eventsKeepAliveMs, retentionDays: config.eventsRetentionDays });
+    this.eventFeed.start();
     new FleetMetrics(db, metrics);
     registerDeliveryGauge(db, metrics);
     registerKeylistGauge(db, metrics);
@@ -191,6 +197,8 @@ export class ControlPlane {
       driftMonitor: this.driftMonitor,
       jobRunner: this.jobRunner,
       driftWindowS: config.driftWindowS,
+      eventFeed: this.eventFeed,
+      modelRunner: (this.modelRunner = new ModelRunner({ logger })),
       health: async () => {
         const database = await client.execute('SELECT 1').then(() => true, () => false);
         const mqtt = this.bus.connected;
@@ -207,6 +215,8 @@ export class ControlPlane {
   }
 
   async stop(): Promise<void> {
+    // Ends the open event streams first, so closing the HTTP server does not wait for them.
+    this.eventFeed?.stop();
     await new Promise<void>((resolve) => {
       if (!this.http) return resolve();
       this.http.close(() => resolve());
@@ -216,6 +226,7 @@ export class ControlPlane {
     this.keylistWarner?.stop();
     await this.staleDesired?.stop();
     await this.scheduler?.stop();
+    await this.modelRunner?.stop();
     await this.jobRunner?.stop();
     this.commands?.stop();
     await this.bus?.stop();

@@ -69,6 +69,12 @@ const ServerEnv = z.object({
   FLOTILLA_KEYLIST_WARN_DAYS: z.coerce.number().min(0).max(3650).default(30),
   /** A device whose active bundle differs from its desired one for this long is shown as stale and its desired state re-published. */
   FLOTILLA_DESIRED_STALE_AFTER_S: z.coerce.number().int().min(1).max(30 * 86400).default(900),
+  /** How often each replica reads new events for its open event streams. */
+  FLOTILLA_EVENTS_POLL_MS: z.coerce.number().int().min(20).max(10_000).default(250),
+  /** A `: keep-alive` comment goes down an idle event stream this often. */
+  FLOTILLA_EVENTS_KEEPALIVE_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
+  /** Events are deleted after this many days. */
+  FLOTILLA_EVENTS_RETENTION_DAYS: z.coerce.number().positive().default(7),
 });
 
 export interface ServerConfig {
@@ -108,6 +114,9 @@ export interface ServerConfig {
   keyEncryptionKeyFile?: string;
   keylistWarnS: number;
   desiredStaleAfterS: number;
+  eventsPollMs: number;
+  eventsKeepAliveMs: number;
+  eventsRetentionDays: number;
 }
 
 /** Parses the environment; throws one line naming the bad variable. */
@@ -153,5 +162,8 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     keyEncryptionKeyFile: e.FLOTILLA_KEY_ENCRYPTION_KEY_FILE ? path.resolve(e.FLOTILLA_KEY_ENCRYPTION_KEY_FILE) : undefined,
     keylistWarnS: Math.round(e.FLOTILLA_KEYLIST_WARN_DAYS * 86400),
     desiredStaleAfterS: e.FLOTILLA_DESIRED_STALE_AFTER_S,
+    eventsPollMs: e.FLOTILLA_EVENTS_POLL_MS,
+    eventsKeepAliveMs: e.FLOTILLA_EVENTS_KEEPALIVE_MS,
+    eventsRetentionDays: e.FLOTILLA_EVENTS_RETENTION_DAYS,
   };
 }

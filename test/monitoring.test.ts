@@ -327,6 +327,10 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     // The event log.
     const audit = (await cp.api('GET', '/api/v1/audit?limit=20')).body.entries.map((e: { action: string }) => e.action);
     assert.ok(audit.includes('alert.open') && audit.includes('alert.close'));
+    // The event stream's record of the same alert.
+    const alertEvents = (await cp.api('GET', '/api/v1/events/recent?kind=alert')).body.items.filter((e: { subject: string }) => e.subject === open[0].id);
+    assert.deepEqual(alertEvents.map((e: { type: string }) => e.type), ['alert.opened', 'alert.closed']);
+    assert.deepEqual(alertEvents[0].data, { alertId: open[0].id, cohort: 'lab', model: 'tab', version: 1 });
   });
 
   test('drift settings per model: validated against the reference, applied to the next query', async () => {

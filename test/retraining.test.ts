@@ -94,6 +94,10 @@ describe('retraining jobs', () => {
     assert.equal(job.parent, 'cmd@1');
     assert.equal(job.dataset, 'sensors@1');
     assert.deepEqual(job.metrics, { accuracy: 0.91 });
+    // Each state the job went through is on the event stream, in order.
+    const jobEvents = (await api('GET', '/api/v1/events/recent?kind=job&limit=1000')).body.items.filter((e: { subject: string }) => e.subject === id);
+    assert.deepEqual(jobEvents.map((e: { type: string }) => e.type), ['job.queued', 'job.running', 'job.succeeded']);
+    assert.deepEqual([jobEvents[0].data.jobId, jobEvents[0].data.model], [id, 'cmd']);
     const v2 = (await api('GET', '/api/v1/models/cmd/versions/2')).body;
     assert.equal(v2.parent, 'cmd@1');
     assert.equal(v2.lineage.jobId, id);
@@ -145,6 +149,8 @@ describe('retraining jobs', () => {
     assert.equal(r.status, 200);
     const job = await waitJob(id, ['cancelled', 'failed', 'succeeded'], 10_000);
     assert.equal(job.status, 'cancelled');
+    const types = (await api('GET', '/api/v1/events/recent?kind=job&limit=1000')).body.items.filter((e: { subject: string }) => e.subject === id).map((e: { type: string }) => e.type);
+    assert.deepEqual(types, ['job.queued', 'job.running', 'job.cancelled']);
     await sleep(200);
     assert.equal(alive(pid), false, 'the trainer process is gone');
     assert.equal((await api('POST', `/api/v1/jobs/${id}/cancel`)).status, 409, 'a finished job cannot be cancelled');

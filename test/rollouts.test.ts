@@ -135,6 +135,10 @@ describe('staged rollouts', () => {
     assert.ok(devices.every((d) => d.received.includes(bundles[1])));
     const stageOf = (await cp.api('GET', `/api/v1/audit?action=rollout.advance&limit=10`)).body.entries.filter((e: { target: string }) => e.target === r.id).map((e: { details: { devices: number } }) => e.details.devices);
     assert.deepEqual(stageOf.reverse(), [2, 4]);
+    // The event stream tells the same story: created, two stage advances, completed.
+    const events = (await cp.api('GET', '/api/v1/events/recent?kind=rollout&limit=1000')).body.items.filter((e: { subject: string }) => e.subject === r.id);
+    assert.deepEqual(events.map((e: { type: string; data: { stage: number } }) => [e.type, e.data.stage]), [['rollout.created', 0], ['rollout.stage_advanced', 1], ['rollout.stage_advanced', 2], ['rollout.completed', 2]]);
+    assert.ok(events.every((e: { data: { rolloutId: string } }) => e.data.rolloutId === r.id));
     // A device joining the cohort now converges on the rolled-out bundle.
     const late = await enroll();
     for (let i = 0; i < 100 && late.active !== bundles[1]; i++) await sleep(20);

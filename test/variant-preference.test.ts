@@ -84,6 +84,12 @@ describe('cohort variant preference', () => {
     const variantBundle = (await cp.api('GET', `/api/v1/bundles/${res.assignments[smalls[0]]}`)).body;
     assert.equal(variantBundle.name, 'tabular-demo');
     assert.notEqual(variantBundle.id, res.bundleId);
+    // The deployment's status names the bundle each device actually got: the variant's, not the deployment's.
+    const status = async (id: string) => (await cp.api('GET', `/api/v1/deployments/${id}/status`)).body;
+    const st = await status(res.id);
+    assert.equal(st.bundleId, res.bundleId);
+    assert.deepEqual(st.devices.map((d: { deviceId: string; bundleId: string; state: string }) => [d.deviceId, d.bundleId, d.state]).sort(), smalls.map((id) => [id, variantBundle.id, 'pending']).sort());
+    assert.equal(st.counts.pending, 2);
 
     const big = JSON.parse((await runCli(['--json', 'deploy', 'tab@1', '--cohort', 'large'], env)).stdout);
     assert.equal(big.assignments[large], big.bundleId);
@@ -97,6 +103,12 @@ describe('cohort variant preference', () => {
     // A late joiner of the small cohort converges to the variant too.
     const late = await enroll('small');
     assert.equal(await desiredModel(late), 'tab@2');
+    // The cohort deployment's status: smalls[0] moved on to the direct deployment, the late joiner came in.
+    const after = await status(res.id);
+    assert.deepEqual(after.devices.map((d: { deviceId: string }) => d.deviceId).sort(), [smalls[1], late].sort());
+    assert.ok(after.devices.every((d: { bundleId: string }) => d.bundleId === variantBundle.id));
+    assert.equal(after.counts.pending, 2);
+    assert.equal((await status(direct.id)).devices[0].bundleId, variantBundle.id);
 
     // The audit names the variant bundle the cohort got.
     const audit = (await cp.api('GET', '/api/v1/audit?action=deployment.create')).body.entries;

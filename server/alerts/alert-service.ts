@@ -6,6 +6,7 @@ import { and, desc, eq } from 'drizzle-orm';
 import type { FeatureDriftResult } from '../../protocol/drift/evaluate.ts';
 import { P_VALUE_METHODS } from '../../protocol/drift/config.ts';
 import { recordAudit } from '../audit/audit-log.ts';
+import { recordEvent } from '../events/event-log.ts';
 import { randomId } from '../auth/secrets.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { alerts, models, modelVersions } from '../db/schema.ts';
@@ -77,6 +78,16 @@ export async function applyDriftVerdict(
   const at = now.toISOString();
   const done = async (transition: AlertTransition, alert: AlertView) => {
     if (input.notify) await enqueueDelivery(tx, { event: `alert.${transition}`, at, alert });
+    if (transition !== 'updated') {
+      // input.model is `name@N`.
+      const cut = input.model.lastIndexOf('@');
+      await recordEvent(tx, transition === 'opened' ? 'alert.opened' : 'alert.closed', alert.id, {
+        alertId: alert.id,
+        cohort: alert.cohort,
+        model: input.model.slice(0, cut),
+        version: Number(input.model.slice(cut + 1)),
+      });
+    }
     return { transition, alert };
   };
   const open = await tx.query.alerts.findFirst({

@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { apiClient, type Api } from './api.ts';
 import { registerAdminCommands } from './commands/admin.ts';
 import { registerDatasetCommands } from './commands/datasets.ts';
+import { registerEventCommands } from './commands/events.ts';
 import { registerFleetCommands } from './commands/fleet.ts';
 import { registerJobCommands } from './commands/jobs.ts';
 import { registerModelCommands } from './commands/models.ts';
@@ -48,6 +49,7 @@ registerJobCommands(program, ctx);
 registerRolloutCommands(program, ctx);
 registerSettingsCommands(program, ctx);
 registerSampleCommands(program, ctx);
+registerEventCommands(program, ctx);
 
 try {
   await program.parseAsync(process.argv);

@@ -638,3 +638,23 @@ export const rollouts = sqliteTable(
   },
   (t) => [index('rollouts_status').on(t.status), index('rollouts_cohort').on(t.cohort, t.createdAt)],
 );
+
+/**
+ * The event log behind `GET /api/v1/events`: one row per state change (device presence and update
+ * state, deployments, rollouts, alerts, jobs), written in the transaction that made the change. The
+ * id is the stream position; SQLite has one writer at a time, so ids become visible in id order and a
+ * reader that remembers the last id it saw never misses one. Rows expire after the events retention.
+ */
+export const events = sqliteTable(
+  'events',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    at: createdAt('at'),
+    kind: text('kind', { enum: ['device', 'deployment', 'rollout', 'alert', 'job'] }).notNull(),
+    type: text('type').notNull(),
+    /** The id of what changed (device, deployment, rollout, alert or job). */
+    subject: text('subject').notNull(),
+    data: text('data', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
+  },
+  (t) => [index('events_kind').on(t.kind, t.id), index('events_at').on(t.at)],
+);

@@ -8,11 +8,33 @@ import { validationHook } from '../http/errors.ts';
 import { errorResponses, json } from '../http/schemas.ts';
 import type { DesiredState } from './desired-state.ts';
 import { deploy, listDeployments } from './deployment-service.ts';
+import { DEPLOYMENT_DEVICE_STATES, deploymentStatus } from './deployment-status.ts';
 import { staleByDeployment } from './stale-desired.ts';
 
 const Deployment = z
   .object({ id: z.string(), bundleId: z.string(), targetKind: z.enum(['device', 'cohort']), target: z.string(), deviceCount: z.number(), createdAt: z.string(), createdBy: z.string().nullable(), staleDevices: z.number().optional() })
   .openapi('Deployment');
+
+const DeploymentStatus = z
+  .object({
+    deploymentId: z.string(),
+    bundleId: z.string(),
+    target: z.object({ kind: z.enum(['device', 'cohort']), name: z.string() }),
+    createdAt: z.string(),
+    counts: z.record(z.string(), z.number()).openapi({ description: `devices per state: ${DEPLOYMENT_DEVICE_STATES.join(', ')}. A device counts while its desired state comes from this deployment (late joiners of a cohort included; devices moved on to a newer deployment not)` }),
+    devices: z.array(
+      z.object({
+        deviceId: z.string(),
+        name: z.string().nullable(),
+        online: z.boolean(),
+        bundleId: z.string().openapi({ description: "the bundle this device was given (its cohort's preferred variant's, if any)" }),
+        state: z.enum(DEPLOYMENT_DEVICE_STATES),
+        error: z.object({ code: z.string(), message: z.string() }).optional(),
+        updatedAt: z.string(),
+      }),
+    ),
+  })
+  .openapi('DeploymentStatus');
 
 export function deploymentRoutes(deps: { db: Db; desired: DesiredState; store: ArtifactStore }) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
@@ -47,5 +69,15 @@ export function deploymentRoutes(deps: { db: Db; desired: DesiredState; store: A
         const stale = await staleByDeployment(deps.db, rows.map((r) => r.id));
         return c.json({ deployments: rows.map((r) => ({ ...r, staleDevices: stale.get(r.id) ?? 0 })) }, 200);
       },
+    )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/{id}/status',
+        summary: "A deployment's status: devices per update state, and each device's bundle, state and failure reason",
+        request: { params: z.object({ id: z.string() }) },
+        responses: { 200: json(DeploymentStatus, 'Status'), ...errorResponses },
+      }),
+      async (c) => c.json(await deploymentStatus(deps.db, c.req.valid('param').id), 200),
     );
 }

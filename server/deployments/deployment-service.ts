@@ -5,6 +5,7 @@
 import { desc, eq } from 'drizzle-orm';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import { recordAudit } from '../audit/audit-log.ts';
+import { recordEvent } from '../events/event-log.ts';
 import { randomId } from '../auth/secrets.ts';
 import { resolveBundle } from '../bundles/bundle-service.ts';
 import { matches } from '../cohorts/selector.ts';
@@ -61,6 +62,12 @@ export async function deploy(db: Db, desired: DesiredState, input: DeployInput) 
       cohort: input.cohort,
       devices: deviceIds.length,
       ...(variantBundle ? { variant, variantBundle } : {}),
+    });
+    await recordEvent(tx, 'deployment.created', id, {
+      deploymentId: id,
+      bundleId: bundle.id,
+      target: { kind: input.device ? 'device' : 'cohort', name: (input.device ?? input.cohort)! },
+      devices: deviceIds.length,
     });
     return { id, bundleId: bundle.id, devices: deviceIds, assignments: Object.fromEntries(deviceIds.map((d) => [d, target])) as Record<string, string> };
   });

@@ -6,6 +6,9 @@ import { matches, parseSelector, SelectorError, type SelectorTerm } from '../coh
 import type { Db, Tx } from '../db/client.ts';
 import { deviceDesired, devices } from '../db/schema.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
+import { writePresence, writeReported } from '../events/device-events.ts';
+import { recordEvent } from '../events/event-log.ts';
+import type { ReportedMessage } from '../../protocol/messages/reported.ts';
 
 export type DeviceRow = typeof devices.$inferSelect;
 export type DeviceView = Omit<DeviceRow, 'credentialHash'>;
@@ -42,6 +45,7 @@ export async function updateLabels(db: Db, id: string, set: Record<string, strin
     for (const k of remove) delete labels[k];
     const [updated] = await tx.update(devices).set({ labels }).where(eq(devices.id, id)).returning();
     await recordAudit(tx, actor, 'device.label', id, { set, remove });
+    await recordEvent(tx, 'device.labels', id, { labels });
     return toDeviceView(updated);
   });
 }
@@ -53,6 +57,7 @@ export async function approveDevice(db: Db, id: string, actor: string): Promise<
     if (row.status === 'approved') return toDeviceView(row);
     const [updated] = await tx.update(devices).set({ status: 'approved', approvedAt: new Date().toISOString() }).where(eq(devices.id, id)).returning();
     await recordAudit(tx, actor, 'device.approve', id);
+    await recordEvent(tx, 'device.approved', id, {});
     return toDeviceView(updated);
   });
 }
@@ -63,6 +68,7 @@ export async function revokeDevice(db: Db, id: string, actor: string): Promise<D
     if (row.status === 'revoked') return toDeviceView(row);
     const [updated] = await tx.update(devices).set({ status: 'revoked', revokedAt: new Date().toISOString(), online: false }).where(eq(devices.id, id)).returning();
     await recordAudit(tx, actor, 'device.revoke', id);
+    await recordEvent(tx, 'device.revoked', id, {});
     return toDeviceView(updated);
   });
 }
@@ -76,8 +82,9 @@ export async function verifyDeviceCredentials(db: Db, id: string, secret: string
   return 'ok';
 }
 
+/** Online/offline with its event (server/events/device-events.ts). */
 export async function setPresence(db: Db, id: string, online: boolean, at = new Date()): Promise<void> {
-  await db.update(devices).set({ online, lastSeen: at.toISOString() }).where(eq(devices.id, id));
+  await writePresence(db, id, online, at);
 }
 
 /** One device with its desired state (what the server asked for) next to what it reported. */
@@ -88,6 +95,7 @@ export async function deviceDetail(db: Tx, id: string) {
   return { ...toDeviceView(row), desired };
 }
 
-export async function storeReported(db: Db, id: string, reported: { state: string }): Promise<void> {
-  await db.update(devices).set({ reported, updateState: reported.state, lastSeen: new Date().toISOString() }).where(eq(devices.id, id));
+/** The device's reported state, with a `device.update` event when it changed (server/events/device-events.ts). */
+export async function storeReported(db: Db, id: string, reported: ReportedMessage): Promise<void> {
+  await writeReported(db, id, reported);
 }

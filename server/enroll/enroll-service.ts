@@ -2,6 +2,7 @@
 // identity and MQTT credentials. The token is spent atomically, so max-uses holds under concurrency.
 import { and, eq, isNull, or, lt, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
+import { recordEvent } from '../events/event-log.ts';
 import { randomId, randomSecret, scryptHash, sha256Hex } from '../auth/secrets.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { devices, enrollTokens } from '../db/schema.ts';
@@ -101,6 +102,7 @@ export async function enrollDevice(db: Db, input: { token: string; facts: Device
       approvedAt: status === 'approved' ? now : null,
     });
     await recordAudit(tx, `device ${deviceId}`, 'device.enroll', deviceId, { enrollToken: tok.id, status, facts: input.facts });
+    await recordEvent(tx, 'device.enrolled', deviceId, { status, labels: tok.labels });
     return { deviceId, secret, status, labels: tok.labels };
   });
 }

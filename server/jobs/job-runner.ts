@@ -17,6 +17,7 @@ import { and, asc, eq, inArray, isNull, lt, or } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { ArtifactStore, StagedUpload } from '../artifacts/artifact-store.ts';
 import { recordAudit } from '../audit/audit-log.ts';
+import { recordJobEvent } from '../events/job-events.ts';
 import { sha256Hex } from '../auth/secrets.ts';
 import type { Db } from '../db/client.ts';
 import { datasets, datasetVersions, jobs, models, modelVersions } from '../db/schema.ts';
@@ -76,11 +77,15 @@ export class JobRunner {
       const next = await db.query.jobs.findFirst({ where: eq(jobs.status, 'queued'), orderBy: [asc(jobs.createdAt), asc(jobs.id)] });
       if (!next) return;
       const now = new Date().toISOString();
-      const [claimed] = await db
-        .update(jobs)
-        .set({ status: 'running', runner: holder, heartbeatAt: now, startedAt: next.startedAt ?? now })
-        .where(and(eq(jobs.id, next.id), eq(jobs.status, 'queued')))
-        .returning();
+      const claimed = await db.transaction(async (tx) => {
+        const [row] = await tx
+          .update(jobs)
+          .set({ status: 'running', runner: holder, heartbeatAt: now, startedAt: next.startedAt ?? now })
+          .where(and(eq(jobs.id, next.id), eq(jobs.status, 'queued')))
+          .returning();
+        if (row) await recordJobEvent(tx, row.id, 'running', { attempt: row.attempt + 1 });
+        return row;
+      });
       if (!claimed) continue; // someone else (a cancel, a peer) got there first
       const controller = new AbortController();
       const done = this.execute(claimed, controller).finally(() => this.active.delete(claimed.id));
@@ -130,7 +135,10 @@ export class JobRunner {
         )
         .where(and(eq(jobs.id, job.id), eq(jobs.status, job.status), job.heartbeatAt ? eq(jobs.heartbeatAt, job.heartbeatAt) : isNull(jobs.heartbeatAt)))
         .returning({ id: jobs.id });
-      if (changed.length) await recordAudit(tx, JOB_ACTOR, outcome === 'queued' ? 'job.requeue' : `job.${outcome}`, job.id, { reason: why, attempt: job.attempt });
+      if (changed.length) {
+        await recordAudit(tx, JOB_ACTOR, outcome === 'queued' ? 'job.requeue' : `job.${outcome}`, job.id, { reason: why, attempt: job.attempt });
+        await recordJobEvent(tx, job.id, outcome, { reason: why });
+      }
     });
     this.opts.logger.warn({ job: job.id, outcome }, why);
   }
@@ -190,11 +198,15 @@ export class JobRunner {
           inAttempt = false;
         }
         if (result.kind === 'waiting') {
-          const moved = await db
-            .update(jobs)
-            .set({ status: 'waiting', uploadTokenHash: result.uploadTokenHash, heartbeatAt: new Date().toISOString() })
-            .where(and(eq(jobs.id, job.id), eq(jobs.runner, holder), eq(jobs.status, 'running')))
-            .returning({ id: jobs.id });
+          const moved = await db.transaction(async (tx) => {
+            const rows = await tx
+              .update(jobs)
+              .set({ status: 'waiting', uploadTokenHash: result.uploadTokenHash, heartbeatAt: new Date().toISOString() })
+              .where(and(eq(jobs.id, job.id), eq(jobs.runner, holder), eq(jobs.status, 'running')))
+              .returning({ id: jobs.id });
+            if (rows.length) await recordJobEvent(tx, job.id, 'waiting');
+            return rows;
+          });
           if (moved.length) log.write('runner', `waiting for the pipeline's upload (up to ${job.timeoutS} s)`);
           return;
         }
@@ -209,10 +221,14 @@ export class JobRunner {
         log.write('runner', 'another replica took this job over; stopping here');
       } else if (err instanceof Shutdown) {
         // Not the trainer's fault: the interrupted attempt is not charged.
-        await db
-          .update(jobs)
-          .set({ status: 'queued', runner: null, attempt: inAttempt ? Math.max(0, attempt - 1) : attempt })
-          .where(and(eq(jobs.id, job.id), eq(jobs.runner, holder), eq(jobs.status, 'running')));
+        await db.transaction(async (tx) => {
+          const rows = await tx
+            .update(jobs)
+            .set({ status: 'queued', runner: null, attempt: inAttempt ? Math.max(0, attempt - 1) : attempt })
+            .where(and(eq(jobs.id, job.id), eq(jobs.runner, holder), eq(jobs.status, 'running')))
+            .returning({ id: jobs.id });
+          if (rows.length) await recordJobEvent(tx, job.id, 'queued', { reason: 'control plane stopping' });
+        });
         log.write('runner', 'control plane stopping: job handed back to the queue');
       } else if (err instanceof Cancelled) {
         await this.finish(job.id, 'cancelled', 'cancelled');
@@ -258,7 +274,10 @@ export class JobRunner {
         .set({ status, error, finishedAt: new Date().toISOString(), uploadTokenHash: null })
         .where(and(eq(jobs.id, jobId), eq(jobs.runner, this.opts.holder), inArray(jobs.status, ['running'])))
         .returning({ id: jobs.id });
-      if (done.length) await recordAudit(tx, JOB_ACTOR, `job.${status}`, jobId, error ? { error, ...details } : details);
+      if (done.length) {
+        await recordAudit(tx, JOB_ACTOR, `job.${status}`, jobId, error ? { error, ...details } : details);
+        await recordJobEvent(tx, jobId, status, error ? { error, ...details } : details);
+      }
     });
   }
 
@@ -323,11 +342,15 @@ export class JobRunner {
       throw err;
     }
     const now = new Date().toISOString();
-    const [job] = await db
-      .update(jobs)
-      .set({ status: 'running', runner: holder, heartbeatAt: now, uploadTokenHash: null })
-      .where(and(eq(jobs.id, jobId), eq(jobs.status, 'waiting')))
-      .returning();
+    const job = await db.transaction(async (tx) => {
+      const [row] = await tx
+        .update(jobs)
+        .set({ status: 'running', runner: holder, heartbeatAt: now, uploadTokenHash: null })
+        .where(and(eq(jobs.id, jobId), eq(jobs.status, 'waiting')))
+        .returning();
+      if (row) await recordJobEvent(tx, row.id, 'running', { upload: true });
+      return row;
+    });
     if (!job) {
       await this.opts.store.discard(staged);
       throw Conflict(`job ${jobId} stopped waiting meanwhile`);

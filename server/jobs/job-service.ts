@@ -3,6 +3,7 @@
 // a cancel request) never both move the same job.
 import { and, asc, desc, eq, gt, inArray, isNull, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
+import { recordJobEvent } from '../events/job-events.ts';
 import { randomId } from '../auth/secrets.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { datasets, datasetVersions, jobLogs, jobs, modelAliases, models, modelVersions, rollouts } from '../db/schema.ts';
@@ -77,6 +78,7 @@ export async function enqueueJob(
     timeoutS: input.policy.timeoutS,
   });
   await recordAudit(tx, input.actor, 'job.create', id, { trigger: input.trigger, trainer: input.policy.trainer.kind });
+  await recordJobEvent(tx, id, 'queued', { trigger: input.trigger.kind });
   return id;
 }
 
@@ -185,6 +187,8 @@ export async function cancelJob(db: Db, id: string, actor: string): Promise<JobV
       .returning({ id: jobs.id });
     if (!direct.length) await tx.update(jobs).set({ cancelRequested: true }).where(and(eq(jobs.id, id), eq(jobs.status, 'running')));
     await recordAudit(tx, actor, 'job.cancel', id, { status: direct.length ? 'cancelled' : 'cancel requested' });
+    // A running job is cancelled by its runner (job-runner.ts), which records that event.
+    if (direct.length) await recordJobEvent(tx, id, 'cancelled');
   });
   return getJob(db, id);
 }

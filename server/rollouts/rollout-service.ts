@@ -7,6 +7,7 @@
 // assignment, health checks and rollback all use that bundle.
 import { and, desc, eq, inArray } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
+import { recordEvent } from '../events/event-log.ts';
 import { randomId } from '../auth/secrets.ts';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import { resolveBundle } from '../bundles/bundle-service.ts';
@@ -138,6 +139,7 @@ export async function createRollout(db: Db, desired: DesiredState, input: Rollou
       job: input.jobId,
       ...(variantBundle ? { variant, variantBundle } : {}),
     });
+    await recordEvent(tx, 'rollout.created', id, { rolloutId: id, bundleId: bundle.id, cohort: input.cohort, stages: stages.data, stage: 0, devices: first.length });
     return first;
   });
   await desired.publish(assigned);
@@ -234,6 +236,9 @@ export async function changeRollout(db: Db, desired: DesiredState, id: string, a
     if (!done.length) throw Conflict(`rollout ${id} changed meanwhile; try again`);
     const rolled = action === 'abort' && opts.rollback ? await rollBack(tx, desired, row) : [];
     await recordAudit(tx, opts.actor, `rollout.${action}`, id, action === 'abort' ? { rollback: Boolean(opts.rollback), devices: rolled.length } : undefined);
+    const type = ({ pause: 'rollout.paused', resume: 'rollout.resumed', abort: 'rollout.aborted' } as const)[action];
+    await recordEvent(tx, type, id, { rolloutId: id, cohort: row.cohort, stage: row.stage, ...(action === 'abort' ? { rollback: Boolean(opts.rollback) } : {}) });
+    if (rolled.length) await recordEvent(tx, 'rollout.rolled_back', id, { rolloutId: id, cohort: row.cohort, devices: rolled.length, to: row.previousBundleId });
     return rolled;
   });
   if (touched.length) await desired.publish(touched);

@@ -6,6 +6,7 @@
 import { and, eq, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { recordAudit } from '../audit/audit-log.ts';
+import { recordEvent } from '../events/event-log.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { deployments, deviceDesired, devices, rollouts } from '../db/schema.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
@@ -105,10 +106,12 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
       const back = await rollBack(tx, desired, row);
       if (!(await update({ status: 'aborted' })).length) return { publish: [], transition: null };
       await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.rollback', row.id, { reason: failedGate, devices: back.length, to: row.previousBundleId });
+      await recordEvent(tx, 'rollout.rolled_back', row.id, { rolloutId: row.id, cohort: row.cohort, stage: row.stage, reason: failedGate, devices: back.length, to: row.previousBundleId });
       return { publish: [...publish, ...back], transition: 'rolled back' };
     }
     if (!(await update({ status: 'paused' })).length) return { publish: [], transition: null };
     await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.pause', row.id, { reason: failedGate });
+    await recordEvent(tx, 'rollout.paused', row.id, { rolloutId: row.id, cohort: row.cohort, stage: row.stage, reason: failedGate });
     return { publish, transition: 'paused' };
   }
 
@@ -126,6 +129,7 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
     // variant preference the same way.
     await tx.insert(deployments).values({ id: row.id.replace(/^rol_/, 'dep_'), bundleId: row.bundleId, targetKind: 'cohort', target: row.cohort, deviceCount: ordered.length, createdBy: ROLLOUT_ACTOR });
     await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.succeeded', row.id, { cohort: row.cohort, devices: ordered.length });
+    await recordEvent(tx, 'rollout.completed', row.id, { rolloutId: row.id, cohort: row.cohort, stage: row.stage, devices: ordered.length });
     return { publish, transition: 'succeeded' };
   }
   const nextStage = row.stage + 1;
@@ -134,6 +138,7 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   if (!(await update({ stage: nextStage, stageStartedAt: at })).length) return { publish: [], transition: null };
   const added = await assignMissing(tx, desired, { ...row, stage: nextStage }, nextTarget);
   await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.advance', row.id, { stage: nextStage, fraction: row.stages[nextStage], devices: nextTarget.length });
+  await recordEvent(tx, 'rollout.stage_advanced', row.id, { rolloutId: row.id, cohort: row.cohort, stage: nextStage, fraction: row.stages[nextStage], devices: nextTarget.length });
   return { publish: [...publish, ...added], transition: `stage ${nextStage + 1}` };
 }
 

@@ -158,11 +158,33 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
       const d = await call(ctx.api().api.v1.deployments.$post({ json: { bundle, device: o.device, cohort: o.cohort } }));
       emit(ctx.out(), d, () => `deployment ${d.id}: ${d.bundleId} -> ${d.devices.length} device(s)${d.devices.length ? ': ' + d.devices.join(', ') : ''}`);
     });
-  program
-    .command('deployments')
-    .description('list deployments')
-    .action(async () => {
-      const res = await call(ctx.api().api.v1.deployments.$get({ query: {} }));
-      emit(ctx.out(), res, () => table(res.deployments, ['id', 'bundleId', 'targetKind', 'target', 'deviceCount', 'staleDevices', 'createdAt', 'createdBy']));
+  const deployments = program.command('deployments').description('deployments and their status');
+  deployments
+    .command('ls', { isDefault: true })
+    .description('list deployments, newest first, with how many of their devices are active, updating, pending and failed')
+    .option('--limit <n>', 'how many', '20')
+    .action(async (o: { limit: string }) => {
+      const api = ctx.api();
+      const res = await call(api.api.v1.deployments.$get({ query: { limit: o.limit } }));
+      const statuses = await Promise.all(res.deployments.map((d) => call(api.api.v1.deployments[':id'].status.$get({ param: { id: d.id } }))));
+      const rows = res.deployments.map((d, i) => ({ ...d, target: `${d.targetKind} ${d.target}`, ...summary(statuses[i].counts) }));
+      emit(ctx.out(), rows, () => table(rows, ['id', 'bundleId', 'target', 'deviceCount', 'active', 'updating', 'pending', 'failed', 'staleDevices', 'createdAt', 'createdBy']));
     });
+  deployments
+    .command('show <id>')
+    .description("one deployment's status: devices per state, each device's bundle, state and failure reason")
+    .action(async (id: string) => {
+      const st = await call(ctx.api().api.v1.deployments[':id'].status.$get({ param: { id } }));
+      emit(ctx.out(), st, () => {
+        const counts = Object.entries(st.counts).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'no devices';
+        const devices = st.devices.map((d) => ({ ...d, online: d.online ? 'yes' : 'no', reason: d.error ? `${d.error.code}: ${d.error.message}` : null }));
+        return `${keyValues({ id: st.deploymentId, bundle: st.bundleId, target: `${st.target.kind} ${st.target.name}`, created: st.createdAt, devices: counts })}\n\n${table(devices, ['deviceId', 'name', 'online', 'bundleId', 'state', 'reason', 'updatedAt'])}`;
+      });
+    });
+}
+
+/** Devices of a deployment in four buckets: active, updating (between download and probation), pending, failed. */
+function summary(counts: Record<string, number>) {
+  const { active = 0, pending = 0, failed = 0, rolled_back = 0, ...rest } = counts;
+  return { active, updating: Object.values(rest).reduce((a, b) => a + b, 0), pending, failed: failed + rolled_back };
 }
