@@ -26,6 +26,10 @@ import { authenticate } from './http/auth.ts';
 import { errorBody, onError, validationHook } from './http/errors.ts';
 import { keyRoutes } from './keys/key-routes.ts';
 import { rootOf } from './keys/key-service.ts';
+import { serveConsole } from './http/console.ts';
+import { fleetRoutes } from './fleet/fleet-routes.ts';
+import { sessionRoutes } from './auth/session-routes.ts';
+import path from 'node:path';
 import type { Metrics } from './metrics.ts';
 import { modelRoutes } from './models/model-routes.ts';
 import { optimizeRoutes } from './optimize/optimize-routes.ts';
@@ -60,6 +64,8 @@ export interface AppDeps {
   driftWindowS: number;
   /** Training jobs: the pipeline's uploads continue a waiting job on this runner. */
   jobRunner: JobRunner;
+  /** The built console (default web/dist); served at / for every GET no route answered. */
+  webDistDir?: string;
 }
 
 // /predictions authenticates devices (Basic) or tokens itself; /jobs too (pipelines use job tokens).
@@ -77,6 +83,7 @@ export function createApp(deps: AppDeps) {
     metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
     metrics.httpDuration.observe({ method: c.req.method, route }, (performance.now() - start) / 1000);
   });
+  app.use('*', serveConsole(deps.webDistDir ?? path.resolve(import.meta.dirname, '..', 'web', 'dist')));
   app.onError(onError(deps.logger));
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
 
@@ -132,7 +139,9 @@ export function createApp(deps: AppDeps) {
     .route('/telemetry', telemetryRoutes(db))
     .route('/', groundTruthRoutes({ db, deviceAuth }))
     .route('/agent-settings', settingsRoutes({ db, desired: deps.desired }))
-    .route('/samples', sampleRoutes(db));
+    .route('/samples', sampleRoutes(db))
+    .route('/fleet', fleetRoutes(db))
+    .route('/me', sessionRoutes(db));
   return app.route('/api/v1', routes);
 }
 
