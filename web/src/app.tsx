@@ -4,6 +4,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { startEvents, stopEvents, streamStatus } from './events.ts';
 import { match, navigate, onLinkClick, route } from './router.ts';
 import { me, session } from './session.ts';
+import { Logo } from './ui/logo.tsx';
 import { restoreSession, SignIn } from './sign-in.tsx';
 import { AuditPage } from './pages/audit.tsx';
 import { CohortsPage } from './pages/cohorts.tsx';
@@ -65,7 +66,7 @@ export function App() {
       </a>
       <aside class="sidebar">
         <a href="/" class="brand" aria-label="Flotilla home">
-          ⛵ Flotilla
+          <Logo /> Flotilla
         </a>
         <nav aria-label="Main">
           <ul>

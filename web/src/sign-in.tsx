@@ -3,6 +3,7 @@ import { useState } from 'preact/hooks';
 import { api, ApiError, call } from './api.ts';
 import { session, signInMessage } from './session.ts';
 import { ErrorBox } from './ui/notice.tsx';
+import { Logo } from './ui/logo.tsx';
 
 export async function restoreSession(): Promise<void> {
   const token = session.token();
@@ -39,7 +40,7 @@ export function SignIn() {
     <main class="signin">
       <form class="card" onSubmit={submit} aria-labelledby="signin-title">
         <div class="brand big" aria-hidden="true">
-          ⛵ Flotilla
+          <Logo /> Flotilla
         </div>
         <h1 id="signin-title">Sign in to the console</h1>
         <p class="muted">

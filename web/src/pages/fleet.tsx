@@ -146,7 +146,7 @@ export function FleetPage() {
         </div>
       )}
       <ErrorBox error={fleet.error} title="Refresh failed (showing the last answer)" />
-      {selected.size > 0 && <BulkActions ids={[...selected]} devices={devices} onDone={() => (setSelected(new Set()), fleet.reload())} onClear={() => setSelected(new Set())} />}
+      {selected.size > 0 && <BulkActions ids={[...selected]} devices={devices} onDone={() => void fleet.reload()} onClear={() => setSelected(new Set())} />}
       <p class="muted small" aria-live="polite">
         Showing {shown.length} of {devices.length}
         {selected.size ? `, ${selected.size} selected` : ''}

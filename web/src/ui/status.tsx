@@ -32,7 +32,7 @@ export function toneOf(state: string | null | undefined): string {
 }
 
 export function Status({ state, title }: { state: string | null | undefined; title?: string }) {
-  const s = state ?? 'unknown';
+  const s = state ?? 'no report';
   return (
     <span class={`badge tone-${toneOf(s)}`} title={title}>
       {s.replace('_', ' ')}

@@ -44,14 +44,14 @@ export function VirtualTable<T>(p: VirtualTableProps<T>) {
   const first = Math.max(0, Math.floor(scrollTop / rowHeight) - OVERSCAN);
   const last = Math.min(p.rows.length, Math.ceil((scrollTop + viewport) / rowHeight) + OVERSCAN);
   const selectable = Boolean(p.onSelect);
-  const template = [selectable ? '2.5rem' : null, ...p.columns.map((c) => c.width)].filter(Boolean).join(' ');
+  const template = [selectable ? '2.75rem' : null, ...p.columns.map((c) => c.width)].filter(Boolean).join(' ');
   const allSelected = selectable && p.rows.length > 0 && p.rows.every((r) => p.selected?.has(p.rowKey(r)));
 
   return (
     <div class="vtable" role="table" aria-label={p.label} aria-rowcount={p.rows.length + 1}>
       <div class="vrow vhead" role="row" aria-rowindex={1} style={{ gridTemplateColumns: template }}>
         {selectable && (
-          <span role="columnheader" class="vcell">
+          <span role="columnheader" class="vcell vcheck">
             <input
               type="checkbox"
               aria-label={allSelected ? 'Deselect all shown rows' : 'Select all shown rows'}
@@ -92,7 +92,7 @@ export function VirtualTable<T>(p: VirtualTableProps<T>) {
                 style={{ gridTemplateColumns: template, height: `${rowHeight}px`, transform: `translateY(${index * rowHeight}px)` }}
               >
                 {selectable && (
-                  <span role="cell" class="vcell">
+                  <span role="cell" class="vcell vcheck">
                     <input type="checkbox" aria-label={`Select ${p.rowName ? p.rowName(row) : k}`} checked={checked} onChange={(e) => p.onSelect!([k], (e.target as HTMLInputElement).checked)} />
                   </span>
                 )}
