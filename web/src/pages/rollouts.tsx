@@ -159,9 +159,9 @@ function RolloutCard({ rollout: r, onChanged }: { rollout: Rollout; onChanged():
       </div>
       <ol class="stage-bar" aria-label="Stages">
         {r.stages.map((s, i) => (
-          <span key={i} class={i < r.stage || r.status === 'succeeded' ? 'tone-ok' : i === r.stage ? (r.status === 'running' ? 'tone-busy' : 'tone-warn') : 'tone-idle'} aria-current={i === r.stage ? 'step' : undefined}>
+          <li key={i} class={i < r.stage || r.status === 'succeeded' ? 'tone-ok' : i === r.stage ? (r.status === 'running' ? 'tone-busy' : 'tone-warn') : 'tone-idle'} aria-current={i === r.stage ? 'step' : undefined}>
             Stage {i + 1}: {pct(s, 0)}
-          </span>
+          </li>
         ))}
       </ol>
       <dl class="facts small">
