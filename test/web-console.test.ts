@@ -209,11 +209,20 @@ describe('web console in Chromium', () => {
     await page.getByRole('status').filter({ hasText: 'created for 2 device(s)' }).waitFor();
     await page.locator('[data-state="active"]').filter({ hasText: 'active: 2' }).first().waitFor({ timeout: 60_000 });
     assert.equal(await page.evaluate(() => (window as unknown as { marker?: number }).marker), 42, 'the page was not reloaded');
+    const fleet = (await cp.api('GET', '/api/v1/fleet')).body.devices as Array<{ id: string; cohorts: string[]; active: { bundleId: string; model: string; version: number } | null; desired: { bundleId: string; deploymentId: string } | null; updateState: string }>;
+    const deps = (await cp.api('GET', '/api/v1/deployments')).body.deployments as Array<{ id: string }>;
     for (const a of agents) {
       const d = (await cp.api('GET', `/api/v1/devices/${a.id}`)).body;
       assert.equal(d.updateState, 'active');
       assert.equal(d.reported.active.bundleId, bundleId);
+      // /api/v1/fleet says the same in one answer.
+      const f = fleet.find((x) => x.id === a.id)!;
+      assert.deepEqual(f.cohorts, ['lab']);
+      assert.deepEqual({ ...f.active }, { bundleId, bundleName: 'tabular-demo', model: 'tabular-demo', version: 1 });
+      assert.equal(f.desired?.deploymentId, deps[0].id);
+      assert.equal(f.updateState, 'active');
     }
+    assert.deepEqual(fleet.find((x) => x.id !== agents[0].id && x.id !== agents[1].id)?.active, null);
     await assertLabelled(page, 'cohorts');
     await shoot(page, 'cohorts');
     await open(page, '/', 'Fleet');
@@ -280,6 +289,8 @@ describe('web console in Chromium', () => {
   });
 
   test('a viewer sees no write actions, and a forbidden page says the role cannot do this', async () => {
+    assert.deepEqual((await cp.api('GET', '/api/v1/me', { token: viewerToken })).body, { tokenId: (await cp.api('GET', '/api/v1/tokens')).body.tokens.find((t: { name: string }) => t.name === 'auditor').id, name: 'auditor', role: 'viewer' });
+    assert.equal((await cp.api('GET', '/api/v1/me', { token: 'nope' })).status, 401);
     const viewer = await context.newPage(); // its own sessionStorage
     await viewer.goto(cp.url + '/');
     await viewer.getByLabel('API token').fill(viewerToken);
