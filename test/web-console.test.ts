@@ -10,11 +10,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
-import { AgentProcess, freePort, waitFor } from '../agent/testing/harness.ts';
+import { AgentProcess, api as agentApi, freePort, waitFor } from '../agent/testing/harness.ts';
 import { ARTIFACTS, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-import { gemmModel } from './helpers/models.ts';
+import { generateRows } from './helpers/device-stats.ts';
+import { gemmModel, modelOutputs } from './helpers/models.ts';
 
 const BUNDLE_DEF = path.join(REPO, 'firmware-bundles', 'tabular-demo');
 const FACTS = { arch: 'arm64', cpus: 4, memoryBytes: 4 * 2 ** 30, os: 'linux', agentVersion: '0.1.0' };
@@ -30,7 +31,7 @@ describe('web console in Chromium', () => {
   let viewerToken: string;
   let bundleId: string;
   let bundle2Id: string;
-  const agents: Array<{ proc: AgentProcess; id?: string }> = [];
+  const agents: Array<{ proc: AgentProcess; port: number; id?: string }> = [];
 
   const cli = async (...args: string[]) => {
     const r = await runCli(['--json', ...args], { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') });
@@ -64,10 +65,14 @@ describe('web console in Chromium', () => {
     ensureConsoleBuilt();
     await mkdir(ARTIFACTS, { recursive: true });
     dir = await mkdtemp(path.join(tmpdir(), 'flotilla-web-'));
-    cp = await startControlPlane({ schedulerTickMs: 200 });
+    cp = await startControlPlane({ schedulerTickMs: 200, ingestFlushMs: 50, driftCron: 'off' });
     const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
     await writeFile(path.join(dir, 'v1.onnx'), gemmModel({ seed: 1 }));
     await cli('models', 'push', path.join(dir, 'v1.onnx'), '--name', 'tabular-demo');
+    // A reference profile first, so the bundle carries its layout and the agents send feature sketches.
+    const refRows = generateRows(2000, 1).map((r) => r.values);
+    const outputs = await modelOutputs(gemmModel({ seed: 1 }), refRows);
+    await ok('POST', '/api/v1/models/tabular-demo/versions/1/reference', refRows.map((v, i) => ({ ...v, outputs: outputs[i] })));
     bundleId = (await cli('bundles', 'build', 'tabular-demo@1', '--def', BUNDLE_DEF)).id;
     await writeFile(path.join(dir, 'v2.onnx'), gemmModel({ seed: 2 }));
     await cli('models', 'push', path.join(dir, 'v2.onnx'), '--name', 'tabular-demo', '--parent', 'tabular-demo@1');
@@ -82,15 +87,15 @@ describe('web console in Chromium', () => {
     }
     const token = (await ok('POST', '/api/v1/enroll-tokens', { labels: { site: 'lab', hw: 'x86' }, maxUses: 2 })).token;
     for (let i = 0; i < 2; i++) {
+      const port = await freePort();
       const proc = new AgentProcess(
-        ['--server', cp.url, '--enroll-token', token, '--data-dir', path.join(dir, `agent-${i}`), '--api-port', String(await freePort()), '--trust-root', keys.rootPublicKey, '--probation-ms', '200', '--reconnect-min-ms', '100', '--reconnect-max-ms', '1000'],
+        ['--server', cp.url, '--enroll-token', token, '--data-dir', path.join(dir, `agent-${i}`), '--api-port', String(port), '--trust-root', keys.rootPublicKey, '--probation-ms', '200', '--reconnect-min-ms', '100', '--reconnect-max-ms', '1000', '--telemetry-interval-s', '1', '--stats-window-s', '2'],
         { FLOTILLA_AGENT_LOG_LEVEL: process.env.FLOTILLA_TEST_LOG ?? 'warn' },
       ).start();
-      agents.push({ proc });
+      agents.push({ proc, port });
     }
     await waitFor(async () => (await cp.api('GET', '/api/v1/devices?selector=site%3Dlab')).body.devices.filter((d: { online: boolean }) => d.online).length === 2, 'both agents online', 30_000);
-    const lab = (await cp.api('GET', '/api/v1/devices?selector=site%3Dlab')).body.devices as Array<{ id: string }>;
-    lab.forEach((d, i) => (agents[i].id = d.id));
+    for (const a of agents) a.id = (await agentApi(a.port, 'GET', '/v1/status')).body.deviceId;
     browser = await launchBrowser();
     context = browser.context;
     page = await context.newPage();
@@ -230,6 +235,39 @@ describe('web console in Chromium', () => {
     await shoot(page, 'fleet');
   });
 
+  test('drift: the heatmap and the latest window show the drift the API computes (f3 shifted on the devices)', async () => {
+    let seed = 10;
+    for (const a of agents) {
+      for (let i = 0; i < 3; i++) {
+        const rows = generateRows(200, seed++).map((r) => ({ ...r.values, f3: r.values.f3 + 18 }));
+        assert.equal((await agentApi(a.port, 'POST', '/v1/predict', { features: rows })).status, 200);
+      }
+    }
+    const drift = await waitFor(async () => {
+      const d = (await cp.api('GET', '/api/v1/drift?model=tabular-demo%401&cohort=lab&window=300s')).body;
+      return d.rows >= 1200 ? d : null;
+    }, 'the devices\' windows on the server', 30_000);
+    const f3 = drift.features.find((f: { feature: string }) => f.feature === 'f3');
+    assert.equal(f3.verdict, 'drifted');
+    await open(page, '/drift', 'Drift');
+    await page.getByLabel('Model version (name@N)').fill('tabular-demo@1');
+    await page.getByLabel('Model version (name@N)').press('Enter');
+    await page.getByRole('combobox', { name: /^Cohort\b/ }).selectOption('lab');
+    await page.getByRole('button', { name: '1 h' }).click();
+    const latest = page.getByRole('region', { name: /Latest window per feature/ });
+    for (const f of drift.features as Array<{ feature: string; verdict: string }>) {
+      await latest.getByRole('row').filter({ has: page.getByRole('cell', { name: f.feature, exact: true }) }).getByText(f.verdict.replace('_', ' '), { exact: true }).last().waitFor();
+    }
+    // The heatmap's last column marks f3 past its threshold.
+    const f3Row = page.locator('table.heatmap tbody tr').filter({ has: page.getByRole('button', { name: 'f3', exact: true }) });
+    assert.match((await f3Row.locator('td').last().getAttribute('title')) ?? '', /drifted/);
+    await assertLabelled(page, 'drift');
+    await shoot(page, 'drift');
+    await open(page, '/', 'Fleet');
+    await page.getByText('tabular-demo@1').first().waitFor();
+    await shoot(page, 'fleet');
+  });
+
   test('rollouts: start one from the UI and watch it finish', async () => {
     await open(page, '/rollouts', 'Rollouts');
     await page.getByRole('combobox', { name: /^Bundle\b/ }).selectOption(bundle2Id);
@@ -312,6 +350,6 @@ describe('web console in Chromium', () => {
   test('screenshots for the README (FLOTILLA_DOCS_SCREENSHOTS=1)', async () => {
     if (process.env.FLOTILLA_DOCS_SCREENSHOTS !== '1') return;
     await mkdir(path.join(REPO, 'docs', 'screenshots'), { recursive: true });
-    await copyFile(path.join(ARTIFACTS, 'fleet-1280.png'), path.join(REPO, 'docs', 'screenshots', 'fleet.png'));
+    for (const name of ['fleet', 'drift']) await copyFile(path.join(ARTIFACTS, `${name}-1280.png`), path.join(REPO, 'docs', 'screenshots', `${name}.png`));
   });
 });

@@ -9,6 +9,7 @@ import { restoreSession, SignIn } from './sign-in.tsx';
 import { AuditPage } from './pages/audit.tsx';
 import { CohortsPage } from './pages/cohorts.tsx';
 import { DevicePage } from './pages/device.tsx';
+import { DriftPage } from './pages/drift.tsx';
 import { FleetPage } from './pages/fleet.tsx';
 import { ModelsPage } from './pages/models.tsx';
 import { RolloutsPage } from './pages/rollouts.tsx';
@@ -28,6 +29,7 @@ const PAGES: PageDef[] = [
   { path: '/cohorts', title: 'Cohorts & deployments', nav: 'Cohorts & deployments', component: CohortsPage },
   { path: '/rollouts', title: 'Rollouts', nav: 'Rollouts', component: RolloutsPage },
   { path: '/models', title: 'Models', nav: 'Models', component: ModelsPage },
+  { path: '/drift', title: 'Drift', nav: 'Drift', component: DriftPage },
   { path: '/audit', title: 'Audit log', nav: 'Audit log', adminOnly: true, component: AuditPage },
   { path: '/tokens', title: 'API tokens', nav: 'API tokens', adminOnly: true, component: TokensPage },
 ];

@@ -18,7 +18,7 @@ const columns: Column<FleetDevice>[] = [
   {
     key: 'name',
     label: 'Device',
-    width: 'minmax(11rem, 1.4fr)',
+    width: 'minmax(9rem, 1.1fr)',
     sortable: true,
     render: (d) => (
       <a href={`/devices/${encodeURIComponent(d.id)}`} class="strong">
@@ -27,12 +27,12 @@ const columns: Column<FleetDevice>[] = [
       </a>
     ),
   },
-  { key: 'labels', label: 'Labels', width: 'minmax(9rem, 1.3fr)', sortable: true, render: (d) => <span class="mono small clip" title={labelsText(d.labels)}>{labelsText(d.labels) || '—'}</span> },
-  { key: 'cohorts', label: 'Cohorts', width: 'minmax(6rem, 1fr)', sortable: true, render: (d) => <span class="clip">{d.cohorts.join(', ') || '—'}</span> },
+  { key: 'labels', label: 'Labels', width: 'minmax(10rem, 1.5fr)', sortable: true, render: (d) => <span class="mono small clip" title={labelsText(d.labels)}>{labelsText(d.labels) || '—'}</span> },
+  { key: 'cohorts', label: 'Cohorts', width: 'minmax(5rem, 0.7fr)', sortable: true, render: (d) => <span class="clip">{d.cohorts.join(', ') || '—'}</span> },
   {
     key: 'version',
     label: 'Model',
-    width: 'minmax(8rem, 1fr)',
+    width: 'minmax(9rem, 1.2fr)',
     sortable: true,
     render: (d) => (
       <span class="clip mono small" title={d.active ? `bundle ${d.active.bundleName} (${d.active.bundleId})` : 'nothing active'}>
@@ -44,7 +44,7 @@ const columns: Column<FleetDevice>[] = [
   {
     key: 'state',
     label: 'Update',
-    width: 'minmax(8rem, 1.2fr)',
+    width: 'minmax(7rem, 1fr)',
     sortable: true,
     render: (d) => (
       <span class="clip">

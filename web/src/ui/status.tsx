@@ -31,11 +31,12 @@ export function toneOf(state: string | null | undefined): string {
   return TONE[state ?? ''] ?? 'idle';
 }
 
-export function Status({ state, title }: { state: string | null | undefined; title?: string }) {
+/** `text` overrides the shown word where the state's name is not the reader's (e.g. drift verdicts). */
+export function Status({ state, title, text }: { state: string | null | undefined; title?: string; text?: string }) {
   const s = state ?? 'no report';
   return (
     <span class={`badge tone-${toneOf(s)}`} title={title}>
-      {s.replace('_', ' ')}
+      {text ?? s.replace('_', ' ')}
     </span>
   );
 }
