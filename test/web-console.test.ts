@@ -302,6 +302,13 @@ describe('web console in Chromium', () => {
     await assertLabelled(page, 'models');
     await shoot(page, 'models');
 
+    await open(page, '/retraining', 'Retraining');
+    const jobs = (await cp.api('GET', '/api/v1/jobs')).body.jobs as Array<{ id: string }>;
+    if (jobs.length) for (const j of jobs) await page.getByRole('button', { name: j.id }).waitFor();
+    else await page.getByText('No training jobs yet.').waitFor();
+    await assertLabelled(page, 'retraining');
+    await shoot(page, 'retraining');
+
     await open(page, '/audit', 'Audit log');
     const entries = (await cp.api('GET', '/api/v1/audit?limit=5')).body.entries as Array<{ action: string }>;
     for (const e of entries) await page.getByRole('cell', { name: e.action, exact: true }).first().waitFor();

@@ -11,6 +11,7 @@ import { CohortsPage } from './pages/cohorts.tsx';
 import { DevicePage } from './pages/device.tsx';
 import { DriftPage } from './pages/drift.tsx';
 import { FleetPage } from './pages/fleet.tsx';
+import { RetrainingPage } from './pages/retraining.tsx';
 import { ModelsPage } from './pages/models.tsx';
 import { RolloutsPage } from './pages/rollouts.tsx';
 import { TokensPage } from './pages/tokens.tsx';
@@ -30,6 +31,7 @@ const PAGES: PageDef[] = [
   { path: '/rollouts', title: 'Rollouts', nav: 'Rollouts', component: RolloutsPage },
   { path: '/models', title: 'Models', nav: 'Models', component: ModelsPage },
   { path: '/drift', title: 'Drift', nav: 'Drift', component: DriftPage },
+  { path: '/retraining', title: 'Retraining', nav: 'Retraining', component: RetrainingPage },
   { path: '/audit', title: 'Audit log', nav: 'Audit log', adminOnly: true, component: AuditPage },
   { path: '/tokens', title: 'API tokens', nav: 'API tokens', adminOnly: true, component: TokensPage },
 ];
