@@ -354,6 +354,20 @@ describe('web console in Chromium', () => {
     await viewer.close();
   });
 
+  test('agent settings: set a cohort\'s telemetry interval from the UI; the API stores it', async () => {
+    await open(page, '/settings', 'Agent settings');
+    await page.getByText('Every device runs the defaults.').waitFor();
+    await page.getByLabel('Cohort name').fill('berlin');
+    await page.getByLabel('Telemetry interval (s, 1–3600)').fill('30');
+    await page.getByRole('button', { name: 'Save settings' }).click();
+    await page.getByRole('status').filter({ hasText: 'Saved for cohort berlin' }).waitFor();
+    const stored = (await cp.api('GET', '/api/v1/agent-settings/cohort/berlin')).body;
+    assert.equal(stored.settings.telemetryIntervalS, 30);
+    await page.getByRole('cell', { name: '30 s', exact: true }).waitFor();
+    await assertLabelled(page, 'settings');
+    await shoot(page, 'settings');
+  });
+
   test('screenshots for the README (FLOTILLA_DOCS_SCREENSHOTS=1)', async () => {
     if (process.env.FLOTILLA_DOCS_SCREENSHOTS !== '1') return;
     await mkdir(path.join(REPO, 'docs', 'screenshots'), { recursive: true });

@@ -14,6 +14,7 @@ import { FleetPage } from './pages/fleet.tsx';
 import { RetrainingPage } from './pages/retraining.tsx';
 import { ModelsPage } from './pages/models.tsx';
 import { RolloutsPage } from './pages/rollouts.tsx';
+import { SettingsPage } from './pages/settings.tsx';
 import { TokensPage } from './pages/tokens.tsx';
 
 interface PageDef {
@@ -32,6 +33,7 @@ const PAGES: PageDef[] = [
   { path: '/models', title: 'Models', nav: 'Models', component: ModelsPage },
   { path: '/drift', title: 'Drift', nav: 'Drift', component: DriftPage },
   { path: '/retraining', title: 'Retraining', nav: 'Retraining', component: RetrainingPage },
+  { path: '/settings', title: 'Agent settings', nav: 'Agent settings', component: SettingsPage },
   { path: '/audit', title: 'Audit log', nav: 'Audit log', adminOnly: true, component: AuditPage },
   { path: '/tokens', title: 'API tokens', nav: 'API tokens', adminOnly: true, component: TokensPage },
 ];
