@@ -1,13 +1,13 @@
 // Cohorts and deployments: cohorts with their selector and live member count, a selector editor that
 // previews the members as you type, deploy a bundle to a cohort, and each deployment's status.
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useMemo, useState } from 'preact/hooks';
 import { api, call, getOptional, readable } from '../api.ts';
-import { onEvent, streamStatus } from '../events.ts';
+import { streamStatus } from '../events.ts';
 import { ago, when } from '../format.ts';
 import { can } from '../session.ts';
 import { ErrorBox, Loading } from '../ui/notice.tsx';
 import { Status, toneOf } from '../ui/status.tsx';
-import { useInterval, useLoad } from '../ui/use-load.ts';
+import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
 import { compileSelector } from './fleet-filter.ts';
 import type { FleetDevice } from './fleet-types.ts';
 import { matches } from '../../../server/cohorts/selector.ts';
@@ -27,7 +27,7 @@ export function CohortsPage() {
     ]);
     return { cohorts: cohorts.cohorts, devices: fleet.devices, deployments: deployments.deployments };
   });
-  useEffect(() => onEvent(() => void data.reload(), ['device', 'deployment']), [data.reload]);
+  useEventReload(['device', 'deployment'], data.reload);
   useInterval(() => void data.reload(), streamStatus.value === 'live' ? 60_000 : 3_000);
   if (data.loading && !data.data) return <Loading what="cohorts" />;
   if (!data.data) return <ErrorBox error={data.error} title="Could not load cohorts" />;

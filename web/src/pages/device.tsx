@@ -2,13 +2,13 @@
 // chosen window, monitoring losses, and ping / rollback for operators.
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, call, readable } from '../api.ts';
-import { onEvent, streamStatus } from '../events.ts';
+import { streamStatus } from '../events.ts';
 import { ago, bytes, labelsText, num, pct, when } from '../format.ts';
 import { can } from '../session.ts';
 import { TimeChart } from '../ui/chart.tsx';
 import { ErrorBox, Info, Loading } from '../ui/notice.tsx';
 import { OnlineDot, Status } from '../ui/status.tsx';
-import { useInterval, useLoad } from '../ui/use-load.ts';
+import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
 
 interface Reported {
   agentVersion?: string;
@@ -30,7 +30,7 @@ const POINTS = 12;
 export function DevicePage({ params }: { params: Record<string, string> }) {
   const id = params.id;
   const device = useLoad(() => call(api.api.v1.devices[':id'].$get({ param: { id } })), [id]);
-  useEffect(() => onEvent((e) => e.subject === id && void device.reload(), ['device']), [id, device.reload]);
+  useEventReload(['device'], device.reload, (e) => e.subject === id);
   useInterval(() => void device.reload(), streamStatus.value === 'live' ? 60_000 : 5_000);
   if (device.loading && !device.data) return <Loading what="the device" />;
   if (!device.data) return <ErrorBox error={device.error} title={`Could not load device ${id}`} />;

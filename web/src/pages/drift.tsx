@@ -3,11 +3,10 @@
 // per feature, and drift alerts with their webhook deliveries.
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, call } from '../api.ts';
-import { onEvent } from '../events.ts';
 import { num, when } from '../format.ts';
 import { ErrorBox, Info, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
-import { useLoad } from '../ui/use-load.ts';
+import { useEventReload, useLoad } from '../ui/use-load.ts';
 
 const SPANS = [
   { id: '1h', label: '1 h', seconds: 3600 },
@@ -195,7 +194,7 @@ function Alerts() {
     const [a, d] = await Promise.all([call(api.api.v1.alerts.$get({ query: { limit: '50' } })), call(api.api.v1.alerts.deliveries.$get({ query: { limit: '50' } })).catch(() => null)]);
     return { alerts: a.alerts, deliveries: d?.deliveries ?? null };
   });
-  useEffect(() => onEvent(() => void alerts.reload(), ['alert']), [alerts.reload]);
+  useEventReload(['alert'], alerts.reload);
   if (!alerts.data) return alerts.error ? <ErrorBox error={alerts.error} title="Could not load alerts" /> : <Loading what="alerts" />;
   const { alerts: list, deliveries } = alerts.data;
   return (

@@ -1,13 +1,13 @@
 // Fleet: every device in one virtualised table, filtered by label selector (CLI syntax, error at the
 // position) and text, sorted by any column; select many to label, approve or revoke.
-import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useMemo, useState } from 'preact/hooks';
 import { api, call, readable } from '../api.ts';
-import { onEvent, streamStatus } from '../events.ts';
+import { streamStatus } from '../events.ts';
 import { ago, labelsText, num, pct } from '../format.ts';
 import { can } from '../session.ts';
 import { ErrorBox, Loading } from '../ui/notice.tsx';
 import { OnlineDot, Status } from '../ui/status.tsx';
-import { useInterval, useLoad } from '../ui/use-load.ts';
+import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
 import { type Column, VirtualTable } from '../ui/virtual-table.tsx';
 import { EnrollFirst } from './enroll-first.tsx';
 import { compileSelector, filterAndSort, searchText, type SortKey } from './fleet-filter.ts';
@@ -75,17 +75,7 @@ export function FleetPage() {
   const shown = useMemo(() => filterAndSort(devices, { terms: selector.terms, text, sort }, texts), [devices, selector.terms, text, sort, texts]);
 
   // Live: device events refresh the table (coalesced); without the event stream, poll.
-  const pending = useRef<ReturnType<typeof setTimeout> | null>(null);
-  useEffect(
-    () =>
-      onEvent(() => {
-        pending.current ??= setTimeout(() => {
-          pending.current = null;
-          void fleet.reload();
-        }, 500);
-      }, ['device', 'deployment']),
-    [fleet.reload],
-  );
+  useEventReload(['device', 'deployment'], fleet.reload);
   useInterval(() => void fleet.reload(), streamStatus.value === 'live' ? 60_000 : 5_000);
 
   const onSort = (key: string) => setSort((s) => ({ key: key as SortKey, dir: s.key === key && s.dir === 'asc' ? 'desc' : 'asc' }));

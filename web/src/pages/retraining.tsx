@@ -7,12 +7,12 @@ import { ago, when } from '../format.ts';
 import { can } from '../session.ts';
 import { ErrorBox, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
-import { useInterval, useLoad } from '../ui/use-load.ts';
+import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
 
 export function RetrainingPage() {
   const jobs = useLoad(() => call(api.api.v1.jobs.$get({ query: { limit: '50' } })));
   const [open, setOpen] = useState<string | null>(null);
-  useEffect(() => onEvent(() => void jobs.reload(), ['job']), [jobs.reload]);
+  useEventReload(['job'], jobs.reload);
   const active = jobs.data?.jobs.some((j) => j.status === 'running' || j.status === 'queued' || j.status === 'waiting') ?? false;
   useInterval(() => void jobs.reload(), streamStatus.value === 'live' ? 60_000 : active ? 2_000 : 15_000);
   if (jobs.loading && !jobs.data) return <Loading what="training jobs" />;

@@ -1,20 +1,20 @@
 // Rollouts: start one (cohort picker with member count, stages, bake time, gates), watch each stage
 // and its gates live, pause / resume / abort / roll back.
-import { useEffect, useState } from 'preact/hooks';
+import { useState } from 'preact/hooks';
 import { api, call, readable } from '../api.ts';
-import { onEvent, streamStatus } from '../events.ts';
+import { streamStatus } from '../events.ts';
 import { ago, pct, when } from '../format.ts';
 import { can } from '../session.ts';
 import { ErrorBox, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
-import { useInterval, useLoad } from '../ui/use-load.ts';
+import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
 
 export function RolloutsPage() {
   const data = useLoad(async () => {
     const [rollouts, cohorts, fleet] = await Promise.all([call(api.api.v1.rollouts.$get({ query: { limit: '30' } })), call(api.api.v1.cohorts.$get()), call(api.api.v1.fleet.$get({ query: {} }))]);
     return { rollouts: rollouts.rollouts, cohorts: cohorts.cohorts, devices: fleet.devices };
   });
-  useEffect(() => onEvent(() => void data.reload(), ['rollout', 'device']), [data.reload]);
+  useEventReload(['rollout', 'device'], data.reload);
   const running = data.data?.rollouts.some((r) => r.status === 'running') ?? false;
   useInterval(() => void data.reload(), streamStatus.value === 'live' ? 60_000 : running ? 2_000 : 10_000);
   if (data.loading && !data.data) return <Loading what="rollouts" />;

@@ -1,6 +1,7 @@
 // Loads data for a page and reloads on demand; the error is kept readable for the page to show.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { readable } from '../api.ts';
+import { type FlotillaEvent, onEvent } from '../events.ts';
 
 export interface Loaded<T> {
   data: T | undefined;
@@ -44,4 +45,28 @@ export function useInterval(fn: () => void, ms: number | null): void {
     const t = setInterval(() => saved.current(), ms);
     return () => clearInterval(t);
   }, [ms]);
+}
+
+/**
+ * Reloads on events of these kinds (those `accept` lets through), at most once per `ms`: a burst of
+ * device events during a fleet-wide deployment becomes one refresh, not one per device.
+ */
+export function useEventReload(kinds: FlotillaEvent['kind'][], reload: () => Promise<void>, accept: (e: FlotillaEvent) => boolean = () => true, ms = 500): void {
+  const saved = useRef({ reload, accept });
+  saved.current = { reload, accept };
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const off = onEvent((e) => {
+      if (!saved.current.accept(e) || timer) return;
+      timer = setTimeout(() => {
+        timer = null;
+        void saved.current.reload();
+      }, ms);
+    }, kinds);
+    return () => {
+      off();
+      if (timer) clearTimeout(timer);
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [kinds.join(','), ms]);
 }
