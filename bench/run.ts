@@ -9,6 +9,7 @@ const suites: Record<string, () => Promise<BenchRow[]>> = {
   agent: () => import('./agent.bench.ts').then((m) => m.runAgentBench()),
   ingest: () => import('./ingest.bench.ts').then((m) => m.runIngestBench()),
   events: () => import('./events.bench.ts').then((m) => m.runEventsBench()),
+  web: () => import('./web.bench.ts').then((m) => m.runWebBench()),
 };
 
 const only = process.argv.slice(2);

@@ -30,6 +30,10 @@ import { errorBody, onError, validationHook } from './http/errors.ts';
 import type { KeyCipher } from './keys/key-cipher.ts';
 import { keyRoutes } from './keys/key-routes.ts';
 import { rootOf } from './keys/key-service.ts';
+import { serveConsole } from './http/console.ts';
+import { fleetRoutes } from './fleet/fleet-routes.ts';
+import { sessionRoutes } from './auth/session-routes.ts';
+import path from 'node:path';
 import type { Metrics } from './metrics.ts';
 import { modelRoutes } from './models/model-routes.ts';
 import type { ModelRunner } from './models/model-runner.ts';
@@ -74,6 +78,8 @@ export interface AppDeps {
   eventFeed: EventFeed;
   /** Runs a version on one input (the console's playground) off the event loop. */
   modelRunner: ModelRunner;
+  /** The built console (default web/dist); served at / for every GET no route answered. */
+  webDistDir?: string;
 }
 
 // /predictions authenticates devices (Basic) or tokens itself; /jobs too (pipelines use job tokens).
@@ -91,6 +97,7 @@ export function createApp(deps: AppDeps) {
     metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
     metrics.httpDuration.observe({ method: c.req.method, route }, (performance.now() - start) / 1000);
   });
+  app.use('*', serveConsole(deps.webDistDir ?? path.resolve(import.meta.dirname, '..', 'web', 'dist')));
   app.onError(onError(deps.logger));
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
 
@@ -149,7 +156,9 @@ export function createApp(deps: AppDeps) {
     .route('/agent-settings', settingsRoutes({ db, desired: deps.desired }))
     .route('/samples', sampleRoutes(db))
     .route('/events', eventRoutes({ db, feed: deps.eventFeed }))
-    .route('/models', runRoutes({ db, store: deps.store, runner: deps.modelRunner }));
+    .route('/models', runRoutes({ db, store: deps.store, runner: deps.modelRunner }))
+    .route('/fleet', fleetRoutes(db))
+    .route('/me', sessionRoutes(db));
   return app.route('/api/v1', routes);
 }
 

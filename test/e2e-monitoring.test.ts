@@ -14,7 +14,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eq, sql } from 'drizzle-orm';
-import * as ort from 'onnxruntime-node';
 import { AgentProcess, api, freePort, waitFor } from '../agent/testing/harness.ts';
 import { ControlPlane } from '../server/control-plane.ts';
 import { statsWindows } from '../server/db/schema.ts';
@@ -22,7 +21,7 @@ import { createLogger } from '../server/logger.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { FEATURES, generateRows, type Row } from './helpers/device-stats.ts';
-import { gemmModel } from './helpers/models.ts';
+import { gemmModel, modelOutputs } from './helpers/models.ts';
 
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
 const SECRET = 'e2e-webhook-secret';
@@ -32,23 +31,6 @@ const SHIFT: Record<string, number> = { f3: 6, f5: 1.5 };
 const ROWS_PER_BATCH = 250;
 
 type Values = Record<string, number>;
-
-/** What the model answers for rows, as the agent's postprocessing computes it (softmax, top-1). */
-async function modelOutputs(model: Uint8Array, rows: Values[]): Promise<Array<{ predictedClass: number; confidence: number }>> {
-  const session = await ort.InferenceSession.create(model);
-  const x = Float32Array.from(rows.flatMap((r) => FEATURES.map((f) => r[f])));
-  const logits = (await session.run({ features: new ort.Tensor('float32', x, [rows.length, FEATURES.length]) })).logits.data as Float32Array;
-  await session.release();
-  return rows.map((_, i) => {
-    const z = Array.from(logits.subarray(i * 3, i * 3 + 3), Number);
-    const max = Math.max(...z);
-    const e = z.map((v) => Math.exp(v - max));
-    const sum = e.reduce((a, b) => a + b, 0);
-    const p = e.map((v) => v / sum);
-    const k = p.indexOf(Math.max(...p));
-    return { predictedClass: k, confidence: p[k] };
-  });
-}
 
 function batch(n: number, seed: number, shifted: boolean): Values[] {
   return generateRows(n, seed).map((r: Row) => {

@@ -1,5 +1,6 @@
 // Small ONNX fixtures built in code (nothing downloaded).
 import { encodeModel, floatTensor, node, valueInfo } from '../../server/onnx/build.ts';
+import { FEATURES } from './device-stats.ts';
 
 /** A Gemm classifier: features [batch, nIn] -> logits [batch, nOut]; `seed` varies the weights. */
 export function gemmModel(opts: { nIn?: number; nOut?: number; seed?: number; inputName?: string; outputName?: string } = {}): Uint8Array {
@@ -13,5 +14,23 @@ export function gemmModel(opts: { nIn?: number; nOut?: number; seed?: number; in
     outputs: [valueInfo(opts.outputName ?? 'logits', 'float32', ['batch', nOut])],
     initializers: [floatTensor('W', [nIn, nOut], w), floatTensor('b', [nOut], b)],
     nodes: [node('Gemm', [opts.inputName ?? 'features', 'W', 'b'], [opts.outputName ?? 'logits'])],
+  });
+}
+
+/** What the model answers for rows, as the agent's postprocessing computes it (softmax, top-1). */
+export async function modelOutputs(model: Uint8Array, rows: Array<Record<string, number>>): Promise<Array<{ predictedClass: number; confidence: number }>> {
+  const ort = await import('onnxruntime-node'); // loaded only by the tests that need it
+  const session = await ort.InferenceSession.create(model);
+  const x = Float32Array.from(rows.flatMap((r) => FEATURES.map((f) => r[f])));
+  const logits = (await session.run({ features: new ort.Tensor('float32', x, [rows.length, FEATURES.length]) })).logits.data as Float32Array;
+  await session.release();
+  return rows.map((_, i) => {
+    const z = Array.from(logits.subarray(i * 3, i * 3 + 3), Number);
+    const max = Math.max(...z);
+    const e = z.map((v) => Math.exp(v - max));
+    const sum = e.reduce((a, b) => a + b, 0);
+    const p = e.map((v) => v / sum);
+    const k = p.indexOf(Math.max(...p));
+    return { predictedClass: k, confidence: p[k] };
   });
 }

@@ -1,0 +1,336 @@
+// Models: versions with their lineage (parent → variants → retrained children), status and aliases,
+// the evaluation report next to the parent; upload a version with progress, build a bundle, optimize.
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import { api, ApiError, call, readable } from '../api.ts';
+import { bytes, when } from '../format.ts';
+import { can, session } from '../session.ts';
+import { ErrorBox, Loading } from '../ui/notice.tsx';
+import { Status } from '../ui/status.tsx';
+import { useLoad } from '../ui/use-load.ts';
+
+type Version = Awaited<ReturnType<typeof versionsOf>>['versions'][number];
+const versionsOf = (name: string) => call(api.api.v1.models[':name'].versions.$get({ param: { name }, query: {} }));
+
+export function ModelsPage() {
+  const models = useLoad(() => call(api.api.v1.models.$get({ query: {} })));
+  const [name, setName] = useState<string | null>(null);
+  useEffect(() => {
+    if (!name && models.data?.models.length) setName(models.data.models[0].name);
+  }, [models.data, name]);
+  if (models.loading && !models.data) return <Loading what="models" />;
+  if (!models.data) return <ErrorBox error={models.error} title="Could not load models" />;
+  return (
+    <div class="page">
+      <header class="page-head">
+        <h1>Models</h1>
+        <div class="tabs" role="group" aria-label="Model">
+          {models.data.models.map((m) => (
+            <button type="button" key={m.name} aria-pressed={m.name === name} onClick={() => setName(m.name)}>
+              {m.name} <span class="small">({m.versions})</span>
+            </button>
+          ))}
+        </div>
+      </header>
+      {!models.data.models.length && <p class="muted">No models yet. Upload the first version below, or `flotilla models push model.onnx --name my-model`.</p>}
+      {name && <ModelDetail key={name} name={name} />}
+      {can('models:write') && <Upload defaultName={name ?? ''} onUploaded={async (n) => (await models.reload(), setName(n))} />}
+    </div>
+  );
+}
+
+function ModelDetail({ name }: { name: string }) {
+  const versions = useLoad(() => versionsOf(name), [name]);
+  const [selected, setSelected] = useState<number | null>(null);
+  const list = versions.data?.versions ?? [];
+  const byRef = useMemo(() => new Map(list.map((v) => [v.ref, v])), [list]);
+  const children = useMemo(() => {
+    const m = new Map<string | null, Version[]>();
+    for (const v of list) {
+      const parent = v.parent && byRef.has(v.parent) ? v.parent : null;
+      m.set(parent, [...(m.get(parent) ?? []), v]);
+    }
+    for (const arr of m.values()) arr.sort((a, b) => a.version - b.version);
+    return m;
+  }, [list, byRef]);
+  if (versions.loading && !versions.data) return <Loading what="versions" />;
+  if (!versions.data) return <ErrorBox error={versions.error} title={`Could not load versions of ${name}`} />;
+  const current = list.find((v) => v.version === selected) ?? list[0];
+  const tree = (parent: string | null) => (
+    <ul>
+      {(children.get(parent) ?? []).map((v) => (
+        <li key={v.ref}>
+          <button type="button" class="link" aria-pressed={v === current} onClick={() => setSelected(v.version)} aria-label={`Version ${v.ref}`}>
+            <b>{v.ref}</b>
+          </button>{' '}
+          {v.variant && <span class="badge tone-busy">{v.variant}</span>}
+          <Status state={v.status} title={v.statusReason ?? undefined} />
+          {v.aliases.map((a) => (
+            <span key={a} class="badge tone-ok">
+              @{a}
+            </span>
+          ))}
+          <span class="muted small">
+            {bytes(v.size)}
+            {typeof v.lineage?.jobId === 'string' ? ` · job ${v.lineage.jobId}` : ''}
+          </span>
+          {children.has(v.ref) && tree(v.ref)}
+        </li>
+      ))}
+    </ul>
+  );
+  return (
+    <div class="grid2">
+      <section class="card lineage" aria-labelledby="lineage-h">
+        <h2 id="lineage-h">Versions and lineage</h2>
+        <p class="muted small">Each version sits under its parent: optimized variants (int8, pruned) and retrained children.</p>
+        {tree(null)}
+      </section>
+      {current && <VersionDetail version={current} parent={current.parent ? byRef.get(current.parent) : undefined} onChanged={versions.reload} />}
+    </div>
+  );
+}
+
+function VersionDetail({ version: v, parent, onChanged }: { version: Version; parent?: Version; onChanged(): Promise<void> }) {
+  const metricKeys = [...new Set([...Object.keys(v.metrics), ...Object.keys(parent?.metrics ?? {})])];
+  const evaluation = v.evaluation as Record<string, unknown> | null;
+  return (
+    <section class="card page" aria-labelledby="version-h">
+      <h2 id="version-h">
+        {v.ref} <Status state={v.status} />
+      </h2>
+      {v.status === 'rejected' && (
+        <div class="notice notice-error">
+          <strong>Rejected</strong>
+          {v.statusReason}
+          {v.override && <span>Overridden by {v.override.by}: {v.override.reason}</span>}
+        </div>
+      )}
+      <dl class="facts">
+        <dt>Size</dt>
+        <dd>
+          {bytes(v.size)} ({v.paramCount.toLocaleString()} parameters)
+        </dd>
+        <dt>Inputs</dt>
+        <dd class="mono small">{v.inputs.map((t) => `${t.name}: ${t.dtype}[${t.shape.join(', ')}]`).join('; ')}</dd>
+        <dt>Outputs</dt>
+        <dd class="mono small">{v.outputs.map((t) => `${t.name}: ${t.dtype}[${t.shape.join(', ')}]`).join('; ')}</dd>
+        <dt>Parent</dt>
+        <dd>{v.parent ?? '—'}</dd>
+        <dt>Created</dt>
+        <dd>
+          {when(v.createdAt)} by {v.createdBy ?? 'unknown'}
+        </dd>
+        <dt>sha256</dt>
+        <dd class="mono small">{v.sha256}</dd>
+      </dl>
+      {metricKeys.length > 0 && (
+        <div class="table-wrap">
+          <table class="plain">
+            <caption class="small muted">Metrics against the parent</caption>
+            <thead>
+              <tr>
+                <th scope="col">Metric</th>
+                <th scope="col">{v.ref}</th>
+                <th scope="col">{parent?.ref ?? 'parent'}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {metricKeys.map((k) => (
+                <tr key={k}>
+                  <td>{k}</td>
+                  <td>{v.metrics[k]?.toFixed(4) ?? '—'}</td>
+                  <td>{parent?.metrics[k]?.toFixed(4) ?? '—'}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {evaluation && <EvaluationReport report={evaluation} />}
+      {can('models:write') && <BuildBundle version={v} />}
+      {can('models:write') && <Optimize version={v} onDone={onChanged} />}
+    </section>
+  );
+}
+
+function EvaluationReport({ report }: { report: Record<string, unknown> }) {
+  const importance = (report.importance ?? report.permutationImportance) as Array<{ feature: string; drop: number }> | Record<string, number> | undefined;
+  const bars = Array.isArray(importance) ? importance.map((x) => [x.feature, x.drop] as const) : importance ? Object.entries(importance) : [];
+  const max = Math.max(1e-9, ...bars.map(([, d]) => Math.abs(d)));
+  const flat = Object.entries(report).filter(([, x]) => typeof x === 'number' || typeof x === 'string' || typeof x === 'boolean');
+  return (
+    <details open>
+      <summary class="strong">Evaluation report</summary>
+      <dl class="facts small">
+        {flat.map(([k, x]) => [<dt key={`k${k}`}>{k}</dt>, <dd key={`v${k}`}>{typeof x === 'number' ? x.toFixed(4) : String(x)}</dd>])}
+      </dl>
+      {bars.length > 0 && (
+        <figure aria-label="Permutation importance">
+          <figcaption class="small muted">Permutation importance (accuracy drop when shuffled)</figcaption>
+          {bars.map(([f, d]) => (
+            <div class="row small" key={f}>
+              <span style={{ width: '6rem' }}>{f}</span>
+              <span style={{ background: '#1d4ed8', height: '0.7rem', width: `${(Math.abs(d) / max) * 60}%` }} />
+              <span class="mono">{d.toFixed(4)}</span>
+            </div>
+          ))}
+        </figure>
+      )}
+    </details>
+  );
+}
+
+function BuildBundle({ version: v }: { version: Version }) {
+  const [def, setDef] = useState('');
+  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const [busy, setBusy] = useState(false);
+  const build = async (e: Event) => {
+    e.preventDefault();
+    setResult(null);
+    let definition: Record<string, unknown>;
+    try {
+      definition = JSON.parse(def) as Record<string, unknown>;
+    } catch (err) {
+      return setResult({ ok: false, text: `The definition is not JSON: ${(err as Error).message}` });
+    }
+    setBusy(true);
+    try {
+      const b = await call(api.api.v1.bundles.$post({ json: { model: v.ref, definition } }));
+      setResult({ ok: true, text: `Built bundle ${b.name} (${b.id}); deploy it under Cohorts & deployments.` });
+    } catch (err) {
+      setResult({ ok: false, text: readable(err) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <details>
+      <summary class="strong">Build a bundle from a definition</summary>
+      <form class="page" onSubmit={build}>
+        <label>
+          Bundle definition (bundle.json; labels inline as an array)
+          <textarea rows={8} class="mono" value={def} required onInput={(e) => setDef((e.target as HTMLTextAreaElement).value)} placeholder='{"name": "my-bundle", "preprocess": {...}, "postprocess": {...}}' />
+        </label>
+        <button type="submit" disabled={busy}>
+          {busy ? 'Building… (smoke vectors are computed on the server)' : `Build bundle for ${v.ref}`}
+        </button>
+        {result && <div class={`notice ${result.ok ? 'notice-ok' : 'notice-error'}`} role={result.ok ? 'status' : 'alert'}>{result.text}</div>}
+      </form>
+    </details>
+  );
+}
+
+function Optimize({ version: v, onDone }: { version: Version; onDone(): Promise<void> }) {
+  const [dataset, setDataset] = useState('');
+  const [quantize, setQuantize] = useState(true);
+  const [sparsity, setSparsity] = useState('');
+  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  const [busy, setBusy] = useState(false);
+  const run = async (e: Event) => {
+    e.preventDefault();
+    setBusy(true);
+    setResult(null);
+    try {
+      const out = await call(
+        api.api.v1.models[':name'].versions[':ref'].optimize.$post({
+          param: { name: v.model, ref: String(v.version) },
+          json: { dataset, ...(quantize ? { quantize: { form: 'qdq', perChannel: false } } : {}), ...(sparsity ? { prune: { sparsity: Number(sparsity), structured: false } } : {}) },
+        }),
+      );
+      setResult({ ok: true, text: `Registered ${String(out.version.ref)} (${String(out.version.status)}).` });
+      await onDone();
+    } catch (err) {
+      setResult({ ok: false, text: readable(err) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <details>
+      <summary class="strong">Optimize (int8 / prune)</summary>
+      <form class="row" onSubmit={run}>
+        <label>
+          Evaluation dataset (name@N)
+          <input value={dataset} required onInput={(e) => setDataset((e.target as HTMLInputElement).value)} />
+        </label>
+        <label class="row">
+          <input type="checkbox" checked={quantize} onChange={(e) => setQuantize((e.target as HTMLInputElement).checked)} /> Quantize to int8
+        </label>
+        <label>
+          Prune sparsity (0–1, optional)
+          <input type="number" min={0} max={0.99} step="0.05" value={sparsity} onInput={(e) => setSparsity((e.target as HTMLInputElement).value)} />
+        </label>
+        <button type="submit" disabled={busy || (!quantize && !sparsity)}>
+          {busy ? 'Optimizing and evaluating…' : 'Optimize'}
+        </button>
+      </form>
+      {busy && <progress aria-label="Optimizing" />}
+      {result && <div class={`notice ${result.ok ? 'notice-ok' : 'notice-error'}`} role={result.ok ? 'status' : 'alert'}>{result.text}</div>}
+    </details>
+  );
+}
+
+function Upload({ defaultName, onUploaded }: { defaultName: string; onUploaded(name: string): Promise<void> }) {
+  const [name, setName] = useState(defaultName);
+  const [parent, setParent] = useState('');
+  const [file, setFile] = useState<File | null>(null);
+  const [progress, setProgress] = useState<number | null>(null);
+  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
+  useEffect(() => setName(defaultName), [defaultName]);
+  const submit = (e: Event) => {
+    e.preventDefault();
+    if (!file) return;
+    setResult(null);
+    setProgress(0);
+    // XMLHttpRequest, not fetch: only it reports upload progress. The route is the typed client's.
+    const url = api.api.v1.models[':name'].versions.$url({ param: { name }, query: parent ? { parent } : {} });
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', url.pathname + url.search);
+    xhr.setRequestHeader('authorization', `Bearer ${session.token() ?? ''}`);
+    xhr.setRequestHeader('content-type', 'application/octet-stream');
+    xhr.upload.onprogress = (ev) => ev.lengthComputable && setProgress(ev.loaded / ev.total);
+    xhr.onerror = () => (setProgress(null), setResult({ ok: false, text: 'Upload failed: the connection was lost.' }));
+    xhr.onload = () => {
+      setProgress(null);
+      let body: { ref?: string; error?: { code: string; message: string } } = {};
+      try {
+        body = JSON.parse(xhr.responseText) as typeof body;
+      } catch {
+        /* not JSON */
+      }
+      if (xhr.status >= 200 && xhr.status < 300) {
+        setResult({ ok: true, text: `Uploaded ${body.ref ?? name}.` });
+        void onUploaded(name);
+      } else setResult({ ok: false, text: new ApiError(xhr.status, body.error?.code ?? 'http_error', body.error?.message ?? `the server answered ${xhr.status}`).readable });
+    };
+    xhr.send(file);
+  };
+  return (
+    <form class="card row" onSubmit={submit} aria-labelledby="upload-h">
+      <h2 id="upload-h" style={{ flexBasis: '100%' }}>
+        Upload a version
+      </h2>
+      <label>
+        Model name
+        <input value={name} required onInput={(e) => setName((e.target as HTMLInputElement).value)} />
+      </label>
+      <label>
+        Parent (optional, name@N)
+        <input value={parent} onInput={(e) => setParent((e.target as HTMLInputElement).value)} />
+      </label>
+      <label>
+        ONNX file
+        <input type="file" accept=".onnx" required onChange={(e) => setFile((e.target as HTMLInputElement).files?.[0] ?? null)} />
+      </label>
+      <button type="submit" class="primary" disabled={!file || progress !== null}>
+        Upload
+      </button>
+      {progress !== null && (
+        <progress value={progress} max={1} aria-label="Upload progress">
+          {Math.round(progress * 100)} %
+        </progress>
+      )}
+      {result && <div class={`notice ${result.ok ? 'notice-ok' : 'notice-error'}`} role={result.ok ? 'status' : 'alert'} style={{ flexBasis: '100%' }}>{result.text}</div>}
+    </form>
+  );
+}

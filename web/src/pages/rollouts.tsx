@@ -1,0 +1,204 @@
+// Rollouts: start one (cohort picker with member count, stages, bake time, gates), watch each stage
+// and its gates live, pause / resume / abort / roll back.
+import { useState } from 'preact/hooks';
+import { api, call, readable } from '../api.ts';
+import { streamStatus } from '../events.ts';
+import { ago, pct, when } from '../format.ts';
+import { can } from '../session.ts';
+import { ErrorBox, Loading } from '../ui/notice.tsx';
+import { Status } from '../ui/status.tsx';
+import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
+
+export function RolloutsPage() {
+  const data = useLoad(async () => {
+    const [rollouts, cohorts, fleet] = await Promise.all([call(api.api.v1.rollouts.$get({ query: { limit: '30' } })), call(api.api.v1.cohorts.$get()), call(api.api.v1.fleet.$get({ query: {} }))]);
+    return { rollouts: rollouts.rollouts, cohorts: cohorts.cohorts, devices: fleet.devices };
+  });
+  useEventReload(['rollout', 'device'], data.reload);
+  const running = data.data?.rollouts.some((r) => r.status === 'running') ?? false;
+  useInterval(() => void data.reload(), streamStatus.value === 'live' ? 60_000 : running ? 2_000 : 10_000);
+  if (data.loading && !data.data) return <Loading what="rollouts" />;
+  if (!data.data) return <ErrorBox error={data.error} title="Could not load rollouts" />;
+  const { rollouts, cohorts, devices } = data.data;
+  return (
+    <div class="page">
+      <header class="page-head">
+        <h1>Rollouts</h1>
+      </header>
+      <ErrorBox error={data.error} title="Refresh failed (showing the last answer)" />
+      {can('models:write') && <StartRollout cohorts={cohorts.map((c) => ({ name: c.name, members: devices.filter((d) => d.cohorts.includes(c.name)).length }))} onStarted={data.reload} />}
+      {rollouts.map((r) => (
+        <RolloutCard key={r.id} rollout={r} onChanged={data.reload} />
+      ))}
+      {!rollouts.length && <p class="muted">No rollouts yet. A rollout deploys a bundle to a cohort in stages, checking health gates between them.</p>}
+    </div>
+  );
+}
+
+function StartRollout({ cohorts, onStarted }: { cohorts: Array<{ name: string; members: number }>; onStarted(): Promise<void> }) {
+  const bundles = useLoad(() => call(api.api.v1.bundles.$get({ query: { limit: '200' } })));
+  const [form, setForm] = useState({ bundle: '', cohort: '', stages: '0.1, 0.5, 1', bakeS: '300', maxFailedUpdates: '0', maxErrorRate: '', onFailure: 'pause' as 'pause' | 'rollback' });
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const set = (k: keyof typeof form) => (e: Event) => setForm({ ...form, [k]: (e.target as HTMLInputElement).value });
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    setError(null);
+    const stages = form.stages.split(',').map((s) => Number(s.trim()));
+    if (stages.some((s) => !(s > 0 && s <= 1))) return setError('Stages are fractions of the cohort between 0 and 1, e.g. "0.1, 0.5, 1".');
+    setBusy(true);
+    try {
+      await call(
+        api.api.v1.rollouts.$post({
+          json: {
+            bundle: form.bundle,
+            cohort: form.cohort,
+            stages,
+            bakeS: Number(form.bakeS),
+            gates: { maxFailedUpdates: Number(form.maxFailedUpdates), ...(form.maxErrorRate ? { maxErrorRate: Number(form.maxErrorRate) } : {}), onFailure: form.onFailure },
+          },
+        }),
+      );
+      await onStarted();
+    } catch (err) {
+      setError(readable(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="card page" onSubmit={submit} aria-labelledby="start-h">
+      <h2 id="start-h">Start a rollout</h2>
+      <div class="row">
+        <label class="grow">
+          Bundle
+          <select value={form.bundle} required onChange={set('bundle')}>
+            <option value="">Choose a bundle…</option>
+            {(bundles.data?.bundles ?? []).map((b) => (
+              <option key={b.id} value={b.id}>
+                {b.modelName}@{b.modelVersion} — {b.name} ({b.id.slice(0, 12)})
+              </option>
+            ))}
+          </select>
+        </label>
+        <label class="grow">
+          Cohort
+          <select value={form.cohort} required onChange={set('cohort')}>
+            <option value="">Choose a cohort…</option>
+            {cohorts.map((c) => (
+              <option key={c.name} value={c.name}>
+                {c.name} ({c.members} devices)
+              </option>
+            ))}
+          </select>
+        </label>
+      </div>
+      <div class="row">
+        <label>
+          Stages (fractions)
+          <input value={form.stages} onInput={set('stages')} class="mono" />
+        </label>
+        <label>
+          Bake time (s)
+          <input type="number" min={0} value={form.bakeS} onInput={set('bakeS')} />
+        </label>
+        <label>
+          Max failed updates
+          <input type="number" min={0} value={form.maxFailedUpdates} onInput={set('maxFailedUpdates')} />
+        </label>
+        <label>
+          Max error rate (0–1)
+          <input type="number" min={0} max={1} step="0.001" value={form.maxErrorRate} placeholder="off" onInput={set('maxErrorRate')} />
+        </label>
+        <label>
+          When a gate fails
+          <select value={form.onFailure} onChange={set('onFailure')}>
+            <option value="pause">pause</option>
+            <option value="rollback">roll back</option>
+          </select>
+        </label>
+      </div>
+      <ErrorBox error={error ?? bundles.error} title="Rollout not started" />
+      <button type="submit" class="primary" disabled={busy}>
+        {busy ? 'Starting…' : 'Start rollout'}
+      </button>
+    </form>
+  );
+}
+
+type Rollout = Awaited<ReturnType<typeof listType>>['rollouts'][number];
+const listType = () => call(api.api.v1.rollouts.$get({ query: {} }));
+
+function RolloutCard({ rollout: r, onChanged }: { rollout: Rollout; onChanged(): Promise<void> }) {
+  const [error, setError] = useState<string | null>(null);
+  const act = async (what: 'pause' | 'resume' | 'abort' | 'rollback') => {
+    if ((what === 'abort' || what === 'rollback') && !confirm(what === 'rollback' ? 'Abort and put the previous bundle back on the devices already updated?' : 'Abort this rollout? Devices keep what they have.')) return;
+    setError(null);
+    try {
+      const param = { id: r.id };
+      if (what === 'pause') await call(api.api.v1.rollouts[':id'].pause.$post({ param, json: {} }));
+      else if (what === 'resume') await call(api.api.v1.rollouts[':id'].resume.$post({ param, json: {} }));
+      else await call(api.api.v1.rollouts[':id'].abort.$post({ param, json: { rollback: what === 'rollback' } }));
+      await onChanged();
+    } catch (err) {
+      setError(readable(err));
+    }
+  };
+  const check = (r.lastCheck ?? {}) as Record<string, unknown>;
+  return (
+    <article class="card page" aria-label={`Rollout ${r.id}`} data-rollout={r.id}>
+      <div class="row">
+        <strong class="mono">{r.id}</strong>
+        <Status state={r.status} />
+        <span>
+          {r.model} ({r.bundle}) → cohort <b>{r.cohort}</b>
+        </span>
+        <span class="muted small">
+          started {when(r.createdAt)}, stage since {ago(r.stageStartedAt)}
+        </span>
+      </div>
+      <ol class="stage-bar" aria-label="Stages">
+        {r.stages.map((s, i) => (
+          <li key={i} class={i < r.stage || r.status === 'succeeded' ? 'tone-ok' : i === r.stage ? (r.status === 'running' ? 'tone-busy' : 'tone-warn') : 'tone-idle'} aria-current={i === r.stage ? 'step' : undefined}>
+            Stage {i + 1}: {pct(s, 0)}
+          </li>
+        ))}
+      </ol>
+      <dl class="facts small">
+        <dt>Bake time</dt>
+        <dd>{r.bakeS} s per stage</dd>
+        <dt>Gates</dt>
+        <dd>
+          at most {r.gates.maxFailedUpdates} failed update(s){r.gates.maxErrorRate !== undefined ? `, error rate ≤ ${pct(r.gates.maxErrorRate)}` : ''}; on failure {r.gates.onFailure}
+        </dd>
+        {Object.keys(check).length > 0 && (
+          <>
+            <dt>Last check</dt>
+            <dd class="mono small">{Object.entries(check).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' · ')}</dd>
+          </>
+        )}
+      </dl>
+      {can('models:write') && (r.status === 'running' || r.status === 'paused') && (
+        <div class="actions">
+          {r.status === 'running' && (
+            <button type="button" onClick={() => void act('pause')}>
+              Pause
+            </button>
+          )}
+          {r.status === 'paused' && (
+            <button type="button" onClick={() => void act('resume')}>
+              Resume
+            </button>
+          )}
+          <button type="button" class="danger" onClick={() => void act('abort')}>
+            Abort
+          </button>
+          <button type="button" class="danger" onClick={() => void act('rollback')}>
+            Roll back
+          </button>
+        </div>
+      )}
+      <ErrorBox error={error} title="Action refused" />
+    </article>
+  );
+}

@@ -1,0 +1,72 @@
+// Loads data for a page and reloads on demand; the error is kept readable for the page to show.
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { readable } from '../api.ts';
+import { type FlotillaEvent, onEvent } from '../events.ts';
+
+export interface Loaded<T> {
+  data: T | undefined;
+  error: string | null;
+  loading: boolean;
+  reload(): Promise<void>;
+}
+
+export function useLoad<T>(load: () => Promise<T>, deps: unknown[] = []): Loaded<T> {
+  const [data, setData] = useState<T>();
+  const [error, setError] = useState<string | null>(null);
+  const [loading, setLoading] = useState(true);
+  const seq = useRef(0);
+  const reload = useCallback(async () => {
+    const mine = ++seq.current;
+    try {
+      const v = await load();
+      if (mine !== seq.current) return; // a newer load won
+      setData(v);
+      setError(null);
+    } catch (err) {
+      if (mine === seq.current) setError(readable(err));
+    } finally {
+      if (mine === seq.current) setLoading(false);
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, deps);
+  useEffect(() => {
+    setLoading(true);
+    void reload();
+  }, [reload]);
+  return { data, error, loading, reload };
+}
+
+/** Runs `fn` every `ms` while mounted (polling where no event covers a change). */
+export function useInterval(fn: () => void, ms: number | null): void {
+  const saved = useRef(fn);
+  saved.current = fn;
+  useEffect(() => {
+    if (ms === null) return;
+    const t = setInterval(() => saved.current(), ms);
+    return () => clearInterval(t);
+  }, [ms]);
+}
+
+/**
+ * Reloads on events of these kinds (those `accept` lets through), at most once per `ms`: a burst of
+ * device events during a fleet-wide deployment becomes one refresh, not one per device.
+ */
+export function useEventReload(kinds: FlotillaEvent['kind'][], reload: () => Promise<void>, accept: (e: FlotillaEvent) => boolean = () => true, ms = 500): void {
+  const saved = useRef({ reload, accept });
+  saved.current = { reload, accept };
+  useEffect(() => {
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const off = onEvent((e) => {
+      if (!saved.current.accept(e) || timer) return;
+      timer = setTimeout(() => {
+        timer = null;
+        void saved.current.reload();
+      }, ms);
+    }, kinds);
+    return () => {
+      off();
+      if (timer) clearTimeout(timer);
+    };
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [kinds.join(','), ms]);
+}
