@@ -81,7 +81,7 @@ export class ControlPlane {
 
     const internal = { username: 'flotilla-server', password: randomBytes(24).toString('base64url') };
     if (!config.externalMqttUrl) {
-      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal });
+      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal, limits: config.mqttLimits });
       this.mqttPort = await this.broker.start();
     }
     this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined });

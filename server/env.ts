@@ -61,6 +61,17 @@ const ServerEnv = z.object({
   FLOTILLA_JOB_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
   /** Delay before a failed attempt is retried; doubles per attempt (at most a minute). */
   FLOTILLA_JOB_RETRY_BACKOFF_MS: z.coerce.number().int().min(0).max(60_000).default(5000),
+  /** Largest MQTT packet the embedded broker accepts; a bigger one closes the connection (see README for the measured largest legit message). */
+  FLOTILLA_MQTT_MAX_PACKET_BYTES: z.coerce.number().int().min(1024).max(256 * 1024 ** 2).default(4 * 1024 ** 2),
+  /** Sustained messages per second each device may send on each of `telemetry`, `stats`, `reported`. */
+  FLOTILLA_MQTT_RATE_PER_S: z.coerce.number().positive().max(100_000).default(10),
+  /** Messages a device may send at once per channel (its outbox after a reconnect) before the rate applies. */
+  FLOTILLA_MQTT_RATE_BURST: z.coerce.number().int().min(1).max(1_000_000).default(300),
+  /** Dropped messages (over-rate or oversize) within FLOTILLA_MQTT_STRIKE_WINDOW_S that get a device disconnected. */
+  FLOTILLA_MQTT_STRIKES: z.coerce.number().int().min(1).max(1_000_000).default(50),
+  FLOTILLA_MQTT_STRIKE_WINDOW_S: z.coerce.number().positive().max(86_400).default(60),
+  /** How long a device disconnected for persisting is refused at connect. */
+  FLOTILLA_MQTT_BACKOFF_S: z.coerce.number().min(0).max(86_400).default(300),
 });
 
 export interface ServerConfig {
@@ -96,6 +107,17 @@ export interface ServerConfig {
   schedulerLeaseTtlMs: number;
   jobConcurrency: number;
   jobRetryBackoffMs: number;
+  mqttLimits: MqttLimits;
+}
+
+/** Bounds on what one device may send to the embedded broker (server/broker/). */
+export interface MqttLimits {
+  maxPacketBytes: number;
+  ratePerS: number;
+  burst: number;
+  strikes: number;
+  strikeWindowMs: number;
+  backoffMs: number;
 }
 
 /** Parses the environment; throws one line naming the bad variable. */
@@ -137,5 +159,13 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     schedulerLeaseTtlMs: Math.round(e.FLOTILLA_SCHEDULER_LEASE_TTL_S * 1000),
     jobConcurrency: e.FLOTILLA_JOB_CONCURRENCY,
     jobRetryBackoffMs: e.FLOTILLA_JOB_RETRY_BACKOFF_MS,
+    mqttLimits: {
+      maxPacketBytes: e.FLOTILLA_MQTT_MAX_PACKET_BYTES,
+      ratePerS: e.FLOTILLA_MQTT_RATE_PER_S,
+      burst: e.FLOTILLA_MQTT_RATE_BURST,
+      strikes: e.FLOTILLA_MQTT_STRIKES,
+      strikeWindowMs: Math.round(e.FLOTILLA_MQTT_STRIKE_WINDOW_S * 1000),
+      backoffMs: Math.round(e.FLOTILLA_MQTT_BACKOFF_S * 1000),
+    },
   };
 }
