@@ -4,7 +4,8 @@ import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json, LabelKey, Labels } from '../http/schemas.ts';
+import { MAX_LABELS } from '../http/bounds.ts';
+import { errorResponses, json, LabelKey, Labels, page, Pagination } from '../http/schemas.ts';
 import { recordAudit } from '../audit/audit-log.ts';
 import { COMMANDS } from '../../protocol/messages/command.ts';
 import type { DeviceCommands } from './device-commands.ts';
@@ -53,10 +54,10 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
         method: 'get',
         path: '/',
         summary: 'List devices, optionally filtered by a label selector and status',
-        request: { query: z.object({ selector: z.string().optional(), status: z.enum(['pending', 'approved', 'revoked']).optional() }) },
+        request: { query: Pagination.extend({ selector: z.string().max(4096).optional(), status: z.enum(['pending', 'approved', 'revoked']).optional() }) },
         responses: { 200: json(z.object({ devices: z.array(Device) }), 'Devices'), ...errorResponses },
       }),
-      async (c) => c.json({ devices: await listDevices(db, c.req.valid('query')) }, 200),
+      async (c) => c.json({ devices: page(await listDevices(db, c.req.valid('query')), c.req.valid('query')) }, 200),
     )
     .openapi(
       createRoute({
@@ -73,7 +74,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
         method: 'patch',
         path: '/{id}/labels',
         summary: 'Set or remove labels',
-        request: { params: IdParam, body: { content: { 'application/json': { schema: z.object({ set: Labels.default({}), remove: z.array(LabelKey).default([]) }) } } } },
+        request: { params: IdParam, body: { content: { 'application/json': { schema: z.object({ set: Labels.default({}), remove: z.array(LabelKey).max(MAX_LABELS).default([]) }) } } } },
         responses: { 200: json(Device, 'Device'), ...errorResponses },
       }),
       async (c) => {

@@ -6,6 +6,7 @@ import { matches, parseSelector, SelectorError, type SelectorTerm } from '../coh
 import type { Db, Tx } from '../db/client.ts';
 import { deviceDesired, devices } from '../db/schema.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
+import { MAX_LABELS } from '../http/bounds.ts';
 
 export type DeviceRow = typeof devices.$inferSelect;
 export type DeviceView = Omit<DeviceRow, 'credentialHash'>;
@@ -40,6 +41,7 @@ export async function updateLabels(db: Db, id: string, set: Record<string, strin
     const row = await getDevice(tx, id);
     const labels = { ...row.labels, ...set };
     for (const k of remove) delete labels[k];
+    if (Object.keys(labels).length > MAX_LABELS) throw Invalid(`a device has at most ${MAX_LABELS} labels`, { labels: Object.keys(labels).length });
     const [updated] = await tx.update(devices).set({ labels }).where(eq(devices.id, id)).returning();
     await recordAudit(tx, actor, 'device.label', id, { set, remove });
     return toDeviceView(updated);

@@ -4,7 +4,7 @@ import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json, Labels } from '../http/schemas.ts';
+import { errorResponses, json, Labels, page, Pagination } from '../http/schemas.ts';
 import { createEnrollToken, enrollDevice, listEnrollTokens, revokeEnrollToken } from './enroll-service.ts';
 
 const EnrollToken = z
@@ -52,8 +52,8 @@ export function enrollTokenRoutes(db: Db) {
       async (c) => c.json(await db.transaction((tx) => createEnrollToken(tx, { ...c.req.valid('json'), actor: actorOf(c) })), 201),
     )
     .openapi(
-      createRoute({ method: 'get', path: '/', summary: 'List enrollment tokens', responses: { 200: json(z.object({ tokens: z.array(EnrollToken) }), 'Tokens'), ...errorResponses } }),
-      async (c) => c.json({ tokens: await listEnrollTokens(db) }, 200),
+      createRoute({ method: 'get', path: '/', summary: 'List enrollment tokens', request: { query: Pagination }, responses: { 200: json(z.object({ tokens: z.array(EnrollToken) }), 'Tokens'), ...errorResponses } }),
+      async (c) => c.json({ tokens: page(await listEnrollTokens(db), c.req.valid('query')) }, 200),
     )
     .openapi(
       createRoute({
