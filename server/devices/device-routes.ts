@@ -9,7 +9,7 @@ import { errorResponses, json, LabelKey, Labels, page, Pagination } from '../htt
 import { recordAudit } from '../audit/audit-log.ts';
 import { COMMANDS } from '../../protocol/messages/command.ts';
 import type { DeviceCommands } from './device-commands.ts';
-import { approveDevice, deviceDetail, listDevices, revokeDevice, updateLabels } from './device-service.ts';
+import { approveDevice, deviceDetail, getDevice, listDevices, revokeDevice, updateLabels } from './device-service.ts';
 
 export const Device = z
   .object({
@@ -129,6 +129,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
       async (c) => {
         const { id } = c.req.valid('param');
         const body = c.req.valid('json');
+        await getDevice(db, id); // an unknown device is a 404 before anything is audited
         if (body.command !== 'ping') await recordAudit(db, actorOf(c), `device.command.${body.command}`, id, body.args);
         const res = await deps.commands.send(id, body.command, body.args, body.timeoutMs);
         return c.json(res.status === 'ok' ? { id: res.id, status: res.status, data: res.data } : { id: res.id, status: res.status, error: res.error }, 200);
