@@ -1,4 +1,5 @@
 // The control plane's configuration: parsed once from FLOTILLA_* variables; nothing else reads process.env.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
@@ -72,6 +73,13 @@ const ServerEnv = z.object({
   FLOTILLA_MQTT_STRIKE_WINDOW_S: z.coerce.number().positive().max(86_400).default(60),
   /** How long a device disconnected for persisting is refused at connect. */
   FLOTILLA_MQTT_BACKOFF_S: z.coerce.number().min(0).max(86_400).default(300),
+  /** PEM certificate chain and key: HTTPS, MQTT over TLS and (with FLOTILLA_MQTT_WS_PORT) MQTT over secure WebSocket. */
+  FLOTILLA_TLS_CERT: z.string().min(1).optional(),
+  FLOTILLA_TLS_KEY: z.string().min(1).optional(),
+  /** PEM of the CA devices pin for HTTPS and MQTT (handed out at enrollment). */
+  FLOTILLA_TLS_CA: z.string().min(1).optional(),
+  /** Port of the embedded broker's MQTT over WebSocket listener (path /mqtt); unset: none. */
+  FLOTILLA_MQTT_WS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
 
 export interface ServerConfig {
@@ -108,6 +116,11 @@ export interface ServerConfig {
   jobConcurrency: number;
   jobRetryBackoffMs: number;
   mqttLimits: MqttLimits;
+  /** Certificate and key (PEM) when the server terminates TLS itself. */
+  tls?: { certPem: string; keyPem: string };
+  /** The CA (PEM) devices pin, handed out at enrollment. */
+  tlsCaPem?: string;
+  mqttWsPort?: number;
 }
 
 /** Bounds on what one device may send to the embedded broker (server/broker/). */
@@ -128,6 +141,15 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     throw new Error(`invalid environment: ${String(issue.path[0])}: ${issue.message}`);
   }
   const e = parsed.data;
+  if (!e.FLOTILLA_TLS_CERT !== !e.FLOTILLA_TLS_KEY) throw new Error('invalid environment: FLOTILLA_TLS_CERT and FLOTILLA_TLS_KEY go together');
+  const pem = (name: string, file: string | undefined) => {
+    if (!file) return undefined;
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new Error(`invalid environment: ${name}: cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
   const dataDir = path.resolve(e.FLOTILLA_DATA_DIR);
   return {
     httpHost: e.FLOTILLA_HTTP_HOST,
@@ -167,5 +189,8 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
       strikeWindowMs: Math.round(e.FLOTILLA_MQTT_STRIKE_WINDOW_S * 1000),
       backoffMs: Math.round(e.FLOTILLA_MQTT_BACKOFF_S * 1000),
     },
+    tls: e.FLOTILLA_TLS_CERT ? { certPem: pem('FLOTILLA_TLS_CERT', e.FLOTILLA_TLS_CERT)!, keyPem: pem('FLOTILLA_TLS_KEY', e.FLOTILLA_TLS_KEY)! } : undefined,
+    tlsCaPem: pem('FLOTILLA_TLS_CA', e.FLOTILLA_TLS_CA),
+    mqttWsPort: e.FLOTILLA_MQTT_WS_PORT,
   };
 }

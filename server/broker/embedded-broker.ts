@@ -3,10 +3,14 @@
 // logs in with a per-process internal secret and has full access. Input is bounded: a maximum packet
 // size (PacketSizeGuard) and per-device rates on the channels that become rows (DeviceRateLimiter).
 import { timingSafeEqual } from 'node:crypto';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type Server } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { Duplex, pipeline } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
 import { setPresence, verifyDeviceCredentials } from '../devices/device-service.ts';
@@ -25,6 +29,10 @@ export interface BrokerOptions {
   logger: Logger;
   internal: { username: string; password: string };
   limits: MqttLimits;
+  /** Serve MQTT over TLS (and the WebSocket listener over HTTPS) with this certificate and key. */
+  tls?: { certPem: string; keyPem: string };
+  /** MQTT over WebSocket on this port (path /mqtt), besides MQTT over TCP. */
+  wsPort?: number;
 }
 
 /** Channels whose messages become database rows, hence rate-limited per device. */
@@ -47,6 +55,10 @@ function authError(message: string, returnCode: 3 | 4 | 5): AuthenticateError {
 export class EmbeddedBroker {
   private aedes?: Aedes;
   private server?: Server;
+  private wsServer?: HttpServer;
+  private wss?: WebSocketServer;
+  /** The WebSocket listener's port once started. */
+  wsPort = 0;
   private readonly devices = new Map<string, Client>();
   private readonly limiter: DeviceRateLimiter;
   private sweepTimer?: NodeJS.Timeout;
@@ -113,14 +125,32 @@ export class EmbeddedBroker {
       setPresence(db, client.id, false).catch((err) => logger.error({ err }, 'presence update failed'));
     });
     this.aedes.on('clientError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
-    this.server = createServer((socket) => this.accept(socket));
+    const { tls } = this.opts;
+    this.server = tls
+      ? createTlsServer({ cert: tls.certPem, key: tls.keyPem }, (socket) => this.accept(socket))
+      : createServer((socket) => this.accept(socket));
     this.sweepTimer = setInterval(() => this.limiter.sweep(), 60_000);
     this.sweepTimer.unref();
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(this.opts.port, this.opts.host, () => resolve());
     });
+    if (this.opts.wsPort !== undefined) await this.listenWebSocket(this.opts.wsPort);
     return (this.server.address() as AddressInfo).port;
+  }
+
+  /** MQTT over WebSocket (over TLS when configured): each connection goes through the same guard and limits. */
+  private async listenWebSocket(port: number): Promise<void> {
+    const { tls, limits } = this.opts;
+    this.wsServer = tls ? createHttpsServer({ cert: tls.certPem, key: tls.keyPem }) : createHttpServer();
+    // maxPayload bounds one WebSocket message before it is buffered; the guard bounds MQTT packets across messages.
+    this.wss = new WebSocketServer({ server: this.wsServer, path: '/mqtt', maxPayload: limits.maxPacketBytes });
+    this.wss.on('connection', (ws, req) => this.accept(createWebSocketStream(ws), req));
+    await new Promise<void>((resolve, reject) => {
+      this.wsServer!.once('error', reject);
+      this.wsServer!.listen(port, this.opts.host, () => resolve());
+    });
+    this.wsPort = (this.wsServer.address() as AddressInfo).port;
   }
 
   /** Hands a connection to aedes through the packet size guard. */
@@ -180,5 +210,8 @@ export class EmbeddedBroker {
     this.devices.clear();
     await new Promise<void>((resolve) => (this.aedes ? this.aedes.close(() => resolve()) : resolve()));
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    this.wss?.close();
+    this.wsServer?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.wsServer ? this.wsServer.close(() => resolve()) : resolve()));
   }
 }
