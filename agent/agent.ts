@@ -12,6 +12,7 @@ import type { AgentConfig } from './config.ts';
 import { Downloader } from './downloader.ts';
 import { EngineRuntime } from './engine-adapter.ts';
 import { loadOrEnroll, parseTrustRoot, type Identity } from './identity.ts';
+import { pinnedFetch, readCaFile } from './tls-pin.ts';
 import { LocalApi } from './local-api.ts';
 import type { ModelRuntime } from './model-runtime.ts';
 import { Monitoring } from './monitoring/monitoring.ts';
@@ -54,18 +55,22 @@ export class Agent {
     await mkdir(config.dataDir, { recursive: true, mode: 0o700 });
     await this.lock();
     const trustRoot: PublicKeyRef | undefined = config.trustRoot ? await parseTrustRoot(config.trustRoot) : undefined;
+    const ca = config.ca ? await readCaFile(config.ca) : undefined;
     const identity = await loadOrEnroll({
       dataDir: config.dataDir,
       server: config.server,
       enrollToken: config.enrollToken,
       name: config.name,
       trustRoot,
+      ca,
       logger,
       signal: this.stopCtl.signal,
       retry: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs },
     });
     this.identity = identity;
     const log = logger.child({ deviceId: identity.deviceId });
+    // With a pinned CA, every HTTPS call and the MQTT connection verify against it alone.
+    const tlsFetch = pinnedFetch(identity.tls?.ca);
 
     const state = new StateStore(config.dataDir);
     const bundles = new BundleStore(config.dataDir);
@@ -82,6 +87,7 @@ export class Agent {
       idleTimeoutMs: config.downloadIdleTimeoutMs,
       backoff: { minMs: Math.min(1000, config.reconnectMinMs), maxMs: Math.min(30_000, config.reconnectMaxMs) },
       logger: log,
+      fetch: tlsFetch,
     });
     const monitoring = new Monitoring({ deviceId: identity.deviceId, config, state, runtime, logger: log });
     this.monitoring = monitoring;
@@ -94,6 +100,7 @@ export class Agent {
       logger: log,
       storeDir: path.join(config.dataDir, SAMPLE_OUTBOX_DIR),
       maxStoredBytes: config.sampleOutboxMaxBytes,
+      fetch: tlsFetch,
     });
     this.capture = capture;
     runtime.onPrediction((e) => capture.offerPrediction(e));
@@ -128,6 +135,7 @@ export class Agent {
       agentVersion: AGENT_VERSION,
       logger: log,
       reconnect: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs },
+      ca: identity.tls?.ca,
       onDesired: (payload) => reconciler.handleDesired(payload),
       onCommand: (payload) => this.commands!.handle(payload),
       onConnected: () => {

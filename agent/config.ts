@@ -17,6 +17,8 @@ export const AgentConfigInput = z.object({
   apiPort: z.coerce.number().int().min(0).max(65535).default(8481),
   /** Root public key to pin: a file (JSON {keyid, publicKey} or base64 text) or the base64 key itself. */
   trustRoot: z.string().min(1).optional(),
+  /** PEM file of the CA that the server's HTTPS and MQTT certificates must chain to (pinned in the identity). */
+  ca: z.string().min(1).optional(),
   /** Overrides the artifact base URL handed out at enrollment (a mirror or CDN). */
   artifactUrl: z.string().url().optional(),
   logLevel: LogLevel.default('info'),
@@ -66,6 +68,7 @@ export const OPTION_SOURCES: Record<keyof z.output<typeof AgentConfigInput>, { f
   apiHost: { flag: '--api-host', env: 'FLOTILLA_AGENT_API_HOST' },
   apiPort: { flag: '--api-port', env: 'FLOTILLA_AGENT_API_PORT' },
   trustRoot: { flag: '--trust-root', env: 'FLOTILLA_AGENT_TRUST_ROOT' },
+  ca: { flag: '--ca', env: 'FLOTILLA_AGENT_CA' },
   artifactUrl: { flag: '--artifact-url', env: 'FLOTILLA_AGENT_ARTIFACT_URL' },
   logLevel: { flag: '--log-level', env: 'FLOTILLA_AGENT_LOG_LEVEL' },
   reconnectMinMs: { flag: '--reconnect-min-ms', env: 'FLOTILLA_AGENT_RECONNECT_MIN_MS' },

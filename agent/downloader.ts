@@ -35,6 +35,8 @@ export interface DownloaderOptions {
   idleTimeoutMs: number;
   backoff: { minMs: number; maxMs: number };
   logger: Logger;
+  /** The fetch to use (pinned to the device's CA); default the global one. */
+  fetch?: typeof fetch;
 }
 
 export interface FetchOptions {
@@ -125,7 +127,7 @@ export class Downloader {
     try {
       let res: Response;
       try {
-        res = await fetch(url, { headers, signal });
+        res = await (this.opts.fetch ?? fetch)(url, { headers, signal });
       } catch (err) {
         throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : (err as Error).message);
       }

@@ -9,6 +9,7 @@ import { keyIdOf, type PublicKeyRef } from '../firmware-bundles/keys.ts';
 import { DEVICE_ID_PATTERN } from '../protocol/topics.ts';
 import { Backoff, sleep } from './backoff.ts';
 import { writeJsonAtomic } from './fs-atomic.ts';
+import { pinnedFetch } from './tls-pin.ts';
 import { AGENT_VERSION } from './version.ts';
 
 export const IDENTITY_FILE = 'identity.json';
@@ -30,6 +31,8 @@ export const Identity = z.object({
   mqtt: z.object({ url: z.string(), clientId: z.string(), username: z.string(), password: z.string() }),
   labels: z.record(z.string(), z.string()),
   trust: TrustRoot.nullable(),
+  /** The CA pinned for HTTPS and MQTT over TLS (absent in identities from before TLS, or without one). */
+  tls: z.object({ ca: z.string() }).nullable().optional(),
 });
 export type Identity = z.infer<typeof Identity>;
 
@@ -40,6 +43,7 @@ const EnrollResponse = z.object({
   mqtt: z.object({ url: z.string(), clientId: z.string(), username: z.string(), password: z.string() }),
   serverUrl: z.string().url(),
   trust: z.object({ rootKeyid: z.string(), rootPublicKey: z.string() }).nullable().optional(),
+  tls: z.object({ ca: z.string() }).optional(),
 });
 
 /** Enrollment or identity problems the agent cannot fix by retrying (bad token, unreadable file). */
@@ -98,6 +102,8 @@ export interface IdentityOptions {
   name?: string;
   /** An explicitly pinned root (wins over what is stored or what enrollment says). */
   trustRoot?: PublicKeyRef;
+  /** A CA (PEM) given explicitly (--ca): used for enrollment itself and pinned (wins over the enrollment answer's). */
+  ca?: string;
   logger: Logger;
   signal?: AbortSignal;
   /** Retry window for an unreachable server (enrollment keeps retrying until stopped). */
@@ -132,6 +138,11 @@ export async function loadOrEnroll(opts: IdentityOptions): Promise<Identity> {
       identity = { ...identity, trust: { ...opts.trustRoot, source: 'pinned', pinnedAt: new Date().toISOString() } };
       await writeJsonAtomic(file, identity);
     }
+    if (opts.ca && identity.tls?.ca !== opts.ca) {
+      logger.warn('pinning the TLS CA given on the command line');
+      identity = { ...identity, tls: { ca: opts.ca } };
+      await writeJsonAtomic(file, identity);
+    }
     logger.info({ deviceId: identity.deviceId, trustRoot: identity.trust?.keyid ?? null }, 'identity loaded');
     return identity;
   }
@@ -158,6 +169,9 @@ export async function loadOrEnroll(opts: IdentityOptions): Promise<Identity> {
     mqtt: res.mqtt,
     labels: res.labels,
     trust,
+    // --ca was checked by the enrollment call itself; otherwise the CA the server names over the channel
+    // that just verified against the system's CAs (or plain http: then it pins what a network attacker said — use --ca).
+    tls: opts.ca ? { ca: opts.ca } : res.tls ? { ca: res.tls.ca } : null,
   };
   await writeJsonAtomic(file, identity);
   logger.info({ deviceId: identity.deviceId, status: res.status }, res.status === 'pending' ? 'enrolled; waiting for an operator to approve this device' : 'enrolled');
@@ -170,7 +184,7 @@ async function enroll(server: string, token: string, name: string | undefined, o
   for (;;) {
     let res: Response;
     try {
-      res = await fetch(url, {
+      res = await pinnedFetch(opts.ca)(url, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ token, facts: deviceFacts(), ...(name ? { name } : {}) }),

@@ -21,6 +21,7 @@ const flagHelp: Record<string, string> = {
   apiHost: 'local inference API host (default 127.0.0.1)',
   apiPort: 'local inference API port (default 8481)',
   trustRoot: 'root public key to pin: a file (JSON {keyid, publicKey} or base64) or the base64 key',
+  ca: 'PEM file of the CA the server\'s HTTPS and MQTT certificates must chain to (pinned; the enrollment answer\'s CA otherwise)',
   artifactUrl: 'artifact base URL, overriding the one given at enrollment',
   logLevel: 'fatal|error|warn|info|debug|trace|silent',
   telemetryIntervalS: 'telemetry interval in seconds, overriding the server\'s (default 10)',

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { StatusMessage } from '../protocol/messages/status.ts';
 import { deviceTopic, type DevicePublishChannel } from '../protocol/topics.ts';
 import { Backoff } from './backoff.ts';
+import { mqttTlsOptions } from './tls-pin.ts';
 
 export interface MqttSessionOptions {
   url: string;
@@ -17,6 +18,8 @@ export interface MqttSessionOptions {
   logger: Logger;
   reconnect: { minMs: number; maxMs: number };
   connectTimeoutMs?: number;
+  /** CA (PEM) the broker's certificate must chain to (mqtts:// and wss://). */
+  ca?: string | null;
   onDesired(payload: Buffer): void;
   onCommand(payload: Buffer): void;
   /** Called after each (re)connection once `status` online is sent. */
@@ -55,6 +58,7 @@ export class MqttSession {
       connectTimeout: opts.connectTimeoutMs ?? 10_000,
       keepalive: 30,
       writeCache: false, // mqtt-packet's cache of 65,536 two-byte Buffers is ≈ 6 MB of heap (agent/README.md, "Memory")
+      ...mqttTlsOptions(opts.ca),
       will: { topic: deviceTopic(opts.deviceId, 'status'), payload: Buffer.from(JSON.stringify(status('offline'))), qos: 1, retain: true },
     });
     this.client = client;

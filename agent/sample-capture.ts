@@ -51,6 +51,8 @@ export interface SampleCaptureOptions {
   storeDir?: string;
   /** Bound of that queue in bytes (default 64 MiB). */
   maxStoredBytes?: number;
+  /** The fetch to use (pinned to the device's CA); default the global one. */
+  fetch?: typeof fetch;
 }
 
 type DropReason = 'rate' | 'queue_full' | 'too_large' | 'unsupported' | 'rejected' | 'disabled';
@@ -303,7 +305,7 @@ export class SampleCapture {
     for (;;) {
       let wait: number;
       try {
-        const res = await fetch(url, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: payload, signal });
+        const res = await (this.o.fetch ?? fetch)(url, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: payload, signal });
         const text = await res.text();
         if (res.ok) {
           const r = JSON.parse(text) as { accepted: number; duplicates: number };

@@ -20,6 +20,7 @@ import { gaussian, mulberry32 } from '../protocol/sketch/random.ts';
 import { deviceTopic } from '../protocol/topics.ts';
 import { statsRollups } from '../server/db/schema.ts';
 import { bucketStart } from '../server/ingest/buckets.ts';
+import { loadServerConfig } from '../server/env.ts';
 import { startControlPlane, type TestPlane } from '../test/helpers/control-plane.ts';
 import { generateRows, rowsToCsv, sketchOf, statsMessage, telemetryMessage } from '../test/helpers/device-stats.ts';
 import { gemmModel } from '../test/helpers/models.ts';
@@ -113,7 +114,9 @@ function wideLayout(features: number) {
 
 export async function runIngestBench(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
-  const cp = await startControlPlane({ driftCron: 'off' });
+  // Ingest throughput, not the broker's per-device rate limit (each device here sends its whole share at once).
+  const limits = loadServerConfig({}).mqttLimits;
+  const cp = await startControlPlane({ driftCron: 'off', mqttLimits: { ...limits, ratePerS: 100_000, burst: 1_000_000 } });
   try {
     const { layout, devices, bundleId } = await fleet(cp);
     const model = { name: 'tab', version: 1 };

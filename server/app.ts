@@ -67,7 +67,7 @@ export interface AppDeps {
   /** Warning horizon before the key list expires, in seconds. */
   keylistWarnS: number;
   /** The broker and server URLs to hand devices, given the URL the device called us on. */
-  deviceUrls(requestUrl: string): { mqttUrl: string; serverUrl: string };
+  deviceUrls(requestUrl: string): { mqttUrl: string; serverUrl: string; ca?: string };
   health(): Promise<{ ok: boolean; checks: Record<string, boolean> }>;
   /** Drift evaluation on demand (POST /drift/evaluate) and its default window. */
   driftMonitor: DriftMonitor;

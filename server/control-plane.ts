@@ -4,6 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { mkdir } from 'node:fs/promises';
 import type { Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { rootCertificates } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { serve } from '@hono/node-server';
@@ -72,11 +74,16 @@ export class ControlPlane {
   }
 
   get httpUrl(): string {
-    return `http://127.0.0.1:${this.httpPort}`;
+    return `${this.config.tls ? 'https' : 'http'}://127.0.0.1:${this.httpPort}`;
   }
 
   get mqttUrl(): string {
-    return this.config.externalMqttUrl ?? `mqtt://127.0.0.1:${this.mqttPort}`;
+    return this.config.externalMqttUrl ?? `${this.config.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${this.mqttPort}`;
+  }
+
+  /** The embedded broker's MQTT over WebSocket port (0: none). */
+  get mqttWsPort(): number {
+    return this.broker?.wsPort ?? 0;
   }
 
   async start(): Promise<void> {
@@ -93,10 +100,12 @@ export class ControlPlane {
 
     const internal = { username: 'flotilla-server', password: randomBytes(24).toString('base64url') };
     if (!config.externalMqttUrl) {
-      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal });
+      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal, limits: config.mqttLimits, tls: config.tls, wsPort: config.mqttWsPort });
       this.mqttPort = await this.broker.start();
     }
-    this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined });
+    // Without a configured CA: the public CAs, plus the certificate itself in case it is self-signed.
+    const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;
+    this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined, tls: busTls });
     this.bus.on('status', StatusMessage, (deviceId, msg) => setPresence(db, deviceId, msg.state === 'online'));
     this.bus.on('reported', ReportedMessage, (deviceId, msg) => storeReported(db, deviceId, msg));
     this.commands = new DeviceCommands(db, this.bus);
@@ -191,7 +200,8 @@ export class ControlPlane {
         const origin = new URL(requestUrl);
         return {
           serverUrl: config.publicUrl ?? origin.origin,
-          mqttUrl: config.publicMqttUrl ?? config.externalMqttUrl ?? `mqtt://${origin.hostname}:${this.mqttPort}`,
+          mqttUrl: config.publicMqttUrl ?? config.externalMqttUrl ?? `${config.tls ? 'mqtts' : 'mqtt'}://${origin.hostname}:${this.mqttPort}`,
+          ca: config.tlsCaPem,
         };
       },
       driftMonitor: this.driftMonitor,
@@ -206,7 +216,8 @@ export class ControlPlane {
       },
     });
     await new Promise<void>((resolve, reject) => {
-      this.http = serve({ fetch: app.fetch, port: config.httpPort, hostname: config.httpHost }, () => resolve()) as Server;
+      const tls = config.tls ? { createServer: createHttpsServer, serverOptions: { cert: config.tls.certPem, key: config.tls.keyPem } } : {};
+      this.http = serve({ fetch: app.fetch, port: config.httpPort, hostname: config.httpHost, ...tls }, () => resolve()) as Server;
       this.http.once('error', reject);
     });
     this.httpPort = (this.http!.address() as AddressInfo).port;

@@ -1,4 +1,5 @@
 // The control plane's configuration: parsed once from FLOTILLA_* variables; nothing else reads process.env.
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
@@ -75,6 +76,24 @@ const ServerEnv = z.object({
   FLOTILLA_EVENTS_KEEPALIVE_MS: z.coerce.number().int().min(100).max(300_000).default(15_000),
   /** Events are deleted after this many days. */
   FLOTILLA_EVENTS_RETENTION_DAYS: z.coerce.number().positive().default(7),
+  /** Largest MQTT packet the embedded broker accepts; a bigger one closes the connection (see README for the measured largest legit message). */
+  FLOTILLA_MQTT_MAX_PACKET_BYTES: z.coerce.number().int().min(1024).max(256 * 1024 ** 2).default(4 * 1024 ** 2),
+  /** Sustained messages per second each device may send on each of `telemetry`, `stats`, `reported`. */
+  FLOTILLA_MQTT_RATE_PER_S: z.coerce.number().positive().max(100_000).default(10),
+  /** Messages a device may send at once per channel (its outbox after a reconnect) before the rate applies. */
+  FLOTILLA_MQTT_RATE_BURST: z.coerce.number().int().min(1).max(1_000_000).default(300),
+  /** Dropped messages (over-rate or oversize) within FLOTILLA_MQTT_STRIKE_WINDOW_S that get a device disconnected. */
+  FLOTILLA_MQTT_STRIKES: z.coerce.number().int().min(1).max(1_000_000).default(50),
+  FLOTILLA_MQTT_STRIKE_WINDOW_S: z.coerce.number().positive().max(86_400).default(60),
+  /** How long a device disconnected for persisting is refused at connect. */
+  FLOTILLA_MQTT_BACKOFF_S: z.coerce.number().min(0).max(86_400).default(300),
+  /** PEM certificate chain and key: HTTPS, MQTT over TLS and (with FLOTILLA_MQTT_WS_PORT) MQTT over secure WebSocket. */
+  FLOTILLA_TLS_CERT: z.string().min(1).optional(),
+  FLOTILLA_TLS_KEY: z.string().min(1).optional(),
+  /** PEM of the CA devices pin for HTTPS and MQTT (handed out at enrollment). */
+  FLOTILLA_TLS_CA: z.string().min(1).optional(),
+  /** Port of the embedded broker's MQTT over WebSocket listener (path /mqtt); unset: none. */
+  FLOTILLA_MQTT_WS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
 });
 
 export interface ServerConfig {
@@ -117,6 +136,22 @@ export interface ServerConfig {
   eventsPollMs: number;
   eventsKeepAliveMs: number;
   eventsRetentionDays: number;
+  mqttLimits: MqttLimits;
+  /** Certificate and key (PEM) when the server terminates TLS itself. */
+  tls?: { certPem: string; keyPem: string };
+  /** The CA (PEM) devices pin, handed out at enrollment. */
+  tlsCaPem?: string;
+  mqttWsPort?: number;
+}
+
+/** Bounds on what one device may send to the embedded broker (server/broker/). */
+export interface MqttLimits {
+  maxPacketBytes: number;
+  ratePerS: number;
+  burst: number;
+  strikes: number;
+  strikeWindowMs: number;
+  backoffMs: number;
 }
 
 /** Parses the environment; throws one line naming the bad variable. */
@@ -127,6 +162,15 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     throw new Error(`invalid environment: ${String(issue.path[0])}: ${issue.message}`);
   }
   const e = parsed.data;
+  if (!e.FLOTILLA_TLS_CERT !== !e.FLOTILLA_TLS_KEY) throw new Error('invalid environment: FLOTILLA_TLS_CERT and FLOTILLA_TLS_KEY go together');
+  const pem = (name: string, file: string | undefined) => {
+    if (!file) return undefined;
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new Error(`invalid environment: ${name}: cannot read ${file}: ${(err as Error).message}`);
+    }
+  };
   const dataDir = path.resolve(e.FLOTILLA_DATA_DIR);
   return {
     httpHost: e.FLOTILLA_HTTP_HOST,
@@ -165,5 +209,16 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     eventsPollMs: e.FLOTILLA_EVENTS_POLL_MS,
     eventsKeepAliveMs: e.FLOTILLA_EVENTS_KEEPALIVE_MS,
     eventsRetentionDays: e.FLOTILLA_EVENTS_RETENTION_DAYS,
+    mqttLimits: {
+      maxPacketBytes: e.FLOTILLA_MQTT_MAX_PACKET_BYTES,
+      ratePerS: e.FLOTILLA_MQTT_RATE_PER_S,
+      burst: e.FLOTILLA_MQTT_RATE_BURST,
+      strikes: e.FLOTILLA_MQTT_STRIKES,
+      strikeWindowMs: Math.round(e.FLOTILLA_MQTT_STRIKE_WINDOW_S * 1000),
+      backoffMs: Math.round(e.FLOTILLA_MQTT_BACKOFF_S * 1000),
+    },
+    tls: e.FLOTILLA_TLS_CERT ? { certPem: pem('FLOTILLA_TLS_CERT', e.FLOTILLA_TLS_CERT)!, keyPem: pem('FLOTILLA_TLS_KEY', e.FLOTILLA_TLS_KEY)! } : undefined,
+    tlsCaPem: pem('FLOTILLA_TLS_CA', e.FLOTILLA_TLS_CA),
+    mqttWsPort: e.FLOTILLA_MQTT_WS_PORT,
   };
 }

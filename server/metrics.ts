@@ -46,6 +46,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly mqttLimitDisconnects = new Counter({
+    name: 'flotilla_mqtt_limit_disconnects_total',
+    help: 'Devices disconnected by the embedded broker\'s limits: oversize packet, or persisting past the rate limit',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_process_' });
   }

@@ -11,7 +11,7 @@ import type { InstalledBundle } from '../bundle-store.ts';
 import type { AgentConfig } from '../config.ts';
 import type { ModelRuntime } from '../model-runtime.ts';
 import type { StateStore } from '../state-store.ts';
-import { Outbox, type OutboxChannel, type OutboxPublisher } from './outbox.ts';
+import { DEFAULT_OUTBOX_PACE, Outbox, type OutboxChannel, type OutboxPublisher } from './outbox.ts';
 import { StatsCollector } from './stats-collector.ts';
 import { statsLayoutOf } from './stats-layout.ts';
 import type { ClosedWindow } from './stats-windows.ts';
@@ -41,7 +41,7 @@ export class Monitoring {
   storedWindows = 0;
 
   constructor(private readonly o: MonitoringOptions) {
-    this.outbox = new Outbox({ dir: path.join(o.config.dataDir, OUTBOX_DIR), maxBytes: o.config.outboxMaxBytes, logger: o.logger });
+    this.outbox = new Outbox({ dir: path.join(o.config.dataDir, OUTBOX_DIR), maxBytes: o.config.outboxMaxBytes, logger: o.logger, pace: DEFAULT_OUTBOX_PACE });
   }
 
   /** Reads the outbox left by a previous run, restores the sequences, starts the timers. */

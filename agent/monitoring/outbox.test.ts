@@ -153,4 +153,21 @@ describe('Outbox', () => {
     assert.deepEqual(await readdir(dir), []);
     await again.stop();
   });
+
+  test('paced: a backlog goes out as a burst, then no faster than the rate (the server drops past its own)', async () => {
+    const box = new Outbox({ dir: freshDir(), maxBytes: 1 << 20, logger, pace: { ratePerS: 20, burst: 3 } });
+    await box.init();
+    const broker = new FakeBroker();
+    broker.connected = false;
+    box.attach(broker);
+    for (let i = 0; i < 5; i++) await box.append('telemetry', msg(i));
+    broker.connected = true;
+    const started = Date.now();
+    box.kick();
+    await until('all sent', () => broker.got.length === 5);
+    // 3 at once, then 2 more at 20/s: at least 2 × 50 ms, however slow the machine.
+    assert.ok(Date.now() - started >= 95, `sent 5 in ${Date.now() - started} ms`);
+    assert.deepEqual(broker.got.map((g) => g.seq), [0, 1, 2, 3, 4]);
+    await box.stop();
+  });
 });

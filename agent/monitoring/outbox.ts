@@ -35,7 +35,15 @@ export interface OutboxOptions<C extends string = OutboxChannel> {
   publishTimeoutMs?: number;
   /** While connected with messages waiting, the sender retries this often after a failed publish. */
   retryMs?: number;
+  /**
+   * Send at most `burst` messages at once, then `ratePerS`: the server drops a device's messages past
+   * its per-channel rate (FLOTILLA_MQTT_RATE_PER_S / _BURST), so a backlog drains below that instead.
+   */
+  pace?: { ratePerS: number; burst: number };
 }
+
+/** Below the server's defaults (10/s, burst 300 per channel) even when the whole backlog is one channel. */
+export const DEFAULT_OUTBOX_PACE = { ratePerS: 8, burst: 200 };
 
 interface Entry<C extends string> {
   name: string;
@@ -58,12 +66,32 @@ export class Outbox<C extends string = OutboxChannel> {
   corrupt = 0;
   private readonly channels: readonly C[];
   private readonly pattern: RegExp;
+  private tokens: number;
+  private tokensAt = Date.now();
 
   constructor(private readonly opts: OutboxOptions<C>) {
     this.channels = opts.channels ?? (DEFAULT_CHANNELS as unknown as readonly C[]);
     if (!this.channels.length || this.channels.some((c) => !/^[a-z]+$/.test(c))) throw new Error(`bad outbox channels: ${this.channels.join(', ')}`);
     this.pattern = new RegExp(`^(\\d{12})\\.(${this.channels.join('|')})\\.json$`);
     this.dropped = this.zero();
+    this.tokens = opts.pace?.burst ?? 0;
+  }
+
+  /** Waits for a send token (token bucket); false when stopped or disconnected meanwhile. */
+  private async paced(publisher: OutboxPublisher<C>): Promise<boolean> {
+    const pace = this.opts.pace;
+    if (!pace) return true;
+    for (;;) {
+      const now = Date.now();
+      this.tokens = Math.min(pace.burst, this.tokens + ((now - this.tokensAt) / 1000) * pace.ratePerS);
+      this.tokensAt = now;
+      if (this.tokens >= 1) {
+        this.tokens -= 1;
+        return true;
+      }
+      await new Promise((r) => setTimeout(r, Math.ceil(((1 - this.tokens) / pace.ratePerS) * 1000)).unref());
+      if (this.stopped || !publisher.connected) return false;
+    }
   }
 
   private zero(): Record<C, number> {
@@ -181,6 +209,7 @@ export class Outbox<C extends string = OutboxChannel> {
         await this.remove(e);
         continue;
       }
+      if (!(await this.paced(publisher))) break;
       const ok = await this.publishBounded(publisher, e.channel, message);
       this.inFlight = null;
       if (!ok) return;

@@ -6,7 +6,7 @@ import { allows } from '../auth/roles.ts';
 import { Forbidden } from '../errors.ts';
 import { requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json } from '../http/schemas.ts';
+import { errorResponses, json, Pagination } from '../http/schemas.ts';
 import { listAlerts } from './alert-service.ts';
 import { listDeliveries } from './deliveries.ts';
 
@@ -57,7 +57,7 @@ export function alertRoutes(db: Db) {
         method: 'get',
         path: '/deliveries',
         summary: 'Alert webhook deliveries, newest first (pending, delivered, failed)',
-        request: { query: z.object({ status: z.enum(['pending', 'delivered', 'failed']).optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }) },
+        request: { query: z.object({ status: z.enum(['pending', 'delivered', 'failed']).optional(), ...Pagination.shape }) },
         responses: { 200: json(z.object({ deliveries: z.array(Delivery) }), 'Deliveries'), ...errorResponses },
       }),
       async (c) => c.json({ deliveries: await listDeliveries(db, c.req.valid('query')) }, 200),
@@ -67,7 +67,7 @@ export function alertRoutes(db: Db) {
       method: 'get',
       path: '/',
       summary: 'List alerts, newest first',
-      request: { query: z.object({ status: z.enum(['open', 'closed']).optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }) },
+      request: { query: z.object({ status: z.enum(['open', 'closed']).optional(), ...Pagination.shape }) },
       responses: { 200: json(z.object({ alerts: z.array(Alert) }), 'Alerts'), ...errorResponses },
     }),
     async (c) => c.json({ alerts: await listAlerts(db, c.req.valid('query')) }, 200),

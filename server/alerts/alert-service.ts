@@ -130,7 +130,7 @@ export async function applyDriftVerdict(
   return { transition: null, alert: open ? view(open, input.model) : null };
 }
 
-export async function listAlerts(db: Db, filter: { status?: 'open' | 'closed'; limit: number }): Promise<AlertView[]> {
+export async function listAlerts(db: Db, filter: { status?: 'open' | 'closed'; limit: number; offset?: number }): Promise<AlertView[]> {
   const rows = await db
     .select({ alert: alerts, name: models.name, version: modelVersions.version })
     .from(alerts)
@@ -138,7 +138,8 @@ export async function listAlerts(db: Db, filter: { status?: 'open' | 'closed'; l
     .innerJoin(models, eq(models.id, modelVersions.modelId))
     .where(filter.status ? eq(alerts.status, filter.status) : undefined)
     .orderBy(desc(alerts.openedAt))
-    .limit(filter.limit);
+    .limit(filter.limit)
+    .offset(filter.offset ?? 0);
   return rows.map((r) => view(r.alert, formatRef(r.name, r.version)));
 }
 

@@ -36,13 +36,14 @@ export async function enqueueDelivery(tx: Tx | Db, event: AlertEvent): Promise<s
   return id;
 }
 
-export async function listDeliveries(db: Db, filter: { status?: DeliveryStatus; limit: number }): Promise<DeliveryView[]> {
+export async function listDeliveries(db: Db, filter: { status?: DeliveryStatus; limit: number; offset?: number }): Promise<DeliveryView[]> {
   const rows = await db
     .select()
     .from(webhookDeliveries)
     .where(filter.status ? eq(webhookDeliveries.status, filter.status) : undefined)
     .orderBy(desc(webhookDeliveries.createdAt))
-    .limit(filter.limit);
+    .limit(filter.limit)
+    .offset(filter.offset ?? 0);
   return rows.map((r) => {
     let alertId: string | null = null;
     try {

@@ -7,7 +7,7 @@ export async function recordAudit(tx: Tx, actor: string, action: string, target:
   await tx.insert(auditLog).values({ actor, action, target, details: details ?? null });
 }
 
-export async function listAudit(db: Db, filter: { limit: number; actor?: string; action?: string; since?: string }) {
+export async function listAudit(db: Db, filter: { limit: number; offset?: number; actor?: string; action?: string; since?: string }) {
   const where: SQL[] = [];
   if (filter.actor) where.push(eq(auditLog.actor, filter.actor));
   if (filter.action) where.push(eq(auditLog.action, filter.action));
@@ -17,5 +17,6 @@ export async function listAudit(db: Db, filter: { limit: number; actor?: string;
     .from(auditLog)
     .where(where.length ? and(...where) : undefined)
     .orderBy(desc(auditLog.id))
-    .limit(filter.limit);
+    .limit(filter.limit)
+    .offset(filter.offset ?? 0);
 }

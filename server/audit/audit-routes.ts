@@ -4,7 +4,7 @@ import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json } from '../http/schemas.ts';
+import { errorResponses, json, Pagination } from '../http/schemas.ts';
 import { listAudit } from './audit-log.ts';
 
 const Entry = z.object({ id: z.number(), at: z.string(), actor: z.string(), action: z.string(), target: z.string(), details: z.unknown() }).openapi('AuditEntry');
@@ -19,7 +19,7 @@ export function auditRoutes(db: Db) {
       summary: 'Read the audit log',
       request: {
         query: z.object({
-          limit: z.coerce.number().int().min(1).max(1000).default(100),
+          ...Pagination.shape,
           actor: z.string().optional(),
           action: z.string().optional(),
           since: z.string().datetime({ offset: true }).optional(),

@@ -5,7 +5,7 @@ import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json } from '../http/schemas.ts';
+import { errorResponses, json, page, Pagination } from '../http/schemas.ts';
 import { createApiToken, listApiTokens, revokeApiToken } from './api-tokens.ts';
 import { ROLES } from './roles.ts';
 
@@ -55,8 +55,8 @@ export function tokenRoutes(db: Db) {
       },
     )
     .openapi(
-      createRoute({ method: 'get', path: '/', summary: 'List API tokens', responses: { 200: json(z.object({ tokens: z.array(ApiToken) }), 'Tokens'), ...errorResponses } }),
-      async (c) => c.json({ tokens: await listApiTokens(db) }, 200),
+      createRoute({ method: 'get', path: '/', summary: 'List API tokens', request: { query: Pagination }, responses: { 200: json(z.object({ tokens: z.array(ApiToken) }), 'Tokens'), ...errorResponses } }),
+      async (c) => c.json({ tokens: page(await listApiTokens(db), c.req.valid('query')) }, 200),
     )
     .openapi(
       createRoute({ method: 'delete', path: '/{id}', summary: 'Revoke an API token', request: { params: z.object({ id: z.string() }) }, responses: { 204: { description: 'Revoked' }, ...errorResponses } }),

@@ -1,15 +1,25 @@
 // The embedded MQTT broker (aedes over TCP): authenticates devices with their scrypt-hashed
 // credentials, confines each to its own topics, and reports presence. The server's own client
-// logs in with a per-process internal secret and has full access.
+// logs in with a per-process internal secret and has full access. Input is bounded: a maximum packet
+// size (PacketSizeGuard) and per-device rates on the channels that become rows (DeviceRateLimiter).
 import { timingSafeEqual } from 'node:crypto';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type Server } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
+import { Duplex, pipeline } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
+import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
 import { setPresence, verifyDeviceCredentials } from '../devices/device-service.ts';
+import type { MqttLimits } from '../env.ts';
 import type { Metrics } from '../metrics.ts';
+import { parseDeviceTopic } from '../../protocol/topics.ts';
 import { devicePublishAllowed, deviceSubscribeAllowed } from './device-acl.ts';
+import { DeviceRateLimiter } from './device-rate-limiter.ts';
+import { PacketSizeGuard, PacketTooLarge } from './packet-size-guard.ts';
 
 export interface BrokerOptions {
   host: string;
@@ -18,21 +28,44 @@ export interface BrokerOptions {
   metrics: Metrics;
   logger: Logger;
   internal: { username: string; password: string };
+  limits: MqttLimits;
+  /** Serve MQTT over TLS (and the WebSocket listener over HTTPS) with this certificate and key. */
+  tls?: { certPem: string; keyPem: string };
+  /** MQTT over WebSocket on this port (path /mqtt), besides MQTT over TCP. */
+  wsPort?: number;
 }
+
+/** Channels whose messages become database rows, hence rate-limited per device. */
+const RATE_LIMITED: ReadonlySet<string> = new Set(['telemetry', 'stats', 'reported']);
+/**
+ * An over-rate publish is re-addressed here instead of refused: aedes' only refusal (an error from
+ * authorizePublish) closes the connection, and a first excess should cost the message, not the link.
+ * No subscription matches a `$` topic through a wildcard and the server subscribes to none, and
+ * `retain` is cleared, so the message goes nowhere (a QoS 1 sender still gets its PUBACK).
+ */
+const DROPPED_TOPIC = '$flotilla/dropped';
 
 const INTERNAL = Symbol('flotilla.internal');
 type TaggedClient = Client & { [INTERNAL]?: boolean };
 
-function authError(message: string, returnCode: 4 | 5): AuthenticateError {
+function authError(message: string, returnCode: 3 | 4 | 5): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
 export class EmbeddedBroker {
   private aedes?: Aedes;
   private server?: Server;
+  private wsServer?: HttpServer;
+  private wss?: WebSocketServer;
+  /** The WebSocket listener's port once started. */
+  wsPort = 0;
   private readonly devices = new Map<string, Client>();
+  private readonly limiter: DeviceRateLimiter;
+  private sweepTimer?: NodeJS.Timeout;
 
-  constructor(private readonly opts: BrokerOptions) {}
+  constructor(private readonly opts: BrokerOptions) {
+    this.limiter = new DeviceRateLimiter(opts.limits);
+  }
 
   async start(): Promise<number> {
     const { metrics, logger, db } = this.opts;
@@ -41,7 +74,7 @@ export class EmbeddedBroker {
         this.authenticate(client as TaggedClient, username, password).then(
           () => done(null, true),
           (err: AuthenticateError) => {
-            metrics.mqttRefused.inc({ kind: 'auth' });
+            metrics.mqttRefused.inc({ kind: err.returnCode === 3 ? 'backoff' : 'auth' });
             logger.warn({ clientId: client.id, username, reason: err.message }, 'mqtt connect refused');
             done(err, false);
           },
@@ -54,6 +87,17 @@ export class EmbeddedBroker {
           metrics.mqttRefused.inc({ kind: 'publish' });
           logger.warn({ deviceId: c.id, topic: packet.topic }, 'device publish outside its topics refused');
           return done(new Error(`publish to ${packet.topic} not allowed`));
+        }
+        const channel = parseDeviceTopic(packet.topic)?.channel;
+        if (channel && RATE_LIMITED.has(channel) && !this.limiter.take(c.id, channel)) {
+          metrics.mqttDropped.inc({ channel, reason: 'rate' });
+          if (this.limiter.strike(c.id)) {
+            metrics.mqttLimitDisconnects.inc({ reason: 'rate' });
+            logger.warn({ deviceId: c.id, channel, backoffMs: this.opts.limits.backoffMs }, 'device kept exceeding its message rate: disconnected');
+            return done(new Error('message rate exceeded'));
+          }
+          packet.topic = DROPPED_TOPIC;
+          packet.retain = false;
         }
         done(null);
       },
@@ -81,12 +125,49 @@ export class EmbeddedBroker {
       setPresence(db, client.id, false).catch((err) => logger.error({ err }, 'presence update failed'));
     });
     this.aedes.on('clientError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
-    this.server = createServer(this.aedes.handle);
+    const { tls } = this.opts;
+    this.server = tls
+      ? createTlsServer({ cert: tls.certPem, key: tls.keyPem }, (socket) => this.accept(socket))
+      : createServer((socket) => this.accept(socket));
+    this.sweepTimer = setInterval(() => this.limiter.sweep(), 60_000);
+    this.sweepTimer.unref();
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       this.server!.listen(this.opts.port, this.opts.host, () => resolve());
     });
+    if (this.opts.wsPort !== undefined) await this.listenWebSocket(this.opts.wsPort);
     return (this.server.address() as AddressInfo).port;
+  }
+
+  /** MQTT over WebSocket (over TLS when configured): each connection goes through the same guard and limits. */
+  private async listenWebSocket(port: number): Promise<void> {
+    const { tls, limits } = this.opts;
+    this.wsServer = tls ? createHttpsServer({ cert: tls.certPem, key: tls.keyPem }) : createHttpServer();
+    // maxPayload bounds one WebSocket message before it is buffered; the guard bounds MQTT packets across messages.
+    this.wss = new WebSocketServer({ server: this.wsServer, path: '/mqtt', maxPayload: limits.maxPacketBytes });
+    this.wss.on('connection', (ws, req) => this.accept(createWebSocketStream(ws), req));
+    await new Promise<void>((resolve, reject) => {
+      this.wsServer!.once('error', reject);
+      this.wsServer!.listen(port, this.opts.host, () => resolve());
+    });
+    this.wsPort = (this.wsServer.address() as AddressInfo).port;
+  }
+
+  /** Hands a connection to aedes through the packet size guard. */
+  private accept(socket: Duplex, req?: unknown): void {
+    const { metrics, logger, limits } = this.opts;
+    const guard = new PacketSizeGuard(limits.maxPacketBytes);
+    const conn = Duplex.from({ readable: guard, writable: socket });
+    const client = this.aedes!.handle(conn, req as never) as TaggedClient;
+    pipeline(socket, guard, (err) => {
+      if (!(err instanceof PacketTooLarge)) return;
+      const deviceId = client.id && !client[INTERNAL] && this.devices.get(client.id) === client ? client.id : undefined;
+      metrics.mqttDropped.inc({ channel: 'any', reason: 'oversize' });
+      metrics.mqttLimitDisconnects.inc({ reason: 'oversize' });
+      logger.warn({ deviceId, bytes: err.bytes, maxBytes: err.maxBytes }, 'oversize MQTT packet: connection closed');
+      // Each oversize packet costs a connection; one that keeps coming back with them is refused for a while.
+      if (deviceId) this.limiter.strike(deviceId);
+    });
   }
 
   private async authenticate(client: TaggedClient, username: string | undefined, password: Buffer | undefined): Promise<void> {
@@ -103,6 +184,10 @@ export class EmbeddedBroker {
     }
     // Pinning the client id to the device id stops one device from taking over another's session.
     if (client.id !== username) throw authError('client id must equal the device id', 5);
+    const backoff = this.limiter.bannedFor(username);
+    if (backoff > 0) {
+      throw authError(`device exceeded its limits: refused for another ${Math.ceil(backoff / 1000)} s`, 3);
+    }
     const check = await verifyDeviceCredentials(this.opts.db, username, password.toString());
     if (check === 'unknown' || check === 'bad_secret') throw authError('bad device credentials', 4);
     if (check !== 'ok') throw authError(`device is ${check}`, 5);
@@ -120,9 +205,13 @@ export class EmbeddedBroker {
   }
 
   async stop(): Promise<void> {
+    clearInterval(this.sweepTimer);
     for (const client of this.devices.values()) client.close();
     this.devices.clear();
     await new Promise<void>((resolve) => (this.aedes ? this.aedes.close(() => resolve()) : resolve()));
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    this.wss?.close();
+    this.wsServer?.closeAllConnections();
+    await new Promise<void>((resolve) => (this.wsServer ? this.wsServer.close(() => resolve()) : resolve()));
   }
 }

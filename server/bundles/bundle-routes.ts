@@ -5,7 +5,7 @@ import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { ErrorResponse, errorResponses, json } from '../http/schemas.ts';
+import { ErrorResponse, errorResponses, json, Pagination } from '../http/schemas.ts';
 import { buildAndStoreBundle, getBundle, listBundles } from './bundle-service.ts';
 
 const FileRef = z.object({ path: z.string(), sha256: z.string(), size: z.number() });
@@ -59,7 +59,7 @@ export function bundleRoutes(deps: { db: Db; store: ArtifactStore }) {
         method: 'get',
         path: '/',
         summary: 'List bundles, newest first',
-        request: { query: z.object({ name: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(100) }) },
+        request: { query: z.object({ name: z.string().optional(), ...Pagination.shape }) },
         responses: { 200: json(z.object({ bundles: z.array(Bundle) }), 'Bundles'), ...errorResponses },
       }),
       async (c) => c.json({ bundles: await listBundles(db, c.req.valid('query')) }, 200),

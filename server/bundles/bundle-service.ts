@@ -98,8 +98,9 @@ async function toView(db: Tx, row: BundleRow): Promise<BundleView> {
   };
 }
 
-export async function listBundles(db: Db, filter: { name?: string; limit: number }): Promise<BundleView[]> {
-  const rows = await db.select().from(bundles).where(filter.name ? eq(bundles.name, filter.name) : undefined).orderBy(desc(bundles.createdAt)).limit(filter.limit);
+export async function listBundles(db: Db, filter: { name?: string; limit: number; offset?: number }): Promise<BundleView[]> {
+  const rows = await db.select().from(bundles).where(filter.name ? eq(bundles.name, filter.name) : undefined).orderBy(desc(bundles.createdAt)).limit(filter.limit)
+    .offset(filter.offset ?? 0);
   return Promise.all(rows.map((r) => toView(db, r)));
 }
 

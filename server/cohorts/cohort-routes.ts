@@ -5,7 +5,7 @@ import { Device } from '../devices/device-routes.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json } from '../http/schemas.ts';
+import { errorResponses, json, page, Pagination } from '../http/schemas.ts';
 import { cohortMembers, createCohort, deleteCohort, listCohorts, updateCohort } from './cohort-service.ts';
 
 const Cohort = z
@@ -22,14 +22,14 @@ export function cohortRoutes(db: Db) {
         method: 'post',
         path: '/',
         summary: 'Create a cohort from a label selector',
-        request: { body: { content: { 'application/json': { schema: z.object({ name: z.string(), selector: z.string(), description: z.string().max(1000).optional() }) } } } },
+        request: { body: { content: { 'application/json': { schema: z.object({ name: z.string(), selector: z.string().max(4096), description: z.string().max(1000).optional() }) } } } },
         responses: { 201: json(Cohort, 'Created'), ...errorResponses },
       }),
       async (c) => c.json(await createCohort(db, { ...c.req.valid('json'), actor: actorOf(c) }), 201),
     )
     .openapi(
-      createRoute({ method: 'get', path: '/', summary: 'List cohorts', responses: { 200: json(z.object({ cohorts: z.array(Cohort) }), 'Cohorts'), ...errorResponses } }),
-      async (c) => c.json({ cohorts: await listCohorts(db) }, 200),
+      createRoute({ method: 'get', path: '/', summary: 'List cohorts', request: { query: Pagination }, responses: { 200: json(z.object({ cohorts: z.array(Cohort) }), 'Cohorts'), ...errorResponses } }),
+      async (c) => c.json({ cohorts: page(await listCohorts(db), c.req.valid('query')) }, 200),
     )
     .openapi(
       createRoute({
@@ -51,7 +51,7 @@ export function cohortRoutes(db: Db) {
           body: {
             content: {
               'application/json': {
-                schema: z.object({ selector: z.string().optional(), description: z.string().max(1000).optional(), preferVariant: z.string().max(32).nullable().optional() }),
+                schema: z.object({ selector: z.string().max(4096).optional(), description: z.string().max(1000).optional(), preferVariant: z.string().max(32).nullable().optional() }),
               },
             },
           },

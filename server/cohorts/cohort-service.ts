@@ -24,6 +24,7 @@ export async function createCohort(db: Db, input: { name: string; selector: stri
 
 /** `preferVariant`: the variant its devices get when a deployed version has one (null: none). */
 export async function updateCohort(db: Db, name: string, input: { selector?: string; description?: string; preferVariant?: string | null }, actor: string) {
+  if (Object.values(input).every((v) => v === undefined)) throw Invalid('nothing to change: give selector, description or preferVariant');
   if (input.selector !== undefined) parseSelectorOrThrow(input.selector);
   if (input.preferVariant && !VARIANT_NAME.test(input.preferVariant)) throw Invalid(`invalid variant "${input.preferVariant}": e.g. int8, pruned, int8+pruned`);
   return db.transaction(async (tx) => {

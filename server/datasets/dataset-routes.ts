@@ -10,7 +10,7 @@ import { Invalid, ServiceError } from '../errors.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { ErrorResponse, errorResponses, json } from '../http/schemas.ts';
+import { ErrorResponse, errorResponses, json, page, Pagination } from '../http/schemas.ts';
 import { createDatasetVersion, getDatasetVersion, listDatasets, listDatasetVersions, MAX_DATASET_BYTES } from './dataset-service.ts';
 import type { DatasetFormat } from './formats.ts';
 
@@ -115,18 +115,18 @@ export function datasetRoutes(deps: { db: Db; store: ArtifactStore; maxUploadByt
       },
     )
     .openapi(
-      createRoute({ method: 'get', path: '/', summary: 'List datasets', responses: { 200: json(z.object({ datasets: z.array(DatasetSummary) }), 'Datasets'), ...errorResponses } }),
-      async (c) => c.json({ datasets: await listDatasets(db) }, 200),
+      createRoute({ method: 'get', path: '/', summary: 'List datasets', request: { query: Pagination }, responses: { 200: json(z.object({ datasets: z.array(DatasetSummary) }), 'Datasets'), ...errorResponses } }),
+      async (c) => c.json({ datasets: page(await listDatasets(db), c.req.valid('query')) }, 200),
     )
     .openapi(
       createRoute({
         method: 'get',
         path: '/{name}/versions',
         summary: 'List the versions of a dataset, newest first',
-        request: { params: NameParam },
+        request: { params: NameParam, query: Pagination },
         responses: { 200: json(z.object({ versions: z.array(DatasetVersion) }), 'Versions'), ...errorResponses },
       }),
-      async (c) => c.json({ versions: await listDatasetVersions(db, c.req.valid('param').name) }, 200),
+      async (c) => c.json({ versions: page(await listDatasetVersions(db, c.req.valid('param').name), c.req.valid('query')) }, 200),
     )
     .openapi(
       createRoute({

@@ -5,7 +5,7 @@ import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json } from '../http/schemas.ts';
+import { errorResponses, json, Pagination } from '../http/schemas.ts';
 import type { DesiredState } from './desired-state.ts';
 import { deploy, listDeployments } from './deployment-service.ts';
 import { DEPLOYMENT_DEVICE_STATES, deploymentStatus } from './deployment-status.ts';
@@ -61,11 +61,11 @@ export function deploymentRoutes(deps: { db: Db; desired: DesiredState; store: A
         method: 'get',
         path: '/',
         summary: 'List deployments, newest first',
-        request: { query: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(50) }) },
+        request: { query: z.object({ ...Pagination.shape }) },
         responses: { 200: json(z.object({ deployments: z.array(Deployment) }), 'Deployments'), ...errorResponses },
       }),
       async (c) => {
-        const rows = await listDeployments(deps.db, c.req.valid('query').limit);
+        const rows = await listDeployments(deps.db, c.req.valid('query'));
         const stale = await staleByDeployment(deps.db, rows.map((r) => r.id));
         return c.json({ deployments: rows.map((r) => ({ ...r, staleDevices: stale.get(r.id) ?? 0 })) }, 200);
       },

@@ -102,6 +102,6 @@ export async function reconcileDevice(db: Db, desired: DesiredState, deviceId: s
   return assigned;
 }
 
-export async function listDeployments(db: Db, limit: number) {
-  return db.select().from(deployments).orderBy(desc(deployments.createdAt)).limit(limit);
+export async function listDeployments(db: Db, page: { limit: number; offset: number }) {
+  return db.select().from(deployments).orderBy(desc(deployments.createdAt)).limit(page.limit).offset(page.offset);
 }

@@ -4,14 +4,15 @@ import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json, LabelKey, Labels } from '../http/schemas.ts';
+import { MAX_LABELS } from '../http/bounds.ts';
+import { errorResponses, json, LabelKey, Labels, page, Pagination } from '../http/schemas.ts';
 import { recordAudit } from '../audit/audit-log.ts';
 import { COMMANDS } from '../../protocol/messages/command.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
 import { rollbackDevice } from '../deployments/rollback.ts';
 import { trustAnnotations } from '../deployments/stale-desired.ts';
 import type { DeviceCommands } from './device-commands.ts';
-import { approveDevice, deviceDetail, listDevices, revokeDevice, updateLabels } from './device-service.ts';
+import { approveDevice, deviceDetail, getDevice, listDevices, revokeDevice, updateLabels } from './device-service.ts';
 
 export const Device = z
   .object({
@@ -65,11 +66,11 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
         method: 'get',
         path: '/',
         summary: 'List devices, optionally filtered by a label selector and status',
-        request: { query: z.object({ selector: z.string().optional(), status: z.enum(['pending', 'approved', 'revoked']).optional() }) },
+        request: { query: Pagination.extend({ selector: z.string().max(4096).optional(), status: z.enum(['pending', 'approved', 'revoked']).optional() }) },
         responses: { 200: json(z.object({ devices: z.array(Device) }), 'Devices'), ...errorResponses },
       }),
       async (c) => {
-        const list = await listDevices(db, c.req.valid('query'));
+        const list = page(await listDevices(db, c.req.valid('query')), c.req.valid('query'));
         const notes = await trustAnnotations(db, list);
         return c.json({ devices: list.map((d) => ({ ...d, ...notes.get(d.id) })) }, 200);
       },
@@ -92,7 +93,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
         method: 'patch',
         path: '/{id}/labels',
         summary: 'Set or remove labels',
-        request: { params: IdParam, body: { content: { 'application/json': { schema: z.object({ set: Labels.default({}), remove: z.array(LabelKey).default([]) }) } } } },
+        request: { params: IdParam, body: { content: { 'application/json': { schema: z.object({ set: Labels.default({}), remove: z.array(LabelKey).max(MAX_LABELS).default([]) }) } } } },
         responses: { 200: json(Device, 'Device'), ...errorResponses },
       }),
       async (c) => {
@@ -162,6 +163,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
       async (c) => {
         const { id } = c.req.valid('param');
         const body = c.req.valid('json');
+        await getDevice(db, id); // an unknown device is a 404 before anything is audited
         if (body.command === 'rollback') {
           // Not an MQTT command any more (devices refuse it unsigned): the signed rollback, answered in the command shape.
           const r = await rollbackDevice(db, deps.desired, id, actorOf(c));

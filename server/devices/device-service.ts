@@ -9,6 +9,7 @@ import { Conflict, Invalid, NotFound } from '../errors.ts';
 import { writePresence, writeReported } from '../events/device-events.ts';
 import { recordEvent } from '../events/event-log.ts';
 import type { ReportedMessage } from '../../protocol/messages/reported.ts';
+import { MAX_LABELS } from '../http/bounds.ts';
 
 export type DeviceRow = typeof devices.$inferSelect;
 export type DeviceView = Omit<DeviceRow, 'credentialHash'>;
@@ -43,6 +44,7 @@ export async function updateLabels(db: Db, id: string, set: Record<string, strin
     const row = await getDevice(tx, id);
     const labels = { ...row.labels, ...set };
     for (const k of remove) delete labels[k];
+    if (Object.keys(labels).length > MAX_LABELS) throw Invalid(`a device has at most ${MAX_LABELS} labels`, { labels: Object.keys(labels).length });
     const [updated] = await tx.update(devices).set({ labels }).where(eq(devices.id, id)).returning();
     await recordAudit(tx, actor, 'device.label', id, { set, remove });
     await recordEvent(tx, 'device.labels', id, { labels });

@@ -6,13 +6,13 @@ import type { AppEnv } from '../http/app-env.ts';
 import { requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json } from '../http/schemas.ts';
-import { parseWindowSeconds } from '../ingest/buckets.ts';
+import { Duration, durationSeconds } from '../http/bounds.ts';
 import { resolveVersion } from '../models/model-service.ts';
 import { getCohort } from '../cohorts/cohort-service.ts';
 import type { DriftMonitor } from './drift-monitor.ts';
 import { queryDrift } from './drift-service.ts';
 
-const Window = z.string().openapi({ description: 'duration: 90s, 15m, 1h, 7d', example: '1h' });
+const Window = Duration;
 const End = z.iso.datetime({ offset: true }).openapi({ description: 'end of the window (default now)' });
 
 const FeatureResult = z
@@ -65,12 +65,7 @@ const Evaluation = z.object({
   alert: z.record(z.string(), z.unknown()).nullable(),
 });
 
-function windowOf(text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const s = parseWindowSeconds(text);
-  if (s === null) throw Invalid(`invalid window "${text}": use e.g. 15m, 1h, 1d`);
-  return s;
-}
+const windowOf = durationSeconds;
 
 export function driftRoutes(deps: { db: Db; monitor: DriftMonitor; defaultWindowS: number }) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });

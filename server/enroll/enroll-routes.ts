@@ -4,7 +4,7 @@ import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json, Labels } from '../http/schemas.ts';
+import { errorResponses, json, Labels, page, Pagination } from '../http/schemas.ts';
 import { createEnrollToken, enrollDevice, listEnrollTokens, revokeEnrollToken } from './enroll-service.ts';
 
 const EnrollToken = z
@@ -52,8 +52,8 @@ export function enrollTokenRoutes(db: Db) {
       async (c) => c.json(await db.transaction((tx) => createEnrollToken(tx, { ...c.req.valid('json'), actor: actorOf(c) })), 201),
     )
     .openapi(
-      createRoute({ method: 'get', path: '/', summary: 'List enrollment tokens', responses: { 200: json(z.object({ tokens: z.array(EnrollToken) }), 'Tokens'), ...errorResponses } }),
-      async (c) => c.json({ tokens: await listEnrollTokens(db) }, 200),
+      createRoute({ method: 'get', path: '/', summary: 'List enrollment tokens', request: { query: Pagination }, responses: { 200: json(z.object({ tokens: z.array(EnrollToken) }), 'Tokens'), ...errorResponses } }),
+      async (c) => c.json({ tokens: page(await listEnrollTokens(db), c.req.valid('query')) }, 200),
     )
     .openapi(
       createRoute({
@@ -81,7 +81,7 @@ export const DeviceFactsSchema = z.object({
 
 export interface EnrollRoutesDeps {
   db: Db;
-  urls(requestUrl: string): { mqttUrl: string; serverUrl: string };
+  urls(requestUrl: string): { mqttUrl: string; serverUrl: string; ca?: string };
   /** The trust root devices pin (null until `flotilla keys init`). */
   trustRoot(): Promise<{ rootKeyid: string; rootPublicKey: string } | null>;
   onDeviceChanged(id: string): Promise<void>;
@@ -109,6 +109,8 @@ export function enrollRoutes(deps: EnrollRoutesDeps) {
             mqtt: z.object({ url: z.string(), clientId: z.string(), username: z.string(), password: z.string() }),
             serverUrl: z.string(),
             trust: z.object({ rootKeyid: z.string(), rootPublicKey: z.string() }).nullable(),
+            /** Present when the server is configured with FLOTILLA_TLS_CA: the CA the device pins for HTTPS and MQTT over TLS. */
+            tls: z.object({ ca: z.string() }).optional(),
           }),
           'Enrolled',
         ),
@@ -119,7 +121,7 @@ export function enrollRoutes(deps: EnrollRoutesDeps) {
       const body = c.req.valid('json');
       const res = await enrollDevice(db, body);
       if (res.status === 'approved') await deps.onDeviceChanged(res.deviceId);
-      const { mqttUrl, serverUrl } = deps.urls(c.req.url);
+      const { mqttUrl, serverUrl, ca } = deps.urls(c.req.url);
       return c.json(
         {
           deviceId: res.deviceId,
@@ -128,6 +130,7 @@ export function enrollRoutes(deps: EnrollRoutesDeps) {
           mqtt: { url: mqttUrl, clientId: res.deviceId, username: res.deviceId, password: res.secret },
           serverUrl,
           trust: await deps.trustRoot(),
+          ...(ca ? { tls: { ca } } : {}),
         },
         201,
       );

@@ -10,7 +10,7 @@ import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, authenticate, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json } from '../http/schemas.ts';
-import { parseWindowSeconds } from '../ingest/buckets.ts';
+import { checkBuckets, Duration, durationSeconds } from '../http/bounds.ts';
 import { performance, recordLabels, recordPredictions } from './ground-truth-service.ts';
 
 type Env = AppEnv & { Variables: { device?: string } };
@@ -60,13 +60,6 @@ function deviceOrToken(db: Db, deviceAuth: DeviceAuthenticator): MiddlewareHandl
   };
 }
 
-const seconds = (text: string | undefined, fallback: number, what: string) => {
-  if (text === undefined) return fallback;
-  const s = parseWindowSeconds(text);
-  if (s === null) throw Invalid(`invalid ${what} "${text}": use e.g. 5m, 1h, 1d`);
-  return s;
-};
-
 export function groundTruthRoutes(deps: { db: Db; deviceAuth: DeviceAuthenticator }) {
   const { db } = deps;
   const app = new OpenAPIHono<Env>({ defaultHook: validationHook });
@@ -114,8 +107,8 @@ export function groundTruthRoutes(deps: { db: Db; deviceAuth: DeviceAuthenticato
           query: z.object({
             model: z.string(),
             cohort: z.string().optional(),
-            window: z.string().optional().openapi({ example: '1h' }),
-            bucket: z.string().optional().openapi({ example: '5m' }),
+            window: Duration.optional(),
+            bucket: Duration.optional().openapi({ example: '5m' }),
             end: z.iso.datetime({ offset: true }).optional(),
           }),
         },
@@ -123,8 +116,9 @@ export function groundTruthRoutes(deps: { db: Db; deviceAuth: DeviceAuthenticato
       }),
       async (c) => {
         const q = c.req.valid('query');
-        const windowS = seconds(q.window, 3600, 'window');
-        const bucketS = q.bucket === undefined ? undefined : seconds(q.bucket, 0, 'bucket');
+        const windowS = durationSeconds(q.window, 3600);
+        const bucketS = q.bucket === undefined ? undefined : durationSeconds(q.bucket, 0);
+        if (bucketS !== undefined) checkBuckets(windowS, bucketS);
         return c.json(await performance(db, { model: q.model, cohort: q.cohort, windowS, bucketS, end: q.end ? new Date(q.end) : undefined }), 200);
       },
     );

@@ -13,7 +13,7 @@ import { Invalid, NotFound, Unauthorized } from '../errors.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, authenticate, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { ErrorResponse, errorResponses, json } from '../http/schemas.ts';
+import { ErrorResponse, errorResponses, json, Pagination } from '../http/schemas.ts';
 import { cancelJob, getJob, listJobLogs, listJobs } from './job-service.ts';
 import type { JobRunner } from './job-runner.ts';
 import { datasetDownload } from './snapshot.ts';
@@ -79,7 +79,7 @@ export function jobRoutes(deps: JobRoutesDeps) {
         method: 'get',
         path: '/',
         summary: 'List training jobs, newest first',
-        request: { query: z.object({ model: z.string().optional(), status: z.enum(['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled']).optional(), limit: z.coerce.number().int().min(1).max(1000).default(50) }) },
+        request: { query: z.object({ model: z.string().optional(), status: z.enum(['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled']).optional(), ...Pagination.shape }) },
         responses: { 200: json(z.object({ jobs: z.array(Job) }), 'Jobs'), ...errorResponses },
       }),
       async (c) => c.json({ jobs: await listJobs(deps.db, c.req.valid('query')) }, 200),

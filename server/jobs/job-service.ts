@@ -152,11 +152,12 @@ export async function getJob(tx: Tx, id: string): Promise<JobView> {
   return (await toViews(tx, [await getJobRow(tx, id)]))[0];
 }
 
-export async function listJobs(db: Db, filter: { model?: string; status?: JobStatus; limit: number }): Promise<JobView[]> {
+export async function listJobs(db: Db, filter: { model?: string; status?: JobStatus; limit: number; offset?: number }): Promise<JobView[]> {
   const where = [];
   if (filter.model) where.push(eq(jobs.modelId, (await modelByName(db, filter.model)).id));
   if (filter.status) where.push(eq(jobs.status, filter.status));
-  const rows = await db.select().from(jobs).where(where.length ? and(...where) : undefined).orderBy(desc(jobs.createdAt), desc(jobs.id)).limit(filter.limit);
+  const rows = await db.select().from(jobs).where(where.length ? and(...where) : undefined).orderBy(desc(jobs.createdAt), desc(jobs.id)).limit(filter.limit)
+    .offset(filter.offset ?? 0);
   return toViews(db, rows);
 }
 

@@ -17,6 +17,8 @@ export interface DeviceBusOptions {
   logger: Logger;
   /** With an external broker, replicas share device traffic through `$share/<group>/...`. */
   sharedGroup?: string;
+  /** TLS to the broker: the CA (PEM) to verify it against; `loopback` skips the host name check for our own listener. */
+  tls?: { caPem: string; loopback: boolean };
 }
 
 export class DeviceBus {
@@ -38,6 +40,10 @@ export class DeviceBus {
       clientId: `flotilla-server-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
       clean: true,
       reconnectPeriod: 1000,
+      ...(opts.tls
+        ? // Our own embedded broker on 127.0.0.1: its certificate names the public host, not the loopback address.
+          { ca: opts.tls.caPem, rejectUnauthorized: true, ...(opts.tls.loopback ? { checkServerIdentity: () => undefined } : {}) }
+        : {}),
     });
     this.client.on('message', (topic, payload) => void this.dispatch(topic, payload));
     this.client.on('error', (err) => opts.logger.warn({ err: err.message }, 'server mqtt client error'));

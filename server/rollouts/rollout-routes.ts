@@ -6,7 +6,7 @@ import type { DesiredState } from '../deployments/desired-state.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json } from '../http/schemas.ts';
+import { errorResponses, json, Pagination } from '../http/schemas.ts';
 import { changeRollout, createRollout, listRollouts, showRollout } from './rollout-service.ts';
 
 const Gates = z.object({ maxFailedUpdates: z.number(), maxErrorRate: z.number().optional(), onFailure: z.enum(['pause', 'rollback']) });
@@ -75,7 +75,7 @@ export function rolloutRoutes(deps: { db: Db; desired: DesiredState; store: Arti
         method: 'get',
         path: '/',
         summary: 'List rollouts, newest first',
-        request: { query: z.object({ status: z.enum(['running', 'succeeded', 'paused', 'aborted']).optional(), cohort: z.string().optional(), limit: z.coerce.number().int().min(1).max(1000).default(50) }) },
+        request: { query: z.object({ status: z.enum(['running', 'succeeded', 'paused', 'aborted']).optional(), cohort: z.string().optional(), ...Pagination.shape }) },
         responses: { 200: json(z.object({ rollouts: z.array(Rollout) }), 'Rollouts'), ...errorResponses },
       }),
       async (c) => c.json({ rollouts: await listRollouts(deps.db, c.req.valid('query')) }, 200),

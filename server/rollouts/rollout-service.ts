@@ -202,11 +202,12 @@ export async function showRollout(db: Db, id: string): Promise<RolloutView & { d
   };
 }
 
-export async function listRollouts(db: Db, filter: { status?: RolloutStatus; cohort?: string; limit: number }): Promise<RolloutView[]> {
+export async function listRollouts(db: Db, filter: { status?: RolloutStatus; cohort?: string; limit: number; offset?: number }): Promise<RolloutView[]> {
   const where = [];
   if (filter.status) where.push(eq(rollouts.status, filter.status));
   if (filter.cohort) where.push(eq(rollouts.cohort, filter.cohort));
-  const rows = await db.select().from(rollouts).where(where.length ? and(...where) : undefined).orderBy(desc(rollouts.createdAt), desc(rollouts.id)).limit(filter.limit);
+  const rows = await db.select().from(rollouts).where(where.length ? and(...where) : undefined).orderBy(desc(rollouts.createdAt), desc(rollouts.id)).limit(filter.limit)
+    .offset(filter.offset ?? 0);
   return Promise.all(rows.map((r) => toView(db, r)));
 }
 

@@ -9,7 +9,7 @@ import { Forbidden, Invalid, ServiceError } from '../errors.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json } from '../http/schemas.ts';
+import { errorResponses, json, Pagination } from '../http/schemas.ts';
 import { SampleRateLimit } from './sample-rate-limit.ts';
 import { listSamples, RateLimited, storeSamples } from './sample-service.ts';
 
@@ -85,7 +85,7 @@ export function sampleRoutes(db: Db) {
           model: z.string().openapi({ example: 'churn@3' }),
           cohort: z.string().optional(),
           since: z.iso.datetime({ offset: true }).optional(),
-          limit: z.coerce.number().int().min(1).max(1000).default(100),
+          ...Pagination.shape,
         }),
       },
       responses: { 200: json(z.object({ samples: z.array(SampleView) }), 'Samples'), ...errorResponses },

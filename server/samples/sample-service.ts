@@ -76,7 +76,7 @@ export interface SampleView {
 }
 
 /** Samples of a model (every version for `name`, one for `name@N` or `name@alias`), newest first. */
-export async function listSamples(db: Tx, q: { model: string; cohort?: string; since?: string; limit: number }): Promise<SampleView[]> {
+export async function listSamples(db: Tx, q: { model: string; cohort?: string; since?: string; limit: number; offset?: number }): Promise<SampleView[]> {
   const ref = parseModelRef(q.model);
   const versionId = 'latest' in ref.selector ? null : (await resolveVersion(db, q.model)).id;
   if (versionId === null && !(await db.query.models.findFirst({ where: eq(models.name, ref.name) }))) throw NotFound(`model "${ref.name}"`);
@@ -108,7 +108,8 @@ export async function listSamples(db: Tx, q: { model: string; cohort?: string; s
       ),
     )
     .orderBy(desc(s.at), desc(s.id))
-    .limit(q.limit);
+    .limit(q.limit)
+    .offset(q.offset ?? 0);
   return rows.map(({ model, version, inputs, outputs, ...r }) => ({
     ...r,
     model: formatRef(model, version),

@@ -9,7 +9,7 @@ import { Forbidden } from '../errors.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
-import { errorResponses, json } from '../http/schemas.ts';
+import { errorResponses, json, page, Pagination } from '../http/schemas.ts';
 import { deleteSettings, effectiveFor, getSettings, listSettings, putSettings } from './settings-service.ts';
 
 const Capture = z.object({ enabled: z.boolean(), maxPerMinute: z.number(), batchSize: z.number() });
@@ -49,10 +49,10 @@ export function settingsRoutes(deps: { db: Db; desired: DesiredState }) {
         method: 'get',
         path: '/',
         summary: 'List stored agent settings',
-        request: { query: z.object({ scope: z.enum(['cohort', 'device']).optional() }) },
+        request: { query: Pagination.extend({ scope: z.enum(['cohort', 'device']).optional() }) },
         responses: { 200: json(z.object({ settings: z.array(SettingsView) }), 'Settings'), ...errorResponses },
       }),
-      async (c) => c.json({ settings: await listSettings(db, c.req.valid('query').scope) }, 200),
+      async (c) => c.json({ settings: page(await listSettings(db, c.req.valid('query').scope), c.req.valid('query')) }, 200),
     )
     .openapi(
       createRoute({

@@ -6,7 +6,7 @@ import type { AppEnv } from '../http/app-env.ts';
 import { requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json } from '../http/schemas.ts';
-import { parseWindowSeconds } from '../ingest/buckets.ts';
+import { Duration, durationSeconds } from '../http/bounds.ts';
 import { telemetrySummary } from './telemetry-service.ts';
 
 const Resources = z.object({
@@ -65,7 +65,7 @@ export function telemetryRoutes(db: Db) {
         query: z.object({
           device: z.string().optional(),
           cohort: z.string().optional(),
-          window: z.string().optional().openapi({ example: '15m' }),
+          window: Duration.optional(),
           end: z.iso.datetime({ offset: true }).optional(),
         }),
       },
@@ -73,8 +73,7 @@ export function telemetryRoutes(db: Db) {
     }),
     async (c) => {
       const q = c.req.valid('query');
-      const windowS = q.window === undefined ? 900 : parseWindowSeconds(q.window);
-      if (windowS === null) throw Invalid(`invalid window "${q.window}": use e.g. 5m, 15m, 1h`);
+      const windowS = durationSeconds(q.window, 900);
       return c.json(await telemetrySummary(db, { device: q.device, cohort: q.cohort, windowS, end: q.end ? new Date(q.end) : undefined }), 200);
     },
   );

@@ -40,7 +40,7 @@ export function registerAdminCommands(program: Command, ctx: { api: () => Api; o
     .command('ls')
     .description('list API tokens')
     .action(async () => {
-      const res = await call(ctx.api().api.v1.tokens.$get());
+      const res = await call(ctx.api().api.v1.tokens.$get({ query: {} }));
       emit(ctx.out(), res, () => table(res.tokens, ['id', 'name', 'role', 'createdAt', 'expiresAt', 'revokedAt']));
     });
   tokens

@@ -92,7 +92,7 @@ export function registerDatasetCommands(program: Command, ctx: { api: () => Api;
     .command('ls')
     .description('list datasets')
     .action(async () => {
-      const res = await call(ctx.api().api.v1.datasets.$get());
+      const res = await call(ctx.api().api.v1.datasets.$get({ query: {} }));
       emit(ctx.out(), res, () => table(res.datasets, ['name', 'versions', 'latest', 'updatedAt', 'description']));
     });
 
@@ -100,7 +100,7 @@ export function registerDatasetCommands(program: Command, ctx: { api: () => Api;
     .command('versions <name>')
     .description('list the versions of a dataset, newest first')
     .action(async (name: string) => {
-      const res = await call(ctx.api().api.v1.datasets[':name'].versions.$get({ param: { name } }));
+      const res = await call(ctx.api().api.v1.datasets[':name'].versions.$get({ param: { name }, query: {} }));
       emit(ctx.out(), res, () => table(res.versions.map((v) => ({ ...v, sha256: v.sha256.slice(0, 12) })), ['ref', 'kind', 'format', 'rows', 'size', 'sha256', 'createdAt']));
     });
 

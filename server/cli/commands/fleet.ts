@@ -31,7 +31,7 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
   et.command('ls')
     .description('list enrollment tokens')
     .action(async () => {
-      const res = await call(ctx.api().api.v1['enroll-tokens'].$get());
+      const res = await call(ctx.api().api.v1['enroll-tokens'].$get({ query: {} }));
       emit(ctx.out(), res, () => table(res.tokens, ['id', 'labels', 'autoApprove', 'uses', 'maxUses', 'expiresAt', 'revokedAt']));
     });
   et.command('revoke <id>')
@@ -138,7 +138,7 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
     .command('ls')
     .description('list cohorts')
     .action(async () => {
-      const res = await call(ctx.api().api.v1.cohorts.$get());
+      const res = await call(ctx.api().api.v1.cohorts.$get({ query: {} }));
       emit(ctx.out(), res, () => table(res.cohorts, ['name', 'selector', 'preferVariant', 'description', 'createdAt']));
     });
   cohorts
