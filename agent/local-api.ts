@@ -96,7 +96,8 @@ export function createLocalApp(opts: Omit<LocalApiOptions, 'host' | 'port'>) {
 /**
  * Accepts `{ features }` (object, array of values, or array of objects), `{ inputs: { name: { dims,
  * data } } }`, or `{ image: base64 | [base64, ...] }`, each with an optional `predictionId` (kept with a
- * captured sample; image bytes bring it in `x-prediction-id`). The runtime checks the contents against the model.
+ * captured sample; image bytes bring it in `x-prediction-id`) and `session` (stateful tensor bundles:
+ * the agent carries the state per session). The runtime checks the contents against the model.
  */
 function parseJsonInput(body: unknown): PredictInput | string {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'body must be a JSON object with "features", "inputs" or "image"';
@@ -106,7 +107,8 @@ function parseJsonInput(body: unknown): PredictInput | string {
   const kind = kinds[0];
   if (kind === 'features' && (typeof b.features !== 'object' || b.features === null)) return '"features" must be an object, an array of values, or an array of objects';
   if (kind === 'inputs' && (typeof b.inputs !== 'object' || b.inputs === null || Array.isArray(b.inputs))) return '"inputs" must be an object of { name: { dims, data } }';
-  return { [kind]: b[kind], ...(typeof b.predictionId === 'string' ? { predictionId: b.predictionId } : {}) } as PredictInput;
+  if (b.session !== undefined && (typeof b.session !== 'string' || b.session.length === 0 || b.session.length > 200)) return '"session" must be a non-empty string (at most 200 characters)';
+  return { [kind]: b[kind], ...(typeof b.predictionId === 'string' ? { predictionId: b.predictionId } : {}), ...(typeof b.session === 'string' ? { session: b.session } : {}) } as PredictInput;
 }
 
 export class LocalApi {
