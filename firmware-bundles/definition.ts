@@ -43,6 +43,12 @@ const Dims = z.array(z.number().int().nonnegative()).max(8);
 /** A tensor the definition writes out: dims and flat row-major data (the model's element type applies). */
 export const FixedTensor = z.object({ dims: Dims, data: z.array(z.number()).max(65_536) });
 
+/** One drift feature of a tensor model: a statistic of one input's or output's values. */
+export const TensorSummary = z.union([
+  z.object({ input: z.string().min(1), stat: z.enum(['rms', 'mean', 'std', 'min', 'max', 'absmax']).default('mean') }).strict(),
+  z.object({ output: z.string().min(1), stat: z.enum(['rms', 'mean', 'std', 'min', 'max', 'absmax']).default('mean') }).strict(),
+]);
+
 /**
  * Raw tensors for any model: callers name each model input (`{ inputs: { name: { dims, data } } }`);
  * the agent adds the inputs the definition pins (`fixed`) and the state it carries (`state`).
@@ -65,6 +71,11 @@ export const TensorPreprocess = z.object({
     .default([]),
   /** Value range of generated smoke inputs per input (default: standard normal for floats, 0..9 for integers). */
   ranges: z.record(z.string().min(1), z.tuple([z.number(), z.number()])).default({}),
+  /**
+   * The drift features of a tensor model: one number per request summarizing an input or output
+   * tensor (e.g. `{ "frame_rms": { "input": "input", "stat": "rms" } }`); see tensor-summaries.ts.
+   */
+  summaries: z.record(z.string().min(1), TensorSummary).default({}),
 });
 
 export const Preprocess = z.discriminatedUnion('type', [TabularPreprocess, ImagePreprocess, TensorPreprocess]);
