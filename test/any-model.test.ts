@@ -27,7 +27,7 @@ function frame(seed: number, amplitude: number): number[] {
 /** The model run directly, the state carried by hand: what the agent must answer. */
 async function directChain(frames: number[][]): Promise<number[]> {
   const s = await ort.InferenceSession.create(statefulVadModel());
-  let state = new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]);
+  let state: ort.Tensor = new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]);
   const probs: number[] = [];
   for (const f of frames) {
     const out = await s.run({ input: new ort.Tensor('float32', Float32Array.from(f), [1, 512]), sr: new ort.Tensor('int64', BigInt64Array.from([16000n]), []), state });

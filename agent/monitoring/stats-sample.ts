@@ -40,15 +40,18 @@ export interface StatsSample {
 /** Rough size of one queued tabular row (a small parsed JSON object). */
 const ROW_BYTES = 256;
 
-/** The sample of one finished request, or null if it carries nothing to sketch (raw tensors, broken requests). */
-export function sampleOf(e: PredictionEvent): StatsSample | null {
+/**
+ * The sample of one finished request, or null if it carries nothing to sketch (broken requests; raw
+ * tensors unless the bundle is a `tensor` one, whose summaries name what to compute from them).
+ */
+export function sampleOf(e: PredictionEvent, tensorBundle = false): StatsSample | null {
   const bundleId = e.bundle.id;
   if (e.pixels && e.pixels.length > 0) {
     let bytes = 0;
     for (const p of e.pixels) bytes += p.data.byteLength;
     return { bundleId, pixels: e.pixels, predictions: e.rows, count: e.pixels.length, bytes };
   }
-  if ('inputs' in e.input && e.ok && e.input.inputs !== null && typeof e.input.inputs === 'object') {
+  if (tensorBundle && 'inputs' in e.input && e.ok && e.input.inputs !== null && typeof e.input.inputs === 'object') {
     return { bundleId, tensors: { inputs: e.input.inputs as Record<string, unknown>, outputs: e.output?.outputs }, predictions: e.rows, count: 1, bytes: e.output ? ROW_BYTES * 8 : ROW_BYTES };
   }
   if (!('features' in e.input) || (!e.ok && e.code !== 'INVALID_INPUT')) return null;
