@@ -107,7 +107,9 @@ describe('optimize and evaluate', () => {
     assert.equal(budgets.code, 0, budgets.stderr);
     assert.match(budgets.stdout, /minAgreement\s+1\s+yes/);
     const res = await runCli(['--json', 'optimize', 'tab@1', '--prune', '0.9', '--eval', 'val@1'], env);
-    assert.equal(res.code, 0, res.stderr);
+    // The variant is registered and reported, but the command fails with the reason.
+    assert.equal(res.code, 1, res.stderr);
+    assert.match(res.stderr, /tab@3 \(pruned\) was registered but rejected: accuracy drop .*agreement with parent/);
     const out = JSON.parse(res.stdout);
     assert.equal(out.version.ref, 'tab@3');
     assert.equal(out.version.variant, 'pruned');

@@ -53,5 +53,7 @@ export function registerOptimizeCommand(program: Command, ctx: { api: () => Api;
         const head = `registered ${v.ref} (${v.variant}) — ${v.status === 'ready' ? 'ready' : `REJECTED: ${v.statusReason}`}`;
         return `${head}\n\n${formatEvaluation(res.report, `${v.ref} ${v.variant}`)}`;
       });
+      // The report is printed either way; a rejected variant is a failed command (scripts and CI see it).
+      if (v.status !== 'ready') throw new CliError(`${v.ref} (${v.variant}) was registered but rejected: ${v.statusReason ?? v.status}`, 1);
     });
 }
