@@ -169,6 +169,8 @@ function recipeOf(input: OptimizeVersionInput, o: OptimizeReport, dataset: strin
     paramsBefore: o.paramsBefore,
     paramsAfter: o.paramsAfter,
     opset: o.opset,
+    // The parent was below the opset the rewrite needs and was lifted first: from, to and what changed.
+    ...(o.opsetUpgrade && { opsetUpgrade: o.opsetUpgrade }),
     /** What onnxruntime should run it with (qdq variants: keep the int8 weights folded). */
     sessionOptions: o.sessionOptions,
   };
