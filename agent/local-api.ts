@@ -33,6 +33,7 @@ const STATUS_OF: Record<string, ErrorStatus> = {
   INFERENCE_FAILED: 500,
 };
 
+const AUDIO_TYPES = new Set(['audio/wav', 'audio/x-wav', 'audio/wave', 'audio/vnd.wave']);
 const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif']);
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
@@ -59,7 +60,11 @@ export function createLocalApp(opts: Omit<LocalApiOptions, 'host' | 'port'>) {
       async (c) => {
         const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
         let input: PredictInput;
-        if (IMAGE_TYPES.has(type) || type === 'application/octet-stream') {
+        if (AUDIO_TYPES.has(type)) {
+          const bytes = new Uint8Array(await c.req.arrayBuffer());
+          const session = c.req.header('x-session-id');
+          input = { audio: bytes, predictionId: c.req.header('x-prediction-id'), ...(session ? { session } : {}) };
+        } else if (IMAGE_TYPES.has(type) || type === 'application/octet-stream') {
           const bytes = new Uint8Array(await c.req.arrayBuffer());
           if (bytes.length === 0) return fail(c, 400, 'INVALID_IMAGE', 'empty image body');
           input = { image: bytes, predictionId: c.req.header('x-prediction-id') };
@@ -74,7 +79,7 @@ export function createLocalApp(opts: Omit<LocalApiOptions, 'host' | 'port'>) {
           if (typeof parsed === 'string') return fail(c, 400, 'INVALID_INPUT', parsed);
           input = parsed;
         } else {
-          return fail(c, 415, 'UNSUPPORTED_MEDIA_TYPE', `content type ${type} is not supported: send application/json or image bytes (image/jpeg, image/png, image/webp)`);
+          return fail(c, 415, 'UNSUPPORTED_MEDIA_TYPE', `content type ${type} is not supported: send application/json, image bytes (image/jpeg, image/png, image/webp) or audio/wav`);
         }
         if (runtime.active() === null) return fail(c, 503, 'NO_MODEL', 'no model is active on this device yet');
         const started = performance.now();

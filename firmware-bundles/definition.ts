@@ -76,6 +76,11 @@ export const TensorPreprocess = z.object({
    * tensor (e.g. `{ "frame_rms": { "input": "input", "stat": "rms" } }`); see tensor-summaries.ts.
    */
   summaries: z.record(z.string().min(1), TensorSummary).default({}),
+  /**
+   * Audio models: the local API also takes a WAV file (PCM16 or float32, mono, at `sampleRate`),
+   * cut into `frameLength`-sample frames fed to `input` one after another (state carried between them).
+   */
+  audio: z.object({ input: z.string().min(1), sampleRate: z.number().int().positive().max(384_000), frameLength: z.number().int().positive().max(1 << 20) }).optional(),
 });
 
 export const Preprocess = z.discriminatedUnion('type', [TabularPreprocess, ImagePreprocess, TensorPreprocess]);

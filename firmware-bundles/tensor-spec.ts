@@ -61,6 +61,13 @@ export function tensorSpecProblem(spec: TensorPreprocess, inputs: readonly IoMet
   for (const name of Object.keys(spec.ranges)) {
     if (!byName.has(name)) return { code: 'INPUT_NOT_IN_MODEL', message: `preprocess.ranges "${name}" is not an input of the model (inputs: ${names})` };
   }
+  if (spec.audio) {
+    const m = byName.get(spec.audio.input);
+    if (!m || !callerInputs(spec, inputs).includes(m.name)) return { code: 'INPUT_NOT_IN_MODEL', message: `preprocess.audio.input "${spec.audio.input}" is not an input the caller feeds (inputs: ${names})` };
+    const shape = resolveShape(m.shape ?? [], spec.dims);
+    const n = 'dims' in shape ? shape.dims.reduce((a, b) => a * b, 1) : -1;
+    if (m.type !== 'float32' || n !== spec.audio.frameLength) return { code: 'INPUT_SHAPE_MISMATCH', message: `preprocess.audio: input "${m.name}" is ${m.type} [${(m.shape ?? []).join(', ')}], not a float32 frame of ${spec.audio.frameLength} samples` };
+  }
   for (const m of inputs) {
     if (!m.isTensor || !m.type || !TENSOR_INPUT_TYPES.has(m.type)) {
       return { code: 'UNSUPPORTED_INPUT_TYPE', message: `input "${m.name}" is ${m.isTensor ? m.type : 'not a tensor'}; tensor preprocessing feeds ${[...TENSOR_INPUT_TYPES].join('/')}` };

@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { eq, sql } from 'drizzle-orm';
 import * as ort from 'onnxruntime-node';
 import { AgentProcess, api, freePort, waitFor } from '../agent/testing/harness.ts';
+import { decodeWav, encodeWav } from '../agent/runtime/wav.ts';
 import { mulberry32 } from '../protocol/sketch/random.ts';
 import { statsWindows } from '../server/db/schema.ts';
 import { runCli } from './helpers/cli.ts';
@@ -108,6 +109,24 @@ describe('any model: raw-tensor bundles on a real agent', { timeout: 150_000 }, 
     // A caller carrying the state itself sends it.
     const own = await api(port, 'POST', '/v1/predict', { inputs: { input: { dims: [1, 512], data: frames[0] }, state: { dims: [2, 1, 128], data: new Array(256).fill(0) } } });
     assert.ok(Math.abs(own.body.outputs.output.data[0] - expected[0]) < 1e-5);
+
+    // WAV (PCM16 and float32): cut into 512-sample frames, the state carried frame to frame; the
+    // last frame is zero-padded. One prediction per frame, outputs stacked on a frame axis.
+    const audio = [...frames[0], ...frames[1], ...frames[2].slice(0, 300)];
+    for (const pcm16 of [true, false]) {
+      const wav = encodeWav(audio, 16000, pcm16);
+      const samples = Array.from(decodeWav(wav).samples);
+      const cut = [samples.slice(0, 512), samples.slice(512, 1024), [...samples.slice(1024), ...new Array(1536 - samples.length).fill(0)]];
+      const want = await directChain(cut);
+      const r = await api(port, 'POST', '/v1/predict', wav, { 'content-type': 'audio/wav', 'x-session-id': `wav-${pcm16}` });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.deepEqual(r.body.outputs.output.dims, [3, 1, 1]);
+      assert.equal(r.body.predictions.length, 3);
+      want.forEach((p, i) => assert.ok(Math.abs(r.body.outputs.output.data[i] - p) < 1e-5, `${pcm16 ? 'pcm16' : 'float32'} frame ${i}: ${r.body.outputs.output.data[i]} vs ${p}`));
+    }
+    const rate = await api(port, 'POST', '/v1/predict', encodeWav(audio, 8000, true), { 'content-type': 'audio/wav' });
+    assert.equal(rate.status, 400);
+    assert.match(rate.body.error.message, /8000 Hz; this model takes 16000 Hz/);
 
     // Bad input: the pinned sample rate, a wrong frame length, an unknown input.
     const pinned = await api(port, 'POST', '/v1/predict', { inputs: { input: { dims: [1, 512], data: frames[0] }, sr: { dims: [], data: [8000] } } });

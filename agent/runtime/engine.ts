@@ -23,7 +23,10 @@ import { RuntimeError } from './errors.ts';
 import { tensorsFromJson } from './json-tensors.ts';
 import { ModelHost, type ModelHandle, type ModelHostOptions } from './model-host.ts';
 import { postprocess, type Prediction } from './postprocess.ts';
-import { SessionStates } from './preprocess-tensor.ts';
+import { preprocessTensor, SessionStates } from './preprocess-tensor.ts';
+import { audioFrames } from './audio-frames.ts';
+import { resolveShape } from '../../firmware-bundles/tensor-spec.ts';
+import type { TensorPreprocess } from '../../firmware-bundles/definition.ts';
 import { tensorSpecProblem } from '../../firmware-bundles/tensor-spec.ts';
 import { preprocessRequest, type ImagePixels, type PreprocessOptions, type RowQuality } from './preprocess.ts';
 import type { HostTensor, TensorMeta } from './tensor.ts';
@@ -143,6 +146,9 @@ export class InferenceEngine {
     try {
       const spec = unit.preprocess;
       const session = spec.type === 'tensor' && spec.state.length > 0 ? options.session : undefined;
+      if (spec.type === 'tensor' && request !== null && typeof request === 'object' && 'audio' in request) {
+        return await this.predictAudio(unit, spec, (request as { audio: unknown }).audio, session, t0);
+      }
       const carried = session === undefined ? undefined : this.states.get(unit.bundle.id, session);
       const pre = await preprocessRequest(spec, request, unit.handle.inputs, this.options, carried);
       const t1 = performance.now();
@@ -170,6 +176,42 @@ export class InferenceEngine {
     } finally {
       unhold();
     }
+  }
+
+  /**
+   * An audio request: frame after frame through the model, the state carried from each frame to the
+   * next (and kept for the session); one prediction per frame, outputs stacked on a leading frame axis.
+   */
+  private async predictAudio(unit: StagedBundle, spec: TensorPreprocess, body: unknown, session: string | undefined, t0: number): Promise<PredictResult> {
+    const frames = audioFrames(spec, body);
+    const meta = unit.handle.inputs.find((m) => m.name === spec.audio!.input);
+    const shape = resolveShape(meta?.shape ?? [], spec.dims);
+    const dims = 'dims' in shape ? shape.dims : [frames[0].length];
+    let carried = session === undefined ? undefined : this.states.get(unit.bundle.id, session);
+    const t1 = performance.now();
+    const perFrame: Array<Record<string, HostTensor>> = [];
+    const predictions: Prediction[][] = [];
+    for (const frame of frames) {
+      const feeds = preprocessTensor(spec, { [spec.audio!.input]: { dims, data: frame } }, unit.handle.inputs, carried);
+      const outputs = await this.host.infer(feeds, { handle: unit.handle });
+      carried = {};
+      for (const s of spec.state) if (outputs[s.output]) carried[s.input] = outputs[s.output];
+      predictions.push(...postprocess(outputs, unit.postprocess, unit.labels));
+      perFrame.push(outputs);
+    }
+    if (session !== undefined && carried) this.states.set(unit.bundle.id, session, carried);
+    const t2 = performance.now();
+    const shown = unit.postprocess.outputs;
+    const stacked: Record<string, HostTensor> = {};
+    for (const [name, first] of Object.entries(perFrame[0])) {
+      if ((shown && !shown.includes(name)) || Array.isArray(first.data)) continue;
+      const Ctor = first.data.constructor as new (n: number) => Exclude<HostTensor['data'], string[]>;
+      const data = new Ctor(first.data.length * perFrame.length);
+      perFrame.forEach((o, i) => (data as Float32Array).set(o[name].data as Float32Array, i * first.data.length));
+      stacked[name] = { type: first.type, dims: [perFrame.length, ...first.dims], data };
+    }
+    const t3 = performance.now();
+    return { outputs: stacked, predictions, bundle: { ...unit.bundle }, batch: true, latencyMs: t3 - t0, timings: { preprocessMs: t1 - t0, inferMs: t2 - t1, postprocessMs: t3 - t2 } };
   }
 
   /**
