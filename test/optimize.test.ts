@@ -193,4 +193,15 @@ describe('optimize and evaluate', () => {
     assert.equal(strict.version.status, 'rejected');
     assert.match(strict.version.statusReason, /region: demographic parity difference/);
   });
+  test('without --eval the variant is compared with its parent on inputs generated from the declared shape, and the report says so', async () => {
+    await runCli(['models', 'budgets', 'tab', '--reset'], env);
+    const res = await runCli(['--json', 'optimize', 'tab@1', '--quantize', 'int8', '--per-channel'], env);
+    assert.equal(res.code, 0, res.stderr);
+    const out = JSON.parse(res.stdout);
+    assert.equal(out.report.inputs, 'generated');
+    assert.match(out.report.dataset, /generated from the declared input shape/);
+    assert.equal(out.report.metrics.accuracy, undefined, 'no labels: no task metric');
+    assert.ok(out.report.comparison.agreement > 0.9, JSON.stringify(out.report.comparison));
+    assert.equal(out.version.status, 'ready');
+  });
 });
