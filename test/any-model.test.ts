@@ -1,6 +1,7 @@
 // Models nobody here designed the loop for, through the whole loop with a real agent process: a
 // stateful VAD-shaped model (float32 frame, int64 scalar sample rate, float32 [2,1,128] state; a
-// probability and the next state out) and a model with two outputs of different shapes. Each is
+// probability and the next state out), a model with two outputs of different shapes, and an opset-9
+// CNN optimized without labels. Each is
 // pushed, bundled from a `tensor` definition, deployed, called through the local API, and (the VAD)
 // sends drift statistics on its definition's summaries to the server.
 import assert from 'node:assert/strict';
@@ -16,7 +17,7 @@ import { mulberry32 } from '../protocol/sketch/random.ts';
 import { statsWindows } from '../server/db/schema.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-import { statefulVadModel, twoHeadModel } from './helpers/odd-models.ts';
+import { opset9Cnn, statefulVadModel, twoHeadModel } from './helpers/odd-models.ts';
 
 const VAD_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'vad-demo');
 
@@ -165,5 +166,28 @@ describe('any model: raw-tensor bundles on a real agent', { timeout: 150_000 }, 
     assert.deepEqual(r.body.outputs.scores.dims, [2, 2, 3]);
     (r.body.outputs.scores.data as number[]).forEach((v, i) => assert.ok(Math.abs(v - (direct.scores.data as Float32Array)[i]) < 1e-5));
     (r.body.outputs.box.data as number[]).forEach((v, i) => assert.ok(Math.abs(v - (direct.box.data as Float32Array)[i]) < 1e-5));
+  });
+  test('an opset-9 CNN: optimized without labels (lifted to opset 13 for per-channel int8), bundled and served', async () => {
+    await writeFile(path.join(dir, 'old.onnx'), opset9Cnn());
+    await cli('models', 'push', path.join(dir, 'old.onnx'), '--name', 'old-cnn');
+    const opt = await runCli(['--json', 'optimize', 'old-cnn@1', '--quantize', 'int8', '--per-channel'], env);
+    assert.equal(opt.code, 0, opt.stderr);
+    const out = JSON.parse(opt.stdout);
+    assert.equal(out.report.inputs, 'generated');
+    assert.deepEqual([out.version.recipe.opsetUpgrade.from, out.version.recipe.opsetUpgrade.to], [9, 13]);
+    const defDir = path.join(dir, 'old-cnn-def');
+    await import('node:fs/promises').then((fs) => fs.mkdir(defDir));
+    await writeFile(path.join(defDir, 'bundle.json'), JSON.stringify({ name: 'old-cnn', preprocess: { type: 'tensor', dims: { batch: 1 } }, postprocess: { task: 'classification', topK: 2 } }));
+    await cli('bundles', 'build', 'old-cnn@2', '--def', defDir);
+    await cli('deploy', 'old-cnn@2', '--device', deviceId);
+    await waitFor(async () => (await activeModel()) === 'old-cnn@2', 'old-cnn@2 (int8, opset 13) active', 60_000).catch(async (e) => assert.fail(`${e.message}: ${await activeModel()}`));
+    const image = Array.from({ length: 3 * 16 * 16 }, (_, i) => Math.fround(Math.cos(i * 0.37)));
+    const r = await api(port, 'POST', '/v1/predict', { inputs: { image: { dims: [1, 3, 16, 16], data: image } } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const s = await ort.InferenceSession.create(opset9Cnn());
+    const fp32 = (await s.run({ image: new ort.Tensor('float32', Float32Array.from(image), [1, 3, 16, 16]) })).probs.data as Float32Array;
+    await s.release();
+    (r.body.outputs.probs.data as number[]).forEach((v, i) => assert.ok(Math.abs(v - fp32[i]) < 0.05, `int8 ${v} vs fp32 ${fp32[i]}`));
+    assert.equal(r.body.predictions.length, 2);
   });
 });
