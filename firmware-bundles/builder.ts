@@ -136,7 +136,8 @@ export async function buildBundle(input: BuildBundleInput): Promise<BuiltBundle>
     const tolerance = Math.max(def.smoke.tolerance, ceilSignificant(MEASURED_MARGIN * measured));
 
     const files = [bundleFile('model.onnx', input.modelBytes)];
-    let smoke: BundleDefinition['smoke'] = { ...def.smoke, tolerance, vectors, measured: { maxAbsDiff: measured, against: 'plain session (graph optimizations off, QDQ as written)' } };
+    // A definition rebuilt from a shipped one (a variant's, a retrained version's) drops the old file.
+    let smoke: BundleDefinition['smoke'] = { ...def.smoke, file: undefined, tolerance, vectors, measured: { maxAbsDiff: measured, against: 'plain session (graph optimizations off, QDQ as written)' } };
     if (smokeValueCount(vectors) > SMOKE_INLINE_MAX_VALUES) {
       const file = bundleFile('smoke.bin', encodeSmokeFile(vectors));
       files.push(file);
