@@ -33,6 +33,7 @@ const STATUS_OF: Record<string, ErrorStatus> = {
   INFERENCE_FAILED: 500,
 };
 
+const AUDIO_TYPES = new Set(['audio/wav', 'audio/x-wav', 'audio/wave', 'audio/vnd.wave']);
 const IMAGE_TYPES = new Set(['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/tiff', 'image/avif']);
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
@@ -74,9 +75,10 @@ export function createLocalHandler(opts: Omit<LocalApiOptions, 'host' | 'port'>)
 
   async function predict(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    const audio = AUDIO_TYPES.has(type);
     const image = IMAGE_TYPES.has(type) || type === 'application/octet-stream';
-    if (!image && type !== 'application/json' && type !== '') {
-      return fail(res, 415, 'UNSUPPORTED_MEDIA_TYPE', `content type ${type} is not supported: send application/json or image bytes (image/jpeg, image/png, image/webp)`);
+    if (!audio && !image && type !== 'application/json' && type !== '') {
+      return fail(res, 415, 'UNSUPPORTED_MEDIA_TYPE', `content type ${type} is not supported: send application/json, image bytes (image/jpeg, image/png, image/webp) or audio/wav`);
     }
     let bytes: Buffer;
     try {
@@ -87,7 +89,11 @@ export function createLocalHandler(opts: Omit<LocalApiOptions, 'host' | 'port'>)
       return fail(res, 413, 'TOO_LARGE', `request body over ${maxBody} bytes`);
     }
     let input: PredictInput;
-    if (image) {
+    if (audio) {
+      const id = req.headers['x-prediction-id'];
+      const session = req.headers['x-session-id'];
+      input = { audio: new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length), predictionId: typeof id === 'string' ? id : undefined, ...(typeof session === 'string' && session ? { session } : {}) };
+    } else if (image) {
       if (bytes.length === 0) return fail(res, 400, 'INVALID_IMAGE', 'empty image body');
       const id = req.headers['x-prediction-id'];
       input = { image: bytes, predictionId: typeof id === 'string' ? id : undefined };
@@ -140,7 +146,8 @@ export function createLocalHandler(opts: Omit<LocalApiOptions, 'host' | 'port'>)
 /**
  * Accepts `{ features }` (object, array of values, or array of objects), `{ inputs: { name: { dims,
  * data } } }`, or `{ image: base64 | [base64, ...] }`, each with an optional `predictionId` (kept with a
- * captured sample; image bytes bring it in `x-prediction-id`). The runtime checks the contents against the model.
+ * captured sample; image bytes bring it in `x-prediction-id`) and `session` (stateful tensor bundles:
+ * the agent carries the state per session). The runtime checks the contents against the model.
  */
 function parseJsonInput(body: unknown): PredictInput | string {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return 'body must be a JSON object with "features", "inputs" or "image"';
@@ -150,7 +157,8 @@ function parseJsonInput(body: unknown): PredictInput | string {
   const kind = kinds[0];
   if (kind === 'features' && (typeof b.features !== 'object' || b.features === null)) return '"features" must be an object, an array of values, or an array of objects';
   if (kind === 'inputs' && (typeof b.inputs !== 'object' || b.inputs === null || Array.isArray(b.inputs))) return '"inputs" must be an object of { name: { dims, data } }';
-  return { [kind]: b[kind], ...(typeof b.predictionId === 'string' ? { predictionId: b.predictionId } : {}) } as PredictInput;
+  if (b.session !== undefined && (typeof b.session !== 'string' || b.session.length === 0 || b.session.length > 200)) return '"session" must be a non-empty string (at most 200 characters)';
+  return { [kind]: b[kind], ...(typeof b.predictionId === 'string' ? { predictionId: b.predictionId } : {}), ...(typeof b.session === 'string' ? { session: b.session } : {}) } as PredictInput;
 }
 
 export class LocalApi {

@@ -26,7 +26,11 @@ export interface StagedModel {
  * bytes (`image`: bytes, base64, or a list of them). The runtime validates the contents. The caller's
  * `predictionId` (optional) goes with a captured sample, so labels fed back later find it.
  */
-export type PredictInput = ({ features: unknown } | { inputs: unknown } | { image: unknown }) & { predictionId?: string };
+export type PredictInput = ({ features: unknown } | { inputs: unknown } | { image: unknown } | { audio: unknown }) & {
+  predictionId?: string;
+  /** Stateful `tensor` bundles: the caller's session, whose state the agent carries between calls. */
+  session?: string;
+};
 
 export interface PredictOutput {
   outputs: Record<string, { dims: number[]; data: number[] }>;

@@ -24,6 +24,7 @@ import { Backoff, sleep } from './backoff.ts';
 import type { InstalledBundle } from './bundle-store.ts';
 import { Outbox } from './monitoring/outbox.ts';
 import type { PredictionEvent } from './model-runtime.ts';
+import type { BundleDefinition } from '../firmware-bundles/definition.ts';
 
 /** One captured request row or image, as the request left it. */
 export interface CaptureOffer {
@@ -67,7 +68,7 @@ interface Active {
   bundleId: string;
   model: { name: string; version: number };
   featureNames: readonly string[];
-  task: 'classification' | 'regression';
+  task: BundleDefinition['postprocess']['task'];
   maxPerMinute: number;
   batchSize: number;
 }

@@ -7,16 +7,24 @@ import { canonicalize } from './canonical-json.ts';
 import { BundleDefinition } from './definition.ts';
 import { loadBundleDefinition } from './load-definition.ts';
 import { createOrtRunner } from './ort-runner.ts';
+import { DEVICE_SESSION_OPTIONS } from './session-options.ts';
 import { runSmokeVectors } from './smoke.ts';
+import { decodeSmokeFile } from './smoke-file.ts';
 import { imageModel, tabularModel } from './testing/fixtures.ts';
 
 const tabular = await loadBundleDefinition(new URL('./tabular-demo/bundle.json', import.meta.url).pathname);
 const image = await loadBundleDefinition(new URL('./image-demo/bundle.json', import.meta.url).pathname);
 
+/** The vectors as a device reads them: inline, or from smoke.bin. */
+function vectorsOf(built: BuiltBundle) {
+  const file = built.files.find((f) => f.path === 'smoke.bin');
+  return file ? decodeSmokeFile(file.bytes) : built.resolved.smoke.vectors;
+}
+
 async function smokeOn(modelBytes: Uint8Array, built: BuiltBundle) {
-  const session = await ort.InferenceSession.create(modelBytes);
+  const session = await ort.InferenceSession.create(modelBytes, DEVICE_SESSION_OPTIONS);
   try {
-    return await runSmokeVectors(createOrtRunner(session), built.resolved.smoke.vectors, built.resolved.smoke.tolerance);
+    return await runSmokeVectors(createOrtRunner(session), vectorsOf(built), built.resolved.smoke.tolerance);
   } finally {
     await session.release();
   }
@@ -29,7 +37,7 @@ function buildError(code: string) {
 test('example definitions load with their labels', () => {
   assert.deepEqual(tabular.labels, ['low', 'medium', 'high']);
   assert.deepEqual(image.labels, ['circle', 'square', 'triangle']);
-  assert.equal(tabular.definition.preprocess.input, 'features');
+  assert.equal(tabular.definition.preprocess.type === 'tabular' && tabular.definition.preprocess.input, 'features');
   assert.equal(image.definition.preprocess.type, 'image');
 });
 
@@ -72,7 +80,12 @@ test('generated smoke vectors pass on the same model and fail when one weight ch
 
 test('image vectors follow the preprocess spec: NCHW dims, (p/255 - 0.5)/0.5 values', async () => {
   const built = await buildBundle({ definition: image.definition, modelBytes: imageModel(), labels: image.labels });
-  const input = built.resolved.smoke.vectors[0].inputs.image;
+  // 4 vectors of 3,072 values are past the inline limit: they travel as smoke.bin, bundle.json names it.
+  assert.deepEqual(built.files.map((f) => f.path), ['model.onnx', 'smoke.bin', 'bundle.json']);
+  assert.equal(built.resolved.smoke.vectors.length, 0);
+  assert.equal(built.resolved.smoke.file?.sha256, built.files[1].sha256);
+  assert.ok(built.files[2].size < 4096, `bundle.json stays small: ${built.files[2].size} bytes`);
+  const input = vectorsOf(built)[0].inputs.image;
   assert.deepEqual(input.dims, [1, 3, 32, 32]);
   assert.equal(input.data.length, 3 * 32 * 32);
   // Every value is an 8-bit pixel mapped to [-1, 1].

@@ -13,11 +13,15 @@
 import { createHash } from 'node:crypto';
 import * as ort from 'onnxruntime-node';
 import { canonicalBytes } from './canonical-json.ts';
-import { BundleDefinition, type Preprocess, type SmokeVector } from './definition.ts';
+import { BundleDefinition, type Preprocess, type SingleInputPreprocess, type SmokeVector } from './definition.ts';
 import { issuesLine, withoutUndefined } from './envelope.ts';
 import { createOrtRunner } from './ort-runner.ts';
 import { channelCount, inputDims, perChannel, seededInput, type InputTensorType } from './seeded-inputs.ts';
-import { runSmokeVectors } from './smoke.ts';
+import { seededTensorVectors } from './seeded-tensors.ts';
+import { DEVICE_SESSION_OPTIONS, PLAIN_SESSION_OPTIONS } from './session-options.ts';
+import { encodeSmokeFile, smokeValueCount } from './smoke-file.ts';
+import { compareOutputs, runSmokeVectors } from './smoke.ts';
+import { tensorSpecProblem } from './tensor-spec.ts';
 
 /** Codes of `BundleBuildError`. */
 export type BundleBuildErrorCode =
@@ -25,6 +29,7 @@ export type BundleBuildErrorCode =
   | 'INVALID_MODEL'
   | 'INPUT_NOT_IN_MODEL'
   | 'INPUT_SHAPE_MISMATCH'
+  | 'UNRESOLVED_DIM'
   | 'UNSUPPORTED_INPUT_TYPE'
   | 'UNFED_MODEL_INPUT'
   | 'OUTPUT_NOT_IN_MODEL'
@@ -51,7 +56,7 @@ export class BundleBuildError extends Error {
 
 /** A bundle file: bytes plus the content address the manifest signs. */
 export interface BundleFile {
-  path: 'model.onnx' | 'bundle.json';
+  path: 'model.onnx' | 'bundle.json' | 'smoke.bin';
   bytes: Uint8Array;
   sha256: string;
   size: number;
@@ -75,6 +80,14 @@ export interface BuiltBundle {
 }
 
 const DEFAULT_SEED = 0x5eed;
+/** Smoke vectors with more values than this go to `smoke.bin` (a 32×32 RGB image has 3,072). */
+export const SMOKE_INLINE_MAX_VALUES = 4096;
+/**
+ * The recorded tolerance is at least this multiple of the difference measured between the device's
+ * session options and a plain session: another CPU's kernels differ from the server's by about as
+ * much as two kernel choices on one CPU do, and the margin keeps a correct device from failing.
+ */
+const MEASURED_MARGIN = 4;
 const SUPPORTED_INPUT_TYPES: ReadonlySet<string> = new Set<InputTensorType>(['float32', 'float64', 'int32', 'int64']);
 
 /**
@@ -93,43 +106,92 @@ export async function buildBundle(input: BuildBundleInput): Promise<BuiltBundle>
 
   let session: ort.InferenceSession;
   try {
-    session = await ort.InferenceSession.create(input.modelBytes);
+    // Exactly the options the agent runs the bundle with: outputs are recorded as the device computes them.
+    session = await ort.InferenceSession.create(input.modelBytes, DEVICE_SESSION_OPTIONS);
   } catch (err) {
     throw new BundleBuildError('INVALID_MODEL', `onnxruntime cannot load the model: ${(err as Error).message}`);
   }
   try {
     const inputType = checkInput(session, def.preprocess);
     const output = checkOutput(session, def.postprocess.output);
+    for (const name of def.postprocess.outputs ?? []) checkOutput(session, name);
     const labels = resolveLabels(def, input.labels);
     if (labels && def.postprocess.task === 'classification') checkLabelCount(session, output, labels.length);
+    if (labels && def.postprocess.task === 'binary' && labels.length !== 2) throw new BundleBuildError('LABELS_MISMATCH', `a binary postprocess takes 2 labels (below, at or above the threshold), ${labels.length} are given`);
 
     const runner = createOrtRunner(session);
-    const tolerance = def.smoke.tolerance;
     let vectors: SmokeVector[];
     if (def.smoke.vectors.length > 0) {
       // Hand-written vectors must hold on this very model, or the bundle would fail on every device.
-      const check = await runSmokeVectors(runner, def.smoke.vectors, tolerance);
+      const check = await runSmokeVectors(runner, def.smoke.vectors, def.smoke.tolerance);
       if (!check.ok) throw new BundleBuildError('SMOKE_FAILED', `given smoke vectors fail on this model: ${check.failures[0].message}`);
       vectors = def.smoke.vectors;
+    } else if (def.preprocess.type === 'tensor') {
+      vectors = await seededTensorVectors(runner, def.preprocess, session.inputMetadata as never, def.smoke.generate, input.seed ?? DEFAULT_SEED);
+      checkFinite(vectors);
     } else {
-      vectors = await generateVectors(runner, def, inputType, input.seed ?? DEFAULT_SEED);
+      vectors = await generateVectors(runner, def, inputType!, input.seed ?? DEFAULT_SEED);
     }
+    const measured = await measureDrift(input.modelBytes, vectors);
+    const tolerance = Math.max(def.smoke.tolerance, ceilSignificant(MEASURED_MARGIN * measured));
 
+    const files = [bundleFile('model.onnx', input.modelBytes)];
+    // A definition rebuilt from a shipped one (a variant's, a retrained version's) drops the old file.
+    let smoke: BundleDefinition['smoke'] = { ...def.smoke, file: undefined, tolerance, vectors, measured: { maxAbsDiff: measured, against: 'plain session (graph optimizations off, QDQ as written)' } };
+    if (smokeValueCount(vectors) > SMOKE_INLINE_MAX_VALUES) {
+      const file = bundleFile('smoke.bin', encodeSmokeFile(vectors));
+      files.push(file);
+      smoke = { ...smoke, vectors: [], file: { path: 'smoke.bin', sha256: file.sha256, size: file.size } };
+    }
     const resolved: BundleDefinition = withoutUndefined({
       ...def,
       postprocess: { ...def.postprocess, output, labels },
-      smoke: { ...def.smoke, vectors },
+      smoke,
     });
-    return { files: [bundleFile('model.onnx', input.modelBytes), bundleFile('bundle.json', canonicalBytes(resolved))], resolved };
+    files.push(bundleFile('bundle.json', canonicalBytes(resolved)));
+    return { files, resolved };
   } finally {
     await session.release();
   }
 }
 
+/**
+ * Largest output difference between the recorded outputs and a plain session on the same inputs: how
+ * far one CPU's choice of kernels moves this model (large for quantized graphs, tiny for float ones).
+ */
+async function measureDrift(modelBytes: Uint8Array, vectors: readonly SmokeVector[]): Promise<number> {
+  if (vectors.length === 0) return 0;
+  const plain = await ort.InferenceSession.create(modelBytes, PLAIN_SESSION_OPTIONS);
+  try {
+    const run = createOrtRunner(plain);
+    let worst = 0;
+    for (const v of vectors) worst = Math.max(worst, compareOutputs(v.expected, await run(v.inputs), Infinity).maxAbsDiff);
+    return Number.isFinite(worst) ? worst : 0;
+  } finally {
+    await plain.release();
+  }
+}
+
+/** Rounds up to two significant digits, so the recorded tolerance reads well and still covers `x`. */
+function ceilSignificant(x: number): number {
+  if (x <= 0) return 0;
+  const scale = 10 ** (Math.floor(Math.log10(x)) - 1);
+  return Math.ceil(x / scale) * scale;
+}
+
+function checkFinite(vectors: readonly SmokeVector[]): void {
+  vectors.forEach((v, i) => {
+    for (const [name, t] of Object.entries(v.expected)) {
+      if (!t.data.every(Number.isFinite)) throw new BundleBuildError('NON_FINITE_OUTPUT', `output ${name} is not finite on generated input ${i}`);
+    }
+  });
+}
+
 async function generateVectors(runner: ReturnType<typeof createOrtRunner>, def: BundleDefinition, inputType: InputTensorType, seed: number): Promise<SmokeVector[]> {
   const vectors: SmokeVector[] = [];
   for (let i = 0; i < def.smoke.generate; i++) {
-    const inputs = { [def.preprocess.input]: seededInput(def.preprocess, { seed: seed + i, tensorType: inputType, bins: def.reference.bins }) };
+    const pre = def.preprocess as SingleInputPreprocess;
+    const inputs = { [pre.input]: seededInput(pre, { seed: seed + i, tensorType: inputType, bins: def.reference.bins }) };
     const outputs = await runner(inputs);
     const expected: SmokeVector['expected'] = {};
     for (const [name, t] of Object.entries(outputs)) {
@@ -152,7 +214,12 @@ function checkImageParams(pre: Preprocess): void {
   }
 }
 
-function checkInput(session: ort.InferenceSession, pre: Preprocess): InputTensorType {
+function checkInput(session: ort.InferenceSession, pre: Preprocess): InputTensorType | undefined {
+  if (pre.type === 'tensor') {
+    const problem = tensorSpecProblem(pre, session.inputMetadata as never, session.outputNames);
+    if (problem) throw new BundleBuildError(problem.code, problem.message);
+    return undefined;
+  }
   const meta = session.inputMetadata.find((m) => m.name === pre.input);
   if (!meta) {
     throw new BundleBuildError('INPUT_NOT_IN_MODEL', `preprocess.input "${pre.input}" is not an input of the model (inputs: ${session.inputNames.join(', ')})`);
@@ -176,7 +243,7 @@ function checkInput(session: ort.InferenceSession, pre: Preprocess): InputTensor
   return meta.type as InputTensorType;
 }
 
-function describeDims(pre: Preprocess): string {
+function describeDims(pre: SingleInputPreprocess): string {
   if (pre.type === 'tabular') return `batch, ${pre.features.length}`;
   const c = channelCount(pre);
   return pre.layout === 'NCHW' ? `batch, ${c}, ${pre.height}, ${pre.width}` : `batch, ${pre.height}, ${pre.width}, ${c}`;

@@ -38,7 +38,52 @@ export const ImagePreprocess = z.object({
   std: z.array(z.number().positive()).default([1, 1, 1]),
 });
 
-export const Preprocess = z.discriminatedUnion('type', [TabularPreprocess, ImagePreprocess]);
+const Dims = z.array(z.number().int().nonnegative()).max(8);
+
+/** A tensor the definition writes out: dims and flat row-major data (the model's element type applies). */
+export const FixedTensor = z.object({ dims: Dims, data: z.array(z.number()).max(65_536) });
+
+/** One drift feature of a tensor model: a statistic of one input's or output's values. */
+export const TensorSummary = z.union([
+  z.object({ input: z.string().min(1), stat: z.enum(['rms', 'mean', 'std', 'min', 'max', 'absmax']).default('mean') }).strict(),
+  z.object({ output: z.string().min(1), stat: z.enum(['rms', 'mean', 'std', 'min', 'max', 'absmax']).default('mean') }).strict(),
+]);
+
+/**
+ * Raw tensors for any model: callers name each model input (`{ inputs: { name: { dims, data } } }`);
+ * the agent adds the inputs the definition pins (`fixed`) and the state it carries (`state`).
+ * See tensor-spec.ts for how shapes are resolved and README "Bringing your own model".
+ */
+export const TensorPreprocess = z.object({
+  type: z.literal('tensor'),
+  /** Values of the model's symbolic dims (e.g. `{ "batch": 1, "N": 512 }`): generated smoke inputs use them. */
+  dims: z.record(z.string().min(1), z.number().int().positive().max(1 << 20)).default({}),
+  /** Inputs the agent feeds itself on every call, e.g. an int64 scalar sample rate `{ "sr": { "dims": [], "data": [16000] } }`. */
+  fixed: z.record(z.string().min(1), FixedTensor).default({}),
+  /**
+   * Recurrent state: output `output` of one call is input `input` of the next call of the same session
+   * (the request's `session` key); a new session (or a call without a key) starts from `initial`.
+   * A caller that sends the state input itself carries the state on its own.
+   */
+  state: z
+    .array(z.object({ input: z.string().min(1), output: z.string().min(1), initial: z.number().default(0) }))
+    .max(16)
+    .default([]),
+  /** Value range of generated smoke inputs per input (default: standard normal for floats, 0..9 for integers). */
+  ranges: z.record(z.string().min(1), z.tuple([z.number(), z.number()])).default({}),
+  /**
+   * The drift features of a tensor model: one number per request summarizing an input or output
+   * tensor (e.g. `{ "frame_rms": { "input": "input", "stat": "rms" } }`); see tensor-summaries.ts.
+   */
+  summaries: z.record(z.string().min(1), TensorSummary).default({}),
+  /**
+   * Audio models: the local API also takes a WAV file (PCM16 or float32, mono, at `sampleRate`),
+   * cut into `frameLength`-sample frames fed to `input` one after another (state carried between them).
+   */
+  audio: z.object({ input: z.string().min(1), sampleRate: z.number().int().positive().max(384_000), frameLength: z.number().int().positive().max(1 << 20) }).optional(),
+});
+
+export const Preprocess = z.discriminatedUnion('type', [TabularPreprocess, ImagePreprocess, TensorPreprocess]);
 
 export const Postprocess = z.object({
   /** Model output holding scores/logits; defaults to the first output. */
@@ -47,7 +92,16 @@ export const Postprocess = z.object({
   topK: z.number().int().positive().max(1000).default(1),
   /** Class labels, inline or a file next to the definition (one label per line). */
   labels: z.union([z.array(z.string()), z.string()]).optional(),
-  task: z.enum(['classification', 'regression']).default('classification'),
+  /**
+   * classification: top-K classes of a score row; regression: the output's values; binary: one
+   * probability per row against `threshold`, labelled `labels[1]` at or above it and `labels[0]`
+   * below (default "negative"/"positive"); outputs: no predictions, the named outputs as they are.
+   */
+  task: z.enum(['classification', 'regression', 'binary', 'outputs']).default('classification'),
+  /** binary: the decision threshold on the probability. */
+  threshold: z.number().default(0.5),
+  /** outputs: which outputs the answer returns (default all; state outputs carried by the agent are hidden). */
+  outputs: z.array(z.string().min(1)).optional(),
 });
 
 /** A smoke vector: named input tensors (flat data + dims) and the outputs the model must reproduce. */
@@ -56,11 +110,26 @@ export const SmokeVector = z.object({
   expected: z.record(z.string(), z.object({ dims: z.array(z.number().int().nonnegative()), data: z.array(z.number()) })),
 });
 
+/** Smoke vectors too large to inline live in a binary file of the bundle (see smoke-file.ts). */
+export const SmokeFile = z.object({
+  path: z.literal('smoke.bin'),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  size: z.number().int().positive(),
+});
+
 export const Smoke = z.object({
+  /** Absolute tolerance; the builder raises it to the error it measured for quantized models (see `measured`). */
   tolerance: z.number().nonnegative().default(1e-4),
   /** Given vectors; if empty, the builder generates `generate` vectors with onnxruntime at build time. */
   vectors: z.array(SmokeVector).default([]),
   generate: z.number().int().min(0).max(64).default(4),
+  /** Set by the builder when the vectors live in `smoke.bin` instead of `vectors`. */
+  file: SmokeFile.optional(),
+  /**
+   * Set by the builder: the largest output difference between the device's session options and a
+   * plain session on the same vectors (quantized graphs differ), and the tolerance derived from it.
+   */
+  measured: z.object({ maxAbsDiff: z.number().nonnegative(), against: z.string() }).optional(),
 });
 
 /** Wire form of protocol's `SketchLayout`: what the agent's `stats` windows must be built on. */
@@ -98,7 +167,7 @@ export const BundleDefinition = z.object({
   /** Model ref (name@N or name@alias); the CLI's positional ref overrides it. */
   model: z.string().optional(),
   preprocess: Preprocess,
-  postprocess: Postprocess.default({ softmax: false, topK: 1, task: 'classification' }),
+  postprocess: Postprocess.default({ softmax: false, topK: 1, task: 'classification', threshold: 0.5 }),
   smoke: Smoke.default({ tolerance: 1e-4, vectors: [], generate: 4 }),
   reference: Reference.default({ bins: {} }),
   minAgentVersion: z.string().regex(/^\d+\.\d+\.\d+$/).default('0.1.0'),
@@ -108,5 +177,8 @@ export type BundleDefinition = z.infer<typeof BundleDefinition>;
 export type Preprocess = z.infer<typeof Preprocess>;
 export type ImagePreprocess = z.infer<typeof ImagePreprocess>;
 export type TabularPreprocess = z.infer<typeof TabularPreprocess>;
+export type TensorPreprocess = z.infer<typeof TensorPreprocess>;
+/** The kinds that produce one input tensor from a request (`preprocess.input`). */
+export type SingleInputPreprocess = TabularPreprocess | ImagePreprocess;
 export type Postprocess = z.infer<typeof Postprocess>;
 export type SmokeVector = z.infer<typeof SmokeVector>;

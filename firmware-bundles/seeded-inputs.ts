@@ -10,7 +10,7 @@
  * @example
  * const { dims, data } = seededInput(def.preprocess, { seed: 1, tensorType: 'float32', bins: def.reference.bins });
  */
-import type { ImagePreprocess, Preprocess, TabularPreprocess } from './definition.ts';
+import type { ImagePreprocess, SingleInputPreprocess, TabularPreprocess } from './definition.ts';
 import { mulberry32 } from '../protocol/sketch/random.ts';
 
 /** Tensor element types the generator can fill. */
@@ -31,7 +31,7 @@ export interface SeededInputOptions {
  * @example
  * inputDims({ type: 'tabular', input: 'features', features }) // [1, features.length]
  */
-export function inputDims(pre: Preprocess): number[] {
+export function inputDims(pre: SingleInputPreprocess): number[] {
   if (pre.type === 'tabular') return [1, pre.features.length];
   const c = channelCount(pre);
   return pre.layout === 'NCHW' ? [1, c, pre.height, pre.width] : [1, pre.height, pre.width, c];
@@ -53,7 +53,7 @@ export function channelCount(pre: ImagePreprocess): number {
  * @example
  * seededInput(imageSpec, { seed: 7, tensorType: 'float32' }) // { dims: [1, 3, 32, 32], data: [...3072 numbers] }
  */
-export function seededInput(pre: Preprocess, opts: SeededInputOptions): { dims: number[]; data: number[] } {
+export function seededInput(pre: SingleInputPreprocess, opts: SeededInputOptions): { dims: number[]; data: number[] } {
   const rand = mulberry32(opts.seed);
   const round = rounder(opts.tensorType);
   const data = pre.type === 'tabular' ? tabularRow(pre, rand, opts.bins ?? {}) : imagePixels(pre, rand);

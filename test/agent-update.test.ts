@@ -392,6 +392,7 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     const img = await buildTestBundle(imageModel(), 'image-demo');
     art.add(img.model.bytes);
     art.add(img.bundleJson.bytes);
+    if (img.smoke) art.add(img.smoke.bytes); // the image's smoke vectors travel as smoke.bin
     const c = ++counter;
     await publish(trust.bundleManifest(deviceId, img, { counter: c, name: 'image-demo' }));
     await until('image bundle active', (r) => r.state === 'active' && r.active?.counter === c);

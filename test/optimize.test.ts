@@ -107,7 +107,9 @@ describe('optimize and evaluate', () => {
     assert.equal(budgets.code, 0, budgets.stderr);
     assert.match(budgets.stdout, /minAgreement\s+1\s+yes/);
     const res = await runCli(['--json', 'optimize', 'tab@1', '--prune', '0.9', '--eval', 'val@1'], env);
-    assert.equal(res.code, 0, res.stderr);
+    // The variant is registered and reported, but the command fails with the reason.
+    assert.equal(res.code, 1, res.stderr);
+    assert.match(res.stderr, /tab@3 \(pruned\) was registered but rejected: accuracy drop .*agreement with parent/);
     const out = JSON.parse(res.stdout);
     assert.equal(out.version.ref, 'tab@3');
     assert.equal(out.version.variant, 'pruned');
@@ -190,5 +192,16 @@ describe('optimize and evaluate', () => {
     const strict = JSON.parse((await runCli(['--json', 'models', 'evaluate', 'tab@4', '--dataset', 'val@1'], env)).stdout);
     assert.equal(strict.version.status, 'rejected');
     assert.match(strict.version.statusReason, /region: demographic parity difference/);
+  });
+  test('without --eval the variant is compared with its parent on inputs generated from the declared shape, and the report says so', async () => {
+    await runCli(['models', 'budgets', 'tab', '--reset'], env);
+    const res = await runCli(['--json', 'optimize', 'tab@1', '--quantize', 'int8', '--per-channel'], env);
+    assert.equal(res.code, 0, res.stderr);
+    const out = JSON.parse(res.stdout);
+    assert.equal(out.report.inputs, 'generated');
+    assert.match(out.report.dataset, /generated from the declared input shape/);
+    assert.equal(out.report.metrics.accuracy, undefined, 'no labels: no task metric');
+    assert.ok(out.report.comparison.agreement > 0.9, JSON.stringify(out.report.comparison));
+    assert.equal(out.version.status, 'ready');
   });
 });

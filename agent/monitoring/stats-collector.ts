@@ -54,7 +54,7 @@ export class StatsCollector {
   /** Request path: O(1), never throws, never waits. */
   record(e: PredictionEvent): void {
     if (!this.running || this.windows.current === null) return;
-    const sample = sampleOf(e);
+    const sample = sampleOf(e, this.windows.current.definition.preprocess.type === 'tensor');
     if (!sample) return;
     if (!this.queue.push({ sample, at: this.now() }, sample.bytes)) {
       this.dropped += sample.count;

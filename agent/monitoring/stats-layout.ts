@@ -27,7 +27,8 @@ function fallbackLayout(definition: BundleDefinition): SketchLayout | null {
   const post = definition.postprocess;
   const labels = Array.isArray(post.labels) ? post.labels : [];
   // A regression output needs reference edges, which only a full layout carries.
-  const outputs: OutputLayout = post.task === 'classification' && labels.length > 0 ? { task: 'classification', numClasses: labels.length } : { task: 'none' };
+  const classes = post.task === 'binary' ? 2 : post.task === 'classification' ? labels.length : 0;
+  const outputs: OutputLayout = classes > 0 ? { task: 'classification', numClasses: classes } : { task: 'none' };
   if (Object.keys(features).length === 0 && outputs.task === 'none') return null;
   return { features, outputs };
 }

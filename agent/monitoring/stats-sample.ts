@@ -9,10 +9,13 @@
 // - image: per image the features of protocol/sketch/image-features.ts, computed from the pixels
 //   the preprocessing decoded and resized (no second decode), named as `imageFeatureRow` names them,
 //   through firmware-bundles/image-pixels.ts, which the server's image references use too.
+// - tensor: one row per request, the definition's summaries (firmware-bundles/tensor-summaries.ts)
+//   of the tensors sent and the outputs answered.
 // - outputs: the top-1 class index and its score (classification), or the first value (regression).
 import type { BundleDefinition } from '../../firmware-bundles/definition.ts';
 import { addRow, type FeatureSetSketch, type RowOutput, type RowValue } from '../../protocol/sketch/feature-set-sketch.ts';
 import { imagePixelsFeatureRow } from '../../firmware-bundles/image-pixels.ts';
+import { summaryRow } from '../../firmware-bundles/tensor-summaries.ts';
 import type { PredictionEvent } from '../model-runtime.ts';
 
 type Predictions = NonNullable<PredictionEvent['rows']>;
@@ -24,6 +27,8 @@ export interface StatsSample {
   rows?: readonly unknown[];
   /** Image: the decoded, resized 8-bit pixels per image. */
   pixels?: Pixels;
+  /** Tensor bundles: the request's named tensors and the answer's outputs. */
+  tensors?: { inputs: Readonly<Record<string, unknown>>; outputs?: Readonly<Record<string, { data: number[] }>> };
   /** Per row or image, the top predictions; absent for a refused request. */
   predictions?: Predictions;
   /** Rows (or images) it holds. */
@@ -35,13 +40,19 @@ export interface StatsSample {
 /** Rough size of one queued tabular row (a small parsed JSON object). */
 const ROW_BYTES = 256;
 
-/** The sample of one finished request, or null if it carries nothing to sketch (raw tensors, broken requests). */
-export function sampleOf(e: PredictionEvent): StatsSample | null {
+/**
+ * The sample of one finished request, or null if it carries nothing to sketch (broken requests; raw
+ * tensors unless the bundle is a `tensor` one, whose summaries name what to compute from them).
+ */
+export function sampleOf(e: PredictionEvent, tensorBundle = false): StatsSample | null {
   const bundleId = e.bundle.id;
   if (e.pixels && e.pixels.length > 0) {
     let bytes = 0;
     for (const p of e.pixels) bytes += p.data.byteLength;
     return { bundleId, pixels: e.pixels, predictions: e.rows, count: e.pixels.length, bytes };
+  }
+  if (tensorBundle && 'inputs' in e.input && e.ok && e.input.inputs !== null && typeof e.input.inputs === 'object') {
+    return { bundleId, tensors: { inputs: e.input.inputs as Record<string, unknown>, outputs: e.output?.outputs }, predictions: e.rows, count: 1, bytes: e.output ? ROW_BYTES * 8 : ROW_BYTES };
   }
   if (!('features' in e.input) || (!e.ok && e.code !== 'INVALID_INPUT')) return null;
   const rows = splitRows(e.input.features);
@@ -65,6 +76,8 @@ export interface SampleSpec {
   featureNames: readonly string[];
   /** Categorical features with declared categories: index → name. */
   categories: ReadonlyMap<string, readonly string[]>;
+  /** Tensor bundles: the drift features to compute per request. */
+  summaries?: Extract<BundleDefinition['preprocess'], { type: 'tensor' }>['summaries'];
 }
 
 export function sampleSpecOf(definition: BundleDefinition, task: SampleSpec['task']): SampleSpec {
@@ -72,7 +85,7 @@ export function sampleSpecOf(definition: BundleDefinition, task: SampleSpec['tas
   const featureNames = pre.type === 'tabular' ? pre.features.map((f) => f.name) : [];
   const categories = new Map<string, readonly string[]>();
   if (pre.type === 'tabular') for (const f of pre.features) if (f.dtype === 'categorical' && f.categories?.length) categories.set(f.name, f.categories);
-  return { task, featureNames, categories };
+  return { task, featureNames, categories, ...(pre.type === 'tensor' && { summaries: pre.summaries }) };
 }
 
 function outputOf(spec: SampleSpec, predictions: Predictions | undefined, i: number): RowOutput | undefined {
@@ -102,6 +115,11 @@ function namedRow(spec: SampleSpec, row: unknown): Readonly<Record<string, RowVa
 /** Adds a sample's rows to `sketch`; returns how many rows it added. */
 export function sketchSample(sketch: FeatureSetSketch, spec: SampleSpec, sample: StatsSample): number {
   let added = 0;
+  if (sample.tensors) {
+    if (!spec.summaries) return 0;
+    addRow(sketch, summaryRow(spec.summaries, sample.tensors.inputs, sample.tensors.outputs), outputOf(spec, sample.predictions, 0));
+    return 1;
+  }
   if (sample.pixels) {
     sample.pixels.forEach((p, i) => {
       addRow(sketch, imagePixelsFeatureRow(p), outputOf(spec, sample.predictions, i));

@@ -23,6 +23,11 @@ import { RuntimeError } from './errors.ts';
 import { tensorsFromJson } from './json-tensors.ts';
 import { ModelHost, type ModelHandle, type ModelHostOptions } from './model-host.ts';
 import { postprocess, type Prediction } from './postprocess.ts';
+import { preprocessTensor, SessionStates } from './preprocess-tensor.ts';
+import { audioFrames } from './audio-frames.ts';
+import { resolveShape } from '../../firmware-bundles/tensor-spec.ts';
+import type { TensorPreprocess } from '../../firmware-bundles/definition.ts';
+import { tensorSpecProblem } from '../../firmware-bundles/tensor-spec.ts';
 import { preprocessRequest, type ImagePixels, type PreprocessOptions, type RowQuality } from './preprocess.ts';
 import type { HostTensor, TensorMeta } from './tensor.ts';
 
@@ -76,6 +81,8 @@ export interface InferenceEngineOptions extends PreprocessOptions {
 export class InferenceEngine {
   readonly host: ModelHost;
   private current: StagedBundle | undefined;
+  /** Recurrent state of `tensor` bundles per caller session (see preprocess-tensor.ts). */
+  readonly states = new SessionStates();
 
   constructor(private readonly options: InferenceEngineOptions = {}) {
     this.host = options.host ?? new ModelHost(options.hostOptions);
@@ -115,6 +122,7 @@ export class InferenceEngine {
     this.host.activate(staged.handle); // throws if the handle is gone: then nothing changed
     const previous = this.current;
     this.current = staged;
+    this.states.retain(staged.bundle.id);
     return previous;
   }
 
@@ -128,7 +136,7 @@ export class InferenceEngine {
    * RuntimeErrors: INVALID_INPUT / INVALID_IMAGE for bad requests, NO_ACTIVE_MODEL, INFERENCE_FAILED,
    * WORKER_CRASHED.
    */
-  async predict(request: unknown, options: { staged?: StagedBundle } = {}): Promise<PredictResult> {
+  async predict(request: unknown, options: { staged?: StagedBundle; session?: string } = {}): Promise<PredictResult> {
     const t0 = performance.now();
     const unit = options.staged ?? this.current;
     if (!unit) throw new RuntimeError('NO_ACTIVE_MODEL', 'no bundle is active');
@@ -136,17 +144,30 @@ export class InferenceEngine {
     // and a release happen while the image is being decoded.
     const unhold = this.host.hold(unit.handle);
     try {
-      const pre = await preprocessRequest(unit.preprocess, request, unit.handle.inputs, this.options);
+      const spec = unit.preprocess;
+      const session = spec.type === 'tensor' && spec.state.length > 0 ? options.session : undefined;
+      if (spec.type === 'tensor' && request !== null && typeof request === 'object' && 'audio' in request) {
+        return await this.predictAudio(unit, spec, (request as { audio: unknown }).audio, session, t0);
+      }
+      const carried = session === undefined ? undefined : this.states.get(unit.bundle.id, session);
+      const pre = await preprocessRequest(spec, request, unit.handle.inputs, this.options, carried);
       const t1 = performance.now();
       const outputs = await this.host.infer(pre.feeds, { handle: unit.handle });
       const t2 = performance.now();
+      if (session !== undefined && spec.type === 'tensor') {
+        const next: Record<string, HostTensor> = {};
+        for (const s of spec.state) if (outputs[s.output]) next[s.input] = outputs[s.output];
+        this.states.set(unit.bundle.id, session, next);
+      }
       const predictions = postprocess(outputs, unit.postprocess, unit.labels);
       const t3 = performance.now();
+      const shown = unit.postprocess.outputs;
       return {
-        outputs,
+        outputs: shown ? Object.fromEntries(Object.entries(outputs).filter(([name]) => shown.includes(name))) : outputs,
         predictions,
         bundle: { ...unit.bundle },
-        batch: pre.batch,
+        // Raw tensors name their own batch axis; one row is answered as one prediction.
+        batch: spec.type === 'tensor' ? predictions.length !== 1 : pre.batch,
         latencyMs: t3 - t0,
         timings: { preprocessMs: t1 - t0, inferMs: t2 - t1, postprocessMs: t3 - t2 },
         ...(pre.quality && { quality: pre.quality, features: pre.features }),
@@ -155,6 +176,42 @@ export class InferenceEngine {
     } finally {
       unhold();
     }
+  }
+
+  /**
+   * An audio request: frame after frame through the model, the state carried from each frame to the
+   * next (and kept for the session); one prediction per frame, outputs stacked on a leading frame axis.
+   */
+  private async predictAudio(unit: StagedBundle, spec: TensorPreprocess, body: unknown, session: string | undefined, t0: number): Promise<PredictResult> {
+    const frames = audioFrames(spec, body);
+    const meta = unit.handle.inputs.find((m) => m.name === spec.audio!.input);
+    const shape = resolveShape(meta?.shape ?? [], spec.dims);
+    const dims = 'dims' in shape ? shape.dims : [frames[0].length];
+    let carried = session === undefined ? undefined : this.states.get(unit.bundle.id, session);
+    const t1 = performance.now();
+    const perFrame: Array<Record<string, HostTensor>> = [];
+    const predictions: Prediction[][] = [];
+    for (const frame of frames) {
+      const feeds = preprocessTensor(spec, { [spec.audio!.input]: { dims, data: frame } }, unit.handle.inputs, carried);
+      const outputs = await this.host.infer(feeds, { handle: unit.handle });
+      carried = {};
+      for (const s of spec.state) if (outputs[s.output]) carried[s.input] = outputs[s.output];
+      predictions.push(...postprocess(outputs, unit.postprocess, unit.labels));
+      perFrame.push(outputs);
+    }
+    if (session !== undefined && carried) this.states.set(unit.bundle.id, session, carried);
+    const t2 = performance.now();
+    const shown = unit.postprocess.outputs;
+    const stacked: Record<string, HostTensor> = {};
+    for (const [name, first] of Object.entries(perFrame[0])) {
+      if ((shown && !shown.includes(name)) || Array.isArray(first.data)) continue;
+      const Ctor = first.data.constructor as new (n: number) => Exclude<HostTensor['data'], string[]>;
+      const data = new Ctor(first.data.length * perFrame.length);
+      perFrame.forEach((o, i) => (data as Float32Array).set(o[name].data as Float32Array, i * first.data.length));
+      stacked[name] = { type: first.type, dims: [perFrame.length, ...first.dims], data };
+    }
+    const t3 = performance.now();
+    return { outputs: stacked, predictions, bundle: { ...unit.bundle }, batch: true, latencyMs: t3 - t0, timings: { preprocessMs: t1 - t0, inferMs: t2 - t1, postprocessMs: t3 - t2 } };
   }
 
   /**
@@ -178,6 +235,15 @@ export class InferenceEngine {
 export function checkBundle(spec: Pick<BundleRuntimeSpec, 'preprocess' | 'postprocess' | 'labels'>, model: Pick<ModelHandle, 'inputs' | 'outputs'>): void {
   const mismatch = (msg: string) => new RuntimeError('BUNDLE_MISMATCH', msg);
   const pre = spec.preprocess;
+  const post = spec.postprocess;
+  for (const name of [...(post.outputs ?? []), ...(post.output ? [post.output] : [])]) {
+    if (!model.outputs.some((m) => m.name === name)) throw mismatch(`postprocess output "${name}" is not an output of the model (outputs: ${model.outputs.map((m) => m.name).join(', ')})`);
+  }
+  if (pre.type === 'tensor') {
+    const problem = tensorSpecProblem(pre, model.inputs, model.outputs.map((m) => m.name));
+    if (problem) throw mismatch(problem.message);
+    return;
+  }
   const input = model.inputs.find((m) => m.name === pre.input);
   if (!input) throw mismatch(`preprocess.input "${pre.input}" is not an input of the model (inputs: ${model.inputs.map((m) => m.name).join(', ')})`);
   const others = model.inputs.filter((m) => m !== input).map((m) => m.name);
@@ -200,7 +266,6 @@ export function checkBundle(spec: Pick<BundleRuntimeSpec, 'preprocess' | 'postpr
     expect('height', hi, pre.height);
     expect('width', wi, pre.width);
   }
-  const post = spec.postprocess;
   const out: TensorMeta | undefined = post.output ? model.outputs.find((m) => m.name === post.output) : model.outputs[0];
   if (!out) throw mismatch(`postprocess.output "${post.output}" is not an output of the model (outputs: ${model.outputs.map((m) => m.name).join(', ')})`);
   const last = out.shape?.[out.shape.length - 1];

@@ -8,6 +8,11 @@
  *   no top K); `label` names the target from the labels if given, else the output name (one value)
  *   or `<output>[i]`.
  *
+ * - binary: one probability per row (the row's first value, e.g. an output [N, 1]) against the
+ *   threshold: `{ label: labels[1] ?? 'positive', index: 1, score: p }` at or above it,
+ *   `{ label: labels[0] ?? 'negative', index: 0, score: p }` below (score stays the probability).
+ * - outputs: no predictions (one empty row): the answer's named outputs are the result.
+ *
  * Rows: an output [N, …] has N rows of the remaining elements; a rank-1 output is one row; a scalar
  * is one row of one value.
  *
@@ -26,9 +31,10 @@ export interface Prediction {
 }
 
 /** The postprocess fields this module uses (the definition's `Postprocess` fits). */
-export type PostprocessSpec = Pick<Postprocess, 'softmax' | 'topK' | 'task'> & { output?: string };
+export type PostprocessSpec = Pick<Postprocess, 'softmax' | 'topK' | 'task'> & { output?: string; threshold?: number };
 
 export function postprocess(outputs: Record<string, HostTensor>, spec: PostprocessSpec, labels?: readonly string[]): Prediction[][] {
+  if (spec.task === 'outputs') return [[]];
   const name = spec.output ?? Object.keys(outputs)[0];
   const t = name === undefined ? undefined : outputs[name];
   if (!t) throw new RuntimeError('BUNDLE_MISMATCH', `postprocess: the model has no output "${name}" (outputs: ${Object.keys(outputs).join(', ')})`);
@@ -40,6 +46,12 @@ export function postprocess(outputs: Record<string, HostTensor>, spec: Postproce
   for (let r = 0; r < rows; r++) {
     const row = new Float64Array(width);
     for (let i = 0; i < width; i++) row[i] = Number(values[r * width + i]);
+    if (spec.task === 'binary') {
+      const p = row[0];
+      const index = p >= (spec.threshold ?? 0.5) ? 1 : 0;
+      result.push([{ label: labels?.[index] ?? (index === 1 ? 'positive' : 'negative'), index, score: p }]);
+      continue;
+    }
     if (spec.task === 'regression') {
       result.push(Array.from(row, (score, index) => ({ label: labels?.[index] ?? (width === 1 ? name : `${name}[${index}]`), index, score })));
       continue;

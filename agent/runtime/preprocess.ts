@@ -17,6 +17,7 @@ import { invalidInput } from './errors.ts';
 import { tensorsFromJson } from './json-tensors.ts';
 import { preprocessImage, type ImageOptions, type ImagePixels } from './preprocess-image.ts';
 import { preprocessTabular, type RowQuality, type TabularPolicy } from './preprocess-tabular.ts';
+import { preprocessTensor } from './preprocess-tensor.ts';
 import { castFloat32, type HostTensor, type TensorMeta } from './tensor.ts';
 
 export { preprocessTabular, type RowQuality, type TabularInput, type TabularPolicy, type TabularResult, type TabularRow } from './preprocess-tabular.ts';
@@ -42,13 +43,21 @@ export interface Preprocessed {
   pixels?: ImagePixels[];
 }
 
-export async function preprocessRequest(spec: Preprocess, request: unknown, inputs: readonly TensorMeta[], options: PreprocessOptions = {}): Promise<Preprocessed> {
+/**
+ * `carried`: for a `tensor` spec, the state the agent kept for the request's session (see
+ * preprocess-tensor.ts).
+ */
+export async function preprocessRequest(spec: Preprocess, request: unknown, inputs: readonly TensorMeta[], options: PreprocessOptions = {}, carried?: Record<string, HostTensor>): Promise<Preprocessed> {
   if (request === null || typeof request !== 'object') throw invalidInput('a request must be an object with one of "features", "image" or "inputs"');
   const kinds = (['features', 'image', 'inputs'] as const).filter((k) => (request as Record<string, unknown>)[k] !== undefined);
   if (kinds.length !== 1) throw invalidInput(`a request needs exactly one of "features", "image" or "inputs" (got ${kinds.length ? kinds.join(', ') : 'none'})`);
   const kind = kinds[0];
   const value = (request as Record<string, unknown>)[kind];
 
+  if (spec.type === 'tensor') {
+    if (kind !== 'inputs') throw invalidInput(`this model takes "inputs" (named tensors; its preprocessing is tensor), not "${kind}"`);
+    return { feeds: preprocessTensor(spec, value, inputs, carried), batch: true };
+  }
   if (kind === 'inputs') {
     // Explicit dims carry their own batch axis: always answered as a batch.
     return { feeds: tensorsFromJson(value, inputs), batch: true };

@@ -3,6 +3,7 @@
  * answer repeats; runs travel in batches (one postMessage for every request issued in the same
  * tick) because a message hop, not the model, is the expensive part for small models.
  */
+import { DEVICE_SESSION_OPTIONS } from '../../firmware-bundles/session-options.ts';
 import type { RuntimeErrorJson } from './errors.ts';
 import type { HostTensor, TensorMeta } from './tensor.ts';
 
@@ -15,16 +16,13 @@ export interface WorkerSessionOptions {
 }
 
 /**
- * Options every session starts from (the host's `sessionOptions` go on top). Weight-only int8 (QDQ)
- * models from `flotilla optimize` keep their weights as int8 + DequantizeLinear; onnxruntime keeps
- * those for its QDQ fusions (dequantizing on every run, or an int8 kernel such as MatMulNBits)
- * unless `session.disable_quant_qdq` is set, which folds them into float32 weights once at load:
- * small on disk, float speed in memory (measured in server/optimize/quantize.ts, whose
- * QDQ_SESSION_OPTIONS this mirrors; the agent cannot import the server). Float models are unaffected.
+ * Options every session starts from (the host's `sessionOptions` go on top): the device options the
+ * bundle builder records smoke outputs with (firmware-bundles/session-options.ts explains why they
+ * must match, and why `session.disable_quant_qdq` is set). Threads come from the host's options.
  */
 export const SESSION_DEFAULTS = {
-  graphOptimizationLevel: 'all',
-  extra: { session: { disable_quant_qdq: '1' } },
+  graphOptimizationLevel: DEVICE_SESSION_OPTIONS.graphOptimizationLevel,
+  extra: DEVICE_SESSION_OPTIONS.extra,
 } as const;
 
 /** What a loaded model looks like. */

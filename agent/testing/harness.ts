@@ -166,10 +166,11 @@ export class ArtifactServer {
   }
 }
 
-/** A built bundle: its two files with their content addresses. */
+/** A built bundle: its files with their content addresses (`smoke` when the vectors went to smoke.bin). */
 export interface TestBundle {
   model: { bytes: Uint8Array; sha256: string; size: number };
   bundleJson: { bytes: Uint8Array; sha256: string; size: number };
+  smoke?: { bytes: Uint8Array; sha256: string; size: number };
 }
 
 /**
@@ -180,10 +181,11 @@ export async function buildTestBundle(modelBytes: Uint8Array, demo: 'tabular-dem
   const { definition, labels } = await loadBundleDefinition(path.join(REPO, 'firmware-bundles', demo, 'bundle.json'));
   const built = await buildBundle({ definition: o.reference ? { ...definition, reference: o.reference } : definition, labels, modelBytes });
   const get = (p: string) => {
-    const f = built.files.find((x) => x.path === p)!;
-    return { bytes: f.bytes, sha256: f.sha256, size: f.size };
+    const f = built.files.find((x) => x.path === p);
+    return f && { bytes: f.bytes, sha256: f.sha256, size: f.size };
   };
-  return { model: get('model.onnx'), bundleJson: get('bundle.json') };
+  const smoke = get('smoke.bin');
+  return { model: get('model.onnx')!, bundleJson: get('bundle.json')!, ...(smoke && { smoke }) };
 }
 
 /** A root, release key, outsider key and key list v1 — what `flotilla keys init` would make. */
@@ -240,6 +242,7 @@ export class TestTrust {
       [
         { path: 'model.onnx', sha256: bundle.model.sha256, size: bundle.model.size },
         { path: 'bundle.json', sha256: bundle.bundleJson.sha256, size: bundle.bundleJson.size },
+        ...(bundle.smoke ? [{ path: 'smoke.bin', sha256: bundle.smoke.sha256, size: bundle.smoke.size }] : []),
       ],
       o,
     );

@@ -7,6 +7,8 @@ import { BundleDefinition } from '../../firmware-bundles/definition.ts';
 import { verifyFile } from '../../firmware-bundles/file-digest.ts';
 import type { DeploymentManifest } from '../../firmware-bundles/manifest.ts';
 import { runSmokeVectors } from '../../firmware-bundles/smoke.ts';
+import { decodeSmokeFile } from '../../firmware-bundles/smoke-file.ts';
+import { createHash } from 'node:crypto';
 import { compareVersions } from '../../firmware-bundles/semver.ts';
 import type { InstalledBundle } from '../bundle-store.ts';
 import type { BundleInfo, StagedModel } from '../model-runtime.ts';
@@ -48,7 +50,7 @@ export async function stageAndSmoke(d: UpdateDeps, b: { modelPath: string; defin
   const info = 'info' in b && b.info ? b.info : bundleInfoOf(b as InstalledBundle);
   const staged = await step(d, runtime.stage(b.modelPath, b.definition, info), 'MODEL_LOAD_FAILED', 'loading the model', signal, (s) => runtime.discard(s));
   try {
-    const vectors = b.definition.smoke.vectors;
+    const vectors = await smokeVectorsOf(b.modelPath, b.definition);
     if (vectors.length === 0) logger.warn({ counter: info.counter }, 'bundle has no smoke vectors; only the load was checked');
     const r = await step(d, runSmokeVectors(staged.run, vectors, b.definition.smoke.tolerance), 'SMOKE_TEST_FAILED', 'running the smoke vectors', signal);
     if (!r.ok) throw new UpdateError('SMOKE_TEST_FAILED', r.failures.slice(0, 3).map((f) => f.message).join('; '));
@@ -56,5 +58,23 @@ export async function stageAndSmoke(d: UpdateDeps, b: { modelPath: string; defin
   } catch (err) {
     await runtime.discard(staged).catch(() => {});
     throw err;
+  }
+}
+
+/** The bundle's smoke vectors: inline, or from its `smoke.bin` (signed in the manifest, named by hash in bundle.json). */
+async function smokeVectorsOf(modelPath: string, definition: BundleDefinition): Promise<BundleDefinition['smoke']['vectors']> {
+  const file = definition.smoke.file;
+  if (!file) return definition.smoke.vectors;
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path.join(path.dirname(modelPath), file.path));
+  } catch (err) {
+    throw new UpdateError('INVALID_BUNDLE', `${file.path}: ${(err as Error).message}`);
+  }
+  if (createHash('sha256').update(bytes).digest('hex') !== file.sha256) throw new UpdateError('INVALID_BUNDLE', `${file.path} is not the file bundle.json names`);
+  try {
+    return decodeSmokeFile(bytes);
+  } catch (err) {
+    throw new UpdateError('INVALID_BUNDLE', (err as Error).message);
   }
 }

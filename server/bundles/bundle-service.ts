@@ -56,7 +56,7 @@ export async function buildAndStoreBundle(
   const id = randomId('bnd', 8);
   await db.transaction(async (tx) => {
     for (const f of built.files) {
-      await tx.insert(artifacts).values({ sha256: f.sha256, size: f.size, mediaType: f.path.endsWith('.json') ? 'application/json' : 'application/x-onnx' }).onConflictDoNothing();
+      await tx.insert(artifacts).values({ sha256: f.sha256, size: f.size, mediaType: f.path.endsWith('.json') ? 'application/json' : f.path.endsWith('.onnx') ? 'application/x-onnx' : 'application/octet-stream' }).onConflictDoNothing();
     }
     await tx.insert(bundles).values({
       id,

@@ -20,6 +20,7 @@ import { pruneModel, type PruneReport } from './prune.ts';
 import { pruneModelCalibrated } from './prune-calibrated.ts';
 import { QDQ_SESSION_OPTIONS, quantizeModel, type QuantForm, type QuantizeReport } from './quantize.ts';
 import { openSession } from './runtime.ts';
+import { upgradeOpset, type OpsetUpgrade } from './opset-upgrade.ts';
 
 export interface OptimizeOptions {
   quantize?: {
@@ -54,6 +55,8 @@ export interface OptimizeReport {
   paramsBefore: number;
   paramsAfter: number;
   opset: number;
+  /** Set when the model was below the opset the rewrite needs and was lifted first (see opset-upgrade.ts). */
+  opsetUpgrade?: OpsetUpgrade;
   /**
    * onnxruntime session options the variant should run with. For qdq variants they matter: without
    * `session.disable_quant_qdq` onnxruntime dequantizes the weights on every call (see quantize.ts).
@@ -70,6 +73,9 @@ export async function optimizeModel(bytes: Uint8Array, opts: OptimizeOptions): P
   if (verify) await loads(bytes, 'corrupt_model', 'onnxruntime cannot load the input model');
   const paramsBefore = floatParamCount(model);
   const pruning = opts.prune ? (opts.calibration ? await pruneModelCalibrated(model, opts.prune, opts.calibration) : pruneModel(model, opts.prune)) : undefined;
+  // QuantizeLinear needs opset 10, DynamicQuantizeLinear 11, per-channel DequantizeLinear 13.
+  const needed = opts.quantize ? (opts.quantize.form === 'integer' ? 11 : opts.quantize.perChannel ? 13 : 10) : 0;
+  const opsetUpgrade = opts.quantize && opsetOf(model) < needed ? upgradeOpset(model, needed) : undefined;
   const quantization = opts.quantize ? quantizeModel(model, opts.quantize) : undefined;
   // What was done travels with the file, so a registry or a device can tell a variant from its parent.
   setMetadata(
@@ -95,6 +101,7 @@ export async function optimizeModel(bytes: Uint8Array, opts: OptimizeOptions): P
       paramsBefore,
       paramsAfter: countParams(model),
       opset: opsetOf(model),
+      ...(opsetUpgrade && { opsetUpgrade }),
       sessionOptions: QDQ_SESSION_OPTIONS,
       quantization,
       pruning,
@@ -132,6 +139,7 @@ export { OptimizeError, type OptimizeRefusal } from './errors.ts';
 export { quantize, quantizeModel, QDQ_SESSION_OPTIONS, type QuantForm, type QuantizeOptions, type QuantizeReport } from './quantize.ts';
 export { prune, pruneModel, type PruneOptions, type PruneReport } from './prune.ts';
 export { pruneModelCalibrated } from './prune-calibrated.ts';
+export { upgradeOpset, type OpsetUpgrade } from './opset-upgrade.ts';
 export type { CalibrationData } from './calibrate.ts';
 export {
   evaluateModel,

@@ -38,13 +38,14 @@ export async function resolveBinding(tx: Tx, version: VersionRow, bytes: Uint8Ar
   const found = await nearestDefinition(tx, version);
   const meta = metadataOf(bytes);
   const def = found?.def;
-  const inputName = def?.preprocess.input ?? inputs[0]?.name;
+  const inputName = (def && 'input' in def.preprocess ? def.preprocess.input : undefined) ?? inputs[0]?.name;
   const input = inputs.find((i) => i.name === inputName) ?? inputs[0];
   if (!input) throw Invalid('the model declares no input');
   const outputName = def?.postprocess.output ?? outputs[0]?.name;
   const width = outputs.find((o) => o.name === outputName)?.shape.at(-1);
   const labels = Array.isArray(def?.postprocess.labels) ? def.postprocess.labels : meta.get('flotilla.labels')?.split(',');
-  const task = def?.postprocess.task ?? (typeof width === 'number' && width === 1 ? 'regression' : 'classification');
+  // Outputs that are not class scores (a probability, named raw outputs) are compared as values.
+  const task = def ? (def.postprocess.task === 'classification' ? 'classification' : 'regression') : typeof width === 'number' && width === 1 ? 'regression' : 'classification';
   const binding: ModelBinding = {
     task,
     inputName: input.name,

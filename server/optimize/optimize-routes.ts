@@ -18,7 +18,7 @@ const refOf = (name: string, ref: string) => (/^[0-9]+$/.test(ref) ? formatRef(n
 const Preprocess = z.record(z.string(), z.unknown()).optional().openapi({ description: 'image models without a bundle: a bundle definition\'s image `preprocess`' });
 const OptimizeBody = z
   .object({
-    dataset: z.string().min(1).openapi({ description: 'evaluation dataset, name@N' }),
+    dataset: z.string().min(1).optional().openapi({ description: 'evaluation dataset, name@N (labels optional); without one the variant is compared with its parent on inputs generated from the declared input shape' }),
     quantize: z.object({ form: z.enum(['qdq', 'integer']).default('qdq'), perChannel: z.boolean().default(false) }).optional(),
     prune: z
       .object({

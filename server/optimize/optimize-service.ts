@@ -25,6 +25,10 @@ import { recordAudit } from '../audit/audit-log.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { modelAliases, models, modelVersions, referenceProfiles } from '../db/schema.ts';
 import { loadDataset } from '../datasets/dataset-service.ts';
+import { GENERATED_SOURCE, generatedEvalDataset } from './generated-inputs.ts';
+
+/** Samples generated when a variant is compared with its parent without a dataset. */
+const GENERATED_SAMPLES = 256;
 import { toEvalDataset, type ModelBinding } from '../datasets/eval-dataset.ts';
 import { Invalid } from '../errors.ts';
 import { effectiveBudgets } from '../models/budgets.ts';
@@ -41,8 +45,10 @@ const MAX_CALIBRATION_SAMPLES = 512;
 
 export interface EvaluationReport extends AnalysisReport {
   kind: 'evaluation' | 'variant';
-  /** The dataset version evaluated on (name@N). */
+  /** The dataset version evaluated on (name@N), or GENERATED_SOURCE. */
   dataset: string;
+  /** Where the inputs came from: a dataset, or generated from the declared shape (no labels: agreement and output error only). */
+  inputs?: 'dataset' | 'generated';
   /** Rows the dataset had when only the first MAX_EVAL_SAMPLES were used. */
   truncatedFrom?: number;
   /** What the version was compared with: its champion, or its parent. */
@@ -56,8 +62,11 @@ export interface EvaluationReport extends AnalysisReport {
 export interface OptimizeVersionInput {
   /** The version to optimize (name@N, name@alias). */
   ref: string;
-  /** Evaluation dataset (name@N). */
-  dataset: string;
+  /**
+   * Evaluation dataset (name@N), labelled or not. Without one, the variant is compared with its parent
+   * on inputs generated from the declared input shape (generated-inputs.ts); the report says so.
+   */
+  dataset?: string;
   quantize?: { form: 'qdq' | 'integer'; perChannel: boolean };
   prune?: { sparsity: number; structured: boolean };
   /** A dataset (name@N) to calibrate pruning on: scores and repairs pruned layers. Never the evaluation set. */
@@ -110,7 +119,9 @@ export async function optimizeVersion(db: Db, store: ArtifactStore, input: Optim
   const parentRef = formatRef(parent.modelName, parent.version);
   const bytes = await modelBytes(store, parent);
   const binding = await resolveBinding(db, parent, bytes, input.preprocess);
-  const evaluation = await evalData(db, store, input.dataset, binding, MAX_EVAL_SAMPLES);
+  const evaluation = input.dataset
+    ? await evalData(db, store, input.dataset, binding, MAX_EVAL_SAMPLES)
+    : { ref: GENERATED_SOURCE, data: { ...generatedEvalDataset(binding, GENERATED_SAMPLES), truncatedFrom: undefined } };
   const calibration = input.calibration ? await evalData(db, store, input.calibration, binding, MAX_CALIBRATION_SAMPLES) : undefined;
   if (calibration && calibration.ref === evaluation.ref) throw Invalid('calibrate on another dataset than the evaluation one, or the evaluation flatters the variant');
   const model = await db.query.models.findFirst({ where: eq(models.id, parent.modelId) });
@@ -125,6 +136,7 @@ export async function optimizeVersion(db: Db, store: ArtifactStore, input: Optim
   const report: EvaluationReport = {
     kind: 'variant',
     dataset: evaluation.ref,
+    inputs: input.dataset ? 'dataset' : 'generated',
     ...(evaluation.data.truncatedFrom ? { truncatedFrom: evaluation.data.truncatedFrom } : {}),
     baseline: { ref: parentRef, role: 'parent' },
     binding: binding.source,
@@ -169,6 +181,8 @@ function recipeOf(input: OptimizeVersionInput, o: OptimizeReport, dataset: strin
     paramsBefore: o.paramsBefore,
     paramsAfter: o.paramsAfter,
     opset: o.opset,
+    // The parent was below the opset the rewrite needs and was lifted first: from, to and what changed.
+    ...(o.opsetUpgrade && { opsetUpgrade: o.opsetUpgrade }),
     /** What onnxruntime should run it with (qdq variants: keep the int8 weights folded). */
     sessionOptions: o.sessionOptions,
   };

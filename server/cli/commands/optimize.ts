@@ -31,8 +31,8 @@ export function registerOptimizeCommand(program: Command, ctx: { api: () => Api;
     .option('--prune <sparsity>', 'magnitude-prune to this sparsity, e.g. 0.5', sparsity)
     .option('--structured', 'prune whole output channels (shrinks the tensors) instead of single weights')
     .option('--calibrate <dataset>', 'calibrate pruning on this dataset (name@N, not the evaluation set)')
-    .requiredOption('--eval <dataset>', 'evaluation dataset (name@N)')
-    .action(async (refArg: string, o: { quantize?: string; perChannel?: boolean; integer?: boolean; prune?: number; structured?: boolean; calibrate?: string; eval: string }) => {
+    .option('--eval <dataset>', 'evaluation dataset (name@N, labels optional); without it the variant is compared with its parent on inputs generated from the declared input shape')
+    .action(async (refArg: string, o: { quantize?: string; perChannel?: boolean; integer?: boolean; prune?: number; structured?: boolean; calibrate?: string; eval?: string }) => {
       if (o.quantize !== undefined && o.quantize !== 'int8') throw new CliError(`--quantize supports int8, got "${o.quantize}"`, 2);
       if (!o.quantize && o.prune === undefined) throw new CliError('say what to do: --quantize int8 and/or --prune <sparsity>', 2);
       if ((o.perChannel || o.integer) && !o.quantize) throw new CliError('--per-channel and --integer go with --quantize int8', 2);
@@ -53,5 +53,7 @@ export function registerOptimizeCommand(program: Command, ctx: { api: () => Api;
         const head = `registered ${v.ref} (${v.variant}) — ${v.status === 'ready' ? 'ready' : `REJECTED: ${v.statusReason}`}`;
         return `${head}\n\n${formatEvaluation(res.report, `${v.ref} ${v.variant}`)}`;
       });
+      // The report is printed either way; a rejected variant is a failed command (scripts and CI see it).
+      if (v.status !== 'ready') throw new CliError(`${v.ref} (${v.variant}) was registered but rejected: ${v.statusReason ?? v.status}`, 1);
     });
 }
