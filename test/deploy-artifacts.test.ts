@@ -1,7 +1,8 @@
 // What operators deploy (deploy/): every Grafana panel queries metrics a real control plane exports,
 // the compose stack and its config files hang together (and `docker compose config` accepts them where
 // Docker runs), the Mosquitto config starts a real mosquitto that refuses anonymous clients, and the
-// systemd units pass `systemd-analyze verify`.
+// systemd units pass `systemd-analyze verify`. Label names in panel queries are checked against the
+// metrics' declared labels too.
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -50,6 +51,17 @@ export function metricNamesOf(expr: string): string[] {
     names.add(m[0]);
   }
   return [...names];
+}
+
+/** Label names an expression matches on (`metric{label=...}`) or groups by (`by (label, ...)`), per clause kind. */
+export function labelNamesOf(expr: string): { matchers: { metric: string; labels: string[] }[]; grouping: string[] } {
+  const noStrings = expr.replace(/"(?:[^"\\]|\\.)*"/g, '""');
+  const matchers = [...noStrings.matchAll(/([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^}]*)\}/g)].map((m) => ({
+    metric: m[1],
+    labels: [...m[2].matchAll(/([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)/g)].map((l) => l[1]),
+  }));
+  const grouping = [...noStrings.matchAll(/\b(?:by|without|on|ignoring)\s*\(([^)]*)\)/g)].flatMap((m) => m[1].split(',').map((l) => l.trim()).filter(Boolean));
+  return { matchers, grouping };
 }
 
 interface Panel {
@@ -124,6 +136,35 @@ describe('deploy/ artifacts', () => {
     }
     assert.deepEqual(missing, [], `panels on metrics /metrics does not export:\n${missing.join('\n')}`);
     assert.ok(checked > 30, `only ${checked} metric references found`);
+  });
+
+  test('every label a panel matches on or groups by is one the metric carries', async () => {
+    const registry = plane.plane.metrics.registry;
+    const labelsOf = (name: string): string[] | undefined => {
+      const metric = registry.getSingleMetric(name) ?? registry.getSingleMetric(name.replace(/_(bucket|sum|count)$/, ''));
+      if (!metric) return undefined;
+      const own = (metric as unknown as { labelNames?: string[] }).labelNames ?? [];
+      return name.endsWith('_bucket') ? [...own, 'le'] : own;
+    };
+    const TARGET_LABELS = ['instance', 'job']; // added by Prometheus to every scraped series
+    const wrong: string[] = [];
+    for (const { file, json } of await dashboards()) {
+      for (const p of panelsOf(json.panels)) {
+        for (const t of p.targets ?? []) {
+          const { matchers, grouping } = labelNamesOf(t.expr ?? '');
+          for (const m of matchers) {
+            const known = labelsOf(m.metric);
+            for (const l of m.labels) if (!known?.includes(l) && !TARGET_LABELS.includes(l)) wrong.push(`${file}: "${p.title}": ${m.metric} has no label ${l}`);
+          }
+          const inExpr = metricNamesOf(t.expr ?? '').flatMap((n) => labelsOf(n) ?? []);
+          for (const l of grouping) if (!inExpr.includes(l) && !TARGET_LABELS.includes(l)) wrong.push(`${file}: "${p.title}": no metric in the query has label ${l}`);
+        }
+      }
+    }
+    assert.deepEqual(wrong, []);
+    // The check sees labels: a made-up one is reported.
+    assert.deepEqual(labelNamesOf('sum by (channel) (rate(flotilla_ingest_stored_total{stage="x"}[5m]))'), { matchers: [{ metric: 'flotilla_ingest_stored_total', labels: ['stage'] }], grouping: ['channel'] });
+    assert.ok(!labelsOf('flotilla_ingest_stored_total')?.includes('stage'));
   });
 
   test('the dashboards use the datasource Grafana is provisioned with', async () => {
