@@ -204,7 +204,8 @@ describe('deploy/ artifacts', () => {
     assert.deepEqual(job.static_configs[0].targets, ['flotilla:8080']);
     const dockerfile = await readFile(path.join(DEPLOY, 'Dockerfile'), 'utf8');
     assert.match(dockerfile, /^FROM node:20-slim$/m);
-    assert.match(dockerfile, /COPY package\.json package-lock\.json \.npmrc/);
+    assert.match(dockerfile, /npm ci/);
+    assert.match(dockerfile, /^CMD \["node", "bin\/flotilla-server\.js"\]$/m);
   });
 
   test('docker compose config accepts compose.yaml', async (t) => {
@@ -273,6 +274,9 @@ describe('deploy/ artifacts', () => {
       const server = await readFile(path.join(DEPLOY, 'flotilla-server.service'), 'utf8');
       assert.match(server, /^EnvironmentFile=-\/etc\/flotilla\/flotilla\.env$/m);
       assert.match(server, /^StateDirectory=flotilla$/m);
+      // The program it starts is this repository's, installed in /opt/flotilla.
+      const execStart = /^ExecStart=\S+ \/opt\/flotilla\/(\S+)$/m.exec(server);
+      assert.ok(execStart && existsSync(path.resolve(DEPLOY, '..', execStart[1])), `ExecStart names a file of the repository: ${execStart?.[1]}`);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
