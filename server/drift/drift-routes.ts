@@ -1,7 +1,6 @@
 // /api/v1/drift: drift of a model version for a cohort (or the fleet) over a window, and on-demand evaluation.
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Db } from '../db/client.ts';
-import { Invalid } from '../errors.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';

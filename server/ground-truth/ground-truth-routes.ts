@@ -5,7 +5,7 @@ import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { MiddlewareHandler } from 'hono';
 import type { DeviceAuthenticator } from '../artifacts/device-auth.ts';
 import type { Db } from '../db/client.ts';
-import { Forbidden, Invalid, ServiceError } from '../errors.ts';
+import { Forbidden, ServiceError } from '../errors.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, authenticate, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';

@@ -1,7 +1,6 @@
 // /api/v1/telemetry: rate, errors, latency quantiles and resources of a device or a cohort.
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import type { Db } from '../db/client.ts';
-import { Invalid } from '../errors.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';

@@ -21,7 +21,7 @@ interface DeploymentStatus {
 export function CohortsPage() {
   const data = useLoad(async () => {
     const [cohorts, fleet, deployments] = await Promise.all([
-      call(api.api.v1.cohorts.$get()),
+      call(api.api.v1.cohorts.$get({ query: {} })),
       call(api.api.v1.fleet.$get({ query: {} })),
       call(api.api.v1.deployments.$get({ query: { limit: '20' } })),
     ]);

@@ -17,7 +17,7 @@ const SLICES = 12;
 
 export function DriftPage() {
   const choices = useLoad(async () => {
-    const [models, cohorts] = await Promise.all([call(api.api.v1.models.$get({ query: {} })), call(api.api.v1.cohorts.$get())]);
+    const [models, cohorts] = await Promise.all([call(api.api.v1.models.$get({ query: {} })), call(api.api.v1.cohorts.$get({ query: {} }))]);
     return { models: models.models.filter((m) => m.latest !== null), cohorts: cohorts.cohorts };
   });
   const [model, setModel] = useState('');

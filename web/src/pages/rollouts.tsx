@@ -11,7 +11,7 @@ import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
 
 export function RolloutsPage() {
   const data = useLoad(async () => {
-    const [rollouts, cohorts, fleet] = await Promise.all([call(api.api.v1.rollouts.$get({ query: { limit: '30' } })), call(api.api.v1.cohorts.$get()), call(api.api.v1.fleet.$get({ query: {} }))]);
+    const [rollouts, cohorts, fleet] = await Promise.all([call(api.api.v1.rollouts.$get({ query: { limit: '30' } })), call(api.api.v1.cohorts.$get({ query: {} })), call(api.api.v1.fleet.$get({ query: {} }))]);
     return { rollouts: rollouts.rollouts, cohorts: cohorts.cohorts, devices: fleet.devices };
   });
   useEventReload(['rollout', 'device'], data.reload);

@@ -9,7 +9,7 @@ import { useLoad } from '../ui/use-load.ts';
 
 export function SettingsPage() {
   const data = useLoad(async () => {
-    const [settings, cohorts] = await Promise.all([call(api.api.v1['agent-settings'].$get({ query: {} })), call(api.api.v1.cohorts.$get())]);
+    const [settings, cohorts] = await Promise.all([call(api.api.v1['agent-settings'].$get({ query: {} })), call(api.api.v1.cohorts.$get({ query: {} }))]);
     return { settings: settings.settings, cohorts: cohorts.cohorts };
   });
   const writable = can('devices:write') || can('models:write');

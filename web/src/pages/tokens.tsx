@@ -9,7 +9,7 @@ import { useLoad } from '../ui/use-load.ts';
 const ROLES = ['viewer', 'operator', 'ml-engineer', 'admin'] as const;
 
 export function TokensPage() {
-  const tokens = useLoad(() => call(api.api.v1.tokens.$get()));
+  const tokens = useLoad(() => call(api.api.v1.tokens.$get({ query: {} })));
   const [name, setName] = useState('');
   const [role, setRole] = useState<(typeof ROLES)[number]>('operator');
   const [created, setCreated] = useState<string | null>(null);
