@@ -57,6 +57,10 @@ const ServerEnv = z.object({
   FLOTILLA_SCHEDULER_TICK_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
   /** A replica that stops renewing the scheduler lease loses it after this long. */
   FLOTILLA_SCHEDULER_LEASE_TTL_S: z.coerce.number().min(0.3).max(600).default(15),
+  /** Device credential checks the embedded broker runs at once; beyond it a CONNECT gets CONNACK 3 "server unavailable" (agents back off). */
+  FLOTILLA_MQTT_MAX_PENDING_CONNECTS: z.coerce.number().int().min(1).max(100_000).default(100),
+  /** Presence and `reported` writes are coalesced per device and written at most this long after the first one. */
+  FLOTILLA_DEVICE_STATE_FLUSH_MS: z.coerce.number().int().min(1).max(10_000).default(250),
   /** Training jobs run at once on the lease holder. */
   FLOTILLA_JOB_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
   /** Delay before a failed attempt is retried; doubles per attempt (at most a minute). */
@@ -96,6 +100,8 @@ export interface ServerConfig {
   schedulerLeaseTtlMs: number;
   jobConcurrency: number;
   jobRetryBackoffMs: number;
+  mqttMaxPendingConnects: number;
+  deviceStateFlushMs: number;
 }
 
 /** Parses the environment; throws one line naming the bad variable. */
@@ -137,5 +143,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     schedulerLeaseTtlMs: Math.round(e.FLOTILLA_SCHEDULER_LEASE_TTL_S * 1000),
     jobConcurrency: e.FLOTILLA_JOB_CONCURRENCY,
     jobRetryBackoffMs: e.FLOTILLA_JOB_RETRY_BACKOFF_MS,
+    mqttMaxPendingConnects: e.FLOTILLA_MQTT_MAX_PENDING_CONNECTS,
+    deviceStateFlushMs: e.FLOTILLA_DEVICE_STATE_FLUSH_MS,
   };
 }

@@ -1,5 +1,6 @@
-// The embedded MQTT broker (aedes over TCP): authenticates devices with their scrypt-hashed
-// credentials, confines each to its own topics, and reports presence. The server's own client
+// The embedded MQTT broker (aedes over TCP): authenticates devices with their hashed credentials
+// (shedding load beyond a cap of concurrent checks), confines each to its own topics, and reports
+// presence through the batched device state writer. The server's own client
 // logs in with a per-process internal secret and has full access.
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
@@ -7,8 +8,10 @@ import type { AddressInfo } from 'node:net';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
-import { setPresence, verifyDeviceCredentials } from '../devices/device-service.ts';
+import type { DeviceStateWriter } from '../devices/device-state-writer.ts';
+import { verifyDeviceCredentials } from '../devices/device-service.ts';
 import type { Metrics } from '../metrics.ts';
+import { ConnectGate } from './connect-gate.ts';
 import { devicePublishAllowed, deviceSubscribeAllowed } from './device-acl.ts';
 
 export interface BrokerOptions {
@@ -18,12 +21,16 @@ export interface BrokerOptions {
   metrics: Metrics;
   logger: Logger;
   internal: { username: string; password: string };
+  /** Presence writes, batched (a reconnect storm must not become one transaction per CONNECT). */
+  state: DeviceStateWriter;
+  /** Device credential checks in flight at once; beyond it CONNACK 3 "server unavailable". */
+  maxPendingConnects: number;
 }
 
 const INTERNAL = Symbol('flotilla.internal');
 type TaggedClient = Client & { [INTERNAL]?: boolean };
 
-function authError(message: string, returnCode: 4 | 5): AuthenticateError {
+function authError(message: string, returnCode: 3 | 4 | 5): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
@@ -31,14 +38,24 @@ export class EmbeddedBroker {
   private aedes?: Aedes;
   private server?: Server;
   private readonly devices = new Map<string, Client>();
+  private readonly gate: ConnectGate;
 
-  constructor(private readonly opts: BrokerOptions) {}
+  constructor(private readonly opts: BrokerOptions) {
+    this.gate = new ConnectGate(opts.maxPendingConnects);
+  }
 
   async start(): Promise<number> {
-    const { metrics, logger, db } = this.opts;
+    const { metrics, logger, state } = this.opts;
     this.aedes = await Aedes.createBroker({
       authenticate: (client, username, password, done) => {
-        this.authenticate(client as TaggedClient, username, password).then(
+        // The server's own client never waits behind a storm of devices.
+        const gated = username !== this.opts.internal.username;
+        if (gated && !this.gate.tryEnter()) {
+          metrics.mqttRefused.inc({ kind: 'busy' });
+          logger.debug({ clientId: client.id, pending: this.gate.pending }, 'mqtt connect shed: too many pending connects');
+          return done(authError('server busy', 3), false);
+        }
+        this.authenticate(client as TaggedClient, username, password).finally(() => gated && this.gate.leave()).then(
           () => done(null, true),
           (err: AuthenticateError) => {
             metrics.mqttRefused.inc({ kind: 'auth' });
@@ -72,13 +89,13 @@ export class EmbeddedBroker {
       if (client[INTERNAL]) return;
       this.devices.set(client.id, client);
       metrics.devicesConnected.set(this.devices.size);
-      setPresence(db, client.id, true).catch((err) => logger.error({ err }, 'presence update failed'));
+      state.presence(client.id, true);
     });
     this.aedes.on('clientDisconnect', (client: TaggedClient) => {
       if (client[INTERNAL] || this.devices.get(client.id) !== client) return; // a session takeover already replaced it
       this.devices.delete(client.id);
       metrics.devicesConnected.set(this.devices.size);
-      setPresence(db, client.id, false).catch((err) => logger.error({ err }, 'presence update failed'));
+      state.presence(client.id, false);
     });
     this.aedes.on('clientError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
     this.server = createServer(this.aedes.handle);
