@@ -12,6 +12,7 @@ import type { DeviceBus } from '../mqtt/device-bus.ts';
 import { effectiveAgentConfigs } from '../settings/effective-settings.ts';
 
 export const DEFAULT_MANIFEST_TTL_S = 30 * 86400;
+const PUBLISH_WINDOW = 256;
 
 export class DesiredState {
   constructor(
@@ -63,9 +64,15 @@ export class DesiredState {
     const list = await currentKeyList(this.db);
     if (!list) return;
     const rows = await this.db.select().from(deviceDesired).where(deviceIds ? inArray(deviceDesired.deviceId, deviceIds) : undefined);
-    for (const row of rows) {
-      const message: DesiredMessage = { v: 1, keylist: list as DesiredMessage['keylist'], manifest: row.manifest as DesiredMessage['manifest'] };
-      await this.bus.publish(row.deviceId, 'desired', message, { retain: true });
+    // A window of publishes in flight rather than one round trip each: at start this republishes the
+    // whole fleet, and the HTTP API only comes up after it.
+    for (let i = 0; i < rows.length; i += PUBLISH_WINDOW) {
+      await Promise.all(
+        rows.slice(i, i + PUBLISH_WINDOW).map((row) => {
+          const message: DesiredMessage = { v: 1, keylist: list as DesiredMessage['keylist'], manifest: row.manifest as DesiredMessage['manifest'] };
+          return this.bus.publish(row.deviceId, 'desired', message, { retain: true });
+        }),
+      );
     }
     this.logger.debug({ devices: rows.length }, 'published desired state');
   }
