@@ -8,6 +8,7 @@ const suites: Record<string, () => Promise<BenchRow[]>> = {
   optimize: () => import('./optimize.bench.ts').then((m) => m.runOptimizeBench()),
   agent: () => import('./agent.bench.ts').then((m) => m.runAgentBench()),
   ingest: () => import('./ingest.bench.ts').then((m) => m.runIngestBench()),
+  reconnect: () => import('./reconnect.bench.ts').then((m) => m.runReconnectBench()),
 };
 
 const only = process.argv.slice(2);
