@@ -314,10 +314,12 @@ export async function runReconnectBench(): Promise<BenchRow[]> {
   console.log(`storm baseline: ${baseN} devices with scrypt hashes …`);
   const base = baseN > 0 ? await storm(baseN, true) : undefined;
   if (base) rows.push(...stormRows(base, 'baseline (scrypt hashes, migrated during the storm)'));
+  if (base) console.log(JSON.stringify(base));
   for (const n of sizes) {
     console.log(`storm: ${n} devices …`);
     const r = await storm(n, false);
     rows.push(...stormRows(r, `sha256`, base && n === base.n ? base : undefined));
+    console.log(JSON.stringify(r));
   }
   printTable(`Reconnect storm after a control-plane restart (${os.cpus().length} cores, load avg at end ${os.loadavg()[0].toFixed(1)})`, rows);
   return rows;
