@@ -13,6 +13,7 @@ import { verifyDeviceCredentials } from '../devices/device-service.ts';
 import type { Metrics } from '../metrics.ts';
 import { ConnectGate } from './connect-gate.ts';
 import { devicePublishAllowed, deviceSubscribeAllowed } from './device-acl.ts';
+import { memoryPersistenceWithRetainedIndex } from './retained-index.ts';
 
 export interface BrokerOptions {
   host: string;
@@ -47,6 +48,7 @@ export class EmbeddedBroker {
   async start(): Promise<number> {
     const { metrics, logger, state } = this.opts;
     this.aedes = await Aedes.createBroker({
+      persistence: memoryPersistenceWithRetainedIndex(), // O(1) retained lookup per device subscribe
       authenticate: (client, username, password, done) => {
         // The server's own client never waits behind a storm of devices.
         const gated = username !== this.opts.internal.username;
