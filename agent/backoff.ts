@@ -1,6 +1,10 @@
-// Exponential backoff with jitter, shared by MQTT reconnects, enrollment and download retries.
-// "Equal jitter": half the window is fixed, half random, so retries spread out (no thundering herd
-// after a broker restart) but never collapse to zero.
+// Exponential backoff with "full jitter", shared by MQTT reconnects, enrollment and download retries.
+// Each delay is uniform in [0, window], the window doubling from minMs to maxMs. Even the first delay
+// is random, so when a control-plane restart drops a whole fleet at once the devices come back spread
+// over the window instead of as one burst, and spread wider with every refused attempt (a broker that
+// sheds load answers "server unavailable"). Full rather than "equal" jitter (half fixed, half random):
+// it spreads a herd best for the same expected wait (AWS Architecture Blog, "Exponential Backoff And
+// Jitter"); a delay near zero is harmless because the window keeps growing until a success resets it.
 
 export interface BackoffOptions {
   minMs: number;
@@ -14,14 +18,21 @@ export class Backoff {
 
   constructor(private readonly opts: BackoffOptions) {}
 
-  /** Delay before the next attempt; each call doubles the window up to maxMs. */
+  /** Delay before the next attempt: uniform in [0, window]; each call doubles the window up to maxMs. */
   next(): number {
-    const { minMs, maxMs, factor = 2, random = Math.random } = this.opts;
-    const window = Math.min(maxMs, minMs * factor ** this.attempt);
-    if (window < maxMs) this.attempt++;
-    return Math.round(window / 2 + (random() * window) / 2);
+    const window = this.window();
+    return Math.round((this.opts.random ?? Math.random)() * window);
   }
 
+  /** The current upper bound, then grow it for the next call. */
+  private window(): number {
+    const { minMs, maxMs, factor = 2 } = this.opts;
+    const w = Math.min(maxMs, minMs * factor ** this.attempt);
+    if (w < maxMs) this.attempt++;
+    return w;
+  }
+
+  /** After a success: the next failure starts again from a window of minMs. */
   reset(): void {
     this.attempt = 0;
   }

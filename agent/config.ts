@@ -22,9 +22,12 @@ export const AgentConfigInput = z.object({
   /** Overrides the artifact base URL handed out at enrollment (a mirror or CDN). */
   artifactUrl: z.string().url().optional(),
   logLevel: LogLevel.default('info'),
-  /** MQTT reconnect backoff: doubling from min to max, with jitter. */
+  /**
+   * MQTT reconnect backoff: full jitter, the window doubling from min to max. A fleet dropped by a
+   * restart returns within about max after the server does, at most N / max connects per second.
+   */
   reconnectMinMs: Ms.default(1000),
-  reconnectMaxMs: Ms.default(60_000),
+  reconnectMaxMs: Ms.default(15_000),
   /** Probation after activation: ends after this many requests or this long, whichever comes first. */
   probationMs: Ms.default(60_000),
   probationRequests: z.coerce.number().int().min(1).default(200),

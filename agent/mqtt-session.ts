@@ -1,8 +1,10 @@
 // The device's MQTT session: client id = username = device id, persistent session (clean: false),
 // QoS 1, `status` online (retained) on connect with `offline` as the last will, subscriptions to the
 // device's own `desired` and `cmd` only (never `cmd/#`: overlapping filters deliver twice).
-// MQTT.js reconnects at a fixed period, so reconnection is ours: exponential backoff with jitter,
-// which also paces a device that is still pending approval (CONNACK "Not authorized").
+// MQTT.js reconnects at a fixed period, so reconnection is ours: exponential backoff with full jitter
+// (backoff.ts), starting from a random delay so a fleet dropped by a control-plane restart does not
+// come back as one burst. It also paces a device that is still pending approval (CONNACK "Not
+// authorized") and one the broker shed under load (CONNACK 3 "Server unavailable"): both back off.
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { StatusMessage } from '../protocol/messages/status.ts';
@@ -84,6 +86,7 @@ export class MqttSession {
     });
     // Without an 'error' listener MQTT.js errors (e.g. CONNACK refusals) would crash the process.
     client.on('error', (err) => {
+      if ((err as Error & { code?: unknown }).code === 3) return opts.logger.info('mqtt broker busy (server unavailable): backing off');
       const pending = /not authori[sz]ed/i.test(err.message);
       opts.logger.warn({ err: err.message }, pending ? 'mqtt connect refused: device pending approval, revoked, or bad credentials' : 'mqtt error');
     });

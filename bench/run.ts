@@ -10,6 +10,7 @@ const suites: Record<string, () => Promise<BenchRow[]>> = {
   ingest: () => import('./ingest.bench.ts').then((m) => m.runIngestBench()),
   events: () => import('./events.bench.ts').then((m) => m.runEventsBench()),
   web: () => import('./web.bench.ts').then((m) => m.runWebBench()),
+  reconnect: () => import('./reconnect.bench.ts').then((m) => m.runReconnectBench()),
 };
 
 const only = process.argv.slice(2);

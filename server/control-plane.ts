@@ -27,7 +27,7 @@ import { DesiredState } from './deployments/desired-state.ts';
 import { registerTrustGauges, StaleDesiredMonitor } from './deployments/stale-desired.ts';
 import { DeviceCommands } from './devices/device-commands.ts';
 import { CommandResponse } from '../protocol/messages/command.ts';
-import { setPresence, storeReported } from './devices/device-service.ts';
+import { DeviceStateWriter } from './devices/device-state-writer.ts';
 import { DriftMonitor } from './drift/drift-monitor.ts';
 import { EventFeed } from './events/event-feed.ts';
 import type { ServerConfig } from './env.ts';
@@ -67,6 +67,7 @@ export class ControlPlane {
   adminToken: string | null = null;
   private dbClient?: Client;
   private broker?: EmbeddedBroker;
+  private deviceState?: DeviceStateWriter;
   private http?: Server;
 
   constructor(readonly config: ServerConfig, logger?: Logger) {
@@ -99,15 +100,17 @@ export class ControlPlane {
     await secureKeysAtRest(db, cipher, logger);
 
     const internal = { username: 'flotilla-server', password: randomBytes(24).toString('base64url') };
+    const deviceState = new DeviceStateWriter({ db, logger, flushMs: config.deviceStateFlushMs });
+    this.deviceState = deviceState;
     if (!config.externalMqttUrl) {
-      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal, limits: config.mqttLimits, tls: config.tls, wsPort: config.mqttWsPort });
+      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal, limits: config.mqttLimits, tls: config.tls, wsPort: config.mqttWsPort, state: deviceState, maxPendingConnects: config.mqttMaxPendingConnects });
       this.mqttPort = await this.broker.start();
     }
     // Without a configured CA: the public CAs, plus the certificate itself in case it is self-signed.
     const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;
     this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined, tls: busTls });
-    this.bus.on('status', StatusMessage, (deviceId, msg) => setPresence(db, deviceId, msg.state === 'online'));
-    this.bus.on('reported', ReportedMessage, (deviceId, msg) => storeReported(db, deviceId, msg));
+    this.bus.on('status', StatusMessage, (deviceId, msg) => deviceState.presence(deviceId, msg.state === 'online'));
+    this.bus.on('reported', ReportedMessage, (deviceId, msg) => deviceState.reported(deviceId, msg));
     this.commands = new DeviceCommands(db, this.bus);
     this.bus.on('cmd/res', CommandResponse, (deviceId, msg) => this.commands.onResponse(deviceId, msg));
     // stats/telemetry: ingest validates with protocol/'s validators itself, to count refusals by their reason code.
@@ -245,6 +248,7 @@ export class ControlPlane {
     await this.ingest?.stop();
     await this.alertWebhook?.stop();
     await this.broker?.stop();
+    await this.deviceState?.stop(); // after the broker: its disconnects mark every device offline
     this.dbClient?.close();
   }
 }

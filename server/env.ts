@@ -58,6 +58,10 @@ const ServerEnv = z.object({
   FLOTILLA_SCHEDULER_TICK_MS: z.coerce.number().int().min(50).max(60_000).default(2000),
   /** A replica that stops renewing the scheduler lease loses it after this long. */
   FLOTILLA_SCHEDULER_LEASE_TTL_S: z.coerce.number().min(0.3).max(600).default(15),
+  /** Device credential checks the embedded broker runs at once; beyond it a CONNECT gets CONNACK 3 "server unavailable" (agents back off). */
+  FLOTILLA_MQTT_MAX_PENDING_CONNECTS: z.coerce.number().int().min(1).max(100_000).default(100),
+  /** Presence and `reported` writes are coalesced per device and written at most this long after the first one. */
+  FLOTILLA_DEVICE_STATE_FLUSH_MS: z.coerce.number().int().min(1).max(10_000).default(250),
   /** Training jobs run at once on the lease holder. */
   FLOTILLA_JOB_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
   /** Delay before a failed attempt is retried; doubles per attempt (at most a minute). */
@@ -142,6 +146,8 @@ export interface ServerConfig {
   /** The CA (PEM) devices pin, handed out at enrollment. */
   tlsCaPem?: string;
   mqttWsPort?: number;
+  mqttMaxPendingConnects: number;
+  deviceStateFlushMs: number;
 }
 
 /** Bounds on what one device may send to the embedded broker (server/broker/). */
@@ -220,5 +226,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     tls: e.FLOTILLA_TLS_CERT ? { certPem: pem('FLOTILLA_TLS_CERT', e.FLOTILLA_TLS_CERT)!, keyPem: pem('FLOTILLA_TLS_KEY', e.FLOTILLA_TLS_KEY)! } : undefined,
     tlsCaPem: pem('FLOTILLA_TLS_CA', e.FLOTILLA_TLS_CA),
     mqttWsPort: e.FLOTILLA_MQTT_WS_PORT,
+    mqttMaxPendingConnects: e.FLOTILLA_MQTT_MAX_PENDING_CONNECTS,
+    deviceStateFlushMs: e.FLOTILLA_DEVICE_STATE_FLUSH_MS,
   };
 }

@@ -41,7 +41,7 @@ export class Metrics {
   });
   readonly mqttRefused = new Counter({
     name: 'flotilla_mqtt_refused_total',
-    help: 'Broker refusals: bad credentials, publish or subscribe outside a device\'s own topics',
+    help: 'Broker refusals: bad credentials (auth), too many pending connects (busy), publish or subscribe outside a device\'s own topics',
     labelNames: ['kind'] as const,
     registers: [this.registry],
   });

@@ -1,5 +1,7 @@
 // Secret generation and hashing. API and enrollment tokens are 256-bit random values, so sha256 is a
-// sufficient (and indexable) hash; device credentials are long-lived passwords, hashed with scrypt.
+// sufficient (and indexable) hash; device credentials too (device-credentials.ts). scrypt remains only
+// to verify device hashes stored before that change (and in tests and the reconnect bench that
+// recreate such rows): no secret in Flotilla is chosen by a human.
 import { createHash, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
 

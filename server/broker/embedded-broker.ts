@@ -1,7 +1,8 @@
-// The embedded MQTT broker (aedes over TCP): authenticates devices with their scrypt-hashed
-// credentials, confines each to its own topics, and reports presence. The server's own client
-// logs in with a per-process internal secret and has full access. Input is bounded: a maximum packet
-// size (PacketSizeGuard) and per-device rates on the channels that become rows (DeviceRateLimiter).
+// The embedded MQTT broker (aedes over TCP, TLS and WebSocket): authenticates devices with their hashed
+// credentials (shedding load beyond a cap of concurrent checks), confines each to its own topics, and
+// reports presence through the batched device state writer. The server's own client logs in with a
+// per-process internal secret and has full access. Input is bounded: a maximum packet size
+// (PacketSizeGuard) and per-device rates on the channels that become rows (DeviceRateLimiter).
 import { timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -13,13 +14,16 @@ import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
-import { setPresence, verifyDeviceCredentials } from '../devices/device-service.ts';
+import type { DeviceStateWriter } from '../devices/device-state-writer.ts';
+import { verifyDeviceCredentials } from '../devices/device-service.ts';
 import type { MqttLimits } from '../env.ts';
 import type { Metrics } from '../metrics.ts';
 import { parseDeviceTopic } from '../../protocol/topics.ts';
+import { ConnectGate } from './connect-gate.ts';
 import { devicePublishAllowed, deviceSubscribeAllowed } from './device-acl.ts';
 import { DeviceRateLimiter } from './device-rate-limiter.ts';
 import { PacketSizeGuard, PacketTooLarge } from './packet-size-guard.ts';
+import { memoryPersistenceWithRetainedIndex } from './retained-index.ts';
 
 export interface BrokerOptions {
   host: string;
@@ -33,6 +37,10 @@ export interface BrokerOptions {
   tls?: { certPem: string; keyPem: string };
   /** MQTT over WebSocket on this port (path /mqtt), besides MQTT over TCP. */
   wsPort?: number;
+  /** Presence writes, batched (a reconnect storm must not become one transaction per CONNECT). */
+  state: DeviceStateWriter;
+  /** Device credential checks in flight at once; beyond it CONNACK 3 "server unavailable". */
+  maxPendingConnects: number;
 }
 
 /** Channels whose messages become database rows, hence rate-limited per device. */
@@ -61,17 +69,27 @@ export class EmbeddedBroker {
   wsPort = 0;
   private readonly devices = new Map<string, Client>();
   private readonly limiter: DeviceRateLimiter;
+  private readonly gate: ConnectGate;
   private sweepTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: BrokerOptions) {
     this.limiter = new DeviceRateLimiter(opts.limits);
+    this.gate = new ConnectGate(opts.maxPendingConnects);
   }
 
   async start(): Promise<number> {
-    const { metrics, logger, db } = this.opts;
+    const { metrics, logger, state } = this.opts;
     this.aedes = await Aedes.createBroker({
+      persistence: memoryPersistenceWithRetainedIndex(), // O(1) retained lookup per device subscribe
       authenticate: (client, username, password, done) => {
-        this.authenticate(client as TaggedClient, username, password).then(
+        // The server's own client never waits behind a storm of devices.
+        const gated = username !== this.opts.internal.username;
+        if (gated && !this.gate.tryEnter()) {
+          metrics.mqttRefused.inc({ kind: 'busy' });
+          logger.debug({ clientId: client.id, pending: this.gate.pending }, 'mqtt connect shed: too many pending connects');
+          return done(authError('server busy', 3), false);
+        }
+        this.authenticate(client as TaggedClient, username, password).finally(() => gated && this.gate.leave()).then(
           () => done(null, true),
           (err: AuthenticateError) => {
             metrics.mqttRefused.inc({ kind: err.returnCode === 3 ? 'backoff' : 'auth' });
@@ -116,13 +134,13 @@ export class EmbeddedBroker {
       if (client[INTERNAL]) return;
       this.devices.set(client.id, client);
       metrics.devicesConnected.set(this.devices.size);
-      setPresence(db, client.id, true).catch((err) => logger.error({ err }, 'presence update failed'));
+      state.presence(client.id, true);
     });
     this.aedes.on('clientDisconnect', (client: TaggedClient) => {
       if (client[INTERNAL] || this.devices.get(client.id) !== client) return; // a session takeover already replaced it
       this.devices.delete(client.id);
       metrics.devicesConnected.set(this.devices.size);
-      setPresence(db, client.id, false).catch((err) => logger.error({ err }, 'presence update failed'));
+      state.presence(client.id, false);
     });
     this.aedes.on('clientError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
     const { tls } = this.opts;

@@ -108,7 +108,7 @@ export const devices = sqliteTable(
     status: text('status', { enum: ['pending', 'approved', 'revoked'] }).notNull(),
     labels: text('labels', { mode: 'json' }).$type<Record<string, string>>().notNull(),
     facts: text('facts', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
-    /** scrypt hash of the MQTT/HTTP device secret. */
+    /** Hash of the MQTT/HTTP device secret: `sha256$…`, or `scrypt$…` until the device's next connect (auth/device-credentials.ts). */
     credentialHash: text('credential_hash').notNull(),
     enrollTokenId: text('enroll_token_id'),
     enrolledAt: createdAt(),

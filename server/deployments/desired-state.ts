@@ -16,6 +16,7 @@ import { effectiveAgentConfigs } from '../settings/effective-settings.ts';
 import { manifestStatsLayout } from './stats-layout.ts';
 
 export const DEFAULT_MANIFEST_TTL_S = 30 * 86400;
+const PUBLISH_WINDOW = 256;
 
 export class DesiredState {
   constructor(
@@ -88,9 +89,15 @@ export class DesiredState {
     const list = await currentKeyList(this.db);
     if (!list) return;
     const rows = await this.db.select().from(deviceDesired).where(deviceIds ? inArray(deviceDesired.deviceId, deviceIds) : undefined);
-    for (const row of rows) {
-      const message: DesiredMessage = { v: 1, keylist: list as DesiredMessage['keylist'], manifest: row.manifest as DesiredMessage['manifest'] };
-      await this.bus.publish(row.deviceId, 'desired', message, { retain: true });
+    // A window of publishes in flight rather than one round trip each: at start this republishes the
+    // whole fleet, and the HTTP API only comes up after it.
+    for (let i = 0; i < rows.length; i += PUBLISH_WINDOW) {
+      await Promise.all(
+        rows.slice(i, i + PUBLISH_WINDOW).map((row) => {
+          const message: DesiredMessage = { v: 1, keylist: list as DesiredMessage['keylist'], manifest: row.manifest as DesiredMessage['manifest'] };
+          return this.bus.publish(row.deviceId, 'desired', message, { retain: true });
+        }),
+      );
     }
     this.logger.debug({ devices: rows.length }, 'published desired state');
   }

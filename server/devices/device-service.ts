@@ -1,14 +1,12 @@
 // Devices: listing by selector, labels, approval and revocation.
-import { eq } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
-import { scryptVerify } from '../auth/secrets.ts';
+import { hashDeviceSecret, verifyDeviceSecret } from '../auth/device-credentials.ts';
 import { matches, parseSelector, SelectorError, type SelectorTerm } from '../cohorts/selector.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { deviceDesired, devices } from '../db/schema.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
-import { writePresence, writeReported } from '../events/device-events.ts';
 import { recordEvent } from '../events/event-log.ts';
-import type { ReportedMessage } from '../../protocol/messages/reported.ts';
 import { MAX_LABELS } from '../http/bounds.ts';
 
 export type DeviceRow = typeof devices.$inferSelect;
@@ -75,18 +73,25 @@ export async function revokeDevice(db: Db, id: string, actor: string): Promise<D
   });
 }
 
-/** Checks a device's secret: only approved devices with the right secret pass. */
+/**
+ * Checks a device's secret: only approved devices with the right secret pass. One indexed read of
+ * the row's status and hash; a hash still in the legacy (scrypt) form is replaced by the fast form
+ * once the secret proved right, so each device pays scrypt at most once (no re-enrollment).
+ */
 export async function verifyDeviceCredentials(db: Db, id: string, secret: string): Promise<'ok' | 'unknown' | 'bad_secret' | 'pending' | 'revoked'> {
-  const row = await db.query.devices.findFirst({ where: eq(devices.id, id) });
+  const [row] = await db.select({ status: devices.status, credentialHash: devices.credentialHash }).from(devices).where(eq(devices.id, id));
   if (!row) return 'unknown';
-  if (!(await scryptVerify(secret, row.credentialHash))) return 'bad_secret';
+  const check = await verifyDeviceSecret(secret, row.credentialHash);
+  if (!check.ok) return 'bad_secret';
+  if (check.needsRehash) {
+    // Conditional on the old hash: a concurrent connect of the same device migrates it only once.
+    await db
+      .update(devices)
+      .set({ credentialHash: hashDeviceSecret(secret) })
+      .where(and(eq(devices.id, id), eq(devices.credentialHash, row.credentialHash)));
+  }
   if (row.status !== 'approved') return row.status;
   return 'ok';
-}
-
-/** Online/offline with its event (server/events/device-events.ts). */
-export async function setPresence(db: Db, id: string, online: boolean, at = new Date()): Promise<void> {
-  await writePresence(db, id, online, at);
 }
 
 /** One device with its desired state (what the server asked for) next to what it reported. */
@@ -95,9 +100,4 @@ export async function deviceDetail(db: Tx, id: string) {
   const d = await db.query.deviceDesired.findFirst({ where: eq(deviceDesired.deviceId, id) });
   const desired = d ? { bundleId: d.bundleId, counter: d.counter, deploymentId: d.deploymentId, cohort: d.cohort, expiresAt: d.expiresAt, updatedAt: d.updatedAt } : null;
   return { ...toDeviceView(row), desired };
-}
-
-/** The device's reported state, with a `device.update` event when it changed (server/events/device-events.ts). */
-export async function storeReported(db: Db, id: string, reported: ReportedMessage): Promise<void> {
-  await writeReported(db, id, reported);
 }

@@ -3,7 +3,8 @@
 import { and, eq, isNull, or, lt, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
 import { recordEvent } from '../events/event-log.ts';
-import { randomId, randomSecret, scryptHash, sha256Hex } from '../auth/secrets.ts';
+import { hashDeviceSecret } from '../auth/device-credentials.ts';
+import { randomId, randomSecret, sha256Hex } from '../auth/secrets.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { devices, enrollTokens } from '../db/schema.ts';
 import { NotFound, ServiceError } from '../errors.ts';
@@ -64,7 +65,7 @@ export interface EnrollResult {
 export async function enrollDevice(db: Db, input: { token: string; facts: DeviceFacts; name?: string }): Promise<EnrollResult> {
   const deviceId = randomId('dev', 10);
   const secret = randomSecret('fld');
-  const credentialHash = await scryptHash(secret); // outside the transaction: scrypt is slow and needs no lock
+  const credentialHash = hashDeviceSecret(secret);
   return db.transaction(async (tx) => {
     const now = new Date().toISOString();
     const [tok] = await tx

@@ -1,0 +1,74 @@
+// Child process of the reconnect bench: many devices in one process, each the agent's own MqttSession
+// (same backoff, same subscriptions, same `status` publish), counting when each is connected and has
+// its desired state. `mark` starts a new epoch (the restart): from then on only new connects and new
+// desired messages count. Progress and per-device times go to the parent over IPC.
+import pino from 'pino';
+import { MqttSession } from '../agent/mqtt-session.ts';
+
+interface Device {
+  id: string;
+  password: string;
+}
+type Msg = { type: 'start'; url: string; devices: Device[]; reconnect: { minMs: number; maxMs: number } } | { type: 'mark' };
+
+const logger = pino({ level: 'silent' });
+let sessions: MqttSession[] = [];
+let connectedAt: Array<number | undefined> = [];
+let desiredAt: Array<number | undefined> = [];
+let epoch = 0;
+let reported = -1;
+const cpu0 = process.cpuUsage();
+
+function ready(): number {
+  let n = 0;
+  for (let i = 0; i < sessions.length; i++) if (connectedAt[i] !== undefined && desiredAt[i] !== undefined) n++;
+  return n;
+}
+
+function report(): void {
+  const n = ready();
+  if (n === reported) return;
+  reported = n;
+  const done = n === sessions.length;
+  const u = process.cpuUsage(cpu0);
+  process.send!({
+    type: 'progress',
+    epoch,
+    ready: n,
+    total: sessions.length,
+    ...(done ? { connectedAt, readyAt: desiredAt.map((d, i) => Math.max(d!, connectedAt[i]!)), cpuSeconds: (u.user + u.system) / 1e6 } : {}),
+  });
+}
+setInterval(report, 250);
+
+process.on('message', async (m: Msg) => {
+  if (m.type === 'start') {
+    connectedAt = m.devices.map(() => undefined);
+    desiredAt = m.devices.map(() => undefined);
+    sessions = m.devices.map(
+      (d, i) =>
+        new MqttSession({
+          url: m.url,
+          deviceId: d.id,
+          password: d.password,
+          agentVersion: '0.1.0',
+          logger,
+          reconnect: m.reconnect,
+          onDesired: () => void (desiredAt[i] ??= Date.now()),
+          onCommand: () => {},
+          onConnected: () => void (connectedAt[i] ??= Date.now()),
+        }),
+    );
+    // The first connect is ramped (it is setup, not the measured storm).
+    for (let i = 0; i < sessions.length; i++) {
+      sessions[i].start();
+      if (i % 200 === 199) await new Promise((r) => setTimeout(r, 50));
+    }
+  } else if (m.type === 'mark') {
+    epoch++;
+    reported = -1;
+    connectedAt = sessions.map(() => undefined);
+    desiredAt = sessions.map(() => undefined);
+    process.send!({ type: 'marked', epoch });
+  }
+});

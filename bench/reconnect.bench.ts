@@ -1,0 +1,326 @@
+// Reconnect storm (issue 18): N devices with real credentials and real desired state reconnect at
+// once after a control-plane restart (SIGTERM, start again on the same ports). Measured: time from the
+// restart until every device is connected and has its desired state again, the spread of reconnects,
+// server CPU seconds per device, /healthz latency during the storm. Baseline in the same run: the
+// same storm with every credential still an scrypt hash (what each connect cost before the change,
+// and what the first restart after upgrading costs once: those hashes are migrated during it).
+// Also: the credential check alone (sha256 vs scrypt) and presence writes batched vs one per event.
+//
+// BENCH_RECONNECT_SIZES (default "1000,10000") and BENCH_RECONNECT_BASELINE (default 1000) pick N.
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os, { tmpdir } from 'node:os';
+import path from 'node:path';
+import { eq } from 'drizzle-orm';
+import pino from 'pino';
+import { parseAgentConfig } from '../agent/config.ts';
+import { freePort } from '../agent/testing/harness.ts';
+import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
+import { generateKeyPair } from '../firmware-bundles/keys.ts';
+import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
+import { hashDeviceSecret, verifyDeviceSecret } from '../server/auth/device-credentials.ts';
+import { randomSecret, scryptHash } from '../server/auth/secrets.ts';
+import { ControlPlane } from '../server/control-plane.ts';
+import { openDatabase } from '../server/db/client.ts';
+import { devices } from '../server/db/schema.ts';
+import { DeviceStateWriter } from '../server/devices/device-state-writer.ts';
+import { createEnrollToken, enrollDevice } from '../server/enroll/enroll-service.ts';
+import { loadServerConfig } from '../server/env.ts';
+import { createLogger } from '../server/logger.ts';
+import { gemmModel } from '../test/helpers/models.ts';
+import { percentile, printTable, timeMany, type BenchRow } from './lib.ts';
+
+const FACTS = { arch: 'arm64', cpus: 4, memoryBytes: 4 * 1024 ** 3, os: 'linux 6.1', agentVersion: '0.1.0' };
+const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
+/** The agent's defaults (agent/config.ts): the storm is shaped by the backoff devices really use. */
+const AGENT_DEFAULTS = parseAgentConfig({});
+const RECONNECT = { minMs: AGENT_DEFAULTS.reconnectMinMs, maxMs: AGENT_DEFAULTS.reconnectMaxMs };
+const CLIENT_PROCESSES = 2;
+const STORM_TIMEOUT_MS = 10 * 60_000;
+
+interface Fleet {
+  dir: string;
+  env: NodeJS.ProcessEnv;
+  mqttUrl: string;
+  httpUrl: string;
+  devices: Array<{ id: string; password: string }>;
+  /** Baseline fleets share one secret, stored as an scrypt hash just before the restart. */
+  legacySecret?: string;
+}
+
+/** A data dir with N enrolled, approved devices, each with signed desired state (a cohort deployment). */
+async function makeFleet(n: number, legacy: boolean): Promise<Fleet> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-reconnect-bench-'));
+  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const env = {
+    FLOTILLA_DATA_DIR: dir,
+    FLOTILLA_HTTP_HOST: '127.0.0.1',
+    FLOTILLA_HTTP_PORT: String(httpPort),
+    FLOTILLA_MQTT_HOST: '127.0.0.1',
+    FLOTILLA_MQTT_PORT: String(mqttPort),
+    FLOTILLA_LOG_LEVEL: 'error',
+  };
+  const plane = new ControlPlane(loadServerConfig(env), createLogger('silent'));
+  await plane.start();
+  const api = async (method: string, p: string, body?: unknown, raw?: BodyInit) => {
+    const req = () =>
+      fetch(plane.httpUrl + p, {
+        method,
+        headers: { authorization: `Bearer ${plane.adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: raw ?? (body ? JSON.stringify(body) : undefined),
+      });
+    // After the long enrollment loop the kept-alive connection may have just been closed by the server.
+    const res = await req().catch(req);
+    const json = await res.json();
+    if (!res.ok) throw new Error(`${method} ${p}: ${res.status} ${JSON.stringify(json)}`);
+    return json;
+  };
+  await api('POST', '/api/v1/models/storm/versions', undefined, gemmModel() as BodyInit);
+  const root = generateKeyPair();
+  const release = await api('POST', '/api/v1/keys/release');
+  await api('PUT', '/api/v1/keys/keylist', signKeyList(createKeyList({ version: 1, root, keys: [release], threshold: 1, expiresAt: new Date(Date.now() + 86400e3) }), root.privateKeyPem));
+  await api('POST', '/api/v1/cohorts', { name: 'storm', selector: 'fleet=storm' });
+  const { definition, labels } = await loadBundleDefinition(BUNDLE_DEF);
+  const bundle = await api('POST', '/api/v1/bundles', { model: 'storm@1', definition, labels });
+  // Enrollment through the server's own service function (the HTTP route is a thin wrapper of it).
+  const token = await createEnrollToken(plane.db, { labels: { fleet: 'storm' }, autoApprove: true, maxUses: n, actor: 'bench' });
+  const fleet: Fleet['devices'] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await enrollDevice(plane.db, { token: token.token, facts: FACTS });
+    fleet.push({ id: r.deviceId, password: r.secret });
+  }
+  await api('POST', '/api/v1/deployments', { bundle: bundle.id, cohort: 'storm' });
+  // Baseline: hashing N secrets with scrypt would take N × 51 ms of setup, so the devices share one
+  // secret (fast hash for the setup connects, one scrypt hash of it before the restart): each connect
+  // of the storm still pays one full scrypt verify and one migration write, which is what is measured.
+  const legacySecret = legacy ? randomSecret('fld') : undefined;
+  if (legacySecret) {
+    await plane.db.update(devices).set({ credentialHash: hashDeviceSecret(legacySecret) });
+    for (const d of fleet) d.password = legacySecret;
+  }
+  await plane.stop();
+  return { dir, env, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, httpUrl: `http://127.0.0.1:${httpPort}`, devices: fleet, legacySecret };
+}
+
+function startServer(env: NodeJS.ProcessEnv): { child: ChildProcess; ready: Promise<{ at: number; cpuSeconds: number }> } {
+  const child = fork(path.join(import.meta.dirname, 'reconnect-server.ts'), { env: { ...process.env, ...env }, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const ready = new Promise<{ at: number; cpuSeconds: number }>((resolve, reject) => {
+    child.on('message', (m: { type: string; cpuSeconds: number }) => m.type === 'ready' && resolve({ at: Date.now(), cpuSeconds: m.cpuSeconds }));
+    child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
+  });
+  return { child, ready };
+}
+
+const serverCpu = (child: ChildProcess) =>
+  new Promise<number>((resolve) => {
+    const on = (m: { type: string; cpuSeconds: number }) => {
+      if (m.type !== 'cpu') return;
+      child.off('message', on);
+      resolve(m.cpuSeconds);
+    };
+    child.on('message', on);
+    child.send({ type: 'cpu' });
+  });
+
+interface Progress {
+  type: string;
+  epoch: number;
+  ready: number;
+  total: number;
+  connectedAt?: number[];
+  readyAt?: number[];
+  cpuSeconds?: number;
+}
+
+class Clients {
+  readonly children: ChildProcess[] = [];
+  private last: Progress[] = [];
+
+  constructor(fleet: Fleet) {
+    const per = Math.ceil(fleet.devices.length / CLIENT_PROCESSES);
+    for (let k = 0; k < CLIENT_PROCESSES; k++) {
+      const child = fork(path.join(import.meta.dirname, 'reconnect-clients.ts'), { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      child.on('message', (m: Progress) => {
+        if (m.type === 'progress') this.last[k] = m;
+      });
+      child.send({ type: 'start', url: fleet.mqttUrl, devices: fleet.devices.slice(k * per, (k + 1) * per), reconnect: RECONNECT });
+      this.children.push(child);
+    }
+  }
+
+  /** Resolves with every child's final progress once all devices of `epoch` are back. */
+  async allReady(epoch: number, onTick?: () => void): Promise<Progress[]> {
+    const end = Date.now() + STORM_TIMEOUT_MS;
+    for (;;) {
+      const l = this.last;
+      if (l.length === this.children.length && l.every((p) => p.epoch === epoch && p.ready === p.total && p.readyAt)) return l;
+      if (Date.now() > end) throw new Error(`devices not back after ${STORM_TIMEOUT_MS / 1000} s: ${l.map((p) => `${p.ready}/${p.total}`).join(', ')}`);
+      onTick?.();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async mark(): Promise<void> {
+    await Promise.all(
+      this.children.map(
+        (c) =>
+          new Promise<void>((resolve) => {
+            const on = (m: { type: string }) => m.type === 'marked' && (c.off('message', on), resolve());
+            c.on('message', on);
+            c.send({ type: 'mark' });
+          }),
+      ),
+    );
+    this.last = [];
+  }
+
+  kill(): void {
+    for (const c of this.children) c.kill('SIGKILL');
+  }
+}
+
+interface StormResult {
+  n: number;
+  allBackS: number;
+  sinceReadyS: number;
+  p50S: number;
+  p90S: number;
+  firstS: number;
+  serverCpuPerDeviceMs: number;
+  clientCpuS: number;
+  healthzMaxMs: number;
+  healthzP95Ms: number;
+  load: string;
+}
+
+async function storm(n: number, legacy: boolean): Promise<StormResult> {
+  const fleet = await makeFleet(n, legacy);
+  let server = startServer(fleet.env);
+  await server.ready;
+  const clients = new Clients(fleet);
+  try {
+    await clients.allReady(0);
+    if (fleet.legacySecret) {
+      // Every row as enrolled before the change (the running server reads hashes per connect, caches none).
+      const { db, client } = await openDatabase(loadServerConfig(fleet.env).dbUrl);
+      await db.update(devices).set({ credentialHash: await scryptHash(fleet.legacySecret) });
+      client.close();
+    }
+    await clients.mark();
+    const loadBefore = os.loadavg()[0];
+    // The restart: a clean stop (every connection dropped), then a new process on the same ports.
+    const t0 = Date.now();
+    const exited = new Promise((r) => server.child.once('exit', r));
+    server.child.kill('SIGTERM');
+    await exited;
+    server = startServer(fleet.env);
+    // /healthz every 100 ms from the moment it answers (the broker is up before HTTP is).
+    const healthz: number[] = [];
+    let inFlight = false;
+    const probe = () => {
+      if (inFlight) return;
+      inFlight = true;
+      const t = performance.now();
+      fetch(fleet.httpUrl + '/healthz')
+        .then((r) => r.ok && healthz.push(performance.now() - t))
+        .catch(() => {})
+        .finally(() => (inFlight = false));
+    };
+    const ready = await server.ready;
+    const progress = await clients.allReady(1, probe);
+    const tAll = Date.now();
+    const cpu = await serverCpu(server.child);
+    const readyAt = progress.flatMap((p) => p.readyAt!).map((t) => (t - t0) / 1000).sort((a, b) => a - b);
+    healthz.sort((a, b) => a - b);
+    return {
+      n,
+      allBackS: (tAll - t0) / 1000,
+      sinceReadyS: (tAll - ready.at) / 1000,
+      p50S: percentile(readyAt, 50),
+      p90S: percentile(readyAt, 90),
+      firstS: readyAt[0],
+      serverCpuPerDeviceMs: (cpu * 1000) / n,
+      clientCpuS: progress.reduce((s, p) => s + (p.cpuSeconds ?? 0), 0),
+      healthzMaxMs: healthz.at(-1) ?? NaN,
+      healthzP95Ms: percentile(healthz, 95),
+      load: `${loadBefore.toFixed(1)}→${os.loadavg()[0].toFixed(1)}`,
+    };
+  } finally {
+    clients.kill();
+    server.child.kill('SIGKILL');
+    await rm(fleet.dir, { recursive: true, force: true });
+  }
+}
+
+function stormRows(r: StormResult, label: string, base?: StormResult): BenchRow[] {
+  const note = `spread: first ${r.firstS.toFixed(1)} s, p50 ${r.p50S.toFixed(1)} s, p90 ${r.p90S.toFixed(1)} s; /healthz p95 ${r.healthzP95Ms.toFixed(0)} ms, max ${r.healthzMaxMs.toFixed(0)} ms; load avg ${r.load}`;
+  const vs = base ? { baseline: `scrypt hashes, ${base.n} devices`, baselineValue: base.allBackS } : {};
+  return [
+    { benchmark: `${label}: all ${r.n} back with desired state, from SIGTERM`, value: r.allBackS, unit: 's', ...vs, ratio: base ? r.allBackS / base.allBackS : undefined, note },
+    { benchmark: `${label}: … from the new process ready`, value: r.sinceReadyS, unit: 's', note: 'start() includes republishing every retained desired state' },
+    {
+      benchmark: `${label}: server CPU per reconnected device`,
+      value: r.serverCpuPerDeviceMs,
+      unit: 'ms',
+      ...(base ? { baseline: 'scrypt hashes', baselineValue: base.serverCpuPerDeviceMs, ratio: r.serverCpuPerDeviceMs / base.serverCpuPerDeviceMs } : {}),
+      note: `whole server process from start(); clients used ${r.clientCpuS.toFixed(1)} CPU s`,
+    },
+  ];
+}
+
+async function credentialRows(): Promise<BenchRow[]> {
+  const secret = randomSecret('fld');
+  const fast = hashDeviceSecret(secret);
+  const slow = await scryptHash(secret);
+  const f = await timeMany(2000, () => verifyDeviceSecret(secret, fast));
+  const s = await timeMany(20, () => verifyDeviceSecret(secret, slow));
+  const fastUs = percentile(f, 50) * 1000;
+  const slowUs = percentile(s, 50) * 1000;
+  return [
+    { benchmark: 'credential check p50 (sha256 + timingSafeEqual)', value: fastUs, unit: 'µs', baseline: 'scrypt N=16384 verify p50', baselineValue: slowUs, ratio: fastUs / slowUs, note: `p99 ${(percentile(f, 99) * 1000).toFixed(1)} µs` },
+  ];
+}
+
+/** Presence for N connects: one UPDATE transaction each (as before) vs the batched writer. */
+async function presenceRows(n: number): Promise<BenchRow[]> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-presence-bench-'));
+  const plane = new ControlPlane({ ...loadServerConfig({ FLOTILLA_DATA_DIR: dir }), httpHost: '127.0.0.1', httpPort: 0, mqttHost: '127.0.0.1', mqttPort: 0 }, createLogger('silent'));
+  await plane.start();
+  try {
+    const token = await createEnrollToken(plane.db, { labels: {}, autoApprove: true, actor: 'bench' });
+    const ids: string[] = [];
+    for (let i = 0; i < n; i++) ids.push((await enrollDevice(plane.db, { token: token.token, facts: FACTS })).deviceId);
+    let t = performance.now();
+    for (const id of ids) await plane.db.update(devices).set({ online: true, lastSeen: new Date().toISOString() }).where(eq(devices.id, id));
+    const each = performance.now() - t;
+    const writer = new DeviceStateWriter({ db: plane.db, logger: pino({ level: 'silent' }), flushMs: 250 });
+    t = performance.now();
+    for (const id of ids) writer.presence(id, false);
+    await writer.stop();
+    const batched = performance.now() - t;
+    const online = await plane.db.$count(devices, eq(devices.online, true));
+    if (online !== 0) throw new Error(`batched presence left ${online} devices online`);
+    return [{ benchmark: `presence for ${n} connects, batched writer`, value: batched, unit: 'ms', baseline: 'one UPDATE per connect', baselineValue: each, ratio: batched / each }];
+  } finally {
+    await plane.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+export async function runReconnectBench(): Promise<BenchRow[]> {
+  const sizes = (process.env.BENCH_RECONNECT_SIZES ?? '1000,10000').split(',').map(Number);
+  const baseN = Number(process.env.BENCH_RECONNECT_BASELINE ?? 1000);
+  const rows: BenchRow[] = [...(await credentialRows()), ...(await presenceRows(Math.min(2000, Math.max(...sizes))))];
+  console.log(`storm baseline: ${baseN} devices with scrypt hashes …`);
+  const base = baseN > 0 ? await storm(baseN, true) : undefined;
+  if (base) rows.push(...stormRows(base, 'baseline (scrypt hashes, migrated during the storm)'));
+  if (base) console.log(JSON.stringify(base));
+  for (const n of sizes) {
+    console.log(`storm: ${n} devices …`);
+    const r = await storm(n, false);
+    rows.push(...stormRows(r, `sha256`, base && n === base.n ? base : undefined));
+    console.log(JSON.stringify(r));
+  }
+  printTable(`Reconnect storm after a control-plane restart (${os.cpus().length} cores, load avg at end ${os.loadavg()[0].toFixed(1)})`, rows);
+  return rows;
+}

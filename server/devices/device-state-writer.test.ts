@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, mock, test } from 'node:test';
+import { asc, eq, inArray } from 'drizzle-orm';
+import pino from 'pino';
+import { type Db, openDatabase } from '../db/client.ts';
+import { devices, events } from '../db/schema.ts';
+import { createEnrollToken, enrollDevice } from '../enroll/enroll-service.ts';
+import { DeviceStateWriter } from './device-state-writer.ts';
+
+const FACTS = { arch: 'arm64', cpus: 4, memoryBytes: 1e9, os: 'linux', agentVersion: '0.1.0' };
+
+describe('DeviceStateWriter', () => {
+  let dir: string;
+  let db: Db;
+  let close: () => void;
+  const ids: string[] = [];
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-state-writer-'));
+    const opened = await openDatabase(`file:${path.join(dir, 'db.sqlite')}`);
+    db = opened.db;
+    close = () => opened.client.close();
+    const token = await createEnrollToken(db, { labels: {}, autoApprove: true, actor: 'test' });
+    for (let i = 0; i < 1200; i++) ids.push((await enrollDevice(db, { token: token.token, facts: FACTS })).deviceId);
+  });
+  after(async () => {
+    close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const rows = () => db.select({ id: devices.id, online: devices.online, lastSeen: devices.lastSeen, updateState: devices.updateState }).from(devices).where(inArray(devices.id, ids));
+
+  test('a burst of connects, disconnects and reports is coalesced per device into one transaction', async (t) => {
+    const writer = new DeviceStateWriter({ db, logger: pino({ level: 'silent' }), flushMs: 60_000 });
+    const tx = t.mock.method(db, 'transaction');
+    for (const id of ids) writer.presence(id, true);
+    for (const id of ids.slice(0, 100)) writer.presence(id, false); // these went away again
+    writer.reported(ids[5], { state: 'active' });
+    writer.presence(ids[5], true);
+    await writer.stop(); // flushes without waiting for the timer
+    assert.equal(tx.mock.callCount(), 1);
+    const byId = new Map((await rows()).map((r) => [r.id, r]));
+    assert.ok(ids.slice(100).every((id) => byId.get(id)!.online === true && byId.get(id)!.lastSeen));
+    assert.ok(ids.slice(0, 100).every((id) => id === ids[5] || byId.get(id)!.online === false), 'the newest event per device wins');
+    assert.deepEqual({ online: byId.get(ids[5])!.online, updateState: byId.get(ids[5])!.updateState }, { online: true, updateState: 'active' });
+  });
+
+  test('a write that fails is kept and retried, under any newer event', async () => {
+    const writer = new DeviceStateWriter({ db, logger: pino({ level: 'silent' }), flushMs: 20 });
+    const failOnce = mock.method(db, 'transaction', async () => {
+      failOnce.mock.restore();
+      throw new Error('SQLITE_BUSY');
+    });
+    writer.presence(ids[0], true);
+    writer.presence(ids[1], true);
+    await writer.flush(); // fails, keeps both
+    writer.presence(ids[1], false);
+    for (let i = 0; i < 200 && (await rows()).find((r) => r.id === ids[0])!.online !== true; i++) await new Promise((r) => setTimeout(r, 25));
+    await writer.stop();
+    const byId = new Map((await rows()).map((r) => [r.id, r]));
+    assert.equal(byId.get(ids[0])!.online, true);
+    assert.equal(byId.get(ids[1])!.online, false);
+  });
+
+  test('every reported state change in one flush keeps its device.update event, in order; presence events only on change', async () => {
+    const writer = new DeviceStateWriter({ db, logger: pino({ level: 'silent' }), flushMs: 60_000 });
+    const id = ids[7];
+    const before = (await db.select({ id: events.id }).from(events)).length;
+    writer.presence(id, true); // offline since the first test
+    writer.presence(id, true);
+    for (const state of ['downloading', 'verifying', 'staging', 'active'] as const) writer.reported(id, { state });
+    writer.reported(id, { state: 'active' }); // unchanged: no event
+    await writer.stop();
+    const mine = (await db.select().from(events).where(eq(events.subject, id)).orderBy(asc(events.id))).slice(-5);
+    assert.deepEqual(
+      mine.map((e) => (e.type === 'device.update' ? `update:${(e.data as { state: string }).state}` : e.type)),
+      ['device.online', 'update:downloading', 'update:verifying', 'update:staging', 'update:active'],
+    );
+    assert.equal((await db.select({ id: events.id }).from(events)).length, before + 5);
+  });
+});

@@ -1,0 +1,121 @@
+// Presence and `reported` writes, coalesced per device and written in one transaction per flush.
+// Every (re)connect produces up to three of them (the broker's connect event, the retained `status`
+// and the `reported` the agent sends on connect): written one transaction each, a fleet reconnecting
+// at once would queue tens of thousands of write transactions behind each other. Only the newest
+// presence per device matters, so a burst collapses into a few statements. Every `reported` message is
+// kept in order (bounded), so each update-state change still gets its `device.update` event.
+import type { Logger } from 'pino';
+import type { Db } from '../db/client.ts';
+import { type Reported, writePresenceInTx, writeReportedInTx } from '../events/device-events.ts';
+
+interface PendingState {
+  online?: boolean;
+  /** The device's `reported` messages since the last flush, oldest first. */
+  reports: Reported[];
+  lastSeen: string;
+}
+
+/** `reported` messages kept per device between flushes; an agent sends a handful per update. */
+const MAX_REPORTS_PER_FLUSH = 32;
+
+export interface DeviceStateWriterOptions {
+  db: Db;
+  logger: Logger;
+  /** A burst is written at most this long after its first event. */
+  flushMs: number;
+  /** Devices per flush transaction (a bigger backlog is written in several). */
+  batchSize?: number;
+}
+
+// SQLite binds at most 32,766 variables per statement; stay far below.
+const IDS_PER_STATEMENT = 500;
+
+export class DeviceStateWriter {
+  private pending = new Map<string, PendingState>();
+  private timer?: NodeJS.Timeout;
+  private flushing?: Promise<void>;
+
+  constructor(private readonly opts: DeviceStateWriterOptions) {}
+
+  /** The device connected (true) or went away (false). */
+  presence(deviceId: string, online: boolean, at = new Date()): void {
+    this.merge(deviceId, { online, reports: [], lastSeen: at.toISOString() });
+  }
+
+  /** The device's newest `reported` document. */
+  reported(deviceId: string, reported: Reported, at = new Date()): void {
+    this.merge(deviceId, { reports: [reported], lastSeen: at.toISOString() });
+  }
+
+  private merge(deviceId: string, next: PendingState): void {
+    const prev = this.pending.get(deviceId);
+    this.pending.set(deviceId, prev ? combine(prev, next) : next);
+    this.timer ??= setTimeout(() => void this.flush(), this.opts.flushMs);
+  }
+
+  /** Writes everything buffered so far (resolves when the buffer is empty or a write failed). */
+  flush(): Promise<void> {
+    if (this.flushing) return this.flushing.then(() => (this.pending.size ? this.flush() : undefined));
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.pending.size) return Promise.resolve();
+    const batchSize = this.opts.batchSize ?? 5000;
+    this.flushing = (async () => {
+      while (this.pending.size) {
+        const batch = [...this.pending].slice(0, batchSize);
+        for (const [id] of batch) this.pending.delete(id);
+        try {
+          await this.write(batch);
+        } catch (err) {
+          // Keep what failed unless a newer event replaced it, and try again on the next tick.
+          for (const [id, s] of batch) {
+            const newer = this.pending.get(id);
+            this.pending.set(id, newer ? combine(s, newer) : s);
+          }
+          this.opts.logger.error({ err, devices: batch.length }, 'device state write failed; retrying');
+          this.timer ??= setTimeout(() => void this.flush(), this.opts.flushMs);
+          return;
+        }
+      }
+    })().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async write(batch: Array<[string, PendingState]>): Promise<void> {
+    await this.opts.db.transaction(async (tx) => {
+      // Presence alone (the common case in a storm): one statement pair per online value and chunk, with
+      // the burst's newest time as last_seen (at most flushMs later than the device's own event).
+      for (const online of [true, false]) {
+        const group = batch.filter(([, s]) => !s.reports.length && s.online === online);
+        if (!group.length) continue;
+        const lastSeen = group.reduce((m, [, s]) => (s.lastSeen > m ? s.lastSeen : m), '');
+        for (let i = 0; i < group.length; i += IDS_PER_STATEMENT) {
+          await writePresenceInTx(tx, group.slice(i, i + IDS_PER_STATEMENT).map(([id]) => id), online, lastSeen);
+        }
+      }
+      for (const [id, s] of batch) {
+        if (!s.reports.length) continue;
+        if (s.online !== undefined) await writePresenceInTx(tx, [id], s.online, s.lastSeen);
+        for (const r of s.reports) await writeReportedInTx(tx, id, r, s.lastSeen);
+      }
+    });
+  }
+
+  /** Writes what is buffered and clears the timer. */
+  async stop(): Promise<void> {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.flush();
+  }
+}
+
+/** `next` after `prev`: the newest presence, every report in order (the oldest dropped past the bound). */
+function combine(prev: PendingState, next: PendingState): PendingState {
+  return {
+    online: next.online ?? prev.online,
+    reports: [...prev.reports, ...next.reports].slice(-MAX_REPORTS_PER_FLUSH),
+    lastSeen: next.lastSeen > prev.lastSeen ? next.lastSeen : prev.lastSeen,
+  };
+}
