@@ -105,6 +105,14 @@ export interface QuantizeReport {
 
 const QUANTIZABLE = new Set(['MatMul', 'Gemm', 'Conv']);
 const QMAX = 127; // symmetric: [-127, 127], zero point 0
+/**
+ * Weights feeding integer compute (MatMulInteger / ConvInteger) use 7 bits, [-63, 63] (onnxruntime's
+ * `reduce_range`): on x86 CPUs without VNNI, onnxruntime multiplies u8 activations by s8 weights with
+ * vpmaddubsw, which sums pairs into saturating int16 — 2·255·127 overflows, 2·255·63 does not. Measured
+ * on an AVX2-only EPYC: full-range weights put node 3.3 away from onnxruntime-web (which computes exactly)
+ * and cost 2 points of accuracy; with 7 bits both runtimes agree.
+ */
+const QMAX_INTEGER = 63;
 
 export function quantize(bytes: Uint8Array, opts: QuantizeOptions): { bytes: Uint8Array; report: QuantizeReport } {
   const model = decodeModel(bytes);
@@ -172,7 +180,7 @@ export function quantizeModel(model: Model, opts: QuantizeOptions): QuantizeRepo
       }
       const useInteger = opts.form === 'integer' && (n.opType !== 'Conv' || convForm === 'integer');
       const axis = channelAxis(n, dims);
-      const q = quantizeSymmetric(w, dims, opts.perChannel ? axis : null);
+      const q = quantizeSymmetric(w, dims, opts.perChannel ? axis : null, useInteger ? QMAX_INTEGER : QMAX);
       const entry: QuantizedWeight = {
         node: label,
         op: n.opType!,
@@ -279,8 +287,8 @@ export interface Quantized {
   maxAbs: number;
 }
 
-/** Symmetric int8: scale = max|w| / 127 over the tensor or over each slice along `axis`. */
-export function quantizeSymmetric(w: Float32Array, dims: number[], axis: number | null): Quantized {
+/** Symmetric int8: scale = max|w| / qmax (127, or 63 for integer compute) over the tensor or over each slice along `axis`. */
+export function quantizeSymmetric(w: Float32Array, dims: number[], axis: number | null, qmax = QMAX): Quantized {
   const channels = axis === null ? 1 : dims[axis];
   const inner = axis === null ? 1 : elementCount(dims.slice(axis + 1));
   const channelOf = (i: number) => (axis === null ? 0 : Math.floor(i / inner) % channels);
@@ -291,12 +299,12 @@ export function quantizeSymmetric(w: Float32Array, dims: number[], axis: number 
     if (a > maxAbs[c]) maxAbs[c] = a;
   }
   // A channel of zeros gets scale 1 (any positive value dequantizes its zeros exactly).
-  const scales = Float32Array.from(maxAbs, (m) => (m > 0 ? m / QMAX : 1));
+  const scales = Float32Array.from(maxAbs, (m) => (m > 0 ? m / qmax : 1));
   const q = new Int8Array(w.length);
   let maxAbsError = 0;
   for (let i = 0; i < w.length; i++) {
     const s = scales[channelOf(i)];
-    const v = Math.max(-QMAX, Math.min(QMAX, Math.round(w[i] / s)));
+    const v = Math.max(-qmax, Math.min(qmax, Math.round(w[i] / s)));
     q[i] = v;
     const err = Math.abs(w[i] - v * s);
     if (err > maxAbsError) maxAbsError = err;
