@@ -144,9 +144,8 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     assert.deepEqual(states, ['downloading', 'verifying', 'staging', 'activating', 'probation', 'active']);
     for (const t of last()!.transitions) assert.ok(!Number.isNaN(Date.parse(t.at)), 'every transition has a timestamp');
     assert.equal(last()!.active!.modelSha256, A.model.sha256);
-    // The server stored what the device reported.
-    const device = await cp.api('GET', `/api/v1/devices/${deviceId}`);
-    assert.equal(device.body.reported.state, 'active');
+    // The server stored what the device reported (presence and reported writes are batched: within a flush).
+    await waitFor(async () => (await cp.api('GET', `/api/v1/devices/${deviceId}`)).body.reported?.state === 'active', 'server stored the reported state');
 
     await deploy(B);
     await until('bundle 2 active', (r) => r.state === 'active' && r.active?.counter === 2);
