@@ -33,6 +33,7 @@ import { rootOf } from './keys/key-service.ts';
 import { serveConsole } from './http/console.ts';
 import { fleetRoutes } from './fleet/fleet-routes.ts';
 import { sessionRoutes } from './auth/session-routes.ts';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Metrics } from './metrics.ts';
 import { modelRoutes } from './models/model-routes.ts';
@@ -97,7 +98,7 @@ export function createApp(deps: AppDeps) {
     metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
     metrics.httpDuration.observe({ method: c.req.method, route }, (performance.now() - start) / 1000);
   });
-  app.use('*', serveConsole(deps.webDistDir ?? path.resolve(import.meta.dirname, '..', 'web', 'dist')));
+  app.use('*', serveConsole(deps.webDistDir ?? defaultWebDist()));
   app.onError(onError(deps.logger));
   app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
 
@@ -163,3 +164,10 @@ export function createApp(deps: AppDeps) {
 }
 
 export type AppType = ReturnType<typeof createApp>;
+
+/** web/dist of this checkout: the nearest folder above with a package.json (server/ from source, dist/server/ compiled). */
+function defaultWebDist(): string {
+  let dir = import.meta.dirname;
+  while (!existsSync(path.join(dir, 'package.json')) && path.dirname(dir) !== dir) dir = path.dirname(dir);
+  return path.join(dir, 'web', 'dist');
+}

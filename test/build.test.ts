@@ -33,6 +33,32 @@ describe('compiled programs', () => {
     assert.ok((await readdir(path.join(ROOT, 'dist', 'server', 'migrations'))).some((f) => f.endsWith('.sql')), 'the server bundle carries its migrations');
   });
 
+  it('the compiled server (npm start) serves the built console at /, not the "run build:web" page', async (t) => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { spawn } = await import('node:child_process');
+    const { freePort } = await import('../agent/testing/harness.ts');
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'flotilla-compiled-server-'));
+    const [httpPort, mqttPort] = [await freePort(), await freePort()];
+    const child = spawn(process.execPath, ['bin/flotilla-server.js'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', FLOTILLA_HTTP_PORT: String(httpPort), FLOTILLA_MQTT_PORT: String(mqttPort), FLOTILLA_DATA_DIR: dataDir, FLOTILLA_LOG_LEVEL: 'warn' },
+      stdio: 'ignore',
+    });
+    t.after(async () => {
+      child.kill('SIGKILL');
+      await rm(dataDir, { recursive: true, force: true });
+    });
+    let res: Response | undefined;
+    for (let i = 0; i < 300 && !res; i++) {
+      res = await fetch(`http://127.0.0.1:${httpPort}/`).catch(() => undefined);
+      if (!res) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(res, 'the compiled server answers');
+    assert.equal(res.status, 200);
+    assert.match(await res.text(), /<script[^>]+src="\/assets\//);
+  });
+
   it('the bin launchers run the compiled agent and CLI', async () => {
     const agent = await node(['bin/flotilla-agent.js', '--version']);
     assert.equal(agent.stdout.trim(), AGENT_VERSION);
