@@ -236,6 +236,9 @@ export class ControlPlane {
       this.http.close(() => resolve());
       this.http.closeAllConnections?.();
     });
+    // Devices go first, and what they sent before reaches its handlers: the broker acknowledged it.
+    await this.broker?.closeDevices();
+    await this.bus?.drain();
     clearInterval(this.manifestRefresh);
     this.keylistWarner?.stop();
     await this.staleDesired?.stop();

@@ -71,6 +71,8 @@ export class EmbeddedBroker {
   private readonly limiter: DeviceRateLimiter;
   private readonly gate: ConnectGate;
   private sweepTimer?: NodeJS.Timeout;
+  /** Set by closeDevices(): only the server's own client may connect from then on. */
+  private closing = false;
 
   constructor(private readonly opts: BrokerOptions) {
     this.limiter = new DeviceRateLimiter(opts.limits);
@@ -84,6 +86,7 @@ export class EmbeddedBroker {
       authenticate: (client, username, password, done) => {
         // The server's own client never waits behind a storm of devices.
         const gated = username !== this.opts.internal.username;
+        if (gated && this.closing) return done(authError('server shutting down', 3), false);
         if (gated && !this.gate.tryEnter()) {
           metrics.mqttRefused.inc({ kind: 'busy' });
           logger.debug({ clientId: client.id, pending: this.gate.pending }, 'mqtt connect shed: too many pending connects');
@@ -222,14 +225,30 @@ export class EmbeddedBroker {
     return this.devices.size;
   }
 
+  /**
+   * First step of a shutdown: stop accepting connections and disconnect every device, while the
+   * server's own client stays connected to take what the devices sent before (DeviceBus.drain).
+   * A device whose message was not acknowledged keeps it and sends it again on reconnect.
+   */
+  async closeDevices(): Promise<void> {
+    this.closing = true;
+    this.server?.close();
+    this.wss?.close();
+    this.wsServer?.close();
+    this.wsServer?.closeAllConnections();
+    const clients = Object.values(((this.aedes as unknown as { clients?: Record<string, TaggedClient> })?.clients ?? {})).filter((c) => !c[INTERNAL]);
+    await Promise.all(clients.map((c) => new Promise<void>((resolve) => c.close(() => resolve()))));
+  }
+
   async stop(): Promise<void> {
     clearInterval(this.sweepTimer);
     for (const client of this.devices.values()) client.close();
     this.devices.clear();
     await new Promise<void>((resolve) => (this.aedes ? this.aedes.close(() => resolve()) : resolve()));
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    // close() a second time (after closeDevices) reports ERR_SERVER_NOT_RUNNING; stopped is stopped.
+    await new Promise<void>((resolve) => (this.server?.listening ? this.server.close(() => resolve()) : resolve()));
     this.wss?.close();
     this.wsServer?.closeAllConnections();
-    await new Promise<void>((resolve) => (this.wsServer ? this.wsServer.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) => (this.wsServer?.listening ? this.wsServer.close(() => resolve()) : resolve()));
   }
 }

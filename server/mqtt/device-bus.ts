@@ -24,6 +24,11 @@ export interface DeviceBusOptions {
 export class DeviceBus {
   private client?: MqttClient;
   private readonly handlers = new Map<string, { schema: z.ZodType; handler: Handler }>();
+  /** Handlers still running (async ones), awaited by drain(). */
+  private readonly inFlight = new Set<Promise<void>>();
+  /** A topic only this client publishes and subscribes to: its echo marks "everything before it arrived". */
+  private barrierTopic?: string;
+  private barrierWaiters: Array<() => void> = [];
 
   constructor(private readonly opts: DeviceBusOptions) {}
 
@@ -34,10 +39,11 @@ export class DeviceBus {
 
   async start(): Promise<void> {
     const { opts } = this;
+    const clientId = `flotilla-server-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
     this.client = await mqtt.connectAsync(opts.url, {
       username: opts.username,
       password: opts.password,
-      clientId: `flotilla-server-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+      clientId,
       clean: true,
       reconnectPeriod: 1000,
       ...(opts.tls
@@ -45,13 +51,45 @@ export class DeviceBus {
           { ca: opts.tls.caPem, rejectUnauthorized: true, ...(opts.tls.loopback ? { checkServerIdentity: () => undefined } : {}) }
         : {}),
     });
-    this.client.on('message', (topic, payload) => void this.dispatch(topic, payload));
+    this.client.on('message', (topic, payload) => {
+      if (topic === this.barrierTopic) {
+        for (const resolve of this.barrierWaiters.splice(0)) resolve();
+        return;
+      }
+      const p = this.dispatch(topic, payload);
+      this.inFlight.add(p);
+      void p.finally(() => this.inFlight.delete(p));
+    });
     this.client.on('error', (err) => opts.logger.warn({ err: err.message }, 'server mqtt client error'));
     const filters = [...this.handlers.keys()].map((ch) => {
       const f = allDevicesFilter(ch as DevicePublishChannel);
       return opts.sharedGroup ? `$share/${opts.sharedGroup}/${f}` : f;
     });
+    if (!opts.sharedGroup) filters.push((this.barrierTopic = `flotilla/v1/server/${clientId}/barrier`));
     if (filters.length) await this.client.subscribeAsync(filters, { qos: 1 });
+  }
+
+  /**
+   * Waits until every device message the broker forwarded so far has been handed to its handler and
+   * the handlers have finished: the broker delivers in order, so the echo of a barrier message comes
+   * after them. Called at shutdown once devices are disconnected, before the handlers' owners stop,
+   * so nothing the broker acknowledged to a device is dropped. (Embedded broker only: with a shared
+   * subscription the barrier's echo could go to another replica.)
+   */
+  async drain(timeoutMs = 5000): Promise<void> {
+    const client = this.client;
+    if (client?.connected && this.barrierTopic) {
+      const echoed = new Promise<void>((resolve) => this.barrierWaiters.push(resolve));
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<void>((resolve) => (timer = setTimeout(() => {
+        this.opts.logger.warn({ timeoutMs }, 'device bus drain: barrier not echoed in time');
+        resolve();
+      }, timeoutMs)));
+      await client.publishAsync(this.barrierTopic, '', { qos: 1 }).catch(() => {});
+      await Promise.race([echoed, timedOut]);
+      clearTimeout(timer);
+    }
+    await Promise.all(this.inFlight);
   }
 
   private async dispatch(topic: string, payload: Buffer): Promise<void> {
