@@ -293,7 +293,7 @@ describe('ModelHost lifecycle', () => {
     await Promise.all(Array.from({ length: 4 }, () => host.infer(heavyFeeds(2))));
     const ids = new Set(host.stats().workers.map((w) => w.threadId));
     assert.equal(ids.size, 2);
-    const pending = Array.from({ length: 40 }, () => host.infer(heavyFeeds(64)).then(() => 'ok', (e: RuntimeError) => e.code));
+    const pending = Array.from({ length: 40 }, () => host.infer(heavyFeeds(8)).then(() => 'ok', (e: RuntimeError) => e.code));
     await host.stop();
     const outcomes = await Promise.all(pending);
     assert.ok(outcomes.every((o) => o === 'ok' || o === 'NOT_RUNNING'), String(outcomes));

@@ -130,7 +130,7 @@ export class ArtifactServer {
       res.writeHead(ranged ? 206 : 200, headers);
       if (b.cut && b.cut.times > 0) {
         b.cut.times--;
-        res.write(slice.subarray(0, b.cut.afterBytes), () => setTimeout(() => res.destroy(), 20));
+        res.write(slice.subarray(0, b.cut.afterBytes), () => setTimeout(() => res.destroy(), 100));
         return;
       }
       if (b.stall && b.stall.times > 0) {
