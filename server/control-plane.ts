@@ -112,7 +112,10 @@ export class ControlPlane {
     this.bus.on('status', StatusMessage, (deviceId, msg) => deviceState.presence(deviceId, msg.state === 'online'));
     this.bus.on('reported', ReportedMessage, (deviceId, msg) => deviceState.reported(deviceId, msg));
     this.commands = new DeviceCommands(db, this.bus);
-    this.bus.on('cmd/res', CommandResponse, (deviceId, msg) => this.commands.onResponse(deviceId, msg));
+    this.bus.on('cmd/res', CommandResponse, (deviceId, msg) => {
+      deviceState.seen(deviceId);
+      return this.commands.onResponse(deviceId, msg);
+    });
     // stats/telemetry: ingest validates with protocol/'s validators itself, to count refusals by their reason code.
     this.ingest = new Ingest({
       db,
@@ -126,8 +129,15 @@ export class ControlPlane {
       deliveryRetentionDays: config.alertDeliveryRetentionDays,
     });
     this.ingest.start();
-    this.bus.on('stats', z.unknown(), (deviceId, msg) => this.ingest.acceptStats(deviceId, msg));
-    this.bus.on('telemetry', z.unknown(), (deviceId, msg) => this.ingest.acceptTelemetry(deviceId, msg));
+    // Every message a device sends moves its lastSeen (batched by the device-state writer, no write per message).
+    this.bus.on('stats', z.unknown(), (deviceId, msg) => {
+      deviceState.seen(deviceId);
+      return this.ingest.acceptStats(deviceId, msg);
+    });
+    this.bus.on('telemetry', z.unknown(), (deviceId, msg) => {
+      deviceState.seen(deviceId);
+      return this.ingest.acceptTelemetry(deviceId, msg);
+    });
     await this.bus.start();
     this.desired = new DesiredState(db, this.bus, logger, cipher, config.manifestTtlS);
     // Re-sign manifests before they expire; checking a few times per refresh horizon is plenty.

@@ -205,6 +205,8 @@ export const deployments = sqliteTable('deployments', {
   deviceCount: integer('device_count').notNull(),
   createdAt: createdAt(),
   createdBy: text('created_by'),
+  /** `deploy`, or `rollback` when `flotilla devices rollback` signed it (shown in the serving history). */
+  kind: text('kind', { enum: ['deploy', 'rollback'] }).notNull().default('deploy'),
 });
 
 /** Each device's desired state: the signed manifest published (retained) on its `desired` topic. */
@@ -657,4 +659,43 @@ export const events = sqliteTable(
     data: text('data', { mode: 'json' }).$type<Record<string, unknown>>().notNull(),
   },
   (t) => [index('events_kind').on(t.kind, t.id), index('events_at').on(t.at)],
+);
+
+/**
+ * What served when: one row per span of time a device ran one bundle (its reported active bundle), opened
+ * and closed by the device-state writer when the reported active bundle changes. `endedAt` null: serving
+ * now (at most one such row per device). Kept apart from `events` (which expire) so history outlives them.
+ */
+export const servingHistory = sqliteTable(
+  'serving_history',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    deviceId: text('device_id').notNull(),
+    bundleId: text('bundle_id').notNull(),
+    model: text('model').notNull(),
+    version: integer('version').notNull(),
+    /** The manifest counter the device activated. */
+    counter: integer('counter').notNull(),
+    /** The cohort of the deployment or rollout that gave the bundle (null: a device deployment). */
+    cohort: text('cohort'),
+    /** `dep_…` (deployment) or `rol_…` (rollout) that gave the bundle, when known. */
+    deploymentId: text('deployment_id'),
+    /** `deployment`, `rollback` (a signed rollback of the device), `rollout`, `agent-rollback` (probation failed, the agent went back), `unknown`. */
+    via: text('via').notNull(),
+    /** Who started that deployment or rollout. */
+    startedBy: text('started_by'),
+    /** Server time of the first `reported` naming this bundle as active, and of the one that named another. */
+    startedAt: text('started_at').notNull(),
+    endedAt: text('ended_at'),
+    /** The device's own activation time (its clock). */
+    activatedAt: text('activated_at'),
+    /** The latest failed attempt to replace this bundle while it served (the failure stays here once the device's lastError is cleared). */
+    lastFailure: text('last_failure', { mode: 'json' }).$type<{ code: string; message: string; at: string; bundleId?: string } | null>(),
+  },
+  (t) => [
+    uniqueIndex('serving_history_open').on(t.deviceId).where(sql`ended_at IS NULL`),
+    index('serving_history_device').on(t.deviceId, t.startedAt),
+    index('serving_history_model').on(t.model, t.version),
+    index('serving_history_cohort').on(t.cohort, t.startedAt),
+  ],
 );

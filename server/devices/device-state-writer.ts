@@ -3,15 +3,18 @@
 // and the `reported` the agent sends on connect): written one transaction each, a fleet reconnecting
 // at once would queue tens of thousands of write transactions behind each other. Only the newest
 // presence per device matters, so a burst collapses into a few statements. Every `reported` message is
-// kept in order (bounded), so each update-state change still gets its `device.update` event.
+// kept in order (bounded) with its own arrival time, so each update-state change still gets its
+// `device.update` event and the serving history its exact boundaries. Every other message a device sends
+// (telemetry, stats) only moves `lastSeen`: folded into the same per-device entry, so a fleet's live
+// traffic costs one UPDATE per flush and chunk of devices, never a write per message.
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
-import { type Reported, writePresenceInTx, writeReportedInTx } from '../events/device-events.ts';
+import { type Reported, writePresenceInTx, writeReportedInTx, writeSeenInTx } from '../events/device-events.ts';
 
 interface PendingState {
   online?: boolean;
-  /** The device's `reported` messages since the last flush, oldest first. */
-  reports: Reported[];
+  /** The device's `reported` messages since the last flush with their arrival times, oldest first. */
+  reports: Array<{ reported: Reported; at: string }>;
   lastSeen: string;
 }
 
@@ -44,7 +47,12 @@ export class DeviceStateWriter {
 
   /** The device's newest `reported` document. */
   reported(deviceId: string, reported: Reported, at = new Date()): void {
-    this.merge(deviceId, { reports: [reported], lastSeen: at.toISOString() });
+    this.merge(deviceId, { reports: [{ reported, at: at.toISOString() }], lastSeen: at.toISOString() });
+  }
+
+  /** The device sent something else (telemetry, stats): only its `lastSeen` moves. */
+  seen(deviceId: string, at = new Date()): void {
+    this.merge(deviceId, { reports: [], lastSeen: at.toISOString() });
   }
 
   private merge(deviceId: string, next: PendingState): void {
@@ -95,10 +103,20 @@ export class DeviceStateWriter {
           await writePresenceInTx(tx, group.slice(i, i + IDS_PER_STATEMENT).map(([id]) => id), online, lastSeen);
         }
       }
+      // Only seen (live telemetry and stats): one UPDATE per chunk, never moving last_seen backwards.
+      const seen = batch.filter(([, s]) => !s.reports.length && s.online === undefined);
+      if (seen.length) {
+        const lastSeen = seen.reduce((m, [, s]) => (s.lastSeen > m ? s.lastSeen : m), '');
+        for (let i = 0; i < seen.length; i += IDS_PER_STATEMENT) {
+          await writeSeenInTx(tx, seen.slice(i, i + IDS_PER_STATEMENT).map(([id]) => id), lastSeen);
+        }
+      }
       for (const [id, s] of batch) {
         if (!s.reports.length) continue;
         if (s.online !== undefined) await writePresenceInTx(tx, [id], s.online, s.lastSeen);
-        for (const r of s.reports) await writeReportedInTx(tx, id, r, s.lastSeen);
+        for (const r of s.reports) await writeReportedInTx(tx, id, r.reported, r.at);
+        const last = s.reports[s.reports.length - 1];
+        if (s.lastSeen > last.at) await writeSeenInTx(tx, [id], s.lastSeen);
       }
     });
   }

@@ -5,6 +5,7 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { ReportedMessage } from '../../protocol/messages/reported.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { devices } from '../db/schema.ts';
+import { recordServingInTx, withoutStaleError } from '../history/serving-writer.ts';
 import { insertEventsFrom } from './event-log.ts';
 import type { EventData } from './event-types.ts';
 
@@ -13,6 +14,11 @@ export async function writePresenceInTx(tx: Tx, ids: string[], online: boolean, 
   const type = online ? 'device.online' : 'device.offline';
   await insertEventsFrom(tx, sql`SELECT 'device', ${type}, ${devices.id}, '{}' FROM ${devices} WHERE ${and(inArray(devices.id, ids), sql`${devices.online} IS NOT ${online ? 1 : 0}`)}`);
   await tx.update(devices).set({ online, lastSeen }).where(inArray(devices.id, ids));
+}
+
+/** Devices that sent something (telemetry, stats): `last_seen` moves forward, nothing else changes, no event. */
+export async function writeSeenInTx(tx: Tx, ids: string[], lastSeen: string): Promise<void> {
+  await tx.update(devices).set({ lastSeen }).where(and(inArray(devices.id, ids), sql`(${devices.lastSeen} IS NULL OR ${devices.lastSeen} < ${lastSeen})`));
 }
 
 export type Reported = Pick<ReportedMessage, 'state'> & Partial<Pick<ReportedMessage, 'active' | 'desired' | 'lastError'>>;
@@ -36,7 +42,8 @@ export async function writeReportedInTx(tx: Tx, id: string, reported: Reported, 
     OR json_extract(${devices.reported}, '$.active.bundleId') IS NOT ${data.bundleId ?? null}
     OR json_extract(${devices.reported}, '$.desired.bundleId') IS NOT ${data.desiredBundleId ?? null})`;
   await insertEventsFrom(tx, sql`SELECT 'device', 'device.update', ${devices.id}, ${JSON.stringify(data)} FROM ${devices} WHERE ${and(eq(devices.id, id), changed)}`);
-  await tx.update(devices).set({ reported, updateState: reported.state, lastSeen }).where(eq(devices.id, id));
+  await recordServingInTx(tx, id, reported, lastSeen);
+  await tx.update(devices).set({ reported: withoutStaleError(reported), updateState: reported.state, lastSeen: sql`max(coalesce(${devices.lastSeen}, ''), ${lastSeen})` }).where(eq(devices.id, id));
 }
 
 export async function writeReported(db: Db, id: string, reported: Reported, at = new Date()): Promise<void> {
