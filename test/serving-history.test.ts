@@ -1,6 +1,7 @@
 // What served when, end to end: a real agent process goes v1 → v2 → signed rollback (v1) → v3, and the
 // serving history answers "what served at t" with the right version, deployment, route and starter at a
-// point inside each interval — over the REST API and the CLI, per device, cohort and model.
+// point inside each interval — over the REST API and the CLI, per device, cohort and model; a deployment
+// replaced by newer ones keeps its outcome (superseded devices, what each ran).
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -114,6 +115,18 @@ describe('serving history: v1 → v2 → rollback → v3 on a real agent', () =>
     // By cohort and by model, at the same points (the device is a member of berlin-pis throughout).
     assert.deepEqual((await at(t2, 'cohort=berlin-pis')).serving.map((s) => s.version), [2]);
     assert.deepEqual((await at(t3, 'model=tabular-demo')).serving.map((s) => s.version), [1]);
+
+    // Each deployment keeps its outcome: dep1's device moved on (superseded, having served v1), dep3's is active on v3.
+    const st1 = (await cp.api('GET', `/api/v1/deployments/${dep1.id}/status`)).body;
+    assert.deepEqual(st1.devices, []);
+    assert.deepEqual(st1.superseded.map((d: Record<string, unknown>) => [d.deviceId, d.model, d.supersededBy]), [[deviceId, 'tabular-demo@1', dep3.id]]);
+    const st3 = (await cp.api('GET', `/api/v1/deployments/${dep3.id}/status`)).body;
+    assert.deepEqual(st3.devices.map((d: Record<string, unknown>) => [d.deviceId, d.state, d.activeModel]), [[deviceId, 'active', 'tabular-demo@3']]);
+    assert.equal(st3.counts.active, 1);
+    const shownDep = await runCli(['deployments', 'show', dep1.id], env);
+    assert.match(shownDep.stdout, new RegExp(`superseded[^\\n]*\\n.*\\n${deviceId}.*tabular-demo@1.*${dep3.id}`));
+    const listed = (await cli('deployments', 'ls')) as Array<{ id: string; superseded: number; active: number }>;
+    assert.deepEqual(listed.filter((d) => d.id === dep1.id || d.id === dep3.id).map((d) => [d.id, d.active, d.superseded]), [[dep3.id, 1, 0], [dep1.id, 0, 1]]);
 
     // The CLI asks the same question.
     const shown = await cli('history', '--cohort', 'berlin-pis', '--at', t2);
