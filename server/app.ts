@@ -49,6 +49,7 @@ import { settingsRoutes } from './settings/settings-routes.ts';
 import type { VersionReferenceCheck } from './models/model-service.ts';
 import { telemetryRoutes } from './telemetry/telemetry-routes.ts';
 import { historyRoutes } from './history/history-routes.ts';
+import { webhookRoutes } from './webhooks/webhook-routes.ts';
 
 export interface AppDeps {
   db: Db;
@@ -82,6 +83,8 @@ export interface AppDeps {
   modelRunner: ModelRunner;
   /** The built console (default web/dist); served at / for every GET no route answered. */
   webDistDir?: string;
+  /** The webhook outbox's sender: woken when a test ping is queued. */
+  webhooks?: { wake(): void };
 }
 
 // /predictions authenticates devices (Basic) or tokens itself; /jobs too (pipelines use job tokens).
@@ -162,7 +165,8 @@ export function createApp(deps: AppDeps) {
     .route('/models', runRoutes({ db, store: deps.store, runner: deps.modelRunner }))
     .route('/fleet', fleetRoutes(db))
     .route('/me', sessionRoutes(db))
-    .route('/history', historyRoutes(db));
+    .route('/history', historyRoutes(db))
+    .route('/webhooks', webhookRoutes({ db, cipher: deps.keyCipher, wake: () => deps.webhooks?.wake() }));
   return app.route('/api/v1', routes);
 }
 

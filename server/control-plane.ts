@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { ReportedMessage } from '../protocol/messages/reported.ts';
 import { StatusMessage } from '../protocol/messages/status.ts';
 import { registerDeliveryGauge } from './alerts/deliveries.ts';
-import { AlertWebhook } from './alerts/webhook.ts';
+import { WebhookSender } from './webhooks/webhook-sender.ts';
 import { createApp } from './app.ts';
 import { ArtifactStore } from './artifacts/artifact-store.ts';
 import { bootstrapAdminToken } from './bootstrap-admin.ts';
@@ -58,7 +58,10 @@ export class ControlPlane {
   driftMonitor!: DriftMonitor;
   jobRunner!: JobRunner;
   scheduler!: Scheduler;
-  alertWebhook?: AlertWebhook;
+  /** The webhook outbox's sender (subscriptions, and the alert webhook when configured). */
+  webhooks!: WebhookSender;
+  /** The sender, when FLOTILLA_ALERT_WEBHOOK_URL is set: drift alerts and the scheduler enqueue alert deliveries only then. */
+  alertWebhook?: WebhookSender;
   eventFeed!: EventFeed;
   modelRunner!: ModelRunner;
   httpPort = 0;
@@ -146,19 +149,20 @@ export class ControlPlane {
       Math.min(3600_000, (config.manifestTtlS * 1000) / 12),
     );
     this.manifestRefresh.unref();
-    if (config.alertWebhookUrl) {
-      this.alertWebhook = new AlertWebhook({
-        db,
-        url: config.alertWebhookUrl,
-        secret: config.alertWebhookSecret,
-        logger,
-        metrics,
-        maxAttempts: config.alertWebhookMaxAttempts,
-        pollMs: config.alertWebhookPollMs,
-        baseDelayMs: config.alertWebhookBaseDelayMs,
-      });
-      this.alertWebhook.start();
-    }
+    // One sender for the webhook outbox: subscriptions always, the alert webhook when configured.
+    this.webhooks = new WebhookSender({
+      db,
+      url: config.alertWebhookUrl,
+      secret: config.alertWebhookSecret,
+      cipher,
+      logger,
+      metrics,
+      maxAttempts: config.alertWebhookMaxAttempts,
+      pollMs: config.alertWebhookPollMs,
+      baseDelayMs: config.alertWebhookBaseDelayMs,
+    });
+    this.webhooks.start();
+    if (config.alertWebhookUrl) this.alertWebhook = this.webhooks;
     this.driftMonitor = new DriftMonitor({ db, logger, cron: config.driftCron, windowS: config.driftWindowS, webhook: this.alertWebhook });
     this.driftMonitor.start();
     // Retraining and rollouts: only the holder of the scheduler lease runs them (see server/jobs/scheduler.ts).
@@ -205,6 +209,7 @@ export class ControlPlane {
       },
       onKeyListChanged: () => this.desired.resignAll(),
       keyCipher: cipher,
+      webhooks: this.webhooks,
       keylistWarnS: config.keylistWarnS,
       disconnectDevice: async (id) => {
         await this.broker?.disconnect(id);
@@ -259,7 +264,7 @@ export class ControlPlane {
     await this.bus?.stop();
     await this.driftMonitor?.stop();
     await this.ingest?.stop();
-    await this.alertWebhook?.stop();
+    await this.webhooks?.stop();
     await this.broker?.stop();
     await this.deviceState?.stop(); // after the broker: its disconnects mark every device offline
     this.dbClient?.close();

@@ -429,8 +429,8 @@ export const alerts = sqliteTable(
 );
 
 /**
- * The alert webhook's outbox: one row per alert transition, written in the alert's own transaction, sent
- * by `AlertWebhook` (claimed with a lease so two replicas never send a row at the same time).
+ * The webhook outbox: one row per alert transition (written in the alert's own transaction) or per event and subscription (webhooks/webhook-fanout.ts), sent
+ * by `WebhookSender` (webhooks/webhook-sender.ts; claimed with a lease so two replicas never send a row at the same time).
  */
 export const webhookDeliveries = sqliteTable(
   'webhook_deliveries',
@@ -448,8 +448,10 @@ export const webhookDeliveries = sqliteTable(
     lastError: text('last_error'),
     createdAt: createdAt(),
     deliveredAt: text('delivered_at'),
+    /** The webhook subscription it goes to; null: the alert webhook configured by FLOTILLA_ALERT_WEBHOOK_URL. */
+    subscriptionId: text('subscription_id'),
   },
-  (t) => [index('webhook_deliveries_due').on(t.status, t.nextAttemptAt), index('webhook_deliveries_created').on(t.createdAt)],
+  (t) => [index('webhook_deliveries_due').on(t.status, t.nextAttemptAt), index('webhook_deliveries_created').on(t.createdAt), index('webhook_deliveries_subscription').on(t.subscriptionId, t.createdAt)],
 );
 
 /** Logged predictions (from devices or external systems), for ground-truth metrics once labels arrive. */
@@ -652,7 +654,7 @@ export const events = sqliteTable(
   {
     id: integer('id').primaryKey({ autoIncrement: true }),
     at: createdAt('at'),
-    kind: text('kind', { enum: ['device', 'deployment', 'rollout', 'alert', 'job'] }).notNull(),
+    kind: text('kind', { enum: ['device', 'deployment', 'rollout', 'alert', 'job', 'model'] }).notNull(),
     type: text('type').notNull(),
     /** The id of what changed (device, deployment, rollout, alert or job). */
     subject: text('subject').notNull(),
@@ -699,3 +701,25 @@ export const servingHistory = sqliteTable(
     index('serving_history_cohort').on(t.cohort, t.startedAt),
   ],
 );
+
+/** Webhook subscriptions: event types (or `kind.*`) POSTed, signed, to a URL through the `webhook_deliveries` outbox. */
+export const webhookSubscriptions = sqliteTable('webhook_subscriptions', {
+  id: text('id').primaryKey(),
+  url: text('url').notNull(),
+  /** The HMAC secret, encrypted at rest with the key-encryption key (keys/key-cipher.ts): it must be readable to sign. */
+  secretCipher: text('secret_cipher').notNull(),
+  /** Event types or `kind.*` patterns, e.g. `["rollout.*", "alert.opened"]`. */
+  events: text('events', { mode: 'json' }).$type<string[]>().notNull(),
+  description: text('description'),
+  /** The newest event id when it was created: only later events are delivered to it. */
+  fromEventId: integer('from_event_id').notNull(),
+  createdAt: createdAt(),
+  createdBy: text('created_by'),
+});
+
+/** Named positions in the event log (e.g. how far webhook fan-out got), advanced by conditional update. */
+export const eventCursors = sqliteTable('event_cursors', {
+  name: text('name').primaryKey(),
+  position: integer('position').notNull(),
+  updatedAt: text('updated_at').notNull(),
+});
