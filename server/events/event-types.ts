@@ -63,7 +63,7 @@ export const Event = z
     kind: z.enum(EVENT_KINDS),
     type: z.string().openapi({ example: 'device.update' }),
     at: z.string(),
-    subject: z.string().openapi({ description: 'id of the device, deployment, rollout, alert or job' }),
+    subject: z.string().openapi({ description: 'id of the device, deployment, rollout, alert or job; `name@N` (or `name@alias`) for model events' }),
     data: z.record(z.string(), z.unknown()),
   })
   .openapi('Event');
