@@ -33,10 +33,10 @@ describe('serving history: v1 → v2 → rollback → v3 on a real agent', () =>
     await waitFor(async () => {
       const d = (await cp.api('GET', `/api/v1/devices/${deviceId}`)).body;
       return d.updateState === 'active' && d.reported?.active?.model?.version === version && (counter === undefined || d.reported.active.counter === counter);
-    }, `device active on v${version}`, 60_000);
+    }, `device active on v${version}`, 120_000);
     assert.equal((await api(port, 'POST', '/v1/predict', { features: ROW })).body.bundle.model.version, version);
     // The interval is written with the report that made the device active; poll until it is visible.
-    await waitFor(async () => (await cp.api('GET', `/api/v1/history?device=${deviceId}&limit=1`)).body.intervals[0]?.version === version, `v${version} interval recorded`, 30_000);
+    await waitFor(async () => (await cp.api('GET', `/api/v1/history?device=${deviceId}&limit=1`)).body.intervals[0]?.version === version, `v${version} interval recorded`, 60_000);
     return new Date().toISOString();
   };
 
@@ -65,7 +65,7 @@ describe('serving history: v1 → v2 → rollback → v3 on a real agent', () =>
       ['--server', cp.url, '--enroll-token', token, '--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--trust-root', keys.rootPublicKey, '--probation-ms', '200', '--reconnect-min-ms', '100', '--reconnect-max-ms', '1000'],
       { FLOTILLA_AGENT_LOG_LEVEL: process.env.FLOTILLA_TEST_LOG ?? 'warn' },
     ).start();
-    await waitFor(async () => (await cp.api('GET', '/api/v1/devices?selector=site%3Dberlin')).body.devices.some((d: { online: boolean }) => d.online), 'agent online', 30_000);
+    await waitFor(async () => (await cp.api('GET', '/api/v1/devices?selector=site%3Dberlin')).body.devices.some((d: { online: boolean }) => d.online), 'agent online', 60_000);
     deviceId = (await cp.api('GET', '/api/v1/devices?selector=site%3Dberlin')).body.devices[0].id;
 
     const before = new Date().toISOString();

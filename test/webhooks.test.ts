@@ -72,8 +72,9 @@ describe('webhook subscriptions', () => {
       applyDriftVerdict(tx, { cohort: 'lab', modelVersionId: mv.id, model: 'tab@1', drifted: [{ feature: 'f0', kind: 'input', method: 'psi', score: 0.9, threshold: 0.2 }], evaluated: true, window: { start: '2026-01-01T00:00:00.000Z', end: '2026-01-01T01:00:00.000Z' }, notify: false }),
     );
 
-    await waitFor(() => at('/flaky').length === 2 && at('/models').length === 2, 'both subscriptions served', 30_000);
-    assert.deepEqual(at('/flaky').map((e) => [e.event, e.subject]), [['model.version_registered', 'tab@1'], ['model.version_registered', 'tab@2']]);
+    await waitFor(() => at('/flaky').length === 2 && at('/models').length === 2, 'both subscriptions served', 60_000);
+    // (Retries are jittered, so the two registrations may arrive in either order.)
+    assert.deepEqual(at('/flaky').map((e) => [e.event, e.subject]).sort(), [['model.version_registered', 'tab@1'], ['model.version_registered', 'tab@2']]);
     assert.deepEqual(at('/models').map((e) => e.event), ['model.alias_moved', 'alert.opened']);
     assert.deepEqual(at('/models')[0].data, { model: 'tab', version: 2, alias: 'champion', from: null, by: at('/models')[0].data.by });
 
@@ -89,7 +90,9 @@ describe('webhook subscriptions', () => {
     assert.deepEqual(flaky.map((h) => h.status).sort(), [200, 200, 500, 500]);
     for (const id of new Set(flaky.map((h) => h.headers['x-flotilla-delivery']))) assert.deepEqual(flaky.filter((h) => h.headers['x-flotilla-delivery'] === id).map((h) => h.status), [500, 200]);
 
-    // The delivery log says so.
+    // The delivery log says so (the sender marks a row delivered after the receiver answered: poll).
+    const delivered = async (id: string, n: number) => (await cp.api('GET', `/api/v1/webhooks/${id}/deliveries?status=delivered`)).body.deliveries.length === n;
+    await waitFor(async () => (await delivered(subs.flaky.id, 2)) && (await delivered(subs.models.id, 2)), 'deliveries marked delivered', 60_000);
     const log = await cli('webhooks', 'deliveries', subs.flaky.id);
     assert.deepEqual(log.map((d: { status: string; attempts: number; lastError: string | null }) => [d.status, d.attempts, d.lastError]), [['delivered', 2, null], ['delivered', 2, null]]);
     const human = await runCli(['webhooks', 'deliveries', subs.models.id], env);
@@ -98,7 +101,7 @@ describe('webhook subscriptions', () => {
 
   test('`webhooks test` delivers a signed ping; a removed subscription gets nothing more', async () => {
     const ping = await cli('webhooks', 'test', subs.models.id);
-    await waitFor(() => at('/models').some((e) => e.event === 'ping'), 'ping delivered', 20_000);
+    await waitFor(() => at('/models').some((e) => e.event === 'ping'), 'ping delivered', 60_000);
     const hook = hooks.find((h) => h.headers['x-flotilla-delivery'] === ping.deliveryId)!;
     assert.equal(hook.headers['x-flotilla-signature'], 'sha256=' + createHmac('sha256', subs.models.secret).update(hook.body).digest('hex'));
     assert.equal(JSON.parse(hook.body).subscriptionId, subs.models.id);
@@ -107,7 +110,7 @@ describe('webhook subscriptions', () => {
     assert.equal((await cp.api('GET', `/api/v1/webhooks/${subs.flaky.id}/deliveries`)).status, 404);
     assert.equal((await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel({ seed: 3 }) as BodyInit })).status, 201);
     await cli('models', 'alias', 'tab', 'champion', '3');
-    await waitFor(() => at('/models').filter((e) => e.event === 'model.alias_moved').length === 2, 'second alias move delivered', 20_000);
+    await waitFor(() => at('/models').filter((e) => e.event === 'model.alias_moved').length === 2, 'second alias move delivered', 60_000);
     // The registration was fanned out no later than the alias move and is sent first (due earlier): nothing reached /flaky.
     assert.equal(hooks.filter((h) => h.path === '/flaky').length, 4);
     assert.equal((await cp.plane.db.query.webhookDeliveries.findMany()).filter((d) => d.subscriptionId === subs.flaky.id).length, 0);

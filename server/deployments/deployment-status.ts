@@ -94,18 +94,19 @@ export async function deploymentStatus(db: Db, id: string): Promise<DeploymentSt
       updatedAt: s.at ?? r.desired.updatedAt,
     };
   });
-  const superseded = await supersededDevices(db, ids, list.map((d) => d.deviceId));
+  const superseded = await supersededDevices(db, ids);
   return { deploymentId: dep.id, bundleId: dep.bundleId, target: { kind: dep.targetKind, name: dep.target }, createdAt: dep.createdAt, counts, devices: list, superseded };
 }
 
-/** Devices with a serving interval through one of `deploymentIds` that are no longer in the deployment (newest interval each). */
-async function supersededDevices(db: Db, deploymentIds: string[], current: string[]): Promise<SupersededDevice[]> {
+/** Devices with a serving interval through one of `deploymentIds` whose desired state no longer comes from it (newest interval each). */
+async function supersededDevices(db: Db, deploymentIds: string[]): Promise<SupersededDevice[]> {
+  const current = db.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(inArray(deviceDesired.deploymentId, deploymentIds));
   const rows = await db
     .select({ h: servingHistory, name: devices.name, now: deviceDesired.deploymentId })
     .from(servingHistory)
     .leftJoin(devices, eq(devices.id, servingHistory.deviceId))
     .leftJoin(deviceDesired, eq(deviceDesired.deviceId, servingHistory.deviceId))
-    .where(and(inArray(servingHistory.deploymentId, deploymentIds), current.length ? notInArray(servingHistory.deviceId, current) : undefined))
+    .where(and(inArray(servingHistory.deploymentId, deploymentIds), notInArray(servingHistory.deviceId, current)))
     .orderBy(servingHistory.deviceId, desc(servingHistory.id));
   const seen = new Set<string>();
   const out: SupersededDevice[] = [];

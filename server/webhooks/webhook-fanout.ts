@@ -26,37 +26,40 @@ export async function fanOutEvents(db: Db): Promise<number> {
     return 0;
   }
   if (upTo <= cursor.position) return 0;
-  const subs = await db.select({ id: webhookSubscriptions.id, events: webhookSubscriptions.events, fromEventId: webhookSubscriptions.fromEventId }).from(webhookSubscriptions);
-  const rows = subs.length
-    ? await db
-        .select()
-        .from(events)
-        .where(and(gt(events.id, cursor.position), lte(events.id, upTo), inArray(events.kind, [...WEBHOOK_KINDS])))
-        .orderBy(asc(events.id))
-        .limit(BATCH)
-    : [];
-  const next = rows.length === BATCH ? rows[rows.length - 1].id : upTo;
-  const deliveries = rows.flatMap((e) =>
-    subs
-      .filter((s) => e.id > s.fromEventId && filterMatches(s.events, e.type))
-      .map((s) => {
-        const id = randomId('dlv', 10);
-        const payload = JSON.stringify({ id, event: e.type, eventId: e.id, at: e.at, subject: e.subject, data: e.data });
-        return { id, event: e.type, payload, status: 'pending' as const, nextAttemptAt: e.at, subscriptionId: s.id };
-      }),
-  );
+  let queued = 0;
   try {
+    // Subscriptions are read in the transaction, so one removed meanwhile gets no rows.
     await db.transaction(async (tx) => {
+      const subs = await tx.select({ id: webhookSubscriptions.id, events: webhookSubscriptions.events, fromEventId: webhookSubscriptions.fromEventId }).from(webhookSubscriptions);
+      const rows = subs.length
+        ? await tx
+            .select()
+            .from(events)
+            .where(and(gt(events.id, cursor.position), lte(events.id, upTo), inArray(events.kind, [...WEBHOOK_KINDS])))
+            .orderBy(asc(events.id))
+            .limit(BATCH)
+        : [];
+      const next = rows.length === BATCH ? rows[rows.length - 1].id : upTo;
+      const deliveries = rows.flatMap((e) =>
+        subs
+          .filter((s) => e.id > s.fromEventId && filterMatches(s.events, e.type))
+          .map((s) => {
+            const id = randomId('dlv', 10);
+            const payload = JSON.stringify({ id, event: e.type, eventId: e.id, at: e.at, subject: e.subject, data: e.data });
+            return { id, event: e.type, payload, status: 'pending' as const, nextAttemptAt: e.at, subscriptionId: s.id };
+          }),
+      );
       const moved = await tx
         .update(eventCursors)
         .set({ position: next, updatedAt: new Date().toISOString() })
         .where(and(eq(eventCursors.name, CURSOR), eq(eventCursors.position, cursor.position)));
       if (moved.rowsAffected !== 1) throw new CursorMoved();
       for (let i = 0; i < deliveries.length; i += 100) await tx.insert(webhookDeliveries).values(deliveries.slice(i, i + 100));
+      queued = deliveries.length;
     });
   } catch (err) {
     if (err instanceof CursorMoved) return 0; // another replica fanned these out
     throw err;
   }
-  return deliveries.length;
+  return queued;
 }
