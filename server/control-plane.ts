@@ -112,8 +112,9 @@ export class ControlPlane {
     // Without a configured CA: the public CAs, plus the certificate itself in case it is self-signed.
     const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;
     this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined, tls: busTls });
-    this.bus.on('status', StatusMessage, (deviceId, msg) => deviceState.presence(deviceId, msg.state === 'online'));
-    this.bus.on('reported', ReportedMessage, (deviceId, msg) => deviceState.reported(deviceId, msg));
+    // A retained copy replayed when this client subscribes updates state but is not a sign of life (lastSeen stays).
+    this.bus.on('status', StatusMessage, (deviceId, msg, meta) => deviceState.presence(deviceId, msg.state === 'online', new Date(), { replay: meta.retained }));
+    this.bus.on('reported', ReportedMessage, (deviceId, msg, meta) => deviceState.reported(deviceId, msg, new Date(), { replay: meta.retained }));
     this.commands = new DeviceCommands(db, this.bus);
     this.bus.on('cmd/res', CommandResponse, (deviceId, msg) => {
       deviceState.seen(deviceId);

@@ -109,6 +109,10 @@ describe('serving history: v1 → v2 → rollback → v3 on a real agent', () =>
     assert.deepEqual(all.map((i) => i.version), [3, 1, 2, 1]);
     assert.equal(all[0].to, null);
     for (let k = 1; k < all.length; k++) assert.equal(all[k].to, all[k - 1].from);
+    // The device's live reports move its lastSeen (only replays of retained copies do not).
+    const device = (await cp.api('GET', `/api/v1/devices/${deviceId}`)).body;
+    assert.ok(device.lastSeen >= all[0].from, `lastSeen ${device.lastSeen} follows the report that activated v3 (${all[0].from})`);
+    assert.equal(device.reported.lastError, null);
     // Pagination like every list.
     assert.deepEqual((await cp.api('GET', `/api/v1/history?device=${deviceId}&limit=2&offset=2`)).body.intervals.map((i: { version: number }) => i.version), [2, 1]);
 

@@ -125,4 +125,25 @@ describe('DeviceStateWriter', () => {
     );
     assert.equal(history[0].lastFailure!.bundleId, 'bnd_v2');
   });
+
+  test('replays of retained reported and status messages update state but not lastSeen', async () => {
+    const writer = new DeviceStateWriter({ db, logger: pino({ level: 'silent' }), flushMs: 60_000 });
+    const [a, b] = [ids[11], ids[12]];
+    const old = new Date('2026-01-01T00:00:00.000Z');
+    writer.presence(a, false, old);
+    writer.presence(b, false, old);
+    await writer.stop();
+    // The server (re)subscribes and the broker replays what the devices left retained: not a sign of life.
+    writer.reported(a, { state: 'active' }, new Date(), { replay: true });
+    writer.presence(b, true, new Date(), { replay: true });
+    await writer.stop();
+    const byId = new Map((await rows()).map((r) => [r.id, r]));
+    assert.deepEqual([byId.get(a)!.updateState, byId.get(a)!.lastSeen], ['active', old.toISOString()]);
+    assert.deepEqual([byId.get(b)!.online, byId.get(b)!.lastSeen], [true, old.toISOString()]);
+    // A live report moves it.
+    const now = new Date();
+    writer.reported(a, { state: 'active' }, now);
+    await writer.stop();
+    assert.equal((await rows()).find((r) => r.id === a)!.lastSeen, now.toISOString());
+  });
 });

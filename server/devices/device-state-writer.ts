@@ -15,6 +15,7 @@ interface PendingState {
   online?: boolean;
   /** The device's `reported` messages since the last flush with their arrival times, oldest first. */
   reports: Array<{ reported: Reported; at: string }>;
+  /** Newest time the device was heard from ('' when only replays of retained messages came in). */
   lastSeen: string;
 }
 
@@ -40,14 +41,17 @@ export class DeviceStateWriter {
 
   constructor(private readonly opts: DeviceStateWriterOptions) {}
 
-  /** The device connected (true) or went away (false). */
-  presence(deviceId: string, online: boolean, at = new Date()): void {
-    this.merge(deviceId, { online, reports: [], lastSeen: at.toISOString() });
+  /** The device connected (true) or went away (false); a `replay` (retained `status`) does not move lastSeen. */
+  presence(deviceId: string, online: boolean, at = new Date(), opts: { replay?: boolean } = {}): void {
+    this.merge(deviceId, { online, reports: [], lastSeen: opts.replay ? '' : at.toISOString() });
   }
 
-  /** The device's newest `reported` document. */
-  reported(deviceId: string, reported: Reported, at = new Date()): void {
-    this.merge(deviceId, { reports: [{ reported, at: at.toISOString() }], lastSeen: at.toISOString() });
+  /**
+   * The device's newest `reported` document. A `replay` (the broker's retained copy, delivered when the
+   * server subscribes) updates the stored state but is not a sign of life: lastSeen stays.
+   */
+  reported(deviceId: string, reported: Reported, at = new Date(), opts: { replay?: boolean } = {}): void {
+    this.merge(deviceId, { reports: [{ reported, at: at.toISOString() }], lastSeen: opts.replay ? '' : at.toISOString() });
   }
 
   /** The device sent something else (telemetry, stats): only its `lastSeen` moves. */
@@ -94,9 +98,10 @@ export class DeviceStateWriter {
   private async write(batch: Array<[string, PendingState]>): Promise<void> {
     await this.opts.db.transaction(async (tx) => {
       // Presence alone (the common case in a storm): one statement pair per online value and chunk, with
-      // the burst's newest time as last_seen (at most flushMs later than the device's own event).
-      for (const online of [true, false]) {
-        const group = batch.filter(([, s]) => !s.reports.length && s.online === online);
+      // the burst's newest time as last_seen (at most flushMs later than the device's own event); replays
+      // of retained `status` messages are grouped apart and leave last_seen as is.
+      for (const [online, live] of [[true, true], [true, false], [false, true], [false, false]]) {
+        const group = batch.filter(([, s]) => !s.reports.length && s.online === online && Boolean(s.lastSeen) === live);
         if (!group.length) continue;
         const lastSeen = group.reduce((m, [, s]) => (s.lastSeen > m ? s.lastSeen : m), '');
         for (let i = 0; i < group.length; i += IDS_PER_STATEMENT) {
@@ -114,9 +119,8 @@ export class DeviceStateWriter {
       for (const [id, s] of batch) {
         if (!s.reports.length) continue;
         if (s.online !== undefined) await writePresenceInTx(tx, [id], s.online, s.lastSeen);
+        else if (s.lastSeen) await writeSeenInTx(tx, [id], s.lastSeen);
         for (const r of s.reports) await writeReportedInTx(tx, id, r.reported, r.at);
-        const last = s.reports[s.reports.length - 1];
-        if (s.lastSeen > last.at) await writeSeenInTx(tx, [id], s.lastSeen);
       }
     });
   }
