@@ -48,6 +48,8 @@ import { sampleRoutes, sampleUploadRoutes } from './samples/sample-routes.ts';
 import { settingsRoutes } from './settings/settings-routes.ts';
 import type { VersionReferenceCheck } from './models/model-service.ts';
 import { telemetryRoutes } from './telemetry/telemetry-routes.ts';
+import { historyRoutes } from './history/history-routes.ts';
+import { webhookRoutes } from './webhooks/webhook-routes.ts';
 
 export interface AppDeps {
   db: Db;
@@ -81,6 +83,8 @@ export interface AppDeps {
   modelRunner: ModelRunner;
   /** The built console (default web/dist); served at / for every GET no route answered. */
   webDistDir?: string;
+  /** The webhook outbox's sender: woken when a test ping is queued. */
+  webhooks?: { wake(): void };
 }
 
 // /predictions authenticates devices (Basic) or tokens itself; /jobs too (pipelines use job tokens).
@@ -134,6 +138,7 @@ export function createApp(deps: AppDeps) {
     // Before the bearer middleware of /devices/*: devices upload samples with their own credentials.
     .route('/devices', sampleUploadRoutes({ db, deviceAuth }));
   for (const resource of PROTECTED) api.use(`/${resource}/*`, authenticate(db));
+  api.use('/history/*', authenticate(db));
   const routes = api
     .route('/models', modelRoutes({ db, store: deps.store, maxUploadBytes: deps.maxUploadBytes, versionReferenceChecks: deps.versionReferenceChecks }))
     .route('/bundles', bundleRoutes({ db, store: deps.store }))
@@ -159,7 +164,9 @@ export function createApp(deps: AppDeps) {
     .route('/events', eventRoutes({ db, feed: deps.eventFeed }))
     .route('/models', runRoutes({ db, store: deps.store, runner: deps.modelRunner }))
     .route('/fleet', fleetRoutes(db))
-    .route('/me', sessionRoutes(db));
+    .route('/me', sessionRoutes(db))
+    .route('/history', historyRoutes(db))
+    .route('/webhooks', webhookRoutes({ db, cipher: deps.keyCipher, wake: () => deps.webhooks?.wake() }));
   return app.route('/api/v1', routes);
 }
 

@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { ReportedMessage } from '../protocol/messages/reported.ts';
 import { StatusMessage } from '../protocol/messages/status.ts';
 import { registerDeliveryGauge } from './alerts/deliveries.ts';
-import { AlertWebhook } from './alerts/webhook.ts';
+import { WebhookSender } from './webhooks/webhook-sender.ts';
 import { createApp } from './app.ts';
 import { ArtifactStore } from './artifacts/artifact-store.ts';
 import { bootstrapAdminToken } from './bootstrap-admin.ts';
@@ -58,7 +58,10 @@ export class ControlPlane {
   driftMonitor!: DriftMonitor;
   jobRunner!: JobRunner;
   scheduler!: Scheduler;
-  alertWebhook?: AlertWebhook;
+  /** The webhook outbox's sender (subscriptions, and the alert webhook when configured). */
+  webhooks!: WebhookSender;
+  /** The sender, when FLOTILLA_ALERT_WEBHOOK_URL is set: drift alerts and the scheduler enqueue alert deliveries only then. */
+  alertWebhook?: WebhookSender;
   eventFeed!: EventFeed;
   modelRunner!: ModelRunner;
   httpPort = 0;
@@ -109,10 +112,14 @@ export class ControlPlane {
     // Without a configured CA: the public CAs, plus the certificate itself in case it is self-signed.
     const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;
     this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined, tls: busTls });
-    this.bus.on('status', StatusMessage, (deviceId, msg) => deviceState.presence(deviceId, msg.state === 'online'));
-    this.bus.on('reported', ReportedMessage, (deviceId, msg) => deviceState.reported(deviceId, msg));
+    // A retained copy replayed when this client subscribes updates state but is not a sign of life (lastSeen stays).
+    this.bus.on('status', StatusMessage, (deviceId, msg, meta) => deviceState.presence(deviceId, msg.state === 'online', new Date(), { replay: meta.retained }));
+    this.bus.on('reported', ReportedMessage, (deviceId, msg, meta) => deviceState.reported(deviceId, msg, new Date(), { replay: meta.retained }));
     this.commands = new DeviceCommands(db, this.bus);
-    this.bus.on('cmd/res', CommandResponse, (deviceId, msg) => this.commands.onResponse(deviceId, msg));
+    this.bus.on('cmd/res', CommandResponse, (deviceId, msg) => {
+      deviceState.seen(deviceId);
+      return this.commands.onResponse(deviceId, msg);
+    });
     // stats/telemetry: ingest validates with protocol/'s validators itself, to count refusals by their reason code.
     this.ingest = new Ingest({
       db,
@@ -126,8 +133,15 @@ export class ControlPlane {
       deliveryRetentionDays: config.alertDeliveryRetentionDays,
     });
     this.ingest.start();
-    this.bus.on('stats', z.unknown(), (deviceId, msg) => this.ingest.acceptStats(deviceId, msg));
-    this.bus.on('telemetry', z.unknown(), (deviceId, msg) => this.ingest.acceptTelemetry(deviceId, msg));
+    // Every message a device sends moves its lastSeen (batched by the device-state writer, no write per message).
+    this.bus.on('stats', z.unknown(), (deviceId, msg) => {
+      deviceState.seen(deviceId);
+      return this.ingest.acceptStats(deviceId, msg);
+    });
+    this.bus.on('telemetry', z.unknown(), (deviceId, msg) => {
+      deviceState.seen(deviceId);
+      return this.ingest.acceptTelemetry(deviceId, msg);
+    });
     await this.bus.start();
     this.desired = new DesiredState(db, this.bus, logger, cipher, config.manifestTtlS);
     // Re-sign manifests before they expire; checking a few times per refresh horizon is plenty.
@@ -136,19 +150,20 @@ export class ControlPlane {
       Math.min(3600_000, (config.manifestTtlS * 1000) / 12),
     );
     this.manifestRefresh.unref();
-    if (config.alertWebhookUrl) {
-      this.alertWebhook = new AlertWebhook({
-        db,
-        url: config.alertWebhookUrl,
-        secret: config.alertWebhookSecret,
-        logger,
-        metrics,
-        maxAttempts: config.alertWebhookMaxAttempts,
-        pollMs: config.alertWebhookPollMs,
-        baseDelayMs: config.alertWebhookBaseDelayMs,
-      });
-      this.alertWebhook.start();
-    }
+    // One sender for the webhook outbox: subscriptions always, the alert webhook when configured.
+    this.webhooks = new WebhookSender({
+      db,
+      url: config.alertWebhookUrl,
+      secret: config.alertWebhookSecret,
+      cipher,
+      logger,
+      metrics,
+      maxAttempts: config.alertWebhookMaxAttempts,
+      pollMs: config.alertWebhookPollMs,
+      baseDelayMs: config.alertWebhookBaseDelayMs,
+    });
+    this.webhooks.start();
+    if (config.alertWebhookUrl) this.alertWebhook = this.webhooks;
     this.driftMonitor = new DriftMonitor({ db, logger, cron: config.driftCron, windowS: config.driftWindowS, webhook: this.alertWebhook });
     this.driftMonitor.start();
     // Retraining and rollouts: only the holder of the scheduler lease runs them (see server/jobs/scheduler.ts).
@@ -195,6 +210,7 @@ export class ControlPlane {
       },
       onKeyListChanged: () => this.desired.resignAll(),
       keyCipher: cipher,
+      webhooks: this.webhooks,
       keylistWarnS: config.keylistWarnS,
       disconnectDevice: async (id) => {
         await this.broker?.disconnect(id);
@@ -249,7 +265,7 @@ export class ControlPlane {
     await this.bus?.stop();
     await this.driftMonitor?.stop();
     await this.ingest?.stop();
-    await this.alertWebhook?.stop();
+    await this.webhooks?.stop();
     await this.broker?.stop();
     await this.deviceState?.stop(); // after the broker: its disconnects mark every device offline
     this.dbClient?.close();

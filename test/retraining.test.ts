@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { signBody } from '../server/alerts/webhook.ts';
+import { signBody } from '../server/webhooks/webhook-sender.ts';
 import { eq } from 'drizzle-orm';
 import { alerts, jobs } from '../server/db/schema.ts';
 import { exportMlpOnnx, trainMlp } from '../server/training/mlp.ts';

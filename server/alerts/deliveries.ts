@@ -1,7 +1,7 @@
 // The alert webhook's outbox (`webhook_deliveries`): a row per alert transition, inserted in the same
 // transaction that opens, updates or closes the alert, so an alert never exists without its
-// notification and a rolled-back alert sends nothing. `AlertWebhook` (webhook.ts) sends the rows.
-import { and, desc, eq, lt, sql } from 'drizzle-orm';
+// notification and a rolled-back alert sends nothing. `WebhookSender` (webhooks/webhook-sender.ts) sends the rows.
+import { and, desc, eq, isNull, lt, sql } from 'drizzle-orm';
 import { Gauge } from 'prom-client';
 import { randomId } from '../auth/secrets.ts';
 import type { Db, Tx } from '../db/client.ts';
@@ -40,7 +40,7 @@ export async function listDeliveries(db: Db, filter: { status?: DeliveryStatus; 
   const rows = await db
     .select()
     .from(webhookDeliveries)
-    .where(filter.status ? eq(webhookDeliveries.status, filter.status) : undefined)
+    .where(and(isNull(webhookDeliveries.subscriptionId), filter.status ? eq(webhookDeliveries.status, filter.status) : undefined))
     .orderBy(desc(webhookDeliveries.createdAt))
     .limit(filter.limit)
     .offset(filter.offset ?? 0);

@@ -5,6 +5,8 @@ import { registerAdminCommands } from './commands/admin.ts';
 import { registerDatasetCommands } from './commands/datasets.ts';
 import { registerEventCommands } from './commands/events.ts';
 import { registerFleetCommands } from './commands/fleet.ts';
+import { registerHistoryCommands } from './commands/history.ts';
+import { registerWebhookCommands } from './commands/webhooks.ts';
 import { registerJobCommands } from './commands/jobs.ts';
 import { registerModelCommands } from './commands/models.ts';
 import { registerMonitoringCommands } from './commands/monitoring.ts';
@@ -50,6 +52,8 @@ registerRolloutCommands(program, ctx);
 registerSettingsCommands(program, ctx);
 registerSampleCommands(program, ctx);
 registerEventCommands(program, ctx);
+registerHistoryCommands(program, ctx);
+registerWebhookCommands(program, ctx);
 
 try {
   await program.parseAsync(process.argv);

@@ -205,6 +205,8 @@ export const deployments = sqliteTable('deployments', {
   deviceCount: integer('device_count').notNull(),
   createdAt: createdAt(),
   createdBy: text('created_by'),
+  /** `deploy`, or `rollback` when `flotilla devices rollback` signed it (shown in the serving history). */
+  kind: text('kind', { enum: ['deploy', 'rollback'] }).notNull().default('deploy'),
 });
 
 /** Each device's desired state: the signed manifest published (retained) on its `desired` topic. */
@@ -427,8 +429,8 @@ export const alerts = sqliteTable(
 );
 
 /**
- * The alert webhook's outbox: one row per alert transition, written in the alert's own transaction, sent
- * by `AlertWebhook` (claimed with a lease so two replicas never send a row at the same time).
+ * The webhook outbox: one row per alert transition (written in the alert's own transaction) or per event and subscription (webhooks/webhook-fanout.ts), sent
+ * by `WebhookSender` (webhooks/webhook-sender.ts; claimed with a lease so two replicas never send a row at the same time).
  */
 export const webhookDeliveries = sqliteTable(
   'webhook_deliveries',
@@ -446,8 +448,10 @@ export const webhookDeliveries = sqliteTable(
     lastError: text('last_error'),
     createdAt: createdAt(),
     deliveredAt: text('delivered_at'),
+    /** The webhook subscription it goes to; null: the alert webhook configured by FLOTILLA_ALERT_WEBHOOK_URL. */
+    subscriptionId: text('subscription_id'),
   },
-  (t) => [index('webhook_deliveries_due').on(t.status, t.nextAttemptAt), index('webhook_deliveries_created').on(t.createdAt)],
+  (t) => [index('webhook_deliveries_due').on(t.status, t.nextAttemptAt), index('webhook_deliveries_created').on(t.createdAt), index('webhook_deliveries_subscription').on(t.subscriptionId, t.createdAt)],
 );
 
 /** Logged predictions (from devices or external systems), for ground-truth metrics once labels arrive. */
@@ -650,7 +654,7 @@ export const events = sqliteTable(
   {
     id: integer('id').primaryKey({ autoIncrement: true }),
     at: createdAt('at'),
-    kind: text('kind', { enum: ['device', 'deployment', 'rollout', 'alert', 'job'] }).notNull(),
+    kind: text('kind', { enum: ['device', 'deployment', 'rollout', 'alert', 'job', 'model'] }).notNull(),
     type: text('type').notNull(),
     /** The id of what changed (device, deployment, rollout, alert or job). */
     subject: text('subject').notNull(),
@@ -658,3 +662,64 @@ export const events = sqliteTable(
   },
   (t) => [index('events_kind').on(t.kind, t.id), index('events_at').on(t.at)],
 );
+
+/**
+ * What served when: one row per span of time a device ran one bundle (its reported active bundle), opened
+ * and closed by the device-state writer when the reported active bundle changes. `endedAt` null: serving
+ * now (at most one such row per device). Kept apart from `events` (which expire) so history outlives them.
+ */
+export const servingHistory = sqliteTable(
+  'serving_history',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    deviceId: text('device_id').notNull(),
+    bundleId: text('bundle_id').notNull(),
+    model: text('model').notNull(),
+    version: integer('version').notNull(),
+    /** The manifest counter the device activated. */
+    counter: integer('counter').notNull(),
+    /** The cohort of the deployment or rollout that gave the bundle (null: a device deployment). */
+    cohort: text('cohort'),
+    /** `dep_…` (deployment) or `rol_…` (rollout) that gave the bundle, when known. */
+    deploymentId: text('deployment_id'),
+    /** `deployment`, `rollback` (a signed rollback of the device), `rollout`, `agent-rollback` (probation failed, the agent went back), `unknown`. */
+    via: text('via').notNull(),
+    /** Who started that deployment or rollout. */
+    startedBy: text('started_by'),
+    /** Server time of the first `reported` naming this bundle as active, and of the one that named another. */
+    startedAt: text('started_at').notNull(),
+    endedAt: text('ended_at'),
+    /** The device's own activation time (its clock). */
+    activatedAt: text('activated_at'),
+    /** The latest failed attempt to replace this bundle while it served (the failure stays here once the device's lastError is cleared). */
+    lastFailure: text('last_failure', { mode: 'json' }).$type<{ code: string; message: string; at: string; bundleId?: string } | null>(),
+  },
+  (t) => [
+    uniqueIndex('serving_history_open').on(t.deviceId).where(sql`ended_at IS NULL`),
+    index('serving_history_device').on(t.deviceId, t.startedAt),
+    index('serving_history_model').on(t.model, t.version),
+    index('serving_history_cohort').on(t.cohort, t.startedAt),
+  ],
+);
+
+/** Webhook subscriptions: event types (or `kind.*`) POSTed, signed, to a URL through the `webhook_deliveries` outbox. */
+export const webhookSubscriptions = sqliteTable('webhook_subscriptions', {
+  id: text('id').primaryKey(),
+  url: text('url').notNull(),
+  /** The HMAC secret, encrypted at rest with the key-encryption key (keys/key-cipher.ts): it must be readable to sign. */
+  secretCipher: text('secret_cipher').notNull(),
+  /** Event types or `kind.*` patterns, e.g. `["rollout.*", "alert.opened"]`. */
+  events: text('events', { mode: 'json' }).$type<string[]>().notNull(),
+  description: text('description'),
+  /** The newest event id when it was created: only later events are delivered to it. */
+  fromEventId: integer('from_event_id').notNull(),
+  createdAt: createdAt(),
+  createdBy: text('created_by'),
+});
+
+/** Named positions in the event log (e.g. how far webhook fan-out got), advanced by conditional update. */
+export const eventCursors = sqliteTable('event_cursors', {
+  name: text('name').primaryKey(),
+  position: integer('position').notNull(),
+  updatedAt: text('updated_at').notNull(),
+});

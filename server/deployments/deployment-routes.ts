@@ -28,11 +28,16 @@ const DeploymentStatus = z
         name: z.string().nullable(),
         online: z.boolean(),
         bundleId: z.string().openapi({ description: "the bundle this device was given (its cohort's preferred variant's, if any)" }),
+        activeBundleId: z.string().nullable().openapi({ description: 'the bundle the device reports running now' }),
+        activeModel: z.string().nullable().openapi({ description: '`name@N` of the model version it runs now' }),
         state: z.enum(DEPLOYMENT_DEVICE_STATES),
         error: z.object({ code: z.string(), message: z.string() }).optional(),
         updatedAt: z.string(),
       }),
     ),
+    superseded: z
+      .array(z.object({ deviceId: z.string(), name: z.string().nullable(), bundleId: z.string(), model: z.string(), from: z.string(), to: z.string().nullable(), supersededBy: z.string().nullable() }))
+      .openapi({ description: "devices that served this deployment's bundle and were given another deployment or rollout since (from the serving history)" }),
   })
   .openapi('DeploymentStatus');
 

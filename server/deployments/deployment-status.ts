@@ -1,11 +1,13 @@
 // A deployment's own status: where each of its devices stands with the bundle it was given (a cohort
 // preferring a variant gives some devices the variant's bundle, so "its bundle" is per device).
 // A device belongs to the deployment while its desired state comes from it: late joiners of a cohort
-// deployment count, devices moved on to a newer deployment or rollout no longer do.
-import { eq, inArray } from 'drizzle-orm';
+// deployment count, devices moved on to a newer deployment or rollout no longer do: those that served the
+// deployment's bundle before they moved on are listed apart as superseded, from the serving history, so a
+// deployment keeps its outcome after newer ones replaced it.
+import { and, desc, eq, inArray, notInArray } from 'drizzle-orm';
 import { UPDATE_STATES, type ReportedMessage } from '../../protocol/messages/reported.ts';
 import type { Db } from '../db/client.ts';
-import { deployments, deviceDesired, devices } from '../db/schema.ts';
+import { deployments, deviceDesired, devices, servingHistory } from '../db/schema.ts';
 import { NotFound } from '../errors.ts';
 
 export const DEPLOYMENT_DEVICE_STATES = ['pending', ...UPDATE_STATES.filter((s) => s !== 'idle')] as const;
@@ -17,6 +19,9 @@ export interface DeploymentDeviceStatus {
   online: boolean;
   /** The bundle this device was given (the deployment's, or its cohort's preferred variant's). */
   bundleId: string;
+  /** The bundle the device reports running now (null: none), with its model version. */
+  activeBundleId: string | null;
+  activeModel: string | null;
   state: DeploymentDeviceState;
   error?: { code: string; message: string };
   updatedAt: string;
@@ -29,6 +34,20 @@ export interface DeploymentStatus {
   createdAt: string;
   counts: Record<DeploymentDeviceState, number>;
   devices: DeploymentDeviceStatus[];
+  /** Devices that served this deployment's bundle and have since been given another deployment or rollout. */
+  superseded: SupersededDevice[];
+}
+
+export interface SupersededDevice {
+  deviceId: string;
+  name: string | null;
+  bundleId: string;
+  model: string;
+  /** When it served this deployment's bundle. */
+  from: string;
+  to: string | null;
+  /** The deployment or rollout its desired state comes from now. */
+  supersededBy: string | null;
 }
 
 /**
@@ -59,9 +78,42 @@ export async function deploymentStatus(db: Db, id: string): Promise<DeploymentSt
     .orderBy(deviceDesired.deviceId);
   const counts = Object.fromEntries(DEPLOYMENT_DEVICE_STATES.map((s) => [s, 0])) as DeploymentStatus['counts'];
   const list = rows.map((r): DeploymentDeviceStatus => {
-    const s = deviceState(r.desired, r.reported as ReportedMessage | null);
+    const reported = r.reported as ReportedMessage | null;
+    const s = deviceState(r.desired, reported);
     counts[s.state]++;
-    return { deviceId: r.desired.deviceId, name: r.name, online: r.online, bundleId: r.desired.bundleId, state: s.state, ...(s.error ? { error: s.error } : {}), updatedAt: s.at ?? r.desired.updatedAt };
+    const active = reported?.active ?? null;
+    return {
+      deviceId: r.desired.deviceId,
+      name: r.name,
+      online: r.online,
+      bundleId: r.desired.bundleId,
+      activeBundleId: active?.bundleId ?? null,
+      activeModel: active ? `${active.model.name}@${active.model.version}` : null,
+      state: s.state,
+      ...(s.error ? { error: s.error } : {}),
+      updatedAt: s.at ?? r.desired.updatedAt,
+    };
   });
-  return { deploymentId: dep.id, bundleId: dep.bundleId, target: { kind: dep.targetKind, name: dep.target }, createdAt: dep.createdAt, counts, devices: list };
+  const superseded = await supersededDevices(db, ids);
+  return { deploymentId: dep.id, bundleId: dep.bundleId, target: { kind: dep.targetKind, name: dep.target }, createdAt: dep.createdAt, counts, devices: list, superseded };
+}
+
+/** Devices with a serving interval through one of `deploymentIds` whose desired state no longer comes from it (newest interval each). */
+async function supersededDevices(db: Db, deploymentIds: string[]): Promise<SupersededDevice[]> {
+  const current = db.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(inArray(deviceDesired.deploymentId, deploymentIds));
+  const rows = await db
+    .select({ h: servingHistory, name: devices.name, now: deviceDesired.deploymentId })
+    .from(servingHistory)
+    .leftJoin(devices, eq(devices.id, servingHistory.deviceId))
+    .leftJoin(deviceDesired, eq(deviceDesired.deviceId, servingHistory.deviceId))
+    .where(and(inArray(servingHistory.deploymentId, deploymentIds), notInArray(servingHistory.deviceId, current)))
+    .orderBy(servingHistory.deviceId, desc(servingHistory.id));
+  const seen = new Set<string>();
+  const out: SupersededDevice[] = [];
+  for (const { h, name, now } of rows) {
+    if (seen.has(h.deviceId)) continue;
+    seen.add(h.deviceId);
+    out.push({ deviceId: h.deviceId, name, bundleId: h.bundleId, model: `${h.model}@${h.version}`, from: h.startedAt, to: h.endedAt, supersededBy: now ?? null });
+  }
+  return out;
 }

@@ -29,7 +29,7 @@ export async function rollbackDevice(db: Db, desired: DesiredState, deviceId: st
     const id = randomId('dep', 8);
     await desired.assign(tx, row.previousBundleId, [deviceId], { deploymentId: id });
     const now = await tx.query.deviceDesired.findFirst({ where: eq(deviceDesired.deviceId, deviceId) });
-    await tx.insert(deployments).values({ id, bundleId: row.previousBundleId, targetKind: 'device', target: deviceId, deviceCount: 1, createdBy: actor });
+    await tx.insert(deployments).values({ id, bundleId: row.previousBundleId, targetKind: 'device', target: deviceId, deviceCount: 1, createdBy: actor, kind: 'rollback' });
     const r: RollbackResult = { deploymentId: id, deviceId, from: row.bundleId, to: row.previousBundleId, counter: now!.counter };
     await recordAudit(tx, actor, 'device.rollback', deviceId, { from: r.from, to: r.to, counter: r.counter, deployment: id, ...(reason ? { reason } : {}) });
     return r;

@@ -6,7 +6,7 @@ import { after, before, describe, mock, test } from 'node:test';
 import { asc, eq, inArray } from 'drizzle-orm';
 import pino from 'pino';
 import { type Db, openDatabase } from '../db/client.ts';
-import { devices, events } from '../db/schema.ts';
+import { devices, events, servingHistory } from '../db/schema.ts';
 import { createEnrollToken, enrollDevice } from '../enroll/enroll-service.ts';
 import { DeviceStateWriter } from './device-state-writer.ts';
 
@@ -80,5 +80,70 @@ describe('DeviceStateWriter', () => {
       ['device.online', 'update:downloading', 'update:verifying', 'update:staging', 'update:active'],
     );
     assert.equal((await db.select({ id: events.id }).from(events)).length, before + 5);
+  });
+
+  test('telemetry and stats move lastSeen in one statement per flush, forward only, without events', async (t) => {
+    const writer = new DeviceStateWriter({ db, logger: pino({ level: 'silent' }), flushMs: 60_000 });
+    const some = ids.slice(200, 1200);
+    const eventsBefore = (await db.select({ id: events.id }).from(events)).length;
+    const tx = t.mock.method(db, 'transaction');
+    const at = new Date(Date.now() + 3600_000); // later than anything written so far
+    for (let k = 0; k < 5; k++) for (const id of some) writer.seen(id, new Date(at.getTime() + k));
+    await writer.stop();
+    assert.equal(tx.mock.callCount(), 1, '5,000 messages, one transaction');
+    const byId = new Map((await rows()).map((r) => [r.id, r]));
+    assert.ok(some.every((id) => byId.get(id)!.lastSeen === new Date(at.getTime() + 4).toISOString()));
+    assert.equal((await db.select({ id: events.id }).from(events)).length, eventsBefore, 'no event for being seen');
+    // An older message (e.g. a delayed window) does not move it back.
+    writer.seen(some[0], new Date(at.getTime() - 60_000));
+    await writer.stop();
+    assert.equal((await rows()).find((r) => r.id === some[0])!.lastSeen, new Date(at.getTime() + 4).toISOString());
+  });
+
+  test('a failure\'s lastError is cleared once a later update succeeds, and kept on the serving interval', async () => {
+    const writer = new DeviceStateWriter({ db, logger: pino({ level: 'silent' }), flushMs: 60_000 });
+    const id = ids[9];
+    const bundle = (b: string, version: number, counter: number, activatedAt: string) => ({ bundleId: b, bundleName: 'demo', model: { name: 'demo', version }, counter, modelSha256: 'x', activatedAt });
+    const v1 = bundle('bnd_v1', 1, 1, '2026-01-01T00:00:00.000Z');
+    const error = { code: 'SMOKE_TEST_FAILED', message: 'output 0 off by 0.5', at: '2026-01-01T01:00:00.000Z', counter: 2 };
+    writer.reported(id, { state: 'active', active: v1, desired: { bundleId: 'bnd_v1', counter: 1 }, lastError: null });
+    writer.reported(id, { state: 'failed', active: v1, desired: { bundleId: 'bnd_v2', counter: 2 }, lastError: error });
+    await writer.stop();
+    const stored = async () => (await db.select({ reported: devices.reported }).from(devices).where(eq(devices.id, id)))[0].reported as { lastError: unknown };
+    assert.deepEqual((await stored()).lastError, error, 'the failure is the device state while v1 still serves');
+    // The agent keeps lastError in every later report; the server stops showing it once v3 activated after it.
+    writer.reported(id, { state: 'active', active: bundle('bnd_v3', 3, 3, '2026-01-01T02:00:00.000Z'), desired: { bundleId: 'bnd_v3', counter: 3 }, lastError: error });
+    await writer.stop();
+    assert.equal((await stored()).lastError, null);
+    const history = await db.select().from(servingHistory).where(eq(servingHistory.deviceId, id)).orderBy(asc(servingHistory.id));
+    assert.deepEqual(
+      history.map((h) => ({ bundle: h.bundleId, open: h.endedAt === null, failure: h.lastFailure?.code ?? null })),
+      [
+        { bundle: 'bnd_v1', open: false, failure: 'SMOKE_TEST_FAILED' },
+        { bundle: 'bnd_v3', open: true, failure: null },
+      ],
+    );
+    assert.equal(history[0].lastFailure!.bundleId, 'bnd_v2');
+  });
+
+  test('replays of retained reported and status messages update state but not lastSeen', async () => {
+    const writer = new DeviceStateWriter({ db, logger: pino({ level: 'silent' }), flushMs: 60_000 });
+    const [a, b] = [ids[11], ids[12]];
+    const old = new Date('2026-01-01T00:00:00.000Z');
+    writer.presence(a, false, old);
+    writer.presence(b, false, old);
+    await writer.stop();
+    // The server (re)subscribes and the broker replays what the devices left retained: not a sign of life.
+    writer.reported(a, { state: 'active' }, new Date(), { replay: true });
+    writer.presence(b, true, new Date(), { replay: true });
+    await writer.stop();
+    const byId = new Map((await rows()).map((r) => [r.id, r]));
+    assert.deepEqual([byId.get(a)!.updateState, byId.get(a)!.lastSeen], ['active', old.toISOString()]);
+    assert.deepEqual([byId.get(b)!.online, byId.get(b)!.lastSeen], [true, old.toISOString()]);
+    // A live report moves it.
+    const now = new Date();
+    writer.reported(a, { state: 'active' }, now);
+    await writer.stop();
+    assert.equal((await rows()).find((r) => r.id === a)!.lastSeen, now.toISOString());
   });
 });

@@ -3,15 +3,19 @@
 // and the `reported` the agent sends on connect): written one transaction each, a fleet reconnecting
 // at once would queue tens of thousands of write transactions behind each other. Only the newest
 // presence per device matters, so a burst collapses into a few statements. Every `reported` message is
-// kept in order (bounded), so each update-state change still gets its `device.update` event.
+// kept in order (bounded) with its own arrival time, so each update-state change still gets its
+// `device.update` event and the serving history its exact boundaries. Every other message a device sends
+// (telemetry, stats) only moves `lastSeen`: folded into the same per-device entry, so a fleet's live
+// traffic costs one UPDATE per flush and chunk of devices, never a write per message.
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
-import { type Reported, writePresenceInTx, writeReportedInTx } from '../events/device-events.ts';
+import { type Reported, writePresenceInTx, writeReportedInTx, writeSeenInTx } from '../events/device-events.ts';
 
 interface PendingState {
   online?: boolean;
-  /** The device's `reported` messages since the last flush, oldest first. */
-  reports: Reported[];
+  /** The device's `reported` messages since the last flush with their arrival times, oldest first. */
+  reports: Array<{ reported: Reported; at: string }>;
+  /** Newest time the device was heard from ('' when only replays of retained messages came in). */
   lastSeen: string;
 }
 
@@ -37,14 +41,22 @@ export class DeviceStateWriter {
 
   constructor(private readonly opts: DeviceStateWriterOptions) {}
 
-  /** The device connected (true) or went away (false). */
-  presence(deviceId: string, online: boolean, at = new Date()): void {
-    this.merge(deviceId, { online, reports: [], lastSeen: at.toISOString() });
+  /** The device connected (true) or went away (false); a `replay` (retained `status`) does not move lastSeen. */
+  presence(deviceId: string, online: boolean, at = new Date(), opts: { replay?: boolean } = {}): void {
+    this.merge(deviceId, { online, reports: [], lastSeen: opts.replay ? '' : at.toISOString() });
   }
 
-  /** The device's newest `reported` document. */
-  reported(deviceId: string, reported: Reported, at = new Date()): void {
-    this.merge(deviceId, { reports: [reported], lastSeen: at.toISOString() });
+  /**
+   * The device's newest `reported` document. A `replay` (the broker's retained copy, delivered when the
+   * server subscribes) updates the stored state but is not a sign of life: lastSeen stays.
+   */
+  reported(deviceId: string, reported: Reported, at = new Date(), opts: { replay?: boolean } = {}): void {
+    this.merge(deviceId, { reports: [{ reported, at: at.toISOString() }], lastSeen: opts.replay ? '' : at.toISOString() });
+  }
+
+  /** The device sent something else (telemetry, stats): only its `lastSeen` moves. */
+  seen(deviceId: string, at = new Date()): void {
+    this.merge(deviceId, { reports: [], lastSeen: at.toISOString() });
   }
 
   private merge(deviceId: string, next: PendingState): void {
@@ -86,19 +98,29 @@ export class DeviceStateWriter {
   private async write(batch: Array<[string, PendingState]>): Promise<void> {
     await this.opts.db.transaction(async (tx) => {
       // Presence alone (the common case in a storm): one statement pair per online value and chunk, with
-      // the burst's newest time as last_seen (at most flushMs later than the device's own event).
-      for (const online of [true, false]) {
-        const group = batch.filter(([, s]) => !s.reports.length && s.online === online);
+      // the burst's newest time as last_seen (at most flushMs later than the device's own event); replays
+      // of retained `status` messages are grouped apart and leave last_seen as is.
+      for (const [online, live] of [[true, true], [true, false], [false, true], [false, false]]) {
+        const group = batch.filter(([, s]) => !s.reports.length && s.online === online && Boolean(s.lastSeen) === live);
         if (!group.length) continue;
         const lastSeen = group.reduce((m, [, s]) => (s.lastSeen > m ? s.lastSeen : m), '');
         for (let i = 0; i < group.length; i += IDS_PER_STATEMENT) {
           await writePresenceInTx(tx, group.slice(i, i + IDS_PER_STATEMENT).map(([id]) => id), online, lastSeen);
         }
       }
+      // Only seen (live telemetry and stats): one UPDATE per chunk, never moving last_seen backwards.
+      const seen = batch.filter(([, s]) => !s.reports.length && s.online === undefined);
+      if (seen.length) {
+        const lastSeen = seen.reduce((m, [, s]) => (s.lastSeen > m ? s.lastSeen : m), '');
+        for (let i = 0; i < seen.length; i += IDS_PER_STATEMENT) {
+          await writeSeenInTx(tx, seen.slice(i, i + IDS_PER_STATEMENT).map(([id]) => id), lastSeen);
+        }
+      }
       for (const [id, s] of batch) {
         if (!s.reports.length) continue;
         if (s.online !== undefined) await writePresenceInTx(tx, [id], s.online, s.lastSeen);
-        for (const r of s.reports) await writeReportedInTx(tx, id, r, s.lastSeen);
+        else if (s.lastSeen) await writeSeenInTx(tx, [id], s.lastSeen);
+        for (const r of s.reports) await writeReportedInTx(tx, id, r.reported, r.at);
       }
     });
   }

@@ -8,7 +8,7 @@ import { and, eq, gte, lt } from 'drizzle-orm';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Logger } from 'pino';
 import { applyDriftVerdict, driftedOf, openAlertPairs, type AlertTransition, type AlertView } from '../alerts/alert-service.ts';
-import type { AlertWebhook } from '../alerts/webhook.ts';
+import type { WebhookSender } from '../webhooks/webhook-sender.ts';
 import type { Db } from '../db/client.ts';
 import { driftEvaluations, referenceProfiles, statsRollups } from '../db/schema.ts';
 import { ServiceError } from '../errors.ts';
@@ -21,7 +21,7 @@ export interface DriftMonitorOptions {
   /** node-cron expression or 'off'. */
   cron: string;
   windowS: number;
-  webhook?: AlertWebhook;
+  webhook?: WebhookSender;
 }
 
 export interface EvaluationSummary {

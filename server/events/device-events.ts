@@ -5,14 +5,21 @@ import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { ReportedMessage } from '../../protocol/messages/reported.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { devices } from '../db/schema.ts';
+import { recordServingInTx, withoutStaleError } from '../history/serving-writer.ts';
 import { insertEventsFrom } from './event-log.ts';
 import type { EventData } from './event-types.ts';
 
 /** Presence of several devices, with an event for each whose stored value changes (in the caller's transaction). */
+/** `lastSeen` '' leaves it as is (presence learnt from a replayed retained `status`, no sign of life). */
 export async function writePresenceInTx(tx: Tx, ids: string[], online: boolean, lastSeen: string): Promise<void> {
   const type = online ? 'device.online' : 'device.offline';
   await insertEventsFrom(tx, sql`SELECT 'device', ${type}, ${devices.id}, '{}' FROM ${devices} WHERE ${and(inArray(devices.id, ids), sql`${devices.online} IS NOT ${online ? 1 : 0}`)}`);
-  await tx.update(devices).set({ online, lastSeen }).where(inArray(devices.id, ids));
+  await tx.update(devices).set(lastSeen ? { online, lastSeen } : { online }).where(inArray(devices.id, ids));
+}
+
+/** Devices that sent something (telemetry, stats): `last_seen` moves forward, nothing else changes, no event. */
+export async function writeSeenInTx(tx: Tx, ids: string[], lastSeen: string): Promise<void> {
+  await tx.update(devices).set({ lastSeen }).where(and(inArray(devices.id, ids), sql`(${devices.lastSeen} IS NULL OR ${devices.lastSeen} < ${lastSeen})`));
 }
 
 export type Reported = Pick<ReportedMessage, 'state'> & Partial<Pick<ReportedMessage, 'active' | 'desired' | 'lastError'>>;
@@ -30,15 +37,20 @@ export function updateData(reported: Reported): EventData['device.update'] {
 }
 
 /** Stores a device's reported message; a `device.update` event when its state, active or desired bundle changed (in the caller's transaction). */
-export async function writeReportedInTx(tx: Tx, id: string, reported: Reported, lastSeen: string): Promise<void> {
+export async function writeReportedInTx(tx: Tx, id: string, reported: Reported, at: string): Promise<void> {
   const data = updateData(reported);
   const changed = sql`(${devices.updateState} IS NOT ${reported.state}
     OR json_extract(${devices.reported}, '$.active.bundleId') IS NOT ${data.bundleId ?? null}
     OR json_extract(${devices.reported}, '$.desired.bundleId') IS NOT ${data.desiredBundleId ?? null})`;
   await insertEventsFrom(tx, sql`SELECT 'device', 'device.update', ${devices.id}, ${JSON.stringify(data)} FROM ${devices} WHERE ${and(eq(devices.id, id), changed)}`);
-  await tx.update(devices).set({ reported, updateState: reported.state, lastSeen }).where(eq(devices.id, id));
+  await recordServingInTx(tx, id, reported, at);
+  // lastSeen is the writer's to move (writeSeenInTx): a replayed retained report is no sign of life.
+  await tx.update(devices).set({ reported: withoutStaleError(reported), updateState: reported.state }).where(eq(devices.id, id));
 }
 
 export async function writeReported(db: Db, id: string, reported: Reported, at = new Date()): Promise<void> {
-  await db.transaction((tx) => writeReportedInTx(tx, id, reported, at.toISOString()));
+  await db.transaction(async (tx) => {
+    await writeReportedInTx(tx, id, reported, at.toISOString());
+    await writeSeenInTx(tx, [id], at.toISOString());
+  });
 }

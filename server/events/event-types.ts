@@ -2,7 +2,7 @@
 // CLI read). The kind is the type's prefix, so filtering by kind never needs a lookup table.
 import { z } from '@hono/zod-openapi';
 
-export const EVENT_KINDS = ['device', 'deployment', 'rollout', 'alert', 'job'] as const;
+export const EVENT_KINDS = ['device', 'deployment', 'rollout', 'alert', 'job', 'model'] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
 interface DeviceUpdate {
@@ -17,6 +17,8 @@ interface DeviceUpdate {
 }
 type RolloutData = { rolloutId: string } & Record<string, unknown>;
 type JobData = { jobId: string; model: string } & Record<string, unknown>;
+/** Subject `name@N`. */
+type VersionData = { model: string; version: number };
 
 /** Every event type with the shape of its data. */
 export interface EventData {
@@ -43,6 +45,10 @@ export interface EventData {
   'job.succeeded': JobData;
   'job.failed': JobData;
   'job.cancelled': JobData;
+  'model.version_registered': VersionData & { status: string; parent?: string; variant?: string; by: string };
+  'model.version_rejected': VersionData & { reason: string };
+  'model.version_overridden': VersionData & { by: string; reason: string };
+  'model.alias_moved': VersionData & { alias: string; from: number | null; by: string };
 }
 export type EventType = keyof EventData;
 
@@ -57,7 +63,7 @@ export const Event = z
     kind: z.enum(EVENT_KINDS),
     type: z.string().openapi({ example: 'device.update' }),
     at: z.string(),
-    subject: z.string().openapi({ description: 'id of the device, deployment, rollout, alert or job' }),
+    subject: z.string().openapi({ description: 'id of the device, deployment, rollout, alert or job; `name@N` (or `name@alias`) for model events' }),
     data: z.record(z.string(), z.unknown()),
   })
   .openapi('Event');

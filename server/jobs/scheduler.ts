@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
 import { jobs, retrainPolicies } from '../db/schema.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
-import type { AlertWebhook } from '../alerts/webhook.ts';
+import type { WebhookSender } from '../webhooks/webhook-sender.ts';
 import { tickRollouts } from '../rollouts/rollout-ticker.ts';
 import { resolveSupersededAlerts } from '../rollouts/superseded-alerts.ts';
 import { triggerDriftJobs } from './drift-trigger.ts';
@@ -33,7 +33,7 @@ export interface SchedulerOptions {
   tickMs: number;
   leaseTtlMs: number;
   /** Alert transitions made here (a superseded alert resolved) are sent like the drift monitor's. */
-  webhook?: AlertWebhook;
+  webhook?: WebhookSender;
 }
 
 export class Scheduler {

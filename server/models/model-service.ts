@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import type { ArtifactStore, StagedUpload } from '../artifacts/artifact-store.ts';
 import { recordAudit } from '../audit/audit-log.ts';
+import { recordEvent } from '../events/event-log.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { artifacts, modelAliases, models, modelVersions } from '../db/schema.ts';
 import { Conflict, Invalid, NotFound, ServiceError } from '../errors.ts';
@@ -109,6 +110,10 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
           variant: input.extras?.variant ?? undefined,
           status: input.extras?.status ?? undefined,
         });
+        const status = input.extras?.status ?? 'ready';
+        const variant = input.extras?.variant ?? undefined;
+        await recordEvent(tx, 'model.version_registered', formatRef(input.name, next), { model: input.name, version: next, status, by: input.actor, ...(parent ? { parent: input.parent } : {}), ...(variant ? { variant } : {}) });
+        if (status === 'rejected') await recordEvent(tx, 'model.version_rejected', formatRef(input.name, next), { model: input.name, version: next, reason: input.extras?.statusReason ?? 'it broke a budget' });
         return row.id;
       });
       return versionView(db, id);
@@ -260,11 +265,17 @@ export async function setAlias(db: Db, name: string, alias: string, version: num
   if (alias === 'latest') throw Invalid('"latest" is reserved: it always means the newest version');
   return db.transaction(async (tx) => {
     const row = await resolveVersion(tx, formatRef(name, version));
+    const before = await tx
+      .select({ version: modelVersions.version })
+      .from(modelAliases)
+      .innerJoin(modelVersions, eq(modelVersions.id, modelAliases.versionId))
+      .where(and(eq(modelAliases.modelId, row.modelId), eq(modelAliases.alias, alias)));
     await tx
       .insert(modelAliases)
       .values({ modelId: row.modelId, alias, versionId: row.id })
       .onConflictDoUpdate({ target: [modelAliases.modelId, modelAliases.alias], set: { versionId: row.id, updatedAt: new Date().toISOString() } });
     await recordAudit(tx, actor, 'model.alias.set', `${name}@${alias}`, { version });
+    if (before[0]?.version !== version) await recordEvent(tx, 'model.alias_moved', `${name}@${alias}`, { model: name, version, alias, from: before[0]?.version ?? null, by: actor });
     return versionView(tx, row.id);
   });
 }

@@ -3,6 +3,7 @@
 // override with a reason. The override is audited and shown with the version.
 import { eq } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
+import { recordEvent } from '../events/event-log.ts';
 import type { Db } from '../db/client.ts';
 import { modelVersions } from '../db/schema.ts';
 import { Conflict } from '../errors.ts';
@@ -26,6 +27,7 @@ export async function overrideRejection(db: Db, ref: string, reason: string, act
     const override = { by: actor, at: new Date().toISOString(), reason };
     await tx.update(modelVersions).set({ override }).where(eq(modelVersions.id, row.id));
     await recordAudit(tx, actor, 'model.version.override', label, { reason, statusReason: row.statusReason });
+    await recordEvent(tx, 'model.version_overridden', label, { model: row.modelName, version: row.version, by: actor, reason });
     return versionView(tx, row.id);
   });
 }

@@ -7,7 +7,11 @@ import type { z } from 'zod';
 import { allDevicesFilter, type Channel, deviceTopic, type DevicePublishChannel, parseDeviceTopic } from '../../protocol/topics.ts';
 import type { Metrics } from '../metrics.ts';
 
-type Handler = (deviceId: string, message: unknown) => Promise<void> | void;
+/** `retained`: a stored message the broker replays on (re)subscribe, not one the device just sent. */
+export interface MessageMeta {
+  retained: boolean;
+}
+type Handler = (deviceId: string, message: unknown, meta: MessageMeta) => Promise<void> | void;
 
 export interface DeviceBusOptions {
   url: string;
@@ -33,7 +37,7 @@ export class DeviceBus {
   constructor(private readonly opts: DeviceBusOptions) {}
 
   /** Registers the owner of a channel; call before start(). */
-  on<S extends z.ZodType>(channel: DevicePublishChannel, schema: S, handler: (deviceId: string, message: z.infer<S>) => Promise<void> | void): void {
+  on<S extends z.ZodType>(channel: DevicePublishChannel, schema: S, handler: (deviceId: string, message: z.infer<S>, meta: MessageMeta) => Promise<void> | void): void {
     this.handlers.set(channel, { schema, handler: handler as Handler });
   }
 
@@ -51,12 +55,13 @@ export class DeviceBus {
           { ca: opts.tls.caPem, rejectUnauthorized: true, ...(opts.tls.loopback ? { checkServerIdentity: () => undefined } : {}) }
         : {}),
     });
-    this.client.on('message', (topic, payload) => {
+    this.client.on('message', (topic, payload, packet) => {
       if (topic === this.barrierTopic) {
         for (const resolve of this.barrierWaiters.splice(0)) resolve();
         return;
       }
-      const p = this.dispatch(topic, payload);
+      // MQTT sets RETAIN only on messages replayed to a new subscription (live forwards carry 0).
+      const p = this.dispatch(topic, payload, { retained: packet.retain });
       this.inFlight.add(p);
       void p.finally(() => this.inFlight.delete(p));
     });
@@ -92,7 +97,7 @@ export class DeviceBus {
     await Promise.all(this.inFlight);
   }
 
-  private async dispatch(topic: string, payload: Buffer): Promise<void> {
+  private async dispatch(topic: string, payload: Buffer, meta: MessageMeta): Promise<void> {
     const { metrics, logger } = this.opts;
     const parsed = parseDeviceTopic(topic);
     const entry = parsed ? this.handlers.get(parsed.channel) : undefined;
@@ -119,7 +124,7 @@ export class DeviceBus {
       return;
     }
     try {
-      await entry.handler(parsed.deviceId, result.data);
+      await entry.handler(parsed.deviceId, result.data, meta);
     } catch (err) {
       metrics.mqttDropped.inc({ channel, reason: 'handler_error' });
       logger.error({ err, deviceId: parsed.deviceId, channel }, 'device message handler failed');

@@ -22,6 +22,7 @@ import { Readable } from 'node:stream';
 import { and, eq } from 'drizzle-orm';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import { recordAudit } from '../audit/audit-log.ts';
+import { recordEvent } from '../events/event-log.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { modelAliases, models, modelVersions, referenceProfiles } from '../db/schema.ts';
 import { loadDataset } from '../datasets/dataset-service.ts';
@@ -253,6 +254,7 @@ export async function evaluateVersion(db: Db, store: ArtifactStore, input: Evalu
       status: rejected ? 'rejected' : 'ready',
       reasons: report.verdict.reasons,
     });
+    if (rejected && version.status !== 'rejected') await recordEvent(tx, 'model.version_rejected', label, { model: version.modelName, version: version.version, reason: report.verdict.reasons.join('; ') });
     return versionView(tx, version.id);
   });
   return { version: view, report };

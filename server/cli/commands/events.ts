@@ -37,8 +37,8 @@ function idOf(text: string, what: string): string {
 export function registerEventCommands(program: Command, ctx: { api: () => Api; out: () => Output }) {
   program
     .command('events')
-    .description('the event log: device presence and update states, deployments, rollouts, alerts, jobs')
-    .option('--kind <kinds>', 'comma list of device, deployment, rollout, alert, job (default all)')
+    .description('the event log: device presence and update states, deployments, rollouts, alerts, jobs, model versions')
+    .option('--kind <kinds>', 'comma list of device, deployment, rollout, alert, job, model (default all)')
     .option('--since <id>', 'only events after this id (with --follow: replay from there, then live)')
     .option('--limit <n>', 'without --follow: how many of the newest events', '50')
     .option('--follow', 'keep printing events as they happen (Ctrl-C to stop)')

@@ -167,8 +167,8 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
       const api = ctx.api();
       const res = await call(api.api.v1.deployments.$get({ query: { limit: o.limit } }));
       const statuses = await Promise.all(res.deployments.map((d) => call(api.api.v1.deployments[':id'].status.$get({ param: { id: d.id } }))));
-      const rows = res.deployments.map((d, i) => ({ ...d, target: `${d.targetKind} ${d.target}`, ...summary(statuses[i].counts) }));
-      emit(ctx.out(), rows, () => table(rows, ['id', 'bundleId', 'target', 'deviceCount', 'active', 'updating', 'pending', 'failed', 'staleDevices', 'createdAt', 'createdBy']));
+      const rows = res.deployments.map((d, i) => ({ ...d, target: `${d.targetKind} ${d.target}`, ...summary(statuses[i].counts), superseded: statuses[i].superseded.length }));
+      emit(ctx.out(), rows, () => table(rows, ['id', 'bundleId', 'target', 'deviceCount', 'active', 'updating', 'pending', 'failed', 'superseded', 'staleDevices', 'createdAt', 'createdBy']));
     });
   deployments
     .command('show <id>')
@@ -178,7 +178,8 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
       emit(ctx.out(), st, () => {
         const counts = Object.entries(st.counts).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'no devices';
         const devices = st.devices.map((d) => ({ ...d, online: d.online ? 'yes' : 'no', reason: d.error ? `${d.error.code}: ${d.error.message}` : null }));
-        return `${keyValues({ id: st.deploymentId, bundle: st.bundleId, target: `${st.target.kind} ${st.target.name}`, created: st.createdAt, devices: counts })}\n\n${table(devices, ['deviceId', 'name', 'online', 'bundleId', 'state', 'reason', 'updatedAt'])}`;
+        const moved = st.superseded.length ? `\n\nsuperseded (served this deployment, since given another):\n${table(st.superseded.map((d) => ({ ...d, to: d.to ?? 'now' })), ['deviceId', 'name', 'model', 'bundleId', 'from', 'to', 'supersededBy'])}` : '';
+        return `${keyValues({ id: st.deploymentId, bundle: st.bundleId, target: `${st.target.kind} ${st.target.name}`, created: st.createdAt, devices: counts })}\n\n${table(devices, ['deviceId', 'name', 'online', 'bundleId', 'activeModel', 'activeBundleId', 'state', 'reason', 'updatedAt'])}${moved}`;
       });
     });
 }

@@ -5,7 +5,7 @@
 // sha256 is stored. A refused or failed call fails the attempt (and is retried like any attempt).
 import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
-import { signBody } from '../../alerts/webhook.ts';
+import { signBody } from '../../webhooks/webhook-sender.ts';
 import { sha256Hex } from '../../auth/secrets.ts';
 import type { WebhookTrainer } from '../retrain-policy.ts';
 import type { TrainerContext, TrainerResult } from './trainer.ts';

@@ -1,26 +1,32 @@
-// Optional alert webhook: each alert event is POSTed as JSON with
+// The webhook outbox's sender, for the alert webhook (FLOTILLA_ALERT_WEBHOOK_URL) and every webhook
+// subscription alike: each delivery is POSTed as JSON with
 // `x-flotilla-signature: sha256=<hex HMAC-SHA256 of the raw body>` (the GitHub convention) and
 // `x-flotilla-delivery: <id>` (the same id on every attempt, so a receiver can drop repeats).
-// Events are durable: the alert's transaction inserts a `webhook_deliveries` row (deliveries.ts), and
-// this worker sends due rows in the background, so a restart or a crash while the receiver is down
-// loses nothing, and callers never wait. A row is claimed by a conditional update that sets a lease
+// Deliveries are durable: an alert's transaction inserts its `webhook_deliveries` row (alerts/deliveries.ts);
+// subscriptions' rows come from the event log (webhook-fanout.ts, run at the start of every pass); this
+// worker sends due rows in the background, so a restart or a crash while the receiver is down
+// loses nothing, and callers never wait. A row without a subscription goes to the alert webhook's URL;
+// a subscription's row to the subscription's URL, signed with its own secret. A row is claimed by a conditional update that sets a lease
 // (`claimed_until`), so two replicas never send the same row at the same time; a replica that dies
 // mid-send leaves a lease that expires. Network errors, 5xx, 408 and 429 are retried with exponential
 // backoff and jitter up to maxAttempts, then the row is `failed` (listed by /alerts/deliveries).
 import { createHmac } from 'node:crypto';
-import { and, asc, eq, isNull, lte, or, sql } from 'drizzle-orm';
+import { and, asc, eq, isNotNull, isNull, lte, or, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { Counter } from 'prom-client';
 import type { Db } from '../db/client.ts';
-import { webhookDeliveries } from '../db/schema.ts';
+import { webhookDeliveries, webhookSubscriptions } from '../db/schema.ts';
+import type { KeyCipher } from '../keys/key-cipher.ts';
 import type { Metrics } from '../metrics.ts';
+import { fanOutEvents } from './webhook-fanout.ts';
 
-export type { AlertEvent } from './deliveries.ts';
-
-export interface AlertWebhookOptions {
+export interface WebhookSenderOptions {
   db: Db;
-  url: string;
+  /** The alert webhook (rows without a subscription); unset: only subscriptions are served. */
+  url?: string;
   secret?: string;
+  /** Decrypts subscriptions' secrets. */
+  cipher: KeyCipher;
   logger: Logger;
   metrics: Metrics;
   /** Attempts per delivery, first included, before the row is failed (default 10). */
@@ -46,7 +52,7 @@ export function signBody(secret: string, body: string): string {
 
 type Row = typeof webhookDeliveries.$inferSelect;
 
-export class AlertWebhook {
+export class WebhookSender {
   private loop?: Promise<void>;
   private stopping = false;
   private woken = false;
@@ -55,17 +61,17 @@ export class AlertWebhook {
   private readonly abort = new AbortController();
   private readonly deliveries: Counter<'result'>;
 
-  constructor(private readonly opts: AlertWebhookOptions) {
+  constructor(private readonly opts: WebhookSenderOptions) {
     this.deliveries = new Counter({
       name: 'flotilla_alert_webhook_deliveries_total',
-      help: 'Alert webhook delivery attempts by result (delivered, retried later, failed for good)',
+      help: 'Webhook delivery attempts (alert webhook and subscriptions) by result (delivered, retried later, failed for good)',
       labelNames: ['result'],
       registers: [opts.metrics.registry],
     });
   }
 
   start(): void {
-    if (!this.opts.secret) this.opts.logger.warn('FLOTILLA_ALERT_WEBHOOK_URL is set without FLOTILLA_ALERT_WEBHOOK_SECRET: webhook requests are not signed');
+    if (this.opts.url && !this.opts.secret) this.opts.logger.warn('FLOTILLA_ALERT_WEBHOOK_URL is set without FLOTILLA_ALERT_WEBHOOK_SECRET: webhook requests are not signed');
     this.loop ??= this.run();
   }
 
@@ -83,7 +89,7 @@ export class AlertWebhook {
       const [due] = await this.opts.db
         .select({ id: webhookDeliveries.id })
         .from(webhookDeliveries)
-        .where(and(eq(webhookDeliveries.status, 'pending'), lte(webhookDeliveries.nextAttemptAt, now)))
+        .where(and(eq(webhookDeliveries.status, 'pending'), lte(webhookDeliveries.nextAttemptAt, now), this.servable()))
         .limit(1);
       if (!due || this.stopping) return;
       this.wake();
@@ -103,7 +109,9 @@ export class AlertWebhook {
     const pollMs = this.opts.pollMs ?? 1000;
     while (!this.stopping) {
       this.woken = false;
-      this.pass = this.sendDue().catch((err) => this.opts.logger.error({ err }, 'alert webhook pass failed'));
+      this.pass = fanOutEvents(this.opts.db)
+        .then(() => this.sendDue())
+        .catch((err) => this.opts.logger.error({ err }, 'webhook pass failed'));
       await this.pass;
       if (this.stopping) break;
       if (this.woken) continue;
@@ -125,7 +133,7 @@ export class AlertWebhook {
     while (!this.stopping) {
       const now = new Date();
       const at = now.toISOString();
-      const due = and(eq(webhookDeliveries.status, 'pending'), lte(webhookDeliveries.nextAttemptAt, at), or(isNull(webhookDeliveries.claimedUntil), lte(webhookDeliveries.claimedUntil, at)));
+      const due = and(eq(webhookDeliveries.status, 'pending'), lte(webhookDeliveries.nextAttemptAt, at), or(isNull(webhookDeliveries.claimedUntil), lte(webhookDeliveries.claimedUntil, at)), this.servable());
       const candidates = await db.select({ id: webhookDeliveries.id }).from(webhookDeliveries).where(due).orderBy(asc(webhookDeliveries.nextAttemptAt)).limit(this.opts.batch ?? 20);
       if (!candidates.length) return;
       for (const { id } of candidates) {
@@ -142,10 +150,28 @@ export class AlertWebhook {
     }
   }
 
+  /** Rows this replica can send: every subscription's, and the alert webhook's when it has a URL. */
+  private servable() {
+    return this.opts.url ? undefined : isNotNull(webhookDeliveries.subscriptionId);
+  }
+
+  /** Where a row goes and what signs it; null when its subscription was removed meanwhile. */
+  private async target(row: Row): Promise<{ url: string; secret?: string } | null> {
+    if (!row.subscriptionId) return { url: this.opts.url!, secret: this.opts.secret };
+    const sub = await this.opts.db.query.webhookSubscriptions.findFirst({ where: eq(webhookSubscriptions.id, row.subscriptionId) });
+    return sub ? { url: sub.url, secret: this.opts.cipher.decrypt(sub.id, sub.secretCipher) } : null;
+  }
+
   private async deliver(row: Row, lease: string): Promise<void> {
-    const { db, url, secret, logger } = this.opts;
+    const { db, logger } = this.opts;
     const max = this.opts.maxAttempts ?? 10;
-    const headers: Record<string, string> = { 'content-type': 'application/json', 'x-flotilla-event': row.event, 'x-flotilla-delivery': row.id, 'user-agent': 'flotilla-alerts' };
+    const target = await this.target(row);
+    if (!target) {
+      await db.update(webhookDeliveries).set({ status: 'failed', lastError: 'subscription removed', claimedUntil: null }).where(and(eq(webhookDeliveries.id, row.id), eq(webhookDeliveries.claimedUntil, lease)));
+      return;
+    }
+    const { url, secret } = target;
+    const headers: Record<string, string> = { 'content-type': 'application/json', 'x-flotilla-event': row.event, 'x-flotilla-delivery': row.id, 'user-agent': row.subscriptionId ? 'flotilla-webhooks' : 'flotilla-alerts' };
     if (secret) headers['x-flotilla-signature'] = signBody(secret, row.payload);
     let retry = true;
     let why: string;
@@ -177,7 +203,7 @@ export class AlertWebhook {
     }
     const attempts = row.attempts + 1;
     if (!retry || attempts >= max) {
-      logger.warn({ url, event: row.event, delivery: row.id, attempts, why }, 'alert webhook delivery failed; giving up');
+      logger.warn({ url, event: row.event, delivery: row.id, attempts, why }, 'webhook delivery failed; giving up');
       await db
         .update(webhookDeliveries)
         .set({ status: 'failed', attempts, lastError: why, claimedUntil: null })
@@ -187,7 +213,7 @@ export class AlertWebhook {
     }
     const base = Math.min((this.opts.baseDelayMs ?? 500) * 2 ** (attempts - 1), this.opts.maxDelayMs ?? 300_000);
     const delay = base / 2 + Math.random() * (base / 2);
-    logger.debug({ event: row.event, delivery: row.id, attempts, why, delay }, 'alert webhook delivery failed; retrying later');
+    logger.debug({ event: row.event, delivery: row.id, attempts, why, delay }, 'webhook delivery failed; retrying later');
     await db
       .update(webhookDeliveries)
       .set({ attempts, lastError: why, claimedUntil: null, nextAttemptAt: new Date(Date.now() + delay).toISOString() })
