@@ -18,7 +18,7 @@ import { generateKeyPair } from '../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import type { SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
 import { deviceTopic } from '../protocol/topics.ts';
-import { ARTIFACTS, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
+import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { generateRows, rowsToCsv, sketchOf, statsMessage, telemetryMessage } from './helpers/device-stats.ts';
 import { gemmModel } from './helpers/models.ts';
@@ -124,6 +124,7 @@ describe('console monitoring views and live updates in Chromium', () => {
     }
     await page.getByRole('button', { name: 'f3', exact: true }).click();
     await page.getByRole('figure', { name: 'f3: reference vs live share of rows per bin' }).waitFor();
+    await assertLabelled(page, 'drift-histogram');
     await page.screenshot({ path: path.join(ARTIFACTS, 'drift-histogram-1280.png'), fullPage: true });
   });
 
@@ -157,6 +158,7 @@ describe('console monitoring views and live updates in Chromium', () => {
     await group.waitFor();
     assert.equal(await group.getAttribute('data-points'), '3');
     for (const title of ['Inference rate per 1 min', 'CPU (%)', 'Memory (MB)', 'Outbox backlog (messages)']) await group.getByRole('figure', { name: title }).locator('canvas').first().waitFor();
+    await assertLabelled(page, 'device-series');
     await page.screenshot({ path: path.join(ARTIFACTS, 'device-series-1280.png'), fullPage: true });
   });
 
@@ -183,6 +185,7 @@ describe('console monitoring views and live updates in Chromium', () => {
     assert.deepEqual(edges, expected);
     await graph.getByRole('button', { name: 'Lineage node tab@2' }).click();
     await page.getByRole('heading', { level: 2, name: /^tab@2/ }).waitFor();
+    await assertLabelled(page, 'models-lineage');
     await page.screenshot({ path: path.join(ARTIFACTS, 'models-lineage-1280.png'), fullPage: true });
   });
 
@@ -203,6 +206,7 @@ describe('console monitoring views and live updates in Chromium', () => {
     const rate = table.locator('[data-gate="maxErrorRate"]');
     assert.equal((await rate.locator('td').nth(0).innerText()).trim(), rollout.lastCheck.errorRate === null ? 'not measured yet' : Number.isInteger(rollout.lastCheck.errorRate) ? String(rollout.lastCheck.errorRate) : rollout.lastCheck.errorRate.toFixed(4));
     assert.equal((await rate.locator('td').nth(1).innerText()).trim(), '≤ 0.0500');
+    await assertLabelled(page, 'rollout-gates');
     await page.screenshot({ path: path.join(ARTIFACTS, 'rollout-gates-1280.png'), fullPage: true });
     assert.equal((await cp.api('POST', `/api/v1/rollouts/${r.body.id}/abort`, { json: {} })).status, 200);
   });
@@ -233,6 +237,7 @@ describe('console monitoring views and live updates in Chromium', () => {
     await form.getByRole('status').filter({ hasText: 'Disabled the policy of tab.' }).waitFor();
     assert.equal((await cp.api('GET', '/api/v1/models/tab/retrain-policy')).body.enabled, false);
     await form.getByRole('button', { name: 'Enable policy' }).waitFor();
+    await assertLabelled(page, 'retraining-policy');
     await page.screenshot({ path: path.join(ARTIFACTS, 'retraining-policy-1280.png'), fullPage: true });
     page.once('dialog', (d) => void d.accept());
     await form.getByRole('button', { name: 'Remove policy' }).click();

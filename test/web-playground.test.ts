@@ -14,7 +14,7 @@ import { preprocessImage } from '../agent/runtime/preprocess-image.ts';
 import { preprocessTabular } from '../agent/runtime/preprocess-tabular.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { encodeModel, floatTensor, node, valueInfo } from '../server/onnx/build.ts';
-import { ARTIFACTS, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
+import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
 
@@ -92,7 +92,7 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
     await page.getByLabel('API token').fill(cp.adminToken);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByRole('heading', { name: /enroll the first one/ }).waitFor(); // the empty fleet's page
-    assert.deepEqual(requested.filter((p) => /ort|playground/.test(p)), [], 'no playground or onnxruntime asset before the page opens');
+    assert.deepEqual(requested.filter((p) => /^\/assets\/(ort[.-]|playground-)/.test(p)), [], 'no playground or onnxruntime asset before the page opens');
     await page.getByRole('link', { name: 'Playground' }).click();
     await page.getByRole('heading', { level: 1, name: 'Playground' }).waitFor();
     assert.ok(requested.some((p) => /\/assets\/playground-[\w-]+\.js$/.test(p)), requested.join('\n'));
@@ -122,6 +122,7 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
     assert.ok(Math.abs(answer.predictions[0].score - p[best]) < 1e-5);
     const server = JSON.parse(await page.getByLabel('Server answer (JSON)').innerText());
     server.outputs.logits.data.forEach((v: number, i: number) => assert.ok(Math.abs(v - expected[i]) < 1e-5));
+    await assertLabelled(page, 'playground (tabular)');
     await page.screenshot({ path: path.join(ARTIFACTS, 'playground-tabular-1280.png'), fullPage: true });
   });
 
@@ -145,6 +146,25 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
     const diff = Number(/difference browser vs server: (\S+)/.exec(agreement)?.[1]);
     assert.ok(diff < 1e-4, agreement);
     await page.getByRole('img', { name: 'The image that was run' }).waitFor();
+    await assertLabelled(page, 'playground (image)');
     await page.screenshot({ path: path.join(ARTIFACTS, 'playground-image-1280.png'), fullPage: true });
+  });
+
+  test('a bare model version takes raw tensors as JSON; a malformed one is a readable error, not a crash', async () => {
+    await page.getByRole('combobox', { name: 'Model or bundle' }).selectOption('version:tabular-demo@1');
+    await page.getByRole('button', { name: 'Load in the browser' }).click();
+    await page.getByRole('status').filter({ hasText: 'loaded in this browser' }).waitFor({ timeout: 60_000 });
+    const box = page.getByLabel(/^features \(float32\)/);
+    await box.fill('{"dims": [1, 8], "data": [1, 2]}');
+    await page.getByRole('button', { name: 'Run' }).click();
+    await page.getByRole('alert').filter({ hasText: /features/ }).waitFor();
+    const data = [0.25, -0.5, 1, 2, -1, 0, 0.75, 3];
+    await box.fill(JSON.stringify({ dims: [1, 8], data }));
+    await page.getByRole('button', { name: 'Run' }).click();
+    await page.getByText(/Largest absolute difference browser vs server/).waitFor();
+    const answer = await answerOf();
+    const expected = await ortNode(tabular, 'features', [1, 8], Float32Array.from(data));
+    answer.outputs.logits.data.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) < 1e-5, `logit ${i}: browser ${v}, onnxruntime-node ${expected[i]}`));
+    assert.equal(answer.predictions, undefined, 'no bundle, no postprocessing');
   });
 });

@@ -273,6 +273,8 @@ function TensorForm({ inputs, busy, onRun, onError }: InputProps & { inputs: Ten
       for (const t of inputs) {
         const j = JSON.parse(texts[t.name]) as { dims: number[]; data: number[] };
         if (!Array.isArray(j.dims) || !Array.isArray(j.data)) throw new Error(`${t.name}: give { "dims": [...], "data": [...] }`);
+        const size = j.dims.reduce((x, y) => x * y, 1);
+        if (size !== j.data.length) throw new Error(`${t.name}: dims [${j.dims.join(', ')}] hold ${size} values, data has ${j.data.length}`);
         feeds[t.name] = { type: t.dtype, dims: j.dims, data: typedArray(t.dtype, j.data) };
       }
       void onRun(feeds);
