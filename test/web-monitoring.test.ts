@@ -7,7 +7,7 @@
 // a device going offline and a deployment created through the API appear on already-open pages
 // through the event stream, without a reload.
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { copyFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -126,6 +126,8 @@ describe('console monitoring views and live updates in Chromium', () => {
     await page.getByRole('figure', { name: 'f3: reference vs live share of rows per bin' }).waitFor();
     await assertLabelled(page, 'drift-histogram');
     await page.screenshot({ path: path.join(ARTIFACTS, 'drift-histogram-1280.png'), fullPage: true });
+    // FLOTILLA_DOCS_SCREENSHOTS=1 refreshes the README's picture of the overlay.
+    if (process.env.FLOTILLA_DOCS_SCREENSHOTS === '1') await copyFile(path.join(ARTIFACTS, 'drift-histogram-1280.png'), path.join(REPO, 'docs', 'screenshots', 'drift-histogram.png'));
   });
 
   test('device page: CPU, memory, outbox backlog and inference rate per minute, as the series API computes them', async () => {
