@@ -57,6 +57,11 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
     return r.body.id as string;
   };
   const answerOf = async () => JSON.parse(await page.getByLabel('Browser answer (JSON)').innerText()) as { outputs: Record<string, { dims: number[]; data: number[] }>; predictions: Array<{ label: string; index: number; score: number }> };
+  /** The browser's answer once it is no longer `previous` (the page replaces it when a run finishes). */
+  const answerAfter = async (previous: string) => {
+    await page.waitForFunction((prev) => document.querySelector('pre[aria-label="Browser answer (JSON)"]')?.textContent !== prev, previous, { polling: 100 });
+    return answerOf();
+  };
   const pick = async (bundleId: string) => {
     await page.getByRole('combobox', { name: 'Model or bundle' }).selectOption(`bundle:${bundleId}`);
     await page.getByRole('button', { name: 'Load in the browser' }).click();
@@ -146,6 +151,20 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
     const diff = Number(/difference browser vs server: (\S+)/.exec(agreement)?.[1]);
     assert.ok(diff < 1e-4, agreement);
     await page.getByRole('img', { name: 'The image that was run' }).waitFor();
+
+    // Dropped onto the page instead of chosen: another image, the same agreement.
+    const inverted = await sharp(Buffer.from(pixels.map((v) => 255 - v)), { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
+    const previous = (await page.getByLabel('Browser answer (JSON)').textContent()) ?? '';
+    const dataTransfer = await page.evaluateHandle((b64) => {
+      const dt = new DataTransfer();
+      dt.items.add(new File([Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))], 'dropped.png', { type: 'image/png' }));
+      return dt;
+    }, inverted.toString('base64'));
+    await page.getByRole('region', { name: 'Image', exact: true }).dispatchEvent('drop', { dataTransfer });
+    const dropped = await answerAfter(previous);
+    const t2 = await preprocessImage(definition.preprocess as Parameters<typeof preprocessImage>[0], inverted);
+    const expected2 = await ortNode(image, 'image', t2.dims, t2.data);
+    dropped.outputs.logits.data.forEach((v, i) => assert.ok(Math.abs(v - expected2[i]) < 1e-4, `dropped image, logit ${i}: browser ${v}, agent preprocessing + onnxruntime-node ${expected2[i]}`));
     await assertLabelled(page, 'playground (image)');
     await page.screenshot({ path: path.join(ARTIFACTS, 'playground-image-1280.png'), fullPage: true });
   });
