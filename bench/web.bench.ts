@@ -2,7 +2,7 @@
 // only on that page) and, in Chromium against a real control plane with 10,000 seeded devices, the
 // time until the fleet page has rendered them and the time to re-filter them (budget 1 s each).
 // Baseline for the render: the /api/v1/fleet request alone, measured in the same run.
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { devices } from '../server/db/schema.ts';
@@ -27,12 +27,28 @@ async function firstLoadBytes(): Promise<{ js: number; css: number; files: strin
   return { js, css, files: refs };
 }
 
+/** The playground's lazily loaded files (never on the first load): its page chunk, onnxruntime-web's JS and wasm. */
+async function playgroundBytes(): Promise<Array<{ what: string; gz: number; file: string }>> {
+  const files = await readdir(path.join(DIST, 'assets'));
+  const kinds = [
+    { what: 'playground page chunk JS', re: /^playground-.*\.js$/ },
+    { what: 'onnxruntime-web JS', re: /^ort\..*\.js$/ },
+    { what: 'onnxruntime-web wasm', re: /^ort-wasm.*\.wasm$/ },
+  ];
+  const out = [];
+  for (const k of kinds) {
+    for (const f of files.filter((x) => k.re.test(x))) out.push({ what: k.what, gz: gzipSync(await readFile(path.join(DIST, 'assets', f))).length, file: f });
+  }
+  return out;
+}
+
 export async function runWebBench(): Promise<BenchRow[]> {
   ensureConsoleBuilt();
   const rows: BenchRow[] = [];
   const size = await firstLoadBytes();
   rows.push({ benchmark: 'first-load JS (gzip)', value: size.js / 1024, unit: 'KB', baseline: 'budget', baselineValue: 300, ratio: size.js / 1024 / 300, note: size.files.join(' ') });
   rows.push({ benchmark: 'first-load CSS (gzip)', value: size.css / 1024, unit: 'KB' });
+  for (const p of await playgroundBytes()) rows.push({ benchmark: `lazy: ${p.what} (gzip)`, value: p.gz / 1024, unit: 'KB', note: p.file });
 
   const cp = await startControlPlane();
   const browser = await launchBrowser();

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { AgentProcess, api as agentApi, freePort, waitFor } from '../agent/testing/harness.ts';
-import { ARTIFACTS, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
+import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { generateRows } from './helpers/device-stats.ts';
@@ -19,8 +19,6 @@ import { gemmModel, modelOutputs } from './helpers/models.ts';
 
 const BUNDLE_DEF = path.join(REPO, 'firmware-bundles', 'tabular-demo');
 const FACTS = { arch: 'arm64', cpus: 4, memoryBytes: 4 * 2 ** 30, os: 'linux', agentVersion: '0.1.0' };
-// Controls without an accessible name show in an aria snapshot as e.g. `- textbox` with no quoted name.
-const UNNAMED = /^\s*- (textbox|combobox|checkbox|button|spinbutton|searchbox|link|radio)(?: \[[^\]]*\])?:?$/m;
 
 describe('web console in Chromium', () => {
   let cp: TestPlane;
@@ -53,11 +51,6 @@ describe('web console in Chromium', () => {
   const open = async (p: Page, pathname: string, heading: string) => {
     await p.goto(cp.url + pathname);
     await p.getByRole('heading', { level: 1, name: heading }).waitFor();
-  };
-  const assertLabelled = async (p: Page, where: string) => {
-    const snap = await p.locator('body').ariaSnapshot();
-    assert.doesNotMatch(snap, UNNAMED, `${where}: a control without an accessible name:\n${snap}`);
-    return snap;
   };
 
   before(async () => {

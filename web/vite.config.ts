@@ -9,6 +9,8 @@ export default defineConfig({
   root: import.meta.dirname,
   plugins: [preact()],
   build: { outDir: 'dist', emptyOutDir: true, target: 'es2022', chunkSizeWarningLimit: 600 },
+  // onnxruntime-web finds its wasm by URL; pre-bundling it for the dev server would break that.
+  optimizeDeps: { exclude: ['onnxruntime-web'] },
   server: {
     proxy: { '/api': { target, changeOrigin: true } },
     headers: { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' },

@@ -1,7 +1,8 @@
 /**
  * Image preprocessing with sharp: encoded bytes (JPEG, PNG, WebP, … whatever libvips decodes) →
  * resize to the spec's width × height → RGB or grey 8-bit pixels → (pixel / scale − mean) / std per
- * channel → float32 NCHW or NHWC, one image or a batch.
+ * channel → float32 NCHW or NHWC, one image or a batch (the tensor step is `image-tensor.ts`, shared
+ * with the console's playground).
  *
  * It also returns the resized 8-bit pixels, because the input statistics compute image features
  * (brightness, contrast, sharpness, channel means) from them rather than with `sharp().stats()`,
@@ -19,8 +20,8 @@
  */
 import type { ImagePreprocess } from '../../firmware-bundles/definition.ts';
 import { decodeImagePixels, type ImagePixels } from '../../firmware-bundles/image-pixels.ts';
-import { perChannel } from '../../firmware-bundles/seeded-inputs.ts';
 import { invalidInput, RuntimeError } from './errors.ts';
+import { imageTensor } from './image-tensor.ts';
 
 /** Encoded image bytes; a string is taken as base64 (a `data:` URL prefix is allowed). */
 export type ImageBytes = Uint8Array | ArrayBuffer | string;
@@ -49,48 +50,9 @@ export async function preprocessImage(spec: ImagePreprocess, input: unknown, opt
   const maxImages = options.maxImages ?? 64;
   if (images.length === 0) throw invalidInput('image: the batch is empty');
   if (images.length > maxImages) throw invalidInput(`image: ${images.length} images, at most ${maxImages} per request`);
-  const c = spec.channels === 'gray' ? 1 : 3;
-  const { width: w, height: h } = spec;
-  const luts = normalizationTables(spec, c);
   const pixels = await Promise.all(images.map((img, i) => decode(spec, toBuffer(img, batch ? i : undefined), options, batch ? i : undefined)));
-
-  const plane = w * h;
-  const data = new Float32Array(images.length * c * plane);
-  // Output channel k reads pixel channel src[k]: BGR models get R and B swapped here.
-  const src = spec.channels === 'bgr' ? [2, 1, 0] : [0, 1, 2];
-  pixels.forEach((px, n) => {
-    const base = n * c * plane;
-    const p = px.data;
-    for (let k = 0; k < c; k++) {
-      const lut = luts[k];
-      const s = src[k];
-      if (spec.layout === 'NCHW') {
-        const o = base + k * plane;
-        for (let i = 0; i < plane; i++) data[o + i] = lut[p[i * c + s]];
-      } else {
-        for (let i = 0; i < plane; i++) data[base + i * c + k] = lut[p[i * c + s]];
-      }
-    }
-  });
-  const dims = spec.layout === 'NCHW' ? [images.length, c, h, w] : [images.length, h, w, c];
+  const { dims, data } = imageTensor(spec, pixels);
   return { input: spec.input, dims, data, pixels, batch };
-}
-
-/**
- * One 256-entry table per output channel: value = (pixel / scale − mean) / std, computed exactly
- * as the formula reads (in doubles, then rounded to float32) — cheaper than the arithmetic per pixel
- * and identical to a reference implementation of the same formula.
- */
-function normalizationTables(spec: ImagePreprocess, c: number): Float32Array[] {
-  let mean: number[];
-  let std: number[];
-  try {
-    mean = perChannel(spec.mean, c, 'mean');
-    std = perChannel(spec.std, c, 'std');
-  } catch (err) {
-    throw new RuntimeError('BUNDLE_MISMATCH', `image preprocessing: ${(err as Error).message}`);
-  }
-  return Array.from({ length: c }, (_, k) => Float32Array.from({ length: 256 }, (_, v) => (v / spec.scale - mean[k]) / std[k]));
 }
 
 // The decode itself is shared with the server's image reference profiles (firmware-bundles/image-pixels.ts).

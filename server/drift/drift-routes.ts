@@ -31,6 +31,12 @@ const FeatureResult = z
     referenceN: z.number(),
   })
   .openapi('FeatureDrift');
+const FeatureHistogram = z
+  .discriminatedUnion('kind', [
+    z.object({ feature: z.string(), kind: z.literal('numeric'), edges: z.array(z.number()), reference: z.array(z.number()), live: z.array(z.number()) }),
+    z.object({ feature: z.string(), kind: z.literal('categorical'), categories: z.array(z.string()), reference: z.array(z.number()), live: z.array(z.number()) }),
+  ])
+  .openapi('FeatureHistogram', { description: 'numeric: counts are underflow, the bins between the edges, overflow; categorical: the categories, then "other"' });
 const Drift = z
   .object({
     model: z.string(),
@@ -52,6 +58,7 @@ const Drift = z
     quality: z.object({ rows: z.number(), schemaViolations: z.object({ missing: z.number(), extra: z.number(), wrongType: z.number() }), outOfRange: z.number(), nans: z.number() }),
     skippedBuckets: z.number(),
     dropped: z.array(z.object({ reason: z.string(), windows: z.number(), rows: z.number(), devices: z.number(), lastAt: z.string(), hint: z.string() })),
+    histograms: z.array(FeatureHistogram).optional().openapi({ description: 'with histograms=true: reference vs live bin counts per feature' }),
   })
   .openapi('Drift');
 const Evaluation = z.object({
@@ -75,12 +82,20 @@ export function driftRoutes(deps: { db: Db; monitor: DriftMonitor; defaultWindow
         method: 'get',
         path: '/',
         summary: 'Drift of a model version for a cohort (or every device running it) over a window, per feature and output, with the dataset verdict',
-        request: { query: z.object({ model: z.string().openapi({ example: 'churn@3' }), cohort: z.string().optional(), window: Window.optional(), end: End.optional() }) },
+        request: {
+          query: z.object({
+            model: z.string().openapi({ example: 'churn@3' }),
+            cohort: z.string().optional(),
+            window: Window.optional(),
+            end: End.optional(),
+            histograms: z.enum(['true', 'false']).optional().openapi({ description: 'true: add each feature\'s reference and live bin counts' }),
+          }),
+        },
         responses: { 200: json(Drift, 'Drift report'), ...errorResponses },
       }),
       async (c) => {
         const q = c.req.valid('query');
-        const result = await queryDrift(deps.db, { model: q.model, cohort: q.cohort, windowS: windowOf(q.window, 3600), end: q.end ? new Date(q.end) : undefined });
+        const result = await queryDrift(deps.db, { model: q.model, cohort: q.cohort, windowS: windowOf(q.window, 3600), end: q.end ? new Date(q.end) : undefined, histograms: q.histograms === 'true' });
         return c.json(result, 200);
       },
     )

@@ -14,6 +14,7 @@ import { FLEET_KEY } from '../ingest/stats-writer.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { resolveVersion } from '../models/model-service.ts';
 import { driftConfigOf } from './drift-config-service.ts';
+import { driftHistograms, type FeatureHistogram } from './drift-histograms.ts';
 import { referenceHint, referenceOf } from './reference-service.ts';
 
 export interface DriftResult {
@@ -33,11 +34,15 @@ export interface DriftResult {
   skippedBuckets: number;
   /** Device windows refused against the reference in (the hours of) this window: how many, from how many devices, why, what to do. */
   dropped: DroppedWindows[];
+  /** Reference vs live bin counts per feature (only when asked for: `GET /drift?histograms=true`). */
+  histograms?: FeatureHistogram[];
 }
 
 export interface PairEvaluation {
   result: DriftResult;
   report: DriftReport;
+  /** The sketches compared: the reference profile's and the window's merged one. */
+  sketches: { reference: FeatureSetSketch; live: FeatureSetSketch };
 }
 
 /**
@@ -95,6 +100,7 @@ export async function evaluatePair(tx: Tx, versionId: number, cohort: string | n
   }
   return {
     report,
+    sketches: { reference: reference.sketch, live: current },
     result: {
       model: label,
       cohort,
@@ -113,9 +119,10 @@ export async function evaluatePair(tx: Tx, versionId: number, cohort: string | n
 }
 
 /** `GET /drift`: resolves the model ref and the cohort, then evaluates. */
-export async function queryDrift(tx: Tx, q: { model: string; cohort?: string; windowS: number; end?: Date }): Promise<DriftResult> {
+export async function queryDrift(tx: Tx, q: { model: string; cohort?: string; windowS: number; end?: Date; histograms?: boolean }): Promise<DriftResult> {
   const version = await resolveVersion(tx, q.model);
   if (q.cohort !== undefined) await getCohort(tx, q.cohort);
   if (q.end && Number.isNaN(q.end.getTime())) throw Invalid('end must be an ISO 8601 time');
-  return (await evaluatePair(tx, version.id, q.cohort ?? null, queryWindow(q.windowS, q.end))).result;
+  const pair = await evaluatePair(tx, version.id, q.cohort ?? null, queryWindow(q.windowS, q.end));
+  return q.histograms ? { ...pair.result, histograms: driftHistograms(pair.sketches.reference, pair.sketches.live) } : pair.result;
 }

@@ -6,6 +6,7 @@ import { requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json } from '../http/schemas.ts';
 import { Duration, durationSeconds } from '../http/bounds.ts';
+import { deviceSeries } from './device-series.ts';
 import { telemetrySummary } from './telemetry-service.ts';
 
 const Resources = z.object({
@@ -52,10 +53,31 @@ const Telemetry = z
   })
   .openapi('Telemetry');
 
+const Series = z
+  .object({
+    device: z.string(),
+    window: z.object({ start: z.string(), end: z.string(), seconds: z.number() }),
+    stepS: z.number(),
+    points: z.array(
+      z.object({
+        t: z.string(),
+        reports: z.number(),
+        inferencesPerSecond: z.number(),
+        errorsPerSecond: z.number(),
+        cpuMean: z.number(),
+        cpuMax: z.number(),
+        rssMaxBytes: z.number(),
+        outboxPendingMax: z.number().nullable(),
+      }),
+    ),
+  })
+  .openapi('TelemetrySeries');
+
 export function telemetryRoutes(db: Db) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   app.use('*', requireRole('devices:write'));
-  return app.openapi(
+  return app
+    .openapi(
     createRoute({
       method: 'get',
       path: '/',
@@ -75,5 +97,18 @@ export function telemetryRoutes(db: Db) {
       const windowS = durationSeconds(q.window, 900);
       return c.json(await telemetrySummary(db, { device: q.device, cohort: q.cohort, windowS, end: q.end ? new Date(q.end) : undefined }), 200);
     },
-  );
+  )
+    .openapi(
+      createRoute({
+        method: 'get',
+        path: '/series',
+        summary: "A device's telemetry over a window as a series (default 1h): per minute (coarser past 12 h, ≤ 720 points) rates, CPU, memory, outbox backlog",
+        request: { query: z.object({ device: z.string(), window: Duration.optional(), end: z.iso.datetime({ offset: true }).optional() }) },
+        responses: { 200: json(Series, 'Telemetry series'), ...errorResponses },
+      }),
+      async (c) => {
+        const q = c.req.valid('query');
+        return c.json(await deviceSeries(db, { device: q.device, windowS: durationSeconds(q.window, 3600), end: q.end ? new Date(q.end) : undefined }), 200);
+      },
+    );
 }

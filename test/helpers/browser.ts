@@ -5,7 +5,8 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium, type BrowserContext } from 'playwright-core';
+import assert from 'node:assert/strict';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 export const REPO = path.resolve(import.meta.dirname, '..', '..');
@@ -39,4 +40,14 @@ export async function launchBrowser(): Promise<{ context: BrowserContext; close(
       await rm(profile, { recursive: true, force: true });
     },
   };
+}
+
+// Controls without an accessible name show in an aria snapshot as e.g. `- textbox` with no quoted name.
+const UNNAMED = /^\s*- (textbox|combobox|checkbox|button|spinbutton|searchbox|link|radio)(?: \[[^\]]*\])?:?$/m;
+
+/** Fails when a control on the page has no accessible name; returns the snapshot. */
+export async function assertLabelled(p: Page, where: string): Promise<string> {
+  const snap = await p.locator('body').ariaSnapshot();
+  assert.doesNotMatch(snap, UNNAMED, `${where}: a control without an accessible name:\n${snap}`);
+  return snap;
 }

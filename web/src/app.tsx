@@ -16,6 +16,10 @@ import { ModelsPage } from './pages/models.tsx';
 import { RolloutsPage } from './pages/rollouts.tsx';
 import { SettingsPage } from './pages/settings.tsx';
 import { TokensPage } from './pages/tokens.tsx';
+import { lazyPage } from './ui/lazy-page.tsx';
+
+// onnxruntime-web and the playground load only when the page opens (bench: the first load stays small).
+const PlaygroundPage = lazyPage(() => import('./pages/playground.tsx').then((m) => m.PlaygroundPage), 'playground');
 
 interface PageDef {
   path: string;
@@ -31,6 +35,7 @@ const PAGES: PageDef[] = [
   { path: '/cohorts', title: 'Cohorts & deployments', nav: 'Cohorts & deployments', component: CohortsPage },
   { path: '/rollouts', title: 'Rollouts', nav: 'Rollouts', component: RolloutsPage },
   { path: '/models', title: 'Models', nav: 'Models', component: ModelsPage },
+  { path: '/playground', title: 'Playground', nav: 'Playground', component: PlaygroundPage },
   { path: '/drift', title: 'Drift', nav: 'Drift', component: DriftPage },
   { path: '/retraining', title: 'Retraining', nav: 'Retraining', component: RetrainingPage },
   { path: '/settings', title: 'Agent settings', nav: 'Agent settings', component: SettingsPage },

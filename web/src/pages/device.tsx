@@ -219,6 +219,25 @@ function Telemetry({ id }: { id: string }) {
       ],
     };
   }, [series.data]);
+  // Per-minute series from the raw reports: rate, CPU, memory and outbox backlog over time.
+  const perMinute = useLoad(() => call(api.api.v1.telemetry.series.$get({ query: { device: id, window: win.id } })), [id, win.id]);
+  const resourceCharts = useMemo(() => {
+    const p = perMinute.data?.points;
+    if (!p?.length) return null;
+    return {
+      times: p.map((x) => Date.parse(x.t) / 1000),
+      rate: [
+        { label: 'inferences/s', color: '#1d4ed8', values: p.map((x) => x.inferencesPerSecond) },
+        { label: 'errors/s', color: '#b91c1c', values: p.map((x) => x.errorsPerSecond) },
+      ],
+      cpu: [
+        { label: 'mean', color: '#1d4ed8', values: p.map((x) => x.cpuMean * 100) },
+        { label: 'max', color: '#a16207', values: p.map((x) => x.cpuMax * 100) },
+      ],
+      memory: [{ label: 'RSS max', color: '#7c3aed', values: p.map((x) => x.rssMaxBytes / 2 ** 20) }],
+      outbox: [{ label: 'backlog max', color: '#0f766e', values: p.map((x) => x.outboxPendingMax) }],
+    };
+  }, [perMinute.data]);
   const w = series.data?.whole;
   const res = w?.resources.devices[0];
   return (
@@ -239,6 +258,15 @@ function Telemetry({ id }: { id: string }) {
         <div class="grid2">
           <TimeChart title="Requests and errors per second" times={series.data.times} series={charts.rate} />
           <TimeChart title="Latency (ms)" times={series.data.times} series={charts.latency} unit="ms" />
+        </div>
+      )}
+      <ErrorBox error={perMinute.error} title="Telemetry series unavailable" />
+      {resourceCharts && perMinute.data && (
+        <div class="grid2" aria-label={`Per ${perMinute.data.stepS / 60} min series`} role="group" data-points={perMinute.data.points.length}>
+          <TimeChart title={`Inference rate per ${perMinute.data.stepS / 60} min`} times={resourceCharts.times} series={resourceCharts.rate} unit="/s" />
+          <TimeChart title="CPU (%)" times={resourceCharts.times} series={resourceCharts.cpu} unit="%" />
+          <TimeChart title="Memory (MB)" times={resourceCharts.times} series={resourceCharts.memory} unit="MB" />
+          <TimeChart title="Outbox backlog (messages)" times={resourceCharts.times} series={resourceCharts.outbox} />
         </div>
       )}
       {w && (

@@ -4,6 +4,7 @@
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, call } from '../api.ts';
 import { num, when } from '../format.ts';
+import { binLabels, Histogram } from '../ui/histogram.tsx';
 import { ErrorBox, Info, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
 import { useEventReload, useLoad } from '../ui/use-load.ts';
@@ -73,7 +74,8 @@ function Heatmap({ model, cohort, span }: { model: string; cohort: string; span:
     const step = span.seconds / SLICES;
     const ends = Array.from({ length: SLICES }, (_, i) => new Date(end - (SLICES - 1 - i) * step * 1000).toISOString());
     const window = `${Math.round(step)}s`;
-    const answers = await Promise.all(ends.map((e) => call(api.api.v1.drift.$get({ query: { model, ...(cohort ? { cohort } : {}), window, end: e } }))));
+    // The latest slice also brings each feature's reference and live bins (the histogram overlay).
+    const answers = await Promise.all(ends.map((e, i) => call(api.api.v1.drift.$get({ query: { model, ...(cohort ? { cohort } : {}), window, end: e, ...(i === SLICES - 1 ? { histograms: 'true' as const } : {}) } }))));
     return { ends, answers };
   }, [model, cohort, span.id]);
   const features = useMemo(() => {
@@ -85,6 +87,9 @@ function Heatmap({ model, cohort, span }: { model: string; cohort: string; span:
   if (slices.loading && !slices.data) return <Loading what="drift" />;
   if (!slices.data) return <ErrorBox error={slices.error} title={`No drift read-out for ${model}`} />;
   const latest = slices.data.answers[SLICES - 1];
+  // The histogram shows the chosen feature, else the one furthest past its threshold.
+  const worst = [...latest.features].sort((a, b) => (b.score ?? -1) / b.threshold - (a.score ?? -1) / a.threshold)[0]?.feature;
+  const shown = latest.histograms?.find((h) => h.feature === (chosen ?? worst));
   const cell = (i: number, feature: string) => [...slices.data!.answers[i].features, ...slices.data!.answers[i].outputs].find((f) => f.feature === feature);
   return (
     <div class="page">
@@ -134,6 +139,23 @@ function Heatmap({ model, cohort, span }: { model: string; cohort: string; span:
           <Info>No statistics from devices running {model} in this span yet. Devices send feature sketches once they serve requests on a bundle with a reference profile.</Info>
         )}
       </section>
+      {shown && (
+        <section class="card" aria-labelledby="hist-h">
+          <h2 id="hist-h">
+            Reference vs live — {shown.feature} <span class="muted small">(latest window; pick a feature in the heatmap)</span>
+          </h2>
+          <Histogram
+            key={shown.feature}
+            data={{
+              feature: shown.feature,
+              bins: shown.kind === 'numeric' ? binLabels(shown.edges) : shown.categories,
+              reference: shown.reference,
+              live: shown.live,
+              overlay: shown.kind === 'numeric',
+            }}
+          />
+        </section>
+      )}
       <section class="card" aria-labelledby="latest-h">
         <h2 id="latest-h">Latest window per feature{chosen ? ` — ${chosen}` : ''}</h2>
         <div class="table-wrap">

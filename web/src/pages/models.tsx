@@ -4,6 +4,7 @@ import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, ApiError, call, readable } from '../api.ts';
 import { bytes, when } from '../format.ts';
 import { can, session } from '../session.ts';
+import { LineageGraph } from '../ui/lineage-graph.tsx';
 import { ErrorBox, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
 import { useLoad } from '../ui/use-load.ts';
@@ -40,6 +41,8 @@ export function ModelsPage() {
 
 function ModelDetail({ name }: { name: string }) {
   const versions = useLoad(() => versionsOf(name), [name]);
+  // Bundles need models:write; without it the graph shows versions only.
+  const bundles = useLoad(() => (can('models:write') ? call(api.api.v1.bundles.$get({ query: { limit: '500' } })).then((r) => r.bundles.filter((b) => b.modelName === name)) : Promise.resolve([])), [name]);
   const [selected, setSelected] = useState<number | null>(null);
   const list = versions.data?.versions ?? [];
   const byRef = useMemo(() => new Map(list.map((v) => [v.ref, v])), [list]);
@@ -83,6 +86,14 @@ function ModelDetail({ name }: { name: string }) {
       <section class="card lineage" aria-labelledby="lineage-h">
         <h2 id="lineage-h">Versions and lineage</h2>
         <p class="muted small">Each version sits under its parent: optimized variants (int8, pruned) and retrained children.</p>
+        {list.length > 0 && (
+          <LineageGraph
+            versions={list.map((v) => ({ ref: v.ref, parent: v.parent, variant: v.variant, status: v.status, jobId: typeof v.lineage?.jobId === 'string' ? v.lineage.jobId : undefined }))}
+            bundles={bundles.data ?? []}
+            selected={current?.ref}
+            onSelect={(ref) => setSelected(byRef.get(ref)?.version ?? null)}
+          />
+        )}
         {tree(null)}
       </section>
       {current && <VersionDetail version={current} parent={current.parent ? byRef.get(current.parent) : undefined} onChanged={versions.reload} />}

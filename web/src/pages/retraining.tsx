@@ -8,6 +8,7 @@ import { can } from '../session.ts';
 import { ErrorBox, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
 import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
+import { PolicyEditor } from './retrain-policy.tsx';
 
 export function RetrainingPage() {
   const jobs = useLoad(() => call(api.api.v1.jobs.$get({ query: { limit: '50' } })));
@@ -72,6 +73,7 @@ export function RetrainingPage() {
         </table>
       </div>
       {open && <JobLog key={open} id={open} running={['queued', 'running', 'waiting'].includes(jobs.data.jobs.find((j) => j.id === open)?.status ?? '')} onChanged={jobs.reload} />}
+      {can('models:write') && <PolicyEditor />}
     </div>
   );
 }

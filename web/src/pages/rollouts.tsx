@@ -8,6 +8,7 @@ import { can } from '../session.ts';
 import { ErrorBox, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
 import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
+import { gateRows, show } from './rollout-gates.ts';
 
 export function RolloutsPage() {
   const data = useLoad(async () => {
@@ -167,17 +168,18 @@ function RolloutCard({ rollout: r, onChanged }: { rollout: Rollout; onChanged():
       <dl class="facts small">
         <dt>Bake time</dt>
         <dd>{r.bakeS} s per stage</dd>
-        <dt>Gates</dt>
-        <dd>
-          at most {r.gates.maxFailedUpdates} failed update(s){r.gates.maxErrorRate !== undefined ? `, error rate ≤ ${pct(r.gates.maxErrorRate)}` : ''}; on failure {r.gates.onFailure}
-        </dd>
-        {Object.keys(check).length > 0 && (
+        <dt>When a gate fails</dt>
+        <dd>{String((r.gates as Record<string, unknown>).onFailure ?? 'pause')}</dd>
+        {typeof check.verdict === 'string' && (
           <>
             <dt>Last check</dt>
-            <dd class="mono small">{Object.entries(check).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' · ')}</dd>
+            <dd class="small">
+              {check.verdict} {typeof check.at === 'string' ? `(${ago(check.at)})` : ''}
+            </dd>
           </>
         )}
       </dl>
+      <Gates rollout={r} check={r.lastCheck} />
       {can('models:write') && (r.status === 'running' || r.status === 'paused') && (
         <div class="actions">
           {r.status === 'running' && (
@@ -200,5 +202,45 @@ function RolloutCard({ rollout: r, onChanged }: { rollout: Rollout; onChanged():
       )}
       <ErrorBox error={error} title="Action refused" />
     </article>
+  );
+}
+
+/** Each gate's measured value against its threshold, for the stage the last check looked at. */
+function Gates({ rollout: r, check }: { rollout: Rollout; check: Record<string, unknown> | null }) {
+  const rows = gateRows(r.gates as Record<string, unknown>, check);
+  if (!rows.length) return null;
+  const stage = typeof check?.stage === 'number' ? check.stage : r.stage;
+  return (
+    <div class="table-wrap">
+      <table class="plain small" aria-label={`Gates of rollout ${r.id}`}>
+        <caption class="muted small">
+          Stage {stage + 1} of {r.stages.length}
+          {stage > 0 ? ` (stages 1–${stage} passed their gates)` : ''}
+        </caption>
+        <thead>
+          <tr>
+            <th scope="col">Gate</th>
+            <th scope="col">Measured</th>
+            <th scope="col">Threshold</th>
+            <th scope="col">State</th>
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((g) => (
+            <tr key={g.name} data-gate={g.name}>
+              <th scope="row">{g.name}</th>
+              <td class="mono">{show(g.value)}</td>
+              <td class="mono">
+                {g.bound === 'max' ? '≤ ' : g.bound === 'min' ? '≥ ' : ''}
+                {show(g.threshold)}
+              </td>
+              <td>
+                <Status state={g.ok === null ? 'waiting' : g.ok ? 'active' : 'failed'} text={g.ok === null ? 'not measured' : g.ok ? 'passing' : 'failing'} />
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }

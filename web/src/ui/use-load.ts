@@ -36,12 +36,20 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[] = []): Loaded
   return { data, error, loading, reload };
 }
 
+/**
+ * Whether pages poll at all: `sessionStorage['flotilla.poll'] = 'off'` leaves updates to the event
+ * stream alone (the browser tests use it to prove a page follows the stream without polling).
+ */
+export function pollingEnabled(): boolean {
+  return sessionStorage.getItem('flotilla.poll') !== 'off';
+}
+
 /** Runs `fn` every `ms` while mounted (polling where no event covers a change). */
 export function useInterval(fn: () => void, ms: number | null): void {
   const saved = useRef(fn);
   saved.current = fn;
   useEffect(() => {
-    if (ms === null) return;
+    if (ms === null || !pollingEnabled()) return;
     const t = setInterval(() => saved.current(), ms);
     return () => clearInterval(t);
   }, [ms]);
