@@ -3,7 +3,7 @@
 // (answers checked against onnxruntime run directly on the same file) → statistics on the server →
 // optimize (applied or refused with the reason). Models are built in code (test/helpers/zoo-models.ts).
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -12,17 +12,20 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { AgentProcess, api, freePort, waitFor } from '../agent/testing/harness.ts';
 import { fromFloat16Bits, toFloat16Bits } from '../firmware-bundles/float16.ts';
+import { imageFeatureRowOf } from '../firmware-bundles/image-pixels.ts';
+import { DEVICE_SESSION_OPTIONS } from '../firmware-bundles/session-options.ts';
 import { statsDrops, statsWindows } from '../server/db/schema.ts';
 import { encodeModel, node, valueInfo } from '../server/onnx/build.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-import { FOREST, forestClassifier, forestRegressor, fp16Model, ifModel, imageModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
+import { FOREST, forestClassifier, forestRegressor, fp16Model, imageModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
 
 type Feeds = Record<string, ort.Tensor>;
 
 /** The model run directly in this process: what the agent must answer. */
-async function direct(bytes: Uint8Array, feeds: Feeds): Promise<Record<string, number[]>> {
-  const s = await ort.InferenceSession.create(bytes);
+async function direct(bytes: Uint8Array, feeds: Feeds, deviceOptions = false): Promise<Record<string, number[]>> {
+  // Quantized graphs compute slightly differently per session options: compare with the device's.
+  const s = await ort.InferenceSession.create(bytes, deviceOptions ? DEVICE_SESSION_OPTIONS : {});
   try {
     const out = await s.run(feeds);
     return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, t.type === 'float16' ? fromFloat16Bits(t.data as Uint16Array) : Array.from(t.data as ArrayLike<number | bigint>, Number)]));
@@ -208,17 +211,121 @@ describe('model zoo: real-world shapes through the whole loop on a real agent', 
     assert.doesNotMatch(r.stderr, /internal/i);
   });
 
+  test('already quantized (QOperator and QDQ): the registry shows int8, optimize says so instead of quantizing twice, both deploy and serve', async () => {
+    for (const [name, bytes, format, ops, dims, input] of [
+      ['qop', qoperatorModel(), 'QOperator', 'QLinearConv, QLinearMatMul', [1, 1, 8, 8], 'image'],
+      ['qdq', qdqModel(), 'QDQ', 'DequantizeLinear, QuantizeLinear', [1, 16], 'x'],
+    ] as const) {
+      const pushed = await runCli(['models', 'push', await writeModel(name, bytes), '--name', name], env);
+      assert.equal(pushed.code, 0, pushed.stderr);
+      assert.match(pushed.stdout, new RegExp(`int8 \\(${format}: ${ops}; 9\\d% of weights\\)`), pushed.stdout);
+      const v = await cli('models', 'show', `${name}@1`);
+      assert.equal(v.facts.quantization.format, format);
+      assert.ok(v.facts.weightTypes.int8 > v.facts.weightTypes.float32, JSON.stringify(v.facts.weightTypes));
+      const opt = await runCli(['optimize', `${name}@1`, '--quantize', 'int8'], env);
+      assert.notEqual(opt.code, 0);
+      assert.match(opt.stderr, new RegExp(`${name}@1 is already int8 \\(${format}: ${ops}; .*\\): nothing left to quantize`), opt.stderr);
+      assert.equal((await cli('models', 'versions', name)).versions.length, 1, 'no second int8 variant registered');
+
+      // Served as a tensor model; its drift feature is the input's mean, its output a 3-class score row.
+      const n = dims.reduce((a: number, b: number) => a * b, 1);
+      const sample = (seed: number) => Array.from({ length: n }, (_, i) => Math.fround(Math.abs(Math.sin((i + 1) * seed)) * 0.9));
+      const refInputs = Array.from({ length: 60 }, (_, i) => sample(1 + i * 0.37));
+      const refRows = [];
+      for (const x of refInputs) {
+        const out = (await direct(bytes, { [input]: new ort.Tensor('float32', Float32Array.from(x), [...dims]) }, true))[name === 'qop' ? 'scores' : 'y'];
+        const best = out.indexOf(Math.max(...out));
+        refRows.push({ mean_in: x.reduce((a, b) => a + b, 0) / n, outputs: { predictedClass: best, confidence: Math.min(1, Math.max(0, out[best])) } });
+      }
+      await setReference(`${name}@1`, refRows, 3);
+      await ship(`${name}@1`, {
+        name,
+        preprocess: { type: 'tensor', dims: { N: 1 }, ranges: { [input]: [0, 1] }, summaries: { mean_in: { input, stat: 'mean' } } },
+        postprocess: { task: 'classification', labels: ['a', 'b', 'c'] },
+      });
+      for (const seed of [2.1, 3.3, 4.7]) {
+        const x = sample(seed);
+        const want = await direct(bytes, { [input]: new ort.Tensor('float32', Float32Array.from(x), [...dims]) }, true);
+        const r = await predict({ inputs: { [input]: { dims, data: x } } });
+        const out = name === 'qop' ? 'scores' : 'y';
+        close(r.outputs[out].data, want[out], 1e-5, `${name} seed ${seed}`);
+      }
+      await statsReach(`${name}@1`, 3);
+    }
+  });
+
+  test('NHWC (channels last) and grayscale image models: image preprocessing in the layout and channels the definition sets', async () => {
+    const raw = (channels: number, seed: number) => Uint8Array.from({ length: 16 * 16 * channels }, (_, i) => Math.floor(Math.abs(Math.sin((i + 1) * seed)) * 255));
+    const png = (pixels: Uint8Array, channels: 1 | 3) => sharp(Buffer.from(pixels), { raw: { width: 16, height: 16, channels } }).png().toBuffer();
+    for (const [name, layout, channels] of [
+      ['nhwc', 'NHWC', 3],
+      ['gray', 'NCHW', 1],
+    ] as const) {
+      const bytes = imageModel(layout, channels);
+      await push(name, bytes);
+      const spec = { width: 16, height: 16, fit: 'fill' as const, channels: channels === 1 ? ('gray' as const) : ('rgb' as const) };
+      // The model's own input as the definition lays it out: pixels / 255, HWC kept (NHWC) or one plane (gray).
+      const tensorOf = (pixels: Uint8Array) => new ort.Tensor('float32', Float32Array.from(pixels, (p) => p / 255), layout === 'NHWC' ? [1, 16, 16, 3] : [1, 1, 16, 16]);
+      const refRows = [];
+      for (let i = 0; i < 40; i++) {
+        const pixels = raw(channels, 0.5 + i * 0.11);
+        const probs = (await direct(bytes, { image: tensorOf(pixels) }, true)).probs;
+        const best = probs.indexOf(Math.max(...probs));
+        refRows.push({ ...(await imageFeatureRowOf(spec, await png(pixels, channels))), outputs: { predictedClass: best, confidence: probs[best] } });
+      }
+      await setReference(`${name}@1`, refRows, 4);
+      await ship(`${name}@1`, {
+        name,
+        preprocess: { type: 'image', input: 'image', width: 16, height: 16, layout, channels: spec.channels, scale: 255, mean: new Array(channels).fill(0), std: new Array(channels).fill(1) },
+        postprocess: { task: 'classification', labels: ['w', 'x', 'y', 'z'], topK: 2 },
+      });
+      for (const seed of [1.7, 2.9, 5.3]) {
+        const pixels = raw(channels, seed);
+        const want = (await direct(bytes, { image: tensorOf(pixels) }, true)).probs;
+        const r = await predict(await png(pixels, channels), { 'content-type': 'image/png' });
+        close(r.outputs.probs.data, want, 1e-5, `${name} seed ${seed}`);
+        assert.equal(r.predictions.length, 2);
+        assert.equal(r.predictions[0].index, want.indexOf(Math.max(...want)));
+      }
+      await statsReach(`${name}@1`, 3);
+    }
+  });
+
+  test('float16 in and out: request numbers converted to float16, answers in numbers, smoke vectors and statistics work', async () => {
+    const bytes = fp16Model();
+    await push('half', bytes);
+    const v = await cli('models', 'show', 'half@1');
+    assert.deepEqual(v.inputs, [{ name: 'x', dtype: 'float16', shape: ['N', 8] }]);
+    assert.deepEqual(v.facts.weightTypes, { float16: 27 });
+    const refRows = [];
+    for (let i = 0; i < 60; i++) {
+      const x = rowsOf(1, 8, 0.3 + i * 0.05)[0];
+      const y = (await direct(bytes, { x: new ort.Tensor('float16', toFloat16Bits(x), [1, 8]) }, true)).y;
+      refRows.push({ x_rms: Math.sqrt(fromFloat16Bits(toFloat16Bits(x)).reduce((a, b) => a + b * b, 0) / 8), outputs: { value: y[0] } });
+    }
+    await setReference('half@1', refRows);
+    const built = await ship('half@1', {
+      name: 'half',
+      preprocess: { type: 'tensor', dims: { N: 1 }, summaries: { x_rms: { input: 'x', stat: 'rms' } } },
+      postprocess: { task: 'regression', output: 'y', labels: ['u', 'v', 'w'] },
+    });
+    // Smoke vectors are recorded as numbers (float16 values), not bit patterns.
+    const smoke = built.definition.smoke.vectors[0];
+    assert.ok(smoke.expected.y.data.every((d: number) => Math.abs(d) <= 1), JSON.stringify(smoke.expected.y.data));
+    for (const seed of [0.9, 1.9, 2.9]) {
+      const x = rowsOf(2, 8, seed).flat();
+      const want = (await direct(bytes, { x: new ort.Tensor('float16', toFloat16Bits(x), [2, 8]) }, true)).y;
+      const r = await predict({ inputs: { x: { dims: [2, 8], data: x } } });
+      assert.deepEqual(r.outputs.y.dims, [2, 3]);
+      close(r.outputs.y.data, want, 0, `fp16 seed ${seed}`);
+      assert.deepEqual(r.predictions[1].map((p: { label: string }) => p.label), ['u', 'v', 'w']);
+    }
+    await statsReach('half@1', 3);
+  });
+
   async function writeModel(name: string, bytes: Uint8Array): Promise<string> {
     const file = path.join(dir, `${name}.onnx`);
     await writeFile(file, bytes);
     return file;
   }
-  void readFile;
-  void sharp;
-  void toFloat16Bits;
-  void fp16Model;
-  void ifModel;
-  void imageModel;
-  void qdqModel;
-  void qoperatorModel;
 });
