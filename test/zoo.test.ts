@@ -18,7 +18,7 @@ import { statsDrops, statsWindows } from '../server/db/schema.ts';
 import { encodeModel, node, valueInfo } from '../server/onnx/build.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-import { FOREST, forestClassifier, forestRegressor, fp16Model, imageModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
+import { FOREST, forestClassifier, forestRegressor, fp16Model, ifModel, imageModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
 
 type Feeds = Record<string, ort.Tensor>;
 
@@ -321,6 +321,45 @@ describe('model zoo: real-world shapes through the whole loop on a real agent', 
       assert.deepEqual(r.predictions[1].map((p: { label: string }) => p.label), ['u', 'v', 'w']);
     }
     await statsReach('half@1', 3);
+  });
+
+  test('control flow: an If whose branches hold their own weights — facts, bundle, deploy and optimize all see them', async () => {
+    const bytes = ifModel();
+    await push('branchy', bytes);
+    const v = await cli('models', 'show', 'branchy@1');
+    assert.equal(v.paramCount, 1 + 2 * (24 + 3), 'the weights inside both branches are counted');
+    const refRows = [];
+    for (let i = 0; i < 60; i++) {
+      const x = rowsOf(1, 8, 0.2 + i * 0.07)[0].map((e) => (i % 2 ? -Math.abs(e) : Math.abs(e)));
+      const y = (await direct(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [1, 8]) })).y;
+      const best = y.indexOf(Math.max(...y));
+      refRows.push({ x_mean: x.reduce((a, b) => a + b, 0) / 8, outputs: { predictedClass: best, confidence: Math.min(1, Math.max(0, y[best])) } });
+    }
+    await setReference('branchy@1', refRows, 3);
+    await ship('branchy@1', {
+      name: 'branchy',
+      preprocess: { type: 'tensor', dims: { N: 1 }, summaries: { x_mean: { input: 'x', stat: 'mean' } } },
+      postprocess: { task: 'classification', labels: ['p', 'q', 'r'] },
+    });
+    const positive = rowsOf(1, 8, 1.1)[0].map(Math.abs);
+    const negative = positive.map((e) => -e);
+    const answers = [];
+    for (const x of [positive, negative]) {
+      const want = (await direct(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [1, 8]) })).y;
+      const r = await predict({ inputs: { x: { dims: [1, 8], data: x } } });
+      close(r.outputs.y.data, want, 1e-5, 'If model');
+      answers.push(r.outputs.y.data);
+    }
+    assert.notDeepEqual(answers[0], answers[1].map((e: number) => -e), 'the branches differ (not the same weights mirrored)');
+    await statsReach('branchy@1', 2);
+
+    // The optimizer quantizes the weights inside the branches.
+    const opt = await runCli(['--json', 'optimize', 'branchy@1', '--quantize', 'int8'], env);
+    const out = JSON.parse(opt.stdout || '{}');
+    assert.ok(opt.code === 0 || /rejected|REJECTED/.test(opt.stderr), opt.stderr);
+    const variant = await cli('models', 'show', out.version?.ref ?? 'branchy@2');
+    assert.equal(variant.facts.weightTypes.int8, 48, `both branches' [8, 3] weights are int8: ${JSON.stringify(variant.facts.weightTypes)}`);
+    assert.equal(variant.facts.quantization.format, 'QDQ');
   });
 
   async function writeModel(name: string, bytes: Uint8Array): Promise<string> {
