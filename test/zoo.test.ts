@@ -18,7 +18,7 @@ import { statsDrops, statsWindows } from '../server/db/schema.ts';
 import { encodeModel, node, valueInfo } from '../server/onnx/build.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-import { FOREST, forestClassifier, forestRegressor, fp16Model, ifModel, imageModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
+import { externalDataModel, FOREST, forestClassifier, forestRegressor, fp16Model, ifModel, imageModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
 
 type Feeds = Record<string, ort.Tensor>;
 
@@ -360,6 +360,15 @@ describe('model zoo: real-world shapes through the whole loop on a real agent', 
     const variant = await cli('models', 'show', out.version?.ref ?? 'branchy@2');
     assert.equal(variant.facts.weightTypes.int8, 48, `both branches' [8, 3] weights are int8: ${JSON.stringify(variant.facts.weightTypes)}`);
     assert.equal(variant.facts.quantization.format, 'QDQ');
+  });
+
+  test('external weights: a push without the side file is refused naming it (the registry takes self-contained files)', async () => {
+    const r = await runCli(['models', 'push', await writeModel('external', externalDataModel()), '--name', 'external'], env);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /external data file "weights\.bin", which was not pushed/);
+    assert.match(r.stderr, /save_as_external_data=False/);
+    const versions = await cp.api('GET', '/api/v1/models/external/versions');
+    assert.equal(versions.status, 404, 'nothing registered');
   });
 
   async function writeModel(name: string, bytes: Uint8Array): Promise<string> {

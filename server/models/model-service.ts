@@ -73,6 +73,11 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
       if (err instanceof InvalidOnnxError) throw new ServiceError('invalid_model', err.message, { size: staged.size });
       throw err;
     }
+    if (info.externalFiles.length > 0) {
+      // The registry stores one file per version; weights left in a side file would be missing on every device.
+      const files = info.externalFiles.map((f) => `"${f}"`).join(', ');
+      throw new ServiceError('invalid_model', `the model keeps its weights in external data file ${files}, which was not pushed: the registry takes one self-contained .onnx; save it with the weights inside (python: onnx.save(onnx.load(path), out, save_as_external_data=False), possible below 2 GB)`, { externalFiles: info.externalFiles });
+    }
     // skl2onnx's default ZipMap output cannot be served: register the graph with the tensor exposed.
     const rewrite = info.opTypes.includes('ZipMap') ? exposeZipMapTensors(pushed) : null;
     let stored = { sha256: staged.sha256, size: staged.size };

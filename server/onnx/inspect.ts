@@ -25,6 +25,8 @@ export interface OnnxInfo {
   initializerBytes: number;
   nodeCount: number;
   opTypes: string[];
+  /** Files named by tensors stored as ONNX external data (weights in a side file next to the `.onnx`). */
+  externalFiles: string[];
   /** Weight elements by element type (`{ float32: 1200, int8: 4800 }`), counted where paramCount counts. */
   weightTypes: Record<string, number>;
   /** Tree ensembles (ai.onnx.ml): their size is in node attributes, not in weights. */
@@ -66,7 +68,7 @@ const MODEL = { irVersion: 1, producerName: 2, producerVersion: 3, graph: 7, ops
 const GRAPH = { node: 1, initializer: 5, input: 11, output: 12 } as const;
 const NODE = { opType: 4, attribute: 5 } as const;
 const ATTRIBUTE = { t: 5, g: 6, graphs: 11 } as const;
-const TENSOR = { dims: 1, dataType: 2, name: 8, rawData: 9 } as const;
+const TENSOR = { dims: 1, dataType: 2, name: 8, rawData: 9, externalData: 13 } as const;
 
 /**
  * Walks the protobuf wire format (wire.ts) and decodes only the small messages it reports (graph
@@ -100,7 +102,7 @@ function inspect(buf: Uint8Array): OnnxInfo {
   // Protobuf is lenient: arbitrary bytes can read as an empty message, so check what an ONNX model must have.
   if (!graph || !(irVersion > 0)) throw new InvalidOnnxError('not an ONNX model: no ir_version or graph');
   const top: TopLevel = { inputs: [], outputs: [], initializerNames: new Set() };
-  const weights: Weights = { params: 0, bytes: 0, byType: {}, trees: new Set(), treeNodes: 0, leaves: 0, ensembles: 0 };
+  const weights: Weights = { params: 0, bytes: 0, byType: {}, trees: new Set(), treeNodes: 0, leaves: 0, ensembles: 0, externalFiles: new Set() };
   const opTypes = new Set<string>();
   const nodeCount = walkGraph(buf, graph, weights, opTypes, top);
   const ops = [...opTypes].sort();
@@ -119,6 +121,7 @@ function inspect(buf: Uint8Array): OnnxInfo {
     nodeCount,
     opTypes: ops,
     weightTypes: weights.byType,
+    externalFiles: [...weights.externalFiles].sort(),
     ...(weights.treeNodes > 0 ? { trees: { trees: weights.trees.size, nodes: weights.treeNodes, leaves: weights.leaves } } : {}),
     ...quantizationOf(ops, weights),
   };
@@ -153,6 +156,7 @@ interface Weights {
   treeNodes: number;
   leaves: number;
   ensembles: number;
+  externalFiles: Set<string>;
 }
 
 const TREE_OPS = new Set(['TreeEnsembleClassifier', 'TreeEnsembleRegressor']);
@@ -212,6 +216,10 @@ function countTensor(buf: Uint8Array, tensor: WireField, acc: Weights): string {
     else if (f.no === TENSOR.dataType && f.wire === VARINT) dataType = f.value;
     else if (f.no === TENSOR.rawData && f.wire === LEN) raw = f.end - f.start;
     else if (f.no === TENSOR.name && f.wire === LEN) name = text(buf, f);
+    else if (f.no === TENSOR.externalData && f.wire === LEN) {
+      const entry = onnx.StringStringEntryProto.decode(buf.subarray(f.start, f.end));
+      if (entry.key === 'location' && entry.value) acc.externalFiles.add(entry.value);
+    }
   }
   const elements = dims.reduce((n, d) => n * d, 1);
   acc.params += elements;

@@ -238,3 +238,25 @@ export function unknownOpModel(): Uint8Array {
 }
 
 export { onnx };
+
+/** A model saved with ONNX external data: `W` lives in `weights.bin` next to the `.onnx` (which holds only its location). */
+export function externalDataModel(): Uint8Array {
+  return encodeModel({
+    inputs: [valueInfo('x', 'float32', ['N', 8])],
+    outputs: [valueInfo('y', 'float32', ['N', 3])],
+    initializers: [
+      {
+        name: 'W',
+        dataType: 1,
+        dims: [8, 3],
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: 'weights.bin' },
+          { key: 'offset', value: '0' },
+          { key: 'length', value: '96' },
+        ],
+      },
+    ],
+    nodes: [node('MatMul', ['x', 'W'], ['y'])],
+  });
+}
