@@ -14,7 +14,7 @@ import { AgentProcess, api, freePort, waitFor } from '../agent/testing/harness.t
 import { fromFloat16Bits, toFloat16Bits } from '../firmware-bundles/float16.ts';
 import { imageFeatureRowOf } from '../firmware-bundles/image-pixels.ts';
 import { DEVICE_SESSION_OPTIONS } from '../firmware-bundles/session-options.ts';
-import { statsDrops, statsWindows } from '../server/db/schema.ts';
+import { models, modelVersions, statsDrops, statsWindows } from '../server/db/schema.ts';
 import { encodeModel, node, valueInfo } from '../server/onnx/build.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
@@ -75,8 +75,12 @@ describe('model zoo: real-world shapes through the whole loop on a real agent', 
   };
   /** Rows of statistics the server stored for this device and version. */
   const statsRows = async (ref: string) => {
-    const v = await cli('models', 'show', ref);
-    const versionId = (await cp.plane.db.query.modelVersions.findFirst({ where: (mv, { eq: e }) => e(mv.artifactSha256, v.sha256) }))!.id;
+    const [name, version] = ref.split('@');
+    const [{ versionId }] = await cp.plane.db
+      .select({ versionId: modelVersions.id })
+      .from(modelVersions)
+      .innerJoin(models, eq(models.id, modelVersions.modelId))
+      .where(and(eq(models.name, name), eq(modelVersions.version, Number(version))));
     const [{ n }] = await cp.plane.db
       .select({ n: sql<number>`coalesce(sum(${statsWindows.rows}), 0)` })
       .from(statsWindows)
