@@ -36,6 +36,8 @@ export type BundleBuildErrorCode =
   | 'LABELS_MISSING'
   | 'LABELS_MISMATCH'
   | 'NON_FINITE_OUTPUT'
+  | 'NON_TENSOR_OUTPUT'
+  | 'MODEL_RUN_FAILED'
   | 'SMOKE_FAILED';
 
 /**
@@ -112,6 +114,7 @@ export async function buildBundle(input: BuildBundleInput): Promise<BuiltBundle>
     throw new BundleBuildError('INVALID_MODEL', `onnxruntime cannot load the model: ${(err as Error).message}`);
   }
   try {
+    checkTensorOutputs(session);
     const inputType = checkInput(session, def.preprocess);
     const output = checkOutput(session, def.postprocess.output);
     for (const name of def.postprocess.outputs ?? []) checkOutput(session, name);
@@ -119,7 +122,7 @@ export async function buildBundle(input: BuildBundleInput): Promise<BuiltBundle>
     if (labels && def.postprocess.task === 'classification') checkLabelCount(session, output, labels.length);
     if (labels && def.postprocess.task === 'binary' && labels.length !== 2) throw new BundleBuildError('LABELS_MISMATCH', `a binary postprocess takes 2 labels (below, at or above the threshold), ${labels.length} are given`);
 
-    const runner = createOrtRunner(session);
+    const runner = failsAsBuildError(createOrtRunner(session));
     let vectors: SmokeVector[];
     if (def.smoke.vectors.length > 0) {
       // Hand-written vectors must hold on this very model, or the bundle would fail on every device.
@@ -177,6 +180,34 @@ function ceilSignificant(x: number): number {
   if (x <= 0) return 0;
   const scale = 10 ** (Math.floor(Math.log10(x)) - 1);
   return Math.ceil(x / scale) * scale;
+}
+
+/**
+ * onnxruntime-node returns tensors only: a model with a sequence or map output loads but every run
+ * fails, so it is refused here, naming the output and how to export it as a tensor.
+ */
+function checkTensorOutputs(session: ort.InferenceSession): void {
+  const bad = session.outputMetadata.filter((m) => !m.isTensor);
+  if (bad.length === 0) return;
+  const names = bad.map((m) => `"${m.name}"`).join(', ');
+  throw new BundleBuildError(
+    'NON_TENSOR_OUTPUT',
+    `output ${names} is not a tensor (a sequence or map, e.g. from ZipMap), and onnxruntime-node answers tensors only. ` +
+      `For scikit-learn classifiers export with skl2onnx option options={id(model): {'zipmap': False}}, or push the file again: the registry now replaces ZipMap with the probability tensor. ` +
+      'Other models: export every output as a tensor.',
+  );
+}
+
+/** A run that fails inside onnxruntime (an op without a kernel, a shape error) is the model's problem: a 422, not a 500. */
+function failsAsBuildError(run: ReturnType<typeof createOrtRunner>): ReturnType<typeof createOrtRunner> {
+  return async (feeds) => {
+    try {
+      return await run(feeds);
+    } catch (err) {
+      if (err instanceof BundleBuildError) throw err;
+      throw new BundleBuildError('MODEL_RUN_FAILED', `onnxruntime cannot run the model on generated inputs: ${(err as Error).message}`);
+    }
+  };
 }
 
 function checkFinite(vectors: readonly SmokeVector[]): void {

@@ -7,6 +7,7 @@
  * const result = await runSmokeVectors(createOrtRunner(session), vectors, tolerance);
  */
 import * as ort from 'onnxruntime-node';
+import { fromFloat16Bits, toFloat16Bits } from './float16.ts';
 import type { SmokeRunner } from './smoke.ts';
 
 /**
@@ -27,7 +28,8 @@ export function createOrtRunner(session: ort.InferenceSession): SmokeRunner {
     const result: Record<string, { dims: number[]; data: number[] }> = {};
     for (const [name, value] of Object.entries(out)) {
       if (!(value instanceof ort.Tensor) || value.type === 'string') continue;
-      result[name] = { dims: [...value.dims], data: Array.from(value.data as ArrayLike<number | bigint | boolean>, Number) };
+      const data = value.type === 'float16' ? fromFloat16Bits(value.data as Uint16Array) : Array.from(value.data as ArrayLike<number | bigint | boolean>, Number);
+      result[name] = { dims: [...value.dims], data };
     }
     return result;
   };
@@ -49,6 +51,9 @@ export function toTensor(type: string, data: ArrayLike<number>, dims: readonly n
       return new ort.Tensor('int32', Int32Array.from(data), dims);
     case 'int64':
       return new ort.Tensor('int64', BigInt64Array.from(Array.from(data, (v) => BigInt(Math.round(v)))), dims);
+    case 'float16':
+      // onnxruntime-node takes float16 as bit patterns (Node 20 has no Float16Array).
+      return new ort.Tensor('float16', toFloat16Bits(data), dims);
     case 'uint8':
       return new ort.Tensor('uint8', Uint8Array.from(data), dims);
     case 'bool':

@@ -9,11 +9,12 @@
  * const vectors = await seededTensorVectors(createOrtRunner(session), def.preprocess, session.inputMetadata, 4, 0x5eed);
  */
 import type { SmokeVector, TensorPreprocess } from './definition.ts';
+import { fromFloat16Bits, toFloat16Bits } from './float16.ts';
 import { mulberry32 } from '../protocol/sketch/random.ts';
 import type { SmokeRunner } from './smoke.ts';
 import { resolveShape, type IoMeta } from './tensor-spec.ts';
 
-const FLOATS = new Set(['float32', 'float64']);
+const FLOATS = new Set(['float32', 'float64', 'float16']);
 
 /** `count` vectors, each its inputs and the outputs `run` gives for them. */
 export async function seededTensorVectors(run: SmokeRunner, spec: TensorPreprocess, inputs: readonly IoMeta[], count: number, seed: number): Promise<SmokeVector[]> {
@@ -64,5 +65,6 @@ function draw(type: string | undefined, rand: () => number, range: readonly [num
 function round(type: string | undefined, v: number): number {
   if (type === 'float32') return Math.fround(v);
   if (type === 'float64') return v;
+  if (type === 'float16') return fromFloat16Bits(toFloat16Bits([v]))[0];
   return Math.round(v);
 }

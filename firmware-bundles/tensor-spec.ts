@@ -22,7 +22,7 @@ export interface IoMeta {
 export type TensorSpecProblemCode = 'INPUT_NOT_IN_MODEL' | 'OUTPUT_NOT_IN_MODEL' | 'INPUT_SHAPE_MISMATCH' | 'UNSUPPORTED_INPUT_TYPE' | 'UNRESOLVED_DIM';
 
 /** Element types a tensor spec can feed from JSON numbers. */
-export const TENSOR_INPUT_TYPES: ReadonlySet<string> = new Set(['float32', 'float64', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'bool']);
+export const TENSOR_INPUT_TYPES: ReadonlySet<string> = new Set(['float32', 'float64', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'bool', 'float16']);
 
 /**
  * An input's dims with symbolic ones taken from `dims`; `null` names the first dim that stays unknown.

@@ -9,6 +9,7 @@
  */
 import type { z } from 'zod';
 import type { TensorSummary } from './definition.ts';
+import { fromFloat16Bits } from './float16.ts';
 
 type Summary = z.infer<typeof TensorSummary>;
 type Values = { data: ArrayLike<number | bigint | boolean> };
@@ -20,7 +21,8 @@ export function summaryRow(summaries: Readonly<Record<string, Summary>>, inputs:
     const source = 'input' in s ? inputs[s.input] : outputs?.[s.output];
     const data = source !== null && typeof source === 'object' ? (source as Partial<Values>).data : undefined;
     if (!data || typeof data.length !== 'number' || data.length === 0) continue;
-    const v = statOf(s.stat, data);
+    // float16 inputs travel as bit patterns (onnxruntime's form): summarize the numbers they stand for.
+    const v = statOf(s.stat, (source as { type?: string }).type === 'float16' ? fromFloat16Bits(data as ArrayLike<number>) : data);
     if (Number.isFinite(v)) row[name] = v;
   }
   return row;

@@ -9,7 +9,7 @@
 import { parentPort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { asRuntimeError, RuntimeError } from './errors.ts';
-import { checkFeeds, prepareTransfer, type HostTensor, type TensorMeta } from './tensor.ts';
+import { checkFeeds, prepareTransfer, widenFloat16, type HostTensor, type TensorMeta } from './tensor.ts';
 import { SESSION_DEFAULTS, type FromWorker, type ModelInfo, type RunRequest, type RunResult, type ToWorker } from './worker-protocol.ts';
 
 if (!parentPort) throw new Error('inference-worker.ts must run in a worker thread');
@@ -77,7 +77,7 @@ async function runOne(req: RunRequest, transfer: ArrayBuffer[]): Promise<RunResu
     }
     const outputs: Record<string, HostTensor> = {};
     for (const [name, value] of Object.entries(out)) {
-      if (value instanceof ort.Tensor) outputs[name] = { type: value.type, dims: [...value.dims], data: value.data as HostTensor['data'] };
+      if (value instanceof ort.Tensor) outputs[name] = widenFloat16({ type: value.type, dims: [...value.dims], data: value.data as HostTensor['data'] });
     }
     prepareTransfer(outputs, transfer);
     return { id: req.id, ok: true, outputs };

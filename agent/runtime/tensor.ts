@@ -7,6 +7,7 @@
  * const feeds = { features: { type: 'float32', dims: [1, 8], data: new Float32Array(8) } };
  * checkFeeds(handle.inputs, feeds); // throws INVALID_INPUT naming the input and the problem
  */
+import { fromFloat16Bits, toFloat16Bits } from '../../firmware-bundles/float16.ts';
 import { invalidInput } from './errors.ts';
 
 /** Element types the runtime moves around (onnxruntime's names). */
@@ -123,7 +124,8 @@ export function checkDims(meta: TensorMeta, dims: readonly unknown[], length: nu
  */
 export function typedFromNumbers(type: string, values: ArrayLike<unknown>, what: string): Exclude<TensorData, string[]> {
   const Ctor = ARRAY_OF[type];
-  if (!Ctor || type === 'float16') throw invalidInput(`${what}: element type ${type} cannot be given as JSON numbers`);
+  if (!Ctor) throw invalidInput(`${what}: element type ${type} cannot be given as JSON numbers`);
+  if (type === 'float16') return float16FromNumbers(values, what);
   const n = values.length;
   const out = new Ctor(n);
   const isInt = !(type === 'float32' || type === 'float64');
@@ -137,6 +139,24 @@ export function typedFromNumbers(type: string, values: ArrayLike<unknown>, what:
     else out[i] = type === 'bool' ? (v ? 1 : 0) : v;
   }
   return out;
+}
+
+/** float16 inputs: callers send numbers, onnxruntime takes half-precision bit patterns. */
+function float16FromNumbers(values: ArrayLike<unknown>, what: string): Uint16Array {
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (typeof v !== 'number' || Number.isNaN(v)) throw invalidInput(`${what}: value ${i} is ${JSON.stringify(v) ?? String(v)}, expected a number`, { index: i });
+  }
+  return toFloat16Bits(values as ArrayLike<number>);
+}
+
+/**
+ * float16 outputs as float32 numbers, so answers, postprocessing and statistics see values rather
+ * than bit patterns; other tensors are returned as they are.
+ */
+export function widenFloat16(t: HostTensor): HostTensor {
+  if (t.type !== 'float16') return t;
+  return { type: 'float32', dims: t.dims, data: Float32Array.from(fromFloat16Bits(t.data as Uint16Array)) };
 }
 
 const INT_RANGE: Record<string, [number, number]> = {

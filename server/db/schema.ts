@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 import type { MonitoringHealth, MonitoringLost } from '../../protocol/messages/telemetry.ts';
 import type { FeatureSetSketch, LatencyHistogram, SketchLayout } from '../../protocol/sketch/index.ts';
+import type { VersionFacts } from '../models/version-facts.ts';
 
 const createdAt = (column = 'created_at') => text(column).notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ','now'))`);
 
@@ -72,6 +73,12 @@ export const modelVersions = sqliteTable(
     evaluation: text('evaluation', { mode: 'json' }).$type<Record<string, unknown> | null>(),
     /** Where a trained version came from: job, dataset version, trainer, parameters. */
     lineage: text('lineage', { mode: 'json' }).$type<Record<string, unknown> | null>(),
+    /**
+     * What the registry learned from the file beyond the columns above (issue 17): weight element
+     * types, tree ensemble size, existing quantization, and a rewrite made at push (`imported`:
+     * the original file's hash and what was changed, e.g. ZipMap removed).
+     */
+    facts: text('facts', { mode: 'json' }).$type<VersionFacts | null>(),
   },
   (t) => [uniqueIndex('model_versions_model_version').on(t.modelId, t.version), index('model_versions_parent').on(t.parentVersionId)],
 );

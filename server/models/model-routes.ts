@@ -53,6 +53,7 @@ const Version = z
     recipe: z.record(z.string(), z.unknown()).nullable(),
     evaluation: z.record(z.string(), z.unknown()).nullable(),
     lineage: z.record(z.string(), z.unknown()).nullable(),
+    facts: z.record(z.string(), z.unknown()).nullable().openapi({ description: 'weight types, tree ensemble size (trees, nodes, leaves), existing quantization, rewrites made at push (imported)' }),
   })
   .openapi('ModelVersion');
 const VersionDetail = Version.extend({ children: z.array(z.string()) }).openapi('ModelVersionDetail');

@@ -1,6 +1,6 @@
 // The model registry: versions (numbered per model), aliases, tags and lineage.
 import { readFile } from 'node:fs/promises';
-import { and, desc, eq, inArray, sql } from 'drizzle-orm';
+import { and, desc, eq, inArray, or, sql } from 'drizzle-orm';
 import type { ArtifactStore, StagedUpload } from '../artifacts/artifact-store.ts';
 import { recordAudit } from '../audit/audit-log.ts';
 import { recordEvent } from '../events/event-log.ts';
@@ -8,6 +8,8 @@ import type { Db, Tx } from '../db/client.ts';
 import { artifacts, modelAliases, models, modelVersions } from '../db/schema.ts';
 import { Conflict, Invalid, NotFound, ServiceError } from '../errors.ts';
 import { InvalidOnnxError, inspectOnnx, type TensorInfo } from '../onnx/inspect.ts';
+import { exposeZipMapTensors } from '../onnx/zipmap.ts';
+import { factsOf, type VersionFacts } from './version-facts.ts';
 import { ALIAS_NAME, formatRef, MODEL_NAME, parseModelRef } from './model-ref.ts';
 
 export type VersionRow = typeof modelVersions.$inferSelect;
@@ -41,6 +43,8 @@ export interface VersionView {
   recipe: Record<string, unknown> | null;
   evaluation: Record<string, unknown> | null;
   lineage: Record<string, unknown> | null;
+  /** Weight types, tree size, existing quantization, rewrites at push (see version-facts.ts). */
+  facts: VersionFacts | null;
 }
 
 /** Set at registration by server code (optimizer, training jobs); uploads leave them at their defaults. */
@@ -63,13 +67,28 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
   try {
     if (!MODEL_NAME.test(input.name)) throw Invalid(`invalid model name "${input.name}": use lowercase letters, digits, '.', '_' or '-'`);
     let info;
+    const pushed = await readFile(staged.tempPath);
     try {
-      info = inspectOnnx(await readFile(staged.tempPath));
+      info = inspectOnnx(pushed);
     } catch (err) {
       if (err instanceof InvalidOnnxError) throw new ServiceError('invalid_model', err.message, { size: staged.size });
       throw err;
     }
+    if (info.externalFiles.length > 0) {
+      // The registry stores one file per version; weights left in a side file would be missing on every device.
+      const files = info.externalFiles.map((f) => `"${f}"`).join(', ');
+      throw new ServiceError('invalid_model', `the model keeps its weights in external data file ${files}, which was not pushed: the registry takes one self-contained .onnx; save it with the weights inside (python: onnx.save(onnx.load(path), out, save_as_external_data=False), possible below 2 GB)`, { externalFiles: info.externalFiles });
+    }
+    // skl2onnx's default ZipMap output cannot be served: register the graph with the tensor exposed.
+    const rewrite = info.opTypes.includes('ZipMap') ? exposeZipMapTensors(pushed) : null;
+    let stored = { sha256: staged.sha256, size: staged.size };
+    let imported: VersionFacts['imported'];
     await store.commit(staged);
+    if (rewrite) {
+      info = inspectOnnx(rewrite.bytes);
+      stored = await store.putBytes(rewrite.bytes);
+      imported = { originalSha256: staged.sha256, originalSize: staged.size, rewrites: rewrite.rewrites };
+    }
     try {
       const id = await db.transaction(async (tx) => {
         const parent = input.parent ? await resolveVersion(tx, input.parent) : null;
@@ -80,13 +99,14 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
           .from(modelVersions)
           .where(eq(modelVersions.modelId, model.id));
         await tx.insert(artifacts).values({ sha256: staged.sha256, size: staged.size, mediaType: 'application/x-onnx' }).onConflictDoNothing();
+        if (rewrite) await tx.insert(artifacts).values({ sha256: stored.sha256, size: stored.size, mediaType: 'application/x-onnx' }).onConflictDoNothing();
         const [row] = await tx
           .insert(modelVersions)
           .values({
             modelId: model.id,
             version: next,
-            artifactSha256: staged.sha256,
-            size: staged.size,
+            artifactSha256: stored.sha256,
+            size: stored.size,
             irVersion: info.irVersion,
             opset: info.opset,
             producer: info.producer,
@@ -99,13 +119,15 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
             tags: input.tags,
             parentVersionId: parent?.id ?? null,
             createdBy: input.actor,
+            facts: factsOf(info, imported),
             ...input.extras,
           })
           .returning({ id: modelVersions.id });
         await input.onRegistered?.(tx, row.id);
         await recordAudit(tx, input.actor, 'model.version.create', formatRef(input.name, next), {
-          sha256: staged.sha256,
-          size: staged.size,
+          sha256: stored.sha256,
+          size: stored.size,
+          ...(imported ? { rewrittenFrom: imported.originalSha256 } : {}),
           parent: parent ? input.parent : undefined,
           variant: input.extras?.variant ?? undefined,
           status: input.extras?.status ?? undefined,
@@ -119,6 +141,7 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
       return versionView(db, id);
     } catch (err) {
       await removeIfUnreferenced(db, store, staged.sha256);
+      if (rewrite) await removeIfUnreferenced(db, store, stored.sha256);
       throw err;
     }
   } finally {
@@ -188,6 +211,7 @@ function toView(row: VersionRow, modelName: string, aliases: string[], parent: s
     recipe: row.recipe ?? null,
     evaluation: row.evaluation ?? null,
     lineage: row.lineage ?? null,
+    facts: row.facts ?? null,
   };
 }
 
@@ -308,7 +332,7 @@ export async function updateTags(db: Db, ref: string, set: Record<string, string
 export type VersionReferenceCheck = (tx: Tx, versionId: number) => Promise<string[]>;
 
 export async function deleteVersion(db: Db, store: ArtifactStore, ref: string, actor: string, extraChecks: VersionReferenceCheck[] = []): Promise<void> {
-  const sha = await db.transaction(async (tx) => {
+  const removed = await db.transaction(async (tx) => {
     const row = await resolveVersion(tx, ref);
     const label = formatRef(row.modelName, row.version);
     const refs: string[] = [];
@@ -320,10 +344,20 @@ export async function deleteVersion(db: Db, store: ArtifactStore, ref: string, a
     if (refs.length) throw Conflict(`${label} is still referenced; remove these first`, { references: refs });
     await tx.delete(modelVersions).where(eq(modelVersions.id, row.id));
     await recordAudit(tx, actor, 'model.version.delete', label, { sha256: row.artifactSha256 });
-    const others = await tx.select({ id: modelVersions.id }).from(modelVersions).where(eq(modelVersions.artifactSha256, row.artifactSha256)).limit(1);
-    if (others.length) return null;
-    await tx.delete(artifacts).where(eq(artifacts.sha256, row.artifactSha256));
-    return row.artifactSha256;
+    const removed: string[] = [];
+    // The file pushed before a rewrite at import is kept with the version and goes with it.
+    for (const sha of [row.artifactSha256, row.facts?.imported?.originalSha256]) {
+      if (!sha) continue;
+      const others = await tx
+        .select({ id: modelVersions.id })
+        .from(modelVersions)
+        .where(or(eq(modelVersions.artifactSha256, sha), sql`json_extract(${modelVersions.facts}, '$.imported.originalSha256') = ${sha}`))
+        .limit(1);
+      if (others.length) continue;
+      await tx.delete(artifacts).where(eq(artifacts.sha256, sha));
+      removed.push(sha);
+    }
+    return removed;
   });
-  if (sha) await store.remove(sha);
+  for (const sha of removed) await store.remove(sha);
 }

@@ -9,7 +9,7 @@
  *   nodes: [node('Gemm', ['x', 'W', 'b'], ['y'])],
  * });
  */
-import { onnx, type NodeProto, type TensorProto, type ValueInfoProto } from './onnx-proto.ts';
+import { onnx, type GraphProto, type NodeProto, type TensorProto, type ValueInfoProto } from './onnx-proto.ts';
 
 export const ELEM = {
   float32: 1,
@@ -19,6 +19,7 @@ export const ELEM = {
   int64: 7,
   string: 8,
   bool: 9,
+  float16: 10,
 } as const;
 export type ElemName = keyof typeof ELEM;
 
@@ -55,7 +56,8 @@ export function valueInfo(name: string, elem: ElemName, dims: Array<number | str
   };
 }
 
-type AttrValue = number | string | number[] | TensorProto;
+/** `{ floats }` forces a FLOATS attribute (a list of whole numbers would otherwise encode as INTS); `{ graph }` is a subgraph (If/Loop bodies). */
+type AttrValue = number | string | number[] | string[] | TensorProto | { floats: number[] } | { graph: GraphProto };
 
 export function node(opType: string, inputs: string[], outputs: string[], attrs: Record<string, AttrValue> = {}, name?: string): NodeProto {
   const attribute = Object.entries(attrs).map(([key, value]) => attr(key, value));
@@ -65,13 +67,16 @@ export function node(opType: string, inputs: string[], outputs: string[], attrs:
 function attr(name: string, value: AttrValue) {
   const T = onnx.AttributeProto.AttributeType;
   if (typeof value === 'string') return { name, type: T.STRING, s: new TextEncoder().encode(value) };
+  if (Array.isArray(value) && value.some((v) => typeof v === 'string')) return { name, type: T.STRINGS, strings: (value as string[]).map((v) => new TextEncoder().encode(v)) };
   if (Array.isArray(value)) {
-    return value.every(Number.isInteger) ? { name, type: T.INTS, ints: value } : { name, type: T.FLOATS, floats: value };
+    return value.every(Number.isInteger) ? { name, type: T.INTS, ints: value as number[] } : { name, type: T.FLOATS, floats: value as number[] };
   }
   if (typeof value === 'number') {
     return Number.isInteger(value) ? { name, type: T.INT, i: value } : { name, type: T.FLOAT, f: value };
   }
-  return { name, type: T.TENSOR, t: value };
+  if ('floats' in value) return { name, type: T.FLOATS, floats: value.floats };
+  if ('graph' in value) return { name, type: T.GRAPH, g: value.graph };
+  return { name, type: T.TENSOR, t: value as TensorProto };
 }
 
 export interface ModelSpec {
@@ -81,6 +86,8 @@ export interface ModelSpec {
   nodes: NodeProto[];
   name?: string;
   opset?: number;
+  /** Opsets of other domains, e.g. `{ 'ai.onnx.ml': 3 }` for tree ensembles. */
+  domains?: Record<string, number>;
   producer?: string;
   docString?: string;
   metadata?: Record<string, string>;
@@ -91,7 +98,7 @@ export function encodeModel(spec: ModelSpec): Uint8Array {
     irVersion: 8,
     producerName: spec.producer ?? 'flotilla',
     producerVersion: '0.1.0',
-    opsetImport: [{ domain: '', version: spec.opset ?? 13 }],
+    opsetImport: [{ domain: '', version: spec.opset ?? 13 }, ...Object.entries(spec.domains ?? {}).map(([domain, version]) => ({ domain, version }))],
     docString: spec.docString ?? '',
     metadataProps: Object.entries(spec.metadata ?? {}).map(([key, value]) => ({ key, value })),
     graph: {

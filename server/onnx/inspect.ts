@@ -25,6 +25,14 @@ export interface OnnxInfo {
   initializerBytes: number;
   nodeCount: number;
   opTypes: string[];
+  /** Files named by tensors stored as ONNX external data (weights in a side file next to the `.onnx`). */
+  externalFiles: string[];
+  /** Weight elements by element type (`{ float32: 1200, int8: 4800 }`), counted where paramCount counts. */
+  weightTypes: Record<string, number>;
+  /** Tree ensembles (ai.onnx.ml): their size is in node attributes, not in weights. */
+  trees?: { trees: number; nodes: number; leaves: number };
+  /** Set when the graph is already quantized; `format` says how, `ops` which quantized ops it runs. */
+  quantization?: { format: 'QOperator' | 'QDQ'; ops: string[]; int8Params: number; share: number };
 }
 
 export class InvalidOnnxError extends Error {
@@ -60,7 +68,7 @@ const MODEL = { irVersion: 1, producerName: 2, producerVersion: 3, graph: 7, ops
 const GRAPH = { node: 1, initializer: 5, input: 11, output: 12 } as const;
 const NODE = { opType: 4, attribute: 5 } as const;
 const ATTRIBUTE = { t: 5, g: 6, graphs: 11 } as const;
-const TENSOR = { dims: 1, dataType: 2, name: 8, rawData: 9 } as const;
+const TENSOR = { dims: 1, dataType: 2, name: 8, rawData: 9, externalData: 13 } as const;
 
 /**
  * Walks the protobuf wire format (wire.ts) and decodes only the small messages it reports (graph
@@ -94,9 +102,10 @@ function inspect(buf: Uint8Array): OnnxInfo {
   // Protobuf is lenient: arbitrary bytes can read as an empty message, so check what an ONNX model must have.
   if (!graph || !(irVersion > 0)) throw new InvalidOnnxError('not an ONNX model: no ir_version or graph');
   const top: TopLevel = { inputs: [], outputs: [], initializerNames: new Set() };
-  const weights = { params: 0, bytes: 0 };
+  const weights: Weights = { params: 0, bytes: 0, byType: {}, trees: new Set(), treeNodes: 0, leaves: 0, ensembles: 0, externalFiles: new Set() };
   const opTypes = new Set<string>();
   const nodeCount = walkGraph(buf, graph, weights, opTypes, top);
+  const ops = [...opTypes].sort();
   if (!top.outputs.length) throw new InvalidOnnxError('ONNX graph declares no outputs');
   const defaultOpset = opsets.find((o) => !o.domain || o.domain === 'ai.onnx');
   if (!defaultOpset) throw new InvalidOnnxError('ONNX model imports no default-domain opset');
@@ -110,8 +119,26 @@ function inspect(buf: Uint8Array): OnnxInfo {
     paramCount: weights.params,
     initializerBytes: weights.bytes,
     nodeCount,
-    opTypes: [...opTypes].sort(),
+    opTypes: ops,
+    weightTypes: weights.byType,
+    externalFiles: [...weights.externalFiles].sort(),
+    ...(weights.treeNodes > 0 ? { trees: { trees: weights.trees.size, nodes: weights.treeNodes, leaves: weights.leaves } } : {}),
+    ...quantizationOf(ops, weights),
   };
+}
+
+// Ops that run on integers (QOperator form, static or dynamic): a graph with them is already quantized.
+const QOPERATOR_OPS = new Set(['QLinearConv', 'QLinearMatMul', 'QLinearAdd', 'QLinearMul', 'QLinearGemm', 'QGemm', 'QAttention', 'MatMulInteger', 'ConvInteger', 'DynamicQuantizeMatMul', 'MatMulIntegerToFloat', 'DynamicQuantizeLSTM', 'QLinearLeakyRelu', 'QLinearSigmoid', 'QLinearAveragePool', 'QLinearGlobalAveragePool', 'QLinearConcat']);
+
+/** QOperator when integer ops run; QDQ when int8/uint8 weights go through DequantizeLinear. */
+function quantizationOf(ops: string[], w: Weights): Pick<OnnxInfo, 'quantization'> {
+  const int8Params = (w.byType.int8 ?? 0) + (w.byType.uint8 ?? 0);
+  const qops = ops.filter((o) => QOPERATOR_OPS.has(o));
+  const share = w.params > 0 ? int8Params / w.params : 0;
+  if (qops.length > 0) return { quantization: { format: 'QOperator', ops: qops, int8Params, share } };
+  // Zero points alone (scalars) do not make a model int8: the weights must be.
+  if (ops.includes('DequantizeLinear') && int8Params > 16) return { quantization: { format: 'QDQ', ops: ['DequantizeLinear', ...(ops.includes('QuantizeLinear') ? ['QuantizeLinear'] : [])], int8Params, share } };
+  return {};
 }
 
 /** What only the main graph reports (subgraphs have their own inputs and outputs). */
@@ -121,7 +148,20 @@ interface TopLevel {
   initializerNames: Set<string>;
 }
 
-function walkGraph(buf: Uint8Array, graph: WireField, acc: { params: number; bytes: number }, opTypes: Set<string>, top?: TopLevel): number {
+interface Weights {
+  params: number;
+  bytes: number;
+  byType: Record<string, number>;
+  trees: Set<string>;
+  treeNodes: number;
+  leaves: number;
+  ensembles: number;
+  externalFiles: Set<string>;
+}
+
+const TREE_OPS = new Set(['TreeEnsembleClassifier', 'TreeEnsembleRegressor']);
+
+function walkGraph(buf: Uint8Array, graph: WireField, acc: Weights, opTypes: Set<string>, top?: TopLevel): number {
   let nodes = 0;
   for (const f of fields(buf, graph.start, graph.end)) {
     if (f.wire !== LEN) continue;
@@ -137,6 +177,7 @@ function walkGraph(buf: Uint8Array, graph: WireField, acc: { params: number; byt
         else if (n.no === NODE.attribute && n.wire === LEN) attributes.push(n);
       }
       if (opType) opTypes.add(opType);
+      if (TREE_OPS.has(opType)) countTrees(buf, attributes, acc, acc.ensembles++);
       for (const a of attributes) {
         for (const af of fields(buf, a.start, a.end)) {
           if (af.wire !== LEN) continue;
@@ -151,8 +192,21 @@ function walkGraph(buf: Uint8Array, graph: WireField, acc: { params: number; byt
   return nodes;
 }
 
+/** Tree count (distinct `nodes_treeids` per ensemble), nodes (`nodes_modes`) and leaves (mode LEAF). */
+function countTrees(buf: Uint8Array, attributes: WireField[], acc: Weights, ensemble: number): void {
+  for (const a of attributes) {
+    const attr = onnx.AttributeProto.decode(buf.subarray(a.start, a.end));
+    if (attr.name === 'nodes_modes') {
+      acc.treeNodes += attr.strings.length;
+      for (const s of attr.strings) if (new TextDecoder().decode(s) === 'LEAF') acc.leaves++;
+    } else if (attr.name === 'nodes_treeids') {
+      for (const id of attr.ints) acc.trees.add(`${ensemble}:${Number(id)}`);
+    }
+  }
+}
+
 /** Adds a TensorProto's element count and byte size to `acc`; returns its name. */
-function countTensor(buf: Uint8Array, tensor: WireField, acc: { params: number; bytes: number }): string {
+function countTensor(buf: Uint8Array, tensor: WireField, acc: Weights): string {
   const dims: number[] = [];
   let dataType = 0;
   let raw = 0;
@@ -162,9 +216,15 @@ function countTensor(buf: Uint8Array, tensor: WireField, acc: { params: number; 
     else if (f.no === TENSOR.dataType && f.wire === VARINT) dataType = f.value;
     else if (f.no === TENSOR.rawData && f.wire === LEN) raw = f.end - f.start;
     else if (f.no === TENSOR.name && f.wire === LEN) name = text(buf, f);
+    else if (f.no === TENSOR.externalData && f.wire === LEN) {
+      const entry = onnx.StringStringEntryProto.decode(buf.subarray(f.start, f.end));
+      if (entry.key === 'location' && entry.value) acc.externalFiles.add(entry.value);
+    }
   }
   const elements = dims.reduce((n, d) => n * d, 1);
   acc.params += elements;
+  const type = dtypeName(dataType);
+  acc.byType[type] = (acc.byType[type] ?? 0) + elements;
   acc.bytes += raw > 0 ? raw : elements * (DTYPE[dataType]?.bytes ?? 0);
   return name;
 }

@@ -34,6 +34,7 @@ import { toEvalDataset, type ModelBinding } from '../datasets/eval-dataset.ts';
 import { Invalid } from '../errors.ts';
 import { effectiveBudgets } from '../models/budgets.ts';
 import { formatRef } from '../models/model-ref.ts';
+import { describeQuantization } from '../models/version-facts.ts';
 import { registerVersion, resolveVersion, versionView, type VersionRow, type VersionView } from '../models/model-service.ts';
 import type { AnalysisReport } from './analysis.ts';
 import { analyzeInWorker } from './analyze-in-worker.ts';
@@ -118,6 +119,19 @@ export async function optimizeVersion(db: Db, store: ArtifactStore, input: Optim
   if (!input.quantize && !input.prune) throw Invalid('nothing to do: ask for quantize and/or prune');
   const parent = await resolveVersion(db, input.ref);
   const parentRef = formatRef(parent.modelName, parent.version);
+  const trees = parent.facts?.trees;
+  if (trees) {
+    // Thresholds and leaf values are node attributes, not weight tensors: int8 and pruning have nothing to act on.
+    throw Invalid(
+      `${parentRef} is a tree ensemble (${trees.trees} trees, ${trees.nodes} nodes, ${trees.leaves} leaves): nothing to quantize or prune, its thresholds and leaf values are node attributes, not weight tensors; to make it smaller, train fewer or shallower trees`,
+      { trees },
+    );
+  }
+  const quantized = parent.facts?.quantization;
+  if (input.quantize && quantized) {
+    // Quantizing integer weights again would only stack rounding error on the exporter's.
+    throw Invalid(`${parentRef} is already ${describeQuantization(quantized)}: nothing left to quantize; deploy it as it is`, { quantization: quantized });
+  }
   const bytes = await modelBytes(store, parent);
   const binding = await resolveBinding(db, parent, bytes, input.preprocess);
   const evaluation = input.dataset

@@ -8,6 +8,7 @@ import { call, type Api } from '../api.ts';
 import type { CliConfig } from '../env.ts';
 import { CliError, emit, keyValues, parsePairs, table, type Output } from '../output.ts';
 import { formatEvaluation, type ReportLike } from './evaluation-format.ts';
+import { describeSize, type VersionFacts } from '../../models/version-facts.ts';
 
 function splitRef(ref: string): { name: string; ref: string } {
   const at = ref.indexOf('@');
@@ -55,8 +56,8 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
         body: Readable.toWeb(createReadStream(file)) as ReadableStream,
         duplex: 'half',
       } as RequestInit);
-      const v = (await call(request)) as unknown as { ref: string; version: number; sha256: string; size: number; paramCount: number; opset: number };
-      const pushed = `pushed ${v.ref} (${path.basename(file)}, ${v.size} bytes, sha256 ${v.sha256.slice(0, 12)}…, ${v.paramCount} parameters, opset ${v.opset})`;
+      const v = (await call(request)) as unknown as { ref: string; version: number; sha256: string; size: number; paramCount: number; opset: number; facts: Record<string, unknown> | null };
+      const pushed = `pushed ${v.ref} (${path.basename(file)}, ${v.size} bytes, sha256 ${v.sha256.slice(0, 12)}…, ${describeSize(v)}, opset ${v.opset})${rewriteNote(v.facts)}`;
       if (!o.eval) return emit(ctx.out(), v, () => pushed);
       const ev = (await call(
         ctx.api().api.v1.models[':name'].versions[':ref'].evaluate.$post({ param: { name: o.name, ref: String(v.version) }, json: { dataset: o.eval } }),
@@ -101,6 +102,8 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
           inputs: v.inputs.map(shape).join(' '),
           outputs: v.outputs.map(shape).join(' '),
           parameters: v.paramCount,
+          size_facts: describeSize(v),
+          rewritten: rewriteNote(v.facts).trim() || null,
           initializerBytes: v.initializerBytes,
           aliases: v.aliases,
           tags: v.tags,
@@ -213,4 +216,12 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
       await call(ctx.api().api.v1.models[':name'].versions[':ref'].$delete({ param: { name, ref } }));
       emit(ctx.out(), { deleted: refArg }, () => `deleted ${refArg}`);
     });
+}
+
+/** What the registry changed at push (ZipMap removed), for the push line and `models show`. */
+function rewriteNote(facts: Record<string, unknown> | null): string {
+  const imported = (facts as VersionFacts | null)?.imported;
+  if (!imported) return '';
+  const what = imported.rewrites.map((r) => `${r.output}: ZipMap removed, now ${r.now} (classes ${r.classLabels.join(', ')})`).join('; ');
+  return `\nrewritten at push: ${what}; original kept as sha256 ${imported.originalSha256.slice(0, 12)}…`;
 }
