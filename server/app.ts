@@ -15,6 +15,7 @@ import type { Db } from './db/client.ts';
 import { deploymentRoutes } from './deployments/deployment-routes.ts';
 import type { DesiredState } from './deployments/desired-state.ts';
 import type { DeviceCommands } from './devices/device-commands.ts';
+import type { DeviceBrokerAccess } from './broker/device-broker-access.ts';
 import { deviceRoutes } from './devices/device-routes.ts';
 import type { DriftMonitor } from './drift/drift-monitor.ts';
 import { driftRoutes } from './drift/drift-routes.ts';
@@ -59,6 +60,8 @@ export interface AppDeps {
   maxUploadBytes: number;
   versionReferenceChecks: VersionReferenceCheck[];
   disconnectDevice(id: string): Promise<void>;
+  /** Device credentials on the broker: provisioned at enrollment, enabled at approval (issue 16). */
+  brokerAccess: DeviceBrokerAccess;
   /** A device became approved or was relabelled (late joiners of cohort deployments). */
   onDeviceChanged(id: string): Promise<void>;
   /** After a new key list: re-sign and republish desired state. */
@@ -129,6 +132,7 @@ export function createApp(deps: AppDeps) {
         return root ? { rootKeyid: root.keyid, rootPublicKey: root.publicKey } : null;
       },
       onDeviceChanged: deps.onDeviceChanged,
+      brokerAccess: deps.brokerAccess,
     }),
   )
     // Before the bearer middleware of /devices/*: devices upload samples with their own credentials.
@@ -138,7 +142,7 @@ export function createApp(deps: AppDeps) {
     .route('/models', modelRoutes({ db, store: deps.store, maxUploadBytes: deps.maxUploadBytes, versionReferenceChecks: deps.versionReferenceChecks }))
     .route('/bundles', bundleRoutes({ db, store: deps.store }))
     .route('/deployments', deploymentRoutes({ db, desired: deps.desired, store: deps.store }))
-    .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice, onDeviceChanged: deps.onDeviceChanged, commands: deps.commands, desired: deps.desired }))
+    .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice, brokerAccess: deps.brokerAccess, onDeviceChanged: deps.onDeviceChanged, commands: deps.commands, desired: deps.desired }))
     .route('/cohorts', cohortRoutes(db))
     .route('/enroll-tokens', enrollTokenRoutes(db))
     .route('/tokens', tokenRoutes(db))
