@@ -16,6 +16,7 @@ import { deploymentRoutes } from './deployments/deployment-routes.ts';
 import type { DesiredState } from './deployments/desired-state.ts';
 import type { DeviceCommands } from './devices/device-commands.ts';
 import type { DeviceBrokerAccess } from './broker/device-broker-access.ts';
+import { emqxHookRoutes } from './broker/emqx-hooks.ts';
 import { deviceRoutes } from './devices/device-routes.ts';
 import type { DriftMonitor } from './drift/drift-monitor.ts';
 import { driftRoutes } from './drift/drift-routes.ts';
@@ -62,6 +63,8 @@ export interface AppDeps {
   disconnectDevice(id: string): Promise<void>;
   /** Device credentials on the broker: provisioned at enrollment, enabled at approval (issue 16). */
   brokerAccess: DeviceBrokerAccess;
+  /** EMQX's HTTP authentication/authorization hooks (off without a token). */
+  mqttHooks?: { token?: string; server: { username: string; password: string } };
   /** A device became approved or was relabelled (late joiners of cohort deployments). */
   onDeviceChanged(id: string): Promise<void>;
   /** After a new key list: re-sign and republish desired state. */
@@ -112,6 +115,7 @@ export function createApp(deps: AppDeps) {
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
   const deviceAuth = new DeviceAuthenticator(db);
   app.route('/artifacts', artifactRoutes({ db, store: deps.store, deviceAuth }));
+  app.route('/api/v1/mqtt', emqxHookRoutes({ db, metrics, token: deps.mqttHooks?.token, server: deps.mqttHooks?.server ?? { username: '', password: '' } }));
 
   app.doc31('/api/v1/openapi.json', {
     openapi: '3.1.0',

@@ -223,6 +223,7 @@ export class ControlPlane {
       keylistWarnS: config.keylistWarnS,
       disconnectDevice: (id) => this.brokerAccess.revoked(id),
       brokerAccess: this.brokerAccess,
+      mqttHooks: { token: config.mqttHookToken, server: { username: config.externalBroker.username, password: config.externalBroker.password } },
       deviceUrls: (requestUrl) => {
         const origin = new URL(requestUrl);
         return {
