@@ -22,6 +22,8 @@ export const SERVER_ROLE = 'flotilla-server';
 export const SHARED_GROUP = 'flotilla';
 /** Commands per dynamic-security message during a reconcile. */
 const CHUNK = 500;
+/** Clients per listClients answer (≈ 150 bytes each). */
+const LIST_PAGE = 2000;
 
 export function deviceRole(deviceId: string): string {
   return `flotilla-device-${deviceId}`;
@@ -125,9 +127,14 @@ export class MosquittoAccess implements DeviceBrokerAccess {
    */
   async reconcile(): Promise<{ enabled: number; disabled: number; deleted: number; missing: string[] }> {
     const { admin, db, logger } = this.opts;
-    const [list] = await admin.runOk([{ command: 'listClients', verbose: true, count: -1 }]);
+    // Paged: one answer per page stays far below the broker's max_packet_size (1 MiB in deploy/).
     const clients = new Map<string, { disabled?: boolean; textname?: string }>();
-    for (const c of (list.data?.clients ?? []) as Array<{ username: string; disabled?: boolean; textname?: string }>) clients.set(c.username, c);
+    for (let offset = 0; ; offset += LIST_PAGE) {
+      const [list] = await admin.runOk([{ command: 'listClients', verbose: true, count: LIST_PAGE, offset }]);
+      const page = (list.data?.clients ?? []) as Array<{ username: string; disabled?: boolean; textname?: string }>;
+      for (const c of page) clients.set(c.username, c);
+      if (page.length < LIST_PAGE) break;
+    }
     const rows = await db.select({ id: devices.id, status: devices.status }).from(devices);
     const known = new Set(rows.map((r) => r.id));
     const commands: DynsecCommand[] = [];
