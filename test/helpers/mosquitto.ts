@@ -114,7 +114,10 @@ export async function startMosquitto(opts: { maxQueuedMessages?: number } = {}):
       break;
     } catch (err) {
       child?.kill('SIGKILL');
-      if (attempt >= 5) throw err;
+      if (attempt >= 5) {
+        await rm(dir, { recursive: true, force: true });
+        throw err;
+      }
     }
   }
   const stopChild = async () => {
