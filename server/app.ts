@@ -15,6 +15,8 @@ import type { Db } from './db/client.ts';
 import { deploymentRoutes } from './deployments/deployment-routes.ts';
 import type { DesiredState } from './deployments/desired-state.ts';
 import type { DeviceCommands } from './devices/device-commands.ts';
+import type { DeviceBrokerAccess } from './broker/device-broker-access.ts';
+import { emqxHookRoutes } from './broker/emqx-hooks.ts';
 import { deviceRoutes } from './devices/device-routes.ts';
 import type { DriftMonitor } from './drift/drift-monitor.ts';
 import { driftRoutes } from './drift/drift-routes.ts';
@@ -61,6 +63,10 @@ export interface AppDeps {
   maxUploadBytes: number;
   versionReferenceChecks: VersionReferenceCheck[];
   disconnectDevice(id: string): Promise<void>;
+  /** Device credentials on the broker: provisioned at enrollment, enabled at approval (issue 16). */
+  brokerAccess: DeviceBrokerAccess;
+  /** EMQX's HTTP authentication/authorization hooks (off without a token). */
+  mqttHooks?: { token?: string; server: { username: string; password: string } };
   /** A device became approved or was relabelled (late joiners of cohort deployments). */
   onDeviceChanged(id: string): Promise<void>;
   /** After a new key list: re-sign and republish desired state. */
@@ -113,6 +119,7 @@ export function createApp(deps: AppDeps) {
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
   const deviceAuth = new DeviceAuthenticator(db);
   app.route('/artifacts', artifactRoutes({ db, store: deps.store, deviceAuth }));
+  app.route('/api/v1/mqtt', emqxHookRoutes({ db, metrics, token: deps.mqttHooks?.token, server: deps.mqttHooks?.server ?? { username: '', password: '' } }));
 
   app.doc31('/api/v1/openapi.json', {
     openapi: '3.1.0',
@@ -133,6 +140,7 @@ export function createApp(deps: AppDeps) {
         return root ? { rootKeyid: root.keyid, rootPublicKey: root.publicKey } : null;
       },
       onDeviceChanged: deps.onDeviceChanged,
+      brokerAccess: deps.brokerAccess,
     }),
   )
     // Before the bearer middleware of /devices/*: devices upload samples with their own credentials.
@@ -143,7 +151,7 @@ export function createApp(deps: AppDeps) {
     .route('/models', modelRoutes({ db, store: deps.store, maxUploadBytes: deps.maxUploadBytes, versionReferenceChecks: deps.versionReferenceChecks }))
     .route('/bundles', bundleRoutes({ db, store: deps.store }))
     .route('/deployments', deploymentRoutes({ db, desired: deps.desired, store: deps.store }))
-    .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice, onDeviceChanged: deps.onDeviceChanged, commands: deps.commands, desired: deps.desired }))
+    .route('/devices', deviceRoutes({ db, disconnectDevice: deps.disconnectDevice, brokerAccess: deps.brokerAccess, onDeviceChanged: deps.onDeviceChanged, commands: deps.commands, desired: deps.desired }))
     .route('/cohorts', cohortRoutes(db))
     .route('/enroll-tokens', enrollTokenRoutes(db))
     .route('/tokens', tokenRoutes(db))

@@ -19,7 +19,10 @@ import { WebhookSender } from './webhooks/webhook-sender.ts';
 import { createApp } from './app.ts';
 import { ArtifactStore } from './artifacts/artifact-store.ts';
 import { bootstrapAdminToken } from './bootstrap-admin.ts';
+import type { DeviceBrokerAccess } from './broker/device-broker-access.ts';
+import { DynsecAdmin } from './broker/dynsec-admin.ts';
 import { EmbeddedBroker } from './broker/embedded-broker.ts';
+import { MosquittoAccess, SHARED_GROUP } from './broker/mosquitto-access.ts';
 import { type Db, openDatabase } from './db/client.ts';
 import { bundlesReferencingVersion } from './bundles/bundle-service.ts';
 import { reconcileDevice } from './deployments/deployment-service.ts';
@@ -70,11 +73,22 @@ export class ControlPlane {
   adminToken: string | null = null;
   private dbClient?: Client;
   private broker?: EmbeddedBroker;
+  private dynsec?: DynsecAdmin;
+  /** Mosquitto's clients and roles for devices (set when FLOTILLA_MQTT_ADMIN_* is). */
+  mosquitto?: MosquittoAccess;
   private deviceState?: DeviceStateWriter;
   private http?: Server;
 
   constructor(readonly config: ServerConfig, logger?: Logger) {
     this.logger = logger ?? createLogger(config.logLevel);
+  }
+
+  /** What the broker must learn when a device enrolls, is approved or revoked. */
+  get brokerAccess(): DeviceBrokerAccess {
+    if (this.mosquitto) return this.mosquitto;
+    // The embedded broker checks the database at each CONNECT; only a revoked device must be kicked.
+    // Any other external broker (EMQX) asks the server through its HTTP hooks (server/broker/emqx-hooks.ts).
+    return { enrolled: async () => {}, approved: async () => {}, revoked: async (id) => void (await this.broker?.disconnect(id)) };
   }
 
   get httpUrl(): string {
@@ -102,7 +116,16 @@ export class ControlPlane {
     const { cipher } = await loadKeyCipher({ key: config.keyEncryptionKey, file: config.keyEncryptionKeyFile, dataDir: config.dataDir });
     await secureKeysAtRest(db, cipher, logger);
 
-    const internal = { username: 'flotilla-server', password: randomBytes(24).toString('base64url') };
+    const external = config.externalMqttUrl ? config.externalBroker : undefined;
+    const internal = external
+      ? { username: external.username, password: external.password }
+      : { username: 'flotilla-server', password: randomBytes(24).toString('base64url') };
+    if (config.externalMqttUrl && external?.admin) {
+      this.dynsec = new DynsecAdmin({ url: config.externalMqttUrl, ...external.admin, logger });
+      await this.dynsec.start();
+      this.mosquitto = new MosquittoAccess({ admin: this.dynsec, db, logger, url: config.externalMqttUrl, server: internal });
+      await this.mosquitto.ensureServerClient();
+    }
     const deviceState = new DeviceStateWriter({ db, logger, flushMs: config.deviceStateFlushMs });
     this.deviceState = deviceState;
     if (!config.externalMqttUrl) {
@@ -111,7 +134,7 @@ export class ControlPlane {
     }
     // Without a configured CA: the public CAs, plus the certificate itself in case it is self-signed.
     const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;
-    this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? 'flotilla' : undefined, tls: busTls });
+    this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? SHARED_GROUP : undefined, tls: busTls, persistent: external && { clientId: external.clientId, sessionExpiryS: external.sessionExpiryS } });
     // A retained copy replayed when this client subscribes updates state but is not a sign of life (lastSeen stays).
     this.bus.on('status', StatusMessage, (deviceId, msg, meta) => deviceState.presence(deviceId, msg.state === 'online', new Date(), { replay: meta.retained }));
     this.bus.on('reported', ReportedMessage, (deviceId, msg, meta) => deviceState.reported(deviceId, msg, new Date(), { replay: meta.retained }));
@@ -143,6 +166,8 @@ export class ControlPlane {
       return this.ingest.acceptTelemetry(deviceId, msg);
     });
     await this.bus.start();
+    // Devices whose state changed while the broker or this server was down (any replica may run it: idempotent).
+    await this.mosquitto?.reconcile();
     this.desired = new DesiredState(db, this.bus, logger, cipher, config.manifestTtlS);
     // Re-sign manifests before they expire; checking a few times per refresh horizon is plenty.
     this.manifestRefresh = setInterval(
@@ -212,9 +237,9 @@ export class ControlPlane {
       keyCipher: cipher,
       webhooks: this.webhooks,
       keylistWarnS: config.keylistWarnS,
-      disconnectDevice: async (id) => {
-        await this.broker?.disconnect(id);
-      },
+      disconnectDevice: (id) => this.brokerAccess.revoked(id),
+      brokerAccess: this.brokerAccess,
+      mqttHooks: { token: config.mqttHookToken, server: { username: config.externalBroker.username, password: config.externalBroker.password } },
       deviceUrls: (requestUrl) => {
         const origin = new URL(requestUrl);
         return {
@@ -267,6 +292,7 @@ export class ControlPlane {
     await this.ingest?.stop();
     await this.webhooks?.stop();
     await this.broker?.stop();
+    await this.dynsec?.stop();
     await this.deviceState?.stop(); // after the broker: its disconnects mark every device offline
     this.dbClient?.close();
   }

@@ -1,5 +1,7 @@
 // The control plane's configuration: parsed once from FLOTILLA_* variables; nothing else reads process.env.
+import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import cron from 'node-cron';
 import { z } from 'zod';
@@ -98,6 +100,19 @@ const ServerEnv = z.object({
   FLOTILLA_TLS_CA: z.string().min(1).optional(),
   /** Port of the embedded broker's MQTT over WebSocket listener (path /mqtt); unset: none. */
   FLOTILLA_MQTT_WS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  /** External broker: the server's own login (default flotilla-server). */
+  FLOTILLA_MQTT_USERNAME: z.string().min(1).default('flotilla-server'),
+  /** External broker: the server's password; with the dynamic-security admin set, derived from its password when unset. */
+  FLOTILLA_MQTT_PASSWORD: z.string().min(1).optional(),
+  /** Mosquitto's dynamic-security admin: set both to have the server provision device clients and roles. */
+  FLOTILLA_MQTT_ADMIN_USERNAME: z.string().min(1).optional(),
+  FLOTILLA_MQTT_ADMIN_PASSWORD: z.string().min(1).optional(),
+  /** External broker: this replica's MQTT client id, stable across restarts (its persistent session). */
+  FLOTILLA_MQTT_CLIENT_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, . _ - (at most 64)').optional(),
+  /** External broker: how long the broker keeps this replica's session (and messages for it) while it is away. */
+  FLOTILLA_MQTT_SESSION_EXPIRY_S: z.coerce.number().int().min(0).max(4_294_967_295).default(86_400),
+  /** Bearer token EMQX sends to /mqtt/auth and /mqtt/authz (HTTP authentication and authorization); unset: those routes are off. */
+  FLOTILLA_MQTT_HOOK_TOKEN: z.string().min(16).optional(),
 });
 
 export interface ServerConfig {
@@ -148,6 +163,19 @@ export interface ServerConfig {
   mqttWsPort?: number;
   mqttMaxPendingConnects: number;
   deviceStateFlushMs: number;
+  /** How the server logs in to an external broker (FLOTILLA_MQTT_URL). */
+  externalBroker: ExternalBrokerConfig;
+  /** Token of the EMQX HTTP auth/authz hooks (server/broker/emqx-hooks.ts); unset: off. */
+  mqttHookToken?: string;
+}
+
+export interface ExternalBrokerConfig {
+  username: string;
+  password: string;
+  /** Mosquitto dynamic-security admin: device clients and roles are provisioned through it. */
+  admin?: { username: string; password: string };
+  clientId: string;
+  sessionExpiryS: number;
 }
 
 /** Bounds on what one device may send to the embedded broker (server/broker/). */
@@ -228,5 +256,25 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     mqttWsPort: e.FLOTILLA_MQTT_WS_PORT,
     mqttMaxPendingConnects: e.FLOTILLA_MQTT_MAX_PENDING_CONNECTS,
     deviceStateFlushMs: e.FLOTILLA_DEVICE_STATE_FLUSH_MS,
+    externalBroker: externalBrokerConfig(e),
+    mqttHookToken: e.FLOTILLA_MQTT_HOOK_TOKEN,
+  };
+}
+
+function externalBrokerConfig(e: z.infer<typeof ServerEnv>): ExternalBrokerConfig {
+  if (!e.FLOTILLA_MQTT_ADMIN_USERNAME !== !e.FLOTILLA_MQTT_ADMIN_PASSWORD) {
+    throw new Error('invalid environment: FLOTILLA_MQTT_ADMIN_USERNAME and FLOTILLA_MQTT_ADMIN_PASSWORD go together');
+  }
+  const admin = e.FLOTILLA_MQTT_ADMIN_USERNAME ? { username: e.FLOTILLA_MQTT_ADMIN_USERNAME, password: e.FLOTILLA_MQTT_ADMIN_PASSWORD! } : undefined;
+  // Every replica derives the same server password from the admin's, so one secret configures them all.
+  const password =
+    e.FLOTILLA_MQTT_PASSWORD ??
+    (admin ? createHmac('sha256', admin.password).update('flotilla-server-mqtt').digest('base64url') : randomBytes(24).toString('base64url'));
+  return {
+    username: e.FLOTILLA_MQTT_USERNAME,
+    password,
+    admin,
+    clientId: e.FLOTILLA_MQTT_CLIENT_ID ?? `flotilla-server-${hostname()}`.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64),
+    sessionExpiryS: e.FLOTILLA_MQTT_SESSION_EXPIRY_S,
   };
 }

@@ -13,9 +13,10 @@ export type ErrorCode =
   | 'range_not_satisfiable'
   | 'device_timeout'
   | 'capture_disabled'
-  | 'rate_limited';
+  | 'rate_limited'
+  | 'broker_unavailable';
 
-const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 422 | 429 | 504> = {
+const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 422 | 429 | 503 | 504> = {
   invalid_request: 400,
   malformed_json: 400,
   unauthorized: 401,
@@ -30,6 +31,7 @@ const STATUS: Record<ErrorCode, 400 | 401 | 403 | 404 | 409 | 413 | 415 | 416 | 
   device_timeout: 504,
   capture_disabled: 403,
   rate_limited: 429,
+  broker_unavailable: 503,
 };
 
 export class ServiceError extends Error {

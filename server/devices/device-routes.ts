@@ -1,5 +1,6 @@
 // /api/v1/devices: list by selector, show, label, approve, revoke (revocation kicks the device off the broker).
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { DeviceBrokerAccess } from '../broker/device-broker-access.ts';
 import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
@@ -46,6 +47,7 @@ export interface DeviceRoutesDeps {
   db: Db;
   /** Drops the device's live broker connection (revocation takes effect at once). */
   disconnectDevice(id: string): Promise<void>;
+  brokerAccess: DeviceBrokerAccess;
   /** A device became approved or was relabelled: it may now belong to a cohort with a deployment. */
   onDeviceChanged(id: string): Promise<void>;
   commands: DeviceCommands;
@@ -107,6 +109,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
       createRoute({ method: 'post', path: '/{id}/approve', summary: 'Approve a pending device', request: { params: IdParam }, responses: { 200: json(Device, 'Device'), ...errorResponses } }),
       async (c) => {
         const view = await approveDevice(db, c.req.valid('param').id, actorOf(c));
+        await deps.brokerAccess.approved(view.id); // idempotent: approving again retries a broker that was away
         await deps.onDeviceChanged(view.id);
         return c.json(view, 200);
       },

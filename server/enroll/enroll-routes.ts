@@ -1,5 +1,6 @@
 // /api/v1/enroll-tokens (operators) and /api/v1/enroll (devices, authenticated by the enrollment token itself).
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
+import type { DeviceBrokerAccess } from '../broker/device-broker-access.ts';
 import type { Db } from '../db/client.ts';
 import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
@@ -85,6 +86,7 @@ export interface EnrollRoutesDeps {
   /** The trust root devices pin (null until `flotilla keys init`). */
   trustRoot(): Promise<{ rootKeyid: string; rootPublicKey: string } | null>;
   onDeviceChanged(id: string): Promise<void>;
+  brokerAccess: DeviceBrokerAccess;
 }
 
 export function enrollRoutes(deps: EnrollRoutesDeps) {
@@ -119,7 +121,8 @@ export function enrollRoutes(deps: EnrollRoutesDeps) {
     }),
     async (c) => {
       const body = c.req.valid('json');
-      const res = await enrollDevice(db, body);
+      // The broker learns the credentials inside the enrollment transaction: if it cannot, nothing is enrolled (503).
+      const res = await enrollDevice(db, body, (id, secret, approved) => deps.brokerAccess.enrolled(id, secret, approved));
       if (res.status === 'approved') await deps.onDeviceChanged(res.deviceId);
       const { mqttUrl, serverUrl, ca } = deps.urls(c.req.url);
       return c.json(

@@ -62,7 +62,12 @@ export interface EnrollResult {
   labels: Record<string, string>;
 }
 
-export async function enrollDevice(db: Db, input: { token: string; facts: DeviceFacts; name?: string }): Promise<EnrollResult> {
+export async function enrollDevice(
+  db: Db,
+  input: { token: string; facts: DeviceFacts; name?: string },
+  /** Runs last inside the transaction (the broker learns the credentials); a throw rolls the enrollment back. */
+  beforeCommit?: (deviceId: string, secret: string, approved: boolean) => Promise<void>,
+): Promise<EnrollResult> {
   const deviceId = randomId('dev', 10);
   const secret = randomSecret('fld');
   const credentialHash = hashDeviceSecret(secret);
@@ -104,6 +109,7 @@ export async function enrollDevice(db: Db, input: { token: string; facts: Device
     });
     await recordAudit(tx, `device ${deviceId}`, 'device.enroll', deviceId, { enrollToken: tok.id, status, facts: input.facts });
     await recordEvent(tx, 'device.enrolled', deviceId, { status, labels: tok.labels });
+    await beforeCommit?.(deviceId, secret, status === 'approved');
     return { deviceId, secret, status, labels: tok.labels };
   });
 }

@@ -40,7 +40,12 @@ export interface IngestOptions {
 /** Server-side refusal reasons on top of protocol/'s STATS_REJECT_REASONS. */
 export const INGEST_REJECT_REASONS = ['duplicate', 'unknown_device', 'not_assigned', 'no_reference', 'expired', 'backpressure', 'stopped', 'db_error'] as const;
 
-type Pending = { kind: 'stats'; deviceId: string; message: StatsMessage } | { kind: 'telemetry'; deviceId: string; message: TelemetryMessage };
+type Pending = ({ kind: 'stats'; deviceId: string; message: StatsMessage } | { kind: 'telemetry'; deviceId: string; message: TelemetryMessage }) & {
+  /** Settles the promise accept*() returned, once the message's batch was written (or dropped). */
+  settle?: () => void;
+};
+
+const DONE: Promise<void> = Promise.resolve();
 
 export class Ingest {
   private pending: Pending[] = [];
@@ -86,27 +91,32 @@ export class Ingest {
     this.opts.logger.debug({ deviceId, channel, reason, message }, 'dropped device message');
   }
 
-  /** A `stats` payload from `deviceId` (already JSON-parsed by the device bus). */
-  acceptStats(deviceId: string, raw: unknown): void {
+  /**
+   * A `stats` payload from `deviceId` (already JSON-parsed by the device bus). The promise settles once
+   * the window is committed or refused: the device bus acknowledges the MQTT message then.
+   */
+  acceptStats(deviceId: string, raw: unknown): Promise<void> {
     const r = validateStatsMessage(raw, { deviceId, maxClockSkewMs: this.opts.maxClockSkewMs });
-    if (!r.ok) return this.drop('stats', r.reason, deviceId, r.message);
+    if (!r.ok) return this.drop('stats', r.reason, deviceId, r.message), DONE;
     if (r.salvaged.length) this.opts.logger.warn({ deviceId, features: r.salvaged }, 'stats window kept; features whose moments overflowed counted as nans');
-    this.enqueue({ kind: 'stats', deviceId, message: r.message });
+    return this.enqueue({ kind: 'stats', deviceId, message: r.message });
   }
 
-  /** A `telemetry` payload from `deviceId`. */
-  acceptTelemetry(deviceId: string, raw: unknown): void {
+  /** A `telemetry` payload from `deviceId` (settles like acceptStats). */
+  acceptTelemetry(deviceId: string, raw: unknown): Promise<void> {
     const r = validateTelemetryMessage(raw, { deviceId, maxClockSkewMs: this.opts.maxClockSkewMs });
-    if (!r.ok) return this.drop('telemetry', r.reason, deviceId, r.message);
-    this.enqueue({ kind: 'telemetry', deviceId, message: r.message });
+    if (!r.ok) return this.drop('telemetry', r.reason, deviceId, r.message), DONE;
+    return this.enqueue({ kind: 'telemetry', deviceId, message: r.message });
   }
 
-  private enqueue(p: Pending): void {
-    if (!this.running) return this.drop(p.kind, 'stopped', p.deviceId);
-    if (this.pending.length >= (this.opts.maxPending ?? 50_000)) return this.drop(p.kind, 'backpressure', p.deviceId);
+  private enqueue(p: Pending): Promise<void> {
+    if (!this.running) return this.drop(p.kind, 'stopped', p.deviceId), DONE;
+    if (this.pending.length >= (this.opts.maxPending ?? 50_000)) return this.drop(p.kind, 'backpressure', p.deviceId), DONE;
+    const settled = new Promise<void>((resolve) => (p.settle = resolve));
     this.pending.push(p);
     if (this.pending.length >= this.opts.batchSize) void this.flush();
     else this.timer ??= setTimeout(() => void this.flush(), this.opts.flushMs);
+    return settled;
   }
 
   /** Writes everything buffered so far (resolves when the buffer is empty). */
@@ -118,7 +128,8 @@ export class Ingest {
     this.flushing = (async () => {
       while (this.pending.length) {
         const batch = this.pending.splice(0, this.opts.batchSize);
-        await this.writeBatch(batch);
+        await this.writeBatch(batch); // never throws: a batch that cannot be written is dropped and counted
+        for (const p of batch) p.settle?.();
       }
     })().finally(() => {
       this.flushing = undefined;

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { allDevicesFilter, type Channel, deviceTopic, type DevicePublishChannel, parseDeviceTopic } from '../../protocol/topics.ts';
 import type { Metrics } from '../metrics.ts';
+import { holdAcksUntilDone } from './ack-after-commit.ts';
 
 /** `retained`: a stored message the broker replays on (re)subscribe, not one the device just sent. */
 export interface MessageMeta {
@@ -23,6 +24,12 @@ export interface DeviceBusOptions {
   sharedGroup?: string;
   /** TLS to the broker: the CA (PEM) to verify it against; `loopback` skips the host name check for our own listener. */
   tls?: { caPem: string; loopback: boolean };
+  /**
+   * An external broker: MQTT 5 with a persistent session under this replica's stable client id, and
+   * each device message acknowledged only once its handler finished (ingest: once committed), so a
+   * replica killed mid-batch gets its unacknowledged messages again when it reconnects (ack-after-commit.ts).
+   */
+  persistent?: { clientId: string; sessionExpiryS: number };
 }
 
 export class DeviceBus {
@@ -43,19 +50,26 @@ export class DeviceBus {
 
   async start(): Promise<void> {
     const { opts } = this;
-    const clientId = `flotilla-server-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
-    this.client = await mqtt.connectAsync(opts.url, {
+    const persistent = opts.persistent;
+    const clientId = persistent?.clientId ?? `flotilla-server-${process.pid}-${Math.random().toString(16).slice(2, 8)}`;
+    const client = mqtt.connect(opts.url, {
       username: opts.username,
       password: opts.password,
       clientId,
-      clean: true,
       reconnectPeriod: 1000,
+      ...(persistent
+        ? // receiveMaximum: acknowledgements wait for a batch commit, so allow a batch's worth (and more) in flight.
+          { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: persistent.sessionExpiryS, receiveMaximum: 65_535 } }
+        : { clean: true }),
       ...(opts.tls
         ? // Our own embedded broker on 127.0.0.1: its certificate names the public host, not the loopback address.
           { ca: opts.tls.caPem, rejectUnauthorized: true, ...(opts.tls.loopback ? { checkServerIdentity: () => undefined } : {}) }
         : {}),
     });
-    this.client.on('message', (topic, payload, packet) => {
+    this.client = client;
+    const acks = persistent ? holdAcksUntilDone(client) : undefined;
+    // Before CONNACK: a resumed session's unacknowledged messages arrive right behind it.
+    client.on('message', (topic, payload, packet) => {
       if (topic === this.barrierTopic) {
         for (const resolve of this.barrierWaiters.splice(0)) resolve();
         return;
@@ -64,14 +78,30 @@ export class DeviceBus {
       const p = this.dispatch(topic, payload, { retained: packet.retain });
       this.inFlight.add(p);
       void p.finally(() => this.inFlight.delete(p));
+      acks?.holdUntil(packet, p);
     });
-    this.client.on('error', (err) => opts.logger.warn({ err: err.message }, 'server mqtt client error'));
+    client.on('error', (err) => opts.logger.warn({ err: err.message }, 'server mqtt client error'));
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => {
+        client.end(true);
+        reject(err);
+      };
+      client.once('error', onError);
+      client.once('connect', () => {
+        client.off('error', onError);
+        resolve();
+      });
+    });
     const filters = [...this.handlers.keys()].map((ch) => {
       const f = allDevicesFilter(ch as DevicePublishChannel);
       return opts.sharedGroup ? `$share/${opts.sharedGroup}/${f}` : f;
     });
     if (!opts.sharedGroup) filters.push((this.barrierTopic = `flotilla/v1/server/${clientId}/barrier`));
-    if (filters.length) await this.client.subscribeAsync(filters, { qos: 1 });
+    if (filters.length) {
+      const granted = await client.subscribeAsync(filters, { qos: 1 });
+      const refused = granted.filter((g) => g.qos >= 128).map((g) => g.topic);
+      if (refused.length) throw new Error(`the broker refused the server's subscriptions: ${refused.join(', ')}`);
+    }
   }
 
   /**
