@@ -43,6 +43,8 @@ export interface FleetProgress {
   updating: number;
   active: number;
   failed: number;
+  /** Devices whose agent has decided on a signed desired state (verified and accepted it, or refused it). */
+  accepted: number;
   /** Messages the broker acknowledged since the fleet started. */
   published: number;
 }
@@ -124,26 +126,20 @@ export class SimFleet {
   }
 
   progress(): FleetProgress {
-    const p: FleetProgress = { devices: this.devices.length, started: 0, connected: 0, updating: 0, active: 0, failed: 0, published: 0 };
+    const p: FleetProgress = { devices: this.devices.length, started: 0, connected: 0, updating: 0, active: 0, failed: 0, accepted: 0, published: 0 };
     for (const d of this.devices) {
       if (!d.started) continue;
       p.started++;
       const { session, reporter } = d.agent;
       if (session?.connected) p.connected++;
       p.published += session?.published ?? 0;
+      if (reporter?.desiredCounter != null) p.accepted++;
       const state = reporter?.current;
       if (state && UPDATING.has(state)) p.updating++;
       else if (state === 'active') p.active++;
       else if (state === 'failed' || state === 'rolled_back') p.failed++;
     }
     return p;
-  }
-
-  /** Devices whose agent accepted (verified) the desired state with this counter, or a newer one. */
-  verifiedCount(counter: number): number {
-    let n = 0;
-    for (const d of this.devices) if ((d.agent.reporter?.desiredCounter ?? -1) >= counter) n++;
-    return n;
   }
 
   /** Stops every agent (each announces `offline` and puts its open window in its outbox). */

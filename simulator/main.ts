@@ -27,6 +27,7 @@ const program = new Command('simulate')
   .option('--concurrency <n>', 'devices starting (enrolling) at once', '50')
   .option('--duration <duration>', 'stop after this long (default: run until Ctrl-C)')
   .addOption(new Option('--progress <format>', 'progress output').choices(['line', 'json', 'off']).default('line'))
+  .option('--progress-every <duration>', 'how often the progress is shown', '1s')
   .option('--log-level <level>', 'agent logs (to stderr): fatal|error|warn|info|debug', 'error')
   .exitOverride()
   .showHelpAfterError();
@@ -68,6 +69,7 @@ function parse() {
     probationMs: parseDurationMs('--probation', str('probation')!),
     concurrency: parsePositiveInt('--concurrency', str('concurrency')!, 10_000),
     durationMs: str('duration') ? parseDurationMs('--duration', str('duration')!) : undefined,
+    progressMs: Math.max(50, parseDurationMs('--progress-every', str('progressEvery')!)),
     level,
   };
 }
@@ -101,6 +103,7 @@ const fleet = new SimFleet({
 const format = opts.progress as 'line' | 'json' | 'off';
 const tty = process.stdout.isTTY && format === 'line';
 let last = { at: performance.now(), published: 0 };
+let lastLine = 0;
 const show = (final = false) => {
   const p: FleetProgress = fleet.progress();
   const now = performance.now();
@@ -109,10 +112,15 @@ const show = (final = false) => {
   if (format === 'json') process.stdout.write(JSON.stringify({ ...p, msgPerS: Math.round(rate * 10) / 10, startFailures: fleet.startFailures }) + '\n');
   else if (format === 'line') {
     const line = `devices ${p.started}/${p.devices}  connected ${p.connected}  updating ${p.updating}  active ${p.active}  failed ${p.failed}  msg/s ${rate.toFixed(1)}${fleet.startFailures ? `  start failures ${fleet.startFailures}` : ''}`;
-    process.stdout.write(tty ? `\r${line.padEnd(100)}${final ? '\n' : ''}` : `${line}\n`);
+    // Not a terminal: one line per second at most, whatever --progress-every says.
+    if (tty) process.stdout.write(`\r${line.padEnd(100)}${final ? '\n' : ''}`);
+    else if (final || now - lastLine >= 1000) {
+      lastLine = now;
+      process.stdout.write(`${line}\n`);
+    }
   }
 };
-const ticker = setInterval(show, 1000);
+const ticker = setInterval(show, settings.progressMs);
 
 let stopping = false;
 const stop = async (code: number) => {

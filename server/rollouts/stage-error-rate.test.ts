@@ -7,6 +7,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { openDatabase } from '../db/client.ts';
 import { telemetryRollups } from '../db/schema.ts';
+import { createLatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import { stageTelemetryTotals } from './stage-error-rate.ts';
 
 let dir: string;
@@ -23,7 +24,7 @@ after(async () => {
 test('sums inferences and errors of the stage devices in the window, in one query for thousands of ids', async () => {
   const end = new Date('2026-01-01T12:10:30Z');
   const start = new Date('2026-01-01T12:05:30Z'); // its minute bucket 12:05 counts
-  const row = (scope: 'device' | 'cohort' | 'fleet', key: string, minute: string, inferences: number, errorCount: number) => ({
+  const row = (scope: 'device' | 'cohort' | 'fleet', key: string, minute: string, inferences: number, errorCount: number): typeof telemetryRollups.$inferInsert => ({
     scope,
     key,
     bucketStart: `2026-01-01T12:${minute}:00.000Z`,
@@ -31,7 +32,7 @@ test('sums inferences and errors of the stage devices in the window, in one quer
     inferences,
     errorCount,
     errors: errorCount ? { INFERENCE_FAILED: errorCount } : {},
-    latency: { v: 1 } as never,
+    latency: createLatencyHistogram(),
     firstStart: `2026-01-01T12:${minute}:00.000Z`,
     lastAt: `2026-01-01T12:${minute}:10.000Z`,
     updatedAt: end.toISOString(),
