@@ -47,7 +47,11 @@ export class Agent {
   constructor(
     readonly config: AgentConfig,
     readonly logger: Logger,
-    private readonly deps: { runtime?: ModelRuntime } = {},
+    /**
+     * Seams for the fleet simulator (simulator/): another runtime (a stub instead of onnxruntime), no
+     * local API (one listening socket per simulated device would be wasted).
+     */
+    private readonly deps: { runtime?: ModelRuntime; localApi?: boolean } = {},
   ) {}
 
   async start(): Promise<void> {
@@ -125,8 +129,10 @@ export class Agent {
     await reconciler.start();
     await monitoring.start(); // after the reconciler loaded the state (sequences live there)
 
-    this.api = new LocalApi({ host: config.apiHost, port: config.apiPort, runtime, logger: log, status: () => this.status() });
-    await this.api.start();
+    if (this.deps.localApi !== false) {
+      this.api = new LocalApi({ host: config.apiHost, port: config.apiPort, runtime, logger: log, status: () => this.status() });
+      await this.api.start();
+    }
 
     const session = new MqttSession({
       url: identity.mqtt.url,
@@ -157,7 +163,7 @@ export class Agent {
     reporter.attach(session);
     monitoring.attach(session);
     session.start();
-    log.info({ version: AGENT_VERSION, dataDir: config.dataDir, api: `${config.apiHost}:${this.api.port}` }, 'agent started');
+    log.info({ version: AGENT_VERSION, dataDir: config.dataDir, api: this.api ? `${config.apiHost}:${this.api.port}` : null }, 'agent started');
   }
 
   /** GET /v1/status: identity, the active bundle, and where updates stand. */

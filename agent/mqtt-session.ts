@@ -35,6 +35,8 @@ export class MqttSession {
   private backoff: Backoff;
   /** Connections made so far (tests and status). */
   connections = 0;
+  /** Messages the broker acknowledged (the simulator's messages/s). */
+  published = 0;
 
   constructor(private readonly opts: MqttSessionOptions) {
     this.backoff = new Backoff(opts.reconnect);
@@ -112,6 +114,7 @@ export class MqttSession {
     if (!client) return false;
     try {
       await client.publishAsync(deviceTopic(this.opts.deviceId, channel), JSON.stringify(message), { qos: 1, retain: o.retain ?? false });
+      this.published++;
       return true;
     } catch (err) {
       this.opts.logger.debug({ channel, err: (err as Error).message }, 'publish failed');

@@ -35,6 +35,11 @@ export class Reporter {
     return this.state;
   }
 
+  /** The desired bundle this device accepted last (its manifest verified), without building a snapshot. */
+  get desiredCounter(): number | null {
+    return this.desired?.counter ?? null;
+  }
+
   /** The document as it would be published now. */
   snapshot(): ReportedMessage {
     const s = this.store.get();

@@ -11,6 +11,7 @@ const suites: Record<string, () => Promise<BenchRow[]>> = {
   events: () => import('./events.bench.ts').then((m) => m.runEventsBench()),
   web: () => import('./web.bench.ts').then((m) => m.runWebBench()),
   reconnect: () => import('./reconnect.bench.ts').then((m) => m.runReconnectBench()),
+  scale: () => import('./scale.bench.ts').then((m) => m.runScaleBench()),
 };
 
 const only = process.argv.slice(2);

@@ -78,6 +78,19 @@ describe('FeatureSetSketch', () => {
     assertSameFeatureSet(mergeAllFeatureSetSketches(parts.map((p) => JSON.parse(JSON.stringify(p)) as FeatureSetSketch)), whole);
   });
 
+  it('merging a list in place gives exactly the pairwise left-to-right merge, leaves the inputs untouched, and refuses a mismatch anywhere in the list', () => {
+    const data = makeRows(3_000, 5);
+    const parts = Array.from({ length: 7 }, () => createFeatureSetSketch(layout));
+    data.forEach(({ row, out }, i) => addRow(parts[i % 7], row, out));
+    const before = JSON.stringify(parts);
+    assert.deepEqual(mergeAllFeatureSetSketches(parts), parts.reduce((a, b) => mergeFeatureSetSketches(a, b)));
+    assert.equal(JSON.stringify(parts), before, 'inputs not mutated');
+    const otherEdges = createFeatureSetSketch({ ...layout, features: { ...layout.features, load: { kind: 'numeric', edges: [0, 10, 1000] } } });
+    assert.throws(() => mergeAllFeatureSetSketches([...parts, otherEdges]), (e: unknown) => e instanceof SketchMismatchError && e.code === 'edges_mismatch');
+    const fewer = createFeatureSetSketch({ features: { temp: layout.features.temp }, outputs: layout.outputs });
+    assert.throws(() => mergeAllFeatureSetSketches([...parts, fewer]), (e: unknown) => e instanceof SketchMismatchError && e.code === 'features_mismatch');
+  });
+
   it('refuses to merge sketches with other features, edges or outputs', () => {
     const a = createFeatureSetSketch(layout);
     const otherEdges = createFeatureSetSketch({ ...layout, features: { ...layout.features, load: { kind: 'numeric', edges: [0, 10, 1000] } } });

@@ -23,6 +23,7 @@
  * const fleet = mergeFeatureSetSketches(s, fromOtherDevice);
  */
 import { addCategorical, createCategoricalSketch, mergeCategoricalSketches, type CategoricalSketch } from './categorical-sketch.ts';
+import { sameEdges } from './bin-edges.ts';
 import { SketchError, SketchMismatchError } from './errors.ts';
 import { addNumeric, createNumericSketch, mergeNumericSketches, type NumericSketch } from './numeric-sketch.ts';
 
@@ -228,5 +229,57 @@ export function mergeAllFeatureSetSketches(sketches: readonly FeatureSetSketch[]
   if (sketches.length === 0) throw new SketchError('invalid_input', 'nothing to merge');
   // Always a fresh object, so callers can add to the result without touching an input.
   if (sketches.length === 1) return structuredClone(sketches[0]);
-  return sketches.reduce((acc, s) => mergeFeatureSetSketches(acc, s));
+  // Accumulates into one copy instead of a new sketch per input: the same arithmetic in the same
+  // order as merging pairwise left to right (so the same result), without allocating three arrays
+  // per feature per input (10,000 windows × 50 features: 1.6 s → see README, "Simulating a fleet").
+  const acc = mergeFeatureSetSketches(sketches[0], sketches[1]);
+  for (let i = 2; i < sketches.length; i++) mergeInto(acc, sketches[i]);
+  return acc;
+}
+
+/** Same checks and arithmetic as mergeFeatureSetSketches(acc, b), written into `acc` (which the caller owns). */
+function mergeInto(acc: FeatureSetSketch, b: FeatureSetSketch): void {
+  const names = Object.keys(acc.features);
+  if (names.length !== Object.keys(b.features).length || names.some((n) => !Object.hasOwn(b.features, n))) {
+    throw new SketchMismatchError('features_mismatch', 'feature sets differ');
+  }
+  for (const n of names) acc.features[n] = mergeFeatureInto(n, acc.features[n], b.features[n]);
+  for (const k of ['predictedClass', 'confidence', 'value'] as const) {
+    const x = acc.outputs[k];
+    const y = b.outputs[k];
+    if (!x && !y) continue;
+    if (!x || !y) throw new SketchMismatchError('outputs_mismatch', `output ${k} present on one side only`);
+    (acc.outputs as Record<string, FeatureSketch>)[k] = mergeFeatureInto(k, x, y);
+  }
+  const qa = acc.quality;
+  const qb = b.quality;
+  qa.rows += qb.rows;
+  qa.schemaViolations.missing += qb.schemaViolations.missing;
+  qa.schemaViolations.extra += qb.schemaViolations.extra;
+  qa.schemaViolations.wrongType += qb.schemaViolations.wrongType;
+  qa.outOfRange += qb.outOfRange;
+  qa.nans += qb.nans;
+}
+
+/** A numeric feature is updated in place (as mergeNumericSketches computes it); others go through mergeFeature. */
+function mergeFeatureInto(name: string, a: FeatureSketch, b: FeatureSketch): FeatureSketch {
+  if (a.kind !== 'numeric' || b.kind !== 'numeric' || !sameEdges(a.edges, b.edges)) return mergeFeature(name, a, b);
+  const n = a.count + b.count;
+  if (a.count === 0) {
+    a.mean = b.mean;
+    a.m2 = b.m2;
+  } else if (b.count !== 0) {
+    const delta = b.mean - a.mean;
+    a.mean = a.mean + (delta * b.count) / n;
+    a.m2 = a.m2 + b.m2 + ((delta * delta * a.count) / n) * b.count;
+  }
+  for (let i = 0; i < a.bins.length; i++) a.bins[i] += b.bins[i];
+  for (let i = 0; i < a.sums.length; i++) a.sums[i] += b.sums[i];
+  a.count = n;
+  a.nulls += b.nulls;
+  a.nans += b.nans;
+  a.outOfRange += b.outOfRange;
+  a.min = a.min === null ? b.min : b.min === null ? a.min : Math.min(a.min, b.min);
+  a.max = a.max === null ? b.max : b.max === null ? a.max : Math.max(a.max, b.max);
+  return a;
 }

@@ -12,8 +12,8 @@ import { deployments, deviceDesired, devices, rollouts } from '../db/schema.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
 import { ServiceError } from '../errors.ts';
 import { RolloutGates } from '../jobs/retrain-policy.ts';
-import { telemetrySummary } from '../telemetry/telemetry-service.ts';
 import { assignedBundle, assignForRollout, orderedMembers, rollBack, ROLLOUT_ACTOR, type RolloutRow } from './rollout-service.ts';
+import { stageTelemetryTotals } from './stage-error-rate.ts';
 import { stageSize } from './stable-order.ts';
 
 export interface StageHealth {
@@ -45,14 +45,10 @@ async function stageHealth(tx: Tx, row: RolloutRow, deviceIds: string[], gates: 
   let errorRate: number | null = null;
   if (gates.maxErrorRate !== undefined && deviceIds.length) {
     const windowS = Math.max(60, Math.ceil((Date.now() - Date.parse(row.stageStartedAt)) / 1000));
-    let errors = 0;
-    let total = 0;
-    for (const id of deviceIds) {
-      const t = await telemetrySummary(tx, { device: id, windowS });
-      errors += t.errorCount;
-      total += t.inferences + t.errorCount;
-    }
-    errorRate = total > 0 ? errors / total : null;
+    const end = new Date();
+    const t = await stageTelemetryTotals(tx, deviceIds, new Date(end.getTime() - windowS * 1000), end);
+    const total = t.inferences + t.errors;
+    errorRate = total > 0 ? t.errors / total : null;
   }
   return { devices: deviceIds.length, active, failed, pending: deviceIds.length - active - failed.length, errorRate };
 }
