@@ -129,7 +129,7 @@ export async function optimizeVersion(db: Db, store: ArtifactStore, input: Optim
     kind: 'optimize',
     model: bytes,
     options: { quantize: input.quantize, prune: input.prune },
-    calibration: calibration && { inputs: calibration.data.inputs, sampleShape: calibration.data.sampleShape, inputName: binding.inputName },
+    calibration: calibration && { inputs: calibration.data.inputs, sampleShape: calibration.data.sampleShape, inputName: binding.inputName, ...(calibration.data.feeds && { feeds: calibration.data.feeds }) },
     dataset: evaluation.data,
     budgets: effectiveBudgets(model?.budgets),
   });
