@@ -83,7 +83,7 @@ describe('tensor datasets', () => {
     const ev = await evaluateModel(bytes, data, { latency: false, memory: false });
     // The same chain by hand.
     const s = await ort.InferenceSession.create(bytes);
-    let state = new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]);
+    let state: ort.Tensor = new ort.Tensor('float32', new Float32Array(256), [2, 1, 128]);
     for (let i = 0; i < 3; i++) {
       const out = await s.run({ input: new ort.Tensor('float32', Float32Array.from(frames.slice(i * 512, (i + 1) * 512)), [1, 512]), sr: new ort.Tensor('int64', BigInt64Array.from([16000n]), []), state });
       assert.ok(Math.abs((out.output.data as Float32Array)[0] - ev.outputs.data[i]) < 1e-6, `sample ${i}`);
