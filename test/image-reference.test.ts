@@ -133,5 +133,13 @@ describe('image reference profiles: server sketch = device sketch', { timeout: 6
       assert.equal(f.drifted, false, f.feature);
     }
     assert.equal(report.dataset?.driftedCount ?? 0, 0);
+    // Prediction drift: the server ran the model over the reference images, so the outputs are
+    // compared too — and the device's answers on the same images land in the same bins.
+    assert.ok(reference.outputs, 'the image reference has outputs');
+    assert.deepEqual(
+      (report.outputs as Array<{ feature: string }>).map((o) => o.feature).sort(),
+      ['confidence', 'predictedClass'],
+    );
+    for (const o of report.outputs as Array<{ feature: string; score: number | null; drifted: boolean }>) assert.equal(o.drifted, false, `${o.feature}: ${o.score}`);
   });
 });

@@ -142,7 +142,7 @@ export async function optimizeVersion(db: Db, store: ArtifactStore, input: Optim
     binding: binding.source,
     evaluatedAt: new Date().toISOString(),
     evaluatedBy: input.actor,
-    ...result.report,
+    ...result.report!,
   };
   const variant = variantName(parent, input);
   const staged = await store.stage(Readable.from([Buffer.from(result.variant!)]), { maxBytes: Number.MAX_SAFE_INTEGER });
@@ -239,7 +239,7 @@ export async function evaluateVersion(db: Db, store: ArtifactStore, input: Evalu
     binding: binding.source,
     evaluatedAt: new Date().toISOString(),
     evaluatedBy: input.actor,
-    ...result.report,
+    ...result.report!,
   };
   const rejected = !report.verdict.accepted;
   const view = await db.transaction(async (tx) => {
