@@ -149,7 +149,8 @@ export function referenceRoutes(db: Db, store: ArtifactStore, desired?: DesiredS
                 const { spec } = await imagePreprocessFor(db, refOf(name, ref), body.preprocess);
                 rows = await rowsFromImageDataset(data, store, spec);
                 // Prediction drift: the model's answers on the same images, as devices report them.
-                const predicted = await imagePredictions(db, store, refOf(name, ref), data, spec);
+                // A model that cannot run on these pixels (it is no image model) gets an inputs-only reference.
+                const predicted = await imagePredictions(db, store, refOf(name, ref), data, spec).catch(() => null);
                 if (predicted) {
                   rows = rows.map((r, i) => ({ ...r, outputs: predicted.outputs[i] }));
                   if (body.numClasses === undefined && options.numClasses === undefined) options.numClasses = predicted.numClasses;
