@@ -25,6 +25,8 @@ export interface ImagePixels {
   width: number;
   height: number;
   channels: 1 | 3;
+  /** The image as received, before the resize (its size is a drift feature; the resized one is constant). */
+  source?: { width: number; height: number };
 }
 
 export type PixelSpec = Pick<ImagePreprocess, 'width' | 'height' | 'fit' | 'channels'>;
@@ -44,7 +46,10 @@ export async function decodeImagePixels(spec: PixelSpec, buf: Buffer | Uint8Arra
   const sharp = await loadSharp();
   const fit = spec.fit === 'inside' ? 'contain' : spec.fit === 'outside' ? 'cover' : spec.fit;
   const gray = spec.channels === 'gray';
-  const { data, info } = await sharp(buf, { limitInputPixels: options.maxInputPixels ?? 40_000_000 })
+  const image = sharp(buf, { limitInputPixels: options.maxInputPixels ?? 40_000_000 });
+  // The header only (no decode): the size as received.
+  const meta = await image.metadata();
+  const { data, info } = await image
     .resize(spec.width, spec.height, { fit, background: { r: 0, g: 0, b: 0 } })
     .removeAlpha()
     .toColourspace(gray ? 'b-w' : 'srgb')
@@ -54,12 +59,13 @@ export async function decodeImagePixels(spec: PixelSpec, buf: Buffer | Uint8Arra
   if (info.width !== spec.width || info.height !== spec.height || info.channels !== channels) {
     throw new Error(`decoded to ${info.width}×${info.height}×${info.channels}, expected ${spec.width}×${spec.height}×${channels}`);
   }
-  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels };
+  const source = meta.width && meta.height ? { width: meta.width, height: meta.height } : undefined;
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), width: info.width, height: info.height, channels, ...(source && { source }) };
 }
 
 /** The drift feature row of decoded pixels (`imageFeatureRow(computeImageFeatures(...))`). */
 export function imagePixelsFeatureRow(p: ImagePixels): Record<string, number> {
-  return imageFeatureRow(computeImageFeatures(p.data, p.width, p.height, p.channels));
+  return imageFeatureRow(computeImageFeatures(p.data, p.width, p.height, p.channels, p.source));
 }
 
 /** Encoded image → its drift feature row, exactly as a device running a bundle with `spec` computes it. */

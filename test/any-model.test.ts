@@ -137,6 +137,35 @@ describe('any model: raw-tensor bundles on a real agent', { timeout: 150_000 }, 
     assert.equal(short.status, 400);
     assert.match(short.body.error.message, /dim 1 must be 512/);
 
+    // Optimized without labels on unlabelled frames (an .npy: the usual data for a third-party
+    // model): a three-input model, so the variant is compared with its parent on named feeds, sr
+    // pinned and the state carried from frame to frame as the definition says.
+    const { zipSync } = await import('fflate');
+    const { encodeNpy } = await import('../server/datasets/npy.ts');
+    const evalFrames = Array.from({ length: 40 }, (_, i) => frame(5000 + i, 0.05 + (i % 8) / 8));
+    await writeFile(path.join(dir, 'unlabelled.npy'), encodeNpy({ dtype: 'float32', shape: [40, 512], data: evalFrames.flat() }));
+    assert.equal((await cli('datasets', 'push', path.join(dir, 'unlabelled.npy'), '--name', 'vad-unlabelled')).version.kind, 'tensors');
+    const opt = await runCli(['--json', 'optimize', 'vad@1', '--quantize', 'int8', '--eval', 'vad-unlabelled@1'], env);
+    assert.equal(opt.code, 0, opt.stderr);
+    const optimized = JSON.parse(opt.stdout);
+    assert.deepEqual([optimized.version.ref, optimized.report.inputs, optimized.report.samples], ['vad@2', 'dataset', 40]);
+    assert.ok(optimized.report.comparison.maxAbsOutputDiff < 0.05, JSON.stringify(optimized.report.comparison));
+    // Evaluated on a labelled tensor dataset (.npz: the frames and a target per frame).
+    const evalProbs = await directChain(evalFrames);
+    await writeFile(
+      path.join(dir, 'frames.npz'),
+      zipSync({
+        'input.npy': encodeNpy({ dtype: 'float32', shape: [40, 512], data: evalFrames.flat() }),
+        'label.npy': encodeNpy({ dtype: 'float32', shape: [40], data: evalProbs }),
+      }),
+    );
+    const pushed = await cli('datasets', 'push', path.join(dir, 'frames.npz'), '--name', 'vad-frames');
+    assert.deepEqual(pushed.version.columns.map((c: { name: string; role: string }) => `${c.name}:${c.role}`), ['input:feature', 'label:label']);
+    const evaluated = await cli('models', 'evaluate', 'vad@2', '--dataset', 'vad-frames@1');
+    assert.equal(evaluated.report.samples, 40);
+    assert.ok(evaluated.report.baselineMetrics.rmse < 1e-5, `fp32 VAD reproduces its own chain on the device's terms: rmse ${evaluated.report.baselineMetrics.rmse}`);
+    assert.ok(evaluated.report.metrics.rmse < 0.05, `int8 VAD rmse against the fp32 chain ${evaluated.report.metrics.rmse}`);
+
     // Statistics: one row per request on the definition's summary, accepted by the server.
     const sent = frames.length + 2;
     const rows = async () => Number((await cp.plane.db.select({ n: sql<number>`coalesce(sum(${statsWindows.rows}), 0)` }).from(statsWindows).where(eq(statsWindows.deviceId, deviceId)))[0].n);

@@ -95,8 +95,8 @@ describe('image reference profiles: server sketch = device sketch', { timeout: 6
     assert.deepEqual(profile.features.map((f: { name: string }) => f.name).sort(), imageFeatureNames(3).sort());
     assert.deepEqual(
       profile.features.filter((f: { name: string }) => ['width', 'height'].includes(f.name)).map((f: { min: number }) => f.min),
-      [32, 32],
-      'features of the resized model input, as the device computes them',
+      [48, 40],
+      'width and height of the images as received (48×40), not the model input size (32×32)',
     );
     const built = await cli('bundles', 'build', `${MODEL}@1`, '--def', BUNDLE_DEF);
     assert.deepEqual(Object.keys(built.definition.reference.layout.features).sort(), imageFeatureNames(3).sort(), 'the bundle ships the image layout');
@@ -133,5 +133,13 @@ describe('image reference profiles: server sketch = device sketch', { timeout: 6
       assert.equal(f.drifted, false, f.feature);
     }
     assert.equal(report.dataset?.driftedCount ?? 0, 0);
+    // Prediction drift: the server ran the model over the reference images, so the outputs are
+    // compared too — and the device's answers on the same images land in the same bins.
+    assert.ok(reference.outputs, 'the image reference has outputs');
+    assert.deepEqual(
+      (report.outputs as Array<{ feature: string }>).map((o) => o.feature).sort(),
+      ['confidence', 'predictedClass'],
+    );
+    for (const o of report.outputs as Array<{ feature: string; score: number | null; drifted: boolean }>) assert.equal(o.drifted, false, `${o.feature}: ${o.score}`);
   });
 });

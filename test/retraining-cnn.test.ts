@@ -93,7 +93,7 @@ describe('retraining jobs: built-in image-demo-cnn trainer', () => {
     assert.ok(lines.some((l) => l.stream === 'runner' && /training image-demo-cnn on 128 sample\(s\), fine-tuning the parent/.test(l.line)), text);
     assert.ok(lines.some((l) => l.stream === 'stdout' && /^epoch 2 loss/.test(l.line)), text);
     assert.ok(lines.some((l) => /held-out accuracy [\d.]+ on 22 sample\(s\)/.test(l.line)), text);
-    assert.ok(lines.some((l) => /reference profile of cnn@2 from shapes@1: 150 images, 9 image features \(32×32 rgb\)/.test(l.line)), text);
+    assert.ok(lines.some((l) => /reference profile of cnn@2 from shapes@1: 150 images, 14 image features \(32×32 rgb\)/.test(l.line)), text);
     const reference = (await api('GET', '/api/v1/models/cnn/versions/2/reference')).body;
     assert.equal(reference.rows, 150);
     assert.equal(reference.source, 'dataset shapes@1');

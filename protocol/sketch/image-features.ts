@@ -11,7 +11,14 @@
  *   `cv2.Laplacian(grey, CV_64F).var()`, which also counts reflected border pixels; we skip them). Blurred or defocused
  *   cameras show up as a drop. 0 for images narrower or shorter than 3 pixels.
  * - `channelMeans` — mean of each channel, 0…255, in the order the pixels are stored (RGB(A)).
- * - `width`, `height`, `aspect` (= width / height) — of the pixels given.
+ * - `width`, `height`, `aspect` (= width / height) — of the image as received when the caller says
+ *   (`source`), else of the pixels given (after a resize they are the model's input size, a constant).
+ * - Structure, which mean and spread cannot see (an upside-down or rotated camera keeps brightness and
+ *   sharpness): `top_bottom` and `left_right` (mean luma of the upper minus the lower half, of the left
+ *   minus the right half), `center_x` and `center_y` (the centroid of |Laplacian|, 0…1: where the
+ *   content's edges sit — a left-aligned text line turned upside down moves it right and up), and
+ *   `edge_h_share` (horizontal gradient energy Σ|∂x| over Σ|∂x| + Σ|∂y|: a 90° rotation swaps the two).
+ *   All over interior pixels, in the sharpness pass (cost per image in DRIFT.md).
  *
  * @example
  * const { data, info } = await sharp(buf).resize(224, 224).raw().toBuffer({ resolveWithObject: true });
@@ -28,7 +35,19 @@ export interface ImageFeatures {
   contrast: number;
   sharpness: number;
   channelMeans: number[];
+  structure: ImageStructure;
 }
+
+/** Where the content of an image sits and which way its edges run (see the module comment). */
+export interface ImageStructure {
+  top_bottom: number;
+  left_right: number;
+  center_x: number;
+  center_y: number;
+  edge_h_share: number;
+}
+
+export const STRUCTURE_FEATURES = ['top_bottom', 'left_right', 'center_x', 'center_y', 'edge_h_share'] as const;
 
 // One luma buffer reused across calls: allocating 400 KB per 224×224 image would dominate the cost.
 // Float64 because V8 reads doubles from it without a float32 conversion (as fast or faster, measured).
@@ -74,22 +93,73 @@ function lumaPassGrey(px: Uint8Array | Uint8ClampedArray, n: number, luma: Float
   return [sL, sL2];
 }
 
-/** Pass 2: variance of the 4-neighbour Laplacian over interior pixels. */
-function laplacianVariance(luma: Float64Array, width: number, height: number): number {
-  if (width < 3 || height < 3) return 0;
+const FLAT: ImageStructure = { top_bottom: 0, left_right: 0, center_x: 0.5, center_y: 0.5, edge_h_share: 0.5 };
+// +1 for a left-half column, −1 for a right-half one, 0 for the middle of an odd width (reused).
+let side = new Float64Array(0);
+
+/**
+ * Pass 2, over interior pixels (one sweep, branch-free): the variance of the 4-neighbour Laplacian
+ * (sharpness), and structure — halves of the luma, the centroid of |Laplacian| (where the content
+ * sits), and forward differences by direction.
+ */
+function edgePass(luma: Float64Array, width: number, height: number): { sharpness: number; structure: ImageStructure } {
+  if (width < 3 || height < 3) return { sharpness: 0, structure: FLAT };
+  if (side.length !== width) {
+    side = new Float64Array(width);
+    const half = width >> 1;
+    for (let x = 0; x < width; x++) side[x] = x < half ? 1 : x >= width - half ? -1 : 0;
+  }
   let s = 0;
   let s2 = 0;
+  let gx = 0;
+  let gy = 0;
+  let w = 0;
+  let wx = 0;
+  let wy = 0;
+  let top = 0;
+  let bottom = 0;
+  let lr = 0;
+  const halfY = (height - 2) >> 1;
   for (let y = 1; y < height - 1; y++) {
-    const end = y * width + width - 1;
-    for (let i = y * width + 1; i < end; i++) {
-      const lap = luma[i - width] + luma[i + width] + luma[i - 1] + luma[i + 1] - 4 * luma[i];
+    const row = y * width;
+    let rs = 0;
+    let rw = 0;
+    for (let x = 1; x < width - 1; x++) {
+      const i = row + x;
+      const l = luma[i];
+      const right = luma[i + 1];
+      const below = luma[i + width];
+      const lap = luma[i - width] + below + luma[i - 1] + right - 4 * l;
       s += lap;
       s2 += lap * lap;
+      const a = Math.abs(lap);
+      rw += a;
+      wx += a * x;
+      gx += Math.abs(right - l);
+      gy += Math.abs(below - l);
+      rs += l;
+      lr += l * side[x];
     }
+    w += rw;
+    wy += rw * y;
+    if (y - 1 < halfY) top += rs;
+    else if (y - 1 >= height - 2 - halfY) bottom += rs;
   }
   const m = (width - 2) * (height - 2);
   const mean = s / m;
-  return Math.max(0, s2 / m - mean * mean);
+  const perHalfRows = halfY * (width - 2);
+  const perHalfCols = (width >> 1) - (width % 2 === 0 ? 1 : 0);
+  return {
+    sharpness: Math.max(0, s2 / m - mean * mean),
+    structure: {
+      top_bottom: perHalfRows ? (top - bottom) / perHalfRows : 0,
+      left_right: perHalfCols > 0 ? lr / (perHalfCols * (height - 2)) : 0,
+      // A flat image has no content to place: the middle.
+      center_x: w > 0 ? wx / w / (width - 1) : 0.5,
+      center_y: w > 0 ? wy / w / (height - 1) : 0.5,
+      edge_h_share: gx + gy > 0 ? gx / (gx + gy) : 0.5,
+    },
+  };
 }
 
 /**
@@ -98,7 +168,7 @@ function laplacianVariance(luma: Float64Array, width: number, height: number): n
  * @example
  * computeImageFeatures(rgb, 224, 224, 3).sharpness // a drop means blur
  */
-export function computeImageFeatures(pixels: Uint8Array | Uint8ClampedArray, width: number, height: number, channels: 1 | 3 | 4): ImageFeatures {
+export function computeImageFeatures(pixels: Uint8Array | Uint8ClampedArray, width: number, height: number, channels: 1 | 3 | 4, source?: { width: number; height: number }): ImageFeatures {
   if (channels !== 1 && channels !== 3 && channels !== 4) throw new SketchError('invalid_input', 'channels must be 1, 3 or 4');
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new SketchError('invalid_input', 'width and height must be positive integers');
   const n = width * height;
@@ -110,18 +180,21 @@ export function computeImageFeatures(pixels: Uint8Array | Uint8ClampedArray, wid
   const brightness = sums[0] / n;
   const contrast = Math.sqrt(Math.max(0, sums[1] / n - brightness * brightness));
   const channelMeans = channels === 1 ? [brightness] : sums.slice(2, 2 + channels).map((v) => v / n);
-  return { width, height, aspect: width / height, brightness, contrast, sharpness: laplacianVariance(luma, width, height), channelMeans };
+  const w = source?.width ?? width;
+  const h = source?.height ?? height;
+  const { sharpness, structure } = edgePass(luma, width, height);
+  return { width: w, height: h, aspect: w / h, brightness, contrast, sharpness, channelMeans, structure };
 }
 
 /**
  * Feature names `imageFeatureRow` produces for images with `channels` channels.
  *
  * @example
- * imageFeatureNames(1) // ['brightness', 'contrast', 'sharpness', 'mean_gray', 'width', 'height', 'aspect']
+ * imageFeatureNames(1) // ['brightness', 'contrast', 'sharpness', 'mean_gray', 'width', 'height', 'aspect', 'top_bottom', …]
  */
 export function imageFeatureNames(channels: 1 | 3 | 4): string[] {
   const means = channels === 1 ? ['mean_gray'] : channels === 3 ? ['mean_r', 'mean_g', 'mean_b'] : ['mean_r', 'mean_g', 'mean_b', 'mean_a'];
-  return ['brightness', 'contrast', 'sharpness', ...means, 'width', 'height', 'aspect'];
+  return ['brightness', 'contrast', 'sharpness', ...means, 'width', 'height', 'aspect', ...STRUCTURE_FEATURES];
 }
 
 /**
@@ -134,5 +207,6 @@ export function imageFeatureRow(f: ImageFeatures): Record<string, number> {
   const names = imageFeatureNames(f.channelMeans.length as 1 | 3 | 4);
   const row: Record<string, number> = { brightness: f.brightness, contrast: f.contrast, sharpness: f.sharpness, width: f.width, height: f.height, aspect: f.aspect };
   f.channelMeans.forEach((m, i) => (row[names[3 + i]] = m));
+  for (const k of STRUCTURE_FEATURES) row[k] = f.structure[k];
   return row;
 }

@@ -11,21 +11,23 @@ import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { ErrorResponse, errorResponses, json, page, Pagination } from '../http/schemas.ts';
-import { createDatasetVersion, getDatasetVersion, listDatasets, listDatasetVersions, MAX_DATASET_BYTES } from './dataset-service.ts';
+import { createDatasetVersion, datasetMediaType, getDatasetVersion, listDatasets, listDatasetVersions, MAX_DATASET_BYTES } from './dataset-service.ts';
 import type { DatasetFormat } from './formats.ts';
 
 const Column = z.object({
   name: z.string(),
-  type: z.enum(['numeric', 'categorical', 'image']),
-  role: z.enum(['feature', 'label', 'group', 'id']),
+  type: z.enum(['numeric', 'categorical', 'image', 'tensor']),
+  role: z.enum(['feature', 'label', 'group', 'id', 'output']),
   values: z.array(z.string()).optional(),
+  dtype: z.string().optional(),
+  dims: z.array(z.number()).optional(),
 });
 export const DatasetVersion = z
   .object({
     ref: z.string(),
     name: z.string(),
     version: z.number(),
-    kind: z.enum(['tabular', 'images']),
+    kind: z.enum(['tabular', 'images', 'tensors']),
     format: z.string(),
     sha256: z.string(),
     size: z.number(),
@@ -43,7 +45,10 @@ const DatasetSummary = z
 const NameParam = z.object({ name: z.string().openapi({ param: { name: 'name', in: 'path' } }) });
 const VersionParam = NameParam.extend({ version: z.string().openapi({ param: { name: 'version', in: 'path' }, description: 'version number or "latest"' }) });
 const PushQuery = z.object({
-  format: z.enum(['csv', 'jsonl', 'tar']).optional().openapi({ description: 'default: from the content type (text/csv, application/x-ndjson, application/x-tar)' }),
+  format: z
+    .enum(['csv', 'jsonl', 'tar', 'npy', 'npz', 'tensors'])
+    .optional()
+    .openapi({ description: 'default: from the content type (text/csv, application/x-ndjson, application/x-tar); npy / npz (numpy) and tensors (JSON lines of named tensors) are tensor datasets' }),
   label: z.string().optional(),
   group: z.union([z.string(), z.array(z.string())]).optional(),
   id: z.string().optional(),
@@ -85,7 +90,7 @@ export function datasetRoutes(deps: { db: Db; store: ArtifactStore; maxUploadByt
         const q = c.req.valid('query');
         const type = (c.req.header('content-type') ?? '').split(';')[0].trim().toLowerCase();
         const format = q.format ?? FORMAT_OF_TYPE[type];
-        if (!format) throw Invalid('say what the body is: ?format=csv|jsonl|tar, or a content type text/csv, application/x-ndjson or application/x-tar');
+        if (!format) throw Invalid('say what the body is: ?format=csv|jsonl|tar|npy|npz|tensors, or a content type text/csv, application/x-ndjson or application/x-tar');
         const declared = c.req.header('content-length');
         const expectedSize = declared !== undefined ? Number(declared) : undefined;
         if (expectedSize !== undefined && expectedSize > maxBytes) {
@@ -153,10 +158,9 @@ export function datasetRoutes(deps: { db: Db; store: ArtifactStore; maxUploadByt
       async (c) => {
         const { name, version } = c.req.valid('param');
         const v = await getDatasetVersion(db, refOf(name, version));
-        const type = v.kind === 'images' ? 'application/json' : v.format === 'csv' ? 'text/csv' : 'application/x-ndjson';
-        c.header('content-type', type);
+        c.header('content-type', datasetMediaType(v.kind, v.format));
         c.header('content-length', String(v.size));
-        c.header('content-disposition', `attachment; filename="${v.name}-${v.version}.${v.kind === 'images' ? 'json' : v.format}"`);
+        c.header('content-disposition', `attachment; filename="${v.name}-${v.version}.${v.kind === 'images' ? 'json' : v.format === 'tensors' ? 'jsonl' : v.format}"`);
         return stream(c, async (s) => {
           for await (const chunk of store.readStream(v.sha256)) await s.write(chunk as Uint8Array);
         });

@@ -19,6 +19,7 @@ import { recordAudit } from '../audit/audit-log.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { artifacts, datasets, datasetVersions } from '../db/schema.ts';
 import { Invalid, NotFound } from '../errors.ts';
+import { parseTensorDataset, type TensorFormat, type TensorTable } from './tensor-dataset.ts';
 import { parseImageArchive, parseTabular, type CellValue, type DatasetColumn, type DatasetFormat, type ImageItem, type ImageManifest, type RoleOptions } from './formats.ts';
 
 export const DATASET_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -29,7 +30,7 @@ export interface DatasetVersionView {
   ref: string;
   name: string;
   version: number;
-  kind: 'tabular' | 'images';
+  kind: 'tabular' | 'images' | 'tensors';
   format: string;
   sha256: string;
   size: number;
@@ -43,7 +44,7 @@ export interface DatasetVersionView {
 export interface CreateDatasetVersionInput extends RoleOptions {
   name: string;
   bytes: Uint8Array;
-  /** `csv` or `jsonl` (tabular), `tar` (images + labels.csv). */
+  /** `csv` or `jsonl` (tabular), `tar` (images + labels.csv), `npy` / `npz` / `tensors` (named tensors, tensor-dataset.ts). */
   format: DatasetFormat;
   description?: string;
   /** How it was made: `{ kind: 'upload', file? }`, or a job's `{ kind: 'snapshot', jobId, … }`. */
@@ -57,7 +58,7 @@ export async function createDatasetVersion(db: Db, store: ArtifactStore, input: 
   if (input.bytes.length > MAX_DATASET_BYTES) throw Invalid(`the dataset is ${input.bytes.length} bytes; at most ${MAX_DATASET_BYTES} are accepted`);
   const roles: RoleOptions = { label: input.label, groups: input.groups, id: input.id };
   let content: Uint8Array;
-  let kind: 'tabular' | 'images';
+  let kind: 'tabular' | 'images' | 'tensors';
   let rows: number;
   let columns: DatasetColumn[];
   let blobs = new Map<string, Uint8Array>();
@@ -75,8 +76,14 @@ export async function createDatasetVersion(db: Db, store: ArtifactStore, input: 
     kind = 'tabular';
     rows = table.rows.length;
     columns = table.columns;
+  } else if (input.format === 'npy' || input.format === 'npz' || input.format === 'tensors') {
+    const table = parseTensorDataset(input.bytes, input.format, input.label);
+    content = input.bytes;
+    kind = 'tensors';
+    rows = table.n;
+    columns = tensorColumns(table);
   } else {
-    throw Invalid(`unknown dataset format "${String(input.format)}": use csv, jsonl or tar`);
+    throw Invalid(`unknown dataset format "${String(input.format)}": use csv, jsonl, tar, npy, npz or tensors`);
   }
   const sha256 = createHash('sha256').update(content).digest('hex');
   const existing = await findByContent(db, input.name, sha256);
@@ -97,7 +104,7 @@ export async function createDatasetVersion(db: Db, store: ArtifactStore, input: 
         .from(datasetVersions)
         .where(eq(datasetVersions.datasetId, dataset.id));
       for (const [sha, bytes] of blobs) await tx.insert(artifacts).values({ sha256: sha, size: bytes.length, mediaType: 'application/octet-stream' }).onConflictDoNothing();
-      const mediaType = kind === 'images' ? 'application/json' : input.format === 'csv' ? 'text/csv' : 'application/x-ndjson';
+      const mediaType = datasetMediaType(kind, input.format);
       await tx.insert(artifacts).values({ sha256, size: content.length, mediaType }).onConflictDoNothing();
       const [row] = await tx
         .insert(datasetVersions)
@@ -125,6 +132,22 @@ export async function createDatasetVersion(db: Db, store: ArtifactStore, input: 
     }
     throw err;
   }
+}
+
+/** What a version's stored file is, for the artifact row and downloads. */
+export function datasetMediaType(kind: string, format: string): string {
+  if (kind === 'images') return 'application/json';
+  if (format === 'csv') return 'text/csv';
+  if (format === 'npy' || format === 'npz') return 'application/octet-stream';
+  return 'application/x-ndjson';
+}
+
+function tensorColumns(t: TensorTable): DatasetColumn[] {
+  return [
+    ...t.tensors.map((c): DatasetColumn => ({ name: c.name, type: 'tensor', role: 'feature', dtype: c.dtype, dims: c.sampleDims })),
+    ...(t.labels ? [{ name: 'label', type: (t.labels.every((l) => typeof l === 'number') ? 'numeric' : 'categorical') as DatasetColumn['type'], role: 'label' as const }] : []),
+    ...t.outputs.map((c): DatasetColumn => ({ name: c.name, type: 'tensor', role: 'output', dtype: c.dtype, dims: c.sampleDims })),
+  ];
 }
 
 async function findByContent(tx: Tx, name: string, sha256: string): Promise<DatasetVersionView | null> {
@@ -210,6 +233,8 @@ export interface LoadedDataset {
   rows: Array<Record<string, CellValue>>;
   /** Images only: each image with the sha256 its bytes are stored under (read them with `store.pathOf`). */
   images?: ImageItem[];
+  /** Tensor datasets only: the named tensors (rows is empty). */
+  tensors?: TensorTable;
 }
 
 /** Reads a dataset version back (`name@N`, or `name` for the newest). */
@@ -221,6 +246,10 @@ export async function loadDataset(db: Tx, store: ArtifactStore, ref: string): Pr
     const labelName = manifest.columns.find((c) => c.role === 'label')?.name;
     const rows = manifest.items.map((it) => ({ file: it.file, ...(labelName ? { [labelName]: it.label } : {}), ...it.groups }));
     return { version, columns: manifest.columns, rows, images: manifest.items };
+  }
+  if (version.kind === 'tensors') {
+    const label = version.format === 'npz' ? undefined : 'label';
+    return { version, columns: version.columns, rows: [], tensors: parseTensorDataset(bytes, version.format as TensorFormat, label) };
   }
   const roles: RoleOptions = {
     label: version.columns.find((c) => c.role === 'label')?.name,

@@ -2,13 +2,15 @@
 // model's order, or images decoded and normalised the way the agent does (sharp: resize, colour
 // space, (pixel / scale − mean) / std, NCHW or NHWC); labels mapped to class indices by name.
 import { readFile } from 'node:fs/promises';
-import type { ImagePreprocess } from '../../firmware-bundles/definition.ts';
+import type { ImagePreprocess, TensorPreprocess } from '../../firmware-bundles/definition.ts';
 import { decodeImagePixels } from '../../firmware-bundles/image-pixels.ts';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import { Invalid } from '../errors.ts';
 import type { EvalDataset } from '../optimize/evaluate.ts';
 import type { LoadedDataset } from './dataset-service.ts';
+import type { TensorInfo } from '../onnx/inspect.ts';
 import type { CellValue } from './formats.ts';
+import { tensorEvalDataset } from './tensor-eval.ts';
 
 /** How a model reads a dataset: what its input and output mean. */
 export interface ModelBinding {
@@ -23,6 +25,10 @@ export interface ModelBinding {
   classes?: string[];
   /** Images: the preprocessing the bundle ships. */
   image?: Omit<ImagePreprocess, 'input'>;
+  /** Every input the model declares (several inputs are fed by name, tensor-eval.ts). */
+  modelInputs: TensorInfo[];
+  /** Tensor models: the definition's pinned inputs, carried state, symbolic dims and ranges. */
+  tensor?: TensorPreprocess;
   /** Where the binding came from, for the report. */
   source: string;
 }
@@ -44,6 +50,10 @@ function labelIndex(v: CellValue, classes: string[] | undefined, row: number): n
 }
 
 export async function toEvalDataset(data: LoadedDataset, binding: ModelBinding, store: ArtifactStore, opts: EvalDatasetOptions): Promise<EvalDataset & { truncatedFrom?: number }> {
+  if (data.tensors) return tensorEvalDataset(data.tensors, binding, opts.maxSamples);
+  if (binding.modelInputs.length > 1) {
+    throw Invalid(`the model takes ${binding.modelInputs.length} inputs (${binding.modelInputs.map((m) => m.name).join(', ')}); ${data.version.ref} is ${data.version.kind}: push a tensor dataset (.npz with one array per input, or JSON lines of named tensors with --format tensors)`);
+  }
   const n = Math.min(data.rows.length, opts.maxSamples);
   const rows = data.rows.slice(0, n);
   const labelCol = data.columns.find((c) => c.role === 'label')?.name;

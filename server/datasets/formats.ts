@@ -9,14 +9,17 @@ import { Invalid } from '../errors.ts';
 import { readTar, TarError } from './tar.ts';
 
 export type CellValue = number | string | boolean | null;
-export type DatasetFormat = 'csv' | 'jsonl' | 'tar';
-export type ColumnRole = 'feature' | 'label' | 'group' | 'id';
+export type DatasetFormat = 'csv' | 'jsonl' | 'tar' | 'npy' | 'npz' | 'tensors';
+export type ColumnRole = 'feature' | 'label' | 'group' | 'id' | 'output';
 
 export interface DatasetColumn {
   name: string;
-  /** `numeric` when every non-empty cell is a finite number; `image` for the file column of an image set. */
-  type: 'numeric' | 'categorical' | 'image';
+  /** `numeric` when every non-empty cell is a finite number; `image` for the file column of an image set; `tensor` for a tensor dataset's arrays. */
+  type: 'numeric' | 'categorical' | 'image' | 'tensor';
   role: ColumnRole;
+  /** Tensors: element type and one sample's dims. */
+  dtype?: string;
+  dims?: number[];
   /** Distinct values of a label or group column (up to MAX_CLASSES), sorted. */
   values?: string[];
 }

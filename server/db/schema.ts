@@ -503,7 +503,7 @@ export const datasetVersions = sqliteTable(
     id: integer('id').primaryKey({ autoIncrement: true }),
     datasetId: integer('dataset_id').notNull().references(() => datasets.id),
     version: integer('version').notNull(),
-    kind: text('kind', { enum: ['tabular', 'images'] }).notNull(),
+    kind: text('kind', { enum: ['tabular', 'images', 'tensors'] }).notNull(),
     format: text('format').notNull(),
     artifactSha256: text('artifact_sha256').notNull().references(() => artifacts.sha256),
     size: integer('size').notNull(),

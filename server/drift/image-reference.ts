@@ -3,7 +3,8 @@
 // bundle's preprocessing, then protocol/'s computeImageFeatures). The preprocessing comes from the
 // newest bundle definition of the version or its nearest ancestor — the pixels the features are
 // computed on depend on it (size, fit, grey or colour) — else from a `preprocess` given with the
-// request; without either the request is refused. Outputs are left out (DRIFT.md, "Image references").
+// request; without either the request is refused. A classifier's outputs are filled by running the
+// model over the same images on the server (imagePredictions), so prediction drift is measured too.
 import { readFile } from 'node:fs/promises';
 import { ImagePreprocess } from '../../firmware-bundles/definition.ts';
 import { imageFeatureRowOf, type PixelSpec } from '../../firmware-bundles/image-pixels.ts';
@@ -13,11 +14,13 @@ import type { Tx } from '../db/client.ts';
 import { Invalid } from '../errors.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { resolveVersion } from '../models/model-service.ts';
-import { nearestDefinition } from '../optimize/model-binding.ts';
+import { toEvalDataset } from '../datasets/eval-dataset.ts';
+import { analyzeInWorker } from '../optimize/analyze-in-worker.ts';
+import { nearestDefinition, resolveBinding } from '../optimize/model-binding.ts';
 import type { ReferenceInputRow } from './reference-service.ts';
 
 export interface ImageReferenceSpec {
-  spec: PixelSpec;
+  spec: ImagePreprocess;
   /** Where the preprocessing came from, for the reference's `source`. */
   from: string;
 }
@@ -43,6 +46,38 @@ export async function imagePreprocessFor(tx: Tx, ref: string, given?: unknown): 
   }
   if (found.def.preprocess.type !== 'image') throw Invalid(`${label} runs with tabular preprocessing (bundle ${found.bundleId}); an image dataset cannot be its reference`);
   return { spec: found.def.preprocess, from: `bundle ${found.bundleId}` };
+}
+
+/**
+ * The model's answer per image of `data`, as a device's postprocessing reports it (top-1 class and
+ * its score, softmax applied when the bundle says so), computed in the analysis worker on the
+ * pixels `spec` produces. Null when the model is not a classifier (nothing to sketch as a class).
+ */
+export async function imagePredictions(tx: Tx, store: ArtifactStore, ref: string, data: LoadedDataset, spec: ImagePreprocess): Promise<{ outputs: NonNullable<ReferenceInputRow['outputs']>[]; numClasses: number } | null> {
+  const version = await resolveVersion(tx, ref);
+  const bytes = new Uint8Array(await readFile(store.pathOf(version.artifactSha256)));
+  const binding = await resolveBinding(tx, version, bytes, spec);
+  const def = (await nearestDefinition(tx, version))?.def;
+  if (binding.task !== 'classification' || (def && def.postprocess.task !== 'classification')) return null;
+  const dataset = await toEvalDataset(data, binding, store, { maxSamples: data.images?.length ?? 0 });
+  const result = await analyzeInWorker({ kind: 'predict', model: bytes, dataset: { ...dataset, labels: undefined } });
+  const { data: values, width } = result.outputs!;
+  const softmax = def?.postprocess.softmax ?? false;
+  const outputs: NonNullable<ReferenceInputRow['outputs']>[] = [];
+  for (let i = 0; i * width < values.length; i++) {
+    const row = values.subarray(i * width, (i + 1) * width);
+    let best = 0;
+    for (let c = 1; c < width; c++) if (row[c] > row[best]) best = c;
+    let score = row[best];
+    if (softmax) {
+      // The agent's stable softmax: exp(x − max) / Σ.
+      let sum = 0;
+      for (let c = 0; c < width; c++) sum += Math.exp(row[c] - row[best]);
+      score = 1 / sum;
+    }
+    outputs.push({ predictedClass: best, confidence: score });
+  }
+  return { outputs, numClasses: width };
 }
 
 /** One reference row per image of `data`: the image features devices compute with `spec`. */

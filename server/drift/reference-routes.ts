@@ -13,7 +13,7 @@ import { validationHook } from '../http/errors.ts';
 import { ErrorResponse, errorResponses, json } from '../http/schemas.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { getDriftConfig, setDriftConfig } from './drift-config-service.ts';
-import { imagePreprocessFor, rowsFromImageDataset } from './image-reference.ts';
+import { imagePredictions, imagePreprocessFor, rowsFromImageDataset } from './image-reference.ts';
 import { parseJsonLines } from './json-lines.ts';
 import { getReferenceProfile, MAX_REFERENCE_ROWS, rowsFromCsv, rowsFromDataset, setReferenceProfile, type ReferenceInputRow } from './reference-service.ts';
 
@@ -148,6 +148,13 @@ export function referenceRoutes(db: Db, store: ArtifactStore, desired?: DesiredS
               if (data.version.kind === 'images') {
                 const { spec } = await imagePreprocessFor(db, refOf(name, ref), body.preprocess);
                 rows = await rowsFromImageDataset(data, store, spec);
+                // Prediction drift: the model's answers on the same images, as devices report them.
+                // A model that cannot run on these pixels (it is no image model) gets an inputs-only reference.
+                const predicted = await imagePredictions(db, store, refOf(name, ref), data, spec).catch(() => null);
+                if (predicted) {
+                  rows = rows.map((r, i) => ({ ...r, outputs: predicted.outputs[i] }));
+                  if (body.numClasses === undefined && options.numClasses === undefined) options.numClasses = predicted.numClasses;
+                }
               } else rows = rowsFromDataset(data);
               source = `dataset ${data.version.ref}`;
             } else rows = fromJsonRows(body.rows);

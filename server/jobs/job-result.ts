@@ -13,9 +13,9 @@ import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, jobs, models, modelVersions, referenceProfiles } from '../db/schema.ts';
 import { loadDataset, type DatasetVersionView } from '../datasets/dataset-service.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
-import { imagePreprocessFor, rowsFromImageDataset } from '../drift/image-reference.ts';
+import { imagePredictions, imagePreprocessFor, rowsFromImageDataset } from '../drift/image-reference.ts';
 import { setReferenceProfile, type ReferenceInputRow } from '../drift/reference-service.ts';
-import type { PixelSpec } from '../../firmware-bundles/image-pixels.ts';
+import type { ImagePreprocess } from '../../firmware-bundles/definition.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { registerVersion } from '../models/model-service.ts';
 import { evaluateVersion, optimizeVersion } from '../optimize/optimize-service.ts';
@@ -136,15 +136,21 @@ async function referenceFromDataset(
   if (dataset.kind === 'images') {
     // The bundle the new version will be built from decides the pixels devices compute features on.
     const reused = (base as Partial<BundleDefinition> | undefined)?.preprocess;
-    let spec: PixelSpec;
+    let spec: ImagePreprocess;
     try {
       spec = reused?.type === 'image' ? reused : (await imagePreprocessFor(deps.db, ref)).spec;
     } catch (err) {
       log(`no reference profile set: ${(err as Error).message}`);
       return;
     }
-    const rows = await rowsFromImageDataset(loaded, deps.store, spec);
-    const profile = await setReferenceProfile(deps.db, ref, { rows, source: `dataset ${dataset.ref}`, options: { bins: parentProfile?.bins ?? 20 }, actor: JOB_ACTOR });
+    let rows = await rowsFromImageDataset(loaded, deps.store, spec);
+    // Prediction drift: the new version's answers on the same images (a failure costs only the outputs).
+    const predicted = await imagePredictions(deps.db, deps.store, ref, loaded, spec).catch((err: Error) => {
+      log(`reference without outputs: ${err.message.split('\n')[0]}`);
+      return null;
+    });
+    if (predicted) rows = rows.map((r, i) => ({ ...r, outputs: predicted.outputs[i] }));
+    const profile = await setReferenceProfile(deps.db, ref, { rows, source: `dataset ${dataset.ref}`, options: { bins: parentProfile?.bins ?? 20, ...(predicted && { numClasses: predicted.numClasses }) }, actor: JOB_ACTOR });
     log(`reference profile of ${ref} from ${dataset.ref}: ${profile.rows} images, ${profile.features.length} image features (${spec.width}×${spec.height} ${spec.channels})`);
     return;
   }

@@ -23,6 +23,8 @@ export type Budgets = Required<QualityBudget> & Required<FairnessBudget>;
 export const DEFAULT_BUDGETS: Budgets = { ...DEFAULT_QUALITY_BUDGET, ...DEFAULT_FAIRNESS_BUDGET, maxDemographicParityDifference: 1 };
 
 export type AnalysisTask =
+  /** Only the model's outputs on the dataset (image references' prediction drift). */
+  | { kind: 'predict'; model: Uint8Array; dataset: EvalDataset }
   | { kind: 'evaluate'; model: Uint8Array; baseline?: Uint8Array; dataset: EvalDataset; budgets: Budgets }
   | {
       kind: 'optimize';
@@ -56,7 +58,10 @@ export interface AnalysisReport {
 }
 
 export interface AnalysisResult {
-  report: AnalysisReport;
+  /** Absent for `predict`. */
+  report?: AnalysisReport;
+  /** predict only: the output rows. */
+  outputs?: { data: Float32Array; width: number };
   /** optimize only: the variant's bytes and what the rewrite did. */
   variant?: Uint8Array;
   optimization?: OptimizeReport;
@@ -65,6 +70,7 @@ export interface AnalysisResult {
 const LATENCY = { warmup: 20, maxIterations: 400, maxMs: 600 };
 
 export async function runAnalysis(task: AnalysisTask): Promise<AnalysisResult> {
+  if (task.kind === 'predict') return { outputs: (await evaluateModel(task.model, task.dataset, { sessionOptions: EVAL_SESSION_OPTIONS, latency: false, memory: false })).outputs };
   const notes: string[] = [];
   let subject: Uint8Array;
   let baseline: Uint8Array | undefined;

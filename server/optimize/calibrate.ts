@@ -8,12 +8,15 @@
 import type { InferenceSession } from 'onnxruntime-node';
 import { decodeModel, encodeModel } from './graph.ts';
 import { modelIo, openSession, ort } from './runtime.ts';
+import { toOrtTensor, type TensorFeeds } from './tensor-feeds.ts';
 
 export interface CalibrationData {
   /** Row-major float32 samples of `sampleShape`, like an EvalDataset's inputs. */
   inputs: Float32Array;
   sampleShape: number[];
   inputName?: string;
+  /** Models with several inputs: named batch-1 feeds, state carried (then `inputs` is empty). */
+  feeds?: TensorFeeds;
   /** Use at most this many samples (the first ones). Default 512. */
   maxSamples?: number;
 }
@@ -35,16 +38,26 @@ export async function captureTensors(bytes: Uint8Array, names: string[], cal: Ca
   const augmented = encodeModel(model);
   const io = modelIo(augmented, cal.inputName);
   const per = cal.sampleShape.reduce((a, b) => a * b, 1);
-  const n = Math.min(cal.inputs.length / per, cal.maxSamples ?? 512);
-  const batch = io.fixedBatch ?? 64;
+  const n = Math.min(cal.feeds ? cal.feeds.samples.length : cal.inputs.length / per, cal.maxSamples ?? 512);
+  // Named feeds run one sample at a time (the state of one is the input of the next).
+  const batch = cal.feeds ? 1 : (io.fixedBatch ?? 64);
   const session = await openSession(augmented, sessionOptions);
   const parts = new Map<string, { chunks: Float32Array[]; dims: number[] }>();
+  const stateOut = cal.feeds?.state.map((s) => s.output) ?? [];
+  let carried: Record<string, ort.Tensor> = Object.fromEntries((cal.feeds?.state ?? []).map((s) => [s.input, toOrtTensor(s.initial)]));
   try {
     for (let start = 0; start < n; start += batch) {
       const rows = Math.min(batch, n - start);
-      const x = new Float32Array((io.fixedBatch ?? rows) * per);
-      x.set(cal.inputs.subarray(start * per, (start + rows) * per));
-      const out = await session.run({ [io.inputName]: new ort.Tensor('float32', x, [io.fixedBatch ?? rows, ...cal.sampleShape]) }, wanted);
+      let feed: Record<string, ort.Tensor>;
+      if (cal.feeds) {
+        feed = { ...carried, ...Object.fromEntries(Object.entries(cal.feeds.samples[start]).map(([k, t]) => [k, toOrtTensor(t)])) };
+      } else {
+        const x = new Float32Array((io.fixedBatch ?? rows) * per);
+        x.set(cal.inputs.subarray(start * per, (start + rows) * per));
+        feed = { [io.inputName]: new ort.Tensor('float32', x, [io.fixedBatch ?? rows, ...cal.sampleShape]) };
+      }
+      const out = await session.run(feed, [...new Set([...wanted, ...stateOut])]);
+      if (cal.feeds) carried = Object.fromEntries(cal.feeds.state.map((s) => [s.input, out[s.output] as ort.Tensor]));
       for (const name of wanted) {
         const t = out[name];
         const dims = t.dims.map(Number);

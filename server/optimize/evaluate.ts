@@ -29,6 +29,7 @@ import { gzipSync } from 'node:zlib';
 import type { InferenceSession } from 'onnxruntime-node';
 import { accuracy, agreement, argmaxRows, macroF1, percentile, rmse } from './metrics.ts';
 import { EVAL_SESSION_OPTIONS, inferAll, modelIo, openSession, ort, type ModelIo, type Outputs } from './runtime.ts';
+import { firstFeeds, inferFeeds, type FeedTensor, type TensorFeeds } from './tensor-feeds.ts';
 
 export interface EvalDataset {
   task: 'classification' | 'regression';
@@ -44,6 +45,11 @@ export interface EvalDataset {
   /** Model input / output to use; default the first declared ones. */
   inputName?: string;
   outputName?: string;
+  /**
+   * Models with several inputs (tensor-feeds.ts): one named feed per sample, state carried; then
+   * `inputs` is empty and `sampleShape` is [] (no tabular permutation importance).
+   */
+  feeds?: TensorFeeds;
 }
 
 export interface EvalOptions {
@@ -123,7 +129,7 @@ export async function evaluateModel(bytes: Uint8Array, dataset: EvalDataset, opt
   const session = await openSession(bytes, opts.sessionOptions ?? EVAL_SESSION_OPTIONS);
   const loadMs = performance.now() - started;
   try {
-    const outputs = await inferAll(session, io, dataset.inputs, dataset.sampleShape, opts.batchSize ?? 1);
+    const outputs = dataset.feeds ? await inferFeeds(session, dataset.feeds, io.outputName) : await inferAll(session, io, dataset.inputs, dataset.sampleShape, opts.batchSize ?? 1);
     const metrics: ModelMetrics = {
       n,
       task: dataset.task,
@@ -222,6 +228,10 @@ export function checkQualityBudget(ev: VariantEvaluation, budget: QualityBudget 
 }
 
 function sampleCount(d: EvalDataset): number {
+  if (d.feeds) {
+    if (!d.feeds.samples.length) throw new Error('the dataset has no samples');
+    return d.feeds.samples.length;
+  }
   const per = d.sampleShape.reduce((a, b) => a * b, 1);
   const n = d.inputs.length / per;
   if (!Number.isInteger(n) || n === 0) throw new Error(`dataset inputs (${d.inputs.length} values) are not a whole number of samples of shape [${d.sampleShape}]`);
@@ -230,14 +240,7 @@ function sampleCount(d: EvalDataset): number {
 
 /** Batch-1 latency: warm-up, then up to maxIterations runs or maxMs, cycling through the samples. */
 async function measureLatency(session: InferenceSession, io: ModelIo, d: EvalDataset, o: { warmup?: number; maxIterations?: number; maxMs?: number }): Promise<LatencyStats> {
-  const per = d.sampleShape.reduce((a, b) => a * b, 1);
-  const n = d.inputs.length / per;
-  const batch = io.fixedBatch ?? 1;
-  const feeds = Array.from({ length: Math.min(n, 32) }, (_, i) => {
-    const x = new Float32Array(batch * per);
-    x.set(d.inputs.subarray(i * per, (i + 1) * per));
-    return { [io.inputName]: new ort.Tensor('float32', x, [batch, ...d.sampleShape]) };
-  });
+  const feeds = latencyFeeds(io, d);
   const warmup = o.warmup ?? 20;
   const maxIterations = o.maxIterations ?? 500;
   const maxMs = o.maxMs ?? 1000;
@@ -252,6 +255,19 @@ async function measureLatency(session: InferenceSession, io: ModelIo, d: EvalDat
   }
   times.sort((a, b) => a - b);
   return { p50Ms: percentile(times, 50), p95Ms: percentile(times, 95), meanMs: times.reduce((a, b) => a + b, 0) / times.length, iterations: times.length };
+}
+
+/** Up to 32 batch-1 feeds cycled through by the latency loops. */
+function latencyFeeds(io: ModelIo, d: EvalDataset): Array<Record<string, ort.Tensor>> {
+  if (d.feeds) return firstFeeds(d.feeds, 32);
+  const per = d.sampleShape.reduce((a, b) => a * b, 1);
+  const n = d.inputs.length / per;
+  const batch = io.fixedBatch ?? 1;
+  return Array.from({ length: Math.min(n, 32) }, (_, i) => {
+    const x = new Float32Array(batch * per);
+    x.set(d.inputs.subarray(i * per, (i + 1) * per));
+    return { [io.inputName]: new ort.Tensor('float32', x, [batch, ...d.sampleShape]) };
+  });
 }
 
 export interface LatencyCandidate {
@@ -270,21 +286,13 @@ export interface LatencyCandidate {
  * lat.get('int8')!.p50Ms / lat.get('fp32')!.p50Ms;
  */
 export async function compareLatency(models: LatencyCandidate[], d: EvalDataset, o: { rounds?: number; perRound?: number; warmup?: number } = {}): Promise<Map<string, LatencyStats>> {
-  const per = d.sampleShape.reduce((a, b) => a * b, 1);
-  const n = d.inputs.length / per;
   const rounds = o.rounds ?? 10;
   const perRound = o.perRound ?? 100;
   const prepared = await Promise.all(
     models.map(async (m) => {
       const io = modelIo(m.bytes, d.inputName, d.outputName);
       const session = await openSession(m.bytes, m.sessionOptions ?? EVAL_SESSION_OPTIONS);
-      const batch = io.fixedBatch ?? 1;
-      const feeds = Array.from({ length: Math.min(n, 32) }, (_, i) => {
-        const x = new Float32Array(batch * per);
-        x.set(d.inputs.subarray(i * per, (i + 1) * per));
-        return { [io.inputName]: new ort.Tensor('float32', x, [batch, ...d.sampleShape]) };
-      });
-      return { m, io, session, feeds, times: [] as number[] };
+      return { m, io, session, feeds: latencyFeeds(io, d), times: [] as number[] };
     }),
   );
   try {
@@ -328,9 +336,11 @@ const baseline = process.memoryUsage().rss;
 let sampled = baseline;
 const session = await ort.InferenceSession.create(cfg.model, cfg.options);
 sampled = Math.max(sampled, process.memoryUsage().rss);
-const x = new ort.Tensor('float32', sample, cfg.shape);
+const ARRAYS = { float32: Float32Array, float64: Float64Array, int8: Int8Array, uint8: Uint8Array, int16: Int16Array, uint16: Uint16Array, int32: Int32Array, uint32: Uint32Array, bool: Uint8Array };
+const tensorOf = (t) => new ort.Tensor(t.type, t.type === 'int64' ? BigInt64Array.from(t.data, (v) => BigInt(Math.round(v))) : ARRAYS[t.type].from(t.data), t.dims);
+const feed = cfg.feeds ? Object.fromEntries(Object.entries(cfg.feeds).map(([k, t]) => [k, tensorOf(t)])) : { [cfg.input]: new ort.Tensor('float32', sample, cfg.shape) };
 for (let i = 0; i < cfg.runs; i++) {
-  await session.run({ [cfg.input]: x });
+  await session.run(feed);
   sampled = Math.max(sampled, process.memoryUsage().rss);
 }
 const high = hwm();
@@ -348,7 +358,10 @@ async function measurePeakMemory(bytes: Uint8Array, io: ModelIo, d: EvalDataset,
     sample.set(d.inputs.subarray(0, per));
     const samplePath = path.join(dir, 'sample.bin');
     await writeFile(samplePath, new Uint8Array(sample.buffer));
+    // Several inputs: the first sample with the initial state, as plain data.
+    const feeds: Record<string, FeedTensor> | undefined = d.feeds && { ...d.feeds.samples[0], ...Object.fromEntries(d.feeds.state.map((s) => [s.input, s.initial])) };
     const cfg = {
+      feeds,
       ort: pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href,
       model,
       options: opts.sessionOptions ?? EVAL_SESSION_OPTIONS,

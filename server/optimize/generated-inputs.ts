@@ -10,6 +10,7 @@
  */
 import { gaussian, mulberry32 } from '../../protocol/sketch/random.ts';
 import type { ModelBinding } from '../datasets/eval-dataset.ts';
+import { generatedTensorFeeds } from '../datasets/tensor-eval.ts';
 import { Invalid } from '../errors.ts';
 import type { EvalDataset } from './evaluate.ts';
 
@@ -17,6 +18,8 @@ import type { EvalDataset } from './evaluate.ts';
 export const GENERATED_SOURCE = 'generated from the declared input shape';
 
 export function generatedEvalDataset(binding: ModelBinding, samples: number, seed = 1): EvalDataset {
+  // Several inputs, or a tensor definition (pinned inputs, state, named dims): named feeds.
+  if (binding.modelInputs.length > 1 || binding.tensor) return generatedTensorFeeds(binding, samples, seed);
   const shape = binding.sampleShape;
   if (shape.some((d) => d === null || d <= 0)) {
     throw Invalid(`input "${binding.inputName}" has a symbolic dim after the batch axis ([batch, ${shape.map((d) => d ?? '?').join(', ')}]): give an unlabelled dataset to compare on (--eval <dataset@N>)`);

@@ -51,6 +51,7 @@ export async function resolveBinding(tx: Tx, version: VersionRow, bytes: Uint8Ar
     inputName: input.name,
     outputName,
     sampleShape: input.shape.slice(1).map((d) => (typeof d === 'number' ? d : null)),
+    modelInputs: inputs,
     classes: task === 'classification' ? labels : undefined,
     source: found ? `bundle ${found.bundleId}` : meta.size ? 'ONNX metadata' : 'model inputs and outputs',
   };
@@ -62,5 +63,6 @@ export async function resolveBinding(tx: Tx, version: VersionRow, bytes: Uint8Ar
     binding.image = parsed.data;
     binding.source = 'request';
   } else if (def?.preprocess.type === 'image') binding.image = def.preprocess;
+  else if (def?.preprocess.type === 'tensor') binding.tensor = def.preprocess;
   return binding;
 }

@@ -144,7 +144,7 @@ export async function optimizeVersion(db: Db, store: ArtifactStore, input: Optim
     kind: 'optimize',
     model: bytes,
     options: { quantize: input.quantize, prune: input.prune },
-    calibration: calibration && { inputs: calibration.data.inputs, sampleShape: calibration.data.sampleShape, inputName: binding.inputName },
+    calibration: calibration && { inputs: calibration.data.inputs, sampleShape: calibration.data.sampleShape, inputName: binding.inputName, ...(calibration.data.feeds && { feeds: calibration.data.feeds }) },
     dataset: evaluation.data,
     budgets: effectiveBudgets(model?.budgets),
   });
@@ -157,7 +157,7 @@ export async function optimizeVersion(db: Db, store: ArtifactStore, input: Optim
     binding: binding.source,
     evaluatedAt: new Date().toISOString(),
     evaluatedBy: input.actor,
-    ...result.report,
+    ...result.report!,
   };
   const variant = variantName(parent, input);
   const staged = await store.stage(Readable.from([Buffer.from(result.variant!)]), { maxBytes: Number.MAX_SAFE_INTEGER });
@@ -254,7 +254,7 @@ export async function evaluateVersion(db: Db, store: ArtifactStore, input: Evalu
     binding: binding.source,
     evaluatedAt: new Date().toISOString(),
     evaluatedBy: input.actor,
-    ...result.report,
+    ...result.report!,
   };
   const rejected = !report.verdict.accepted;
   const view = await db.transaction(async (tx) => {

@@ -10,7 +10,8 @@ import type { CliConfig } from '../env.ts';
 import { CliError, emit, keyValues, table, type Output } from '../output.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
-const FORMATS: Record<string, 'csv' | 'jsonl' | 'tar'> = { '.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.tar': 'tar' };
+const FORMATS: Record<string, string> = { '.csv': 'csv', '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.tar': 'tar', '.npy': 'npy', '.npz': 'npz' };
+const KNOWN_FORMATS = ['csv', 'jsonl', 'tar', 'npy', 'npz', 'tensors'];
 
 /** Every regular file under `dir` (paths relative to it), so an image folder with labels.csv becomes one archive. */
 async function packDirectory(dir: string): Promise<Uint8Array> {
@@ -34,7 +35,7 @@ interface VersionLike {
   sha256: string;
   size: number;
   rows: number;
-  columns: Array<{ name: string; type: string; role: string; values?: string[] }>;
+  columns: Array<{ name: string; type: string; role: string; values?: string[]; dtype?: string; dims?: number[] }>;
   source: Record<string, unknown>;
   createdAt: string;
   createdBy: string | null;
@@ -42,7 +43,7 @@ interface VersionLike {
 
 function showVersion(v: VersionLike): string {
   return `${keyValues({ ref: v.ref, kind: v.kind, format: v.format, rows: v.rows, size: v.size, sha256: v.sha256, source: v.source, createdAt: v.createdAt, createdBy: v.createdBy })}\n\n${table(
-    v.columns.map((c) => ({ ...c, values: c.values ? (c.values.length > 8 ? `${c.values.slice(0, 8).join(',')},… (${c.values.length})` : c.values.join(',')) : '-' })),
+    v.columns.map((c) => ({ ...c, values: c.dims ? `${c.dtype} [${c.dims.join(', ')}] per sample` : c.values ? (c.values.length > 8 ? `${c.values.slice(0, 8).join(',')},… (${c.values.length})` : c.values.join(',')) : '-' })),
     ['name', 'type', 'role', 'values'],
   )}`;
 }
@@ -52,18 +53,18 @@ export function registerDatasetCommands(program: Command, ctx: { api: () => Api;
 
   datasets
     .command('push <path>')
-    .description('push a CSV / JSON lines file, a .tar of images, or an image folder with labels.csv (file,label[,group…]) as the next version')
+    .description('push a CSV / JSON lines file, a .tar of images, an image folder with labels.csv (file,label[,group…]), or a tensor dataset (.npy, .npz, JSON lines of named tensors with --format tensors) as the next version')
     .requiredOption('--name <dataset>', 'dataset name')
     .option('--label <column>', 'label column (default: "label" when present)')
     .option('--group <column>', 'group attribute column for fairness slices, repeatable', collect, [])
     .option('--id <column>', 'row id column (default: "id" when present)')
-    .option('--format <format>', 'csv | jsonl | tar (default: from the extension)')
+    .option('--format <format>', 'csv | jsonl | tar | npy | npz | tensors (default: from the extension; tensors = JSON lines of {"inputs": {name: tensor}, "label"?, "outputs"?})')
     .option('--description <text>', 'what the dataset is')
     .action(async (target: string, o: { name: string; label?: string; group: string[]; id?: string; format?: string; description?: string }) => {
       const info = await stat(target).catch(() => null);
       if (!info) throw new CliError(`no such file or directory: ${target}`, 2);
       const format = info.isDirectory() ? 'tar' : (o.format ?? FORMATS[path.extname(target).toLowerCase()]);
-      if (!format || !['csv', 'jsonl', 'tar'].includes(format)) throw new CliError(`cannot tell the format of ${target}: pass --format csv|jsonl|tar`, 2);
+      if (!format || !KNOWN_FORMATS.includes(format)) throw new CliError(`cannot tell the format of ${target}: pass --format ${KNOWN_FORMATS.join('|')}`, 2);
       const config = ctx.config();
       ctx.api(); // validates URL and token are configured
       const url = new URL(`/api/v1/datasets/${encodeURIComponent(o.name)}/versions`, config.url);

@@ -10,7 +10,7 @@ export interface TrainerContext {
   workDir: string;
   /** The training snapshot: a CSV / JSONL file, or a folder of images with labels.csv. */
   datasetPath: string;
-  datasetKind: 'tabular' | 'images';
+  datasetKind: 'tabular' | 'images' | 'tensors';
   /** The parent version's ONNX (a copy), when the job has a parent. */
   parentModelPath: string | null;
   /** Where the trained ONNX must be written. */
