@@ -1,8 +1,16 @@
 // CLI output: aligned tables for people, JSON for scripts.
+
+/**
+ * A refusal: the message says what to fix. Exit code 1 = the server refused or the operation failed,
+ * 2 = bad usage or a local problem. `code` and `details` are what `--json` prints on stderr (the
+ * server's own code and details when it refused).
+ */
 export class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode = 1,
+    readonly code = exitCode === 2 ? 'invalid_usage' : 'failed',
+    readonly details: Record<string, unknown> = {},
   ) {
     super(message);
   }
