@@ -14,6 +14,13 @@ import { registerRetrainCommands } from './commands/retrain.ts';
 import { registerRolloutCommands } from './commands/rollouts.ts';
 import { registerSampleCommands } from './commands/samples.ts';
 import { registerSettingsCommands } from './commands/settings.ts';
+import { registerDriftAdminCommands } from './commands/drift-admin.ts';
+import { registerGroundTruthCommands } from './commands/ground-truth.ts';
+import { registerModelRunCommand } from './commands/model-run.ts';
+import { registerDatasetPullCommand } from './commands/dataset-pull.ts';
+import { registerWhoamiCommand } from './commands/whoami.ts';
+import { registerCompletionCommand } from './commands/completion.ts';
+import { registerStatusCommand } from './commands/status.ts';
 import type { CliConfig } from './env.ts';
 import type { Output } from './output.ts';
 import { reportError } from './report-error.ts';
@@ -57,6 +64,14 @@ registerRolloutCommands(program, ctx);
 registerSettingsCommands(program, ctx);
 registerSampleCommands(program, ctx);
 registerEventCommands(program, ctx);
+registerDriftAdminCommands(program, ctx);
+registerGroundTruthCommands(program, ctx);
+registerModelRunCommand(program, ctx);
+registerDatasetPullCommand(program, ctx);
+registerWhoamiCommand(program, ctx);
+registerStatusCommand(program, ctx);
+// Last: it walks the commands registered before it.
+registerCompletionCommand(program, ctx);
 
 try {
   await program.parseAsync(process.argv);

@@ -137,14 +137,15 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
   const models = program.commands.find((c) => c.name() === 'models') ?? program.command('models');
   models
     .command('reference <model> [file]')
-    .description('set the reference profile of model@N from its reference dataset (.csv with a header, .jsonl / .ndjson, or a .json array), or from a stored dataset with --dataset')
+    .description('show the reference profile of model@N; with a file or --dataset, set it from its reference dataset (.csv with a header, .jsonl / .ndjson, or a .json array), or from a stored dataset with --dataset')
     .option('--dataset <dataset>', 'a pushed dataset version (name@N): its feature columns, or for an image dataset the image features devices compute (preprocessing from the nearest bundle definition)')
     .option('--preprocess <json>', "image datasets, versions without a bundle: a bundle definition's image preprocess as JSON")
     .option('--bins <n>', 'numeric bins (quantiles), default 20')
     .option('--categorical <columns>', 'comma-separated columns to treat as categorical although numeric')
     .option('--num-classes <n>', 'classes of a classifier (default: the model output width)')
     .action(async (model: string, file: string | undefined, o: { bins?: string; categorical?: string; numClasses?: string; dataset?: string; preprocess?: string }) => {
-      if (Boolean(file) === Boolean(o.dataset)) throw new CliError('give a file or --dataset <name@N>, not both', 2);
+      if (file && o.dataset) throw new CliError('give a file or --dataset <name@N>, not both', 2);
+      if (!file && !o.dataset) return showReference(ctx, model);
       if (o.preprocess && !o.dataset) throw new CliError('--preprocess goes with --dataset <images@N>', 2);
       let preprocess: Record<string, unknown> | undefined;
       if (o.preprocess) {
@@ -184,4 +185,12 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
         ].join('\n'),
       );
     });
+}
+
+/** `models reference <model@N>` with nothing to set: the stored profile. */
+async function showReference(ctx: { api: () => Api; out: () => Output }, model: string): Promise<void> {
+  const { name, ref } = splitRef(model);
+  const r = await call(ctx.api().api.v1.models[':name'].versions[':ref'].reference.$get({ param: { name, ref }, query: {} }));
+  const p = r as unknown as { model: string; rows: number; features: Array<Record<string, unknown>> };
+  emit(ctx.out(), r, () => `reference profile of ${p.model}: ${p.rows} rows, ${p.features.length} features\n\n${table(p.features, ['name', 'kind', 'count', 'nulls', 'min', 'max', 'mean'])}`);
 }
