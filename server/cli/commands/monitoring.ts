@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
+import { duration } from '../human.ts';
 import { CliError, emit, keyValues, table, type Output } from '../output.ts';
 
 function splitRef(ref: string): { name: string; ref: string } {
@@ -80,7 +81,8 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
             window: `${o.window} (${r.window.start} → ${r.window.end})`,
             reports: r.reports,
             inferences: r.inferences,
-            rate: r.ratePerSecond === null ? '-' : `${num(r.ratePerSecond)}/s`,
+            // Say what the number is an average over (README, "Telemetry": what the rate means).
+            rate: r.ratePerSecond === null || !r.span ? '-' : `${num(r.ratePerSecond)}/s (${r.inferences} inferences averaged over the ${duration(r.span.seconds)} the reports cover, not only the seconds with traffic)`,
             errors: `${r.errorCount}${errors ? ` (${errors})` : ''}, ${pct(r.errorRatio)} of requests`,
             'latency p50': ms(r.latency.p50),
             'latency p95': ms(r.latency.p95),
@@ -96,7 +98,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
           ...r.monitoring.refusedStats.map((x) => `stats refused (${x.reason}): ${x.hint}`),
           '',
           table(
-            r.resources.devices.map((d) => ({ device: d.deviceId, cpu: pct(d.cpu), rss: bytes(d.rssBytes), diskFree: bytes(d.diskFreeBytes), uptime: `${Math.round(d.uptimeS)} s`, queue: d.queueDepth, outbox: d.outboxPending ?? '-', at: d.at })),
+            r.resources.devices.map((d) => ({ device: d.deviceId, cpu: pct(d.cpu), rss: bytes(d.rssBytes), diskFree: bytes(d.diskFreeBytes), uptime: duration(d.uptimeS), queue: d.queueDepth, outbox: d.outboxPending ?? '-', at: d.at })),
             ['device', 'cpu', 'rss', 'diskFree', 'uptime', 'queue', 'outbox', 'at'],
           ),
         ].join('\n'),
