@@ -113,4 +113,15 @@ describe('flotilla daily commands', () => {
     assert.equal(noVersion.code, 2);
     assert.match(noVersion.stderr, /name@N .*flotilla datasets versions ref/);
   });
+
+  test('tables show relative times and readable sizes; --json keeps ISO times and bytes', async () => {
+    await runCli(['enroll-tokens', 'create', '--ttl', '24h'], env);
+    const ls = await runCli(['enroll-tokens', 'ls'], env);
+    assert.equal(ls.code, 0, ls.stderr);
+    assert.match(ls.stdout, /in (1 d|23 h 59 min)/);
+    const tokens = JSON.parse((await runCli(['--json', 'enroll-tokens', 'ls'], env)).stdout).tokens;
+    assert.ok(tokens.some((t: { expiresAt: string | null }) => t.expiresAt && /^\d{4}-\d\d-\d\dT/.test(t.expiresAt)));
+    const devices = await runCli(['devices', 'ls'], env);
+    assert.doesNotMatch(devices.stdout, /\d{4}-\d\d-\d\dT/, 'no ISO times in the table');
+  });
 });

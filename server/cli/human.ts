@@ -7,15 +7,11 @@ export function duration(seconds: number | null | undefined): string {
   const s = Math.abs(seconds);
   if (s < 1) return `${Math.round(s * 1000)} ms`;
   if (s < 90) return `${Math.round(s)} s`;
-  if (s < 3600) return `${Math.round(s / 60)} min`;
-  if (s < 86_400) {
-    const h = Math.floor(s / 3600);
-    const m = Math.round((s - h * 3600) / 60);
-    return m ? `${h} h ${m} min` : `${h} h`;
-  }
-  const d = Math.floor(s / 86_400);
-  const h = Math.round((s - d * 86_400) / 3600);
-  return h ? `${d} d ${h} h` : `${d} d`;
+  const min = Math.round(s / 60);
+  if (min < 60) return `${min} min`;
+  if (min < 24 * 60) return min % 60 ? `${Math.floor(min / 60)} h ${min % 60} min` : `${min / 60} h`;
+  const hours = Math.round(s / 3600);
+  return hours % 24 ? `${Math.floor(hours / 24)} d ${hours % 24} h` : `${hours / 24} d`;
 }
 
 /** 812 B, 4.2 KB, 18.5 MB, 1.21 GB (decimal units, as disk tools show). */
