@@ -5,9 +5,12 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { spawn } from 'node:child_process';
+import { waitFor } from '../agent/testing/harness.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 
+const CLI = path.join(import.meta.dirname, '..', 'bin', 'flotilla.js');
 const FACTS = { arch: 'x64', cpus: 2, memoryBytes: 2e9, os: 'linux', agentVersion: '0.1.0' };
 
 describe('flotilla daily commands', () => {
@@ -123,5 +126,20 @@ describe('flotilla daily commands', () => {
     assert.ok(tokens.some((t: { expiresAt: string | null }) => t.expiresAt && /^\d{4}-\d\d-\d\dT/.test(t.expiresAt)));
     const devices = await runCli(['devices', 'ls'], env);
     assert.doesNotMatch(devices.stdout, /\d{4}-\d\d-\d\dT/, 'no ISO times in the table');
+  });
+
+  test('devices ls --watch refreshes until Ctrl-C (exit 0); with --json one object per refresh', async () => {
+    for (const json of [false, true]) {
+      const child = spawn(process.execPath, [CLI, 'devices', 'ls', '--watch', '--interval', '1s', ...(json ? ['--json'] : [])], { env: { PATH: process.env.PATH ?? '', ...env } });
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => (out += d));
+      const frames = () => (json ? out.split('\n').filter(Boolean).length : (out.match(/^--- /gm) ?? []).length);
+      await waitFor(() => frames() >= 2, 'two refreshes', 30_000);
+      const code = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      child.kill('SIGINT');
+      assert.equal(await code, 0);
+      if (json) for (const line of out.split('\n').filter(Boolean)) assert.equal(JSON.parse(line).devices.length, 2);
+      else assert.match(out, /^ID\s+NAME\s+STATUS/m);
+    }
   });
 });
