@@ -5,10 +5,11 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { waitFor } from '../agent/testing/harness.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { gemmModel } from './helpers/models.ts';
 
 const CLI = path.join(import.meta.dirname, '..', 'bin', 'flotilla.js');
 const FACTS = { arch: 'x64', cpus: 2, memoryBytes: 2e9, os: 'linux', agentVersion: '0.1.0' };
@@ -89,7 +90,7 @@ describe('flotilla daily commands', () => {
     assert.match(report.stderr, /nope/);
   });
 
-  test('labels push and performance', async () => {
+  test('labels push stores ground truth; a missing file is named with its error', async () => {
     const labels = path.join(dir, 'labels.jsonl');
     await writeFile(labels, '{"predictionId":"p1","label":"yes"}\n{"predictionId":"p2","label":"no"}\n');
     const r = await runCli(['labels', 'push', labels, '--json'], env);
@@ -141,5 +142,24 @@ describe('flotilla daily commands', () => {
       if (json) for (const line of out.split('\n').filter(Boolean)) assert.equal(JSON.parse(line).devices.length, 2);
       else assert.match(out, /^ID\s+NAME\s+STATUS/m);
     }
+  });
+
+  test('an upload shows progress on a terminal only: never when piped or with --json', async () => {
+    const model = path.join(dir, 'model.onnx');
+    await writeFile(model, gemmModel());
+    // Under `script` the CLI's stdout and stderr are a pseudo-terminal.
+    const inTty = (args: string) =>
+      new Promise<string>((resolve, reject) =>
+        execFile('script', ['-qec', `"${process.execPath}" "${CLI}" ${args}`, '/dev/null'], { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 60_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout))),
+      );
+    const tty = await inTty(`models push "${model}" --name progress`);
+    assert.match(tty, /uploading model\.onnx 100 % \(/);
+    assert.match(tty, /pushed progress@1/);
+    const ttyJson = await inTty(`models push "${model}" --name progress --json`);
+    assert.doesNotMatch(ttyJson, /uploading/);
+    const piped = await runCli(['models', 'push', model, '--name', 'progress'], env);
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.equal(piped.stderr, '');
+    assert.match(piped.stdout, /^pushed progress@3/);
   });
 });

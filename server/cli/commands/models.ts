@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
 import type { CliConfig } from '../env.ts';
+import { byteProgress, endProgress } from '../progress.ts';
 import { CliError, emit, keyValues, parsePairs, table, type Output } from '../output.ts';
 import { formatEvaluation, type ReportLike } from './evaluation-format.ts';
 
@@ -52,10 +53,10 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
       const request = fetch(url, {
         method: 'POST',
         headers: { authorization: `Bearer ${config.token}`, 'content-type': 'application/octet-stream', 'content-length': String(info.size) },
-        body: Readable.toWeb(createReadStream(file)) as ReadableStream,
+        body: Readable.toWeb(createReadStream(file).pipe(byteProgress(ctx.out(), `uploading ${path.basename(file)}`, info.size))) as ReadableStream,
         duplex: 'half',
       } as RequestInit);
-      const v = (await call(request)) as unknown as { ref: string; version: number; sha256: string; size: number; paramCount: number; opset: number };
+      const v = (await call(request).finally(() => endProgress(ctx.out()))) as unknown as { ref: string; version: number; sha256: string; size: number; paramCount: number; opset: number };
       const pushed = `pushed ${v.ref} (${path.basename(file)}, ${v.size} bytes, sha256 ${v.sha256.slice(0, 12)}…, ${v.paramCount} parameters, opset ${v.opset})`;
       if (!o.eval) return emit(ctx.out(), v, () => pushed);
       const ev = (await call(
