@@ -62,6 +62,20 @@ describe('flotilla --json errors', () => {
     assert.match(e.message, /"soon".*e\.g\. 90s/);
   });
 
+  test('refusals name what to fix: the flag and the value, or what to give instead', async () => {
+    const uses = await runCli(['enroll-tokens', 'create', '--max-uses', '0'], env);
+    assert.equal(uses.code, 2);
+    assert.match(uses.stderr, /--max-uses <n>.*'0'.*positive integer/);
+    const usesJson = await runCli(['--json', 'enroll-tokens', 'create', '--max-uses', '0'], env);
+    assert.equal(jsonError(usesJson).code, 'invalid_argument');
+    const file = await runCli(['models', 'push', path.join(dir, 'absent.onnx'), '--name', 'm'], env);
+    assert.equal(file.code, 2);
+    assert.match(file.stderr, /no such file: .*absent\.onnx: give the path of an \.onnx file/);
+    const def = await runCli(['bundles', 'build', 'm@1', '--def', path.join(dir, 'nodef')], env);
+    assert.equal(def.code, 2);
+    assert.match(def.stderr, /give --def a bundle definition folder/);
+  });
+
   test('configuration and connection problems', async () => {
     const none = await runCli(['--json', 'models', 'ls'], { FLOTILLA_CONFIG_DIR: path.join(dir, 'none') });
     assert.equal(none.code, 2);

@@ -1,5 +1,5 @@
 // `flotilla enroll-tokens|devices|cohorts ...`: the operator's commands.
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { call, type Api } from '../api.ts';
 import { CliError, emit, keyValues, parseDuration, parsePairs, table, type Output } from '../output.ts';
 import { watch } from '../watch.ts';
@@ -9,7 +9,7 @@ const DEVICE_COLUMNS = ['id', 'name', 'status', 'online', 'updateState', 'labels
 
 function positiveInt(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new CliError(`expected a positive integer, got "${v}"`, 2);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer (1, 2, …)');
   return n;
 }
 

@@ -41,7 +41,7 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
     .option('--eval <dataset>', 'then evaluate it against the champion on this dataset (name@N); a broken budget rejects it')
     .action(async (file: string, o: { name: string; notes?: string; parent?: string; metric: string[]; tag: string[]; eval?: string }) => {
       const info = await stat(file).catch(() => null);
-      if (!info?.isFile()) throw new CliError(`no such file: ${file}`, 2);
+      if (!info?.isFile()) throw new CliError(`no such file: ${file}: give the path of an .onnx file`, 2);
       const config = ctx.config();
       const url = new URL(`/api/v1/models/${encodeURIComponent(o.name)}/versions`, config.url);
       if (o.notes) url.searchParams.set('notes', o.notes);

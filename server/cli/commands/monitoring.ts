@@ -165,7 +165,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
         r = await call(endpoint.$post({ param: { name, ref }, query, json: { dataset: o.dataset, ...(preprocess && { preprocess }) } }));
       } else {
         const text = await readFile(file!, 'utf8').catch(() => {
-          throw new CliError(`cannot read ${file}`, 2);
+          throw new CliError(`cannot read ${file}: give a reference dataset file (.csv, .jsonl, .ndjson or .json) or --dataset <name@N>`, 2);
         });
         const ext = path.extname(file!).toLowerCase();
         const type = ext === '.csv' ? 'text/csv' : ext === '.jsonl' || ext === '.ndjson' ? 'application/x-ndjson' : ext === '.json' ? 'application/json' : null;

@@ -17,7 +17,7 @@ const definitions = () => import('../../../firmware-bundles/load-definition.ts')
 
 async function definitionPath(def: string): Promise<string> {
   const s = await stat(def).catch(() => null);
-  if (!s) throw new CliError(`no such definition: ${def}`, 2);
+  if (!s) throw new CliError(`no such definition: ${def}: give --def a bundle definition folder or its bundle.json (e.g. firmware-bundles/tabular-demo)`, 2);
   return s.isDirectory() ? path.join(def, 'bundle.json') : def;
 }
 
