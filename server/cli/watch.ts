@@ -10,7 +10,8 @@ export interface WatchFrame {
   done?: boolean;
 }
 
-export async function watch(out: Output, intervalS: number, frame: () => Promise<WatchFrame>): Promise<void> {
+export async function watch(out: Output, requestedS: number, frame: () => Promise<WatchFrame>): Promise<void> {
+  const intervalS = Math.max(1, requestedS); // --interval 0 would hammer the server
   const tty = Boolean(process.stdout.isTTY) && !out.json;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
