@@ -2,6 +2,7 @@
 // one zod schema here, so a bad value fails at start with one line naming the flag or variable.
 import path from 'node:path';
 import { z } from 'zod';
+import { AGENT_OPTIONS } from './options.ts';
 
 const LogLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
 const Ms = z.coerce.number().int().min(0);
@@ -62,34 +63,8 @@ export interface AgentConfig extends Omit<z.output<typeof AgentConfigInput>, 'da
   dataDir: string;
 }
 
-/** Where each option comes from, for error messages: flag name and environment variable. */
-export const OPTION_SOURCES: Record<keyof z.output<typeof AgentConfigInput>, { flag: string; env: string }> = {
-  server: { flag: '--server', env: 'FLOTILLA_AGENT_SERVER' },
-  enrollToken: { flag: '--enroll-token', env: 'FLOTILLA_AGENT_ENROLL_TOKEN' },
-  name: { flag: '--name', env: 'FLOTILLA_AGENT_NAME' },
-  dataDir: { flag: '--data-dir', env: 'FLOTILLA_AGENT_DATA_DIR' },
-  apiHost: { flag: '--api-host', env: 'FLOTILLA_AGENT_API_HOST' },
-  apiPort: { flag: '--api-port', env: 'FLOTILLA_AGENT_API_PORT' },
-  trustRoot: { flag: '--trust-root', env: 'FLOTILLA_AGENT_TRUST_ROOT' },
-  ca: { flag: '--ca', env: 'FLOTILLA_AGENT_CA' },
-  artifactUrl: { flag: '--artifact-url', env: 'FLOTILLA_AGENT_ARTIFACT_URL' },
-  logLevel: { flag: '--log-level', env: 'FLOTILLA_AGENT_LOG_LEVEL' },
-  reconnectMinMs: { flag: '--reconnect-min-ms', env: 'FLOTILLA_AGENT_RECONNECT_MIN_MS' },
-  reconnectMaxMs: { flag: '--reconnect-max-ms', env: 'FLOTILLA_AGENT_RECONNECT_MAX_MS' },
-  probationMs: { flag: '--probation-ms', env: 'FLOTILLA_AGENT_PROBATION_MS' },
-  probationRequests: { flag: '--probation-requests', env: 'FLOTILLA_AGENT_PROBATION_REQUESTS' },
-  probationMaxErrorRate: { flag: '--probation-max-error-rate', env: 'FLOTILLA_AGENT_PROBATION_MAX_ERROR_RATE' },
-  probationMinRequests: { flag: '--probation-min-requests', env: 'FLOTILLA_AGENT_PROBATION_MIN_REQUESTS' },
-  downloadRetries: { flag: '--download-retries', env: 'FLOTILLA_AGENT_DOWNLOAD_RETRIES' },
-  downloadIdleTimeoutMs: { flag: '--download-idle-timeout-ms', env: 'FLOTILLA_AGENT_DOWNLOAD_IDLE_TIMEOUT_MS' },
-  updateTimeoutMs: { flag: '--update-timeout-ms', env: 'FLOTILLA_AGENT_UPDATE_TIMEOUT_MS' },
-  stepTimeoutMs: { flag: '--step-timeout-ms', env: 'FLOTILLA_AGENT_STEP_TIMEOUT_MS' },
-  telemetryIntervalS: { flag: '--telemetry-interval-s', env: 'FLOTILLA_AGENT_TELEMETRY_INTERVAL_S' },
-  statsWindowS: { flag: '--stats-window-s', env: 'FLOTILLA_AGENT_STATS_WINDOW_S' },
-  stats: { flag: '--stats', env: 'FLOTILLA_AGENT_STATS' },
-  outboxMaxBytes: { flag: '--outbox-max-bytes', env: 'FLOTILLA_AGENT_OUTBOX_MAX_BYTES' },
-  sampleOutboxMaxBytes: { flag: '--sample-outbox-max-bytes', env: 'FLOTILLA_AGENT_SAMPLE_OUTBOX_MAX_BYTES' },
-};
+/** Where each option comes from, for error messages: flag name and environment variable (options.ts). */
+export const OPTION_SOURCES = Object.fromEntries(AGENT_OPTIONS.map((o) => [o.key, { flag: o.flag, env: o.env }])) as Record<keyof z.output<typeof AgentConfigInput>, { flag: string; env: string }>;
 
 /** Thrown for a bad option; the message is one line naming where the value came from. */
 export class ConfigError extends Error {

@@ -2,7 +2,8 @@
 // cleanly on SIGINT/SIGTERM.
 import { Command, CommanderError, Option } from 'commander';
 import { Agent } from './agent.ts';
-import { ConfigError, OPTION_SOURCES, parseAgentConfig, type AgentConfig } from './config.ts';
+import { ConfigError, parseAgentConfig, type AgentConfig } from './config.ts';
+import { AGENT_OPTIONS } from './options.ts';
 import { readAgentEnv } from './env.ts';
 import { IdentityError } from './identity.ts';
 import { createAgentLogger } from './logger.ts';
@@ -13,27 +14,9 @@ const program = new Command('flotilla-agent')
   .version(AGENT_VERSION)
   .exitOverride()
   .showHelpAfterError();
-const flagHelp: Record<string, string> = {
-  server: 'control plane URL (first enrollment only)',
-  enrollToken: 'enrollment token (first start only)',
-  name: 'device name sent at enrollment',
-  dataDir: 'state directory (default ./agent-data)',
-  apiHost: 'local inference API host (default 127.0.0.1)',
-  apiPort: 'local inference API port (default 8481)',
-  trustRoot: 'root public key to pin: a file (JSON {keyid, publicKey} or base64) or the base64 key',
-  ca: 'PEM file of the CA the server\'s HTTPS and MQTT certificates must chain to (pinned; the enrollment answer\'s CA otherwise)',
-  artifactUrl: 'artifact base URL, overriding the one given at enrollment',
-  logLevel: 'fatal|error|warn|info|debug|trace|silent',
-  telemetryIntervalS: 'telemetry interval in seconds, overriding the server\'s (default 10)',
-  statsWindowS: 'stats window in seconds, overriding the server\'s (default 60)',
-  stats: 'input/output statistics on|off (default on)',
-  outboxMaxBytes: 'bound of the on-disk store-and-forward queue (default 50 MiB)',
-  sampleOutboxMaxBytes: 'bound of the on-disk queue of captured sample batches (default 64 MiB)',
-};
-for (const [key, { flag, env }] of Object.entries(OPTION_SOURCES)) {
-  const opt = new Option(`${flag} <value>`, `${flagHelp[key] ?? key} [env ${env}]`);
-  if (!flagHelp[key]) opt.hideHelp();
-  program.addOption(opt);
+// Every option is shown, from the same definitions as agent/README.md's table (options.ts).
+for (const { flag, env, default: dflt, help } of AGENT_OPTIONS) {
+  program.addOption(new Option(`${flag} <value>`, `${help} [env ${env}${dflt ? `; default ${dflt}` : ''}]`));
 }
 
 let config: AgentConfig;

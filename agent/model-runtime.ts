@@ -34,7 +34,15 @@ export type PredictInput = ({ features: unknown } | { inputs: unknown } | { imag
 
 export interface PredictOutput {
   outputs: Record<string, { dims: number[]; data: number[] }>;
-  /** Per row: top-K `{ label, index, score }` (classification) or the values (regression); one row unwrapped. */
+  /**
+   * One entry per item of the request — a feature row, an image, a tensor batch item, an audio
+   * frame — each with its top-K `{ label, index, score }` (classification) or values (regression).
+   * The same shape for every input kind and batch size.
+   */
+  results: Array<{ predictions: unknown[] }>;
+  /** The request was a batch (a list of rows or images, a tensor batch > 1, audio frames). */
+  batch: boolean;
+  /** Kept for clients written before `results`: the one item's list for a single input, every item's for a batch. */
   predictions: unknown;
   bundle: BundleInfo;
   /** Time inside the runtime (preprocess + inference + postprocess). */

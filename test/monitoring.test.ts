@@ -467,6 +467,8 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     assert.equal(tel.code, 0, tel.stderr);
     assert.match(tel.stdout, /p95/);
     assert.match(tel.stdout, /inferences\s+650/);
+    // The rate says what it is an average over: 650 inferences over the 40 s span of the reports.
+    assert.match(tel.stdout, /rate\s+16\.25\/s \(650 inferences averaged over the 40 s the reports cover/);
     assert.match(tel.stdout, /monitoring data lost\s+outbox dropped=8, outbox corrupt=1, stats dropped=9/);
     assert.match(tel.stdout, /outbox pending\s+12 messages/);
     const telJson = JSON.parse((await runCli(['--json', 'telemetry', 'lab'], env)).stdout);

@@ -6,8 +6,8 @@ import type { CliConfig } from './env.ts';
 import { CliError } from './output.ts';
 
 export function apiClient(config: CliConfig) {
-  if (!config.url) throw new CliError('no server configured: set FLOTILLA_URL or run `flotilla login --url <url> --token <token>`', 2);
-  if (!config.token) throw new CliError('no token configured: set FLOTILLA_TOKEN or run `flotilla login`', 2);
+  if (!config.url) throw new CliError('no server configured: set FLOTILLA_URL or run `flotilla login --url <url> --token <token>`', 2, 'not_configured');
+  if (!config.token) throw new CliError('no token configured: set FLOTILLA_TOKEN or run `flotilla login --url <url> --token <token>`', 2, 'not_configured');
   return hc<AppType>(config.url, { headers: { authorization: `Bearer ${config.token}` } });
 }
 
@@ -24,7 +24,7 @@ export async function call<R extends Response>(request: Promise<R>): Promise<Suc
     res = await request;
   } catch (err) {
     const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-    throw new CliError(`cannot reach the server (${cause}); check FLOTILLA_URL`);
+    throw new CliError(`cannot reach the server (${cause}); check FLOTILLA_URL`, 1, 'unreachable', { cause });
   }
   if (res.status === 204) return undefined as T;
   const text = await res.text();
@@ -32,12 +32,19 @@ export async function call<R extends Response>(request: Promise<R>): Promise<Suc
   try {
     body = text ? JSON.parse(text) : undefined;
   } catch {
-    throw new CliError(`server answered ${res.status} with a non-JSON body`);
+    throw new CliError(`server answered ${res.status} with a non-JSON body; is FLOTILLA_URL the control plane?`, 1, 'bad_response', { status: res.status });
   }
   if (!res.ok) {
     const e = (body as { error?: { code: string; message: string; details?: { references?: string[] } } })?.error;
     const refs = e?.details?.references ? ` (${e.details.references.join('; ')})` : '';
-    throw new CliError(e ? `${e.message}${refs} [${e.code}]` : `server answered ${res.status}`);
+    throw new CliError(e ? `${e.message}${refs} [${e.code}]${hintFor(res.status)}` : `server answered ${res.status}`, 1, e?.code ?? `http_${res.status}`, { status: res.status, ...(e?.details ?? {}) });
   }
   return body as T;
+}
+
+/** What to do next for the refusals whose fix is not in the server's message. */
+function hintFor(status: number): string {
+  if (status === 401) return '; check FLOTILLA_TOKEN or run `flotilla login --url <url> --token <token>`';
+  if (status === 403) return '; ask an admin for a token with a role that allows it (`flotilla tokens create --role ...`)';
+  return '';
 }

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { CliError } from './output.ts';
 
 const CliEnv = z.object({
   FLOTILLA_URL: z.string().url().optional(),
@@ -22,7 +23,7 @@ export function loadCliConfig(env: NodeJS.ProcessEnv = process.env): CliConfig {
   const parsed = CliEnv.safeParse(env);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`invalid environment: ${String(issue.path[0])}: ${issue.message}`);
+    throw new CliError(`invalid environment: ${String(issue.path[0])}: ${issue.message}; fix or unset it`, 2, 'invalid_environment', { variable: String(issue.path[0]) });
   }
   const e = parsed.data;
   const configFile = path.join(e.FLOTILLA_CONFIG_DIR ?? path.join(homedir(), '.config', 'flotilla'), 'login.json');

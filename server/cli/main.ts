@@ -16,14 +16,28 @@ import { registerRetrainCommands } from './commands/retrain.ts';
 import { registerRolloutCommands } from './commands/rollouts.ts';
 import { registerSampleCommands } from './commands/samples.ts';
 import { registerSettingsCommands } from './commands/settings.ts';
+import { registerDriftAdminCommands } from './commands/drift-admin.ts';
+import { registerGroundTruthCommands } from './commands/ground-truth.ts';
+import { registerModelRunCommand } from './commands/model-run.ts';
+import { registerDatasetPullCommand } from './commands/dataset-pull.ts';
+import { registerWhoamiCommand } from './commands/whoami.ts';
+import { registerCompletionCommand } from './commands/completion.ts';
+import { registerStatusCommand } from './commands/status.ts';
 import type { CliConfig } from './env.ts';
-import { CliError, type Output } from './output.ts';
+import type { Output } from './output.ts';
+import { reportError } from './report-error.ts';
+
+// --json may sit anywhere on the line; errors raised before commander parsed it (usage errors) need it too.
+const jsonRequested = process.argv.slice(2).includes('--json');
 
 const program = new Command('flotilla')
   .description('Flotilla: ML model fleet manager (control plane CLI)')
   .option('--json', 'machine-readable JSON output')
   .showHelpAfterError()
-  .exitOverride();
+  .exitOverride()
+  // With --json a usage error is the JSON object on stderr (report-error.ts), not commander's text and help.
+  .configureOutput({ outputError: (text, write) => (jsonRequested ? undefined : write(text)) });
+if (jsonRequested) program.showHelpAfterError(false);
 
 // The configuration (env.ts, with zod) is loaded before a command's action runs, not for `--help`
 // or a usage error: start-up time is most of a CLI command's time (README, "CLI start-up").
@@ -54,18 +68,18 @@ registerSampleCommands(program, ctx);
 registerEventCommands(program, ctx);
 registerHistoryCommands(program, ctx);
 registerWebhookCommands(program, ctx);
+registerDriftAdminCommands(program, ctx);
+registerGroundTruthCommands(program, ctx);
+registerModelRunCommand(program, ctx);
+registerDatasetPullCommand(program, ctx);
+registerWhoamiCommand(program, ctx);
+registerStatusCommand(program, ctx);
+// Last: it walks the commands registered before it.
+registerCompletionCommand(program, ctx);
 
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
-  if (err instanceof CommanderError) {
-    // Commander already printed the usage error (or help/version, which exit 0).
-    process.exitCode = err.exitCode === 0 ? 0 : 2;
-  } else if (err instanceof CliError) {
-    process.stderr.write(`flotilla: ${err.message}\n`);
-    process.exitCode = err.exitCode;
-  } else {
-    process.stderr.write(`flotilla: ${(err as Error).message}\n`);
-    process.exitCode = 1;
-  }
+  // Help and version end in a CommanderError with exit code 0.
+  process.exitCode = err instanceof CommanderError && err.exitCode === 0 ? 0 : reportError(err, jsonRequested || Boolean(program.opts().json));
 }

@@ -1,8 +1,17 @@
 // CLI output: aligned tables for people, JSON for scripts.
+import { ago, size } from './human.ts';
+
+/**
+ * A refusal: the message says what to fix. Exit code 1 = the server refused or the operation failed,
+ * 2 = bad usage or a local problem. `code` and `details` are what `--json` prints on stderr (the
+ * server's own code and details when it refused).
+ */
 export class CliError extends Error {
   constructor(
     message: string,
     readonly exitCode = 1,
+    readonly code = exitCode === 2 ? 'invalid_usage' : 'failed',
+    readonly details: Record<string, unknown> = {},
   ) {
     super(message);
   }
@@ -22,9 +31,20 @@ function cell(v: unknown): string {
   return String(v);
 }
 
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d/;
+const isTimeColumn = (c: string) => /At$|^lastSeen$/.test(c);
+const isSizeColumn = (c: string) => c === 'size' || /Bytes$/.test(c);
+
+/** A table cell for people: times relative ("3 min ago"), sizes in KB/MB/GB; --json keeps the raw values. */
+function humanCell(column: string, v: unknown): string {
+  if (typeof v === 'string' && isTimeColumn(column) && ISO_TIME.test(v)) return ago(v);
+  if (typeof v === 'number' && isSizeColumn(column)) return size(v);
+  return cell(v);
+}
+
 export function table(rows: Array<Record<string, unknown>>, columns: string[]): string {
   if (!rows.length) return '(none)';
-  const cells = rows.map((r) => columns.map((c) => cell(r[c])));
+  const cells = rows.map((r) => columns.map((c) => humanCell(c, r[c])));
   const widths = columns.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i].length)));
   const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i])).join('  ').trimEnd();
   return [line(columns.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
@@ -33,7 +53,7 @@ export function table(rows: Array<Record<string, unknown>>, columns: string[]): 
 export function keyValues(obj: Record<string, unknown>): string {
   const width = Math.max(...Object.keys(obj).map((k) => k.length));
   return Object.entries(obj)
-    .map(([k, v]) => `${k.padEnd(width)}  ${cell(v)}`)
+    .map(([k, v]) => `${k.padEnd(width)}  ${typeof v === 'string' && isTimeColumn(k) && ISO_TIME.test(v) ? `${v} (${ago(v)})` : humanCell(k, v)}`)
     .join('\n');
 }
 

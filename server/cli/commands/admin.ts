@@ -17,7 +17,7 @@ export function registerAdminCommands(program: Command, ctx: { api: () => Api; o
       const res = await fetch(new URL('/api/v1/models?limit=1', o.url), { headers: { authorization: `Bearer ${o.token}` } }).catch((err: Error) => {
         throw new CliError(`cannot reach ${o.url}: ${(err as { cause?: { code?: string } }).cause?.code ?? err.message}`);
       });
-      if (res.status === 401) throw new CliError('the server rejected this token');
+      if (res.status === 401) throw new CliError('the server rejected this token: check --token (the admin token the server printed at first start, or one from `flotilla tokens create`)');
       const file = ctx.config().configFile;
       await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
       await writeFile(file, JSON.stringify({ url: o.url, token: o.token }) + '\n', { mode: 0o600 });

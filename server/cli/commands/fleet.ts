@@ -1,14 +1,15 @@
 // `flotilla enroll-tokens|devices|cohorts ...`: the operator's commands.
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { call, type Api } from '../api.ts';
 import { CliError, emit, keyValues, parseDuration, parsePairs, table, type Output } from '../output.ts';
+import { watch } from '../watch.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 const DEVICE_COLUMNS = ['id', 'name', 'status', 'online', 'updateState', 'labels', 'lastSeen'];
 
 function positiveInt(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new CliError(`expected a positive integer, got "${v}"`, 2);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer (1, 2, …)');
   return n;
 }
 
@@ -47,11 +48,18 @@ export function registerFleetCommands(program: Command, ctx: { api: () => Api; o
     .description('list devices')
     .option('--selector <selector>', "label selector, e.g. 'site=berlin,hw in (rpi4,jetson)'")
     .option('--status <status>', 'pending | approved | revoked')
-    .action(async (o: { selector?: string; status?: 'pending' | 'approved' | 'revoked' }) => {
-      const res = await call(ctx.api().api.v1.devices.$get({ query: { selector: o.selector, status: o.status } }));
-      // Stale desired state and bundles unknown to this server are flagged in the listing.
-      const rows = res.devices.map((d) => ({ ...d, flags: [d.desiredStale ? 'stale' : '', d.activeBundleKnown === false ? 'unknown-bundle' : ''].filter(Boolean).join(',') }));
-      emit(ctx.out(), res, () => table(rows, [...DEVICE_COLUMNS, 'flags']));
+    .option('--watch', 'refresh in place until Ctrl-C')
+    .option('--interval <duration>', 'refresh interval with --watch', '2s')
+    .action(async (o: { selector?: string; status?: 'pending' | 'approved' | 'revoked'; watch?: boolean; interval: string }) => {
+      const frame = async () => {
+        const res = await call(ctx.api().api.v1.devices.$get({ query: { selector: o.selector, status: o.status } }));
+        // Stale desired state and bundles unknown to this server are flagged in the listing.
+        const rows = res.devices.map((d) => ({ ...d, flags: [d.desiredStale ? 'stale' : '', d.activeBundleKnown === false ? 'unknown-bundle' : ''].filter(Boolean).join(',') }));
+        return { data: res, human: () => table(rows, [...DEVICE_COLUMNS, 'flags']) };
+      };
+      if (o.watch) return watch(ctx.out(), parseDuration(o.interval), frame);
+      const f = await frame();
+      emit(ctx.out(), f.data, f.human);
     });
   devices
     .command('show <id>')

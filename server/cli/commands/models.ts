@@ -6,6 +6,7 @@ import { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
 import type { CliConfig } from '../env.ts';
+import { byteProgress, endProgress } from '../progress.ts';
 import { CliError, emit, keyValues, parsePairs, table, type Output } from '../output.ts';
 import { formatEvaluation, type ReportLike } from './evaluation-format.ts';
 import { describeSize, type VersionFacts } from '../../models/version-facts.ts';
@@ -41,7 +42,7 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
     .option('--eval <dataset>', 'then evaluate it against the champion on this dataset (name@N); a broken budget rejects it')
     .action(async (file: string, o: { name: string; notes?: string; parent?: string; metric: string[]; tag: string[]; eval?: string }) => {
       const info = await stat(file).catch(() => null);
-      if (!info?.isFile()) throw new CliError(`no such file: ${file}`, 2);
+      if (!info?.isFile()) throw new CliError(`no such file: ${file}: give the path of an .onnx file`, 2);
       const config = ctx.config();
       const url = new URL(`/api/v1/models/${encodeURIComponent(o.name)}/versions`, config.url);
       if (o.notes) url.searchParams.set('notes', o.notes);
@@ -53,10 +54,10 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
       const request = fetch(url, {
         method: 'POST',
         headers: { authorization: `Bearer ${config.token}`, 'content-type': 'application/octet-stream', 'content-length': String(info.size) },
-        body: Readable.toWeb(createReadStream(file)) as ReadableStream,
+        body: Readable.toWeb(createReadStream(file).pipe(byteProgress(ctx.out(), `uploading ${path.basename(file)}`, info.size))) as ReadableStream,
         duplex: 'half',
       } as RequestInit);
-      const v = (await call(request)) as unknown as { ref: string; version: number; sha256: string; size: number; paramCount: number; opset: number; facts: Record<string, unknown> | null };
+      const v = (await call(request).finally(() => endProgress(ctx.out()))) as unknown as { ref: string; version: number; sha256: string; size: number; paramCount: number; opset: number; facts: Record<string, unknown> | null };
       const pushed = `pushed ${v.ref} (${path.basename(file)}, ${v.size} bytes, sha256 ${v.sha256.slice(0, 12)}…, ${describeSize(v)}, opset ${v.opset})${rewriteNote(v.facts)}`;
       if (!o.eval) return emit(ctx.out(), v, () => pushed);
       const ev = (await call(

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
+import { duration } from '../human.ts';
 import { CliError, emit, keyValues, table, type Output } from '../output.ts';
 
 function splitRef(ref: string): { name: string; ref: string } {
@@ -80,7 +81,8 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
             window: `${o.window} (${r.window.start} → ${r.window.end})`,
             reports: r.reports,
             inferences: r.inferences,
-            rate: r.ratePerSecond === null ? '-' : `${num(r.ratePerSecond)}/s`,
+            // Say what the number is an average over (README, "Telemetry": what the rate means).
+            rate: r.ratePerSecond === null || !r.span ? '-' : `${num(r.ratePerSecond)}/s (${r.inferences} inferences averaged over the ${duration(r.span.seconds)} the reports cover, not only the seconds with traffic)`,
             errors: `${r.errorCount}${errors ? ` (${errors})` : ''}, ${pct(r.errorRatio)} of requests`,
             'latency p50': ms(r.latency.p50),
             'latency p95': ms(r.latency.p95),
@@ -96,7 +98,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
           ...r.monitoring.refusedStats.map((x) => `stats refused (${x.reason}): ${x.hint}`),
           '',
           table(
-            r.resources.devices.map((d) => ({ device: d.deviceId, cpu: pct(d.cpu), rss: bytes(d.rssBytes), diskFree: bytes(d.diskFreeBytes), uptime: `${Math.round(d.uptimeS)} s`, queue: d.queueDepth, outbox: d.outboxPending ?? '-', at: d.at })),
+            r.resources.devices.map((d) => ({ device: d.deviceId, cpu: pct(d.cpu), rss: bytes(d.rssBytes), diskFree: bytes(d.diskFreeBytes), uptime: duration(d.uptimeS), queue: d.queueDepth, outbox: d.outboxPending ?? '-', at: d.at })),
             ['device', 'cpu', 'rss', 'diskFree', 'uptime', 'queue', 'outbox', 'at'],
           ),
         ].join('\n'),
@@ -137,14 +139,15 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
   const models = program.commands.find((c) => c.name() === 'models') ?? program.command('models');
   models
     .command('reference <model> [file]')
-    .description('set the reference profile of model@N from its reference dataset (.csv with a header, .jsonl / .ndjson, or a .json array), or from a stored dataset with --dataset')
+    .description('show the reference profile of model@N; with a file or --dataset, set it from its reference dataset (.csv with a header, .jsonl / .ndjson, or a .json array), or from a stored dataset with --dataset')
     .option('--dataset <dataset>', 'a pushed dataset version (name@N): its feature columns, or for an image dataset the image features devices compute (preprocessing from the nearest bundle definition)')
     .option('--preprocess <json>', "image datasets, versions without a bundle: a bundle definition's image preprocess as JSON")
     .option('--bins <n>', 'numeric bins (quantiles), default 20')
     .option('--categorical <columns>', 'comma-separated columns to treat as categorical although numeric')
     .option('--num-classes <n>', 'classes of a classifier (default: the model output width)')
     .action(async (model: string, file: string | undefined, o: { bins?: string; categorical?: string; numClasses?: string; dataset?: string; preprocess?: string }) => {
-      if (Boolean(file) === Boolean(o.dataset)) throw new CliError('give a file or --dataset <name@N>, not both', 2);
+      if (file && o.dataset) throw new CliError('give a file or --dataset <name@N>, not both', 2);
+      if (!file && !o.dataset) return showReference(ctx, model);
       if (o.preprocess && !o.dataset) throw new CliError('--preprocess goes with --dataset <images@N>', 2);
       let preprocess: Record<string, unknown> | undefined;
       if (o.preprocess) {
@@ -162,7 +165,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
         r = await call(endpoint.$post({ param: { name, ref }, query, json: { dataset: o.dataset, ...(preprocess && { preprocess }) } }));
       } else {
         const text = await readFile(file!, 'utf8').catch(() => {
-          throw new CliError(`cannot read ${file}`, 2);
+          throw new CliError(`cannot read ${file}: give a reference dataset file (.csv, .jsonl, .ndjson or .json) or --dataset <name@N>`, 2);
         });
         const ext = path.extname(file!).toLowerCase();
         const type = ext === '.csv' ? 'text/csv' : ext === '.jsonl' || ext === '.ndjson' ? 'application/x-ndjson' : ext === '.json' ? 'application/json' : null;
@@ -184,4 +187,12 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
         ].join('\n'),
       );
     });
+}
+
+/** `models reference <model@N>` with nothing to set: the stored profile. */
+async function showReference(ctx: { api: () => Api; out: () => Output }, model: string): Promise<void> {
+  const { name, ref } = splitRef(model);
+  const r = await call(ctx.api().api.v1.models[':name'].versions[':ref'].reference.$get({ param: { name, ref }, query: {} }));
+  const p = r as unknown as { model: string; rows: number; features: Array<Record<string, unknown>> };
+  emit(ctx.out(), r, () => `reference profile of ${p.model}: ${p.rows} rows, ${p.features.length} features\n\n${table(p.features, ['name', 'kind', 'count', 'nulls', 'min', 'max', 'mean'])}`);
 }

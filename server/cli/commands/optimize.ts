@@ -2,6 +2,7 @@
 // registers the variant as a child version and prints how it compares with its parent.
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
+import { withSpinner } from '../progress.ts';
 import { CliError, emit, type Output } from '../output.ts';
 import { formatEvaluation, type ReportLike } from './evaluation-format.ts';
 
@@ -38,7 +39,7 @@ export function registerOptimizeCommand(program: Command, ctx: { api: () => Api;
       if ((o.perChannel || o.integer) && !o.quantize) throw new CliError('--per-channel and --integer go with --quantize int8', 2);
       if ((o.structured || o.calibrate) && o.prune === undefined) throw new CliError('--structured and --calibrate go with --prune <sparsity>', 2);
       const { name, ref } = splitRef(refArg);
-      const res = (await call(
+      const res = (await withSpinner(ctx.out(), `optimizing ${refArg}`, call(
         ctx.api().api.v1.models[':name'].versions[':ref'].optimize.$post({
           param: { name, ref },
           json: {
@@ -47,7 +48,7 @@ export function registerOptimizeCommand(program: Command, ctx: { api: () => Api;
             prune: o.prune !== undefined ? { sparsity: o.prune, structured: Boolean(o.structured), calibration: o.calibrate } : undefined,
           },
         }),
-      )) as unknown as Outcome;
+      ))) as unknown as Outcome;
       const v = res.version;
       emit(ctx.out(), res, () => {
         const head = `registered ${v.ref} (${v.variant}) — ${v.status === 'ready' ? 'ready' : `REJECTED: ${v.statusReason}`}`;

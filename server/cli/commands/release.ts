@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import type { KeyList } from '../../../firmware-bundles/key-list.ts';
 import { call, type Api } from '../api.ts';
+import { withSpinner } from '../progress.ts';
 import { CliError, emit, keyValues, parseDuration, table, type Output } from '../output.ts';
 import { startRollout } from './rollouts.ts';
 
@@ -16,7 +17,7 @@ const definitions = () => import('../../../firmware-bundles/load-definition.ts')
 
 async function definitionPath(def: string): Promise<string> {
   const s = await stat(def).catch(() => null);
-  if (!s) throw new CliError(`no such definition: ${def}`, 2);
+  if (!s) throw new CliError(`no such definition: ${def}: give --def a bundle definition folder or its bundle.json (e.g. firmware-bundles/tabular-demo)`, 2);
   return s.isDirectory() ? path.join(def, 'bundle.json') : def;
 }
 
@@ -121,7 +122,7 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
       } catch (err) {
         throw new CliError((err as Error).message, 2);
       }
-      const b = await call(ctx.api().api.v1.bundles.$post({ json: { model, definition: loaded.definition as Record<string, unknown>, labels: loaded.labels } }));
+      const b = await withSpinner(ctx.out(), `building the bundle of ${model} (smoke vectors)`, call(ctx.api().api.v1.bundles.$post({ json: { model, definition: loaded.definition as Record<string, unknown>, labels: loaded.labels } })));
       emit(ctx.out(), b, () => `built ${b.id} (${b.name} from ${b.model}): ${b.files.map((f) => `${f.path} ${f.size} B sha256 ${f.sha256.slice(0, 12)}…`).join(', ')}`);
     });
   bundles

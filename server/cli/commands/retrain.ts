@@ -37,7 +37,7 @@ export function registerRetrainCommands(program: Command, ctx: { api: () => Api;
         try {
           body = JSON.parse(text) as Record<string, unknown>;
         } catch {
-          throw new CliError(`${o.policy} is not JSON`, 2);
+          throw new CliError(`${o.policy} is not JSON: --policy takes a JSON file ({cron?, trainer, data, ...}; README, "Continuous training")`, 2);
         }
       } else if (o.disable || o.enable) {
         const current = await call(route.$get({ param: { name: model } }));

@@ -1,6 +1,6 @@
 // `flotilla settings set|show|rm`: agent settings (telemetry interval, stats window, sample capture) per
 // cohort or device. They travel in the signed manifest, so a change re-signs the affected devices'.
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import { call, type Api } from '../api.ts';
 import { CliError, emit, keyValues, parseDuration, table, type Output } from '../output.ts';
 
@@ -17,7 +17,7 @@ function targetOf(o: { cohort?: string; device?: string }, required: boolean): T
 
 function count(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new CliError(`expected a positive integer, got "${v}"`, 2);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive integer (1, 2, …)');
   return n;
 }
 

@@ -62,17 +62,27 @@ export async function runCommandTrainer(spec: z.infer<typeof CommandTrainer>, ct
   if (ctx.signal.aborted) throw ctx.signal.reason;
   if (exit.error) throw new Error(`cannot start ${spec.argv[0]}: ${exit.error.message}`);
   if (exit.code !== 0) throw new Error(exit.signal ? `trainer killed by ${exit.signal}` : `trainer exited with code ${exit.code}`);
-  const size = await stat(ctx.outputPath).then((s) => s.size, () => 0);
-  if (!size) throw new Error('the trainer exited 0 but wrote no model to FLOTILLA_OUTPUT');
+  await checkOutput(ctx.outputPath);
   return { kind: 'model', metrics: await readMetrics(metricsPath, ctx), params: { argv: spec.argv } };
 }
 
-/** Optional `{name: number}` the program may write to FLOTILLA_METRICS; anything else is ignored with a log line. */
+/**
+ * FLOTILLA_OUTPUT is a file path (…/model.onnx), not a folder: a trainer that made it one, or wrote
+ * nothing, gets an error naming the variable and what was expected instead of a bare EISDIR later.
+ */
+async function checkOutput(file: string): Promise<void> {
+  const s = await stat(file).catch(() => null);
+  if (s?.isDirectory()) throw new Error(`FLOTILLA_OUTPUT (${file}) is the path of the ONNX file to write, but the trainer made it a folder: write the model to that path itself (e.g. copyFileSync(trained, process.env.FLOTILLA_OUTPUT))`);
+  if (!s?.isFile() || s.size === 0) throw new Error(`the trainer exited 0 but wrote no model to FLOTILLA_OUTPUT (${file}): write the ONNX bytes to that file path`);
+}
+
+/** Optional `{name: number}` the program may write to FLOTILLA_METRICS (a file path); anything else is ignored with a log line. */
 async function readMetrics(file: string, ctx: TrainerContext): Promise<Record<string, number>> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EISDIR') ctx.log('runner', `FLOTILLA_METRICS (${file}) is the path of a JSON file to write, but the trainer made it a folder: metrics ignored`);
     return {};
   }
   try {
