@@ -119,7 +119,7 @@ export class StubRuntime implements ModelRuntime {
       return [{ label: unit.labels[index], index, score: 0.5 + Math.random() / 2 }];
     });
     const latencyMs = this.opts.latencyMs ?? 1;
-    const output: PredictOutput = { outputs: {}, predictions: rowCount === 1 ? rows[0] : rows, bundle: unit.info, latencyMs };
+    const output: PredictOutput = { outputs: {}, results: rows.map((predictions) => ({ predictions })), batch: rowCount > 1, predictions: rowCount === 1 ? rows[0] : rows, bundle: unit.info, latencyMs };
     for (const l of this.outcomeListeners) l({ counter: unit.info.counter, ok: true });
     const event: PredictionEvent = { bundle: unit.info, ok: true, latencyMs, input, output, rows };
     for (const l of this.predictionListeners) l(event);
