@@ -63,6 +63,10 @@ describe('webhook subscriptions', () => {
     subs.flaky = await cli('webhooks', 'add', `${base}/flaky`, '--events', 'model.version_registered', '--description', 'CI trigger');
     assert.match(subs.flaky.secret, /^whsec_/, 'a secret is generated when none is given');
     assert.deepEqual((await cli('webhooks', 'ls')).map((w: { id: string }) => w.id).sort(), [subs.models.id, subs.flaky.id].sort());
+    const shown = await cli('webhooks', 'show', subs.flaky.id);
+    assert.equal(shown.url, `${base}/flaky`);
+    assert.deepEqual(shown.events, ['model.version_registered']);
+    assert.equal(shown.secret, undefined, 'the secret is shown only at creation');
 
     assert.equal((await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel({ seed: 1 }) as BodyInit })).status, 201);
     assert.equal((await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel({ seed: 2 }) as BodyInit })).status, 201);

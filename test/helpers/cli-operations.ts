@@ -6,6 +6,13 @@
 
 /** "METHOD /api/v1/path" → the command path (as `flotilla <path> --help` takes it). */
 export const OPERATION_COMMANDS: Record<string, string> = {
+  'GET /api/v1/history': 'history',
+  'POST /api/v1/webhooks': 'webhooks add',
+  'GET /api/v1/webhooks': 'webhooks ls',
+  'GET /api/v1/webhooks/{id}': 'webhooks show',
+  'DELETE /api/v1/webhooks/{id}': 'webhooks rm',
+  'POST /api/v1/webhooks/{id}/test': 'webhooks test',
+  'GET /api/v1/webhooks/{id}/deliveries': 'webhooks deliveries',
   'GET /api/v1/models': 'models ls',
   'POST /api/v1/models/{name}/versions': 'models push',
   'GET /api/v1/models/{name}/versions': 'models versions',
@@ -93,6 +100,7 @@ export const OPERATION_COMMANDS: Record<string, string> = {
 
 /** Operations no user calls from a terminal, with the reason. */
 export const NO_COMMAND: Record<string, string> = {
+  'GET /api/v1/telemetry/series': "the console's per-minute chart data; `flotilla telemetry --device` gives the window's summary",
   'POST /api/v1/enroll': 'device-only: the agent enrolls with an enrollment token (flotilla-agent --enroll-token)',
   'POST /api/v1/devices/{id}/samples': 'device-only: agents upload captured samples with their own credentials',
   'POST /api/v1/jobs/{id}/result': 'pipeline-only: an external trainer uploads its model with the job token',

@@ -1,4 +1,4 @@
-// `flotilla webhooks add|ls|rm|test|deliveries`: event subscriptions delivered through the webhook outbox (admin).
+// `flotilla webhooks add|ls|show|rm|test|deliveries`: event subscriptions delivered through the webhook outbox (admin).
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
 import { CliError, emit, keyValues, table, type Output } from '../output.ts';
@@ -24,6 +24,13 @@ export function registerWebhookCommands(program: Command, ctx: { api: () => Api;
     .action(async (o: { limit: string }) => {
       const res = await call(ctx.api().api.v1.webhooks.$get({ query: { limit: o.limit } }));
       emit(ctx.out(), res.webhooks, () => table(res.webhooks.map((w) => ({ ...w, events: w.events.join(',') })), ['id', 'url', 'events', 'description', 'createdAt', 'createdBy']));
+    });
+  webhooks
+    .command('show <id>')
+    .description('one subscription (its secret is never shown again)')
+    .action(async (id: string) => {
+      const w = await call(ctx.api().api.v1.webhooks[':id'].$get({ param: { id } }));
+      emit(ctx.out(), w, () => keyValues({ ...w, events: w.events.join(', ') }));
     });
   webhooks
     .command('rm <id>')
