@@ -15,7 +15,7 @@ import { gemmModel } from './helpers/models.ts';
 import { scaledGemmModel, slowGemmModel } from './helpers/shadow-models.ts';
 
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
-const FAST_GATES = { minShadowCompared: 10, onFailure: 'rollback' as const };
+const FAST_GATES = { minShadowCompared: 10, maxShadowLatencyRatio: 10, onFailure: 'rollback' as const };
 
 interface Gate {
   name: string;
@@ -107,7 +107,8 @@ describe('end to end: shadow evaluation and rollout gates', () => {
 
   test('a healthy candidate is shadowed, agrees, and the rollout walks every stage', async () => {
     startTraffic();
-    const started = await cli('rollouts', 'start', 'tab@2', '--cohort', 'lab', '--stages', '50%,100%', '--bake', '1s', '--shadow', '50%', '--shadow-duration', '3s', '--shadow-window', '1s');
+    const started = await cli('rollouts', 'start', 'tab@2', '--cohort', 'lab', '--stages', '50%,100%', '--bake', '1s', '--shadow', '50%', '--shadow-duration', '3s', '--shadow-window', '1s', '--max-shadow-latency-ratio', '10');
+    // The latency threshold is loose here: p95s of two threads on a loaded 2-core machine wobble; the slow candidate below is ~10× the work.
     assert.equal(started.phase, 'shadow');
     // Shadow on the first stage's device only; it keeps serving v1 meanwhile.
     let seen: any;
@@ -155,7 +156,7 @@ describe('end to end: shadow evaluation and rollout gates', () => {
 
   test('a slower candidate trips the shadow latency gate', async () => {
     startTraffic();
-    const r = (await cp.api('POST', '/api/v1/rollouts', { json: { bundle: 'tab@4', cohort: 'lab', stages: [1], bakeS: 0, shadow: { share: 1, durationS: 2, windowS: 1 }, gates: { ...FAST_GATES, onFailure: 'pause' } } })).body;
+    const r = (await cp.api('POST', '/api/v1/rollouts', { json: { bundle: 'tab@4', cohort: 'lab', stages: [1], bakeS: 0, shadow: { share: 1, durationS: 2, windowS: 1 }, gates: { ...FAST_GATES, maxShadowLatencyRatio: 2, onFailure: 'pause' } } })).body;
     const done = await waitStatus(r.id, ['paused', 'aborted', 'succeeded']);
     await stopTraffic();
     assert.equal(done.status, 'paused', JSON.stringify(done.lastCheck));
@@ -163,7 +164,8 @@ describe('end to end: shadow evaluation and rollout gates', () => {
     assert.equal(gates.find((g) => g.name === 'agreement')!.status, 'pass', 'same answers');
     const latency = gates.find((g) => g.name === 'shadowLatencyRatio')!;
     assert.equal(latency.status, 'fail', JSON.stringify(latency));
-    assert.ok(latency.value! > 1.5);
+    assert.ok(latency.value! > 2);
+    console.log(`slow candidate: shadow p95 ratio ${latency.value!.toFixed(1)} (${latency.reason})`);
     assert.equal((await cp.api('POST', `/api/v1/rollouts/${r.id}/abort`, { json: {} })).status, 200);
   });
 
