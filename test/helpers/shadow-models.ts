@@ -25,7 +25,7 @@ export function scaledGemmModel(seed: number, scale: number): Uint8Array {
  * gemmModel({ seed })'s function with `layers` extra width×width identity MatMuls in between (one shared
  * initializer, so the file stays small): identical top-1 answers, a fixed multiple of the work.
  */
-export function slowGemmModel(seed: number, layers = 200, width = 512): Uint8Array {
+export function slowGemmModel(seed: number, layers = 400, width = 512): Uint8Array {
   const { w, b } = gemmWeights(seed);
   const lift = new Array(8 * width).fill(0);
   for (let i = 0; i < 8; i++) lift[i * width + i] = 1;
