@@ -20,6 +20,7 @@ import { MqttSession } from './mqtt-session.ts';
 import { Reconciler } from './reconciler.ts';
 import { Reporter } from './reporter.ts';
 import { SampleCapture } from './sample-capture.ts';
+import { ShadowEvaluator } from './shadow/shadow-evaluator.ts';
 import { StateStore } from './state-store.ts';
 import { AGENT_VERSION } from './version.ts';
 
@@ -39,6 +40,7 @@ export class Agent {
   api?: LocalApi;
   capture?: SampleCapture;
   monitoring?: Monitoring;
+  shadow?: ShadowEvaluator;
   private commands?: CommandHandler;
   private lockPath?: string;
   private readonly stopCtl = new AbortController();
@@ -109,6 +111,10 @@ export class Agent {
     this.capture = capture;
     runtime.onPrediction((e) => capture.offerPrediction(e));
     await capture.start();
+    // Candidates named in the serving manifest run beside the active model, never answering.
+    const shadow = new ShadowEvaluator({ dataDir: config.dataDir, agentVersion: AGENT_VERSION, downloader, runtime, report: (r) => reporter.setShadow(r), logger: log });
+    this.shadow = shadow;
+    shadow.start();
     const reconciler = new Reconciler({
       deviceId: identity.deviceId,
       pinnedRoot: identity.trust ? { keyid: identity.trust.keyid, publicKey: identity.trust.publicKey } : null,
@@ -123,6 +129,7 @@ export class Agent {
       onActive: (b) => {
         monitoring.bundleActivated(b);
         capture.configure(b);
+        shadow.configure(b.manifest);
       },
     });
     this.reconciler = reconciler;
@@ -177,6 +184,7 @@ export class Agent {
       mqtt: { connected: this.session?.connected ?? false },
       monitoring: this.monitoring?.status() ?? null,
       sampleCapture: this.capture?.status() ?? null,
+      shadow: this.shadow?.status() ?? null,
       active: snap?.active ?? null,
       memory: memoryNow(),
       update: snap
@@ -192,6 +200,7 @@ export class Agent {
     await this.capture?.stop();
     await this.session?.stop();
     await this.reconciler?.stop();
+    await this.shadow?.stop();
     await this.commands?.stop();
     await this.runtime?.stop();
     if (this.lockPath) await rm(this.lockPath, { force: true });

@@ -3,6 +3,7 @@
 // document matters, so nothing is queued: the latest one is sent once the session is back.
 import type { Logger } from 'pino';
 import type { BundleRef, ReportedMessage, UpdateState } from '../protocol/messages/reported.ts';
+import { AGENT_CAPABILITIES, type ShadowReport } from '../protocol/messages/shadow.ts';
 import type { StateStore, Transition } from './state-store.ts';
 
 export interface ReportPublisher {
@@ -15,6 +16,7 @@ export class Reporter {
   private active: ReportedMessage['active'] = null;
   private desired: ReportedMessage['desired'] = null;
   private progress: ReportedMessage['progress'];
+  private shadow: ShadowReport | null = null;
   private lastProgressAt = 0;
   private session?: ReportPublisher;
   private dirty = false;
@@ -55,6 +57,8 @@ export class Reporter {
       transitions: s.transitions.slice(-50),
       ...(s.keylist ? { keylistVersion: (s.keylist.signed as { version?: number }).version ?? 0 } : {}),
       highestCounter: Math.max(s.highWaterCounter, this.active?.counter ?? 0),
+      capabilities: [...AGENT_CAPABILITIES],
+      ...(this.shadow ? { shadow: this.shadow } : {}),
     };
   }
 
@@ -66,6 +70,13 @@ export class Reporter {
 
   setActive(active: (BundleRef & { activatedAt: string }) | null): void {
     this.active = active;
+    this.flush();
+  }
+
+  /** The shadow evaluation's latest figures (null: none running); published with the document. */
+  setShadow(shadow: ShadowReport | null): void {
+    if (shadow === null && this.shadow === null) return;
+    this.shadow = shadow;
     this.flush();
   }
 

@@ -95,6 +95,40 @@ export const AgentConfig = z.object({
 export type AgentConfig = z.infer<typeof AgentConfig>;
 
 /**
+ * A shadow candidate: a second bundle the device loads beside the one it serves and runs on a share
+ * of live requests off the request path, to compare answers — never to answer. It rides in the
+ * signed manifest like the active bundle (files by hash and size, same signatures, same counter), so
+ * nothing unsigned ever runs on a device, and a manifest without it ends the shadow.
+ *
+ * @example
+ * ShadowCandidate.parse({ rolloutId: 'rol_1', share: 0.2, windowS: 30, bundle: { id: 'bnd_2', name: 'tabular-demo', model: { name: 'tabular-demo', version: 2 } }, files, minAgentVersion: '0.1.0' })
+ */
+export const ShadowCandidate = z
+  .object({
+    /** The rollout evaluating the candidate (reports name it, so the server counts them to that rollout). */
+    rolloutId: z.string().min(1).max(64),
+    /** Share of live requests also run on the candidate, in (0, 1]. */
+    share: z.number().gt(0).max(1),
+    /** Seconds per comparison window (each closed window is reported). */
+    windowS: z.number().int().min(1).max(3600),
+    bundle: z.object({
+      id: z.string().min(1).max(128),
+      name: z.string().min(1).max(128),
+      model: z.object({ name: z.string().min(1).max(128), version: z.number().int().positive() }),
+    }),
+    files: z.array(ManifestFile).min(1).max(MAX_MANIFEST_FILES),
+    minAgentVersion: z.string().regex(/^\d+\.\d+\.\d+$/, 'x.y.z'),
+  })
+  .superRefine((c, ctx) => {
+    const paths = c.files.map((f) => f.path);
+    if (new Set(paths).size !== paths.length) ctx.addIssue({ code: 'custom', path: ['files'], message: 'duplicate file path' });
+    for (const required of REQUIRED_BUNDLE_FILES) {
+      if (!paths.includes(required)) ctx.addIssue({ code: 'custom', path: ['files'], message: `missing ${required}` });
+    }
+  });
+export type ShadowCandidate = z.infer<typeof ShadowCandidate>;
+
+/**
  * The signed payload of a deployment manifest. Refines: unique paths, model.onnx and bundle.json
  * present, expiresAt after issuedAt.
  *
@@ -121,6 +155,8 @@ export const DeploymentManifest = z
     /** Version of the key list the signers belong to (lets an agent say it needs a newer list). */
     keylistVersion: z.number().int().positive(),
     agentConfig: AgentConfig.optional(),
+    /** A candidate to evaluate in shadow beside the bundle above (which keeps answering). */
+    shadow: ShadowCandidate.optional(),
   })
   .superRefine((m, ctx) => {
     const paths = m.files.map((f) => f.path);
@@ -152,6 +188,7 @@ export function createManifest(input: {
   keylistVersion: number;
   expiresAt: Date;
   agentConfig?: AgentConfig;
+  shadow?: ShadowCandidate;
   now?: Date;
 }): DeploymentManifest {
   return withoutUndefined(
@@ -169,6 +206,7 @@ export function createManifest(input: {
       counter: input.counter,
       keylistVersion: input.keylistVersion,
       agentConfig: input.agentConfig,
+      shadow: input.shadow && { ...input.shadow, files: input.shadow.files.map(({ path, sha256, size }) => ({ path, sha256, size })) },
     }),
   );
 }

@@ -154,7 +154,7 @@ describe('staged rollouts', () => {
     assert.equal(r.status, 'running', JSON.stringify(r));
     const done = await waitRollout(r.id, ['aborted', 'succeeded', 'paused']);
     assert.equal(done.status, 'aborted');
-    assert.match(String(done.lastCheck.verdict), /gate failed: 1 failed update/);
+    assert.match(String(done.lastCheck.verdict), /gate failed: failedUpdates 1 not ≤ 0/);
     for (let i = 0; i < 100 && first.received.at(-1) !== bundles[1]; i++) await sleep(20);
     assert.equal(first.received.at(-1), bundles[1], 'back on the previous bundle');
     for (const d of devices.filter((x) => x !== first)) assert.ok(!d.received.includes(bundles[2]), 'later stages never started');
@@ -281,7 +281,7 @@ describe('staged rollouts on a cohort preferring a variant', () => {
     assert.equal(await bundleCount(), before);
     const done = await waitRollout(r.id, ['aborted', 'succeeded', 'paused']);
     assert.equal(done.status, 'aborted');
-    assert.match(String(done.lastCheck.verdict), /gate failed: 1 failed update/);
+    assert.match(String(done.lastCheck.verdict), /gate failed: failedUpdates 1 not ≤ 0/);
     for (let i = 0; i < 100 && first.received.at(-1) !== previous; i++) await sleep(20);
     assert.equal(first.received.at(-1), previous, 'back on the previous int8 bundle');
     for (const d of devices.filter((x) => x !== first)) assert.ok(!d.received.includes(variant) && !d.received.includes(parent), 'later stages never started');

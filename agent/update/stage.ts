@@ -25,7 +25,7 @@ export function manifestBundleInfo(m: DeploymentManifest): BundleInfo {
 }
 
 /** Checks every downloaded file against the manifest and returns the bundle definition, if this agent can run it. */
-export async function verifyDownloadedBundle(dir: string, m: DeploymentManifest, agentVersion: string): Promise<BundleDefinition> {
+export async function verifyDownloadedBundle(dir: string, m: Pick<DeploymentManifest, 'files'>, agentVersion: string): Promise<BundleDefinition> {
   for (const file of m.files) {
     const r = await verifyFile(path.join(dir, file.path), file);
     if (!r.ok) throw new UpdateError(r.reason, `${file.path}: ${r.message}`);
@@ -62,7 +62,7 @@ export async function stageAndSmoke(d: UpdateDeps, b: { modelPath: string; defin
 }
 
 /** The bundle's smoke vectors: inline, or from its `smoke.bin` (signed in the manifest, named by hash in bundle.json). */
-async function smokeVectorsOf(modelPath: string, definition: BundleDefinition): Promise<BundleDefinition['smoke']['vectors']> {
+export async function smokeVectorsOf(modelPath: string, definition: BundleDefinition): Promise<BundleDefinition['smoke']['vectors']> {
   const file = definition.smoke.file;
   if (!file) return definition.smoke.vectors;
   let bytes: Uint8Array;

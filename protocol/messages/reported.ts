@@ -6,6 +6,7 @@
  * ReportedMessage.parse({ v: 1, at, agentVersion: '0.1.0', state: 'active', active: {...}, desired: null, lastError: null, transitions: [] });
  */
 import { z } from 'zod';
+import { ShadowReport } from './shadow.ts';
 
 export const UPDATE_STATES = ['idle', 'downloading', 'verifying', 'staging', 'activating', 'probation', 'active', 'failed', 'rolled_back'] as const;
 export type UpdateState = (typeof UPDATE_STATES)[number];
@@ -67,5 +68,9 @@ export const ReportedMessage = z.object({
    * from an older backup signs its next manifest above it instead of being refused as a rollback.
    */
   highestCounter: z.number().int().nonnegative().max(2 ** 50).optional(),
+  /** Features beyond the base update path (e.g. `shadow`); absent on agents older than them. */
+  capabilities: z.array(z.string().max(32)).max(32).optional(),
+  /** Shadow evaluation of a candidate named in the signed manifest (see shadow.ts). */
+  shadow: ShadowReport.nullable().optional(),
 });
 export type ReportedMessage = z.infer<typeof ReportedMessage>;

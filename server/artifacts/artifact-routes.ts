@@ -35,7 +35,9 @@ export function artifactRoutes(deps: { db: Db; store: ArtifactStore; deviceAuth:
       if (!(await deps.deviceAuth.check(deviceId, rest.join(':')))) throw new ServiceError('unauthorized', 'bad device credentials');
       const desired = await db.query.deviceDesired.findFirst({ where: eq(deviceDesired.deviceId, deviceId) });
       const bundle = desired ? await db.query.bundles.findFirst({ where: eq(bundles.id, desired.bundleId) }) : undefined;
-      if (!bundle?.files.some((f) => f.sha256 === hex)) throw Forbidden('this artifact is not part of the device\'s desired bundle');
+      // The shadow candidate signed beside the bundle is part of the desired state too.
+      const candidate = desired?.shadow ? await db.query.bundles.findFirst({ where: eq(bundles.id, desired.shadow.bundleId) }) : undefined;
+      if (!bundle?.files.some((f) => f.sha256 === hex) && !candidate?.files.some((f) => f.sha256 === hex)) throw Forbidden('this artifact is not part of the device\'s desired bundle');
     } else if (auth.startsWith('Bearer ')) {
       if (!(await authenticateApiToken(db, auth.slice(7))).ok) throw new ServiceError('unauthorized', 'token not recognised or expired');
     } else {

@@ -235,6 +235,8 @@ export const deviceDesired = sqliteTable(
     mismatchSince: text('mismatch_since'),
     /** When the desired state was last re-published because it stayed stale. */
     republishedAt: text('republished_at'),
+    /** A shadow candidate signed into the manifest beside the bundle (a rollout's shadow stage); re-signs keep it. */
+    shadow: text('shadow', { mode: 'json' }).$type<{ rolloutId: string; bundleId: string; share: number; windowS: number } | null>(),
   },
   (t) => [index('device_desired_bundle').on(t.bundleId)],
 );
@@ -646,6 +648,12 @@ export const rollouts = sqliteTable(
     createdAt: createdAt(),
     createdBy: text('created_by'),
     updatedAt: text('updated_at'),
+    /** Shadow stage settings (share of requests, duration, window); null: no shadow stage. */
+    shadow: text('shadow', { mode: 'json' }).$type<{ share: number; durationS: number; windowS: number } | null>(),
+    /** `shadow` while the candidate is evaluated beside the serving bundle, then `stages`. */
+    phase: text('phase', { enum: ['shadow', 'stages'] }).notNull().default('stages'),
+    /** Devices that ended without the bundle: timed out (never reported within the stage limit) or superseded by a newer rollout. */
+    outcomes: text('outcomes', { mode: 'json' }).$type<Record<string, { state: 'timed_out' | 'superseded'; reason: string; at: string }>>(),
   },
   (t) => [index('rollouts_status').on(t.status), index('rollouts_cohort').on(t.cohort, t.createdAt)],
 );

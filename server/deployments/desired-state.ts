@@ -4,7 +4,7 @@
 import { eq, inArray, lt, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { canonicalize } from '../../firmware-bundles/canonical-json.ts';
-import { createManifest, signManifest } from '../../firmware-bundles/manifest.ts';
+import { createManifest, signManifest, type ShadowCandidate } from '../../firmware-bundles/manifest.ts';
 import type { DesiredMessage } from '../../protocol/messages/desired.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, devices, models, modelVersions } from '../db/schema.ts';
@@ -31,15 +31,14 @@ export class DesiredState {
    * Writes signed manifests for `deviceIds` (inside the caller's transaction), each with the device's
    * effective agent settings; publish afterwards.
    */
-  async assign(tx: Tx, bundleId: string, deviceIds: string[], meta: { deploymentId?: string; cohort?: string }): Promise<void> {
+  async assign(tx: Tx, bundleId: string, deviceIds: string[], meta: { deploymentId?: string; cohort?: string; shadow?: ShadowSpec | null }): Promise<void> {
     if (!deviceIds.length) return;
     const { keylist, keys } = await signingKeys(tx, this.cipher);
     const bundle = (await tx.query.bundles.findFirst({ where: eq(bundles.id, bundleId) }))!;
-    const [mv] = await tx
-      .select({ name: models.name, version: modelVersions.version })
-      .from(modelVersions)
-      .innerJoin(models, eq(models.id, modelVersions.modelId))
-      .where(eq(modelVersions.id, bundle.modelVersionId));
+    const mv = await modelOf(tx, bundle.modelVersionId);
+    // A shadow candidate is signed into the same manifest (files by hash, like the bundle); an assignment
+    // without one ends any shadow the device ran.
+    const shadow = meta.shadow ? await shadowCandidate(tx, meta.shadow) : undefined;
     const existing = new Map((await tx.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, deviceIds))).map((r) => [r.deviceId, r]));
     const expiresAt = new Date(Date.now() + this.manifestTtlS * 1000);
     const settings = await effectiveAgentConfigs(tx, deviceIds.map((deviceId) => ({ deviceId, cohort: meta.cohort ?? null })));
@@ -63,6 +62,7 @@ export class DesiredState {
           keylistVersion: keylist.signed.version,
           expiresAt,
           agentConfig: statsLayout ? { ...settings.get(deviceId)!.config, statsLayout } : settings.get(deviceId)!.config,
+          shadow,
         }),
         keys,
       );
@@ -78,6 +78,7 @@ export class DesiredState {
         updatedAt: new Date().toISOString(),
         // What a rollback goes back to; a re-sign of the same bundle keeps it (and the stale clock).
         previousBundleId: changed ? (prev?.bundleId ?? null) : (prev?.previousBundleId ?? null),
+        shadow: meta.shadow ?? null,
         ...(changed ? { mismatchSince: null, republishedAt: null } : {}),
       };
       await tx.insert(deviceDesired).values({ deviceId, ...row }).onConflictDoUpdate({ target: deviceDesired.deviceId, set: row });
@@ -149,12 +150,42 @@ export class DesiredState {
     const rows = await this.db.select().from(deviceDesired).where(where);
     if (!rows.length) return [];
     await this.db.transaction(async (tx) => {
-      for (const row of rows) await this.assign(tx, row.bundleId, [row.deviceId], { deploymentId: row.deploymentId ?? undefined, cohort: row.cohort ?? undefined });
+      for (const row of rows) await this.assign(tx, row.bundleId, [row.deviceId], { deploymentId: row.deploymentId ?? undefined, cohort: row.cohort ?? undefined, shadow: row.shadow });
     });
     const ids = rows.map((r) => r.deviceId);
     await this.publish(ids);
     return ids;
   }
+}
+
+/** What a rollout's shadow stage signs beside a device's bundle (stored in device_desired.shadow). */
+export interface ShadowSpec {
+  rolloutId: string;
+  bundleId: string;
+  share: number;
+  windowS: number;
+}
+
+async function modelOf(tx: Tx, modelVersionId: number): Promise<{ name: string; version: number }> {
+  const [mv] = await tx
+    .select({ name: models.name, version: modelVersions.version })
+    .from(modelVersions)
+    .innerJoin(models, eq(models.id, modelVersions.modelId))
+    .where(eq(modelVersions.id, modelVersionId));
+  return mv;
+}
+
+async function shadowCandidate(tx: Tx, spec: ShadowSpec): Promise<ShadowCandidate> {
+  const b = (await tx.query.bundles.findFirst({ where: eq(bundles.id, spec.bundleId) }))!;
+  const mv = await modelOf(tx, b.modelVersionId);
+  return {
+    rolloutId: spec.rolloutId,
+    share: spec.share,
+    windowS: spec.windowS,
+    bundle: { id: b.id, name: b.name, model: { name: mv.name, version: mv.version } },
+    files: b.files.map(({ path, sha256, size }) => ({ path, sha256, size })),
+    minAgentVersion: b.minAgentVersion,
+  };
 }
 
 /** The highest counter each device reported having activated (its rollback floor), from its last `reported`. */

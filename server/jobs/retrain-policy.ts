@@ -50,8 +50,29 @@ const Fraction = z.number().gt(0).max(1);
 export const RolloutGates = z.object({
   /** Devices of a stage whose update failed (failed / rolled back) before the gate fails. */
   maxFailedUpdates: z.number().int().min(0).default(0),
+  /** Devices of a stage active on the bundle / devices of the stage (superseded ones left out). */
+  minUpdateSuccessRatio: z.number().min(0).max(1).default(0.95),
   /** errors / requests of the stage's devices since the stage started. */
   maxErrorRate: z.number().min(0).max(1).optional(),
+  /** Latency regression (opt-in): the stage's devices' p95 over the cohort's p95 in the hour before the rollout. */
+  maxLatencyRatio: z.number().min(1).max(100).optional(),
+  /** No drift alert opened for the new version on the cohort during the stage (default on). */
+  drift: z.boolean().default(true),
+  /** Shadow stage: share of compared rows whose top-1 class matches (classifiers). */
+  minAgreement: z.number().min(0).max(1).default(0.95),
+  /** Shadow stage: mean |active − candidate| of regressor outputs (no default: set it to gate a regressor). */
+  maxMeanAbsDiff: z.number().min(0).optional(),
+  /** Shadow stage: candidate p95 / active p95, on the worst device. */
+  maxShadowLatencyRatio: z.number().gt(0).max(100).default(1.5),
+  /** Shadow stage: candidate errors / requests it was given. */
+  maxShadowErrorRate: z.number().min(0).max(1).default(0.01),
+  /** Shadow stage: requests compared (all devices together) before the shadow gates can pass. */
+  minShadowCompared: z.number().int().min(1).max(1_000_000).default(20),
+  /**
+   * Seconds a stage may run (bake included) while a gate still waits for data; then devices that did
+   * not report are timed out and the rollout fails as `onFailure` says. Unset: a stage waits as long as it takes.
+   */
+  stageTimeoutS: z.number().int().min(1).max(30 * 86400).optional(),
   /** What a failed gate does: stop advancing, or put the stage's devices back on the previous bundle. */
   onFailure: z.enum(['pause', 'rollback']).default('pause'),
 });
@@ -81,7 +102,7 @@ export const AfterSpec = z.object({
       bakeS: z.number().int().min(0).max(7 * 86400).default(300),
       /** `drifted` (the cohort whose alert triggered the job) or a cohort name. */
       cohort: z.string().min(1).default('drifted'),
-      gates: RolloutGates.default({ maxFailedUpdates: 0, onFailure: 'pause' }),
+      gates: RolloutGates.prefault({}),
     })
     .optional(),
 });

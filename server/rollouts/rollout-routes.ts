@@ -7,9 +7,23 @@ import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json, Pagination } from '../http/schemas.ts';
-import { changeRollout, createRollout, listRollouts, showRollout } from './rollout-service.ts';
+import { changeRollout, createRollout, listRollouts, ROLLOUT_DEVICE_STATES, showRollout } from './rollout-service.ts';
 
-const Gates = z.object({ maxFailedUpdates: z.number(), maxErrorRate: z.number().optional(), onFailure: z.enum(['pause', 'rollback']) });
+const Gates = z.object({
+  maxFailedUpdates: z.number(),
+  minUpdateSuccessRatio: z.number(),
+  maxErrorRate: z.number().optional(),
+  maxLatencyRatio: z.number().optional(),
+  drift: z.boolean(),
+  minAgreement: z.number(),
+  maxMeanAbsDiff: z.number().optional(),
+  maxShadowLatencyRatio: z.number(),
+  maxShadowErrorRate: z.number(),
+  minShadowCompared: z.number(),
+  stageTimeoutS: z.number().optional(),
+  onFailure: z.enum(['pause', 'rollback']),
+});
+const ShadowSettings = z.object({ share: z.number(), durationS: z.number(), windowS: z.number() });
 const Rollout = z
   .object({
     id: z.string(),
@@ -22,7 +36,12 @@ const Rollout = z
     status: z.enum(['running', 'succeeded', 'paused', 'aborted']),
     bakeS: z.number(),
     gates: Gates,
-    lastCheck: z.record(z.string(), z.unknown()).nullable(),
+    shadow: ShadowSettings.nullable().openapi({ description: 'The shadow stage before the switch (share of requests in (0, 1], seconds, window); null without one' }),
+    phase: z.enum(['shadow', 'stages']),
+    lastCheck: z
+      .record(z.string(), z.unknown())
+      .nullable()
+      .openapi({ description: 'The last tick: `gates` (each {name, value, threshold, status: pass|fail|waiting|skipped, reason}), `verdict`, and `history` (the same per finished stage)' }),
     previousBundleId: z.string().nullable(),
     assignedBundleId: z.string().openapi({ description: "The bundle the cohort's devices get: bundleId, or its variant child's bundle when the cohort prefers a variant (e.g. int8)" }),
     jobId: z.string().nullable(),
@@ -33,7 +52,17 @@ const Rollout = z
   })
   .openapi('Rollout');
 const RolloutDetail = Rollout.extend({
-  devices: z.array(z.object({ id: z.string(), stage: z.number(), desiredBundle: z.string().nullable(), activeBundle: z.string().nullable(), updateState: z.string().nullable() })),
+  devices: z.array(
+    z.object({
+      id: z.string(),
+      stage: z.number(),
+      state: z.enum(ROLLOUT_DEVICE_STATES),
+      reason: z.string().nullable(),
+      desiredBundle: z.string().nullable(),
+      activeBundle: z.string().nullable(),
+      updateState: z.string().nullable(),
+    }),
+  ),
 }).openapi('RolloutDetail');
 const IdParam = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' } }) });
 const CreateBody = z.object({
@@ -41,7 +70,31 @@ const CreateBody = z.object({
   cohort: z.string().min(1),
   stages: z.array(z.number()).optional().openapi({ description: 'fractions of the cohort, increasing, ending at 1; default [0.1, 1]' }),
   bakeS: z.number().int().min(0).optional().openapi({ description: 'seconds a stage stays healthy before the next; default 300' }),
-  gates: z.object({ maxFailedUpdates: z.number().int().min(0).optional(), maxErrorRate: z.number().min(0).max(1).optional(), onFailure: z.enum(['pause', 'rollback']).optional() }).optional(),
+  gates: z
+    .object({
+      maxFailedUpdates: z.number().int().min(0).optional(),
+      minUpdateSuccessRatio: z.number().min(0).max(1).optional(),
+      maxErrorRate: z.number().min(0).max(1).optional(),
+      maxLatencyRatio: z.number().min(1).max(100).optional(),
+      drift: z.boolean().optional(),
+      minAgreement: z.number().min(0).max(1).optional(),
+      maxMeanAbsDiff: z.number().min(0).optional(),
+      maxShadowLatencyRatio: z.number().gt(0).max(100).optional(),
+      maxShadowErrorRate: z.number().min(0).max(1).optional(),
+      minShadowCompared: z.number().int().min(1).max(1_000_000).optional(),
+      stageTimeoutS: z.number().int().min(1).max(30 * 86400).optional(),
+      onFailure: z.enum(['pause', 'rollback']).optional(),
+    })
+    .optional()
+    .openapi({ description: 'Gates and their defaults: README "Rollouts"' }),
+  shadow: z
+    .object({
+      share: z.number().openapi({ description: 'share of live requests also run on the candidate, in (0, 1]' }),
+      durationS: z.number().int().min(1).max(30 * 86400).optional().openapi({ description: 'seconds of shadow before the switch; default 1800' }),
+      windowS: z.number().int().min(1).max(3600).optional().openapi({ description: 'seconds per reported window; default 60 (at most half the duration)' }),
+    })
+    .optional()
+    .openapi({ description: 'A shadow stage before the switch: the candidate runs beside the serving bundle on the first stage devices, never answering' }),
 });
 
 export function rolloutRoutes(deps: { db: Db; desired: DesiredState; store: ArtifactStore }) {

@@ -1,8 +1,10 @@
 // Advances running rollouts; called by the scheduler on every tick while this replica holds the lease.
-// Per rollout, in one transaction: give the current stage's devices the bundle (late joiners of the
-// cohort included), read what they report, check the gates, and then either wait, advance after the
-// bake time, finish (recording a cohort deployment so later joiners converge), or — on a failed
-// gate — pause or roll the stage back, as the rollout's gates say.
+// Per rollout, in one transaction: give the current stage's devices what the stage gives them (the
+// shadow candidate beside their bundle in the shadow phase, the bundle itself afterwards; late joiners
+// of the cohort included), measure every gate (rollout-gates.ts), and then either wait, advance after
+// the bake time, finish (recording a cohort deployment so later joiners converge), or — on a failed
+// gate, or a gate still waiting past the stage's limit — pause or roll back, as the rollout's gates
+// say. Devices taken over by a newer rollout are recorded superseded and no longer counted.
 import { and, eq, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { recordAudit } from '../audit/audit-log.ts';
@@ -12,45 +14,16 @@ import { deployments, deviceDesired, devices, rollouts } from '../db/schema.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
 import { ServiceError } from '../errors.ts';
 import { RolloutGates } from '../jobs/retrain-policy.ts';
-import { assignedBundle, assignForRollout, orderedMembers, rollBack, ROLLOUT_ACTOR, type RolloutRow } from './rollout-service.ts';
-import { stageTelemetryTotals } from './stage-error-rate.ts';
+import { shadowGates, shadowReports, stageGates, type GateResult } from './rollout-gates.ts';
+import { assignedBundle, assignForRollout, endShadow, orderedMembers, rollBack, ROLLOUT_ACTOR, shadowTargets, startShadow, type RolloutRow } from './rollout-service.ts';
 import { stageSize } from './stable-order.ts';
 
-export interface StageHealth {
-  devices: number;
-  active: number;
-  failed: string[];
-  pending: number;
-  errorRate: number | null;
-}
+type Outcomes = NonNullable<RolloutRow['outcomes']>;
 
 interface Reported {
   state?: string;
   active?: { bundleId?: string } | null;
   desired?: { bundleId?: string } | null;
-}
-
-async function stageHealth(tx: Tx, row: RolloutRow, deviceIds: string[], gates: RolloutGates): Promise<StageHealth> {
-  const rows = deviceIds.length ? await tx.select({ id: devices.id, reported: devices.reported }).from(devices).where(inArray(devices.id, deviceIds)) : [];
-  // The bundle the devices were actually given (a preferred variant's), not necessarily the rollout's.
-  const bundleId = assignedBundle(row);
-  let active = 0;
-  const failed: string[] = [];
-  for (const d of rows) {
-    const r = (d.reported ?? {}) as Reported;
-    if (r.active?.bundleId === bundleId && r.state === 'active') active++;
-    // "Installed" is not "healthy": a failed or rolled-back update of this bundle counts against the gate.
-    else if ((r.state === 'failed' || r.state === 'rolled_back') && r.desired?.bundleId === bundleId) failed.push(d.id);
-  }
-  let errorRate: number | null = null;
-  if (gates.maxErrorRate !== undefined && deviceIds.length) {
-    const windowS = Math.max(60, Math.ceil((Date.now() - Date.parse(row.stageStartedAt)) / 1000));
-    const end = new Date();
-    const t = await stageTelemetryTotals(tx, deviceIds, new Date(end.getTime() - windowS * 1000), end);
-    const total = t.inferences + t.errors;
-    errorRate = total > 0 ? t.errors / total : null;
-  }
-  return { devices: deviceIds.length, active, failed, pending: deviceIds.length - active - failed.length, errorRate };
 }
 
 /** One pass over every running rollout; returns the ids whose state changed. */
@@ -74,52 +47,109 @@ export async function tickRollouts(db: Db, desired: DesiredState, logger: Logger
   return changed;
 }
 
+/** Devices whose desired state a newer rollout wrote: the newer rollout wins them. */
+async function supersededBy(tx: Tx, row: RolloutRow, ids: string[]): Promise<Map<string, string>> {
+  if (!ids.length) return new Map();
+  const rows = await tx
+    .select({ id: deviceDesired.deviceId, deploymentId: deviceDesired.deploymentId, shadow: deviceDesired.shadow })
+    .from(deviceDesired)
+    .where(inArray(deviceDesired.deviceId, ids));
+  const owners = new Set(rows.flatMap((r) => [r.deploymentId, r.shadow?.rolloutId]).filter((x): x is string => !!x && x !== row.id && x.startsWith('rol_')));
+  if (!owners.size) return new Map();
+  const newer = new Set(
+    (await tx.select({ id: rollouts.id, createdAt: rollouts.createdAt }).from(rollouts).where(inArray(rollouts.id, [...owners])))
+      .filter((r) => r.createdAt > row.createdAt || (r.createdAt === row.createdAt && r.id > row.id))
+      .map((r) => r.id),
+  );
+  const out = new Map<string, string>();
+  for (const r of rows) {
+    const by = [r.deploymentId, r.shadow?.rolloutId].find((x) => x && newer.has(x));
+    if (by) out.set(r.id, by);
+  }
+  return out;
+}
+
 async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date): Promise<{ publish: string[]; transition: string | null }> {
   const gates = RolloutGates.parse(row.gates);
   const ordered = await orderedMembers(tx, row.cohort);
-  const target = ordered.slice(0, stageSize(ordered.length, row.stages[row.stage]));
-  const publish = await assignMissing(tx, desired, row, target);
-  const health = await stageHealth(tx, row, target, gates);
   const at = now.toISOString();
+  const outcomes: Outcomes = { ...(row.outcomes ?? {}) };
+  const stageAll = ordered.slice(0, stageSize(ordered.length, row.stages[row.stage]));
+  for (const [id, by] of await supersededBy(tx, row, stageAll)) if (!outcomes[id]) outcomes[id] = { state: 'superseded', reason: `taken over by the newer rollout ${by}`, at };
+  const target = stageAll.filter((id) => !outcomes[id]);
   const bakedS = (now.getTime() - Date.parse(row.stageStartedAt)) / 1000;
-  const check: Record<string, unknown> = { at, stage: row.stage, ...health, bakedS: Math.floor(bakedS) };
-  const update = (set: Partial<RolloutRow>) =>
+  const shadowPhase = row.phase === 'shadow';
+  const check: Record<string, unknown> = { at, stage: shadowPhase ? 'shadow' : row.stage, bakedS: Math.floor(bakedS), devices: target.length };
+  const history = ((row.lastCheck as { history?: unknown[] } | null)?.history ?? []) as unknown[];
+  const update = (set: Partial<RolloutRow>, finished = false) =>
     tx
       .update(rollouts)
-      .set({ ...set, lastCheck: check, updatedAt: at })
-      .where(and(eq(rollouts.id, row.id), eq(rollouts.status, 'running'), eq(rollouts.stage, row.stage)))
+      .set({ ...set, outcomes, lastCheck: { ...check, history: finished ? [...history, { stage: check.stage, at, verdict: check.verdict, gates: check.gates }] : history }, updatedAt: at })
+      .where(and(eq(rollouts.id, row.id), eq(rollouts.status, 'running'), eq(rollouts.stage, row.stage), eq(rollouts.phase, row.phase)))
       .returning({ id: rollouts.id });
 
-  const failedGate =
-    health.failed.length > gates.maxFailedUpdates
-      ? `${health.failed.length} failed update(s) (${health.failed.join(', ')}), at most ${gates.maxFailedUpdates} allowed`
-      : gates.maxErrorRate !== undefined && health.errorRate !== null && health.errorRate > gates.maxErrorRate
-        ? `error rate ${health.errorRate.toFixed(4)} above ${gates.maxErrorRate}`
-        : null;
-  if (failedGate) {
-    check.verdict = `gate failed: ${failedGate}`;
+  let publish: string[];
+  let results: GateResult[];
+  let notReporting: string[];
+  let holdS: number;
+  if (shadowPhase) {
+    const shadowIds = await shadowTargets(tx, target);
+    publish = await startShadow(tx, desired, row, shadowIds);
+    const reports = await shadowReports(tx, row.id, assignedBundle(row), shadowIds);
+    results = shadowGates(gates, reports, shadowIds.length);
+    notReporting = shadowIds.filter((id) => reports.get(id)?.state !== 'shadowing');
+    holdS = row.shadow!.durationS;
+    check.shadow = Object.fromEntries([...reports].map(([id, r]) => [id, { state: r.state, compared: r.total.compared, latencyMs: r.total.latencyMs }]));
+  } else {
+    publish = await assignMissing(tx, desired, row, target);
+    const stage = await stageDevices(tx, row, target);
+    results = await stageGates(tx, { gates, stage: { ids: target, ...stage }, bundleId: assignedBundle(row), cohort: row.cohort, stageStartedAt: row.stageStartedAt, rolloutCreatedAt: row.createdAt, hasPrevious: row.previousBundleId !== null, now });
+    notReporting = target.filter((id) => !stage.active.includes(id) && !stage.failed.includes(id));
+    holdS = row.bakeS;
+  }
+  check.gates = results;
+
+  const failed = results.filter((g) => g.status === 'fail');
+  const waiting = results.filter((g) => g.status === 'waiting');
+  let failure = failed.length ? failed.map((g) => `${g.name} ${g.value === null ? '–' : round(g.value)} not ${g.threshold} (${g.reason})`).join('; ') : null;
+  if (!failure && waiting.length && gates.stageTimeoutS !== undefined && bakedS >= gates.stageTimeoutS) {
+    // Never stuck: past the stage's limit, whoever did not report is timed out and the stage fails.
+    for (const id of notReporting) outcomes[id] = { state: 'timed_out', reason: `no report within the stage limit of ${gates.stageTimeoutS} s`, at };
+    failure = `stage limit of ${gates.stageTimeoutS} s passed with ${waiting.map((g) => `${g.name} waiting (${g.reason})`).join(', ')}${notReporting.length ? `; timed out: ${notReporting.join(', ')}` : ''}`;
+  }
+  if (failure) {
+    check.verdict = `gate failed: ${failure}`;
     if (gates.onFailure === 'rollback') {
-      const back = await rollBack(tx, desired, row);
-      if (!(await update({ status: 'aborted' })).length) return { publish: [], transition: null };
-      await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.rollback', row.id, { reason: failedGate, devices: back.length, to: row.previousBundleId });
-      await recordEvent(tx, 'rollout.rolled_back', row.id, { rolloutId: row.id, cohort: row.cohort, stage: row.stage, reason: failedGate, devices: back.length, to: row.previousBundleId });
+      const back = shadowPhase ? await endShadow(tx, desired, row) : await rollBack(tx, desired, row);
+      if (!(await update({ status: 'aborted' }, true)).length) return { publish: [], transition: null };
+      await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.rollback', row.id, { reason: failure, devices: back.length, to: shadowPhase ? null : row.previousBundleId });
+      await recordEvent(tx, 'rollout.rolled_back', row.id, { rolloutId: row.id, cohort: row.cohort, stage: row.stage, reason: failure, devices: back.length, to: shadowPhase ? null : row.previousBundleId });
       return { publish: [...publish, ...back], transition: 'rolled back' };
     }
-    if (!(await update({ status: 'paused' })).length) return { publish: [], transition: null };
-    await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.pause', row.id, { reason: failedGate });
-    await recordEvent(tx, 'rollout.paused', row.id, { rolloutId: row.id, cohort: row.cohort, stage: row.stage, reason: failedGate });
+    if (!(await update({ status: 'paused' }, true)).length) return { publish: [], transition: null };
+    await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.pause', row.id, { reason: failure });
+    await recordEvent(tx, 'rollout.paused', row.id, { rolloutId: row.id, cohort: row.cohort, stage: row.stage, reason: failure });
     return { publish, transition: 'paused' };
   }
 
-  const healthy = health.devices > 0 && health.active === health.devices;
-  if (!healthy || bakedS < row.bakeS) {
-    check.verdict = health.devices === 0 ? 'waiting: the cohort has no devices' : !healthy ? `waiting: ${health.active} of ${health.devices} active` : `baking: ${Math.floor(bakedS)} of ${row.bakeS} s`;
+  if (waiting.length || bakedS < holdS) {
+    check.verdict = waiting.length ? `waiting: ${waiting.map((g) => `${g.name} (${g.reason})`).join(', ')}` : `baking: ${Math.floor(bakedS)} of ${holdS} s`;
     await update({});
     return { publish, transition: null };
   }
+  if (shadowPhase) {
+    // The candidate behaved: the switch starts with the first stage (its devices' shadow ends with the new manifest).
+    check.verdict = `shadow passed; stage 1 of ${row.stages.length}`;
+    if (!(await update({ phase: 'stages', stageStartedAt: at }, true)).length) return { publish: [], transition: null };
+    const first = ordered.slice(0, stageSize(ordered.length, row.stages[0])).filter((id) => !outcomes[id]);
+    const added = await assignMissing(tx, desired, { ...row, phase: 'stages' }, first);
+    await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.advance', row.id, { stage: 0, from: 'shadow', fraction: row.stages[0], devices: first.length });
+    await recordEvent(tx, 'rollout.stage_advanced', row.id, { rolloutId: row.id, cohort: row.cohort, stage: 0, fraction: row.stages[0], devices: first.length });
+    return { publish: [...publish, ...added], transition: 'stage 1' };
+  }
   if (row.stage + 1 >= row.stages.length) {
     check.verdict = 'succeeded';
-    if (!(await update({ status: 'succeeded' })).length) return { publish: [], transition: null };
+    if (!(await update({ status: 'succeeded' }, true)).length) return { publish: [], transition: null };
     // A cohort deployment of the rollout's bundle, as a direct cohort deployment records it (the parent,
     // not the variant): late joiners get it through reconcileDevice, which applies the cohort's
     // variant preference the same way.
@@ -129,13 +159,33 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
     return { publish, transition: 'succeeded' };
   }
   const nextStage = row.stage + 1;
-  const nextTarget = ordered.slice(0, stageSize(ordered.length, row.stages[nextStage]));
+  const nextTarget = ordered.slice(0, stageSize(ordered.length, row.stages[nextStage])).filter((id) => !outcomes[id]);
   check.verdict = `advanced to stage ${nextStage + 1} of ${row.stages.length}`;
-  if (!(await update({ stage: nextStage, stageStartedAt: at })).length) return { publish: [], transition: null };
+  if (!(await update({ stage: nextStage, stageStartedAt: at }, true)).length) return { publish: [], transition: null };
   const added = await assignMissing(tx, desired, { ...row, stage: nextStage }, nextTarget);
   await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.advance', row.id, { stage: nextStage, fraction: row.stages[nextStage], devices: nextTarget.length });
   await recordEvent(tx, 'rollout.stage_advanced', row.id, { rolloutId: row.id, cohort: row.cohort, stage: nextStage, fraction: row.stages[nextStage], devices: nextTarget.length });
   return { publish: [...publish, ...added], transition: `stage ${nextStage + 1}` };
+}
+
+function round(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toFixed(4);
+}
+
+/** Which of the stage's devices report the rollout's bundle active, and which failed on it. */
+async function stageDevices(tx: Tx, row: RolloutRow, deviceIds: string[]): Promise<{ active: string[]; failed: string[] }> {
+  const rows = deviceIds.length ? await tx.select({ id: devices.id, reported: devices.reported }).from(devices).where(inArray(devices.id, deviceIds)) : [];
+  // The bundle the devices were actually given (a preferred variant's), not necessarily the rollout's.
+  const bundleId = assignedBundle(row);
+  const active: string[] = [];
+  const failed: string[] = [];
+  for (const d of rows) {
+    const r = (d.reported ?? {}) as Reported;
+    if (r.active?.bundleId === bundleId && r.state === 'active') active.push(d.id);
+    // "Installed" is not "healthy": a failed or rolled-back update of this bundle counts against the gate.
+    else if ((r.state === 'failed' || r.state === 'rolled_back') && r.desired?.bundleId === bundleId) failed.push(d.id);
+  }
+  return { active, failed };
 }
 
 /** Assigns the rollout's assigned bundle to target devices that do not have it as desired state yet; returns them. */

@@ -1,0 +1,220 @@
+// The gates a rollout stage must pass, each measured and reported the same way: name, value,
+// threshold, status and a reason. A gate without enough data `waits` (it never passes for lack of
+// data); the ticker ends a stage that waits past its limit. `skipped` is a gate that does not apply
+// (e.g. a regressor-only gate on a classifier), said with its reason, never a silent pass.
+import { and, eq, gte, inArray, or } from 'drizzle-orm';
+import { ShadowReport, type ShadowOutput } from '../../protocol/messages/shadow.ts';
+import type { Tx } from '../db/client.ts';
+import { alerts, bundles, devices } from '../db/schema.ts';
+import type { RolloutGates } from '../jobs/retrain-policy.ts';
+import { telemetrySummary } from '../telemetry/telemetry-service.ts';
+import { stageTelemetryTotals } from './stage-error-rate.ts';
+
+export type GateStatus = 'pass' | 'fail' | 'waiting' | 'skipped';
+
+export interface GateResult {
+  name: string;
+  /** What was measured (null: no data yet). */
+  value: number | null;
+  /** The limit, with its direction: `≥ 0.95`, `≤ 1.5`. */
+  threshold: string;
+  status: GateStatus;
+  reason: string;
+}
+
+export interface StageDevices {
+  /** Devices of the stage still counted (superseded and timed-out ones left out). */
+  ids: string[];
+  active: string[];
+  failed: string[];
+}
+
+const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(4).replace(/0+$/, ''));
+
+/** Failed updates, update success ratio, error rate, latency regression and drift for a switched stage. */
+export async function stageGates(
+  tx: Tx,
+  o: { gates: RolloutGates; stage: StageDevices; bundleId: string; cohort: string; stageStartedAt: string; rolloutCreatedAt: string; hasPrevious: boolean; now: Date },
+): Promise<GateResult[]> {
+  const { gates, stage } = o;
+  const out: GateResult[] = [];
+  const n = stage.ids.length;
+  out.push({
+    name: 'failedUpdates',
+    value: stage.failed.length,
+    threshold: `≤ ${gates.maxFailedUpdates}`,
+    status: stage.failed.length > gates.maxFailedUpdates ? 'fail' : 'pass',
+    reason: stage.failed.length ? `failed: ${stage.failed.join(', ')}` : 'no failed update',
+  });
+  const pending = n - stage.active.length - stage.failed.length;
+  const ratio = n ? stage.active.length / n : null;
+  out.push({
+    name: 'updateSuccessRatio',
+    value: ratio,
+    threshold: `≥ ${fmt(gates.minUpdateSuccessRatio)}`,
+    status: ratio === null ? 'waiting' : ratio >= gates.minUpdateSuccessRatio ? 'pass' : pending > 0 ? 'waiting' : 'fail',
+    reason: n === 0 ? 'the stage has no devices' : `${stage.active.length} of ${n} active${pending ? `, ${pending} not done` : ''}`,
+  });
+  const windowS = Math.max(60, Math.ceil((o.now.getTime() - Date.parse(o.stageStartedAt)) / 1000));
+  if (gates.maxErrorRate !== undefined) {
+    // One grouped query for the whole stage (stage-error-rate.ts), not a telemetry summary per device.
+    const t = await stageTelemetryTotals(tx, stage.ids, new Date(o.now.getTime() - windowS * 1000), o.now);
+    const errors = t.errors;
+    const total = t.inferences + t.errors;
+    const rate = total > 0 ? errors / total : null;
+    out.push({
+      name: 'errorRate',
+      value: rate,
+      threshold: `≤ ${fmt(gates.maxErrorRate)}`,
+      status: rate === null ? 'waiting' : rate > gates.maxErrorRate ? 'fail' : 'pass',
+      reason: rate === null ? 'no requests served on the stage yet' : `${errors} errors in ${total} requests`,
+    });
+  }
+  if (gates.maxLatencyRatio !== undefined) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio, windowS }));
+  if (gates.drift) out.push(await driftGate(tx, o));
+  return out;
+}
+
+async function latencyGate(tx: Tx, o: { stage: StageDevices; cohort: string; rolloutCreatedAt: string; hasPrevious: boolean; now: Date; maxRatio: number; windowS: number }): Promise<GateResult> {
+  const threshold = `≤ ${fmt(o.maxRatio)} × previous p95`;
+  if (!o.hasPrevious) return { name: 'latencyRegression', value: null, threshold, status: 'skipped', reason: 'the cohort ran no bundle before: nothing to compare with' };
+  const before = await telemetrySummary(tx, { cohort: o.cohort, windowS: 3600, end: new Date(o.rolloutCreatedAt) });
+  if (before.latency.p95 === null) return { name: 'latencyRegression', value: null, threshold, status: 'waiting', reason: 'no requests in the hour before the rollout: no baseline' };
+  let worst: { id: string; p95: number } | null = null;
+  for (const id of o.stage.active) {
+    const t = await telemetrySummary(tx, { device: id, windowS: o.windowS, end: o.now });
+    if (t.latency.p95 !== null && (!worst || t.latency.p95 > worst.p95)) worst = { id, p95: t.latency.p95 };
+  }
+  if (!worst) return { name: 'latencyRegression', value: null, threshold, status: 'waiting', reason: 'no requests served on the new bundle yet' };
+  const ratio = worst.p95 / before.latency.p95;
+  return { name: 'latencyRegression', value: ratio, threshold, status: ratio > o.maxRatio ? 'fail' : 'pass', reason: `worst p95 ${worst.p95.toFixed(2)} ms (${worst.id}) vs ${before.latency.p95.toFixed(2)} ms before` };
+}
+
+async function driftGate(tx: Tx, o: { bundleId: string; cohort: string; stageStartedAt: string }): Promise<GateResult> {
+  const b = await tx.query.bundles.findFirst({ columns: { modelVersionId: true }, where: eq(bundles.id, o.bundleId) });
+  const rows = b
+    ? await tx
+        .select({ id: alerts.id, feature: alerts.feature })
+        .from(alerts)
+        .where(and(eq(alerts.modelVersionId, b.modelVersionId), eq(alerts.cohort, o.cohort), or(eq(alerts.status, 'open'), gte(alerts.openedAt, o.stageStartedAt))))
+    : [];
+  return {
+    name: 'drift',
+    value: rows.length,
+    threshold: '= 0 alerts',
+    status: rows.length ? 'fail' : 'pass',
+    reason: rows.length ? `drift alert ${rows.map((r) => `${r.id} (${r.feature})`).join(', ')} on the new version` : 'no drift alert for the new version on the cohort',
+  };
+}
+
+/** The shadow reports of the devices that evaluate this rollout's candidate. */
+export async function shadowReports(tx: Tx, rolloutId: string, candidate: string, deviceIds: string[]): Promise<Map<string, ShadowReport>> {
+  const rows = deviceIds.length ? await tx.select({ id: devices.id, reported: devices.reported }).from(devices).where(inArray(devices.id, deviceIds)) : [];
+  const out = new Map<string, ShadowReport>();
+  for (const r of rows) {
+    const parsed = ShadowReport.safeParse((r.reported as { shadow?: unknown } | null)?.shadow);
+    if (parsed.success && parsed.data.rolloutId === rolloutId && parsed.data.bundleId === candidate) out.set(r.id, parsed.data);
+  }
+  return out;
+}
+
+/** Shadow gates over the devices' totals: candidate loaded, requests compared, agreement, MAD, latency ratio, errors. */
+export function shadowGates(gates: RolloutGates, reports: Map<string, ShadowReport>, deviceCount: number): GateResult[] {
+  const out: GateResult[] = [];
+  const failedLoads = [...reports].filter(([, r]) => r.state === 'failed');
+  out.push({
+    name: 'shadowLoaded',
+    value: [...reports.values()].filter((r) => r.state === 'shadowing').length,
+    threshold: `= ${deviceCount} devices`,
+    status: failedLoads.length ? 'fail' : [...reports.values()].filter((r) => r.state === 'shadowing').length === deviceCount ? 'pass' : 'waiting',
+    reason: failedLoads.length ? failedLoads.map(([id, r]) => `${id}: ${r.reason ?? 'failed'}`).join('; ') : `${reports.size} of ${deviceCount} devices reported`,
+  });
+  let compared = 0;
+  let errors = 0;
+  let rows = 0;
+  let matches = 0;
+  let values = 0;
+  let absDiff = 0;
+  let worst: { id: string; ratio: number; c: number; a: number } | null = null;
+  const perOutput = new Map<string, { rows: number; matches: number }>();
+  for (const [id, r] of reports) {
+    const t = r.total;
+    compared += t.compared;
+    errors += t.candidateErrors;
+    for (const o of t.outputs as ShadowOutput[]) {
+      if (o.kind === 'top1') {
+        rows += o.rows;
+        matches += o.matches;
+        const p = perOutput.get(o.output) ?? { rows: 0, matches: 0 };
+        p.rows += o.rows;
+        p.matches += o.matches;
+        perOutput.set(o.output, p);
+      } else {
+        values += o.values;
+        absDiff += o.absDiffSum;
+      }
+    }
+    if (t.latencyMs && t.latencyMs.active.p95 > 0) {
+      const ratio = t.latencyMs.candidate.p95 / t.latencyMs.active.p95;
+      if (!worst || ratio > worst.ratio) worst = { id, ratio, c: t.latencyMs.candidate.p95, a: t.latencyMs.active.p95 };
+    }
+  }
+  const enough = compared >= gates.minShadowCompared;
+  out.push({
+    name: 'shadowCompared',
+    value: compared,
+    threshold: `≥ ${gates.minShadowCompared} requests`,
+    status: enough ? 'pass' : 'waiting',
+    reason: enough ? `${compared} requests compared` : `${compared} of ${gates.minShadowCompared} requests compared so far`,
+  });
+  // Agreement: the worst output of a multi-output classifier decides.
+  let agreement: number | null = null;
+  let weakest = '';
+  for (const [name, p] of perOutput) {
+    if (!p.rows) continue;
+    const a = p.matches / p.rows;
+    if (agreement === null || a < agreement) [agreement, weakest] = [a, name];
+  }
+  out.push(
+    rows === 0
+      ? { name: 'agreement', value: null, threshold: `≥ ${fmt(gates.minAgreement)}`, status: values > 0 ? 'skipped' : 'waiting', reason: values > 0 ? 'no classifier output (see meanAbsDiff)' : 'nothing compared yet' }
+      : {
+          name: 'agreement',
+          value: agreement,
+          threshold: `≥ ${fmt(gates.minAgreement)}`,
+          status: agreement! < gates.minAgreement && enough ? 'fail' : !enough ? 'waiting' : 'pass',
+          reason: `top-1 matched on ${matches} of ${rows} rows${perOutput.size > 1 ? ` (weakest output ${weakest})` : ''}`,
+        },
+  );
+  const mad = values ? absDiff / values : null;
+  if (gates.maxMeanAbsDiff !== undefined || values > 0) {
+    out.push(
+      gates.maxMeanAbsDiff === undefined
+        ? { name: 'meanAbsDiff', value: mad, threshold: 'not set', status: 'skipped', reason: 'set gates.maxMeanAbsDiff to gate regressor outputs' }
+        : mad === null
+          ? { name: 'meanAbsDiff', value: null, threshold: `≤ ${fmt(gates.maxMeanAbsDiff)}`, status: rows > 0 ? 'skipped' : 'waiting', reason: rows > 0 ? 'no regressor output' : 'nothing compared yet' }
+          : { name: 'meanAbsDiff', value: mad, threshold: `≤ ${fmt(gates.maxMeanAbsDiff)}`, status: !enough ? 'waiting' : mad > gates.maxMeanAbsDiff ? 'fail' : 'pass', reason: `over ${values} values` },
+    );
+  }
+  out.push(
+    worst
+      ? {
+          name: 'shadowLatencyRatio',
+          value: worst.ratio,
+          threshold: `≤ ${fmt(gates.maxShadowLatencyRatio)} × active p95`,
+          status: !enough ? 'waiting' : worst.ratio > gates.maxShadowLatencyRatio ? 'fail' : 'pass',
+          reason: `worst device ${worst.id}: candidate p95 ${worst.c} ms vs active ${worst.a} ms`,
+        }
+      : { name: 'shadowLatencyRatio', value: null, threshold: `≤ ${fmt(gates.maxShadowLatencyRatio)} × active p95`, status: 'waiting', reason: 'nothing compared yet' },
+  );
+  const given = compared + errors;
+  const errorRate = given ? errors / given : null;
+  out.push({
+    name: 'shadowErrorRate',
+    value: errorRate,
+    threshold: `≤ ${fmt(gates.maxShadowErrorRate)}`,
+    status: errorRate === null ? 'waiting' : errorRate > gates.maxShadowErrorRate && given >= gates.minShadowCompared ? 'fail' : !enough ? 'waiting' : 'pass',
+    reason: `${errors} candidate errors in ${given} requests`,
+  });
+  return out;
+}
