@@ -33,6 +33,7 @@ describe('API fuzz over the OpenAPI document', () => {
     await cp.stop();
   });
 
+  const BACKGROUND_TABLES = new Set(['event_cursors', 'webhook_deliveries']);
   /** Every row of every table, as one string per table (one query: the schema does not change meanwhile). */
   let dumpQuery: string | null = null;
   async function fingerprint(): Promise<Map<string, string>> {
@@ -40,6 +41,8 @@ describe('API fuzz over the OpenAPI document', () => {
       const tables = await cp.plane.db.all<{ name: string }>(sql.raw("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"));
       const parts: string[] = [];
       for (const { name } of tables) {
+        // Written by the webhook sender on its own timer (events of earlier 2xx requests fanned out), not by the request.
+        if (BACKGROUND_TABLES.has(name)) continue;
         const cols = await cp.plane.db.all<{ name: string }>(sql.raw(`SELECT name FROM pragma_table_info('${name}')`));
         const row = cols.map((c) => `quote("${c.name}")`).join(" || ',' || ");
         parts.push(`SELECT '${name}' AS t, (SELECT group_concat(r, '|') FROM (SELECT ${row} AS r FROM "${name}" ORDER BY rowid)) AS d`);
