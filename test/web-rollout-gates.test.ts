@@ -3,7 +3,7 @@
 // e.g. shadow agreement or latency) shown as given, without a console change.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { gateRows, show } from '../web/src/pages/rollout-gates.ts';
+import { gateRows, show, stateText } from '../web/src/pages/rollout-gates.ts';
 
 test('configured max/min thresholds pair with the check\'s measured values', () => {
   const rows = gateRows({ maxFailedUpdates: 1, maxErrorRate: 0.05, onFailure: 'pause' }, { stage: 0, failed: ['d1', 'd2'], errorRate: 0.01, devices: 4 });
@@ -33,4 +33,17 @@ test('a gates list in the check is shown as the server gives it, whatever its fi
   assert.equal(show(null), 'not measured yet');
   assert.equal(show(3), '3');
   assert.equal(show(0.123456), '0.1235');
+});
+
+test('the server\'s own gate list (name, value, threshold, status, reason) keeps its state and reason', () => {
+  const rows = gateRows({}, { gates: [
+    { name: 'updateSuccessRatio', value: 0.5, threshold: '≥ 0.95', status: 'waiting', reason: '1 of 2 active, 1 not done' },
+    { name: 'failedUpdates', value: 0, threshold: '≤ 0', status: 'pass', reason: 'none failed' },
+    { name: 'errorRate', value: 0.2, threshold: '≤ 0.05', status: 'fail', reason: '2 errors in 10 requests' },
+  ] });
+  assert.deepEqual(rows.map((g) => [g.name, g.ok, stateText(g), g.reason]), [
+    ['updateSuccessRatio', null, 'waiting', '1 of 2 active, 1 not done'],
+    ['failedUpdates', true, 'passing', 'none failed'],
+    ['errorRate', false, 'failing', '2 errors in 10 requests'],
+  ]);
 });

@@ -157,29 +157,124 @@ function VersionDetail({ version: v, parent, onChanged }: { version: Version; pa
           </table>
         </div>
       )}
-      {evaluation && <EvaluationReport report={evaluation} />}
+      {evaluation && <EvaluationReport report={evaluation} parentRef={parent?.ref ?? 'parent'} />}
       {can('models:write') && <BuildBundle version={v} />}
       {can('models:write') && <Optimize version={v} onDone={onChanged} />}
     </section>
   );
 }
 
-function EvaluationReport({ report }: { report: Record<string, unknown> }) {
-  const importance = (report.importance ?? report.permutationImportance) as Array<{ feature: string; drop: number }> | Record<string, number> | undefined;
-  const bars = Array.isArray(importance) ? importance.map((x) => [x.feature, x.drop] as const) : importance ? Object.entries(importance) : [];
+/** The stored analysis report (server/optimize/analysis.ts `AnalysisReport`), as far as this page shows it. */
+interface ReportMetrics {
+  accuracy?: number;
+  f1Macro?: number;
+  rmse?: number;
+  sizeBytes?: number;
+  gzipBytes?: number;
+  loadMs?: number;
+  latency?: { p50Ms: number; p95Ms: number };
+  memory?: { peakBytes?: number };
+}
+interface Report {
+  samples?: number;
+  metrics?: ReportMetrics;
+  baselineMetrics?: ReportMetrics;
+  comparison?: { agreement?: number; accuracyDrop?: number; maxAbsOutputDiff?: number; sizeRatio?: number };
+  verdict?: { accepted: boolean; reasons: string[] };
+  governance?: {
+    slices?: Array<{ attribute: string; accuracyGapValue: number; demographicParityDifference: number; equalOpportunityDifference: number }>;
+    importance?: { metric: string; features: Array<{ feature: string; mean: number; std: number }> };
+  };
+  notes?: string[];
+}
+
+const METRIC_ROWS: Array<[string, (m: ReportMetrics) => number | undefined, (x: number) => string]> = [
+  ['accuracy', (m) => m.accuracy, (x) => x.toFixed(4)],
+  ['macro F1', (m) => m.f1Macro, (x) => x.toFixed(4)],
+  ['RMSE', (m) => m.rmse, (x) => x.toFixed(4)],
+  ['size', (m) => m.sizeBytes, (x) => bytes(x)],
+  ['gzip size', (m) => m.gzipBytes, (x) => bytes(x)],
+  ['latency p50', (m) => m.latency?.p50Ms, (x) => `${x.toFixed(3)} ms`],
+  ['latency p95', (m) => m.latency?.p95Ms, (x) => `${x.toFixed(3)} ms`],
+  ['load time', (m) => m.loadMs, (x) => `${x.toFixed(1)} ms`],
+];
+
+function EvaluationReport({ report: raw, parentRef }: { report: Record<string, unknown>; parentRef: string }) {
+  const report = raw as Report;
+  const m = report.metrics ?? {};
+  const base = report.baselineMetrics;
+  const rows = METRIC_ROWS.filter(([, get]) => get(m) !== undefined || (base && get(base) !== undefined));
+  const bars = (report.governance?.importance?.features ?? []).map((f) => [f.feature, f.mean] as const);
   const max = Math.max(1e-9, ...bars.map(([, d]) => Math.abs(d)));
-  const flat = Object.entries(report).filter(([, x]) => typeof x === 'number' || typeof x === 'string' || typeof x === 'boolean');
+  const c = report.comparison;
   return (
     <details open>
-      <summary class="strong">Evaluation report</summary>
-      <dl class="facts small">
-        {flat.map(([k, x]) => [<dt key={`k${k}`}>{k}</dt>, <dd key={`v${k}`}>{typeof x === 'number' ? x.toFixed(4) : String(x)}</dd>])}
-      </dl>
+      <summary class="strong">
+        Evaluation report{report.samples !== undefined ? ` (${report.samples} samples)` : ''}: {report.verdict ? (report.verdict.accepted ? 'accepted' : `rejected: ${report.verdict.reasons.join('; ')}`) : ''}
+      </summary>
+      {rows.length > 0 && (
+        <div class="table-wrap">
+          <table class="plain" aria-label="Evaluation against the baseline">
+            <thead>
+              <tr>
+                <th scope="col">Metric</th>
+                <th scope="col">this version</th>
+                <th scope="col">{base ? parentRef : 'baseline'}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map(([name, get, fmt]) => {
+                const a = get(m);
+                const b = base ? get(base) : undefined;
+                return (
+                  <tr key={name}>
+                    <td>{name}</td>
+                    <td>{a === undefined ? '—' : fmt(a)}</td>
+                    <td>{b === undefined ? '—' : fmt(b)}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {c && (
+        <dl class="facts small">
+          {c.agreement !== undefined && [<dt key="ak">agreement</dt>, <dd key="av">{c.agreement.toFixed(4)}</dd>]}
+          {c.accuracyDrop !== undefined && [<dt key="dk">accuracy drop</dt>, <dd key="dv">{c.accuracyDrop.toFixed(4)}</dd>]}
+          {c.sizeRatio !== undefined && [<dt key="sk">size ratio</dt>, <dd key="sv">{c.sizeRatio.toFixed(2)}× smaller</dd>]}
+          {c.maxAbsOutputDiff !== undefined && [<dt key="mk">max |output diff|</dt>, <dd key="mv">{c.maxAbsOutputDiff.toExponential(2)}</dd>]}
+        </dl>
+      )}
+      {(report.governance?.slices ?? []).length > 0 && (
+        <div class="table-wrap">
+          <table class="plain" aria-label="Fairness gaps">
+            <thead>
+              <tr>
+                <th scope="col">Group attribute</th>
+                <th scope="col">accuracy gap</th>
+                <th scope="col">demographic parity</th>
+                <th scope="col">equal opportunity</th>
+              </tr>
+            </thead>
+            <tbody>
+              {report.governance!.slices!.map((s) => (
+                <tr key={s.attribute}>
+                  <td>{s.attribute}</td>
+                  <td>{s.accuracyGapValue.toFixed(4)}</td>
+                  <td>{s.demographicParityDifference.toFixed(4)}</td>
+                  <td>{s.equalOpportunityDifference.toFixed(4)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
       {bars.length > 0 && (
         <figure aria-label="Permutation importance">
-          <figcaption class="small muted">Permutation importance (accuracy drop when shuffled)</figcaption>
+          <figcaption class="small muted">Permutation importance ({report.governance!.importance!.metric} lost when a feature is shuffled)</figcaption>
           {bars.map(([f, d]) => (
-            <div class="row small" key={f}>
+            <div class="row small" key={f} data-feature={f}>
               <span style={{ width: '6rem' }}>{f}</span>
               <span style={{ background: '#1d4ed8', height: '0.7rem', width: `${(Math.abs(d) / max) * 60}%` }} />
               <span class="mono">{d.toFixed(4)}</span>
@@ -187,6 +282,7 @@ function EvaluationReport({ report }: { report: Record<string, unknown> }) {
           ))}
         </figure>
       )}
+      {(report.notes ?? []).length > 0 && <p class="small muted">{report.notes!.join(' · ')}</p>}
     </details>
   );
 }

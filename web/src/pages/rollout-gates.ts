@@ -11,7 +11,13 @@ export interface GateRow {
   ok: boolean | null;
   /** "max" (value must stay at or below) or "min" (at or above), when known. */
   bound?: 'max' | 'min';
+  /** The server's own state when it gives one (pass, fail, waiting, skipped) and why. */
+  status?: string;
+  reason?: string;
 }
+
+/** The server's `status` (server/rollouts/rollout-gates.ts: pass | fail | waiting | skipped) as passing or not. */
+const okOf = (status: unknown): boolean | null => (status === 'pass' ? true : status === 'fail' ? false : null);
 
 const pick = (o: Record<string, unknown>, keys: string[]) => keys.map((k) => o[k]).find((v) => v !== undefined);
 
@@ -22,7 +28,10 @@ export function gateRows(config: Record<string, unknown>, check: Record<string, 
       .filter((g): g is Record<string, unknown> => g !== null && typeof g === 'object')
       .map((g) => {
         const ok = pick(g, ['ok', 'passed', 'pass']);
-        return { name: String(pick(g, ['name', 'kind', 'gate', 'type']) ?? 'gate'), value: pick(g, ['value', 'measured', 'actual']) ?? null, threshold: pick(g, ['threshold', 'limit', 'max', 'min']) ?? null, ok: typeof ok === 'boolean' ? ok : null };
+        const row: GateRow = { name: String(pick(g, ['name', 'kind', 'gate', 'type']) ?? 'gate'), value: pick(g, ['value', 'measured', 'actual']) ?? null, threshold: pick(g, ['threshold', 'limit', 'max', 'min']) ?? null, ok: typeof ok === 'boolean' ? ok : okOf(g.status) };
+        if (typeof g.status === 'string') row.status = g.status;
+        if (typeof g.reason === 'string') row.reason = g.reason;
+        return row;
       });
   }
   const rows: GateRow[] = [];
@@ -37,6 +46,12 @@ export function gateRows(config: Record<string, unknown>, check: Record<string, 
     rows.push({ name: key, value: value ?? null, threshold, ok, bound });
   }
   return rows;
+}
+
+/** The state column: the server's word when it gave one, else passing / failing / not measured. */
+export function stateText(g: GateRow): string {
+  if (g.status === 'waiting' || g.status === 'skipped') return g.status;
+  return g.ok === null ? 'not measured' : g.ok ? 'passing' : 'failing';
 }
 
 export function show(v: unknown): string {

@@ -8,7 +8,7 @@ import { can } from '../session.ts';
 import { ErrorBox, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
 import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
-import { gateRows, show } from './rollout-gates.ts';
+import { gateRows, show, stateText } from './rollout-gates.ts';
 
 export function RolloutsPage() {
   const data = useLoad(async () => {
@@ -235,7 +235,8 @@ function Gates({ rollout: r, check }: { rollout: Rollout; check: Record<string, 
                 {show(g.threshold)}
               </td>
               <td>
-                <Status state={g.ok === null ? 'waiting' : g.ok ? 'active' : 'failed'} text={g.ok === null ? 'not measured' : g.ok ? 'passing' : 'failing'} />
+                <Status state={g.ok === null ? 'waiting' : g.ok ? 'active' : 'failed'} text={stateText(g)} />
+                {g.reason && <span class="muted small"> {g.reason}</span>}
               </td>
             </tr>
           ))}
