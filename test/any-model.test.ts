@@ -5,18 +5,18 @@
 // pushed, bundled from a `tensor` definition, deployed, called through the local API, and (the VAD)
 // sends drift statistics on its definition's summaries to the server.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { eq, sql } from 'drizzle-orm';
 import * as ort from 'onnxruntime-node';
-import { AgentProcess, api, freePort, waitFor } from '../agent/testing/harness.ts';
+import { api, type AgentProcess, waitFor } from '../agent/testing/harness.ts';
 import { decodeWav, encodeWav } from '../agent/runtime/wav.ts';
 import { mulberry32 } from '../protocol/sketch/random.ts';
 import { statsWindows } from '../server/db/schema.ts';
 import { runCli } from './helpers/cli.ts';
-import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import type { TestPlane } from './helpers/control-plane.ts';
+import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
 import { opset9Cnn, statefulVadModel, twoHeadModel } from './helpers/odd-models.ts';
 
 const VAD_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'vad-demo');
@@ -58,23 +58,13 @@ describe('any model: raw-tensor bundles on a real agent', { timeout: 150_000 }, 
     return d.updateState === 'active' ? `${d.reported?.active?.model?.name}@${d.reported?.active?.model?.version}` : `${d.updateState}: ${JSON.stringify(d.reported?.lastError ?? null)}`;
   };
 
+  let lab: PlaneWithAgent;
   before(async () => {
-    cp = await startControlPlane({ driftCron: 'off', ingestFlushMs: 50 });
-    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-any-model-'));
-    env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
-    const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
-    const token = (await cli('enroll-tokens', 'create', '--labels', 'site=lab', '--max-uses', '1')).token;
-    port = await freePort();
-    agent = new AgentProcess(
-      ['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--probation-ms', '200', '--reconnect-min-ms', '100', '--reconnect-max-ms', '1000', '--stats-window-s', '1'],
-      { FLOTILLA_AGENT_LOG_LEVEL: process.env.FLOTILLA_TEST_LOG ?? 'warn' },
-    ).start();
-    deviceId = await waitFor(async () => (await api(port, 'GET', '/v1/status')).body.deviceId, 'agent enrolled', 30_000);
+    lab = await startPlaneWithAgent({ site: 'lab', prefix: 'flotilla-any-model-' });
+    ({ cp, dir, env, agent, port, deviceId } = lab);
   });
   after(async () => {
-    await agent?.stop();
-    await cp?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await lab?.stop();
   });
 
   test('stateful VAD: mixed input types, sr pinned, state carried per session, smoke.bin, statistics on frame RMS', async () => {

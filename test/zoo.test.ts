@@ -3,21 +3,21 @@
 // (answers checked against onnxruntime run directly on the same file) → statistics on the server →
 // optimize (applied or refused with the reason). Models are built in code (test/helpers/zoo-models.ts).
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { and, eq, sql } from 'drizzle-orm';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { AgentProcess, api, freePort, waitFor } from '../agent/testing/harness.ts';
+import { api, type AgentProcess, waitFor } from '../agent/testing/harness.ts';
 import { fromFloat16Bits, toFloat16Bits } from '../firmware-bundles/float16.ts';
 import { imageFeatureRowOf } from '../firmware-bundles/image-pixels.ts';
 import { DEVICE_SESSION_OPTIONS } from '../firmware-bundles/session-options.ts';
 import { models, modelVersions, statsDrops, statsWindows } from '../server/db/schema.ts';
 import { encodeModel, node, valueInfo } from '../server/onnx/build.ts';
 import { runCli } from './helpers/cli.ts';
-import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import type { TestPlane } from './helpers/control-plane.ts';
+import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
 import { externalDataModel, FOREST, forestClassifier, forestRegressor, fp16Model, ifModel, imageModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
 
 type Feeds = Record<string, ort.Tensor>;
@@ -105,23 +105,13 @@ describe('model zoo: real-world shapes through the whole loop on a real agent', 
     return r.body;
   };
 
+  let lab: PlaneWithAgent;
   before(async () => {
-    cp = await startControlPlane({ driftCron: 'off', ingestFlushMs: 50 });
-    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-zoo-'));
-    env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
-    const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
-    const token = (await cli('enroll-tokens', 'create', '--labels', 'site=zoo', '--max-uses', '1')).token;
-    port = await freePort();
-    agent = new AgentProcess(
-      ['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--probation-ms', '200', '--reconnect-min-ms', '100', '--reconnect-max-ms', '1000', '--stats-window-s', '1'],
-      { FLOTILLA_AGENT_LOG_LEVEL: process.env.FLOTILLA_TEST_LOG ?? 'warn' },
-    ).start();
-    deviceId = await waitFor(async () => (await api(port, 'GET', '/v1/status')).body.deviceId, 'agent enrolled', 30_000);
+    lab = await startPlaneWithAgent({ site: 'zoo', prefix: 'flotilla-zoo-' });
+    ({ cp, dir, env, agent, port, deviceId } = lab);
   });
   after(async () => {
-    await agent?.stop();
-    await cp?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await lab?.stop();
   });
 
   test('tree ensembles: ZipMap rewritten at push (original kept), classifier and regressor served, sized in nodes and leaves, optimize refused', async () => {
