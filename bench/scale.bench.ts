@@ -11,7 +11,7 @@
 // Bounded: BENCH_SCALE_DEVICES (default 10000; the process fd limit here is ~20,000, and each device
 // is one socket in the server), at most 5,000 devices per simulator process, every wait with a
 // timeout; only 127.0.0.1.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -30,6 +30,7 @@ import { createLogger } from '../server/logger.ts';
 import { generateRows, rowsToCsv } from '../test/helpers/device-stats.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { printTable, type BenchRow } from './lib.ts';
+import { SimulatorProcess, type SimulatorProgress } from '../simulator/simulator-process.ts';
 
 const HELD = Number(process.env.BENCH_SCALE_DEVICES ?? 10_000);
 const PER_PROCESS = 5_000;
@@ -39,50 +40,7 @@ const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tab
 const CONNECT_TIMEOUT_MS = 15 * 60_000;
 const STEADY_MS = 40_000;
 
-interface Progress {
-  devices: number;
-  started: number;
-  connected: number;
-  updating: number;
-  active: number;
-  failed: number;
-  accepted: number;
-  published: number;
-  startFailures: number;
-}
-
-/** One simulator process; keeps its latest progress line. */
-class Sim {
-  proc: ChildProcess;
-  last: Progress | null = null;
-  stderr = '';
-  constructor(args: string[]) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', path.join(import.meta.dirname, '..', 'simulator', 'main.ts'), '--progress', 'json', '--progress-every', '100ms', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let buf = '';
-    this.proc.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          this.last = JSON.parse(line) as Progress;
-        } catch {
-          /* not progress */
-        }
-      }
-    });
-    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-2000)));
-  }
-  stop(): Promise<void> {
-    if (this.proc.exitCode !== null) return Promise.resolve();
-    return new Promise((r) => {
-      this.proc.once('exit', () => r());
-      this.proc.kill('SIGTERM');
-    });
-  }
-}
-
-const sum = (sims: Sim[], k: keyof Progress) => sims.reduce((s, x) => s + (x.last?.[k] ?? 0), 0);
+const sum = (sims: SimulatorProcess[], k: keyof SimulatorProgress) => sims.reduce((s, x) => s + (x.last?.[k] ?? 0), 0);
 
 async function until(what: string, fn: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<boolean> {
   const end = Date.now() + timeoutMs;
@@ -200,7 +158,7 @@ export async function runScaleBench(): Promise<BenchRow[]> {
     server.on('message', (m: { type: string }) => m.type === 'ready' && resolve());
     server.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
   });
-  const sims: Sim[] = [];
+  const sims: SimulatorProcess[] = [];
   try {
     await new Promise((r) => setTimeout(r, 3000)); // settle after start
     const rssBefore = await rssBytes(server.pid!);
@@ -208,7 +166,7 @@ export async function runScaleBench(): Promise<BenchRow[]> {
     const common = ['--server', url, '--trust-root', s.rootPublicKey, '--telemetry', '10s', '--stats', '60s', '--rows', '0', '--probation', '1s', '--concurrency', '25', '--log-level', 'fatal'];
     for (let left = HELD, i = 0; left > 0; i++) {
       const n = i === 0 ? ROLLOUT : Math.min(PER_PROCESS, left);
-      sims.push(new Sim(['--devices', String(n), '--name-prefix', `scale${i}-`, '--data-dir', path.join(simRoot, `sim${i}`), '--enroll-token', i === 0 ? s.ringToken : s.token, ...common]));
+      sims.push(new SimulatorProcess(['--progress-every', '100ms', '--devices', String(n), '--name-prefix', `scale${i}-`, '--data-dir', path.join(simRoot, `sim${i}`), '--enroll-token', i === 0 ? s.ringToken : s.token, ...common]));
       left -= n;
     }
     const t0 = performance.now();

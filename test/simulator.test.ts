@@ -4,13 +4,13 @@
 // the database. The second runs with --fail-updates 50%: exactly the devices it picks (a stable hash
 // of the name) report the update failed with MODEL_LOAD_FAILED; the others go active.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { like, sql } from 'drizzle-orm';
-import { REPO, waitFor } from '../agent/testing/harness.ts';
+import { waitFor } from '../agent/testing/harness.ts';
+import { SimulatorProcess } from '../simulator/simulator-process.ts';
 import { devices, statsWindows, telemetry } from '../server/db/schema.ts';
 import { failsUpdates } from '../simulator/fleet.ts';
 import { runCli } from './helpers/cli.ts';
@@ -21,54 +21,11 @@ import { gemmModel, modelOutputs } from './helpers/models.ts';
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
 const MODEL = 'tabular-demo';
 
-interface Progress {
-  devices: number;
-  started: number;
-  connected: number;
-  active: number;
-  failed: number;
-  published: number;
-}
-
-class Simulator {
-  proc!: ChildProcess;
-  last: Progress | null = null;
-  stderr = '';
-  exited: Promise<number | null> = Promise.resolve(null);
-
-  constructor(readonly args: string[]) {}
-
-  start(): this {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', path.join(REPO, 'simulator', 'main.ts'), '--progress', 'json', ...this.args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    let buf = '';
-    this.proc.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString();
-      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        try {
-          this.last = JSON.parse(line) as Progress;
-        } catch {
-          /* not a progress line */
-        }
-      }
-    });
-    this.proc.stderr!.on('data', (d: Buffer) => (this.stderr = (this.stderr + d.toString()).slice(-4000)));
-    this.exited = new Promise((r) => this.proc.once('exit', (code) => r(code)));
-    return this;
-  }
-
-  async stop(): Promise<number | null> {
-    if (this.proc.exitCode === null) this.proc.kill('SIGTERM');
-    return this.exited;
-  }
-}
-
 describe('fleet simulator: simulated devices run the agent\'s code paths against a real control plane', { timeout: 170_000 }, () => {
   let cp: TestPlane;
   let dir: string;
   let env: Record<string, string>;
-  const sims: Simulator[] = [];
+  const sims: SimulatorProcess[] = [];
   const cli = async (...args: string[]) => {
     const r = await runCli(['--json', ...args], env);
     assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
@@ -88,7 +45,7 @@ describe('fleet simulator: simulated devices run the agent\'s code paths against
   });
 
   test('bad flags: one line and exit code 2', async () => {
-    const bad = new Simulator(['--devices', '3', '--server', cp.url, '--fail-updates', '150%']).start();
+    const bad = new SimulatorProcess(['--devices', '3', '--server', cp.url, '--fail-updates', '150%']);
     assert.equal(await bad.exited, 2);
     assert.match(bad.stderr, /^simulate: invalid --fail-updates: .*150%/m);
   });
@@ -107,8 +64,8 @@ describe('fleet simulator: simulated devices run the agent\'s code paths against
     const token = (await cli('enroll-tokens', 'create', '--labels', 'site=sim', '--max-uses', '50')).token;
 
     const common = ['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--telemetry', '1s', '--stats', '2s', '--probation', '500ms', '--rows', '2'];
-    sims.push(new Simulator(['--devices', '40', '--name-prefix', 'simA-', '--data-dir', path.join(dir, 'a'), ...common]).start());
-    sims.push(new Simulator(['--devices', '10', '--name-prefix', 'simB-', '--data-dir', path.join(dir, 'b'), '--fail-updates', '50%', ...common]).start());
+    sims.push(new SimulatorProcess(['--devices', '40', '--name-prefix', 'simA-', '--data-dir', path.join(dir, 'a'), ...common]));
+    sims.push(new SimulatorProcess(['--devices', '10', '--name-prefix', 'simB-', '--data-dir', path.join(dir, 'b'), '--fail-updates', '50%', ...common]));
     await waitFor(async () => (await named('sim')).filter((d) => d.online).length === 50, 'all 50 simulated devices online on the server', 90_000, 200);
     await waitFor(() => sims.every((s) => s.last && s.last.connected === s.last.devices), 'the progress lines count every device connected', 15_000);
 
