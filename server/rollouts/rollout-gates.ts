@@ -122,11 +122,12 @@ export async function shadowReports(tx: Tx, rolloutId: string, candidate: string
 export function shadowGates(gates: RolloutGates, reports: Map<string, ShadowReport>, deviceCount: number): GateResult[] {
   const out: GateResult[] = [];
   const failedLoads = [...reports].filter(([, r]) => r.state === 'failed');
+  const shadowing = [...reports.values()].filter((r) => r.state === 'shadowing').length;
   out.push({
     name: 'shadowLoaded',
-    value: [...reports.values()].filter((r) => r.state === 'shadowing').length,
+    value: shadowing,
     threshold: `= ${deviceCount} devices`,
-    status: failedLoads.length ? 'fail' : [...reports.values()].filter((r) => r.state === 'shadowing').length === deviceCount ? 'pass' : 'waiting',
+    status: failedLoads.length ? 'fail' : shadowing === deviceCount ? 'pass' : 'waiting',
     reason: failedLoads.length ? failedLoads.map(([id, r]) => `${id}: ${r.reason ?? 'failed'}`).join('; ') : `${reports.size} of ${deviceCount} devices reported`,
   });
   let compared = 0;
