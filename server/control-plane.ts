@@ -27,6 +27,8 @@ import { type Db, openDatabase } from './db/client.ts';
 import { bundlesReferencingVersion } from './bundles/bundle-service.ts';
 import { reconcileDevice } from './deployments/deployment-service.ts';
 import { DesiredState } from './deployments/desired-state.ts';
+import { storedDesiredMessages } from './deployments/stored-desired.ts';
+import { deviceTopic } from '../protocol/topics.ts';
 import { registerTrustGauges, StaleDesiredMonitor } from './deployments/stale-desired.ts';
 import { DeviceCommands } from './devices/device-commands.ts';
 import { CommandResponse } from '../protocol/messages/command.ts';
@@ -130,7 +132,10 @@ export class ControlPlane {
     this.deviceState = deviceState;
     if (!config.externalMqttUrl) {
       this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal, limits: config.mqttLimits, tls: config.tls, wsPort: config.mqttWsPort, state: deviceState, maxPendingConnects: config.mqttMaxPendingConnects });
-      this.mqttPort = await this.broker.start();
+      // Retained messages do not survive a restart of the embedded broker: each device's desired state is
+      // stored in it again before it accepts connections.
+      const desired = await storedDesiredMessages(db);
+      this.mqttPort = await this.broker.start(desired.map(({ deviceId, message }) => ({ topic: deviceTopic(deviceId, 'desired'), payload: JSON.stringify(message) })));
     }
     // Without a configured CA: the public CAs, plus the certificate itself in case it is self-signed.
     const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;
@@ -218,8 +223,8 @@ export class ControlPlane {
     this.staleDesired.start();
     this.keylistWarner = new KeylistWarner({ db, logger, warnS: config.keylistWarnS });
     this.keylistWarner.start();
-    // Retained messages do not survive a restart of the embedded broker: publish every device's desired state again.
-    await this.desired.publish();
+    // An external broker keeps retained messages itself; publishing again repairs one that lost them (idempotent).
+    if (config.externalMqttUrl) await this.desired.publish();
 
     const app = createApp({
       db,

@@ -79,10 +79,15 @@ export class EmbeddedBroker {
     this.gate = new ConnectGate(opts.maxPendingConnects);
   }
 
-  async start(): Promise<number> {
+  /**
+   * Starts the broker; `retained` messages are stored before it accepts a connection, so devices that
+   * reconnect after a restart find them on subscribe (this broker keeps retained messages in memory).
+   */
+  async start(retained: Array<{ topic: string; payload: string }> = []): Promise<number> {
     const { metrics, logger, state } = this.opts;
+    const persistence = memoryPersistenceWithRetainedIndex(); // O(1) retained lookup per device subscribe
     this.aedes = await Aedes.createBroker({
-      persistence: memoryPersistenceWithRetainedIndex(), // O(1) retained lookup per device subscribe
+      persistence,
       authenticate: (client, username, password, done) => {
         // The server's own client never waits behind a storm of devices.
         const gated = username !== this.opts.internal.username;
@@ -133,6 +138,12 @@ export class EmbeddedBroker {
         done(null, sub);
       },
     });
+    for (const { topic, payload } of retained) {
+      const packet = { cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: true, dup: false } as Parameters<typeof persistence.storeRetained>[0];
+      // Without a callback the store answers with a promise (its callback form waits for a 'ready' event
+      // that aedes 1.x, which awaits setup() itself, never makes it emit).
+      await (persistence.storeRetained as unknown as (p: typeof packet) => Promise<void>)(packet);
+    }
     this.aedes.on('clientReady', (client: TaggedClient) => {
       if (client[INTERNAL]) return;
       this.devices.set(client.id, client);

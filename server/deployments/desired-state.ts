@@ -5,15 +5,15 @@ import { eq, inArray, lt, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { canonicalize } from '../../firmware-bundles/canonical-json.ts';
 import { createManifest, signManifest, type ShadowCandidate } from '../../firmware-bundles/manifest.ts';
-import type { DesiredMessage } from '../../protocol/messages/desired.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, devices, models, modelVersions } from '../db/schema.ts';
 import { recordAudit } from '../audit/audit-log.ts';
 import type { KeyCipher } from '../keys/key-cipher.ts';
-import { currentKeyList, signingKeys } from '../keys/key-service.ts';
+import { signingKeys } from '../keys/key-service.ts';
 import type { DeviceBus } from '../mqtt/device-bus.ts';
 import { effectiveAgentConfigs } from '../settings/effective-settings.ts';
 import { manifestStatsLayout } from './stats-layout.ts';
+import { storedDesiredMessages } from './stored-desired.ts';
 
 export const DEFAULT_MANIFEST_TTL_S = 30 * 86400;
 const PUBLISH_WINDOW = 256;
@@ -87,18 +87,10 @@ export class DesiredState {
 
   /** Publishes the stored desired state of the given devices (all when omitted). */
   async publish(deviceIds?: string[]): Promise<void> {
-    const list = await currentKeyList(this.db);
-    if (!list) return;
-    const rows = await this.db.select().from(deviceDesired).where(deviceIds ? inArray(deviceDesired.deviceId, deviceIds) : undefined);
-    // A window of publishes in flight rather than one round trip each: at start this republishes the
-    // whole fleet, and the HTTP API only comes up after it.
+    const rows = await storedDesiredMessages(this.db, deviceIds);
+    // A window of publishes in flight rather than one round trip each (a key rotation republishes the fleet).
     for (let i = 0; i < rows.length; i += PUBLISH_WINDOW) {
-      await Promise.all(
-        rows.slice(i, i + PUBLISH_WINDOW).map((row) => {
-          const message: DesiredMessage = { v: 1, keylist: list as DesiredMessage['keylist'], manifest: row.manifest as DesiredMessage['manifest'] };
-          return this.bus.publish(row.deviceId, 'desired', message, { retain: true });
-        }),
-      );
+      await Promise.all(rows.slice(i, i + PUBLISH_WINDOW).map(({ deviceId, message }) => this.bus.publish(deviceId, 'desired', message, { retain: true })));
     }
     this.logger.debug({ devices: rows.length }, 'published desired state');
   }
