@@ -123,8 +123,10 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   if (failure) {
     check.verdict = `gate failed: ${failure}`;
     if (gates.onFailure === 'rollback') {
-      const back = shadowPhase ? await endShadow(tx, desired, row) : await rollBack(tx, desired, row);
+      // The row first: re-signed manifests written by a tick that then lost the row (paused or aborted
+      // meanwhile) would be committed but never published, leaving devices on the candidate unnotified.
       if (!(await update({ status: 'aborted' }, true)).length) return { publish: [], transition: null };
+      const back = shadowPhase ? await endShadow(tx, desired, row) : await rollBack(tx, desired, row);
       await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.rollback', row.id, { reason: failure, devices: back.length, to: shadowPhase ? null : row.previousBundleId });
       await recordEvent(tx, 'rollout.rolled_back', row.id, { rolloutId: row.id, cohort: row.cohort, stage: row.stage, reason: failure, devices: back.length, to: shadowPhase ? null : row.previousBundleId });
       return { publish: [...publish, ...back], transition: 'rolled back' };
