@@ -176,14 +176,14 @@ async function stageRows(dir: string): Promise<BenchRow[]> {
     }, 'the rollout ends', 10 * 60_000, 250);
     for (const [k, f] of stages.entries()) {
       const inStage = (j: number) => last.devices.filter((d: { stage: number; activeBundle: string | null }) => d.stage <= j && d.activeBundle !== null).length;
-      const n = inStage(k);
-      const added = n - (k ? inStage(k - 1) : 0);
+      const all = inStage(k);
+      const added = all - (k ? inStage(k - 1) : 0);
       if (stageDone[k] === undefined) {
-        rows.push({ benchmark: `rollout stage ${k + 1} (${f * 100} %): all ${n} active`, value: NaN, unit: 's', note: `not reached; rollout ${last.status}: ${last.lastCheck?.verdict}` });
+        rows.push({ benchmark: `rollout stage ${k + 1} (${f * 100} %): all ${all} active`, value: NaN, unit: 's', note: `not reached; rollout ${last.status}: ${last.lastCheck?.verdict}` });
         continue;
       }
       const s = (stageDone[k] - stageStart[k]) / 1000;
-      rows.push({ benchmark: `rollout stage ${k + 1} (${f * 100} %, ${added} new devices): all ${n} active`, value: s, unit: 's', baseline: `direct deployment to ${n}`, baselineValue: deployS, ratio: s / deployS, note: k === 0 ? 'from the rollout request; ticks every 500 ms, polled every 250 ms' : 'from the previous stage done' });
+      rows.push({ benchmark: `rollout stage ${k + 1} (${f * 100} %, ${added} new devices): all ${all} active`, value: s, unit: 's', baseline: `direct deployment to ${n}`, baselineValue: deployS, ratio: s / deployS, note: k === 0 ? 'from the rollout request; ticks every 500 ms, polled every 250 ms' : 'from the previous stage done' });
     }
     clearInterval(tell);
     rows.push({ benchmark: `staged rollout to ${n} devices, start to succeeded`, value: (performance.now() - t) / 1000, unit: 's', baseline: `direct deployment to ${n}`, baselineValue: deployS, ratio: (performance.now() - t) / 1000 / deployS, note: last.status });
