@@ -12,6 +12,7 @@ const suites: Record<string, () => Promise<BenchRow[]>> = {
   web: () => import('./web.bench.ts').then((m) => m.runWebBench()),
   reconnect: () => import('./reconnect.bench.ts').then((m) => m.runReconnectBench()),
   scale: () => import('./scale.bench.ts').then((m) => m.runScaleBench()),
+  shadow: () => import('./shadow.bench.ts').then((m) => m.runShadowBench()),
 };
 
 const only = process.argv.slice(2);

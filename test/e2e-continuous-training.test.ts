@@ -99,7 +99,7 @@ describe('end to end: drift → retraining job → v2 with lineage → canary ro
         driftOpenForS: 1,
         trainer: { kind: 'builtin', model: 'tabular-demo-mlp', fineTune: true, epochs: 15, seed: 5 },
         data: { dataset: 'sensor-recent' },
-        after: { rollout: { strategy: 'canary', stages: [0.5, 1], bakeS: 1, cohort: 'drifted' } },
+        after: { rollout: { strategy: 'canary', stages: [0.5, 1], bakeS: 1, cohort: 'drifted', gates: { maxLatencyRatio: null } } },
         timeoutS: 120,
       }),
     );

@@ -15,7 +15,8 @@ import { gemmModel } from './helpers/models.ts';
 import { scaledGemmModel, slowGemmModel } from './helpers/shadow-models.ts';
 
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
-const FAST_GATES = { minShadowCompared: 10, maxShadowLatencyRatio: 10, onFailure: 'rollback' as const };
+// The stage latency gate (default 1.2) is not what these tests are about: off, as p95s on a loaded machine wobble.
+const FAST_GATES = { minShadowCompared: 10, maxShadowLatencyRatio: 10, maxLatencyRatio: null, onFailure: 'rollback' as const };
 
 interface Gate {
   name: string;
@@ -107,7 +108,7 @@ describe('end to end: shadow evaluation and rollout gates', () => {
 
   test('a healthy candidate is shadowed, agrees, and the rollout walks every stage', async () => {
     startTraffic();
-    const started = await cli('rollouts', 'start', 'tab@2', '--cohort', 'lab', '--stages', '50%,100%', '--bake', '1s', '--shadow', '50%', '--shadow-duration', '3s', '--shadow-window', '1s', '--max-shadow-latency-ratio', '10');
+    const started = await cli('rollouts', 'start', 'tab@2', '--cohort', 'lab', '--stages', '50%,100%', '--bake', '1s', '--shadow', '50%', '--shadow-duration', '3s', '--shadow-window', '1s', '--max-shadow-latency-ratio', '10', '--max-latency-ratio', 'off');
     // The latency threshold is loose here: p95s of two threads on a loaded 2-core machine wobble; the slow candidate below does ~400 × 512² more multiply-adds per row.
     assert.equal(started.phase, 'shadow');
     // Shadow on the first stage's device only; it keeps serving v1 meanwhile.
@@ -202,7 +203,7 @@ describe('end to end: shadow evaluation and rollout gates', () => {
     assert.match(tooOld.body.error.message, new RegExp(`${ghost.body.deviceId} \\(agent never reported\\)`));
     assert.match(JSON.stringify(tooOld.body.error.details), /upgrade those agents/);
 
-    const r = (await cp.api('POST', '/api/v1/rollouts', { json: { bundle: 'tab@1', cohort: 'lab', stages: [1], bakeS: 0, gates: { onFailure: 'rollback', stageTimeoutS: 15 } } })).body;
+    const r = (await cp.api('POST', '/api/v1/rollouts', { json: { bundle: 'tab@1', cohort: 'lab', stages: [1], bakeS: 0, gates: { onFailure: 'rollback', stageTimeoutS: 15, maxLatencyRatio: null } } })).body;
     const done = await waitStatus(r.id, ['aborted', 'succeeded', 'paused'], 60_000);
     assert.equal(done.status, 'aborted', JSON.stringify(done.lastCheck));
     assert.match(done.lastCheck.verdict, /stage limit of 15 s passed/);

@@ -54,8 +54,12 @@ export const RolloutGates = z.object({
   minUpdateSuccessRatio: z.number().min(0).max(1).default(0.95),
   /** errors / requests of the stage's devices since the stage started. */
   maxErrorRate: z.number().min(0).max(1).optional(),
-  /** Latency regression (opt-in): the stage's devices' p95 over the cohort's p95 in the hour before the rollout. */
-  maxLatencyRatio: z.number().min(1).max(100).optional(),
+  /**
+   * Latency regression: the worst stage device's p95 over the cohort's p95 in the hour before the rollout
+   * (default 1.2; null turns it off). Without data on either side after the bake it is `no-data`
+   * (rollout-gates.ts), never a pass.
+   */
+  maxLatencyRatio: z.number().min(1).max(100).nullable().default(1.2),
   /** No drift alert opened for the new version on the cohort during the stage (default on). */
   drift: z.boolean().default(true),
   /** Shadow stage: share of compared rows whose top-1 class matches (classifiers). */

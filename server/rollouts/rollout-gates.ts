@@ -1,7 +1,10 @@
 // The gates a rollout stage must pass, each measured and reported the same way: name, value,
 // threshold, status and a reason. A gate without enough data `waits` (it never passes for lack of
-// data); the ticker ends a stage that waits past its limit. `skipped` is a gate that does not apply
-// (e.g. a regressor-only gate on a classifier), said with its reason, never a silent pass.
+// data); the ticker ends a stage that waits past its limit. `no-data` is a gate that still has nothing
+// to measure once the bake is over (the latency gate on idle devices): never a pass; it holds the stage
+// until the stage limit like `waiting` when the rollout has one, and is recorded, not waited on, when it
+// has none (the data may never come: waiting forever would hang the rollout). `skipped` is a gate that
+// does not apply (e.g. a regressor-only gate on a classifier), said with its reason, never a silent pass.
 import { and, eq, gte, inArray, or } from 'drizzle-orm';
 import { ShadowReport, type ShadowOutput } from '../../protocol/messages/shadow.ts';
 import type { Tx } from '../db/client.ts';
@@ -10,7 +13,7 @@ import type { RolloutGates } from '../jobs/retrain-policy.ts';
 import { telemetrySummary } from '../telemetry/telemetry-service.ts';
 import { stageTelemetryTotals } from './stage-error-rate.ts';
 
-export type GateStatus = 'pass' | 'fail' | 'waiting' | 'skipped';
+export type GateStatus = 'pass' | 'fail' | 'waiting' | 'no-data' | 'skipped';
 
 export interface GateResult {
   name: string;
@@ -34,7 +37,7 @@ const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(4).repla
 /** Failed updates, update success ratio, error rate, latency regression and drift for a switched stage. */
 export async function stageGates(
   tx: Tx,
-  o: { gates: RolloutGates; stage: StageDevices; bundleId: string; cohort: string; stageStartedAt: string; rolloutCreatedAt: string; hasPrevious: boolean; now: Date },
+  o: { gates: RolloutGates; stage: StageDevices; bundleId: string; cohort: string; stageStartedAt: string; rolloutCreatedAt: string; hasPrevious: boolean; now: Date; bakeS: number },
 ): Promise<GateResult[]> {
   const { gates, stage } = o;
   const out: GateResult[] = [];
@@ -70,22 +73,30 @@ export async function stageGates(
       reason: rate === null ? 'no requests served on the stage yet' : `${errors} errors in ${total} requests`,
     });
   }
-  if (gates.maxLatencyRatio !== undefined) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio, windowS }));
+  if (gates.maxLatencyRatio !== null) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio }));
   if (gates.drift) out.push(await driftGate(tx, o));
   return out;
 }
 
-async function latencyGate(tx: Tx, o: { stage: StageDevices; cohort: string; rolloutCreatedAt: string; hasPrevious: boolean; now: Date; maxRatio: number; windowS: number }): Promise<GateResult> {
+async function latencyGate(tx: Tx, o: { stage: StageDevices; cohort: string; rolloutCreatedAt: string; stageStartedAt: string; bakeS: number; hasPrevious: boolean; now: Date; maxRatio: number }): Promise<GateResult> {
   const threshold = `≤ ${fmt(o.maxRatio)} × previous p95`;
   if (!o.hasPrevious) return { name: 'latencyRegression', value: null, threshold, status: 'skipped', reason: 'the cohort ran no bundle before: nothing to compare with' };
   const before = await telemetrySummary(tx, { cohort: o.cohort, windowS: 3600, end: new Date(o.rolloutCreatedAt) });
-  if (before.latency.p95 === null) return { name: 'latencyRegression', value: null, threshold, status: 'waiting', reason: 'no requests in the hour before the rollout: no baseline' };
+  // Telemetry is kept in minute buckets: only those that start after the stage did hold the new bundle's
+  // requests alone (an earlier bucket mixes in the previous bundle's).
+  const since = Math.ceil(Date.parse(o.stageStartedAt) / 60_000) * 60_000;
+  const windowS = Math.floor((o.now.getTime() - since) / 1000);
   let worst: { id: string; p95: number } | null = null;
-  for (const id of o.stage.active) {
-    const t = await telemetrySummary(tx, { device: id, windowS: o.windowS, end: o.now });
+  for (const id of windowS > 0 ? o.stage.active : []) {
+    const t = await telemetrySummary(tx, { device: id, windowS, end: o.now });
     if (t.latency.p95 !== null && (!worst || t.latency.p95 > worst.p95)) worst = { id, p95: t.latency.p95 };
   }
-  if (!worst) return { name: 'latencyRegression', value: null, threshold, status: 'waiting', reason: 'no requests served on the new bundle yet' };
+  if (before.latency.p95 === null || !worst) {
+    const missing = [before.latency.p95 === null ? 'no requests in the hour before the rollout (no baseline)' : null, worst ? null : 'no requests served on the new bundle'].filter(Boolean).join(' and ');
+    // During the bake the data may still come; after it the gate says it could not measure.
+    const baked = o.now.getTime() - Date.parse(o.stageStartedAt) >= o.bakeS * 1000;
+    return { name: 'latencyRegression', value: null, threshold, status: baked ? 'no-data' : 'waiting', reason: baked ? `${missing}: latency not measured (a stage limit makes this fail the stage; --max-latency-ratio off turns the gate off)` : missing };
+  }
   const ratio = worst.p95 / before.latency.p95;
   return { name: 'latencyRegression', value: ratio, threshold, status: ratio > o.maxRatio ? 'fail' : 'pass', reason: `worst p95 ${worst.p95.toFixed(2)} ms (${worst.id}) vs ${before.latency.p95.toFixed(2)} ms before` };
 }

@@ -103,25 +103,30 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   } else {
     publish = await assignMissing(tx, desired, row, target);
     const stage = await stageDevices(tx, row, target);
-    results = await stageGates(tx, { gates, stage: { ids: target, ...stage }, bundleId: assignedBundle(row), cohort: row.cohort, stageStartedAt: row.stageStartedAt, rolloutCreatedAt: row.createdAt, hasPrevious: row.previousBundleId !== null, now });
+    results = await stageGates(tx, { gates, stage: { ids: target, ...stage }, bundleId: assignedBundle(row), cohort: row.cohort, stageStartedAt: row.stageStartedAt, rolloutCreatedAt: row.createdAt, hasPrevious: row.previousBundleId !== null, now, bakeS: row.bakeS });
     notReporting = target.filter((id) => !stage.active.includes(id) && !stage.failed.includes(id));
     holdS = row.bakeS;
   }
   check.gates = results;
 
   const failed = results.filter((g) => g.status === 'fail');
-  const waiting = results.filter((g) => g.status === 'waiting');
+  // A gate with no data after the bake holds the stage only up to a stage limit; without one it is
+  // recorded in the verdict and history but not waited on (rollout-gates.ts says why).
+  const noData = results.filter((g) => g.status === 'no-data');
+  const waiting = [...results.filter((g) => g.status === 'waiting'), ...(gates.stageTimeoutS !== undefined ? noData : [])];
   let failure = failed.length ? failed.map((g) => `${g.name} ${g.value === null ? '–' : round(g.value)} not ${g.threshold} (${g.reason})`).join('; ') : null;
   if (!failure && waiting.length && gates.stageTimeoutS !== undefined && bakedS >= gates.stageTimeoutS) {
     // Never stuck: past the stage's limit, whoever did not report is timed out and the stage fails.
     for (const id of notReporting) outcomes[id] = { state: 'timed_out', reason: `no report within the stage limit of ${gates.stageTimeoutS} s`, at };
-    failure = `stage limit of ${gates.stageTimeoutS} s passed with ${waiting.map((g) => `${g.name} waiting (${g.reason})`).join(', ')}${notReporting.length ? `; timed out: ${notReporting.join(', ')}` : ''}`;
+    failure = `stage limit of ${gates.stageTimeoutS} s passed with ${waiting.map((g) => `${g.name} ${g.status} (${g.reason})`).join(', ')}${notReporting.length ? `; timed out: ${notReporting.join(', ')}` : ''}`;
   }
   if (failure) {
     check.verdict = `gate failed: ${failure}`;
     if (gates.onFailure === 'rollback') {
-      const back = shadowPhase ? await endShadow(tx, desired, row) : await rollBack(tx, desired, row);
+      // The row first: re-signed manifests written by a tick that then lost the row (paused or aborted
+      // meanwhile) would be committed but never published, leaving devices on the candidate unnotified.
       if (!(await update({ status: 'aborted' }, true)).length) return { publish: [], transition: null };
+      const back = shadowPhase ? await endShadow(tx, desired, row) : await rollBack(tx, desired, row);
       await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.rollback', row.id, { reason: failure, devices: back.length, to: shadowPhase ? null : row.previousBundleId });
       await recordEvent(tx, 'rollout.rolled_back', row.id, { rolloutId: row.id, cohort: row.cohort, stage: row.stage, reason: failure, devices: back.length, to: shadowPhase ? null : row.previousBundleId });
       return { publish: [...publish, ...back], transition: 'rolled back' };
@@ -133,10 +138,11 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   }
 
   if (waiting.length || bakedS < holdS) {
-    check.verdict = waiting.length ? `waiting: ${waiting.map((g) => `${g.name} (${g.reason})`).join(', ')}` : `baking: ${Math.floor(bakedS)} of ${holdS} s`;
+    check.verdict = waiting.length ? `waiting: ${waiting.map((g) => `${g.name}${g.status === 'no-data' ? ' no-data' : ''} (${g.reason})`).join(', ')}` : `baking: ${Math.floor(bakedS)} of ${holdS} s`;
     await update({});
     return { publish, transition: null };
   }
+  const unmeasured = noData.length ? ` (not measured: ${noData.map((g) => `${g.name} no-data`).join(', ')})` : '';
   if (shadowPhase) {
     // The candidate behaved: the switch starts with the first stage (its devices' shadow ends with the new manifest).
     check.verdict = `shadow passed; stage 1 of ${row.stages.length}`;
@@ -148,7 +154,7 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
     return { publish: [...publish, ...added], transition: 'stage 1' };
   }
   if (row.stage + 1 >= row.stages.length) {
-    check.verdict = 'succeeded';
+    check.verdict = `succeeded${unmeasured}`;
     if (!(await update({ status: 'succeeded' }, true)).length) return { publish: [], transition: null };
     // A cohort deployment of the rollout's bundle, as a direct cohort deployment records it (the parent,
     // not the variant): late joiners get it through reconcileDevice, which applies the cohort's
@@ -160,7 +166,7 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   }
   const nextStage = row.stage + 1;
   const nextTarget = ordered.slice(0, stageSize(ordered.length, row.stages[nextStage])).filter((id) => !outcomes[id]);
-  check.verdict = `advanced to stage ${nextStage + 1} of ${row.stages.length}`;
+  check.verdict = `advanced to stage ${nextStage + 1} of ${row.stages.length}${unmeasured}`;
   if (!(await update({ stage: nextStage, stageStartedAt: at }, true)).length) return { publish: [], transition: null };
   const added = await assignMissing(tx, desired, { ...row, stage: nextStage }, nextTarget);
   await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.advance', row.id, { stage: nextStage, fraction: row.stages[nextStage], devices: nextTarget.length });

@@ -89,7 +89,7 @@ export async function startRollout(ctx: { api: () => Api; out: () => Output }, b
           maxFailedUpdates: Number(o.maxFailed),
           maxErrorRate: num('--max-error-rate', o.maxErrorRate),
           minUpdateSuccessRatio: num('--min-success-ratio', o.minSuccessRatio),
-          maxLatencyRatio: num('--max-latency-ratio', o.maxLatencyRatio),
+          maxLatencyRatio: o.maxLatencyRatio === 'off' ? null : num('--max-latency-ratio', o.maxLatencyRatio),
           minAgreement: num('--min-agreement', o.minAgreement),
           maxShadowLatencyRatio: num('--max-shadow-latency-ratio', o.maxShadowLatencyRatio),
           maxMeanAbsDiff: num('--max-mean-abs-diff', o.maxMeanAbsDiff),
@@ -124,7 +124,7 @@ export function registerRolloutCommands(program: Command, ctx: { api: () => Api;
     .option('--max-shadow-latency-ratio <r>', 'shadow: candidate p95 / active p95 allowed (default 1.5)')
     .option('--max-mean-abs-diff <x>', 'shadow: mean |active − candidate| allowed for regressor outputs')
     .option('--min-success-ratio <ratio>', 'devices of a stage that must end active (default 0.95)')
-    .option('--max-latency-ratio <r>', "latency regression gate: stage p95 / the cohort's p95 before (e.g. 1.2; off unless given)")
+    .option('--max-latency-ratio <r>', "latency regression gate: stage p95 / the cohort's p95 before (default 1.2; off turns it off)")
     .option('--no-drift', 'do not fail a stage on a drift alert for the new version')
     .option('--stage-timeout <duration>', 'longest a stage waits for data before it fails (devices not reporting: timed out)')
     .action((bundle: string, o: RolloutStartOptions) => startRollout(ctx, bundle, o));

@@ -11,12 +11,12 @@ export interface GateRow {
   ok: boolean | null;
   /** "max" (value must stay at or below) or "min" (at or above), when known. */
   bound?: 'max' | 'min';
-  /** The server's own state when it gives one (pass, fail, waiting, skipped) and why. */
+  /** The server's own state when it gives one (pass, fail, waiting, no-data, skipped) and why. */
   status?: string;
   reason?: string;
 }
 
-/** The server's `status` (server/rollouts/rollout-gates.ts: pass | fail | waiting | skipped) as passing or not. */
+/** The server's `status` (server/rollouts/rollout-gates.ts: pass | fail | waiting | no-data | skipped) as passing or not. */
 const okOf = (status: unknown): boolean | null => (status === 'pass' ? true : status === 'fail' ? false : null);
 
 const pick = (o: Record<string, unknown>, keys: string[]) => keys.map((k) => o[k]).find((v) => v !== undefined);
@@ -50,7 +50,7 @@ export function gateRows(config: Record<string, unknown>, check: Record<string, 
 
 /** The state column: the server's word when it gave one, else passing / failing / not measured. */
 export function stateText(g: GateRow): string {
-  if (g.status === 'waiting' || g.status === 'skipped') return g.status;
+  if (g.status === 'waiting' || g.status === 'no-data' || g.status === 'skipped') return g.status;
   return g.ok === null ? 'not measured' : g.ok ? 'passing' : 'failing';
 }
 
