@@ -355,11 +355,11 @@ export class ModelHost {
       st.inflight--;
       this.maybeDrained(st);
     }
-    if (--this.runsOutstanding === 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (--this.runsOutstanding === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private maybeDrained(st: HandleState): void {
-    if (st.inflight === 0 && st.holds === 0) for (const w of st.drainWaiters.splice(0)) w();
+    if (st.inflight === 0 && st.holds === 0 && st.drainWaiters.length > 0) for (const w of st.drainWaiters.splice(0)) w();
   }
 
   private waitIdle(timeoutMs: number): Promise<void> {
