@@ -152,7 +152,10 @@ export class InferenceEngine {
       const carried = session === undefined ? undefined : this.states.get(unit.bundle.id, session);
       const pre = await preprocessRequest(spec, request, unit.handle.inputs, this.options, carried);
       const t1 = performance.now();
-      const outputs = await this.host.infer(pre.feeds, { handle: unit.handle });
+      // Rows and images the preprocessing stacked on dim 0 are independent: the worker may merge
+      // them with other requests' (dynamic batching); raw tensors keep their own meaning of dim 0.
+      const mergeable = spec.type !== 'tensor' && (pre.quality !== undefined || pre.pixels !== undefined);
+      const outputs = await this.host.infer(pre.feeds, { handle: unit.handle, mergeable });
       const t2 = performance.now();
       if (session !== undefined && spec.type === 'tensor') {
         const next: Record<string, HostTensor> = {};

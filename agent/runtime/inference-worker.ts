@@ -9,6 +9,7 @@
 import { parentPort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { asRuntimeError, RuntimeError } from './errors.ts';
+import { concatRuns, MAX_MERGED_ROWS, mergeKey, splitRows } from './merge-runs.ts';
 import { checkFeeds, prepareTransfer, widenFloat16, type HostTensor, type TensorMeta } from './tensor.ts';
 import { SESSION_DEFAULTS, type FromWorker, type ModelInfo, type RunRequest, type RunResult, type ToWorker } from './worker-protocol.ts';
 
@@ -67,18 +68,7 @@ async function runOne(req: RunRequest, transfer: ArrayBuffer[]): Promise<RunResu
     const loaded = sessions.get(req.handle);
     if (!loaded) throw new RuntimeError('UNKNOWN_HANDLE', `model handle ${req.handle} is not loaded in the worker`);
     checkFeeds(loaded.info.inputs, req.feeds);
-    const feeds: Record<string, ort.Tensor> = {};
-    for (const [name, t] of Object.entries(req.feeds)) feeds[name] = new ort.Tensor(t.type as ort.Tensor.Type, t.data as ort.Tensor.DataType, t.dims);
-    let out: ort.InferenceSession.ReturnType;
-    try {
-      out = await loaded.session.run(feeds);
-    } catch (err) {
-      throw new RuntimeError('INFERENCE_FAILED', `inference failed: ${(err as Error).message ?? err}`);
-    }
-    const outputs: Record<string, HostTensor> = {};
-    for (const [name, value] of Object.entries(out)) {
-      if (value instanceof ort.Tensor) outputs[name] = widenFloat16({ type: value.type, dims: [...value.dims], data: value.data as HostTensor['data'] });
-    }
+    const outputs = await runSession(loaded.session, req.feeds);
     prepareTransfer(outputs, transfer);
     return { id: req.id, ok: true, outputs };
   } catch (err) {
@@ -86,12 +76,90 @@ async function runOne(req: RunRequest, transfer: ArrayBuffer[]): Promise<RunResu
   }
 }
 
+async function runSession(session: ort.InferenceSession, given: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const name in given) {
+    const t = given[name];
+    feeds[name] = new ort.Tensor(t.type as ort.Tensor.Type, t.data as ort.Tensor.DataType, t.dims);
+  }
+  let out: ort.InferenceSession.ReturnType;
+  try {
+    out = await session.run(feeds);
+  } catch (err) {
+    throw new RuntimeError('INFERENCE_FAILED', `inference failed: ${(err as Error).message ?? err}`);
+  }
+  const outputs: Record<string, HostTensor> = {};
+  for (const name in out) {
+    const value = out[name];
+    if (value instanceof ort.Tensor) outputs[name] = widenFloat16({ type: value.type, dims: [...value.dims], data: value.data as HostTensor['data'] });
+  }
+  return outputs;
+}
+
+/**
+ * Runs merged into one session.run (merge-runs.ts). Anything unusual — a run that fails its checks,
+ * a failed merged run, outputs that do not split by rows — sends the runs concerned through runOne,
+ * so each gets the answer or the error it would have had alone.
+ */
+async function runMerged(group: RunRequest[], transfer: ArrayBuffer[]): Promise<RunResult[]> {
+  const loaded = sessions.get(group[0].handle);
+  const alone: RunRequest[] = [];
+  const merged: RunRequest[] = [];
+  for (const r of group) {
+    try {
+      if (!loaded) throw new Error('not loaded');
+      checkFeeds(loaded.info.inputs, r.feeds);
+      merged.push(r);
+    } catch {
+      alone.push(r);
+    }
+  }
+  const results: Array<Promise<RunResult>> = alone.map((r) => runOne(r, transfer));
+  let parts: Array<Record<string, HostTensor>> | undefined;
+  if (loaded && merged.length > 1) {
+    const { feeds, rows } = concatRuns(merged.map((r) => r.feeds));
+    parts = await runSession(loaded.session, feeds).then((out) => splitRows(out, rows), () => undefined);
+  }
+  if (parts) {
+    const split = parts;
+    merged.forEach((r, i) => {
+      prepareTransfer(split[i], transfer);
+      results.push(Promise.resolve({ id: r.id, ok: true, outputs: split[i], merged: true }));
+    });
+  } else for (const r of merged) results.push(runOne(r, transfer));
+  return Promise.all(results);
+}
+
+/** Mergeable runs of one model with the same input layout, up to MAX_MERGED_ROWS rows a group. */
+function groupRuns(runs: RunRequest[]): RunRequest[][] {
+  const groups: RunRequest[][] = [];
+  const open = new Map<string, { runs: RunRequest[]; rows: number }>();
+  for (const r of runs) {
+    const info = r.mergeable ? sessions.get(r.handle)?.info : undefined;
+    const key = info && mergeKey(info, r.handle, r.feeds);
+    const rows = key === undefined ? 0 : Object.values(r.feeds)[0].dims[0];
+    if (key === undefined || rows > MAX_MERGED_ROWS) {
+      groups.push([r]);
+      continue;
+    }
+    let g = open.get(key);
+    if (!g || g.rows + rows > MAX_MERGED_ROWS) {
+      g = { runs: [], rows: 0 };
+      open.set(key, g);
+      groups.push(g.runs);
+    }
+    g.runs.push(r);
+    g.rows += rows;
+  }
+  return groups;
+}
+
 async function run(runs: RunRequest[]): Promise<void> {
   const transfer: ArrayBuffer[] = [];
   // Started together: each session.run() defers to setImmediate, so the whole batch executes in one
   // turn of the worker's loop and goes back as one message.
-  const results = await Promise.all(runs.map((r) => runOne(r, transfer)));
-  post({ op: 'results', results }, transfer);
+  const results = await Promise.all(groupRuns(runs).map((g) => (g.length === 1 ? runOne(g[0], transfer).then((r) => [r]) : runMerged(g, transfer))));
+  post({ op: 'results', results: results.flat() }, transfer);
 }
 
 // Work under way, so `close` can wait for it: ending the thread while onnxruntime is inside

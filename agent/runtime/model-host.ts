@@ -72,6 +72,12 @@ export interface ModelHostOptions {
 export interface InferOptions {
   /** Run on this handle instead of the active one (e.g. smoke tests on a staged model). */
   handle?: ModelHandle;
+  /**
+   * Dim 0 of the feeds is a batch of independent rows (tabular rows, images): the worker may merge
+   * this run with others of the same model sent in the same message into one session.run
+   * (merge-runs.ts). Leave it off for raw tensors, whose dim 0 may mean something else.
+   */
+  mergeable?: boolean;
 }
 
 interface HandleState {
@@ -266,7 +272,7 @@ export class ModelHost {
       const slot = this.pickSlot(id);
       st.inflight++;
       this.runsOutstanding++;
-      return new Promise((resolve, reject) => slot.enqueue(id, wire, transfer, { resolve: resolve as Pending['resolve'], reject, run: id }));
+      return new Promise((resolve, reject) => slot.enqueue(id, wire, transfer, { resolve: resolve as Pending['resolve'], reject, run: id }, options.mergeable === true));
     } catch (err) {
       return Promise.reject(err);
     }
@@ -349,11 +355,11 @@ export class ModelHost {
       st.inflight--;
       this.maybeDrained(st);
     }
-    if (--this.runsOutstanding === 0) for (const w of this.idleWaiters.splice(0)) w();
+    if (--this.runsOutstanding === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
   }
 
   private maybeDrained(st: HandleState): void {
-    if (st.inflight === 0 && st.holds === 0) for (const w of st.drainWaiters.splice(0)) w();
+    if (st.inflight === 0 && st.holds === 0 && st.drainWaiters.length > 0) for (const w of st.drainWaiters.splice(0)) w();
   }
 
   private waitIdle(timeoutMs: number): Promise<void> {

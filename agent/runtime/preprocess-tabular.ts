@@ -65,8 +65,7 @@ export function preprocessTabular(spec: TabularPreprocess, input: unknown, polic
   const n = features.length;
   const data = new Float32Array(rows.length * n);
   const quality: RowQuality[] = [];
-  const categoryIndex = features.map((f) => (f.categories ? new Map(f.categories.map((c, i) => [c, i])) : undefined));
-  const known = new Set(features.map((f) => f.name));
+  const { categoryIndex, known } = lookupsOf(spec);
 
   rows.forEach((row, r) => {
     const q: RowQuality = { missing: 0, extra: 0, wrongType: 0, nan: 0 };
@@ -116,6 +115,22 @@ export function preprocessTabular(spec: TabularPreprocess, input: unknown, polic
     quality.push(q);
   });
   return { input: spec.input, dims: [rows.length, n], data, quality, batch };
+}
+
+interface Lookups {
+  categoryIndex: Array<Map<string, number> | undefined>;
+  known: Set<string>;
+}
+// Built once per spec (a bundle's spec lives as long as the bundle), not on every request.
+const LOOKUPS = new WeakMap<TabularPreprocess, Lookups>();
+
+function lookupsOf(spec: TabularPreprocess): Lookups {
+  let l = LOOKUPS.get(spec);
+  if (!l) {
+    l = { categoryIndex: spec.features.map((f) => (f.categories ? new Map(f.categories.map((c, i) => [c, i])) : undefined)), known: new Set(spec.features.map((f) => f.name)) };
+    LOOKUPS.set(spec, l);
+  }
+  return l;
 }
 
 /** A single row (object, or array of scalars) or a batch (array of rows). */

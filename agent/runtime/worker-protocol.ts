@@ -37,6 +37,8 @@ export interface RunRequest {
   id: number;
   handle: number;
   feeds: Record<string, HostTensor>;
+  /** Dim 0 is a batch of independent rows: the worker may merge this run with others (merge-runs.ts). */
+  mergeable?: true;
 }
 
 export type ToWorker =
@@ -48,7 +50,8 @@ export type ToWorker =
   /** Test hook: die now with an uncaught exception, as a crashing worker would. */
   | { op: 'crash' };
 
-export type RunResult = { id: number; ok: true; outputs: Record<string, HostTensor> } | { id: number; ok: false; error: RuntimeErrorJson };
+/** `merged`: the run shared one session.run with others (dynamic batching; counted in the host's stats). */
+export type RunResult = { id: number; ok: true; outputs: Record<string, HostTensor>; merged?: true } | { id: number; ok: false; error: RuntimeErrorJson };
 
 export type FromWorker =
   | { op: 'ready' }

@@ -43,6 +43,8 @@ export class WorkerSlot {
   lastCrashAt = 0;
   restartTimer?: NodeJS.Timeout;
   lastError?: string;
+  /** Runs answered from a merged session.run (dynamic batching, merge-runs.ts). */
+  mergedRuns = 0;
 
   private worker?: Worker;
   private generation = 0;
@@ -68,8 +70,8 @@ export class WorkerSlot {
     return this.runsPosted + this.queue.length + (this.state === 'ready' ? 0 : 1e6);
   }
 
-  info(): { state: string; inFlight: number; queued: number; crashes: number; threadId?: number } {
-    return { state: this.state, inFlight: this.runsPosted, queued: this.queue.length, crashes: this.crashes, threadId: this.worker?.threadId };
+  info(): { state: string; inFlight: number; queued: number; crashes: number; mergedRuns: number; threadId?: number } {
+    return { state: this.state, inFlight: this.runsPosted, queued: this.queue.length, crashes: this.crashes, mergedRuns: this.mergedRuns, threadId: this.worker?.threadId };
   }
 
   /** Starts a worker; resolves with its generation once it said 'ready'. The slot stays 'starting'. */
@@ -122,8 +124,8 @@ export class WorkerSlot {
   }
 
   /** Accepts a run; it is sent with the others of this tick (or at once without coalescing). */
-  enqueue(handle: number, feeds: Record<string, HostTensor>, transfer: ArrayBuffer[], pending: Pending): void {
-    this.queue.push({ req: { id: ++this.nextId, handle, feeds }, transfer, pending });
+  enqueue(handle: number, feeds: Record<string, HostTensor>, transfer: ArrayBuffer[], pending: Pending, mergeable = false): void {
+    this.queue.push({ req: mergeable ? { id: ++this.nextId, handle, feeds, mergeable: true } : { id: ++this.nextId, handle, feeds }, transfer, pending });
     if (!this.opts.coalesce) return this.flush();
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -194,6 +196,7 @@ export class WorkerSlot {
           this.pending.delete(r.id);
           this.runsPosted--;
           this.opts.onRunSettled(p);
+          if (r.ok && r.merged) this.mergedRuns++;
           if (r.ok) p.resolve(r.outputs);
           else p.reject(RuntimeError.fromJSON(r.error));
         }
