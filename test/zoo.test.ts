@@ -3,114 +3,30 @@
 // (answers checked against onnxruntime run directly on the same file) → statistics on the server →
 // optimize (applied or refused with the reason). Models are built in code (test/helpers/zoo-models.ts).
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { and, eq, sql } from 'drizzle-orm';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { api, type AgentProcess, waitFor } from '../agent/testing/harness.ts';
 import { fromFloat16Bits, toFloat16Bits } from '../firmware-bundles/float16.ts';
 import { imageFeatureRowOf } from '../firmware-bundles/image-pixels.ts';
-import { DEVICE_SESSION_OPTIONS } from '../firmware-bundles/session-options.ts';
-import { writeTar } from '../server/datasets/tar.ts';
-import { models, modelVersions, statsDrops, statsWindows } from '../server/db/schema.ts';
 import { encodeModel, node, valueInfo } from '../server/onnx/build.ts';
 import { runCli } from './helpers/cli.ts';
 import type { TestPlane } from './helpers/control-plane.ts';
 import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
-import { externalWeightsModel, FOREST, forestClassifier, forestRegressor, fp16Model, ifModel, imageModel, loopModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
-
-type Feeds = Record<string, ort.Tensor>;
-
-/** The model run directly in this process: what the agent must answer. */
-async function direct(bytes: Uint8Array, feeds: Feeds, deviceOptions = false): Promise<Record<string, number[]>> {
-  // Quantized graphs compute slightly differently per session options: compare with the device's.
-  const s = await ort.InferenceSession.create(bytes, deviceOptions ? DEVICE_SESSION_OPTIONS : {});
-  try {
-    const out = await s.run(feeds);
-    return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, t.type === 'float16' ? fromFloat16Bits(t.data as Uint16Array) : Array.from(t.data as ArrayLike<number | bigint>, Number)]));
-  } finally {
-    await s.release();
-  }
-}
-
-function close(actual: number[], expected: number[], tol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: ${actual.length} values, expected ${expected.length}`);
-  actual.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) <= tol, `${what}[${i}]: ${v} vs ${expected[i]}`));
-}
-
-const rowsOf = (n: number, width: number, seed: number) => Array.from({ length: n }, (_, r) => Array.from({ length: width }, (_, j) => Math.fround(Math.sin((r + 1) * (j + 2) * seed))));
+import { close, direct, rowsOf, zooSteps } from './helpers/zoo-lab.ts';
+import { FOREST, forestClassifier, forestRegressor, fp16Model, ifModel, imageModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
 
 describe('model zoo: real-world shapes through the whole loop on a real agent', { timeout: 300_000 }, () => {
   let cp: TestPlane;
   let dir: string;
   let env: Record<string, string>;
-  let agent: AgentProcess;
-  let port = 0;
-  let deviceId = '';
-
-  const cli = async (...args: string[]) => {
-    const r = await runCli(['--json', ...args], env);
-    assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
-  const activeModel = async () => {
-    const d = (await cp.api('GET', `/api/v1/devices/${deviceId}`)).body;
-    return d.updateState === 'active' ? `${d.reported?.active?.model?.name}@${d.reported?.active?.model?.version}` : `${d.updateState}: ${JSON.stringify(d.reported?.lastError ?? null)}`;
-  };
-  const push = async (name: string, bytes: Uint8Array) => {
-    const file = path.join(dir, `${name}.onnx`);
-    await writeFile(file, bytes);
-    return cli('models', 'push', file, '--name', name);
-  };
-  /** Builds a bundle from a definition, deploys it to the agent and waits until it is active (its smoke test passed there). */
-  const ship = async (ref: string, definition: Record<string, unknown>) => {
-    const defDir = path.join(dir, `def-${ref.replace('@', '-')}`);
-    await mkdir(defDir, { recursive: true });
-    await writeFile(path.join(defDir, 'bundle.json'), JSON.stringify(definition));
-    const built = await cli('bundles', 'build', ref, '--def', defDir);
-    await cli('deploy', ref, '--device', deviceId);
-    await waitFor(async () => (await activeModel()) === ref, `${ref} active`, 60_000).catch(async (e) => assert.fail(`${e.message}: ${await activeModel()}`));
-    return built;
-  };
-  /** Rows of statistics the server stored for this device and version. */
-  const statsRows = async (ref: string) => {
-    const [name, version] = ref.split('@');
-    const [{ versionId }] = await cp.plane.db
-      .select({ versionId: modelVersions.id })
-      .from(modelVersions)
-      .innerJoin(models, eq(models.id, modelVersions.modelId))
-      .where(and(eq(models.name, name), eq(modelVersions.version, Number(version))));
-    const [{ n }] = await cp.plane.db
-      .select({ n: sql<number>`coalesce(sum(${statsWindows.rows}), 0)` })
-      .from(statsWindows)
-      .where(and(eq(statsWindows.deviceId, deviceId), eq(statsWindows.modelVersionId, versionId)));
-    return Number(n);
-  };
-  const statsReach = async (ref: string, sent: number) =>
-    waitFor(async () => (await statsRows(ref)) >= sent, `${sent} rows of statistics for ${ref} on the server`, 30_000).catch(async (e) => {
-      const drops = await cp.plane.db.select().from(statsDrops);
-      const windows = await cp.plane.db.select({ v: statsWindows.modelVersionId, rows: statsWindows.rows }).from(statsWindows);
-      assert.fail(`${e.message}; refused windows: ${JSON.stringify(drops)}; windows: ${JSON.stringify(windows)}; device: ${JSON.stringify((await api(port, 'GET', '/v1/status')).body)}`);
-    });
-  /** The version's reference profile (features + outputs per row), so its devices' windows are merged, not refused. */
-  const setReference = async (ref: string, rows: Array<Record<string, unknown>>, numClasses?: number) => {
-    const [name, version] = ref.split('@');
-    const r = await cp.api('POST', `/api/v1/models/${name}/versions/${version}/reference`, { json: { rows, ...(numClasses ? { numClasses } : {}) } });
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-  };
-  const predict = async (body: unknown, headers?: Record<string, string>) => {
-    const r = await api(port, 'POST', '/v1/predict', body, headers);
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    return r.body;
-  };
-
   let lab: PlaneWithAgent;
+  const { cli, push, ship, statsReach, setReference, predict, writeModel } = zooSteps(() => lab);
+
   before(async () => {
     lab = await startPlaneWithAgent({ site: 'zoo', prefix: 'flotilla-zoo-' });
-    ({ cp, dir, env, agent, port, deviceId } = lab);
+    ({ cp, dir, env } = lab);
   });
   after(async () => {
     await lab?.stop();
@@ -357,128 +273,4 @@ describe('model zoo: real-world shapes through the whole loop on a real agent', 
     assert.equal(variant.facts.weightTypes.int8, 48, `both branches' [8, 3] weights are int8: ${JSON.stringify(variant.facts.weightTypes)}`);
     assert.equal(variant.facts.quantization.format, 'QDQ');
   });
-
-  test('external weights: the .onnx and its data file pushed together, hashed and stored, shipped in the signed bundle, loaded by the agent; optimize inlines them', async () => {
-    const ext = externalWeightsModel();
-    const folder = path.join(dir, 'ext-export');
-    await mkdir(folder, { recursive: true });
-    await writeFile(path.join(folder, 'model.onnx'), ext.model);
-    await writeFile(path.join(folder, ext.dataFile), ext.data);
-    const dataSha = createHash('sha256').update(ext.data).digest('hex');
-
-    // Without its data file: the CLI names it, and so does the API for a bare .onnx body.
-    const alone = path.join(dir, 'ext-alone');
-    await mkdir(alone, { recursive: true });
-    await writeFile(path.join(alone, 'model.onnx'), ext.model);
-    const missing = await runCli(['models', 'push', path.join(alone, 'model.onnx'), '--name', 'external'], env);
-    assert.notEqual(missing.code, 0);
-    assert.match(missing.stderr, /external data file "model\.onnx\.data", which is not beside it/);
-    const bare = await cp.api('POST', '/api/v1/models/external/versions', { body: Buffer.from(ext.model), headers: { 'content-type': 'application/octet-stream' } });
-    assert.equal(bare.status, 422, JSON.stringify(bare.body));
-    assert.match(bare.body.error.message, /external data file "model\.onnx\.data", which was not pushed/);
-    // A data file that does not hold the bytes the model names.
-    const short = await cp.api('POST', '/api/v1/models/external/versions', { body: Buffer.from(writeTar([{ path: 'model.onnx', data: ext.model }, { path: ext.dataFile, data: ext.data.subarray(0, 100) }])), headers: { 'content-type': 'application/octet-stream' } });
-    assert.equal(short.status, 422, JSON.stringify(short.body));
-    assert.match(short.body.error.message, /tensor "b" reads bytes 128–140 of "model\.onnx\.data", which has 100/);
-    assert.equal((await cp.api('GET', '/api/v1/models/external/versions')).status, 404, 'nothing registered');
-
-    // The .onnx with its data file beside it (as torch.onnx leaves them).
-    const pushed = await runCli(['models', 'push', path.join(folder, 'model.onnx'), '--name', 'external'], env);
-    assert.equal(pushed.code, 0, pushed.stderr);
-    assert.match(pushed.stdout, /pushed external@1 \(model\.onnx \+ model\.onnx\.data, .*27 parameters/);
-    const v = await cli('models', 'show', 'external@1');
-    assert.equal(v.paramCount, 27);
-    assert.equal(v.initializerBytes, 108, 'the external weights are counted at their size');
-    assert.deepEqual(v.facts.externalData, [{ path: ext.dataFile, sha256: dataSha, size: ext.data.length }]);
-    const stored = await fetch(`${cp.url}/artifacts/sha256/${dataSha}`, { headers: { authorization: `Bearer ${cp.adminToken}` } });
-    assert.equal(stored.status, 200, 'the data file is stored');
-    assert.ok(Buffer.from(await stored.arrayBuffer()).equals(Buffer.from(ext.data)));
-    // The export folder, and a .tar of it, register the same files.
-    await cli('models', 'push', folder, '--name', 'external-dir');
-    const tarFile = path.join(dir, 'ext-export.tar');
-    await writeFile(tarFile, writeTar([{ path: 'export/model.onnx', data: ext.model }, { path: `export/${ext.dataFile}`, data: ext.data }]));
-    await cli('models', 'push', tarFile, '--name', 'external-tar');
-    for (const ref of ['external-dir@1', 'external-tar@1']) {
-      const o = await cli('models', 'show', ref);
-      assert.equal(o.sha256, v.sha256, `${ref}: same model file`);
-      assert.deepEqual(o.facts.externalData, v.facts.externalData, `${ref}: same data file`);
-    }
-
-    // Served: onnxruntime run directly on the exported folder is the reference.
-    const fromFolder = async (x: number[], n: number) => {
-      const s = await ort.InferenceSession.create(path.join(folder, 'model.onnx'));
-      try {
-        return Array.from((await s.run({ x: new ort.Tensor('float32', Float32Array.from(x), [n, 8]) })).y.data as Float32Array);
-      } finally {
-        await s.release();
-      }
-    };
-    const refRows = [];
-    for (let i = 0; i < 60; i++) {
-      const x = rowsOf(1, 8, 0.4 + i * 0.03)[0];
-      const y = await fromFolder(x, 1);
-      const best = y.indexOf(Math.max(...y));
-      refRows.push({ x_mean: x.reduce((a, b) => a + b, 0) / 8, outputs: { predictedClass: best, confidence: Math.min(1, Math.max(0, y[best])) } });
-    }
-    await setReference('external@1', refRows, 3);
-    const built = await ship('external@1', {
-      name: 'external',
-      preprocess: { type: 'tensor', dims: { N: 1 }, summaries: { x_mean: { input: 'x', stat: 'mean' } } },
-      postprocess: { task: 'classification', labels: ['k', 'l', 'm'] },
-    });
-    assert.deepEqual(built.files.find((f: { path: string }) => f.path === ext.dataFile), { path: ext.dataFile, sha256: dataSha, size: ext.data.length }, 'the bundle (and so the signed manifest) names the data file by hash');
-    for (const seed of [0.8, 1.6, 2.4]) {
-      const x = rowsOf(1, 8, seed)[0];
-      const r = await predict({ inputs: { x: { dims: [1, 8], data: x } } });
-      close(r.outputs.y.data, await fromFolder(x, 1), 1e-5, `external seed ${seed}`);
-    }
-    await statsReach('external@1', 3);
-
-    // The optimizer puts the weights back inside and quantizes them: its variant is one self-contained file.
-    const opt = await runCli(['--json', 'optimize', 'external@1', '--quantize', 'int8'], env);
-    assert.ok(opt.code === 0 || /rejected|REJECTED/.test(opt.stderr), opt.stderr);
-    const variant = await cli('models', 'show', JSON.parse(opt.stdout || '{}').version?.ref ?? 'external@2');
-    assert.equal(variant.facts.externalData, undefined, 'no side file');
-    assert.equal(variant.facts.weightTypes.int8, 24, `W [8, 3] is int8: ${JSON.stringify(variant.facts.weightTypes)}`);
-  });
-
-  test('control flow: a Loop whose body holds its own weights — counted, bundled, served, quantized inside the body', async () => {
-    const bytes = loopModel();
-    await push('looped', bytes);
-    const v = await cli('models', 'show', 'looped@1');
-    assert.equal(v.paramCount, 98, 'trip count, condition, W_out and the body\'s W_body and b_body');
-    assert.ok(v.facts.weightTypes.float32 >= 64 + 8 + 24, JSON.stringify(v.facts.weightTypes));
-    const refRows = [];
-    for (let i = 0; i < 60; i++) {
-      const x = rowsOf(1, 8, 0.25 + i * 0.05)[0];
-      const y = (await direct(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [1, 8]) })).y;
-      const best = y.indexOf(Math.max(...y));
-      refRows.push({ x_mean: x.reduce((a, b) => a + b, 0) / 8, outputs: { predictedClass: best, confidence: Math.min(1, Math.max(0, y[best])) } });
-    }
-    await setReference('looped@1', refRows, 3);
-    await ship('looped@1', {
-      name: 'looped',
-      preprocess: { type: 'tensor', dims: { N: 1 }, summaries: { x_mean: { input: 'x', stat: 'mean' } } },
-      postprocess: { task: 'classification', labels: ['s', 't', 'u'] },
-    });
-    for (const seed of [0.7, 1.5, 3.1]) {
-      const x = rowsOf(2, 8, seed).flat();
-      const want = (await direct(bytes, { x: new ort.Tensor('float32', Float32Array.from(x), [2, 8]) })).y;
-      const r = await predict({ inputs: { x: { dims: [2, 8], data: x } } });
-      close(r.outputs.y.data, want, 1e-5, `Loop seed ${seed}`);
-    }
-    await statsReach('looped@1', 3);
-
-    const opt = await runCli(['--json', 'optimize', 'looped@1', '--quantize', 'int8'], env);
-    assert.ok(opt.code === 0 || /rejected|REJECTED/.test(opt.stderr), opt.stderr);
-    const variant = await cli('models', 'show', JSON.parse(opt.stdout || '{}').version?.ref ?? 'looped@2');
-    assert.equal(variant.facts.quantization.format, 'QDQ');
-    assert.equal(variant.facts.weightTypes.int8, 64 + 24, `the body's W_body and the top-level W_out are int8: ${JSON.stringify(variant.facts.weightTypes)}`);
-  });
-
-  async function writeModel(name: string, bytes: Uint8Array): Promise<string> {
-    const file = path.join(dir, `${name}.onnx`);
-    await writeFile(file, bytes);
-    return file;
-  }
 });
