@@ -11,6 +11,9 @@
  * for (const f of files) await artifacts.put(f.bytes); // content-addressed by f.sha256
  */
 import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { canonicalBytes } from './canonical-json.ts';
 import { BundleDefinition, type Preprocess, type SingleInputPreprocess, type SmokeVector } from './definition.ts';
@@ -58,7 +61,8 @@ export class BundleBuildError extends Error {
 
 /** A bundle file: bytes plus the content address the manifest signs. */
 export interface BundleFile {
-  path: 'model.onnx' | 'bundle.json' | 'smoke.bin';
+  /** `model.onnx`, `bundle.json`, `smoke.bin`, or an external data file the model names (shipped beside it). */
+  path: string;
   bytes: Uint8Array;
   sha256: string;
   size: number;
@@ -72,6 +76,8 @@ export interface BuildBundleInput {
   labels?: string[];
   /** Seed of the generated smoke inputs (vector i uses seed + i). */
   seed?: number;
+  /** ONNX external data files the model's tensors name (plain file names, loaded from beside model.onnx). */
+  externalFiles?: Array<{ path: string; bytes: Uint8Array }>;
 }
 
 /** What `buildBundle` returns. */
@@ -106,10 +112,19 @@ export async function buildBundle(input: BuildBundleInput): Promise<BuiltBundle>
   const def = parsed.data;
   checkImageParams(def.preprocess);
 
+  const model = await modelSource(input.modelBytes, input.externalFiles ?? []);
+  try {
+    return await build(input, def, model.source);
+  } finally {
+    await model.cleanup();
+  }
+}
+
+async function build(input: BuildBundleInput, def: BundleDefinition, source: Uint8Array | string): Promise<BuiltBundle> {
   let session: ort.InferenceSession;
   try {
     // Exactly the options the agent runs the bundle with: outputs are recorded as the device computes them.
-    session = await ort.InferenceSession.create(input.modelBytes, DEVICE_SESSION_OPTIONS);
+    session = await openSession(source, DEVICE_SESSION_OPTIONS);
   } catch (err) {
     throw new BundleBuildError('INVALID_MODEL', `onnxruntime cannot load the model: ${(err as Error).message}`);
   }
@@ -135,10 +150,10 @@ export async function buildBundle(input: BuildBundleInput): Promise<BuiltBundle>
     } else {
       vectors = await generateVectors(runner, def, inputType!, input.seed ?? DEFAULT_SEED);
     }
-    const measured = await measureDrift(input.modelBytes, vectors);
+    const measured = await measureDrift(source, vectors);
     const tolerance = Math.max(def.smoke.tolerance, ceilSignificant(MEASURED_MARGIN * measured));
 
-    const files = [bundleFile('model.onnx', input.modelBytes)];
+    const files = [bundleFile('model.onnx', input.modelBytes), ...(input.externalFiles ?? []).map((f) => bundleFile(f.path, f.bytes))];
     // A definition rebuilt from a shipped one (a variant's, a retrained version's) drops the old file.
     let smoke: BundleDefinition['smoke'] = { ...def.smoke, file: undefined, tolerance, vectors, measured: { maxAbsDiff: measured, against: 'plain session (graph optimizations off, QDQ as written)' } };
     if (smokeValueCount(vectors) > SMOKE_INLINE_MAX_VALUES) {
@@ -162,9 +177,9 @@ export async function buildBundle(input: BuildBundleInput): Promise<BuiltBundle>
  * Largest output difference between the recorded outputs and a plain session on the same inputs: how
  * far one CPU's choice of kernels moves this model (large for quantized graphs, tiny for float ones).
  */
-async function measureDrift(modelBytes: Uint8Array, vectors: readonly SmokeVector[]): Promise<number> {
+async function measureDrift(source: Uint8Array | string, vectors: readonly SmokeVector[]): Promise<number> {
   if (vectors.length === 0) return 0;
-  const plain = await ort.InferenceSession.create(modelBytes, PLAIN_SESSION_OPTIONS);
+  const plain = await openSession(source, PLAIN_SESSION_OPTIONS);
   try {
     const run = createOrtRunner(plain);
     let worst = 0;
@@ -173,6 +188,23 @@ async function measureDrift(modelBytes: Uint8Array, vectors: readonly SmokeVecto
   } finally {
     await plain.release();
   }
+}
+
+/**
+ * What onnxruntime loads: the bytes, or — when weights live in external data files — a model.onnx in a
+ * temporary folder with its data files beside it, as the agent's bundle folder has them (onnxruntime-node
+ * resolves external data relative to the model's path; from bytes it has no folder to look in).
+ */
+async function modelSource(modelBytes: Uint8Array, externalFiles: ReadonlyArray<{ path: string; bytes: Uint8Array }>): Promise<{ source: Uint8Array | string; cleanup: () => Promise<void> }> {
+  if (externalFiles.length === 0) return { source: modelBytes, cleanup: async () => {} };
+  const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-bundle-'));
+  await writeFile(path.join(dir, 'model.onnx'), modelBytes);
+  for (const f of externalFiles) await writeFile(path.join(dir, path.basename(f.path)), f.bytes);
+  return { source: path.join(dir, 'model.onnx'), cleanup: () => rm(dir, { recursive: true, force: true }) };
+}
+
+function openSession(source: Uint8Array | string, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+  return typeof source === 'string' ? ort.InferenceSession.create(source, options) : ort.InferenceSession.create(source, options);
 }
 
 /** Rounds up to two significant digits, so the recorded tolerance reads well and still covers `x`. */

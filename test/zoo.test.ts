@@ -6,109 +6,27 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { and, eq, sql } from 'drizzle-orm';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { api, type AgentProcess, waitFor } from '../agent/testing/harness.ts';
 import { fromFloat16Bits, toFloat16Bits } from '../firmware-bundles/float16.ts';
 import { imageFeatureRowOf } from '../firmware-bundles/image-pixels.ts';
-import { DEVICE_SESSION_OPTIONS } from '../firmware-bundles/session-options.ts';
-import { models, modelVersions, statsDrops, statsWindows } from '../server/db/schema.ts';
 import { encodeModel, node, valueInfo } from '../server/onnx/build.ts';
 import { runCli } from './helpers/cli.ts';
 import type { TestPlane } from './helpers/control-plane.ts';
 import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
-import { externalDataModel, FOREST, forestClassifier, forestRegressor, fp16Model, ifModel, imageModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
-
-type Feeds = Record<string, ort.Tensor>;
-
-/** The model run directly in this process: what the agent must answer. */
-async function direct(bytes: Uint8Array, feeds: Feeds, deviceOptions = false): Promise<Record<string, number[]>> {
-  // Quantized graphs compute slightly differently per session options: compare with the device's.
-  const s = await ort.InferenceSession.create(bytes, deviceOptions ? DEVICE_SESSION_OPTIONS : {});
-  try {
-    const out = await s.run(feeds);
-    return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, t.type === 'float16' ? fromFloat16Bits(t.data as Uint16Array) : Array.from(t.data as ArrayLike<number | bigint>, Number)]));
-  } finally {
-    await s.release();
-  }
-}
-
-function close(actual: number[], expected: number[], tol: number, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: ${actual.length} values, expected ${expected.length}`);
-  actual.forEach((v, i) => assert.ok(Math.abs(v - expected[i]) <= tol, `${what}[${i}]: ${v} vs ${expected[i]}`));
-}
-
-const rowsOf = (n: number, width: number, seed: number) => Array.from({ length: n }, (_, r) => Array.from({ length: width }, (_, j) => Math.fround(Math.sin((r + 1) * (j + 2) * seed))));
+import { close, direct, rowsOf, zooSteps } from './helpers/zoo-lab.ts';
+import { FOREST, forestClassifier, forestRegressor, fp16Model, ifModel, imageModel, qdqModel, qoperatorModel, unknownOpModel } from './helpers/zoo-models.ts';
 
 describe('model zoo: real-world shapes through the whole loop on a real agent', { timeout: 300_000 }, () => {
   let cp: TestPlane;
   let dir: string;
   let env: Record<string, string>;
-  let agent: AgentProcess;
-  let port = 0;
-  let deviceId = '';
-
-  const cli = async (...args: string[]) => {
-    const r = await runCli(['--json', ...args], env);
-    assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
-  const activeModel = async () => {
-    const d = (await cp.api('GET', `/api/v1/devices/${deviceId}`)).body;
-    return d.updateState === 'active' ? `${d.reported?.active?.model?.name}@${d.reported?.active?.model?.version}` : `${d.updateState}: ${JSON.stringify(d.reported?.lastError ?? null)}`;
-  };
-  const push = async (name: string, bytes: Uint8Array) => {
-    const file = path.join(dir, `${name}.onnx`);
-    await writeFile(file, bytes);
-    return cli('models', 'push', file, '--name', name);
-  };
-  /** Builds a bundle from a definition, deploys it to the agent and waits until it is active (its smoke test passed there). */
-  const ship = async (ref: string, definition: Record<string, unknown>) => {
-    const defDir = path.join(dir, `def-${ref.replace('@', '-')}`);
-    await mkdir(defDir, { recursive: true });
-    await writeFile(path.join(defDir, 'bundle.json'), JSON.stringify(definition));
-    const built = await cli('bundles', 'build', ref, '--def', defDir);
-    await cli('deploy', ref, '--device', deviceId);
-    await waitFor(async () => (await activeModel()) === ref, `${ref} active`, 60_000).catch(async (e) => assert.fail(`${e.message}: ${await activeModel()}`));
-    return built;
-  };
-  /** Rows of statistics the server stored for this device and version. */
-  const statsRows = async (ref: string) => {
-    const [name, version] = ref.split('@');
-    const [{ versionId }] = await cp.plane.db
-      .select({ versionId: modelVersions.id })
-      .from(modelVersions)
-      .innerJoin(models, eq(models.id, modelVersions.modelId))
-      .where(and(eq(models.name, name), eq(modelVersions.version, Number(version))));
-    const [{ n }] = await cp.plane.db
-      .select({ n: sql<number>`coalesce(sum(${statsWindows.rows}), 0)` })
-      .from(statsWindows)
-      .where(and(eq(statsWindows.deviceId, deviceId), eq(statsWindows.modelVersionId, versionId)));
-    return Number(n);
-  };
-  const statsReach = async (ref: string, sent: number) =>
-    waitFor(async () => (await statsRows(ref)) >= sent, `${sent} rows of statistics for ${ref} on the server`, 30_000).catch(async (e) => {
-      const drops = await cp.plane.db.select().from(statsDrops);
-      const windows = await cp.plane.db.select({ v: statsWindows.modelVersionId, rows: statsWindows.rows }).from(statsWindows);
-      assert.fail(`${e.message}; refused windows: ${JSON.stringify(drops)}; windows: ${JSON.stringify(windows)}; device: ${JSON.stringify((await api(port, 'GET', '/v1/status')).body)}`);
-    });
-  /** The version's reference profile (features + outputs per row), so its devices' windows are merged, not refused. */
-  const setReference = async (ref: string, rows: Array<Record<string, unknown>>, numClasses?: number) => {
-    const [name, version] = ref.split('@');
-    const r = await cp.api('POST', `/api/v1/models/${name}/versions/${version}/reference`, { json: { rows, ...(numClasses ? { numClasses } : {}) } });
-    assert.equal(r.status, 201, JSON.stringify(r.body));
-  };
-  const predict = async (body: unknown, headers?: Record<string, string>) => {
-    const r = await api(port, 'POST', '/v1/predict', body, headers);
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    return r.body;
-  };
-
   let lab: PlaneWithAgent;
+  const { cli, push, ship, statsReach, setReference, predict, writeModel } = zooSteps(() => lab);
+
   before(async () => {
     lab = await startPlaneWithAgent({ site: 'zoo', prefix: 'flotilla-zoo-' });
-    ({ cp, dir, env, agent, port, deviceId } = lab);
+    ({ cp, dir, env } = lab);
   });
   after(async () => {
     await lab?.stop();
@@ -355,19 +273,4 @@ describe('model zoo: real-world shapes through the whole loop on a real agent', 
     assert.equal(variant.facts.weightTypes.int8, 48, `both branches' [8, 3] weights are int8: ${JSON.stringify(variant.facts.weightTypes)}`);
     assert.equal(variant.facts.quantization.format, 'QDQ');
   });
-
-  test('external weights: a push without the side file is refused naming it (the registry takes self-contained files)', async () => {
-    const r = await runCli(['models', 'push', await writeModel('external', externalDataModel()), '--name', 'external'], env);
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /external data file "weights\.bin", which was not pushed/);
-    assert.match(r.stderr, /save_as_external_data=False/);
-    const versions = await cp.api('GET', '/api/v1/models/external/versions');
-    assert.equal(versions.status, 404, 'nothing registered');
-  });
-
-  async function writeModel(name: string, bytes: Uint8Array): Promise<string> {
-    const file = path.join(dir, `${name}.onnx`);
-    await writeFile(file, bytes);
-    return file;
-  }
 });

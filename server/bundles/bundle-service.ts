@@ -41,17 +41,19 @@ export async function buildAndStoreBundle(
   const version = await resolveVersion(db, ref);
   assertRollable(version, formatRef(version.modelName, version.version));
   const modelBytes = await readFile(store.pathOf(version.artifactSha256));
+  // Weights in ONNX external data files ship beside model.onnx, each named and hashed in the manifest like it.
+  const externalFiles = await Promise.all((version.facts?.externalData ?? []).map(async (f) => ({ path: f.path, bytes: new Uint8Array(await readFile(store.pathOf(f.sha256))) })));
   // Devices sketch on the version's reference layout: ship it unless the definition brings its own bins.
   const reference = def.reference?.bins && Object.keys(def.reference.bins).length ? def.reference : { ...def.reference, ...((await referenceForBundle(db, version.id)) ?? { bins: {} }) };
   let built;
   try {
-    built = await buildBundle({ definition: { ...def, reference, model: formatRef(version.modelName, version.version) } as BundleDefinition, modelBytes, labels: input.labels });
+    built = await buildBundle({ definition: { ...def, reference, model: formatRef(version.modelName, version.version) } as BundleDefinition, modelBytes, labels: input.labels, externalFiles });
   } catch (err) {
     if (err instanceof BundleBuildError) throw new ServiceError('invalid_bundle', err.message, { reason: err.code });
     throw err;
   }
   for (const f of built.files) {
-    if (f.path !== 'model.onnx') await store.putBytes(f.bytes);
+    if (f.path !== 'model.onnx' && !externalFiles.some((e) => e.path === f.path)) await store.putBytes(f.bytes);
   }
   const id = randomId('bnd', 8);
   await db.transaction(async (tx) => {

@@ -8,7 +8,9 @@ import type { Db, Tx } from '../db/client.ts';
 import { artifacts, modelAliases, models, modelVersions } from '../db/schema.ts';
 import { Conflict, Invalid, NotFound, ServiceError } from '../errors.ts';
 import { InvalidOnnxError, inspectOnnx, type TensorInfo } from '../onnx/inspect.ts';
+import { checkExternalFiles, ExternalDataError, externalRefsOf } from '../onnx/external-data.ts';
 import { exposeZipMapTensors } from '../onnx/zipmap.ts';
+import { isTar, ModelFolderError, unpackModelFolder, type ModelFolder } from './model-folder.ts';
 import { factsOf, type VersionFacts } from './version-facts.ts';
 import { ALIAS_NAME, formatRef, MODEL_NAME, parseModelRef } from './model-ref.ts';
 
@@ -67,27 +69,35 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
   try {
     if (!MODEL_NAME.test(input.name)) throw Invalid(`invalid model name "${input.name}": use lowercase letters, digits, '.', '_' or '-'`);
     let info;
-    const pushed = await readFile(staged.tempPath);
+    const body = await readFile(staged.tempPath);
+    // A tar is the model's export folder: the .onnx plus the external data files its tensors name.
+    let folder: ModelFolder | null = null;
+    try {
+      folder = isTar(body) ? unpackModelFolder(body) : null;
+    } catch (err) {
+      if (err instanceof ModelFolderError) throw new ServiceError('invalid_model', err.message, { size: staged.size });
+      throw err;
+    }
+    const pushed = folder?.model ?? body;
     try {
       info = inspectOnnx(pushed);
     } catch (err) {
-      if (err instanceof InvalidOnnxError) throw new ServiceError('invalid_model', err.message, { size: staged.size });
+      if (err instanceof InvalidOnnxError) throw new ServiceError('invalid_model', folder ? `${folder.modelPath}: ${err.message}` : err.message, { size: staged.size });
       throw err;
     }
-    if (info.externalFiles.length > 0) {
-      // The registry stores one file per version; weights left in a side file would be missing on every device.
-      const files = info.externalFiles.map((f) => `"${f}"`).join(', ');
-      throw new ServiceError('invalid_model', `the model keeps its weights in external data file ${files}, which was not pushed: the registry takes one self-contained .onnx; save it with the weights inside (python: onnx.save(onnx.load(path), out, save_as_external_data=False), possible below 2 GB)`, { externalFiles: info.externalFiles });
-    }
+    const sideFiles = info.externalFiles.length > 0 ? externalFilesOf(pushed, folder) : [];
     // skl2onnx's default ZipMap output cannot be served: register the graph with the tensor exposed.
     const rewrite = info.opTypes.includes('ZipMap') ? exposeZipMapTensors(pushed) : null;
-    let stored = { sha256: staged.sha256, size: staged.size };
+    // A raw .onnx is the staged upload itself; from a folder, the .onnx inside it is stored on its own.
+    const original = folder ? await store.putBytes(pushed) : (await store.commit(staged), { sha256: staged.sha256, size: staged.size });
+    let stored = original;
     let imported: VersionFacts['imported'];
-    await store.commit(staged);
+    const externalData: NonNullable<VersionFacts['externalData']> = [];
+    for (const f of sideFiles) externalData.push({ path: f.path, ...(await store.putBytes(f.bytes)) });
     if (rewrite) {
       info = inspectOnnx(rewrite.bytes);
       stored = await store.putBytes(rewrite.bytes);
-      imported = { originalSha256: staged.sha256, originalSize: staged.size, rewrites: rewrite.rewrites };
+      imported = { originalSha256: original.sha256, originalSize: original.size, rewrites: rewrite.rewrites };
     }
     try {
       const id = await db.transaction(async (tx) => {
@@ -98,7 +108,8 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
           .select({ next: sql<number>`coalesce(max(${modelVersions.version}), 0) + 1` })
           .from(modelVersions)
           .where(eq(modelVersions.modelId, model.id));
-        await tx.insert(artifacts).values({ sha256: staged.sha256, size: staged.size, mediaType: 'application/x-onnx' }).onConflictDoNothing();
+        await tx.insert(artifacts).values({ sha256: original.sha256, size: original.size, mediaType: 'application/x-onnx' }).onConflictDoNothing();
+        for (const f of externalData) await tx.insert(artifacts).values({ sha256: f.sha256, size: f.size, mediaType: 'application/octet-stream' }).onConflictDoNothing();
         if (rewrite) await tx.insert(artifacts).values({ sha256: stored.sha256, size: stored.size, mediaType: 'application/x-onnx' }).onConflictDoNothing();
         const [row] = await tx
           .insert(modelVersions)
@@ -119,7 +130,7 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
             tags: input.tags,
             parentVersionId: parent?.id ?? null,
             createdBy: input.actor,
-            facts: factsOf(info, imported),
+            facts: factsOf(info, imported, externalData),
             ...input.extras,
           })
           .returning({ id: modelVersions.id });
@@ -140,13 +151,27 @@ export async function registerVersion(db: Db, store: ArtifactStore, staged: Stag
       });
       return versionView(db, id);
     } catch (err) {
-      await removeIfUnreferenced(db, store, staged.sha256);
+      await removeIfUnreferenced(db, store, original.sha256);
+      for (const f of externalData) await removeIfUnreferenced(db, store, f.sha256);
       if (rewrite) await removeIfUnreferenced(db, store, stored.sha256);
       throw err;
     }
   } finally {
     await store.discard(staged);
   }
+}
+
+/** The side files the model's tensors name, checked against the pushed folder (a 422 names what is missing or short). */
+function externalFilesOf(model: Uint8Array, folder: ModelFolder | null): Array<{ path: string; bytes: Uint8Array }> {
+  const refs = externalRefsOf(model);
+  const files = folder?.files ?? new Map<string, Uint8Array>();
+  try {
+    checkExternalFiles(refs, new Map([...files].map(([name, bytes]) => [name, bytes.length])));
+  } catch (err) {
+    if (err instanceof ExternalDataError) throw new ServiceError('invalid_model', err.message, { externalFiles: [...new Set(refs.map((r) => r.location))].sort() });
+    throw err;
+  }
+  return [...new Set(refs.map((r) => r.location))].sort().map((p) => ({ path: p, bytes: files.get(p)! }));
 }
 
 async function removeIfUnreferenced(db: Db, store: ArtifactStore, sha256: string): Promise<void> {

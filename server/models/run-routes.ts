@@ -74,6 +74,8 @@ export function runRoutes(deps: { db: Db; store: ArtifactStore; runner: ModelRun
       const { name, version } = c.req.valid('param');
       const v = await resolveVersion(deps.db, /^[0-9]+$/.test(version) ? formatRef(name, Number(version)) : `${name}@${version}`);
       const feeds = checkInputs(v.inputs as TensorInfo[], c.req.valid('json').inputs);
+      // The runner loads one stored file by its hash; side files are stored by theirs, not beside it.
+      if (v.facts?.externalData?.length) throw Invalid(`${formatRef(v.modelName, v.version)} keeps its weights in external data files (${v.facts.externalData.map((f) => f.path).join(', ')}), which a server-side run does not load: deploy it to a device, or run its optimized (self-contained) variant`, { externalData: v.facts.externalData });
       const r = await deps.runner.run({ sha256: v.artifactSha256, file: deps.store.pathOf(v.artifactSha256), inputs: feeds });
       return c.json({ model: formatRef(v.modelName, v.version), outputs: r.outputs, latencyMs: r.latencyMs }, 200);
     },

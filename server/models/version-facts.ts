@@ -10,14 +10,17 @@ export interface VersionFacts {
   quantization?: { format: 'QOperator' | 'QDQ'; ops: string[]; int8Params: number; share: number };
   /** The pushed file was rewritten before registration; the original is kept under its hash. */
   imported?: { originalSha256: string; originalSize: number; rewrites: ZipMapRewrite[] };
+  /** Weights stored as ONNX external data: the side files, by the name the model's tensors use (bundles ship them beside model.onnx). */
+  externalData?: Array<{ path: string; sha256: string; size: number }>;
 }
 
-export function factsOf(info: OnnxInfo, imported?: VersionFacts['imported']): VersionFacts {
+export function factsOf(info: OnnxInfo, imported?: VersionFacts['imported'], externalData: NonNullable<VersionFacts['externalData']> = []): VersionFacts {
   return {
     weightTypes: info.weightTypes,
     ...(info.trees ? { trees: info.trees } : {}),
     ...(info.quantization ? { quantization: info.quantization } : {}),
     ...(imported ? { imported } : {}),
+    ...(externalData.length ? { externalData } : {}),
   };
 }
 

@@ -18,6 +18,7 @@
  * version.variant; // 'int8'; version.status: 'ready' | 'rejected'
  */
 import { readFile } from 'node:fs/promises';
+import { inlineExternalData, PROTOBUF_LIMIT } from '../onnx/external-data.ts';
 import { Readable } from 'node:stream';
 import { and, eq } from 'drizzle-orm';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
@@ -83,8 +84,16 @@ export interface OptimizeOutcome {
   report: EvaluationReport;
 }
 
+/** The version's model as one self-contained file: weights kept in external data files are put back inside (the optimizer rewrites tensors in memory, and its variant ships as one file). */
 async function modelBytes(store: ArtifactStore, row: VersionRow): Promise<Uint8Array> {
-  return new Uint8Array(await readFile(store.pathOf(row.artifactSha256)));
+  const bytes = new Uint8Array(await readFile(store.pathOf(row.artifactSha256)));
+  const external = row.facts?.externalData ?? [];
+  if (external.length === 0) return bytes;
+  const total = external.reduce((n, f) => n + f.size, bytes.length);
+  if (total >= PROTOBUF_LIMIT) throw Invalid(`the model keeps ${total} bytes of weights in external data files: the optimizer works on a self-contained model, which protobuf limits to 2 GB; quantize it before export (onnxruntime.quantization) and push the result`, { externalData: external });
+  const files = new Map<string, Uint8Array>();
+  for (const f of external) files.set(f.path, new Uint8Array(await readFile(store.pathOf(f.sha256))));
+  return inlineExternalData(bytes, (location) => files.get(location)!);
 }
 
 async function evalData(db: Tx, store: ArtifactStore, ref: string, binding: ModelBinding, maxSamples: number) {

@@ -239,24 +239,65 @@ export function unknownOpModel(): Uint8Array {
 
 export { onnx };
 
-/** A model saved with ONNX external data: `W` lives in `weights.bin` next to the `.onnx` (which holds only its location). */
-export function externalDataModel(): Uint8Array {
+/**
+ * A model saved the way torch.onnx / `onnx.save(..., save_as_external_data=True)` saves it: `W` [8, 3]
+ * and `b` [3] live in `model.onnx.data` (at offsets 0 and 128, aligned as onnx aligns large tensors),
+ * the `.onnx` keeps only their location, offset and length. `inlined` is the same model self-contained.
+ */
+export function externalWeightsModel(): { model: Uint8Array; dataFile: string; data: Uint8Array; inlined: Uint8Array } {
+  const W = Float32Array.from(w(24, 3.1, 0.5));
+  const b = Float32Array.from(w(3, 4.3, 0.2));
+  const data = new Uint8Array(128 + b.byteLength);
+  data.set(new Uint8Array(W.buffer), 0);
+  data.set(new Uint8Array(b.buffer), 128);
+  const dataFile = 'model.onnx.data';
+  const external = (name: string, dims: number[], offset: number, length: number) => ({
+    name,
+    dataType: 1,
+    dims,
+    dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+    externalData: [
+      { key: 'location', value: dataFile },
+      { key: 'offset', value: String(offset) },
+      { key: 'length', value: String(length) },
+    ],
+  });
+  const spec = (initializers: ModelSpec['initializers']): ModelSpec => ({
+    inputs: [valueInfo('x', 'float32', ['N', 8])],
+    outputs: [valueInfo('y', 'float32', ['N', 3])],
+    initializers,
+    nodes: [node('MatMul', ['x', 'W'], ['mm']), node('Add', ['mm', 'b'], ['y'])],
+  });
+  return {
+    model: encodeModel(spec([external('W', [8, 3], 0, W.byteLength), external('b', [3], 128, b.byteLength)])),
+    dataFile,
+    data,
+    inlined: encodeModel(spec([floatTensor('W', [8, 3], W), floatTensor('b', [3], b)])),
+  };
+}
+
+/**
+ * A `Loop` run a fixed 3 times (trip count an initializer) whose body holds its own weights:
+ * h ← tanh(h·W_body + b_body), then y = h·W_out. Parameters: 1 (trip count) + 1 (cond) + 24 (W_out)
+ * + 64 + 8 inside the body = 98.
+ */
+export function loopModel(): Uint8Array {
+  const body: GraphProto = {
+    name: 'body',
+    input: [valueInfo('i', 'int64', []), { name: 'cond_in', type: { tensorType: { elemType: 9, shape: { dim: [] } } } }, valueInfo('h_in', 'float32', ['N', 8])],
+    output: [{ name: 'cond_out', type: { tensorType: { elemType: 9, shape: { dim: [] } } } }, valueInfo('h_out', 'float32', ['N', 8])],
+    initializer: [floatTensor('W_body', [8, 8], w(64, 5.7, 0.4)), floatTensor('b_body', [8], w(8, 6.1, 0.1))],
+    node: [
+      node('Identity', ['cond_in'], ['cond_out']),
+      node('MatMul', ['h_in', 'W_body'], ['hw']),
+      node('Add', ['hw', 'b_body'], ['hb']),
+      node('Tanh', ['hb'], ['h_out']),
+    ],
+  };
   return encodeModel({
     inputs: [valueInfo('x', 'float32', ['N', 8])],
     outputs: [valueInfo('y', 'float32', ['N', 3])],
-    initializers: [
-      {
-        name: 'W',
-        dataType: 1,
-        dims: [8, 3],
-        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-        externalData: [
-          { key: 'location', value: 'weights.bin' },
-          { key: 'offset', value: '0' },
-          { key: 'length', value: '96' },
-        ],
-      },
-    ],
-    nodes: [node('MatMul', ['x', 'W'], ['y'])],
+    initializers: [int64Tensor('trips', [], [3]), { name: 'keep_going', dataType: 9, dims: [], int32Data: [1] }, floatTensor('W_out', [8, 3], w(24, 8.3, 0.5))],
+    nodes: [node('Loop', ['trips', 'keep_going', 'x'], ['h'], { body: { graph: body } }), node('MatMul', ['h', 'W_out'], ['y'])],
   });
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
+import { modelUpload } from './model-upload.ts';
 import type { CliConfig } from '../env.ts';
 import { byteProgress, endProgress } from '../progress.ts';
 import { CliError, emit, keyValues, parsePairs, table, type Output } from '../output.ts';
@@ -33,16 +34,16 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
 
   models
     .command('push <file>')
-    .description('upload an ONNX file as the next version of a model')
+    .description('upload an ONNX file as the next version of a model; weights in ONNX external data files are sent with it (give the .onnx with its data files beside it, the export folder, or a .tar of that folder)')
     .requiredOption('--name <model>', 'model name')
     .option('--notes <text>', 'release notes')
     .option('--parent <ref>', 'parent version (model@N) for lineage')
     .option('--metric <k=v>', 'a metric, repeatable', collect, [])
     .option('--tag <k=v>', 'a tag, repeatable', collect, [])
     .option('--eval <dataset>', 'then evaluate it against the champion on this dataset (name@N); a broken budget rejects it')
-    .action(async (file: string, o: { name: string; notes?: string; parent?: string; metric: string[]; tag: string[]; eval?: string }) => {
-      const info = await stat(file).catch(() => null);
-      if (!info?.isFile()) throw new CliError(`no such file: ${file}: give the path of an .onnx file`, 2);
+    .action(async (target: string, o: { name: string; notes?: string; parent?: string; metric: string[]; tag: string[]; eval?: string }) => {
+      const upload = await modelUpload(target);
+      const file = upload.file;
       const config = ctx.config();
       const url = new URL(`/api/v1/models/${encodeURIComponent(o.name)}/versions`, config.url);
       if (o.notes) url.searchParams.set('notes', o.notes);
@@ -51,14 +52,17 @@ export function registerModelCommands(program: Command, ctx: { api: () => Api; o
       for (const t of o.tag) url.searchParams.append('tag', t);
       ctx.api(); // validates URL and token are configured
       // The typed client cannot stream a file body, so this one call uses fetch directly.
-      const request = fetch(url, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${config.token}`, 'content-type': 'application/octet-stream', 'content-length': String(info.size) },
-        body: Readable.toWeb(createReadStream(file).pipe(byteProgress(ctx.out(), `uploading ${path.basename(file)}`, info.size))) as ReadableStream,
-        duplex: 'half',
-      } as RequestInit);
+      const headers = { authorization: `Bearer ${config.token}`, 'content-type': 'application/octet-stream' };
+      const request = upload.packed
+        ? fetch(url, { method: 'POST', headers: { ...headers, 'content-length': String(upload.packed.length) }, body: Buffer.from(upload.packed) })
+        : fetch(url, {
+            method: 'POST',
+            headers: { ...headers, 'content-length': String(upload.size) },
+            body: Readable.toWeb(createReadStream(file).pipe(byteProgress(ctx.out(), `uploading ${path.basename(file)}`, upload.size))) as ReadableStream,
+            duplex: 'half',
+          } as RequestInit);
       const v = (await call(request).finally(() => endProgress(ctx.out()))) as unknown as { ref: string; version: number; sha256: string; size: number; paramCount: number; opset: number; facts: Record<string, unknown> | null };
-      const pushed = `pushed ${v.ref} (${path.basename(file)}, ${v.size} bytes, sha256 ${v.sha256.slice(0, 12)}…, ${describeSize(v)}, opset ${v.opset})${rewriteNote(v.facts)}`;
+      const pushed = `pushed ${v.ref} (${[path.basename(file), ...upload.sideFiles].join(' + ')}, ${v.size} bytes, sha256 ${v.sha256.slice(0, 12)}…, ${describeSize(v)}, opset ${v.opset})${rewriteNote(v.facts)}`;
       if (!o.eval) return emit(ctx.out(), v, () => pushed);
       const ev = (await call(
         ctx.api().api.v1.models[':name'].versions[':ref'].evaluate.$post({ param: { name: o.name, ref: String(v.version) }, json: { dataset: o.eval } }),
