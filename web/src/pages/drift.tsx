@@ -224,7 +224,7 @@ function Alerts() {
       <h2 id="alerts-h">Alerts</h2>
       {list.length ? (
         <div class="table-wrap">
-          <table class="plain">
+          <table class="plain" aria-label="Drift alerts">
             <thead>
               <tr>
                 <th scope="col">Status</th>
@@ -239,7 +239,7 @@ function Alerts() {
               {list.map((a) => {
                 const mine = deliveries?.filter((d) => d.alertId === a.id) ?? [];
                 return (
-                  <tr key={a.id}>
+                  <tr key={a.id} data-alert={a.id}>
                     <td>
                       <Status state={a.status} />
                     </td>

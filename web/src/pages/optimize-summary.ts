@@ -22,7 +22,7 @@ export function summaryRows(r: OptimizeOutcome['report']): Array<[string, string
   const a = r.metrics ?? {};
   const b = r.baselineMetrics ?? {};
   const rows: Array<[string, string, string, string]> = [];
-  if (a.sizeBytes !== undefined && b.sizeBytes !== undefined) rows.push(['size', bytes(b.sizeBytes), bytes(a.sizeBytes), `${(b.sizeBytes / a.sizeBytes).toFixed(2)}× smaller`]);
+  if (a.sizeBytes !== undefined && b.sizeBytes !== undefined) rows.push(['size', bytes(b.sizeBytes), bytes(a.sizeBytes), a.sizeBytes <= b.sizeBytes ? `${(b.sizeBytes / a.sizeBytes).toFixed(2)}× smaller` : `${(a.sizeBytes / b.sizeBytes).toFixed(2)}× larger`]);
   if (a.accuracy !== undefined && b.accuracy !== undefined) rows.push(['accuracy', b.accuracy.toFixed(4), a.accuracy.toFixed(4), signed(a.accuracy - b.accuracy, 4)]);
   if (r.comparison?.agreement !== undefined) rows.push(['agreement with the parent', '—', r.comparison.agreement.toFixed(4), '']);
   for (const k of ['p50Ms', 'p95Ms'] as const) {
