@@ -42,6 +42,18 @@ describe('console operator actions in Chromium', () => {
     await page.goto(cp.url + pathname);
     await page.getByRole('heading', { level: 1, name: heading }).waitFor();
   };
+  /** Presses Tab until the focused control's accessible name is `name` (at most `max` presses): keyboard only. */
+  const tabTo = async (name: string, max = 120) => {
+    for (let i = 0; i < max; i++) {
+      await page.keyboard.press('Tab');
+      const focused = await page.evaluate(() => {
+        const el = document.activeElement as (HTMLElement & { labels?: NodeListOf<HTMLLabelElement> }) | null;
+        return el?.getAttribute('aria-label') ?? el?.labels?.[0]?.textContent?.trim() ?? el?.textContent?.trim() ?? '';
+      });
+      if (focused === name || focused.startsWith(`${name}\n`)) return;
+    }
+    assert.fail(`Tab never reached "${name}"`);
+  };
   const buildBundle = async (model: string) => {
     const { definition, labels } = await loadBundleDefinition(path.join(REPO, 'firmware-bundles', 'tabular-demo', 'bundle.json'));
     return (await ok('POST', '/api/v1/bundles', { model, definition, labels })).id as string;
@@ -190,6 +202,46 @@ describe('console operator actions in Chromium', () => {
     await page.locator(`article[data-rollout="${r.id}"]`).waitFor();
     await page.screenshot({ path: path.join(ARTIFACTS, 'rollout-start-shadow-1280.png'), fullPage: true });
     await ok('POST', `/api/v1/rollouts/${r.id}/abort`, {});
+  });
+
+  test('keyboard only: filter the fleet, select a device in the table, label it with the form; pause a rollout', async () => {
+    await open('/', 'Fleet');
+    await tabTo('Label selector');
+    await page.keyboard.type('site=lab');
+    await page.getByText('Showing 2 of 5').waitFor();
+    await tabTo('Select lab-2');
+    await page.keyboard.press('Space');
+    await page.getByText('1 selected', { exact: true }).waitFor();
+    await tabTo('Labels (k=v, -k removes)');
+    await page.keyboard.type('ring=keyboard');
+    await page.keyboard.press('Enter');
+    await page.getByRole('status').filter({ hasText: '1 done.' }).waitFor();
+    const labelled = (await ok('GET', '/api/v1/devices?selector=ring%3Dkeyboard')).devices as Array<{ name: string }>;
+    assert.deepEqual(labelled.map((d) => d.name), ['lab-2']);
+
+    const r = await ok('POST', '/api/v1/rollouts', { bundle: bundle2, cohort: 'lab', stages: [0.5, 1], bakeS: 3600 });
+    await open('/rollouts', 'Rollouts');
+    await page.locator(`article[data-rollout="${r.id}"]`).getByRole('button', { name: 'Pause' }).waitFor();
+    await tabTo('Pause');
+    await page.keyboard.press('Enter');
+    await waitFor(async () => (await ok('GET', `/api/v1/rollouts/${r.id}`)).status === 'paused', 'the rollout is paused', 20_000);
+    await page.locator(`article[data-rollout="${r.id}"]`).getByRole('button', { name: 'Resume' }).waitFor();
+    await ok('POST', `/api/v1/rollouts/${r.id}/abort`, {});
+  });
+
+  test('sign-in at 1280 and 820 px: every control labelled', async () => {
+    const fresh = await browser.context.newPage(); // sessionStorage is per tab: a new tab is signed out
+    try {
+      await fresh.goto(cp.url + '/');
+      await fresh.getByLabel('API token').waitFor();
+      await assertLabelled(fresh, 'sign-in');
+      for (const width of [1280, 820]) {
+        await fresh.setViewportSize({ width, height: width === 820 ? 1000 : 800 });
+        await fresh.screenshot({ path: path.join(ARTIFACTS, `sign-in-${width}.png`) });
+      }
+    } finally {
+      await fresh.close();
+    }
   });
 
   test('models: build a bundle from a definition typed into the form; a broken definition is a readable error', async () => {
