@@ -193,15 +193,18 @@ describe('console operator actions in Chromium', () => {
     await form.getByLabel('Stage timeout (s)').fill('7200');
     await form.getByRole('button', { name: 'Start rollout' }).click();
     const r = { id: await waitFor(async () => (await ids()).find((id) => !before.includes(id)), 'the rollout exists', 20_000) };
-    const got = await ok('GET', `/api/v1/rollouts/${r.id}`);
-    assert.equal(got.bakeS, 600);
-    assert.deepEqual(got.stages, [0.5, 1]);
-    assert.deepEqual(got.shadow, { share: 0.25, durationS: 900, windowS: 30 });
-    assert.equal(got.phase, 'shadow');
-    for (const [k, v] of Object.entries({ minUpdateSuccessRatio: 0.9, maxLatencyRatio: 1.3, stageTimeoutS: 7200, drift: false, minAgreement: 0.97, maxShadowLatencyRatio: 2, onFailure: 'pause' })) assert.equal(got.gates[k], v, k);
-    await page.locator(`article[data-rollout="${r.id}"]`).waitFor();
-    await page.screenshot({ path: path.join(ARTIFACTS, 'rollout-start-shadow-1280.png'), fullPage: true });
-    await ok('POST', `/api/v1/rollouts/${r.id}/abort`, {});
+    try {
+      const got = await ok('GET', `/api/v1/rollouts/${r.id}`);
+      assert.equal(got.bakeS, 600);
+      assert.deepEqual(got.stages, [0.5, 1]);
+      assert.deepEqual(got.shadow, { share: 0.25, durationS: 900, windowS: 30 });
+      assert.equal(got.phase, 'shadow');
+      for (const [k, v] of Object.entries({ minUpdateSuccessRatio: 0.9, maxLatencyRatio: 1.3, stageTimeoutS: 7200, drift: false, minAgreement: 0.97, maxShadowLatencyRatio: 2, onFailure: 'pause' })) assert.equal(got.gates[k], v, k);
+      await page.locator(`article[data-rollout="${r.id}"] [data-shadow]`).getByText('25 % of requests for 900 s (windows of 30 s), running').waitFor();
+      await page.screenshot({ path: path.join(ARTIFACTS, 'rollout-start-shadow-1280.png'), fullPage: true });
+    } finally {
+      await ok('POST', `/api/v1/rollouts/${r.id}/abort`, {}); // the cohort is free for the next test either way
+    }
   });
 
   test('keyboard only: filter the fleet, select a device in the table, label it with the form; pause a rollout', async () => {

@@ -80,6 +80,14 @@ function RolloutCard({ rollout: r, onChanged }: { rollout: Rollout; onChanged():
         <dd>{r.bakeS} s per stage</dd>
         <dt>When a gate fails</dt>
         <dd>{String((r.gates as Record<string, unknown>).onFailure ?? 'pause')}</dd>
+        {r.shadow && (
+          <>
+            <dt>Shadow stage</dt>
+            <dd data-shadow>
+              {pct(r.shadow.share, 0)} of requests for {r.shadow.durationS} s (windows of {r.shadow.windowS} s), {r.phase === 'shadow' ? 'running' : 'done'}
+            </dd>
+          </>
+        )}
         {typeof check.verdict === 'string' && (
           <>
             <dt>Last check</dt>
