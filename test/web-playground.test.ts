@@ -1,5 +1,5 @@
-// The console's model playground in Chromium: onnxruntime-web loads only on that page; a tabular
-// bundle's feature form and an image bundle's upload (decoded in the browser, then the agent's own
+// The console's model playground in Chromium, on the demo models' networks (the MLP and the shape CNN,
+// trained briefly here): onnxruntime-web loads only on that page; a tabular bundle's feature form and an image bundle's upload (decoded in the browser, then the agent's own
 // tensor step) give the outputs onnxruntime-node gives here for the same model and input — the input
 // built here with the agent's preprocessing (sharp) — and the page shows the server's answer beside it.
 import assert from 'node:assert/strict';
@@ -13,21 +13,10 @@ import sharp from 'sharp';
 import { preprocessImage } from '../agent/runtime/preprocess-image.ts';
 import { preprocessTabular } from '../agent/runtime/preprocess-tabular.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
-import { encodeModel, floatTensor, node, valueInfo } from '../server/onnx/build.ts';
+import { makeShapes } from '../server/training/synthetic-shapes.ts';
 import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-import { gemmModel } from './helpers/models.ts';
-
-/** image float32 [1, 3, 32, 32] → Flatten → Gemm → logits [1, 3]: every pixel moves the answer. */
-function imageModel(): Uint8Array {
-  const n = 3 * 32 * 32;
-  return encodeModel({
-    inputs: [valueInfo('image', 'float32', [1, 3, 32, 32])],
-    outputs: [valueInfo('logits', 'float32', [1, 3])],
-    initializers: [floatTensor('W', [n, 3], Array.from({ length: n * 3 }, (_, i) => Math.sin(i * 0.37) * 0.05)), floatTensor('b', [3], [0.1, -0.05, 0.02])],
-    nodes: [node('Flatten', ['image'], ['flat'], { axis: 1 }), node('Gemm', ['flat', 'W', 'b'], ['logits'])],
-  });
-}
+import { quickDemoImages, quickDemoTabular } from './helpers/demo-models.ts';
 
 async function ortNode(model: Uint8Array, name: string, dims: number[], data: Float32Array): Promise<number[]> {
   const s = await ort.InferenceSession.create(model);
@@ -47,8 +36,9 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
   let tabularBundle: string;
   let imageBundle: string;
   const requested: string[] = [];
-  const tabular = gemmModel({ seed: 5 });
-  const image = imageModel();
+  // The demo models' networks (trained briefly here: test/helpers/demo-models.ts).
+  let tabular: Uint8Array;
+  let image: Uint8Array;
 
   const build = async (model: string, def: string) => {
     const { definition, labels } = await loadBundleDefinition(path.join(REPO, 'firmware-bundles', def, 'bundle.json'));
@@ -62,6 +52,14 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
     await page.waitForFunction((prev) => document.querySelector('pre[aria-label="Browser answer (JSON)"]')?.textContent !== prev, previous, { polling: 100 });
     return answerOf();
   };
+  /** Full-page screenshots at 1280 px and at an 820 px tablet width. */
+  const shoot = async (name: string) => {
+    for (const width of [1280, 820]) {
+      await page.setViewportSize({ width, height: width === 820 ? 1000 : 800 });
+      await page.screenshot({ path: path.join(ARTIFACTS, `${name}-${width}.png`), fullPage: true });
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
+  };
   const pick = async (bundleId: string) => {
     await page.getByRole('combobox', { name: 'Model or bundle' }).selectOption(`bundle:${bundleId}`);
     await page.getByRole('button', { name: 'Load in the browser' }).click();
@@ -74,6 +72,8 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
     await mkdir(ARTIFACTS, { recursive: true });
     dir = await mkdtemp(path.join(tmpdir(), 'flotilla-playground-'));
     cp = await startControlPlane();
+    tabular = quickDemoTabular();
+    image = await quickDemoImages();
     for (const [name, bytes] of [['tabular-demo', tabular], ['image-demo', image]] as const) {
       const r = await cp.api('POST', `/api/v1/models/${name}/versions`, { body: bytes as unknown as BodyInit, headers: { 'content-type': 'application/octet-stream' } });
       assert.equal(r.status, 201, JSON.stringify(r.body));
@@ -128,12 +128,13 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
     const server = JSON.parse(await page.getByLabel('Server answer (JSON)').innerText());
     server.outputs.logits.data.forEach((v: number, i: number) => assert.ok(Math.abs(v - expected[i]) < 1e-5));
     await assertLabelled(page, 'playground (tabular)');
-    await page.screenshot({ path: path.join(ARTIFACTS, 'playground-tabular-1280.png'), fullPage: true });
+    await shoot('playground-tabular');
   });
 
   test('an image given to the image bundle: decoded in the browser, the agent\'s tensor step, the same answer as the agent\'s preprocessing + onnxruntime-node', async () => {
-    // 32×32 like the bundle, so the browser's decode is exact (a resize would use another filter than sharp's).
-    const pixels = Buffer.from(Array.from({ length: 32 * 32 * 3 }, (_, i) => (i * 53 + (i >> 5) * 7) % 256));
+    // A shape as the demo data draws them, 32×32 like the bundle, so the browser's decode is exact (a
+    // resize would use another filter than sharp's).
+    const pixels = Buffer.from((await makeShapes({ n: 1, seed: 11 })).pixels);
     const png = await sharp(pixels, { raw: { width: 32, height: 32, channels: 3 } }).png().toBuffer();
     const file = path.join(dir, 'shape.png');
     await writeFile(file, png);
@@ -166,7 +167,7 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
     const expected2 = await ortNode(image, 'image', t2.dims, t2.data);
     dropped.outputs.logits.data.forEach((v, i) => assert.ok(Math.abs(v - expected2[i]) < 1e-4, `dropped image, logit ${i}: browser ${v}, agent preprocessing + onnxruntime-node ${expected2[i]}`));
     await assertLabelled(page, 'playground (image)');
-    await page.screenshot({ path: path.join(ARTIFACTS, 'playground-image-1280.png'), fullPage: true });
+    await shoot('playground-image');
   });
 
   test('a bare model version takes raw tensors as JSON; a malformed one is a readable error, not a crash', async () => {

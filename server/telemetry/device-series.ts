@@ -1,6 +1,6 @@
 // A device's telemetry as a time series (the console's device charts): per step (a minute for windows
 // up to 12 h, coarser beyond so a series stays ≤ 720 points) the inference and error rates, mean and
-// max CPU, max resident memory and the largest outbox backlog, aggregated in SQL from the raw reports.
+// max CPU, errors per reason, max resident memory and the largest outbox backlog, aggregated in SQL from the raw reports.
 import { and, eq, gte, lt, sql } from 'drizzle-orm';
 import { getDevice } from '../devices/device-service.ts';
 import type { Tx } from '../db/client.ts';
@@ -15,6 +15,8 @@ export interface SeriesPoint {
   reports: number;
   inferencesPerSecond: number;
   errorsPerSecond: number;
+  /** Errors in the step per reason code (the reports' `errors` summed), for the errors-by-reason chart. */
+  errorsByReason: Record<string, number>;
   cpuMean: number;
   cpuMax: number;
   rssMaxBytes: number;
@@ -61,6 +63,13 @@ export async function deviceSeries(tx: Tx, q: { device: string; windowS: number;
     .where(and(eq(t.deviceId, d.id), gte(t.at, start.toISOString()), lt(t.at, end.toISOString())))
     .groupBy(bucket)
     .orderBy(bucket);
+  // The same steps split by reason: one row per (step, reason) from the reports' errors objects.
+  const reasonRows = await tx.all<{ bucket: number; reason: string; n: number }>(
+    sql`select ${bucket} as bucket, e.key as reason, sum(e.value) as n from ${t}, json_each(${t.errors}) e
+        where ${t.deviceId} = ${d.id} and ${t.at} >= ${start.toISOString()} and ${t.at} < ${end.toISOString()} group by 1, 2`,
+  );
+  const byReason = new Map<number, Record<string, number>>();
+  for (const r of reasonRows) byReason.set(Number(r.bucket), { ...byReason.get(Number(r.bucket)), [r.reason]: Number(r.n) });
   return {
     device: d.id,
     window: { start: start.toISOString(), end: end.toISOString(), seconds: q.windowS },
@@ -70,6 +79,7 @@ export async function deviceSeries(tx: Tx, q: { device: string; windowS: number;
       reports: Number(r.reports),
       inferencesPerSecond: r.seconds ? Number(r.inferences) / Number(r.seconds) : 0,
       errorsPerSecond: r.seconds ? Number(r.errors) / Number(r.seconds) : 0,
+      errorsByReason: byReason.get(Number(r.bucket)) ?? {},
       cpuMean: Number(r.cpuMean),
       cpuMax: Number(r.cpuMax),
       rssMaxBytes: Number(r.rssMax),

@@ -64,6 +64,7 @@ const Series = z
         reports: z.number(),
         inferencesPerSecond: z.number(),
         errorsPerSecond: z.number(),
+        errorsByReason: z.record(z.string(), z.number()).openapi({ description: 'errors in the step per reason code' }),
         cpuMean: z.number(),
         cpuMax: z.number(),
         rssMaxBytes: z.number(),
@@ -102,7 +103,7 @@ export function telemetryRoutes(db: Db) {
       createRoute({
         method: 'get',
         path: '/series',
-        summary: "A device's telemetry over a window as a series (default 1h): per minute (coarser past 12 h, ≤ 720 points) rates, CPU, memory, outbox backlog",
+        summary: "A device's telemetry over a window as a series (default 1h): per minute (coarser past 12 h, ≤ 720 points) rates, errors by reason, CPU, memory, outbox backlog",
         request: { query: z.object({ device: z.string(), window: Duration.optional(), end: z.iso.datetime({ offset: true }).optional() }) },
         responses: { 200: json(Series, 'Telemetry series'), ...errorResponses },
       }),

@@ -190,6 +190,17 @@ function Commands({ id, online }: { id: string; online: boolean }) {
   );
 }
 
+const REASON_COLORS = ['#b91c1c', '#a16207', '#7c3aed', '#0f766e', '#1d4ed8', '#be185d'];
+
+/** One series per error reason (count per step, 0 where the step had none of it), most frequent first. */
+function errorSeries(points: Array<{ errorsByReason: Record<string, number> }>) {
+  const totals = new Map<string, number>();
+  for (const p of points) for (const [k, n] of Object.entries(p.errorsByReason)) totals.set(k, (totals.get(k) ?? 0) + n);
+  return [...totals.entries()]
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([reason], i) => ({ label: reason, color: REASON_COLORS[i % REASON_COLORS.length], values: points.map((p) => p.errorsByReason[reason] ?? 0) }));
+}
+
 function Telemetry({ id }: { id: string }) {
   const [win, setWin] = useState(WINDOWS[0]);
   // /telemetry answers one summary per window; the charts ask for POINTS consecutive slices of it.
@@ -236,6 +247,7 @@ function Telemetry({ id }: { id: string }) {
       ],
       memory: [{ label: 'RSS max', color: '#7c3aed', values: p.map((x) => x.rssMaxBytes / 2 ** 20) }],
       outbox: [{ label: 'backlog max', color: '#0f766e', values: p.map((x) => x.outboxPendingMax) }],
+      errors: errorSeries(p),
     };
   }, [perMinute.data]);
   const w = series.data?.whole;
@@ -267,6 +279,13 @@ function Telemetry({ id }: { id: string }) {
           <TimeChart title="CPU (%)" times={resourceCharts.times} series={resourceCharts.cpu} unit="%" />
           <TimeChart title="Memory (MB)" times={resourceCharts.times} series={resourceCharts.memory} unit="MB" />
           <TimeChart title="Outbox backlog (messages)" times={resourceCharts.times} series={resourceCharts.outbox} />
+          {resourceCharts.errors.length ? (
+            <div data-errors={JSON.stringify(Object.fromEntries(resourceCharts.errors.map((e) => [e.label, e.values])))}>
+              <TimeChart title={`Errors by reason per ${perMinute.data.stepS / 60} min`} times={resourceCharts.times} series={resourceCharts.errors} />
+            </div>
+          ) : (
+            <p class="card muted small">No errors in the last {win.label}.</p>
+          )}
         </div>
       )}
       {w && (

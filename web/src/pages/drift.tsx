@@ -7,7 +7,7 @@ import { num, when } from '../format.ts';
 import { binLabels, Histogram } from '../ui/histogram.tsx';
 import { ErrorBox, Info, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
-import { useEventReload, useLoad } from '../ui/use-load.ts';
+import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
 
 const SPANS = [
   { id: '1h', label: '1 h', seconds: 3600 },
@@ -217,6 +217,9 @@ function Alerts() {
     return { alerts: a.alerts, deliveries: d?.deliveries ?? null };
   });
   useEventReload(['alert'], alerts.reload);
+  // A delivery's retries raise no event: while one is still on its way, poll so its outcome shows.
+  const inFlight = alerts.data?.deliveries?.some((d) => d.status === 'pending') ?? false;
+  useInterval(() => void alerts.reload(), inFlight ? 1_000 : null);
   if (!alerts.data) return alerts.error ? <ErrorBox error={alerts.error} title="Could not load alerts" /> : <Loading what="alerts" />;
   const { alerts: list, deliveries } = alerts.data;
   return (
@@ -224,7 +227,7 @@ function Alerts() {
       <h2 id="alerts-h">Alerts</h2>
       {list.length ? (
         <div class="table-wrap">
-          <table class="plain">
+          <table class="plain" aria-label="Drift alerts">
             <thead>
               <tr>
                 <th scope="col">Status</th>
@@ -239,7 +242,7 @@ function Alerts() {
               {list.map((a) => {
                 const mine = deliveries?.filter((d) => d.alertId === a.id) ?? [];
                 return (
-                  <tr key={a.id}>
+                  <tr key={a.id} data-alert={a.id}>
                     <td>
                       <Status state={a.status} />
                     </td>

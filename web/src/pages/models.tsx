@@ -5,6 +5,7 @@ import { api, ApiError, call, readable } from '../api.ts';
 import { bytes, when } from '../format.ts';
 import { can, session } from '../session.ts';
 import { LineageGraph } from '../ui/lineage-graph.tsx';
+import { OptimizeForm } from './optimize-form.tsx';
 import { ErrorBox, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
 import { useLoad } from '../ui/use-load.ts';
@@ -159,7 +160,7 @@ function VersionDetail({ version: v, parent, onChanged }: { version: Version; pa
       )}
       {evaluation && <EvaluationReport report={evaluation} parentRef={parent?.ref ?? 'parent'} />}
       {can('models:write') && <BuildBundle version={v} />}
-      {can('models:write') && <Optimize version={v} onDone={onChanged} />}
+      {can('models:write') && <OptimizeForm model={v.model} version={v.version} onDone={onChanged} />}
     </section>
   );
 }
@@ -323,56 +324,6 @@ function BuildBundle({ version: v }: { version: Version }) {
         </button>
         {result && <div class={`notice ${result.ok ? 'notice-ok' : 'notice-error'}`} role={result.ok ? 'status' : 'alert'}>{result.text}</div>}
       </form>
-    </details>
-  );
-}
-
-function Optimize({ version: v, onDone }: { version: Version; onDone(): Promise<void> }) {
-  const [dataset, setDataset] = useState('');
-  const [quantize, setQuantize] = useState(true);
-  const [sparsity, setSparsity] = useState('');
-  const [result, setResult] = useState<{ ok: boolean; text: string } | null>(null);
-  const [busy, setBusy] = useState(false);
-  const run = async (e: Event) => {
-    e.preventDefault();
-    setBusy(true);
-    setResult(null);
-    try {
-      const out = await call(
-        api.api.v1.models[':name'].versions[':ref'].optimize.$post({
-          param: { name: v.model, ref: String(v.version) },
-          json: { dataset, ...(quantize ? { quantize: { form: 'qdq', perChannel: false } } : {}), ...(sparsity ? { prune: { sparsity: Number(sparsity), structured: false } } : {}) },
-        }),
-      );
-      setResult({ ok: true, text: `Registered ${String(out.version.ref)} (${String(out.version.status)}).` });
-      await onDone();
-    } catch (err) {
-      setResult({ ok: false, text: readable(err) });
-    } finally {
-      setBusy(false);
-    }
-  };
-  return (
-    <details>
-      <summary class="strong">Optimize (int8 / prune)</summary>
-      <form class="row" onSubmit={run}>
-        <label>
-          Evaluation dataset (name@N)
-          <input value={dataset} required onInput={(e) => setDataset((e.target as HTMLInputElement).value)} />
-        </label>
-        <label class="row">
-          <input type="checkbox" checked={quantize} onChange={(e) => setQuantize((e.target as HTMLInputElement).checked)} /> Quantize to int8
-        </label>
-        <label>
-          Prune sparsity (0–1, optional)
-          <input type="number" min={0} max={0.99} step="0.05" value={sparsity} onInput={(e) => setSparsity((e.target as HTMLInputElement).value)} />
-        </label>
-        <button type="submit" disabled={busy || (!quantize && !sparsity)}>
-          {busy ? 'Optimizing and evaluating…' : 'Optimize'}
-        </button>
-      </form>
-      {busy && <progress aria-label="Optimizing" />}
-      {result && <div class={`notice ${result.ok ? 'notice-ok' : 'notice-error'}`} role={result.ok ? 'status' : 'alert'}>{result.text}</div>}
     </details>
   );
 }

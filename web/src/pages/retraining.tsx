@@ -85,9 +85,11 @@ function JobLog({ id, running, onChanged }: { id: string; running: boolean; onCh
   const more = async () => {
     try {
       const r = await call(api.api.v1.jobs[':id'].logs.$get({ param: { id }, query: { after: String(after.current), limit: '1000' } }));
-      if (r.lines.length) {
-        after.current = r.lines[r.lines.length - 1].id;
-        setLines((prev) => [...prev, ...r.lines].slice(-5000));
+      // An event and the poll can ask at once with the same `after`: keep only lines newer than the last shown.
+      const fresh = r.lines.filter((l) => l.id > after.current);
+      if (fresh.length) {
+        after.current = fresh[fresh.length - 1].id;
+        setLines((prev) => [...prev, ...fresh].slice(-5000));
       }
     } catch (err) {
       setError(readable(err));

@@ -9,6 +9,7 @@ import { ErrorBox, Loading } from '../ui/notice.tsx';
 import { Status } from '../ui/status.tsx';
 import { useEventReload, useInterval, useLoad } from '../ui/use-load.ts';
 import { gateRows, show, stateText } from './rollout-gates.ts';
+import { StartRollout } from './start-rollout.tsx';
 
 export function RolloutsPage() {
   const data = useLoad(async () => {
@@ -33,97 +34,6 @@ export function RolloutsPage() {
       ))}
       {!rollouts.length && <p class="muted">No rollouts yet. A rollout deploys a bundle to a cohort in stages, checking health gates between them.</p>}
     </div>
-  );
-}
-
-function StartRollout({ cohorts, onStarted }: { cohorts: Array<{ name: string; members: number }>; onStarted(): Promise<void> }) {
-  const bundles = useLoad(() => call(api.api.v1.bundles.$get({ query: { limit: '200' } })));
-  const [form, setForm] = useState({ bundle: '', cohort: '', stages: '0.1, 0.5, 1', bakeS: '300', maxFailedUpdates: '0', maxErrorRate: '', onFailure: 'pause' as 'pause' | 'rollback' });
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const set = (k: keyof typeof form) => (e: Event) => setForm({ ...form, [k]: (e.target as HTMLInputElement).value });
-  const submit = async (e: Event) => {
-    e.preventDefault();
-    setError(null);
-    const stages = form.stages.split(',').map((s) => Number(s.trim()));
-    if (stages.some((s) => !(s > 0 && s <= 1))) return setError('Stages are fractions of the cohort between 0 and 1, e.g. "0.1, 0.5, 1".');
-    setBusy(true);
-    try {
-      await call(
-        api.api.v1.rollouts.$post({
-          json: {
-            bundle: form.bundle,
-            cohort: form.cohort,
-            stages,
-            bakeS: Number(form.bakeS),
-            gates: { maxFailedUpdates: Number(form.maxFailedUpdates), ...(form.maxErrorRate ? { maxErrorRate: Number(form.maxErrorRate) } : {}), onFailure: form.onFailure },
-          },
-        }),
-      );
-      await onStarted();
-    } catch (err) {
-      setError(readable(err));
-    } finally {
-      setBusy(false);
-    }
-  };
-  return (
-    <form class="card page" onSubmit={submit} aria-labelledby="start-h">
-      <h2 id="start-h">Start a rollout</h2>
-      <div class="row">
-        <label class="grow">
-          Bundle
-          <select value={form.bundle} required onChange={set('bundle')}>
-            <option value="">Choose a bundle…</option>
-            {(bundles.data?.bundles ?? []).map((b) => (
-              <option key={b.id} value={b.id}>
-                {b.modelName}@{b.modelVersion} — {b.name} ({b.id.slice(0, 12)})
-              </option>
-            ))}
-          </select>
-        </label>
-        <label class="grow">
-          Cohort
-          <select value={form.cohort} required onChange={set('cohort')}>
-            <option value="">Choose a cohort…</option>
-            {cohorts.map((c) => (
-              <option key={c.name} value={c.name}>
-                {c.name} ({c.members} devices)
-              </option>
-            ))}
-          </select>
-        </label>
-      </div>
-      <div class="row">
-        <label>
-          Stages (fractions)
-          <input value={form.stages} onInput={set('stages')} class="mono" />
-        </label>
-        <label>
-          Bake time (s)
-          <input type="number" min={0} value={form.bakeS} onInput={set('bakeS')} />
-        </label>
-        <label>
-          Max failed updates
-          <input type="number" min={0} value={form.maxFailedUpdates} onInput={set('maxFailedUpdates')} />
-        </label>
-        <label>
-          Max error rate (0–1)
-          <input type="number" min={0} max={1} step="0.001" value={form.maxErrorRate} placeholder="off" onInput={set('maxErrorRate')} />
-        </label>
-        <label>
-          When a gate fails
-          <select value={form.onFailure} onChange={set('onFailure')}>
-            <option value="pause">pause</option>
-            <option value="rollback">roll back</option>
-          </select>
-        </label>
-      </div>
-      <ErrorBox error={error ?? bundles.error} title="Rollout not started" />
-      <button type="submit" class="primary" disabled={busy}>
-        {busy ? 'Starting…' : 'Start rollout'}
-      </button>
-    </form>
   );
 }
 
@@ -170,6 +80,14 @@ function RolloutCard({ rollout: r, onChanged }: { rollout: Rollout; onChanged():
         <dd>{r.bakeS} s per stage</dd>
         <dt>When a gate fails</dt>
         <dd>{String((r.gates as Record<string, unknown>).onFailure ?? 'pause')}</dd>
+        {r.shadow && (
+          <>
+            <dt>Shadow stage</dt>
+            <dd data-shadow>
+              {pct(r.shadow.share, 0)} of requests for {r.shadow.durationS} s (windows of {r.shadow.windowS} s), {r.phase === 'shadow' ? 'running' : 'done'}
+            </dd>
+          </>
+        )}
         {typeof check.verdict === 'string' && (
           <>
             <dt>Last check</dt>
