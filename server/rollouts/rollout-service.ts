@@ -14,7 +14,7 @@ import { resolveBundle } from '../bundles/bundle-service.ts';
 import { cohortMembers, getCohort } from '../cohorts/cohort-service.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, devices, models, modelVersions, rollouts } from '../db/schema.ts';
-import type { DesiredState } from '../deployments/desired-state.ts';
+import { sameAssignment, type DesiredState } from '../deployments/desired-state.ts';
 import { existingVariantBundle, variantBundleFor } from '../deployments/variant-bundles.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
 import { formatRef } from '../models/model-ref.ts';
@@ -322,14 +322,20 @@ export async function startShadow(tx: Tx, desired: DesiredState, row: Pick<Rollo
   const rows = await tx.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, ids));
   const spec = { rolloutId: row.id, bundleId: assignedBundle(row), share: row.shadow.share, windowS: row.shadow.windowS };
   const todo = rows.filter((r) => r.shadow?.rolloutId !== row.id || r.shadow.bundleId !== spec.bundleId || r.shadow.share !== spec.share);
-  for (const r of todo) await desired.assign(tx, r.bundleId, [r.deviceId], { deploymentId: r.deploymentId ?? undefined, cohort: r.cohort ?? row.cohort, shadow: spec });
+  for (const group of sameAssignment(todo)) {
+    const r = group[0];
+    await desired.assign(tx, r.bundleId, group.map((g) => g.deviceId), { deploymentId: r.deploymentId ?? undefined, cohort: r.cohort ?? row.cohort, shadow: spec });
+  }
   return todo.map((r) => r.deviceId);
 }
 
 /** Ends the rollout's shadow: its devices' manifests are re-signed without the candidate. Returns them. */
 export async function endShadow(tx: Tx, desired: DesiredState, row: Pick<RolloutRow, 'id'>): Promise<string[]> {
   const rows = (await tx.select().from(deviceDesired).where(isNotNull(deviceDesired.shadow))).filter((r) => r.shadow?.rolloutId === row.id);
-  for (const r of rows) await desired.assign(tx, r.bundleId, [r.deviceId], { deploymentId: r.deploymentId ?? undefined, cohort: r.cohort ?? undefined, shadow: null });
+  for (const group of sameAssignment(rows)) {
+    const r = group[0];
+    await desired.assign(tx, r.bundleId, group.map((g) => g.deviceId), { deploymentId: r.deploymentId ?? undefined, cohort: r.cohort ?? undefined, shadow: null });
+  }
   return rows.map((r) => r.deviceId);
 }
 
