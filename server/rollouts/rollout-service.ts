@@ -219,13 +219,16 @@ export async function showRollout(db: Db, id: string): Promise<RolloutView & { d
   const ordered = await orderedMembers(db, row.cohort).catch(() => [] as string[]);
   const desiredRows = ordered.length ? await db.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, ordered)) : [];
   const deviceRows = ordered.length ? await db.select({ id: devices.id, reported: devices.reported, updateState: devices.updateState }).from(devices).where(inArray(devices.id, ordered)) : [];
+  // Looked up by id: a stage of 10,000 devices must not scan both lists once per device.
+  const deviceById = new Map(deviceRows.map((d) => [d.id, d]));
+  const desiredById = new Map(desiredRows.map((d) => [d.deviceId, d]));
   const stageOf = (i: number) => row.stages.findIndex((f) => i < stageSize(ordered.length, f));
   const assigned = assignedBundle(row);
   return {
     ...(await toView(db, row)),
     devices: ordered.map((id, i) => {
-      const d = deviceRows.find((x) => x.id === id);
-      const want = desiredRows.find((x) => x.deviceId === id);
+      const d = deviceById.get(id);
+      const want = desiredById.get(id);
       const rep = (d?.reported ?? null) as { state?: string; active?: { bundleId?: string } | null; desired?: { bundleId?: string } | null; shadow?: { rolloutId?: string; state?: string; reason?: string } | null } | null;
       const active = rep?.active?.bundleId ?? null;
       const stage = stageOf(i);
