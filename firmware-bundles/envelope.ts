@@ -11,7 +11,8 @@
  */
 import { z } from 'zod';
 import { canonicalBytes } from './canonical-json.ts';
-import { KeyError, publicKeyOf, sign, verify } from './keys.ts';
+import type { KeyObject } from 'node:crypto';
+import { KeyError, loadPrivateKey, publicKeyOf, sign, verify } from './keys.ts';
 
 /**
  * More signatures than any sane threshold needs; a cap keeps verification cost bounded.
@@ -56,6 +57,29 @@ export interface SigningKey {
   privateKeyPem: string;
 }
 
+/** A signing key parsed once (`loadSigningKeys`), for signing many payloads. */
+export interface LoadedSigningKey {
+  keyid: string;
+  privateKey: KeyObject;
+}
+
+/**
+ * Parses signing keys once and derives their ids (checked against given ids), so that signing a
+ * manifest per device does not parse each PEM again per signature.
+ *
+ * @example
+ * const loaded = loadSigningKeys(keys);
+ * const envs = payloads.map((p) => signEnvelope(p, loaded));
+ */
+export function loadSigningKeys(keys: SigningKey[]): LoadedSigningKey[] {
+  return keys.map((key) => {
+    const privateKey = loadPrivateKey(key.privateKeyPem);
+    const { keyid } = publicKeyOf(privateKey);
+    if (key.keyid !== undefined && key.keyid !== keyid) throw new KeyError('KEY_MISMATCH', `keyid ${key.keyid} does not match its private key (${keyid})`);
+    return { keyid, privateKey };
+  });
+}
+
 /**
  * Signs a payload with one or more keys. Key ids are derived from the private keys, so a
  * mislabeled key fails here rather than on a device.
@@ -63,13 +87,12 @@ export interface SigningKey {
  * @example
  * const env = signEnvelope({ v: 1, type: 'deployment', ... }, [{ privateKeyPem }]);
  */
-export function signEnvelope<T extends object>(payload: T, keys: SigningKey[]): SignedEnvelope<T> {
+export function signEnvelope<T extends object>(payload: T, keys: Array<SigningKey | LoadedSigningKey>): SignedEnvelope<T> {
   if (keys.length === 0) throw new KeyError('INVALID_KEY', 'at least one signing key is needed');
   const bytes = canonicalBytes(payload);
   const signatures = keys.map((key) => {
-    const { keyid } = publicKeyOf(key.privateKeyPem);
-    if (key.keyid !== undefined && key.keyid !== keyid) throw new KeyError('KEY_MISMATCH', `keyid ${key.keyid} does not match its private key (${keyid})`);
-    return { keyid, sig: sign(bytes, key.privateKeyPem) };
+    const loaded = 'privateKey' in key ? key : loadSigningKeys([key])[0];
+    return { keyid: loaded.keyid, sig: sign(bytes, loaded.privateKey) };
   });
   return { signed: payload, signatures };
 }

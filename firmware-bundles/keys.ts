@@ -77,19 +77,20 @@ export function keyIdOf(publicKey: string | Uint8Array): string {
  * @example
  * publicKeyOf(pair.privateKeyPem) // { keyid: pair.keyid, publicKey: pair.publicKey }
  */
-export function publicKeyOf(privateKeyPem: string): PublicKeyRef {
-  const raw = rawPublicKey(createPublicKey(loadPrivateKey(privateKeyPem)));
+export function publicKeyOf(privateKey: string | KeyObject): PublicKeyRef {
+  const raw = rawPublicKey(createPublicKey(typeof privateKey === 'string' ? loadPrivateKey(privateKey) : privateKey));
   return { keyid: keyIdOf(raw), publicKey: raw.toString('base64') };
 }
 
 /**
- * Signs bytes with an Ed25519 private key; returns the 64-byte signature in base64.
+ * Signs bytes with an Ed25519 private key (PEM, or a key parsed once with `loadPrivateKey` when signing
+ * many payloads: parsing the PEM costs several times the signature); returns the 64-byte signature in base64.
  *
  * @example
  * const sig = sign(canonicalBytes(payload), pair.privateKeyPem);
  */
-export function sign(bytes: Uint8Array, privateKeyPem: string): string {
-  return edSign(null, bytes, loadPrivateKey(privateKeyPem)).toString('base64');
+export function sign(bytes: Uint8Array, privateKey: string | KeyObject): string {
+  return edSign(null, bytes, typeof privateKey === 'string' ? loadPrivateKey(privateKey) : privateKey).toString('base64');
 }
 
 /**
@@ -176,7 +177,13 @@ function checkPublicKeyRef(key: PublicKeyRef): PublicKeyRef {
   return { keyid: key.keyid, publicKey: key.publicKey };
 }
 
-function loadPrivateKey(pem: string): KeyObject {
+/**
+ * Parses a PKCS8 PEM Ed25519 private key, refusing anything else.
+ *
+ * @example
+ * const key = loadPrivateKey(pair.privateKeyPem); // then sign(bytes, key) many times
+ */
+export function loadPrivateKey(pem: string): KeyObject {
   let key: KeyObject;
   try {
     key = createPrivateKey({ key: pem, format: 'pem' });

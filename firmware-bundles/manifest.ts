@@ -13,7 +13,7 @@
 import { z } from 'zod';
 import { DEVICE_ID_PATTERN } from '../protocol/topics.ts';
 import { SketchLayoutSchema } from './definition.ts';
-import { Envelope, checkSignatures, issuesLine, signEnvelope, tryCanonicalBytes, withoutUndefined, type SignedEnvelope, type SigningKey } from './envelope.ts';
+import { Envelope, checkSignatures, issuesLine, signEnvelope, tryCanonicalBytes, withoutUndefined, type LoadedSigningKey, type SignedEnvelope, type SigningKey } from './envelope.ts';
 import { releaseKeyMap, type KeyList } from './key-list.ts';
 import { reject, type ManifestRejectReason, type Verdict } from './reasons.ts';
 import { compareVersions } from './semver.ts';
@@ -219,7 +219,7 @@ export function createManifest(input: {
  * const envelope = signManifest(payload, [{ keyid: releaseB.keyid, privateKeyPem: releaseBPem }]);
  * mqtt.publish(deviceTopic(deviceId, 'desired'), JSON.stringify(envelope), { qos: 1, retain: true });
  */
-export function signManifest(payload: DeploymentManifest, releaseKeys: SigningKey[]): SignedEnvelope<DeploymentManifest> {
+export function signManifest(payload: DeploymentManifest, releaseKeys: Array<SigningKey | LoadedSigningKey>): SignedEnvelope<DeploymentManifest> {
   return signEnvelope(withoutUndefined(DeploymentManifest.parse(payload)), releaseKeys);
 }
 

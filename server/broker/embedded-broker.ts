@@ -88,6 +88,13 @@ export class EmbeddedBroker {
     const persistence = memoryPersistenceWithRetainedIndex(); // O(1) retained lookup per device subscribe
     this.aedes = await Aedes.createBroker({
       persistence,
+      // No global cap on messages being delivered at once. With aedes' default (100), once 100 deliveries
+      // wait on slow sockets every further publish queues in mqemitter, and when one completes the queue
+      // drains recursively through every message that completes synchronously (e.g. a retained `desired`
+      // for an offline device): a few thousand queued messages overflow the stack and kill the server
+      // (mqemitter PR #204, unmerged). Backpressure stays per client: aedes reads a client's next batch
+      // only once its previous publishes were handled. (test/broker-backlog.test.ts)
+      concurrency: 0,
       authenticate: (client, username, password, done) => {
         // The server's own client never waits behind a storm of devices.
         const gated = username !== this.opts.internal.username;

@@ -1,9 +1,10 @@
 // Desired state per device: signs a deployment manifest for each target device (its own id, a counter
 // strictly above any it had) and publishes it retained on the device's `desired` topic together with
 // the current key list. The database row is the truth; publishing is repeatable (start, key rotation).
-import { eq, inArray, lt, type SQL } from 'drizzle-orm';
+import { eq, inArray, lt, sql, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { canonicalize } from '../../firmware-bundles/canonical-json.ts';
+import { loadSigningKeys } from '../../firmware-bundles/envelope.ts';
 import { createManifest, signManifest, type ShadowCandidate } from '../../firmware-bundles/manifest.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, devices, models, modelVersions } from '../db/schema.ts';
@@ -17,6 +18,15 @@ import { storedDesiredMessages } from './stored-desired.ts';
 
 export const DEFAULT_MANIFEST_TTL_S = 30 * 86400;
 const PUBLISH_WINDOW = 256;
+// Rows per upsert statement: 12 bound values each, far below SQLite's 32,766 variables per statement.
+const UPSERT_ROWS = 500;
+/** On conflict, take the new row's value (`excluded.<column>`): one multi-row upsert instead of one per device. */
+const fromNew = (keys: Array<keyof typeof deviceDesired.$inferSelect>) =>
+  Object.fromEntries(keys.map((k) => [k, sql.raw(`excluded."${deviceDesired[k].name}"`)]));
+const UPDATE_ALWAYS = fromNew(['counter', 'bundleId', 'deploymentId', 'cohort', 'manifest', 'expiresAt', 'updatedAt', 'previousBundleId', 'shadow']);
+// A new bundle also restarts the stale clock; a re-sign of the same bundle keeps it.
+const UPDATE_CHANGED = { ...UPDATE_ALWAYS, ...fromNew(['mismatchSince', 'republishedAt']) };
+type DesiredRow = typeof deviceDesired.$inferInsert;
 
 export class DesiredState {
   constructor(
@@ -33,17 +43,25 @@ export class DesiredState {
    */
   async assign(tx: Tx, bundleId: string, deviceIds: string[], meta: { deploymentId?: string; cohort?: string; shadow?: ShadowSpec | null }): Promise<void> {
     if (!deviceIds.length) return;
-    const { keylist, keys } = await signingKeys(tx, this.cipher);
+    const { keylist, keys: pems } = await signingKeys(tx, this.cipher);
+    // Parsed once per assignment: parsing a PEM costs several times the signature it makes.
+    const keys = loadSigningKeys(pems);
     const bundle = (await tx.query.bundles.findFirst({ where: eq(bundles.id, bundleId) }))!;
     const mv = await modelOf(tx, bundle.modelVersionId);
     // A shadow candidate is signed into the same manifest (files by hash, like the bundle); an assignment
     // without one ends any shadow the device ran.
     const shadow = meta.shadow ? await shadowCandidate(tx, meta.shadow) : undefined;
-    const existing = new Map((await tx.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, deviceIds))).map((r) => [r.deviceId, r]));
+    const existing = new Map<string, typeof deviceDesired.$inferSelect>();
+    for (let i = 0; i < deviceIds.length; i += UPSERT_ROWS) {
+      for (const r of await tx.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, deviceIds.slice(i, i + UPSERT_ROWS)))) existing.set(r.deviceId, r);
+    }
     const expiresAt = new Date(Date.now() + this.manifestTtlS * 1000);
     const settings = await effectiveAgentConfigs(tx, deviceIds.map((deviceId) => ({ deviceId, cohort: meta.cohort ?? null })));
     const floors = await reportedFloors(tx, deviceIds);
     const statsLayout = await manifestStatsLayout(tx, bundle);
+    const now = new Date().toISOString();
+    const changedRows: DesiredRow[] = [];
+    const sameRows: DesiredRow[] = [];
     for (const deviceId of deviceIds) {
       const stored = existing.get(deviceId)?.counter ?? 0;
       const reported = floors.get(deviceId) ?? 0;
@@ -68,20 +86,26 @@ export class DesiredState {
       );
       const prev = existing.get(deviceId);
       const changed = prev?.bundleId !== bundleId;
-      const row = {
+      (changed ? changedRows : sameRows).push({
+        deviceId,
         counter,
         bundleId,
         deploymentId: meta.deploymentId ?? null,
         cohort: meta.cohort ?? null,
         manifest,
         expiresAt: expiresAt.toISOString(),
-        updatedAt: new Date().toISOString(),
+        updatedAt: now,
         // What a rollback goes back to; a re-sign of the same bundle keeps it (and the stale clock).
         previousBundleId: changed ? (prev?.bundleId ?? null) : (prev?.previousBundleId ?? null),
         shadow: meta.shadow ?? null,
-        ...(changed ? { mismatchSince: null, republishedAt: null } : {}),
-      };
-      await tx.insert(deviceDesired).values({ deviceId, ...row }).onConflictDoUpdate({ target: deviceDesired.deviceId, set: row });
+        mismatchSince: changed ? null : (prev?.mismatchSince ?? null),
+        republishedAt: changed ? null : (prev?.republishedAt ?? null),
+      });
+    }
+    for (const [rows, set] of [[changedRows, UPDATE_CHANGED], [sameRows, UPDATE_ALWAYS]] as const) {
+      for (let i = 0; i < rows.length; i += UPSERT_ROWS) {
+        await tx.insert(deviceDesired).values(rows.slice(i, i + UPSERT_ROWS)).onConflictDoUpdate({ target: deviceDesired.deviceId, set });
+      }
     }
   }
 
@@ -142,12 +166,30 @@ export class DesiredState {
     const rows = await this.db.select().from(deviceDesired).where(where);
     if (!rows.length) return [];
     await this.db.transaction(async (tx) => {
-      for (const row of rows) await this.assign(tx, row.bundleId, [row.deviceId], { deploymentId: row.deploymentId ?? undefined, cohort: row.cohort ?? undefined, shadow: row.shadow });
+      for (const group of sameAssignment(rows)) {
+        const row = group[0];
+        await this.assign(tx, row.bundleId, group.map((r) => r.deviceId), { deploymentId: row.deploymentId ?? undefined, cohort: row.cohort ?? undefined, shadow: row.shadow });
+      }
     });
     const ids = rows.map((r) => r.deviceId);
     await this.publish(ids);
     return ids;
   }
+}
+
+/**
+ * Desired-state rows grouped by what they were assigned (bundle, deployment, cohort, shadow), so a
+ * re-sign is one assignment per group rather than one per device.
+ */
+export function sameAssignment<R extends { bundleId: string; deploymentId: string | null; cohort: string | null; shadow: ShadowSpec | null }>(rows: R[]): R[][] {
+  const groups = new Map<string, R[]>();
+  for (const r of rows) {
+    const key = canonicalize([r.bundleId, r.deploymentId, r.cohort, r.shadow]);
+    const g = groups.get(key);
+    if (g) g.push(r);
+    else groups.set(key, [r]);
+  }
+  return [...groups.values()];
 }
 
 /** What a rollout's shadow stage signs beside a device's bundle (stored in device_desired.shadow). */

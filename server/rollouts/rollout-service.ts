@@ -14,7 +14,7 @@ import { resolveBundle } from '../bundles/bundle-service.ts';
 import { cohortMembers, getCohort } from '../cohorts/cohort-service.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, devices, models, modelVersions, rollouts } from '../db/schema.ts';
-import type { DesiredState } from '../deployments/desired-state.ts';
+import { sameAssignment, type DesiredState } from '../deployments/desired-state.ts';
 import { existingVariantBundle, variantBundleFor } from '../deployments/variant-bundles.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
 import { formatRef } from '../models/model-ref.ts';
@@ -219,13 +219,16 @@ export async function showRollout(db: Db, id: string): Promise<RolloutView & { d
   const ordered = await orderedMembers(db, row.cohort).catch(() => [] as string[]);
   const desiredRows = ordered.length ? await db.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, ordered)) : [];
   const deviceRows = ordered.length ? await db.select({ id: devices.id, reported: devices.reported, updateState: devices.updateState }).from(devices).where(inArray(devices.id, ordered)) : [];
+  // Looked up by id: a stage of 10,000 devices must not scan both lists once per device.
+  const deviceById = new Map(deviceRows.map((d) => [d.id, d]));
+  const desiredById = new Map(desiredRows.map((d) => [d.deviceId, d]));
   const stageOf = (i: number) => row.stages.findIndex((f) => i < stageSize(ordered.length, f));
   const assigned = assignedBundle(row);
   return {
     ...(await toView(db, row)),
     devices: ordered.map((id, i) => {
-      const d = deviceRows.find((x) => x.id === id);
-      const want = desiredRows.find((x) => x.deviceId === id);
+      const d = deviceById.get(id);
+      const want = desiredById.get(id);
       const rep = (d?.reported ?? null) as { state?: string; active?: { bundleId?: string } | null; desired?: { bundleId?: string } | null; shadow?: { rolloutId?: string; state?: string; reason?: string } | null } | null;
       const active = rep?.active?.bundleId ?? null;
       const stage = stageOf(i);
@@ -322,14 +325,20 @@ export async function startShadow(tx: Tx, desired: DesiredState, row: Pick<Rollo
   const rows = await tx.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, ids));
   const spec = { rolloutId: row.id, bundleId: assignedBundle(row), share: row.shadow.share, windowS: row.shadow.windowS };
   const todo = rows.filter((r) => r.shadow?.rolloutId !== row.id || r.shadow.bundleId !== spec.bundleId || r.shadow.share !== spec.share);
-  for (const r of todo) await desired.assign(tx, r.bundleId, [r.deviceId], { deploymentId: r.deploymentId ?? undefined, cohort: r.cohort ?? row.cohort, shadow: spec });
+  for (const group of sameAssignment(todo)) {
+    const r = group[0];
+    await desired.assign(tx, r.bundleId, group.map((g) => g.deviceId), { deploymentId: r.deploymentId ?? undefined, cohort: r.cohort ?? row.cohort, shadow: spec });
+  }
   return todo.map((r) => r.deviceId);
 }
 
 /** Ends the rollout's shadow: its devices' manifests are re-signed without the candidate. Returns them. */
 export async function endShadow(tx: Tx, desired: DesiredState, row: Pick<RolloutRow, 'id'>): Promise<string[]> {
   const rows = (await tx.select().from(deviceDesired).where(isNotNull(deviceDesired.shadow))).filter((r) => r.shadow?.rolloutId === row.id);
-  for (const r of rows) await desired.assign(tx, r.bundleId, [r.deviceId], { deploymentId: r.deploymentId ?? undefined, cohort: r.cohort ?? undefined, shadow: null });
+  for (const group of sameAssignment(rows)) {
+    const r = group[0];
+    await desired.assign(tx, r.bundleId, group.map((g) => g.deviceId), { deploymentId: r.deploymentId ?? undefined, cohort: r.cohort ?? undefined, shadow: null });
+  }
   return rows.map((r) => r.deviceId);
 }
 
