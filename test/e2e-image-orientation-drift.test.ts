@@ -30,7 +30,7 @@ type DriftReport = { rows: number; features: FeatureResult[]; outputs: FeatureRe
 const png = (d: ShapeDataset, i: number) =>
   sharp(d.pixels.subarray(i * PER, (i + 1) * PER), { raw: { width: IMAGE_SIZE, height: IMAGE_SIZE, channels: IMAGE_CHANNELS } }).png().toBuffer();
 
-describe('end to end: a flood of upside-down images is flagged by input and prediction drift', { timeout: 120_000 }, () => {
+describe('end to end: a flood of upside-down images is flagged by input and prediction drift', { timeout: 240_000 }, () => {
   let p: PlaneWithAgent;
   const cli = async (...args: string[]) => {
     const r = await runCli(['--json', ...args], p.env);
