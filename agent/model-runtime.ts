@@ -74,6 +74,8 @@ export interface PredictionEvent {
   output?: PredictOutput;
   rows?: ReadonlyArray<ReadonlyArray<{ label: string; index: number; score: number }>>;
   pixels?: ReadonlyArray<{ data: Uint8Array; width: number; height: number; channels: 1 | 3 }>;
+  /** Audio requests: per frame, the frame fed (by input name) and the model's outputs. */
+  frames?: ReadonlyArray<{ inputs: Readonly<Record<string, unknown>>; outputs: Readonly<Record<string, { data: ArrayLike<number | bigint | boolean> }>> }>;
 }
 
 export interface ModelRuntime {

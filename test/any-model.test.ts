@@ -156,13 +156,14 @@ describe('any model: raw-tensor bundles on a real agent', { timeout: 150_000 }, 
     assert.ok(evaluated.report.baselineMetrics.rmse < 1e-5, `fp32 VAD reproduces its own chain on the device's terms: rmse ${evaluated.report.baselineMetrics.rmse}`);
     assert.ok(evaluated.report.metrics.rmse < 0.05, `int8 VAD rmse against the fp32 chain ${evaluated.report.metrics.rmse}`);
 
-    // Statistics: one row per request on the definition's summary, accepted by the server.
-    const sent = frames.length + 2;
+    // Statistics on the definition's summary, accepted by the server: one row per JSON request (5
+    // answered) and one per frame of each WAV (2 × 3 frames); refused requests leave none.
+    const sent = frames.length + 2 + 2 * 3;
     const rows = async () => Number((await cp.plane.db.select({ n: sql<number>`coalesce(sum(${statsWindows.rows}), 0)` }).from(statsWindows).where(eq(statsWindows.deviceId, deviceId)))[0].n);
-    await waitFor(async () => (await rows()) >= sent, `${sent} rows of statistics on the server`, 30_000);
+    await waitFor(async () => (await rows()) === sent, `${sent} rows of statistics on the server (WAV frames included)`, 30_000).catch(async (e) => assert.fail(`${e.message}: ${await rows()}`));
     const drift = await cli('drift', 'vad@1', '--window', '1h');
     assert.deepEqual(drift.features.map((f: { feature: string }) => f.feature), ['frame_rms']);
-    assert.ok(drift.features[0].n >= sent);
+    assert.equal(drift.features[0].n, sent);
   });
 
   test('two outputs of different shapes, both returned as they are', async () => {

@@ -27,6 +27,8 @@ export interface StatsSample {
   rows?: readonly unknown[];
   /** Image: the decoded, resized 8-bit pixels per image. */
   pixels?: Pixels;
+  /** Audio requests to tensor bundles: per frame, the frame fed and the outputs. */
+  frames?: PredictionEvent['frames'];
   /** Tensor bundles: the request's named tensors and the answer's outputs. */
   tensors?: { inputs: Readonly<Record<string, unknown>>; outputs?: Readonly<Record<string, { data: number[] }>> };
   /** Per row or image, the top predictions; absent for a refused request. */
@@ -50,6 +52,10 @@ export function sampleOf(e: PredictionEvent, tensorBundle = false): StatsSample 
     let bytes = 0;
     for (const p of e.pixels) bytes += p.data.byteLength;
     return { bundleId, pixels: e.pixels, predictions: e.rows, count: e.pixels.length, bytes };
+  }
+  if (tensorBundle && e.ok && e.frames && e.frames.length > 0) {
+    // Audio: one row per frame, like a stream of `inputs` requests.
+    return { bundleId, frames: e.frames, predictions: e.rows, count: e.frames.length, bytes: e.frames.length * ROW_BYTES * 8 };
   }
   if (tensorBundle && 'inputs' in e.input && e.ok && e.input.inputs !== null && typeof e.input.inputs === 'object') {
     return { bundleId, tensors: { inputs: e.input.inputs as Record<string, unknown>, outputs: e.output?.outputs }, predictions: e.rows, count: 1, bytes: e.output ? ROW_BYTES * 8 : ROW_BYTES };
@@ -115,6 +121,11 @@ function namedRow(spec: SampleSpec, row: unknown): Readonly<Record<string, RowVa
 /** Adds a sample's rows to `sketch`; returns how many rows it added. */
 export function sketchSample(sketch: FeatureSetSketch, spec: SampleSpec, sample: StatsSample): number {
   let added = 0;
+  if (sample.frames) {
+    if (!spec.summaries) return 0;
+    sample.frames.forEach((f, i) => addRow(sketch, summaryRow(spec.summaries!, f.inputs, f.outputs), outputOf(spec, sample.predictions, i)));
+    return sample.frames.length;
+  }
   if (sample.tensors) {
     if (!spec.summaries) return 0;
     addRow(sketch, summaryRow(spec.summaries, sample.tensors.inputs, sample.tensors.outputs), outputOf(spec, sample.predictions, 0));

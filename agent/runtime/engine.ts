@@ -70,6 +70,8 @@ export interface PredictResult {
   features?: Float32Array;
   /** Image: the resized pixels (for the input statistics). */
   pixels?: ImagePixels[];
+  /** Audio: per frame, the frame fed and the model's outputs (for the input statistics: one row per frame). */
+  frames?: Array<{ inputs: Record<string, { data: Float32Array }>; outputs: Record<string, HostTensor> }>;
 }
 
 export interface InferenceEngineOptions extends PreprocessOptions {
@@ -214,7 +216,8 @@ export class InferenceEngine {
       stacked[name] = { type: first.type, dims: [perFrame.length, ...first.dims], data };
     }
     const t3 = performance.now();
-    return { outputs: stacked, predictions, bundle: { ...unit.bundle }, batch: true, latencyMs: t3 - t0, timings: { preprocessMs: t1 - t0, inferMs: t2 - t1, postprocessMs: t3 - t2 } };
+    const perFrameStats = frames.map((frame, i) => ({ inputs: { [spec.audio!.input]: { data: frame } }, outputs: perFrame[i] }));
+    return { outputs: stacked, predictions, bundle: { ...unit.bundle }, batch: true, latencyMs: t3 - t0, timings: { preprocessMs: t1 - t0, inferMs: t2 - t1, postprocessMs: t3 - t2 }, frames: perFrameStats };
   }
 
   /**

@@ -62,7 +62,12 @@ export async function imagePredictions(tx: Tx, store: ArtifactStore, ref: string
   const dataset = await toEvalDataset(data, binding, store, { maxSamples: data.images?.length ?? 0 });
   const result = await analyzeInWorker({ kind: 'predict', model: bytes, dataset: { ...dataset, labels: undefined } });
   const { data: values, width } = result.outputs!;
-  const softmax = def?.postprocess.softmax ?? false;
+  const outputs = topOfRows(values, width, def?.postprocess.softmax ?? false);
+  return { outputs, numClasses: width };
+}
+
+/** Top-1 class and its score per row of `width` scores, as a device's postprocessing reports them (softmax applied when the bundle says so). */
+export function topOfRows(values: Float32Array, width: number, softmax: boolean): NonNullable<ReferenceInputRow['outputs']>[] {
   const outputs: NonNullable<ReferenceInputRow['outputs']>[] = [];
   for (let i = 0; i * width < values.length; i++) {
     const row = values.subarray(i * width, (i + 1) * width);
@@ -77,7 +82,7 @@ export async function imagePredictions(tx: Tx, store: ArtifactStore, ref: string
     }
     outputs.push({ predictedClass: best, confidence: score });
   }
-  return { outputs, numClasses: width };
+  return outputs;
 }
 
 /** One reference row per image of `data`: the image features devices compute with `spec`. */

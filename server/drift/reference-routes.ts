@@ -13,6 +13,7 @@ import { validationHook } from '../http/errors.ts';
 import { ErrorResponse, errorResponses, json } from '../http/schemas.ts';
 import { formatRef } from '../models/model-ref.ts';
 import { getDriftConfig, setDriftConfig } from './drift-config-service.ts';
+import { rowsFromTensorDataset } from './tensor-reference.ts';
 import { imagePredictions, imagePreprocessFor, rowsFromImageDataset } from './image-reference.ts';
 import { parseJsonLines } from './json-lines.ts';
 import { getReferenceProfile, MAX_REFERENCE_ROWS, rowsFromCsv, rowsFromDataset, setReferenceProfile, type ReferenceInputRow } from './reference-service.ts';
@@ -37,7 +38,7 @@ const ReferenceBody = z
     z.array(ReferenceRowSchema).max(MAX_REFERENCE_ROWS),
     Options.extend({ rows: z.array(ReferenceRowSchema).max(MAX_REFERENCE_ROWS) }),
     Options.extend({
-      dataset: z.string().min(1).openapi({ description: 'a stored dataset version (name@N): its feature columns, or for an image dataset the image features devices compute per image' }),
+      dataset: z.string().min(1).openapi({ description: 'a stored dataset version (name@N): its feature columns; for an image dataset the image features devices compute per image; for a tensor dataset the summaries the `tensor` bundle definition names' }),
       preprocess: z.record(z.string(), z.unknown()).optional().openapi({ description: "image datasets, versions without a bundle: a bundle definition's image `preprocess` (default: the nearest bundle definition's)" }),
     }),
   ])
@@ -155,6 +156,11 @@ export function referenceRoutes(db: Db, store: ArtifactStore, desired?: DesiredS
                   rows = rows.map((r, i) => ({ ...r, outputs: predicted.outputs[i] }));
                   if (body.numClasses === undefined && options.numClasses === undefined) options.numClasses = predicted.numClasses;
                 }
+              } else if (data.version.kind === 'tensors') {
+                // A raw-tensor model: the definition's summaries per sample, the model run for output ones.
+                const fromTensors = await rowsFromTensorDataset(db, store, refOf(name, ref), data);
+                rows = fromTensors.rows;
+                if (fromTensors.numClasses !== undefined && body.numClasses === undefined && options.numClasses === undefined) options.numClasses = fromTensors.numClasses;
               } else rows = rowsFromDataset(data);
               source = `dataset ${data.version.ref}`;
             } else rows = fromJsonRows(body.rows);
