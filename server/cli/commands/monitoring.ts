@@ -82,6 +82,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
             reports: r.reports,
             inferences: r.inferences,
             // Say what the number is an average over (README, "Telemetry": what the rate means).
+            'rate while serving': r.activeRatePerSecond === null ? '-' : `${num(r.activeRatePerSecond)}/s (over the ${duration(r.activeSeconds)} ${'device' in r.target ? 'the device was' : 'of device time the devices were'} serving: seconds with at least one request)`,
             rate: r.ratePerSecond === null || !r.span ? '-' : `${num(r.ratePerSecond)}/s (${r.inferences} inferences averaged over the ${duration(r.span.seconds)} the reports cover, not only the seconds with traffic)`,
             errors: `${r.errorCount}${errors ? ` (${errors})` : ''}, ${pct(r.errorRatio)} of requests`,
             'latency p50': ms(r.latency.p50),
