@@ -478,6 +478,10 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     assert.match(tel.stdout, /rate while serving\s+32\.5\/s \(over the 20 s the device was serving: seconds with at least one request\)/);
     assert.match(tel.stdout, /monitoring data lost\s+outbox dropped=8, outbox corrupt=1, stats dropped=9/);
     assert.match(tel.stdout, /outbox pending\s+12 messages/);
+    // Tables show relative times; --json keeps the ISO ones.
+    assert.match(tel.stdout, /^window\s+15m \(from 15 min ago to just now\)$/m);
+    assert.match(tel.stdout, new RegExp(`^${devices[0].id}\\s.*\\S.* ago$`, 'm'));
+    assert.doesNotMatch(tel.stdout, /\d{4}-\d\d-\d\dT/);
     const telJson = JSON.parse((await runCli(['--json', 'telemetry', 'lab'], env)).stdout);
     assert.equal(telJson.inferences, 690);
     assert.deepEqual(telJson.monitoring.lost, { outboxDropped: 18, outboxCorrupt: 1, statsDropped: 9 });

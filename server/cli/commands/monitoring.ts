@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
-import { duration } from '../human.ts';
+import { ago, duration } from '../human.ts';
 import { CliError, emit, keyValues, table, type Output } from '../output.ts';
 
 function splitRef(ref: string): { name: string; ref: string } {
@@ -78,7 +78,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
         [
           keyValues({
             target: 'device' in r.target ? `device ${r.target.device}` : `cohort ${r.target.cohort}`,
-            window: `${o.window} (${r.window.start} → ${r.window.end})`,
+            window: `${o.window} (from ${ago(r.window.start)} to ${ago(r.window.end)})`,
             reports: r.reports,
             inferences: r.inferences,
             // Say what the number is an average over (README, "Telemetry": what the rate means).
