@@ -85,6 +85,15 @@ describe('flotilla watch and progress', () => {
     assert.match(tty, /refreshing every 1 s — Ctrl-C to stop/);
     assert.doesNotMatch(tty, /^--- /m);
 
+    // flotilla status on this fleet: two approved devices that never connected, the rollout running.
+    const st = await runCli(['status'], env);
+    assert.equal(st.code, 0, st.stderr);
+    const lines = st.stdout.trimEnd().split('\n');
+    assert.equal(lines[0], 'devices   0 online, 2 offline, 0 pending');
+    assert.match(lines[1], /^updates   \d+ in flight, 0 failed$/);
+    assert.deepEqual(lines.slice(2, 5), ['drift     no open alerts', `rollouts  ${rollout} tab@1 → lab running stage 1/2`, 'jobs      none running']);
+    assert.match(lines[5], /^keys      key list v1 expires in (365 d|364 d 23 h)$/);
+
     const abort = await runCli(['rollouts', 'abort', rollout], env);
     assert.equal(abort.code, 0, abort.stderr);
     assert.equal(await exited, 0, 'the watch ended by itself with the rollout');
