@@ -48,11 +48,7 @@ describe('any model: raw-tensor bundles on a real agent', { timeout: 150_000 }, 
   let port = 0;
   let deviceId = '';
 
-  const cli = async (...args: string[]) => {
-    const r = await runCli(['--json', ...args], env);
-    assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
+  const cli = (...args: string[]) => lab.cli(...args);
   const activeModel = async () => {
     const d = (await cp.api('GET', `/api/v1/devices/${deviceId}`)).body;
     return d.updateState === 'active' ? `${d.reported?.active?.model?.name}@${d.reported?.active?.model?.version}` : `${d.updateState}: ${JSON.stringify(d.reported?.lastError ?? null)}`;

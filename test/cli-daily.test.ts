@@ -56,6 +56,14 @@ describe('flotilla daily commands', () => {
     assert.equal(j.keylist, null);
   });
 
+  test('keys rotate and renew name the flag to fix when the root key file cannot be read', async () => {
+    for (const cmd of ['rotate', 'renew']) {
+      const r = await runCli(['keys', cmd, '--root-key', path.join(dir, 'absent.key')], env);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /cannot read root key .*absent\.key: .*pass --root-key the file `flotilla keys init --root-key <file>` wrote/);
+    }
+  });
+
   test('status works with a viewer token (every part is readable by every role)', async () => {
     const r = await runCli(['status', '--json'], viewerEnv);
     assert.equal(r.code, 0, r.stderr);

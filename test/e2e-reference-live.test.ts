@@ -5,15 +5,15 @@
 // same bundle, next counter); the agent adopts it live and per-feature drift figures arrive — no new
 // bundle, no new deployment. Replacing the reference (other bins) follows the same way.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { AgentProcess, api, freePort, waitFor } from '../agent/testing/harness.ts';
+import { api, waitFor } from '../agent/testing/harness.ts';
 import { runCli } from './helpers/cli.ts';
-import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import type { TestPlane } from './helpers/control-plane.ts';
 import { FEATURES, generateRows } from './helpers/device-stats.ts';
 import { gemmModel } from './helpers/models.ts';
+import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
 
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
 const MODEL = 'tabular-demo';
@@ -22,16 +22,11 @@ describe('end to end: adding a reference starts monitoring on a running fleet wi
   let cp: TestPlane;
   let dir: string;
   let env: Record<string, string>;
-  let agent: AgentProcess;
   let port = 0;
   let deviceId = '';
   let seed = 1000;
 
-  const cli = async (...args: string[]) => {
-    const r = await runCli(['--json', ...args], env);
-    assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
+  const cli = (...args: string[]) => lab.cli(...args);
   const status = async () => (await api(port, 'GET', '/v1/status')).body;
   const predict = async (n = 200) => {
     const r = await api(port, 'POST', '/v1/predict', { features: generateRows(n, seed++).map((r) => r.values) });
@@ -40,29 +35,22 @@ describe('end to end: adding a reference starts monitoring on a running fleet wi
   const metric = async (reason: string) => Number(new RegExp(`flotilla_mqtt_messages_dropped_total\\{channel="stats",reason="${reason}"\\} (\\d+)`).exec(await (await fetch(`${cp.url}/metrics`)).text())?.[1] ?? 0);
   const drift = () => cp.api('GET', `/api/v1/drift?model=${MODEL}@1&cohort=lab&window=1h`);
 
+  let lab: PlaneWithAgent;
   before(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-e2e-refl-'));
-    cp = await startControlPlane({ driftCron: 'off', ingestFlushMs: 50 });
-    env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
+    // Telemetry every second and 2 s stats windows, so dropped and accepted windows show up quickly.
+    lab = await startPlaneWithAgent({ site: 'lab', prefix: 'flotilla-e2e-refl-', agentArgs: ['--reconnect-max-ms', '500', '--telemetry-interval-s', '1', '--stats-window-s', '2'] });
+    ({ cp, dir, env, port, deviceId } = lab);
   });
   after(async () => {
-    await agent?.stop();
-    await cp?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await lab?.stop();
   });
 
   test('deployed without a reference: the agent serves, its windows are dropped as no_reference', async () => {
-    const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
     await writeFile(path.join(dir, 'model.onnx'), gemmModel({ seed: 1 }));
     await cli('models', 'push', path.join(dir, 'model.onnx'), '--name', MODEL);
     const built = await cli('bundles', 'build', `${MODEL}@1`, '--def', BUNDLE_DEF);
     assert.equal(built.definition.reference.layout, undefined, 'the bundle ships no layout');
     await cli('cohorts', 'create', 'lab', '--selector', 'site=lab');
-    const token = (await cli('enroll-tokens', 'create', '--labels', 'site=lab')).token;
-    port = await freePort();
-    const args = ['--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--probation-ms', '200', '--reconnect-min-ms', '100', '--reconnect-max-ms', '500', '--telemetry-interval-s', '1', '--stats-window-s', '2'];
-    agent = new AgentProcess(['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, ...args], { FLOTILLA_AGENT_LOG_LEVEL: process.env.FLOTILLA_TEST_LOG ?? 'warn' }).start();
-    deviceId = await waitFor(async () => (await status()).deviceId, 'agent enrolled', 30_000);
     await cli('deploy', `${MODEL}@1`, '--cohort', 'lab');
     await waitFor(async () => (await status()).update?.state === 'active', 'agent active', 60_000);
     await predict();

@@ -358,14 +358,14 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     const reports = [
       // seq 1 is from an older agent (no `monitoring`); the others report the data the device lost.
       telemetryMessage({ deviceId: a.id, seq: 1, at: new Date(now - 25_000), inferences: 100, errors: { timeout: 1 }, cpu: 0.1, uptimeS: 100 }),
-      telemetryMessage({ deviceId: a.id, seq: 2, at: new Date(now - 15_000), inferences: 200, cpu: 0.2, uptimeS: 110, monitoring: { outboxPending: 40, outboxPendingBytes: 40_000, outboxDropped: 5, outboxCorrupt: 1, statsDropped: 7 } }),
-      telemetryMessage({ deviceId: a.id, seq: 3, at: new Date(now - 5000), inferences: 300, errors: { preprocess: 2, timeout: 1 }, cpu: 0.3, rssBytes: 91e6, diskFreeBytes: 4e9, uptimeS: 120, activeBundle: { id: bundleId, counter: 1 }, monitoring: { outboxPending: 12, outboxPendingBytes: 9000, outboxDropped: 3, outboxCorrupt: 0, statsDropped: 0 } }),
+      telemetryMessage({ deviceId: a.id, seq: 2, at: new Date(now - 15_000), inferences: 200, activeS: 2.5, cpu: 0.2, uptimeS: 110, monitoring: { outboxPending: 40, outboxPendingBytes: 40_000, outboxDropped: 5, outboxCorrupt: 1, statsDropped: 7 } }),
+      telemetryMessage({ deviceId: a.id, seq: 3, at: new Date(now - 5000), inferences: 300, errors: { preprocess: 2, timeout: 1 }, activeS: 5, cpu: 0.3, rssBytes: 91e6, diskFreeBytes: 4e9, uptimeS: 120, activeBundle: { id: bundleId, counter: 1 }, monitoring: { outboxPending: 12, outboxPendingBytes: 9000, outboxDropped: 3, outboxCorrupt: 0, statsDropped: 0 } }),
       // Sent late (store and forward): counts, but must not replace the newer resources.
-      telemetryMessage({ deviceId: a.id, seq: 0, at: new Date(now - 35_000), inferences: 50, cpu: 0.9, uptimeS: 90, monitoring: { outboxPending: 99, outboxPendingBytes: 1, outboxDropped: 0, outboxCorrupt: 0, statsDropped: 2 } }),
+      telemetryMessage({ deviceId: a.id, seq: 0, at: new Date(now - 35_000), inferences: 50, activeS: 2.5, cpu: 0.9, uptimeS: 90, monitoring: { outboxPending: 99, outboxPendingBytes: 1, outboxDropped: 0, outboxCorrupt: 0, statsDropped: 2 } }),
     ];
     for (const r of reports) await publish(a.client, a.id, 'telemetry', r);
     await publish(a.client, a.id, 'telemetry', reports[1]); // resend
-    const fromB = telemetryMessage({ deviceId: b.id, seq: 1, at: new Date(now - 10_000), inferences: 40, cpu: 0.5, monitoring: { outboxPending: 1, outboxPendingBytes: 500, outboxDropped: 10, outboxCorrupt: 0, statsDropped: 0 } });
+    const fromB = telemetryMessage({ deviceId: b.id, seq: 1, at: new Date(now - 10_000), inferences: 40, activeS: 2, cpu: 0.5, monitoring: { outboxPending: 1, outboxPendingBytes: 500, outboxDropped: 10, outboxCorrupt: 0, statsDropped: 0 } });
     await publish(b.client, b.id, 'telemetry', fromB);
     await publish(b.client, b.id, 'telemetry', { ...fromB, seq: 2, inferences: -1 });
     await until('telemetry stored', async () => metricValue(await metrics(), 'flotilla_ingest_stored_total', { channel: 'telemetry' }) === 5);
@@ -379,6 +379,10 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     assert.equal(dev.body.errorCount, 4);
     assert.equal(dev.body.span.seconds, 40); // from (now − 35 s) − 10 s to now − 5 s
     assert.ok(Math.abs(dev.body.ratePerSecond - 650 / 40) < 1e-9, String(dev.body.ratePerSecond));
+    // Rate while serving: seq 1 is from an agent without `activeS` (its whole 10 s interval had requests), the others
+    // served 2.5 + 5 + 2.5 s: 650 inferences in 20 s of serving.
+    assert.equal(dev.body.activeSeconds, 20);
+    assert.equal(dev.body.activeRatePerSecond, 32.5);
     assert.ok(Math.abs(dev.body.errorRatio - 4 / 654) < 1e-12, String(dev.body.errorRatio));
     const merged = reports.map((r) => r.latency).reduce((x: LatencyHistogram, y) => mergeLatencyHistograms(x, y));
     const want = latencySummary(merged);
@@ -395,6 +399,8 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     const coh = await cp.api('GET', '/api/v1/telemetry?cohort=lab');
     assert.equal(coh.body.inferences, 690);
     assert.ok(Math.abs(coh.body.ratePerSecond - 690 / 40) < 1e-9, String(coh.body.ratePerSecond));
+    assert.equal(coh.body.activeSeconds, 22, 'device-seconds of serving of both devices');
+    assert.ok(Math.abs(coh.body.activeRatePerSecond - 690 / 22) < 1e-9, String(coh.body.activeRatePerSecond));
     assert.deepEqual(coh.body.resources.devices.map((d: { deviceId: string }) => d.deviceId), [a.id, b.id].sort());
     assert.equal(coh.body.resources.cpuMax, 0.5);
     assert.equal(coh.body.resources.rssMaxBytes, 91e6);
@@ -469,8 +475,13 @@ describe('monitoring: reference, ingest, drift, alerts, telemetry, ground truth'
     assert.match(tel.stdout, /inferences\s+650/);
     // The rate says what it is an average over: 650 inferences over the 40 s span of the reports.
     assert.match(tel.stdout, /rate\s+16\.25\/s \(650 inferences averaged over the 40 s the reports cover/);
+    assert.match(tel.stdout, /rate while serving\s+32\.5\/s \(over the 20 s the device was serving: seconds with at least one request\)/);
     assert.match(tel.stdout, /monitoring data lost\s+outbox dropped=8, outbox corrupt=1, stats dropped=9/);
     assert.match(tel.stdout, /outbox pending\s+12 messages/);
+    // Tables show relative times; --json keeps the ISO ones.
+    assert.match(tel.stdout, /^window\s+15m \(from 15 min ago to just now\)$/m);
+    assert.match(tel.stdout, new RegExp(`^${devices[0].id}\\s.*\\S.* ago$`, 'm'));
+    assert.doesNotMatch(tel.stdout, /\d{4}-\d\d-\d\dT/);
     const telJson = JSON.parse((await runCli(['--json', 'telemetry', 'lab'], env)).stdout);
     assert.equal(telJson.inferences, 690);
     assert.deepEqual(telJson.monitoring.lost, { outboxDropped: 18, outboxCorrupt: 1, statsDropped: 9 });

@@ -172,6 +172,12 @@ describe('retraining jobs', () => {
     assert.match(ls.stdout, new RegExp(`${job.id}\\s+broken\\s+failed\\s+manual\\s+command\\s+3/3`));
     const cliLogs = await runCli(['jobs', 'logs', job.id], env);
     assert.match(cliLogs.stdout, /stderr Traceback: something broke/);
+    // jobs show: times relative for people ("… ago" after the ISO time), ISO only in --json.
+    const show = await runCli(['jobs', 'show', job.id], env);
+    assert.equal(show.code, 0, show.stderr);
+    for (const k of ['created', 'started', 'finished']) assert.match(show.stdout, new RegExp(`^${k}\\s+\\d{4}-\\d\\d-\\d\\dT\\S+ \\((just now|.+ ago)\\)$`, 'm'), k);
+    const showJson = JSON.parse((await runCli(['--json', 'jobs', 'show', job.id], env)).stdout);
+    assert.equal(showJson.finishedAt, job.finishedAt);
     const missing = await runCli(['jobs', 'show', 'job_nope'], env);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /job "job_nope" not found/);

@@ -3,18 +3,16 @@
 // device: the builder records smoke outputs with the device's own session options, and the tolerance
 // covers the error it measured (a real CNN's default int8 variant once failed with |diff| 4e-4 > 1e-4).
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { AgentProcess, api, freePort, waitFor } from '../agent/testing/harness.ts';
+import { api, waitFor } from '../agent/testing/harness.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { DEVICE_SESSION_OPTIONS } from '../firmware-bundles/session-options.ts';
 import { demoImages, demoTabular } from '../server/optimize/demo-fixtures.ts';
 import { optimizeModel, type OptimizeOptions } from '../server/optimize/index.ts';
-import { runCli } from './helpers/cli.ts';
-import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import type { TestPlane } from './helpers/control-plane.ts';
+import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
 
 const FORMS: Array<[string, OptimizeOptions]> = [
   ['int8-qdq', { quantize: { form: 'qdq', perChannel: false } }],
@@ -26,29 +24,16 @@ const ROOT = path.join(import.meta.dirname, '..', 'firmware-bundles');
 
 describe('every optimizer output form deploys to a real agent and passes its smoke test', { timeout: 240_000 }, () => {
   let cp: TestPlane;
-  let dir: string;
-  let agent: AgentProcess;
   let port = 0;
   let deviceId = '';
 
+  let lab: PlaneWithAgent;
   before(async () => {
-    cp = await startControlPlane({ driftCron: 'off' });
-    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-forms-'));
-    const env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
-    const keys = await runCli(['--json', 'keys', 'init', '--root-key', path.join(dir, 'root.key')], env);
-    assert.equal(keys.code, 0, keys.stderr);
-    const token = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'lab' } } })).body.token;
-    port = await freePort();
-    agent = new AgentProcess(
-      ['--server', cp.url, '--enroll-token', token, '--trust-root', JSON.parse(keys.stdout).rootPublicKey, '--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--probation-ms', '100', '--reconnect-min-ms', '100', '--reconnect-max-ms', '1000', '--stats', 'off'],
-      { FLOTILLA_AGENT_LOG_LEVEL: process.env.FLOTILLA_TEST_LOG ?? 'warn' },
-    ).start();
-    deviceId = await waitFor(async () => (await api(port, 'GET', '/v1/status')).body.deviceId, 'agent enrolled', 30_000);
+    lab = await startPlaneWithAgent({ site: 'lab', prefix: 'flotilla-forms-', agentArgs: ['--probation-ms', '100', '--stats', 'off'] });
+    ({ cp, port, deviceId } = lab);
   });
   after(async () => {
-    await agent?.stop();
-    await cp?.stop();
-    await rm(dir, { recursive: true, force: true });
+    await lab?.stop();
   });
 
   for (const demo of ['tabular', 'image'] as const) {

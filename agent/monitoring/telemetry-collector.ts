@@ -94,6 +94,8 @@ export class TelemetryCollector {
       inferences: counts.inferences,
       errors: { ...counts.errors },
       latency: counts.latency,
+      // A second that began in the previous interval is counted there: keep activeS ≤ intervalS.
+      activeS: Math.min(counts.activeS, elapsedMs / 1000),
       queueDepth: this.opts.queueDepth(),
       cpu: share,
       rssBytes: process.memoryUsage.rss(),

@@ -11,6 +11,8 @@ export interface IntervalCounts {
   inferences: number;
   errors: Record<string, number>;
   latency: LatencyHistogram;
+  /** Distinct wall-clock seconds of the interval in which a request (ok or failed) ended: the time the device was serving. */
+  activeS: number;
 }
 
 /** Reason codes are metric labels on the server: bounded in length and in number. */
@@ -18,10 +20,17 @@ const MAX_REASONS = 32;
 
 export class TelemetryCounters {
   private counts: IntervalCounts = fresh();
+  /** The wall-clock second of the last request: kept across intervals so a second is counted once. */
+  private lastSecond = -1;
 
   /** Request path: a few additions. */
-  record(e: Pick<PredictionEvent, 'ok' | 'code' | 'latencyMs'>): void {
+  record(e: Pick<PredictionEvent, 'ok' | 'code' | 'latencyMs'>, nowMs = Date.now()): void {
     const c = this.counts;
+    const second = Math.floor(nowMs / 1000);
+    if (second !== this.lastSecond) {
+      this.lastSecond = second;
+      c.activeS++;
+    }
     if (e.ok) {
       c.inferences++;
       recordLatency(c.latency, e.latencyMs);
@@ -79,7 +88,7 @@ export class MonitoringLoss {
 }
 
 function fresh(): IntervalCounts {
-  return { inferences: 0, errors: Object.create(null) as Record<string, number>, latency: createLatencyHistogram() };
+  return { inferences: 0, errors: Object.create(null) as Record<string, number>, latency: createLatencyHistogram(), activeS: 0 };
 }
 
 /**

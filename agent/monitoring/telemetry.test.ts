@@ -33,6 +33,20 @@ describe('telemetry', () => {
     assert.equal(second.latency.minMs, 7);
   });
 
+  test('activeS counts the distinct seconds in which requests ended: 200 requests in 2.5 s are 3 seconds of serving', () => {
+    const c = new TelemetryCounters();
+    const t0 = 1_700_000_000_000; // a whole second
+    for (let i = 0; i < 200; i++) c.record({ ok: i % 50 !== 0, code: 'INVALID_INPUT', latencyMs: 1 }, t0 + i * 12.5); // 0 … 2487.5 ms
+    const first = c.take();
+    assert.equal(first.inferences, 196);
+    assert.equal(first.activeS, 3);
+    // A second that straddles the end of the interval was counted in the interval it began in.
+    c.record({ ok: true, latencyMs: 1 }, t0 + 2900);
+    c.record({ ok: true, latencyMs: 1 }, t0 + 60_000);
+    assert.equal(c.take().activeS, 1);
+    assert.equal(c.take().activeS, 0, 'an idle interval has no active seconds');
+  });
+
   test('reason codes are bounded in number: the rest fold into OTHER', () => {
     const c = new TelemetryCounters();
     for (let i = 0; i < 40; i++) c.record({ ok: false, code: `CODE_${i}`, latencyMs: 1 });

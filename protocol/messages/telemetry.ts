@@ -6,6 +6,10 @@
  * - `inferences` — completed inference requests; `errors` — failed ones by reason code
  *   (e.g. `{ preprocess: 2, timeout: 1 }`).
  * - `latency` — end-to-end request latency on the shared log-spaced layout (exact fleet merges).
+ * - `activeS` (optional: agents before it omit it) — the seconds of the interval in which the device
+ *   was serving: distinct wall-clock seconds in which at least one request (ok or failed) ended, so
+ *   200 requests in 2.5 s count 3 or 4 seconds. The server divides `inferences` by it for the rate
+ *   while serving; without it, an interval with requests counts as active for its whole `intervalS`.
  * - `queueDepth` — requests waiting for the inference worker at `at`.
  * - `cpu` — the agent process's CPU time over the interval divided by (interval × cores), so 0…1
  *   whatever the core count; `rssBytes`, `diskFreeBytes` (data dir's filesystem), `uptimeS`.
@@ -67,6 +71,7 @@ export const TelemetryMessage = z.object({
   inferences: Count,
   errors: z.record(z.string().min(1).max(64), Count),
   latency: LatencyHistogramSchema,
+  activeS: z.number().nonnegative().max(86_400).optional(),
   queueDepth: Count,
   cpu: z.number().min(0).max(1),
   rssBytes: Count,

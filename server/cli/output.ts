@@ -32,7 +32,7 @@ function cell(v: unknown): string {
 }
 
 const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d/;
-const isTimeColumn = (c: string) => /At$|^lastSeen$/.test(c);
+const isTimeColumn = (c: string) => /At$|^(at|lastSeen|created|started|finished)$/.test(c);
 const isSizeColumn = (c: string) => c === 'size' || /Bytes$/.test(c);
 
 /** A table cell for people: times relative ("3 min ago"), sizes in KB/MB/GB; --json keeps the raw values. */

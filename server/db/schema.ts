@@ -368,6 +368,8 @@ export const telemetryRollups = sqliteTable(
     lastAt: text('last_at').notNull(),
     /** Sums of the monitoring data the devices lost (kept apart from `errors`); null when no report carried it. */
     monitoringLost: text('monitoring_lost', { mode: 'json' }).$type<MonitoringLost>(),
+    /** Device-seconds of serving: Σ `activeS` (or `intervalS` of reports with requests, from agents without it). 0 on rows written before it existed. */
+    activeSeconds: real('active_seconds').notNull().default(0),
     updatedAt: text('updated_at').notNull(),
   },
   (t) => [primaryKey({ columns: [t.scope, t.key, t.bucketStart] }), index('telemetry_rollups_bucket').on(t.bucketStart)],

@@ -31,6 +31,7 @@ interface Acc {
   lastAt: string;
   /** Null while no report of the bucket carried `monitoring` (older agents). */
   monitoringLost: MonitoringLost | null;
+  activeSeconds: number;
 }
 
 const CHUNK = 200;
@@ -65,6 +66,13 @@ function combine(a: Acc, b: Omit<Acc, 'scope' | 'key' | 'bucketStart'>): void {
   if (b.firstStart < a.firstStart) a.firstStart = b.firstStart;
   if (b.lastAt > a.lastAt) a.lastAt = b.lastAt;
   a.monitoringLost = addLost(a.monitoringLost, b.monitoringLost);
+  a.activeSeconds += b.activeSeconds;
+}
+
+/** Seconds the device was serving in a report: its `activeS`, else (older agents) the whole interval if it had requests. */
+export function activeSecondsOf(m: TelemetryMessage, errorCount: number): number {
+  if (m.activeS !== undefined) return Math.min(m.activeS, m.intervalS);
+  return m.inferences + errorCount > 0 ? m.intervalS : 0;
 }
 
 /** Stores the reports and updates rollups; returns how many were new and how many were resends. */
@@ -106,10 +114,12 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
     const m = it.message;
     const at = isoUtc(m.at);
     const errors: Record<string, number> = {};
+    const errorCount = addErrors(errors, m.errors);
     const part = {
       reports: 1,
       inferences: m.inferences,
-      errorCount: addErrors(errors, m.errors),
+      errorCount,
+      activeSeconds: activeSecondsOf(m, errorCount),
       errors,
       latency: m.latency,
       firstStart: new Date(Date.parse(m.at) - m.intervalS * 1000).toISOString(),
@@ -160,6 +170,7 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
           firstStart: sql`excluded.first_start`,
           lastAt: sql`excluded.last_at`,
           monitoringLost: sql`excluded.monitoring_lost`,
+          activeSeconds: sql`excluded.active_seconds`,
           updatedAt: sql`excluded.updated_at`,
         },
       });

@@ -23,6 +23,10 @@ export interface RollupTotals {
   span: { from: string; to: string; seconds: number } | null;
   /** inferences / span seconds: the fleet's (or device's) rate while it reported. */
   ratePerSecond: number | null;
+  /** Device-seconds in which the devices were serving (see `activeS` in protocol/messages/telemetry.ts). */
+  activeSeconds: number;
+  /** inferences / activeSeconds: requests per second while serving (for a cohort: per serving device). */
+  activeRatePerSecond: number | null;
   errorsPerSecond: number | null;
   /** errors / (inferences + errors): failed share of requests. */
   errorRatio: number | null;
@@ -30,7 +34,7 @@ export interface RollupTotals {
   monitoringLost: MonitoringLost | null;
 }
 
-type RollupRow = Pick<typeof telemetryRollups.$inferSelect, 'reports' | 'inferences' | 'errorCount' | 'errors' | 'firstStart' | 'lastAt' | 'monitoringLost'>;
+type RollupRow = Pick<typeof telemetryRollups.$inferSelect, 'reports' | 'inferences' | 'errorCount' | 'errors' | 'firstStart' | 'lastAt' | 'monitoringLost' | 'activeSeconds'>;
 
 /** Sums rollup rows. Rate = inferences over the covered span, so it is right for one device and for many reporting side by side. */
 export function totalsOf(rows: RollupRow[]): RollupTotals {
@@ -41,7 +45,12 @@ export function totalsOf(rows: RollupRow[]): RollupTotals {
   let from: string | null = null;
   let to: string | null = null;
   let monitoringLost: MonitoringLost | null = null;
+  let activeSeconds = 0;
+  // Rows written before active seconds were counted have 0: their inferences stay out of the active rate.
+  let activeInferences = 0;
   for (const r of rows) {
+    activeSeconds += r.activeSeconds;
+    if (r.activeSeconds > 0) activeInferences += r.inferences;
     monitoringLost = addLost(monitoringLost, r.monitoringLost);
     reports += r.reports;
     inferences += r.inferences;
@@ -59,6 +68,8 @@ export function totalsOf(rows: RollupRow[]): RollupTotals {
     errors,
     span,
     ratePerSecond: seconds > 0 ? inferences / seconds : null,
+    activeSeconds,
+    activeRatePerSecond: activeSeconds > 0 ? activeInferences / activeSeconds : null,
     errorsPerSecond: seconds > 0 ? errorCount / seconds : null,
     errorRatio: inferences + errorCount > 0 ? errorCount / (inferences + errorCount) : null,
     monitoringLost,

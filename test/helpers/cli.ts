@@ -1,4 +1,5 @@
 // Runs the real `flotilla` CLI (bin/flotilla.js) as a child process.
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,4 +13,11 @@ export function runCli(args: string[], env: Record<string, string>): Promise<{ c
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/** Runs `flotilla --json <args>`, asserts it exited 0 (naming the command and its stderr) and returns the parsed output. */
+export async function cliJson(env: Record<string, string>, ...args: string[]): Promise<any> {
+  const r = await runCli(['--json', ...args], env);
+  assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
 }

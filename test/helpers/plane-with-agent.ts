@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { AgentProcess, api, freePort, waitFor } from '../../agent/testing/harness.ts';
 import type { ServerConfig } from '../../server/env.ts';
-import { runCli } from './cli.ts';
+import { cliJson } from './cli.ts';
 import { startControlPlane, type TestPlane } from './control-plane.ts';
 
 export interface PlaneWithAgent {
@@ -15,6 +15,8 @@ export interface PlaneWithAgent {
   dir: string;
   /** The CLI's environment for this control plane. */
   env: Record<string, string>;
+  /** `flotilla --json <args>` against this control plane: asserts exit 0, returns the parsed output. */
+  cli(...args: string[]): Promise<any>;
   agent: AgentProcess;
   /** The agent's local API port. */
   port: number;
@@ -22,20 +24,16 @@ export interface PlaneWithAgent {
   stop(): Promise<void>;
 }
 
-export async function startPlaneWithAgent(o: { site: string; prefix: string; plane?: Partial<ServerConfig> }): Promise<PlaneWithAgent> {
+export async function startPlaneWithAgent(o: { site: string; prefix: string; plane?: Partial<ServerConfig>; agentArgs?: string[] }): Promise<PlaneWithAgent> {
   const cp = await startControlPlane({ driftCron: 'off', ingestFlushMs: 50, ...o.plane });
   const dir = await mkdtemp(path.join(tmpdir(), o.prefix));
   const env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
-  const cli = async (...args: string[]) => {
-    const r = await runCli(['--json', ...args], env);
-    if (r.code !== 0) throw new Error(`flotilla ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
+  const cli = (...args: string[]) => cliJson(env, ...args);
   const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
   const token = (await cli('enroll-tokens', 'create', '--labels', `site=${o.site}`, '--max-uses', '1')).token;
   const port = await freePort();
   const agent = new AgentProcess(
-    ['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--probation-ms', '200', '--reconnect-min-ms', '100', '--reconnect-max-ms', '1000', '--stats-window-s', '1'],
+    ['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--probation-ms', '200', '--reconnect-min-ms', '100', '--reconnect-max-ms', '1000', '--stats-window-s', '1', ...(o.agentArgs ?? [])],
     { FLOTILLA_AGENT_LOG_LEVEL: process.env.FLOTILLA_TEST_LOG ?? 'warn' },
   ).start();
   const deviceId: string = await waitFor(async () => (await api(port, 'GET', '/v1/status')).body.deviceId, 'agent enrolled', 30_000);
@@ -43,6 +41,7 @@ export async function startPlaneWithAgent(o: { site: string; prefix: string; pla
     cp,
     dir,
     env,
+    cli,
     agent,
     port,
     deviceId,

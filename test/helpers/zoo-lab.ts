@@ -10,7 +10,6 @@ import { api, waitFor } from '../../agent/testing/harness.ts';
 import { fromFloat16Bits } from '../../firmware-bundles/float16.ts';
 import { DEVICE_SESSION_OPTIONS } from '../../firmware-bundles/session-options.ts';
 import { models, modelVersions, statsDrops, statsWindows } from '../../server/db/schema.ts';
-import { runCli } from './cli.ts';
 import type { PlaneWithAgent } from './plane-with-agent.ts';
 
 export type Feeds = Record<string, ort.Tensor>;
@@ -36,11 +35,7 @@ export const rowsOf = (n: number, width: number, seed: number) => Array.from({ l
 
 /** The steps, reading the lab when called (it is started in a `before`). */
 export function zooSteps(get: () => PlaneWithAgent) {
-  const cli = async (...args: string[]) => {
-    const r = await runCli(['--json', ...args], get().env);
-    assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
+  const cli = (...args: string[]) => get().cli(...args);
   const activeModel = async () => {
     const d = (await get().cp.api('GET', `/api/v1/devices/${get().deviceId}`)).body;
     return d.updateState === 'active' ? `${d.reported?.active?.model?.name}@${d.reported?.active?.model?.version}` : `${d.updateState}: ${JSON.stringify(d.reported?.lastError ?? null)}`;

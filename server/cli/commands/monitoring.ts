@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
-import { duration } from '../human.ts';
+import { ago, duration } from '../human.ts';
 import { CliError, emit, keyValues, table, type Output } from '../output.ts';
 
 function splitRef(ref: string): { name: string; ref: string } {
@@ -78,10 +78,11 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
         [
           keyValues({
             target: 'device' in r.target ? `device ${r.target.device}` : `cohort ${r.target.cohort}`,
-            window: `${o.window} (${r.window.start} → ${r.window.end})`,
+            window: `${o.window} (from ${ago(r.window.start)} to ${ago(r.window.end)})`,
             reports: r.reports,
             inferences: r.inferences,
             // Say what the number is an average over (README, "Telemetry": what the rate means).
+            'rate while serving': r.activeRatePerSecond === null ? '-' : `${num(r.activeRatePerSecond)}/s (over the ${duration(r.activeSeconds)} ${'device' in r.target ? 'the device was' : 'of device time the devices were'} serving: seconds with at least one request)`,
             rate: r.ratePerSecond === null || !r.span ? '-' : `${num(r.ratePerSecond)}/s (${r.inferences} inferences averaged over the ${duration(r.span.seconds)} the reports cover, not only the seconds with traffic)`,
             errors: `${r.errorCount}${errors ? ` (${errors})` : ''}, ${pct(r.errorRatio)} of requests`,
             'latency p50': ms(r.latency.p50),

@@ -21,6 +21,19 @@ async function definitionPath(def: string): Promise<string> {
   return s.isDirectory() ? path.join(def, 'bundle.json') : def;
 }
 
+/** The offline root key from `file` and the server's current key list, checked to belong together (keys rotate|renew). */
+async function rootAndKeyList(api: Api, file: string): Promise<{ rootPem: string; list: KeyList }> {
+  const { publicKeyOf, readPrivateKeyFile } = await keyPairs();
+  const rootPem = await readPrivateKeyFile(file).catch((err: Error) => {
+    throw new CliError(`cannot read root key ${file}: ${err.message}: pass --root-key the file \`flotilla keys init --root-key <file>\` wrote`, 2);
+  });
+  const current = await call(api.api.v1.keys.$get());
+  if (!current.keylist) throw new CliError('no key list yet: run `flotilla keys init --root-key <file>` first');
+  const list = current.keylist.signed as unknown as KeyList;
+  if (publicKeyOf(rootPem).keyid !== list.root.keyid) throw new CliError(`${file} is not this server's root key (${list.root.keyid}): pass --root-key the file \`flotilla keys init\` wrote for this server`, 2);
+  return { rootPem, list };
+}
+
 export function registerReleaseCommands(program: Command, ctx: { api: () => Api; out: () => Output }) {
   const keys = program.command('keys').description('signing keys: offline root, release keys, key list');
   keys
@@ -56,15 +69,9 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
     .option('--keep-old', 'retire nothing (add a key only)')
     .option('--expires <duration>', 'key list lifetime', '365d')
     .action(async (o: { rootKey: string; retire: string[]; keepOld?: boolean; expires: string }) => {
-      const [{ rotateKeyList, signKeyList }, { publicKeyOf, readPrivateKeyFile }] = await Promise.all([keyLists(), keyPairs()]);
-      const rootPem = await readPrivateKeyFile(o.rootKey).catch((err: Error) => {
-        throw new CliError(`cannot read root key ${o.rootKey}: ${err.message}`, 2);
-      });
+      const { rotateKeyList, signKeyList } = await keyLists();
       const api = ctx.api();
-      const current = await call(api.api.v1.keys.$get());
-      if (!current.keylist) throw new CliError('no key list yet: run `flotilla keys init` first');
-      const list = current.keylist.signed as unknown as KeyList;
-      if (publicKeyOf(rootPem).keyid !== list.root.keyid) throw new CliError(`${o.rootKey} is not this server's root key (${list.root.keyid})`, 2);
+      const { rootPem, list } = await rootAndKeyList(api, o.rootKey);
       const release = await call(api.api.v1.keys.release.$post());
       const retire = o.keepOld ? [] : o.retire.length ? o.retire : list.keys.map((k) => k.keyid);
       const next = rotateKeyList(list, { add: [release], retire, expiresAt: new Date(Date.now() + parseDuration(o.expires) * 1000) });
@@ -79,15 +86,9 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
     .requiredOption('--root-key <file>', 'the offline root private key')
     .option('--expires <duration>', 'key list lifetime', '365d')
     .action(async (o: { rootKey: string; expires: string }) => {
-      const [{ rotateKeyList, signKeyList }, { publicKeyOf, readPrivateKeyFile }] = await Promise.all([keyLists(), keyPairs()]);
-      const rootPem = await readPrivateKeyFile(o.rootKey).catch((err: Error) => {
-        throw new CliError(`cannot read root key ${o.rootKey}: ${err.message}`, 2);
-      });
+      const { rotateKeyList, signKeyList } = await keyLists();
       const api = ctx.api();
-      const current = await call(api.api.v1.keys.$get());
-      if (!current.keylist) throw new CliError('no key list yet: run `flotilla keys init` first');
-      const list = current.keylist.signed as unknown as KeyList;
-      if (publicKeyOf(rootPem).keyid !== list.root.keyid) throw new CliError(`${o.rootKey} is not this server's root key (${list.root.keyid})`, 2);
+      const { rootPem, list } = await rootAndKeyList(api, o.rootKey);
       const next = rotateKeyList(list, { expiresAt: new Date(Date.now() + parseDuration(o.expires) * 1000) });
       const stored = await call(api.api.v1.keys.keylist.$put({ json: signKeyList(next, rootPem) as never }));
       emit(ctx.out(), { keylistVersion: stored.version, expiresAt: next.expiresAt, keys: stored.keys }, () =>

@@ -1,0 +1,1 @@
+ALTER TABLE `telemetry_rollups` ADD `active_seconds` real DEFAULT 0 NOT NULL;
