@@ -24,6 +24,10 @@ import { loadServerConfig } from '../server/env.ts';
 import { startControlPlane, type TestPlane } from '../test/helpers/control-plane.ts';
 import { generateRows, rowsToCsv, sketchOf, statsMessage, telemetryMessage } from '../test/helpers/device-stats.ts';
 import { gemmModel } from '../test/helpers/models.ts';
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { DynsecAdmin } from '../server/broker/dynsec-admin.ts';
+import { mosquittoSkip, startMosquitto, type TestMosquitto } from '../test/helpers/mosquitto.ts';
 import { percentile, printTable, type BenchRow } from './lib.ts';
 
 const DEVICES = 20;
@@ -50,25 +54,32 @@ async function publishAll(clients: Array<{ id: string; client: MqttClient }>, ch
   await Promise.all(clients.map(({ id, client }, i) => Promise.all(payloads[i].map((p) => client.publishAsync(deviceTopic(id, channel), p, { qos: 1 })))));
 }
 
-/** Baseline: the same clients and payloads through a bare aedes broker to one subscriber, no database. */
-async function rawMqtt(channel: 'stats' | 'telemetry', ids: string[], payloads: string[][]): Promise<number> {
-  const broker = await Aedes.createBroker();
-  const server = createServer(broker.handle);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  const sub = await mqtt.connectAsync(url, { clientId: 'bench-sub' });
+/** Where the baseline runs: a bare aedes broker (default), or the given broker with credentials per client. */
+interface RawBroker {
+  url: string;
+  sub: mqtt.IClientOptions;
+  pub: (id: string) => mqtt.IClientOptions;
+}
+
+/** Baseline: the same clients and payloads through a bare aedes broker (or `via`) to one subscriber, no database. */
+async function rawMqtt(channel: 'stats' | 'telemetry', ids: string[], payloads: string[][], via?: RawBroker): Promise<number> {
+  const broker = via ? undefined : await Aedes.createBroker();
+  const server = broker && createServer(broker.handle);
+  if (server) await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = via?.url ?? `mqtt://127.0.0.1:${(server!.address() as AddressInfo).port}`;
+  const sub = await mqtt.connectAsync(url, { clientId: 'bench-sub', ...via?.sub });
   let received = 0;
   sub.on('message', () => received++);
   await sub.subscribeAsync(`flotilla/v1/devices/+/${channel}`, { qos: 1 });
-  const pubs = await Promise.all(ids.map((id) => mqtt.connectAsync(url, { clientId: id })));
+  const pubs = await Promise.all(ids.map((id) => mqtt.connectAsync(url, { clientId: id, ...via?.pub(id) })));
   const total = payloads.reduce((s, p) => s + p.length, 0);
   const t = performance.now();
   await publishAll(ids.map((id, i) => ({ id, client: pubs[i] })), channel, payloads);
   await waitFor('raw MQTT delivery', () => received >= total);
   const rate = total / ((performance.now() - t) / 1000);
   await Promise.all([...pubs, sub].map((c) => c.endAsync()));
-  await new Promise<void>((r) => broker.close(() => r()));
-  await new Promise<void>((r) => server.close(() => r()));
+  if (broker) await new Promise<void>((r) => broker.close(() => r()));
+  if (server) await new Promise<void>((r) => server.close(() => r()));
   return rate;
 }
 
@@ -81,15 +92,33 @@ async function fleet(cp: TestPlane) {
   await cp.api('PUT', '/api/v1/keys/keylist', { json: signKeyList(createKeyList({ version: 1, root, keys: [release], threshold: 1, expiresAt: new Date(Date.now() + 86400e3) }), root.privateKeyPem) });
   await cp.api('POST', '/api/v1/cohorts', { json: { name: 'bench', selector: 'site=bench' } });
   const token = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'bench' } } })).body.token;
-  const devices: Array<{ id: string; client: MqttClient }> = [];
+  const devices: Array<{ id: string; password: string; client: MqttClient }> = [];
   for (let i = 0; i < DEVICES; i++) {
     const r = (await cp.api('POST', '/api/v1/enroll', { token: null, json: { token, facts: FACTS } })).body;
-    devices.push({ id: r.deviceId, client: await mqtt.connectAsync(cp.mqttUrl, { clientId: r.deviceId, username: r.deviceId, password: r.mqtt.password, reconnectPeriod: 0 }) });
+    devices.push({ id: r.deviceId, password: r.mqtt.password, client: await mqtt.connectAsync(cp.mqttUrl, { clientId: r.deviceId, username: r.deviceId, password: r.mqtt.password, reconnectPeriod: 0 }) });
   }
   const { definition, labels } = await loadBundleDefinition(BUNDLE_DEF);
   const bundleId = (await cp.api('POST', '/api/v1/bundles', { json: { model: 'tab@1', definition, labels } })).body.id as string;
   await cp.api('POST', '/api/v1/deployments', { json: { bundle: bundleId, cohort: 'bench' } });
   return { layout, devices, bundleId };
+}
+
+/** Distinct sketches per device (100 rows each), then one payload per window / report with its own seq and time. */
+function payloadsFor(layout: SketchLayout, devices: Array<{ id: string }>, bundleId: string, now = Date.now()) {
+  const model = { name: 'tab', version: 1 };
+  // Distinct sketches per device (100 rows each), then one payload per window with its own seq and time.
+  const sketches = devices.map((_, i) => sketchOf(layout, generateRows(100, 10 + i)));
+  const statsPayloads = devices.map((d, i) =>
+    Array.from({ length: STATS_PER_DEVICE }, (_, k) => {
+      const start = new Date(now - (STATS_PER_DEVICE - k) * 60_000);
+      return JSON.stringify(statsMessage({ deviceId: d.id, bundleId, model, seq: k + 1, start, end: new Date(start.getTime() + 59_000), sketch: sketches[i] }));
+    }),
+  );
+  const teleStart = now - TELEMETRY_PER_DEVICE * 10_000;
+  const telePayloads = devices.map((d) =>
+    Array.from({ length: TELEMETRY_PER_DEVICE }, (_, k) => JSON.stringify(telemetryMessage({ deviceId: d.id, seq: k + 1, at: new Date(teleStart + k * 10_000), inferences: 50 + (k % 50), errors: k % 7 ? {} : { timeout: 1 } }))),
+  );
+  return { sketches, statsPayloads, telePayloads };
 }
 
 /** 50 numeric features, 20 quantile bins, classifier outputs. */
@@ -112,6 +141,60 @@ function wideLayout(features: number) {
   return { profile, refRows, deviceSketch, names };
 }
 
+/** A second Mosquitto with dynamic security for the baseline: the same device clients (any topic) and one subscriber. */
+async function rawMosquitto(ids: string[]): Promise<{ via: RawBroker; stop: () => Promise<void> }> {
+  const mosq = await startMosquitto();
+  const admin = new DynsecAdmin({ url: mosq.url, ...mosq.admin, logger: pino({ level: 'silent' }) });
+  await admin.start();
+  const password = randomBytes(12).toString('base64url');
+  const acls = ['publishClientSend', 'subscribePattern'].map((acltype) => ({ acltype, topic: 'flotilla/v1/devices/#', allow: true }));
+  await admin.runOk([
+    { command: 'createRole', rolename: 'bench', acls },
+    ...['bench-sub', ...ids].map((id) => ({ command: 'createClient', username: id, password, roles: [{ rolename: 'bench' }] })),
+  ]);
+  await admin.stop();
+  return { via: { url: mosq.url, sub: { username: 'bench-sub', password }, pub: (id) => ({ username: id, password }) }, stop: () => mosq.stop() };
+}
+
+/** The stats and telemetry rows again with Mosquitto (dynamic security) as the broker, the server a client in a persistent session. */
+async function mosquittoRows(): Promise<BenchRow[]> {
+  const skip = mosquittoSkip();
+  if (skip) {
+    console.log(`# Mosquitto rows skipped: ${skip}`);
+    return [];
+  }
+  const rows: BenchRow[] = [];
+  let mosq: TestMosquitto | undefined;
+  let cp: TestPlane | undefined;
+  try {
+    mosq = await startMosquitto();
+    const clientId = 'bench-server';
+    cp = await startControlPlane({ driftCron: 'off', externalMqttUrl: mosq.url, externalBroker: { username: 'flotilla-server', password: randomBytes(16).toString('base64url'), admin: mosq.admin, clientId, sessionExpiryS: 300 } });
+    const { layout, devices, bundleId } = await fleet(cp);
+    const { statsPayloads, telePayloads } = payloadsFor(layout, devices, bundleId);
+    const ids = devices.map((d) => d.id);
+    const raw = await rawMosquitto(ids);
+    try {
+      for (const [channel, payloads] of [['stats', statsPayloads], ['telemetry', telePayloads]] as const) {
+        const n = payloads.reduce((a, p) => a + p.length, 0);
+        const rawRate = await rawMqtt(channel, ids, payloads, raw.via);
+        const t = performance.now();
+        await publishAll(devices, channel, payloads);
+        await waitFor(`${channel} stored (Mosquitto)`, async () => (await stored(cp!, channel)) >= n);
+        const rate = n / ((performance.now() - t) / 1000);
+        rows.push({ benchmark: `${channel} ingest on Mosquitto, MQTT → DB (${DEVICES} devices)`, value: rate, unit: 'msg/s', baseline: 'raw publish→receive through Mosquitto (dynsec), no DB', baselineValue: rawRate, ratio: rate / rawRate, note: 'server in an MQTT 5 persistent session, PUBACK after commit' });
+      }
+    } finally {
+      await raw.stop();
+    }
+    for (const d of devices) await d.client.endAsync();
+  } finally {
+    await cp?.stop();
+    await mosq?.stop();
+  }
+  return rows;
+}
+
 export async function runIngestBench(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   // Ingest throughput, not the broker's per-device rate limit (each device here sends its whole share at once).
@@ -121,18 +204,7 @@ export async function runIngestBench(): Promise<BenchRow[]> {
     const { layout, devices, bundleId } = await fleet(cp);
     const model = { name: 'tab', version: 1 };
     const now = Date.now();
-    // Distinct sketches per device (100 rows each), then one payload per window with its own seq and time.
-    const sketches = devices.map((_, i) => sketchOf(layout, generateRows(100, 10 + i)));
-    const statsPayloads = devices.map((d, i) =>
-      Array.from({ length: STATS_PER_DEVICE }, (_, k) => {
-        const start = new Date(now - (STATS_PER_DEVICE - k) * 60_000);
-        return JSON.stringify(statsMessage({ deviceId: d.id, bundleId, model, seq: k + 1, start, end: new Date(start.getTime() + 59_000), sketch: sketches[i] }));
-      }),
-    );
-    const teleStart = now - TELEMETRY_PER_DEVICE * 10_000;
-    const telePayloads = devices.map((d) =>
-      Array.from({ length: TELEMETRY_PER_DEVICE }, (_, k) => JSON.stringify(telemetryMessage({ deviceId: d.id, seq: k + 1, at: new Date(teleStart + k * 10_000), inferences: 50 + (k % 50), errors: k % 7 ? {} : { timeout: 1 } }))),
-    );
+    const { sketches, statsPayloads, telePayloads } = payloadsFor(layout, devices, bundleId, now);
     const statsN = DEVICES * STATS_PER_DEVICE;
     const teleN = DEVICES * TELEMETRY_PER_DEVICE;
     const ids = devices.map((d) => d.id);
@@ -255,6 +327,7 @@ export async function runIngestBench(): Promise<BenchRow[]> {
   } finally {
     await cp.stop();
   }
+  rows.push(...(await mosquittoRows()));
   printTable('Monitoring: ingest and drift', rows);
   return rows;
 }

@@ -141,6 +141,7 @@ export class ControlPlane {
     const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;
     this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? SHARED_GROUP : undefined, tls: busTls, persistent: external && { clientId: external.clientId, sessionExpiryS: external.sessionExpiryS } });
     // A retained copy replayed when this client subscribes updates state but is not a sign of life (lastSeen stays).
+    // Both handlers settle once the device-state flush committed: in replica mode the bus acknowledges then.
     this.bus.on('status', StatusMessage, (deviceId, msg, meta) => deviceState.presence(deviceId, msg.state === 'online', new Date(), { replay: meta.retained }));
     this.bus.on('reported', ReportedMessage, (deviceId, msg, meta) => deviceState.reported(deviceId, msg, new Date(), { replay: meta.retained }));
     this.commands = new DeviceCommands(db, this.bus);

@@ -155,13 +155,13 @@ export class EmbeddedBroker {
       if (client[INTERNAL]) return;
       this.devices.set(client.id, client);
       metrics.devicesConnected.set(this.devices.size);
-      state.presence(client.id, true);
+      void state.presence(client.id, true);
     });
     this.aedes.on('clientDisconnect', (client: TaggedClient) => {
       if (client[INTERNAL] || this.devices.get(client.id) !== client) return; // a session takeover already replaced it
       this.devices.delete(client.id);
       metrics.devicesConnected.set(this.devices.size);
-      state.presence(client.id, false);
+      void state.presence(client.id, false);
     });
     this.aedes.on('clientError', (client, err) => logger.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
     const { tls } = this.opts;

@@ -6,21 +6,29 @@ import { createClient, type Client } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import * as schema from './schema.ts';
+import { queueTransactions } from './write-queue.ts';
 
 export type Db = LibSQLDatabase<typeof schema>;
 /** A transaction or the database: services take whichever their caller holds. */
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0] | Db;
 
 const MIGRATIONS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
+/** How long a writer waits for another one's lock (another replica's, or this process's queue) before SQLITE_BUSY. */
+export const BUSY_TIMEOUT_MS = 10_000;
 
 export async function openDatabase(url: string): Promise<{ db: Db; client: Client }> {
   if (url.startsWith('file:')) mkdirSync(path.dirname(url.slice('file:'.length)), { recursive: true });
-  const client = createClient({ url });
+  // The client keeps a pool of connections and opens more whenever a transaction holds one: a
+  // `PRAGMA busy_timeout` would reach only the connection that ran it (the others failed at once with
+  // SQLITE_BUSY when a replica held the lock), so the timeout is a client option, set on every connection.
+  const client = createClient({ url, timeout: BUSY_TIMEOUT_MS });
   if (url.startsWith('file:')) {
-    // WAL lets readers run during a write; busy_timeout makes concurrent writers wait instead of failing.
+    // WAL lets readers run during a write (a database setting, stored in the file).
     await client.execute('PRAGMA journal_mode = WAL');
-    await client.execute('PRAGMA busy_timeout = 5000');
     await client.execute('PRAGMA foreign_keys = ON');
+    // drizzle opens its transactions `BEGIN IMMEDIATE` (libsql's default "write" mode): the write lock
+    // is taken at the start, so a transaction never fails half-way upgrading a read to a write.
+    queueTransactions(client, BUSY_TIMEOUT_MS);
   }
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder: MIGRATIONS });

@@ -146,4 +146,31 @@ describe('DeviceStateWriter', () => {
     await writer.stop();
     assert.equal((await rows()).find((r) => r.id === a)!.lastSeen, now.toISOString());
   });
+  test('presence and reported settle only once their flush committed (the bus acknowledges then), a failed write after its retry', async () => {
+    const writer = new DeviceStateWriter({ db, logger: pino({ level: 'silent' }), flushMs: 60_000 });
+    let settled = 0;
+    const onlineAt = writer.presence(ids[10], true).then(async () => {
+      settled++;
+      return (await rows()).find((r) => r.id === ids[10])!.online; // what the database holds at that moment
+    });
+    const reportedAt = writer.reported(ids[11], { state: 'active' }).then(async () => {
+      settled++;
+      return (await rows()).find((r) => r.id === ids[11])!.updateState;
+    });
+    // The flush is a minute away: nothing may settle before it.
+    await new Promise((r) => setImmediate(r));
+    await rows();
+    assert.equal(settled, 0, 'not settled before the write');
+    // The first write fails: still not settled; the retry commits and settles both.
+    const failOnce = mock.method(db, 'transaction', async () => {
+      failOnce.mock.restore();
+      throw new Error('SQLITE_BUSY');
+    });
+    await writer.flush();
+    await new Promise((r) => setImmediate(r));
+    assert.equal(settled, 0, 'a failed write settles nothing');
+    await writer.stop();
+    assert.equal(await onlineAt, true);
+    assert.equal(await reportedAt, 'active');
+  });
 });

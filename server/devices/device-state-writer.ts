@@ -7,6 +7,8 @@
 // `device.update` event and the serving history its exact boundaries. Every other message a device sends
 // (telemetry, stats) only moves `lastSeen`: folded into the same per-device entry, so a fleet's live
 // traffic costs one UPDATE per flush and chunk of devices, never a write per message.
+// `presence` and `reported` resolve once their flush committed: the device bus acknowledges a
+// `status` or `reported` message to the broker only then (replica mode), like telemetry and stats.
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
 import { type Reported, writePresenceInTx, writeReportedInTx, writeSeenInTx } from '../events/device-events.ts';
@@ -17,6 +19,8 @@ interface PendingState {
   reports: Array<{ reported: Reported; at: string }>;
   /** Newest time the device was heard from ('' when only replays of retained messages came in). */
   lastSeen: string;
+  /** Settled when this state is committed (the promises presence() and reported() returned). */
+  committed?: Array<() => void>;
 }
 
 /** `reported` messages kept per device between flushes; an agent sends a handful per update. */
@@ -42,21 +46,26 @@ export class DeviceStateWriter {
   constructor(private readonly opts: DeviceStateWriterOptions) {}
 
   /** The device connected (true) or went away (false); a `replay` (retained `status`) does not move lastSeen. */
-  presence(deviceId: string, online: boolean, at = new Date(), opts: { replay?: boolean } = {}): void {
-    this.merge(deviceId, { online, reports: [], lastSeen: opts.replay ? '' : at.toISOString() });
+  presence(deviceId: string, online: boolean, at = new Date(), opts: { replay?: boolean } = {}): Promise<void> {
+    return this.mergeAndWait(deviceId, { online, reports: [], lastSeen: opts.replay ? '' : at.toISOString() });
   }
 
   /**
    * The device's newest `reported` document. A `replay` (the broker's retained copy, delivered when the
    * server subscribes) updates the stored state but is not a sign of life: lastSeen stays.
    */
-  reported(deviceId: string, reported: Reported, at = new Date(), opts: { replay?: boolean } = {}): void {
-    this.merge(deviceId, { reports: [{ reported, at: at.toISOString() }], lastSeen: opts.replay ? '' : at.toISOString() });
+  reported(deviceId: string, reported: Reported, at = new Date(), opts: { replay?: boolean } = {}): Promise<void> {
+    return this.mergeAndWait(deviceId, { reports: [{ reported, at: at.toISOString() }], lastSeen: opts.replay ? '' : at.toISOString() });
   }
 
   /** The device sent something else (telemetry, stats): only its `lastSeen` moves. */
   seen(deviceId: string, at = new Date()): void {
     this.merge(deviceId, { reports: [], lastSeen: at.toISOString() });
+  }
+
+  /** Like merge(); the promise settles once the flush holding this event committed. */
+  private mergeAndWait(deviceId: string, next: PendingState): Promise<void> {
+    return new Promise<void>((resolve) => this.merge(deviceId, { ...next, committed: [resolve] }));
   }
 
   private merge(deviceId: string, next: PendingState): void {
@@ -78,6 +87,7 @@ export class DeviceStateWriter {
         for (const [id] of batch) this.pending.delete(id);
         try {
           await this.write(batch);
+          for (const [, s] of batch) for (const settle of s.committed ?? []) settle();
         } catch (err) {
           // Keep what failed unless a newer event replaced it, and try again on the next tick.
           for (const [id, s] of batch) {
@@ -139,5 +149,7 @@ function combine(prev: PendingState, next: PendingState): PendingState {
     online: next.online ?? prev.online,
     reports: [...prev.reports, ...next.reports].slice(-MAX_REPORTS_PER_FLUSH),
     lastSeen: next.lastSeen > prev.lastSeen ? next.lastSeen : prev.lastSeen,
+    // A report coalesced away (past the bound) counts as handled once the newer state is committed.
+    committed: prev.committed || next.committed ? [...(prev.committed ?? []), ...(next.committed ?? [])] : undefined,
   };
 }

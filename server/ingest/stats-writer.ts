@@ -1,13 +1,14 @@
 // Writes a batch of accepted `stats` windows inside the caller's transaction: raw windows first
 // (insert-or-ignore on device + seq, so a resend is stored once), then only the windows that were
 // new are merged into the per-minute and per-hour rollups of their device, cohorts and the fleet.
-import { and, eq, or, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
 import { mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
 import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
 import { statsRollups, statsWindows } from '../db/schema.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
+import { rowsByKey } from './rows-by-key.ts';
 
 export interface StatsItem {
   deviceId: string;
@@ -103,13 +104,17 @@ async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string): P
   for (let i = 0; i < rollups.length; i += INSERT_CHUNK) {
     const chunk = rollups.slice(i, i + INSERT_CHUNK);
     const t = statsRollups;
-    const existing = await tx
-      .select()
-      .from(t)
-      // OR of full-key matches, not a row-value IN: SQLite plans the OR as one primary-key lookup per
-      // term, while for IN (VALUES …) it picked the (scope, granularity, bucket) index and would scan
-      // every device of a bucket per lookup.
-      .where(or(...chunk.map((r) => and(eq(t.scope, r.scope), eq(t.key, r.key), eq(t.modelVersionId, r.modelVersionId), eq(t.granularity, r.granularity), eq(t.bucketStart, r.bucketStart)))));
+    const found = await rowsByKey(tx, t, [t.scope, t.key, t.modelVersionId, t.granularity, t.bucketStart], chunk.map((r) => [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart]));
+    const existing = found.map((r) => ({
+      scope: r.scope as Scope,
+      key: r.key as string,
+      modelVersionId: r.model_version_id as number,
+      granularity: r.granularity as Granularity,
+      bucketStart: r.bucket_start as string,
+      windows: r.windows as number,
+      rows: r.rows as number,
+      sketch: JSON.parse(r.sketch as string) as FeatureSetSketch,
+    }));
     const byKey = new Map(existing.map((r) => [rollupKey(r), r]));
     const values = chunk.map((r) => {
       const old = byKey.get(rollupKey(r));

@@ -3,12 +3,13 @@
 // and the fleet, and each device's latest resources. The optional `monitoring` part (data the device
 // itself lost) is summed into the rollups' `monitoringLost`, never into `errors`; its outbox backlog
 // goes with the latest resources.
-import { and, eq, or, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { createLatencyHistogram, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import type { MonitoringLost, TelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import type { Tx } from '../db/client.ts';
 import { telemetry, telemetryLast, telemetryRollups } from '../db/schema.ts';
 import { bucketStart, isoUtc } from './buckets.ts';
+import { rowsByKey } from './rows-by-key.ts';
 import { FLEET_KEY } from './stats-writer.ts';
 
 export interface TelemetryItem {
@@ -142,10 +143,20 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
   const t = telemetryRollups;
   for (let i = 0; i < rollups.length; i += CHUNK) {
     const chunk = rollups.slice(i, i + CHUNK);
-    const existing = await tx
-      .select()
-      .from(t)
-      .where(or(...chunk.map((r) => and(eq(t.scope, r.scope), eq(t.key, r.key), eq(t.bucketStart, r.bucketStart))))); // one primary-key lookup per term
+    const found = await rowsByKey(tx, t, [t.scope, t.key, t.bucketStart], chunk.map((r) => [r.scope, r.key, r.bucketStart]));
+    const existing = found.map((r) => ({
+      scope: r.scope as Scope,
+      key: r.key as string,
+      bucketStart: r.bucket_start as string,
+      reports: r.reports as number,
+      inferences: r.inferences as number,
+      errorCount: r.error_count as number,
+      errors: JSON.parse(r.errors as string) as Record<string, number>,
+      latency: r.latency == null ? null : (JSON.parse(r.latency as string) as LatencyHistogram),
+      firstStart: r.first_start as string,
+      lastAt: r.last_at as string,
+      monitoringLost: r.monitoring_lost == null ? null : (JSON.parse(r.monitoring_lost as string) as MonitoringLost),
+    }));
     const byKey = new Map(existing.map((r) => [keyOf(r), r]));
     const values = chunk.map((r) => {
       const old = byKey.get(keyOf(r));

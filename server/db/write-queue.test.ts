@@ -1,0 +1,59 @@
+// Write transactions of one process on a SQLite file: overlapping ones (each awaiting real I/O in its
+// body, as enrollment does while the broker learns credentials) are queued, not failed with
+// SQLITE_BUSY, and a failed one lets the next run.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { Client } from '@libsql/client';
+import { sql } from 'drizzle-orm';
+import { type Db, openDatabase } from './client.ts';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('write transactions of one process', () => {
+  let dir: string;
+  let db: Db;
+  let client: Client;
+
+  before(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-write-queue-'));
+    ({ db, client } = await openDatabase(`file:${path.join(dir, 'db.sqlite')}`));
+    await client.execute('CREATE TABLE q (who TEXT, step INTEGER)');
+  });
+  after(async () => {
+    client.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('overlapping transactions that await I/O all commit, one after the other', async () => {
+    const write = (who: string) =>
+      db.transaction(async (tx) => {
+        await tx.run(sql`INSERT INTO q VALUES (${who}, 1)`);
+        await sleep(20); // a macrotask: the others' requests arrive meanwhile
+        await tx.run(sql`INSERT INTO q VALUES (${who}, 2)`);
+      });
+    const results = await Promise.allSettled(['a', 'b', 'c', 'd'].map(write));
+    assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled'], JSON.stringify(results.filter((r) => r.status === 'rejected')));
+    const rows = (await client.execute('SELECT who, step FROM q ORDER BY rowid')).rows.map((r) => `${r.who}${r.step}`);
+    // Not interleaved: each transaction ran alone.
+    assert.deepEqual(rows, ['a1', 'a2', 'b1', 'b2', 'c1', 'c2', 'd1', 'd2']);
+  });
+
+  test('a transaction that throws rolls back and the next one runs', async () => {
+    await client.execute('DELETE FROM q');
+    const failing = db.transaction(async (tx) => {
+      await tx.run(sql`INSERT INTO q VALUES ('x', 1)`);
+      await sleep(10);
+      throw new Error('boom');
+    });
+    const next = db.transaction(async (tx) => {
+      await tx.run(sql`INSERT INTO q VALUES ('y', 1)`);
+    });
+    await assert.rejects(failing, /boom/);
+    await next;
+    const rows = (await client.execute('SELECT who FROM q')).rows.map((r) => r.who);
+    assert.deepEqual(rows, ['y']);
+  });
+});
