@@ -56,4 +56,19 @@ describe('write transactions of one process', () => {
     const rows = (await client.execute('SELECT who FROM q')).rows.map((r) => r.who);
     assert.deepEqual(rows, ['y']);
   });
+
+  test('a write outside any transaction waits for the open one instead of failing or freezing the event loop', async () => {
+    await client.execute('DELETE FROM q');
+    const open = db.transaction(async (tx) => {
+      await tx.run(sql`INSERT INTO q VALUES ('t', 1)`);
+      await sleep(20);
+      await tx.run(sql`INSERT INTO q VALUES ('t', 2)`);
+    });
+    await sleep(5); // the transaction holds the write lock now
+    const single = db.run(sql`INSERT INTO q VALUES ('s', 1)`);
+    const [a, b] = await Promise.allSettled([open, single]);
+    assert.deepEqual([a.status, b.status], ['fulfilled', 'fulfilled'], JSON.stringify([a, b]));
+    const rows = (await client.execute('SELECT who, step FROM q ORDER BY rowid')).rows.map((r) => `${r.who}${r.step}`);
+    assert.deepEqual(rows, ['t1', 't2', 's1']);
+  });
 });

@@ -1,28 +1,32 @@
-// One open write transaction per process on a local SQLite file. libsql's file client runs every
-// statement synchronously on a pool of connections, and a transaction keeps its connection (and,
-// opened `BEGIN IMMEDIATE`, the file's write lock) across the awaits of its body. A second
-// transaction of the same process on another connection would then wait for the lock inside a
-// synchronous call (busy_timeout), blocking the event loop that the first one needs to finish: a
-// freeze until the timeout, then SQLITE_BUSY. Queued here instead, the second waits asynchronously;
-// the busy timeout is left for what it is meant for, another process (a replica) holding the lock.
-import type { Client, Transaction, TransactionMode } from '@libsql/client';
+// One writer at a time per process on a local SQLite file. libsql's file client runs every statement
+// synchronously on a pool of connections, and a transaction keeps its connection (and, opened
+// `BEGIN IMMEDIATE`, the file's write lock) across the awaits of its body. Any other write of the same
+// process — a second transaction, or a single INSERT/UPDATE outside one — would then wait for the lock
+// inside a synchronous call (busy_timeout), blocking the event loop that the first one needs to finish:
+// a freeze until the timeout, then SQLITE_BUSY. Queued here instead, it waits asynchronously; the busy
+// timeout is left for what it is meant for, another process (a replica) holding the lock. Reads never
+// wait (WAL: readers run beside a writer).
+import type { Client, InStatement, Transaction, TransactionMode } from '@libsql/client';
 
 export class WriteQueueTimeoutError extends Error {
   constructor(ms: number) {
-    super(`SQLITE_BUSY: waited ${ms} ms for this process's open write transaction (a transaction opened inside another?)`);
+    super(`SQLITE_BUSY: waited ${ms} ms for this process's open write transaction (a write issued inside a transaction body through the database instead of the transaction?)`);
     this.name = 'WriteQueueTimeoutError';
   }
 }
 
+const READ = /^\s*(select|pragma|explain)\b/i;
+const sqlOf = (stmt: InStatement) => (typeof stmt === 'string' ? stmt : stmt.sql);
+
 /**
- * Makes `client.transaction()` wait for this process's previous transaction to commit, roll back or
- * close. The wait is bounded by `timeoutMs` (then it throws, as SQLITE_BUSY would), so a transaction
- * opened inside another one's body fails instead of hanging.
+ * Makes `client.transaction()` and writes through `client.execute()`/`client.batch()` wait for this
+ * process's previous writer to finish. The wait is bounded by `timeoutMs` (then it throws, as
+ * SQLITE_BUSY would), so a write issued inside another transaction's body fails instead of hanging.
  */
 export function queueTransactions(client: Client, timeoutMs: number): Client {
-  const open = client.transaction.bind(client) as (mode?: TransactionMode) => Promise<Transaction>;
   let tail: Promise<void> = Promise.resolve();
-  client.transaction = (async (mode?: TransactionMode) => {
+  /** Takes this process's writer slot; the returned function gives it back. */
+  const enter = async (): Promise<() => void> => {
     const previous = tail;
     let release!: () => void;
     tail = new Promise<void>((r) => (release = r));
@@ -36,6 +40,13 @@ export function queueTransactions(client: Client, timeoutMs: number): Client {
     } finally {
       clearTimeout(timer);
     }
+    return release;
+  };
+
+  const open = client.transaction.bind(client) as (mode?: TransactionMode) => Promise<Transaction>;
+  client.transaction = (async (mode?: TransactionMode) => {
+    if (mode === 'read') return open(mode);
+    const release = await enter();
     let tx: Transaction;
     try {
       tx = await open(mode);
@@ -43,7 +54,7 @@ export function queueTransactions(client: Client, timeoutMs: number): Client {
       release();
       throw err;
     }
-    // Whichever way the transaction ends, the next one may start.
+    // Whichever way the transaction ends, the next writer may start.
     for (const end of ['commit', 'rollback'] as const) {
       const fn = tx[end].bind(tx);
       tx[end] = () => fn().finally(release);
@@ -58,5 +69,27 @@ export function queueTransactions(client: Client, timeoutMs: number): Client {
     };
     return tx;
   }) as Client['transaction'];
+
+  const execute = client.execute.bind(client) as (stmt: InStatement) => Promise<unknown>;
+  client.execute = (async (stmt: InStatement, ...rest: unknown[]) => {
+    if (READ.test(sqlOf(stmt))) return (execute as (...a: unknown[]) => Promise<unknown>)(stmt, ...rest);
+    const release = await enter();
+    try {
+      return await (execute as (...a: unknown[]) => Promise<unknown>)(stmt, ...rest);
+    } finally {
+      release();
+    }
+  }) as Client['execute'];
+
+  const batch = client.batch.bind(client) as (stmts: InStatement[], mode?: TransactionMode) => Promise<unknown>;
+  client.batch = (async (stmts: InStatement[], mode?: TransactionMode) => {
+    if (stmts.every((s) => READ.test(sqlOf(s)))) return batch(stmts, mode);
+    const release = await enter();
+    try {
+      return await batch(stmts, mode);
+    } finally {
+      release();
+    }
+  }) as Client['batch'];
   return client;
 }

@@ -151,6 +151,7 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
       reports: r.reports as number,
       inferences: r.inferences as number,
       errorCount: r.error_count as number,
+      activeSeconds: Number(r.active_seconds ?? 0),
       errors: JSON.parse(r.errors as string) as Record<string, number>,
       latency: r.latency == null ? null : (JSON.parse(r.latency as string) as LatencyHistogram),
       firstStart: r.first_start as string,
