@@ -11,6 +11,7 @@ import mqtt from 'mqtt';
 import { deviceTopic } from '../protocol/topics.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { telemetryMessage } from './helpers/device-stats.ts';
+import { waitFor } from '../agent/testing/harness.ts';
 
 const FACTS = { arch: 'x64', cpus: 2, memoryBytes: 2e9, os: 'linux', agentVersion: '0.1.0' };
 
@@ -64,6 +65,40 @@ describe('graceful stop', () => {
       assert.deepEqual(lost, [], `${lost.length} of ${acked.length} acknowledged messages lost (${acked.length - 50} acknowledged after stop began)`);
     } finally {
       db.close();
+    }
+  });
+});
+
+describe('graceful stop: devices', () => {
+  test("closes devices without their last wills (the broker goes away, not the devices) and records them offline", async () => {
+    const cp = await startControlPlane({ driftCron: 'off' });
+    let stopped = false;
+    try {
+      const token = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'lab' }, autoApprove: true } })).body.token;
+      const r = await cp.api('POST', '/api/v1/enroll', { token: null, json: { token, facts: FACTS } });
+      assert.equal(r.status, 201);
+      const deviceId = r.body.deviceId as string;
+      // The agent's will: a retained `status` offline message on its own topic.
+      const will = { topic: deviceTopic(deviceId, 'status'), payload: Buffer.from(JSON.stringify({ v: 1, state: 'offline', at: new Date().toISOString() })), qos: 1 as const, retain: true };
+      const client = await mqtt.connectAsync(cp.mqttUrl, { clientId: deviceId, username: deviceId, password: r.body.mqtt.password, reconnectPeriod: 0, will });
+      client.on('error', () => {});
+      const statusIn = async () => (await cp.plane.metrics.mqttMessagesIn.get()).values.find((v) => v.labels.channel === 'status')?.value ?? 0;
+      await waitFor(async () => (await cp.api('GET', `/api/v1/devices/${deviceId}`)).body.online === true, 'device online', 30_000);
+      const before = await statusIn();
+      await cp.plane.stop();
+      stopped = true;
+      client.end(true);
+      assert.equal(await statusIn(), before, 'a last will reached the server during the stop');
+      const db = createClient({ url: 'file:' + path.join(cp.dataDir, 'flotilla.db') });
+      try {
+        const row = (await db.execute({ sql: 'select online from devices where id = ?', args: [deviceId] })).rows[0];
+        assert.equal(Number(row.online), 0, 'the device is recorded offline after the stop');
+      } finally {
+        db.close();
+      }
+    } finally {
+      if (stopped) await rm(cp.dataDir, { recursive: true, force: true });
+      else await cp.stop();
     }
   });
 });
