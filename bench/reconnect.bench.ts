@@ -110,7 +110,9 @@ async function makeFleet(n: number, legacy: boolean): Promise<Fleet> {
  * back where the devices look for it; ready when /healthz answers (the HTTP API is the last thing start() opens).
  */
 function startServer(env: NodeJS.ProcessEnv, httpUrl: string): { child: ChildProcess; ready: Promise<{ at: number }> } {
-  const child = spawn(process.execPath, [SERVER_BUNDLE], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=prof") goes to the server's node: a profile of the storm.
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, SERVER_BUNDLE], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
   const ready = (async () => {
     let exited = false;
     child.once('exit', () => (exited = true));
@@ -262,6 +264,10 @@ async function storm(n: number, legacy: boolean): Promise<StormResult> {
     };
   } finally {
     clients.kill();
+    // A clean stop (a CPU profile is written on exit), SIGKILL if it does not come.
+    const exited = new Promise((r) => server.child.once('exit', r));
+    server.child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
     server.child.kill('SIGKILL');
     await rm(fleet.dir, { recursive: true, force: true });
   }
