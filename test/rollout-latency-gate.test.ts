@@ -4,17 +4,12 @@
 // with one, the stage waits up to the limit and then fails naming the gate. Devices are simulated over
 // real MQTT (test/helpers/fake-device.ts) and send no telemetry.
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { waitFor } from '../agent/testing/harness.ts';
-import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
-import { generateKeyPair } from '../firmware-bundles/keys.ts';
-import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { FakeDevice } from './helpers/fake-device.ts';
-import { gemmModel } from './helpers/models.ts';
+import { trustReleaseKey, tabVersions, enrollFakes, deployTo } from './helpers/rollout-lab.ts';
 
-const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
 
 interface Gate {
   name: string;
@@ -31,22 +26,11 @@ describe('the latency regression gate without data', () => {
 
   before(async () => {
     cp = await startControlPlane({ schedulerTickMs: 100, driftCron: 'off' });
-    const root = generateKeyPair();
-    const release = (await cp.api('POST', '/api/v1/keys/release')).body;
-    const list = createKeyList({ version: 1, root, keys: [release], threshold: 1, expiresAt: new Date(Date.now() + 86400e3) });
-    assert.equal((await cp.api('PUT', '/api/v1/keys/keylist', { json: signKeyList(list, root.privateKeyPem) })).status, 200);
-    const { definition, labels } = await loadBundleDefinition(BUNDLE_DEF);
-    for (let v = 1; v <= 3; v++) {
-      assert.equal((await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel({ seed: v }) as unknown as BodyInit })).status, 201);
-      const b = await cp.api('POST', '/api/v1/bundles', { json: { model: `tab@${v}`, definition, labels } });
-      assert.equal(b.status, 201, JSON.stringify(b.body));
-      bundles.push(b.body.id);
-    }
+    await trustReleaseKey(cp);
+    bundles.push(...(await tabVersions(cp, 3)));
     assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: 'lab', selector: 'site=lab' } })).status, 201);
-    const token = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'lab' } } })).body.token;
-    for (let i = 0; i < 2; i++) devices.push(await FakeDevice.enroll(cp, token));
-    assert.equal((await cp.api('POST', '/api/v1/deployments', { json: { bundle: bundles[0], cohort: 'lab' } })).status, 201);
-    await waitFor(async () => devices.every((d) => d.active === bundles[0]), 'every device on v1', 30_000, 50);
+    devices.push(...(await enrollFakes(cp, { site: 'lab' }, 2)));
+    await deployTo(cp, bundles[0], 'lab', devices);
   });
   after(async () => {
     await Promise.all(devices.map((d) => d.close()));

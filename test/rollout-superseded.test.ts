@@ -9,13 +9,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { waitFor } from '../agent/testing/harness.ts';
-import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { FakeDevice } from './helpers/fake-device.ts';
-import { gemmModel } from './helpers/models.ts';
+import { tabVersions, enrollFakes, deployTo } from './helpers/rollout-lab.ts';
 
-const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
 
 describe('overlapping rollouts: the newer wins, the older records superseded', () => {
   let cp: TestPlane;
@@ -30,23 +28,13 @@ describe('overlapping rollouts: the newer wins, the older records superseded', (
     dir = await mkdtemp(path.join(tmpdir(), 'flotilla-superseded-'));
     env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
     assert.equal((await runCli(['keys', 'init', '--root-key', path.join(dir, 'root.key')], env)).code, 0);
-    const { definition, labels } = await loadBundleDefinition(BUNDLE_DEF);
-    for (let v = 1; v <= 3; v++) {
-      assert.equal((await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel({ seed: v }) as unknown as BodyInit })).status, 201);
-      const b = await cp.api('POST', '/api/v1/bundles', { json: { model: `tab@${v}`, definition, labels } });
-      assert.equal(b.status, 201, JSON.stringify(b.body));
-      bundles.push(b.body.id);
-    }
+    bundles.push(...(await tabVersions(cp, 3)));
     // Cohort `fleet` is every device; `east` is two of them.
     assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: 'fleet', selector: 'site=lab' } })).status, 201);
     assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: 'east', selector: 'zone=east' } })).status, 201);
-    const token = async (labels: Record<string, string>) => (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels } })).body.token;
-    const labToken = await token({ site: 'lab' });
-    const eastToken = await token({ site: 'lab', zone: 'east' });
-    for (let i = 0; i < 2; i++) lab.push(await FakeDevice.enroll(cp, labToken));
-    for (let i = 0; i < 2; i++) east.push(await FakeDevice.enroll(cp, eastToken));
-    assert.equal((await cp.api('POST', '/api/v1/deployments', { json: { bundle: bundles[0], cohort: 'fleet' } })).status, 201);
-    await waitFor(async () => [...lab, ...east].every((d) => d.active === bundles[0]), 'every device on v1', 30_000, 50);
+    lab.push(...(await enrollFakes(cp, { site: 'lab' }, 2)));
+    east.push(...(await enrollFakes(cp, { site: 'lab', zone: 'east' }, 2)));
+    await deployTo(cp, bundles[0], 'fleet', [...lab, ...east]);
   });
   after(async () => {
     await Promise.all([...lab, ...east].map((d) => d.close()));
