@@ -94,6 +94,22 @@ export const AgentConfig = z.object({
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 
+/** Which bundle a manifest names: its id and name, and the model version inside. */
+const BundleRef = z.object({
+  id: z.string().min(1).max(128),
+  name: z.string().min(1).max(128),
+  model: z.object({ name: z.string().min(1).max(128), version: z.number().int().positive() }),
+});
+
+/** A bundle's file list: unique paths (two entries for one path would let the agent verify one and load the other), the required files present. */
+function checkBundleFiles(files: Array<{ path: string }>, ctx: z.RefinementCtx): void {
+  const paths = files.map((f) => f.path);
+  if (new Set(paths).size !== paths.length) ctx.addIssue({ code: 'custom', path: ['files'], message: 'duplicate file path' });
+  for (const required of REQUIRED_BUNDLE_FILES) {
+    if (!paths.includes(required)) ctx.addIssue({ code: 'custom', path: ['files'], message: `missing ${required}` });
+  }
+}
+
 /**
  * A shadow candidate: a second bundle the device loads beside the one it serves and runs on a share
  * of live requests off the request path, to compare answers — never to answer. It rides in the
@@ -111,21 +127,11 @@ export const ShadowCandidate = z
     share: z.number().gt(0).max(1),
     /** Seconds per comparison window (each closed window is reported). */
     windowS: z.number().int().min(1).max(3600),
-    bundle: z.object({
-      id: z.string().min(1).max(128),
-      name: z.string().min(1).max(128),
-      model: z.object({ name: z.string().min(1).max(128), version: z.number().int().positive() }),
-    }),
+    bundle: BundleRef,
     files: z.array(ManifestFile).min(1).max(MAX_MANIFEST_FILES),
     minAgentVersion: z.string().regex(/^\d+\.\d+\.\d+$/, 'x.y.z'),
   })
-  .superRefine((c, ctx) => {
-    const paths = c.files.map((f) => f.path);
-    if (new Set(paths).size !== paths.length) ctx.addIssue({ code: 'custom', path: ['files'], message: 'duplicate file path' });
-    for (const required of REQUIRED_BUNDLE_FILES) {
-      if (!paths.includes(required)) ctx.addIssue({ code: 'custom', path: ['files'], message: `missing ${required}` });
-    }
-  });
+  .superRefine((c, ctx) => checkBundleFiles(c.files, ctx));
 export type ShadowCandidate = z.infer<typeof ShadowCandidate>;
 
 /**
@@ -141,11 +147,7 @@ export const DeploymentManifest = z
     type: z.literal('deployment'),
     deviceId: z.string().regex(DEVICE_ID_PATTERN, 'a device id'),
     cohort: z.string().min(1).max(128).optional(),
-    bundle: z.object({
-      id: z.string().min(1).max(128),
-      name: z.string().min(1).max(128),
-      model: z.object({ name: z.string().min(1).max(128), version: z.number().int().positive() }),
-    }),
+    bundle: BundleRef,
     files: z.array(ManifestFile).min(1).max(MAX_MANIFEST_FILES),
     minAgentVersion: z.string().regex(/^\d+\.\d+\.\d+$/, 'x.y.z'),
     issuedAt: Timestamp,
@@ -159,12 +161,7 @@ export const DeploymentManifest = z
     shadow: ShadowCandidate.optional(),
   })
   .superRefine((m, ctx) => {
-    const paths = m.files.map((f) => f.path);
-    // Two entries for one path would let the agent verify one and load the other.
-    if (new Set(paths).size !== paths.length) ctx.addIssue({ code: 'custom', path: ['files'], message: 'duplicate file path' });
-    for (const required of REQUIRED_BUNDLE_FILES) {
-      if (!paths.includes(required)) ctx.addIssue({ code: 'custom', path: ['files'], message: `missing ${required}` });
-    }
+    checkBundleFiles(m.files, ctx);
     if (Date.parse(m.expiresAt) <= Date.parse(m.issuedAt)) ctx.addIssue({ code: 'custom', path: ['expiresAt'], message: 'must be after issuedAt' });
   });
 export type DeploymentManifest = z.infer<typeof DeploymentManifest>;
