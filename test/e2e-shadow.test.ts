@@ -13,18 +13,11 @@ import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
 import { scaledGemmModel, slowGemmModel } from './helpers/shadow-models.ts';
+import type { GateResult } from '../server/rollouts/rollout-gates.ts';
 
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
 // The stage latency gate (default 1.2) is not what these tests are about: off, as p95s on a loaded machine wobble.
 const FAST_GATES = { minShadowCompared: 10, maxShadowLatencyRatio: 10, maxLatencyRatio: null, onFailure: 'rollback' as const };
-
-interface Gate {
-  name: string;
-  value: number | null;
-  threshold: string;
-  status: string;
-  reason: string;
-}
 
 describe('end to end: shadow evaluation and rollout gates', () => {
   let cp: TestPlane;
@@ -71,7 +64,7 @@ describe('end to end: shadow evaluation and rollout gates', () => {
     traffic.stop = true;
     await traffic.done;
   };
-  const gatesOf = (r: any, stage: string | number): Gate[] => r.lastCheck.history.find((h: { stage: string | number }) => h.stage === stage)?.gates ?? [];
+  const gatesOf = (r: any, stage: string | number): GateResult[] => r.lastCheck.history.find((h: { stage: string | number }) => h.stage === stage)?.gates ?? [];
 
   before(async () => {
     cp = await startControlPlane({ schedulerTickMs: 200 });
@@ -126,7 +119,7 @@ describe('end to end: shadow evaluation and rollout gates', () => {
     assert.ok(shadow.find((g) => g.name === 'shadowCompared')!.value! >= 10);
     assert.equal(shadow.find((g) => g.name === 'shadowLatencyRatio')!.status, 'pass');
     assert.deepEqual(done.lastCheck.history.map((h: { stage: string | number }) => h.stage), ['shadow', 0, 1]);
-    for (const h of done.lastCheck.history.slice(1)) assert.ok(h.gates.some((g: Gate) => g.name === 'updateSuccessRatio' && g.status === 'pass'));
+    for (const h of done.lastCheck.history.slice(1)) assert.ok(h.gates.some((g: GateResult) => g.name === 'updateSuccessRatio' && g.status === 'pass'));
     assert.deepEqual(done.devices.map((d: { state: string }) => d.state), ['active', 'active']);
     await waitFor(async () => (await activeVersions()).every((v) => v === 2), 'both agents on v2', 30_000, 100);
     const shown = await runCli(['rollouts', 'show', started.id], env);

@@ -11,15 +11,7 @@ import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { generateRows, rowsToCsv, sketchOf, statsMessage } from './helpers/device-stats.ts';
 import { FakeDevice } from './helpers/fake-device.ts';
 import { trustReleaseKey, tabVersions, enrollFakes, deployTo } from './helpers/rollout-lab.ts';
-
-
-interface Gate {
-  name: string;
-  value: number | null;
-  threshold: string;
-  status: string;
-  reason: string;
-}
+import type { GateResult } from '../server/rollouts/rollout-gates.ts';
 
 describe('the drift gate', () => {
   let cp: TestPlane;
@@ -55,7 +47,7 @@ describe('the drift gate', () => {
     await waitFor(async () => (await rollout()).devices.every((d: { state: string }) => d.state === 'active'), 'the stage active on v2', 30_000, 50);
     const baking = await rollout();
     assert.equal(baking.status, 'running');
-    assert.equal(baking.lastCheck.gates.find((g: Gate) => g.name === 'drift').status, 'pass', 'no alert yet');
+    assert.equal(baking.lastCheck.gates.find((g: GateResult) => g.name === 'drift').status, 'pass', 'no alert yet');
 
     // The stage's devices serve inputs shifted by 3σ on f3 and report their windows.
     const now = Date.now();
@@ -75,12 +67,12 @@ describe('the drift gate', () => {
     await waitFor(async () => (done = await rollout()).status !== 'running', 'the stage ends', 30_000, 50);
     assert.equal(done.status, 'aborted', JSON.stringify(done.lastCheck));
     assert.match(done.lastCheck.verdict, /^gate failed: drift 1 not = 0 alerts/);
-    const drift = done.lastCheck.history.at(-1).gates.find((g: Gate) => g.name === 'drift') as Gate;
+    const drift = done.lastCheck.history.at(-1).gates.find((g: GateResult) => g.name === 'drift') as GateResult;
     assert.equal(drift.status, 'fail');
     assert.equal(drift.value, 1);
     assert.match(drift.reason, new RegExp(`drift alert ${alert.id} \\(.*\\) on the new version`));
     // The other gates passed: the drift gate alone ended the stage.
-    for (const g of done.lastCheck.history.at(-1).gates as Gate[]) if (g.name !== 'drift') assert.notEqual(g.status, 'fail', JSON.stringify(g));
+    for (const g of done.lastCheck.history.at(-1).gates as GateResult[]) if (g.name !== 'drift') assert.notEqual(g.status, 'fail', JSON.stringify(g));
     await waitFor(async () => devices.every((d) => d.active === bundles[0]), 'the devices back on v1', 30_000, 50);
   });
 });

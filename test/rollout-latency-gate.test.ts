@@ -9,15 +9,7 @@ import { waitFor } from '../agent/testing/harness.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { FakeDevice } from './helpers/fake-device.ts';
 import { trustReleaseKey, tabVersions, enrollFakes, deployTo } from './helpers/rollout-lab.ts';
-
-
-interface Gate {
-  name: string;
-  value: number | null;
-  threshold: string;
-  status: string;
-  reason: string;
-}
+import type { GateResult } from '../server/rollouts/rollout-gates.ts';
 
 describe('the latency regression gate without data', () => {
   let cp: TestPlane;
@@ -50,7 +42,7 @@ describe('the latency regression gate without data', () => {
     const done = await finish(r.body.id);
     assert.equal(done.status, 'succeeded', JSON.stringify(done.lastCheck));
     for (const h of done.lastCheck.history) {
-      const g = (h.gates as Gate[]).find((x) => x.name === 'latencyRegression')!;
+      const g = (h.gates as GateResult[]).find((x) => x.name === 'latencyRegression')!;
       assert.equal(g.status, 'no-data', JSON.stringify(g));
       assert.equal(g.value, null);
       assert.match(g.reason, /no requests in the hour before the rollout \(no baseline\) and no requests served on the new bundle/);
@@ -75,6 +67,6 @@ describe('the latency regression gate without data', () => {
     assert.equal(r.body.gates.maxLatencyRatio, null);
     const done = await finish(r.body.id);
     assert.equal(done.status, 'succeeded', JSON.stringify(done.lastCheck));
-    assert.ok(!(done.lastCheck.history.at(-1).gates as Gate[]).some((g) => g.name === 'latencyRegression'));
+    assert.ok(!(done.lastCheck.history.at(-1).gates as GateResult[]).some((g) => g.name === 'latencyRegression'));
   });
 });

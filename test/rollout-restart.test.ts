@@ -13,7 +13,6 @@ import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { FakeDevice } from './helpers/fake-device.ts';
 import { trustReleaseKey, tabVersions, enrollFakes, deployTo } from './helpers/rollout-lab.ts';
 
-
 describe('a control-plane restart mid-stage', () => {
   let cp: TestPlane;
   const devices: FakeDevice[] = [];
