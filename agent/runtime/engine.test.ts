@@ -177,8 +177,15 @@ describe('InferenceEngine hot swap', () => {
     let sent = 0;
     const answers: Array<{ seed: number; r: PredictResult }> = [];
     const failures: unknown[] = [];
+    // Clients stop sending at each swap point until the next bundle is active (requests already in
+    // flight cross the swap): staging takes longer than a fast worker needs for the rest of the requests,
+    // and without the pause the last bundles could be activated after every request was sent.
+    let swapAt = total / versions.length;
+    let swapped: Promise<void> = Promise.resolve();
+    let markSwapped = () => {};
     const client = async () => {
       while (sent < total) {
+        while (sent >= swapAt) await swapped;
         const seed = sent++;
         try {
           answers.push({ seed, r: await engine.predict({ features: row(seed) }) });
@@ -189,11 +196,14 @@ describe('InferenceEngine hot swap', () => {
     };
     const swapper = async () => {
       for (let i = 1; i < versions.length; i++) {
-        while (sent < (total * i) / versions.length) await new Promise((r) => setImmediate(r));
+        swapped = new Promise<void>((r) => (markSwapped = r));
+        while (sent < swapAt) await new Promise((r) => setImmediate(r));
         const next: StagedBundle = await engine.stage(await tabularSpec(versions[i]));
         const previous = engine.activate(next)!;
         void engine.release(previous); // as the update path does after probation; must not fail anyone
         current = next;
+        swapAt = i + 1 < versions.length ? (total * (i + 1)) / versions.length : Infinity;
+        markSwapped();
       }
     };
     await Promise.all([...Array.from({ length: 32 }, client), swapper()]);
