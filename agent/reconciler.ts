@@ -88,7 +88,11 @@ export class Reconciler {
       });
     }
     const last = state.get().transitions.at(-1);
-    const lastState = last && TERMINAL_STATES.has(last.state) && last.state !== 'active' ? last.state : this.activeBundle ? 'active' : 'idle';
+    // The last terminal transition speaks for the device only if it is about the serving bundle or a
+    // newer one: a kill between installing a bundle (e.g. adopting a re-signed manifest) and recording
+    // it leaves an older update's `idle`/`failed` last, and reporting that would hide a serving bundle.
+    const aboutOlder = this.activeBundle !== null && last?.counter !== undefined && last.counter < activeCounter;
+    const lastState = last && TERMINAL_STATES.has(last.state) && last.state !== 'active' && !aboutOlder ? last.state : this.activeBundle ? 'active' : 'idle';
     reporter.restore(lastState, this.activeBundle ? { bundleId: this.activeBundle.manifest.bundle.id, counter: this.activeBundle.manifest.counter } : null);
     const probation = state.get().probation;
     if (probation && this.activeBundle && probation.dir === this.activeBundle.name) {

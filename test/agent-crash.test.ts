@@ -53,7 +53,12 @@ describe('agent: crash safety (child process, kill -9)', { timeout: 300_000 }, (
     await cp.plane.bus.publish(deviceId, 'desired', trust.desired(manifest), { retain: true });
     return manifest.signed.counter;
   };
-  const healthy = () => waitFor(() => api(port, 'GET', '/healthz').then((r) => r.status === 200 && r.body.model === true), 'agent serving a model', 45_000);
+  const healthy = () =>
+    waitFor(() => api(port, 'GET', '/healthz').then((r) => r.status === 200 && r.body.model === true), 'agent serving a model', 45_000).catch((e: Error) => {
+      // Say why: the agent's exit and its last output, not only "fetch failed".
+      const exit = `exit code ${agent.child?.exitCode}, signal ${agent.child?.signalCode}`;
+      throw new Error(`${e.message} (${exit})\n--- agent output ---\n${agent.output.slice(-6000)}`);
+    });
   const status = async () => (await api(port, 'GET', '/v1/status')).body;
 
   before(async () => {
@@ -181,10 +186,13 @@ describe('agent: crash safety (child process, kill -9)', { timeout: 300_000 }, (
 
   test('a bundle corrupted on disk is detected at start: fall back to the previous one, then reinstall the desired one', async () => {
     // Settled on the newest desired state (the state shown right after a boot is the restored one).
+    let seen: unknown;
     await waitFor(async () => {
-      const s = await status();
+      const s = (seen = await status());
       return s.active?.counter === counter && s.update.state === 'active' && s.update.running === null;
-    }, 'agent settled on the last manifest', 45_000);
+    }, 'agent settled on the last manifest', 45_000).catch((e: Error) => {
+      throw new Error(`${e.message}; last status ${JSON.stringify(seen)}\n--- agent output ---\n${agent.output.slice(-6000)}`);
+    });
     const prevText = await readFile(path.join(dataDir, 'previous', 'manifest.json'), 'utf8').catch(() => null);
     assert.ok(prevText, 'a previous bundle is kept on disk');
     const prevCounter = JSON.parse(prevText!).signed.counter;
@@ -205,5 +213,28 @@ describe('agent: crash safety (child process, kill -9)', { timeout: 300_000 }, (
     await waitFor(async () => (await status()).active?.counter === currentCounter && (await status()).update.state === 'active', 'reinstalled', 45_000);
     const s = await status();
     assert.equal(sha256(await readFile(path.join(dataDir, 'current', 'model.onnx'))), s.active.modelSha256);
+  });
+
+  test('killed after installing a bundle but before recording it: the restart reports the serving bundle active', async () => {
+    // Seen in CI: an update superseded (idle), then the newer manifest adopted for the files already
+    // serving, and kill -9 before `activating`/`active` were written. The state file then ends on the
+    // older update's `idle` while `current` is the newer bundle.
+    await waitFor(async () => {
+      const s = await status();
+      return s.active?.counter === counter && s.update.state === 'active' && s.update.running === null;
+    }, 'agent settled on the last manifest', 45_000);
+    await agent.kill9();
+    const file = path.join(dataDir, 'state.json');
+    const saved = JSON.parse(await readFile(file, 'utf8'));
+    saved.transitions.push({ state: 'idle', at: new Date().toISOString(), counter: counter - 1, reason: 'SUPERSEDED' });
+    await writeFile(file, JSON.stringify(saved));
+    const from = reported.length;
+    agent.start();
+    await healthy();
+    const s = await status();
+    assert.equal(s.active.counter, counter);
+    assert.equal(s.update.state, 'active', 'the serving bundle is reported active, not the older update\'s idle');
+    const doc = await waitFor(() => reported.slice(from).filter((r) => r.active?.counter === counter).at(-1), 'reported document after the restart');
+    assert.equal(doc.state, 'active');
   });
 });
