@@ -50,7 +50,7 @@ describe('flotilla daily commands', () => {
     assert.ok(r.stdout.trim().split('\n').length <= 24, 'fits one screen');
     const j = JSON.parse((await runCli(['status', '--json'], env)).stdout);
     assert.deepEqual(j.devices, { total: 2, online: 0, offline: 1, pending: 1, revoked: 0 });
-    assert.deepEqual(j.updates, { inFlight: 0, failed: 0, topReasons: [] });
+    assert.deepEqual(j.updates, { inFlight: 0, failed: 0, topReasons: [], latestFailed: [] });
     assert.equal(j.alerts.open, 0);
     assert.deepEqual(j.rollouts, []);
     assert.equal(j.keylist, null);

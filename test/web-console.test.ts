@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { AgentProcess, api as agentApi, freePort, waitFor } from '../agent/testing/harness.ts';
-import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
+import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium, signIn } from './helpers/browser.ts';
 import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { generateRows } from './helpers/device-stats.ts';
@@ -330,10 +330,7 @@ describe('web console in Chromium', () => {
     assert.deepEqual((await cp.api('GET', '/api/v1/me', { token: viewerToken })).body, { tokenId: (await cp.api('GET', '/api/v1/tokens')).body.tokens.find((t: { name: string }) => t.name === 'auditor').id, name: 'auditor', role: 'viewer' });
     assert.equal((await cp.api('GET', '/api/v1/me', { token: 'nope' })).status, 401);
     const viewer = await context.newPage(); // its own sessionStorage
-    await viewer.goto(cp.url + '/');
-    await viewer.getByLabel('API token').fill(viewerToken);
-    await viewer.getByRole('button', { name: 'Sign in' }).click();
-    await viewer.getByRole('heading', { level: 1, name: 'Fleet' }).waitFor();
+    await signIn(viewer, cp.url, viewerToken);
     assert.equal(await viewer.getByRole('checkbox').count(), 0, 'no selection for bulk actions');
     assert.equal(await viewer.getByRole('link', { name: 'Audit log' }).count(), 0);
     await open(viewer, '/cohorts', 'Cohorts & deployments');

@@ -20,7 +20,7 @@ import type { SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
 import { deviceTopic } from '../protocol/topics.ts';
 import { applyDriftVerdict } from '../server/alerts/alert-service.ts';
 import { makeTabularRows, tabularToCsv } from '../server/training/synthetic-tabular.ts';
-import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
+import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium, signIn } from './helpers/browser.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { generateRows, rowsToCsv, sketchOf, statsMessage } from './helpers/device-stats.ts';
 import { gemmModel } from './helpers/models.ts';
@@ -91,10 +91,7 @@ describe('console drift categories, alerts with webhook deliveries and live job 
     browser = await launchBrowser();
     page = await browser.context.newPage();
     page.setDefaultTimeout(30_000);
-    await page.goto(cp.url + '/');
-    await page.getByLabel('API token').fill(cp.adminToken);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Fleet' }).waitFor();
+    await signIn(page, cp.url, cp.adminToken);
   });
 
   after(async () => {

@@ -18,7 +18,7 @@ import { generateKeyPair } from '../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import type { SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
 import { deviceTopic } from '../protocol/topics.ts';
-import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
+import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium, signIn } from './helpers/browser.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { generateRows, rowsToCsv, sketchOf, statsMessage, telemetryMessage } from './helpers/device-stats.ts';
 import { gemmModel } from './helpers/models.ts';
@@ -79,10 +79,7 @@ describe('console monitoring views and live updates in Chromium', () => {
     await browser.context.addInitScript(() => sessionStorage.setItem('flotilla.poll', 'off'));
     page = await browser.context.newPage();
     page.setDefaultTimeout(30_000);
-    await page.goto(cp.url + '/');
-    await page.getByLabel('API token').fill(cp.adminToken);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Fleet' }).waitFor();
+    await signIn(page, cp.url, cp.adminToken);
   });
 
   after(async () => {

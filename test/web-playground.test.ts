@@ -14,7 +14,7 @@ import { preprocessImage } from '../agent/runtime/preprocess-image.ts';
 import { preprocessTabular } from '../agent/runtime/preprocess-tabular.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { makeShapes } from '../server/training/synthetic-shapes.ts';
-import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './helpers/browser.ts';
+import { ARTIFACTS, assertLabelled, ensureConsoleBuilt, launchBrowser, REPO, requireChromium, signIn } from './helpers/browser.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { quickDemoImages, quickDemoTabular } from './helpers/demo-models.ts';
 
@@ -93,10 +93,7 @@ describe('console playground (onnxruntime-web in Chromium)', () => {
   });
 
   test('onnxruntime-web is not part of the first load; it loads on the playground', async () => {
-    await page.goto(cp.url + '/');
-    await page.getByLabel('API token').fill(cp.adminToken);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { name: /enroll the first one/ }).waitFor(); // the empty fleet's page
+    await signIn(page, cp.url, cp.adminToken, /enroll the first one/); // the empty fleet's page
     assert.deepEqual(requested.filter((p) => /^\/assets\/(ort[.-]|playground-)/.test(p)), [], 'no playground or onnxruntime asset before the page opens');
     await page.getByRole('link', { name: 'Playground' }).click();
     await page.getByRole('heading', { level: 1, name: 'Playground' }).waitFor();

@@ -5,9 +5,13 @@ import type { AppType } from '../app.ts';
 import type { CliConfig } from './env.ts';
 import { CliError } from './output.ts';
 
+/** The server's URL, for messages (set by apiClient). */
+let serverUrl = '';
+
 export function apiClient(config: CliConfig) {
   if (!config.url) throw new CliError('no server configured: set FLOTILLA_URL or run `flotilla login --url <url> --token <token>`', 2, 'not_configured');
   if (!config.token) throw new CliError('no token configured: set FLOTILLA_TOKEN or run `flotilla login --url <url> --token <token>`', 2, 'not_configured');
+  serverUrl = config.url;
   return hc<AppType>(config.url, { headers: { authorization: `Bearer ${config.token}` } });
 }
 
@@ -23,8 +27,7 @@ export async function call<R extends Response>(request: Promise<R>): Promise<Suc
   try {
     res = await request;
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-    throw new CliError(`cannot reach the server (${cause}); check FLOTILLA_URL`, 1, 'unreachable', { cause });
+    throw new CliError(`cannot reach the server at ${serverUrl} (${causeOf(err)}): is it running? check FLOTILLA_URL or \`flotilla login --url <url>\``, 1, 'unreachable', { cause: causeOf(err), url: serverUrl });
   }
   if (res.status === 204) return undefined as T;
   const text = await res.text();
@@ -37,9 +40,45 @@ export async function call<R extends Response>(request: Promise<R>): Promise<Suc
   if (!res.ok) {
     const e = (body as { error?: { code: string; message: string; details?: { references?: string[] } } })?.error;
     const refs = e?.details?.references ? ` (${e.details.references.join('; ')})` : '';
-    throw new CliError(e ? `${e.message}${refs} [${e.code}]${hintFor(res.status)}` : `server answered ${res.status}`, 1, e?.code ?? `http_${res.status}`, { status: res.status, ...(e?.details ?? {}) });
+    const hint = res.status === 404 && e ? notFoundHint(e.message) : undefined;
+    throw new CliError(
+      e ? `${e.message}${refs} [${e.code}]${hint ? `; ${hint}` : hintFor(res.status)}` : `server answered ${res.status}; is FLOTILLA_URL the control plane?`,
+      1,
+      e?.code ?? `http_${res.status}`,
+      { status: res.status, ...(e?.details ?? {}), ...(hint ? { hint } : {}) },
+    );
   }
   return body as T;
+}
+
+/** The errno behind a failed fetch (undici nests it under `fetch failed`: ECONNREFUSED, an AggregateError of them, or e.g. `bad port`). */
+function causeOf(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> } }).cause;
+  return cause?.code ?? cause?.errors?.find((e) => e.code)?.code ?? cause?.message ?? (err as Error).message;
+}
+
+// `<what> "<id>" not found` → the command that lists what exists.
+const LISTS: Array<[RegExp, string]> = [
+  [/^model version "([^"@]+)@/, 'list its versions with `flotilla models versions $1`'],
+  [/^model "/, 'list models with `flotilla models ls`'],
+  [/^device "/, 'list devices with `flotilla devices ls`'],
+  [/^bundle "/, 'list bundles with `flotilla bundles ls`'],
+  [/^cohort "/, 'list cohorts with `flotilla cohorts ls`'],
+  [/^rollout "/, 'list rollouts with `flotilla rollouts ls`'],
+  [/^job "/, 'list jobs with `flotilla jobs ls`'],
+  [/^deployment "/, 'list deployments with `flotilla deployments ls`'],
+  [/^dataset "/, 'list datasets with `flotilla datasets ls`'],
+  [/^webhook "/, 'list webhooks with `flotilla webhooks ls`'],
+  [/^(active )?token /, 'list tokens with `flotilla tokens ls`'],
+  [/^enroll(ment)? token /, 'list enroll tokens with `flotilla enroll-tokens ls`'],
+];
+
+function notFoundHint(message: string): string | undefined {
+  for (const [re, hint] of LISTS) {
+    const m = re.exec(message);
+    if (m) return hint.replace('$1', m[1] ?? '');
+  }
+  return undefined;
 }
 
 /** What to do next for the refusals whose fix is not in the server's message. */

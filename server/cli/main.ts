@@ -25,7 +25,7 @@ import { registerCompletionCommand } from './commands/completion.ts';
 import { registerStatusCommand } from './commands/status.ts';
 import type { CliConfig } from './env.ts';
 import type { Output } from './output.ts';
-import { reportError } from './report-error.ts';
+import { commandNamed, reportError } from './report-error.ts';
 
 // --json may sit anywhere on the line; errors raised before commander parsed it (usage errors) need it too.
 const jsonRequested = process.argv.slice(2).includes('--json');
@@ -33,11 +33,10 @@ const jsonRequested = process.argv.slice(2).includes('--json');
 const program = new Command('flotilla')
   .description('Flotilla: ML model fleet manager (control plane CLI)')
   .option('--json', 'machine-readable JSON output')
-  .showHelpAfterError()
   .exitOverride()
-  // With --json a usage error is the JSON object on stderr (report-error.ts), not commander's text and help.
-  .configureOutput({ outputError: (text, write) => (jsonRequested ? undefined : write(text)) });
-if (jsonRequested) program.showHelpAfterError(false);
+  // A usage error is reported by report-error.ts: one line naming the command's --help (or the JSON
+  // object with --json), never commander's text followed by the whole help.
+  .configureOutput({ outputError: () => undefined });
 
 // The configuration (env.ts, with zod) is loaded before a command's action runs, not for `--help`
 // or a usage error: start-up time is most of a CLI command's time (README, "CLI start-up").
@@ -81,5 +80,5 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   // Help and version end in a CommanderError with exit code 0.
-  process.exitCode = err instanceof CommanderError && err.exitCode === 0 ? 0 : reportError(err, jsonRequested || Boolean(program.opts().json));
+  process.exitCode = err instanceof CommanderError && err.exitCode === 0 ? 0 : reportError(err, jsonRequested || Boolean(program.opts().json), commandNamed(program, process.argv.slice(2)));
 }

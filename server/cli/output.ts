@@ -1,4 +1,5 @@
 // CLI output: aligned tables for people, JSON for scripts.
+import { InvalidArgumentError } from 'commander';
 import { ago, size } from './human.ts';
 
 /**
@@ -60,6 +61,12 @@ export function keyValues(obj: Record<string, unknown>): string {
 /** Prints `data` as JSON with --json, else the human rendering. */
 export function emit(out: Output, data: unknown, human: () => string): void {
   process.stdout.write((out.json ? JSON.stringify(data, null, 2) : human()) + '\n');
+}
+
+/** A commander argument parser for counts (`--limit`): refused on the command line, not by the server's query check. */
+export function wholeNumber(text: string): string {
+  if (!/^\d+$/.test(text.trim())) throw new InvalidArgumentError('expected a whole number, e.g. 50');
+  return text.trim();
 }
 
 /** `24h`, `30m`, `7d`, `90s` or plain seconds. */

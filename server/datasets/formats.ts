@@ -128,7 +128,7 @@ function distinct(values: CellValue[]): string[] | undefined {
 
 /** Parses a tabular dataset; numeric columns get numbers, the rest strings (booleans kept). */
 export function parseTabular(bytes: Uint8Array, format: 'csv' | 'jsonl', opts: RoleOptions, requireFeatures = true): TabularTable {
-  if (bytes.length === 0) throw Invalid('the dataset is empty');
+  if (bytes.length === 0) throw Invalid(`the dataset is empty: give ${format === 'csv' ? 'a header line and at least one row' : 'at least one JSON object per line'}`);
   const { header, rows } = readCells(bytes, format);
   if (header.length === 0) throw Invalid('the dataset has no columns');
   if (rows.length === 0) throw Invalid('the dataset has a header but no rows');
@@ -163,7 +163,7 @@ const IMAGE_TYPES = new Set(['png', 'jpeg', 'webp', 'gif', 'tiff', 'avif', 'heif
  * image bytes to store. Images the labels file does not list are left out.
  */
 export async function parseImageArchive(bytes: Uint8Array, opts: RoleOptions): Promise<{ manifest: ImageManifest; blobs: Map<string, Uint8Array> }> {
-  if (bytes.length === 0) throw Invalid('the dataset is empty');
+  if (bytes.length === 0) throw Invalid('the dataset is empty: give a .tar of images with a labels.csv (file,label)');
   let entries;
   try {
     entries = readTar(bytes);

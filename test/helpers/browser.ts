@@ -51,3 +51,14 @@ export async function assertLabelled(p: Page, where: string): Promise<string> {
   assert.doesNotMatch(snap, UNNAMED, `${where}: a control without an accessible name:\n${snap}`);
   return snap;
 }
+
+/**
+ * Opens the console at `url`, signs in with `token` and waits for the first page: the level-1 heading
+ * `heading` (the fleet's by default), or any heading matching a RegExp (e.g. an empty fleet's).
+ */
+export async function signIn(p: Page, url: string, token: string, heading: string | RegExp = 'Fleet'): Promise<void> {
+  await p.goto(url + '/');
+  await p.getByLabel('API token').fill(token);
+  await p.getByRole('button', { name: 'Sign in' }).click();
+  await p.getByRole('heading', typeof heading === 'string' ? { level: 1, name: heading } : { name: heading }).waitFor();
+}

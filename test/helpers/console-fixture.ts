@@ -12,7 +12,7 @@ import { createKeyList, signKeyList } from '../../firmware-bundles/key-list.ts';
 import { generateKeyPair } from '../../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../../firmware-bundles/load-definition.ts';
 import { deviceTopic } from '../../protocol/topics.ts';
-import { ARTIFACTS, ensureConsoleBuilt, launchBrowser, REPO, requireChromium } from './browser.ts';
+import { ARTIFACTS, ensureConsoleBuilt, launchBrowser, REPO, requireChromium, signIn } from './browser.ts';
 import { startControlPlane, type TestPlane } from './control-plane.ts';
 import { gemmModel } from './models.ts';
 
@@ -101,10 +101,7 @@ export async function startConsoleFixture(): Promise<ConsoleFixture> {
     browser = await launchBrowser();
     page = await browser.context.newPage();
     page.setDefaultTimeout(30_000);
-    await page.goto(cp.url + '/');
-    await page.getByLabel('API token').fill(cp.adminToken);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { level: 1, name: 'Fleet' }).waitFor();
+    await signIn(page, cp.url, cp.adminToken);
   return {
     cp,
     browser,

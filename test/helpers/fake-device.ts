@@ -18,9 +18,9 @@ export class FakeDevice {
 
   private constructor(readonly id: string, private readonly password: string) {}
 
-  /** Enrolls with `enrollToken` and connects to the plane's broker. */
-  static async enroll(cp: TestPlane, enrollToken: string): Promise<FakeDevice> {
-    const r = await cp.api('POST', '/api/v1/enroll', { token: null, json: { token: enrollToken, facts: FACTS } });
+  /** Enrolls with `enrollToken` (named `name` when given) and connects to the plane's broker. */
+  static async enroll(cp: TestPlane, enrollToken: string, name?: string): Promise<FakeDevice> {
+    const r = await cp.api('POST', '/api/v1/enroll', { token: null, json: { token: enrollToken, facts: FACTS, ...(name ? { name } : {}) } });
     if (r.status !== 201) throw new Error(`enroll: ${r.status} ${JSON.stringify(r.body)}`);
     const d = new FakeDevice(r.body.deviceId, r.body.mqtt.password);
     await d.connect(cp.mqttUrl);
@@ -60,6 +60,13 @@ export class FakeDevice {
 
   async publish(channel: 'stats' | 'telemetry', payload: unknown): Promise<void> {
     await this.client.publishAsync(deviceTopic(this.id, channel), JSON.stringify(payload), { qos: 1 });
+  }
+
+  /** Reports a failed update (retained, as an agent does): `code` and `message` as the agent's lastError. */
+  async reportFailure(bundleId: string, counter: number, error: { code: string; message: string; at: Date }): Promise<void> {
+    const at = error.at.toISOString();
+    const report = { v: 1, at, agentVersion: '0.1.0', state: 'failed', active: null, desired: { bundleId, counter }, lastError: { code: error.code, message: error.message, at, counter }, transitions: [{ state: 'failed', at, counter, reason: error.code }] };
+    await this.client.publishAsync(deviceTopic(this.id, 'reported'), JSON.stringify(report), { qos: 1, retain: true });
   }
 
   async close(): Promise<void> {

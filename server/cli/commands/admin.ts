@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { ROLES, type Role } from '../../auth/roles.ts';
 import { call, type Api } from '../api.ts';
 import type { CliConfig } from '../env.ts';
-import { CliError, emit, keyValues, parseDuration, table, type Output } from '../output.ts';
+import { CliError, emit, keyValues, parseDuration, table, type Output, wholeNumber } from '../output.ts';
 
 export function registerAdminCommands(program: Command, ctx: { api: () => Api; out: () => Output; config: () => CliConfig }) {
   program
@@ -54,7 +54,7 @@ export function registerAdminCommands(program: Command, ctx: { api: () => Api; o
   program
     .command('audit')
     .description('read the audit log, newest first')
-    .option('--limit <n>', 'entries', '50')
+    .option('--limit <n>', 'entries', wholeNumber, '50')
     .option('--actor <actor>')
     .option('--action <action>', 'e.g. device.revoke')
     .action(async (o: { limit: string; actor?: string; action?: string }) => {

@@ -62,7 +62,7 @@ export function registerDatasetCommands(program: Command, ctx: { api: () => Api;
     .option('--description <text>', 'what the dataset is')
     .action(async (target: string, o: { name: string; label?: string; group: string[]; id?: string; format?: string; description?: string }) => {
       const info = await stat(target).catch(() => null);
-      if (!info) throw new CliError(`no such file or directory: ${target}`, 2);
+      if (!info) throw new CliError(`no such file or directory: ${target}: give a .csv, .jsonl, .json, .tar, .npy or .npz file, or an image folder`, 2);
       const format = info.isDirectory() ? 'tar' : (o.format ?? FORMATS[path.extname(target).toLowerCase()]);
       if (!format || !KNOWN_FORMATS.includes(format)) throw new CliError(`cannot tell the format of ${target}: pass --format ${KNOWN_FORMATS.join('|')}`, 2);
       const config = ctx.config();

@@ -4,7 +4,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
-import { CliError, type Output } from '../output.ts';
+import { CliError, type Output, wholeNumber } from '../output.ts';
 import { readSse } from '../sse.ts';
 
 interface Event {
@@ -40,7 +40,7 @@ export function registerEventCommands(program: Command, ctx: { api: () => Api; o
     .description('the event log: device presence and update states, deployments, rollouts, alerts, jobs, model versions')
     .option('--kind <kinds>', 'comma list of device, deployment, rollout, alert, job, model (default all)')
     .option('--since <id>', 'only events after this id (with --follow: replay from there, then live)')
-    .option('--limit <n>', 'without --follow: how many of the newest events', '50')
+    .option('--limit <n>', 'without --follow: how many of the newest events', wholeNumber, '50')
     .option('--follow', 'keep printing events as they happen (Ctrl-C to stop)')
     .action(async (o: { kind?: string; since?: string; limit: string; follow?: boolean }) => {
       const api = ctx.api();

@@ -1,7 +1,7 @@
 // `flotilla history --device <id> | --cohort <name> | --model <name> [--at <time>]`: what served when.
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
-import { CliError, emit, table, type Output } from '../output.ts';
+import { CliError, emit, table, type Output, wholeNumber } from '../output.ts';
 
 /**
  * `--at`: an ISO time, or `HH:MM[:SS]` meaning the latest such UTC time not in the future ("what served
@@ -29,7 +29,7 @@ export function registerHistoryCommands(program: Command, ctx: { api: () => Api;
     .option('--cohort <name>', "a cohort's devices (now, and every interval a deployment to it started)")
     .option('--model <name>', 'one model')
     .option('--at <time>', 'only what served at that moment: ISO time or HH:MM (UTC)')
-    .option('--limit <n>', 'how many intervals, newest first', '50')
+    .option('--limit <n>', 'how many intervals, newest first', wholeNumber, '50')
     .option('--offset <n>', 'skip this many', '0')
     .action(async (o: { device?: string; cohort?: string; model?: string; at?: string; limit: string; offset: string }) => {
       if (!o.device && !o.cohort && !o.model) throw new CliError('give --device <id>, --cohort <name> or --model <name>', 2);

@@ -1,7 +1,7 @@
 // `flotilla jobs ls|show|logs|cancel`: training jobs.
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
-import { CliError, emit, keyValues, table, type Output } from '../output.ts';
+import { CliError, emit, keyValues, table, type Output, wholeNumber } from '../output.ts';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 
@@ -12,7 +12,7 @@ export function registerJobCommands(program: Command, ctx: { api: () => Api; out
     .description('list jobs, newest first')
     .option('--model <name>', 'only this model')
     .option('--status <status>', 'queued | running | waiting | succeeded | failed | cancelled')
-    .option('--limit <n>', 'how many', '50')
+    .option('--limit <n>', 'how many', wholeNumber, '50')
     .action(async (o: { model?: string; status?: string; limit: string }) => {
       const r = await call(ctx.api().api.v1.jobs.$get({ query: { model: o.model, status: o.status as never, limit: o.limit } }));
       emit(ctx.out(), r.jobs, () =>

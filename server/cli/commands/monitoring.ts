@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
 import { ago, duration } from '../human.ts';
-import { CliError, emit, keyValues, table, type Output } from '../output.ts';
+import { CliError, emit, keyValues, table, type Output, wholeNumber } from '../output.ts';
 
 function splitRef(ref: string): { name: string; ref: string } {
   const at = ref.indexOf('@');
@@ -110,7 +110,7 @@ export function registerMonitoringCommands(program: Command, ctx: { api: () => A
     .command('alerts')
     .description('drift alerts, newest first; `alerts deliveries` for the alert webhook outbox')
     .option('--open', 'only open alerts')
-    .option('--limit <n>', 'at most this many', '50')
+    .option('--limit <n>', 'at most this many', wholeNumber, '50')
     .action(async (o: { open?: boolean; limit: string }) => {
       const r = await call(ctx.api().api.v1.alerts.$get({ query: { status: o.open ? 'open' : undefined, limit: o.limit } }));
       emit(ctx.out(), r, () =>

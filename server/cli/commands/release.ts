@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import type { KeyList } from '../../../firmware-bundles/key-list.ts';
 import { call, type Api } from '../api.ts';
 import { withSpinner } from '../progress.ts';
-import { CliError, emit, keyValues, parseDuration, table, type Output } from '../output.ts';
+import { CliError, emit, keyValues, parseDuration, table, type Output, wholeNumber } from '../output.ts';
 import { startRollout } from './rollouts.ts';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
@@ -164,7 +164,7 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
   deployments
     .command('ls', { isDefault: true })
     .description('list deployments, newest first, with how many of their devices are active, updating, pending and failed')
-    .option('--limit <n>', 'how many', '20')
+    .option('--limit <n>', 'how many', wholeNumber, '20')
     .action(async (o: { limit: string }) => {
       const api = ctx.api();
       const res = await call(api.api.v1.deployments.$get({ query: { limit: o.limit } }));

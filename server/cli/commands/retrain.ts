@@ -31,8 +31,8 @@ export function registerRetrainCommands(program: Command, ctx: { api: () => Api;
       }
       let body: Record<string, unknown> | undefined;
       if (o.policy) {
-        const text = await readFile(o.policy, 'utf8').catch((err: Error) => {
-          throw new CliError(`cannot read ${o.policy}: ${err.message}`, 2);
+        const text = await readFile(o.policy, 'utf8').catch((err: NodeJS.ErrnoException) => {
+          throw new CliError(`cannot read ${o.policy} (${err.code ?? err.message}): --policy takes a JSON file ({cron?, trainer, data, ...}; README, "Continuous training")`, 2);
         });
         try {
           body = JSON.parse(text) as Record<string, unknown>;

@@ -1,7 +1,7 @@
 // `flotilla samples ls`: captured device samples (inputs, outputs, fed-back labels) of a model.
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
-import { CliError, emit, table, type Output } from '../output.ts';
+import { CliError, emit, table, type Output, wholeNumber } from '../output.ts';
 
 const brief = (v: Record<string, unknown>, max = 60) => {
   const text = Object.entries(v)
@@ -17,7 +17,7 @@ export function registerSampleCommands(program: Command, ctx: { api: () => Api; 
     .description('samples of a model (name: every version; name@N: one), newest first')
     .option('--cohort <name>', 'only devices of this cohort')
     .option('--since <time>', 'only samples taken since, ISO 8601')
-    .option('--limit <n>', 'at most this many (1–1000)', '100')
+    .option('--limit <n>', 'at most this many (1–1000)', wholeNumber, '100')
     .action(async (model: string, o: { cohort?: string; since?: string; limit: string }) => {
       const limit = Number(o.limit);
       if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new CliError(`--limit takes 1 to 1000, got "${o.limit}"`, 2);

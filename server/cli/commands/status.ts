@@ -33,12 +33,23 @@ export async function fleetStatus(api: Api) {
       inFlight: approved.filter((d) => d.updateState && IN_FLIGHT.has(d.updateState)).length,
       failed: failed.length,
       topReasons: [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([code, devices]) => ({ code, devices })),
+      // The most recent failures by device, so the screen names where to look and why.
+      latestFailed: failed
+        .sort((a, b) => (b.lastError?.at ?? '').localeCompare(a.lastError?.at ?? ''))
+        .slice(0, 3)
+        .map((d) => ({ id: d.id, name: d.name, code: d.lastError?.code ?? 'unknown', message: d.lastError?.message ?? null, at: d.lastError?.at ?? null })),
     },
     alerts: { open: alerts.alerts.length, latest: alerts.alerts.slice(0, 3).map((a) => ({ id: a.id, model: a.model, cohort: a.cohort, openedAt: a.openedAt })) },
     rollouts: rollouts.rollouts.filter((r) => r.status === 'running' || r.status === 'paused').map((r) => ({ id: r.id, model: r.model, cohort: r.cohort, status: r.status, stage: `${r.stage + 1}/${r.stages.length}` })),
     jobs: jobs.jobs.filter((j) => ['queued', 'running', 'waiting'].includes(j.status)).map((j) => ({ id: j.id, model: j.model, status: j.status, createdAt: j.createdAt })),
     keylist: keys.expiry ? { version: keys.expiry.version, expiresAt: keys.expiry.expiresAt, expired: keys.expiry.expired, warning: keys.expiry.warning } : null,
   };
+}
+
+/** A device's error message on one status line: whitespace folded, cut at 80 characters. */
+function oneLine(message: string): string {
+  const m = message.replace(/\s+/g, ' ').trim();
+  return m.length > 80 ? `${m.slice(0, 79)}…` : m;
 }
 
 function render(s: Awaited<ReturnType<typeof fleetStatus>>): string {
@@ -48,6 +59,7 @@ function render(s: Awaited<ReturnType<typeof fleetStatus>>): string {
   row('devices', `${d.online} online, ${d.offline} offline, ${d.pending} pending${d.revoked ? `, ${d.revoked} revoked` : ''}${d.pending ? '  (approve: flotilla devices ls --status pending)' : ''}`);
   const u = s.updates;
   row('updates', `${u.inFlight} in flight, ${u.failed} failed${u.topReasons.length ? ` (${u.topReasons.map((r) => `${r.code} ×${r.devices}`).join(', ')})` : ''}`);
+  for (const f of u.latestFailed) row('failed', `${f.name ?? f.id}: ${f.code}${f.message ? ` ${oneLine(f.message)}` : ''} (${ago(f.at)})  (flotilla devices show ${f.id})`);
   const a = s.alerts;
   row('drift', a.open ? `${a.open} open alert(s): ${a.latest.map((x) => `${x.model} on ${x.cohort ?? 'all'} (${ago(x.openedAt)})`).join(', ')}  (flotilla alerts --open)` : 'no open alerts');
   const r = s.rollouts;

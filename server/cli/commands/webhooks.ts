@@ -1,7 +1,7 @@
 // `flotilla webhooks add|ls|show|rm|test|deliveries`: event subscriptions delivered through the webhook outbox (admin).
 import type { Command } from 'commander';
 import { call, type Api } from '../api.ts';
-import { CliError, emit, keyValues, table, type Output } from '../output.ts';
+import { CliError, emit, keyValues, table, type Output, wholeNumber } from '../output.ts';
 
 export function registerWebhookCommands(program: Command, ctx: { api: () => Api; out: () => Output }) {
   const webhooks = program.command('webhooks').description('webhook subscriptions: events POSTed, signed, to a URL (admin)');
@@ -20,7 +20,7 @@ export function registerWebhookCommands(program: Command, ctx: { api: () => Api;
   webhooks
     .command('ls', { isDefault: true })
     .description('list subscriptions')
-    .option('--limit <n>', 'how many', '100')
+    .option('--limit <n>', 'how many', wholeNumber, '100')
     .action(async (o: { limit: string }) => {
       const res = await call(ctx.api().api.v1.webhooks.$get({ query: { limit: o.limit } }));
       emit(ctx.out(), res.webhooks, () => table(res.webhooks.map((w) => ({ ...w, events: w.events.join(',') })), ['id', 'url', 'events', 'description', 'createdAt', 'createdBy']));
@@ -50,7 +50,7 @@ export function registerWebhookCommands(program: Command, ctx: { api: () => Api;
     .command('deliveries <id>')
     .description("a subscription's delivery log, newest first")
     .option('--status <status>', 'pending, delivered or failed')
-    .option('--limit <n>', 'how many', '50')
+    .option('--limit <n>', 'how many', wholeNumber, '50')
     .action(async (id: string, o: { status?: string; limit: string }) => {
       if (o.status && !['pending', 'delivered', 'failed'].includes(o.status)) throw new CliError(`invalid --status "${o.status}": pending, delivered or failed`, 2);
       const res = await call(ctx.api().api.v1.webhooks[':id'].deliveries.$get({ param: { id }, query: { status: o.status as 'pending' | undefined, limit: o.limit } }));
