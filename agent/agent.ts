@@ -186,6 +186,8 @@ export class Agent {
       sampleCapture: this.capture?.status() ?? null,
       shadow: this.shadow?.status() ?? null,
       active: snap?.active ?? null,
+      /** The active bundle's onnxruntime session options, over the worker's defaults (graph optimizations all, QDQ folded). */
+      sessionOptions: this.runtime?.activeSessionOptions?.() ?? null,
       memory: memoryNow(),
       update: snap
         ? { state: snap.state, desired: snap.desired, progress: snap.progress ?? null, lastError: snap.lastError, transitions: snap.transitions.slice(-20), ...this.reconciler?.status(), droppedCommands: this.commands?.dropped ?? 0, droppedCommandsBy: this.commands?.droppedBy ?? null }

@@ -9,6 +9,7 @@ import { InferenceEngine, type StagedBundle } from './runtime/engine.ts';
 import { RuntimeError } from './runtime/errors.ts';
 import type { ModelHostOptions } from './runtime/model-host.ts';
 import type { HostTensor } from './runtime/tensor.ts';
+import type { WorkerSessionOptions } from './runtime/worker-protocol.ts';
 import type { BundleInfo, InferenceOutcome, ModelRuntime, PredictInput, PredictionEvent, PredictOutput, StagedModel } from './model-runtime.ts';
 
 /** Failures that are the model's or the runtime's fault (probation counts them); bad input is not. */
@@ -46,7 +47,7 @@ export class EngineRuntime implements ModelRuntime {
 
   async stage(modelPath: string, definition: BundleDefinition, info: BundleInfo): Promise<StagedModel> {
     const labels = Array.isArray(definition.postprocess.labels) ? definition.postprocess.labels : undefined;
-    const inner = await this.engine.stage({ bundle: { id: info.id, version: info.counter }, modelPath, preprocess: definition.preprocess, postprocess: definition.postprocess, labels });
+    const inner = await this.engine.stage({ bundle: { id: info.id, version: info.counter }, modelPath, preprocess: definition.preprocess, postprocess: definition.postprocess, labels, sessionOptions: definition.session });
     const staged: Staged = { info, inner, run: this.engine.smokeRunner(inner) };
     return staged;
   }
@@ -69,6 +70,11 @@ export class EngineRuntime implements ModelRuntime {
 
   active(): BundleInfo | null {
     return this.current?.info ?? null;
+  }
+
+  /** The options the active bundle's sessions were created with (over the worker's defaults). */
+  activeSessionOptions(): Readonly<WorkerSessionOptions> | null {
+    return this.current?.inner.handle.sessionOptions ?? null;
   }
 
   onOutcome(listener: (o: InferenceOutcome) => void): () => void {

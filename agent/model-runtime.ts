@@ -4,6 +4,7 @@
 // sessions), which keeps the reconciler testable and the runtime swappable.
 import type { BundleDefinition } from '../firmware-bundles/definition.ts';
 import type { SmokeRunner } from '../firmware-bundles/smoke.ts';
+import type { WorkerSessionOptions } from './runtime/worker-protocol.ts';
 
 /** Which bundle a model came from (what `reported.active` and the API answer carry). */
 export interface BundleInfo {
@@ -88,6 +89,8 @@ export interface ModelRuntime {
   /** Releases a staged model that will not be activated. */
   discard(staged: StagedModel): Promise<void>;
   active(): BundleInfo | null;
+  /** The onnxruntime options the active bundle runs with (absent in runtimes without onnxruntime). */
+  activeSessionOptions?(): Readonly<WorkerSessionOptions> | null;
   predict(input: PredictInput): Promise<PredictOutput>;
   /** Subscribes to prediction outcomes; returns the unsubscribe function. */
   onOutcome(listener: (o: InferenceOutcome) => void): () => void;

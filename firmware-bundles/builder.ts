@@ -21,7 +21,8 @@ import { issuesLine, withoutUndefined } from './envelope.ts';
 import { createOrtRunner } from './ort-runner.ts';
 import { channelCount, inputDims, perChannel, seededInput, type InputTensorType } from './seeded-inputs.ts';
 import { seededTensorVectors } from './seeded-tensors.ts';
-import { DEVICE_SESSION_OPTIONS, PLAIN_SESSION_OPTIONS } from './session-options.ts';
+import { deviceSessionOptions } from './bundle-session.ts';
+import { PLAIN_SESSION_OPTIONS } from './session-options.ts';
 import { encodeSmokeFile, smokeValueCount } from './smoke-file.ts';
 import { compareOutputs, runSmokeVectors } from './smoke.ts';
 import { tensorSpecProblem } from './tensor-spec.ts';
@@ -124,7 +125,9 @@ async function build(input: BuildBundleInput, def: BundleDefinition, source: Uin
   let session: ort.InferenceSession;
   try {
     // Exactly the options the agent runs the bundle with: outputs are recorded as the device computes them.
-    session = await openSession(source, DEVICE_SESSION_OPTIONS);
+    // The log level only changes what the device logs: the server's build stays quiet.
+    const { logSeverityLevel: _deviceLogs, ...options } = deviceSessionOptions(def.session);
+    session = await openSession(source, options);
   } catch (err) {
     throw new BundleBuildError('INVALID_MODEL', `onnxruntime cannot load the model: ${(err as Error).message}`);
   }

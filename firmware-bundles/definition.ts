@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import type { SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
+import { BundleSessionOptions } from './bundle-session.ts';
 
 export const TabularFeature = z.object({
   name: z.string().min(1),
@@ -170,6 +171,8 @@ export const BundleDefinition = z.object({
   postprocess: Postprocess.default({ softmax: false, topK: 1, task: 'classification', threshold: 0.5 }),
   smoke: Smoke.default({ tolerance: 1e-4, vectors: [], generate: 4 }),
   reference: Reference.default({ bins: {} }),
+  /** onnxruntime session options devices run this bundle with (bundle-session.ts); unknown keys are refused. */
+  session: BundleSessionOptions.optional(),
   minAgentVersion: z.string().regex(/^\d+\.\d+\.\d+$/).default('0.1.0'),
 });
 

@@ -30,6 +30,7 @@ import type { TensorPreprocess } from '../../firmware-bundles/definition.ts';
 import { tensorSpecProblem } from '../../firmware-bundles/tensor-spec.ts';
 import { preprocessRequest, type ImagePixels, type PreprocessOptions, type RowQuality } from './preprocess.ts';
 import type { HostTensor, TensorMeta } from './tensor.ts';
+import type { WorkerSessionOptions } from './worker-protocol.ts';
 
 /** Which bundle answered: as given at staging. */
 export interface BundleRef {
@@ -44,6 +45,8 @@ export interface BundleRuntimeSpec {
   postprocess: Postprocess;
   /** Resolved labels (the definition's labels file already read). */
   labels?: string[];
+  /** The bundle's onnxruntime session options (definition `session`), on top of the host's. */
+  sessionOptions?: WorkerSessionOptions;
 }
 
 /** A bundle loaded and checked; usable for smoke tests, `activate()` and `release()`. */
@@ -109,7 +112,7 @@ export class InferenceEngine {
    * MODEL_LOAD_FAILED or BUNDLE_MISMATCH; the active bundle is untouched either way.
    */
   async stage(spec: BundleRuntimeSpec): Promise<StagedBundle> {
-    const handle = await this.host.load(spec.modelPath);
+    const handle = await this.host.load(spec.modelPath, spec.sessionOptions);
     try {
       checkBundle(spec, handle);
     } catch (err) {

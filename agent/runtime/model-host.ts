@@ -38,6 +38,8 @@ export interface ModelHandle {
   readonly outputNames: readonly string[];
   readonly inputs: readonly TensorMeta[];
   readonly outputs: readonly TensorMeta[];
+  /** The options its sessions were created with on top of the worker's defaults (host's, then the bundle's). */
+  readonly sessionOptions: WorkerSessionOptions;
 }
 
 export type HostEvent =
@@ -177,8 +179,11 @@ export class ModelHost {
     this.state = 'stopped';
   }
 
-  /** Loads a model in every worker. Throws MODEL_LOAD_FAILED (the active model is untouched). */
-  async load(modelPath: string): Promise<ModelHandle> {
+  /**
+   * Loads a model in every worker, with `sessionOptions` (a bundle's) on top of the host's. Throws
+   * MODEL_LOAD_FAILED (the active model is untouched).
+   */
+  async load(modelPath: string, sessionOptions: WorkerSessionOptions = {}): Promise<ModelHandle> {
     this.assertRunning();
     if (this.opts.spawnOnLoad) {
       try {
@@ -189,14 +194,15 @@ export class ModelHost {
     }
     const id = ++this.nextHandle;
     const path = resolvePath(modelPath);
-    const results = await Promise.allSettled(this.slots.map((s) => s.request({ op: 'load', id: 0, handle: id, modelPath: path, sessionOptions: this.opts.sessionOptions })));
+    const options = { ...this.opts.sessionOptions, ...sessionOptions };
+    const results = await Promise.allSettled(this.slots.map((s) => s.request({ op: 'load', id: 0, handle: id, modelPath: path, sessionOptions: options })));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       results.forEach((r, i) => r.status === 'fulfilled' && this.slots[i].request({ op: 'release', id: 0, handle: id }).catch(() => {}));
       throw failed.reason instanceof RuntimeError ? failed.reason : new RuntimeError('MODEL_LOAD_FAILED', String(failed.reason));
     }
     const info = (results[0] as PromiseFulfilledResult<ModelInfo>).value;
-    const handle: ModelHandle = Object.freeze({ id, modelPath: path, ...info });
+    const handle: ModelHandle = Object.freeze({ id, modelPath: path, ...info, sessionOptions: Object.freeze(options) });
     this.handles.set(id, { handle, inflight: 0, holds: 0, drainWaiters: [] });
     return handle;
   }
@@ -323,7 +329,7 @@ export class ModelHost {
       const st = this.handles.get(id);
       if (!st) continue;
       try {
-        await slot.post({ op: 'load', id: 0, handle: id, modelPath: st.handle.modelPath, sessionOptions: this.opts.sessionOptions });
+        await slot.post({ op: 'load', id: 0, handle: id, modelPath: st.handle.modelPath, sessionOptions: st.handle.sessionOptions });
       } catch (err) {
         if (!slot.isCurrent(generation)) return; // crashed again or stopped: the next restart reloads
         slot.broken.set(id, (err as Error).message);

@@ -7,12 +7,15 @@ import { DEVICE_SESSION_OPTIONS } from '../../firmware-bundles/session-options.t
 import type { RuntimeErrorJson } from './errors.ts';
 import type { HostTensor, TensorMeta } from './tensor.ts';
 
-/** Session options the host forwards to onnxruntime (a subset worth configuring on devices). */
+/** Session options the host forwards to onnxruntime (a subset worth configuring on devices; a bundle's `session`). */
 export interface WorkerSessionOptions {
   intraOpNumThreads?: number;
   interOpNumThreads?: number;
   graphOptimizationLevel?: 'disabled' | 'basic' | 'extended' | 'all';
   executionMode?: 'sequential' | 'parallel';
+  enableCpuMemArena?: boolean;
+  enableMemPattern?: boolean;
+  logSeverityLevel?: 0 | 1 | 2 | 3 | 4;
 }
 
 /**

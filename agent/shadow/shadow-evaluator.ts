@@ -153,7 +153,7 @@ export class ShadowEvaluator {
     }
     const modelPath = path.join(dir, 'model.onnx');
     const labels = Array.isArray(definition.postprocess.labels) ? definition.postprocess.labels : undefined;
-    const staged = await this.engine.stage({ bundle: { id: c.bundle.id, version: c.bundle.model.version }, modelPath, preprocess: definition.preprocess, postprocess: definition.postprocess, labels });
+    const staged = await this.engine.stage({ bundle: { id: c.bundle.id, version: c.bundle.model.version }, modelPath, preprocess: definition.preprocess, postprocess: definition.postprocess, labels, sessionOptions: definition.session });
     try {
       const smoke = await runSmokeVectors(this.engine.smokeRunner(staged), await smokeVectorsOf(modelPath, definition), definition.smoke.tolerance);
       if (!smoke.ok) throw Object.assign(new Error(smoke.failures.slice(0, 3).map((f) => f.message).join('; ')), { code: 'SMOKE_TEST_FAILED' });

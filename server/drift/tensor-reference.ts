@@ -3,10 +3,11 @@
 // summaries (firmware-bundles/tensor-summaries.ts, the agent's own code) over the sample's inputs and
 // over the outputs the model gives for them. The model runs in the analysis worker with the feeds
 // evaluation uses (server/datasets/tensor-eval.ts: pinned inputs as pinned, state carried from sample
-// to sample, as a device runs a stream). A classifier's top-1 class and score are added as the row's
-// outputs, so prediction drift is measured too.
+// to sample, as a device runs a stream). The row's outputs are what the device records for the
+// answer — a classifier's top-1 class and score, a binary model's label and probability, a
+// regressor's value — so prediction drift is measured too.
 import { readFile } from 'node:fs/promises';
-import type { TensorPreprocess } from '../../firmware-bundles/definition.ts';
+import type { BundleDefinition, TensorPreprocess } from '../../firmware-bundles/definition.ts';
 import { summaryRow } from '../../firmware-bundles/tensor-summaries.ts';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import type { LoadedDataset } from '../datasets/dataset-service.ts';
@@ -38,21 +39,37 @@ export async function rowsFromTensorDataset(tx: Tx, store: ArtifactStore, ref: s
   const dataset = tensorEvalDataset(data.tensors, binding, data.tensors.n);
   const samples = dataset.feeds!.samples;
 
-  // The outputs the summaries read, and the classifier's scores for the rows' outputs.
+  // The outputs the summaries read, and the postprocess output for the rows' outputs (prediction drift).
   const post = found.def.postprocess;
-  const classify = post.task === 'classification' && binding.outputName !== undefined;
+  const predicts = (post.task === 'classification' || post.task === 'binary' || post.task === 'regression') && binding.outputName !== undefined;
   const names = new Set<string>(Object.values(summaries).flatMap((s) => ('output' in s ? [s.output] : [])));
-  if (classify) names.add(binding.outputName!);
+  if (predicts) names.add(binding.outputName!);
   const outputs = new Map<string, { data: Float32Array; width: number }>();
   for (const name of names) {
     const result = await analyzeInWorker({ kind: 'predict', model: bytes, dataset: { ...dataset, labels: undefined, outputName: name } });
     outputs.set(name, result.outputs!);
   }
-  const top = classify ? topOfRows(outputs.get(binding.outputName!)!.data, outputs.get(binding.outputName!)!.width, post.softmax) : undefined;
+  const predicted = predicts ? rowOutputs(post, outputs.get(binding.outputName!)!) : undefined;
   const rows = samples.map((inputs, i): ReferenceInputRow => {
     const answered = Object.fromEntries([...outputs].map(([name, o]) => [name, { data: o.data.subarray(i * o.width, (i + 1) * o.width) }]));
     const values = summaryRow(summaries, inputs, answered);
-    return top ? { values, outputs: top[i] } : { values };
+    return predicted ? { values, outputs: predicted[i] } : { values };
   });
-  return { rows, ...(classify && { numClasses: outputs.get(binding.outputName!)!.width }) };
+  const numClasses = post.task === 'classification' && predicts ? outputs.get(binding.outputName!)!.width : post.task === 'binary' ? 2 : undefined;
+  return { rows, ...(numClasses !== undefined && { numClasses }) };
+}
+
+/**
+ * Per sample, the output a device's statistics record for the same answer (agent/monitoring/
+ * stats-sample.ts over agent/runtime/postprocess.ts): a classifier's top-1 class and score; a binary
+ * model's thresholded label (1 at or above the threshold) with the probability (the row's first
+ * value) as confidence; a regressor's first value.
+ */
+function rowOutputs(post: BundleDefinition['postprocess'], o: { data: Float32Array; width: number }): NonNullable<ReferenceInputRow['outputs']>[] {
+  if (post.task === 'classification') return topOfRows(o.data, o.width, post.softmax);
+  const n = o.width ? o.data.length / o.width : 0;
+  return Array.from({ length: n }, (_, i) => {
+    const first = o.data[i * o.width];
+    return post.task === 'binary' ? { predictedClass: first >= post.threshold ? 1 : 0, confidence: first } : { value: first };
+  });
 }

@@ -98,6 +98,7 @@ export async function runAnalysis(task: AnalysisTask): Promise<AnalysisResult> {
       accuracyDrop: ev.accuracyDrop,
       f1Drop: ev.f1Drop,
       rmseIncrease: ev.rmseIncrease,
+      targetStd: ev.targetStd,
       maxAbsOutputDiff: ev.maxAbsOutputDiff,
       sizeRatio: ev.sizeRatio,
       gzipRatio: ev.gzipRatio,

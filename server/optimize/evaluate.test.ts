@@ -92,7 +92,8 @@ describe('evaluate: numbers match an independent recomputation', () => {
       nodes: [node('Gemm', ['x', 'W', 'b'], ['y'])],
     });
     const x = randomRows(50, 4, 3);
-    const targets = Array.from({ length: 50 }, (_, i) => w.reduce((s, wj, j) => s + wj * x[i * 4 + j], 0.3) + (i % 2 ? 0.1 : -0.1));
+    // Noise ±0.3: the parent's RMSE is well above 5 % of the targets' spread, so the relative rule gates.
+    const targets = Array.from({ length: 50 }, (_, i) => w.reduce((s, wj, j) => s + wj * x[i * 4 + j], 0.3) + (i % 2 ? 0.3 : -0.3));
     const ds: EvalDataset = { task: 'regression', inputs: x, sampleShape: [4], labels: targets };
     const ev = await evaluateVariant(variant, model, ds, { latency: false, memory: false, regressionTolerance: { abs: 0.6, rel: 0 } });
     const po = (await rawOutputs(model, x, 4)).map((r) => r[0]);
@@ -106,6 +107,62 @@ describe('evaluate: numbers match an independent recomputation', () => {
     const verdict = checkQualityBudget(strict);
     assert.equal(verdict.accepted, false);
     assert.ok(verdict.reasons.some((r) => r.startsWith('RMSE up')));
+  });
+
+  // y = x·k (+ c): a parent and variants with known errors on hand-picked values.
+  const affine = (k: number, c: number, width: number) =>
+    encodeModel({
+      opset: 13,
+      inputs: [valueInfo('x', 'float32', ['batch', width])],
+      outputs: [valueInfo('y', 'float32', ['batch', width])],
+      initializers: [floatTensor('k', [1], [k]), floatTensor('c', [1], [c])],
+      nodes: [node('Mul', ['x', 'k'], ['xk']), node('Add', ['xk', 'c'], ['y'])],
+    });
+  // mean -0.0125, population standard deviation sqrt(10.015/8 − 0.0125²) = 1.118813…
+  const xs = [-2, -1, -0.1, -0.05, 0, 0.05, 1, 2];
+  const noCost = { latency: false, memory: false } as const;
+
+  it('regression agreement is relative to each output element\'s spread, not to each value: values near zero agree', async () => {
+    const ds: EvalDataset = { task: 'regression', inputs: Float32Array.from(xs), sampleShape: [1] };
+    // +0.01 everywhere: 0.01 ≤ 5 % × 1.1188 for all 8 samples. (Relative to each value — 1e-3 + 5 % of
+    // |parent| — the four values with |x| < 0.18 disagreed: 50 %.)
+    assert.equal((await evaluateVariant(affine(1, 0.01, 1), affine(1, 0, 1), ds, noCost)).agreement, 1);
+    // ×1.05: |Δ| = 0.05·|x| ≤ 0.05 × 1.1188 exactly for |x| ≤ 1.1188: 6 of 8 (±2 disagree).
+    assert.equal((await evaluateVariant(affine(1.05, 0, 1), affine(1, 0, 1), ds, noCost)).agreement, 6 / 8);
+    // +0.1 > 0.0559: none.
+    assert.equal((await evaluateVariant(affine(1, 0.1, 1), affine(1, 0, 1), ds, noCost)).agreement, 0);
+    // Two output elements 1000× apart: each is judged on its own spread, so the large one does not
+    // make the small one's errors look negligible (one scale for both: 8 of 8 would agree on column 0).
+    const two: EvalDataset = { task: 'regression', inputs: Float32Array.from(xs.flatMap((x) => [x, 1000 * x])), sampleShape: [2] };
+    assert.equal((await evaluateVariant(affine(1.05, 0, 2), affine(1, 0, 2), two, noCost)).agreement, 6 / 8);
+  });
+
+  it('a parent with RMSE 0: the RMSE budget is 5 % of the targets\' standard deviation, with a reason that says so', async () => {
+    const ds: EvalDataset = { task: 'regression', inputs: Float32Array.from(xs), sampleShape: [1], labels: Array.from(Float32Array.from(xs)) };
+    const close = await evaluateVariant(affine(1, 0.01, 1), affine(1, 0, 1), ds, noCost);
+    assert.equal(close.parent.rmse, 0);
+    assert.equal(close.rmseIncrease, undefined, 'no relative increase over 0');
+    assert.ok(Math.abs(close.targetStd! - Math.sqrt(10.015 / 8 - 0.0125 ** 2)) < 1e-7, String(close.targetStd));
+    assert.ok(Math.abs(close.variant.rmse! - 0.01) < 1e-6);
+    // Before: "RMSE up Infinity %" rejected every variant of an exact parent.
+    assert.deepEqual(checkQualityBudget(close), { accepted: true, reasons: [] });
+    const far = await evaluateVariant(affine(1, 0.1, 1), affine(1, 0, 1), ds, noCost);
+    assert.deepEqual(checkQualityBudget(far, { minAgreement: 0 }), {
+      accepted: false,
+      reasons: [`RMSE 0.1000 > 0.05594 allowed: the parent's RMSE (0.000) is near zero, so the budget is 5.00 % of the targets' standard deviation (1.119), larger than 5.00 % more than the parent's`],
+    });
+    assert.equal(checkQualityBudget(far, { minAgreement: 0, maxRmseIncrease: 0.1 }).accepted, true, '0.1 ≤ 10 % × 1.1188');
+    // A parent that is merely good keeps the relative rule: RMSE 0.5 (> 5 % of the spread), variant 0.6.
+    const off = (d: number): EvalDataset => ({ ...ds, labels: xs.map((x) => x + d) });
+    const rel = await evaluateVariant(affine(1, 0.1, 1), affine(1, 0, 1), off(0.5), noCost);
+    assert.deepEqual(checkQualityBudget(rel, { minAgreement: 0 }).reasons, [], 'variant 0.4 < parent 0.5');
+    const worse = await evaluateVariant(affine(1, 0.1, 1), affine(1, 0, 1), off(-0.5), noCost);
+    assert.deepEqual(checkQualityBudget(worse, { minAgreement: 0 }).reasons, ['RMSE up 20.00 % > 5.00 % (parent 0.5000, variant 0.6000)']);
+    // Exact parent, constant targets: nothing to scale an allowance by.
+    const flat: EvalDataset = { task: 'regression', inputs: new Float32Array(4), sampleShape: [1], labels: [0, 0, 0, 0] };
+    assert.deepEqual(checkQualityBudget(await evaluateVariant(affine(1, 0.01, 1), affine(1, 0, 1), flat, noCost), { minAgreement: 0 }).reasons, [
+      'RMSE 0.01000 > 0 allowed: the parent is exact and the targets do not vary, so there is no scale to allow an error against',
+    ]);
   });
 
   it('a model with a fixed batch of 1 is evaluated sample by sample', async () => {

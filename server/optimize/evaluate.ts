@@ -65,7 +65,12 @@ export interface EvalOptions {
   /** Peak-memory child process; `false` skips it. Default true. */
   memory?: boolean;
   memoryRuns?: number;
-  /** Regression agreement: a prediction agrees when |Δ| ≤ abs + rel·|parent|. Default abs 1e-3, rel 0.05. */
+  /**
+   * Regression agreement: a sample agrees when every output value is within abs + rel·scale of the
+   * parent's, scale being the standard deviation of the parent's values of that output element over
+   * the evaluation set (its spread: a tolerance relative to each value collapses for outputs near
+   * zero). Default abs 1e-6 (float rounding), rel 0.05.
+   */
   regressionTolerance?: { abs: number; rel: number };
 }
 
@@ -113,8 +118,10 @@ export interface VariantEvaluation {
   /** parent accuracy − variant accuracy, in [−1, 1] (0.01 = one point). */
   accuracyDrop?: number;
   f1Drop?: number;
-  /** variant RMSE / parent RMSE − 1. */
+  /** variant RMSE / parent RMSE − 1; absent when the parent's RMSE is 0 (the gate then compares absolutely). */
   rmseIncrease?: number;
+  /** Regressors with targets: the targets' standard deviation, the scale of an absolute RMSE budget. */
+  targetStd?: number;
   /** Largest |variant output − parent output| over all samples and outputs. */
   maxAbsOutputDiff: number;
   /** parent size / variant size (raw and gzip): 4 means 4× smaller. */
@@ -168,14 +175,14 @@ export async function evaluateVariant(variant: Uint8Array, parent: Uint8Array | 
   if (dataset.task === 'classification') {
     agree = agreement(p.predictions!, v.predictions!);
   } else {
-    const tol = opts.regressionTolerance ?? { abs: 1e-3, rel: 0.05 };
+    const tol = opts.regressionTolerance ?? DEFAULT_REGRESSION_TOLERANCE;
     const w = p.outputs.width;
+    const scale = columnStd(p.outputs.data, w);
     let ok = 0;
     for (let i = 0; i < p.metrics.n; i++) {
       let rowOk = true;
       for (let c = 0; c < w; c++) {
-        const a = p.outputs.data[i * w + c];
-        if (Math.abs(v.outputs.data[i * w + c] - a) > tol.abs + tol.rel * Math.abs(a)) rowOk = false;
+        if (Math.abs(v.outputs.data[i * w + c] - p.outputs.data[i * w + c]) > tol.abs + tol.rel * scale[c]) rowOk = false;
       }
       if (rowOk) ok++;
     }
@@ -189,11 +196,25 @@ export async function evaluateVariant(variant: Uint8Array, parent: Uint8Array | 
     agreement: agree,
     accuracyDrop: pm.accuracy !== undefined && vm.accuracy !== undefined ? pm.accuracy - vm.accuracy : undefined,
     f1Drop: pm.f1Macro !== undefined && vm.f1Macro !== undefined ? pm.f1Macro - vm.f1Macro : undefined,
-    rmseIncrease: pm.rmse !== undefined && vm.rmse !== undefined ? (pm.rmse > 0 ? vm.rmse / pm.rmse - 1 : vm.rmse > 0 ? Infinity : 0) : undefined,
+    rmseIncrease: pm.rmse !== undefined && vm.rmse !== undefined && pm.rmse > 0 ? vm.rmse / pm.rmse - 1 : undefined,
+    targetStd: pm.rmse !== undefined && dataset.labels ? columnStd(dataset.labels, 1)[0] : undefined,
     maxAbsOutputDiff,
     sizeRatio: pm.sizeBytes / vm.sizeBytes,
     gzipRatio: pm.gzipBytes / vm.gzipBytes,
   };
+}
+
+export const DEFAULT_REGRESSION_TOLERANCE = { abs: 1e-6, rel: 0.05 };
+
+/** Population standard deviation of each column of a row-major [n, width] matrix. */
+export function columnStd(data: ArrayLike<number>, width: number): Float64Array {
+  const n = Math.floor(data.length / width);
+  const mean = new Float64Array(width);
+  const out = new Float64Array(width);
+  if (!n) return out;
+  for (let i = 0; i < n * width; i++) mean[i % width] += data[i] / n;
+  for (let i = 0; i < n * width; i++) out[i % width] += (data[i] - mean[i % width]) ** 2 / n;
+  return out.map(Math.sqrt);
 }
 
 export interface QualityBudget {
@@ -201,7 +222,12 @@ export interface QualityBudget {
   maxAccuracyDrop?: number;
   /** Smallest allowed agreement with the parent. Default 0.98. */
   minAgreement?: number;
-  /** Regressors: largest allowed relative RMSE increase. Default 0.05. */
+  /**
+   * Regressors: largest allowed relative RMSE increase. Default 0.05. The variant may have an RMSE of
+   * this much more than the parent's or this fraction of the targets' standard deviation, whichever is
+   * larger: for a (nearly) exact parent — RMSE 0 on targets that are its own outputs — a relative
+   * increase means nothing, and the spread of what is predicted gives the scale instead.
+   */
   maxRmseIncrease?: number;
 }
 
@@ -220,8 +246,18 @@ export function checkQualityBudget(ev: VariantEvaluation, budget: QualityBudget 
   if (ev.accuracyDrop !== undefined && ev.accuracyDrop > b.maxAccuracyDrop + 1e-12) {
     reasons.push(`accuracy drop ${(ev.accuracyDrop * 100).toFixed(2)} points > ${(b.maxAccuracyDrop * 100).toFixed(2)} (parent ${pct(ev.parent.accuracy!)}, variant ${pct(ev.variant.accuracy!)})`);
   }
-  if (ev.rmseIncrease !== undefined && ev.rmseIncrease > b.maxRmseIncrease + 1e-12) {
-    reasons.push(`RMSE up ${pct(ev.rmseIncrease)} > ${pct(b.maxRmseIncrease)} (parent ${ev.parent.rmse!.toPrecision(4)}, variant ${ev.variant.rmse!.toPrecision(4)})`);
+  const [pr, vr] = [ev.parent.rmse, ev.variant.rmse];
+  if (pr !== undefined && vr !== undefined) {
+    const relative = pr * (1 + b.maxRmseIncrease);
+    const absolute = b.maxRmseIncrease * (ev.targetStd ?? 0);
+    if (relative >= absolute) {
+      if (vr > relative + 1e-12 && pr === 0) reasons.push(`RMSE ${vr.toPrecision(4)} > 0 allowed: the parent is exact and the targets do not vary, so there is no scale to allow an error against`);
+      else if (vr > relative + 1e-12) reasons.push(`RMSE up ${pct(vr / pr - 1)} > ${pct(b.maxRmseIncrease)} (parent ${pr.toPrecision(4)}, variant ${vr.toPrecision(4)})`);
+    } else if (vr > absolute + 1e-12) {
+      reasons.push(
+        `RMSE ${vr.toPrecision(4)} > ${absolute.toPrecision(4)} allowed: the parent's RMSE (${pr.toPrecision(4)}) is near zero, so the budget is ${pct(b.maxRmseIncrease)} of the targets' standard deviation (${ev.targetStd!.toPrecision(4)}), larger than ${pct(b.maxRmseIncrease)} more than the parent's`,
+      );
+    }
   }
   if (!(ev.agreement >= b.minAgreement - 1e-12)) reasons.push(`agreement with parent ${pct(ev.agreement)} < ${pct(b.minAgreement)}`);
   return { accepted: reasons.length === 0, reasons };
