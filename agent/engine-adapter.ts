@@ -128,6 +128,8 @@ export class EngineRuntime implements ModelRuntime {
       const r = await this.engine.predict(input, { staged: unit.inner, session: input.session });
       this.emit({ counter: unit.info.counter, ok: true });
       const output: PredictOutput = { outputs: plainOutputs(r.outputs), results: r.predictions.map((predictions) => ({ predictions })), batch: r.batch, predictions: r.batch ? r.predictions : r.predictions[0], bundle: unit.info, latencyMs: r.latencyMs };
+      // A detector's answer names its predictions for what they are: boxes with a score and a label.
+      if (unit.inner.postprocess.task === 'detection') output.detections = output.predictions;
       if (this.predictionListeners.size) this.emitPrediction({ bundle: unit.info, ok: true, latencyMs: performance.now() - started, input, output, rows: r.predictions, pixels: r.pixels, frames: r.frames as PredictionEvent['frames'] });
       return output;
     } catch (err) {

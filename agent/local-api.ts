@@ -113,7 +113,7 @@ export function createLocalHandler(opts: Omit<LocalApiOptions, 'host' | 'port'>)
     try {
       const out = await runtime.predict(input);
       const { id, name, model, counter } = out.bundle;
-      send(res, 200, { results: out.results, batch: out.batch, outputs: out.outputs, predictions: out.predictions, bundle: { id, name, model, counter }, latencyMs: round3(performance.now() - started), runtimeMs: round3(out.latencyMs) });
+      send(res, 200, { results: out.results, batch: out.batch, outputs: out.outputs, predictions: out.predictions, ...(out.detections !== undefined && { detections: out.detections }), bundle: { id, name, model, counter }, latencyMs: round3(performance.now() - started), runtimeMs: round3(out.latencyMs) });
     } catch (err) {
       const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : 'INTERNAL';
       const status = STATUS_OF[code] ?? 500;

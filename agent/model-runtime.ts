@@ -45,6 +45,8 @@ export interface PredictOutput {
   batch: boolean;
   /** Kept for clients written before `results`: the one item's list for a single input, every item's for a batch. */
   predictions: unknown;
+  /** Detection bundles: the same as `predictions`, each `{ box: [x1, y1, x2, y2], score, label, index }` in the original image's pixels. */
+  detections?: unknown;
   bundle: BundleInfo;
   /** Time inside the runtime (preprocess + inference + postprocess). */
   latencyMs: number;
@@ -73,7 +75,7 @@ export interface PredictionEvent {
   input: PredictInput;
   /** Successful requests: the answer, and per row/image the predictions and the decoded pixels. */
   output?: PredictOutput;
-  rows?: ReadonlyArray<ReadonlyArray<{ label: string; index: number; score: number }>>;
+  rows?: ReadonlyArray<ReadonlyArray<{ label: string; index: number; score: number; box?: readonly number[] }>>;
   pixels?: ReadonlyArray<{ data: Uint8Array; width: number; height: number; channels: 1 | 3 }>;
   /** Audio requests: per frame, the frame fed (by input name) and the model's outputs. */
   frames?: ReadonlyArray<{ inputs: Readonly<Record<string, unknown>>; outputs: Readonly<Record<string, { data: ArrayLike<number | bigint | boolean> }>> }>;

@@ -37,6 +37,7 @@ export type BundleBuildErrorCode =
   | 'UNSUPPORTED_INPUT_TYPE'
   | 'UNFED_MODEL_INPUT'
   | 'OUTPUT_NOT_IN_MODEL'
+  | 'OUTPUT_SHAPE_MISMATCH'
   | 'LABELS_MISSING'
   | 'LABELS_MISMATCH'
   | 'NON_FINITE_OUTPUT'
@@ -138,6 +139,7 @@ async function build(input: BuildBundleInput, def: BundleDefinition, source: Uin
     for (const name of def.postprocess.outputs ?? []) checkOutput(session, name);
     const labels = resolveLabels(def, input.labels);
     if (labels && def.postprocess.task === 'classification') checkLabelCount(session, output, labels.length);
+    if (def.postprocess.task === 'detection') checkDetection(session, def, labels);
     if (labels && def.postprocess.task === 'binary' && labels.length !== 2) throw new BundleBuildError('LABELS_MISMATCH', `a binary postprocess takes 2 labels (below, at or above the threshold), ${labels.length} are given`);
 
     const runner = failsAsBuildError(createOrtRunner(session));
@@ -321,6 +323,33 @@ function checkOutput(session: ort.InferenceSession, output: string | undefined):
     throw new BundleBuildError('OUTPUT_NOT_IN_MODEL', `postprocess.output "${output}" is not an output of the model (outputs: ${session.outputNames.join(', ')})`);
   }
   return output;
+}
+
+/**
+ * A detection postprocess needs a letterboxed image (its boxes are mapped back through it) and two
+ * outputs: boxes [batch, N, 4] and class scores [batch, N, C] (C = the labels, when given).
+ */
+function checkDetection(session: ort.InferenceSession, def: BundleDefinition, labels: string[] | undefined): void {
+  const outputs = session.outputNames.join(', ');
+  const det = def.postprocess.detection;
+  if (!det) throw new BundleBuildError('INVALID_DEFINITION', `postprocess task "detection" needs "detection": { "boxes": …, "scores": … } naming the model's box and score outputs (outputs: ${outputs})`);
+  if (def.preprocess.type !== 'image' || def.preprocess.fit !== 'letterbox') {
+    throw new BundleBuildError('INVALID_DEFINITION', 'postprocess task "detection" maps boxes back to the original image through the letterbox: set preprocess to an image one with "fit": "letterbox"');
+  }
+  const shapeOf = (role: 'boxes' | 'scores') => {
+    const name = det[role];
+    const meta = session.outputMetadata.find((m) => m.name === name);
+    if (!meta) throw new BundleBuildError('OUTPUT_NOT_IN_MODEL', `postprocess.detection.${role} "${name}" is not an output of the model (outputs: ${outputs})`);
+    const shape = meta.isTensor ? meta.shape : [];
+    if (shape.length !== 3) throw new BundleBuildError('OUTPUT_SHAPE_MISMATCH', `postprocess.detection.${role} "${name}" is [${shape.join(', ')}]; a detection postprocess takes ${role === 'boxes' ? '[batch, boxes, 4]' : '[batch, boxes, classes]'}`);
+    return shape;
+  };
+  const boxes = shapeOf('boxes');
+  const scores = shapeOf('scores');
+  if (typeof boxes[2] === 'number' && boxes[2] !== 4) throw new BundleBuildError('OUTPUT_SHAPE_MISMATCH', `postprocess.detection.boxes "${det.boxes}" is [${boxes.join(', ')}]: its last dim must be 4 (${det.format})`);
+  if (labels && typeof scores[2] === 'number' && scores[2] !== labels.length) {
+    throw new BundleBuildError('LABELS_MISMATCH', `postprocess.detection.scores "${det.scores}" has ${scores[2]} classes but ${labels.length} labels are given`);
+  }
 }
 
 function resolveLabels(def: BundleDefinition, given: string[] | undefined): string[] | undefined {

@@ -29,8 +29,14 @@ export const ImagePreprocess = z.object({
   input: z.string().min(1),
   width: z.number().int().positive().max(4096),
   height: z.number().int().positive().max(4096),
-  /** sharp resize fit. */
-  fit: z.enum(['fill', 'cover', 'contain', 'inside', 'outside']).default('fill'),
+  /**
+   * sharp resize fit, or `letterbox` (detectors): scaled to fit inside width × height keeping the
+   * aspect ratio, centred, the rest padded with `pad`; the agent records the scale and padding of
+   * each image so a detection postprocess can map boxes back to the original image.
+   */
+  fit: z.enum(['fill', 'cover', 'contain', 'inside', 'outside', 'letterbox']).default('fill'),
+  /** letterbox: the grey level (0–255) of the padding; default 114, as YOLO exports are trained with. */
+  pad: z.number().int().min(0).max(255).optional(),
   channels: z.enum(['rgb', 'bgr', 'gray']).default('rgb'),
   layout: z.enum(['NCHW', 'NHWC']).default('NCHW'),
   /** Pixel values are divided by `scale`, then normalized with mean/std per channel. */
@@ -96,13 +102,32 @@ export const Postprocess = z.object({
   /**
    * classification: top-K classes of a score row; regression: the output's values; binary: one
    * probability per row against `threshold`, labelled `labels[1]` at or above it and `labels[0]`
-   * below (default "negative"/"positive"); outputs: no predictions, the named outputs as they are.
+   * below (default "negative"/"positive"); outputs: no predictions, the named outputs as they are;
+   * detection: per image the boxes left after thresholding and NMS (`detection` says how).
    */
-  task: z.enum(['classification', 'regression', 'binary', 'outputs']).default('classification'),
+  task: z.enum(['classification', 'regression', 'binary', 'outputs', 'detection']).default('classification'),
   /** binary: the decision threshold on the probability. */
   threshold: z.number().default(0.5),
   /** outputs: which outputs the answer returns (default all; state outputs carried by the agent are hidden). */
   outputs: z.array(z.string().min(1)).optional(),
+  /** detection: which outputs hold the boxes and the class scores, and how to filter them (see agent/runtime/detection.ts). */
+  detection: z.lazy(() => DetectionPostprocess).optional(),
+});
+
+/**
+ * A detector's outputs and filtering: `boxes` [1, N, 4] in the model's input pixels (`xyxy`, or
+ * `cxcywh` as YOLO heads write them) and `scores` [1, N, C] per class (already probabilities); each
+ * box takes its best class, boxes under `scoreThreshold` are dropped, class-wise non-maximum
+ * suppression at `iouThreshold` removes overlaps, the best `maxDetections` are kept, and boxes are
+ * mapped back through the letterbox to the original image's pixels.
+ */
+export const DetectionPostprocess = z.object({
+  boxes: z.string().min(1),
+  scores: z.string().min(1),
+  format: z.enum(['xyxy', 'cxcywh']).default('xyxy'),
+  scoreThreshold: z.number().min(0).max(1).default(0.25),
+  iouThreshold: z.number().min(0).max(1).default(0.45),
+  maxDetections: z.number().int().positive().max(1000).default(100),
 });
 
 /** A smoke vector: named input tensors (flat data + dims) and the outputs the model must reproduce. */
@@ -184,4 +209,5 @@ export type TensorPreprocess = z.infer<typeof TensorPreprocess>;
 /** The kinds that produce one input tensor from a request (`preprocess.input`). */
 export type SingleInputPreprocess = TabularPreprocess | ImagePreprocess;
 export type Postprocess = z.infer<typeof Postprocess>;
+export type DetectionPostprocess = z.infer<typeof DetectionPostprocess>;
 export type SmokeVector = z.infer<typeof SmokeVector>;

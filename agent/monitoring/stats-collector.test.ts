@@ -114,6 +114,32 @@ describe('stats windows', () => {
     assert.equal((s.features.aspect as NumericSketch).mean, 1);
   });
 
+  test('detector samples: per image the number of detections and their mean score, the best detection as the output', () => {
+    const names = [...imageFeatureNames(3), 'detections', 'detection_score_mean'];
+    const layout: SketchLayout = { features: Object.fromEntries(names.map((n) => [n, { kind: 'numeric' as const, edges: [0, 1, 2, 3] }])), outputs: { task: 'classification', numClasses: 2 } };
+    const definition = BundleDefinition.parse({
+      name: 'det',
+      preprocess: { type: 'image', input: 'images', width: 4, height: 4, fit: 'letterbox' },
+      postprocess: { task: 'detection', labels: ['a', 'b'], detection: { boxes: 'boxes', scores: 'scores' } },
+      reference: { layout },
+    });
+    const w = new StatsWindows(60_000);
+    w.setBundle({ id: 'bnd_d', model: { name: 'det', version: 1 }, definition, layout }, T0);
+    const px = { data: new Uint8Array(48), width: 4, height: 4, channels: 3 as const };
+    const box = (index: number, score: number) => ({ label: String(index), index, score, box: [0, 0, 1, 1] });
+    // Three images: two detections (best class 1), none, one (class 0).
+    const e = event({ input: { image: [new Uint8Array([1]), new Uint8Array([1]), new Uint8Array([1])] }, pixels: [px, px, px], rows: [[box(1, 0.75), box(0, 0.25)], [], [box(0, 0.5)]] }, 'bnd_d');
+    assert.equal(w.add(sampleOf(e)!, T0 + 1), 3);
+    const s = w.close(T0 + 2)!.sketch;
+    assert.deepEqual(s.quality.schemaViolations, { missing: 0, extra: 0, wrongType: 0 });
+    const count = s.features.detections as NumericSketch;
+    assert.deepEqual([count.count, count.nulls, count.min, count.max, count.mean], [3, 0, 0, 2, 1]);
+    const score = s.features.detection_score_mean as NumericSketch;
+    assert.deepEqual([score.count, score.nulls, score.mean], [2, 1, 0.5], 'an image without detections has no score (null, not missing)');
+    assert.deepEqual((s.outputs.predictedClass as CategoricalSketch).counts, [1, 1], 'top labels: class 1 once, class 0 once');
+    assert.deepEqual([s.outputs.confidence!.count, s.outputs.confidence!.mean], [2, 0.625]);
+  });
+
   test('layout: the shipped reference layout, else bins + label count, else none', () => {
     assert.deepEqual(statsLayoutOf(tabularDefinition()), LAYOUT);
     assert.deepEqual(statsLayoutOf(tabularDefinition({ bins: { x: [0, 1], bad: [2, 1] } })), { features: { x: { kind: 'numeric', edges: [0, 1] } }, outputs: { task: 'classification', numClasses: 3 } });

@@ -12,6 +12,10 @@
 // - tensor: one row per request, the definition's summaries (firmware-bundles/tensor-summaries.ts)
 //   of the tensors sent and the outputs answered.
 // - outputs: the top-1 class index and its score (classification), or the first value (regression).
+// - detection bundles: each image's row also holds `detections` (how many boxes were answered) and,
+//   `detection_score_mean` (null, not missing, for an image without any); the output is the best detection's class and
+//   score (so a classification layout's histogram counts the images' top labels). Prediction drift
+//   for a detector is then a shift in these: fewer boxes, lower scores, other labels.
 import type { BundleDefinition } from '../../firmware-bundles/definition.ts';
 import { addRow, type FeatureSetSketch, type RowOutput, type RowValue } from '../../protocol/sketch/feature-set-sketch.ts';
 import { imagePixelsFeatureRow } from '../../firmware-bundles/image-pixels.ts';
@@ -84,6 +88,8 @@ export interface SampleSpec {
   categories: ReadonlyMap<string, readonly string[]>;
   /** Tensor bundles: the drift features to compute per request. */
   summaries?: Extract<BundleDefinition['preprocess'], { type: 'tensor' }>['summaries'];
+  /** Detection bundles: per image, the count and mean score of its detections are features too. */
+  detection?: boolean;
 }
 
 export function sampleSpecOf(definition: BundleDefinition, task: SampleSpec['task']): SampleSpec {
@@ -91,13 +97,22 @@ export function sampleSpecOf(definition: BundleDefinition, task: SampleSpec['tas
   const featureNames = pre.type === 'tabular' ? pre.features.map((f) => f.name) : [];
   const categories = new Map<string, readonly string[]>();
   if (pre.type === 'tabular') for (const f of pre.features) if (f.dtype === 'categorical' && f.categories?.length) categories.set(f.name, f.categories);
-  return { task, featureNames, categories, ...(pre.type === 'tensor' && { summaries: pre.summaries }) };
+  return { task, featureNames, categories, ...(pre.type === 'tensor' && { summaries: pre.summaries }), ...(definition.postprocess.task === 'detection' && { detection: true }) };
 }
 
 function outputOf(spec: SampleSpec, predictions: Predictions | undefined, i: number): RowOutput | undefined {
   const top = predictions?.[i]?.[0];
   if (!top || spec.task === 'none') return undefined;
   return spec.task === 'classification' ? { predictedClass: top.index, confidence: top.score } : { value: top.score };
+}
+
+/** A detector's answer for one image as drift features (see the header); nothing for a refused request. */
+export function detectionFeatures(detections: Predictions[number] | undefined): Record<string, number | null> {
+  if (!detections) return {};
+  if (detections.length === 0) return { detections: 0, detection_score_mean: null };
+  let sum = 0;
+  for (const d of detections) sum += d.score;
+  return { detections: detections.length, detection_score_mean: sum / detections.length };
 }
 
 /** A tabular row by feature name, or null when it cannot be read as one (the request was refused for it). */
@@ -133,7 +148,7 @@ export function sketchSample(sketch: FeatureSetSketch, spec: SampleSpec, sample:
   }
   if (sample.pixels) {
     sample.pixels.forEach((p, i) => {
-      addRow(sketch, imagePixelsFeatureRow(p), outputOf(spec, sample.predictions, i));
+      addRow(sketch, spec.detection ? { ...imagePixelsFeatureRow(p), ...detectionFeatures(sample.predictions?.[i]) } : imagePixelsFeatureRow(p), outputOf(spec, sample.predictions, i));
       added++;
     });
     return added;

@@ -167,7 +167,7 @@ export class InferenceEngine {
         for (const s of spec.state) if (outputs[s.output]) next[s.input] = outputs[s.output];
         this.states.set(unit.bundle.id, session, next);
       }
-      const predictions = postprocess(outputs, unit.postprocess, unit.labels);
+      const predictions = postprocess(outputs, unit.postprocess, unit.labels, pre.pixels);
       const t3 = performance.now();
       const shown = unit.postprocess.outputs;
       return {
@@ -245,7 +245,9 @@ export function checkBundle(spec: Pick<BundleRuntimeSpec, 'preprocess' | 'postpr
   const mismatch = (msg: string) => new RuntimeError('BUNDLE_MISMATCH', msg);
   const pre = spec.preprocess;
   const post = spec.postprocess;
-  for (const name of [...(post.outputs ?? []), ...(post.output ? [post.output] : [])]) {
+  const detection = post.task === 'detection' ? [post.detection?.boxes, post.detection?.scores] : [];
+  if (detection.some((name) => name === undefined)) throw mismatch('postprocess task "detection" needs "detection": { "boxes", "scores" } naming the model\'s outputs');
+  for (const name of [...(post.outputs ?? []), ...(post.output ? [post.output] : []), ...(detection as string[])]) {
     if (!model.outputs.some((m) => m.name === name)) throw mismatch(`postprocess output "${name}" is not an output of the model (outputs: ${model.outputs.map((m) => m.name).join(', ')})`);
   }
   if (pre.type === 'tensor') {

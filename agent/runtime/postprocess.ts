@@ -12,6 +12,8 @@
  *   threshold: `{ label: labels[1] ?? 'positive', index: 1, score: p }` at or above it,
  *   `{ label: labels[0] ?? 'negative', index: 0, score: p }` below (score stays the probability).
  * - outputs: no predictions (one empty row): the answer's named outputs are the result.
+ * - detection: per image the detections left after thresholding and NMS, each with its `box` in the
+ *   original image's pixels (detection.ts).
  *
  * Rows: an output [N, …] has N rows of the remaining elements; a rank-1 output is one row; a scalar
  * is one row of one value.
@@ -21,6 +23,7 @@
  * // [[{ label: 'b', index: 1, score: 0.665 }, { label: 'c', index: 2, score: 0.245 }]]
  */
 import type { Postprocess } from '../../firmware-bundles/definition.ts';
+import { detect, type Box, type ImagePlacement } from './detection.ts';
 import { RuntimeError } from './errors.ts';
 import type { HostTensor } from './tensor.ts';
 
@@ -28,13 +31,20 @@ export interface Prediction {
   label: string;
   index: number;
   score: number;
+  /** detection: [x1, y1, x2, y2] in the original image's pixels. */
+  box?: Box;
 }
 
 /** The postprocess fields this module uses (the definition's `Postprocess` fits). */
-export type PostprocessSpec = Pick<Postprocess, 'softmax' | 'topK' | 'task'> & { output?: string; threshold?: number };
+export type PostprocessSpec = Pick<Postprocess, 'softmax' | 'topK' | 'task'> & Partial<Pick<Postprocess, 'detection'>> & { output?: string; threshold?: number };
 
-export function postprocess(outputs: Record<string, HostTensor>, spec: PostprocessSpec, labels?: readonly string[]): Prediction[][] {
+/** `images`: for detection, where each image of the request sat in the model's input (its letterbox). */
+export function postprocess(outputs: Record<string, HostTensor>, spec: PostprocessSpec, labels?: readonly string[], images: readonly ImagePlacement[] = []): Prediction[][] {
   if (spec.task === 'outputs') return [[]];
+  if (spec.task === 'detection') {
+    if (!spec.detection) throw new RuntimeError('BUNDLE_MISMATCH', 'postprocess: task "detection" needs "detection" (its boxes and scores outputs)');
+    return detect(outputs, spec.detection, labels, images);
+  }
   const name = spec.output ?? Object.keys(outputs)[0];
   const t = name === undefined ? undefined : outputs[name];
   if (!t) throw new RuntimeError('BUNDLE_MISMATCH', `postprocess: the model has no output "${name}" (outputs: ${Object.keys(outputs).join(', ')})`);

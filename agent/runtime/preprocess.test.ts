@@ -90,9 +90,31 @@ describe('image preprocessing', () => {
 
   async function reference(bytes: Buffer, s = spec): Promise<{ px: Buffer; c: number }> {
     const gray = s.channels === 'gray';
-    const { data, info } = await sharp(bytes).resize(s.width, s.height, { fit: s.fit }).removeAlpha().toColourspace(gray ? 'b-w' : 'srgb').raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(bytes).resize(s.width, s.height, { fit: s.fit as Exclude<typeof s.fit, 'letterbox'> }).removeAlpha().toColourspace(gray ? 'b-w' : 'srgb').raw().toBuffer({ resolveWithObject: true });
     return { px: data, c: info.channels };
   }
+
+  test('letterbox: aspect kept, centred, padded with the set grey; scale and padding recorded per image', async () => {
+    const wide = await source().png().toBuffer(); // 20×10 into 8×6: scale 0.4 → 8×4, one row of padding above and below
+    const tall = await sharp(rawSrc, { raw: { width: 10, height: 20, channels: 3 } }).png().toBuffer(); // scale 0.3 → 3×6, 2 columns left, 3 right
+    const lb = ImagePreprocess.parse({ type: 'image', input: 'image', width: 8, height: 6, fit: 'letterbox', pad: 7 });
+    const r = await preprocessImage(lb, [wide, tall]);
+    assert.deepEqual(r.pixels[0].letterbox, { scale: 0.4, width: 8, height: 4, left: 0, top: 1 });
+    assert.deepEqual(r.pixels[1].letterbox, { scale: 0.3, width: 3, height: 6, left: 2, top: 0 });
+    assert.deepEqual(r.pixels[1].source, { width: 10, height: 20 });
+    const inner = async (png: Buffer, w: number, h: number) => (await sharp(png).resize(w, h, { fit: 'fill' }).removeAlpha().raw().toBuffer());
+    const expected = (content: Buffer, box: { left: number; top: number; width: number; height: number }) =>
+      Uint8Array.from({ length: 8 * 6 * 3 }, (_, i) => {
+        const [x, y, c] = [Math.floor(i / 3) % 8, Math.floor(i / 24), i % 3];
+        const inside = x >= box.left && x < box.left + box.width && y >= box.top && y < box.top + box.height;
+        return inside ? content[((y - box.top) * box.width + (x - box.left)) * 3 + c] : 7;
+      });
+    assert.deepEqual(r.pixels[0].data, expected(await inner(wide, 8, 4), { left: 0, top: 1, width: 8, height: 4 }));
+    assert.deepEqual(r.pixels[1].data, expected(await inner(tall, 3, 6), { left: 2, top: 0, width: 3, height: 6 }));
+    // Without a set value the padding is YOLO's 114.
+    const dflt = await preprocessImage(ImagePreprocess.parse({ type: 'image', input: 'image', width: 8, height: 6, fit: 'letterbox' }), wide);
+    assert.deepEqual(Array.from(dflt.pixels[0].data.subarray(0, 24)), new Array(24).fill(114));
+  });
 
   test('PNG → resize → (p / scale − mean) / std in NCHW, plus the resized RGB pixels', async () => {
     const png = await source().png().toBuffer();

@@ -301,3 +301,70 @@ export function loopModel(): Uint8Array {
     nodes: [node('Loop', ['trips', 'keep_going', 'x'], ['h'], { body: { graph: body } }), node('MatMul', ['h', 'W_out'], ['y'])],
   });
 }
+
+/**
+ * A YOLO-style detector with dynamic spatial dims: `images` float32 [1, 3, H, W] (pixels / 255) → an
+ * 8×8 stride-8 Conv head, one anchor per cell (N = H/8 · W/8) → `boxes` [1, N, 4] cxcywh in input
+ * pixels (centre = (cell + sigmoid(t)) · 8, size = 16 · exp(t)) and `scores` [1, N, 2] sigmoid class
+ * scores: class 0 rises with a cell's brightness, class 1 with its redness. The grid comes from
+ * CumSum over a ones map (a zero-weight Conv with bias 1), so it follows H and W.
+ */
+export const DETECTOR_STRIDE = 8;
+export function detectorModel(): Uint8Array {
+  const k = DETECTOR_STRIDE * DETECTOR_STRIDE;
+  const head = new Array<number>(6 * 3 * k).fill(0);
+  const at = (o: number, c: number, i: number) => (o * 3 + c) * k + i;
+  for (let i = 0; i < k; i++) {
+    for (let c = 0; c < 3; c++) {
+      head[at(0, c, i)] = Math.sin((i + 1) * 1.7 + c) * 0.02; // tx
+      head[at(1, c, i)] = Math.cos((i + 1) * 2.3 + c) * 0.02; // ty
+      head[at(2, c, i)] = Math.sin((i + 1) * 0.9 + c) * 0.01; // tw
+      head[at(3, c, i)] = Math.cos((i + 1) * 1.1 + c) * 0.01; // th
+      head[at(4, c, i)] = 12 / (3 * k); // brightness
+      head[at(5, c, i)] = (c === 0 ? 16 : -8) / k; // redness
+    }
+  }
+  return encodeModel({
+    inputs: [valueInfo('images', 'float32', [1, 3, 'H', 'W'])],
+    outputs: [valueInfo('boxes', 'float32', [1, 'N', 4]), valueInfo('scores', 'float32', [1, 'N', 2])],
+    initializers: [
+      floatTensor('Wh', [6, 3, 8, 8], head),
+      floatTensor('Bh', [6], [0, 0, 0, 0, -6, -4]),
+      floatTensor('Wo', [2, 3, 8, 8], new Array(2 * 3 * k).fill(0)),
+      floatTensor('Bo', [2], [1, 1]),
+      floatTensor('maskX', [1, 2, 1, 1], [1, 0]),
+      floatTensor('maskY', [1, 2, 1, 1], [0, 1]),
+      floatTensor('one', [], [1]),
+      floatTensor('stride', [], [DETECTOR_STRIDE]),
+      floatTensor('base', [], [16]),
+      int64Tensor('ax2', [], [2]),
+      int64Tensor('ax3', [], [3]),
+      int64Tensor('flat6', [3], [1, 6, -1]),
+      int64Tensor('flat2', [3], [1, 2, -1]),
+      int64Tensor('split', [3], [2, 2, 2]),
+    ],
+    nodes: [
+      node('Conv', ['images', 'Wh', 'Bh'], ['feat'], { kernel_shape: [8, 8], strides: [8, 8] }),
+      node('Reshape', ['feat', 'flat6'], ['feat3']),
+      node('Transpose', ['feat3'], ['t'], { perm: [0, 2, 1] }),
+      node('Split', ['t', 'split'], ['txy', 'twh', 'tcls'], { axis: 2 }),
+      node('Sigmoid', ['tcls'], ['scores']),
+      // The grid: (x + 1, y + 1) per cell, as [1, N, 2].
+      node('Conv', ['images', 'Wo', 'Bo'], ['ones'], { kernel_shape: [8, 8], strides: [8, 8] }),
+      node('CumSum', ['ones', 'ax3'], ['gx']),
+      node('CumSum', ['ones', 'ax2'], ['gy']),
+      node('Mul', ['gx', 'maskX'], ['gxm']),
+      node('Mul', ['gy', 'maskY'], ['gym']),
+      node('Add', ['gxm', 'gym'], ['grid4']),
+      node('Reshape', ['grid4', 'flat2'], ['grid3']),
+      node('Transpose', ['grid3'], ['grid'], { perm: [0, 2, 1] }),
+      node('Sub', ['grid', 'one'], ['cell']),
+      node('Sigmoid', ['txy'], ['sxy']),
+      node('Add', ['cell', 'sxy'], ['cxy_cells']),
+      node('Mul', ['cxy_cells', 'stride'], ['cxy']),
+      node('Exp', ['twh'], ['ewh']),
+      node('Mul', ['ewh', 'base'], ['wh']),
+      node('Concat', ['cxy', 'wh'], ['boxes'], { axis: 2 }),
+    ],
+  });
+}
