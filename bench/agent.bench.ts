@@ -11,7 +11,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
+import pino from 'pino';
+import { EngineRuntime } from '../agent/engine-adapter.ts';
+import { LocalApi } from '../agent/local-api.ts';
 import { ModelHost } from '../agent/runtime/model-host.ts';
+import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { AgentProcess, api, freePort, REPO, waitFor } from '../agent/testing/harness.ts';
 import { DEMO_CNN, exportCnnOnnx, trainCnn } from '../server/training/cnn.ts';
 import { makeShapes } from '../server/training/synthetic-shapes.ts';
@@ -148,6 +152,24 @@ export async function runAgentBench(): Promise<BenchRow[]> {
     rows.push({ benchmark: `minimal node:http + ModelHost p50${label}`, value: percentile(viaMinimal, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(viaMinimal, 50) / base, note: `+${(percentile(viaMinimal, 50) - base).toFixed(0)} µs; same keep-alive client as the agent rows` });
     await minimal.close();
     await host.stop();
+  }
+
+  // The agent's own local API handler (LocalApi + EngineRuntime with the tabular demo bundle), in
+  // this process like the minimal servers above: its cost over that floor, without the agent process.
+  const { definition } = await loadBundleDefinition(path.join(BUNDLE_DEF, 'bundle.json'));
+  for (const thread of ['worker', 'main'] as const) {
+    const runtime = new EngineRuntime({ logger: pino({ level: 'silent' }), hostOptions: { thread } });
+    await runtime.start();
+    const localApi = new LocalApi({ host: '127.0.0.1', port: 0, runtime, logger: pino({ level: 'silent' }), status: () => ({}) });
+    try {
+      await runtime.activate(await runtime.stage(modelPath, definition, { id: 'bench', name: 'tabular-demo', model: { name: 'tabular-demo', version: 1 }, counter: 1, modelSha256: '' }));
+      await localApi.start();
+      const viaHandler = await timeEach(N, () => postJson(localApi.port, body));
+      rows.push({ benchmark: `agent's local API handler in this process p50${thread === 'main' ? ', main thread' : ''}`, value: percentile(viaHandler, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(viaHandler, 50) / base, note: `+${(percentile(viaHandler, 50) - base).toFixed(0)} µs; validation, preprocessing, postprocessing, no agent process around it` });
+    } finally {
+      await localApi.stop();
+      await runtime.stop();
+    }
   }
 
   // What onnxruntime and this model's session cost in a process of their own: node + ort + session
