@@ -80,7 +80,7 @@ export class Agent {
 
     const state = new StateStore(config.dataDir);
     const bundles = new BundleStore(config.dataDir);
-    const runtime = this.deps.runtime ?? new EngineRuntime({ logger: log });
+    const runtime = this.deps.runtime ?? new EngineRuntime({ logger: log, hostOptions: { thread: config.inferenceThread } });
     this.runtime = runtime;
     await runtime.start();
     const reporter = new Reporter(state, AGENT_VERSION, log);

@@ -1,6 +1,6 @@
 // Agent benchmarks, each against a baseline measured in the same run: inference overhead layer by
-// layer (bare InferenceSession.run → ModelHost.infer through the worker → a minimal node:http server
-// calling the same ModelHost → the agent's local API), agent RSS idle / with the tabular model after
+// layer (bare InferenceSession.run → ModelHost.infer through the worker, or on the main thread → a
+// minimal node:http server calling the same ModelHost → the agent's local API, with either), agent RSS idle / with the tabular model after
 // 3k requests / with the image demo model, the time from `deploy` to `active` on loopback, the local
 // API's latency with input statistics on vs off, and the CLI's start-up — all against real processes.
 import { spawn } from 'node:child_process';
@@ -11,7 +11,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
+import pino from 'pino';
+import { EngineRuntime } from '../agent/engine-adapter.ts';
+import { LocalApi } from '../agent/local-api.ts';
 import { ModelHost } from '../agent/runtime/model-host.ts';
+import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { AgentProcess, api, freePort, REPO, waitFor } from '../agent/testing/harness.ts';
 import { DEMO_CNN, exportCnnOnnx, trainCnn } from '../server/training/cnn.ts';
 import { makeShapes } from '../server/training/synthetic-shapes.ts';
@@ -120,31 +124,53 @@ export async function runAgentBench(): Promise<BenchRow[]> {
   const barePer = ((performance.now() - tb) * 1000) / (N * 4);
   await session.release();
 
-  // In-process: the agent's worker-thread host, one request at a time and 64 in flight.
-  const host = new ModelHost();
-  await host.start();
-  host.activate(await host.load(modelPath));
+  // In-process: the agent's host, one request at a time and 64 in flight, with the sessions in a
+  // worker thread (the default) and on this thread (`thread: 'main'`, --inference-thread main).
   const feeds = () => ({ features: { type: 'float32' as const, dims: [1, 8], data: Float32Array.from(ROW) } });
-  const seq = await timeEach(N, () => host.infer(feeds()));
-  rows.push({ benchmark: 'ModelHost.infer sequential p50', value: percentile(seq, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(seq, 50) / base, note: `+${(percentile(seq, 50) - base).toFixed(0)} µs (target ≤ +100)` });
-  // 64 in flight, as raw tensors (one session.run per request) and as rows the agent preprocessed
-  // (mergeable: the worker merges a message's runs into one session.run, agent/runtime/merge-runs.ts).
-  for (const mergeable of [false, true]) {
-    const t = performance.now();
-    await Promise.all(Array.from({ length: 64 }, async (_, w) => {
-      for (let i = w; i < N * 4; i += 64) await host.infer(feeds(), { mergeable });
-    }));
-    const pipelined = ((performance.now() - t) * 1000) / (N * 4);
-    rows.push({ benchmark: `ModelHost.infer throughput, 64 in flight${mergeable ? ', rows merged' : ', one run each'}`, value: 1e6 / pipelined, unit: 'req/s', baseline: 'bare run back to back', baselineValue: 1e6 / barePer, ratio: barePer / pipelined, note: mergeable ? `target ≥ 0.8×; ${host.stats().workers[0].mergedRuns} runs merged (tabular/image requests)` : 'target ≥ 0.8×; raw tensor requests' });
+  const body = JSON.stringify({ features: Object.fromEntries(ROW.map((v, i) => [`f${i}`, v])) });
+  for (const thread of ['worker', 'main'] as const) {
+    const host = new ModelHost({ thread });
+    await host.start();
+    host.activate(await host.load(modelPath));
+    const label = thread === 'main' ? ', main thread' : '';
+    const seq = await timeEach(N, () => host.infer(feeds()));
+    rows.push({ benchmark: `ModelHost.infer sequential p50${label}`, value: percentile(seq, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(seq, 50) / base, note: `+${(percentile(seq, 50) - base).toFixed(0)} µs (target ≤ +100)` });
+    // 64 in flight, as raw tensors (one session.run per request) and as rows the agent preprocessed
+    // (mergeable: the host merges the runs issued together into one session.run, agent/runtime/merge-runs.ts).
+    for (const mergeable of [false, true]) {
+      const merged0 = host.stats().workers[0].mergedRuns;
+      const t = performance.now();
+      await Promise.all(Array.from({ length: 64 }, async (_, w) => {
+        for (let i = w; i < N * 4; i += 64) await host.infer(feeds(), { mergeable });
+      }));
+      const pipelined = ((performance.now() - t) * 1000) / (N * 4);
+      rows.push({ benchmark: `ModelHost.infer throughput, 64 in flight${mergeable ? ', rows merged' : ', one run each'}${label}`, value: 1e6 / pipelined, unit: 'req/s', baseline: 'bare run back to back', baselineValue: 1e6 / barePer, ratio: barePer / pipelined, note: mergeable ? `target ≥ 0.8×; ${host.stats().workers[0].mergedRuns - merged0} runs merged (tabular/image requests)` : 'target ≥ 0.8×; raw tensor requests' });
+    }
+    // A minimal node:http server in front of the same host: the cost of HTTP + JSON alone.
+    const minimal = await minimalServer(host);
+    const viaMinimal = await timeEach(N, () => postJson(minimal.port, body));
+    rows.push({ benchmark: `minimal node:http + ModelHost p50${label}`, value: percentile(viaMinimal, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(viaMinimal, 50) / base, note: `+${(percentile(viaMinimal, 50) - base).toFixed(0)} µs; same keep-alive client as the agent rows` });
+    await minimal.close();
+    await host.stop();
   }
 
-  // A minimal node:http server in front of the same host: the cost of HTTP + JSON alone.
-  const minimal = await minimalServer(host);
-  const body = JSON.stringify({ features: Object.fromEntries(ROW.map((v, i) => [`f${i}`, v])) });
-  const viaMinimal = await timeEach(N, () => postJson(minimal.port, body));
-  rows.push({ benchmark: 'minimal node:http + ModelHost p50', value: percentile(viaMinimal, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(viaMinimal, 50) / base, note: `+${(percentile(viaMinimal, 50) - base).toFixed(0)} µs; same keep-alive client as the agent rows` });
-  await minimal.close();
-  await host.stop();
+  // The agent's own local API handler (LocalApi + EngineRuntime with the tabular demo bundle), in
+  // this process like the minimal servers above: its cost over that floor, without the agent process.
+  const { definition } = await loadBundleDefinition(path.join(BUNDLE_DEF, 'bundle.json'));
+  for (const thread of ['worker', 'main'] as const) {
+    const runtime = new EngineRuntime({ logger: pino({ level: 'silent' }), hostOptions: { thread } });
+    await runtime.start();
+    const localApi = new LocalApi({ host: '127.0.0.1', port: 0, runtime, logger: pino({ level: 'silent' }), status: () => ({}) });
+    try {
+      await runtime.activate(await runtime.stage(modelPath, definition, { id: 'bench', name: 'tabular-demo', model: { name: 'tabular-demo', version: 1 }, counter: 1, modelSha256: '' }));
+      await localApi.start();
+      const viaHandler = await timeEach(N, () => postJson(localApi.port, body));
+      rows.push({ benchmark: `agent's local API handler in this process p50${thread === 'main' ? ', main thread' : ''}`, value: percentile(viaHandler, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(viaHandler, 50) / base, note: `+${(percentile(viaHandler, 50) - base).toFixed(0)} µs; validation, preprocessing, postprocessing, no agent process around it` });
+    } finally {
+      await localApi.stop();
+      await runtime.stop();
+    }
+  }
 
   // What onnxruntime and this model's session cost in a process of their own: node + ort + session
   // after 3k runs, minus bare node. The agent's target is 90 MB + this.
@@ -165,6 +191,7 @@ export async function runAgentBench(): Promise<BenchRow[]> {
   };
   let agent: AgentProcess | undefined;
   let agentOff: AgentProcess | undefined;
+  let agentMain: AgentProcess | undefined;
   try {
     const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
     await cli('models', 'push', modelPath, '--name', 'tabular-demo');
@@ -192,6 +219,38 @@ export async function runAgentBench(): Promise<BenchRow[]> {
     rows.push({ benchmark: 'onnxruntime + this model’s session, own process', value: sessionRss / 1e6, unit: 'MB', baseline: 'bare node RSS', baselineValue: bareNodeRss / 1e6, note: 'node + ort + session after 3k runs − bare node: what the model adds to the 90 MB budget' });
     const rssLoaded = await rssOf(agent.child!.pid!);
     rows.push({ benchmark: 'agent RSS, tabular model + 3k requests', value: rssLoaded / 1e6, unit: 'MB', baseline: '90 MB + ort session (own process)', baselineValue: 90 + sessionRss / 1e6, ratio: rssLoaded / 1e6 / (90 + sessionRss / 1e6), note: `session: ${(sessionRss / 1e6).toFixed(1)} MB = node+ort+session ${((bareNodeRss + sessionRss) / 1e6).toFixed(1)} − bare node ${(bareNodeRss / 1e6).toFixed(1)}` });
+
+    // The floor of any local API in a process of its own: node:http + JSON + session.run in a child
+    // process, nothing else; the agent rows cross the same two process hops.
+    const floorPort = await freePort();
+    const floorScript = `const ort=await import('onnxruntime-node');const http=await import('node:http');const s=await ort.InferenceSession.create(${JSON.stringify(modelPath)},{intraOpNumThreads:1,interOpNumThreads:1});http.createServer((req,res)=>{const c=[];req.on('data',d=>c.push(d));req.on('end',async()=>{const b=JSON.parse(Buffer.concat(c).toString('utf8'));const out=await s.run({features:new ort.Tensor('float32',Float32Array.from(Object.values(b.features)),[1,8])});const j=JSON.stringify({outputs:{logits:Array.from(out.logits.data)}});res.writeHead(200,{'content-type':'application/json','content-length':Buffer.byteLength(j)}).end(j)})}).listen(${floorPort},'127.0.0.1',()=>console.log('up'))`;
+    const floor = spawn(process.execPath, ['--input-type=module', '-e', floorScript], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise((r) => floor.stdout.once('data', r));
+      const viaFloor = await timeEach(N, () => postJson(floorPort, body));
+      rows.push({ benchmark: 'node:http + session.run in its own process p50', value: percentile(viaFloor, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(viaFloor, 50) / base, note: `+${(percentile(viaFloor, 50) - base).toFixed(0)} µs: the floor of a local API in another process (two process hops)` });
+    } finally {
+      floor.kill();
+    }
+
+    // The same bundle on an agent with --inference-thread main (sessions on the agent's thread, no
+    // worker): its local API latency and its RSS after the same 3k requests.
+    const mainPort = await freePort();
+    const mainDir = path.join(dir, 'agent-main');
+    agentMain = new AgentProcess(['--server', cp.url, '--enroll-token', (await cli('enroll-tokens', 'create')).token, '--trust-root', keys.rootPublicKey, '--data-dir', mainDir, '--api-port', String(mainPort), '--probation-ms', '100', '--inference-thread', 'main'], {
+      FLOTILLA_AGENT_LOG_LEVEL: 'warn',
+    }).start();
+    await waitFor(() => api(mainPort, 'GET', '/healthz').then((r) => r.status === 200), 'main-thread agent up', 30_000);
+    const mainId = JSON.parse(await readFile(path.join(mainDir, 'identity.json'), 'utf8')).deviceId;
+    await cli('deploy', 'tabular-demo@1', '--device', mainId);
+    await waitFor(async () => (await cp.api('GET', `/api/v1/devices/${mainId}`)).body.updateState === 'active', 'main-thread agent active', 60_000);
+    const localMain = await timeEach(N, () => postJson(mainPort, body));
+    rows.push({ benchmark: 'local API POST /v1/predict p50, --inference-thread main', value: percentile(localMain, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(localMain, 50) / base, note: `+${(percentile(localMain, 50) - base).toFixed(0)} µs (target ≤ +300); the minimal server on the main-thread host is its floor` });
+    rows.push({ benchmark: 'local API POST /v1/predict p99, --inference-thread main', value: percentile(localMain, 99), unit: 'µs' });
+    const rssMain = await rssOf(agentMain.child!.pid!);
+    rows.push({ benchmark: 'agent RSS, tabular model + 3k requests, --inference-thread main', value: rssMain / 1e6, unit: 'MB', baseline: '90 MB + ort session (own process)', baselineValue: 90 + sessionRss / 1e6, ratio: rssMain / 1e6 / (90 + sessionRss / 1e6), note: 'no inference worker thread' });
+    await agentMain.stop();
+    agentMain = undefined;
 
     // Input statistics on vs off: a second agent with --stats off serves the same bundle, and requests
     // alternate between the two, so both see the same machine load (measured one after the other, the
@@ -244,6 +303,7 @@ export async function runAgentBench(): Promise<BenchRow[]> {
   } finally {
     await agent?.stop();
     await agentOff?.stop();
+    await agentMain?.stop();
     await cp.stop();
     await rm(dir, { recursive: true, force: true });
   }

@@ -27,6 +27,7 @@
 import { resolve as resolvePath } from 'node:path';
 import { RuntimeError } from './errors.ts';
 import { checkFeeds, prepareTransfer, type HostTensor, type TensorMeta } from './tensor.ts';
+import { InlineSlot } from './inline-slot.ts';
 import { WorkerSlot, type Pending } from './worker-slot.ts';
 import type { ModelInfo, WorkerSessionOptions } from './worker-protocol.ts';
 
@@ -69,6 +70,13 @@ export interface ModelHostOptions {
    * with onnxruntime costs ≈ 22 MB RSS; an agent with no model yet need not pay it.
    */
   spawnOnLoad?: boolean;
+  /**
+   * Where sessions run: 'worker' (default) in worker threads, isolated from the caller's event loop;
+   * 'main' on the caller's thread (inline-slot.ts), which saves the thread hand-offs (~2 × 100 µs
+   * a request here) but blocks the loop while a run lasts: for small, fast models. `poolSize` and the
+   * crash/restart machinery do not apply to 'main'.
+   */
+  thread?: 'worker' | 'main';
 }
 
 export interface InferOptions {
@@ -97,7 +105,7 @@ export class ModelHost {
   /** Every worker has started once: from then on a crash means restart. */
   private spawned = false;
   private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' = 'idle';
-  private slots: WorkerSlot[] = [];
+  private slots: Array<WorkerSlot | InlineSlot> = [];
   private readonly handles = new Map<number, HandleState>();
   private activeId: number | undefined;
   private nextHandle = 0;
@@ -118,6 +126,7 @@ export class ModelHost {
       stopTimeoutMs: options.stopTimeoutMs ?? 5000,
       restartDelayMs: options.restartDelayMs ?? 50,
       spawnOnLoad: options.spawnOnLoad ?? false,
+      thread: options.thread ?? 'worker',
       onEvent: options.onEvent,
     };
   }
@@ -125,14 +134,15 @@ export class ModelHost {
   async start(): Promise<void> {
     if (this.state !== 'idle' && this.state !== 'stopped') throw new RuntimeError('NOT_RUNNING', `cannot start a model host that is ${this.state}`);
     this.state = 'starting';
-    this.slots = Array.from(
+    const settle = (p: Pending) => this.runDone(p);
+    this.slots = this.opts.thread === 'main' ? [new InlineSlot(0, { maxBatch: this.opts.maxBatch, coalesce: this.opts.coalesce, onRunSettled: settle })] : Array.from(
       { length: Math.max(1, this.opts.poolSize) },
       (_, index) =>
         new WorkerSlot(index, {
           maxInFlight: this.opts.maxInFlightPerWorker,
           maxBatch: this.opts.maxBatch,
           coalesce: this.opts.coalesce,
-          onRunSettled: (p) => this.runDone(p),
+          onRunSettled: settle,
           onCrash: (slot, code, failed) => this.onCrash(slot, code, failed),
         }),
     );
@@ -343,8 +353,8 @@ export class ModelHost {
 
   // ---- accounting ----
 
-  private pickSlot(handle: number): WorkerSlot {
-    let best: WorkerSlot | undefined;
+  private pickSlot(handle: number): WorkerSlot | InlineSlot {
+    let best: WorkerSlot | InlineSlot | undefined;
     for (const s of this.slots) {
       if (s.state === 'stopped' || s.broken.has(handle)) continue;
       if (!best || s.load < best.load) best = s;

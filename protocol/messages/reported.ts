@@ -7,10 +7,9 @@
  */
 import { z } from 'zod';
 import { ShadowReport } from './shadow.ts';
+import { UPDATE_STATES } from './update-states.ts';
 
-export const UPDATE_STATES = ['idle', 'downloading', 'verifying', 'staging', 'activating', 'probation', 'active', 'failed', 'rolled_back'] as const;
-export type UpdateState = (typeof UPDATE_STATES)[number];
-export const TERMINAL_STATES: ReadonlySet<UpdateState> = new Set(['idle', 'active', 'failed', 'rolled_back']);
+export { TERMINAL_STATES, UPDATE_STATES, type UpdateState } from './update-states.ts';
 
 /** Why an update failed. Manifest/key-list reasons come from firmware-bundles; the rest from the agent. */
 export const UPDATE_FAILURE_CODES = [

@@ -5,7 +5,6 @@
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeTar } from '../../datasets/tar.ts';
-import { InvalidOnnxError, inspectOnnx } from '../../onnx/inspect.ts';
 import { CliError } from '../output.ts';
 
 export interface ModelUpload {
@@ -33,6 +32,8 @@ export async function modelUpload(target: string): Promise<ModelUpload> {
   const size = (await stat(file)).size;
   if (file.toLowerCase().endsWith('.tar')) return { file, size, sideFiles: [] };
   const bytes = await readFile(file);
+  // Loaded here, not at start: the ONNX protobuf schema is most of the CLI's start-up otherwise.
+  const { InvalidOnnxError, inspectOnnx } = await import('../../onnx/inspect.ts');
   let external: string[];
   try {
     external = inspectOnnx(bytes).externalFiles;

@@ -2,7 +2,7 @@
 // and failed (top reasons), open drift alerts, running rollouts and jobs, key-list expiry. Each part is
 // its own request (every role may read them all).
 import type { Command } from 'commander';
-import { TERMINAL_STATES, UPDATE_STATES } from '../../../protocol/messages/reported.ts';
+import { TERMINAL_STATES, UPDATE_STATES } from '../../../protocol/messages/update-states.ts';
 import { call, type Api } from '../api.ts';
 import { ago } from '../human.ts';
 import { emit, type Output } from '../output.ts';
