@@ -15,6 +15,7 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
 import type { DeviceStateWriter } from '../devices/device-state-writer.ts';
+import { CredentialLookup } from '../devices/credential-lookup.ts';
 import { verifyDeviceCredentials } from '../devices/device-service.ts';
 import type { MqttLimits } from '../env.ts';
 import type { Metrics } from '../metrics.ts';
@@ -70,6 +71,8 @@ export class EmbeddedBroker {
   private readonly devices = new Map<string, Client>();
   private readonly limiter: DeviceRateLimiter;
   private readonly gate: ConnectGate;
+  /** Credential rows for a burst of connects in one read (a storm is not one SELECT per CONNECT). */
+  readonly credentials: CredentialLookup;
   private sweepTimer?: NodeJS.Timeout;
   /** Set by closeDevices(): only the server's own client may connect from then on. */
   private closing = false;
@@ -77,6 +80,7 @@ export class EmbeddedBroker {
   constructor(private readonly opts: BrokerOptions) {
     this.limiter = new DeviceRateLimiter(opts.limits);
     this.gate = new ConnectGate(opts.maxPendingConnects);
+    this.credentials = new CredentialLookup(opts.db);
   }
 
   /**
@@ -226,7 +230,7 @@ export class EmbeddedBroker {
     if (backoff > 0) {
       throw authError(`device exceeded its limits: refused for another ${Math.ceil(backoff / 1000)} s`, 3);
     }
-    const check = await verifyDeviceCredentials(this.opts.db, username, password.toString());
+    const check = await verifyDeviceCredentials(this.opts.db, username, password.toString(), (id) => this.credentials.get(id));
     if (check === 'unknown' || check === 'bad_secret') throw authError('bad device credentials', 4);
     if (check !== 'ok') throw authError(`device is ${check}`, 5);
   }
