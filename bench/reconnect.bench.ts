@@ -295,7 +295,7 @@ function stormRows(r: StormResult, label: string, base?: StormResult): BenchRow[
       value: r.serverCpuPerDeviceMs,
       unit: 'ms',
       ...(base ? { baseline: 'scrypt hashes', baselineValue: base.serverCpuPerDeviceMs, ratio: r.serverCpuPerDeviceMs / base.serverCpuPerDeviceMs } : {}),
-      note: `the compiled server process from spawn (loading included); clients used ${r.clientCpuS.toFixed(1)} CPU s`,
+      note: `the compiled server process from spawn (loading included); the simulated devices used ${r.clientCpuS.toFixed(1)} CPU s in the storm (${((r.clientCpuS * 1000) / r.n).toFixed(2)} ms per device)`,
     },
   ];
 }
