@@ -1,6 +1,6 @@
 // The credential rows MQTT CONNECTs are checked against, read for a burst of connects at once. In a
-// reconnect storm thousands of CONNECTs arrive within seconds; one SELECT each was a third of the
-// server's per-connect CPU (libsql prepares every statement anew). Lookups wait for the next turn of
+// reconnect storm thousands of CONNECTs arrive within seconds; one SELECT each took about 1 s of
+// the server's 14 s of profiled CPU in a 2,000-device storm (libsql prepares every statement anew). Lookups wait for the next turn of
 // the event loop, or for the read in flight to finish, and are answered by one `IN (…)` read each
 // 500 ids: under load batches grow by themselves, while a lone connect waits one loop turn.
 import { inArray } from 'drizzle-orm';
