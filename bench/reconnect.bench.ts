@@ -149,7 +149,9 @@ class Clients {
   constructor(fleet: Fleet) {
     const per = Math.ceil(fleet.devices.length / CLIENT_PROCESSES);
     for (let k = 0; k < CLIENT_PROCESSES; k++) {
-      const child = fork(path.join(import.meta.dirname, 'reconnect-clients.ts'), { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      // BENCH_CLIENT_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=prof") goes to the simulated devices' node: they share the cores.
+      const nodeArgs = (process.env.BENCH_CLIENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
+      const child = fork(path.join(import.meta.dirname, 'reconnect-clients.ts'), { execArgv: ['--import', 'tsx', ...nodeArgs], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       child.on('message', (m: Progress) => {
         if (m.type === 'progress') this.last[k] = m;
       });
@@ -184,8 +186,17 @@ class Clients {
     this.last = [];
   }
 
-  kill(): void {
-    for (const c of this.children) c.kill('SIGKILL');
+  /** SIGTERM (a clean exit writes a CPU profile), SIGKILL if it does not come. */
+  async kill(): Promise<void> {
+    await Promise.all(
+      this.children.map(async (c) => {
+        if (c.exitCode !== null || c.signalCode !== null) return;
+        const exited = new Promise((r) => c.once('exit', r));
+        c.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+        c.kill('SIGKILL');
+      }),
+    );
   }
 }
 
@@ -263,7 +274,7 @@ async function storm(n: number, legacy: boolean): Promise<StormResult> {
       load: `${loadBefore.toFixed(1)}→${os.loadavg()[0].toFixed(1)}`,
     };
   } finally {
-    clients.kill();
+    await clients.kill();
     // A clean stop (a CPU profile is written on exit), SIGKILL if it does not come.
     const exited = new Promise((r) => server.child.once('exit', r));
     server.child.kill('SIGTERM');
@@ -284,7 +295,7 @@ function stormRows(r: StormResult, label: string, base?: StormResult): BenchRow[
       value: r.serverCpuPerDeviceMs,
       unit: 'ms',
       ...(base ? { baseline: 'scrypt hashes', baselineValue: base.serverCpuPerDeviceMs, ratio: r.serverCpuPerDeviceMs / base.serverCpuPerDeviceMs } : {}),
-      note: `the compiled server process from spawn (loading included); clients used ${r.clientCpuS.toFixed(1)} CPU s`,
+      note: `the compiled server process from spawn (loading included); the simulated devices used ${r.clientCpuS.toFixed(1)} CPU s in the storm (${((r.clientCpuS * 1000) / r.n).toFixed(2)} ms per device)`,
     },
   ];
 }

@@ -27,7 +27,7 @@ import { type Db, openDatabase } from './db/client.ts';
 import { bundlesReferencingVersion } from './bundles/bundle-service.ts';
 import { reconcileDevice } from './deployments/deployment-service.ts';
 import { DesiredState } from './deployments/desired-state.ts';
-import { storedDesiredMessages } from './deployments/stored-desired.ts';
+import { storedDesiredPayloads } from './deployments/stored-desired.ts';
 import { deviceTopic } from '../protocol/topics.ts';
 import { registerTrustGauges, StaleDesiredMonitor } from './deployments/stale-desired.ts';
 import { DeviceCommands } from './devices/device-commands.ts';
@@ -134,8 +134,8 @@ export class ControlPlane {
       this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal, limits: config.mqttLimits, tls: config.tls, wsPort: config.mqttWsPort, state: deviceState, maxPendingConnects: config.mqttMaxPendingConnects });
       // Retained messages do not survive a restart of the embedded broker: each device's desired state is
       // stored in it again before it accepts connections.
-      const desired = await storedDesiredMessages(db);
-      this.mqttPort = await this.broker.start(desired.map(({ deviceId, message }) => ({ topic: deviceTopic(deviceId, 'desired'), payload: JSON.stringify(message) })));
+      const desired = await storedDesiredPayloads(db);
+      this.mqttPort = await this.broker.start(desired.map(({ deviceId, payload }) => ({ topic: deviceTopic(deviceId, 'desired'), payload })));
     }
     // Without a configured CA: the public CAs, plus the certificate itself in case it is self-signed.
     const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;

@@ -9,12 +9,13 @@ import { createServer as createHttpsServer } from 'node:https';
 import { createServer, type Server } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import type { AddressInfo } from 'node:net';
-import { Duplex, pipeline } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { Logger } from 'pino';
 import type { Db } from '../db/client.ts';
 import type { DeviceStateWriter } from '../devices/device-state-writer.ts';
+import { CredentialLookup } from '../devices/credential-lookup.ts';
 import { verifyDeviceCredentials } from '../devices/device-service.ts';
 import type { MqttLimits } from '../env.ts';
 import type { Metrics } from '../metrics.ts';
@@ -22,7 +23,7 @@ import { parseDeviceTopic } from '../../protocol/topics.ts';
 import { ConnectGate } from './connect-gate.ts';
 import { devicePublishAllowed, deviceSubscribeAllowed } from './device-acl.ts';
 import { DeviceRateLimiter } from './device-rate-limiter.ts';
-import { PacketSizeGuard, PacketTooLarge } from './packet-size-guard.ts';
+import { guardReads, PacketSizeGuard, PacketTooLarge } from './packet-size-guard.ts';
 import { memoryPersistenceWithRetainedIndex } from './retained-index.ts';
 
 export interface BrokerOptions {
@@ -70,6 +71,8 @@ export class EmbeddedBroker {
   private readonly devices = new Map<string, Client>();
   private readonly limiter: DeviceRateLimiter;
   private readonly gate: ConnectGate;
+  /** Credential rows for a burst of connects in one read (a storm is not one SELECT per CONNECT). */
+  readonly credentials: CredentialLookup;
   private sweepTimer?: NodeJS.Timeout;
   /** Set by closeDevices(): only the server's own client may connect from then on. */
   private closing = false;
@@ -77,6 +80,7 @@ export class EmbeddedBroker {
   constructor(private readonly opts: BrokerOptions) {
     this.limiter = new DeviceRateLimiter(opts.limits);
     this.gate = new ConnectGate(opts.maxPendingConnects);
+    this.credentials = new CredentialLookup(opts.db);
   }
 
   /**
@@ -192,21 +196,20 @@ export class EmbeddedBroker {
     this.wsPort = (this.wsServer.address() as AddressInfo).port;
   }
 
-  /** Hands a connection to aedes through the packet size guard. */
+  /** Hands a connection to aedes, its inbound bytes checked by the packet size guard as aedes reads them. */
   private accept(socket: Duplex, req?: unknown): void {
     const { metrics, logger, limits } = this.opts;
-    const guard = new PacketSizeGuard(limits.maxPacketBytes);
-    const conn = Duplex.from({ readable: guard, writable: socket });
-    const client = this.aedes!.handle(conn, req as never) as TaggedClient;
-    pipeline(socket, guard, (err) => {
-      if (!(err instanceof PacketTooLarge)) return;
-      const deviceId = client.id && !client[INTERNAL] && this.devices.get(client.id) === client ? client.id : undefined;
+    let client: TaggedClient | undefined;
+    guardReads(socket, new PacketSizeGuard(limits.maxPacketBytes), (err) => {
+      if (!(err instanceof PacketTooLarge)) return; // malformed: closed as mqtt-packet itself would
+      const deviceId = client?.id && !client[INTERNAL] && this.devices.get(client.id) === client ? client.id : undefined;
       metrics.mqttDropped.inc({ channel: 'any', reason: 'oversize' });
       metrics.mqttLimitDisconnects.inc({ reason: 'oversize' });
       logger.warn({ deviceId, bytes: err.bytes, maxBytes: err.maxBytes }, 'oversize MQTT packet: connection closed');
       // Each oversize packet costs a connection; one that keeps coming back with them is refused for a while.
       if (deviceId) this.limiter.strike(deviceId);
     });
+    client = this.aedes!.handle(socket, req as never) as TaggedClient;
   }
 
   private async authenticate(client: TaggedClient, username: string | undefined, password: Buffer | undefined): Promise<void> {
@@ -227,7 +230,7 @@ export class EmbeddedBroker {
     if (backoff > 0) {
       throw authError(`device exceeded its limits: refused for another ${Math.ceil(backoff / 1000)} s`, 3);
     }
-    const check = await verifyDeviceCredentials(this.opts.db, username, password.toString());
+    const check = await verifyDeviceCredentials(this.opts.db, username, password.toString(), (id) => this.credentials.get(id));
     if (check === 'unknown' || check === 'bad_secret') throw authError('bad device credentials', 4);
     if (check !== 'ok') throw authError(`device is ${check}`, 5);
   }

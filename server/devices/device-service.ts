@@ -73,13 +73,25 @@ export async function revokeDevice(db: Db, id: string, actor: string): Promise<D
   });
 }
 
+/** What a device's credentials are checked against. */
+export interface CredentialRow {
+  status: 'pending' | 'approved' | 'revoked';
+  credentialHash: string;
+}
+
 /**
  * Checks a device's secret: only approved devices with the right secret pass. One indexed read of
- * the row's status and hash; a hash still in the legacy (scrypt) form is replaced by the fast form
+ * the row's status and hash (through `lookup` when given: the broker batches a burst of connects,
+ * see credential-lookup.ts); a hash still in the legacy (scrypt) form is replaced by the fast form
  * once the secret proved right, so each device pays scrypt at most once (no re-enrollment).
  */
-export async function verifyDeviceCredentials(db: Db, id: string, secret: string): Promise<'ok' | 'unknown' | 'bad_secret' | 'pending' | 'revoked'> {
-  const [row] = await db.select({ status: devices.status, credentialHash: devices.credentialHash }).from(devices).where(eq(devices.id, id));
+export async function verifyDeviceCredentials(
+  db: Db,
+  id: string,
+  secret: string,
+  lookup?: (id: string) => Promise<CredentialRow | undefined>,
+): Promise<'ok' | 'unknown' | 'bad_secret' | 'pending' | 'revoked'> {
+  const row = lookup ? await lookup(id) : (await db.select({ status: devices.status, credentialHash: devices.credentialHash }).from(devices).where(eq(devices.id, id)))[0];
   if (!row) return 'unknown';
   const check = await verifyDeviceSecret(secret, row.credentialHash);
   if (!check.ok) return 'bad_secret';
