@@ -12,6 +12,7 @@ const suites: Record<string, () => Promise<BenchRow[]>> = {
   web: () => import('./web.bench.ts').then((m) => m.runWebBench()),
   reconnect: () => import('./reconnect.bench.ts').then((m) => m.runReconnectBench()),
   scale: () => import('./scale.bench.ts').then((m) => m.runScaleBench()),
+  fanout: () => import('./fanout.bench.ts').then((m) => m.runFanoutBench()),
   shadow: () => import('./shadow.bench.ts').then((m) => m.runShadowBench()),
 };
 

@@ -1,33 +1,24 @@
 // Desired state per device: signs a deployment manifest for each target device (its own id, a counter
 // strictly above any it had) and publishes it retained on the device's `desired` topic together with
 // the current key list. The database row is the truth; publishing is repeatable (start, key rotation).
-import { eq, inArray, lt, sql, type SQL } from 'drizzle-orm';
+import { eq, lt, sql, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { canonicalize } from '../../firmware-bundles/canonical-json.ts';
-import { loadSigningKeys } from '../../firmware-bundles/envelope.ts';
-import { createManifest, signManifest, type ShadowCandidate } from '../../firmware-bundles/manifest.ts';
+import { loadSigningKeys, signEnvelope } from '../../firmware-bundles/envelope.ts';
+import { createManifest, type DeploymentManifest, type ShadowCandidate } from '../../firmware-bundles/manifest.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, devices, models, modelVersions } from '../db/schema.ts';
 import { recordAudit } from '../audit/audit-log.ts';
 import type { KeyCipher } from '../keys/key-cipher.ts';
 import { signingKeys } from '../keys/key-service.ts';
 import type { DeviceBus } from '../mqtt/device-bus.ts';
+import { inIds } from '../db/in-ids.ts';
 import { effectiveAgentConfigs } from '../settings/effective-settings.ts';
 import { manifestStatsLayout } from './stats-layout.ts';
 import { storedDesiredMessages } from './stored-desired.ts';
 
 export const DEFAULT_MANIFEST_TTL_S = 30 * 86400;
 const PUBLISH_WINDOW = 256;
-// Rows per upsert statement: 12 bound values each, far below SQLite's 32,766 variables per statement.
-const UPSERT_ROWS = 500;
-/** On conflict, take the new row's value (`excluded.<column>`): one multi-row upsert instead of one per device. */
-const fromNew = (keys: Array<keyof typeof deviceDesired.$inferSelect>) =>
-  Object.fromEntries(keys.map((k) => [k, sql.raw(`excluded."${deviceDesired[k].name}"`)]));
-const UPDATE_ALWAYS = fromNew(['counter', 'bundleId', 'deploymentId', 'cohort', 'manifest', 'expiresAt', 'updatedAt', 'previousBundleId', 'shadow']);
-// A new bundle also restarts the stale clock; a re-sign of the same bundle keeps it.
-const UPDATE_CHANGED = { ...UPDATE_ALWAYS, ...fromNew(['mismatchSince', 'republishedAt']) };
-type DesiredRow = typeof deviceDesired.$inferInsert;
-
 export class DesiredState {
   constructor(
     private readonly db: Db,
@@ -52,16 +43,17 @@ export class DesiredState {
     // without one ends any shadow the device ran.
     const shadow = meta.shadow ? await shadowCandidate(tx, meta.shadow) : undefined;
     const existing = new Map<string, typeof deviceDesired.$inferSelect>();
-    for (let i = 0; i < deviceIds.length; i += UPSERT_ROWS) {
-      for (const r of await tx.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, deviceIds.slice(i, i + UPSERT_ROWS)))) existing.set(r.deviceId, r);
-    }
+    for (const r of await tx.select().from(deviceDesired).where(inIds(deviceDesired.deviceId, deviceIds))) existing.set(r.deviceId, r);
     const expiresAt = new Date(Date.now() + this.manifestTtlS * 1000);
     const settings = await effectiveAgentConfigs(tx, deviceIds.map((deviceId) => ({ deviceId, cohort: meta.cohort ?? null })));
     const floors = await reportedFloors(tx, deviceIds);
     const statsLayout = await manifestStatsLayout(tx, bundle);
     const now = new Date().toISOString();
-    const changedRows: DesiredRow[] = [];
-    const sameRows: DesiredRow[] = [];
+    // The parts every device shares are validated once per distinct agent config (a cohort's devices
+    // usually share one); each device's manifest is that template with its own id and counter, signed
+    // on its own.
+    const templates = new Map<string, DeploymentManifest>();
+    const rows: object[] = [];
     for (const deviceId of deviceIds) {
       const stored = existing.get(deviceId)?.counter ?? 0;
       const reported = floors.get(deviceId) ?? 0;
@@ -69,8 +61,11 @@ export class DesiredState {
       // sign above what it reported, or it would refuse the manifest as a rollback. Recorded once learnt.
       const counter = Math.max(stored, reported) + 1;
       if (reported > stored) await recordAudit(tx, 'system', 'device.counter.raise', deviceId, { stored, reported, signed: counter });
-      const manifest = signManifest(
-        createManifest({
+      const agentConfig = statsLayout ? { ...settings.get(deviceId)!.config, statsLayout } : settings.get(deviceId)!.config;
+      const configKey = JSON.stringify(agentConfig);
+      let template = templates.get(configKey);
+      if (!template) {
+        template = createManifest({
           deviceId,
           cohort: meta.cohort,
           bundle: { id: bundle.id, name: bundle.name, model: { name: mv.name, version: mv.version } },
@@ -79,34 +74,38 @@ export class DesiredState {
           counter,
           keylistVersion: keylist.signed.version,
           expiresAt,
-          agentConfig: statsLayout ? { ...settings.get(deviceId)!.config, statsLayout } : settings.get(deviceId)!.config,
+          agentConfig,
           shadow,
-        }),
-        keys,
-      );
+        });
+        templates.set(configKey, template);
+      }
+      const manifest = signEnvelope({ ...template, deviceId, counter }, keys);
       const prev = existing.get(deviceId);
       const changed = prev?.bundleId !== bundleId;
-      (changed ? changedRows : sameRows).push({
+      rows.push({
         deviceId,
         counter,
-        bundleId,
-        deploymentId: meta.deploymentId ?? null,
-        cohort: meta.cohort ?? null,
-        manifest,
-        expiresAt: expiresAt.toISOString(),
-        updatedAt: now,
-        // What a rollback goes back to; a re-sign of the same bundle keeps it (and the stale clock).
+        // Text, not nested JSON: SQLite would re-print the signed numbers in its own float format.
+        manifest: JSON.stringify(manifest),
+        // What a rollback goes back to; a re-sign of the same bundle keeps it (and the stale clock, below).
         previousBundleId: changed ? (prev?.bundleId ?? null) : (prev?.previousBundleId ?? null),
-        shadow: meta.shadow ?? null,
-        mismatchSince: changed ? null : (prev?.mismatchSince ?? null),
-        republishedAt: changed ? null : (prev?.republishedAt ?? null),
       });
     }
-    for (const [rows, set] of [[changedRows, UPDATE_CHANGED], [sameRows, UPDATE_ALWAYS]] as const) {
-      for (let i = 0; i < rows.length; i += UPSERT_ROWS) {
-        await tx.insert(deviceDesired).values(rows.slice(i, i + UPSERT_ROWS)).onConflictDoUpdate({ target: deviceDesired.deviceId, set });
-      }
-    }
+    // One statement for the whole assignment: the rows go in as one JSON parameter (json_each), so
+    // the statement's size and its building do not grow with the device count. A new bundle restarts
+    // the stale clock (mismatch, republished); a re-sign of the same bundle keeps it.
+    const shadowText = meta.shadow ? JSON.stringify(meta.shadow) : null;
+    const c = (k: keyof typeof deviceDesired.$inferSelect) => sql.raw(`"${deviceDesired[k].name}"`);
+    await tx.run(sql`
+      insert into ${deviceDesired} (${c('deviceId')}, ${c('counter')}, ${c('bundleId')}, ${c('deploymentId')}, ${c('cohort')}, ${c('manifest')}, ${c('expiresAt')}, ${c('updatedAt')}, ${c('previousBundleId')}, ${c('shadow')}, ${c('mismatchSince')}, ${c('republishedAt')})
+      select value ->> '$.deviceId', value ->> '$.counter', ${bundleId}, ${meta.deploymentId ?? null}, ${meta.cohort ?? null}, value ->> '$.manifest', ${expiresAt.toISOString()}, ${now}, value ->> '$.previousBundleId', ${shadowText}, null, null
+      from json_each(${JSON.stringify(rows)}) where true
+      on conflict (${c('deviceId')}) do update set
+        ${c('counter')} = excluded.${c('counter')}, ${c('bundleId')} = excluded.${c('bundleId')}, ${c('deploymentId')} = excluded.${c('deploymentId')},
+        ${c('cohort')} = excluded.${c('cohort')}, ${c('manifest')} = excluded.${c('manifest')}, ${c('expiresAt')} = excluded.${c('expiresAt')},
+        ${c('updatedAt')} = excluded.${c('updatedAt')}, ${c('previousBundleId')} = excluded.${c('previousBundleId')}, ${c('shadow')} = excluded.${c('shadow')},
+        ${c('mismatchSince')} = case when ${deviceDesired}.${c('bundleId')} = excluded.${c('bundleId')} then ${deviceDesired}.${c('mismatchSince')} end,
+        ${c('republishedAt')} = case when ${deviceDesired}.${c('bundleId')} = excluded.${c('bundleId')} then ${deviceDesired}.${c('republishedAt')} end`);
   }
 
   /** Publishes the stored desired state of the given devices (all when omitted). */
@@ -158,7 +157,7 @@ export class DesiredState {
   /** After an agent settings change: re-sign and republish these devices' manifests (those without desired state are skipped). */
   async resignDevices(deviceIds: string[]): Promise<string[]> {
     if (!deviceIds.length) return [];
-    return this.resign(inArray(deviceDesired.deviceId, deviceIds));
+    return this.resign(inIds(deviceDesired.deviceId, deviceIds));
   }
 
   /** Re-signs the matching devices' manifests (same bundle, next counter, fresh expiry) and publishes them. */
@@ -224,7 +223,7 @@ async function shadowCandidate(tx: Tx, spec: ShadowSpec): Promise<ShadowCandidat
 
 /** The highest counter each device reported having activated (its rollback floor), from its last `reported`. */
 async function reportedFloors(tx: Tx, deviceIds: string[]): Promise<Map<string, number>> {
-  const rows = await tx.select({ id: devices.id, reported: devices.reported }).from(devices).where(inArray(devices.id, deviceIds));
+  const rows = await tx.select({ id: devices.id, reported: devices.reported }).from(devices).where(inIds(devices.id, deviceIds));
   const out = new Map<string, number>();
   for (const r of rows) {
     const rep = r.reported as { highestCounter?: unknown; active?: { counter?: unknown } | null } | null;

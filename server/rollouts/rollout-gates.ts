@@ -12,6 +12,7 @@ import { alerts, bundles, devices } from '../db/schema.ts';
 import type { RolloutGates } from '../jobs/retrain-policy.ts';
 import { telemetrySummary } from '../telemetry/telemetry-service.ts';
 import { stageTelemetryTotals } from './stage-error-rate.ts';
+import { worstStageLatency } from './stage-latency.ts';
 
 export type GateStatus = 'pass' | 'fail' | 'waiting' | 'no-data' | 'skipped';
 
@@ -86,11 +87,8 @@ async function latencyGate(tx: Tx, o: { stage: StageDevices; cohort: string; rol
   // requests alone (an earlier bucket mixes in the previous bundle's).
   const since = Math.ceil(Date.parse(o.stageStartedAt) / 60_000) * 60_000;
   const windowS = Math.floor((o.now.getTime() - since) / 1000);
-  let worst: { id: string; p95: number } | null = null;
-  for (const id of windowS > 0 ? o.stage.active : []) {
-    const t = await telemetrySummary(tx, { device: id, windowS, end: o.now });
-    if (t.latency.p95 !== null && (!worst || t.latency.p95 > worst.p95)) worst = { id, p95: t.latency.p95 };
-  }
+  // One grouped query for the stage's active devices (stage-latency.ts), not a telemetry summary per device.
+  const worst = windowS > 0 ? await worstStageLatency(tx, o.stage.active, new Date(o.now.getTime() - windowS * 1000), o.now) : null;
   if (before.latency.p95 === null || !worst) {
     const missing = [before.latency.p95 === null ? 'no requests in the hour before the rollout (no baseline)' : null, worst ? null : 'no requests served on the new bundle'].filter(Boolean).join(' and ');
     // During the bake the data may still come; after it the gate says it could not measure.

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { AgentConfig } from '../../firmware-bundles/manifest.ts';
 import { matches } from '../cohorts/selector.ts';
 import type { Tx } from '../db/client.ts';
+import { inIds } from '../db/in-ids.ts';
 import { agentSettings, cohorts, devices } from '../db/schema.ts';
 import { parseSelectorOrThrow } from '../devices/device-service.ts';
 
@@ -74,8 +75,8 @@ export async function effectiveAgentConfigs(tx: Tx, targets: Array<{ deviceId: s
           .sort((a, b) => (a.name < b.name ? -1 : 1))
       : [];
   const labels = new Map<string, Record<string, string>>();
-  for (let i = 0; selectors.length && i < undeployed.length; i += 500) {
-    for (const d of await tx.select({ id: devices.id, labels: devices.labels }).from(devices).where(inArray(devices.id, undeployed.slice(i, i + 500)))) labels.set(d.id, d.labels);
+  if (selectors.length) {
+    for (const d of await tx.select({ id: devices.id, labels: devices.labels }).from(devices).where(inIds(devices.id, undeployed))) labels.set(d.id, d.labels);
   }
   for (const { deviceId, cohort } of targets) {
     let config: EffectiveAgentConfig = structuredClone(DEFAULT_AGENT_CONFIG) as EffectiveAgentConfig;

@@ -1,0 +1,103 @@
+// Desired-state fan-out, server side (issue 16): a cohort deployment to N approved devices through the
+// API of an in-process control plane with the embedded broker — sign a manifest per device (its own id
+// and counter), store the rows, publish each retained on its `desired` topic — without agents, so the
+// server's share is measured apart from the devices'. Two deployments per size: the first creates the
+// rows, the second replaces them (another bundle). Baseline in the same run: signing the same N
+// manifests alone (the per-device work no implementation can skip), so the ratio says how much the
+// rest (reads, rows, publishing) adds, and whether it grows with N.
+// Devices are inserted directly as approved rows; BENCH_FANOUT_DEVICES (default "2000,10000").
+import { mkdtemp, rm } from 'node:fs/promises';
+import { request } from 'node:http';
+import os from 'node:os';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { freePort } from '../agent/testing/harness.ts';
+import { sign } from 'node:crypto';
+import { canonicalBytes } from '../firmware-bundles/canonical-json.ts';
+import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
+import { generateKeyPair, loadPrivateKey } from '../firmware-bundles/keys.ts';
+import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
+import { createManifest } from '../firmware-bundles/manifest.ts';
+import { hashDeviceSecret } from '../server/auth/device-credentials.ts';
+import { ControlPlane } from '../server/control-plane.ts';
+import { devices } from '../server/db/schema.ts';
+import { loadServerConfig } from '../server/env.ts';
+import { createLogger } from '../server/logger.ts';
+import { DEFAULT_AGENT_CONFIG } from '../server/settings/effective-settings.ts';
+import { gemmModel } from '../test/helpers/models.ts';
+import { printTable, type BenchRow } from './lib.ts';
+
+const SIZES = (process.env.BENCH_FANOUT_DEVICES ?? '2000,10000').split(',').map(Number);
+const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
+const load = () => os.loadavg()[0].toFixed(0);
+
+export async function runFanoutBench(): Promise<BenchRow[]> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-fanout-bench-'));
+  const env = {
+    FLOTILLA_DATA_DIR: dir,
+    FLOTILLA_HTTP_HOST: '127.0.0.1',
+    FLOTILLA_HTTP_PORT: String(await freePort()),
+    FLOTILLA_MQTT_HOST: '127.0.0.1',
+    FLOTILLA_MQTT_PORT: String(await freePort()),
+    FLOTILLA_DRIFT_CRON: 'off',
+  };
+  const plane = new ControlPlane(loadServerConfig(env), createLogger('silent'));
+  await plane.start();
+  const rows: BenchRow[] = [];
+  try {
+    // A new connection per request (agent: false): the device inserts take longer than the server's
+    // keep-alive timeout, and a reused idle socket can be reset under the next request.
+    const api = (method: string, p: string, body?: unknown, raw?: Uint8Array) =>
+      new Promise<any>((resolve, reject) => {
+        const payload = raw ?? (body ? Buffer.from(JSON.stringify(body)) : undefined);
+        const req = request(plane.httpUrl + p, { method, agent: false, headers: { authorization: `Bearer ${plane.adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const json = JSON.parse(Buffer.concat(chunks).toString());
+            if (res.statusCode! >= 300) reject(new Error(`${method} ${p}: ${res.statusCode} ${JSON.stringify(json)}`));
+            else resolve(json);
+          });
+        });
+        req.on('error', reject);
+        req.end(payload);
+      });
+    await api('POST', '/api/v1/models/fan/versions', undefined, gemmModel({ seed: 1 }));
+    await api('POST', '/api/v1/models/fan/versions', undefined, gemmModel({ seed: 2 }));
+    const root = generateKeyPair();
+    const release = await api('POST', '/api/v1/keys/release');
+    await api('PUT', '/api/v1/keys/keylist', signKeyList(createKeyList({ version: 1, root, keys: [release], threshold: 1, expiresAt: new Date(Date.now() + 86400e3) }), root.privateKeyPem));
+    const { definition, labels } = await loadBundleDefinition(BUNDLE_DEF);
+    const b1 = (await api('POST', '/api/v1/bundles', { model: 'fan@1', definition, labels })).id as string;
+    const b2 = (await api('POST', '/api/v1/bundles', { model: 'fan@2', definition, labels })).id as string;
+    const credentialHash = hashDeviceSecret('bench-secret');
+    for (const n of SIZES) {
+      const cohort = `fan${n}`;
+      await api('POST', '/api/v1/cohorts', { name: cohort, selector: `fleet=${cohort}` });
+      const ids = Array.from({ length: n }, (_, i) => `dev_${cohort}x${String(i).padStart(6, '0')}`);
+      for (let i = 0; i < n; i += 500) {
+        await plane.db.insert(devices).values(ids.slice(i, i + 500).map((id) => ({ id, name: id, status: 'approved' as const, labels: { fleet: cohort }, facts: {}, credentialHash, approvedAt: new Date().toISOString() })));
+      }
+      // Baseline: the N Ed25519 signatures alone, over manifests of the same shape (canonical bytes made beforehand).
+      const key = loadPrivateKey(generateKeyPair().privateKeyPem);
+      const expiresAt = new Date(Date.now() + 86400e3);
+      const payloads = ids.map((deviceId) => canonicalBytes(createManifest({ deviceId, cohort, bundle: { id: b1, name: 'fan', model: { name: 'fan', version: 1 } }, files: ['model.onnx', 'bundle.json'].map((p) => ({ path: p, sha256: '0'.repeat(64), size: 1 })), counter: 1, keylistVersion: 1, expiresAt, agentConfig: DEFAULT_AGENT_CONFIG as never })));
+      let t = performance.now();
+      for (const bytes of payloads) sign(null, bytes, key);
+      const signMs = performance.now() - t;
+      for (const [k, bundle] of [['first', b1], ['second', b2]] as const) {
+        const l0 = load();
+        t = performance.now();
+        const dep = await api('POST', '/api/v1/deployments', { bundle, cohort });
+        const ms = performance.now() - t;
+        if (dep.devices.length !== n) throw new Error(`deployment reached ${dep.devices.length} of ${n} devices`);
+        rows.push({ benchmark: `cohort deployment to ${n} devices (${k}): request to response, published`, value: ms / 1000, unit: 's', baseline: `${n} Ed25519 signatures alone`, baselineValue: signMs / 1000, ratio: ms / signMs, note: `${((ms / n) * 1000).toFixed(0)} µs/device; load ${l0}→${load()}` });
+      }
+    }
+  } finally {
+    await plane.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  printTable('Desired-state fan-out, server side (in-process control plane, embedded broker, no agents)', rows);
+  return rows;
+}
