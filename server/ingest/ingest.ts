@@ -25,6 +25,8 @@ export interface IngestOptions {
   logger: Logger;
   flushMs: number;
   batchSize: number;
+  /** A batch grows beyond batchSize under a backlog while its transaction takes less than this (default 500 ms). */
+  batchTargetMs?: number;
   retentionHours: number;
   minuteRollupRetentionHours: number;
   /** Captured samples (server/samples/) expire on the same timer. */
@@ -52,11 +54,14 @@ export class Ingest {
   private timer?: NodeJS.Timeout;
   private cleanupTimer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
+  /** Messages per transaction now: batchSize, grown under a backlog (adaptBatchLimit). */
+  private batchLimit: number;
   private running = false;
   private readonly stored: Counter<'channel'>;
   private readonly flushSeconds: Histogram;
 
   constructor(private readonly opts: IngestOptions) {
+    this.batchLimit = opts.batchSize;
     const registers = [opts.metrics.registry];
     this.stored = new Counter({ name: 'flotilla_ingest_stored_total', help: 'Device stats windows and telemetry reports stored, by channel', labelNames: ['channel'], registers });
     this.flushSeconds = new Histogram({
@@ -127,14 +132,28 @@ export class Ingest {
     if (!this.pending.length) return Promise.resolve();
     this.flushing = (async () => {
       while (this.pending.length) {
-        const batch = this.pending.splice(0, this.opts.batchSize);
+        const batch = this.pending.splice(0, this.batchLimit);
+        const started = performance.now();
         await this.writeBatch(batch); // never throws: a batch that cannot be written is dropped and counted
+        this.adaptBatchLimit(batch.length, performance.now() - started);
         for (const p of batch) p.settle?.();
       }
     })().finally(() => {
       this.flushing = undefined;
     });
     return this.flushing;
+  }
+
+  /**
+   * Under a backlog, a batch grows (doubling, up to 8 × batchSize) while its transaction stays under
+   * batchTargetMs, and shrinks again when it takes more than twice that: fewer commits and fewer
+   * rewrites of the shared cohort and fleet rollups per message, with the write lock held for a bounded time.
+   */
+  private adaptBatchLimit(size: number, ms: number): void {
+    const base = this.opts.batchSize;
+    const target = this.opts.batchTargetMs ?? 500;
+    if (size >= this.batchLimit && ms < target) this.batchLimit = Math.min(this.batchLimit * 2, base * 8);
+    else if (ms > 2 * target) this.batchLimit = Math.max(Math.floor(this.batchLimit / 2), base);
   }
 
   private async writeBatch(batch: Pending[]): Promise<void> {
