@@ -14,6 +14,7 @@ import { driftEvaluations, statsRollups, statsWindows, telemetry, telemetryRollu
 import type { Metrics } from '../metrics.ts';
 import { deleteOldDeliveries } from '../alerts/deliveries.ts';
 import { deleteExpiredSamples } from '../samples/sample-service.ts';
+import { nextBatchLimit } from './batch-limit.ts';
 import { loadBatchContext, type BatchContext } from './device-context.ts';
 import { deleteOldStatsDrops, recordStatsDrops, type StatsDrop } from './stats-drops.ts';
 import { writeStats, type StatsItem } from './stats-writer.ts';
@@ -54,7 +55,7 @@ export class Ingest {
   private timer?: NodeJS.Timeout;
   private cleanupTimer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
-  /** Messages per transaction now: batchSize, grown under a backlog (adaptBatchLimit). */
+  /** Messages per transaction now: batchSize, grown under a backlog (batch-limit.ts). */
   private batchLimit: number;
   private running = false;
   private readonly stored: Counter<'channel'>;
@@ -135,25 +136,14 @@ export class Ingest {
         const batch = this.pending.splice(0, this.batchLimit);
         const started = performance.now();
         await this.writeBatch(batch); // never throws: a batch that cannot be written is dropped and counted
-        this.adaptBatchLimit(batch.length, performance.now() - started);
+        const ms = performance.now() - started;
+        this.batchLimit = nextBatchLimit({ limit: this.batchLimit, size: batch.length, ms, base: this.opts.batchSize, targetMs: this.opts.batchTargetMs ?? 500 });
         for (const p of batch) p.settle?.();
       }
     })().finally(() => {
       this.flushing = undefined;
     });
     return this.flushing;
-  }
-
-  /**
-   * Under a backlog, a batch grows (doubling, up to 8 × batchSize) while its transaction stays under
-   * batchTargetMs, and shrinks again when it takes more than twice that: fewer commits and fewer
-   * rewrites of the shared cohort and fleet rollups per message, with the write lock held for a bounded time.
-   */
-  private adaptBatchLimit(size: number, ms: number): void {
-    const base = this.opts.batchSize;
-    const target = this.opts.batchTargetMs ?? 500;
-    if (size >= this.batchLimit && ms < target) this.batchLimit = Math.min(this.batchLimit * 2, base * 8);
-    else if (ms > 2 * target) this.batchLimit = Math.max(Math.floor(this.batchLimit / 2), base);
   }
 
   private async writeBatch(batch: Pending[]): Promise<void> {
