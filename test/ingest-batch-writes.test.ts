@@ -8,7 +8,7 @@ import { and, eq } from 'drizzle-orm';
 import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
 import { generateKeyPair } from '../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
-import { mergeAllFeatureSetSketches, type SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
+import { mergeAllFeatureSetSketches, type FeatureSetSketch, type SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
 import { statsRollups, statsWindows, telemetryLast, telemetryRollups } from '../server/db/schema.ts';
 import { bucketStart } from '../server/ingest/buckets.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
@@ -18,6 +18,7 @@ import { gemmModel } from './helpers/models.ts';
 const FACTS = { arch: 'x64', cpus: 2, memoryBytes: 2e9, os: 'linux', agentVersion: '0.1.0' };
 const BUNDLE_DEF = new URL('../firmware-bundles/tabular-demo/bundle.json', import.meta.url).pathname;
 const model = { name: 'tab', version: 1 };
+type FeatureSketch = FeatureSetSketch['features'][string];
 
 describe('ingest batch writes', () => {
   let cp: TestPlane;
@@ -93,7 +94,7 @@ describe('ingest batch writes', () => {
       // Exact: the same merge (floating-point sums may differ in the last bits with another merge order).
       assert.deepStrictEqual(got.sketch.quality, w.sketch.quality);
       for (const [name, f] of Object.entries(w.sketch.features)) {
-        const g = got.sketch.features[name];
+        const g: FeatureSketch = got.sketch.features[name];
         assert.equal(g.count, f.count, name);
         if (f.kind === 'numeric' && g.kind === 'numeric') {
           assert.deepStrictEqual(g.bins, f.bins, name);

@@ -3,7 +3,7 @@
 // new are merged into the per-minute and per-hour rollups of their device, cohorts and the fleet.
 import { sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
-import { mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
+import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
 import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
@@ -26,6 +26,8 @@ interface RollupAcc {
   rows: number;
   sketch: FeatureSetSketch;
 }
+/** A rollup's new windows of this batch, merged once at the end (in place: no new arrays per window). */
+type Pending = Omit<RollupAcc, 'sketch'> & { members: FeatureSetSketch[] };
 
 const GRANULARITIES: Granularity[] = ['minute', 'hour'];
 export const FLEET_KEY = '*';
@@ -72,7 +74,7 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
   const added = new Set(inserted.map((r) => `${r.device_id}\u0000${r.seq}`));
   const fresh = items.filter((it) => added.delete(`${it.deviceId}\u0000${it.message.seq}`));
 
-  const acc = new Map<string, RollupAcc>();
+  const acc = new Map<string, Pending>();
   for (const it of fresh) {
     const scopes: Array<[Scope, string]> = [['device', it.deviceId], ...it.cohorts.map((c): [Scope, string] => ['cohort', c]), ['fleet', FLEET_KEY]];
     for (const granularity of GRANULARITIES) {
@@ -81,16 +83,18 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
         const id = { scope, key, modelVersionId: it.modelVersionId, granularity, bucketStart: bucket };
         const k = rollupKey(id);
         const cur = acc.get(k);
-        if (!cur) acc.set(k, { ...id, windows: 1, rows: it.message.sketch.quality.rows, sketch: it.message.sketch });
+        if (!cur) acc.set(k, { ...id, windows: 1, rows: it.message.sketch.quality.rows, members: [it.message.sketch] });
         else {
           cur.windows++;
           cur.rows += it.message.sketch.quality.rows;
-          cur.sketch = mergeFeatureSetSketches(cur.sketch, it.message.sketch);
+          cur.members.push(it.message.sketch);
         }
       }
     }
   }
-  const layoutResets = await upsertRollups(tx, [...acc.values()], receivedAt, text);
+  // The same arithmetic in the same order as merging pairwise; a single window stays its own object (and text).
+  const rollups = [...acc.values()].map(({ members, ...r }): RollupAcc => ({ ...r, sketch: members.length === 1 ? members[0] : mergeAllFeatureSetSketches(members) }));
+  const layoutResets = await upsertRollups(tx, rollups, receivedAt, text);
   return { stored: fresh.length, duplicates: items.length - fresh.length, layoutResets };
 }
 
