@@ -14,6 +14,7 @@ import { driftEvaluations, statsRollups, statsWindows, telemetry, telemetryRollu
 import type { Metrics } from '../metrics.ts';
 import { deleteOldDeliveries } from '../alerts/deliveries.ts';
 import { deleteExpiredSamples } from '../samples/sample-service.ts';
+import { nextBatchLimit } from './batch-limit.ts';
 import { loadBatchContext, type BatchContext } from './device-context.ts';
 import { deleteOldStatsDrops, recordStatsDrops, type StatsDrop } from './stats-drops.ts';
 import { writeStats, type StatsItem } from './stats-writer.ts';
@@ -25,6 +26,8 @@ export interface IngestOptions {
   logger: Logger;
   flushMs: number;
   batchSize: number;
+  /** A batch grows beyond batchSize under a backlog while its transaction takes less than this (default 500 ms). */
+  batchTargetMs?: number;
   retentionHours: number;
   minuteRollupRetentionHours: number;
   /** Captured samples (server/samples/) expire on the same timer. */
@@ -52,11 +55,14 @@ export class Ingest {
   private timer?: NodeJS.Timeout;
   private cleanupTimer?: NodeJS.Timeout;
   private flushing?: Promise<void>;
+  /** Messages per transaction now: batchSize, grown under a backlog (batch-limit.ts). */
+  private batchLimit: number;
   private running = false;
   private readonly stored: Counter<'channel'>;
   private readonly flushSeconds: Histogram;
 
   constructor(private readonly opts: IngestOptions) {
+    this.batchLimit = opts.batchSize;
     const registers = [opts.metrics.registry];
     this.stored = new Counter({ name: 'flotilla_ingest_stored_total', help: 'Device stats windows and telemetry reports stored, by channel', labelNames: ['channel'], registers });
     this.flushSeconds = new Histogram({
@@ -127,8 +133,11 @@ export class Ingest {
     if (!this.pending.length) return Promise.resolve();
     this.flushing = (async () => {
       while (this.pending.length) {
-        const batch = this.pending.splice(0, this.opts.batchSize);
+        const batch = this.pending.splice(0, this.batchLimit);
+        const started = performance.now();
         await this.writeBatch(batch); // never throws: a batch that cannot be written is dropped and counted
+        const ms = performance.now() - started;
+        this.batchLimit = nextBatchLimit({ limit: this.batchLimit, size: batch.length, ms, base: this.opts.batchSize, targetMs: this.opts.batchTargetMs ?? 500 });
         for (const p of batch) p.settle?.();
       }
     })().finally(() => {

@@ -3,12 +3,10 @@
 // new are merged into the per-minute and per-hour rollups of their device, cohorts and the fleet.
 import { sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
-import { mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
+import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
 import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
-import { statsRollups, statsWindows } from '../db/schema.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
-import { rowsByKey } from './rows-by-key.ts';
 
 export interface StatsItem {
   deviceId: string;
@@ -28,8 +26,9 @@ interface RollupAcc {
   rows: number;
   sketch: FeatureSetSketch;
 }
+/** A rollup's new windows of this batch, merged once at the end (in place: no new arrays per window). */
+type Pending = Omit<RollupAcc, 'sketch'> & { members: FeatureSetSketch[] };
 
-const INSERT_CHUNK = 200;
 const GRANULARITIES: Granularity[] = ['minute', 'hour'];
 export const FLEET_KEY = '*';
 
@@ -49,35 +48,33 @@ export interface StatsWriteResult {
  */
 export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise<StatsWriteResult> {
   const receivedAt = now.toISOString();
-  const fresh: StatsItem[] = [];
-  for (let i = 0; i < items.length; i += INSERT_CHUNK) {
-    const chunk = items.slice(i, i + INSERT_CHUNK);
-    const inserted = await tx
-      .insert(statsWindows)
-      .values(
-        chunk.map((it) => ({
-          deviceId: it.deviceId,
-          modelVersionId: it.modelVersionId,
-          bundleId: it.message.bundleId,
-          windowStart: isoUtc(it.message.windowStart),
-          windowEnd: isoUtc(it.message.windowEnd),
-          seq: it.message.seq,
-          rows: it.message.sketch.quality.rows,
-          sketch: it.message.sketch,
-          receivedAt,
-        })),
-      )
-      .onConflictDoNothing()
-      .returning({ deviceId: statsWindows.deviceId, seq: statsWindows.seq });
-    // The same (device, seq) twice in one chunk: only the first insert wins, and only it is rolled up.
-    const added = new Set(inserted.map((r) => `${r.deviceId}\u0000${r.seq}`));
-    for (const it of chunk) {
-      const k = `${it.deviceId}\u0000${it.message.seq}`;
-      if (added.delete(k)) fresh.push(it);
-    }
-  }
+  // A rollup holding a single new window is that window's sketch object: serialized once for both rows.
+  const texts = new Map<FeatureSetSketch, string>();
+  const text = (sk: FeatureSetSketch) => {
+    let t = texts.get(sk);
+    if (t === undefined) texts.set(sk, (t = JSON.stringify(sk)));
+    return t;
+  };
+  // One statement for the whole batch; the sketch travels as its JSON text, stored as drizzle would store it.
+  const windows = items.map((it) => [
+    it.deviceId,
+    it.modelVersionId,
+    it.message.bundleId,
+    isoUtc(it.message.windowStart),
+    isoUtc(it.message.windowEnd),
+    it.message.seq,
+    it.message.sketch.quality.rows,
+    text(it.message.sketch),
+  ]);
+  const inserted = await tx.all<{ device_id: string; seq: number }>(sql`
+    INSERT INTO stats_windows (device_id, model_version_id, bundle_id, window_start, window_end, seq, rows, sketch, received_at)
+    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, ${receivedAt} FROM json_each(${JSON.stringify(windows)}) WHERE true
+    ON CONFLICT DO NOTHING RETURNING device_id, seq`);
+  // The same (device, seq) twice in one batch: only the first insert wins, and only it is rolled up.
+  const added = new Set(inserted.map((r) => `${r.device_id}\u0000${r.seq}`));
+  const fresh = items.filter((it) => added.delete(`${it.deviceId}\u0000${it.message.seq}`));
 
-  const acc = new Map<string, RollupAcc>();
+  const acc = new Map<string, Pending>();
   for (const it of fresh) {
     const scopes: Array<[Scope, string]> = [['device', it.deviceId], ...it.cohorts.map((c): [Scope, string] => ['cohort', c]), ['fleet', FLEET_KEY]];
     for (const granularity of GRANULARITIES) {
@@ -86,54 +83,51 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
         const id = { scope, key, modelVersionId: it.modelVersionId, granularity, bucketStart: bucket };
         const k = rollupKey(id);
         const cur = acc.get(k);
-        if (!cur) acc.set(k, { ...id, windows: 1, rows: it.message.sketch.quality.rows, sketch: it.message.sketch });
+        if (!cur) acc.set(k, { ...id, windows: 1, rows: it.message.sketch.quality.rows, members: [it.message.sketch] });
         else {
           cur.windows++;
           cur.rows += it.message.sketch.quality.rows;
-          cur.sketch = mergeFeatureSetSketches(cur.sketch, it.message.sketch);
+          cur.members.push(it.message.sketch);
         }
       }
     }
   }
-  const layoutResets = await upsertRollups(tx, [...acc.values()], receivedAt);
+  // The same arithmetic in the same order as merging pairwise; a single window stays its own object (and text).
+  const rollups = [...acc.values()].map(({ members, ...r }): RollupAcc => ({ ...r, sketch: members.length === 1 ? members[0] : mergeAllFeatureSetSketches(members) }));
+  const layoutResets = await upsertRollups(tx, rollups, receivedAt, text);
   return { stored: fresh.length, duplicates: items.length - fresh.length, layoutResets };
 }
 
-async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string): Promise<number> {
+/**
+ * Merges the batch's rollups into the stored ones: one read of the existing rows (the keys joined in
+ * as a JSON array, each one primary-key lookup) and one upsert of the merged rows, whatever the batch size.
+ */
+async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string, text: (s: FeatureSetSketch) => string): Promise<number> {
+  if (!rollups.length) return 0;
+  const keys = JSON.stringify(rollups.map((r) => [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart]));
+  // CROSS JOIN keeps the key list as the outer loop, so each key is one primary-key lookup.
+  const found = await tx.all<{ scope: Scope; key: string; model_version_id: number; granularity: Granularity; bucket_start: string; windows: number; rows: number; sketch: string }>(sql`
+    SELECT r.scope, r.key, r.model_version_id, r.granularity, r.bucket_start, r.windows, r.rows, r.sketch FROM json_each(${keys}) k CROSS JOIN stats_rollups r
+    ON r.scope = k.value->>0 AND r.key = k.value->>1 AND r.model_version_id = k.value->>2 AND r.granularity = k.value->>3 AND r.bucket_start = k.value->>4`);
+  const byKey = new Map(found.map((r) => [rollupKey({ scope: r.scope, key: r.key, modelVersionId: r.model_version_id, granularity: r.granularity, bucketStart: r.bucket_start }), r]));
   let resets = 0;
-  for (let i = 0; i < rollups.length; i += INSERT_CHUNK) {
-    const chunk = rollups.slice(i, i + INSERT_CHUNK);
-    const t = statsRollups;
-    const found = await rowsByKey(tx, t, [t.scope, t.key, t.modelVersionId, t.granularity, t.bucketStart], chunk.map((r) => [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart]));
-    const existing = found.map((r) => ({
-      scope: r.scope as Scope,
-      key: r.key as string,
-      modelVersionId: r.model_version_id as number,
-      granularity: r.granularity as Granularity,
-      bucketStart: r.bucket_start as string,
-      windows: r.windows as number,
-      rows: r.rows as number,
-      sketch: JSON.parse(r.sketch as string) as FeatureSetSketch,
-    }));
-    const byKey = new Map(existing.map((r) => [rollupKey(r), r]));
-    const values = chunk.map((r) => {
-      const old = byKey.get(rollupKey(r));
-      if (!old) return { ...r, updatedAt };
+  const values = rollups.map((r) => {
+    const old = byKey.get(rollupKey(r));
+    let merged = { windows: r.windows, rows: r.rows, sketch: r.sketch };
+    if (old) {
       try {
-        return { ...r, windows: old.windows + r.windows, rows: old.rows + r.rows, sketch: mergeFeatureSetSketches(old.sketch, r.sketch), updatedAt };
+        merged = { windows: old.windows + r.windows, rows: old.rows + r.rows, sketch: mergeFeatureSetSketches(JSON.parse(old.sketch) as FeatureSetSketch, r.sketch) };
       } catch (err) {
         if (!(err instanceof SketchMismatchError)) throw err;
         resets++;
-        return { ...r, updatedAt };
       }
-    });
-    await tx
-      .insert(t)
-      .values(values)
-      .onConflictDoUpdate({
-        target: [t.scope, t.key, t.modelVersionId, t.granularity, t.bucketStart],
-        set: { windows: sql`excluded.windows`, rows: sql`excluded.rows`, sketch: sql`excluded.sketch`, updatedAt: sql`excluded.updated_at` },
-      });
-  }
+    }
+    return [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart, merged.windows, merged.rows, text(merged.sketch)];
+  });
+  await tx.run(sql`
+    INSERT INTO stats_rollups (scope, key, model_version_id, granularity, bucket_start, windows, rows, sketch, updated_at)
+    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, ${updatedAt} FROM json_each(${JSON.stringify(values)}) WHERE true
+    ON CONFLICT (scope, key, model_version_id, granularity, bucket_start)
+    DO UPDATE SET windows = excluded.windows, rows = excluded.rows, sketch = excluded.sketch, updated_at = excluded.updated_at`);
   return resets;
 }

@@ -7,9 +7,7 @@ import { sql } from 'drizzle-orm';
 import { createLatencyHistogram, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import type { MonitoringLost, TelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import type { Tx } from '../db/client.ts';
-import { telemetry, telemetryLast, telemetryRollups } from '../db/schema.ts';
 import { bucketStart, isoUtc } from './buckets.ts';
-import { rowsByKey } from './rows-by-key.ts';
 import { FLEET_KEY } from './stats-writer.ts';
 
 export interface TelemetryItem {
@@ -35,7 +33,6 @@ interface Acc {
   activeSeconds: number;
 }
 
-const CHUNK = 200;
 const keyOf = (r: { scope: string; key: string; bucketStart: string }) => `${r.scope}\u0000${r.key}\u0000${r.bucketStart}`;
 
 function addErrors(into: Record<string, number>, from: Record<string, number>): number {
@@ -79,35 +76,30 @@ export function activeSecondsOf(m: TelemetryMessage, errorCount: number): number
 /** Stores the reports and updates rollups; returns how many were new and how many were resends. */
 export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date): Promise<{ stored: number; duplicates: number }> {
   const receivedAt = now.toISOString();
-  const fresh: TelemetryItem[] = [];
-  for (let i = 0; i < items.length; i += CHUNK) {
-    const chunk = items.slice(i, i + CHUNK);
-    const inserted = await tx
-      .insert(telemetry)
-      .values(
-        chunk.map(({ deviceId, message: m }) => ({
-          deviceId,
-          seq: m.seq,
-          at: isoUtc(m.at),
-          intervalS: m.intervalS,
-          inferences: m.inferences,
-          errors: m.errors,
-          latency: m.latency,
-          queueDepth: m.queueDepth,
-          cpu: m.cpu,
-          rssBytes: m.rssBytes,
-          diskFreeBytes: m.diskFreeBytes,
-          uptimeS: m.uptimeS,
-          activeBundleId: m.activeBundle?.id ?? null,
-          monitoring: m.monitoring ?? null,
-          receivedAt,
-        })),
-      )
-      .onConflictDoNothing()
-      .returning({ deviceId: telemetry.deviceId, seq: telemetry.seq });
-    const added = new Set(inserted.map((r) => `${r.deviceId}\u0000${r.seq}`));
-    for (const it of chunk) if (added.delete(`${it.deviceId}\u0000${it.message.seq}`)) fresh.push(it);
-  }
+  // One statement for the whole batch; JSON columns travel as their JSON text, stored as drizzle would store them.
+  const reports = items.map(({ deviceId, message: m }) => [
+    deviceId,
+    m.seq,
+    isoUtc(m.at),
+    m.intervalS,
+    m.inferences,
+    JSON.stringify(m.errors),
+    JSON.stringify(m.latency),
+    m.queueDepth,
+    m.cpu,
+    m.rssBytes,
+    m.diskFreeBytes,
+    m.uptimeS,
+    m.activeBundle?.id ?? null,
+    m.monitoring ? JSON.stringify(m.monitoring) : null,
+  ]);
+  const inserted = await tx.all<{ device_id: string; seq: number }>(sql`
+    INSERT INTO telemetry (device_id, seq, at, interval_s, inferences, errors, latency, queue_depth, cpu, rss_bytes, disk_free_bytes, uptime_s, active_bundle_id, monitoring, received_at)
+    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10, value->>11, value->>12, value->>13, ${receivedAt}
+    FROM json_each(${JSON.stringify(reports)}) WHERE true
+    ON CONFLICT DO NOTHING RETURNING device_id, seq`);
+  const added = new Set(inserted.map((r) => `${r.device_id}\u0000${r.seq}`));
+  const fresh = items.filter((it) => added.delete(`${it.deviceId}\u0000${it.message.seq}`));
 
   const acc = new Map<string, Acc>();
   const latest = new Map<string, TelemetryItem>();
@@ -140,10 +132,11 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
   }
 
   const rollups = [...acc.values()];
-  const t = telemetryRollups;
-  for (let i = 0; i < rollups.length; i += CHUNK) {
-    const chunk = rollups.slice(i, i + CHUNK);
-    const found = await rowsByKey(tx, t, [t.scope, t.key, t.bucketStart], chunk.map((r) => [r.scope, r.key, r.bucketStart]));
+  if (rollups.length) {
+    // The existing rows of the batch's buckets in one read (the keys as a JSON array, each one primary-key lookup), the merged rows in one upsert.
+    const keys = JSON.stringify(rollups.map((r) => [r.scope, r.key, r.bucketStart]));
+    const found = await tx.all<Record<string, unknown>>(sql`
+      SELECT r.* FROM json_each(${keys}) k CROSS JOIN telemetry_rollups r ON r.scope = k.value->>0 AND r.key = k.value->>1 AND r.bucket_start = k.value->>2`);
     const existing = found.map((r) => ({
       scope: r.scope as Scope,
       key: r.key as string,
@@ -159,70 +152,47 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
       monitoringLost: r.monitoring_lost == null ? null : (JSON.parse(r.monitoring_lost as string) as MonitoringLost),
     }));
     const byKey = new Map(existing.map((r) => [keyOf(r), r]));
-    const values = chunk.map((r) => {
+    const values = rollups.map((r) => {
       const old = byKey.get(keyOf(r));
+      let v: Acc = r;
       if (old) {
-        const merged: Acc = { ...old, errors: { ...old.errors }, latency: old.latency ?? createLatencyHistogram() };
-        combine(merged, r);
-        return { ...r, ...merged, updatedAt: receivedAt };
+        v = { ...old, errors: { ...old.errors }, latency: old.latency ?? createLatencyHistogram() };
+        combine(v, r);
       }
-      return { ...r, updatedAt: receivedAt };
+      return [r.scope, r.key, r.bucketStart, v.reports, v.inferences, v.errorCount, JSON.stringify(v.errors), JSON.stringify(v.latency), v.firstStart, v.lastAt, v.monitoringLost ? JSON.stringify(v.monitoringLost) : null, v.activeSeconds];
     });
-    await tx
-      .insert(t)
-      .values(values)
-      .onConflictDoUpdate({
-        target: [t.scope, t.key, t.bucketStart],
-        set: {
-          reports: sql`excluded.reports`,
-          inferences: sql`excluded.inferences`,
-          errorCount: sql`excluded.error_count`,
-          errors: sql`excluded.errors`,
-          latency: sql`excluded.latency`,
-          firstStart: sql`excluded.first_start`,
-          lastAt: sql`excluded.last_at`,
-          monitoringLost: sql`excluded.monitoring_lost`,
-          activeSeconds: sql`excluded.active_seconds`,
-          updatedAt: sql`excluded.updated_at`,
-        },
-      });
+    await tx.run(sql`
+      INSERT INTO telemetry_rollups (scope, key, bucket_start, reports, inferences, error_count, errors, latency, first_start, last_at, monitoring_lost, active_seconds, updated_at)
+      SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10, value->>11, ${receivedAt}
+      FROM json_each(${JSON.stringify(values)}) WHERE true
+      ON CONFLICT (scope, key, bucket_start) DO UPDATE SET
+        reports = excluded.reports, inferences = excluded.inferences, error_count = excluded.error_count, errors = excluded.errors, latency = excluded.latency,
+        first_start = excluded.first_start, last_at = excluded.last_at, monitoring_lost = excluded.monitoring_lost, active_seconds = excluded.active_seconds,
+        updated_at = excluded.updated_at`);
   }
 
-  const last = [...latest.values()].map(({ deviceId, message: m }) => ({
+  const last = [...latest.values()].map(({ deviceId, message: m }) => [
     deviceId,
-    at: isoUtc(m.at),
-    seq: m.seq,
-    cpu: m.cpu,
-    rssBytes: m.rssBytes,
-    diskFreeBytes: m.diskFreeBytes,
-    uptimeS: m.uptimeS,
-    queueDepth: m.queueDepth,
-    activeBundle: m.activeBundle,
-    outboxPending: m.monitoring?.outboxPending ?? null,
-    outboxPendingBytes: m.monitoring?.outboxPendingBytes ?? null,
-  }));
-  for (let i = 0; i < last.length; i += CHUNK) {
-    const l = telemetryLast;
-    await tx
-      .insert(l)
-      .values(last.slice(i, i + CHUNK))
-      .onConflictDoUpdate({
-        target: l.deviceId,
-        set: {
-          at: sql`excluded.at`,
-          seq: sql`excluded.seq`,
-          cpu: sql`excluded.cpu`,
-          rssBytes: sql`excluded.rss_bytes`,
-          diskFreeBytes: sql`excluded.disk_free_bytes`,
-          uptimeS: sql`excluded.uptime_s`,
-          queueDepth: sql`excluded.queue_depth`,
-          activeBundle: sql`excluded.active_bundle`,
-          outboxPending: sql`excluded.outbox_pending`,
-          outboxPendingBytes: sql`excluded.outbox_pending_bytes`,
-        },
-        // A late (store-and-forward) report must not overwrite newer resources.
-        setWhere: sql`excluded.at >= ${l.at}`,
-      });
+    isoUtc(m.at),
+    m.seq,
+    m.cpu,
+    m.rssBytes,
+    m.diskFreeBytes,
+    m.uptimeS,
+    m.queueDepth,
+    m.activeBundle ? JSON.stringify(m.activeBundle) : null,
+    m.monitoring?.outboxPending ?? null,
+    m.monitoring?.outboxPendingBytes ?? null,
+  ]);
+  if (last.length) {
+    await tx.run(sql`
+      INSERT INTO telemetry_last (device_id, at, seq, cpu, rss_bytes, disk_free_bytes, uptime_s, queue_depth, active_bundle, outbox_pending, outbox_pending_bytes)
+      SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10 FROM json_each(${JSON.stringify(last)}) WHERE true
+      ON CONFLICT (device_id) DO UPDATE SET
+        at = excluded.at, seq = excluded.seq, cpu = excluded.cpu, rss_bytes = excluded.rss_bytes, disk_free_bytes = excluded.disk_free_bytes, uptime_s = excluded.uptime_s,
+        queue_depth = excluded.queue_depth, active_bundle = excluded.active_bundle, outbox_pending = excluded.outbox_pending, outbox_pending_bytes = excluded.outbox_pending_bytes
+      -- A late (store-and-forward) report must not overwrite newer resources.
+      WHERE excluded.at >= telemetry_last.at`);
   }
   return { stored: fresh.length, duplicates: items.length - fresh.length };
 }

@@ -1,0 +1,129 @@
+// The batch writers (one json_each statement per table per batch): rollups stay exact across batches
+// (each equals the merge of every window in its bucket, whatever batches they came in), a resend
+// inside one batch is stored and rolled up once, the stored JSON is the message's own JSON text,
+// and a late telemetry report adds to the rollups without replacing the newer resources.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { and, eq } from 'drizzle-orm';
+import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
+import { generateKeyPair } from '../firmware-bundles/keys.ts';
+import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
+import { mergeAllFeatureSetSketches, type FeatureSetSketch, type SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
+import { statsRollups, statsWindows, telemetryLast, telemetryRollups } from '../server/db/schema.ts';
+import { bucketStart } from '../server/ingest/buckets.ts';
+import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { generateRows, rowsToCsv, sketchOf, statsMessage, telemetryMessage } from './helpers/device-stats.ts';
+import { gemmModel } from './helpers/models.ts';
+
+const FACTS = { arch: 'x64', cpus: 2, memoryBytes: 2e9, os: 'linux', agentVersion: '0.1.0' };
+const BUNDLE_DEF = new URL('../firmware-bundles/tabular-demo/bundle.json', import.meta.url).pathname;
+const model = { name: 'tab', version: 1 };
+type FeatureSketch = FeatureSetSketch['features'][string];
+
+describe('ingest batch writes', () => {
+  let cp: TestPlane;
+  let layout: SketchLayout;
+  let bundleId: string;
+  const ids: string[] = [];
+
+  before(async () => {
+    cp = await startControlPlane({ driftCron: 'off' });
+    await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel() as BodyInit });
+    layout = (await cp.api('POST', '/api/v1/models/tab/versions/1/reference', { body: rowsToCsv(generateRows(2000, 1)), headers: { 'content-type': 'text/csv' } })).body.layout;
+    const root = generateKeyPair();
+    const release = (await cp.api('POST', '/api/v1/keys/release')).body;
+    await cp.api('PUT', '/api/v1/keys/keylist', { json: signKeyList(createKeyList({ version: 1, root, keys: [release], threshold: 1, expiresAt: new Date(Date.now() + 86400e3) }), root.privateKeyPem) });
+    await cp.api('POST', '/api/v1/cohorts', { json: { name: 'lab', selector: 'site=lab' } });
+    const token = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'lab' } } })).body.token;
+    for (let i = 0; i < 3; i++) ids.push((await cp.api('POST', '/api/v1/enroll', { token: null, json: { token, facts: FACTS } })).body.deviceId);
+    const { definition, labels } = await loadBundleDefinition(BUNDLE_DEF);
+    bundleId = (await cp.api('POST', '/api/v1/bundles', { json: { model: 'tab@1', definition, labels } })).body.id;
+    assert.equal((await cp.api('POST', '/api/v1/deployments', { json: { bundle: bundleId, cohort: 'lab' } })).status, 201);
+  });
+  after(() => cp?.stop());
+
+  it('stats: rollups equal the merge of every window of their bucket across batches; a resend in the same batch counts once', async () => {
+    const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3_600_000; // a whole past hour
+    const sent: ReturnType<typeof statsMessage>[] = [];
+    const send = (device: number, minute: number, seq: number) => {
+      const start = new Date(hour + minute * 60_000 + device * 1000);
+      const m = statsMessage({ deviceId: ids[device], bundleId, model, seq, start, end: new Date(start.getTime() + 50_000), sketch: sketchOf(layout, generateRows(20 + seq, 100 * device + seq)) });
+      sent.push(m);
+      // Parsed from JSON, as the device bus hands it over.
+      return cp.plane.ingest.acceptStats(m.deviceId, JSON.parse(JSON.stringify(m)));
+    };
+    // Batch 1: three devices, minutes 0 and 1; device 0 sends its first window twice.
+    const first = [send(0, 0, 1), send(1, 0, 1), send(2, 1, 1), send(0, 1, 2)];
+    const resend = cp.plane.ingest.acceptStats(ids[0], JSON.parse(JSON.stringify(sent[0])));
+    await cp.plane.ingest.flush();
+    await Promise.all([...first, resend]);
+    // Batch 2: the same buckets again (existing rows read, merged and rewritten) and a new minute.
+    await Promise.all([send(1, 0, 2), send(2, 1, 2), send(0, 1, 3), send(1, 5, 3)]);
+    await cp.plane.ingest.flush();
+
+    const windows = await cp.plane.db.select().from(statsWindows);
+    assert.equal(windows.length, sent.length, 'the in-batch resend is stored once');
+    for (const w of windows) {
+      const m = sent.find((s) => s.deviceId === w.deviceId && s.seq === w.seq)!;
+      assert.deepStrictEqual(w.sketch, m.sketch);
+    }
+    const raw = await cp.plane.db.all<{ sketch: string }>(`SELECT sketch FROM stats_windows WHERE device_id = '${ids[1]}' AND seq = 3`);
+    assert.equal(raw[0].sketch, JSON.stringify(sent.at(-1)!.sketch), 'stored as its JSON text');
+
+    const expect = (scope: 'device' | 'cohort' | 'fleet', key: string, granularity: 'minute' | 'hour', bucket: string, pick: (m: (typeof sent)[number]) => boolean) => {
+      const members = sent.filter((m) => pick(m) && bucketStart(m.windowStart, granularity) === bucket);
+      return { scope, key, granularity, bucketStart: bucket, windows: members.length, rows: members.reduce((s, m) => s + m.sketch.quality.rows, 0), sketch: mergeAllFeatureSetSketches(members.map((m) => m.sketch)) };
+    };
+    const rollups = await cp.plane.db.select().from(statsRollups);
+    const minute0 = bucketStart(hour, 'minute');
+    const minute1 = bucketStart(hour + 60_000, 'minute');
+    const hourKey = bucketStart(hour, 'hour');
+    const wanted = [
+      expect('fleet', '*', 'minute', minute0, () => true),
+      expect('fleet', '*', 'minute', minute1, () => true),
+      expect('cohort', 'lab', 'hour', hourKey, () => true),
+      expect('fleet', '*', 'hour', hourKey, () => true),
+      expect('device', ids[0], 'minute', minute1, (m) => m.deviceId === ids[0]),
+      expect('device', ids[1], 'hour', hourKey, (m) => m.deviceId === ids[1]),
+    ];
+    for (const w of wanted) {
+      const got = rollups.find((r) => r.scope === w.scope && r.key === w.key && r.granularity === w.granularity && r.bucketStart === w.bucketStart);
+      assert.ok(got, `${w.scope} ${w.key} ${w.granularity} ${w.bucketStart}`);
+      assert.equal(got.windows, w.windows, `${w.scope} ${w.granularity} windows`);
+      assert.equal(got.rows, w.rows);
+      // Exact: the same merge (floating-point sums may differ in the last bits with another merge order).
+      assert.deepStrictEqual(got.sketch.quality, w.sketch.quality);
+      for (const [name, f] of Object.entries(w.sketch.features)) {
+        const g: FeatureSketch = got.sketch.features[name];
+        assert.equal(g.count, f.count, name);
+        if (f.kind === 'numeric' && g.kind === 'numeric') {
+          assert.deepStrictEqual(g.bins, f.bins, name);
+          assert.ok(Math.abs(g.mean - f.mean) <= 1e-9 * Math.max(1, Math.abs(f.mean)), `${name} mean`);
+        }
+      }
+    }
+    const deviceMinutes = new Set(sent.map((m) => `${m.deviceId} ${bucketStart(m.windowStart, 'minute')}`)).size;
+    assert.equal(rollups.filter((r) => r.scope === 'device' && r.granularity === 'minute').length, deviceMinutes, 'one per device and minute');
+  });
+
+  it('telemetry: rollups add up across batches, a late report counts but keeps the newer resources', async () => {
+    const t0 = Math.floor(Date.now() / 60_000) * 60_000 - 5 * 60_000;
+    const report = (seq: number, at: number, cpu: number) => telemetryMessage({ deviceId: ids[2], seq, at: new Date(at), inferences: 10 * seq, cpu, errors: seq % 2 ? { timeout: 1 } : {} });
+    await Promise.all([report(1, t0 + 10_000, 0.1), report(2, t0 + 20_000, 0.2)].map((m) => cp.plane.ingest.acceptTelemetry(m.deviceId, JSON.parse(JSON.stringify(m)))));
+    await cp.plane.ingest.flush();
+    // Late (store and forward): an earlier time, a later seq, in the next batch.
+    const late = report(3, t0 + 5_000, 0.9);
+    const latencies = [report(1, t0 + 10_000, 0.1), report(2, t0 + 20_000, 0.2), late].reduce((n, m) => n + m.latency.count, 0);
+    await Promise.all([cp.plane.ingest.acceptTelemetry(ids[2], JSON.parse(JSON.stringify(late))), cp.plane.ingest.flush()]);
+    const [row] = await cp.plane.db.select().from(telemetryRollups).where(and(eq(telemetryRollups.scope, 'device'), eq(telemetryRollups.key, ids[2])));
+    assert.equal(row.reports, 3);
+    assert.equal(row.inferences, 60);
+    assert.deepEqual(row.errors, { timeout: 2 });
+    assert.equal(row.errorCount, 2);
+    assert.equal(row.latency.count, latencies);
+    assert.equal(row.lastAt, new Date(t0 + 20_000).toISOString());
+    const [last] = await cp.plane.db.select().from(telemetryLast).where(eq(telemetryLast.deviceId, ids[2]));
+    assert.equal(last.cpu, 0.2);
+    assert.equal(last.seq, 2);
+  });
+});
