@@ -2,7 +2,7 @@
 // every second; the test sends requests all along. The baseline is the cohort's p95 in the hour before
 // the rollout, the candidate's the agent's reports served wholly on it after the switch (the stage's first
 // minute from raw reports, so the gate measures within seconds). A candidate that does the same work
-// passes; one that does 20× the work (the same answers through 20× as many 512×512 MatMuls: slower by
+// passes; one that does 60× the work (the same answers through 60× as many 512×512 MatMuls: slower by
 // construction, not by timing luck) fails the stage with the ratio named and is rolled back.
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -14,11 +14,12 @@ import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-a
 import type { GateResult } from '../server/rollouts/rollout-gates.ts';
 
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
-// Compute-bound models so the p95s compare work, not scheduling noise on a loaded machine: v1 and v2 run
-// 50 MatMuls per row, v3 1,000. The threshold is 2 (not the default 1.2) so the equal candidate's pass
-// cannot hinge on the machine's load; the slow one is ~20× over it.
-const LAYERS = [50, 50, 1000];
-const GATES = { maxLatencyRatio: 2, stageTimeoutS: 45, onFailure: 'rollback' as const };
+// Compute-bound models so the p95s compare work more than scheduling noise: v1 and v2 run 50 MatMuls per
+// row, v3 3,000. The threshold is 4 (not the default 1.2) so the equal candidate's pass cannot hinge on the
+// machine's load (its ratio measured 0.8–1.8 over runs at load averages 10–27); the slow one measured 13–17×.
+const LAYERS = [50, 50, 3000];
+const MAX_RATIO = 4;
+const GATES = { maxLatencyRatio: MAX_RATIO, stageTimeoutS: 45, onFailure: 'rollback' as const };
 
 describe('end to end: the latency gate on real telemetry', () => {
   let p: PlaneWithAgent;
@@ -68,13 +69,13 @@ describe('end to end: the latency gate on real telemetry', () => {
     const g = latencyGate(done);
     assert.equal(g.status, 'pass', JSON.stringify(g));
     t.diagnostic(`latencyRegression ${g.value}: ${g.reason}`);
-    assert.ok(g.value !== null && g.value > 0 && g.value <= 2, JSON.stringify(g));
+    assert.ok(g.value !== null && g.value > 0 && g.value <= MAX_RATIO, JSON.stringify(g));
     assert.match(g.reason, new RegExp(`^worst p95 [\\d.]+ ms \\(${p.deviceId}\\) vs [\\d.]+ ms before$`));
     assert.equal(done.lastCheck.history.at(-1).verdict, 'succeeded', 'measured, not "not measured"');
     await waitFor(async () => (await serving()) === 2, 'the agent serving v2', 30_000, 100);
   });
 
-  test('a candidate doing 20× the work fails the stage naming the ratio, and is rolled back', async (t) => {
+  test('a candidate doing 60× the work fails the stage naming the ratio, and is rolled back', async (t) => {
     const r = await p.cp.api('POST', '/api/v1/rollouts', { json: { bundle: 'tab@3', cohort: 'lab', stages: [1], bakeS: 2, gates: GATES } });
     assert.equal(r.status, 201, JSON.stringify(r.body));
     const previous = r.body.previousBundleId as string;
@@ -82,10 +83,10 @@ describe('end to end: the latency gate on real telemetry', () => {
     assert.equal(done.status, 'aborted', JSON.stringify(done.lastCheck));
     const g = latencyGate(done);
     assert.equal(g.status, 'fail', JSON.stringify(g));
-    assert.ok(g.value! > 2, JSON.stringify(g));
+    assert.ok(g.value! > MAX_RATIO, JSON.stringify(g));
     const verdict = done.lastCheck.verdict as string;
     t.diagnostic(verdict);
-    assert.ok(verdict.startsWith(`gate failed: latencyRegression ${g.value!.toFixed(4)} not ≤ 2 × previous p95 (worst p95 `), verdict);
+    assert.ok(verdict.startsWith(`gate failed: latencyRegression ${g.value!.toFixed(4)} not ≤ ${MAX_RATIO} × previous p95 (worst p95 `), verdict);
     assert.ok(!/failedUpdates|updateSuccessRatio|stage limit/.test(verdict), `the latency gate alone failed the stage: ${verdict}`);
     // Rolled back on the device too: the agent serves v2 (the previous bundle) again.
     await waitFor(async () => (await serving()) === 2, 'the agent serving v2 again', 60_000, 100);

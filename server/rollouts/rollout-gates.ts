@@ -11,7 +11,6 @@ import type { Tx } from '../db/client.ts';
 import { createLatencyHistogram, latencySummary, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import { alerts, bundles, devices, telemetry, telemetryRollups } from '../db/schema.ts';
 import type { RolloutGates } from '../jobs/retrain-policy.ts';
-import { telemetrySummary } from '../telemetry/telemetry-service.ts';
 import { stageTelemetryTotals } from './stage-error-rate.ts';
 
 export type GateStatus = 'pass' | 'fail' | 'waiting' | 'no-data' | 'skipped';
@@ -82,57 +81,65 @@ export async function stageGates(
 async function latencyGate(tx: Tx, o: { stage: StageDevices; bundleId: string; cohort: string; rolloutCreatedAt: string; stageStartedAt: string; bakeS: number; hasPrevious: boolean; now: Date; maxRatio: number }): Promise<GateResult> {
   const threshold = `≤ ${fmt(o.maxRatio)} × previous p95`;
   if (!o.hasPrevious) return { name: 'latencyRegression', value: null, threshold, status: 'skipped', reason: 'the cohort ran no bundle before: nothing to compare with' };
-  const before = await telemetrySummary(tx, { cohort: o.cohort, windowS: 3600, end: new Date(o.rolloutCreatedAt) });
+  // The baseline: the cohort's hour before the rollout. The minute bucket the rollout started in also fills
+  // with the new bundle's first requests, so it is read from the raw reports sent before the rollout instead.
+  const created = Date.parse(o.rolloutCreatedAt);
+  const createdMinute = Math.floor(created / 60_000) * 60_000;
+  const beforeRaw = await reportsLatency(tx, { ids: o.stage.ids, from: new Date(createdMinute).toISOString(), to: o.rolloutCreatedAt });
+  const before = latencySummary(
+    [...beforeRaw.values()].reduce(mergeLatencyHistograms, await rollupLatency(tx, 'cohort', o.cohort, new Date(createdMinute - 3_600_000), new Date(createdMinute))),
+  );
   // Telemetry is kept in minute buckets: only those that start after the stage did hold the new bundle's
   // requests alone (an earlier bucket mixes in the previous bundle's). The stage's first, partial minute
-  // comes from the raw reports instead (leadingReports), so the gate can measure within seconds of the switch.
+  // comes from the raw reports instead, so the gate can measure within seconds of the switch.
   const since = Math.ceil(Date.parse(o.stageStartedAt) / 60_000) * 60_000;
   const windowS = Math.floor((o.now.getTime() - since) / 1000);
-  const leading = await leadingReports(tx, { ids: o.stage.active, bundleId: o.bundleId, from: o.stageStartedAt, to: new Date(Math.min(since, o.now.getTime())).toISOString() });
+  const leading = await reportsLatency(tx, { ids: o.stage.active, whollyOn: o.bundleId, from: o.stageStartedAt, to: new Date(Math.min(since, o.now.getTime())).toISOString() });
   let worst: { id: string; p95: number } | null = null;
   for (const id of o.stage.active) {
     let h = leading.get(id) ?? createLatencyHistogram();
-    if (windowS > 0) h = mergeLatencyHistograms(h, await deviceLatencySince(tx, id, new Date(since), o.now));
+    if (windowS > 0) h = mergeLatencyHistograms(h, await rollupLatency(tx, 'device', id, new Date(since), o.now));
     const p95 = latencySummary(h).p95;
     if (p95 !== null && (!worst || p95 > worst.p95)) worst = { id, p95 };
   }
-  if (before.latency.p95 === null || !worst) {
-    const missing = [before.latency.p95 === null ? 'no requests in the hour before the rollout (no baseline)' : null, worst ? null : 'no requests served on the new bundle'].filter(Boolean).join(' and ');
+  if (before.p95 === null || !worst) {
+    const missing = [before.p95 === null ? 'no requests in the hour before the rollout (no baseline)' : null, worst ? null : 'no requests served on the new bundle'].filter(Boolean).join(' and ');
     // During the bake the data may still come; after it the gate says it could not measure.
     const baked = o.now.getTime() - Date.parse(o.stageStartedAt) >= o.bakeS * 1000;
     return { name: 'latencyRegression', value: null, threshold, status: baked ? 'no-data' : 'waiting', reason: baked ? `${missing}: latency not measured (a stage limit makes this fail the stage; --max-latency-ratio off turns the gate off)` : missing };
   }
-  const ratio = worst.p95 / before.latency.p95;
-  return { name: 'latencyRegression', value: ratio, threshold, status: ratio > o.maxRatio ? 'fail' : 'pass', reason: `worst p95 ${worst.p95.toFixed(2)} ms (${worst.id}) vs ${before.latency.p95.toFixed(2)} ms before` };
+  const ratio = worst.p95 / before.p95;
+  return { name: 'latencyRegression', value: ratio, threshold, status: ratio > o.maxRatio ? 'fail' : 'pass', reason: `worst p95 ${worst.p95.toFixed(2)} ms (${worst.id}) vs ${before.p95.toFixed(2)} ms before` };
 }
 
 /**
- * Latency of the devices' raw telemetry reports in [from, to) that were served wholly on `bundleId`: the
- * report and the one before it (seq − 1) name the bundle active, so the interval began after the switch.
- * Bounded: `to` is at most the minute boundary after the stage started.
+ * Latency of the devices' raw telemetry reports in [from, to), per device. With `whollyOn`, only reports
+ * served wholly on that bundle: the report and the one before it (seq − 1) name it active, so the interval
+ * began after the switch. Bounded: callers keep [from, to) within one minute.
  */
-async function leadingReports(tx: Tx, o: { ids: string[]; bundleId: string; from: string; to: string }): Promise<Map<string, LatencyHistogram>> {
+async function reportsLatency(tx: Tx, o: { ids: string[]; whollyOn?: string; from: string; to: string }): Promise<Map<string, LatencyHistogram>> {
   const out = new Map<string, LatencyHistogram>();
   if (o.from >= o.to) return out;
   for (let i = 0; i < o.ids.length; i += 500) {
-    const ids = o.ids.slice(i, i + 500);
+    const ids = sql.join(o.ids.slice(i, i + 500).map((id) => sql`${id}`), sql`, `);
     const rows = await tx.all<{ device_id: string; latency: string }>(
-      sql`select t.device_id, t.latency from ${telemetry} t join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
-          where t.device_id in (${sql.join(ids.map((id) => sql`${id}`), sql`, `)}) and t.at >= ${o.from} and t.at < ${o.to}
-            and t.active_bundle_id = ${o.bundleId} and p.active_bundle_id = ${o.bundleId}`,
+      o.whollyOn
+        ? sql`select t.device_id, t.latency from ${telemetry} t join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
+              where t.device_id in (${ids}) and t.at >= ${o.from} and t.at < ${o.to} and t.active_bundle_id = ${o.whollyOn} and p.active_bundle_id = ${o.whollyOn}`
+        : sql`select t.device_id, t.latency from ${telemetry} t where t.device_id in (${ids}) and t.at >= ${o.from} and t.at < ${o.to}`,
     );
     for (const r of rows) out.set(r.device_id, mergeLatencyHistograms(out.get(r.device_id) ?? createLatencyHistogram(), JSON.parse(r.latency) as LatencyHistogram));
   }
   return out;
 }
 
-/** One device's merged latency over the minute rollups in [start, end). */
-async function deviceLatencySince(tx: Tx, id: string, start: Date, end: Date): Promise<LatencyHistogram> {
+/** Merged latency of one device's or cohort's minute rollups that start in [start, end). */
+async function rollupLatency(tx: Tx, scope: 'device' | 'cohort', key: string, start: Date, end: Date): Promise<LatencyHistogram> {
   const t = telemetryRollups;
   const rows = await tx
     .select({ latency: t.latency })
     .from(t)
-    .where(and(eq(t.scope, 'device'), eq(t.key, id), gte(t.bucketStart, start.toISOString()), lt(t.bucketStart, end.toISOString())));
+    .where(and(eq(t.scope, scope), eq(t.key, key), gte(t.bucketStart, start.toISOString()), lt(t.bucketStart, end.toISOString())));
   return rows.reduce((h, r) => mergeLatencyHistograms(h, r.latency), createLatencyHistogram());
 }
 
