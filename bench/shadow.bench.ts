@@ -168,16 +168,24 @@ async function stageRows(dir: string): Promise<BenchRow[]> {
     // Baseline: one deployment to every device, until the simulator reports all of them active.
     let t = performance.now();
     await check(cp.api('POST', '/api/v1/deployments', { json: { bundle: bundles[0], cohort: 'fleet' } }), 'deployment');
-    await until(() => of('active') + of('failed') >= n, 10 * 60_000, 100);
+    let deploy95S = NaN;
+    await until(() => {
+      if (Number.isNaN(deploy95S) && of('active') >= 0.95 * n) deploy95S = (performance.now() - t) / 1000;
+      return of('active') + of('failed') >= n;
+    }, 10 * 60_000, 100);
     const deployS = (performance.now() - t) / 1000;
-    rows.push({ benchmark: `direct deployment to ${n} devices: all active`, value: deployS, unit: 's', note: `${of('active')} active, ${of('failed')} failed; download, smoke test, 1 s probation${short}` });
+    rows.push({ benchmark: `direct deployment to ${n} devices: all active`, value: deployS, unit: 's', note: `${of('active')} active, ${of('failed')} failed; 95 % active after ${deploy95S.toFixed(1)} s; download, smoke test, 1 s probation${short}` });
 
     // A staged rollout of v2, no bake: per stage, from the stage's start until its last device is active.
     const stages = [0.1, 0.5, 1];
     t = performance.now();
-    const r = await check(cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[1], cohort: 'fleet', stages, bakeS: 0, gates: { maxLatencyRatio: null } } }), 'rollout');
+    // What is measured is the stages' pace, not the failed-update gate: an update that fails on a loaded
+    // machine (up to 1 % of the devices) is counted in the row, not allowed to pause the rollout.
+    const gates = { maxLatencyRatio: null, maxFailedUpdates: Math.max(1, Math.floor(n / 100)) };
+    const r = await check(cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[1], cohort: 'fleet', stages, bakeS: 0, gates } }), 'rollout');
     const stageStart = [t];
     const stageDone: number[] = [];
+    const stage95: number[] = [];
     let last: any;
     await waitFor(async () => {
       last = await check(cp.api('GET', `/api/v1/rollouts/${r.id}`), 'rollout');
@@ -185,7 +193,9 @@ async function stageRows(dir: string): Promise<BenchRow[]> {
       for (let k = stageDone.length; k < stages.length; k++) {
         // Devices that never reported (never connected) cannot become active: not waited for.
         const members = last.devices.filter((d: { stage: number; activeBundle: string | null }) => d.stage <= k && d.activeBundle !== null);
-        if (!members.length || !members.every((d: { state: string }) => d.state === 'active')) break;
+        const active = members.filter((d: { state: string }) => d.state === 'active').length;
+        if (stage95[k] === undefined && members.length && active >= 0.95 * members.length) stage95[k] = now;
+        if (!members.length || !members.every((d: { state: string }) => d.state === 'active' || d.state === 'failed')) break;
         stageDone.push(now);
         stageStart.push(now);
       }
@@ -200,7 +210,10 @@ async function stageRows(dir: string): Promise<BenchRow[]> {
         continue;
       }
       const s = (stageDone[k] - stageStart[k]) / 1000;
-      rows.push({ benchmark: `rollout stage ${k + 1} (${f * 100} %, ${added} new devices): all ${all} active`, value: s, unit: 's', baseline: `direct deployment to ${n}`, baselineValue: deployS, ratio: s / deployS, note: k === 0 ? 'from the rollout request; ticks every 500 ms, polled every 250 ms' : 'from the previous stage done' });
+      const failed = last.devices.filter((d: { stage: number; state: string }) => d.stage <= k && d.state === 'failed');
+      const why = failed.length ? `; ${failed.length} failed (${failed[0].reason})` : '';
+      const at95 = `95 % active after ${((stage95[k] - stageStart[k]) / 1000).toFixed(1)} s`;
+      rows.push({ benchmark: `rollout stage ${k + 1} (${f * 100} %, ${added} new devices): all ${all} done`, value: s, unit: 's', baseline: `direct deployment to ${n}`, baselineValue: deployS, ratio: s / deployS, note: `${at95}${why}; ${k === 0 ? 'from the rollout request; ticks every 500 ms, polled every 250 ms' : 'from the previous stage done'}` });
     }
     clearInterval(tell);
     rows.push({ benchmark: `staged rollout to ${n} devices, start to succeeded`, value: (performance.now() - t) / 1000, unit: 's', baseline: `direct deployment to ${n}`, baselineValue: deployS, ratio: (performance.now() - t) / 1000 / deployS, note: last.status });
