@@ -48,7 +48,7 @@ export async function writeResults(name: string, rows: BenchRow[]): Promise<stri
   const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'results');
   await mkdir(dir, { recursive: true });
   const file = path.join(dir, `${name}.json`);
-  const meta = { at: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model };
+  const meta = { at: new Date().toISOString(), node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, loadAverage: os.loadavg() };
   await writeFile(file, JSON.stringify({ ...meta, rows }, null, 2));
   return file;
 }

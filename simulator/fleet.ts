@@ -2,7 +2,8 @@
 // signed desired state, reporting, telemetry, stats windows, the on-disk outbox) with its own data
 // directory, the `StubRuntime` instead of onnxruntime and no local API. One fleet-wide timer sends the
 // simulated requests (not one timer per device), and starts are bounded in parallel so enrolling
-// thousands of devices does not open thousands of HTTP requests at once.
+// thousands of devices does not open thousands of HTTP requests at once (nor, with a connect wait,
+// thousands of MQTT connections).
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -30,6 +31,13 @@ export interface FleetOptions {
   rowsPerS: number;
   /** Agents starting (enrolling) at the same time. */
   startConcurrency: number;
+  /**
+   * How long a start slot waits for its device's MQTT session before starting the next device (0: not
+   * at all). With it, at most `startConcurrency` devices connect at once: a loaded broker sees bounded
+   * batches, not every device's CONNECT with its timeouts and retries; a device not connected by then
+   * goes on retrying with the agent's own jittered backoff.
+   */
+  connectWaitMs: number;
   probationMs: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -106,6 +114,7 @@ export class SimFleet {
         try {
           await d.agent.start();
           d.started = true;
+          await this.connected(d);
         } catch (err) {
           this.startFailures++;
           this.firstStartError ??= `${d.name}: ${(err as Error).message}`;
@@ -115,6 +124,12 @@ export class SimFleet {
     };
     this.starting = Promise.all(Array.from({ length: Math.max(1, Math.min(o.startConcurrency, this.devices.length)) }, worker)).then(() => {});
     await this.starting;
+  }
+
+  /** Resolves once the device's session is connected, the connect wait is over or the fleet stops. */
+  private async connected(d: SimDevice): Promise<void> {
+    const end = Date.now() + this.o.connectWaitMs;
+    while (!d.agent.session?.connected && Date.now() < end && !this.stopping) await new Promise((r) => setTimeout(r, 25));
   }
 
   private sendRequests(): void {

@@ -25,6 +25,7 @@ const program = new Command('simulate')
   .option('--data-dir <dir>', 'parent of the devices\' data directories (kept; a rerun reuses the identities). Default: a temporary one, removed at exit')
   .option('--name-prefix <prefix>', 'device names are <prefix><index> (default sim-<host>-<pid>-, so several simulators can share a server)')
   .option('--concurrency <n>', 'devices starting (enrolling) at once', '50')
+  .option('--connect-wait <duration>', 'each start slot waits up to this long for its device to connect over MQTT before the next starts (0: no wait)', '0')
   .option('--duration <duration>', 'stop after this long (default: run until Ctrl-C)')
   .addOption(new Option('--progress <format>', 'progress output').choices(['line', 'json', 'off']).default('line'))
   .option('--progress-every <duration>', 'how often the progress is shown', '1s')
@@ -68,6 +69,7 @@ function parse() {
     rowsPerS: rows,
     probationMs: parseDurationMs('--probation', str('probation')!),
     concurrency: parsePositiveInt('--concurrency', str('concurrency')!, 10_000),
+    connectWaitMs: parseDurationMs('--connect-wait', str('connectWait')!),
     durationMs: str('duration') ? parseDurationMs('--duration', str('duration')!) : undefined,
     progressMs: Math.max(50, parseDurationMs('--progress-every', str('progressEvery')!)),
     level,
@@ -95,6 +97,7 @@ const fleet = new SimFleet({
   drift: settings.drift,
   rowsPerS: settings.rowsPerS,
   startConcurrency: settings.concurrency,
+  connectWaitMs: settings.connectWaitMs,
   probationMs: settings.probationMs,
   logger,
 });

@@ -48,6 +48,9 @@ describe('fleet simulator: simulated devices run the agent\'s code paths against
     const bad = new SimulatorProcess(['--devices', '3', '--server', cp.url, '--fail-updates', '150%']);
     assert.equal(await bad.exited, 2);
     assert.match(bad.stderr, /^simulate: invalid --fail-updates: .*150%/m);
+    const wait = new SimulatorProcess(['--devices', '3', '--server', cp.url, '--connect-wait', 'soon']);
+    assert.equal(await wait.exited, 2);
+    assert.match(wait.stderr, /^simulate: invalid --connect-wait: .*"soon"/m);
   });
 
   test('two simulators enroll, verify and activate one deployment; telemetry and stats windows reach the server; --fail-updates fails exactly its devices', async () => {
@@ -64,7 +67,8 @@ describe('fleet simulator: simulated devices run the agent\'s code paths against
     const token = (await cli('enroll-tokens', 'create', '--labels', 'site=sim', '--max-uses', '50')).token;
 
     const common = ['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--telemetry', '1s', '--stats', '2s', '--probation', '500ms', '--rows', '2'];
-    sims.push(new SimulatorProcess(['--devices', '40', '--name-prefix', 'simA-', '--data-dir', path.join(dir, 'a'), ...common]));
+    // simA connects in bounded batches (five at a time, each waiting for its session), as the shadow bench's 1,000 devices do.
+    sims.push(new SimulatorProcess(['--devices', '40', '--name-prefix', 'simA-', '--data-dir', path.join(dir, 'a'), '--concurrency', '5', '--connect-wait', '10s', ...common]));
     sims.push(new SimulatorProcess(['--devices', '10', '--name-prefix', 'simB-', '--data-dir', path.join(dir, 'b'), '--fail-updates', '50%', ...common]));
     await waitFor(async () => (await named('sim')).filter((d) => d.online).length === 50, 'all 50 simulated devices online on the server', 90_000, 200);
     await waitFor(() => sims.every((s) => s.last && s.last.connected === s.last.devices), 'the progress lines count every device connected', 15_000);

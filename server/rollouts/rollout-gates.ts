@@ -5,12 +5,12 @@
 // until the stage limit like `waiting` when the rollout has one, and is recorded, not waited on, when it
 // has none (the data may never come: waiting forever would hang the rollout). `skipped` is a gate that
 // does not apply (e.g. a regressor-only gate on a classifier), said with its reason, never a silent pass.
-import { and, eq, gte, inArray, or } from 'drizzle-orm';
+import { and, eq, gte, inArray, lt, or, sql } from 'drizzle-orm';
 import { ShadowReport, type ShadowOutput } from '../../protocol/messages/shadow.ts';
 import type { Tx } from '../db/client.ts';
-import { alerts, bundles, devices } from '../db/schema.ts';
+import { createLatencyHistogram, latencySummary, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
+import { alerts, bundles, devices, telemetry, telemetryRollups } from '../db/schema.ts';
 import type { RolloutGates } from '../jobs/retrain-policy.ts';
-import { telemetrySummary } from '../telemetry/telemetry-service.ts';
 import { stageTelemetryTotals } from './stage-error-rate.ts';
 import { worstStageLatency } from './stage-latency.ts';
 
@@ -79,24 +79,64 @@ export async function stageGates(
   return out;
 }
 
-async function latencyGate(tx: Tx, o: { stage: StageDevices; cohort: string; rolloutCreatedAt: string; stageStartedAt: string; bakeS: number; hasPrevious: boolean; now: Date; maxRatio: number }): Promise<GateResult> {
+async function latencyGate(tx: Tx, o: { stage: StageDevices; bundleId: string; cohort: string; rolloutCreatedAt: string; stageStartedAt: string; bakeS: number; hasPrevious: boolean; now: Date; maxRatio: number }): Promise<GateResult> {
   const threshold = `≤ ${fmt(o.maxRatio)} × previous p95`;
   if (!o.hasPrevious) return { name: 'latencyRegression', value: null, threshold, status: 'skipped', reason: 'the cohort ran no bundle before: nothing to compare with' };
-  const before = await telemetrySummary(tx, { cohort: o.cohort, windowS: 3600, end: new Date(o.rolloutCreatedAt) });
+  // The baseline: the cohort's hour before the rollout. The minute bucket the rollout started in also fills
+  // with the new bundle's first requests, so it is read from the raw reports sent before the rollout instead.
+  const created = Date.parse(o.rolloutCreatedAt);
+  const createdMinute = Math.floor(created / 60_000) * 60_000;
+  const beforeRaw = await reportsLatency(tx, { ids: o.stage.ids, from: new Date(createdMinute).toISOString(), to: o.rolloutCreatedAt });
+  const before = latencySummary(
+    [...beforeRaw.values()].reduce(mergeLatencyHistograms, await rollupLatency(tx, 'cohort', o.cohort, new Date(createdMinute - 3_600_000), new Date(createdMinute))),
+  );
   // Telemetry is kept in minute buckets: only those that start after the stage did hold the new bundle's
-  // requests alone (an earlier bucket mixes in the previous bundle's).
+  // requests alone (an earlier bucket mixes in the previous bundle's). The stage's first, partial minute
+  // comes from the raw reports instead, so the gate can measure within seconds of the switch.
   const since = Math.ceil(Date.parse(o.stageStartedAt) / 60_000) * 60_000;
   const windowS = Math.floor((o.now.getTime() - since) / 1000);
-  // One grouped query for the stage's active devices (stage-latency.ts), not a telemetry summary per device.
-  const worst = windowS > 0 ? await worstStageLatency(tx, o.stage.active, new Date(o.now.getTime() - windowS * 1000), o.now) : null;
-  if (before.latency.p95 === null || !worst) {
-    const missing = [before.latency.p95 === null ? 'no requests in the hour before the rollout (no baseline)' : null, worst ? null : 'no requests served on the new bundle'].filter(Boolean).join(' and ');
+  const leading = await reportsLatency(tx, { ids: o.stage.active, whollyOn: o.bundleId, from: o.stageStartedAt, to: new Date(Math.min(since, o.now.getTime())).toISOString() });
+  // One grouped query over the stage's active devices' minute rollups (stage-latency.ts), not one per device.
+  const worst = await worstStageLatency(tx, o.stage.active, new Date(since), windowS > 0 ? o.now : new Date(since), leading);
+  if (before.p95 === null || !worst) {
+    const missing = [before.p95 === null ? 'no requests in the hour before the rollout (no baseline)' : null, worst ? null : 'no requests served on the new bundle'].filter(Boolean).join(' and ');
     // During the bake the data may still come; after it the gate says it could not measure.
     const baked = o.now.getTime() - Date.parse(o.stageStartedAt) >= o.bakeS * 1000;
     return { name: 'latencyRegression', value: null, threshold, status: baked ? 'no-data' : 'waiting', reason: baked ? `${missing}: latency not measured (a stage limit makes this fail the stage; --max-latency-ratio off turns the gate off)` : missing };
   }
-  const ratio = worst.p95 / before.latency.p95;
-  return { name: 'latencyRegression', value: ratio, threshold, status: ratio > o.maxRatio ? 'fail' : 'pass', reason: `worst p95 ${worst.p95.toFixed(2)} ms (${worst.id}) vs ${before.latency.p95.toFixed(2)} ms before` };
+  const ratio = worst.p95 / before.p95;
+  return { name: 'latencyRegression', value: ratio, threshold, status: ratio > o.maxRatio ? 'fail' : 'pass', reason: `worst p95 ${worst.p95.toFixed(2)} ms (${worst.id}) vs ${before.p95.toFixed(2)} ms before` };
+}
+
+/**
+ * Latency of the devices' raw telemetry reports in [from, to), per device. With `whollyOn`, only reports
+ * served wholly on that bundle: the report and the one before it (seq − 1) name it active, so the interval
+ * began after the switch. Bounded: callers keep [from, to) within one minute.
+ */
+async function reportsLatency(tx: Tx, o: { ids: string[]; whollyOn?: string; from: string; to: string }): Promise<Map<string, LatencyHistogram>> {
+  const out = new Map<string, LatencyHistogram>();
+  if (o.from >= o.to) return out;
+  for (let i = 0; i < o.ids.length; i += 500) {
+    const ids = sql.join(o.ids.slice(i, i + 500).map((id) => sql`${id}`), sql`, `);
+    const rows = await tx.all<{ device_id: string; latency: string }>(
+      o.whollyOn
+        ? sql`select t.device_id, t.latency from ${telemetry} t join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
+              where t.device_id in (${ids}) and t.at >= ${o.from} and t.at < ${o.to} and t.active_bundle_id = ${o.whollyOn} and p.active_bundle_id = ${o.whollyOn}`
+        : sql`select t.device_id, t.latency from ${telemetry} t where t.device_id in (${ids}) and t.at >= ${o.from} and t.at < ${o.to}`,
+    );
+    for (const r of rows) out.set(r.device_id, mergeLatencyHistograms(out.get(r.device_id) ?? createLatencyHistogram(), JSON.parse(r.latency) as LatencyHistogram));
+  }
+  return out;
+}
+
+/** Merged latency of one device's or cohort's minute rollups that start in [start, end). */
+async function rollupLatency(tx: Tx, scope: 'device' | 'cohort', key: string, start: Date, end: Date): Promise<LatencyHistogram> {
+  const t = telemetryRollups;
+  const rows = await tx
+    .select({ latency: t.latency })
+    .from(t)
+    .where(and(eq(t.scope, scope), eq(t.key, key), gte(t.bucketStart, start.toISOString()), lt(t.bucketStart, end.toISOString())));
+  return rows.reduce((h, r) => mergeLatencyHistograms(h, r.latency), createLatencyHistogram());
 }
 
 async function driftGate(tx: Tx, o: { bundleId: string; cohort: string; stageStartedAt: string }): Promise<GateResult> {

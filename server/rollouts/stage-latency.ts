@@ -9,15 +9,28 @@ import { inIds } from '../db/in-ids.ts';
 import { telemetryRollups } from '../db/schema.ts';
 import { bucketStart } from '../ingest/buckets.ts';
 
-/** The device with the highest p95 latency in the window (the first in `deviceIds` order on a tie), or null without requests. */
-export async function worstStageLatency(tx: Tx, deviceIds: readonly string[], start: Date, end: Date): Promise<{ id: string; p95: number } | null> {
+/**
+ * The device with the highest p95 latency in the window (the first in `deviceIds` order on a tie), or
+ * null without requests. `leading` holds latency measured outside the rollups (the raw reports of a
+ * stage's first, partial minute), merged per device before the p95 is taken.
+ */
+export async function worstStageLatency(
+  tx: Tx,
+  deviceIds: readonly string[],
+  start: Date,
+  end: Date,
+  leading: ReadonlyMap<string, LatencyHistogram> = new Map(),
+): Promise<{ id: string; p95: number } | null> {
   if (!deviceIds.length) return null;
   const t = telemetryRollups;
-  const rows = await tx
-    .select({ key: t.key, latency: t.latency })
-    .from(t)
-    .where(and(eq(t.scope, 'device'), inIds(t.key, deviceIds), gte(t.bucketStart, bucketStart(start, 'minute')), lt(t.bucketStart, end.toISOString())));
-  const merged = new Map<string, LatencyHistogram>();
+  const rows =
+    start < end
+      ? await tx
+          .select({ key: t.key, latency: t.latency })
+          .from(t)
+          .where(and(eq(t.scope, 'device'), inIds(t.key, deviceIds), gte(t.bucketStart, bucketStart(start, 'minute')), lt(t.bucketStart, end.toISOString())))
+      : [];
+  const merged = new Map<string, LatencyHistogram>([...leading].map(([id, h]) => [id, mergeLatencyHistograms(createLatencyHistogram(), h)]));
   for (const r of rows) merged.set(r.key, mergeLatencyHistograms(merged.get(r.key) ?? createLatencyHistogram(), r.latency));
   let worst: { id: string; p95: number } | null = null;
   for (const id of deviceIds) {
