@@ -84,23 +84,8 @@ export async function toEvalDataset(data: LoadedDataset, binding: ModelBinding, 
     if (!spec) {
       throw Invalid(`no image preprocessing is known for this model: build a bundle for it (or an ancestor) first, or pass "preprocess" with the request`);
     }
-    const c = spec.channels === 'gray' ? 1 : 3;
-    const per = c * spec.width * spec.height;
-    const inputs = new Float32Array(n * per);
-    const order = spec.channels === 'bgr' ? [2, 1, 0] : [0, 1, 2];
-    const HW = spec.width * spec.height;
-    for (let i = 0; i < n; i++) {
-      const item = data.images![i];
-      // The same decode as the agent's preprocessing and the image reference profiles.
-      const raw = (await decodeImagePixels(spec, await readFile(store.pathOf(item.sha256)))).data;
-      for (let p = 0; p < HW; p++) {
-        for (let k = 0; k < c; k++) {
-          const v = (raw[p * c + order[k]] / spec.scale - spec.mean[k]) / spec.std[k];
-          inputs[i * per + (spec.layout === 'NCHW' ? k * HW + p : p * c + k)] = v;
-        }
-      }
-    }
-    return { ...common, inputs, sampleShape: spec.layout === 'NCHW' ? [c, spec.height, spec.width] : [spec.height, spec.width, c] };
+    const { inputs, sampleShape } = await imageEvalInputs(spec, n, async (i) => readFile(store.pathOf(data.images![i].sha256)));
+    return { ...common, inputs, sampleShape };
   }
 
   const featureCols = data.columns.filter((col) => col.role === 'feature');
@@ -124,4 +109,24 @@ export async function toEvalDataset(data: LoadedDataset, binding: ModelBinding, 
     }),
   );
   return { ...common, inputs, sampleShape: [D], featureNames: features };
+}
+
+/** n encoded images as one normalised input tensor, decoded the way the agent does (shared with captured image samples). */
+export async function imageEvalInputs(spec: Omit<ImagePreprocess, 'input'>, n: number, read: (i: number) => Promise<Uint8Array>): Promise<{ inputs: Float32Array; sampleShape: number[] }> {
+  const c = spec.channels === 'gray' ? 1 : 3;
+  const per = c * spec.width * spec.height;
+  const inputs = new Float32Array(n * per);
+  const order = spec.channels === 'bgr' ? [2, 1, 0] : [0, 1, 2];
+  const HW = spec.width * spec.height;
+  for (let i = 0; i < n; i++) {
+    // The same decode as the agent's preprocessing and the image reference profiles.
+    const raw = (await decodeImagePixels(spec, await read(i))).data;
+    for (let p = 0; p < HW; p++) {
+      for (let k = 0; k < c; k++) {
+        const v = (raw[p * c + order[k]] / spec.scale - spec.mean[k]) / spec.std[k];
+        inputs[i * per + (spec.layout === 'NCHW' ? k * HW + p : p * c + k)] = v;
+      }
+    }
+  }
+  return { inputs, sampleShape: spec.layout === 'NCHW' ? [c, spec.height, spec.width] : [spec.height, spec.width, c] };
 }

@@ -28,6 +28,7 @@ import type { Db, Tx } from '../db/client.ts';
 import { modelAliases, models, modelVersions, referenceProfiles } from '../db/schema.ts';
 import { loadDataset } from '../datasets/dataset-service.ts';
 import { GENERATED_SOURCE, generatedEvalDataset } from './generated-inputs.ts';
+import { capturedEvalDataset, capturedSource, MIN_CAPTURED_SAMPLES } from './captured-inputs.ts';
 
 /** Samples generated when a variant is compared with its parent without a dataset. */
 const GENERATED_SAMPLES = 256;
@@ -50,8 +51,10 @@ export interface EvaluationReport extends AnalysisReport {
   kind: 'evaluation' | 'variant';
   /** The dataset version evaluated on (name@N), or GENERATED_SOURCE. */
   dataset: string;
-  /** Where the inputs came from: a dataset, or generated from the declared shape (no labels: agreement and output error only). */
-  inputs?: 'dataset' | 'generated';
+  /** Where the inputs came from: a dataset, the device samples captured for the model, or generated from the declared shape (the last two have no labels: agreement and output error only). */
+  inputs?: 'dataset' | 'captured' | 'generated';
+  /** Without a dataset: the captured samples looked at (`usable` became inputs when ≥ `minimum`; `unusable` were left out). */
+  captured?: { usable: number; unusable: number; minimum: number };
   /** Rows the dataset had when only the first MAX_EVAL_SAMPLES were used. */
   truncatedFrom?: number;
   /** What the version was compared with: its champion, or its parent. */
@@ -67,7 +70,8 @@ export interface OptimizeVersionInput {
   ref: string;
   /**
    * Evaluation dataset (name@N), labelled or not. Without one, the variant is compared with its parent
-   * on inputs generated from the declared input shape (generated-inputs.ts); the report says so.
+   * on the device samples captured for the model when there are enough (captured-inputs.ts), else on
+   * inputs generated from the declared input shape (generated-inputs.ts); the report says which.
    */
   dataset?: string;
   quantize?: { form: 'qdq' | 'integer'; perChannel: boolean };
@@ -143,9 +147,14 @@ export async function optimizeVersion(db: Db, store: ArtifactStore, input: Optim
   }
   const bytes = await modelBytes(store, parent);
   const binding = await resolveBinding(db, parent, bytes, input.preprocess);
-  const evaluation = input.dataset
-    ? await evalData(db, store, input.dataset, binding, MAX_EVAL_SAMPLES)
-    : { ref: GENERATED_SOURCE, data: { ...generatedEvalDataset(binding, GENERATED_SAMPLES), truncatedFrom: undefined } };
+  const captured = input.dataset ? undefined : await capturedEvalDataset(db, parent.modelName, binding);
+  const source: NonNullable<EvaluationReport['inputs']> = input.dataset ? 'dataset' : captured!.data && captured!.usable >= MIN_CAPTURED_SAMPLES ? 'captured' : 'generated';
+  const evaluation =
+    source === 'dataset'
+      ? await evalData(db, store, input.dataset!, binding, MAX_EVAL_SAMPLES)
+      : source === 'captured'
+        ? { ref: capturedSource(parent.modelName), data: { ...captured!.data!, truncatedFrom: undefined } }
+        : { ref: GENERATED_SOURCE, data: { ...generatedEvalDataset(binding, GENERATED_SAMPLES), truncatedFrom: undefined } };
   const calibration = input.calibration ? await evalData(db, store, input.calibration, binding, MAX_CALIBRATION_SAMPLES) : undefined;
   if (calibration && calibration.ref === evaluation.ref) throw Invalid('calibrate on another dataset than the evaluation one, or the evaluation flatters the variant');
   const model = await db.query.models.findFirst({ where: eq(models.id, parent.modelId) });
@@ -160,7 +169,8 @@ export async function optimizeVersion(db: Db, store: ArtifactStore, input: Optim
   const report: EvaluationReport = {
     kind: 'variant',
     dataset: evaluation.ref,
-    inputs: input.dataset ? 'dataset' : 'generated',
+    inputs: source,
+    ...(captured && (captured.usable || captured.unusable) ? { captured: { usable: captured.usable, unusable: captured.unusable, minimum: MIN_CAPTURED_SAMPLES } } : {}),
     ...(evaluation.data.truncatedFrom ? { truncatedFrom: evaluation.data.truncatedFrom } : {}),
     baseline: { ref: parentRef, role: 'parent' },
     binding: binding.source,

@@ -1,7 +1,7 @@
 // Captured samples as training rows, for the continuous-training jobs (server/jobs/): the inputs a device
 // saw, what the model answered, and the ground-truth label when one was fed back for the sample's
 // prediction id (POST /api/v1/labels, server/ground-truth/).
-import { and, asc, eq, gte, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, sql } from 'drizzle-orm';
 import type { Tx } from '../db/client.ts';
 import { capturedSamples, models, modelVersions, predictionLabels } from '../db/schema.ts';
 import { cohortDeviceIds } from '../ground-truth/ground-truth-service.ts';
@@ -16,6 +16,8 @@ export interface SnapshotQuery {
   cohort?: string;
   /** Attach `label` to samples whose prediction id has one; unlabeled samples are returned either way. */
   withLabels: boolean;
+  /** Only the newest this many samples (still returned oldest first): bounded reads for evaluation. */
+  latest?: number;
 }
 
 export interface SnapshotRow {
@@ -32,7 +34,7 @@ export interface SnapshotRow {
 export async function snapshotSamples(db: Tx, q: SnapshotQuery): Promise<SnapshotRow[]> {
   const s = capturedSamples;
   const ids = q.cohort !== undefined ? await cohortDeviceIds(db, q.cohort) : null;
-  const rows = await db
+  const query = db
     .select({ deviceId: s.deviceId, sampleId: s.sampleId, inputs: s.inputs, outputs: s.outputs, at: s.at, label: predictionLabels.label })
     .from(s)
     .innerJoin(modelVersions, eq(modelVersions.id, s.modelVersionId))
@@ -45,7 +47,8 @@ export async function snapshotSamples(db: Tx, q: SnapshotQuery): Promise<Snapsho
         ids ? sql`${s.deviceId} in (select value from json_each(${JSON.stringify(ids)}))` : undefined,
       ),
     )
-    .orderBy(asc(s.at), asc(s.id));
+    .$dynamic();
+  const rows = q.latest !== undefined ? (await query.orderBy(desc(s.at), desc(s.id)).limit(q.latest)).reverse() : await query.orderBy(asc(s.at), asc(s.id));
   return rows.map((r) => ({
     deviceId: r.deviceId,
     sampleId: r.sampleId,

@@ -18,6 +18,8 @@ export interface ReportLike {
   dataset?: string;
   samples?: number;
   truncatedFrom?: number;
+  inputs?: string;
+  captured?: { usable: number; unusable: number; minimum: number };
   baseline?: { ref: string; role: string } | null;
   metrics: Metrics;
   baselineMetrics?: Metrics;
@@ -58,6 +60,9 @@ export function formatEvaluation(r: ReportLike, subject: string): string {
   const lines: string[] = [];
   const on = `${r.dataset ?? '?'}, ${r.samples ?? r.metrics.n} samples${r.truncatedFrom ? ` (first of ${r.truncatedFrom})` : ''}`;
   lines.push(`evaluation on ${on}${r.baseline ? ` against ${r.baseline.role} ${r.baseline.ref}` : ''}`);
+  const c = r.captured;
+  if (c && r.inputs === 'generated') lines.push(`captured samples: ${c.usable} usable (${c.unusable} unusable), fewer than the ${c.minimum} needed: compared on generated inputs`);
+  else if (c?.unusable) lines.push(`captured samples: ${c.unusable} left out (a missing or non-numeric feature, or an image that does not decode)`);
   const rows = [];
   if (r.baseline && r.baselineMetrics) rows.push(row(r.baseline.ref, r.baselineMetrics));
   rows.push(row(subject, r.metrics, r.comparison ? { agreement: pct(r.comparison.agreement), smaller: `${r.comparison.sizeRatio.toFixed(2)}x` } : {}));

@@ -32,7 +32,7 @@ export function registerOptimizeCommand(program: Command, ctx: { api: () => Api;
     .option('--prune <sparsity>', 'magnitude-prune to this sparsity, e.g. 0.5', sparsity)
     .option('--structured', 'prune whole output channels (shrinks the tensors) instead of single weights')
     .option('--calibrate <dataset>', 'calibrate pruning on this dataset (name@N, not the evaluation set)')
-    .option('--eval <dataset>', 'evaluation dataset (name@N, labels optional); without it the variant is compared with its parent on inputs generated from the declared input shape')
+    .option('--eval <dataset>', 'evaluation dataset (name@N, labels optional); without it the variant is compared with its parent on the device samples captured for the model (at least 16), else on inputs generated from the declared input shape')
     .action(async (refArg: string, o: { quantize?: string; perChannel?: boolean; integer?: boolean; prune?: number; structured?: boolean; calibrate?: string; eval?: string }) => {
       if (o.quantize !== undefined && o.quantize !== 'int8') throw new CliError(`--quantize supports int8, got "${o.quantize}"`, 2);
       if (!o.quantize && o.prune === undefined) throw new CliError('say what to do: --quantize int8 and/or --prune <sparsity>', 2);
