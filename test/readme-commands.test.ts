@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { generateRows, rowsToCsv } from './helpers/device-stats.ts';
 import { gemmModel } from './helpers/models.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
@@ -27,14 +28,10 @@ function runnableBlocks(markdown: string): string[] {
  * not run here. A new block is either marked `sh runnable` or added here with its reason.
  */
 const SKIPPED: Record<string, string> = {
-  'flotilla drift evaluate [--model churn@2] [--cohort berlin-pis] [--window 1h]   # run the drift monitor now': 'needs a reference profile, live data, logged predictions and files the test plane does not have',
-  'flotilla models reference churn@2 reference.csv      # or .jsonl / .json; --bins 20 --categorical site,region --num-classes 3': 'needs a reference file and devices sending data; [optional] flags',
-  'flotilla settings set --cohort berlin-pis --telemetry-interval 10s --stats-window 1m --capture on --capture-rate 60 --capture-batch 50': 'device ids (dev_abc123) and [optional] flags',
   'flotilla datasets push sensors.csv --name sensors --group region    # → sensors@1 (again: "unchanged")': 'needs sensors.csv, an image folder and trained churn versions 3–5',
   'flotilla datasets push frames.npy --name vad-frames          # numpy array [n, …]: feeds the model\'s one caller input': 'needs a VAD model and its tensor datasets',
   'flotilla models push silero_vad.onnx --name vad': 'needs silero_vad.onnx and a running agent (curl to its local API)',
   'flotilla retrain churn --policy policy.json   # set it (PUT /api/v1/models/churn/retrain-policy); `flotilla retrain churn` shows it': 'needs a trainer and a policy file; <job-id> placeholders and [optional] flags',
-  'flotilla keys show                                   # key list vN, expires …': 'renews with a root key on offline media (/media/offline/root.key)',
 };
 
 /** The first non-blank line of every ```sh block (not the runnable ones) that shows a `flotilla` command. */
@@ -55,6 +52,8 @@ describe('README runnable commands', () => {
     await writeFile(path.join(bin, 'flotilla'), `#!/bin/sh\nexec "${process.execPath}" "${path.join(ROOT, 'bin', 'flotilla.js')}" "$@"\n`);
     await chmod(path.join(bin, 'flotilla'), 0o755);
     await writeFile(path.join(dir, 'model.onnx'), gemmModel({ seed: 1 }));
+    // The monitoring section's `reference.csv`: the model's 8 features with its outputs.
+    await writeFile(path.join(dir, 'reference.csv'), rowsToCsv(generateRows(500, 1)));
     await symlink(path.join(ROOT, 'firmware-bundles'), path.join(dir, 'firmware-bundles'));
     env = { PATH: `${bin}:${process.env.PATH ?? ''}`, HOME: dir, FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
   });
@@ -71,7 +70,7 @@ describe('README runnable commands', () => {
 
   test('the README has runnable blocks and each runs as written', async () => {
     const blocks = runnableBlocks(await readFile(path.join(ROOT, 'README.md'), 'utf8'));
-    assert.ok(blocks.length >= 7, `found ${blocks.length} runnable blocks`);
+    assert.ok(blocks.length >= 11, `found ${blocks.length} runnable blocks`);
     for (const block of blocks) {
       const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
         execFile('/bin/sh', ['-c', `set -eux\n${block}`], { cwd: dir, env, timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
