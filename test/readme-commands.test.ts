@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { makeTabularRows, tabularToCsv } from '../server/training/synthetic-tabular.ts';
 import { generateRows, rowsToCsv } from './helpers/device-stats.ts';
 import { gemmModel } from './helpers/models.ts';
 
@@ -28,7 +29,7 @@ function runnableBlocks(markdown: string): string[] {
  * not run here. A new block is either marked `sh runnable` or added here with its reason.
  */
 const SKIPPED: Record<string, string> = {
-  'flotilla datasets push sensors.csv --name sensors --group region    # → sensors@1 (again: "unchanged")': 'needs sensors.csv, an image folder and trained churn versions 3–5',
+  'flotilla datasets push demo/images --name shapes                    # folder → tar upload; or a .tar file': 'needs an image folder and churn versions 3–5 that retraining and optimizing leave; [optional] flags',
   'flotilla datasets push frames.npy --name vad-frames          # numpy array [n, …]: feeds the model\'s one caller input': 'needs a VAD model and its tensor datasets',
   'flotilla models push silero_vad.onnx --name vad': 'needs silero_vad.onnx and a running agent (curl to its local API)',
   'flotilla retrain churn --policy policy.json   # set it (PUT /api/v1/models/churn/retrain-policy); `flotilla retrain churn` shows it': 'needs a trainer and a policy file; <job-id> placeholders and [optional] flags',
@@ -54,6 +55,8 @@ describe('README runnable commands', () => {
     await writeFile(path.join(dir, 'model.onnx'), gemmModel({ seed: 1 }));
     // The monitoring section's `reference.csv`: the model's 8 features with its outputs.
     await writeFile(path.join(dir, 'reference.csv'), rowsToCsv(generateRows(500, 1)));
+    // The datasets section's `sensors.csv`: the same 8 features with region and label.
+    await writeFile(path.join(dir, 'sensors.csv'), tabularToCsv(makeTabularRows({ n: 300, seed: 2 })));
     await symlink(path.join(ROOT, 'firmware-bundles'), path.join(dir, 'firmware-bundles'));
     env = { PATH: `${bin}:${process.env.PATH ?? ''}`, HOME: dir, FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
   });
@@ -70,7 +73,7 @@ describe('README runnable commands', () => {
 
   test('the README has runnable blocks and each runs as written', async () => {
     const blocks = runnableBlocks(await readFile(path.join(ROOT, 'README.md'), 'utf8'));
-    assert.ok(blocks.length >= 11, `found ${blocks.length} runnable blocks`);
+    assert.ok(blocks.length >= 12, `found ${blocks.length} runnable blocks`);
     for (const block of blocks) {
       const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
         execFile('/bin/sh', ['-c', `set -eux\n${block}`], { cwd: dir, env, timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
