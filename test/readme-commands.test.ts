@@ -32,7 +32,6 @@ const SKIPPED: Record<string, string> = {
   'flotilla datasets push demo/images --name shapes                    # folder → tar upload; or a .tar file': 'needs an image folder and churn versions 3–5 that retraining and optimizing leave; [optional] flags',
   'flotilla datasets push frames.npy --name vad-frames          # numpy array [n, …]: feeds the model\'s one caller input': 'needs a VAD model and its tensor datasets',
   'flotilla models push silero_vad.onnx --name vad': 'needs silero_vad.onnx and a running agent (curl to its local API)',
-  'flotilla retrain churn --policy policy.json   # set it (PUT /api/v1/models/churn/retrain-policy); `flotilla retrain churn` shows it': 'needs a trainer and a policy file; <job-id> placeholders and [optional] flags',
 };
 
 /** The first non-blank line of every ```sh block (not the runnable ones) that shows a `flotilla` command. */
@@ -73,7 +72,7 @@ describe('README runnable commands', () => {
 
   test('the README has runnable blocks and each runs as written', async () => {
     const blocks = runnableBlocks(await readFile(path.join(ROOT, 'README.md'), 'utf8'));
-    assert.ok(blocks.length >= 12, `found ${blocks.length} runnable blocks`);
+    assert.ok(blocks.length >= 13, `found ${blocks.length} runnable blocks`);
     for (const block of blocks) {
       const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
         execFile('/bin/sh', ['-c', `set -eux\n${block}`], { cwd: dir, env, timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
