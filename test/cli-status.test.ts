@@ -1,7 +1,8 @@
 // `flotilla status` on a fleet set up to have one of everything it reports: devices online (real MQTT),
 // offline (never connected) and pending; a device whose update failed (its reason and where to look);
 // an open drift alert (opened by `flotilla drift evaluate` on sketches a device sent); a running
-// retraining job (a command trainer waiting for the test); a running rollout (a long bake).
+// retraining job (a command trainer waiting for the test); a running rollout (a long bake); a rollout
+// its drift gate paused (the open alert is on its cohort) and one an operator paused, each with why.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -27,6 +28,10 @@ describe('flotilla status on a fleet with one of everything', () => {
   let go: string;
   let jobId: string;
   let rollout: string;
+  let gatePaused: string;
+  let handPaused: string;
+  /** How the server names the admin token that paused by hand: `<name> (<token id>)`. */
+  let admin: string;
   let alertId: string;
   let broken: FakeDevice;
   const devices: FakeDevice[] = [];
@@ -51,7 +56,7 @@ describe('flotilla status on a fleet with one of everything', () => {
     await cliJson(env, 'cohorts', 'create', 'field', '--selector', 'site=field');
     const bundle = (await cliJson(env, 'bundles', 'build', 'tab@1', '--def', BUNDLE_DEF)).id as string;
 
-    // lab-1 and field-1 online on MQTT; lab-2 approved but never connected; dock-1 online, its update failed; one pending.
+    // lab-1 and field-1 online on MQTT; lab-2 (and spare-1, below) approved but never connected; dock-1 online, its update failed; one pending.
     const lab1 = await FakeDevice.enroll(cp, await enrollToken('lab'), 'lab-1');
     const field1 = await FakeDevice.enroll(cp, await enrollToken('field'), 'field-1');
     devices.push(lab1, field1);
@@ -78,6 +83,17 @@ describe('flotilla status on a fleet with one of everything', () => {
     assert.ok(opened, `an alert opened: ${JSON.stringify(ev)}`);
     alertId = opened.alert.id;
 
+    // On field the open alert is on the version being rolled out: the drift gate pauses the rollout.
+    gatePaused = (await cliJson(env, 'rollouts', 'start', bundle, '--cohort', 'field', '--stages', '1', '--bake', '1h')).id;
+    await waitFor(async () => (await ok('GET', `/api/v1/rollouts/${gatePaused}`)).status === 'paused', 'the drift gate pauses the field rollout', 30_000);
+    // On spare (one approved device that never connects, so no gate decides) an operator pauses it.
+    assert.equal((await cp.api('POST', '/api/v1/enroll', { token: null, json: { token: await enrollToken('spare'), facts: FACTS, name: 'spare-1' } })).status, 201);
+    await cliJson(env, 'cohorts', 'create', 'spare', '--selector', 'site=spare');
+    handPaused = (await cliJson(env, 'rollouts', 'start', bundle, '--cohort', 'spare', '--stages', '1', '--bake', '1h')).id;
+    await cliJson(env, 'rollouts', 'pause', handPaused);
+    const me = await cliJson(env, 'whoami');
+    admin = `${me.name} (${me.tokenId})`;
+
     // A retraining job whose trainer waits for the test to let it finish.
     assert.equal((await cp.api('POST', '/api/v1/datasets/train/versions', { body: tabularToCsv(makeTabularRows({ n: 200, seed: 4 })), headers: { 'content-type': 'text/csv' } })).status, 201);
     const trainer = path.join(dir, 'trainer.mjs');
@@ -103,11 +119,13 @@ describe('flotilla status on a fleet with one of everything', () => {
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trimEnd().split('\n');
     const expected = [
-      'devices   3 online, 1 offline, 1 pending  (approve: flotilla devices ls --status pending)',
+      'devices   3 online, 2 offline, 1 pending  (approve: flotilla devices ls --status pending)',
       /^updates   0 in flight, 1 failed \(HASH_MISMATCH ×1\)$/,
       `failed    dock-1: HASH_MISMATCH model.onnx: sha256 does not match the signed manifest (2 d ago)  (flotilla devices show ${broken.id})`,
       new RegExp(`^drift     1 open alert\\(s\\): tab@1 on field \\(${RECENT}\\)  \\(flotilla alerts --open\\)$`),
-      `rollouts  ${rollout} tab@1 → lab running stage 1/1`,
+      `rollouts  ${handPaused} tab@1 → spare paused stage 1/1; ${gatePaused} tab@1 → field paused stage 1/1; ${rollout} tab@1 → lab running stage 1/1`,
+      `paused    ${handPaused}: paused by ${admin}  (flotilla rollouts show ${handPaused}; resume: flotilla rollouts resume ${handPaused})`,
+      `paused    ${gatePaused}: gate failed: drift 1 not = 0 alerts (drift alert ${alertId} (f0) on the new version)  (flotilla rollouts show ${gatePaused}; resume: flotilla rollouts resume ${gatePaused})`,
       new RegExp(`^jobs      ${jobId} tab running \\(${RECENT}\\)$`),
       /^keys      key list v1 expires in (365 d|364 d 23 h)$/,
     ];
@@ -115,10 +133,17 @@ describe('flotilla status on a fleet with one of everything', () => {
     expected.forEach((want, i) => (typeof want === 'string' ? assert.equal(lines[i], want) : assert.match(lines[i], want)));
 
     const j = JSON.parse((await runCli(['status', '--json'], env)).stdout);
-    assert.deepEqual(j.devices, { total: 5, online: 3, offline: 1, pending: 1, revoked: 0 });
+    assert.deepEqual(j.devices, { total: 6, online: 3, offline: 2, pending: 1, revoked: 0 });
     assert.deepEqual(j.updates.latestFailed.map((f: { id: string; name: string; code: string }) => [f.id, f.name, f.code]), [[broken.id, 'dock-1', 'HASH_MISMATCH']]);
     assert.deepEqual(j.alerts.latest.map((a: { id: string }) => a.id), [alertId]);
-    assert.deepEqual(j.rollouts.map((x: { id: string; status: string }) => [x.id, x.status]), [[rollout, 'running']]);
+    assert.deepEqual(
+      j.rollouts.map((x: { id: string; status: string; pausedBecause: string | null }) => [x.id, x.status, x.pausedBecause]),
+      [
+        [handPaused, 'paused', `paused by ${admin}`],
+        [gatePaused, 'paused', `gate failed: drift 1 not = 0 alerts (drift alert ${alertId} (f0) on the new version)`],
+        [rollout, 'running', null],
+      ],
+    );
     assert.deepEqual(j.jobs.map((x: { id: string; status: string }) => [x.id, x.status]), [[jobId, 'running']]);
     assert.match(j.jobs[0].createdAt, /^\d{4}-\d\d-\d\dT/, '--json keeps ISO times');
   });

@@ -1,6 +1,7 @@
-// The README's commands run as written: every fenced block marked `sh runnable` is run line by line
-// through a shell (a `flotilla` on PATH is the built CLI) against a fresh control plane, in a folder
-// with what the README says it holds; each line must exit 0.
+// The README's commands run as written: every fenced block marked `sh runnable` is run as one shell
+// script (a `flotilla` on PATH is the built CLI; ids pass between lines through shell variables and `jq`)
+// against one fresh control plane, block after block in README order, in a folder with what the README
+// says it holds; every line must exit 0.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
@@ -8,14 +9,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { makeTabularRows, tabularToCsv } from '../server/training/synthetic-tabular.ts';
+import { generateRows, rowsToCsv } from './helpers/device-stats.ts';
 import { gemmModel } from './helpers/models.ts';
 
 const ROOT = path.join(import.meta.dirname, '..');
 
-/** The command lines of every ```sh runnable block, in order (comment-only and blank lines dropped). */
-function runnableCommands(markdown: string): string[] {
-  const blocks = [...markdown.matchAll(/^```sh runnable\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
-  return blocks.flatMap((b) => b.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+/**
+ * Every ```sh runnable block as one script, in order: a block's lines share the shell, so an id one
+ * command prints (`DEP=$(flotilla --json deployments | jq -r ...)`) feeds the next; `set -eu` stops at
+ * the first failing line and `set -x` names it on stderr.
+ */
+function runnableBlocks(markdown: string): string[] {
+  return [...markdown.matchAll(/^```sh runnable\n([\s\S]*?)^```$/gm)].map((m) => m[1]);
 }
 
 /**
@@ -23,19 +29,9 @@ function runnableCommands(markdown: string): string[] {
  * not run here. A new block is either marked `sh runnable` or added here with its reason.
  */
 const SKIPPED: Record<string, string> = {
-  'flotilla enroll-tokens create --labels site=berlin,hw=rpi4 --ttl 24h --max-uses 50 [--manual-approve]': 'a reference: [optional] flags, `a | b` alternatives and <id> placeholders',
-  'flotilla keys init --root-key ./root.key      # once: offline root key (0600, never sent to the server) + first release key': 'a reference with <id> placeholders; `keys init` already ran in the first block (it refuses a second root)',
-  'flotilla tokens create --role admin|ml-engineer|operator|viewer [--name ci] [--ttl 30d]': 'a reference: alternatives, [optional] flags, <id> placeholders and a webhook URL that does not exist',
-  'flotilla events [--kind device,rollout] [--limit 50]    # the newest events, one line each': '--follow runs until Ctrl-C',
-  'flotilla status                                      # one screen: devices online/offline/pending, updates in flight and failed': '--watch runs until Ctrl-C; <id> placeholders',
-  'flotilla drift evaluate [--model churn@2] [--cohort berlin-pis] [--window 1h]   # run the drift monitor now': 'needs a reference profile, live data, logged predictions and files the test plane does not have',
-  'flotilla models reference churn@2 reference.csv      # or .jsonl / .json; --bins 20 --categorical site,region --num-classes 3': 'needs a reference file and devices sending data; [optional] flags',
-  'flotilla settings set --cohort berlin-pis --telemetry-interval 10s --stats-window 1m --capture on --capture-rate 60 --capture-batch 50': 'device ids (dev_abc123) and [optional] flags',
-  'flotilla datasets push sensors.csv --name sensors --group region    # → sensors@1 (again: "unchanged")': 'needs sensors.csv, an image folder and trained churn versions 3–5',
+  'flotilla datasets push demo/images --name shapes                    # folder → tar upload; or a .tar file': 'needs an image folder and churn versions 3–5 that retraining and optimizing leave; [optional] flags',
   'flotilla datasets push frames.npy --name vad-frames          # numpy array [n, …]: feeds the model\'s one caller input': 'needs a VAD model and its tensor datasets',
   'flotilla models push silero_vad.onnx --name vad': 'needs silero_vad.onnx and a running agent (curl to its local API)',
-  'flotilla retrain churn --policy policy.json   # set it (PUT /api/v1/models/churn/retrain-policy); `flotilla retrain churn` shows it': 'needs a trainer and a policy file; <job-id> placeholders and [optional] flags',
-  'flotilla keys show                                   # key list vN, expires …': 'renews with a root key on offline media (/media/offline/root.key)',
 };
 
 /** The first non-blank line of every ```sh block (not the runnable ones) that shows a `flotilla` command. */
@@ -56,6 +52,10 @@ describe('README runnable commands', () => {
     await writeFile(path.join(bin, 'flotilla'), `#!/bin/sh\nexec "${process.execPath}" "${path.join(ROOT, 'bin', 'flotilla.js')}" "$@"\n`);
     await chmod(path.join(bin, 'flotilla'), 0o755);
     await writeFile(path.join(dir, 'model.onnx'), gemmModel({ seed: 1 }));
+    // The monitoring section's `reference.csv`: the model's 8 features with its outputs.
+    await writeFile(path.join(dir, 'reference.csv'), rowsToCsv(generateRows(500, 1)));
+    // The datasets section's `sensors.csv`: the same 8 features with region and label.
+    await writeFile(path.join(dir, 'sensors.csv'), tabularToCsv(makeTabularRows({ n: 300, seed: 2 })));
     await symlink(path.join(ROOT, 'firmware-bundles'), path.join(dir, 'firmware-bundles'));
     env = { PATH: `${bin}:${process.env.PATH ?? ''}`, HOME: dir, FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
   });
@@ -70,14 +70,14 @@ describe('README runnable commands', () => {
     assert.deepEqual(Object.keys(SKIPPED).filter((k) => !firstLines.includes(k)), [], 'skip-list entries that match no block');
   });
 
-  test('the README has runnable blocks and each command in them succeeds', async () => {
-    const commands = runnableCommands(await readFile(path.join(ROOT, 'README.md'), 'utf8'));
-    assert.ok(commands.length >= 10, `found ${commands.length} runnable commands`);
-    for (const line of commands) {
+  test('the README has runnable blocks and each runs as written', async () => {
+    const blocks = runnableBlocks(await readFile(path.join(ROOT, 'README.md'), 'utf8'));
+    assert.ok(blocks.length >= 13, `found ${blocks.length} runnable blocks`);
+    for (const block of blocks) {
       const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-        execFile('/bin/sh', ['-c', line], { cwd: dir, env, timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
+        execFile('/bin/sh', ['-c', `set -eux\n${block}`], { cwd: dir, env, timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
       );
-      assert.equal(r.code, 0, `README command failed: ${line}\n${r.stderr}`);
+      assert.equal(r.code, 0, `README block failed:\n${block}\n--- stderr (each line as it ran, the failing one last):\n${r.stderr.slice(-4000)}`);
     }
   });
 });

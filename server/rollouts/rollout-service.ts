@@ -293,7 +293,14 @@ export async function changeRollout(db: Db, desired: DesiredState, id: string, a
     if (action === 'abort' && opts.rollback && !row.previousBundleId && row.phase !== 'shadow') throw Conflict(`rollout ${id} has no previous bundle to roll back to`);
     const now = new Date().toISOString();
     // Resuming restarts the stage's bake time: the pause may have hidden problems.
-    const set = action === 'resume' ? { status: to[action], updatedAt: now, stageStartedAt: now } : { status: to[action], updatedAt: now };
+    // A pause by hand says so in the verdict (a gate's pause writes `gate failed: …` there), so
+    // `flotilla status` and `rollouts show` tell why a rollout is paused.
+    const set =
+      action === 'resume'
+        ? { status: to[action], updatedAt: now, stageStartedAt: now }
+        : action === 'pause'
+          ? { status: to[action], updatedAt: now, lastCheck: { ...(row.lastCheck ?? {}), verdict: `paused by ${opts.actor}` } }
+          : { status: to[action], updatedAt: now };
     const done = await tx.update(rollouts).set(set).where(and(eq(rollouts.id, id), inArray(rollouts.status, from[action]))).returning({ id: rollouts.id });
     if (!done.length) throw Conflict(`rollout ${id} changed meanwhile; try again`);
     // Aborting in the shadow phase ends the shadow (nothing was switched, so nothing to roll back).

@@ -40,16 +40,28 @@ export async function fleetStatus(api: Api) {
         .map((d) => ({ id: d.id, name: d.name, code: d.lastError?.code ?? 'unknown', message: d.lastError?.message ?? null, at: d.lastError?.at ?? null })),
     },
     alerts: { open: alerts.alerts.length, latest: alerts.alerts.slice(0, 3).map((a) => ({ id: a.id, model: a.model, cohort: a.cohort, openedAt: a.openedAt })) },
-    rollouts: rollouts.rollouts.filter((r) => r.status === 'running' || r.status === 'paused').map((r) => ({ id: r.id, model: r.model, cohort: r.cohort, status: r.status, stage: `${r.stage + 1}/${r.stages.length}` })),
+    rollouts: rollouts.rollouts
+      .filter((r) => r.status === 'running' || r.status === 'paused')
+      .map((r) => ({ id: r.id, model: r.model, cohort: r.cohort, status: r.status, stage: `${r.stage + 1}/${r.stages.length}`, pausedBecause: r.status === 'paused' ? pausedBecause(r.lastCheck) : null })),
     jobs: jobs.jobs.filter((j) => ['queued', 'running', 'waiting'].includes(j.status)).map((j) => ({ id: j.id, model: j.model, status: j.status, createdAt: j.createdAt })),
     keylist: keys.expiry ? { version: keys.expiry.version, expiresAt: keys.expiry.expiresAt, expired: keys.expiry.expired, warning: keys.expiry.warning } : null,
   };
 }
 
-/** A device's error message on one status line: whitespace folded, cut at 80 characters. */
-function oneLine(message: string): string {
+/**
+ * Why a rollout is paused, from its last verdict: a gate's pause wrote `gate failed: <gate> <value> not
+ * <threshold> (<reason>)` there (a drift alert on the new version is the drift gate), a pause by hand
+ * `paused by <who>`; a rollout paused before verdicts said so has neither.
+ */
+function pausedBecause(lastCheck: Record<string, unknown> | null): string {
+  const verdict = typeof lastCheck?.verdict === 'string' ? lastCheck.verdict : '';
+  return verdict.startsWith('gate failed: ') || verdict.startsWith('paused by ') ? verdict : 'paused (no reason recorded)';
+}
+
+/** A message on one status line: whitespace folded, cut at `max` characters. */
+function oneLine(message: string, max = 80): string {
   const m = message.replace(/\s+/g, ' ').trim();
-  return m.length > 80 ? `${m.slice(0, 79)}…` : m;
+  return m.length > max ? `${m.slice(0, max - 1)}…` : m;
 }
 
 function render(s: Awaited<ReturnType<typeof fleetStatus>>): string {
@@ -64,6 +76,7 @@ function render(s: Awaited<ReturnType<typeof fleetStatus>>): string {
   row('drift', a.open ? `${a.open} open alert(s): ${a.latest.map((x) => `${x.model} on ${x.cohort ?? 'all'} (${ago(x.openedAt)})`).join(', ')}  (flotilla alerts --open)` : 'no open alerts');
   const r = s.rollouts;
   row('rollouts', r.length ? r.map((x) => `${x.id} ${x.model} → ${x.cohort} ${x.status} stage ${x.stage}`).join('; ') : 'none running');
+  for (const x of r.filter((y) => y.pausedBecause)) row('paused', `${x.id}: ${oneLine(x.pausedBecause!, 160)}  (flotilla rollouts show ${x.id}; resume: flotilla rollouts resume ${x.id})`);
   const j = s.jobs;
   row('jobs', j.length ? j.map((x) => `${x.id} ${x.model} ${x.status} (${ago(x.createdAt)})`).join('; ') : 'none running');
   const k = s.keylist;
