@@ -7,16 +7,15 @@
 // PNGs normalised by hand), so those are what it measured on.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
-import { AgentProcess, api, freePort, waitFor } from '../agent/testing/harness.ts';
+import { api, waitFor } from '../agent/testing/harness.ts';
 import { runCli } from './helpers/cli.ts';
-import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
+import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
 import { encodeModel, floatTensor, node, valueInfo } from '../server/onnx/build.ts';
 
 const BUNDLES = path.join(import.meta.dirname, '..', 'firmware-bundles');
@@ -26,63 +25,37 @@ const FEATURES = ['f0', 'f1', 'f2', 'f3', 'f4', 'f5', 'f6', 'f7'];
 const row = (i: number) => Object.fromEntries(FEATURES.map((f, j) => [f, Math.round(Math.sin(i * 1.7 + j * 0.9) * 300) / 100]));
 
 describe('optimize without labels on captured device samples', () => {
-  let cp: TestPlane;
-  let dir: string;
-  let env: Record<string, string>;
-  let agent: AgentProcess;
-  let port: number;
-  let deviceId: string;
+  let lab: PlaneWithAgent;
   let secret: string;
 
-  const cli = async (...args: string[]) => {
-    const r = await runCli(['--json', ...args], env);
-    assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
-    return JSON.parse(r.stdout);
-  };
-  const samples = async () => (await cp.api('GET', '/api/v1/samples?model=tabular-demo&limit=1000')).body.samples as Array<{ inputs: Record<string, number | string> }>;
+  const samples = async () => (await lab.cp.api('GET', '/api/v1/samples?model=tabular-demo&limit=1000')).body.samples as Array<{ inputs: Record<string, number | string> }>;
   const predict = async (from: number, n: number) => {
     for (let i = from; i < from + n; i++) {
-      const r = await api(port, 'POST', '/v1/predict', { features: row(i) });
+      const r = await api(lab.port, 'POST', '/v1/predict', { features: row(i) });
       assert.equal(r.status, 200, JSON.stringify(r.body));
     }
   };
   const optimize = async () => {
     // The report is printed whether or not the variant met the budgets; the inputs are what is tested here.
-    const r = await runCli(['--json', 'optimize', 'tabular-demo@1', '--quantize', 'int8'], env);
+    const r = await runCli(['--json', 'optimize', 'tabular-demo@1', '--quantize', 'int8'], lab.env);
     assert.ok(r.stdout, r.stderr);
     return JSON.parse(r.stdout) as { version: { ref: string; sha256: string }; report: Record<string, any> };
   };
 
   before(async () => {
-    cp = await startControlPlane();
-    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-opt-captured-'));
-    env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
-    const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
+    lab = await startPlaneWithAgent({ site: 'lab', prefix: 'flotilla-opt-captured-' });
+    const { cli, dir } = lab;
+    secret = JSON.parse(await readFile(path.join(dir, 'agent', 'identity.json'), 'utf8')).mqtt.password;
     await writeFile(path.join(dir, 'v1.onnx'), gemmModel({ seed: 1 }));
     await cli('models', 'push', path.join(dir, 'v1.onnx'), '--name', 'tabular-demo');
     await cli('bundles', 'build', 'tabular-demo@1', '--def', BUNDLE_DEF);
     await cli('cohorts', 'create', 'lab', '--selector', 'site=lab');
-    const token = (await cli('enroll-tokens', 'create', '--labels', 'site=lab')).token;
-    port = await freePort();
-    const dataDir = path.join(dir, 'agent');
-    agent = new AgentProcess(
-      ['--server', cp.url, '--enroll-token', token, '--data-dir', dataDir, '--api-port', String(port), '--trust-root', keys.rootPublicKey, '--probation-ms', '200', '--reconnect-min-ms', '100', '--reconnect-max-ms', '1000'],
-      { FLOTILLA_AGENT_LOG_LEVEL: process.env.FLOTILLA_TEST_LOG ?? 'warn' },
-    ).start();
-    await waitFor(async () => (await api(port, 'GET', '/v1/status').catch(() => null))?.body?.deviceId, 'agent enrolled', 30_000);
-    const identity = JSON.parse(await readFile(path.join(dataDir, 'identity.json'), 'utf8'));
-    deviceId = identity.deviceId;
-    secret = identity.mqtt.password;
     await cli('deploy', 'tabular-demo@1', '--cohort', 'lab');
-    await waitFor(async () => (await cp.api('GET', `/api/v1/devices/${deviceId}`)).body.updateState === 'active', 'agent active on v1', 60_000);
+    await waitFor(async () => (await lab.cp.api('GET', `/api/v1/devices/${lab.deviceId}`)).body.updateState === 'active', 'agent active on v1', 60_000);
     await cli('settings', 'set', '--cohort', 'lab', '--capture', 'on', '--capture-rate', '600', '--capture-batch', '5');
-    await waitFor(async () => (await api(port, 'GET', '/v1/status')).body.sampleCapture.enabled, 'agent adopted capture', 20_000);
+    await waitFor(async () => (await api(lab.port, 'GET', '/v1/status')).body.sampleCapture.enabled, 'agent adopted capture', 20_000);
   });
-  after(async () => {
-    await agent?.stop();
-    await cp.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => lab?.stop());
 
   test('no captured samples: generated inputs, and no captured count', async () => {
     const { report } = await optimize();
@@ -98,7 +71,7 @@ describe('optimize without labels on captured device samples', () => {
     assert.equal(report.inputs, 'generated');
     assert.equal(report.samples, 256);
     assert.deepEqual(report.captured, { usable: 10, unusable: 0, minimum: 16 });
-    const human = await runCli(['optimize', 'tabular-demo@1', '--quantize', 'int8'], env);
+    const human = await runCli(['optimize', 'tabular-demo@1', '--quantize', 'int8'], lab.env);
     assert.match(human.stdout, /captured samples: 10 usable \(0 unusable\), fewer than the 16 needed: compared on generated inputs/);
   });
 
@@ -106,8 +79,8 @@ describe('optimize without labels on captured device samples', () => {
     await predict(10, 10);
     await waitFor(async () => ((await samples()).length === 20 ? true : null), '20 samples uploaded', 20_000);
     // A sample the model cannot take: a device may send a string where the model reads a number.
-    const bad = { v: 1, deviceId, bundleId: 'b', model: { name: 'tabular-demo', version: 1 }, samples: [{ sampleId: randomUUID(), at: new Date().toISOString(), inputs: { ...row(99), f3: 'n/a' }, outputs: {} }] };
-    const up = await cp.api('POST', `/api/v1/devices/${deviceId}/samples`, { token: null, json: bad, headers: { authorization: 'Basic ' + Buffer.from(`${deviceId}:${secret}`).toString('base64') } });
+    const bad = { v: 1, deviceId: lab.deviceId, bundleId: 'b', model: { name: 'tabular-demo', version: 1 }, samples: [{ sampleId: randomUUID(), at: new Date().toISOString(), inputs: { ...row(99), f3: 'n/a' }, outputs: {} }] };
+    const up = await lab.cp.api('POST', `/api/v1/devices/${lab.deviceId}/samples`, { token: null, json: bad, headers: { authorization: 'Basic ' + Buffer.from(`${lab.deviceId}:${secret}`).toString('base64') } });
     assert.equal(up.status, 200, JSON.stringify(up.body));
 
     const { version, report } = await optimize();
@@ -117,7 +90,7 @@ describe('optimize without labels on captured device samples', () => {
     assert.equal(report.metrics.n, 20);
     assert.deepEqual(report.captured, { usable: 20, unusable: 1, minimum: 16 });
     assert.equal(report.metrics.accuracy, undefined, 'no labels: no task metric');
-    const stored = (await cp.api('GET', `/api/v1/models/tabular-demo/versions/${version.ref.split('@')[1]}`)).body;
+    const stored = (await lab.cp.api('GET', `/api/v1/models/tabular-demo/versions/${version.ref.split('@')[1]}`)).body;
     assert.equal(stored.evaluation.inputs, 'captured');
     assert.equal(stored.recipe.dataset, 'device samples captured for tabular-demo (newest)');
 
@@ -125,14 +98,14 @@ describe('optimize without labels on captured device samples', () => {
     const rows = (await samples()).filter((s) => FEATURES.every((f) => typeof s.inputs[f] === 'number'));
     assert.equal(rows.length, 20);
     const x = Float32Array.from(rows.flatMap((s) => FEATURES.map((f) => s.inputs[f] as number)));
-    const download = async (sha: string) => new Uint8Array(await (await fetch(`${cp.url}/artifacts/sha256/${sha}`, { headers: { authorization: `Bearer ${cp.adminToken}` } })).arrayBuffer());
+    const download = async (sha: string) => new Uint8Array(await (await fetch(`${lab.cp.url}/artifacts/sha256/${sha}`, { headers: { authorization: `Bearer ${lab.cp.adminToken}` } })).arrayBuffer());
     const logits = async (sha: string) => {
       const s = await ort.InferenceSession.create(await download(sha), stored.recipe.sessionOptions);
       const out = await s.run({ features: new ort.Tensor('float32', x, [rows.length, FEATURES.length]) });
       await s.release();
       return out.logits.data as Float32Array;
     };
-    const parent = await logits((await cp.api('GET', '/api/v1/models/tabular-demo/versions/1')).body.sha256);
+    const parent = await logits((await lab.cp.api('GET', '/api/v1/models/tabular-demo/versions/1')).body.sha256);
     const child = await logits(stored.sha256);
     let maxDiff = 0;
     for (let i = 0; i < parent.length; i++) maxDiff = Math.max(maxDiff, Math.abs(parent[i] - child[i]));
@@ -158,56 +131,34 @@ function imageModel(): Uint8Array {
 }
 
 describe('optimize without labels on captured image samples', () => {
-  let cp: TestPlane;
-  let dir: string;
-  let env: Record<string, string>;
-  let agent: AgentProcess;
-  let port: number;
+  let cams: PlaneWithAgent;
   const S = 32;
   // 32×32 PNGs (no resize), so the model's input is known exactly: (v / 255 − 0.5) / 0.5, NCHW.
   const pixels = (k: number) => Uint8Array.from({ length: S * S * 3 }, (_, i) => (i * 7 + k * 53 + (i % 3) * 31) % 256);
   const png = (k: number) => sharp(Buffer.from(pixels(k)), { raw: { width: S, height: S, channels: 3 } }).png().toBuffer();
 
   before(async () => {
-    cp = await startControlPlane();
-    dir = await mkdtemp(path.join(tmpdir(), 'flotilla-opt-captured-img-'));
-    env = { FLOTILLA_URL: cp.url, FLOTILLA_TOKEN: cp.adminToken, FLOTILLA_CONFIG_DIR: path.join(dir, 'cfg') };
-    const cli = async (...args: string[]) => {
-      const r = await runCli(['--json', ...args], env);
-      assert.equal(r.code, 0, `flotilla ${args.join(' ')}: ${r.stderr}`);
-      return JSON.parse(r.stdout);
-    };
-    const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
+    cams = await startPlaneWithAgent({ site: 'cam', prefix: 'flotilla-opt-captured-img-' });
+    const { cli, dir } = cams;
     await writeFile(path.join(dir, 'cam.onnx'), imageModel());
     await cli('models', 'push', path.join(dir, 'cam.onnx'), '--name', 'cam');
     await cli('bundles', 'build', 'cam@1', '--def', path.join(BUNDLES, 'image-demo'));
     await cli('cohorts', 'create', 'cams', '--selector', 'site=cam');
-    const token = (await cli('enroll-tokens', 'create', '--labels', 'site=cam')).token;
-    port = await freePort();
-    agent = new AgentProcess(
-      ['--server', cp.url, '--enroll-token', token, '--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--trust-root', keys.rootPublicKey, '--probation-ms', '200', '--reconnect-min-ms', '100', '--reconnect-max-ms', '1000'],
-      { FLOTILLA_AGENT_LOG_LEVEL: process.env.FLOTILLA_TEST_LOG ?? 'warn' },
-    ).start();
-    const deviceId = await waitFor(async () => (await api(port, 'GET', '/v1/status').catch(() => null))?.body?.deviceId, 'agent enrolled', 30_000);
     await cli('deploy', 'cam@1', '--cohort', 'cams');
-    await waitFor(async () => (await cp.api('GET', `/api/v1/devices/${deviceId}`)).body.updateState === 'active', 'agent active on cam@1', 60_000);
+    await waitFor(async () => (await cams.cp.api('GET', `/api/v1/devices/${cams.deviceId}`)).body.updateState === 'active', 'agent active on cam@1', 60_000);
     await cli('settings', 'set', '--cohort', 'cams', '--capture', 'on', '--capture-rate', '600', '--capture-batch', '8');
-    await waitFor(async () => (await api(port, 'GET', '/v1/status')).body.sampleCapture.enabled, 'agent adopted capture', 20_000);
+    await waitFor(async () => (await api(cams.port, 'GET', '/v1/status')).body.sampleCapture.enabled, 'agent adopted capture', 20_000);
   });
-  after(async () => {
-    await agent?.stop();
-    await cp.stop();
-    await rm(dir, { recursive: true, force: true });
-  });
+  after(() => cams?.stop());
 
   test('16 captured PNGs: the variant is compared on exactly them', async () => {
     const N = 16;
     for (let k = 0; k < N; k++) {
-      const r = await api(port, 'POST', '/v1/predict', new Uint8Array(await png(k)), { 'content-type': 'image/png' });
+      const r = await api(cams.port, 'POST', '/v1/predict', new Uint8Array(await png(k)), { 'content-type': 'image/png' });
       assert.equal(r.status, 200, JSON.stringify(r.body));
     }
-    await waitFor(async () => ((await cp.api('GET', '/api/v1/samples?model=cam&limit=100')).body.samples.length === N ? true : null), '16 image samples uploaded (2 batches of 8)', 20_000);
-    const r = await runCli(['--json', 'optimize', 'cam@1', '--quantize', 'int8'], env);
+    await waitFor(async () => ((await cams.cp.api('GET', '/api/v1/samples?model=cam&limit=100')).body.samples.length === N ? true : null), '16 image samples uploaded (2 batches of 8)', 20_000);
+    const r = await runCli(['--json', 'optimize', 'cam@1', '--quantize', 'int8'], cams.env);
     assert.ok(r.stdout, r.stderr);
     const { version, report } = JSON.parse(r.stdout);
     assert.equal(report.inputs, 'captured');
@@ -220,15 +171,15 @@ describe('optimize without labels on captured image samples', () => {
       const p = pixels(k);
       for (let i = 0; i < S * S; i++) for (let c = 0; c < 3; c++) x[k * 3 * S * S + c * S * S + i] = (p[i * 3 + c] / 255 - 0.5) / 0.5;
     }
-    const stored = (await cp.api('GET', `/api/v1/models/cam/versions/${version.ref.split('@')[1]}`)).body;
-    const download = async (sha: string) => new Uint8Array(await (await fetch(`${cp.url}/artifacts/sha256/${sha}`, { headers: { authorization: `Bearer ${cp.adminToken}` } })).arrayBuffer());
+    const stored = (await cams.cp.api('GET', `/api/v1/models/cam/versions/${version.ref.split('@')[1]}`)).body;
+    const download = async (sha: string) => new Uint8Array(await (await fetch(`${cams.cp.url}/artifacts/sha256/${sha}`, { headers: { authorization: `Bearer ${cams.cp.adminToken}` } })).arrayBuffer());
     const logits = async (sha: string) => {
       const s = await ort.InferenceSession.create(await download(sha), stored.recipe.sessionOptions);
       const out = await s.run({ image: new ort.Tensor('float32', x, [N, 3, S, S]) });
       await s.release();
       return out.logits.data as Float32Array;
     };
-    const parent = await logits((await cp.api('GET', '/api/v1/models/cam/versions/1')).body.sha256);
+    const parent = await logits((await cams.cp.api('GET', '/api/v1/models/cam/versions/1')).body.sha256);
     const child = await logits(stored.sha256);
     let maxDiff = 0;
     for (let i = 0; i < parent.length; i++) maxDiff = Math.max(maxDiff, Math.abs(parent[i] - child[i]));
