@@ -11,6 +11,7 @@ import type { Tx } from '../db/client.ts';
 import { createLatencyHistogram, latencySummary, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import { alerts, bundles, devices, telemetry, telemetryRollups } from '../db/schema.ts';
 import type { RolloutGates } from '../jobs/retrain-policy.ts';
+import { inIds } from '../db/in-ids.ts';
 import { stageTelemetryTotals } from './stage-error-rate.ts';
 import { worstStageLatency } from './stage-latency.ts';
 
@@ -88,7 +89,7 @@ async function latencyGate(tx: Tx, o: { stage: StageDevices; bundleId: string; c
   const createdMinute = Math.floor(created / 60_000) * 60_000;
   const beforeRaw = await reportsLatency(tx, { ids: o.stage.ids, from: new Date(createdMinute).toISOString(), to: o.rolloutCreatedAt });
   const before = latencySummary(
-    [...beforeRaw.values()].reduce(mergeLatencyHistograms, await rollupLatency(tx, 'cohort', o.cohort, new Date(createdMinute - 3_600_000), new Date(createdMinute))),
+    [...beforeRaw.values()].reduce(mergeLatencyHistograms, await cohortLatency(tx, o.cohort, new Date(createdMinute - 3_600_000), new Date(createdMinute))),
   );
   // Telemetry is kept in minute buckets: only those that start after the stage did hold the new bundle's
   // requests alone (an earlier bucket mixes in the previous bundle's). The stage's first, partial minute
@@ -115,27 +116,25 @@ async function latencyGate(tx: Tx, o: { stage: StageDevices; bundleId: string; c
  */
 async function reportsLatency(tx: Tx, o: { ids: string[]; whollyOn?: string; from: string; to: string }): Promise<Map<string, LatencyHistogram>> {
   const out = new Map<string, LatencyHistogram>();
-  if (o.from >= o.to) return out;
-  for (let i = 0; i < o.ids.length; i += 500) {
-    const ids = sql.join(o.ids.slice(i, i + 500).map((id) => sql`${id}`), sql`, `);
-    const rows = await tx.all<{ device_id: string; latency: string }>(
-      o.whollyOn
-        ? sql`select t.device_id, t.latency from ${telemetry} t join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
-              where t.device_id in (${ids}) and t.at >= ${o.from} and t.at < ${o.to} and t.active_bundle_id = ${o.whollyOn} and p.active_bundle_id = ${o.whollyOn}`
-        : sql`select t.device_id, t.latency from ${telemetry} t where t.device_id in (${ids}) and t.at >= ${o.from} and t.at < ${o.to}`,
-    );
-    for (const r of rows) out.set(r.device_id, mergeLatencyHistograms(out.get(r.device_id) ?? createLatencyHistogram(), JSON.parse(r.latency) as LatencyHistogram));
-  }
+  if (o.from >= o.to || !o.ids.length) return out;
+  const inStage = inIds(sql`t.device_id`, o.ids);
+  const rows = await tx.all<{ device_id: string; latency: string }>(
+    o.whollyOn
+      ? sql`select t.device_id, t.latency from ${telemetry} t join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
+            where ${inStage} and t.at >= ${o.from} and t.at < ${o.to} and t.active_bundle_id = ${o.whollyOn} and p.active_bundle_id = ${o.whollyOn}`
+      : sql`select t.device_id, t.latency from ${telemetry} t where ${inStage} and t.at >= ${o.from} and t.at < ${o.to}`,
+  );
+  for (const r of rows) out.set(r.device_id, mergeLatencyHistograms(out.get(r.device_id) ?? createLatencyHistogram(), JSON.parse(r.latency) as LatencyHistogram));
   return out;
 }
 
-/** Merged latency of one device's or cohort's minute rollups that start in [start, end). */
-async function rollupLatency(tx: Tx, scope: 'device' | 'cohort', key: string, start: Date, end: Date): Promise<LatencyHistogram> {
+/** Merged latency of a cohort's minute rollups that start in [start, end) (devices: stage-latency.ts). */
+async function cohortLatency(tx: Tx, cohort: string, start: Date, end: Date): Promise<LatencyHistogram> {
   const t = telemetryRollups;
   const rows = await tx
     .select({ latency: t.latency })
     .from(t)
-    .where(and(eq(t.scope, scope), eq(t.key, key), gte(t.bucketStart, start.toISOString()), lt(t.bucketStart, end.toISOString())));
+    .where(and(eq(t.scope, 'cohort'), eq(t.key, cohort), gte(t.bucketStart, start.toISOString()), lt(t.bucketStart, end.toISOString())));
   return rows.reduce((h, r) => mergeLatencyHistograms(h, r.latency), createLatencyHistogram());
 }
 

@@ -30,7 +30,8 @@ export async function worstStageLatency(
           .from(t)
           .where(and(eq(t.scope, 'device'), inIds(t.key, deviceIds), gte(t.bucketStart, bucketStart(start, 'minute')), lt(t.bucketStart, end.toISOString())))
       : [];
-  const merged = new Map<string, LatencyHistogram>([...leading].map(([id, h]) => [id, mergeLatencyHistograms(createLatencyHistogram(), h)]));
+  // mergeLatencyHistograms returns a new histogram, so the caller's map is never written to.
+  const merged = new Map<string, LatencyHistogram>(leading);
   for (const r of rows) merged.set(r.key, mergeLatencyHistograms(merged.get(r.key) ?? createLatencyHistogram(), r.latency));
   let worst: { id: string; p95: number } | null = null;
   for (const id of deviceIds) {
