@@ -2,7 +2,7 @@
 // A candidate named in the signed manifest runs beside the serving model on live requests (sent by the
 // test all along) and never answers one; its agreement and latency gate the switch. Covers a healthy
 // rollout walking shadow → stages, a disagreeing candidate stopped at the shadow gate, a slower one
-// tripped by the latency gate, a device that never reports timing out, and the 4xx answers to bad input.
+// tripped by the latency gate, agents too old for shadow refused, and the 4xx answers to bad input.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -186,7 +186,9 @@ describe('end to end: shadow evaluation and rollout gates', () => {
     assert.match(cliBad.stderr, /--shadow/);
   });
 
-  test('a device that never reports times out and the rollout ends; agents too old for shadow are refused', async () => {
+  // A stage timing out on a device that never reports (and the rollback it triggers, seen on the agent) is
+  // test/e2e-rollout-timeout.test.ts; here only the shadow-specific refusal for such a device.
+  test('agents too old for shadow (or that never reported) are refused a shadow rollout', async () => {
     // A device enrolled into the cohort that never connects: no reported state, no capabilities.
     const token = (await cli('enroll-tokens', 'create', '--labels', 'site=lab')).token;
     const ghost = await cp.api('POST', '/api/v1/enroll', { token: null, json: { token, facts: { arch: 'x64', cpus: 2, memoryBytes: 2e9, os: 'linux', agentVersion: '0.0.9' } } });
@@ -195,16 +197,5 @@ describe('end to end: shadow evaluation and rollout gates', () => {
     assert.equal(tooOld.status, 400, JSON.stringify(tooOld.body));
     assert.match(tooOld.body.error.message, new RegExp(`${ghost.body.deviceId} \\(agent never reported\\)`));
     assert.match(JSON.stringify(tooOld.body.error.details), /upgrade those agents/);
-
-    const r = (await cp.api('POST', '/api/v1/rollouts', { json: { bundle: 'tab@1', cohort: 'lab', stages: [1], bakeS: 0, gates: { onFailure: 'rollback', stageTimeoutS: 15, maxLatencyRatio: null } } })).body;
-    const done = await waitStatus(r.id, ['aborted', 'succeeded', 'paused'], 60_000);
-    assert.equal(done.status, 'aborted', JSON.stringify(done.lastCheck));
-    assert.match(done.lastCheck.verdict, /stage limit of 15 s passed/);
-    const byId = new Map(done.devices.map((d: { id: string; state: string }) => [d.id, d.state]));
-    assert.equal(byId.get(ghost.body.deviceId), 'timed_out');
-    // Every device ended: the ghost timed out, the agents went back to the bundle they ran before.
-    for (const a of agents) assert.ok(['rolled_back', 'active'].includes(byId.get(a.id) as string), `${a.id}: ${byId.get(a.id)}`);
-    // The agents were put back on the bundle the cohort ran before (signed reassignment).
-    for (const d of done.devices.filter((x: { id: string }) => agents.some((a) => a.id === x.id))) assert.equal(d.desiredBundle, done.previousBundleId ?? d.desiredBundle);
   });
 });
