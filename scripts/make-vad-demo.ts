@@ -12,7 +12,7 @@
  *
  * Speech frames are tones (120–400 Hz) with noise, silence frames faint noise, alternating.
  *
- * Usage: npm run demo:vad -- [outDir=.] [--n 64]
+ * Usage: npm run demo:vad -- [outDir=.] [--n 32]
  * (relative paths are taken from the folder npm was started in)
  */
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -35,7 +35,7 @@ function audio(length: number, speech: boolean, seed: number): number[] {
   return Array.from({ length }, (_, i) => Math.fround(amplitude * Math.sin((2 * Math.PI * hz * i) / RATE) + (rand() * 2 - 1) * (speech ? 0.05 : 0.01)));
 }
 
-const { values, positionals } = parseArgs({ allowPositionals: true, options: { n: { type: 'string', default: '64' } } });
+const { values, positionals } = parseArgs({ allowPositionals: true, options: { n: { type: 'string', default: '32' } } });
 const n = Number(values.n);
 if (!Number.isInteger(n) || n < 2) throw new Error(`--n ${values.n}: a whole number of frames, at least 2`);
 const outDir = resolve(process.env.INIT_CWD ?? process.cwd(), positionals[0] ?? '.');

@@ -5,6 +5,7 @@
 // The blocks start real agents themselves (`flotilla-agent … &`) and wait for them by polling state.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -42,20 +43,36 @@ async function assertPortFree(port: number): Promise<void> {
   });
 }
 
-/** The pids the `flotilla-agent` wrapper recorded: agents the blocks started in the background. */
+/**
+ * Stops the agents the blocks started in the background, by the pids the `flotilla-agent` wrapper
+ * recorded; a pid counts only while it is still an agent (a block may have stopped one, and pids get reused).
+ */
 async function stopAgents(pidFile: string): Promise<void> {
   const pids = (await readFile(pidFile, 'utf8').catch(() => '')).split('\n').filter(Boolean).map(Number);
   const alive = (pid: number) => {
     try {
-      process.kill(pid, 0);
-      return true;
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('flotilla-agent');
     } catch {
       return false;
     }
   };
-  for (const pid of pids.filter(alive)) process.kill(pid, 'SIGTERM');
-  await waitFor(() => !pids.some(alive), 'the README agents to stop', 15_000).catch(() => pids.filter(alive).forEach((pid) => process.kill(pid, 'SIGKILL')));
+  const signal = (pid: number, sig: NodeJS.Signals) => {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      /* gone meanwhile */
+    }
+  };
+  for (const pid of pids.filter(alive)) signal(pid, 'SIGTERM');
+  await waitFor(() => !pids.some(alive), 'the README agents to stop', 15_000).catch(() => pids.filter(alive).forEach((pid) => signal(pid, 'SIGKILL')));
 }
+
+/** Each ```sh block that shows a session (`$ flotilla …` and then what it prints): the command and its output. */
+function sessionExamples(markdown: string): Array<{ command: string; output: string }> {
+  return [...markdown.matchAll(/^```sh\n\$ (flotilla [^\n]*)\n([\s\S]*?)^```$/gm)].map((m) => ({ command: m[1], output: m[2].trimEnd() }));
+}
+
+const BLOCKS = runnableBlocks(readFileSync(path.join(ROOT, 'README.md'), 'utf8'));
 
 describe('README runnable commands', () => {
   let cp: TestPlane;
@@ -101,19 +118,32 @@ describe('README runnable commands', () => {
   });
 
   test('every block of flotilla commands is marked runnable (none is left to prose or skipped)', async () => {
-    assert.deepEqual(otherFlotillaBlocks(await readFile(path.join(ROOT, 'README.md'), 'utf8')), [], 'blocks of flotilla commands not marked `sh runnable`');
+    assert.deepEqual(otherFlotillaBlocks(await readFile(path.join(ROOT, 'README.md'), 'utf8')), [], 'blocks of flotilla commands neither marked `sh runnable` nor a `$ flotilla` session');
   });
 
-  test('the README has runnable blocks and each runs as written', async (t) => {
-    const blocks = runnableBlocks(await readFile(path.join(ROOT, 'README.md'), 'utf8'));
-    assert.ok(blocks.length >= 18, `found ${blocks.length} runnable blocks`);
-    for (const block of blocks) {
-      const started = Date.now();
-      const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
-        execFile('/bin/sh', ['-c', `set -eux\n${block}`], { cwd: dir, env, timeout: 120_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
-      );
-      t.diagnostic(`${((Date.now() - started) / 1000).toFixed(1)} s: ${block.split('\n')[0].slice(0, 60)}`);
-      assert.equal(r.code, 0, `README block failed:\n${block}\n--- stderr (each line as it ran, the failing one last):\n${r.stderr.slice(-4000)}`);
+  test('each `$ flotilla …` example prints what the README shows', async () => {
+    const examples = sessionExamples(await readFile(path.join(ROOT, 'README.md'), 'utf8'));
+    assert.ok(examples.length >= 1, 'the README shows a session');
+    for (const { command, output } of examples) {
+      const printed = await new Promise<string>((resolve) => execFile('/bin/sh', ['-c', `${command} 2>&1`], { cwd: dir, env, timeout: 60_000 }, (_err, stdout) => resolve(stdout)));
+      assert.equal(printed.trimEnd(), output, command);
     }
   });
+
+  // One test per block, in README order (node:test runs a suite's tests one after another), so each
+  // block has the runner's per-test timeout to itself; after a failed block the later ones are skipped.
+  test(`the README has runnable blocks (${BLOCKS.length})`, () => assert.ok(BLOCKS.length >= 18, `found ${BLOCKS.length} runnable blocks`));
+  let failed: string | undefined;
+  for (const [i, block] of BLOCKS.entries()) {
+    const first = block.split('\n')[0];
+    test(`block ${i + 1} runs as written: ${first.slice(0, 70)}`, async (t) => {
+      if (failed) return t.skip(`block ${failed} failed`);
+      failed = String(i + 1);
+      const r = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+        execFile('/bin/sh', ['-c', `set -eux\n${block}`], { cwd: dir, env, timeout: 150_000 }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
+      );
+      assert.equal(r.code, 0, `README block failed:\n${block}\n--- stderr (each line as it ran, the failing one last):\n${r.stderr.slice(-4000)}`);
+      failed = undefined;
+    });
+  }
 });
