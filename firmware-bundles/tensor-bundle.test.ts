@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { statefulVadModel, twoHeadModel } from '../test/helpers/odd-models.ts';
+import { statefulVadModel } from '../server/onnx/vad-shaped-model.ts';
+import { twoHeadModel } from '../test/helpers/odd-models.ts';
 import { BundleBuildError, buildBundle } from './builder.ts';
 import { BundleDefinition } from './definition.ts';
 import { loadBundleDefinition } from './load-definition.ts';

@@ -17,7 +17,8 @@ import { statsWindows } from '../server/db/schema.ts';
 import { runCli } from './helpers/cli.ts';
 import type { TestPlane } from './helpers/control-plane.ts';
 import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
-import { opset9Cnn, statefulVadModel, twoHeadModel } from './helpers/odd-models.ts';
+import { statefulVadModel } from '../server/onnx/vad-shaped-model.ts';
+import { opset9Cnn, twoHeadModel } from './helpers/odd-models.ts';
 
 const VAD_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'vad-demo');
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { zipSync } from 'fflate';
 import * as ort from 'onnxruntime-node';
-import { statefulVadModel } from '../../test/helpers/odd-models.ts';
+import { statefulVadModel } from '../onnx/vad-shaped-model.ts';
 import { TensorPreprocess } from '../../firmware-bundles/definition.ts';
 import { inspectOnnx } from '../onnx/inspect.ts';
 import { evaluateModel } from '../optimize/evaluate.ts';

@@ -1,47 +1,10 @@
-// Models with the awkward shapes users bring, built in code (nothing downloaded): a stateful
-// voice-activity-detector-shaped model with mixed input types, and a model with two outputs of
-// different shapes, and a CNN exported at opset 9 as old exporters wrote it.
+// Models with the awkward shapes users bring, built in code (nothing downloaded): a model with two
+// outputs of different shapes and a CNN exported at opset 9 as old exporters wrote it (the stateful
+// voice-activity detector is server/onnx/vad-shaped-model.ts, which `npm run demo:vad` writes too).
 import { encodeModel, floatTensor, int64Tensor, node, valueInfo } from '../../server/onnx/build.ts';
 
 function weights(n: number, seed: number, scale: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.sin((i + 1) * 12.9898 * seed) * scale);
-}
-
-/**
- * Shaped like a real VAD: `input` float32 [1, 512] (a 32 ms frame at 16 kHz), `sr` int64 scalar,
- * `state` float32 [2, 1, 128]; outputs `output` [1, 1] (speech probability) and `stateN` [2, 1, 128],
- * the next call's state. The state really changes the answer, and `sr` scales the features.
- */
-export function statefulVadModel(seed = 1): Uint8Array {
-  return encodeModel({
-    inputs: [valueInfo('input', 'float32', [1, 512]), valueInfo('sr', 'int64', []), valueInfo('state', 'float32', [2, 1, 128])],
-    outputs: [valueInfo('output', 'float32', [1, 1]), valueInfo('stateN', 'float32', [2, 1, 128])],
-    initializers: [
-      floatTensor('W', [512, 128], weights(512 * 128, seed, 0.08)),
-      floatTensor('U', [128, 128], weights(128 * 128, seed + 1, 0.1)),
-      floatTensor('V', [128, 1], weights(128, seed + 2, 0.5)),
-      floatTensor('vb', [1], [0.1]),
-      floatTensor('inv_sr', [], [1 / 16000]),
-      floatTensor('half', [], [0.5]),
-      int64Tensor('row_shape', [3], [1, 1, 128]),
-    ],
-    nodes: [
-      node('MatMul', ['input', 'W'], ['h']),
-      node('ReduceMean', ['state'], ['s_mean'], { axes: [0], keepdims: 0 }),
-      node('MatMul', ['s_mean', 'U'], ['s_proj']),
-      node('Cast', ['sr'], ['sr_f'], { to: 1 }),
-      node('Mul', ['sr_f', 'inv_sr'], ['sr_scale']),
-      node('Add', ['h', 's_proj'], ['pre']),
-      node('Mul', ['pre', 'sr_scale'], ['pre_s']),
-      node('Tanh', ['pre_s'], ['row']),
-      node('MatMul', ['row', 'V'], ['logit0']),
-      node('Add', ['logit0', 'vb'], ['logit']),
-      node('Sigmoid', ['logit'], ['output']),
-      node('Reshape', ['row', 'row_shape'], ['row3']),
-      node('Mul', ['state', 'half'], ['state_half']),
-      node('Add', ['state_half', 'row3'], ['stateN']),
-    ],
-  });
 }
 
 /** `x` float32 [batch, 16] → `box` [batch, 4] and `scores` [batch, 2, 3]: two outputs, different ranks. */
