@@ -39,7 +39,7 @@ export interface DownloaderOptions {
   idleTimeoutMs: number;
   backoff: { minMs: number; maxMs: number };
   logger: Logger;
-  /** The fetch to use (pinned to the device's CA); default the global one. */
+  /** The HTTP client to use (pinned to the device's CA); default one with the system's CAs. */
   fetch?: HttpFetch;
 }
 

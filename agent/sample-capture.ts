@@ -53,7 +53,7 @@ export interface SampleCaptureOptions {
   storeDir?: string;
   /** Bound of that queue in bytes (default 64 MiB). */
   maxStoredBytes?: number;
-  /** The fetch to use (pinned to the device's CA); default the global one. */
+  /** The HTTP client to use (pinned to the device's CA); default one with the system's CAs. */
   fetch?: HttpFetch;
 }
 
