@@ -17,6 +17,7 @@ import { LocalApi } from './local-api.ts';
 import type { ModelRuntime } from './model-runtime.ts';
 import { Monitoring } from './monitoring/monitoring.ts';
 import { MqttSession } from './mqtt-session.ts';
+import { loadedNativeModules } from './native-modules.ts';
 import { Reconciler } from './reconciler.ts';
 import { Reporter } from './reporter.ts';
 import { SampleCapture } from './sample-capture.ts';
@@ -243,5 +244,5 @@ function isAlive(pid: number): boolean {
 function memoryNow() {
   const m = process.memoryUsage();
   const mb = (n: number) => Math.round(n / 1e5) / 10;
-  return { rssMB: mb(m.rss), heapUsedMB: mb(m.heapUsed), heapTotalMB: mb(m.heapTotal), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers) };
+  return { rssMB: mb(m.rss), heapUsedMB: mb(m.heapUsed), heapTotalMB: mb(m.heapTotal), externalMB: mb(m.external), arrayBuffersMB: mb(m.arrayBuffers), native: loadedNativeModules() };
 }

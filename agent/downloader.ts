@@ -10,6 +10,10 @@ import { DigestAccumulator, FileDigestError, verifyFile } from '../firmware-bund
 import type { ManifestFile } from '../firmware-bundles/manifest.ts';
 import { Backoff, sleep } from './backoff.ts';
 import { fsyncDir } from './fs-atomic.ts';
+import { httpClient, type HttpFetch, type HttpResponse } from './http-client.ts';
+
+/** Without a client given (tests), the system's CAs. */
+const defaultClient = httpClient();
 
 export type DownloadErrorCode = 'HASH_MISMATCH' | 'SIZE_MISMATCH' | 'TOO_LARGE' | 'DOWNLOAD_FAILED';
 
@@ -35,8 +39,8 @@ export interface DownloaderOptions {
   idleTimeoutMs: number;
   backoff: { minMs: number; maxMs: number };
   logger: Logger;
-  /** The fetch to use (pinned to the device's CA); default the global one. */
-  fetch?: typeof fetch;
+  /** The HTTP client to use (pinned to the device's CA); default one with the system's CAs. */
+  fetch?: HttpFetch;
 }
 
 export interface FetchOptions {
@@ -125,26 +129,26 @@ export class Downloader {
     };
     if (offset > 0) headers.range = `bytes=${offset}-`;
     try {
-      let res: Response;
+      let res: HttpResponse;
       try {
-        res = await (this.opts.fetch ?? fetch)(url, { headers, signal });
+        res = await (this.opts.fetch ?? defaultClient)(url, { headers, signal });
       } catch (err) {
         throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : (err as Error).message);
       }
       if (res.status === 416) {
-        await res.body?.cancel();
+        await res.body.cancel();
         await rm(part, { force: true });
         throw new RetryableError('range not satisfiable; starting over');
       }
       if (res.status !== 200 && res.status !== 206) {
-        await res.body?.cancel();
+        await res.body.cancel();
         throw new RetryableError(`HTTP ${res.status}`);
       }
       let total: number | null = null;
       if (res.status === 206) {
         const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(res.headers.get('content-range') ?? '');
         if (!m || Number(m[1]) !== offset) {
-          await res.body?.cancel();
+          await res.body.cancel();
           await rm(part, { force: true });
           throw new RetryableError(`unexpected Content-Range ${res.headers.get('content-range')}`);
         }
@@ -160,15 +164,14 @@ export class Downloader {
         if (len !== null) total = Number(len);
       }
       if (total !== null && total !== file.size) {
-        await res.body?.cancel();
+        await res.body.cancel();
         throw total > file.size
           ? new DownloadError('TOO_LARGE', `${file.path}: server announces ${total} bytes, the manifest signed ${file.size}`)
           : new DownloadError('SIZE_MISMATCH', `${file.path}: server announces ${total} bytes, the manifest signed ${file.size}`);
       }
-      if (!res.body) throw new RetryableError('empty response body');
       const fh = await open(part, 'a', 0o600);
       try {
-        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        for await (const chunk of res.body) {
           touch();
           acc.update(chunk); // throws TOO_LARGE before a byte past the cap reaches the disk
           await fh.write(chunk);

@@ -9,6 +9,7 @@ import { keyIdOf, type PublicKeyRef } from '../firmware-bundles/keys.ts';
 import { DEVICE_ID_PATTERN } from '../protocol/topics.ts';
 import { Backoff, sleep } from './backoff.ts';
 import { writeJsonAtomic } from './fs-atomic.ts';
+import type { HttpResponse } from './http-client.ts';
 import { pinnedFetch } from './tls-pin.ts';
 import { AGENT_VERSION } from './version.ts';
 
@@ -182,7 +183,7 @@ async function enroll(server: string, token: string, name: string | undefined, o
   const url = new URL('/api/v1/enroll', server).toString();
   const backoff = new Backoff(opts.retry ?? { minMs: 1000, maxMs: 60_000 });
   for (;;) {
-    let res: Response;
+    let res: HttpResponse;
     try {
       res = await pinnedFetch(opts.ca)(url, {
         method: 'POST',

@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { MAX_SAMPLE_IMAGE_BYTES, Sample, SampleBatch, type SampleOutputs } from '../protocol/messages/samples.ts';
 import { Backoff, sleep } from './backoff.ts';
+import { httpClient, type HttpFetch } from './http-client.ts';
 import type { InstalledBundle } from './bundle-store.ts';
 import { Outbox } from './monitoring/outbox.ts';
 import type { PredictionEvent } from './model-runtime.ts';
@@ -52,8 +53,8 @@ export interface SampleCaptureOptions {
   storeDir?: string;
   /** Bound of that queue in bytes (default 64 MiB). */
   maxStoredBytes?: number;
-  /** The fetch to use (pinned to the device's CA); default the global one. */
-  fetch?: typeof fetch;
+  /** The HTTP client to use (pinned to the device's CA); default one with the system's CAs. */
+  fetch?: HttpFetch;
 }
 
 type DropReason = 'rate' | 'queue_full' | 'too_large' | 'unsupported' | 'rejected' | 'disabled';
@@ -75,6 +76,8 @@ interface Active {
 
 const ROW_BYTES = 256;
 const MAX_RETRY_AFTER_MS = 5 * 60_000;
+/** Without a client given (tests), the system's CAs. */
+const defaultClient = httpClient();
 const MAX_IMAGE_B64 = Math.ceil(MAX_SAMPLE_IMAGE_BYTES / 3) * 4 + 4;
 
 export class SampleCapture {
@@ -306,7 +309,7 @@ export class SampleCapture {
     for (;;) {
       let wait: number;
       try {
-        const res = await (this.o.fetch ?? fetch)(url, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: payload, signal });
+        const res = await (this.o.fetch ?? defaultClient)(url, { method: 'POST', headers: { authorization, 'content-type': 'application/json' }, body: payload, signal });
         const text = await res.text();
         if (res.ok) {
           const r = JSON.parse(text) as { accepted: number; duplicates: number };

@@ -2,17 +2,12 @@
 // (enrollment, downloads, sample uploads) and the MQTT connection verify the server's certificate
 // against that CA only — not the system's public CAs, and never trust-on-first-use.
 import { readFile } from 'node:fs/promises';
-import { Agent } from 'undici';
+import { httpClient, type HttpFetch } from './http-client.ts';
 import { IdentityError } from './identity.ts';
 
-export type FetchFn = typeof fetch;
-
-/** `fetch` that trusts only `caPem` for https:// URLs; plain `fetch` without a CA. */
-export function pinnedFetch(caPem: string | null | undefined): FetchFn {
-  if (!caPem) return fetch;
-  // Node's fetch is undici: a dispatcher with its own CA list replaces the default trust store.
-  const dispatcher = new Agent({ connect: { ca: caPem, rejectUnauthorized: true } });
-  return ((input: Parameters<FetchFn>[0], init?: RequestInit) => fetch(input, { ...init, dispatcher } as RequestInit)) as FetchFn;
+/** An HTTP client that trusts only `caPem` for https:// URLs; the system's CAs without one. */
+export function pinnedFetch(caPem: string | null | undefined): HttpFetch {
+  return httpClient(caPem);
 }
 
 /** MQTT.js options pinning the broker's certificate to `caPem` (for mqtts:// and wss:// URLs). */

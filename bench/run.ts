@@ -7,6 +7,7 @@ const suites: Record<string, () => Promise<BenchRow[]>> = {
   registry: () => import('./registry.bench.ts').then((m) => m.runRegistryBench()),
   optimize: () => import('./optimize.bench.ts').then((m) => m.runOptimizeBench()),
   agent: () => import('./agent.bench.ts').then((m) => m.runAgentBench()),
+  'agent-memory': () => import('./agent-memory.bench.ts').then((m) => m.runAgentMemoryBench()),
   ingest: () => import('./ingest.bench.ts').then((m) => m.runIngestBench()),
   events: () => import('./events.bench.ts').then((m) => m.runEventsBench()),
   web: () => import('./web.bench.ts').then((m) => m.runWebBench()),

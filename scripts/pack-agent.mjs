@@ -26,8 +26,9 @@ await cp(path.join(ROOT, 'deploy', 'flotilla-agent.service'), path.join(stage, '
 await writeFile(
   path.join(stage, 'bin', 'flotilla-agent.js'),
   [
-    '#!/usr/bin/env -S node --max-semi-space-size=2',
-    '// The Flotilla edge agent (compiled). The node option keeps the young generation small: see the',
+    '#!/usr/bin/env -S node --max-semi-space-size=2 --v8-pool-size=1',
+    '// The Flotilla edge agent (compiled). The node options keep the young generation small and V8 to one',
+    '// background thread: see the',
     "// project's agent/README.md, \"Memory\".",
     "await import('../dist/flotilla-agent.js');",
     '',

@@ -3,7 +3,6 @@
 // enrolls over HTTPS and connects over mqtts://, and the CA it pinned refuses a broker whose
 // certificate comes from another CA (no connection, no CONNECT sent).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,17 +13,7 @@ import { Aedes } from 'aedes';
 import mqtt from 'mqtt';
 import { AgentProcess, freePort, waitFor } from '../agent/testing/harness.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-
-/** A CA and a server certificate it signs for 127.0.0.1 / localhost, as PEM files in `dir`. */
-function makeCa(dir: string, name: string): { ca: string; cert: string; key: string } {
-  const f = (x: string) => path.join(dir, `${name}-${x}`);
-  const run = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' });
-  run('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', `/CN=${name} test CA`);
-  run('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('server.key'), '-out', f('server.csr'), '-subj', '/CN=localhost');
-  execFileSync('sh', ['-c', `printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > '${f('ext')}'`]);
-  run('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f('server.pem'), '-days', '2', '-extfile', f('ext'));
-  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
-}
+import { makeCa } from './helpers/test-ca.ts';
 
 describe('TLS: HTTPS, mqtts:// and wss:// with a pinned CA', () => {
   let dir: string;

@@ -4,28 +4,34 @@
  * worker (inference-worker.ts) drives one over its message port; `InlineSlot` drives one on the main
  * thread, for models small enough that a thread hand-off costs more than the run (agent/README.md).
  */
-import * as ort from 'onnxruntime-node';
+import type * as Ort from 'onnxruntime-node';
 import { asRuntimeError, RuntimeError } from './errors.ts';
 import { concatRuns, MAX_MERGED_ROWS, mergeKey, splitRows } from './merge-runs.ts';
 import { checkFeeds, prepareTransfer, widenFloat16, type HostTensor, type TensorMeta } from './tensor.ts';
 import { SESSION_DEFAULTS, type ModelInfo, type RunRequest, type RunResult, type WorkerSessionOptions } from './worker-protocol.ts';
 
+// onnxruntime-node is loaded with the first model, not with this module: the main thread imports this
+// file for `--inference-thread main`, and an agent in the default worker mode, or without a model,
+// would otherwise carry the add-on and its JavaScript (≈ 13 MB RSS) for nothing (agent/README.md,
+// "Memory"). Every run follows a load, so `ort` is set wherever a session exists.
+let ort: typeof Ort | undefined;
+
 interface Loaded {
-  session: ort.InferenceSession;
+  session: Ort.InferenceSession;
   info: ModelInfo;
 }
 
-function metaOf(list: readonly ort.InferenceSession.ValueMetadata[]): TensorMeta[] {
+function metaOf(list: readonly Ort.InferenceSession.ValueMetadata[]): TensorMeta[] {
   return list.map((m) => (m.isTensor ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] } : { name: m.name, isTensor: false }));
 }
 
-async function runSession(session: ort.InferenceSession, given: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
-  const feeds: Record<string, ort.Tensor> = {};
+async function runSession(session: Ort.InferenceSession, given: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+  const feeds: Record<string, Ort.Tensor> = {};
   for (const name in given) {
     const t = given[name];
-    feeds[name] = new ort.Tensor(t.type as ort.Tensor.Type, t.data as ort.Tensor.DataType, t.dims);
+    feeds[name] = new ort!.Tensor(t.type as Ort.Tensor.Type, t.data as Ort.Tensor.DataType, t.dims);
   }
-  let out: ort.InferenceSession.ReturnType;
+  let out: Ort.InferenceSession.ReturnType;
   try {
     out = await session.run(feeds);
   } catch (err) {
@@ -34,7 +40,7 @@ async function runSession(session: ort.InferenceSession, given: Record<string, H
   const outputs: Record<string, HostTensor> = {};
   for (const name in out) {
     const value = out[name];
-    if (value instanceof ort.Tensor) outputs[name] = widenFloat16({ type: value.type, dims: [...value.dims], data: value.data as HostTensor['data'] });
+    if (value instanceof ort!.Tensor) outputs[name] = widenFloat16({ type: value.type, dims: [...value.dims], data: value.data as HostTensor['data'] });
   }
   return outputs;
 }
@@ -89,9 +95,10 @@ export class SessionTable {
 
   private async doLoad(handle: number, modelPath: string, sessionOptions?: WorkerSessionOptions): Promise<ModelInfo> {
     if (this.sessions.has(handle)) throw new RuntimeError('MODEL_LOAD_FAILED', `handle ${handle} is already loaded`);
-    let session: ort.InferenceSession;
+    let session: Ort.InferenceSession;
     try {
-      session = await ort.InferenceSession.create(modelPath, { ...SESSION_DEFAULTS, ...sessionOptions });
+      const runtime = (ort ??= await import('onnxruntime-node'));
+      session = await runtime.InferenceSession.create(modelPath, { ...SESSION_DEFAULTS, ...sessionOptions });
     } catch (err) {
       throw new RuntimeError('MODEL_LOAD_FAILED', `cannot load model ${modelPath}: ${(err as Error).message ?? err}`, { modelPath });
     }
