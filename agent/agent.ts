@@ -138,7 +138,7 @@ export class Agent {
     await monitoring.start(); // after the reconciler loaded the state (sequences live there)
 
     if (this.deps.localApi !== false) {
-      this.api = new LocalApi({ host: config.apiHost, port: config.apiPort, runtime, logger: log, status: () => this.status() });
+      this.api = new LocalApi({ host: config.apiHost, port: config.apiPort, socketPath: config.apiSocket, runtime, logger: log, status: () => this.status() });
       await this.api.start();
     }
 

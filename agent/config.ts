@@ -16,6 +16,8 @@ export const AgentConfigInput = z.object({
   dataDir: z.string().min(1).default('./agent-data'),
   apiHost: z.string().min(1).default('127.0.0.1'),
   apiPort: z.coerce.number().int().min(0).max(65535).default(8481),
+  /** A Unix socket the local API also listens on (local-api-socket.ts). */
+  apiSocket: z.string().min(1).optional(),
   /** Root public key to pin: a file (JSON {keyid, publicKey} or base64 text) or the base64 key itself. */
   trustRoot: z.string().min(1).optional(),
   /** PEM file of the CA that the server's HTTPS and MQTT certificates must chain to (pinned in the identity). */

@@ -8,6 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { listenOnSocket } from './local-api-socket.ts';
 import type { ModelRuntime, PredictInput } from './model-runtime.ts';
 
 export interface LocalApiOptions {
@@ -18,6 +19,8 @@ export interface LocalApiOptions {
   /** What GET /v1/status shows (identity, active bundle, update state). */
   status(): unknown;
   maxBodyBytes?: number;
+  /** Also listen on this Unix socket (`--api-socket`): same handler, no TCP stack (local-api-socket.ts). */
+  socketPath?: string;
 }
 
 type ErrorStatus = 400 | 404 | 413 | 415 | 422 | 500 | 503;
@@ -163,6 +166,7 @@ function parseJsonInput(body: unknown): PredictInput | string {
 
 export class LocalApi {
   private server?: Server;
+  private socketServer?: Server;
   port = 0;
 
   constructor(private readonly opts: LocalApiOptions) {}
@@ -178,17 +182,25 @@ export class LocalApi {
       });
     });
     this.port = (server.address() as AddressInfo).port;
-    this.opts.logger.info({ host: this.opts.host, port: this.port }, 'local inference API listening');
+    if (this.opts.socketPath) {
+      try {
+        this.socketServer = await listenOnSocket(createServer(createLocalHandler(this.opts)), this.opts.socketPath);
+      } catch (err) {
+        await this.stop();
+        throw err;
+      }
+    }
+    this.opts.logger.info({ host: this.opts.host, port: this.port, socket: this.opts.socketPath }, 'local inference API listening');
   }
 
   async stop(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
+    const servers = [this.server, this.socketServer].filter((s): s is Server => s !== undefined);
+    this.server = undefined;
+    this.socketServer = undefined;
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
       setTimeout(() => server.closeAllConnections(), 2000).unref();
-    });
-    this.server = undefined;
+    })));
   }
 }

@@ -4,6 +4,7 @@
 // 3k requests / with the image demo model, the time from `deploy` to `active` on loopback, the local
 // API's latency with input statistics on vs off, and the CLI's start-up — all against real processes.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -24,6 +25,7 @@ import { startControlPlane } from '../test/helpers/control-plane.ts';
 import { generateRows } from '../test/helpers/device-stats.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { percentile, printTable, type BenchRow } from './lib.ts';
+import { rawHttpClient } from './raw-http-client.ts';
 
 const N = 3000;
 const ROW = [0.5, -1, 2, 0.1, 0, 1.5, -0.3, 0.8];
@@ -55,6 +57,23 @@ function postJson(port: number, body: string): Promise<string> {
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/**
+ * p50 of `POST /v1/predict` through the light client (bench/raw-http-client.ts) on a TCP port or a
+ * Unix socket, as a row against the bare run: the server's own cost without the node:http client's.
+ */
+async function rawRow(rows: BenchRow[], base: number, benchmark: string, target: number | string, body: string, note: string): Promise<void> {
+  const c = await rawHttpClient(target, '/v1/predict', 'application/json', body);
+  try {
+    const t = await timeEach(N, async () => {
+      const status = await c.call();
+      if (status !== 200) throw new Error(`${benchmark}: HTTP ${status}`);
+    });
+    rows.push({ benchmark, value: percentile(t, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(t, 50) / base, note: `+${(percentile(t, 50) - base).toFixed(0)} µs; ${note}` });
+  } finally {
+    c.close();
+  }
 }
 
 /** The least an HTTP front of the same ModelHost can do: parse, build the tensor, infer, answer JSON. */
@@ -202,7 +221,7 @@ export async function runAgentBench(): Promise<BenchRow[]> {
     await cli('bundles', 'build', 'tabular-demo@1', '--def', BUNDLE_DEF);
     const token = (await cli('enroll-tokens', 'create')).token;
     const port = await freePort();
-    agent = new AgentProcess(['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--probation-ms', '100'], {
+    agent = new AgentProcess(['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--api-socket', path.join(dir, 'agent.sock'), '--probation-ms', '100'], {
       FLOTILLA_AGENT_LOG_LEVEL: 'warn',
     }).start();
     await waitFor(() => api(port, 'GET', '/healthz').then((r) => r.status === 200), 'agent up', 30_000);
@@ -215,6 +234,8 @@ export async function runAgentBench(): Promise<BenchRow[]> {
     const local = await timeEach(N, () => postJson(port, body));
     rows.push({ benchmark: 'local API POST /v1/predict p50', value: percentile(local, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(local, 50) / base, note: `+${(percentile(local, 50) - base).toFixed(0)} µs (target ≤ +300); the minimal server above is the HTTP floor` });
     rows.push({ benchmark: 'local API POST /v1/predict p99', value: percentile(local, 99), unit: 'µs' });
+    await rawRow(rows, base, 'local API POST /v1/predict p50, light client', port, body, 'one keep-alive socket, pre-built request bytes (like wrk)');
+    await rawRow(rows, base, 'local API POST /v1/predict p50, light client, --api-socket', path.join(dir, 'agent.sock'), body, 'the same over the Unix socket');
     rows.push({ benchmark: 'agent RSS, no model', value: rssIdle / 1e6, unit: 'MB', note: 'target ≤ 90 MB' });
     rows.push({ benchmark: 'onnxruntime + this model’s session, own process', value: sessionRss / 1e6, unit: 'MB', baseline: 'bare node RSS', baselineValue: bareNodeRss / 1e6, note: 'node + ort + session after 3k runs − bare node: what the model adds to the 90 MB budget' });
     const rssLoaded = await rssOf(agent.child!.pid!);
@@ -223,12 +244,17 @@ export async function runAgentBench(): Promise<BenchRow[]> {
     // The floor of any local API in a process of its own: node:http + JSON + session.run in a child
     // process, nothing else; the agent rows cross the same two process hops.
     const floorPort = await freePort();
-    const floorScript = `const ort=await import('onnxruntime-node');const http=await import('node:http');const s=await ort.InferenceSession.create(${JSON.stringify(modelPath)},{intraOpNumThreads:1,interOpNumThreads:1});http.createServer((req,res)=>{const c=[];req.on('data',d=>c.push(d));req.on('end',async()=>{const b=JSON.parse(Buffer.concat(c).toString('utf8'));const out=await s.run({features:new ort.Tensor('float32',Float32Array.from(Object.values(b.features)),[1,8])});const j=JSON.stringify({outputs:{logits:Array.from(out.logits.data)}});res.writeHead(200,{'content-type':'application/json','content-length':Buffer.byteLength(j)}).end(j)})}).listen(${floorPort},'127.0.0.1',()=>console.log('up'))`;
+    // The same handler also listens on a Unix socket, for the light-client socket row.
+    const floorSock = path.join(dir, 'floor.sock');
+    const floorScript = `const ort=await import('onnxruntime-node');const http=await import('node:http');const s=await ort.InferenceSession.create(${JSON.stringify(modelPath)},{intraOpNumThreads:1,interOpNumThreads:1});const h=(req,res)=>{const c=[];req.on('data',d=>c.push(d));req.on('end',async()=>{const b=JSON.parse(Buffer.concat(c).toString('utf8'));const out=await s.run({features:new ort.Tensor('float32',Float32Array.from(Object.values(b.features)),[1,8])});const j=JSON.stringify({outputs:{logits:Array.from(out.logits.data)}});res.writeHead(200,{'content-type':'application/json','content-length':Buffer.byteLength(j)}).end(j)})};http.createServer(h).listen(${JSON.stringify(floorSock)});http.createServer(h).listen(${floorPort},'127.0.0.1',()=>console.log('up'))`;
     const floor = spawn(process.execPath, ['--input-type=module', '-e', floorScript], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       await new Promise((r) => floor.stdout.once('data', r));
       const viaFloor = await timeEach(N, () => postJson(floorPort, body));
       rows.push({ benchmark: 'node:http + session.run in its own process p50', value: percentile(viaFloor, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(viaFloor, 50) / base, note: `+${(percentile(viaFloor, 50) - base).toFixed(0)} µs: the floor of a local API in another process (two process hops)` });
+      await waitFor(() => existsSync(floorSock), 'floor socket', 10_000);
+      await rawRow(rows, base, 'node:http + session.run in its own process p50, light client', floorPort, body, 'the floor without the node:http client');
+      await rawRow(rows, base, 'node:http + session.run in its own process p50, light client, Unix socket', floorSock, body, 'the floor over a Unix socket');
     } finally {
       floor.kill();
     }
@@ -237,7 +263,7 @@ export async function runAgentBench(): Promise<BenchRow[]> {
     // worker): its local API latency and its RSS after the same 3k requests.
     const mainPort = await freePort();
     const mainDir = path.join(dir, 'agent-main');
-    agentMain = new AgentProcess(['--server', cp.url, '--enroll-token', (await cli('enroll-tokens', 'create')).token, '--trust-root', keys.rootPublicKey, '--data-dir', mainDir, '--api-port', String(mainPort), '--probation-ms', '100', '--inference-thread', 'main'], {
+    agentMain = new AgentProcess(['--server', cp.url, '--enroll-token', (await cli('enroll-tokens', 'create')).token, '--trust-root', keys.rootPublicKey, '--data-dir', mainDir, '--api-port', String(mainPort), '--api-socket', path.join(dir, 'agent-main.sock'), '--probation-ms', '100', '--inference-thread', 'main'], {
       FLOTILLA_AGENT_LOG_LEVEL: 'warn',
     }).start();
     await waitFor(() => api(mainPort, 'GET', '/healthz').then((r) => r.status === 200), 'main-thread agent up', 30_000);
@@ -247,6 +273,8 @@ export async function runAgentBench(): Promise<BenchRow[]> {
     const localMain = await timeEach(N, () => postJson(mainPort, body));
     rows.push({ benchmark: 'local API POST /v1/predict p50, --inference-thread main', value: percentile(localMain, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(localMain, 50) / base, note: `+${(percentile(localMain, 50) - base).toFixed(0)} µs (target ≤ +300); the minimal server on the main-thread host is its floor` });
     rows.push({ benchmark: 'local API POST /v1/predict p99, --inference-thread main', value: percentile(localMain, 99), unit: 'µs' });
+    await rawRow(rows, base, 'local API POST /v1/predict p50, light client, --inference-thread main', mainPort, body, 'one keep-alive socket, pre-built request bytes');
+    await rawRow(rows, base, 'local API POST /v1/predict p50, light client, --api-socket, --inference-thread main', path.join(dir, 'agent-main.sock'), body, 'the same over the Unix socket');
     const rssMain = await rssOf(agentMain.child!.pid!);
     rows.push({ benchmark: 'agent RSS, tabular model + 3k requests, --inference-thread main', value: rssMain / 1e6, unit: 'MB', baseline: '90 MB + ort session (own process)', baselineValue: 90 + sessionRss / 1e6, ratio: rssMain / 1e6 / (90 + sessionRss / 1e6), note: 'no inference worker thread' });
     await agentMain.stop();

@@ -6,10 +6,10 @@
  * Protocol: see `worker-protocol.ts`. Inputs arrive as transferred typed arrays and are wrapped in
  * `ort.Tensor` without a copy; output buffers are transferred back.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort } from 'node:worker_threads';
 import { asRuntimeError } from './errors.ts';
 import { SessionTable } from './session-table.ts';
-import type { FromWorker, ToWorker } from './worker-protocol.ts';
+import type { FromWorker, RunRequest, ToWorker } from './worker-protocol.ts';
 
 if (!parentPort) throw new Error('inference-worker.ts must run in a worker thread');
 const port = parentPort;
@@ -19,17 +19,42 @@ function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
   port.postMessage(msg, transfer);
 }
 
-port.on('message', (msg: ToWorker) => {
+function runBatch(runs: RunRequest[]): void {
+  const transfer: ArrayBuffer[] = [];
+  void table.run(runs, transfer).then((results) => post({ op: 'results', results }, transfer));
+}
+
+/**
+ * A 'run' message also takes the messages already waiting behind it (receiveMessageOnPort), so
+ * runs the host sent in several messages while this thread was busy execute, merge and are answered
+ * together: one wake-up and one answer for them instead of one each. Other messages keep their
+ * place (the runs read before one are started first); the host sends a release only once the
+ * handle's runs are answered (ModelHost's drained release).
+ */
+function onRun(first: RunRequest[]): void {
+  let runs = first;
+  for (let next = receiveMessageOnPort(port); next; next = receiveMessageOnPort(port)) {
+    const msg = next.message as ToWorker;
+    if (msg.op === 'run') {
+      runs = runs.concat(msg.runs);
+      continue;
+    }
+    runBatch(runs);
+    runs = [];
+    handle(msg);
+  }
+  if (runs.length > 0) runBatch(runs);
+}
+
+function handle(msg: ToWorker): void {
   switch (msg.op) {
     case 'load':
       return void table.load(msg.handle, msg.modelPath, msg.sessionOptions).then(
         (info) => post({ op: 'loaded', id: msg.id, info }),
         (err) => post({ op: 'failed', id: msg.id, error: asRuntimeError(err, 'MODEL_LOAD_FAILED').toJSON() }),
       );
-    case 'run': {
-      const transfer: ArrayBuffer[] = [];
-      return void table.run(msg.runs, transfer).then((results) => post({ op: 'results', results }, transfer));
-    }
+    case 'run':
+      return onRun(msg.runs);
     case 'release':
       return void table.release(msg.handle).then(() => post({ op: 'released', id: msg.id }));
     case 'close':
@@ -39,5 +64,7 @@ port.on('message', (msg: ToWorker) => {
     case 'crash':
       throw new Error('simulated worker crash (test hook)');
   }
-});
+}
+
+port.on('message', handle);
 post({ op: 'ready' });

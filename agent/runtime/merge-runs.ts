@@ -1,5 +1,5 @@
 /**
- * Dynamic batching in the inference worker: runs of one model that arrived in the same message and
+ * Dynamic batching in the inference worker: runs of one model that the worker read in one go (a message and those queued behind it) and
  * whose dim 0 is a batch of independent rows (tabular rows, images: the agent already stacks a batch
  * request's rows on that axis and answers them row by row) are concatenated along dim 0 into one
  * `session.run`, and the outputs are split back per run. For a small model the per-call cost of

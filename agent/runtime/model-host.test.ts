@@ -76,6 +76,14 @@ describe('ModelHost', () => {
     }
   });
 
+  test('an input under 4 KB is copied into the message: the caller keeps its array', async () => {
+    const x = rows(1, 4);
+    const out = await host.infer(features(x));
+    assert.deepEqual(out.logits.dims, [1, 3]);
+    assert.equal(x.length, 8, 'not detached');
+    assert.deepEqual(x, rows(1, 4));
+  });
+
   test('a view into a larger buffer is copied, not transferred (the rest of the buffer stays usable)', async () => {
     const big = new Float32Array(64).fill(1);
     const view = big.subarray(8, 16);

@@ -12,9 +12,10 @@
  *   are sent to the new worker.
  * - `stop()` drains (bounded), releases sessions and terminates the workers: no handles remain.
  *
- * Ownership: `infer()` transfers the feeds' ArrayBuffers to the worker (no copy), so the caller's
- * typed arrays are detached once the request is sent. Views into a larger buffer (e.g. Node's
- * Buffer pool) are copied instead, so nothing else is ever detached.
+ * Ownership: `infer()` transfers the feeds' ArrayBuffers of 4 KB and more to the worker (no copy),
+ * so the caller's typed arrays are detached once the request is sent; smaller ones are copied into
+ * the message, which costs less than a transfer (tensor.ts, TRANSFER_MIN_BYTES). Views into a
+ * larger buffer (e.g. Node's Buffer pool) are copied, so nothing else is ever detached.
  *
  * @example
  * const host = new ModelHost({ poolSize: 1 });

@@ -76,6 +76,7 @@ export class SessionTable {
    * executes in one turn of the loop.
    */
   async run(runs: RunRequest[], transfer: ArrayBuffer[]): Promise<RunResult[]> {
+    if (runs.length === 1) return [await this.track(this.runOne(runs[0], transfer))]; // nothing to merge with
     const results = await this.track(Promise.all(this.groupRuns(runs).map((g) => (g.length === 1 ? this.runOne(g[0], transfer).then((r) => [r]) : this.runMerged(g, transfer)))));
     return results.flat();
   }

@@ -182,18 +182,31 @@ export function castFloat32(data: Float32Array, type: string, what: string): Exc
 }
 
 /**
+ * Below this size a tensor's bytes travel inside the message (copied by the structured clone)
+ * rather than transferred: a transfer detaches the buffer and builds a new one on the other side,
+ * which costs more than copying a few hundred bytes (≈ 3–5 µs a round trip for a 32-byte input
+ * and a 12-byte output, measured here; agent/README.md, "Local API latency").
+ */
+export const TRANSFER_MIN_BYTES = 4096;
+
+/**
  * The ArrayBuffers to transfer (not copy) when posting these tensors. A view that does not cover
  * its whole buffer (a slice of Node's Buffer pool, a subarray) is first copied into its own
  * buffer: transferring the shared one would detach memory the caller still uses, and cloning a
  * view copies its whole underlying buffer anyway. Mutates `tensors` in place for those copies.
+ * Tensors under TRANSFER_MIN_BYTES are left to the clone (the caller's buffer stays attached).
  */
 export function prepareTransfer(tensors: Record<string, HostTensor>, transfer: ArrayBuffer[]): void {
-  for (const [name, t] of Object.entries(tensors)) {
+  for (const name in tensors) {
+    const t = tensors[name];
     const data = t.data;
     if (Array.isArray(data)) continue;
     const buf = data.buffer;
     if (!(buf instanceof ArrayBuffer)) continue; // SharedArrayBuffer: shared by reference anyway
-    if (data.byteOffset !== 0 || data.byteLength !== buf.byteLength) {
+    const whole = data.byteOffset === 0 && data.byteLength === buf.byteLength;
+    if (data.byteLength < TRANSFER_MIN_BYTES) {
+      if (!whole) tensors[name] = { type: t.type, dims: t.dims, data: data.slice() as typeof data };
+    } else if (!whole) {
       const own = data.slice() as typeof data; // slice() copies into a fresh buffer of exact size
       tensors[name] = { type: t.type, dims: t.dims, data: own };
       transfer.push(own.buffer as ArrayBuffer);
