@@ -26,6 +26,24 @@ export interface MqttSessionOptions {
   onCommand(payload: Buffer): void;
   /** Called after each (re)connection once `status` online is sent. */
   onConnected?(): void;
+  /** Called once per connect attempt with how it ended (the reconnect bench's timeline). */
+  onAttempt?(outcome: ConnectOutcome): void;
+}
+
+/**
+ * How a connect attempt ended: `ok` (CONNACK 0), `busy` (CONNACK 3: the broker sheds load or is
+ * shutting down), `refused` (ECONNREFUSED: nothing listens, e.g. the control plane is restarting),
+ * `denied` (CONNACK 4/5: pending approval, revoked, bad credentials), `lost` (any other socket error,
+ * or the connection closed before a CONNACK, e.g. the connect timeout).
+ */
+export type ConnectOutcome = 'ok' | 'busy' | 'refused' | 'denied' | 'lost';
+
+/** The outcome an MQTT.js 'error' event means for the attempt in flight. */
+function classify(err: Error & { code?: unknown }): ConnectOutcome {
+  if (err.code === 3) return 'busy';
+  if (err.code === 'ECONNREFUSED') return 'refused';
+  if (err.code === 4 || err.code === 5 || /not authori[sz]ed/i.test(err.message)) return 'denied';
+  return 'lost';
 }
 
 export class MqttSession {
@@ -33,6 +51,8 @@ export class MqttSession {
   private reconnectTimer?: NodeJS.Timeout;
   private stopping = false;
   private backoff: Backoff;
+  /** The attempt in flight: whether it got CONNACK 0, else what its first error said. */
+  private attempt: { connected: boolean; failure?: ConnectOutcome } = { connected: false };
   /** Connections made so far (tests and status). */
   connections = 0;
   /** Messages the broker acknowledged (the simulator's messages/s). */
@@ -67,6 +87,8 @@ export class MqttSession {
     });
     this.client = client;
     client.on('connect', (connack) => {
+      this.attempt.connected = true;
+      opts.onAttempt?.('ok');
       this.connections++;
       this.backoff.reset();
       opts.logger.info({ sessionPresent: connack.sessionPresent }, 'mqtt connected');
@@ -88,11 +110,17 @@ export class MqttSession {
     });
     // Without an 'error' listener MQTT.js errors (e.g. CONNACK refusals) would crash the process.
     client.on('error', (err) => {
-      if ((err as Error & { code?: unknown }).code === 3) return opts.logger.info('mqtt broker busy (server unavailable): backing off');
-      const pending = /not authori[sz]ed/i.test(err.message);
-      opts.logger.warn({ err: err.message }, pending ? 'mqtt connect refused: device pending approval, revoked, or bad credentials' : 'mqtt error');
+      const outcome = classify(err);
+      if (!this.attempt.connected) this.attempt.failure ??= outcome;
+      if (outcome === 'busy') return opts.logger.info('mqtt broker busy (server unavailable): backing off');
+      opts.logger.warn({ err: err.message }, outcome === 'denied' ? 'mqtt connect refused: device pending approval, revoked, or bad credentials' : 'mqtt error');
     });
-    client.on('close', () => this.scheduleReconnect());
+    client.on('close', () => {
+      const { connected, failure } = this.attempt;
+      this.attempt = { connected: false };
+      if (!connected) opts.onAttempt?.(failure ?? 'lost');
+      this.scheduleReconnect();
+    });
   }
 
   private scheduleReconnect(): void {

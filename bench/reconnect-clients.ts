@@ -1,9 +1,10 @@
 // Child process of the reconnect bench: many devices in one process, each the agent's own MqttSession
 // (same backoff, same subscriptions, same `status` publish), counting when each is connected and has
 // its desired state. `mark` starts a new epoch (the restart): from then on only new connects and new
-// desired messages count. Progress and per-device times go to the parent over IPC.
+// desired messages count. Progress and per-device times go to the parent over IPC, with every connect
+// attempt of the epoch (time and outcome) for the parent's timeline.
 import pino from 'pino';
-import { MqttSession } from '../agent/mqtt-session.ts';
+import { MqttSession, type ConnectOutcome } from '../agent/mqtt-session.ts';
 
 interface Device {
   id: string;
@@ -15,6 +16,8 @@ const logger = pino({ level: 'silent' });
 let sessions: MqttSession[] = [];
 let connectedAt: Array<number | undefined> = [];
 let desiredAt: Array<number | undefined> = [];
+/** Per device, this epoch's connect attempts: [time, outcome] pairs. */
+let attempts: Array<Array<[number, ConnectOutcome]>> = [];
 let epoch = 0;
 let reported = -1;
 /** CPU used from here on is reported: reset at `mark`, so the storm is counted without loading and the first connects. */
@@ -37,7 +40,7 @@ function report(): void {
     epoch,
     ready: n,
     total: sessions.length,
-    ...(done ? { connectedAt, readyAt: desiredAt.map((d, i) => Math.max(d!, connectedAt[i]!)), cpuSeconds: (u.user + u.system) / 1e6 } : {}),
+    ...(done ? { connectedAt, desiredAt, attempts, readyAt: desiredAt.map((d, i) => Math.max(d!, connectedAt[i]!)), cpuSeconds: (u.user + u.system) / 1e6 } : {}),
   });
 }
 setInterval(report, 250);
@@ -48,6 +51,7 @@ process.on('message', async (m: Msg) => {
   if (m.type === 'start') {
     connectedAt = m.devices.map(() => undefined);
     desiredAt = m.devices.map(() => undefined);
+    attempts = m.devices.map(() => []);
     sessions = m.devices.map(
       (d, i) =>
         new MqttSession({
@@ -60,6 +64,7 @@ process.on('message', async (m: Msg) => {
           onDesired: () => void (desiredAt[i] ??= Date.now()),
           onCommand: () => {},
           onConnected: () => void (connectedAt[i] ??= Date.now()),
+          onAttempt: (outcome) => void attempts[i].push([Date.now(), outcome]),
         }),
     );
     // The first connect is ramped (it is setup, not the measured storm).
@@ -73,6 +78,7 @@ process.on('message', async (m: Msg) => {
     cpu0 = process.cpuUsage();
     connectedAt = sessions.map(() => undefined);
     desiredAt = sessions.map(() => undefined);
+    attempts = sessions.map(() => []);
     process.send!({ type: 'marked', epoch });
   }
 });

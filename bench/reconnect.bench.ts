@@ -8,7 +8,7 @@
 //
 // BENCH_RECONNECT_SIZES (default "1000,10000") and BENCH_RECONNECT_BASELINE (default 1000) pick N.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { eq } from 'drizzle-orm';
@@ -29,6 +29,7 @@ import { loadServerConfig } from '../server/env.ts';
 import { createLogger } from '../server/logger.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { percentile, printTable, timeMany, type BenchRow } from './lib.ts';
+import { buildTimeline, printTimeline, type DeviceTrace, type Timeline } from './reconnect-timeline.ts';
 
 const FACTS = { arch: 'arm64', cpus: 4, memoryBytes: 4 * 1024 ** 3, os: 'linux 6.1', agentVersion: '0.1.0' };
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
@@ -138,6 +139,8 @@ interface Progress {
   ready: number;
   total: number;
   connectedAt?: number[];
+  desiredAt?: number[];
+  attempts?: DeviceTrace['attempts'][];
   readyAt?: number[];
   cpuSeconds?: number;
 }
@@ -216,6 +219,7 @@ interface StormResult {
   /** The new process's spawn until /healthz answers. */
   startS: number;
   load: string;
+  timeline: Timeline;
 }
 
 async function storm(n: number, legacy: boolean): Promise<StormResult> {
@@ -258,6 +262,10 @@ async function storm(n: number, legacy: boolean): Promise<StormResult> {
     const cpu = await serverCpu(server.child);
     const readyAt = progress.flatMap((p) => p.readyAt!).map((t) => (t - t0) / 1000).sort((a, b) => a - b);
     healthz.sort((a, b) => a - b);
+    const traces = progress.flatMap((p) => p.attempts!.map((attempts, i) => ({ attempts, connectedAt: p.connectedAt![i], desiredAt: p.desiredAt![i] })));
+    const marks = { t0, stopped: tStopped, ready: ready.at };
+    const timeline = buildTimeline(traces, marks);
+    printTimeline(timeline, marks, n);
     return {
       n,
       allBackS: (tAll - t0) / 1000,
@@ -272,6 +280,7 @@ async function storm(n: number, legacy: boolean): Promise<StormResult> {
       stopS: (tStopped - t0) / 1000,
       startS: (ready.at - tStopped) / 1000,
       load: `${loadBefore.toFixed(1)}→${os.loadavg()[0].toFixed(1)}`,
+      timeline,
     };
   } finally {
     await clients.kill();
@@ -346,12 +355,16 @@ export async function runReconnectBench(): Promise<BenchRow[]> {
   console.log(`storm baseline: ${baseN} devices with scrypt hashes …`);
   const base = baseN > 0 ? await storm(baseN, true) : undefined;
   if (base) rows.push(...stormRows(base, 'baseline (scrypt hashes, migrated during the storm)'));
-  if (base) console.log(JSON.stringify(base));
+  if (base) console.log(JSON.stringify({ ...base, timeline: undefined }));
   for (const n of sizes) {
     console.log(`storm: ${n} devices …`);
     const r = await storm(n, false);
     rows.push(...stormRows(r, `sha256`, base && n === base.n ? base : undefined));
-    console.log(JSON.stringify(r));
+    console.log(JSON.stringify({ ...r, timeline: undefined }));
+    // The per-second timeline behind the rows (bench/results/reconnect.json has the rows only).
+    await mkdir(path.join(import.meta.dirname, 'results'), { recursive: true });
+    const file = path.join(import.meta.dirname, 'results', `reconnect-timeline-${n}.json`);
+    await writeFile(file, JSON.stringify({ at: new Date().toISOString(), ...r }, null, 2));
   }
   printTable(`Reconnect storm after a control-plane restart (${os.cpus().length} cores, load avg at end ${os.loadavg()[0].toFixed(1)})`, rows);
   return rows;
