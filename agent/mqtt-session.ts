@@ -9,7 +9,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { StatusMessage } from '../protocol/messages/status.ts';
 import { deviceTopic, type DevicePublishChannel } from '../protocol/topics.ts';
-import { Backoff } from './backoff.ts';
+import { Backoff, type BackoffOptions } from './backoff.ts';
 import { mqttTlsOptions } from './tls-pin.ts';
 
 export interface MqttSessionOptions {
@@ -18,7 +18,8 @@ export interface MqttSessionOptions {
   password: string;
   agentVersion: string;
   logger: Logger;
-  reconnect: { minMs: number; maxMs: number };
+  /** Backoff windows; `probeMaxMs` caps the window after a refused TCP connect (nothing listens). */
+  reconnect: BackoffOptions & { probeMaxMs?: number };
   connectTimeoutMs?: number;
   /** CA (PEM) the broker's certificate must chain to (mqtts:// and wss://). */
   ca?: string | null;
@@ -28,6 +29,8 @@ export interface MqttSessionOptions {
   onConnected?(): void;
   /** Called once per connect attempt with how it ended (the reconnect bench's timeline). */
   onAttempt?(outcome: ConnectOutcome): void;
+  /** Called when an established connection closes. */
+  onDisconnected?(): void;
 }
 
 /**
@@ -118,14 +121,22 @@ export class MqttSession {
     client.on('close', () => {
       const { connected, failure } = this.attempt;
       this.attempt = { connected: false };
-      if (!connected) opts.onAttempt?.(failure ?? 'lost');
-      this.scheduleReconnect();
+      const outcome = connected ? undefined : (failure ?? 'lost');
+      if (outcome) opts.onAttempt?.(outcome);
+      else opts.onDisconnected?.();
+      this.scheduleReconnect(outcome);
     });
   }
 
-  private scheduleReconnect(): void {
+  /**
+   * While the broker's port refuses connections (a restart), the window stays at `probeMaxMs`: the
+   * fleet is back within a few seconds of the broker listening, still spread over that window. A
+   * CONNACK "busy", a timeout or a refusal by the broker grow it towards `maxMs` (the server is up and
+   * asks for less load, or the device is not let in).
+   */
+  private scheduleReconnect(outcome?: ConnectOutcome): void {
     if (this.stopping || this.reconnectTimer) return;
-    const delay = this.backoff.next();
+    const delay = this.backoff.next(outcome === 'refused' ? this.opts.reconnect.probeMaxMs : undefined);
     this.opts.logger.debug({ inMs: delay }, 'mqtt reconnect scheduled');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;

@@ -10,7 +10,7 @@ interface Device {
   id: string;
   password: string;
 }
-type Msg = { type: 'start'; url: string; devices: Device[]; reconnect: { minMs: number; maxMs: number } } | { type: 'mark' };
+type Msg = { type: 'start'; url: string; devices: Device[]; reconnect: { minMs: number; maxMs: number; probeMaxMs: number } } | { type: 'mark' };
 
 const logger = pino({ level: 'silent' });
 let sessions: MqttSession[] = [];
@@ -18,6 +18,8 @@ let connectedAt: Array<number | undefined> = [];
 let desiredAt: Array<number | undefined> = [];
 /** Per device, this epoch's connect attempts: [time, outcome] pairs. */
 let attempts: Array<Array<[number, ConnectOutcome]>> = [];
+/** Per device, when the restart dropped its connection. */
+let droppedAt: Array<number | undefined> = [];
 let epoch = 0;
 let reported = -1;
 /** CPU used from here on is reported: reset at `mark`, so the storm is counted without loading and the first connects. */
@@ -40,7 +42,7 @@ function report(): void {
     epoch,
     ready: n,
     total: sessions.length,
-    ...(done ? { connectedAt, desiredAt, attempts, readyAt: desiredAt.map((d, i) => Math.max(d!, connectedAt[i]!)), cpuSeconds: (u.user + u.system) / 1e6 } : {}),
+    ...(done ? { connectedAt, desiredAt, attempts, droppedAt, readyAt: desiredAt.map((d, i) => Math.max(d!, connectedAt[i]!)), cpuSeconds: (u.user + u.system) / 1e6 } : {}),
   });
 }
 setInterval(report, 250);
@@ -52,6 +54,7 @@ process.on('message', async (m: Msg) => {
     connectedAt = m.devices.map(() => undefined);
     desiredAt = m.devices.map(() => undefined);
     attempts = m.devices.map(() => []);
+    droppedAt = m.devices.map(() => undefined);
     sessions = m.devices.map(
       (d, i) =>
         new MqttSession({
@@ -65,6 +68,7 @@ process.on('message', async (m: Msg) => {
           onCommand: () => {},
           onConnected: () => void (connectedAt[i] ??= Date.now()),
           onAttempt: (outcome) => void attempts[i].push([Date.now(), outcome]),
+          onDisconnected: () => void (droppedAt[i] ??= Date.now()),
         }),
     );
     // The first connect is ramped (it is setup, not the measured storm).
@@ -79,6 +83,7 @@ process.on('message', async (m: Msg) => {
     connectedAt = sessions.map(() => undefined);
     desiredAt = sessions.map(() => undefined);
     attempts = sessions.map(() => []);
+    droppedAt = sessions.map(() => undefined);
     process.send!({ type: 'marked', epoch });
   }
 });

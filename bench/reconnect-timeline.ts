@@ -7,6 +7,8 @@ import { percentile } from './lib.ts';
 
 export interface DeviceTrace {
   attempts: Array<[number, ConnectOutcome]>;
+  /** When the restart closed its connection (undefined if it never saw the close). */
+  droppedAt?: number;
   connectedAt: number;
   desiredAt: number;
 }
@@ -60,7 +62,7 @@ function summarize(traces: DeviceTrace[], marks: TimelineMarks): TailSummary {
 
 export interface Timeline {
   /** Per bucket from t0: attempts by outcome and devices back (connected with desired state). */
-  buckets: Array<{ fromS: number } & Record<ConnectOutcome | 'back', number>>;
+  buckets: Array<{ fromS: number } & Record<ConnectOutcome | 'dropped' | 'back', number>>;
   bucketS: number;
   all: TailSummary;
   /** The devices back after the 90th percentile. */
@@ -69,14 +71,16 @@ export interface Timeline {
 
 export function buildTimeline(traces: DeviceTrace[], marks: TimelineMarks): Timeline {
   const back = traces.map((t) => Math.max(t.connectedAt, t.desiredAt));
-  const end = Math.max(...back, ...traces.flatMap((t) => t.attempts.map(([at]) => at)));
+  let end = Math.max(...back);
+  for (const t of traces) for (const [time] of t.attempts) end = Math.max(end, time);
   // 1 s buckets, wider for long storms so the printout stays readable.
   const bucketS = Math.max(1, Math.ceil((end - marks.t0) / 1000 / 60));
   const n = Math.floor((end - marks.t0) / 1000 / bucketS) + 1;
-  const buckets = Array.from({ length: n }, (_, i) => ({ fromS: i * bucketS, refused: 0, lost: 0, busy: 0, denied: 0, ok: 0, back: 0 }));
+  const buckets = Array.from({ length: n }, (_, i) => ({ fromS: i * bucketS, dropped: 0, refused: 0, lost: 0, busy: 0, denied: 0, ok: 0, back: 0 }));
   const at = (t: number) => buckets[Math.min(n - 1, Math.max(0, Math.floor((t - marks.t0) / 1000 / bucketS)))];
   for (const t of traces) for (const [time, outcome] of t.attempts) at(time)[outcome]++;
   for (const b of back) at(b).back++;
+  for (const t of traces) if (t.droppedAt !== undefined) at(t.droppedAt).dropped++;
   const p90 = percentile([...back].sort((a, b) => a - b), 90);
   return { buckets, bucketS, all: summarize(traces, marks), tail: summarize(traces.filter((_, i) => back[i] > p90), marks) };
 }
@@ -85,14 +89,14 @@ export function printTimeline(tl: Timeline, marks: TimelineMarks, total: number)
   const stoppedS = (marks.stopped - marks.t0) / 1000;
   const readyS = (marks.ready - marks.t0) / 1000;
   console.log(`\nconnect attempts per ${tl.bucketS} s from SIGTERM (old process gone at ${stoppedS.toFixed(1)} s, new one ready at ${readyS.toFixed(1)} s)`);
-  const head = ['t (s)', ...OUTCOMES, 'back', 'back %'];
+  const head = ['t (s)', 'dropped', ...OUTCOMES, 'back', 'back %'];
   console.log(head.map((h) => h.padStart(7)).join(''));
   let cumulative = 0;
   for (const b of tl.buckets) {
     cumulative += b.back;
     const marksHere = [stoppedS, readyS].filter((m) => m >= b.fromS && m < b.fromS + tl.bucketS);
     const tag = marksHere.length ? `  ← ${marksHere.map((m) => (m === readyS ? 'ready' : 'stopped')).join(', ')}` : '';
-    const cells = [b.fromS, ...OUTCOMES.map((o) => b[o]), b.back, ((100 * cumulative) / total).toFixed(1)];
+    const cells = [b.fromS, b.dropped, ...OUTCOMES.map((o) => b[o]), b.back, ((100 * cumulative) / total).toFixed(1)];
     console.log(cells.map((c) => String(c).padStart(7)).join('') + ' ' + '#'.repeat(Math.round((40 * b.back) / Math.max(1, ...tl.buckets.map((x) => x.back)))) + tag);
   }
   for (const [label, s] of [['all devices', tl.all], ['slowest 10%', tl.tail]] as const) {

@@ -35,7 +35,7 @@ const FACTS = { arch: 'arm64', cpus: 4, memoryBytes: 4 * 1024 ** 3, os: 'linux 6
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
 /** The agent's defaults (agent/config.ts): the storm is shaped by the backoff devices really use. */
 const AGENT_DEFAULTS = parseAgentConfig({});
-const RECONNECT = { minMs: AGENT_DEFAULTS.reconnectMinMs, maxMs: AGENT_DEFAULTS.reconnectMaxMs };
+const RECONNECT = { minMs: AGENT_DEFAULTS.reconnectMinMs, maxMs: AGENT_DEFAULTS.reconnectMaxMs, probeMaxMs: Number(process.env.BENCH_RECONNECT_PROBE_MAX_MS ?? AGENT_DEFAULTS.reconnectProbeMaxMs) };
 const CLIENT_PROCESSES = 2;
 const STORM_TIMEOUT_MS = 10 * 60_000;
 const SERVER_BUNDLE = path.join(import.meta.dirname, '..', 'dist', 'server', 'flotilla-server.js');
@@ -62,7 +62,8 @@ async function makeFleet(n: number, legacy: boolean): Promise<Fleet> {
     FLOTILLA_HTTP_PORT: String(httpPort),
     FLOTILLA_MQTT_HOST: '127.0.0.1',
     FLOTILLA_MQTT_PORT: String(mqttPort),
-    FLOTILLA_LOG_LEVEL: 'error',
+    // BENCH_SERVER_LOG_LEVEL=info shows the server's start and stop phases (phasesMs) on stderr.
+    FLOTILLA_LOG_LEVEL: process.env.BENCH_SERVER_LOG_LEVEL ?? 'error',
   };
   const plane = new ControlPlane(loadServerConfig(env), createLogger('silent'));
   await plane.start();
@@ -113,7 +114,7 @@ async function makeFleet(n: number, legacy: boolean): Promise<Fleet> {
 function startServer(env: NodeJS.ProcessEnv, httpUrl: string): { child: ChildProcess; ready: Promise<{ at: number }> } {
   // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=prof") goes to the server's node: a profile of the storm.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, SERVER_BUNDLE], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeArgs, SERVER_BUNDLE], { env: { ...process.env, ...env }, stdio: ['ignore', process.env.BENCH_SERVER_LOG_LEVEL ? 'inherit' : 'ignore', 'inherit'] });
   const ready = (async () => {
     let exited = false;
     child.once('exit', () => (exited = true));
@@ -141,6 +142,7 @@ interface Progress {
   connectedAt?: number[];
   desiredAt?: number[];
   attempts?: DeviceTrace['attempts'][];
+  droppedAt?: Array<number | undefined>;
   readyAt?: number[];
   cpuSeconds?: number;
 }
@@ -262,7 +264,7 @@ async function storm(n: number, legacy: boolean): Promise<StormResult> {
     const cpu = await serverCpu(server.child);
     const readyAt = progress.flatMap((p) => p.readyAt!).map((t) => (t - t0) / 1000).sort((a, b) => a - b);
     healthz.sort((a, b) => a - b);
-    const traces = progress.flatMap((p) => p.attempts!.map((attempts, i) => ({ attempts, connectedAt: p.connectedAt![i], desiredAt: p.desiredAt![i] })));
+    const traces = progress.flatMap((p) => p.attempts!.map((attempts, i) => ({ attempts, droppedAt: p.droppedAt![i], connectedAt: p.connectedAt![i], desiredAt: p.desiredAt![i] })));
     const marks = { t0, stopped: tStopped, ready: ready.at };
     const timeline = buildTimeline(traces, marks);
     printTimeline(timeline, marks, n);
