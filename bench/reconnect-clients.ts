@@ -10,7 +10,7 @@ interface Device {
   id: string;
   password: string;
 }
-type Msg = { type: 'start'; url: string; devices: Device[]; reconnect: { minMs: number; maxMs: number; probeMaxMs: number } } | { type: 'mark' };
+type Msg = { type: 'start'; url: string; devices: Device[]; reconnect: { minMs: number; maxMs: number; probeMaxMs: number } } | { type: 'mark'; probeMaxMs: number };
 
 const logger = pino({ level: 'silent' });
 let sessions: MqttSession[] = [];
@@ -21,6 +21,7 @@ let attempts: Array<Array<[number, ConnectOutcome]>> = [];
 /** Per device, when the restart dropped its connection. */
 let droppedAt: Array<number | undefined> = [];
 let epoch = 0;
+let reconnect = { minMs: 1000, maxMs: 15_000, probeMaxMs: 4000 };
 let reported = -1;
 /** CPU used from here on is reported: reset at `mark`, so the storm is counted without loading and the first connects. */
 let cpu0 = process.cpuUsage();
@@ -51,6 +52,7 @@ process.once('SIGTERM', () => process.exit(0));
 
 process.on('message', async (m: Msg) => {
   if (m.type === 'start') {
+    reconnect = m.reconnect;
     connectedAt = m.devices.map(() => undefined);
     desiredAt = m.devices.map(() => undefined);
     attempts = m.devices.map(() => []);
@@ -63,7 +65,7 @@ process.on('message', async (m: Msg) => {
           password: d.password,
           agentVersion: '0.1.0',
           logger,
-          reconnect: m.reconnect,
+          reconnect,
           onDesired: () => void (desiredAt[i] ??= Date.now()),
           onCommand: () => {},
           onConnected: () => void (connectedAt[i] ??= Date.now()),
@@ -77,6 +79,8 @@ process.on('message', async (m: Msg) => {
       if (i % 200 === 199) await new Promise((r) => setTimeout(r, 50));
     }
   } else if (m.type === 'mark') {
+    // Every session holds this one options object: the next restart is met with this probe cap.
+    reconnect.probeMaxMs = m.probeMaxMs;
     epoch++;
     reported = -1;
     cpu0 = process.cpuUsage();

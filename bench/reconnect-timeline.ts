@@ -90,14 +90,14 @@ export function printTimeline(tl: Timeline, marks: TimelineMarks, total: number)
   const readyS = (marks.ready - marks.t0) / 1000;
   console.log(`\nconnect attempts per ${tl.bucketS} s from SIGTERM (old process gone at ${stoppedS.toFixed(1)} s, new one ready at ${readyS.toFixed(1)} s)`);
   const head = ['t (s)', 'dropped', ...OUTCOMES, 'back', 'back %'];
-  console.log(head.map((h) => h.padStart(7)).join(''));
+  console.log(head.map((h) => h.padStart(8)).join(''));
   let cumulative = 0;
   for (const b of tl.buckets) {
     cumulative += b.back;
     const marksHere = [stoppedS, readyS].filter((m) => m >= b.fromS && m < b.fromS + tl.bucketS);
     const tag = marksHere.length ? `  ← ${marksHere.map((m) => (m === readyS ? 'ready' : 'stopped')).join(', ')}` : '';
     const cells = [b.fromS, b.dropped, ...OUTCOMES.map((o) => b[o]), b.back, ((100 * cumulative) / total).toFixed(1)];
-    console.log(cells.map((c) => String(c).padStart(7)).join('') + ' ' + '#'.repeat(Math.round((40 * b.back) / Math.max(1, ...tl.buckets.map((x) => x.back)))) + tag);
+    console.log(cells.map((c) => String(c).padStart(8)).join('') + ' ' + '#'.repeat(Math.round((40 * b.back) / Math.max(1, ...tl.buckets.map((x) => x.back)))) + tag);
   }
   for (const [label, s] of [['all devices', tl.all], ['slowest 10%', tl.tail]] as const) {
     console.log(
