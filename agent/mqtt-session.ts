@@ -27,8 +27,8 @@ export interface MqttSessionOptions {
   onCommand(payload: Buffer): void;
   /** Called after each (re)connection once `status` online is sent. */
   onConnected?(): void;
-  /** Called once per connect attempt with how it ended (the reconnect bench's timeline). */
-  onAttempt?(outcome: ConnectOutcome): void;
+  /** Called once per connect attempt with how it ended and how long it took (the reconnect bench's timeline). */
+  onAttempt?(outcome: ConnectOutcome, ms: number): void;
   /** Called when an established connection closes. */
   onDisconnected?(): void;
 }
@@ -55,7 +55,7 @@ export class MqttSession {
   private stopping = false;
   private backoff: Backoff;
   /** The attempt in flight: whether it got CONNACK 0, else what its first error said. */
-  private attempt: { connected: boolean; failure?: ConnectOutcome } = { connected: false };
+  private attempt: { connected: boolean; failure?: ConnectOutcome; startedAt: number } = { connected: false, startedAt: Date.now() };
   /** Connections made so far (tests and status). */
   connections = 0;
   /** Messages the broker acknowledged (the simulator's messages/s). */
@@ -73,6 +73,7 @@ export class MqttSession {
   start(): void {
     const { opts } = this;
     this.stopping = false;
+    this.attempt = { connected: false, startedAt: Date.now() };
     const status = (state: 'online' | 'offline'): StatusMessage => ({ v: 1, state, at: new Date().toISOString(), agentVersion: opts.agentVersion });
     const client = mqtt.connect(opts.url, {
       clientId: opts.deviceId,
@@ -91,7 +92,7 @@ export class MqttSession {
     this.client = client;
     client.on('connect', (connack) => {
       this.attempt.connected = true;
-      opts.onAttempt?.('ok');
+      opts.onAttempt?.('ok', Date.now() - this.attempt.startedAt);
       this.connections++;
       this.backoff.reset();
       opts.logger.info({ sessionPresent: connack.sessionPresent }, 'mqtt connected');
@@ -119,10 +120,10 @@ export class MqttSession {
       opts.logger.warn({ err: err.message }, outcome === 'denied' ? 'mqtt connect refused: device pending approval, revoked, or bad credentials' : 'mqtt error');
     });
     client.on('close', () => {
-      const { connected, failure } = this.attempt;
-      this.attempt = { connected: false };
+      const { connected, failure, startedAt } = this.attempt;
+      this.attempt = { connected: false, startedAt: Date.now() };
       const outcome = connected ? undefined : (failure ?? 'lost');
-      if (outcome) opts.onAttempt?.(outcome);
+      if (outcome) opts.onAttempt?.(outcome, Date.now() - startedAt);
       else opts.onDisconnected?.();
       this.scheduleReconnect(outcome);
     });
@@ -140,7 +141,10 @@ export class MqttSession {
     this.opts.logger.debug({ inMs: delay }, 'mqtt reconnect scheduled');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      if (!this.stopping && this.client && !this.client.connected && !this.client.reconnecting) this.client.reconnect();
+      if (!this.stopping && this.client && !this.client.connected && !this.client.reconnecting) {
+        this.attempt.startedAt = Date.now();
+        this.client.reconnect();
+      }
     }, delay);
   }
 

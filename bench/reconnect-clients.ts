@@ -16,8 +16,8 @@ const logger = pino({ level: 'silent' });
 let sessions: MqttSession[] = [];
 let connectedAt: Array<number | undefined> = [];
 let desiredAt: Array<number | undefined> = [];
-/** Per device, this epoch's connect attempts: [time, outcome] pairs. */
-let attempts: Array<Array<[number, ConnectOutcome]>> = [];
+/** Per device, this epoch's connect attempts: [time it ended, outcome, ms it took]. */
+let attempts: Array<Array<[number, ConnectOutcome, number]>> = [];
 /** Per device, when the restart dropped its connection. */
 let droppedAt: Array<number | undefined> = [];
 let epoch = 0;
@@ -69,7 +69,7 @@ process.on('message', async (m: Msg) => {
           onDesired: () => void (desiredAt[i] ??= Date.now()),
           onCommand: () => {},
           onConnected: () => void (connectedAt[i] ??= Date.now()),
-          onAttempt: (outcome) => void attempts[i].push([Date.now(), outcome]),
+          onAttempt: (outcome, ms) => void attempts[i].push([Date.now(), outcome, ms]),
           onDisconnected: () => void (droppedAt[i] ??= Date.now()),
         }),
     );

@@ -6,7 +6,8 @@ import type { ConnectOutcome } from '../agent/mqtt-session.ts';
 import { percentile } from './lib.ts';
 
 export interface DeviceTrace {
-  attempts: Array<[number, ConnectOutcome]>;
+  /** [time it ended, outcome, ms it took] */
+  attempts: Array<[number, ConnectOutcome, number]>;
   /** When the restart closed its connection (undefined if it never saw the close). */
   droppedAt?: number;
   connectedAt: number;
@@ -67,6 +68,8 @@ export interface Timeline {
   all: TailSummary;
   /** The devices back after the 90th percentile. */
   tail: TailSummary;
+  /** Per outcome after the new process was ready: p50 and max of how long an attempt took (ms); a `lost` at ~10 s is a connect timeout. */
+  durations: Partial<Record<ConnectOutcome, { n: number; p50Ms: number; maxMs: number }>>;
 }
 
 export function buildTimeline(traces: DeviceTrace[], marks: TimelineMarks): Timeline {
@@ -82,7 +85,12 @@ export function buildTimeline(traces: DeviceTrace[], marks: TimelineMarks): Time
   for (const b of back) at(b).back++;
   for (const t of traces) if (t.droppedAt !== undefined) at(t.droppedAt).dropped++;
   const p90 = percentile([...back].sort((a, b) => a - b), 90);
-  return { buckets, bucketS, all: summarize(traces, marks), tail: summarize(traces.filter((_, i) => back[i] > p90), marks) };
+  const durations: Timeline['durations'] = {};
+  for (const o of OUTCOMES) {
+    const ms = traces.flatMap((t) => t.attempts.filter(([time, outcome]) => outcome === o && time >= marks.ready).map(([, , d]) => d)).sort((a, b) => a - b);
+    if (ms.length) durations[o] = { n: ms.length, p50Ms: percentile(ms, 50), maxMs: ms.at(-1)! };
+  }
+  return { buckets, bucketS, all: summarize(traces, marks), tail: summarize(traces.filter((_, i) => back[i] > p90), marks), durations };
 }
 
 export function printTimeline(tl: Timeline, marks: TimelineMarks, total: number): void {
@@ -99,6 +107,8 @@ export function printTimeline(tl: Timeline, marks: TimelineMarks, total: number)
     const cells = [b.fromS, b.dropped, ...OUTCOMES.map((o) => b[o]), b.back, ((100 * cumulative) / total).toFixed(1)];
     console.log(cells.map((c) => String(c).padStart(8)).join('') + ' ' + '#'.repeat(Math.round((40 * b.back) / Math.max(1, ...tl.buckets.map((x) => x.back)))) + tag);
   }
+  const d = Object.entries(tl.durations).map(([o, x]) => `${o} ${x.n} (p50 ${(x.p50Ms / 1000).toFixed(2)} s, max ${(x.maxMs / 1000).toFixed(1)} s)`);
+  console.log(`attempts after ready, how long each took: ${d.join('; ')}`);
   for (const [label, s] of [['all devices', tl.all], ['slowest 10%', tl.tail]] as const) {
     console.log(
       `${label} (${s.devices}): ${s.attemptsAfterReady.toFixed(2)} attempts after ready, ${(100 * s.shedShare).toFixed(0)}% shed at least once; ` +
