@@ -47,6 +47,9 @@ export interface BrokerOptions {
   maxLoopLagMs?: number;
 }
 
+/** Accept queue of the MQTT listener (see start()). */
+const LISTEN_BACKLOG = 4096;
+
 /** Channels whose messages become database rows, hence rate-limited per device. */
 const RATE_LIMITED: ReadonlySet<string> = new Set(['telemetry', 'stats', 'reported']);
 /**
@@ -183,7 +186,10 @@ export class EmbeddedBroker {
     this.sweepTimer.unref();
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
-      this.server!.listen(this.opts.port, this.opts.host, () => resolve());
+      // A restarted fleet's SYNs arrive within seconds: with Node's default accept queue (511) they overflow
+      // it, the kernel drops them and the clients' SYN retransmits (1, 3, 7 s) run into the 10 s connect
+      // timeout (the bench's "lost" attempts, with no loop lag). The kernel caps this at net.core.somaxconn.
+      this.server!.listen({ port: this.opts.port, host: this.opts.host, backlog: LISTEN_BACKLOG }, () => resolve());
     });
     if (this.opts.wsPort !== undefined) await this.listenWebSocket(this.opts.wsPort);
     return (this.server.address() as AddressInfo).port;
