@@ -148,7 +148,7 @@ export class Agent {
       password: identity.mqtt.password,
       agentVersion: AGENT_VERSION,
       logger: log,
-      reconnect: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs },
+      reconnect: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs, probeMaxMs: config.reconnectProbeMaxMs },
       ca: identity.tls?.ca,
       onDesired: (payload) => reconciler.handleDesired(payload),
       onCommand: (payload) => this.commands!.handle(payload),

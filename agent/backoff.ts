@@ -18,17 +18,23 @@ export class Backoff {
 
   constructor(private readonly opts: BackoffOptions) {}
 
-  /** Delay before the next attempt: uniform in [0, window]; each call doubles the window up to maxMs. */
-  next(): number {
-    const window = this.window();
+  /**
+   * Delay before the next attempt: uniform in [0, window]; each call doubles the window up to maxMs.
+   * `capMs` bounds this call's window and stops the growth at it: the MQTT session passes a small cap
+   * while nothing listens (a refused TCP connect costs the server nothing), so a fleet waiting out a
+   * restart probes every few seconds instead of drifting into maxMs windows, and a "busy" answer then
+   * grows the window on from the cap.
+   */
+  next(capMs = Infinity): number {
+    const window = this.window(Math.min(capMs, this.opts.maxMs));
     return Math.round((this.opts.random ?? Math.random)() * window);
   }
 
-  /** The current upper bound, then grow it for the next call. */
-  private window(): number {
-    const { minMs, maxMs, factor = 2 } = this.opts;
-    const w = Math.min(maxMs, minMs * factor ** this.attempt);
-    if (w < maxMs) this.attempt++;
+  /** The current upper bound (at most `top`), then grow it for the next call while below `top`. */
+  private window(top: number): number {
+    const { minMs, factor = 2 } = this.opts;
+    const w = Math.min(top, minMs * factor ** this.attempt);
+    if (w < top) this.attempt++;
     return w;
   }
 

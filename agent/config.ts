@@ -31,6 +31,12 @@ export const AgentConfigInput = z.object({
    */
   reconnectMinMs: Ms.default(1000),
   reconnectMaxMs: Ms.default(15_000),
+  /**
+   * Largest window while the broker's port refuses connections (a restarting control plane): a refused
+   * TCP connect costs the server nothing, so devices keep probing every few seconds and are back within
+   * about this long after it listens again (bench/reconnect.bench.ts's timeline), instead of up to max.
+   */
+  reconnectProbeMaxMs: Ms.default(4000),
   /** Probation after activation: ends after this many requests or this long, whichever comes first. */
   probationMs: Ms.default(60_000),
   probationRequests: z.coerce.number().int().min(1).default(200),

@@ -9,7 +9,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { StatusMessage } from '../protocol/messages/status.ts';
 import { deviceTopic, type DevicePublishChannel } from '../protocol/topics.ts';
-import { Backoff } from './backoff.ts';
+import { Backoff, type BackoffOptions } from './backoff.ts';
 import { mqttTlsOptions } from './tls-pin.ts';
 
 export interface MqttSessionOptions {
@@ -18,7 +18,8 @@ export interface MqttSessionOptions {
   password: string;
   agentVersion: string;
   logger: Logger;
-  reconnect: { minMs: number; maxMs: number };
+  /** Backoff windows; `probeMaxMs` caps the window after a refused TCP connect (nothing listens). */
+  reconnect: BackoffOptions & { probeMaxMs?: number };
   connectTimeoutMs?: number;
   /** CA (PEM) the broker's certificate must chain to (mqtts:// and wss://). */
   ca?: string | null;
@@ -26,6 +27,26 @@ export interface MqttSessionOptions {
   onCommand(payload: Buffer): void;
   /** Called after each (re)connection once `status` online is sent. */
   onConnected?(): void;
+  /** Called once per connect attempt with how it ended and how long it took (the reconnect bench's timeline). */
+  onAttempt?(outcome: ConnectOutcome, ms: number): void;
+  /** Called when an established connection closes. */
+  onDisconnected?(): void;
+}
+
+/**
+ * How a connect attempt ended: `ok` (CONNACK 0), `busy` (CONNACK 3: the broker sheds load or is
+ * shutting down), `refused` (ECONNREFUSED: nothing listens, e.g. the control plane is restarting),
+ * `denied` (CONNACK 4/5: pending approval, revoked, bad credentials), `lost` (any other socket error,
+ * or the connection closed before a CONNACK, e.g. the connect timeout).
+ */
+export type ConnectOutcome = 'ok' | 'busy' | 'refused' | 'denied' | 'lost';
+
+/** The outcome an MQTT.js 'error' event means for the attempt in flight. */
+function classify(err: Error & { code?: unknown }): ConnectOutcome {
+  if (err.code === 3) return 'busy';
+  if (err.code === 'ECONNREFUSED') return 'refused';
+  if (err.code === 4 || err.code === 5 || /not authori[sz]ed/i.test(err.message)) return 'denied';
+  return 'lost';
 }
 
 export class MqttSession {
@@ -33,6 +54,8 @@ export class MqttSession {
   private reconnectTimer?: NodeJS.Timeout;
   private stopping = false;
   private backoff: Backoff;
+  /** The attempt in flight: whether it got CONNACK 0, else what its first error said. */
+  private attempt: { connected: boolean; failure?: ConnectOutcome; startedAt: number } = { connected: false, startedAt: Date.now() };
   /** Connections made so far (tests and status). */
   connections = 0;
   /** Messages the broker acknowledged (the simulator's messages/s). */
@@ -50,6 +73,7 @@ export class MqttSession {
   start(): void {
     const { opts } = this;
     this.stopping = false;
+    this.attempt = { connected: false, startedAt: Date.now() };
     const status = (state: 'online' | 'offline'): StatusMessage => ({ v: 1, state, at: new Date().toISOString(), agentVersion: opts.agentVersion });
     const client = mqtt.connect(opts.url, {
       clientId: opts.deviceId,
@@ -67,6 +91,8 @@ export class MqttSession {
     });
     this.client = client;
     client.on('connect', (connack) => {
+      this.attempt.connected = true;
+      opts.onAttempt?.('ok', Date.now() - this.attempt.startedAt);
       this.connections++;
       this.backoff.reset();
       opts.logger.info({ sessionPresent: connack.sessionPresent }, 'mqtt connected');
@@ -88,20 +114,37 @@ export class MqttSession {
     });
     // Without an 'error' listener MQTT.js errors (e.g. CONNACK refusals) would crash the process.
     client.on('error', (err) => {
-      if ((err as Error & { code?: unknown }).code === 3) return opts.logger.info('mqtt broker busy (server unavailable): backing off');
-      const pending = /not authori[sz]ed/i.test(err.message);
-      opts.logger.warn({ err: err.message }, pending ? 'mqtt connect refused: device pending approval, revoked, or bad credentials' : 'mqtt error');
+      const outcome = classify(err);
+      if (!this.attempt.connected) this.attempt.failure ??= outcome;
+      if (outcome === 'busy') return opts.logger.info('mqtt broker busy (server unavailable): backing off');
+      opts.logger.warn({ err: err.message }, outcome === 'denied' ? 'mqtt connect refused: device pending approval, revoked, or bad credentials' : 'mqtt error');
     });
-    client.on('close', () => this.scheduleReconnect());
+    client.on('close', () => {
+      const { connected, failure, startedAt } = this.attempt;
+      this.attempt = { connected: false, startedAt: Date.now() };
+      const outcome = connected ? undefined : (failure ?? 'lost');
+      if (outcome) opts.onAttempt?.(outcome, Date.now() - startedAt);
+      else opts.onDisconnected?.();
+      this.scheduleReconnect(outcome);
+    });
   }
 
-  private scheduleReconnect(): void {
+  /**
+   * While the broker's port refuses connections (a restart), the window stays at `probeMaxMs`: the
+   * fleet is back within a few seconds of the broker listening, still spread over that window. A
+   * CONNACK "busy", a timeout or a refusal by the broker grow it towards `maxMs` (the server is up and
+   * asks for less load, or the device is not let in).
+   */
+  private scheduleReconnect(outcome?: ConnectOutcome): void {
     if (this.stopping || this.reconnectTimer) return;
-    const delay = this.backoff.next();
+    const delay = this.backoff.next(outcome === 'refused' ? this.opts.reconnect.probeMaxMs : undefined);
     this.opts.logger.debug({ inMs: delay }, 'mqtt reconnect scheduled');
     this.reconnectTimer = setTimeout(() => {
       this.reconnectTimer = undefined;
-      if (!this.stopping && this.client && !this.client.connected && !this.client.reconnecting) this.client.reconnect();
+      if (!this.stopping && this.client && !this.client.connected && !this.client.reconnecting) {
+        this.attempt.startedAt = Date.now();
+        this.client.reconnect();
+      }
     }, delay);
   }
 

@@ -29,6 +29,7 @@ export const AGENT_OPTIONS = [
   o('logLevel', '--log-level', 'info', 'fatal|error|warn|info|debug|trace|silent'),
   o('reconnectMinMs', '--reconnect-min-ms', '1000', 'MQTT/enrollment backoff window at first: full jitter, every delay uniform in [0, window]'),
   o('reconnectMaxMs', '--reconnect-max-ms', '15000', 'largest backoff window (it doubles from min to max; a restarted control plane sees its fleet spread over ≤ max)'),
+  o('reconnectProbeMaxMs', '--reconnect-probe-max-ms', '4000', 'largest MQTT backoff window while the broker refuses TCP connections (restarting): the fleet is back within about this long after it listens'),
   o('probationMs', '--probation-ms', '60000', 'probation after an activation ends after this long…'),
   o('probationRequests', '--probation-requests', '200', '…or after this many inferences, whichever comes first'),
   o('probationMaxErrorRate', '--probation-max-error-rate', '0.2', 'roll back when this share of inferences failed in probation…'),

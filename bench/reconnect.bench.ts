@@ -8,7 +8,7 @@
 //
 // BENCH_RECONNECT_SIZES (default "1000,10000") and BENCH_RECONNECT_BASELINE (default 1000) pick N.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { eq } from 'drizzle-orm';
@@ -29,12 +29,13 @@ import { loadServerConfig } from '../server/env.ts';
 import { createLogger } from '../server/logger.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { percentile, printTable, timeMany, type BenchRow } from './lib.ts';
+import { buildTimeline, printTimeline, type DeviceTrace, type Timeline } from './reconnect-timeline.ts';
 
 const FACTS = { arch: 'arm64', cpus: 4, memoryBytes: 4 * 1024 ** 3, os: 'linux 6.1', agentVersion: '0.1.0' };
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
 /** The agent's defaults (agent/config.ts): the storm is shaped by the backoff devices really use. */
 const AGENT_DEFAULTS = parseAgentConfig({});
-const RECONNECT = { minMs: AGENT_DEFAULTS.reconnectMinMs, maxMs: AGENT_DEFAULTS.reconnectMaxMs };
+const RECONNECT = { minMs: AGENT_DEFAULTS.reconnectMinMs, maxMs: AGENT_DEFAULTS.reconnectMaxMs, probeMaxMs: Number(process.env.BENCH_RECONNECT_PROBE_MAX_MS ?? AGENT_DEFAULTS.reconnectProbeMaxMs) };
 const CLIENT_PROCESSES = 2;
 const STORM_TIMEOUT_MS = 10 * 60_000;
 const SERVER_BUNDLE = path.join(import.meta.dirname, '..', 'dist', 'server', 'flotilla-server.js');
@@ -61,7 +62,8 @@ async function makeFleet(n: number, legacy: boolean): Promise<Fleet> {
     FLOTILLA_HTTP_PORT: String(httpPort),
     FLOTILLA_MQTT_HOST: '127.0.0.1',
     FLOTILLA_MQTT_PORT: String(mqttPort),
-    FLOTILLA_LOG_LEVEL: 'error',
+    // BENCH_SERVER_LOG_LEVEL=info shows the server's start and stop phases (phasesMs) on stderr.
+    FLOTILLA_LOG_LEVEL: process.env.BENCH_SERVER_LOG_LEVEL ?? 'error',
   };
   const plane = new ControlPlane(loadServerConfig(env), createLogger('silent'));
   await plane.start();
@@ -112,7 +114,7 @@ async function makeFleet(n: number, legacy: boolean): Promise<Fleet> {
 function startServer(env: NodeJS.ProcessEnv, httpUrl: string): { child: ChildProcess; ready: Promise<{ at: number }> } {
   // BENCH_SERVER_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=prof") goes to the server's node: a profile of the storm.
   const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, SERVER_BUNDLE], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = spawn(process.execPath, [...nodeArgs, SERVER_BUNDLE], { env: { ...process.env, ...env }, stdio: ['ignore', process.env.BENCH_SERVER_LOG_LEVEL ? 'inherit' : 'ignore', 'inherit'] });
   const ready = (async () => {
     let exited = false;
     child.once('exit', () => (exited = true));
@@ -138,6 +140,9 @@ interface Progress {
   ready: number;
   total: number;
   connectedAt?: number[];
+  desiredAt?: number[];
+  attempts?: DeviceTrace['attempts'][];
+  droppedAt?: Array<number | undefined>;
   readyAt?: number[];
   cpuSeconds?: number;
 }
@@ -172,14 +177,14 @@ class Clients {
     }
   }
 
-  async mark(): Promise<void> {
+  async mark(probeMaxMs: number): Promise<void> {
     await Promise.all(
       this.children.map(
         (c) =>
           new Promise<void>((resolve) => {
             const on = (m: { type: string }) => m.type === 'marked' && (c.off('message', on), resolve());
             c.on('message', on);
-            c.send({ type: 'mark' });
+            c.send({ type: 'mark', probeMaxMs });
           }),
       ),
     );
@@ -216,9 +221,16 @@ interface StormResult {
   /** The new process's spawn until /healthz answers. */
   startS: number;
   load: string;
+  /** The agents' reconnectProbeMaxMs in this restart. */
+  probeMaxMs: number;
+  timeline: Timeline;
 }
 
-async function storm(n: number, legacy: boolean): Promise<StormResult> {
+/**
+ * One fleet, one restart per entry of `probes` (the agents' probeMaxMs for that restart, set at the
+ * mark): schedules compared on the same fleet and machine in one run.
+ */
+async function storm(n: number, legacy: boolean, probes: number[]): Promise<StormResult[]> {
   const fleet = await makeFleet(n, legacy);
   let server = startServer(fleet.env, fleet.httpUrl);
   await server.ready;
@@ -231,48 +243,59 @@ async function storm(n: number, legacy: boolean): Promise<StormResult> {
       await db.update(devices).set({ credentialHash: await scryptHash(fleet.legacySecret) });
       client.close();
     }
-    await clients.mark();
-    const loadBefore = os.loadavg()[0];
-    // The restart: a clean stop (every connection dropped), then a new process on the same ports.
-    const t0 = Date.now();
-    const exited = new Promise((r) => server.child.once('exit', r));
-    server.child.kill('SIGTERM');
-    await exited;
-    const tStopped = Date.now();
-    server = startServer(fleet.env, fleet.httpUrl);
-    // /healthz every 100 ms from the moment it answers (the broker is up before HTTP is).
-    const healthz: number[] = [];
-    let inFlight = false;
-    const probe = () => {
-      if (inFlight) return;
-      inFlight = true;
-      const t = performance.now();
-      fetch(fleet.httpUrl + '/healthz')
-        .then((r) => r.ok && healthz.push(performance.now() - t))
-        .catch(() => {})
-        .finally(() => (inFlight = false));
-    };
-    const ready = await server.ready;
-    const progress = await clients.allReady(1, probe);
-    const tAll = Date.now();
-    const cpu = await serverCpu(server.child);
-    const readyAt = progress.flatMap((p) => p.readyAt!).map((t) => (t - t0) / 1000).sort((a, b) => a - b);
-    healthz.sort((a, b) => a - b);
-    return {
-      n,
-      allBackS: (tAll - t0) / 1000,
-      sinceReadyS: (tAll - ready.at) / 1000,
-      p50S: percentile(readyAt, 50),
-      p90S: percentile(readyAt, 90),
-      firstS: readyAt[0],
-      serverCpuPerDeviceMs: (cpu * 1000) / n,
-      clientCpuS: progress.reduce((s, p) => s + (p.cpuSeconds ?? 0), 0),
-      healthzMaxMs: healthz.at(-1) ?? NaN,
-      healthzP95Ms: percentile(healthz, 95),
-      stopS: (tStopped - t0) / 1000,
-      startS: (ready.at - tStopped) / 1000,
-      load: `${loadBefore.toFixed(1)}→${os.loadavg()[0].toFixed(1)}`,
-    };
+    const results: StormResult[] = [];
+    for (const [k, probeMaxMs] of probes.entries()) {
+      await clients.mark(probeMaxMs);
+      const loadBefore = os.loadavg()[0];
+      // The restart: a clean stop (every connection dropped), then a new process on the same ports.
+      const t0 = Date.now();
+      const exited = new Promise((r) => server.child.once('exit', r));
+      server.child.kill('SIGTERM');
+      await exited;
+      const tStopped = Date.now();
+      server = startServer(fleet.env, fleet.httpUrl);
+      // /healthz every 100 ms from the moment it answers (the broker is up before HTTP is).
+      const healthz: number[] = [];
+      let inFlight = false;
+      const probe = () => {
+        if (inFlight) return;
+        inFlight = true;
+        const t = performance.now();
+        fetch(fleet.httpUrl + '/healthz')
+          .then((r) => r.ok && healthz.push(performance.now() - t))
+          .catch(() => {})
+          .finally(() => (inFlight = false));
+      };
+      const ready = await server.ready;
+      const progress = await clients.allReady(k + 1, probe);
+      const tAll = Date.now();
+      const cpu = await serverCpu(server.child);
+      const readyAt = progress.flatMap((p) => p.readyAt!).map((t) => (t - t0) / 1000).sort((a, b) => a - b);
+      healthz.sort((a, b) => a - b);
+      const traces = progress.flatMap((p) => p.attempts!.map((attempts, i) => ({ attempts, droppedAt: p.droppedAt![i], connectedAt: p.connectedAt![i], desiredAt: p.desiredAt![i] })));
+      const marks = { t0, stopped: tStopped, ready: ready.at };
+      const timeline = buildTimeline(traces, marks);
+      console.log(`\n${n} devices, agents' probeMaxMs ${probeMaxMs}:`);
+      printTimeline(timeline, marks, n);
+      results.push({
+        n,
+        probeMaxMs,
+        allBackS: (tAll - t0) / 1000,
+        sinceReadyS: (tAll - ready.at) / 1000,
+        p50S: percentile(readyAt, 50),
+        p90S: percentile(readyAt, 90),
+        firstS: readyAt[0],
+        serverCpuPerDeviceMs: (cpu * 1000) / n,
+        clientCpuS: progress.reduce((s, p) => s + (p.cpuSeconds ?? 0), 0),
+        healthzMaxMs: healthz.at(-1) ?? NaN,
+        healthzP95Ms: percentile(healthz, 95),
+        stopS: (tStopped - t0) / 1000,
+        startS: (ready.at - tStopped) / 1000,
+        load: `${loadBefore.toFixed(1)}→${os.loadavg()[0].toFixed(1)}`,
+        timeline,
+      });
+    }
+    return results;
   } finally {
     await clients.kill();
     // A clean stop (a CPU profile is written on exit), SIGKILL if it does not come.
@@ -284,12 +307,18 @@ async function storm(n: number, legacy: boolean): Promise<StormResult> {
   }
 }
 
-function stormRows(r: StormResult, label: string, base?: StormResult): BenchRow[] {
+/** `base`: the scrypt-hash storm; `prev`: the same fleet's restart with the earlier reconnect schedule. */
+function stormRows(r: StormResult, label: string, base?: StormResult, prev?: StormResult): BenchRow[] {
   const note = `spread: first ${r.firstS.toFixed(1)} s, p50 ${r.p50S.toFixed(1)} s, p90 ${r.p90S.toFixed(1)} s; /healthz p95 ${r.healthzP95Ms.toFixed(0)} ms, max ${r.healthzMaxMs.toFixed(0)} ms; load avg ${r.load}`;
-  const vs = base ? { baseline: `scrypt hashes, ${base.n} devices`, baselineValue: base.allBackS } : {};
+  const vs = base
+    ? { baseline: `scrypt hashes, ${base.n} devices`, baselineValue: base.allBackS, ratio: r.allBackS / base.allBackS }
+    : prev
+      ? { baseline: 'no probe cap, same fleet', baselineValue: prev.allBackS, ratio: r.allBackS / prev.allBackS }
+      : {};
+  const vsReady = prev ? { baseline: 'no probe cap, same fleet', baselineValue: prev.sinceReadyS, ratio: r.sinceReadyS / prev.sinceReadyS } : {};
   return [
-    { benchmark: `${label}: all ${r.n} back with desired state, from SIGTERM`, value: r.allBackS, unit: 's', ...vs, ratio: base ? r.allBackS / base.allBackS : undefined, note },
-    { benchmark: `${label}: … from the new process ready`, value: r.sinceReadyS, unit: 's', note: `stop took ${r.stopS.toFixed(1)} s, start (spawn → /healthz) ${r.startS.toFixed(1)} s` },
+    { benchmark: `${label}: all ${r.n} back with desired state, from SIGTERM`, value: r.allBackS, unit: 's', ...vs, note },
+    { benchmark: `${label}: … from the new process ready`, value: r.sinceReadyS, unit: 's', ...vsReady, note: `stop took ${r.stopS.toFixed(1)} s, start (spawn → /healthz) ${r.startS.toFixed(1)} s` },
     {
       benchmark: `${label}: server CPU per reconnected device`,
       value: r.serverCpuPerDeviceMs,
@@ -344,14 +373,20 @@ export async function runReconnectBench(): Promise<BenchRow[]> {
   const baseN = Number(process.env.BENCH_RECONNECT_BASELINE ?? 1000);
   const rows: BenchRow[] = [...(await credentialRows()), ...(await presenceRows(Math.min(2000, Math.max(...sizes))))];
   console.log(`storm baseline: ${baseN} devices with scrypt hashes …`);
-  const base = baseN > 0 ? await storm(baseN, true) : undefined;
+  const [base] = baseN > 0 ? await storm(baseN, true, [RECONNECT.probeMaxMs]) : [];
   if (base) rows.push(...stormRows(base, 'baseline (scrypt hashes, migrated during the storm)'));
-  if (base) console.log(JSON.stringify(base));
+  if (base) console.log(JSON.stringify({ ...base, timeline: undefined }));
   for (const n of sizes) {
     console.log(`storm: ${n} devices …`);
-    const r = await storm(n, false);
-    rows.push(...stormRows(r, `sha256`, base && n === base.n ? base : undefined));
-    console.log(JSON.stringify(r));
+    // The schedule before the probe cap (refused connects climb to 15 s windows), then today's, on the same fleet.
+    const [old, r] = await storm(n, false, [RECONNECT.maxMs, RECONNECT.probeMaxMs]);
+    rows.push(...stormRows(old, `sha256, agents without the probe cap`, base && n === base.n ? base : undefined));
+    rows.push(...stormRows(r, `sha256, probe cap ${RECONNECT.probeMaxMs / 1000} s`, undefined, old));
+    for (const x of [old, r]) console.log(JSON.stringify({ ...x, timeline: undefined }));
+    // The per-second timelines behind the rows (bench/results/reconnect.json has the rows only).
+    await mkdir(path.join(import.meta.dirname, 'results'), { recursive: true });
+    const file = path.join(import.meta.dirname, 'results', `reconnect-timeline-${n}.json`);
+    await writeFile(file, JSON.stringify({ at: new Date().toISOString(), storms: [old, r] }, null, 2));
   }
   printTable(`Reconnect storm after a control-plane restart (${os.cpus().length} cores, load avg at end ${os.loadavg()[0].toFixed(1)})`, rows);
   return rows;

@@ -47,6 +47,7 @@ import { Metrics } from './metrics.ts';
 import { ModelRunner } from './models/model-runner.ts';
 import { DeviceBus } from './mqtt/device-bus.ts';
 import { FleetMetrics } from './telemetry/fleet-metrics.ts';
+import { PhaseTimer } from './phase-timer.ts';
 
 export class ControlPlane {
   readonly metrics = new Metrics();
@@ -108,8 +109,10 @@ export class ControlPlane {
 
   async start(): Promise<void> {
     const { config, logger, metrics } = this;
+    const phases = new PhaseTimer();
     await mkdir(config.dataDir, { recursive: true });
     const { db, client } = await openDatabase(config.dbUrl);
+    phases.mark('database');
     this.db = db;
     this.dbClient = client;
     this.store = new ArtifactStore(path.join(config.dataDir, 'artifacts'));
@@ -117,6 +120,7 @@ export class ControlPlane {
     this.adminToken = await bootstrapAdminToken(db, config.dataDir);
     const { cipher } = await loadKeyCipher({ key: config.keyEncryptionKey, file: config.keyEncryptionKeyFile, dataDir: config.dataDir });
     await secureKeysAtRest(db, cipher, logger);
+    phases.mark('keys');
 
     const external = config.externalMqttUrl ? config.externalBroker : undefined;
     const internal = external
@@ -131,11 +135,13 @@ export class ControlPlane {
     const deviceState = new DeviceStateWriter({ db, logger, flushMs: config.deviceStateFlushMs });
     this.deviceState = deviceState;
     if (!config.externalMqttUrl) {
-      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal, limits: config.mqttLimits, tls: config.tls, wsPort: config.mqttWsPort, state: deviceState, maxPendingConnects: config.mqttMaxPendingConnects });
+      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal, limits: config.mqttLimits, tls: config.tls, wsPort: config.mqttWsPort, state: deviceState, maxPendingConnects: config.mqttMaxPendingConnects, maxLoopLagMs: config.mqttMaxLoopLagMs });
       // Retained messages do not survive a restart of the embedded broker: each device's desired state is
       // stored in it again before it accepts connections.
       const desired = await storedDesiredPayloads(db);
+      phases.mark('desiredRead');
       this.mqttPort = await this.broker.start(desired.map(({ deviceId, payload }) => ({ topic: deviceTopic(deviceId, 'desired'), payload })));
+      phases.mark('brokerListening');
     }
     // Without a configured CA: the public CAs, plus the certificate itself in case it is self-signed.
     const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;
@@ -172,6 +178,7 @@ export class ControlPlane {
       return this.ingest.acceptTelemetry(deviceId, msg);
     });
     await this.bus.start();
+    phases.mark('bus');
     // Devices whose state changed while the broker or this server was down (any replica may run it: idempotent).
     await this.mosquitto?.reconcile();
     this.desired = new DesiredState(db, this.bus, logger, cipher, config.manifestTtlS);
@@ -272,10 +279,12 @@ export class ControlPlane {
     });
     this.httpPort = (this.http!.address() as AddressInfo).port;
     this.scheduler.start();
-    logger.info({ http: this.httpPort, mqtt: this.mqttUrl, dataDir: config.dataDir }, 'control plane started');
+    phases.mark('http');
+    logger.info({ http: this.httpPort, mqtt: this.mqttUrl, dataDir: config.dataDir, phasesMs: phases.ms }, 'control plane started');
   }
 
   async stop(): Promise<void> {
+    const phases = new PhaseTimer();
     // Ends the open event streams first, so closing the HTTP server does not wait for them.
     this.eventFeed?.stop();
     await new Promise<void>((resolve) => {
@@ -283,9 +292,12 @@ export class ControlPlane {
       this.http.close(() => resolve());
       this.http.closeAllConnections?.();
     });
+    phases.mark('http');
     // Devices go first, and what they sent before reaches its handlers: the broker acknowledged it.
     await this.broker?.closeDevices();
+    phases.mark('devicesClosed');
     await this.bus?.drain();
+    phases.mark('busDrained');
     clearInterval(this.manifestRefresh);
     this.keylistWarner?.stop();
     await this.staleDesired?.stop();
@@ -300,6 +312,8 @@ export class ControlPlane {
     await this.broker?.stop();
     await this.dynsec?.stop();
     await this.deviceState?.stop(); // after the broker: its disconnects mark every device offline
+    phases.mark('rest');
     this.dbClient?.close();
+    this.logger.info({ phasesMs: phases.ms }, 'control plane stopped');
   }
 }
