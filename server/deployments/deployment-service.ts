@@ -38,7 +38,7 @@ export async function deploy(db: Db, desired: DesiredState, input: DeployInput) 
   const variant = input.cohort ? (await getCohort(db, input.cohort)).preferVariant : await devicePreference(db, (await getDevice(db, input.device!)).labels);
   const variantBundle = variant ? await (input.store ? variantBundleFor(db, input.store, bundle, variant, input.actor) : existingVariantBundle(db, bundle, variant)) : null;
   const target = variantBundle ?? bundle.id;
-  const result = await db.transaction(async (tx) => {
+  const { result, built } = await db.transaction(async (tx) => {
     let deviceIds: string[];
     if (input.device) {
       const device = await getDevice(tx, input.device);
@@ -47,7 +47,7 @@ export async function deploy(db: Db, desired: DesiredState, input: DeployInput) 
     } else {
       deviceIds = (await cohortMembers(tx, input.cohort!)).members.map((d) => d.id);
     }
-    await desired.assign(tx, target, deviceIds, { deploymentId: id, cohort: input.cohort });
+    const built = await desired.assign(tx, target, deviceIds, { deploymentId: id, cohort: input.cohort });
     await tx.insert(deployments).values({
       id,
       bundleId: bundle.id,
@@ -69,9 +69,10 @@ export async function deploy(db: Db, desired: DesiredState, input: DeployInput) 
       target: { kind: input.device ? 'device' : 'cohort', name: (input.device ?? input.cohort)! },
       devices: deviceIds.length,
     });
-    return { id, bundleId: bundle.id, devices: deviceIds, assignments: Object.fromEntries(deviceIds.map((d) => [d, target])) as Record<string, string> };
+    return { result: { id, bundleId: bundle.id, devices: deviceIds, assignments: Object.fromEntries(deviceIds.map((d) => [d, target])) as Record<string, string> }, built };
   });
-  await desired.publish(result.devices);
+  // The messages signed in the transaction, published as built once it committed.
+  await desired.publishBuilt(built);
   return result;
 }
 
