@@ -9,6 +9,8 @@ const REPO = path.join(import.meta.dirname, '..');
 /** One JSON progress line (simulator/main.ts). */
 export interface SimulatorProgress extends FleetProgress {
   msgPerS: number;
+  /** The simulator process's CPU time so far (user + system), ms. */
+  cpuMs: number;
   startFailures: number;
 }
 
