@@ -53,6 +53,11 @@ export async function runFanoutBench(): Promise<BenchRow[]> {
   const plane = new ControlPlane(loadServerConfig(env), createLogger('silent'));
   await plane.start();
   const rows: BenchRow[] = [];
+  // Each row is shown as soon as it is measured: a run on a loaded machine may be cut short.
+  const tell = (r: BenchRow) => {
+    rows.push(r);
+    console.error(`fanout: ${r.benchmark}: ${r.value.toFixed(2)} ${r.unit} (baseline ${r.baselineValue?.toFixed(2)}; ${r.note})`);
+  };
   try {
     // A new connection per request (agent: false): the device inserts take longer than the server's
     // keep-alive timeout, and a reused idle socket can be reset under the next request.
@@ -100,10 +105,10 @@ export async function runFanoutBench(): Promise<BenchRow[]> {
         const dep = await api('POST', '/api/v1/deployments', { bundle, cohort });
         const ms = performance.now() - t;
         if (dep.devices.length !== n) throw new Error(`deployment reached ${dep.devices.length} of ${n} devices`);
-        rows.push({ benchmark: `cohort deployment to ${n} devices (${k}): request to response, published`, value: ms / 1000, unit: 's', baseline: `${n} Ed25519 signatures alone`, baselineValue: signMs / 1000, ratio: ms / signMs, note: `${((ms / n) * 1000).toFixed(0)} µs/device; load ${l0}→${load()}` });
+        tell({ benchmark: `cohort deployment to ${n} devices (${k}): request to response, published`, value: ms / 1000, unit: 's', baseline: `${n} Ed25519 signatures alone`, baselineValue: signMs / 1000, ratio: ms / signMs, note: `${((ms / n) * 1000).toFixed(0)} µs/device; load ${l0}→${load()}` });
       }
     }
-    if (SIM_DEVICES > 0) rows.push(...(await simulatedFanout(plane, api, root.publicKey, b1, b2)));
+    if (SIM_DEVICES > 0) await simulatedFanout(plane, api, root.publicKey, b1, b2, tell);
   } finally {
     await plane.stop();
     await rm(dir, { recursive: true, force: true });
@@ -122,9 +127,8 @@ async function until(fn: () => boolean, timeoutMs: number, everyMs = 100): Promi
 }
 
 /** Two deployments to SIM_DEVICES connected simulated devices, each timed until every device verified it. */
-async function simulatedFanout(plane: ControlPlane, api: (method: string, p: string, body?: unknown) => Promise<any>, rootPublicKey: string, b1: string, b2: string): Promise<BenchRow[]> {
+async function simulatedFanout(plane: ControlPlane, api: (method: string, p: string, body?: unknown) => Promise<any>, rootPublicKey: string, b1: string, b2: string, tell: (r: BenchRow) => void): Promise<void> {
   const n = SIM_DEVICES;
-  const rows: BenchRow[] = [];
   await api('POST', '/api/v1/cohorts', { name: 'simfan', selector: 'fleet=simfan' });
   const token = (await api('POST', '/api/v1/enroll-tokens', { labels: { fleet: 'simfan' }, maxUses: n })).token as string;
   // Devices' state on tmpfs where there is one: thousands of agents' outboxes would otherwise measure the disk.
@@ -161,7 +165,7 @@ async function simulatedFanout(plane: ControlPlane, api: (method: string, p: str
       const s = (performance.now() - t) / 1000;
       // The simulated devices' own share (receiving, verifying, recording): on a real fleet each device has its own CPU.
       const deviceMs = (simCpuMs() - cpu0) / n;
-      rows.push({
+      tell({
         benchmark: `cohort deployment to ${n} connected simulated devices (${k}): request until every device verified its manifest`,
         value: s,
         unit: 's',
@@ -177,5 +181,4 @@ async function simulatedFanout(plane: ControlPlane, api: (method: string, p: str
     await Promise.all(sims.map((x) => x.stop()));
     await rm(simRoot, { recursive: true, force: true });
   }
-  return rows;
 }
