@@ -9,7 +9,7 @@ import { recordEvent } from '../events/event-log.ts';
 import { randomId } from '../auth/secrets.ts';
 import { resolveBundle } from '../bundles/bundle-service.ts';
 import { matches } from '../cohorts/selector.ts';
-import { cohortMembers, getCohort } from '../cohorts/cohort-service.ts';
+import { cohortMemberIds, getCohort } from '../cohorts/cohort-service.ts';
 import type { Db } from '../db/client.ts';
 import { bundles, cohorts, deployments, deviceDesired, models, modelVersions } from '../db/schema.ts';
 import { getDevice, parseSelectorOrThrow } from '../devices/device-service.ts';
@@ -45,7 +45,7 @@ export async function deploy(db: Db, desired: DesiredState, input: DeployInput) 
       if (device.status !== 'approved') throw Conflict(`device ${device.id} is ${device.status}; only approved devices receive deployments`);
       deviceIds = [device.id];
     } else {
-      deviceIds = (await cohortMembers(tx, input.cohort!)).members.map((d) => d.id);
+      deviceIds = await cohortMemberIds(tx, input.cohort!);
     }
     const built = await desired.assign(tx, target, deviceIds, { deploymentId: id, cohort: input.cohort });
     await tx.insert(deployments).values({

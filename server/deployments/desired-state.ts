@@ -44,8 +44,13 @@ export class DesiredState {
     // A shadow candidate is signed into the same manifest (files by hash, like the bundle); an assignment
     // without one ends any shadow the device ran.
     const shadow = meta.shadow ? await shadowCandidate(tx, meta.shadow) : undefined;
-    const existing = new Map<string, typeof deviceDesired.$inferSelect>();
-    for (const r of await tx.select().from(deviceDesired).where(inIds(deviceDesired.deviceId, deviceIds))) existing.set(r.deviceId, r);
+    // Only what the new rows depend on (not the stored manifests: 10,000 of them are megabytes of JSON to parse).
+    const existing = new Map<string, { counter: number; bundleId: string; previousBundleId: string | null }>();
+    const prior = await tx
+      .select({ deviceId: deviceDesired.deviceId, counter: deviceDesired.counter, bundleId: deviceDesired.bundleId, previousBundleId: deviceDesired.previousBundleId })
+      .from(deviceDesired)
+      .where(inIds(deviceDesired.deviceId, deviceIds));
+    for (const r of prior) existing.set(r.deviceId, r);
     const expiresAt = new Date(Date.now() + this.manifestTtlS * 1000);
     const settings = await effectiveAgentConfigs(tx, deviceIds.map((deviceId) => ({ deviceId, cohort: meta.cohort ?? null })));
     const floors = await reportedFloors(tx, deviceIds);
@@ -236,11 +241,14 @@ async function shadowCandidate(tx: Tx, spec: ShadowSpec): Promise<ShadowCandidat
 
 /** The highest counter each device reported having activated (its rollback floor), from its last `reported`. */
 async function reportedFloors(tx: Tx, deviceIds: string[]): Promise<Map<string, number>> {
-  const rows = await tx.select({ id: devices.id, reported: devices.reported }).from(devices).where(inIds(devices.id, deviceIds));
+  // The two numbers only, extracted by SQLite: a device's last report (transitions and all) is not parsed.
+  const rows = await tx
+    .select({ id: devices.id, highest: sql<unknown>`${devices.reported} ->> '$.highestCounter'`, active: sql<unknown>`${devices.reported} ->> '$.active.counter'` })
+    .from(devices)
+    .where(inIds(devices.id, deviceIds));
   const out = new Map<string, number>();
   for (const r of rows) {
-    const rep = r.reported as { highestCounter?: unknown; active?: { counter?: unknown } | null } | null;
-    const n = Math.max(Number.isSafeInteger(rep?.highestCounter) ? (rep!.highestCounter as number) : 0, Number.isSafeInteger(rep?.active?.counter) ? (rep!.active!.counter as number) : 0);
+    const n = Math.max(Number.isSafeInteger(r.highest) ? (r.highest as number) : 0, Number.isSafeInteger(r.active) ? (r.active as number) : 0);
     if (n > 0) out.set(r.id, n);
   }
   return out;
