@@ -27,6 +27,7 @@ import { type Db, openDatabase } from './db/client.ts';
 import { bundlesReferencingVersion } from './bundles/bundle-service.ts';
 import { reconcileDevice } from './deployments/deployment-service.ts';
 import { DesiredState } from './deployments/desired-state.ts';
+import { busPublisher, embeddedPublisher } from './deployments/desired-publisher.ts';
 import { storedDesiredPayloads } from './deployments/stored-desired.ts';
 import { deviceTopic } from '../protocol/topics.ts';
 import { registerTrustGauges, StaleDesiredMonitor } from './deployments/stale-desired.ts';
@@ -181,7 +182,9 @@ export class ControlPlane {
     phases.mark('bus');
     // Devices whose state changed while the broker or this server was down (any replica may run it: idempotent).
     await this.mosquitto?.reconcile();
-    this.desired = new DesiredState(db, this.bus, logger, cipher, config.manifestTtlS);
+    // The embedded broker takes desired state straight in; an external one through the server's client.
+    const desiredOut = this.broker ? embeddedPublisher(this.broker, metrics) : busPublisher(this.bus);
+    this.desired = new DesiredState(db, desiredOut, logger, cipher, config.manifestTtlS);
     // Re-sign manifests before they expire; checking a few times per refresh horizon is plenty.
     this.manifestRefresh = setInterval(
       () => void this.desired.refreshExpiring().catch((err) => logger.error({ err }, 'manifest refresh failed')),

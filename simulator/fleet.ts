@@ -55,6 +55,9 @@ export interface FleetProgress {
   accepted: number;
   /** Messages the broker acknowledged since the fleet started. */
   published: number;
+  /** Lowest and highest counter of the desired states accepted (0: none yet): a new deployment reached every device once the lowest passed the highest before it. */
+  counterMin: number;
+  counterMax: number;
 }
 
 interface SimDevice {
@@ -141,7 +144,7 @@ export class SimFleet {
   }
 
   progress(): FleetProgress {
-    const p: FleetProgress = { devices: this.devices.length, started: 0, connected: 0, updating: 0, active: 0, failed: 0, accepted: 0, published: 0 };
+    const p: FleetProgress = { devices: this.devices.length, started: 0, connected: 0, updating: 0, active: 0, failed: 0, accepted: 0, published: 0, counterMin: Infinity, counterMax: 0 };
     for (const d of this.devices) {
       if (!d.started) continue;
       p.started++;
@@ -149,11 +152,15 @@ export class SimFleet {
       if (session?.connected) p.connected++;
       p.published += session?.published ?? 0;
       if (reporter?.desiredCounter != null) p.accepted++;
+      const counter = reporter?.desiredCounter ?? 0;
+      p.counterMin = Math.min(p.counterMin, counter);
+      p.counterMax = Math.max(p.counterMax, counter);
       const state = reporter?.current;
       if (state && UPDATING.has(state)) p.updating++;
       else if (state === 'active') p.active++;
       else if (state === 'failed' || state === 'rolled_back') p.failed++;
     }
+    if (p.counterMin === Infinity) p.counterMin = 0;
     return p;
   }
 

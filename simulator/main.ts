@@ -112,7 +112,10 @@ const show = (final = false) => {
   const now = performance.now();
   const rate = ((p.published - last.published) * 1000) / Math.max(1, now - last.at);
   last = { at: now, published: p.published };
-  if (format === 'json') process.stdout.write(JSON.stringify({ ...p, msgPerS: Math.round(rate * 10) / 10, startFailures: fleet.startFailures }) + '\n');
+  if (format === 'json') {
+    const cpu = process.cpuUsage();
+    process.stdout.write(JSON.stringify({ ...p, msgPerS: Math.round(rate * 10) / 10, startFailures: fleet.startFailures, cpuMs: Math.round((cpu.user + cpu.system) / 1000) }) + '\n');
+  }
   else if (format === 'line') {
     const line = `devices ${p.started}/${p.devices}  connected ${p.connected}  updating ${p.updating}  active ${p.active}  failed ${p.failed}  msg/s ${rate.toFixed(1)}${fleet.startFailures ? `  start failures ${fleet.startFailures}` : ''}`;
     // Not a terminal: one line per second at most, whatever --progress-every says.

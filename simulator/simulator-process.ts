@@ -14,6 +14,8 @@ const BUNDLE = path.join(REPO, 'dist', 'simulator', 'flotilla-simulate.js');
 /** One JSON progress line (simulator/main.ts). */
 export interface SimulatorProgress extends FleetProgress {
   msgPerS: number;
+  /** The simulator process's CPU time so far (user + system), ms. */
+  cpuMs: number;
   startFailures: number;
 }
 

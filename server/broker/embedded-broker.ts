@@ -255,6 +255,17 @@ export class EmbeddedBroker {
     await new Promise<void>((resolve) => client.close(() => resolve()));
   }
 
+  /**
+   * Publishes a retained QoS 1 message from the broker itself: stored as retained and forwarded to the
+   * subscribers, without a client round trip (the server's own messages need no authorization).
+   */
+  publishRetained(topic: string, payload: Buffer): Promise<void> {
+    const aedes = this.aedes;
+    if (!aedes) return Promise.reject(new Error('broker not started'));
+    const packet = { cmd: 'publish', topic, payload, qos: 1, retain: true, dup: false } as Parameters<Aedes['publish']>[0];
+    return new Promise((resolve, reject) => aedes.publish(packet, (err?: Error | null) => (err ? reject(err) : resolve())));
+  }
+
   connectedDevices(): number {
     return this.devices.size;
   }

@@ -2,8 +2,9 @@
 import { eq } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
 import type { Db, Tx } from '../db/client.ts';
-import { cohorts } from '../db/schema.ts';
+import { cohorts, devices } from '../db/schema.ts';
 import { listDevices, parseSelectorOrThrow } from '../devices/device-service.ts';
+import { matches } from './selector.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
 
 export const COHORT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -57,4 +58,15 @@ export async function listCohorts(db: Db) {
 export async function cohortMembers(db: Tx, name: string) {
   const cohort = await getCohort(db, name);
   return { cohort, members: await listDevices(db, { selector: cohort.selector, status: 'approved' }) };
+}
+
+/**
+ * The ids of a cohort's approved members, in cohortMembers' order, reading only ids and labels: a
+ * deployment to 10,000 devices need not parse every device's facts and last report.
+ */
+export async function cohortMemberIds(db: Tx, name: string): Promise<string[]> {
+  const cohort = await getCohort(db, name);
+  const terms = parseSelectorOrThrow(cohort.selector);
+  const rows = await db.select({ id: devices.id, labels: devices.labels }).from(devices).where(eq(devices.status, 'approved')).orderBy(devices.enrolledAt);
+  return rows.filter((d) => matches(terms, d.labels)).map((d) => d.id);
 }

@@ -9,7 +9,7 @@ import { recordEvent } from '../events/event-log.ts';
 import { randomId } from '../auth/secrets.ts';
 import { resolveBundle } from '../bundles/bundle-service.ts';
 import { matches } from '../cohorts/selector.ts';
-import { cohortMembers, getCohort } from '../cohorts/cohort-service.ts';
+import { cohortMemberIds, getCohort } from '../cohorts/cohort-service.ts';
 import type { Db } from '../db/client.ts';
 import { bundles, cohorts, deployments, deviceDesired, models, modelVersions } from '../db/schema.ts';
 import { getDevice, parseSelectorOrThrow } from '../devices/device-service.ts';
@@ -38,16 +38,16 @@ export async function deploy(db: Db, desired: DesiredState, input: DeployInput) 
   const variant = input.cohort ? (await getCohort(db, input.cohort)).preferVariant : await devicePreference(db, (await getDevice(db, input.device!)).labels);
   const variantBundle = variant ? await (input.store ? variantBundleFor(db, input.store, bundle, variant, input.actor) : existingVariantBundle(db, bundle, variant)) : null;
   const target = variantBundle ?? bundle.id;
-  const result = await db.transaction(async (tx) => {
+  const { result, built } = await db.transaction(async (tx) => {
     let deviceIds: string[];
     if (input.device) {
       const device = await getDevice(tx, input.device);
       if (device.status !== 'approved') throw Conflict(`device ${device.id} is ${device.status}; only approved devices receive deployments`);
       deviceIds = [device.id];
     } else {
-      deviceIds = (await cohortMembers(tx, input.cohort!)).members.map((d) => d.id);
+      deviceIds = await cohortMemberIds(tx, input.cohort!);
     }
-    await desired.assign(tx, target, deviceIds, { deploymentId: id, cohort: input.cohort });
+    const built = await desired.assign(tx, target, deviceIds, { deploymentId: id, cohort: input.cohort });
     await tx.insert(deployments).values({
       id,
       bundleId: bundle.id,
@@ -69,9 +69,10 @@ export async function deploy(db: Db, desired: DesiredState, input: DeployInput) 
       target: { kind: input.device ? 'device' : 'cohort', name: (input.device ?? input.cohort)! },
       devices: deviceIds.length,
     });
-    return { id, bundleId: bundle.id, devices: deviceIds, assignments: Object.fromEntries(deviceIds.map((d) => [d, target])) as Record<string, string> };
+    return { result: { id, bundleId: bundle.id, devices: deviceIds, assignments: Object.fromEntries(deviceIds.map((d) => [d, target])) as Record<string, string> }, built };
   });
-  await desired.publish(result.devices);
+  // The messages signed in the transaction, published as built once it committed.
+  await desired.publishBuilt(built);
   return result;
 }
 

@@ -4,25 +4,26 @@
 import { eq, lt, sql, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { canonicalize } from '../../firmware-bundles/canonical-json.ts';
-import { loadSigningKeys, signEnvelope } from '../../firmware-bundles/envelope.ts';
+import { loadSigningKeys } from '../../firmware-bundles/envelope.ts';
 import { createManifest, type DeploymentManifest, type ShadowCandidate } from '../../firmware-bundles/manifest.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { bundles, deviceDesired, devices, models, modelVersions } from '../db/schema.ts';
 import { recordAudit } from '../audit/audit-log.ts';
 import type { KeyCipher } from '../keys/key-cipher.ts';
 import { signingKeys } from '../keys/key-service.ts';
-import type { DeviceBus } from '../mqtt/device-bus.ts';
 import { inIds } from '../db/in-ids.ts';
 import { effectiveAgentConfigs } from '../settings/effective-settings.ts';
 import { manifestStatsLayout } from './stats-layout.ts';
-import { storedDesiredMessages } from './stored-desired.ts';
+import type { DesiredPayload, DesiredPublisher } from './desired-publisher.ts';
+import { manifestStamp, type ManifestStamp } from './manifest-stamp.ts';
+import { signAll } from './sign-manifests.ts';
+import { desiredMessageHead, storedDesiredPayloads } from './stored-desired.ts';
 
 export const DEFAULT_MANIFEST_TTL_S = 30 * 86400;
-const PUBLISH_WINDOW = 256;
 export class DesiredState {
   constructor(
     private readonly db: Db,
-    private readonly bus: DeviceBus,
+    private readonly publisher: DesiredPublisher,
     private readonly logger: Logger,
     private readonly cipher: KeyCipher,
     private readonly manifestTtlS = DEFAULT_MANIFEST_TTL_S,
@@ -30,10 +31,11 @@ export class DesiredState {
 
   /**
    * Writes signed manifests for `deviceIds` (inside the caller's transaction), each with the device's
-   * effective agent settings; publish afterwards.
+   * effective agent settings; returns their desired messages, serialized, to hand to publishBuilt()
+   * once the transaction committed (or publish the ids afterwards).
    */
-  async assign(tx: Tx, bundleId: string, deviceIds: string[], meta: { deploymentId?: string; cohort?: string; shadow?: ShadowSpec | null }): Promise<void> {
-    if (!deviceIds.length) return;
+  async assign(tx: Tx, bundleId: string, deviceIds: string[], meta: { deploymentId?: string; cohort?: string; shadow?: ShadowSpec | null }): Promise<DesiredPayload[]> {
+    if (!deviceIds.length) return [];
     const { keylist, keys: pems } = await signingKeys(tx, this.cipher);
     // Parsed once per assignment: parsing a PEM costs several times the signature it makes.
     const keys = loadSigningKeys(pems);
@@ -42,8 +44,13 @@ export class DesiredState {
     // A shadow candidate is signed into the same manifest (files by hash, like the bundle); an assignment
     // without one ends any shadow the device ran.
     const shadow = meta.shadow ? await shadowCandidate(tx, meta.shadow) : undefined;
-    const existing = new Map<string, typeof deviceDesired.$inferSelect>();
-    for (const r of await tx.select().from(deviceDesired).where(inIds(deviceDesired.deviceId, deviceIds))) existing.set(r.deviceId, r);
+    // Only what the new rows depend on (not the stored manifests: 10,000 of them are megabytes of JSON to parse).
+    const existing = new Map<string, { counter: number; bundleId: string; previousBundleId: string | null }>();
+    const prior = await tx
+      .select({ deviceId: deviceDesired.deviceId, counter: deviceDesired.counter, bundleId: deviceDesired.bundleId, previousBundleId: deviceDesired.previousBundleId })
+      .from(deviceDesired)
+      .where(inIds(deviceDesired.deviceId, deviceIds));
+    for (const r of prior) existing.set(r.deviceId, r);
     const expiresAt = new Date(Date.now() + this.manifestTtlS * 1000);
     const settings = await effectiveAgentConfigs(tx, deviceIds.map((deviceId) => ({ deviceId, cohort: meta.cohort ?? null })));
     const floors = await reportedFloors(tx, deviceIds);
@@ -52,8 +59,8 @@ export class DesiredState {
     // The parts every device shares are validated once per distinct agent config (a cohort's devices
     // usually share one); each device's manifest is that template with its own id and counter, signed
     // on its own.
-    const templates = new Map<string, DeploymentManifest>();
-    const rows: object[] = [];
+    const templates = new Map<string, ManifestStamp>();
+    const todo: Array<{ deviceId: string; counter: number; stamp: ManifestStamp }> = [];
     for (const deviceId of deviceIds) {
       const stored = existing.get(deviceId)?.counter ?? 0;
       const reported = floors.get(deviceId) ?? 0;
@@ -63,9 +70,9 @@ export class DesiredState {
       if (reported > stored) await recordAudit(tx, 'system', 'device.counter.raise', deviceId, { stored, reported, signed: counter });
       const agentConfig = statsLayout ? { ...settings.get(deviceId)!.config, statsLayout } : settings.get(deviceId)!.config;
       const configKey = JSON.stringify(agentConfig);
-      let template = templates.get(configKey);
-      if (!template) {
-        template = createManifest({
+      let stamp = templates.get(configKey);
+      if (!stamp) {
+        const template: DeploymentManifest = createManifest({
           deviceId,
           cohort: meta.cohort,
           bundle: { id: bundle.id, name: bundle.name, model: { name: mv.name, version: mv.version } },
@@ -77,20 +84,25 @@ export class DesiredState {
           agentConfig,
           shadow,
         });
-        templates.set(configKey, template);
+        stamp = manifestStamp(template);
+        templates.set(configKey, stamp);
       }
-      const manifest = signEnvelope({ ...template, deviceId, counter }, keys);
+      todo.push({ deviceId, counter, stamp });
+    }
+    // Signed in the thread pool while this thread stamps the next devices' texts (sign-manifests.ts).
+    const signed = await signAll(todo.length, (i) => todo[i].stamp(todo[i].deviceId, todo[i].counter), keys);
+    const rows = todo.map(({ deviceId, counter }, i) => {
       const prev = existing.get(deviceId);
       const changed = prev?.bundleId !== bundleId;
-      rows.push({
+      return {
         deviceId,
         counter,
         // Text, not nested JSON: SQLite would re-print the signed numbers in its own float format.
-        manifest: JSON.stringify(manifest),
+        manifest: signed[i],
         // What a rollback goes back to; a re-sign of the same bundle keeps it (and the stale clock, below).
         previousBundleId: changed ? (prev?.bundleId ?? null) : (prev?.previousBundleId ?? null),
-      });
-    }
+      };
+    });
     // One statement for the whole assignment: the rows go in as one JSON parameter (json_each), so
     // the statement's size and its building do not grow with the device count. A new bundle restarts
     // the stale clock (mismatch, republished); a re-sign of the same bundle keeps it.
@@ -106,16 +118,21 @@ export class DesiredState {
         ${c('updatedAt')} = excluded.${c('updatedAt')}, ${c('previousBundleId')} = excluded.${c('previousBundleId')}, ${c('shadow')} = excluded.${c('shadow')},
         ${c('mismatchSince')} = case when ${deviceDesired}.${c('bundleId')} = excluded.${c('bundleId')} then ${deviceDesired}.${c('mismatchSince')} end,
         ${c('republishedAt')} = case when ${deviceDesired}.${c('bundleId')} = excluded.${c('bundleId')} then ${deviceDesired}.${c('republishedAt')} end`);
+    // The messages as a restart would publish them from the stored rows (stored-desired.ts): same bytes.
+    const head = desiredMessageHead(keylist);
+    return rows.map((r) => ({ deviceId: r.deviceId, payload: `${head}${r.manifest}}` }));
   }
 
   /** Publishes the stored desired state of the given devices (all when omitted). */
   async publish(deviceIds?: string[]): Promise<void> {
-    const rows = await storedDesiredMessages(this.db, deviceIds);
-    // A window of publishes in flight rather than one round trip each (a key rotation republishes the fleet).
-    for (let i = 0; i < rows.length; i += PUBLISH_WINDOW) {
-      await Promise.all(rows.slice(i, i + PUBLISH_WINDOW).map(({ deviceId, message }) => this.bus.publish(deviceId, 'desired', message, { retain: true })));
-    }
-    this.logger.debug({ devices: rows.length }, 'published desired state');
+    await this.publishBuilt(await storedDesiredPayloads(this.db, deviceIds));
+  }
+
+  /** Publishes messages assign() returned; call only once their transaction committed (stored before published). */
+  async publishBuilt(messages: DesiredPayload[]): Promise<void> {
+    if (!messages.length) return;
+    await this.publisher.publish(messages);
+    this.logger.debug({ devices: messages.length }, 'published desired state');
   }
 
   /**
@@ -164,15 +181,16 @@ export class DesiredState {
   private async resign(where?: SQL): Promise<string[]> {
     const rows = await this.db.select().from(deviceDesired).where(where);
     if (!rows.length) return [];
-    await this.db.transaction(async (tx) => {
+    const built = await this.db.transaction(async (tx) => {
+      const out: DesiredPayload[] = [];
       for (const group of sameAssignment(rows)) {
         const row = group[0];
-        await this.assign(tx, row.bundleId, group.map((r) => r.deviceId), { deploymentId: row.deploymentId ?? undefined, cohort: row.cohort ?? undefined, shadow: row.shadow });
+        out.push(...(await this.assign(tx, row.bundleId, group.map((r) => r.deviceId), { deploymentId: row.deploymentId ?? undefined, cohort: row.cohort ?? undefined, shadow: row.shadow })));
       }
+      return out;
     });
-    const ids = rows.map((r) => r.deviceId);
-    await this.publish(ids);
-    return ids;
+    await this.publishBuilt(built);
+    return rows.map((r) => r.deviceId);
   }
 }
 
@@ -223,11 +241,14 @@ async function shadowCandidate(tx: Tx, spec: ShadowSpec): Promise<ShadowCandidat
 
 /** The highest counter each device reported having activated (its rollback floor), from its last `reported`. */
 async function reportedFloors(tx: Tx, deviceIds: string[]): Promise<Map<string, number>> {
-  const rows = await tx.select({ id: devices.id, reported: devices.reported }).from(devices).where(inIds(devices.id, deviceIds));
+  // The two numbers only, extracted by SQLite: a device's last report (transitions and all) is not parsed.
+  const rows = await tx
+    .select({ id: devices.id, highest: sql<unknown>`${devices.reported} ->> '$.highestCounter'`, active: sql<unknown>`${devices.reported} ->> '$.active.counter'` })
+    .from(devices)
+    .where(inIds(devices.id, deviceIds));
   const out = new Map<string, number>();
   for (const r of rows) {
-    const rep = r.reported as { highestCounter?: unknown; active?: { counter?: unknown } | null } | null;
-    const n = Math.max(Number.isSafeInteger(rep?.highestCounter) ? (rep!.highestCounter as number) : 0, Number.isSafeInteger(rep?.active?.counter) ? (rep!.active!.counter as number) : 0);
+    const n = Math.max(Number.isSafeInteger(r.highest) ? (r.highest as number) : 0, Number.isSafeInteger(r.active) ? (r.active as number) : 0);
     if (n > 0) out.set(r.id, n);
   }
   return out;

@@ -171,6 +171,13 @@ export class DeviceBus {
     this.opts.metrics.mqttMessagesOut.inc({ channel });
   }
 
+  /** Publishes bytes already serialized (QoS 1); resolves on the broker's acknowledgement. */
+  async publishBytes(topic: string, payload: Buffer, channel: Channel, opts: { retain?: boolean } = {}): Promise<void> {
+    if (!this.client) throw new Error('device bus not started');
+    await this.client.publishAsync(topic, payload, { qos: 1, retain: opts.retain ?? false });
+    this.opts.metrics.mqttMessagesOut.inc({ channel });
+  }
+
   async stop(): Promise<void> {
     await this.client?.endAsync();
     this.client = undefined;

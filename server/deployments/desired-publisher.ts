@@ -1,0 +1,46 @@
+// Where signed desired state goes once stored: each device's `desired` topic, retained. With the
+// embedded broker the server publishes straight into it (no QoS 1 round trip through its own client
+// per device); with an external broker through the server's client, pipelined (a sliding window of
+// publishes awaiting their acknowledgement, not one at a time nor in lockstep batches).
+import { deviceTopic } from '../../protocol/topics.ts';
+import type { EmbeddedBroker } from '../broker/embedded-broker.ts';
+import type { Metrics } from '../metrics.ts';
+import type { DeviceBus } from '../mqtt/device-bus.ts';
+
+/** One device's desired message, serialized once (the bytes stored or built at assignment). */
+export interface DesiredPayload {
+  deviceId: string;
+  payload: string;
+}
+
+export interface DesiredPublisher {
+  /** Resolves once every message is retained by the broker (acknowledged by an external one). */
+  publish(messages: DesiredPayload[]): Promise<void>;
+}
+
+/** Acknowledgements awaited at once from an external broker. */
+const EXTERNAL_WINDOW = 1024;
+
+export function embeddedPublisher(broker: EmbeddedBroker, metrics: Metrics): DesiredPublisher {
+  return {
+    async publish(messages) {
+      await Promise.all(messages.map(({ deviceId, payload }) => broker.publishRetained(deviceTopic(deviceId, 'desired'), Buffer.from(payload))));
+      metrics.mqttMessagesOut.inc({ channel: 'desired' }, messages.length);
+    },
+  };
+}
+
+export function busPublisher(bus: DeviceBus): DesiredPublisher {
+  return {
+    async publish(messages) {
+      let next = 0;
+      const lane = async () => {
+        for (let i = next++; i < messages.length; i = next++) {
+          const { deviceId, payload } = messages[i];
+          await bus.publishBytes(deviceTopic(deviceId, 'desired'), Buffer.from(payload), 'desired', { retain: true });
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(EXTERNAL_WINDOW, messages.length) }, lane));
+    },
+  };
+}
