@@ -1,10 +1,11 @@
 // Writes a batch of accepted `stats` windows inside the caller's transaction: raw windows first
 // (insert-or-ignore on device + seq, so a resend is stored once), then only the windows that were
-// new are merged into the per-minute and per-hour rollups of their cohorts and the fleet, and the
-// per-hour rollup of their device. There is no per-minute device rollup: with one window a minute it
-// was a second copy of the raw window, and nothing reads it (drift reads cohorts and the fleet; a
-// device's recent windows are its raw rows). Sketches are stored binary (server/db/sketch-blob.ts),
-// carried to SQLite as hex inside the batch's JSON parameter and turned back into bytes by `unhex`.
+// new are merged into the per-minute and per-hour rollups of their cohorts and the fleet. There are
+// no per-device rollups: nothing reads them (drift reads cohorts and the fleet), and a device's
+// windows are its raw rows, kept for the stats retention. With one window per device a minute, a
+// device rollup cost a read, a merge and a rewrite of a whole sketch per window, more than the raw
+// insert itself. Sketches are stored binary (server/db/sketch-blob.ts), carried to SQLite as hex inside
+// the batch's JSON parameter and turned back into bytes by `unhex`.
 import { sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
 import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
@@ -20,7 +21,7 @@ export interface StatsItem {
   cohorts: string[];
 }
 
-type Scope = 'device' | 'cohort' | 'fleet';
+type Scope = 'cohort' | 'fleet';
 interface RollupAcc {
   scope: Scope;
   key: string;
@@ -81,10 +82,9 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
 
   const acc = new Map<string, Pending>();
   for (const it of fresh) {
-    const shared: Array<[Scope, string]> = [...it.cohorts.map((c): [Scope, string] => ['cohort', c]), ['fleet', FLEET_KEY]];
+    const scopes: Array<[Scope, string]> = [...it.cohorts.map((c): [Scope, string] => ['cohort', c]), ['fleet', FLEET_KEY]];
     for (const granularity of GRANULARITIES) {
       const bucket = bucketStart(it.message.windowStart, granularity);
-      const scopes: Array<[Scope, string]> = granularity === 'hour' ? [['device', it.deviceId], ...shared] : shared;
       for (const [scope, key] of scopes) {
         const id = { scope, key, modelVersionId: it.modelVersionId, granularity, bucketStart: bucket };
         const k = rollupKey(id);
