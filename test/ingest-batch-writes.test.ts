@@ -1,10 +1,11 @@
 // The batch writers (one json_each statement per table per batch): rollups stay exact across batches
 // (each equals the merge of every window in its bucket, whatever batches they came in), a resend
-// inside one batch is stored and rolled up once, the stored JSON is the message's own JSON text,
-// and a late telemetry report adds to the rollups without replacing the newer resources.
+// inside one batch is stored and rolled up once, sketches are stored binary (decoding to the message's
+// own sketch), there are no per-device rollups, and a late telemetry report adds to the rollups
+// without replacing the newer resources.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
 import { generateKeyPair } from '../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
@@ -67,8 +68,9 @@ describe('ingest batch writes', () => {
       const m = sent.find((s) => s.deviceId === w.deviceId && s.seq === w.seq)!;
       assert.deepStrictEqual(w.sketch, m.sketch);
     }
-    const raw = await cp.plane.db.all<{ sketch: string }>(`SELECT sketch FROM stats_windows WHERE device_id = '${ids[1]}' AND seq = 3`);
-    assert.equal(raw[0].sketch, JSON.stringify(sent.at(-1)!.sketch), 'stored as its JSON text');
+    const raw = await cp.plane.db.all<{ type: string; bytes: number }>(`SELECT typeof(sketch) AS type, length(sketch) AS bytes FROM stats_windows WHERE device_id = '${ids[1]}' AND seq = 3`);
+    assert.equal(raw[0].type, 'blob', 'stored binary');
+    assert.ok(raw[0].bytes < JSON.stringify(sent.at(-1)!.sketch).length * 0.75, `${raw[0].bytes} bytes, under 3/4 of the JSON text`);
 
     const expect = (scope: 'device' | 'cohort' | 'fleet', key: string, granularity: 'minute' | 'hour', bucket: string, pick: (m: (typeof sent)[number]) => boolean) => {
       const members = sent.filter((m) => pick(m) && bucketStart(m.windowStart, granularity) === bucket);
@@ -83,8 +85,7 @@ describe('ingest batch writes', () => {
       expect('fleet', '*', 'minute', minute1, () => true),
       expect('cohort', 'lab', 'hour', hourKey, () => true),
       expect('fleet', '*', 'hour', hourKey, () => true),
-      expect('device', ids[0], 'minute', minute1, (m) => m.deviceId === ids[0]),
-      expect('device', ids[1], 'hour', hourKey, (m) => m.deviceId === ids[1]),
+      expect('cohort', 'lab', 'minute', minute1, () => true),
     ];
     for (const w of wanted) {
       const got = rollups.find((r) => r.scope === w.scope && r.key === w.key && r.granularity === w.granularity && r.bucketStart === w.bucketStart);
@@ -102,8 +103,29 @@ describe('ingest batch writes', () => {
         }
       }
     }
-    const deviceMinutes = new Set(sent.map((m) => `${m.deviceId} ${bucketStart(m.windowStart, 'minute')}`)).size;
-    assert.equal(rollups.filter((r) => r.scope === 'device' && r.granularity === 'minute').length, deviceMinutes, 'one per device and minute');
+    // Nothing reads per-device rollups (a device's windows are its raw rows): none are written.
+    assert.equal(rollups.filter((r) => r.scope === 'device').length, 0);
+  });
+
+  it('stats: a rollup stored as JSON text (before the binary form) is still read and merged into', async () => {
+    const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 3 * 3_600_000;
+    const mk = (seq: number) => statsMessage({ deviceId: ids[0], bundleId, model, seq, start: new Date(hour), end: new Date(hour + 50_000), sketch: sketchOf(layout, generateRows(30, 900 + seq)) });
+    const old = mk(500);
+    const key = { scope: 'fleet', key: '*', granularity: 'hour', bucket: bucketStart(hour, 'hour') };
+    const [{ versionId }] = await cp.plane.db.select({ versionId: statsWindows.modelVersionId }).from(statsWindows).limit(1);
+    // As migration 0015 leaves an older row: the same column, the sketch's JSON text.
+    await cp.plane.db.run(
+      sql`INSERT INTO stats_rollups (scope, key, model_version_id, granularity, bucket_start, windows, rows, sketch, updated_at) VALUES (${key.scope}, ${key.key}, ${versionId}, ${key.granularity}, ${key.bucket}, 1, ${old.sketch.quality.rows}, ${JSON.stringify(old.sketch)}, ${new Date().toISOString()})`,
+    );
+    const [before] = await cp.plane.db.select().from(statsRollups).where(and(eq(statsRollups.scope, 'fleet'), eq(statsRollups.granularity, 'hour'), eq(statsRollups.bucketStart, key.bucket)));
+    assert.deepStrictEqual(before.sketch, old.sketch, 'JSON text read back');
+    const next = mk(501);
+    await Promise.all([cp.plane.ingest.acceptStats(ids[0], JSON.parse(JSON.stringify(next))), cp.plane.ingest.flush()]);
+    const [after] = await cp.plane.db.select().from(statsRollups).where(and(eq(statsRollups.scope, 'fleet'), eq(statsRollups.granularity, 'hour'), eq(statsRollups.bucketStart, key.bucket)));
+    assert.equal(after.windows, 2);
+    assert.deepStrictEqual(after.sketch.quality, mergeAllFeatureSetSketches([old.sketch, next.sketch]).quality);
+    const [{ type }] = await cp.plane.db.all<{ type: string }>(sql`SELECT typeof(sketch) AS type FROM stats_rollups WHERE scope = 'fleet' AND granularity = 'hour' AND bucket_start = ${key.bucket}`);
+    assert.equal(type, 'blob', 'rewritten binary');
   });
 
   it('telemetry: rollups add up across batches, a late report counts but keeps the newer resources', async () => {

@@ -4,6 +4,7 @@ import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from
 import type { MonitoringHealth, MonitoringLost } from '../../protocol/messages/telemetry.ts';
 import type { FeatureSetSketch, LatencyHistogram, SketchLayout } from '../../protocol/sketch/index.ts';
 import type { VersionFacts } from '../models/version-facts.ts';
+import { sketchColumn } from './sketch-blob.ts';
 
 const createdAt = (column = 'created_at') => text(column).notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ','now'))`);
 
@@ -281,7 +282,8 @@ export const statsWindows = sqliteTable(
     windowEnd: text('window_end').notNull(),
     seq: integer('seq').notNull(),
     rows: integer('rows').notNull(),
-    sketch: text('sketch', { mode: 'json' }).$type<FeatureSetSketch>().notNull(),
+    // Binary (sketch-blob.ts); rows from before are JSON text and still read.
+    sketch: sketchColumn('sketch').notNull(),
     receivedAt: text('received_at').notNull(),
   },
   (t) => [uniqueIndex('stats_windows_device_seq').on(t.deviceId, t.seq), index('stats_windows_end').on(t.windowEnd), index('stats_windows_version_start').on(t.modelVersionId, t.windowStart)],
@@ -298,7 +300,8 @@ export const statsRollups = sqliteTable(
     bucketStart: text('bucket_start').notNull(),
     windows: integer('windows').notNull(),
     rows: integer('rows').notNull(),
-    sketch: text('sketch', { mode: 'json' }).$type<FeatureSetSketch>().notNull(),
+    // Binary (sketch-blob.ts); rows from before are JSON text and still read.
+    sketch: sketchColumn('sketch').notNull(),
     updatedAt: text('updated_at').notNull(),
   },
   (t) => [

@@ -1,11 +1,17 @@
 // Writes a batch of accepted `stats` windows inside the caller's transaction: raw windows first
 // (insert-or-ignore on device + seq, so a resend is stored once), then only the windows that were
-// new are merged into the per-minute and per-hour rollups of their device, cohorts and the fleet.
+// new are merged into the per-minute and per-hour rollups of their cohorts and the fleet. There are
+// no per-device rollups: nothing reads them (drift reads cohorts and the fleet), and a device's
+// windows are its raw rows, kept for the stats retention. With one window per device a minute, a
+// device rollup cost a read, a merge and a rewrite of a whole sketch per window, more than the raw
+// insert itself. Sketches are stored binary (server/db/sketch-blob.ts), carried to SQLite as hex inside
+// the batch's JSON parameter and turned back into bytes by `unhex`.
 import { sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
 import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
 import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
+import { encodeSketch, readStoredSketch } from '../db/sketch-blob.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
 
 export interface StatsItem {
@@ -15,7 +21,7 @@ export interface StatsItem {
   cohorts: string[];
 }
 
-type Scope = 'device' | 'cohort' | 'fleet';
+type Scope = 'cohort' | 'fleet';
 interface RollupAcc {
   scope: Scope;
   key: string;
@@ -48,14 +54,14 @@ export interface StatsWriteResult {
  */
 export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise<StatsWriteResult> {
   const receivedAt = now.toISOString();
-  // A rollup holding a single new window is that window's sketch object: serialized once for both rows.
+  // A rollup holding a single new window is that window's sketch object: encoded once for both rows.
   const texts = new Map<FeatureSetSketch, string>();
   const text = (sk: FeatureSetSketch) => {
     let t = texts.get(sk);
-    if (t === undefined) texts.set(sk, (t = JSON.stringify(sk)));
+    if (t === undefined) texts.set(sk, (t = encodeSketch(sk).toString('hex')));
     return t;
   };
-  // One statement for the whole batch; the sketch travels as its JSON text, stored as drizzle would store it.
+  // One statement for the whole batch; the sketch travels as the hex of its stored bytes.
   const windows = items.map((it) => [
     it.deviceId,
     it.modelVersionId,
@@ -68,7 +74,7 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
   ]);
   const inserted = await tx.all<{ device_id: string; seq: number }>(sql`
     INSERT INTO stats_windows (device_id, model_version_id, bundle_id, window_start, window_end, seq, rows, sketch, received_at)
-    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, ${receivedAt} FROM json_each(${JSON.stringify(windows)}) WHERE true
+    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, unhex(value->>7), ${receivedAt} FROM json_each(${JSON.stringify(windows)}) WHERE true
     ON CONFLICT DO NOTHING RETURNING device_id, seq`);
   // The same (device, seq) twice in one batch: only the first insert wins, and only it is rolled up.
   const added = new Set(inserted.map((r) => `${r.device_id}\u0000${r.seq}`));
@@ -76,7 +82,7 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
 
   const acc = new Map<string, Pending>();
   for (const it of fresh) {
-    const scopes: Array<[Scope, string]> = [['device', it.deviceId], ...it.cohorts.map((c): [Scope, string] => ['cohort', c]), ['fleet', FLEET_KEY]];
+    const scopes: Array<[Scope, string]> = [...it.cohorts.map((c): [Scope, string] => ['cohort', c]), ['fleet', FLEET_KEY]];
     for (const granularity of GRANULARITIES) {
       const bucket = bucketStart(it.message.windowStart, granularity);
       for (const [scope, key] of scopes) {
@@ -106,7 +112,7 @@ async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string, te
   if (!rollups.length) return 0;
   const keys = JSON.stringify(rollups.map((r) => [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart]));
   // CROSS JOIN keeps the key list as the outer loop, so each key is one primary-key lookup.
-  const found = await tx.all<{ scope: Scope; key: string; model_version_id: number; granularity: Granularity; bucket_start: string; windows: number; rows: number; sketch: string }>(sql`
+  const found = await tx.all<{ scope: Scope; key: string; model_version_id: number; granularity: Granularity; bucket_start: string; windows: number; rows: number; sketch: unknown }>(sql`
     SELECT r.scope, r.key, r.model_version_id, r.granularity, r.bucket_start, r.windows, r.rows, r.sketch FROM json_each(${keys}) k CROSS JOIN stats_rollups r
     ON r.scope = k.value->>0 AND r.key = k.value->>1 AND r.model_version_id = k.value->>2 AND r.granularity = k.value->>3 AND r.bucket_start = k.value->>4`);
   const byKey = new Map(found.map((r) => [rollupKey({ scope: r.scope, key: r.key, modelVersionId: r.model_version_id, granularity: r.granularity, bucketStart: r.bucket_start }), r]));
@@ -116,7 +122,7 @@ async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string, te
     let merged = { windows: r.windows, rows: r.rows, sketch: r.sketch };
     if (old) {
       try {
-        merged = { windows: old.windows + r.windows, rows: old.rows + r.rows, sketch: mergeFeatureSetSketches(JSON.parse(old.sketch) as FeatureSetSketch, r.sketch) };
+        merged = { windows: old.windows + r.windows, rows: old.rows + r.rows, sketch: mergeFeatureSetSketches(readStoredSketch(old.sketch), r.sketch) };
       } catch (err) {
         if (!(err instanceof SketchMismatchError)) throw err;
         resets++;
@@ -126,7 +132,7 @@ async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string, te
   });
   await tx.run(sql`
     INSERT INTO stats_rollups (scope, key, model_version_id, granularity, bucket_start, windows, rows, sketch, updated_at)
-    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, ${updatedAt} FROM json_each(${JSON.stringify(values)}) WHERE true
+    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, unhex(value->>7), ${updatedAt} FROM json_each(${JSON.stringify(values)}) WHERE true
     ON CONFLICT (scope, key, model_version_id, granularity, bucket_start)
     DO UPDATE SET windows = excluded.windows, rows = excluded.rows, sketch = excluded.sketch, updated_at = excluded.updated_at`);
   return resets;
