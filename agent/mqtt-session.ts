@@ -26,6 +26,8 @@ export interface MqttSessionOptions {
   onCommand(payload: Buffer): void;
   /** Called after each (re)connection once `status` online is sent. */
   onConnected?(): void;
+  /** The broker refused the login (CONNACK 4 or 5: bad credentials or not authorized). */
+  onRefused?(): void;
 }
 
 export class MqttSession {
@@ -90,6 +92,8 @@ export class MqttSession {
     client.on('error', (err) => {
       if ((err as Error & { code?: unknown }).code === 3) return opts.logger.info('mqtt broker busy (server unavailable): backing off');
       const pending = /not authori[sz]ed/i.test(err.message);
+      const code = (err as Error & { code?: unknown }).code;
+      if (pending || code === 4 || code === 5 || /bad user ?name or password/i.test(err.message)) opts.onRefused?.();
       opts.logger.warn({ err: err.message }, pending ? 'mqtt connect refused: device pending approval, revoked, or bad credentials' : 'mqtt error');
     });
     client.on('close', () => this.scheduleReconnect());

@@ -55,6 +55,14 @@ function adminEntry(username: string, password: string) {
   };
 }
 
+/** The server's external-broker settings for a test Mosquitto. */
+export function mosquittoConfig(m: TestMosquitto, clientId = `flotilla-test-${randomBytes(3).toString('hex')}`) {
+  return {
+    externalMqttUrl: m.url,
+    externalBroker: { username: 'flotilla-server', password: randomBytes(16).toString('base64url'), admin: m.admin, clientId, sessionExpiryS: 300 },
+  };
+}
+
 export async function startMosquitto(opts: { maxQueuedMessages?: number } = {}): Promise<TestMosquitto> {
   const found = findMosquitto();
   if (!found) throw new Error(mosquittoSkip() as string);
