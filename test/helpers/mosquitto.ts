@@ -29,6 +29,8 @@ export interface TestMosquitto {
   port: number;
   admin: { username: string; password: string };
   dir: string;
+  /** The broker's process id (the scale bench reads its RSS and file descriptors). */
+  readonly pid: number | undefined;
   /** Stops the broker process (its dynamic-security JSON stays, the port is kept for resume()). */
   halt(): Promise<void>;
   /** Starts it again on the same port. */
@@ -141,6 +143,9 @@ export async function startMosquitto(opts: { maxQueuedMessages?: number } = {}):
     },
     get port() {
       return port;
+    },
+    get pid() {
+      return child?.pid;
     },
     admin,
     dir,
