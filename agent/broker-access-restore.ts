@@ -16,15 +16,22 @@ export class BrokerAccessRestore {
   /** Answers that put a client or role back (status and tests). */
   restored = 0;
 
-  constructor(private readonly o: { serverUrl: string; deviceId: string; secret: string; fetch: FetchFn; logger: Logger; firstPauseMs: number }) {
+  constructor(private readonly o: { serverUrl: string; deviceId: string; secret: string; fetch: FetchFn; logger: Logger; firstPauseMs: number; now?: () => number }) {
     this.pauseMs = o.firstPauseMs;
   }
 
+  private now(): number {
+    return this.o.now?.() ?? Date.now();
+  }
+
+  /** Resolves when the request in flight (if any) has been answered (tests). */
+  settled: Promise<void> = Promise.resolve();
+
   /** The broker refused the login: ask unless asked recently. */
   refused(): void {
-    if (this.busy || Date.now() < this.nextAt) return;
+    if (this.busy || this.now() < this.nextAt) return;
     this.busy = true;
-    void this.ask().finally(() => (this.busy = false));
+    this.settled = this.ask().finally(() => (this.busy = false));
   }
 
   connected(): void {
@@ -55,6 +62,6 @@ export class BrokerAccessRestore {
     // After a fix or a transient failure, ask again soon; an answer that changed nothing (pending,
     // revoked, embedded broker, client present) doubles the pause.
     this.pauseMs = changed || transient ? o.firstPauseMs : Math.min(MAX_PAUSE_MS, this.pauseMs * 2);
-    this.nextAt = Date.now() + this.pauseMs;
+    this.nextAt = this.now() + this.pauseMs;
   }
 }
