@@ -93,7 +93,9 @@ export class Downloader {
           await rm(part, { force: true });
           throw new DownloadError('TOO_LARGE', `${file.path}: the server sent more than the signed ${file.size} bytes`);
         }
-        lastError = (err as Error).message;
+        // fetch's own message ("fetch failed") hides what failed: the cause's code says (ECONNRESET, UND_ERR_CONNECT_TIMEOUT…).
+        const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+        lastError = cause ? `${(err as Error).message} (${cause.code ?? cause.message})` : (err as Error).message;
         this.opts.logger.warn({ file: file.path, attempt: attempt + 1, err: lastError }, 'download attempt failed');
       }
     }
