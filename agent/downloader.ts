@@ -93,9 +93,7 @@ export class Downloader {
           await rm(part, { force: true });
           throw new DownloadError('TOO_LARGE', `${file.path}: the server sent more than the signed ${file.size} bytes`);
         }
-        // fetch's own message ("fetch failed") hides what failed: the cause's code says (ECONNRESET, UND_ERR_CONNECT_TIMEOUT…).
-        const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
-        lastError = cause ? `${(err as Error).message} (${cause.code ?? cause.message})` : (err as Error).message;
+        lastError = (err as Error).message;
         this.opts.logger.warn({ file: file.path, attempt: attempt + 1, err: lastError }, 'download attempt failed');
       }
     }
@@ -131,7 +129,7 @@ export class Downloader {
       try {
         res = await (this.opts.fetch ?? fetch)(url, { headers, signal });
       } catch (err) {
-        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : (err as Error).message);
+        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : errorText(err));
       }
       if (res.status === 416) {
         await res.body?.cancel();
@@ -180,7 +178,7 @@ export class Downloader {
       } catch (err) {
         await fh.sync().catch(() => {});
         if (err instanceof FileDigestError || err instanceof DownloadError) throw err;
-        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : (err as Error).message);
+        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : errorText(err));
       } finally {
         await fh.close();
       }
@@ -197,4 +195,10 @@ async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** fetch's own message ("fetch failed") hides what failed: its cause's code says (ECONNRESET, UND_ERR_CONNECT_TIMEOUT…). */
+function errorText(err: unknown): string {
+  const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+  return cause ? `${(err as Error).message} (${cause.code ?? cause.message})` : (err as Error).message;
 }
