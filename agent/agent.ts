@@ -18,6 +18,7 @@ import type { ModelRuntime } from './model-runtime.ts';
 import { Monitoring } from './monitoring/monitoring.ts';
 import { MqttSession } from './mqtt-session.ts';
 import { loadedNativeModules } from './native-modules.ts';
+import { BrokerAccessRestore } from './broker-access-restore.ts';
 import { Reconciler } from './reconciler.ts';
 import { Reporter } from './reporter.ts';
 import { SampleCapture } from './sample-capture.ts';
@@ -38,6 +39,7 @@ export class Agent {
   reconciler?: Reconciler;
   reporter?: Reporter;
   session?: MqttSession;
+  brokerRestore?: BrokerAccessRestore;
   api?: LocalApi;
   capture?: SampleCapture;
   monitoring?: Monitoring;
@@ -142,6 +144,9 @@ export class Agent {
       await this.api.start();
     }
 
+    // Asks no more often than the reconnect backoff's ceiling (30 s at most at first).
+    const restore = new BrokerAccessRestore({ serverUrl: identity.serverUrl, deviceId: identity.deviceId, secret: identity.mqtt.password, fetch: tlsFetch, logger: log, firstPauseMs: Math.min(30_000, config.reconnectMaxMs) });
+    this.brokerRestore = restore;
     const session = new MqttSession({
       url: identity.mqtt.url,
       deviceId: identity.deviceId,
@@ -152,7 +157,9 @@ export class Agent {
       ca: identity.tls?.ca,
       onDesired: (payload) => reconciler.handleDesired(payload),
       onCommand: (payload) => this.commands!.handle(payload),
+      onRefused: () => restore.refused(),
       onConnected: () => {
+        restore.connected();
         reporter.flush();
         monitoring.connected();
       },
@@ -182,7 +189,7 @@ export class Agent {
       agentVersion: AGENT_VERSION,
       startedAt: this.startedAt,
       trustRoot: this.identity?.trust ? { keyid: this.identity.trust.keyid, source: this.identity.trust.source } : null,
-      mqtt: { connected: this.session?.connected ?? false },
+      mqtt: { connected: this.session?.connected ?? false, loginsRestored: this.brokerRestore?.restored ?? 0 },
       monitoring: this.monitoring?.status() ?? null,
       sampleCapture: this.capture?.status() ?? null,
       shadow: this.shadow?.status() ?? null,

@@ -133,7 +133,7 @@ export class Downloader {
       try {
         res = await (this.opts.fetch ?? defaultClient)(url, { headers, signal });
       } catch (err) {
-        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : (err as Error).message);
+        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : errorText(err));
       }
       if (res.status === 416) {
         await res.body.cancel();
@@ -181,7 +181,7 @@ export class Downloader {
       } catch (err) {
         await fh.sync().catch(() => {});
         if (err instanceof FileDigestError || err instanceof DownloadError) throw err;
-        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : (err as Error).message);
+        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : errorText(err));
       } finally {
         await fh.close();
       }
@@ -198,4 +198,10 @@ async function exists(p: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/** fetch's own message ("fetch failed") hides what failed: its cause's code says (ECONNRESET, UND_ERR_CONNECT_TIMEOUT…). */
+function errorText(err: unknown): string {
+  const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
+  return cause ? `${(err as Error).message} (${cause.code ?? cause.message})` : (err as Error).message;
 }

@@ -31,6 +31,8 @@ export interface MqttSessionOptions {
   onAttempt?(outcome: ConnectOutcome, ms: number): void;
   /** Called when an established connection closes. */
   onDisconnected?(): void;
+  /** The broker refused the login (CONNACK 4 or 5: bad credentials or not authorized). */
+  onRefused?(): void;
 }
 
 /**
@@ -45,7 +47,7 @@ export type ConnectOutcome = 'ok' | 'busy' | 'refused' | 'denied' | 'lost';
 function classify(err: Error & { code?: unknown }): ConnectOutcome {
   if (err.code === 3) return 'busy';
   if (err.code === 'ECONNREFUSED') return 'refused';
-  if (err.code === 4 || err.code === 5 || /not authori[sz]ed/i.test(err.message)) return 'denied';
+  if (err.code === 4 || err.code === 5 || /not authori[sz]ed|bad user ?name or password/i.test(err.message)) return 'denied';
   return 'lost';
 }
 

@@ -1,19 +1,23 @@
-// Fleet scale (issue 16), with the fleet simulator (simulator/) against one control plane with the
-// embedded broker, each in its own process:
-// - devices held: N simulated devices, telemetry every 10 s (no requests: --rows 0); connected count, messages/s stored by
-//   the server, server RSS per device (RSS with the fleet minus RSS before it, over N), and what
-//   broke first if not every device got connected;
-// - desired-state fan-out: one deployment to every held device (up to 10,000), time until every
-//   device's agent verified its signed manifest (seen in the simulators, polled every 100 ms);
-// - a full rollout to 1,000 of them (4 stages, no bake time), time until the last device is active;
+// Fleet scale (issue 16), with the fleet simulator (simulator/) against one control plane, each in its
+// own process, on the embedded broker and on Mosquitto 2 (its own process, dynamic security, the
+// server a client of it):
+// - devices held: N simulated devices, telemetry every 10 s (no requests: --rows 0); connected count,
+//   messages/s acknowledged and stored, server RSS per device (RSS with the fleet minus RSS before it,
+//   over N; Mosquitto's too), file descriptors in use against the process limit, and what broke first
+//   if not every device got connected;
+// - (embedded broker) desired-state fan-out: one deployment to every held device (up to 10,000), time
+//   until every device's agent verified its signed manifest (seen in the simulators, polled every 100 ms);
+// - (embedded broker) a full staged rollout to 1,000 of them (stages 1/10/50/100 %, no bake): per stage,
+//   time until its last device is active (bench/staged-rollout.ts, shared with the shadow bench);
 // - drift evaluation for 10,000 devices × 50 features: merging 10,000 windows and evaluating, against
 //   parsing those windows' JSON (what reading them costs at least).
-// Bounded: BENCH_SCALE_DEVICES (default 10000; the process fd limit here is ~20,000, and each device
-// is one socket in the server), at most 5,000 devices per simulator process, every wait with a
-// timeout; only 127.0.0.1.
+// Sizes: BENCH_SCALE_DEVICES (default 2000) on each broker of BENCH_SCALE_BROKERS (default
+// "embedded,mosquitto"); BENCH_SCALE_BIG=1 holds 19,000 instead (the per-process fd limit here is
+// 20,000: each device is one socket in the server, or in Mosquitto). At most 5,000 devices per
+// simulator process, every wait with a timeout; only 127.0.0.1.
 import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { readFile, readdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../agent/testing/harness.ts';
@@ -31,8 +35,11 @@ import { generateRows, rowsToCsv } from '../test/helpers/device-stats.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { printTable, type BenchRow } from './lib.ts';
 import { SimulatorProcess, type SimulatorProgress } from '../simulator/simulator-process.ts';
+import { mosquittoSkip, startMosquitto, type TestMosquitto } from '../test/helpers/mosquitto.ts';
+import { measureStagedRollout } from './staged-rollout.ts';
 
-const HELD = Number(process.env.BENCH_SCALE_DEVICES ?? 10_000);
+const HELD = process.env.BENCH_SCALE_BIG === '1' ? 19_000 : Number(process.env.BENCH_SCALE_DEVICES ?? 2000);
+const BROKERS = (process.env.BENCH_SCALE_BROKERS ?? 'embedded,mosquitto').split(',').map((b) => b.trim()) as Array<'embedded' | 'mosquitto'>;
 const PER_PROCESS = 5_000;
 const FANOUT = Math.min(HELD, 10_000);
 const ROLLOUT = Math.min(HELD, 1_000);
@@ -55,6 +62,10 @@ async function until(what: string, fn: () => boolean | Promise<boolean>, timeout
 async function rssBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) * 1024;
+}
+
+async function fdsInUse(pid: number): Promise<number> {
+  return (await readdir(`/proc/${pid}/fd`)).length;
 }
 
 async function metric(url: string, name: string, labels: string): Promise<number> {
@@ -121,16 +132,13 @@ function driftRows(): BenchRow[] {
   return [{ benchmark: `drift: merge ${N} device windows (${FEATURES} features, 20 bins) + evaluate`, value: best(work), unit: 'ms', baseline: `JSON.parse of the ${N} windows`, baselineValue: best(parse), ratio: best(work) / best(parse), note: 'best of 3; target < 1000 ms' }];
 }
 
-export async function runScaleBench(): Promise<BenchRow[]> {
-  const rows: BenchRow[] = [];
-  // Each row is printed as soon as it is measured: a run on a loaded machine may be cut short.
-  const push = (r: BenchRow) => {
-    rows.push(r);
-    console.error(`scale: ${r.benchmark}: ${r.value.toFixed(2)} ${r.unit}${r.note ? ` (${r.note})` : ''}`);
-  };
+/** One fleet held on one broker; on the embedded broker also the fan-out and the staged rollout. */
+async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) => void): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-scale-bench-'));
   const [httpPort, mqttPort] = [await freePort(), await freePort()];
-  const env = {
+  let mosq: TestMosquitto | undefined;
+  if (broker === 'mosquitto') mosq = await startMosquitto();
+  const env: Record<string, string> = {
     FLOTILLA_DATA_DIR: path.join(dir, 'server'),
     FLOTILLA_HTTP_HOST: '127.0.0.1',
     FLOTILLA_HTTP_PORT: String(httpPort),
@@ -139,6 +147,7 @@ export async function runScaleBench(): Promise<BenchRow[]> {
     FLOTILLA_LOG_LEVEL: 'error',
     FLOTILLA_SCHEDULER_TICK_MS: '500',
     FLOTILLA_DRIFT_CRON: 'off',
+    ...(mosq ? { FLOTILLA_MQTT_URL: mosq.url, FLOTILLA_MQTT_ADMIN_USERNAME: mosq.admin.username, FLOTILLA_MQTT_ADMIN_PASSWORD: mosq.admin.password } : {}),
   };
   const s = await setup(dir, env);
   // The simulated devices' state on tmpfs where there is one: every telemetry message goes through each
@@ -159,18 +168,22 @@ export async function runScaleBench(): Promise<BenchRow[]> {
     server.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
   });
   const sims: SimulatorProcess[] = [];
+  const on = broker === 'mosquitto' ? 'Mosquitto' : 'embedded broker';
+  const mosqPid = mosq?.pid;
+  let tell: NodeJS.Timeout | undefined;
   try {
     await new Promise((r) => setTimeout(r, 3000)); // settle after start
     const rssBefore = await rssBytes(server.pid!);
+    const brokerRssBefore = mosqPid ? await rssBytes(mosqPid) : 0;
     // Process 0 holds the rollout ring (its devices carry ring=r1), the rest only fleet=scale.
     const common = ['--server', url, '--trust-root', s.rootPublicKey, '--telemetry', '10s', '--stats', '60s', '--rows', '0', '--probation', '1s', '--concurrency', '25', '--log-level', 'fatal'];
     for (let left = HELD, i = 0; left > 0; i++) {
-      const n = i === 0 ? ROLLOUT : Math.min(PER_PROCESS, left);
+      const n = i === 0 ? Math.min(ROLLOUT, left) : Math.min(PER_PROCESS, left);
       sims.push(new SimulatorProcess(['--progress-every', '100ms', '--devices', String(n), '--name-prefix', `scale${i}-`, '--data-dir', path.join(simRoot, `sim${i}`), '--enroll-token', i === 0 ? s.ringToken : s.token, ...common]));
       left -= n;
     }
     const t0 = performance.now();
-    const tell = setInterval(() => console.error(`scale: ${sum(sims, 'started')} started, ${sum(sims, 'connected')} connected, ${sum(sims, 'accepted')} verified, ${sum(sims, 'active')} active, ${sum(sims, 'failed')} failed`), 15_000);
+    tell = setInterval(() => console.error(`scale (${on}): ${sum(sims, 'started')} started, ${sum(sims, 'connected')} connected, ${sum(sims, 'accepted')} verified, ${sum(sims, 'active')} active, ${sum(sims, 'failed')} failed`), 15_000);
     tell.unref();
     const allConnected = await until('every device connected', () => sum(sims, 'connected') >= HELD, CONNECT_TIMEOUT_MS, 1000);
     const connectS = (performance.now() - t0) / 1000;
@@ -186,9 +199,16 @@ export async function runScaleBench(): Promise<BenchRow[]> {
     const pubRate = (sum(sims, 'published') - pub0) / secs;
     const rssWith = await rssBytes(server.pid!);
     const perDevice = (rssWith - rssBefore) / Math.max(1, connected);
-    push({ benchmark: `devices held, telemetry every 10 s (${sims.length} simulator processes)`, value: connected, unit: 'devices', baseline: 'devices started', baselineValue: HELD, ratio: connected / HELD, note: `all connected after ${connectS.toFixed(0)} s (enrollment included)${broke}` });
-    push({ benchmark: 'messages/s acknowledged by the broker (all kinds)', value: pubRate, unit: 'msg/s', note: `telemetry stored by ingest: ${storedRate.toFixed(0)}/s (expected ≈ ${(connected / 10).toFixed(0)}/s)` });
-    push({ benchmark: 'server RSS per held device', value: perDevice / 1024, unit: 'KB', baseline: 'server RSS before the fleet', baselineValue: rssBefore / 1024 ** 2, note: `RSS ${(rssWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); target ≤ 100 KB/device` });
+    const fds = await fdsInUse(server.pid!);
+    const brokerFds = mosqPid ? await fdsInUse(mosqPid) : 0;
+    push({ benchmark: `devices held on the ${on}, telemetry every 10 s (${sims.length} simulator processes)`, value: connected, unit: 'devices', baseline: 'devices started', baselineValue: HELD, ratio: connected / HELD, note: `all connected after ${connectS.toFixed(0)} s (enrollment included); fds in use: server ${fds}${mosqPid ? `, Mosquitto ${brokerFds}` : ''} of 20000${broke}` });
+    push({ benchmark: `messages/s acknowledged by the ${on} (all kinds)`, value: pubRate, unit: 'msg/s', note: `telemetry stored by ingest: ${storedRate.toFixed(0)}/s (expected ≈ ${(connected / 10).toFixed(0)}/s)` });
+    push({ benchmark: `server RSS per held device (${on})`, value: perDevice / 1024, unit: 'KB', baseline: 'server RSS before the fleet', baselineValue: rssBefore / 1024 ** 2, note: `RSS ${(rssWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); target ≤ 100 KB/device` });
+    if (mosqPid) {
+      const brokerWith = await rssBytes(mosqPid);
+      push({ benchmark: 'Mosquitto RSS per held device', value: (brokerWith - brokerRssBefore) / Math.max(1, connected) / 1024, unit: 'KB', baseline: 'Mosquitto RSS before the fleet', baselineValue: brokerRssBefore / 1024 ** 2, note: `RSS ${(brokerWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); dynamic security: one client and one role per device` });
+    }
+    if (broker === 'mosquitto') return;
 
     // Fan-out: one deployment to every device of the fleet cohort.
     let t = performance.now();
@@ -198,30 +218,49 @@ export async function runScaleBench(): Promise<BenchRow[]> {
     push({ benchmark: `desired-state fan-out to ${connected} devices: every agent verified its signed manifest`, value: fanoutS, unit: 's', note: `${fanned ? '' : `only ${sum(sims, 'accepted')} verified; `}deployment request to the last verification; target < 5 s` });
     t = performance.now();
     const settled = await until('every device active', () => sum(sims, 'active') + sum(sims, 'failed') >= connected, 10 * 60_000, 500);
-    push({ benchmark: `the same deployment: time until every device is active (download, smoke test, 1 s probation)`, value: fanoutS + (performance.now() - t) / 1000, unit: 's', note: settled ? `${sum(sims, 'failed')} failed` : `only ${sum(sims, 'active')} active` });
+    const deployS = fanoutS + (performance.now() - t) / 1000;
+    push({ benchmark: `the same deployment: time until every device is active (download, smoke test, 1 s probation)`, value: deployS, unit: 's', note: settled ? `${sum(sims, 'failed')} failed` : `only ${sum(sims, 'active')} active` });
 
-    // A staged rollout of version 2 to the 1,000-device ring.
-    const ring = sims[0];
-    const activeBefore = ring.last!.active;
-    t = performance.now();
-    const rollout = await api('POST', '/api/v1/rollouts', { bundle: s.bundle2, cohort: 'ring', stages: [0.01, 0.1, 0.5, 1], bakeS: 0 });
-    let status = '';
-    const done = await until('the rollout to finish', async () => {
-      status = (await api('GET', `/api/v1/rollouts/${rollout.id}`)).status;
-      return status !== 'running';
-    }, 10 * 60_000, 250);
-    push({ benchmark: `full rollout to ${ROLLOUT} devices (stages 1/10/50/100 %, no bake): time to the last active`, value: (performance.now() - t) / 1000, unit: 's', note: `${done ? status : 'timed out'}; rollout ticks every 500 ms; ${activeBefore} were active on v1 before` });
+    // A staged rollout of version 2 to the 1,000-device ring, per stage (no bake). Failed updates are
+    // counted in the rows, not allowed to pause it: the stages' pace is what is measured.
+    const ringN = sims[0].last?.connected ?? 0;
+    for (const r of await measureStagedRollout({
+      api,
+      bundle: s.bundle2,
+      cohort: 'ring',
+      stages: [0.01, 0.1, 0.5, 1],
+      devices: ringN,
+      baseline: { label: `direct deployment to all ${connected}`, seconds: deployS },
+      body: { gates: { maxLatencyRatio: null, maxFailedUpdates: Math.max(1, ringN), minUpdateSuccessRatio: 0 } },
+      tickNote: 'ticks every 500 ms, polled every 250 ms',
+    })) push(r);
   } catch (err) {
     // What broke is a result too: keep the rows measured so far.
-    push({ benchmark: 'run cut short', value: NaN, unit: '-', note: (err as Error).message.slice(0, 200) });
+    push({ benchmark: `run on the ${on} cut short`, value: NaN, unit: '-', note: (err as Error).message.slice(0, 200) });
   } finally {
+    clearInterval(tell);
     await Promise.all(sims.map((x) => x.stop()));
     server.kill('SIGTERM');
     await serverExit;
+    await mosq?.stop();
     await rm(dir, { recursive: true, force: true });
     await rm(simRoot, { recursive: true, force: true });
   }
+}
+
+export async function runScaleBench(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  // Each row is printed as soon as it is measured: a run on a loaded machine may be cut short.
+  const push = (r: BenchRow) => {
+    rows.push(r);
+    console.error(`scale: ${r.benchmark}: ${r.value.toFixed(2)} ${r.unit}${r.note ? ` (${r.note})` : ''}`);
+  };
+  for (const broker of BROKERS) {
+    const skip = broker === 'mosquitto' ? mosquittoSkip() : false;
+    if (skip) console.log(`# Mosquitto rows skipped: ${skip}`);
+    else await heldRows(broker, push);
+  }
   for (const r of driftRows()) push(r);
-  printTable('Fleet scale (simulated devices, embedded broker)', rows);
+  printTable(`Fleet scale (simulated devices: ${HELD} per broker)`, rows);
   return rows;
 }

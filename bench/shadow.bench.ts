@@ -22,6 +22,7 @@ import { startControlPlane, type TestPlane } from '../test/helpers/control-plane
 import { gemmModel } from '../test/helpers/models.ts';
 import { scaledGemmModel } from '../test/helpers/shadow-models.ts';
 import { percentile, printTable, type BenchRow } from './lib.ts';
+import { measureStagedRollout } from './staged-rollout.ts';
 
 const DEVICES = Number(process.env.BENCH_SHADOW_DEVICES ?? 1000);
 const N = Number(process.env.BENCH_SHADOW_REQUESTS ?? 3000);
@@ -177,52 +178,20 @@ async function stageRows(dir: string): Promise<BenchRow[]> {
     rows.push({ benchmark: `direct deployment to ${n} devices: all active`, value: deployS, unit: 's', note: `${of('active')} active, ${of('failed')} failed; 95 % active after ${deploy95S.toFixed(1)} s; download, smoke test, 1 s probation${short}` });
 
     // A staged rollout of v2, no bake: per stage, from the stage's start until its last device is active.
-    const stages = [0.1, 0.5, 1];
-    t = performance.now();
     // What is measured is the stages' pace, not the failed-update gate: an update that fails on a loaded
     // machine (up to 1 % of the devices) is counted in the row, not allowed to pause the rollout.
     const gates = { maxLatencyRatio: null, maxFailedUpdates: Math.max(1, Math.floor(n / 100)) };
-    const r = await check(cp.api('POST', '/api/v1/rollouts', { json: { bundle: bundles[1], cohort: 'fleet', stages, bakeS: 0, gates } }), 'rollout');
-    const stageStart = [t];
-    const stageDone: number[] = [];
-    const stage95: number[] = [];
-    let last: any;
-    let endedAt: number | undefined;
-    await waitFor(async () => {
-      last = await check(cp.api('GET', `/api/v1/rollouts/${r.id}`), 'rollout');
-      const now = performance.now();
-      for (let k = stageDone.length; k < stages.length; k++) {
-        // Devices that never reported (never connected) cannot become active: not waited for.
-        const members = last.devices.filter((d: { stage: number; activeBundle: string | null }) => d.stage <= k && d.activeBundle !== null);
-        const active = members.filter((d: { state: string }) => d.state === 'active').length;
-        if (stage95[k] === undefined && members.length && active >= 0.95 * members.length) stage95[k] = now;
-        if (!members.length || !members.every((d: { state: string }) => d.state === 'active' || d.state === 'failed')) break;
-        stageDone.push(now);
-        stageStart.push(now);
-      }
-      // The rollout may say `succeeded` a moment before the last devices' reports say `active`:
-      // keep polling (bounded) so the last stage's row is measured, not reported as not reached.
-      if (last.status === 'running') return false;
-      endedAt ??= now;
-      return last.status !== 'succeeded' || stageDone.length === stages.length || now - endedAt > 60_000;
-    }, 'the rollout ends', 10 * 60_000, 250);
-    for (const [k, f] of stages.entries()) {
-      const inStage = (j: number) => last.devices.filter((d: { stage: number; activeBundle: string | null }) => d.stage <= j && d.activeBundle !== null).length;
-      const all = inStage(k);
-      const added = all - (k ? inStage(k - 1) : 0);
-      if (stageDone[k] === undefined) {
-        rows.push({ benchmark: `rollout stage ${k + 1} (${f * 100} %): all ${all} active`, value: NaN, unit: 's', note: `not reached; rollout ${last.status}: ${last.lastCheck?.verdict}` });
-        continue;
-      }
-      const s = (stageDone[k] - stageStart[k]) / 1000;
-      const failed = last.devices.filter((d: { stage: number; state: string }) => d.stage <= k && d.state === 'failed');
-      const why = failed.length ? `; ${failed.length} failed (${failed[0].reason})` : '';
-      const at95 = `95 % active after ${((stage95[k] - stageStart[k]) / 1000).toFixed(1)} s`;
-      rows.push({ benchmark: `rollout stage ${k + 1} (${f * 100} %, ${added} new devices): all ${all} done`, value: s, unit: 's', baseline: `direct deployment to ${n}`, baselineValue: deployS, ratio: s / deployS, note: `${at95}${why}; ${k === 0 ? 'from the rollout request; ticks every 500 ms, polled every 250 ms' : 'from the previous stage done'}` });
-    }
+    rows.push(...(await measureStagedRollout({
+      api: (method, p, body) => check(cp.api(method, p, body === undefined ? {} : { json: body }), `${method} ${p}`),
+      bundle: bundles[1],
+      cohort: 'fleet',
+      stages: [0.1, 0.5, 1],
+      devices: n,
+      baseline: { label: `direct deployment to ${n}`, seconds: deployS },
+      body: { gates },
+      tickNote: 'ticks every 500 ms, polled every 250 ms',
+    })));
     clearInterval(tell);
-    const endS = ((endedAt ?? performance.now()) - t) / 1000;
-    rows.push({ benchmark: `staged rollout to ${n} devices, start to succeeded`, value: endS, unit: 's', baseline: `direct deployment to ${n}`, baselineValue: deployS, ratio: endS / deployS, note: last.status });
   } catch (err) {
     rows.push({ benchmark: 'stage run cut short', value: NaN, unit: '-', note: (err as Error).message.slice(0, 200) });
   } finally {

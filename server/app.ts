@@ -3,6 +3,9 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Logger } from 'pino';
 import { artifactRoutes } from './artifacts/artifact-routes.ts';
+import { brokerRoutes, deviceBrokerAccessRoutes } from './broker/broker-routes.ts';
+import type { BrokerReconciler } from './broker/broker-reconciler.ts';
+import type { MosquittoAccess } from './broker/mosquitto-access.ts';
 import type { ArtifactStore } from './artifacts/artifact-store.ts';
 import { DeviceAuthenticator } from './artifacts/device-auth.ts';
 import { alertRoutes } from './alerts/alert-routes.ts';
@@ -91,10 +94,12 @@ export interface AppDeps {
   webDistDir?: string;
   /** The webhook outbox's sender: woken when a test ping is queued. */
   webhooks?: { wake(): void };
+  /** External Mosquitto: device clients restored at a device's request, and reconciled on demand. */
+  mosquitto?: { access: MosquittoAccess; reconciler: BrokerReconciler };
 }
 
 // /predictions authenticates devices (Basic) or tokens itself; /jobs too (pipelines use job tokens).
-const PROTECTED = ['models', 'datasets', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'rollouts', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples', 'events'];
+const PROTECTED = ['models', 'datasets', 'bundles', 'deployments', 'devices', 'cohorts', 'enroll-tokens', 'tokens', 'keys', 'audit', 'rollouts', 'drift', 'alerts', 'telemetry', 'labels', 'performance', 'agent-settings', 'samples', 'events', 'broker'];
 
 export function createApp(deps: AppDeps) {
   const { db, metrics } = deps;
@@ -144,7 +149,8 @@ export function createApp(deps: AppDeps) {
     }),
   )
     // Before the bearer middleware of /devices/*: devices upload samples with their own credentials.
-    .route('/devices', sampleUploadRoutes({ db, deviceAuth }));
+    .route('/devices', sampleUploadRoutes({ db, deviceAuth }))
+    .route('/devices', deviceBrokerAccessRoutes({ db, access: deps.mosquitto?.access, metrics }));
   for (const resource of PROTECTED) api.use(`/${resource}/*`, authenticate(db));
   api.use('/history/*', authenticate(db));
   const routes = api
@@ -174,7 +180,8 @@ export function createApp(deps: AppDeps) {
     .route('/fleet', fleetRoutes(db))
     .route('/me', sessionRoutes(db))
     .route('/history', historyRoutes(db))
-    .route('/webhooks', webhookRoutes({ db, cipher: deps.keyCipher, wake: () => deps.webhooks?.wake() }));
+    .route('/webhooks', webhookRoutes({ db, cipher: deps.keyCipher, wake: () => deps.webhooks?.wake() }))
+    .route('/broker', brokerRoutes({ db, reconciler: deps.mosquitto?.reconciler }));
   return app.route('/api/v1', routes);
 }
 

@@ -23,6 +23,7 @@ import type { DeviceBrokerAccess } from './broker/device-broker-access.ts';
 import { DynsecAdmin } from './broker/dynsec-admin.ts';
 import { EmbeddedBroker } from './broker/embedded-broker.ts';
 import { MosquittoAccess, SHARED_GROUP } from './broker/mosquitto-access.ts';
+import { BrokerReconciler } from './broker/broker-reconciler.ts';
 import { type Db, openDatabase } from './db/client.ts';
 import { bundlesReferencingVersion } from './bundles/bundle-service.ts';
 import { reconcileDevice } from './deployments/deployment-service.ts';
@@ -80,6 +81,8 @@ export class ControlPlane {
   private dynsec?: DynsecAdmin;
   /** Mosquitto's clients and roles for devices (set when FLOTILLA_MQTT_ADMIN_* is). */
   mosquitto?: MosquittoAccess;
+  /** Reconciles Mosquitto's device clients with the database, periodically and on demand. */
+  brokerReconciler?: BrokerReconciler;
   private deviceState?: DeviceStateWriter;
   private http?: Server;
 
@@ -146,7 +149,7 @@ export class ControlPlane {
     }
     // Without a configured CA: the public CAs, plus the certificate itself in case it is self-signed.
     const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;
-    this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? SHARED_GROUP : undefined, tls: busTls, persistent: external && { clientId: external.clientId, sessionExpiryS: external.sessionExpiryS } });
+    this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? SHARED_GROUP : undefined, tls: busTls, persistent: external && { clientId: external.clientId, sessionExpiryS: external.sessionExpiryS }, onRefused: () => this.brokerReconciler?.runSoon() });
     // A retained copy replayed when this client subscribes updates state but is not a sign of life (lastSeen stays).
     // Both handlers settle once the device-state flush committed: in replica mode the bus acknowledges then.
     this.bus.on('status', StatusMessage, (deviceId, msg, meta) => deviceState.presence(deviceId, msg.state === 'online', new Date(), { replay: meta.retained }));
@@ -181,7 +184,11 @@ export class ControlPlane {
     await this.bus.start();
     phases.mark('bus');
     // Devices whose state changed while the broker or this server was down (any replica may run it: idempotent).
-    await this.mosquitto?.reconcile();
+    if (this.mosquitto) {
+      this.brokerReconciler = new BrokerReconciler({ access: this.mosquitto, metrics, logger, everyS: config.brokerReconcileS });
+      await this.brokerReconciler.run();
+      this.brokerReconciler.start();
+    }
     // The embedded broker takes desired state straight in; an external one through the server's client.
     const desiredOut = this.broker ? embeddedPublisher(this.broker, metrics) : busPublisher(this.bus);
     this.desired = new DesiredState(db, desiredOut, logger, cipher, config.manifestTtlS);
@@ -252,6 +259,7 @@ export class ControlPlane {
       onKeyListChanged: () => this.desired.resignAll(),
       keyCipher: cipher,
       webhooks: this.webhooks,
+      mosquitto: this.mosquitto && this.brokerReconciler ? { access: this.mosquitto, reconciler: this.brokerReconciler } : undefined,
       keylistWarnS: config.keylistWarnS,
       disconnectDevice: (id) => this.brokerAccess.revoked(id),
       brokerAccess: this.brokerAccess,
@@ -302,6 +310,7 @@ export class ControlPlane {
     await this.bus?.drain();
     phases.mark('busDrained');
     clearInterval(this.manifestRefresh);
+    this.brokerReconciler?.stop();
     this.keylistWarner?.stop();
     await this.staleDesired?.stop();
     await this.scheduler?.stop();

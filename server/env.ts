@@ -109,6 +109,8 @@ const ServerEnv = z.object({
   /** Mosquitto's dynamic-security admin: set both to have the server provision device clients and roles. */
   FLOTILLA_MQTT_ADMIN_USERNAME: z.string().min(1).optional(),
   FLOTILLA_MQTT_ADMIN_PASSWORD: z.string().min(1).optional(),
+  /** With the dynamic-security admin set: reconcile Mosquitto's device clients with the database this often (0: only at start and on demand). */
+  FLOTILLA_BROKER_RECONCILE_S: z.coerce.number().int().min(0).max(7 * 86400).default(300),
   /** External broker: this replica's MQTT client id, stable across restarts (its persistent session). */
   FLOTILLA_MQTT_CLIENT_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, . _ - (at most 64)').optional(),
   /** External broker: how long the broker keeps this replica's session (and messages for it) while it is away. */
@@ -170,6 +172,8 @@ export interface ServerConfig {
   externalBroker: ExternalBrokerConfig;
   /** Token of the EMQX HTTP auth/authz hooks (server/broker/emqx-hooks.ts); unset: off. */
   mqttHookToken?: string;
+  /** Seconds between reconciles of Mosquitto's device clients (0: at start and on demand only). */
+  brokerReconcileS: number;
 }
 
 export interface ExternalBrokerConfig {
@@ -262,6 +266,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     deviceStateFlushMs: e.FLOTILLA_DEVICE_STATE_FLUSH_MS,
     externalBroker: externalBrokerConfig(e),
     mqttHookToken: e.FLOTILLA_MQTT_HOOK_TOKEN,
+    brokerReconcileS: e.FLOTILLA_BROKER_RECONCILE_S,
   };
 }
 

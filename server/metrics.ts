@@ -53,6 +53,31 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  // External Mosquitto: its device clients reconciled with the database (server/broker/broker-reconciler.ts).
+  readonly brokerReconciles = new Counter({
+    name: 'flotilla_broker_reconcile_runs_total',
+    help: 'Reconciles of the broker\'s device clients with the database, by result (ok, error)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+  readonly brokerReconcileActions = new Counter({
+    name: 'flotilla_broker_reconcile_actions_total',
+    help: 'What reconciles changed on the broker: clients enabled, disabled, deleted (revoked or unknown devices), roles recreated',
+    labelNames: ['action'] as const,
+    registers: [this.registry],
+  });
+  readonly brokerClientsMissing = new Gauge({
+    name: 'flotilla_broker_clients_missing',
+    help: 'Devices (not revoked) with no client on the broker at the last reconcile; each gets it back when its agent proves its secret',
+    registers: [this.registry],
+  });
+  readonly brokerAccessRestored = new Counter({
+    name: 'flotilla_broker_access_restored_total',
+    help: 'Device clients put back on the broker at the device\'s request (POST /devices/{id}/broker-access), by what was missing (client, role, none)',
+    labelNames: ['missing'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_process_' });
   }

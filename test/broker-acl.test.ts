@@ -4,7 +4,6 @@
 // protocol, the test says so: a publish outside a device's topics closes the connection on the
 // embedded broker and is acknowledged and dropped by Mosquitto (MQTT 3.1.1); neither delivers it.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import mqtt, { type MqttClient } from 'mqtt';
 import { DynsecAdmin } from '../server/broker/dynsec-admin.ts';
@@ -14,7 +13,7 @@ import { createLogger } from '../server/logger.ts';
 import { deviceTopic } from '../protocol/topics.ts';
 import { waitFor } from '../agent/testing/harness.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-import { mosquittoSkip, startMosquitto, type TestMosquitto } from './helpers/mosquitto.ts';
+import { mosquittoConfig, mosquittoSkip, startMosquitto, type TestMosquitto } from './helpers/mosquitto.ts';
 
 const FACTS = { arch: 'arm64', cpus: 4, memoryBytes: 4 * 1024 ** 3, os: 'linux 6.1', agentVersion: '0.1.0' };
 
@@ -22,14 +21,6 @@ type Enrolled = { deviceId: string; mqtt: { password: string } };
 
 function connectDevice(url: string, id: string, password: string, extra: mqtt.IClientOptions = {}): Promise<MqttClient> {
   return mqtt.connectAsync(url, { clientId: id, username: id, password, reconnectPeriod: 0, connectTimeout: 5000, ...extra });
-}
-
-/** The server's external-broker settings for a test Mosquitto. */
-export function mosquittoConfig(m: TestMosquitto, clientId = `flotilla-test-${randomBytes(3).toString('hex')}`) {
-  return {
-    externalMqttUrl: m.url,
-    externalBroker: { username: 'flotilla-server', password: randomBytes(16).toString('base64url'), admin: m.admin, clientId, sessionExpiryS: 300 },
-  };
 }
 
 for (const broker of ['embedded', 'mosquitto'] as const) {

@@ -120,25 +120,61 @@ export class MosquittoAccess implements DeviceBrokerAccess {
   }
 
   /**
-   * Brings the broker in line with the database after the broker or the server was down: revoked
-   * devices' clients deleted, pending ones disabled, approved ones enabled, clients of devices that no
-   * longer exist deleted. A device row with no client cannot be provisioned from here (only the
-   * secret's hash is stored): it is counted and logged, and must enroll again.
+   * Puts back a device's lost client (and role) with the secret the device just proved over HTTP
+   * (POST /api/v1/devices/{id}/broker-access): the server keeps only a hash of device secrets, and
+   * Mosquitto 2.0's dynamic-security API takes plaintext passwords only, so the device is where a lost
+   * password comes back from. Idempotent: an existing client gets the password and role again.
    */
-  async reconcile(): Promise<{ enabled: number; disabled: number; deleted: number; missing: string[] }> {
+  async restore(deviceId: string, secret: string, approved: boolean): Promise<{ client: boolean; role: boolean }> {
+    let res;
+    try {
+      res = await this.opts.admin.run([
+        { command: 'createRole', rolename: deviceRole(deviceId), acls: deviceAcls(deviceId) },
+        { command: 'createClient', username: deviceId, clientid: deviceId, password: secret, textname: DEVICE_CLIENT_TEXTNAME, roles: [{ rolename: deviceRole(deviceId) }] },
+      ]);
+    } catch (err) {
+      throw new ServiceError('broker_unavailable', `the MQTT broker did not take the device's credentials: ${(err as Error).message}`);
+    }
+    const bad = res.find((r) => r.error && !/already exists/i.test(r.error));
+    if (bad) throw new ServiceError('broker_unavailable', `dynamic-security ${bad.command}: ${bad.error}`);
+    const created = { role: !res[0].error, client: !res[1].error };
+    // An existing client gets the proven password and its role again. Setting a password disconnects the
+    // client's sessions; the device is not connected (it asks because the broker refused it).
+    const fix: DynsecCommand[] = created.client ? [] : [{ command: 'setClientPassword', username: deviceId, password: secret }, { command: 'addClientRole', username: deviceId, rolename: deviceRole(deviceId) }];
+    await this.run([...fix, { command: approved ? 'enableClient' : 'disableClient', username: deviceId }], /internal error|already/i);
+    return created;
+  }
+
+  /**
+   * Brings the broker in line with the database after the broker or the server was down, or after
+   * someone edited its dynamic-security state: revoked devices' clients and roles deleted, pending ones
+   * disabled, approved ones enabled, lost roles recreated (and given back to their client), the
+   * server's own client and role recreated, clients of devices that no longer exist deleted. A device
+   * row with no client cannot be provisioned from here (only the secret's hash is stored): it is
+   * counted, and the device's agent puts its client back itself when the broker refuses it (restore()).
+   */
+  async reconcile(): Promise<ReconcileResult> {
     const { admin, db, logger } = this.opts;
+    await this.ensureServerClient();
     // Paged: one answer per page stays far below the broker's max_packet_size (1 MiB in deploy/).
-    const clients = new Map<string, { disabled?: boolean; textname?: string }>();
+    const clients = new Map<string, { disabled?: boolean; textname?: string; roles?: Array<{ rolename: string }> }>();
     for (let offset = 0; ; offset += LIST_PAGE) {
       const [list] = await admin.runOk([{ command: 'listClients', verbose: true, count: LIST_PAGE, offset }]);
-      const page = (list.data?.clients ?? []) as Array<{ username: string; disabled?: boolean; textname?: string }>;
+      const page = (list.data?.clients ?? []) as Array<{ username: string; disabled?: boolean; textname?: string; roles?: Array<{ rolename: string }> }>;
       for (const c of page) clients.set(c.username, c);
+      if (page.length < LIST_PAGE) break;
+    }
+    const roles = new Set<string>();
+    for (let offset = 0; ; offset += LIST_PAGE) {
+      const [list] = await admin.runOk([{ command: 'listRoles', verbose: false, count: LIST_PAGE, offset }]);
+      const page = (list.data?.roles ?? []) as Array<string | { rolename: string }>;
+      for (const r of page) roles.add(typeof r === 'string' ? r : r.rolename);
       if (page.length < LIST_PAGE) break;
     }
     const rows = await db.select({ id: devices.id, status: devices.status }).from(devices);
     const known = new Set(rows.map((r) => r.id));
     const commands: DynsecCommand[] = [];
-    const out = { enabled: 0, disabled: 0, deleted: 0, missing: [] as string[] };
+    const out: ReconcileResult = { enabled: 0, disabled: 0, deleted: 0, rolesRecreated: 0, missing: [] };
     const remove = (id: string) => {
       commands.push({ command: 'deleteClient', username: id }, { command: 'deleteRole', rolename: deviceRole(id) });
       out.deleted++;
@@ -147,8 +183,21 @@ export class MosquittoAccess implements DeviceBrokerAccess {
       const c = clients.get(row.id);
       if (!c) {
         if (row.status !== 'revoked') out.missing.push(row.id);
-      } else if (row.status === 'revoked') remove(row.id);
-      else if (row.status === 'approved' && c.disabled) {
+        // A leftover role of a revoked device whose client is already gone.
+        else if (roles.has(deviceRole(row.id))) commands.push({ command: 'deleteRole', rolename: deviceRole(row.id) });
+        continue;
+      }
+      if (row.status === 'revoked') {
+        remove(row.id);
+        continue;
+      }
+      const role = deviceRole(row.id);
+      if (!roles.has(role)) {
+        commands.push({ command: 'createRole', rolename: role, acls: deviceAcls(row.id) });
+        out.rolesRecreated++;
+      }
+      if (!roles.has(role) || !c.roles?.some((r) => r.rolename === role)) commands.push({ command: 'addClientRole', username: row.id, rolename: role });
+      if (row.status === 'approved' && c.disabled) {
         commands.push({ command: 'enableClient', username: row.id });
         out.enabled++;
       } else if (row.status === 'pending' && !c.disabled) {
@@ -157,9 +206,20 @@ export class MosquittoAccess implements DeviceBrokerAccess {
       }
     }
     for (const [username, c] of clients) if (c.textname === DEVICE_CLIENT_TEXTNAME && !known.has(username)) remove(username);
-    for (let i = 0; i < commands.length; i += CHUNK) await admin.runOk(commands.slice(i, i + CHUNK), /not found/i);
-    if (out.missing.length) logger.warn({ devices: out.missing.length, first: out.missing.slice(0, 5) }, 'devices without a client on the broker: they cannot log in until they enroll again');
-    if (out.enabled || out.disabled || out.deleted) logger.info({ enabled: out.enabled, disabled: out.disabled, deleted: out.deleted }, 'broker clients reconciled with the database');
+    // 2.0.x answers "Internal error" for addClientRole of a role the client already has.
+    for (let i = 0; i < commands.length; i += CHUNK) await admin.runOk(commands.slice(i, i + CHUNK), /not found|internal error|already/i);
+    if (out.missing.length) logger.warn({ devices: out.missing.length, first: out.missing.slice(0, 5) }, 'devices without a client on the broker: each gets it back when its agent is next refused (it proves its secret over HTTP)');
+    if (out.enabled || out.disabled || out.deleted || out.rolesRecreated) logger.info({ enabled: out.enabled, disabled: out.disabled, deleted: out.deleted, rolesRecreated: out.rolesRecreated }, 'broker clients reconciled with the database');
     return out;
   }
+}
+
+export interface ReconcileResult {
+  enabled: number;
+  disabled: number;
+  /** Clients (with their roles) of revoked or unknown devices. */
+  deleted: number;
+  rolesRecreated: number;
+  /** Devices (not revoked) with no client on the broker. */
+  missing: string[];
 }

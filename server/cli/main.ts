@@ -21,6 +21,7 @@ import { registerGroundTruthCommands } from './commands/ground-truth.ts';
 import { registerModelRunCommand } from './commands/model-run.ts';
 import { registerDatasetPullCommand } from './commands/dataset-pull.ts';
 import { registerWhoamiCommand } from './commands/whoami.ts';
+import { registerBrokerCommands } from './commands/broker.ts';
 import { registerCompletionCommand } from './commands/completion.ts';
 import { registerStatusCommand } from './commands/status.ts';
 import type { CliConfig } from './env.ts';
@@ -73,6 +74,7 @@ registerModelRunCommand(program, ctx);
 registerDatasetPullCommand(program, ctx);
 registerWhoamiCommand(program, ctx);
 registerStatusCommand(program, ctx);
+registerBrokerCommands(program, ctx);
 // Last: it walks the commands registered before it.
 registerCompletionCommand(program, ctx);
 

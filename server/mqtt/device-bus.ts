@@ -30,6 +30,8 @@ export interface DeviceBusOptions {
    * replica killed mid-batch gets its unacknowledged messages again when it reconnects (ack-after-commit.ts).
    */
   persistent?: { clientId: string; sessionExpiryS: number };
+  /** The broker refused the server's login (e.g. Mosquitto lost the server's client); it keeps retrying. */
+  onRefused?(): void;
 }
 
 export class DeviceBus {
@@ -57,6 +59,8 @@ export class DeviceBus {
       password: opts.password,
       clientId,
       reconnectPeriod: 1000,
+      // A refused login is retried too (MQTT.js stops by default): the broker may get the client back (onRefused).
+      reconnectOnConnackError: true,
       ...(persistent
         ? // receiveMaximum: acknowledgements wait for a batch commit, so allow a batch's worth (and more) in flight.
           { protocolVersion: 5 as const, clean: false, properties: { sessionExpiryInterval: persistent.sessionExpiryS, receiveMaximum: 65_535 } }
@@ -80,7 +84,11 @@ export class DeviceBus {
       void p.finally(() => this.inFlight.delete(p));
       acks?.holdUntil(packet, p);
     });
-    client.on('error', (err) => opts.logger.warn({ err: err.message }, 'server mqtt client error'));
+    client.on('error', (err) => {
+      opts.logger.warn({ err: err.message }, 'server mqtt client error');
+      const code = (err as Error & { code?: unknown }).code;
+      if (code === 4 || code === 5 || code === 134 || code === 135) opts.onRefused?.();
+    });
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => {
         client.end(true);

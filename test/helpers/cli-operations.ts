@@ -96,6 +96,7 @@ export const OPERATION_COMMANDS: Record<string, string> = {
   'POST /api/v1/models/{name}/versions/{version}/run': 'models run',
   'GET /api/v1/fleet': 'status',
   'GET /api/v1/me': 'whoami',
+  'POST /api/v1/broker/reconcile': 'broker reconcile',
 };
 
 /** Operations no user calls from a terminal, with the reason. */
@@ -103,6 +104,7 @@ export const NO_COMMAND: Record<string, string> = {
   'GET /api/v1/telemetry/series': "the console's per-minute chart data; `flotilla telemetry --device` gives the window's summary",
   'POST /api/v1/enroll': 'device-only: the agent enrolls with an enrollment token (flotilla-agent --enroll-token)',
   'POST /api/v1/devices/{id}/samples': 'device-only: agents upload captured samples with their own credentials',
+  'POST /api/v1/devices/{id}/broker-access': 'device-only: an agent the broker refused puts its lost Mosquitto client back with its own credentials',
   'POST /api/v1/jobs/{id}/result': 'pipeline-only: an external trainer uploads its model with the job token',
   'GET /api/v1/jobs/{id}/dataset': 'pipeline-only: an external trainer downloads its snapshot with the job token',
   'GET /api/v1/jobs/{id}/parent-model': 'pipeline-only: an external trainer downloads the parent model with the job token',

@@ -29,6 +29,8 @@ export interface TestMosquitto {
   port: number;
   admin: { username: string; password: string };
   dir: string;
+  /** The broker's process id (the scale bench reads its RSS and file descriptors). */
+  readonly pid: number | undefined;
   /** Stops the broker process (its dynamic-security JSON stays, the port is kept for resume()). */
   halt(): Promise<void>;
   /** Starts it again on the same port. */
@@ -52,6 +54,14 @@ function adminEntry(username: string, password: string) {
     salt: salt.toString('base64'),
     iterations: 101,
     roles: [{ rolename: 'admin' }],
+  };
+}
+
+/** The server's external-broker settings for a test Mosquitto. */
+export function mosquittoConfig(m: TestMosquitto, clientId = `flotilla-test-${randomBytes(3).toString('hex')}`) {
+  return {
+    externalMqttUrl: m.url,
+    externalBroker: { username: 'flotilla-server', password: randomBytes(16).toString('base64url'), admin: m.admin, clientId, sessionExpiryS: 300 },
   };
 }
 
@@ -133,6 +143,9 @@ export async function startMosquitto(opts: { maxQueuedMessages?: number } = {}):
     },
     get port() {
       return port;
+    },
+    get pid() {
+      return child?.pid;
     },
     admin,
     dir,
