@@ -2,17 +2,20 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import pino from 'pino';
 import { BrokerAccessRestore } from './broker-access-restore.ts';
+import type { HttpFetch, HttpRequestInit } from './http-client.ts';
 
 /** A restore whose control plane answers from a list, on a clock the test moves. */
 function setup(answers: Array<{ status: number; body: unknown } | 'network'>) {
   let clock = 1_000_000;
   const calls: Array<{ url: string; authorization: string }> = [];
-  const fetch = (async (url: URL, init: RequestInit) => {
-    calls.push({ url: String(url), authorization: (init.headers as Record<string, string>).authorization });
+  const fetch: HttpFetch = async (url, init?: HttpRequestInit) => {
+    calls.push({ url: String(url), authorization: init?.headers?.authorization ?? '' });
     const a = answers.shift() ?? { status: 200, body: { createdClient: false, createdRole: false } };
     if (a === 'network') throw new TypeError('fetch failed');
-    return new Response(JSON.stringify(a.body), { status: a.status, headers: { 'content-type': 'application/json' } });
-  }) as typeof globalThis.fetch;
+    const text = JSON.stringify(a.body);
+    const body = Object.assign((async function* () {})(), { cancel: async () => {} });
+    return { status: a.status, ok: a.status >= 200 && a.status < 300, headers: { get: () => 'application/json' }, body, text: async () => text };
+  };
   const r = new BrokerAccessRestore({ serverUrl: 'http://cp.example:8080', deviceId: 'dev_a', secret: 's3cret', fetch, logger: pino({ level: 'silent' }), firstPauseMs: 1000, now: () => clock });
   const refuse = async () => {
     r.refused();

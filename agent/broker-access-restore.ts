@@ -5,7 +5,7 @@
 // Paced: the first refusal asks at once; while asking changes nothing (a pending or revoked device,
 // the embedded broker) the pause doubles up to 15 minutes; a connection resets it.
 import type { Logger } from 'pino';
-import type { FetchFn } from './tls-pin.ts';
+import type { HttpFetch } from './http-client.ts';
 
 const MAX_PAUSE_MS = 15 * 60_000;
 
@@ -16,7 +16,7 @@ export class BrokerAccessRestore {
   /** Answers that put a client or role back (status and tests). */
   restored = 0;
 
-  constructor(private readonly o: { serverUrl: string; deviceId: string; secret: string; fetch: FetchFn; logger: Logger; firstPauseMs: number; now?: () => number }) {
+  constructor(private readonly o: { serverUrl: string; deviceId: string; secret: string; fetch: HttpFetch; logger: Logger; firstPauseMs: number; now?: () => number }) {
     this.pauseMs = o.firstPauseMs;
   }
 
@@ -49,7 +49,7 @@ export class BrokerAccessRestore {
         headers: { authorization: `Basic ${Buffer.from(`${o.deviceId}:${o.secret}`).toString('base64')}` },
         signal: AbortSignal.timeout(30_000),
       });
-      const body = (await res.json().catch(() => ({}))) as { createdClient?: boolean; createdRole?: boolean; error?: { message?: string } };
+      const body = (await res.text().then((t) => JSON.parse(t) as unknown).catch(() => ({}))) as { createdClient?: boolean; createdRole?: boolean; error?: { message?: string } };
       changed = res.ok && Boolean(body.createdClient || body.createdRole);
       transient = res.status === 503;
       if (changed) {
