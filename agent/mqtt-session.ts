@@ -118,6 +118,7 @@ export class MqttSession {
     client.on('error', (err) => {
       const outcome = classify(err);
       if (!this.attempt.connected) this.attempt.failure ??= outcome;
+      if (outcome === 'denied') opts.onRefused?.();
       if (outcome === 'busy') return opts.logger.info('mqtt broker busy (server unavailable): backing off');
       opts.logger.warn({ err: err.message }, outcome === 'denied' ? 'mqtt connect refused: device pending approval, revoked, or bad credentials' : 'mqtt error');
     });
