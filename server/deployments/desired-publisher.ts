@@ -3,7 +3,6 @@
 // per device); with an external broker through the server's client, pipelined (a sliding window of
 // publishes awaiting their acknowledgement, not one at a time nor in lockstep batches).
 import { deviceTopic } from '../../protocol/topics.ts';
-import type { EmbeddedBroker } from '../broker/embedded-broker.ts';
 import type { Metrics } from '../metrics.ts';
 import type { DeviceBus } from '../mqtt/device-bus.ts';
 
@@ -21,7 +20,13 @@ export interface DesiredPublisher {
 /** Acknowledgements awaited at once from an external broker. */
 const EXTERNAL_WINDOW = 1024;
 
-export function embeddedPublisher(broker: EmbeddedBroker, metrics: Metrics): DesiredPublisher {
+/** What the fan-out needs of the embedded broker (structural, so the web project's type check, which
+ * reaches this file through `AppType`, does not pull in aedes' CommonJS typings). */
+export interface RetainedSink {
+  publishRetained(topic: string, payload: Buffer): Promise<void>;
+}
+
+export function embeddedPublisher(broker: RetainedSink, metrics: Metrics): DesiredPublisher {
   return {
     async publish(messages) {
       await Promise.all(messages.map(({ deviceId, payload }) => broker.publishRetained(deviceTopic(deviceId, 'desired'), Buffer.from(payload))));
