@@ -115,28 +115,6 @@ test('typed errors: MODEL_LOAD_FAILED, INVALID_INPUT, INFERENCE_FAILED; the work
   assert.ok(good.ok && good.outputs.y.dims.join() === '8,3');
 });
 
-test('run messages that queued while the worker was busy are run and answered together', async () => {
-  send({ op: 'load', id: 40, handle: 40, modelPath: fx.heavy });
-  send({ op: 'load', id: 41, handle: 41, modelPath: await fx.tabular(1) });
-  assert.equal((await next(byId(40))).op, 'loaded');
-  assert.equal((await next(byId(41))).op, 'loaded');
-  const row = () => ({ features: { type: 'float32', dims: [1, 8], data: new Float32Array(8).fill(0.5) } });
-  // A heavy run (≈ 0.5 s) holds the worker's thread; the two messages after it are posted in the
-  // same tick, so both are waiting when it ends, whichever of them the worker has seen by then.
-  send({ op: 'run', runs: [{ id: 42, handle: 40, feeds: { x: { type: 'float32', dims: [256, 1024], data: new Float32Array(256 * 1024).fill(0.01) } } }] });
-  send({ op: 'run', runs: [{ id: 43, handle: 41, feeds: row() }] });
-  send({ op: 'run', runs: [{ id: 44, handle: 41, feeds: row(), mergeable: true }, { id: 45, handle: 41, feeds: row(), mergeable: true }] });
-  const heavy = await next(byId(42));
-  // The heavy run itself may have taken the others along (if they were already waiting when the worker read it).
-  const together = heavy.op === 'results' && heavy.results.some((r) => r.id === 43) ? heavy : await next(byId(43));
-  assert.ok(together.op === 'results');
-  assert.deepEqual(together.results.filter((r) => r.id !== 42).map((r) => [r.id, r.ok]).sort(), [[43, true], [44, true], [45, true]], 'the runs of two messages come back in one answer');
-  for (const [id, handle] of [[46, 40], [47, 41]]) {
-    send({ op: 'release', id, handle });
-    assert.equal((await next(byId(id))).op, 'released');
-  }
-});
-
 test('a small input travels inside the message: the sender keeps its buffer', async () => {
   send({ op: 'load', id: 50, handle: 50, modelPath: await fx.tabular(1) });
   assert.equal((await next(byId(50))).op, 'loaded');
