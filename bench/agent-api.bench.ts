@@ -6,7 +6,8 @@
 // BENCH_AGENT_API_BASELINE=<path to another checkout's bin/flotilla-agent.js> adds that (older, built)
 // agent as one more target: old vs new in the same run. BENCH_AGENT_API_PROF=<dir> writes a CPU profile
 // of each agent there (`--cpu-prof`, main thread and inference worker) when it stops.
-// BENCH_AGENT_API_ARGS='--inference-thread main;--stats off' adds agents of this build with those flags.
+// BENCH_AGENT_API_ARGS='--inference-thread main;--stats off' adds agents of this build with those flags;
+// BENCH_AGENT_API_PLAIN_NODE=1 adds one started as `node bin/flotilla-agent.js` (without the shebang's node options).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -29,6 +30,8 @@ interface Target {
   label: string;
   port: number;
   pid: number;
+  /** Agents: RSS is reported after the rounds. */
+  agent?: true;
   /** CPU time of the server process (all its threads) during its rounds, µs. */
   cpuUs: number;
   client?: RawHttpClient;
@@ -44,8 +47,10 @@ async function cpuOf(pid: number): Promise<number> {
   return (Number(f[11]) + Number(f[12])) * 10_000;
 }
 
-function startAgent(bin: string, args: string[], profDir?: string): { child: ChildProcess; stop(): Promise<void> } {
-  const [cmd, argv] = profDir ? [process.execPath, ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${profDir}`, '--max-semi-space-size=2', '--v8-pool-size=1', bin, ...args]] : [bin, args];
+function startAgent(bin: string, args: string[], profDir?: string, plainNode = false): { child: ChildProcess; stop(): Promise<void> } {
+  const [cmd, argv] = profDir
+    ? [process.execPath, ['--cpu-prof', '--cpu-prof-interval=100', `--cpu-prof-dir=${profDir}`, '--max-semi-space-size=2', '--v8-pool-size=1', bin, ...args]]
+    : plainNode ? [process.execPath, [bin, ...args]] : [bin, args];
   const child = spawn(cmd, argv, { cwd: path.dirname(path.dirname(bin)), env: { ...process.env, FLOTILLA_AGENT_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'inherit'] });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return {
@@ -100,7 +105,7 @@ export async function runAgentApiBench(): Promise<BenchRow[]> {
     targets.push({ label: 'node:http + session.run in its own process (floor)', port: floorPort, pid: floor.pid!, cpuUs: 0, samples: [], stop: async () => void floor.kill() });
 
     const prof = process.env.BENCH_AGENT_API_PROF;
-    const variants: Array<{ label: string; bin: string; extra: string[] }> = [{ label: 'agent (this build)', bin: path.join(REPO, 'bin', 'flotilla-agent.js'), extra: [] }];
+    const variants: Array<{ label: string; bin: string; extra: string[]; plainNode?: boolean }> = [{ label: 'agent (this build)', bin: path.join(REPO, 'bin', 'flotilla-agent.js'), extra: [] }];
     const baseline = process.env.BENCH_AGENT_API_BASELINE;
     if (baseline) {
       if (!existsSync(baseline)) throw new Error(`BENCH_AGENT_API_BASELINE: ${baseline} does not exist`);
@@ -110,12 +115,13 @@ export async function runAgentApiBench(): Promise<BenchRow[]> {
     for (const flags of (process.env.BENCH_AGENT_API_ARGS ?? '').split(';').filter((f) => f.trim())) {
       variants.push({ label: `agent (this build), ${flags.trim()}`, bin: variants[0].bin, extra: flags.trim().split(/\s+/) });
     }
+    if (process.env.BENCH_AGENT_API_PLAIN_NODE === '1') variants.push({ label: 'agent (this build), as `node bin/flotilla-agent.js`', bin: variants[0].bin, extra: [], plainNode: true });
     for (const [i, v] of variants.entries()) {
       const port = await freePort();
       const dataDir = path.join(dir, `agent-${i}`);
       const token = (await cli('enroll-tokens', 'create')).token;
-      const agent = startAgent(v.bin, ['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--data-dir', dataDir, '--api-port', String(port), '--probation-ms', '100', ...v.extra], prof && path.resolve(prof, `agent-${i}`));
-      targets.push({ label: v.label, port, pid: agent.child.pid!, cpuUs: 0, samples: [], stop: agent.stop });
+      const agent = startAgent(v.bin, ['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--data-dir', dataDir, '--api-port', String(port), '--probation-ms', '100', ...v.extra], prof && path.resolve(prof, `agent-${i}`), v.plainNode);
+      targets.push({ label: v.label, agent: true, port, pid: agent.child.pid!, cpuUs: 0, samples: [], stop: agent.stop });
       await waitFor(() => {
         if (agent.child.exitCode !== null) throw new Error(`${v.label} exited with code ${agent.child.exitCode}`);
         return api(port, 'GET', '/healthz').then((r) => r.status === 200).catch(() => false);
@@ -146,6 +152,11 @@ export async function runAgentApiBench(): Promise<BenchRow[]> {
         }
         t.cpuUs += (await cpuOf(t.pid)) - cpu0;
       }
+    }
+    for (const t of targets) {
+      if (!t.agent) continue;
+      const status = await readFile(`/proc/${t.pid}/status`, 'utf8');
+      rows.push({ benchmark: `${t.label} RSS after the rounds`, value: Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024, unit: 'MB', note: 'tabular model active' });
     }
     const floorP50 = percentile(targets[0].samples.sort((a, b) => a - b), 50);
     for (const t of targets) {
