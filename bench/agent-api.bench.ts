@@ -17,6 +17,7 @@ import * as ort from 'onnxruntime-node';
 import { api, freePort, REPO, waitFor } from '../agent/testing/harness.ts';
 import { runCli } from '../test/helpers/cli.ts';
 import { startControlPlane } from '../test/helpers/control-plane.ts';
+import { generateRows } from '../test/helpers/device-stats.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { percentile, printTable, type BenchRow } from './lib.ts';
 import { rawHttpClient, type RawHttpClient } from './raw-http-client.ts';
@@ -95,6 +96,11 @@ export async function runAgentApiBench(): Promise<BenchRow[]> {
     };
     const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
     await cli('models', 'push', modelPath, '--name', 'tabular-demo');
+    // A reference profile first, as in the agent bench: the bundle ships its layout, so the agents
+    // sketch every request's 8 features and output (input statistics on, the default).
+    const reference = generateRows(2000, 1).map((r) => ({ ...r.values, outputs: { predictedClass: r.predictedClass, confidence: r.confidence } }));
+    const ref = await cp.api('POST', '/api/v1/models/tabular-demo/versions/1/reference', { json: reference });
+    if (ref.status !== 201) throw new Error(`reference: ${JSON.stringify(ref.body)}`);
     await cli('bundles', 'build', 'tabular-demo@1', '--def', BUNDLE_DEF);
 
     // The floor: node:http + JSON + session.run in a child process, nothing else.
@@ -157,6 +163,11 @@ export async function runAgentApiBench(): Promise<BenchRow[]> {
       if (!t.agent) continue;
       const status = await readFile(`/proc/${t.pid}/status`, 'utf8');
       rows.push({ benchmark: `${t.label} RSS after the rounds`, value: Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024, unit: 'MB', note: 'tabular model active' });
+    }
+    for (const t of targets) {
+      if (!t.agent) continue;
+      const stats = (await api(t.port, 'GET', '/v1/status')).body.monitoring?.stats;
+      if (stats?.enabled && !(stats.rows + stats.openRows + stats.queued > 0)) throw new Error(`${t.label}: statistics on but nothing sketched`);
     }
     const floorP50 = percentile(targets[0].samples.sort((a, b) => a - b), 50);
     for (const t of targets) {
