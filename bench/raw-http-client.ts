@@ -35,6 +35,8 @@ export async function rawHttpClient(target: number | string, pathname: string, c
     w.resolve(Number(head.slice(9, 12)));
   });
   socket.on('error', (err) => waiter?.reject(err));
+  // A server may close an idle keep-alive connection (node:http after 5 s): fail the call, never hang.
+  socket.on('close', () => waiter?.reject(new Error('connection closed by the server')));
   return {
     call: () =>
       new Promise<number>((resolve, reject) => {

@@ -8,6 +8,7 @@ const suites: Record<string, () => Promise<BenchRow[]>> = {
   optimize: () => import('./optimize.bench.ts').then((m) => m.runOptimizeBench()),
   agent: () => import('./agent.bench.ts').then((m) => m.runAgentBench()),
   'agent-memory': () => import('./agent-memory.bench.ts').then((m) => m.runAgentMemoryBench()),
+  'agent-api': () => import('./agent-api.bench.ts').then((m) => m.runAgentApiBench()),
   ingest: () => import('./ingest.bench.ts').then((m) => m.runIngestBench()),
   events: () => import('./events.bench.ts').then((m) => m.runEventsBench()),
   web: () => import('./web.bench.ts').then((m) => m.runWebBench()),

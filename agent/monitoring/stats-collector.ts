@@ -1,8 +1,10 @@
 // Input/output statistics, off the request path. The request path only calls `record()`: it keeps
 // references to the request's rows or pixels in a bounded queue (refused and counted in
-// `dropped` when full: a request is never blocked or slowed to make room). A drain scheduled with
-// setImmediate sketches the queue in slices of a few milliseconds, so the event loop keeps serving
-// requests in between. At each window end the queue is drained into the window, which is closed and
+// `dropped` when full: a request is never blocked or slowed to make room). A drain `drainDelayMs`
+// after the first queued request sketches the queue in slices of a few milliseconds, so the event
+// loop keeps serving requests in between. The delay gathers requests: a drain per request (on
+// setImmediate, as before) ran between each answer and the next request; one drain for many saves
+// 18–28 µs of the agent's CPU per local API request (bench agent-api, old vs new build interleaved). At each window end the queue is drained into the window, which is closed and
 // handed to `emit` (seq, validation and the on-disk outbox are the caller's). Memory is bounded
 // whatever the traffic: the queue by count and bytes, a window by its layout (fixed-size sketches).
 import type { Logger } from 'pino';
@@ -21,6 +23,8 @@ export interface StatsCollectorOptions {
   maxQueuedBytes?: number;
   /** Longest a drain slice runs before yielding to the event loop. */
   sliceMs?: number;
+  /** How long queued requests wait for their drain (default 50 ms), so one drain takes many. */
+  drainDelayMs?: number;
   now?: () => number;
 }
 
@@ -33,7 +37,8 @@ export class StatsCollector {
   private readonly queue: BoundedQueue<Queued>;
   private readonly windows: StatsWindows;
   private readonly now: () => number;
-  private drainScheduled: NodeJS.Immediate | null = null;
+  /** Cancels the drain scheduled (a timer for the first slice, an immediate for the next ones). */
+  private drainScheduled: (() => void) | null = null;
   private timer: NodeJS.Timeout | null = null;
   private emitting: Promise<void> = Promise.resolve();
   private running = false;
@@ -60,7 +65,10 @@ export class StatsCollector {
       this.dropped += sample.count;
       return;
     }
-    if (!this.drainScheduled) this.drainScheduled = setImmediate(() => this.drainSlice());
+    if (!this.drainScheduled) {
+      const timer = setTimeout(() => this.drainSlice(), this.opts.drainDelayMs ?? 50).unref();
+      this.drainScheduled = () => clearTimeout(timer);
+    }
   }
 
   /** The bundle now serving (null: none or one without a usable layout); a change cuts the window. */
@@ -120,11 +128,14 @@ export class StatsCollector {
     this.drainScheduled = null;
     const until = performance.now() + (this.opts.sliceMs ?? 4);
     while (this.queue.size > 0 && performance.now() < until) this.sketchOne(this.queue.shift()!);
-    if (this.queue.size > 0) this.drainScheduled = setImmediate(() => this.drainSlice());
+    if (this.queue.size > 0) {
+      const next = setImmediate(() => this.drainSlice());
+      this.drainScheduled = () => clearImmediate(next);
+    }
   }
 
   private drainAll(): void {
-    if (this.drainScheduled) clearImmediate(this.drainScheduled);
+    this.drainScheduled?.();
     this.drainScheduled = null;
     while (this.queue.size > 0) this.sketchOne(this.queue.shift()!);
   }

@@ -7,6 +7,7 @@ import { encodeModel, int64Tensor, node, valueInfo } from '../../server/onnx/bui
 import { makeFixtures, tabularReference, type Fixtures } from '../../test/fixtures/runtime-models.ts';
 import { prepareTransfer, TRANSFER_MIN_BYTES } from './tensor.ts';
 import type { FromWorker, ToWorker } from './worker-protocol.ts';
+import { waitFor } from '../testing/harness.ts';
 
 // The worker protocol on its own (ModelHost checks feeds before sending them; the worker must
 // still refuse bad ones itself, since it is the last step before native code).
@@ -129,4 +130,52 @@ test('a small input travels inside the message: the sender keeps its buffer', as
   assert.equal(x.length, 8, 'not detached');
   send({ op: 'release', id: 52, handle: 50 });
   assert.equal((await next(byId(52))).op, 'released');
+});
+
+test('runs queued behind the one the worker is reading are answered as one batch, each with its own output', async () => {
+  // A worker of its own with the test hold: it stops on the first 'run' before draining its queue, so
+  // the next runs are surely queued when it drains (no race with the posting, as an unheld worker has).
+  const hold = new Int32Array(new SharedArrayBuffer(8));
+  const w = new Worker(new URL('./worker-bootstrap.mjs', import.meta.url), {
+    workerData: { entry: new URL('./inference-worker.ts', import.meta.url).href, testHoldRuns: hold.buffer },
+  });
+  const got: FromWorker[] = [];
+  w.on('message', (m: FromWorker) => got.push(m));
+  try {
+    await waitFor(() => got.some((m) => m.op === 'ready'), 'worker ready', 30_000);
+    w.postMessage({ op: 'load', id: 1, handle: 1, modelPath: await fx.tabular(1) } satisfies ToWorker);
+    await waitFor(() => got.some((m) => m.op === 'loaded'), 'model loaded', 30_000);
+
+    const rows = [1, 2, 3];
+    const inputs = rows.map((n, k) => Float32Array.from({ length: n * 8 }, (_, i) => (k + 1) * 0.5 - i / 7));
+    const runs = inputs.map((x, k) => ({ id: 10 + k, handle: 1, mergeable: true as const, feeds: { features: { type: 'float32', dims: [rows[k], 8], data: x.slice() } } }));
+    w.postMessage({ op: 'run', runs: [runs[0]] } satisfies ToWorker);
+    await waitFor(() => Atomics.load(hold, 1) === 1, 'worker holding the first run', 30_000);
+    w.postMessage({ op: 'run', runs: [runs[1]] } satisfies ToWorker);
+    w.postMessage({ op: 'run', runs: [runs[2]] } satisfies ToWorker);
+    Atomics.store(hold, 0, 1);
+    Atomics.notify(hold, 0);
+
+    const answered = () => got.flatMap((m) => (m.op === 'results' ? m.results.map((r) => r.id) : []));
+    await waitFor(() => answered().length === 3 || undefined, 'all three runs answered', 30_000);
+    const messages = got.filter((m) => m.op === 'results');
+    assert.equal(messages.length, 1, `one answer for the three queued runs, got ${messages.length}`);
+    const [batch] = messages;
+    if (batch.op !== 'results') return;
+    assert.deepEqual(batch.results.map((r) => r.id), [10, 11, 12]);
+    batch.results.forEach((r, k) => {
+      assert.ok(r.ok, `run ${r.id} failed`);
+      if (!r.ok) return;
+      assert.equal(r.merged, true, 'same model, same shape: one session.run for the three');
+      assert.deepEqual(r.outputs.logits.dims, [rows[k], 3]);
+      const ref = tabularReference(1, inputs[k]);
+      const out = r.outputs.logits.data as Float32Array;
+      assert.equal(out.length, ref.length);
+      ref.forEach((v, i) => assert.ok(Math.abs(out[i] - v) < 1e-4, `run ${r.id} value ${i}: ${out[i]} vs ${v}`));
+    });
+  } finally {
+    Atomics.store(hold, 0, 1);
+    Atomics.notify(hold, 0);
+    await w.terminate();
+  }
 });

@@ -6,7 +6,7 @@
  * Protocol: see `worker-protocol.ts`. Inputs arrive as transferred typed arrays and are wrapped in
  * `ort.Tensor` without a copy; output buffers are transferred back.
  */
-import { parentPort, receiveMessageOnPort } from 'node:worker_threads';
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads';
 import { asRuntimeError } from './errors.ts';
 import { SessionTable } from './session-table.ts';
 import type { FromWorker, RunRequest, ToWorker } from './worker-protocol.ts';
@@ -14,6 +14,18 @@ import type { FromWorker, RunRequest, ToWorker } from './worker-protocol.ts';
 if (!parentPort) throw new Error('inference-worker.ts must run in a worker thread');
 const port = parentPort;
 const table = new SessionTable();
+
+/**
+ * Test hook (only inference-worker.test.ts passes `workerData.testHoldRuns`): a 'run' message holds
+ * this thread before draining the queue behind it, until the test has posted what it wants queued.
+ * Int32 slot 1 = "holding" (set here), slot 0 = "go on" (set by the test, once for good).
+ */
+const testHold = (workerData as { testHoldRuns?: SharedArrayBuffer } | undefined)?.testHoldRuns;
+const holdGate = testHold ? new Int32Array(testHold) : undefined;
+function holdForTest(gate: Int32Array): void {
+  Atomics.store(gate, 1, 1);
+  Atomics.wait(gate, 0, 0, 60_000); // bounded: a broken test must not hang the thread for good
+}
 
 function post(msg: FromWorker, transfer: ArrayBuffer[] = []): void {
   port.postMessage(msg, transfer);
@@ -33,6 +45,7 @@ function runBatch(runs: RunRequest[]): void {
  */
 function onRun(first: RunRequest[]): void {
   let runs = first;
+  if (holdGate) holdForTest(holdGate);
   for (let next = receiveMessageOnPort(port); next; next = receiveMessageOnPort(port)) {
     const msg = next.message as ToWorker;
     if (msg.op === 'run') {

@@ -253,7 +253,7 @@ export class TestTrust {
   }
 }
 
-/** The agent as a child process (`node bin/flotilla-agent.js ...`), output kept for diagnostics. */
+/** The agent as a child process (`bin/flotilla-agent.js ...`, the file itself), output kept for diagnostics. */
 export class AgentProcess {
   child?: ChildProcess;
   output = '';
