@@ -13,7 +13,7 @@ import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
 import { encodeSketch, readStoredSketch } from '../db/sketch-blob.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
-import { paramSlices, valuesList } from './multi-row.ts';
+import { insertRows } from './multi-row.ts';
 
 export interface StatsItem {
   deviceId: string;
@@ -73,14 +73,12 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
     blob(it.message.sketch),
     receivedAt,
   ]);
-  const inserted: Array<{ device_id: string; seq: number }> = [];
-  for (const rows of paramSlices(windows)) {
-    inserted.push(
-      ...(await tx.all<{ device_id: string; seq: number }>(sql`
-        INSERT INTO stats_windows (device_id, model_version_id, bundle_id, window_start, window_end, seq, rows, sketch, received_at)
-        VALUES ${valuesList(rows)} ON CONFLICT DO NOTHING RETURNING device_id, seq`)),
-    );
-  }
+  const inserted = (await insertRows(
+    tx,
+    'INSERT INTO stats_windows (device_id, model_version_id, bundle_id, window_start, window_end, seq, rows, sketch, received_at)',
+    windows,
+    'ON CONFLICT DO NOTHING RETURNING device_id, seq',
+  )) as unknown as Array<{ device_id: string; seq: number }>;
   // The same (device, seq) twice in one batch: only the first insert wins, and only it is rolled up.
   const added = new Set(inserted.map((r) => `${r.device_id}\u0000${r.seq}`));
   const fresh = items.filter((it) => added.delete(`${it.deviceId}\u0000${it.message.seq}`));
@@ -135,12 +133,12 @@ async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string, bl
     }
     return [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart, merged.windows, merged.rows, blob(merged.sketch), updatedAt];
   });
-  for (const rows of paramSlices(values)) {
-    await tx.run(sql`
-      INSERT INTO stats_rollups (scope, key, model_version_id, granularity, bucket_start, windows, rows, sketch, updated_at)
-      VALUES ${valuesList(rows)}
-      ON CONFLICT (scope, key, model_version_id, granularity, bucket_start)
-      DO UPDATE SET windows = excluded.windows, rows = excluded.rows, sketch = excluded.sketch, updated_at = excluded.updated_at`);
-  }
+  await insertRows(
+    tx,
+    'INSERT INTO stats_rollups (scope, key, model_version_id, granularity, bucket_start, windows, rows, sketch, updated_at)',
+    values,
+    `ON CONFLICT (scope, key, model_version_id, granularity, bucket_start)
+     DO UPDATE SET windows = excluded.windows, rows = excluded.rows, sketch = excluded.sketch, updated_at = excluded.updated_at`,
+  );
   return resets;
 }
