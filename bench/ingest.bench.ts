@@ -77,13 +77,25 @@ async function timedPublish(pubs: Publishers, url: string, clients: PublisherCli
   await pubs.connect(url, clients);
   await pubs.load(channel, payloads);
   const t = performance.now();
+  const cpu0 = process.cpuUsage();
   const published = pubs.go();
   await waitFor(`${channel}: all ${total} messages through`, done);
   const rate = total / ((performance.now() - t) / 1000);
+  const cpu = process.cpuUsage(cpu0);
+  lastCpuUs = (cpu.user + cpu.system) / total;
   await published;
   await pubs.end();
   return rate;
 }
+
+/**
+ * CPU of the bench's process per message over the last timedPublish: the broker and the server (or the
+ * baseline's subscriber) — not the publishers, in their own process. Under a high load average the
+ * rates mostly measure the scheduler; this ratio (baseline CPU per message / ingest CPU per message) is
+ * the one the load does not move much.
+ */
+let lastCpuUs = NaN;
+const cpuNote = (raw: number, ingest: number) => `CPU ${ingest.toFixed(0)} µs/msg vs ${raw.toFixed(0)} raw (ratio ${(raw / ingest).toFixed(2)})`;
 
 /** Where the baseline runs: a bare aedes broker (default), or the given broker with credentials per client. */
 interface RawBroker {
@@ -208,9 +220,10 @@ async function mosquittoRows(): Promise<BenchRow[]> {
       for (const [channel, payloads] of [['stats', statsPayloads], ['telemetry', telePayloads]] as const) {
         const n = payloads.reduce((a, p) => a + p.length, 0);
         const rawRate = await rawMqtt(pubs, channel, ids, payloads, raw.via);
+        const rawCpu = lastCpuUs;
         const before = await stored(cp, channel);
         const [rate, batches] = await withBatches(cp, n, () => profiled(`ingest-mosquitto-${channel}`, () => timedPublish(pubs!, cp!.mqttUrl, clients, channel, payloads, async () => (await stored(cp!, channel)) >= before + n)));
-        rows.push({ benchmark: `${channel} ingest on Mosquitto, MQTT → DB (${DEVICES} devices)`, value: rate, unit: 'msg/s', baseline: 'raw publish→receive through Mosquitto (dynsec), no DB', baselineValue: rawRate, ratio: rate / rawRate, note: `server in an MQTT 5 persistent session, PUBACK after commit; ${batches}; publishers ${publishersWhere()}` });
+        rows.push({ benchmark: `${channel} ingest on Mosquitto, MQTT → DB (${DEVICES} devices)`, value: rate, unit: 'msg/s', baseline: 'raw publish→receive through Mosquitto (dynsec), no DB', baselineValue: rawRate, ratio: rate / rawRate, note: `server in an MQTT 5 persistent session, PUBACK after commit; ${cpuNote(rawCpu, lastCpuUs)}; ${batches}; publishers ${publishersWhere()}` });
       }
     } finally {
       await raw.stop();
@@ -363,6 +376,7 @@ async function embeddedRows(): Promise<BenchRow[]> {
     for (const [channel, payloads] of only === 'direct' ? [] : ([['stats', statsPayloads], ['telemetry', telePayloads]] as const)) {
       const n = payloads.reduce((a, p) => a + p.length, 0);
       raw[channel] = await profiled(`raw-embedded-${channel}`, () => rawMqtt(pubs, channel, ids, payloads));
+      const rawCpu = lastCpuUs;
       const [rate, batches] = await withBatches(cp, n, () => profiled(`ingest-embedded-${channel}`, () => timedPublish(pubs, cp.mqttUrl, clients, channel, payloads, async () => (await stored(cp, channel)) >= n)));
       rows.push({
         benchmark: `${channel} ingest, MQTT → DB (${DEVICES} devices × ${payloads[0].length} messages)`,
@@ -371,7 +385,7 @@ async function embeddedRows(): Promise<BenchRow[]> {
         baseline: 'raw MQTT publish→receive, no DB',
         baselineValue: raw[channel],
         ratio: rate / raw[channel],
-        note: `${(payloads[0][0].length / 1024).toFixed(1)} KiB per message, ${notes[channel]}; ${batches}; publishers ${publishersWhere()}`,
+        note: `${(payloads[0][0].length / 1024).toFixed(1)} KiB per message, ${notes[channel]}; ${cpuNote(rawCpu, lastCpuUs)}; ${batches}; publishers ${publishersWhere()}`,
       });
     }
     rows.push(...(await directRows(cp, devices, bundleId, sketches, now, raw.stats, raw.telemetry)));
