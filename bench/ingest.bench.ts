@@ -6,6 +6,7 @@
 // - drift evaluation for 10,000 devices × 50 features: merging 10,000 device windows and evaluating,
 //   against parsing those windows' JSON (what reading them would cost at least); and GET /drift on an
 //   hour of per-minute cohort rollups of such a fleet, which is what the server actually merges.
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
@@ -72,17 +73,18 @@ async function withBatches<T>(cp: TestPlane, n: number, fn: () => Promise<T>): P
  * Publishes every payload from the device clients (in their own process unless BENCH_INGEST_PUBLISHERS=inline)
  * and returns the rate at which `done` (delivered or stored, as the caller counts it) saw them all.
  */
-async function timedPublish(pubs: Publishers, url: string, clients: PublisherClient[], channel: 'stats' | 'telemetry', payloads: string[][], done: () => Promise<boolean> | boolean): Promise<number> {
+async function timedPublish(pubs: Publishers, url: string, clients: PublisherClient[], channel: 'stats' | 'telemetry', payloads: string[][], done: () => Promise<boolean> | boolean, brokerPid?: number): Promise<number> {
   const total = payloads.reduce((s, p) => s + p.length, 0);
   await pubs.connect(url, clients);
   await pubs.load(channel, payloads);
   const t = performance.now();
   const cpu0 = process.cpuUsage();
+  const broker0 = await processCpuUs(brokerPid);
   const published = pubs.go();
   await waitFor(`${channel}: all ${total} messages through`, done);
   const rate = total / ((performance.now() - t) / 1000);
   const cpu = process.cpuUsage(cpu0);
-  lastCpuUs = (cpu.user + cpu.system) / total;
+  lastCpuUs = (cpu.user + cpu.system + ((await processCpuUs(brokerPid)) - broker0)) / total;
   await published;
   await pubs.end();
   return rate;
@@ -95,11 +97,21 @@ async function timedPublish(pubs: Publishers, url: string, clients: PublisherCli
  * the one the load does not move much.
  */
 let lastCpuUs = NaN;
+
+/** CPU µs (user + system) an external broker process has used so far (0 without one), from /proc. */
+async function processCpuUs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return 0;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return stat ? ((Number(fields[11]) + Number(fields[12])) / 100) * 1e6 : 0;
+}
 const cpuNote = (raw: number, ingest: number) => `CPU ${ingest.toFixed(0)} µs/msg vs ${raw.toFixed(0)} raw (ratio ${(raw / ingest).toFixed(2)})`;
 
 /** Where the baseline runs: a bare aedes broker (default), or the given broker with credentials per client. */
 interface RawBroker {
   url: string;
+  /** An external broker's process: its CPU counts with the bench's own. */
+  pid?: number;
   sub: mqtt.IClientOptions;
   pub: (id: string) => mqtt.IClientOptions;
 }
@@ -115,7 +127,7 @@ async function rawMqtt(pubs: Publishers, channel: 'stats' | 'telemetry', ids: st
   sub.on('message', () => received++);
   await sub.subscribeAsync(`flotilla/v1/devices/+/${channel}`, { qos: 1 });
   const total = payloads.reduce((s, p) => s + p.length, 0);
-  const rate = await timedPublish(pubs, url, ids.map((id) => ({ id, opts: via?.pub(id) ?? {} })), channel, payloads, () => received >= total);
+  const rate = await timedPublish(pubs, url, ids.map((id) => ({ id, opts: via?.pub(id) ?? {} })), channel, payloads, () => received >= total, via?.pid);
   await sub.endAsync();
   if (broker) await new Promise<void>((r) => broker.close(() => r()));
   if (server) await new Promise<void>((r) => server.close(() => r()));
@@ -193,7 +205,7 @@ async function rawMosquitto(ids: string[]): Promise<{ via: RawBroker; stop: () =
     ...['bench-sub', ...ids].map((id) => ({ command: 'createClient', username: id, password, roles: [{ rolename: 'bench' }] })),
   ]);
   await admin.stop();
-  return { via: { url: mosq.url, sub: { username: 'bench-sub', password }, pub: (id) => ({ username: id, password }) }, stop: () => mosq.stop() };
+  return { via: { url: mosq.url, pid: mosq.pid, sub: { username: 'bench-sub', password }, pub: (id) => ({ username: id, password }) }, stop: () => mosq.stop() };
 }
 
 /** The stats and telemetry rows again with Mosquitto (dynamic security) as the broker, the server a client in a persistent session. */
@@ -222,8 +234,8 @@ async function mosquittoRows(): Promise<BenchRow[]> {
         const rawRate = await rawMqtt(pubs, channel, ids, payloads, raw.via);
         const rawCpu = lastCpuUs;
         const before = await stored(cp, channel);
-        const [rate, batches] = await withBatches(cp, n, () => profiled(`ingest-mosquitto-${channel}`, () => timedPublish(pubs!, cp!.mqttUrl, clients, channel, payloads, async () => (await stored(cp!, channel)) >= before + n)));
-        rows.push({ benchmark: `${channel} ingest on Mosquitto, MQTT → DB (${DEVICES} devices)`, value: rate, unit: 'msg/s', baseline: 'raw publish→receive through Mosquitto (dynsec), no DB', baselineValue: rawRate, ratio: rate / rawRate, note: `server in an MQTT 5 persistent session, PUBACK after commit; ${cpuNote(rawCpu, lastCpuUs)}; ${batches}; publishers ${publishersWhere()}` });
+        const [rate, batches] = await withBatches(cp, n, () => profiled(`ingest-mosquitto-${channel}`, () => timedPublish(pubs!, cp!.mqttUrl, clients, channel, payloads, async () => (await stored(cp!, channel)) >= before + n, mosq!.pid)));
+        rows.push({ benchmark: `${channel} ingest on Mosquitto, MQTT → DB (${DEVICES} devices)`, value: rate, unit: 'msg/s', baseline: 'raw publish→receive through Mosquitto (dynsec), no DB', baselineValue: rawRate, ratio: rate / rawRate, note: `server in an MQTT 5 persistent session, PUBACK after commit; ${cpuNote(rawCpu, lastCpuUs)} with Mosquitto's own; ${batches}; publishers ${publishersWhere()}` });
       }
     } finally {
       await raw.stop();
