@@ -1,6 +1,7 @@
 // Summarises a .cpuprofile: self time by function (top N) and by where the code lives (aedes, mqtt,
 // libsql, zod, drizzle, pino, prom-client, server/ingest, protocol/, node internals, GC, idle), as
-// shares of the non-idle samples. `node --import tsx bench/profile-summary.ts <file> [top]`.
+// shares of the non-idle samples, and the inclusive time of the ingest path's functions (PROFILE_WATCH=a,b,c
+// names others). `node --import tsx bench/profile-summary.ts <file> [top]`.
 import { readFileSync } from 'node:fs';
 
 interface Node { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }
