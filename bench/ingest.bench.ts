@@ -6,6 +6,7 @@
 // - drift evaluation for 10,000 devices × 50 features: merging 10,000 device windows and evaluating,
 //   against parsing those windows' JSON (what reading them would cost at least); and GET /drift on an
 //   hour of per-minute cohort rollups of such a fleet, which is what the server actually merges.
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Aedes } from 'aedes';
@@ -14,7 +15,7 @@ import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
 import { generateKeyPair } from '../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { evaluateDrift } from '../protocol/drift/index.ts';
-import { addRow, createFeatureSetSketch, mergeAllFeatureSetSketches, type SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
+import { addRow, createFeatureSetSketch, mergeAllFeatureSetSketches, type FeatureSetSketch, type SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
 import { computeReferenceProfile } from '../protocol/sketch/reference-profile.ts';
 import { gaussian, mulberry32 } from '../protocol/sketch/random.ts';
 import { statsRollups } from '../server/db/schema.ts';
@@ -27,10 +28,13 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { DynsecAdmin } from '../server/broker/dynsec-admin.ts';
 import { mosquittoSkip, startMosquitto, type TestMosquitto } from '../test/helpers/mosquitto.ts';
+import { profiled } from './cpu-profile.ts';
 import { publishersWhere, startPublishers, type PublisherClient, type Publishers } from './ingest-publishers.ts';
 import { percentile, printTable, type BenchRow } from './lib.ts';
 
 const DEVICES = 20;
+/** BENCH_INGEST_ONLY=embedded|mosquitto runs one broker's rows; `direct`, only the rows without MQTT (to iterate, or to profile one). */
+const only = process.env.BENCH_INGEST_ONLY;
 const STATS_PER_DEVICE = 250;
 const TELEMETRY_PER_DEVICE = 500;
 const BUNDLE_DEF = new URL('../firmware-bundles/tabular-demo/bundle.json', import.meta.url).pathname;
@@ -49,26 +53,65 @@ async function stored(cp: TestPlane, channel: string): Promise<number> {
   return m.values.find((v) => v.labels.channel === channel)?.value ?? 0;
 }
 
+/** Ingest transactions so far and the seconds spent in them (flotilla_ingest_flush_seconds). */
+async function flushes(cp: TestPlane): Promise<{ n: number; s: number }> {
+  const m = await cp.plane.metrics.registry.getSingleMetric('flotilla_ingest_flush_seconds')!.get();
+  const value = (suffix: string) => (m.values as Array<{ metricName?: string; value: number }>).find((v) => v.metricName?.endsWith(suffix))?.value ?? 0;
+  return { n: value('_count'), s: value('_sum') };
+}
+
+/** Runs `fn` (an ingest row) and describes its transactions: how many, mean size, time inside them. */
+async function withBatches<T>(cp: TestPlane, n: number, fn: () => Promise<T>): Promise<[T, string]> {
+  const a = await flushes(cp);
+  const r = await fn();
+  const b = await flushes(cp);
+  const count = b.n - a.n;
+  return [r, `${count} transactions (≈ ${count ? Math.round(n / count) : 0} messages each, ${((b.s - a.s) * 1000).toFixed(0)} ms in them)`];
+}
+
 /**
  * Publishes every payload from the device clients (in their own process unless BENCH_INGEST_PUBLISHERS=inline)
  * and returns the rate at which `done` (delivered or stored, as the caller counts it) saw them all.
  */
-async function timedPublish(pubs: Publishers, url: string, clients: PublisherClient[], channel: 'stats' | 'telemetry', payloads: string[][], done: () => Promise<boolean> | boolean): Promise<number> {
+async function timedPublish(pubs: Publishers, url: string, clients: PublisherClient[], channel: 'stats' | 'telemetry', payloads: string[][], done: () => Promise<boolean> | boolean, brokerPid?: number): Promise<number> {
   const total = payloads.reduce((s, p) => s + p.length, 0);
   await pubs.connect(url, clients);
   await pubs.load(channel, payloads);
   const t = performance.now();
+  const cpu0 = process.cpuUsage();
+  const broker0 = await processCpuUs(brokerPid);
   const published = pubs.go();
   await waitFor(`${channel}: all ${total} messages through`, done);
   const rate = total / ((performance.now() - t) / 1000);
+  const cpu = process.cpuUsage(cpu0);
+  lastCpuUs = (cpu.user + cpu.system + ((await processCpuUs(brokerPid)) - broker0)) / total;
   await published;
   await pubs.end();
   return rate;
 }
 
+/**
+ * CPU of the bench's process per message over the last timedPublish: the broker and the server (or the
+ * baseline's subscriber) — not the publishers, in their own process. Under a high load average the
+ * rates mostly measure the scheduler; this ratio (baseline CPU per message / ingest CPU per message) is
+ * the one the load does not move much.
+ */
+let lastCpuUs = NaN;
+
+/** CPU µs (user + system) an external broker process has used so far (0 without one), from /proc. */
+async function processCpuUs(pid: number | undefined): Promise<number> {
+  if (pid === undefined) return 0;
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return stat ? ((Number(fields[11]) + Number(fields[12])) / 100) * 1e6 : 0;
+}
+const cpuNote = (raw: number, ingest: number) => `CPU ${ingest.toFixed(0)} µs/msg vs ${raw.toFixed(0)} raw (ratio ${(raw / ingest).toFixed(2)})`;
+
 /** Where the baseline runs: a bare aedes broker (default), or the given broker with credentials per client. */
 interface RawBroker {
   url: string;
+  /** An external broker's process: its CPU counts with the bench's own. */
+  pid?: number;
   sub: mqtt.IClientOptions;
   pub: (id: string) => mqtt.IClientOptions;
 }
@@ -84,7 +127,7 @@ async function rawMqtt(pubs: Publishers, channel: 'stats' | 'telemetry', ids: st
   sub.on('message', () => received++);
   await sub.subscribeAsync(`flotilla/v1/devices/+/${channel}`, { qos: 1 });
   const total = payloads.reduce((s, p) => s + p.length, 0);
-  const rate = await timedPublish(pubs, url, ids.map((id) => ({ id, opts: via?.pub(id) ?? {} })), channel, payloads, () => received >= total);
+  const rate = await timedPublish(pubs, url, ids.map((id) => ({ id, opts: via?.pub(id) ?? {} })), channel, payloads, () => received >= total, via?.pid);
   await sub.endAsync();
   if (broker) await new Promise<void>((r) => broker.close(() => r()));
   if (server) await new Promise<void>((r) => server.close(() => r()));
@@ -162,7 +205,7 @@ async function rawMosquitto(ids: string[]): Promise<{ via: RawBroker; stop: () =
     ...['bench-sub', ...ids].map((id) => ({ command: 'createClient', username: id, password, roles: [{ rolename: 'bench' }] })),
   ]);
   await admin.stop();
-  return { via: { url: mosq.url, sub: { username: 'bench-sub', password }, pub: (id) => ({ username: id, password }) }, stop: () => mosq.stop() };
+  return { via: { url: mosq.url, pid: mosq.pid, sub: { username: 'bench-sub', password }, pub: (id) => ({ username: id, password }) }, stop: () => mosq.stop() };
 }
 
 /** The stats and telemetry rows again with Mosquitto (dynamic security) as the broker, the server a client in a persistent session. */
@@ -189,9 +232,10 @@ async function mosquittoRows(): Promise<BenchRow[]> {
       for (const [channel, payloads] of [['stats', statsPayloads], ['telemetry', telePayloads]] as const) {
         const n = payloads.reduce((a, p) => a + p.length, 0);
         const rawRate = await rawMqtt(pubs, channel, ids, payloads, raw.via);
+        const rawCpu = lastCpuUs;
         const before = await stored(cp, channel);
-        const rate = await timedPublish(pubs, cp.mqttUrl, clients, channel, payloads, async () => (await stored(cp!, channel)) >= before + n);
-        rows.push({ benchmark: `${channel} ingest on Mosquitto, MQTT → DB (${DEVICES} devices)`, value: rate, unit: 'msg/s', baseline: 'raw publish→receive through Mosquitto (dynsec), no DB', baselineValue: rawRate, ratio: rate / rawRate, note: `server in an MQTT 5 persistent session, PUBACK after commit; publishers ${publishersWhere()}` });
+        const [rate, batches] = await withBatches(cp, n, () => profiled(`ingest-mosquitto-${channel}`, () => timedPublish(pubs!, cp!.mqttUrl, clients, channel, payloads, async () => (await stored(cp!, channel)) >= before + n, mosq!.pid)));
+        rows.push({ benchmark: `${channel} ingest on Mosquitto, MQTT → DB (${DEVICES} devices)`, value: rate, unit: 'msg/s', baseline: 'raw publish→receive through Mosquitto (dynsec), no DB', baselineValue: rawRate, ratio: rate / rawRate, note: `server in an MQTT 5 persistent session, PUBACK after commit; ${cpuNote(rawCpu, lastCpuUs)} with Mosquitto's own; ${batches}; publishers ${publishersWhere()}` });
       }
     } finally {
       await raw.stop();
@@ -279,6 +323,56 @@ async function driftRows(cp: TestPlane): Promise<BenchRow[]> {
 }
 
 export async function runIngestBench(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = only === 'mosquitto' ? [] : await embeddedRows();
+  if (only !== 'embedded' && only !== 'direct') rows.push(...(await mosquittoRows()));
+  printTable('Monitoring: ingest and drift', rows);
+  return rows;
+}
+
+/**
+ * The ingest path without MQTT (validation, context queries, batched writes), each message handed over
+ * as the device bus would: JSON.parse of its payload. Windows and reports a day earlier than the MQTT
+ * rows' (new buckets, new seqs: the same work per message). The CPU of this process over the row is
+ * the server's own cost per message, whatever the machine's load (the publishers are idle then).
+ */
+async function directRows(cp: TestPlane, devices: Array<{ id: string }>, bundleId: string, sketches: FeatureSetSketch[], now: number, rawStats: number, rawTele: number): Promise<BenchRow[]> {
+  const model = { name: 'tab', version: 1 };
+  const dayBefore = now - 86_400_000;
+  // In time order across the fleet (every device's k-th message, then the (k+1)-th), as devices send
+  // them and as the MQTT rows' concurrent publishers deliver them: a batch spans few minute buckets.
+  const statsJson = Array.from({ length: STATS_PER_DEVICE }, (_, k) =>
+    devices.map((d, i) => {
+      const start = new Date(dayBefore - (STATS_PER_DEVICE - k) * 60_000);
+      return [d.id, JSON.stringify(statsMessage({ deviceId: d.id, bundleId, model, seq: STATS_PER_DEVICE + k + 1, start, end: new Date(start.getTime() + 59_000), sketch: sketches[i] }))] as const;
+    }),
+  ).flat();
+  const teleStart = dayBefore - TELEMETRY_PER_DEVICE * 10_000;
+  const teleJson = Array.from({ length: TELEMETRY_PER_DEVICE }, (_, k) =>
+    devices.map((d) => [d.id, JSON.stringify(telemetryMessage({ deviceId: d.id, seq: TELEMETRY_PER_DEVICE + k + 1, at: new Date(teleStart + k * 10_000), inferences: 50 + (k % 50), errors: k % 7 ? {} : { timeout: 1 } }))] as const),
+  ).flat();
+  const rows: BenchRow[] = [];
+  for (const [channel, payloads, raw] of [['stats', statsJson, rawStats], ['telemetry', teleJson, rawTele]] as const) {
+    const before = await stored(cp, channel);
+    const t = performance.now();
+    const cpu0 = process.cpuUsage();
+    await profiled(`direct-${channel}`, async () => {
+      for (const [id, json] of payloads) {
+        if (channel === 'stats') void cp.plane.ingest.acceptStats(id, JSON.parse(json));
+        else void cp.plane.ingest.acceptTelemetry(id, JSON.parse(json));
+      }
+      await cp.plane.ingest.flush();
+      await waitFor(`direct ${channel} stored`, async () => (await stored(cp, channel)) >= before + payloads.length);
+    });
+    const rate = payloads.length / ((performance.now() - t) / 1000);
+    const cpu = process.cpuUsage(cpu0);
+    const cpuUs = (cpu.user + cpu.system) / payloads.length;
+    rows.push({ benchmark: `${channel} ingest without MQTT (parse + validate + batched DB writes)`, value: rate, unit: 'msg/s', baseline: 'raw MQTT publish→receive, no DB', baselineValue: raw, ratio: rate / raw, note: `${cpuUs.toFixed(0)} CPU µs per message` });
+  }
+  return rows;
+}
+
+/** The rows on the embedded broker (and the drift rows, on the same plane). */
+async function embeddedRows(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   // Ingest throughput, not the broker's per-device rate limit (each device here sends its whole share at once).
   const limits = loadServerConfig({}).mqttLimits;
@@ -286,56 +380,27 @@ export async function runIngestBench(): Promise<BenchRow[]> {
   const pubs = startPublishers();
   try {
     const { layout, devices, clients, bundleId } = await fleet(cp);
-    const model = { name: 'tab', version: 1 };
     const now = Date.now();
     const { sketches, statsPayloads, telePayloads } = payloadsFor(layout, devices, bundleId, now);
-    const statsN = DEVICES * STATS_PER_DEVICE;
-    const teleN = DEVICES * TELEMETRY_PER_DEVICE;
     const ids = devices.map((d) => d.id);
-
-    const rawStats = await rawMqtt(pubs, 'stats', ids, statsPayloads);
-    const statsRate = await timedPublish(pubs, cp.mqttUrl, clients, 'stats', statsPayloads, async () => (await stored(cp, 'stats')) >= statsN);
-    rows.push({
-      benchmark: `stats ingest, MQTT → DB (${DEVICES} devices × ${STATS_PER_DEVICE} windows, 8 features)`,
-      value: statsRate,
-      unit: 'msg/s',
-      baseline: 'raw MQTT publish→receive, no DB',
-      baselineValue: rawStats,
-      ratio: statsRate / rawStats,
-      note: `${(statsPayloads[0][0].length / 1024).toFixed(1)} KiB per message; publishers ${publishersWhere()}`,
-    });
-
-    const rawTele = await rawMqtt(pubs, 'telemetry', ids, telePayloads);
-    const teleRate = await timedPublish(pubs, cp.mqttUrl, clients, 'telemetry', telePayloads, async () => (await stored(cp, 'telemetry')) >= teleN);
-    rows.push({
-      benchmark: `telemetry ingest, MQTT → DB (${DEVICES} devices × ${TELEMETRY_PER_DEVICE} reports)`,
-      value: teleRate,
-      unit: 'msg/s',
-      baseline: 'raw MQTT publish→receive, no DB',
-      baselineValue: rawTele,
-      ratio: teleRate / rawTele,
-      note: `${(telePayloads[0][0].length / 1024).toFixed(1)} KiB per message; 63-bucket latency histogram; publishers ${publishersWhere()}`,
-    });
-
-    // The ingest path without MQTT: validation, context queries and batched writes only.
-    const direct = devices.map((d, i) =>
-      Array.from({ length: STATS_PER_DEVICE }, (_, k) => {
-        // A day earlier: new minute buckets, the same work per message as the MQTT row.
-        const start = new Date(now - 86_400_000 - (STATS_PER_DEVICE - k) * 60_000);
-        return statsMessage({ deviceId: d.id, bundleId, model, seq: STATS_PER_DEVICE + k + 1, start, end: new Date(start.getTime() + 59_000), sketch: sketches[i] });
-      }),
-    ).flat();
-    const before = await stored(cp, 'stats');
-    const t = performance.now();
-    // CPU of this process over the row (the publishers are idle then): the server's own cost per window, whatever the load.
-    const cpu0 = process.cpuUsage();
-    for (const m of direct) cp.plane.ingest.acceptStats(m.deviceId, JSON.parse(JSON.stringify(m)));
-    await cp.plane.ingest.flush();
-    await waitFor('direct stats stored', async () => (await stored(cp, 'stats')) >= before + direct.length);
-    const directRate = direct.length / ((performance.now() - t) / 1000);
-    const cpu = process.cpuUsage(cpu0);
-    const cpuMs = (cpu.user + cpu.system) / 1000 / direct.length;
-    rows.push({ benchmark: 'stats ingest without MQTT (validate + batched DB writes)', value: directRate, unit: 'msg/s', baseline: 'raw MQTT publish→receive, no DB', baselineValue: rawStats, ratio: directRate / rawStats, note: `${cpuMs.toFixed(2)} CPU ms per window (with the bench's JSON round trip of each message)` });
+    const raw = { stats: NaN, telemetry: NaN };
+    const notes = { stats: '8 features', telemetry: '63-bucket latency histogram' };
+    for (const [channel, payloads] of only === 'direct' ? [] : ([['stats', statsPayloads], ['telemetry', telePayloads]] as const)) {
+      const n = payloads.reduce((a, p) => a + p.length, 0);
+      raw[channel] = await profiled(`raw-embedded-${channel}`, () => rawMqtt(pubs, channel, ids, payloads));
+      const rawCpu = lastCpuUs;
+      const [rate, batches] = await withBatches(cp, n, () => profiled(`ingest-embedded-${channel}`, () => timedPublish(pubs, cp.mqttUrl, clients, channel, payloads, async () => (await stored(cp, channel)) >= n)));
+      rows.push({
+        benchmark: `${channel} ingest, MQTT → DB (${DEVICES} devices × ${payloads[0].length} messages)`,
+        value: rate,
+        unit: 'msg/s',
+        baseline: 'raw MQTT publish→receive, no DB',
+        baselineValue: raw[channel],
+        ratio: rate / raw[channel],
+        note: `${(payloads[0][0].length / 1024).toFixed(1)} KiB per message, ${notes[channel]}; ${cpuNote(rawCpu, lastCpuUs)}; ${batches}; publishers ${publishersWhere()}`,
+      });
+    }
+    rows.push(...(await directRows(cp, devices, bundleId, sketches, now, raw.stats, raw.telemetry)));
     await pubs.close();
 
     // BENCH_INGEST_DRIFT=off leaves the drift rows out (to iterate on ingest alone).
@@ -344,7 +409,5 @@ export async function runIngestBench(): Promise<BenchRow[]> {
     await pubs.close();
     await cp.stop();
   }
-  rows.push(...(await mosquittoRows()));
-  printTable('Monitoring: ingest and drift', rows);
   return rows;
 }

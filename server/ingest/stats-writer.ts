@@ -4,8 +4,8 @@
 // no per-device rollups: nothing reads them (drift reads cohorts and the fleet), and a device's
 // windows are its raw rows, kept for the stats retention. With one window per device a minute, a
 // device rollup cost a read, a merge and a rewrite of a whole sketch per window, more than the raw
-// insert itself. Sketches are stored binary (server/db/sketch-blob.ts), carried to SQLite as hex inside
-// the batch's JSON parameter and turned back into bytes by `unhex`.
+// insert itself. Sketches are stored binary (server/db/sketch-blob.ts) and bound as blobs in multi-row
+// statements (multi-row.ts).
 import { sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
 import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
@@ -13,6 +13,7 @@ import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
 import { encodeSketch, readStoredSketch } from '../db/sketch-blob.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
+import { insertRows } from './multi-row.ts';
 
 export interface StatsItem {
   deviceId: string;
@@ -55,13 +56,12 @@ export interface StatsWriteResult {
 export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise<StatsWriteResult> {
   const receivedAt = now.toISOString();
   // A rollup holding a single new window is that window's sketch object: encoded once for both rows.
-  const texts = new Map<FeatureSetSketch, string>();
-  const text = (sk: FeatureSetSketch) => {
-    let t = texts.get(sk);
-    if (t === undefined) texts.set(sk, (t = encodeSketch(sk).toString('hex')));
-    return t;
+  const blobs = new Map<FeatureSetSketch, Buffer>();
+  const blob = (sk: FeatureSetSketch) => {
+    let b = blobs.get(sk);
+    if (b === undefined) blobs.set(sk, (b = encodeSketch(sk)));
+    return b;
   };
-  // One statement for the whole batch; the sketch travels as the hex of its stored bytes.
   const windows = items.map((it) => [
     it.deviceId,
     it.modelVersionId,
@@ -70,12 +70,15 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
     isoUtc(it.message.windowEnd),
     it.message.seq,
     it.message.sketch.quality.rows,
-    text(it.message.sketch),
+    blob(it.message.sketch),
+    receivedAt,
   ]);
-  const inserted = await tx.all<{ device_id: string; seq: number }>(sql`
-    INSERT INTO stats_windows (device_id, model_version_id, bundle_id, window_start, window_end, seq, rows, sketch, received_at)
-    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, unhex(value->>7), ${receivedAt} FROM json_each(${JSON.stringify(windows)}) WHERE true
-    ON CONFLICT DO NOTHING RETURNING device_id, seq`);
+  const inserted = (await insertRows(
+    tx,
+    'INSERT INTO stats_windows (device_id, model_version_id, bundle_id, window_start, window_end, seq, rows, sketch, received_at)',
+    windows,
+    'ON CONFLICT DO NOTHING RETURNING device_id, seq',
+  )) as unknown as Array<{ device_id: string; seq: number }>;
   // The same (device, seq) twice in one batch: only the first insert wins, and only it is rolled up.
   const added = new Set(inserted.map((r) => `${r.device_id}\u0000${r.seq}`));
   const fresh = items.filter((it) => added.delete(`${it.deviceId}\u0000${it.message.seq}`));
@@ -100,7 +103,7 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
   }
   // The same arithmetic in the same order as merging pairwise; a single window stays its own object (and text).
   const rollups = [...acc.values()].map(({ members, ...r }): RollupAcc => ({ ...r, sketch: members.length === 1 ? members[0] : mergeAllFeatureSetSketches(members) }));
-  const layoutResets = await upsertRollups(tx, rollups, receivedAt, text);
+  const layoutResets = await upsertRollups(tx, rollups, receivedAt, blob);
   return { stored: fresh.length, duplicates: items.length - fresh.length, layoutResets };
 }
 
@@ -108,7 +111,7 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
  * Merges the batch's rollups into the stored ones: one read of the existing rows (the keys joined in
  * as a JSON array, each one primary-key lookup) and one upsert of the merged rows, whatever the batch size.
  */
-async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string, text: (s: FeatureSetSketch) => string): Promise<number> {
+async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string, blob: (s: FeatureSetSketch) => Buffer): Promise<number> {
   if (!rollups.length) return 0;
   const keys = JSON.stringify(rollups.map((r) => [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart]));
   // CROSS JOIN keeps the key list as the outer loop, so each key is one primary-key lookup.
@@ -128,12 +131,14 @@ async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string, te
         resets++;
       }
     }
-    return [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart, merged.windows, merged.rows, text(merged.sketch)];
+    return [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart, merged.windows, merged.rows, blob(merged.sketch), updatedAt];
   });
-  await tx.run(sql`
-    INSERT INTO stats_rollups (scope, key, model_version_id, granularity, bucket_start, windows, rows, sketch, updated_at)
-    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, unhex(value->>7), ${updatedAt} FROM json_each(${JSON.stringify(values)}) WHERE true
-    ON CONFLICT (scope, key, model_version_id, granularity, bucket_start)
-    DO UPDATE SET windows = excluded.windows, rows = excluded.rows, sketch = excluded.sketch, updated_at = excluded.updated_at`);
+  await insertRows(
+    tx,
+    'INSERT INTO stats_rollups (scope, key, model_version_id, granularity, bucket_start, windows, rows, sketch, updated_at)',
+    values,
+    `ON CONFLICT (scope, key, model_version_id, granularity, bucket_start)
+     DO UPDATE SET windows = excluded.windows, rows = excluded.rows, sketch = excluded.sketch, updated_at = excluded.updated_at`,
+  );
   return resets;
 }

@@ -8,6 +8,7 @@ import { createLatencyHistogram, mergeLatencyHistograms, type LatencyHistogram }
 import type { MonitoringLost, TelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import type { Tx } from '../db/client.ts';
 import { bucketStart, isoUtc } from './buckets.ts';
+import { insertRows } from './multi-row.ts';
 import { FLEET_KEY } from './stats-writer.ts';
 
 export interface TelemetryItem {
@@ -76,7 +77,7 @@ export function activeSecondsOf(m: TelemetryMessage, errorCount: number): number
 /** Stores the reports and updates rollups; returns how many were new and how many were resends. */
 export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date): Promise<{ stored: number; duplicates: number }> {
   const receivedAt = now.toISOString();
-  // One statement for the whole batch; JSON columns travel as their JSON text, stored as drizzle would store them.
+  // Bound multi-row statements (multi-row.ts); JSON columns travel as their JSON text, stored as drizzle would store them.
   const reports = items.map(({ deviceId, message: m }) => [
     deviceId,
     m.seq,
@@ -92,12 +93,14 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
     m.uptimeS,
     m.activeBundle?.id ?? null,
     m.monitoring ? JSON.stringify(m.monitoring) : null,
+    receivedAt,
   ]);
-  const inserted = await tx.all<{ device_id: string; seq: number }>(sql`
-    INSERT INTO telemetry (device_id, seq, at, interval_s, inferences, errors, latency, queue_depth, cpu, rss_bytes, disk_free_bytes, uptime_s, active_bundle_id, monitoring, received_at)
-    SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10, value->>11, value->>12, value->>13, ${receivedAt}
-    FROM json_each(${JSON.stringify(reports)}) WHERE true
-    ON CONFLICT DO NOTHING RETURNING device_id, seq`);
+  const inserted = (await insertRows(
+    tx,
+    'INSERT INTO telemetry (device_id, seq, at, interval_s, inferences, errors, latency, queue_depth, cpu, rss_bytes, disk_free_bytes, uptime_s, active_bundle_id, monitoring, received_at)',
+    reports,
+    'ON CONFLICT DO NOTHING RETURNING device_id, seq',
+  )) as unknown as Array<{ device_id: string; seq: number }>;
   const added = new Set(inserted.map((r) => `${r.device_id}\u0000${r.seq}`));
   const fresh = items.filter((it) => added.delete(`${it.deviceId}\u0000${it.message.seq}`));
 
@@ -159,16 +162,17 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
         v = { ...old, errors: { ...old.errors }, latency: old.latency ?? createLatencyHistogram() };
         combine(v, r);
       }
-      return [r.scope, r.key, r.bucketStart, v.reports, v.inferences, v.errorCount, JSON.stringify(v.errors), JSON.stringify(v.latency), v.firstStart, v.lastAt, v.monitoringLost ? JSON.stringify(v.monitoringLost) : null, v.activeSeconds];
+      return [r.scope, r.key, r.bucketStart, v.reports, v.inferences, v.errorCount, JSON.stringify(v.errors), JSON.stringify(v.latency), v.firstStart, v.lastAt, v.monitoringLost ? JSON.stringify(v.monitoringLost) : null, v.activeSeconds, receivedAt];
     });
-    await tx.run(sql`
-      INSERT INTO telemetry_rollups (scope, key, bucket_start, reports, inferences, error_count, errors, latency, first_start, last_at, monitoring_lost, active_seconds, updated_at)
-      SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10, value->>11, ${receivedAt}
-      FROM json_each(${JSON.stringify(values)}) WHERE true
-      ON CONFLICT (scope, key, bucket_start) DO UPDATE SET
+    await insertRows(
+      tx,
+      'INSERT INTO telemetry_rollups (scope, key, bucket_start, reports, inferences, error_count, errors, latency, first_start, last_at, monitoring_lost, active_seconds, updated_at)',
+      values,
+      `ON CONFLICT (scope, key, bucket_start) DO UPDATE SET
         reports = excluded.reports, inferences = excluded.inferences, error_count = excluded.error_count, errors = excluded.errors, latency = excluded.latency,
         first_start = excluded.first_start, last_at = excluded.last_at, monitoring_lost = excluded.monitoring_lost, active_seconds = excluded.active_seconds,
-        updated_at = excluded.updated_at`);
+        updated_at = excluded.updated_at`,
+    );
   }
 
   const last = [...latest.values()].map(({ deviceId, message: m }) => [
@@ -184,15 +188,15 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
     m.monitoring?.outboxPending ?? null,
     m.monitoring?.outboxPendingBytes ?? null,
   ]);
-  if (last.length) {
-    await tx.run(sql`
-      INSERT INTO telemetry_last (device_id, at, seq, cpu, rss_bytes, disk_free_bytes, uptime_s, queue_depth, active_bundle, outbox_pending, outbox_pending_bytes)
-      SELECT value->>0, value->>1, value->>2, value->>3, value->>4, value->>5, value->>6, value->>7, value->>8, value->>9, value->>10 FROM json_each(${JSON.stringify(last)}) WHERE true
-      ON CONFLICT (device_id) DO UPDATE SET
-        at = excluded.at, seq = excluded.seq, cpu = excluded.cpu, rss_bytes = excluded.rss_bytes, disk_free_bytes = excluded.disk_free_bytes, uptime_s = excluded.uptime_s,
-        queue_depth = excluded.queue_depth, active_bundle = excluded.active_bundle, outbox_pending = excluded.outbox_pending, outbox_pending_bytes = excluded.outbox_pending_bytes
-      -- A late (store-and-forward) report must not overwrite newer resources.
-      WHERE excluded.at >= telemetry_last.at`);
-  }
+  // A late (store-and-forward) report must not overwrite newer resources.
+  await insertRows(
+    tx,
+    'INSERT INTO telemetry_last (device_id, at, seq, cpu, rss_bytes, disk_free_bytes, uptime_s, queue_depth, active_bundle, outbox_pending, outbox_pending_bytes)',
+    last,
+    `ON CONFLICT (device_id) DO UPDATE SET
+      at = excluded.at, seq = excluded.seq, cpu = excluded.cpu, rss_bytes = excluded.rss_bytes, disk_free_bytes = excluded.disk_free_bytes, uptime_s = excluded.uptime_s,
+      queue_depth = excluded.queue_depth, active_bundle = excluded.active_bundle, outbox_pending = excluded.outbox_pending, outbox_pending_bytes = excluded.outbox_pending_bytes
+      WHERE excluded.at >= telemetry_last.at`,
+  );
   return { stored: fresh.length, duplicates: items.length - fresh.length };
 }

@@ -1,0 +1,49 @@
+// Multi-row statements with bound parameters: `INSERT … VALUES (?, ?), (?, ?) …` in slices that stay
+// under SQLite's limit of bound parameters per statement. Replaces the earlier form that sent a batch
+// as one JSON array parameter read back through `json_each` and `value->>n`: SQLite re-parses a row's
+// JSON text for every `->>`, so a stats window (its sketch as 8 KiB of hex) was parsed nine times, and
+// the blob went through hex both ways.
+//
+// The statement goes straight to the transaction's libsql connection: drizzle's `sql` builder walks
+// every chunk of a template through a chain of type checks, which at tens of thousands of parameters
+// per batch cost more than the insert itself (profiled: ≈ 120 µs per stats window).
+import type { InValue, Row } from '@libsql/client';
+import type { Tx } from '../db/client.ts';
+
+/** SQLite (3.32+, libsql) allows 32,766 parameters per statement; the slices stay below. */
+const MAX_PARAMS = 30_000;
+
+type Executor = { execute(stmt: { sql: string; args: InValue[] }): Promise<{ rows: Row[] }> };
+
+/**
+ * The libsql object a drizzle transaction (or database) runs its statements on: `session.tx` inside a
+ * transaction, `session.client` outside (drizzle-orm/libsql 0.45). Checked, so an upgrade that moves
+ * them fails loudly in the tests rather than writing elsewhere.
+ */
+function executorOf(tx: Tx): Executor {
+  const session = (tx as unknown as { session?: { tx?: Executor; client?: Executor } }).session;
+  const target = session?.tx ?? session?.client;
+  if (typeof target?.execute !== 'function') throw new Error('drizzle-orm without session.tx/session.client: server/ingest/multi-row.ts needs updating');
+  return target;
+}
+
+/**
+ * Runs `head VALUES (?, …), … tail` for all `rows` (each of the same width, Buffers bind as blobs), in as
+ * many statements as the parameter limit needs, and returns every statement's result rows (RETURNING).
+ */
+export async function insertRows(tx: Tx, head: string, rows: readonly (readonly InValue[])[], tail = ''): Promise<Row[]> {
+  if (!rows.length) return [];
+  const exec = executorOf(tx);
+  const width = rows[0].length;
+  const tuple = `(${new Array(width).fill('?').join(', ')})`;
+  const per = Math.max(1, Math.floor(MAX_PARAMS / width));
+  const out: Row[] = [];
+  for (let i = 0; i < rows.length; i += per) {
+    const slice = rows.slice(i, i + per);
+    const args: InValue[] = [];
+    for (const r of slice) for (const v of r) args.push(v);
+    const { rows: result } = await exec.execute({ sql: `${head} VALUES ${new Array(slice.length).fill(tuple).join(', ')} ${tail}`, args });
+    for (const r of result) out.push(r);
+  }
+  return out;
+}
