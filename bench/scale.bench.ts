@@ -224,7 +224,7 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     push({ benchmark: `server RSS per held device (${on})`, value: perDevice / 1024, unit: 'KB', baseline: 'server RSS before the fleet', baselineValue: rssBefore / 1024 ** 2, note: `RSS ${(rssWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); target ≤ 100 KB/device` });
     if (mosqPid) {
       const brokerWith = await rssBytes(mosqPid);
-      push({ benchmark: 'Mosquitto RSS per held device', value: (brokerWith - brokerRssBefore) / Math.max(1, connected) / 1024, unit: 'KB', baseline: 'Mosquitto RSS before the fleet', baselineValue: brokerRssBefore / 1024 ** 2, note: `RSS ${(brokerWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); dynamic security: one client and one role per device${bulk ? `; their dynamic-security state alone (loaded before the baseline): ${((bulk.brokerRssLoaded - bulk.brokerRssEmpty) / bulk.devices / 1024).toFixed(1)} KB/device` : ''}` });
+      push({ benchmark: 'Mosquitto RSS per held device', value: (brokerWith - brokerRssBefore) / Math.max(1, connected) / 1024, unit: 'KB', baseline: 'Mosquitto RSS before the fleet', baselineValue: brokerRssBefore / 1024 ** 2, note: `RSS ${(brokerWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); dynamic security: one client and one role per device${bulk ? `; loaded before the baseline: their dynamic-security state alone ${((bulk.brokerRssLoaded - bulk.brokerRssEmpty) / bulk.devices / 1024).toFixed(1)} KB/device, with the fleet over an empty broker ${((brokerWith - bulk.brokerRssEmpty) / Math.max(1, connected) / 1024).toFixed(1)} KB/device` : ''}` });
     }
     if (broker === 'mosquitto') return;
 
