@@ -81,7 +81,10 @@ export function deviceBrokerAccessRoutes(deps: { db: Db; access?: MosquittoAcces
       deps.metrics.brokerAccessRestored.inc({ missing: created.client ? 'client' : created.role ? 'role' : 'none' });
       // A broker that lost the device's client may have lost its retained `desired` too (restarted
       // without persistence): publish the stored bytes again (idempotent; nothing if none is stored).
-      await deps.desired.publish([id]);
+      // A 503 if that fails: the agent asks again soon, and the next answer publishes again.
+      await deps.desired.publish([id]).catch((err: Error) => {
+        throw new ServiceError('broker_unavailable', `the device's broker login is back, but its desired state could not be published again: ${err.message}`);
+      });
       return c.json({ broker: 'mosquitto' as const, createdClient: created.client, createdRole: created.role }, 200);
     },
   );
