@@ -37,6 +37,8 @@ import { printTable, type BenchRow } from './lib.ts';
 import { SimulatorProcess, type SimulatorProgress } from '../simulator/simulator-process.ts';
 import { mosquittoSkip, startMosquitto, type TestMosquitto } from '../test/helpers/mosquitto.ts';
 import { measureStagedRollout } from './staged-rollout.ts';
+import { type BulkGroup, bulkProvisionMosquitto } from './mosquitto-bulk.ts';
+import { mosquittoEnrollRows } from './mosquitto-enroll-rate.ts';
 
 const HELD = process.env.BENCH_SCALE_BIG === '1' ? 19_000 : Number(process.env.BENCH_SCALE_DEVICES ?? 2000);
 const BROKERS = (process.env.BENCH_SCALE_BROKERS ?? 'embedded,mosquitto').split(',').map((b) => b.trim()) as Array<'embedded' | 'mosquitto'>;
@@ -46,6 +48,10 @@ const ROLLOUT = Math.min(HELD, 1_000);
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
 const CONNECT_TIMEOUT_MS = 15 * 60_000;
 const STEADY_MS = 40_000;
+// Mosquitto: held devices provisioned in bulk instead of enrolling (bench/mosquitto-bulk.ts), and
+// enrollment measured on its own (bench/mosquitto-enroll-rate.ts, BENCH_SCALE_ENROLL devices, 0: off).
+const MOSQ_BULK = process.env.BENCH_SCALE_MOSQ_BULK !== '0';
+const MOSQ_ENROLL = Number(process.env.BENCH_SCALE_ENROLL ?? 400);
 
 const sum = (sims: SimulatorProcess[], k: keyof SimulatorProgress) => sims.reduce((s, x) => s + (x.last?.[k] ?? 0), 0);
 
@@ -132,6 +138,17 @@ function driftRows(): BenchRow[] {
   return [{ benchmark: `drift: merge ${N} device windows (${FEATURES} features, 20 bins) + evaluate`, value: best(work), unit: 'ms', baseline: `JSON.parse of the ${N} windows`, baselineValue: best(parse), ratio: best(work) / best(parse), note: 'best of 3; target < 1000 ms' }];
 }
 
+/** The simulator processes' devices as heldRows() starts them, for provisioning them in bulk. */
+function mosquittoGroups(simRoot: string) {
+  const groups: BulkGroup[] = [];
+  for (let left = HELD, i = 0; left > 0; i++) {
+    const n = i === 0 ? Math.min(ROLLOUT, left) : Math.min(PER_PROCESS, left);
+    groups.push({ dir: path.join(simRoot, `sim${i}`), namePrefix: `scale${i}-`, n, labels: i === 0 ? { fleet: 'scale', ring: 'r1' } : { fleet: 'scale' } });
+    left -= n;
+  }
+  return groups;
+}
+
 /** One fleet held on one broker; on the embedded broker also the fan-out and the staged rollout. */
 async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) => void): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-scale-bench-'));
@@ -155,6 +172,7 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
   // would measure that disk, not the server.
   const simRoot = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/flotilla-scale-sim-') : dir;
   const url = `http://127.0.0.1:${httpPort}`;
+  const bulk = mosq && MOSQ_BULK ? await bulkProvisionMosquitto({ mosq, dbUrl: loadServerConfig(env).dbUrl, serverUrl: url, rootPublicKey: s.rootPublicKey, groups: mosquittoGroups(simRoot) }) : undefined;
   const api = async (method: string, p: string, body?: unknown) => {
     const res = await fetch(url + p, { method, headers: { authorization: `Bearer ${s.admin}`, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
     const json = await res.json();
@@ -201,12 +219,12 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     const perDevice = (rssWith - rssBefore) / Math.max(1, connected);
     const fds = await fdsInUse(server.pid!);
     const brokerFds = mosqPid ? await fdsInUse(mosqPid) : 0;
-    push({ benchmark: `devices held on the ${on}, telemetry every 10 s (${sims.length} simulator processes)`, value: connected, unit: 'devices', baseline: 'devices started', baselineValue: HELD, ratio: connected / HELD, note: `all connected after ${connectS.toFixed(0)} s (enrollment included); fds in use: server ${fds}${mosqPid ? `, Mosquitto ${brokerFds}` : ''} of 20000${broke}` });
+    push({ benchmark: `devices held on the ${on}, telemetry every 10 s (${sims.length} simulator processes)`, value: connected, unit: 'devices', baseline: 'devices started', baselineValue: HELD, ratio: connected / HELD, note: `all connected after ${connectS.toFixed(0)} s (${bulk ? `bulk-provisioned in ${(bulk.ms / 1000).toFixed(0)} s before, no enrollment` : 'enrollment included'}); fds in use: server ${fds}${mosqPid ? `, Mosquitto ${brokerFds}` : ''} of 20000${broke}` });
     push({ benchmark: `messages/s acknowledged by the ${on} (all kinds)`, value: pubRate, unit: 'msg/s', note: `telemetry stored by ingest: ${storedRate.toFixed(0)}/s (expected ≈ ${(connected / 10).toFixed(0)}/s)` });
     push({ benchmark: `server RSS per held device (${on})`, value: perDevice / 1024, unit: 'KB', baseline: 'server RSS before the fleet', baselineValue: rssBefore / 1024 ** 2, note: `RSS ${(rssWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); target ≤ 100 KB/device` });
     if (mosqPid) {
       const brokerWith = await rssBytes(mosqPid);
-      push({ benchmark: 'Mosquitto RSS per held device', value: (brokerWith - brokerRssBefore) / Math.max(1, connected) / 1024, unit: 'KB', baseline: 'Mosquitto RSS before the fleet', baselineValue: brokerRssBefore / 1024 ** 2, note: `RSS ${(brokerWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); dynamic security: one client and one role per device` });
+      push({ benchmark: 'Mosquitto RSS per held device', value: (brokerWith - brokerRssBefore) / Math.max(1, connected) / 1024, unit: 'KB', baseline: 'Mosquitto RSS before the fleet', baselineValue: brokerRssBefore / 1024 ** 2, note: `RSS ${(brokerWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); dynamic security: one client and one role per device${bulk ? `; loaded before the baseline: their dynamic-security state alone ${((bulk.brokerRssLoaded - bulk.brokerRssEmpty) / bulk.devices / 1024).toFixed(1)} KB/device, with the fleet over an empty broker ${((brokerWith - bulk.brokerRssEmpty) / Math.max(1, connected) / 1024).toFixed(1)} KB/device` : ''}` });
     }
     if (broker === 'mosquitto') return;
 
@@ -258,7 +276,17 @@ export async function runScaleBench(): Promise<BenchRow[]> {
   for (const broker of BROKERS) {
     const skip = broker === 'mosquitto' ? mosquittoSkip() : false;
     if (skip) console.log(`# Mosquitto rows skipped: ${skip}`);
-    else await heldRows(broker, push);
+    else {
+      if (broker === 'mosquitto' && MOSQ_ENROLL > 0) {
+        const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-enroll-bench-'));
+        try {
+          for (const r of await mosquittoEnrollRows(MOSQ_ENROLL, dir)) push(r);
+        } finally {
+          await rm(dir, { recursive: true, force: true });
+        }
+      }
+      await heldRows(broker, push);
+    }
   }
   for (const r of driftRows()) push(r);
   printTable(`Fleet scale (simulated devices: ${HELD} per broker)`, rows);

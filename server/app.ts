@@ -150,7 +150,7 @@ export function createApp(deps: AppDeps) {
   )
     // Before the bearer middleware of /devices/*: devices upload samples with their own credentials.
     .route('/devices', sampleUploadRoutes({ db, deviceAuth }))
-    .route('/devices', deviceBrokerAccessRoutes({ db, access: deps.mosquitto?.access, metrics }));
+    .route('/devices', deviceBrokerAccessRoutes({ db, access: deps.mosquitto?.access, metrics, desired: deps.desired }));
   for (const resource of PROTECTED) api.use(`/${resource}/*`, authenticate(db));
   api.use('/history/*', authenticate(db));
   const routes = api

@@ -95,7 +95,7 @@ export class ControlPlane {
     if (this.mosquitto) return this.mosquitto;
     // The embedded broker checks the database at each CONNECT; only a revoked device must be kicked.
     // Any other external broker (EMQX) asks the server through its HTTP hooks (server/broker/emqx-hooks.ts).
-    return { enrolled: async () => {}, approved: async () => {}, revoked: async (id) => void (await this.broker?.disconnect(id)) };
+    return { enrolled: async () => {}, enrollEnded: async () => {}, approved: async () => {}, revoked: async (id) => void (await this.broker?.disconnect(id)) };
   }
 
   get httpUrl(): string {

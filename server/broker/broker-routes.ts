@@ -1,7 +1,8 @@
 // The broker's device clients over HTTP (issue 16, external Mosquitto):
 // - POST /api/v1/broker/reconcile (admin token): reconcile now, answer what changed;
 // - POST /api/v1/devices/{id}/broker-access (device Basic deviceId:secret): a device the broker refused
-//   puts its lost client back by proving its secret (mosquitto-access.ts restore()).
+//   puts its lost client back by proving its secret (mosquitto-access.ts restore()), and its stored
+//   retained desired state is published again.
 // With the embedded broker there is nothing to provision: the broker reads the database at each CONNECT.
 import { createRoute, OpenAPIHono, z } from '@hono/zod-openapi';
 import { recordAudit } from '../audit/audit-log.ts';
@@ -12,6 +13,7 @@ import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json } from '../http/schemas.ts';
+import type { DesiredState } from '../deployments/desired-state.ts';
 import type { Metrics } from '../metrics.ts';
 import type { BrokerReconciler } from './broker-reconciler.ts';
 import type { MosquittoAccess } from './mosquitto-access.ts';
@@ -50,7 +52,7 @@ export function brokerRoutes(deps: { db: Db; reconciler?: BrokerReconciler }) {
   );
 }
 
-export function deviceBrokerAccessRoutes(deps: { db: Db; access?: MosquittoAccess; metrics: Metrics }) {
+export function deviceBrokerAccessRoutes(deps: { db: Db; access?: MosquittoAccess; metrics: Metrics; desired: Pick<DesiredState, 'publish'> }) {
   const app = new OpenAPIHono<AppEnv>({ defaultHook: validationHook });
   return app.openapi(
     createRoute({
@@ -77,6 +79,12 @@ export function deviceBrokerAccessRoutes(deps: { db: Db; access?: MosquittoAcces
       if (!deps.access) return c.json({ broker: 'none' as const, createdClient: false, createdRole: false }, 200);
       const created = await deps.access.restore(id, secret, verdict === 'ok');
       deps.metrics.brokerAccessRestored.inc({ missing: created.client ? 'client' : created.role ? 'role' : 'none' });
+      // A broker that lost the device's client may have lost its retained `desired` too (restarted
+      // without persistence): publish the stored bytes again (idempotent; nothing if none is stored).
+      // A 503 if that fails: the agent asks again soon, and the next answer publishes again.
+      await deps.desired.publish([id]).catch((err: Error) => {
+        throw new ServiceError('broker_unavailable', `the device's broker login is back, but its desired state could not be published again: ${err.message}`);
+      });
       return c.json({ broker: 'mosquitto' as const, createdClient: created.client, createdRole: created.role }, 200);
     },
   );

@@ -4,10 +4,16 @@
 // clients, passwords and ACLs, provisioned through its dynamic-security plugin (mosquitto-access.ts).
 export interface DeviceBrokerAccess {
   /**
-   * A device was just enrolled with this secret. Runs inside the enrollment transaction: a throw
-   * rolls the enrollment back (no device the broker does not know). A pending device cannot log in yet.
+   * A device is being enrolled with this secret. Runs before the enrollment's database transaction
+   * (never inside it: the broker may be slow): a throw means nothing is enrolled. A pending device
+   * cannot log in yet.
    */
   enrolled(deviceId: string, secret: string, approved: boolean): Promise<void>;
+  /**
+   * The enrollment's transaction ended: committed, or not (then what enrolled() gave the broker is
+   * withdrawn). Never throws: what it cannot withdraw, the broker reconcile deletes (no device row backs it).
+   */
+  enrollEnded(deviceId: string, committed: boolean): Promise<void>;
   /** The device was approved: it may log in from now on. */
   approved(deviceId: string): Promise<void>;
   /** The device was revoked: its credentials stop working and it is disconnected at once. */

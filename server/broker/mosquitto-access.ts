@@ -58,23 +58,50 @@ export interface MosquittoAccessOptions {
 }
 
 export class MosquittoAccess implements DeviceBrokerAccess {
+  /** Devices provisioned whose enrollment has not committed yet: this replica's reconcile leaves their clients alone. */
+  private readonly enrolling = new Set<string>();
+
   constructor(private readonly opts: MosquittoAccessOptions) {}
 
-  private async run(commands: DynsecCommand[], benign?: RegExp): Promise<void> {
+  private async run(commands: DynsecCommand[], benign?: RegExp, pipelined = false): Promise<void> {
     try {
-      await this.opts.admin.runOk(commands, benign);
+      const res = pipelined ? await this.opts.admin.queue(commands) : await this.opts.admin.run(commands);
+      const bad = res.find((r) => r.error && !benign?.test(r.error));
+      if (bad) throw new DynsecError(`dynamic-security ${bad.command}: ${bad.error}`);
     } catch (err) {
       if (err instanceof DynsecError) throw new ServiceError('broker_unavailable', `the MQTT broker did not take the device's credentials: ${err.message}`);
       throw err;
     }
   }
 
+  /** Pipelined: enrollments arriving together share dynamic-security messages. */
   async enrolled(deviceId: string, secret: string, approved: boolean): Promise<void> {
-    await this.run([
-      { command: 'createRole', rolename: deviceRole(deviceId), acls: deviceAcls(deviceId) },
-      { command: 'createClient', username: deviceId, clientid: deviceId, password: secret, textname: DEVICE_CLIENT_TEXTNAME, roles: [{ rolename: deviceRole(deviceId) }] },
-      ...(approved ? [] : [{ command: 'disableClient', username: deviceId }]),
-    ]);
+    this.enrolling.add(deviceId);
+    try {
+      await this.run(
+        [
+          { command: 'createRole', rolename: deviceRole(deviceId), acls: deviceAcls(deviceId) },
+          { command: 'createClient', username: deviceId, clientid: deviceId, password: secret, textname: DEVICE_CLIENT_TEXTNAME, roles: [{ rolename: deviceRole(deviceId) }] },
+          ...(approved ? [] : [{ command: 'disableClient', username: deviceId }]),
+        ],
+        undefined,
+        true,
+      );
+    } catch (err) {
+      // Half of it may have been created (or all of it, if only the answer was lost).
+      await this.enrollEnded(deviceId, false);
+      throw err;
+    }
+  }
+
+  async enrollEnded(deviceId: string, committed: boolean): Promise<void> {
+    try {
+      if (!committed) await this.run([{ command: 'deleteClient', username: deviceId }, { command: 'deleteRole', rolename: deviceRole(deviceId) }], /not found/i, true);
+    } catch (err) {
+      this.opts.logger.warn({ deviceId, err: (err as Error).message }, 'could not withdraw the broker client of an enrollment that did not commit: the broker reconcile deletes it');
+    } finally {
+      this.enrolling.delete(deviceId);
+    }
   }
 
   async approved(deviceId: string): Promise<void> {
@@ -171,6 +198,9 @@ export class MosquittoAccess implements DeviceBrokerAccess {
       for (const r of page) roles.add(typeof r === 'string' ? r : r.rolename);
       if (page.length < LIST_PAGE) break;
     }
+    // Taken before the rows are read: a client listed above whose row is not read below was then either
+    // still enrolling (in this set) or its enrollment had failed.
+    const enrolling = new Set(this.enrolling);
     const rows = await db.select({ id: devices.id, status: devices.status }).from(devices);
     const known = new Set(rows.map((r) => r.id));
     const commands: DynsecCommand[] = [];
@@ -205,7 +235,8 @@ export class MosquittoAccess implements DeviceBrokerAccess {
         out.disabled++;
       }
     }
-    for (const [username, c] of clients) if (c.textname === DEVICE_CLIENT_TEXTNAME && !known.has(username)) remove(username);
+    // An enrollment provisions its client before writing its row (enroll-service.ts): skip those in flight here.
+    for (const [username, c] of clients) if (c.textname === DEVICE_CLIENT_TEXTNAME && !known.has(username) && !enrolling.has(username)) remove(username);
     // 2.0.x answers "Internal error" for addClientRole of a role the client already has.
     for (let i = 0; i < commands.length; i += CHUNK) await admin.runOk(commands.slice(i, i + CHUNK), /not found|internal error|already/i);
     if (out.missing.length) logger.warn({ devices: out.missing.length, first: out.missing.slice(0, 5) }, 'devices without a client on the broker: each gets it back when its agent is next refused (it proves its secret over HTTP)');

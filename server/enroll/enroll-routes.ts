@@ -121,8 +121,8 @@ export function enrollRoutes(deps: EnrollRoutesDeps) {
     }),
     async (c) => {
       const body = c.req.valid('json');
-      // The broker learns the credentials inside the enrollment transaction: if it cannot, nothing is enrolled (503).
-      const res = await enrollDevice(db, body, (id, secret, approved) => deps.brokerAccess.enrolled(id, secret, approved));
+      // The broker learns the credentials before the device row is written: if it cannot, nothing is enrolled (503).
+      const res = await enrollDevice(db, body, deps.brokerAccess);
       if (res.status === 'approved') await deps.onDeviceChanged(res.deviceId);
       const { mqttUrl, serverUrl, ca } = deps.urls(c.req.url);
       return c.json(

@@ -7,6 +7,7 @@ import { hashDeviceSecret } from '../auth/device-credentials.ts';
 import { randomId, randomSecret, sha256Hex } from '../auth/secrets.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { devices, enrollTokens } from '../db/schema.ts';
+import type { DeviceBrokerAccess } from '../broker/device-broker-access.ts';
 import { NotFound, ServiceError } from '../errors.ts';
 
 export interface DeviceFacts {
@@ -62,54 +63,80 @@ export interface EnrollResult {
   labels: Record<string, string>;
 }
 
-export async function enrollDevice(
-  db: Db,
-  input: { token: string; facts: DeviceFacts; name?: string },
-  /** Runs last inside the transaction (the broker learns the credentials); a throw rolls the enrollment back. */
-  beforeCommit?: (deviceId: string, secret: string, approved: boolean) => Promise<void>,
-): Promise<EnrollResult> {
+/** Why a token cannot enroll a device now (null: it can). */
+function refusal(row: typeof enrollTokens.$inferSelect | undefined, now: string): string | null {
+  if (!row) return 'enrollment token not recognised';
+  if (row.revokedAt) return 'enrollment token revoked';
+  if (row.maxUses != null && row.uses >= row.maxUses) return 'enrollment token has no uses left';
+  if (row.expiresAt != null && row.expiresAt <= now) return 'enrollment token expired';
+  return null;
+}
+
+function refused(why: string): ServiceError {
+  return new ServiceError('unauthorized', `${why}: ask an operator for a new one (\`flotilla enroll-tokens create\`)`);
+}
+
+/** What the broker learns around an enrollment (DeviceBrokerAccess). */
+export type EnrollBrokerStep = Pick<DeviceBrokerAccess, 'enrolled' | 'enrollEnded'>;
+
+/**
+ * Enrolls a device. The broker learns its credentials BEFORE the database transaction, never inside
+ * it: a slow broker (Mosquitto's dynamic security answers in 0.1–1 s at thousands of clients) must
+ * not hold the database's single write lock. Either order leaves something when it fails halfway;
+ * this one leaves only a broker client no device row backs (the row is written last):
+ * - the token is checked first, so a refused token costs the broker nothing;
+ * - the broker refuses or is away: nothing is written, 503, the agent retries;
+ * - the transaction fails (e.g. a concurrent enrollment took the token's last use): the client is
+ *   deleted again (enrollEnded(false)); if that fails too, or the server dies in between, the broker
+ *   reconcile deletes clients of unknown devices.
+ * The other order (row first, then the broker) would leave a device row whose login the broker does
+ * not know, and the server cannot create it later: it keeps only a hash of the secret.
+ */
+export async function enrollDevice(db: Db, input: { token: string; facts: DeviceFacts; name?: string }, broker?: EnrollBrokerStep): Promise<EnrollResult> {
   const deviceId = randomId('dev', 10);
   const secret = randomSecret('fld');
   const credentialHash = hashDeviceSecret(secret);
-  return db.transaction(async (tx) => {
-    const now = new Date().toISOString();
-    const [tok] = await tx
-      .update(enrollTokens)
-      .set({ uses: sql`${enrollTokens.uses} + 1` })
-      .where(
-        and(
-          eq(enrollTokens.tokenHash, sha256Hex(input.token)),
-          isNull(enrollTokens.revokedAt),
-          or(isNull(enrollTokens.expiresAt), sql`${enrollTokens.expiresAt} > ${now}`),
-          or(isNull(enrollTokens.maxUses), lt(enrollTokens.uses, enrollTokens.maxUses)),
-        ),
-      )
-      .returning();
-    if (!tok) {
-      const row = await tx.query.enrollTokens.findFirst({ where: eq(enrollTokens.tokenHash, sha256Hex(input.token)) });
-      const why = !row
-        ? 'enrollment token not recognised'
-        : row.revokedAt
-          ? 'enrollment token revoked'
-          : row.maxUses != null && row.uses >= row.maxUses
-            ? 'enrollment token has no uses left'
-            : 'enrollment token expired';
-      throw new ServiceError('unauthorized', `${why}: ask an operator for a new one (\`flotilla enroll-tokens create\`)`);
-    }
-    const status = tok.autoApprove ? 'approved' : 'pending';
-    await tx.insert(devices).values({
-      id: deviceId,
-      name: input.name ?? input.facts.hostname ?? null,
-      status,
-      labels: tok.labels,
-      facts: { ...input.facts },
-      credentialHash,
-      enrollTokenId: tok.id,
-      approvedAt: status === 'approved' ? now : null,
+  const tokenHash = sha256Hex(input.token);
+  const checked = await db.query.enrollTokens.findFirst({ where: eq(enrollTokens.tokenHash, tokenHash) });
+  const why = refusal(checked, new Date().toISOString());
+  if (why) throw refused(why);
+  const status = checked!.autoApprove ? 'approved' : 'pending'; // autoApprove never changes
+  await broker?.enrolled(deviceId, secret, status === 'approved');
+  let committed = false;
+  try {
+    const res = await db.transaction(async (tx) => {
+      const now = new Date().toISOString();
+      // Spent atomically: max-uses holds under concurrency (the check above was only a read).
+      const [tok] = await tx
+        .update(enrollTokens)
+        .set({ uses: sql`${enrollTokens.uses} + 1` })
+        .where(
+          and(
+            eq(enrollTokens.tokenHash, tokenHash),
+            isNull(enrollTokens.revokedAt),
+            or(isNull(enrollTokens.expiresAt), sql`${enrollTokens.expiresAt} > ${now}`),
+            or(isNull(enrollTokens.maxUses), lt(enrollTokens.uses, enrollTokens.maxUses)),
+          ),
+        )
+        .returning();
+      if (!tok) throw refused(refusal(await tx.query.enrollTokens.findFirst({ where: eq(enrollTokens.tokenHash, tokenHash) }), now) ?? 'enrollment token expired');
+      await tx.insert(devices).values({
+        id: deviceId,
+        name: input.name ?? input.facts.hostname ?? null,
+        status,
+        labels: tok.labels,
+        facts: { ...input.facts },
+        credentialHash,
+        enrollTokenId: tok.id,
+        approvedAt: status === 'approved' ? now : null,
+      });
+      await recordAudit(tx, `device ${deviceId}`, 'device.enroll', deviceId, { enrollToken: tok.id, status, facts: input.facts });
+      await recordEvent(tx, 'device.enrolled', deviceId, { status, labels: tok.labels });
+      return { deviceId, secret, status, labels: tok.labels } as EnrollResult;
     });
-    await recordAudit(tx, `device ${deviceId}`, 'device.enroll', deviceId, { enrollToken: tok.id, status, facts: input.facts });
-    await recordEvent(tx, 'device.enrolled', deviceId, { status, labels: tok.labels });
-    await beforeCommit?.(deviceId, secret, status === 'approved');
-    return { deviceId, secret, status, labels: tok.labels };
-  });
+    committed = true;
+    return res;
+  } finally {
+    await broker?.enrollEnded(deviceId, committed);
+  }
 }

@@ -46,14 +46,15 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-function adminEntry(username: string, password: string) {
+/** A dynamic-security client entry with its password hashed as mosquitto_ctrl does. */
+export function dynsecClientEntry(username: string, password: string, roles = ['admin']) {
   const salt = randomBytes(12);
   return {
     username,
     password: pbkdf2Sync(password, salt, 101, 64, 'sha512').toString('base64'),
     salt: salt.toString('base64'),
     iterations: 101,
-    roles: [{ rolename: 'admin' }],
+    roles: roles.map((rolename) => ({ rolename })),
   };
 }
 
@@ -74,7 +75,7 @@ export async function startMosquitto(opts: { maxQueuedMessages?: number } = {}):
   await writeFile(
     path.join(dir, 'dynamic-security.json'),
     JSON.stringify({
-      clients: [adminEntry(admin.username, admin.password)],
+      clients: [dynsecClientEntry(admin.username, admin.password)],
       roles: [{ rolename: 'admin', acls: [all('publishClientSend', '$CONTROL/dynamic-security/#'), all('publishClientReceive', '$CONTROL/dynamic-security/#'), all('subscribePattern', '$CONTROL/dynamic-security/#')] }],
       defaultACLAccess: { publishClientSend: false, publishClientReceive: true, subscribe: false, unsubscribe: true },
     }),
