@@ -96,3 +96,33 @@ test('signKeyList refuses a private key that is not the list root', () => {
   const f = makeTrust();
   assert.throws(() => signKeyList(f.keylist, f.releaseA.privateKeyPem), (e: unknown) => e instanceof KeyError && e.code === 'KEY_MISMATCH');
 });
+
+test('a list verified before is still checked for pins, tampering, rollback and expiry (the root-signature memo)', () => {
+  const f = makeTrust();
+  const opts = { pinnedRootKeys: [f.root], now: NOW };
+  assert.ok(verifyKeyList(f.keylistEnvelope, opts).ok);
+  const again = verifyKeyList(clone(f.keylistEnvelope), opts);
+  assert.ok(again.ok);
+  assert.deepEqual(again.keylist, f.keylist);
+  // Another pin: the remembered verification was for other pins.
+  const other = generateKeyPair();
+  const r1 = verifyKeyList(f.keylistEnvelope, { ...opts, pinnedRootKeys: [{ keyid: other.keyid, publicKey: other.publicKey }] });
+  assert.equal(r1.ok ? 'ok' : r1.reason, 'UNKNOWN_ROOT');
+  // The same signature over altered content, or an altered signature over the same content.
+  const slipped = clone(f.keylistEnvelope);
+  slipped.signed.keys.push({ keyid: f.outsider.keyid, publicKey: f.outsider.publicKey, role: 'release', addedAt: NOW.toISOString() });
+  const r2 = verifyKeyList(slipped, opts);
+  assert.equal(r2.ok ? 'ok' : r2.reason, 'BAD_ROOT_SIGNATURE');
+  const flipped = clone(f.keylistEnvelope);
+  const raw = Buffer.from(flipped.signatures[0].sig, 'base64');
+  raw[5] ^= 1;
+  flipped.signatures[0].sig = raw.toString('base64');
+  const r3 = verifyKeyList(flipped, opts);
+  assert.equal(r3.ok ? 'ok' : r3.reason, 'BAD_ROOT_SIGNATURE');
+  // What depends on the moment and on what the caller trusts now is checked on every call.
+  const r4 = verifyKeyList(f.keylistEnvelope, { ...opts, currentVersion: 2 });
+  assert.equal(r4.ok ? 'ok' : r4.reason, 'KEYLIST_ROLLBACK');
+  const r5 = verifyKeyList(f.keylistEnvelope, { ...opts, now: new Date(f.keylist.expiresAt) });
+  assert.equal(r5.ok ? 'ok' : r5.reason, 'KEYLIST_EXPIRED');
+  assert.ok(verifyKeyList(f.keylistEnvelope, opts).ok);
+});

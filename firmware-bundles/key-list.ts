@@ -191,18 +191,23 @@ export function verifyKeyList(envelope: unknown, opts: VerifyKeyListOptions): Ve
   if (!env.success) return reject('MALFORMED', `key list envelope: ${issuesLine(env.error)}`);
   const bytes = tryCanonicalBytes(env.data.signed);
   if (!bytes) return reject('MALFORMED', 'key list payload has no canonical JSON form');
-  const parsed = KeyList.safeParse(env.data.signed);
-  if (!parsed.success) return reject('MALFORMED', `key list: ${issuesLine(parsed.error)}`);
-  const list = parsed.data;
+  const memoKey = rootVerifiedKey(opts.pinnedRootKeys, env.data.signatures, bytes);
+  let list = rootVerified.get(memoKey);
+  if (!list) {
+    const parsed = KeyList.safeParse(env.data.signed);
+    if (!parsed.success) return reject('MALFORMED', `key list: ${issuesLine(parsed.error)}`);
+    list = parsed.data;
 
-  // Trust comes from the agent's pins, never from the key the payload carries.
-  const pinned = pinnedMap(opts.pinnedRootKeys);
-  if (pinned.get(list.root.keyid) !== list.root.publicKey) return reject('UNKNOWN_ROOT', `root ${list.root.keyid} is not pinned on this device`);
-  const check = checkSignatures(env.data, new Map([[list.root.keyid, list.root.publicKey]]), bytes);
-  if (!check.valid.has(list.root.keyid)) {
-    return check.bad.length > 0
-      ? reject('BAD_ROOT_SIGNATURE', `root signature on key list v${list.version} does not verify`)
-      : reject('UNKNOWN_ROOT', `key list v${list.version} carries no signature by root ${list.root.keyid}`);
+    // Trust comes from the agent's pins, never from the key the payload carries.
+    const pinned = pinnedMap(opts.pinnedRootKeys);
+    if (pinned.get(list.root.keyid) !== list.root.publicKey) return reject('UNKNOWN_ROOT', `root ${list.root.keyid} is not pinned on this device`);
+    const check = checkSignatures(env.data, new Map([[list.root.keyid, list.root.publicKey]]), bytes);
+    if (!check.valid.has(list.root.keyid)) {
+      return check.bad.length > 0
+        ? reject('BAD_ROOT_SIGNATURE', `root signature on key list v${list.version} does not verify`)
+        : reject('UNKNOWN_ROOT', `key list v${list.version} carries no signature by root ${list.root.keyid}`);
+    }
+    remember(memoKey, list);
   }
 
   const current = opts.current === undefined ? undefined : KeyList.parse(opts.current);
@@ -223,6 +228,24 @@ export function verifyKeyList(envelope: unknown, opts: VerifyKeyListOptions): Ve
  */
 export function releaseKeyMap(keylist: KeyList): Map<string, string> {
   return new Map(keylist.keys.filter((k) => k.role === 'release').map((k) => [k.keyid, k.publicKey]));
+}
+
+/**
+ * Key lists that passed the shape, pin and root-signature checks, by pins + signatures + canonical
+ * payload (the exact bytes that were verified): every desired message carries the same list, and its
+ * Ed25519 check was about half of an agent's cost per message. A hit still runs the checks that depend
+ * on the moment and on what the caller trusts now (rollback, expiry). A few entries: lists change rarely.
+ */
+const rootVerified = new Map<string, KeyList>();
+const ROOT_VERIFIED_MAX = 8;
+
+function rootVerifiedKey(pins: PublicKeyRef[], signatures: Array<{ keyid: string; sig: string }>, bytes: Uint8Array): string {
+  return JSON.stringify([pins.map((k) => [k.keyid, k.publicKey]), signatures.map((s) => [s.keyid, s.sig]), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')]);
+}
+
+function remember(key: string, list: KeyList): void {
+  if (rootVerified.size >= ROOT_VERIFIED_MAX) rootVerified.delete(rootVerified.keys().next().value!);
+  rootVerified.set(key, list);
 }
 
 function pinnedMap(keys: PublicKeyRef[]): Map<string, string> {

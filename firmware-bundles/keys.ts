@@ -105,11 +105,24 @@ export function verify(bytes: Uint8Array, sig: string, publicKey: string): boole
   const signature = decodeStrictBase64(sig);
   if (!raw || raw.length !== RAW_PUBLIC_KEY_BYTES || !signature || signature.length !== SIGNATURE_BYTES) return false;
   try {
-    const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }, format: 'jwk' });
-    return edVerify(null, bytes, key, signature);
+    return edVerify(null, bytes, publicKeyObject(publicKey, raw), signature);
   } catch {
     return false;
   }
+}
+
+/** Public keys imported for verification, by their base64: an agent checks every manifest against the same few. */
+const publicKeyObjects = new Map<string, KeyObject>();
+const PUBLIC_KEY_OBJECTS_MAX = 64;
+
+function publicKeyObject(base64: string, raw: Buffer): KeyObject {
+  let key = publicKeyObjects.get(base64);
+  if (!key) {
+    key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }, format: 'jwk' });
+    if (publicKeyObjects.size >= PUBLIC_KEY_OBJECTS_MAX) publicKeyObjects.delete(publicKeyObjects.keys().next().value!);
+    publicKeyObjects.set(base64, key);
+  }
+  return key;
 }
 
 /**

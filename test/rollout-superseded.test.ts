@@ -13,6 +13,7 @@ import { runCli } from './helpers/cli.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { FakeDevice } from './helpers/fake-device.ts';
 import { tabVersions, enrollFakes, deployTo } from './helpers/rollout-lab.ts';
+import { deviceDesired } from '../server/db/schema.ts';
 
 
 describe('overlapping rollouts: the newer wins, the older records superseded', () => {
@@ -75,7 +76,12 @@ describe('overlapping rollouts: the newer wins, the older records superseded', (
 
     // Rolling the older rollout back returns only its own devices to v1; the superseded stay on v3.
     assert.equal((await cp.api('POST', `/api/v1/rollouts/${older.id}/abort`, { json: { rollback: true } })).status, 200);
-    await waitFor(async () => lab.every((d) => d.active === bundles[0]), 'the lab devices back on v1', 30_000, 50);
+    await waitFor(async () => lab.every((d) => d.active === bundles[0]), 'the lab devices back on v1', 30_000, 50).catch(async (err: Error) => {
+      // What each device was sent (and whether it is connected) against what is stored: a failure says which side lost it.
+      const rows = await cp.plane.db.select({ id: deviceDesired.deviceId, counter: deviceDesired.counter, bundle: deviceDesired.bundleId, deployment: deviceDesired.deploymentId }).from(deviceDesired);
+      const sent = lab.map((d) => ({ id: d.id, connected: d.client.connected, received: d.received }));
+      throw new Error(`${err.message} (v1..v3 ${bundles.join(', ')}): devices ${JSON.stringify(sent)}; stored ${JSON.stringify(rows)}`);
+    });
     for (const d of east) {
       assert.equal(d.active, bundles[2], 'still on the newer rollout\'s bundle');
       assert.equal(d.countersFor(bundles[1]).length, 1, 'given the older bundle once, never again');

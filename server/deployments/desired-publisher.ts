@@ -5,10 +5,13 @@
 import { deviceTopic } from '../../protocol/topics.ts';
 import type { Metrics } from '../metrics.ts';
 import type { DeviceBus } from '../mqtt/device-bus.ts';
+import { PublishOrder } from './publish-order.ts';
 
 /** One device's desired message, serialized once (the bytes stored or built at assignment). */
 export interface DesiredPayload {
   deviceId: string;
+  /** The manifest's counter: older ones than a device was already sent are dropped (publish-order.ts). */
+  counter: number;
   payload: string;
 }
 
@@ -27,21 +30,27 @@ export interface RetainedSink {
 }
 
 export function embeddedPublisher(broker: RetainedSink, metrics: Metrics): DesiredPublisher {
+  const order = new PublishOrder();
   return {
     async publish(messages) {
-      await Promise.all(messages.map(({ deviceId, payload }) => broker.publishRetained(deviceTopic(deviceId, 'desired'), Buffer.from(payload))));
-      metrics.mqttMessagesOut.inc({ channel: 'desired' }, messages.length);
+      // Handed over synchronously, in order: aedes stores a retained message when publish() is called.
+      const fresh = messages.filter(({ deviceId, counter }) => order.admit(deviceId, counter));
+      await Promise.all(fresh.map(({ deviceId, payload }) => broker.publishRetained(deviceTopic(deviceId, 'desired'), Buffer.from(payload))));
+      metrics.mqttMessagesOut.inc({ channel: 'desired' }, fresh.length);
     },
   };
 }
 
 export function busPublisher(bus: DeviceBus): DesiredPublisher {
+  const order = new PublishOrder();
   return {
     async publish(messages) {
       let next = 0;
       const lane = async () => {
         for (let i = next++; i < messages.length; i = next++) {
-          const { deviceId, payload } = messages[i];
+          const { deviceId, counter, payload } = messages[i];
+          // Checked when this lane takes the message: another publish() may have sent a newer one meanwhile.
+          if (!order.admit(deviceId, counter)) continue;
           await bus.publishBytes(deviceTopic(deviceId, 'desired'), Buffer.from(payload), 'desired', { retain: true });
         }
       };

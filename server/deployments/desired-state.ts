@@ -120,7 +120,7 @@ export class DesiredState {
         ${c('republishedAt')} = case when ${deviceDesired}.${c('bundleId')} = excluded.${c('bundleId')} then ${deviceDesired}.${c('republishedAt')} end`);
     // The messages as a restart would publish them from the stored rows (stored-desired.ts): same bytes.
     const head = desiredMessageHead(keylist);
-    return rows.map((r) => ({ deviceId: r.deviceId, payload: `${head}${r.manifest}}` }));
+    return rows.map((r) => ({ deviceId: r.deviceId, counter: r.counter, payload: `${head}${r.manifest}}` }));
   }
 
   /** Publishes the stored desired state of the given devices (all when omitted). */

@@ -9,6 +9,7 @@ import type { Db } from '../db/client.ts';
 import { inIds } from '../db/in-ids.ts';
 import { deviceDesired } from '../db/schema.ts';
 import { currentKeyList } from '../keys/key-service.ts';
+import type { DesiredPayload } from './desired-publisher.ts';
 
 /** Everything of a desired message before its manifest: `{ v: 1, keylist, manifest }` as JSON.stringify prints it. */
 export function desiredMessageHead(keylist: SignedEnvelope<KeyList>): string {
@@ -20,13 +21,13 @@ export function desiredMessageHead(keylist: SignedEnvelope<KeyList>): string {
  * JSON.stringify({ v: 1, keylist, manifest }). The key list (the same for every device, and most of
  * each message) is serialized once, and each manifest is spliced in as the JSON text it is stored as.
  */
-export async function storedDesiredPayloads(db: Db, deviceIds?: string[]): Promise<Array<{ deviceId: string; payload: string }>> {
+export async function storedDesiredPayloads(db: Db, deviceIds?: string[]): Promise<DesiredPayload[]> {
   const list = await currentKeyList(db);
   if (!list) return [];
   const head = desiredMessageHead(list);
   const rows = await db
-    .select({ deviceId: deviceDesired.deviceId, manifest: sql<string>`${deviceDesired.manifest}` })
+    .select({ deviceId: deviceDesired.deviceId, counter: deviceDesired.counter, manifest: sql<string>`${deviceDesired.manifest}` })
     .from(deviceDesired)
     .where(deviceIds ? inIds(deviceDesired.deviceId, deviceIds) : undefined);
-  return rows.map((row) => ({ deviceId: row.deviceId, payload: `${head}${row.manifest}}` }));
+  return rows.map((row) => ({ deviceId: row.deviceId, counter: row.counter, payload: `${head}${row.manifest}}` }));
 }

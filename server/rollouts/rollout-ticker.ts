@@ -30,21 +30,32 @@ interface Reported {
 export async function tickRollouts(db: Db, desired: DesiredState, logger: Logger, now = new Date()): Promise<string[]> {
   const running = await db.select().from(rollouts).where(eq(rollouts.status, 'running'));
   const changed: string[] = [];
-  for (const row of running) {
-    try {
-      const { publish, transition } = await db.transaction((tx) => tickOne(tx, desired, row, now));
-      if (publish.length) await desired.publish(publish);
-      if (transition) {
-        changed.push(row.id);
-        logger.info({ rollout: row.id, cohort: row.cohort, transition }, 'rollout');
-      }
-    } catch (err) {
-      // A cohort deleted under a rollout, a bundle gone: log and keep ticking the others.
-      if (err instanceof ServiceError) logger.warn({ rollout: row.id, err: err.message }, 'rollout tick skipped');
-      else logger.error({ err, rollout: row.id }, 'rollout tick failed');
-    }
-  }
+  for (const row of running) if (await tickRollout(db, desired, logger, row, now)) changed.push(row.id);
   return changed;
+}
+
+/**
+ * One rollout's tick; true when its state changed. `seen` is the row as listed before the tick's
+ * transaction: the tick works on the row as it is inside that transaction, and does nothing when the
+ * rollout stopped running meanwhile (a write waits for the one before it, e.g. an abort with rollback:
+ * working on the listed row, the tick would give the rolled-back devices the bundle again).
+ */
+export async function tickRollout(db: Db, desired: DesiredState, logger: Logger, seen: RolloutRow, now = new Date()): Promise<boolean> {
+  try {
+    const { publish, transition } = await db.transaction(async (tx) => {
+      const [row] = await tx.select().from(rollouts).where(and(eq(rollouts.id, seen.id), eq(rollouts.status, 'running')));
+      return row ? tickOne(tx, desired, row, now) : { publish: [], transition: null };
+    });
+    if (publish.length) await desired.publish(publish);
+    if (!transition) return false;
+    logger.info({ rollout: seen.id, cohort: seen.cohort, transition }, 'rollout');
+    return true;
+  } catch (err) {
+    // A cohort deleted under a rollout, a bundle gone: log and keep ticking the others.
+    if (err instanceof ServiceError) logger.warn({ rollout: seen.id, err: err.message }, 'rollout tick skipped');
+    else logger.error({ err, rollout: seen.id }, 'rollout tick failed');
+    return false;
+  }
 }
 
 /** Devices whose desired state a newer rollout wrote: the newer rollout wins them. */
