@@ -132,6 +132,65 @@ function driftRows(): BenchRow[] {
   return [{ benchmark: `drift: merge ${N} device windows (${FEATURES} features, 20 bins) + evaluate`, value: best(work), unit: 'ms', baseline: `JSON.parse of the ${N} windows`, baselineValue: best(parse), ratio: best(work) / best(parse), note: 'best of 3; target < 1000 ms' }];
 }
 
+/**
+ * Why updates failed, from what the devices reported (their `lastError`), grouped with device-specific
+ * parts (paths, ids, numbers) masked: "DOWNLOAD_FAILED …: gave up after 6 attempts: connect ECONNRESET ×731".
+ */
+async function failureCauses(api: (method: string, p: string) => Promise<any>): Promise<string> {
+  type Row = { updateState: string | null; reported: { lastError?: { code: string; message: string } | null } | null };
+  const devices: Row[] = [];
+  for (let offset = 0; ; offset += 1000) {
+    const page = ((await api('GET', `/api/v1/devices?limit=1000&offset=${offset}`)) as { devices: Row[] }).devices;
+    devices.push(...page);
+    if (page.length < 1000) break;
+  }
+  const causes = new Map<string, number>();
+  for (const d of devices) {
+    const e = d.reported?.lastError;
+    if (d.updateState !== 'failed' || !e) continue;
+    const key = `${e.code}: ${e.message.replace(/[0-9a-f]{16,}/g, '…').replace(/\d+/g, 'N')}`;
+    causes.set(key, (causes.get(key) ?? 0) + 1);
+  }
+  return [...causes].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([k, n]) => `${k} ×${n}`).join('; ') || 'none';
+}
+
+/** CPU time (user + system) of a process so far, ms. */
+async function cpuMs(pid: number): Promise<number> {
+  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (100/s)
+}
+
+/** The artifact route's requests by status and their total seconds, from /metrics. */
+async function artifactRequests(url: string): Promise<{ byStatus: Map<string, number>; seconds: number; count: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const byStatus = new Map<string, number>();
+  let seconds = 0;
+  let count = 0;
+  for (const line of text.split('\n')) {
+    if (!line.includes('route="/artifacts/')) continue;
+    const v = Number(line.slice(line.lastIndexOf(' ') + 1));
+    const status = /^flotilla_http_requests_total\{.*status="(\d+)"/.exec(line)?.[1];
+    if (status) byStatus.set(status, (byStatus.get(status) ?? 0) + v);
+    else if (line.startsWith('flotilla_http_request_duration_seconds_sum')) seconds += v;
+    else if (line.startsWith('flotilla_http_request_duration_seconds_count')) count += v;
+  }
+  return { byStatus, seconds, count };
+}
+
+/** What a deployment cost: artifact requests (by status, mean time), server and simulator CPU. */
+async function deploymentLoad(url: string, serverPid: number, sims: SimulatorProcess[]) {
+  const [a, cpu] = [await artifactRequests(url), await cpuMs(serverPid)];
+  const simCpu = sum(sims, 'cpuMs');
+  const t = performance.now();
+  return async () => {
+    const b = await artifactRequests(url);
+    const secs = (performance.now() - t) / 1000;
+    const statuses = [...b.byStatus].map(([k, v]) => `${k}: ${v - (a.byStatus.get(k) ?? 0)}`).join(', ');
+    const n = b.count - a.count;
+    return `artifact requests ${statuses || 'none'}, mean ${n ? (((b.seconds - a.seconds) / n) * 1000).toFixed(0) : '-'} ms; CPU over ${secs.toFixed(0)} s: server ${(((await cpuMs(serverPid)) - cpu) / 1000 / secs * 100).toFixed(0)} %, simulators ${((sum(sims, 'cpuMs') - simCpu) / 1000 / secs * 100).toFixed(0)} %`;
+  };
+}
+
 /** One fleet held on one broker; on the embedded broker also the fan-out and the staged rollout. */
 async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) => void): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-scale-bench-'));
@@ -211,6 +270,7 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     if (broker === 'mosquitto') return;
 
     // Fan-out: one deployment to every device of the fleet cohort.
+    const load = await deploymentLoad(url, server.pid!, sims);
     let t = performance.now();
     await api('POST', '/api/v1/deployments', { bundle: s.bundle1, cohort: 'scale' });
     const fanned = await until('every device verified its manifest', () => sum(sims, 'accepted') >= connected, 5 * 60_000);
@@ -219,7 +279,10 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     t = performance.now();
     const settled = await until('every device active', () => sum(sims, 'active') + sum(sims, 'failed') >= connected, 10 * 60_000, 500);
     const deployS = fanoutS + (performance.now() - t) / 1000;
-    push({ benchmark: `the same deployment: time until every device is active (download, smoke test, 1 s probation)`, value: deployS, unit: 's', note: settled ? `${sum(sims, 'failed')} failed` : `only ${sum(sims, 'active')} active` });
+    const failedN = sum(sims, 'failed');
+    push({ benchmark: `the same deployment: time until every device is active (download, smoke test, 1 s probation)`, value: deployS, unit: 's', note: settled ? `${failedN} failed` : `only ${sum(sims, 'active')} active` });
+    console.error(`scale: the deployment's load: ${await load()}`);
+    if (failedN) console.error(`scale: why updates failed: ${await failureCauses(api)}`);
 
     // A staged rollout of version 2 to the 1,000-device ring, per stage (no bake). Failed updates are
     // counted in the rows, not allowed to pause it: the stages' pace is what is measured.

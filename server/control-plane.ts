@@ -18,6 +18,7 @@ import { registerDeliveryGauge } from './alerts/deliveries.ts';
 import { WebhookSender } from './webhooks/webhook-sender.ts';
 import { createApp } from './app.ts';
 import { ArtifactStore } from './artifacts/artifact-store.ts';
+import { DownloadGate } from './artifacts/download-gate.ts';
 import { bootstrapAdminToken } from './bootstrap-admin.ts';
 import type { DeviceBrokerAccess } from './broker/device-broker-access.ts';
 import { DynsecAdmin } from './broker/dynsec-admin.ts';
@@ -252,6 +253,7 @@ export class ControlPlane {
       desired: this.desired,
       commands: this.commands,
       maxUploadBytes: config.maxUploadBytes,
+      downloadGate: new DownloadGate(config.artifactMaxDownloads, config.artifactRetryAfterS),
       versionReferenceChecks: [bundlesReferencingVersion],
       onDeviceChanged: async (id) => {
         await reconcileDevice(db, this.desired, id);
