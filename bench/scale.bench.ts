@@ -177,9 +177,15 @@ async function artifactRequests(url: string): Promise<{ byStatus: Map<string, nu
   return { byStatus, seconds, count };
 }
 
-/** What a deployment cost: artifact requests (by status, mean time), server and simulator CPU. */
+/** The kernel's count of connections dropped because a listen queue was full (all listeners of the host). */
+async function listenOverflows(): Promise<number> {
+  const [keys, values] = (await readFile('/proc/net/netstat', 'utf8')).split('\n').filter((l) => l.startsWith('TcpExt:')).map((l) => l.split(/\s+/));
+  return Number(values[keys.indexOf('ListenOverflows')] ?? NaN);
+}
+
+/** What a deployment cost: artifact requests (by status, mean time), server and simulator CPU, listen-queue overflows. */
 async function deploymentLoad(url: string, serverPid: number, sims: SimulatorProcess[]) {
-  const [a, cpu] = [await artifactRequests(url), await cpuMs(serverPid)];
+  const [a, cpu, overflows] = [await artifactRequests(url), await cpuMs(serverPid), await listenOverflows()];
   const simCpu = sum(sims, 'cpuMs');
   const t = performance.now();
   return async () => {
@@ -187,7 +193,7 @@ async function deploymentLoad(url: string, serverPid: number, sims: SimulatorPro
     const secs = (performance.now() - t) / 1000;
     const statuses = [...b.byStatus].map(([k, v]) => `${k}: ${v - (a.byStatus.get(k) ?? 0)}`).join(', ');
     const n = b.count - a.count;
-    return `artifact requests ${statuses || 'none'}, mean ${n ? (((b.seconds - a.seconds) / n) * 1000).toFixed(0) : '-'} ms; CPU over ${secs.toFixed(0)} s: server ${(((await cpuMs(serverPid)) - cpu) / 1000 / secs * 100).toFixed(0)} %, simulators ${((sum(sims, 'cpuMs') - simCpu) / 1000 / secs * 100).toFixed(0)} %`;
+    return `artifact requests ${statuses || 'none'}, mean ${n ? (((b.seconds - a.seconds) / n) * 1000).toFixed(0) : '-'} ms; CPU over ${secs.toFixed(0)} s: server ${(((await cpuMs(serverPid)) - cpu) / 1000 / secs * 100).toFixed(0)} %, simulators ${((sum(sims, 'cpuMs') - simCpu) / 1000 / secs * 100).toFixed(0)} %; listen-queue overflows on the host: ${(await listenOverflows()) - overflows}`;
   };
 }
 
