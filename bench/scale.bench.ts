@@ -310,7 +310,13 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     clearInterval(tell);
     await Promise.all(sims.map((x) => x.stop()));
     server.kill('SIGTERM');
-    await serverExit;
+    // A stop that hangs (seen after 2,000-device deployments) must not hang the bench: say so, then kill.
+    const stopped = await Promise.race([serverExit.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 60_000).unref())]);
+    if (!stopped) {
+      console.error(`scale (${on}): the server did not stop within 60 s of SIGTERM; killed`);
+      server.kill('SIGKILL');
+      await serverExit;
+    }
     await mosq?.stop();
     await rm(dir, { recursive: true, force: true });
     await rm(simRoot, { recursive: true, force: true });
