@@ -48,7 +48,8 @@ export const MAX_RETRY_AFTER_MS = 5 * 60_000;
 export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
   if (value === null || value.trim() === '') return null;
   const v = value.trim();
-  const ms = /^\d+$/.test(v) ? Number(v) * 1000 : Date.parse(v) - now;
+  // An HTTP date names its day and month; Date.parse alone would read "-5" as a year.
+  const ms = /^\d+$/.test(v) ? Number(v) * 1000 : /[a-z]{3}/i.test(v) ? Date.parse(v) - now : NaN;
   return Number.isFinite(ms) ? Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) : null;
 }
 

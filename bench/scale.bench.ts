@@ -15,7 +15,7 @@
 // "embedded,mosquitto"); BENCH_SCALE_BIG=1 holds 19,000 instead (the per-process fd limit here is
 // 20,000: each device is one socket in the server, or in Mosquitto). On the embedded broker the 19,000
 // are bulk-provisioned (bench/bulk-provision.ts: approved rows and identity files, no enrollment) and
-// only held — two steady-state samples, no deployment. At most 5,000 devices per simulator process,
+// only held — two steady-state samples, no deployment (BENCH_SCALE_BULK=1: the same at BENCH_SCALE_DEVICES). At most 5,000 devices per simulator process,
 // every wait with a timeout; only 127.0.0.1.
 import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -227,7 +227,7 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
   // Process 0 holds the rollout ring (its devices carry ring=r1), the rest only fleet=scale.
   const layout: number[] = [];
   for (let left = HELD, i = 0; left > 0; i++) left -= layout[i] = i === 0 ? Math.min(ROLLOUT, left) : Math.min(PER_PROCESS, left);
-  const bulk = BIG && broker === 'embedded';
+  const bulk = (BIG || process.env.BENCH_SCALE_BULK === '1') && broker === 'embedded';
   let provisionS = 0;
   const s = await setup(dir, env, bulk ? async (plane, root) => {
     const t = performance.now();
