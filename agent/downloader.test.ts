@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
-import { DownloadError, Downloader } from './downloader.ts';
+import { DownloadError, Downloader, MAX_RETRY_AFTER_MS, parseRetryAfter } from './downloader.ts';
 import { ArtifactServer, sha256 } from './testing/harness.ts';
 
 const bytes = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed * 7) & 0xff);
@@ -126,5 +126,19 @@ describe('Downloader', () => {
     assert.ok(Date.now() - t0 < 2000);
     assert.deepEqual(art.requests.filter((r) => r.sha256 === f.sha256).map((r) => r.start), [0, 7000]);
     assert.equal(sha256(await readFile(path.join(dir, 'stall.bin'))), f.sha256);
+  });
+});
+
+describe('parseRetryAfter', () => {
+  test('seconds and HTTP dates become ms, capped; absent or unreadable is null', () => {
+    const now = Date.parse('2026-12-04T04:00:00Z');
+    assert.equal(parseRetryAfter('7', now), 7000);
+    assert.equal(parseRetryAfter(' 0 ', now), 0);
+    assert.equal(parseRetryAfter('Fri, 04 Dec 2026 04:00:30 GMT', now), 30_000);
+    assert.equal(parseRetryAfter('Fri, 04 Dec 2026 03:00:00 GMT', now), 0, 'a date in the past: at once');
+    assert.equal(parseRetryAfter('86400', now), MAX_RETRY_AFTER_MS);
+    assert.equal(parseRetryAfter(null, now), null);
+    assert.equal(parseRetryAfter('soon', now), null);
+    assert.equal(parseRetryAfter('-5', now), null);
   });
 });

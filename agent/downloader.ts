@@ -2,6 +2,10 @@
 // with a byte cap (the manifest's size: a server sending more is cut off, "endless data"); an
 // interrupted transfer (network, kill -9) continues from the part file's size with `Range: bytes=N-`.
 // Only a file whose size and sha256 match the signed manifest is renamed to its final name.
+// Failed attempts are retried with jittered exponential backoff; a server shedding load (503/429 with
+// Retry-After, server/artifacts/download-gate.ts) is waited out — Retry-After plus up to as much again
+// of jitter, so a herd told the same Retry-After does not come back at once — without spending a
+// retry: being told "later" is not a failure. The update's own time bound ends the wait.
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -30,6 +34,25 @@ export class DownloadError extends Error {
 /** A transient failure: worth another attempt (resuming from what is on disk). */
 class RetryableError extends Error {}
 
+/** The server is shedding load and said when to come back. */
+class BusyError extends Error {
+  constructor(readonly retryAfterMs: number) {
+    super(`server busy; retry after ${retryAfterMs} ms`);
+  }
+}
+
+/** A Retry-After longer than this is taken as this (a misconfigured server must not park a device for hours). */
+export const MAX_RETRY_AFTER_MS = 5 * 60_000;
+
+/** Retry-After in ms (delta-seconds or an HTTP date), or null when absent or unreadable. */
+export function parseRetryAfter(value: string | null, now = Date.now()): number | null {
+  if (value === null || value.trim() === '') return null;
+  const v = value.trim();
+  // An HTTP date names its day and month; Date.parse alone would read "-5" as a year.
+  const ms = /^\d+$/.test(v) ? Number(v) * 1000 : /[a-z]{3}/i.test(v) ? Date.parse(v) - now : NaN;
+  return Number.isFinite(ms) ? Math.min(MAX_RETRY_AFTER_MS, Math.max(0, ms)) : null;
+}
+
 export interface DownloaderOptions {
   /** Base URL serving `/artifacts/sha256/<hex>`. */
   baseUrl: string;
@@ -41,6 +64,8 @@ export interface DownloaderOptions {
   logger: Logger;
   /** The HTTP client to use (pinned to the device's CA); default one with the system's CAs. */
   fetch?: HttpFetch;
+  /** Jitter source (tests seed it); default Math.random. */
+  random?: () => number;
 }
 
 export interface FetchOptions {
@@ -50,6 +75,9 @@ export interface FetchOptions {
 }
 
 export class Downloader {
+  /** Busy answers (503/429 with Retry-After) waited out since start. */
+  busyAnswers = 0;
+
   constructor(private readonly opts: DownloaderOptions) {}
 
   /** Ensures `dir/<file.path>` holds the file the manifest names; resumes a part file if there is one. */
@@ -67,8 +95,11 @@ export class Downloader {
     const backoff = new Backoff(this.opts.backoff);
     let restartedFromZero = false;
     let lastError = 'no attempt made';
+    let busyWait = 0;
     for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (attempt > 0) await sleep(backoff.next(), fo.signal);
+      if (busyWait > 0) await sleep(busyWait, fo.signal);
+      else if (attempt > 0) await sleep(backoff.next(), fo.signal);
+      busyWait = 0;
       let resumedFrom = 0;
       try {
         const result = await this.transfer(file, part, fo);
@@ -93,6 +124,13 @@ export class Downloader {
       } catch (err) {
         if (fo.signal.aborted) throw fo.signal.reason;
         if (err instanceof DownloadError) throw err;
+        if (err instanceof BusyError) {
+          busyWait = Math.round(err.retryAfterMs * (1 + (this.opts.random ?? Math.random)()));
+          this.busyAnswers++;
+          this.opts.logger.info({ file: file.path, retryInMs: busyWait }, 'artifact server busy; waiting as it asked');
+          attempt--; // not a failed attempt
+          continue;
+        }
         if (err instanceof FileDigestError) {
           await rm(part, { force: true });
           throw new DownloadError('TOO_LARGE', `${file.path}: the server sent more than the signed ${file.size} bytes`);
@@ -139,6 +177,11 @@ export class Downloader {
         await res.body.cancel();
         await rm(part, { force: true });
         throw new RetryableError('range not satisfiable; starting over');
+      }
+      const retryAfterMs = res.status === 503 || res.status === 429 ? parseRetryAfter(res.headers.get('retry-after')) : null;
+      if (retryAfterMs !== null) {
+        await res.body.cancel();
+        throw new BusyError(retryAfterMs);
       }
       if (res.status !== 200 && res.status !== 206) {
         await res.body.cancel();

@@ -13,8 +13,10 @@
 //   parsing those windows' JSON (what reading them costs at least).
 // Sizes: BENCH_SCALE_DEVICES (default 2000) on each broker of BENCH_SCALE_BROKERS (default
 // "embedded,mosquitto"); BENCH_SCALE_BIG=1 holds 19,000 instead (the per-process fd limit here is
-// 20,000: each device is one socket in the server, or in Mosquitto). At most 5,000 devices per
-// simulator process, every wait with a timeout; only 127.0.0.1.
+// 20,000: each device is one socket in the server, or in Mosquitto). On the embedded broker the 19,000
+// are bulk-provisioned (bench/bulk-provision.ts: approved rows and identity files, no enrollment) and
+// only held — two steady-state samples, no deployment (BENCH_SCALE_BULK=1: the same at BENCH_SCALE_DEVICES). At most 5,000 devices per simulator process,
+// every wait with a timeout; only 127.0.0.1.
 import { fork } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile, readdir, mkdtemp, rm } from 'node:fs/promises';
@@ -39,8 +41,10 @@ import { mosquittoSkip, startMosquitto, type TestMosquitto } from '../test/helpe
 import { measureStagedRollout } from './staged-rollout.ts';
 import { type BulkGroup, bulkProvisionMosquitto } from './mosquitto-bulk.ts';
 import { mosquittoEnrollRows } from './mosquitto-enroll-rate.ts';
+import { bulkProvision } from './bulk-provision.ts';
 
-const HELD = process.env.BENCH_SCALE_BIG === '1' ? 19_000 : Number(process.env.BENCH_SCALE_DEVICES ?? 2000);
+const BIG = process.env.BENCH_SCALE_BIG === '1';
+const HELD = BIG ? 19_000 : Number(process.env.BENCH_SCALE_DEVICES ?? 2000);
 const BROKERS = (process.env.BENCH_SCALE_BROKERS ?? 'embedded,mosquitto').split(',').map((b) => b.trim()) as Array<'embedded' | 'mosquitto'>;
 const PER_PROCESS = 5_000;
 const FANOUT = Math.min(HELD, 10_000);
@@ -81,7 +85,7 @@ async function metric(url: string, name: string, labels: string): Promise<number
 }
 
 /** Data dir with a model (and its reference), keys, cohorts, two bundles and enrollment tokens; an admin API token. */
-async function setup(dir: string, env: Record<string, string>) {
+async function setup(dir: string, env: Record<string, string>, provision?: (plane: ControlPlane, root: { publicKey: string }) => Promise<void>) {
   const plane = new ControlPlane(loadServerConfig(env), createLogger('silent'));
   await plane.start();
   const api = async (method: string, p: string, body?: unknown, raw?: BodyInit, headers: Record<string, string> = {}) => {
@@ -104,6 +108,7 @@ async function setup(dir: string, env: Record<string, string>) {
   const ring = (await api('POST', '/api/v1/enroll-tokens', { labels: { fleet: 'scale', ring: 'r1' }, maxUses: ROLLOUT })).token as string;
   const rest = (await api('POST', '/api/v1/enroll-tokens', { labels: { fleet: 'scale' } })).token as string;
   const admin = (await api('POST', '/api/v1/tokens', { name: 'scale-bench', role: 'admin' })).token as string;
+  await provision?.(plane, root);
   await plane.stop();
   return { bundle1: b1.id as string, bundle2: b2.id as string, ringToken: ring, token: rest, admin, rootPublicKey: root.publicKey };
 }
@@ -149,6 +154,71 @@ function mosquittoGroups(simRoot: string) {
   return groups;
 }
 
+/**
+ * Why updates failed or were rolled back, from what the devices reported (their `lastError`), grouped with device-specific
+ * parts (paths, ids, numbers) masked: "DOWNLOAD_FAILED …: gave up after 6 attempts: connect ECONNRESET ×731".
+ */
+async function failureCauses(api: (method: string, p: string) => Promise<any>): Promise<string> {
+  type Row = { updateState: string | null; reported: { lastError?: { code: string; message: string } | null } | null };
+  const devices: Row[] = [];
+  for (let offset = 0; ; offset += 1000) {
+    const page = ((await api('GET', `/api/v1/devices?limit=1000&offset=${offset}`)) as { devices: Row[] }).devices;
+    devices.push(...page);
+    if (page.length < 1000) break;
+  }
+  const causes = new Map<string, number>();
+  for (const d of devices) {
+    const e = d.reported?.lastError;
+    if ((d.updateState !== 'failed' && d.updateState !== 'rolled_back') || !e) continue;
+    const key = `${e.code}: ${e.message.replace(/[0-9a-f]{16,}/g, '…').replace(/\d+/g, 'N')}`;
+    causes.set(key, (causes.get(key) ?? 0) + 1);
+  }
+  return [...causes].sort((a, b) => b[1] - a[1]).slice(0, 4).map(([k, n]) => `${k} ×${n}`).join('; ') || 'none';
+}
+
+/** CPU time (user + system) of a process so far, ms. */
+async function cpuMs(pid: number): Promise<number> {
+  const f = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime in clock ticks (100/s)
+}
+
+/** The artifact route's requests by status and their total seconds, from /metrics. */
+async function artifactRequests(url: string): Promise<{ byStatus: Map<string, number>; seconds: number; count: number }> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const byStatus = new Map<string, number>();
+  let seconds = 0;
+  let count = 0;
+  for (const line of text.split('\n')) {
+    if (!line.includes('route="/artifacts/')) continue;
+    const v = Number(line.slice(line.lastIndexOf(' ') + 1));
+    const status = /^flotilla_http_requests_total\{.*status="(\d+)"/.exec(line)?.[1];
+    if (status) byStatus.set(status, (byStatus.get(status) ?? 0) + v);
+    else if (line.startsWith('flotilla_http_request_duration_seconds_sum')) seconds += v;
+    else if (line.startsWith('flotilla_http_request_duration_seconds_count')) count += v;
+  }
+  return { byStatus, seconds, count };
+}
+
+/** The kernel's count of connections dropped because a listen queue was full (all listeners of the host). */
+async function listenOverflows(): Promise<number> {
+  const [keys, values] = (await readFile('/proc/net/netstat', 'utf8')).split('\n').filter((l) => l.startsWith('TcpExt:')).map((l) => l.split(/\s+/));
+  return Number(values[keys.indexOf('ListenOverflows')] ?? NaN);
+}
+
+/** What a deployment cost: artifact requests (by status, mean time), server and simulator CPU, listen-queue overflows. */
+async function deploymentLoad(url: string, serverPid: number, sims: SimulatorProcess[]) {
+  const [a, cpu, overflows] = [await artifactRequests(url), await cpuMs(serverPid), await listenOverflows()];
+  const simCpu = sum(sims, 'cpuMs');
+  const t = performance.now();
+  return async () => {
+    const b = await artifactRequests(url);
+    const secs = (performance.now() - t) / 1000;
+    const statuses = [...b.byStatus].map(([k, v]) => `${k}: ${v - (a.byStatus.get(k) ?? 0)}`).join(', ');
+    const n = b.count - a.count;
+    return `artifact requests ${statuses || 'none'}, mean ${n ? (((b.seconds - a.seconds) / n) * 1000).toFixed(0) : '-'} ms; CPU over ${secs.toFixed(0)} s: server ${(((await cpuMs(serverPid)) - cpu) / 1000 / secs * 100).toFixed(0)} %, simulators ${((sum(sims, 'cpuMs') - simCpu) / 1000 / secs * 100).toFixed(0)} %; listen-queue overflows on the host: ${(await listenOverflows()) - overflows}`;
+  };
+}
+
 /** One fleet held on one broker; on the embedded broker also the fan-out and the staged rollout. */
 async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) => void): Promise<void> {
   const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-scale-bench-'));
@@ -166,12 +236,23 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     FLOTILLA_DRIFT_CRON: 'off',
     ...(mosq ? { FLOTILLA_MQTT_URL: mosq.url, FLOTILLA_MQTT_ADMIN_USERNAME: mosq.admin.username, FLOTILLA_MQTT_ADMIN_PASSWORD: mosq.admin.password } : {}),
   };
-  const s = await setup(dir, env);
   // The simulated devices' state on tmpfs where there is one: every telemetry message goes through each
   // agent's outbox (file, fsync, rename, directory fsync), and thousands of devices sharing one disk
   // would measure that disk, not the server.
   const simRoot = existsSync('/dev/shm') ? await mkdtemp('/dev/shm/flotilla-scale-sim-') : dir;
   const url = `http://127.0.0.1:${httpPort}`;
+  // Process 0 holds the rollout ring (its devices carry ring=r1), the rest only fleet=scale.
+  const layout: number[] = [];
+  for (let left = HELD, i = 0; left > 0; i++) left -= layout[i] = i === 0 ? Math.min(ROLLOUT, left) : Math.min(PER_PROCESS, left);
+  const embeddedBulk = (BIG || process.env.BENCH_SCALE_BULK === '1') && broker === 'embedded';
+  let provisionS = 0;
+  const s = await setup(dir, env, embeddedBulk ? async (plane, root) => {
+    const t = performance.now();
+    for (const [i, n] of layout.entries()) {
+      await bulkProvision({ db: plane.db, n, namePrefix: `scale${i}-`, dataDir: path.join(simRoot, `sim${i}`), labels: i === 0 ? { fleet: 'scale', ring: 'r1' } : { fleet: 'scale' }, serverUrl: url, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, rootPublicKey: root.publicKey });
+    }
+    provisionS = (performance.now() - t) / 1000;
+  } : undefined);
   const bulk = mosq && MOSQ_BULK ? await bulkProvisionMosquitto({ mosq, dbUrl: loadServerConfig(env).dbUrl, serverUrl: url, rootPublicKey: s.rootPublicKey, groups: mosquittoGroups(simRoot) }) : undefined;
   const api = async (method: string, p: string, body?: unknown) => {
     const res = await fetch(url + p, { method, headers: { authorization: `Bearer ${s.admin}`, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
@@ -193,12 +274,9 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     await new Promise((r) => setTimeout(r, 3000)); // settle after start
     const rssBefore = await rssBytes(server.pid!);
     const brokerRssBefore = mosqPid ? await rssBytes(mosqPid) : 0;
-    // Process 0 holds the rollout ring (its devices carry ring=r1), the rest only fleet=scale.
     const common = ['--server', url, '--trust-root', s.rootPublicKey, '--telemetry', '10s', '--stats', '60s', '--rows', '0', '--probation', '1s', '--concurrency', '25', '--log-level', 'fatal'];
-    for (let left = HELD, i = 0; left > 0; i++) {
-      const n = i === 0 ? Math.min(ROLLOUT, left) : Math.min(PER_PROCESS, left);
-      sims.push(new SimulatorProcess(['--progress-every', '100ms', '--devices', String(n), '--name-prefix', `scale${i}-`, '--data-dir', path.join(simRoot, `sim${i}`), '--enroll-token', i === 0 ? s.ringToken : s.token, ...common]));
-      left -= n;
+    for (const [i, n] of layout.entries()) {
+      sims.push(new SimulatorProcess(['--progress-every', bulk || embeddedBulk ? '1s' : '100ms', '--devices', String(n), '--name-prefix', `scale${i}-`, '--data-dir', path.join(simRoot, `sim${i}`), '--enroll-token', i === 0 ? s.ringToken : s.token, ...common]));
     }
     const t0 = performance.now();
     tell = setInterval(() => console.error(`scale (${on}): ${sum(sims, 'started')} started, ${sum(sims, 'connected')} connected, ${sum(sims, 'accepted')} verified, ${sum(sims, 'active')} active, ${sum(sims, 'failed')} failed`), 15_000);
@@ -219,7 +297,7 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     const perDevice = (rssWith - rssBefore) / Math.max(1, connected);
     const fds = await fdsInUse(server.pid!);
     const brokerFds = mosqPid ? await fdsInUse(mosqPid) : 0;
-    push({ benchmark: `devices held on the ${on}, telemetry every 10 s (${sims.length} simulator processes)`, value: connected, unit: 'devices', baseline: 'devices started', baselineValue: HELD, ratio: connected / HELD, note: `all connected after ${connectS.toFixed(0)} s (${bulk ? `bulk-provisioned in ${(bulk.ms / 1000).toFixed(0)} s before, no enrollment` : 'enrollment included'}); fds in use: server ${fds}${mosqPid ? `, Mosquitto ${brokerFds}` : ''} of 20000${broke}` });
+    push({ benchmark: `devices held on the ${on}, telemetry every 10 s (${sims.length} simulator processes)`, value: connected, unit: 'devices', baseline: 'devices started', baselineValue: HELD, ratio: connected / HELD, note: `all connected after ${connectS.toFixed(0)} s (${embeddedBulk ? `bulk-provisioned in ${provisionS.toFixed(0)} s before, not enrolled` : bulk ? `bulk-provisioned in ${(bulk.ms / 1000).toFixed(0)} s before, no enrollment` : 'enrollment included'}); fds in use: server ${fds}${mosqPid ? `, Mosquitto ${brokerFds}` : ''} of 20000${broke}` });
     push({ benchmark: `messages/s acknowledged by the ${on} (all kinds)`, value: pubRate, unit: 'msg/s', note: `telemetry stored by ingest: ${storedRate.toFixed(0)}/s (expected ≈ ${(connected / 10).toFixed(0)}/s)` });
     push({ benchmark: `server RSS per held device (${on})`, value: perDevice / 1024, unit: 'KB', baseline: 'server RSS before the fleet', baselineValue: rssBefore / 1024 ** 2, note: `RSS ${(rssWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); target ≤ 100 KB/device` });
     if (mosqPid) {
@@ -227,8 +305,15 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
       push({ benchmark: 'Mosquitto RSS per held device', value: (brokerWith - brokerRssBefore) / Math.max(1, connected) / 1024, unit: 'KB', baseline: 'Mosquitto RSS before the fleet', baselineValue: brokerRssBefore / 1024 ** 2, note: `RSS ${(brokerWith / 1024 ** 2).toFixed(0)} MB with the fleet (baseline value in MB); dynamic security: one client and one role per device${bulk ? `; loaded before the baseline: their dynamic-security state alone ${((bulk.brokerRssLoaded - bulk.brokerRssEmpty) / bulk.devices / 1024).toFixed(1)} KB/device, with the fleet over an empty broker ${((brokerWith - bulk.brokerRssEmpty) / Math.max(1, connected) / 1024).toFixed(1)} KB/device` : ''}` });
     }
     if (broker === 'mosquitto') return;
+    if (embeddedBulk) {
+      // The 19,000 rows are about holding the fleet: a second sample of the steady state shows whether it stays.
+      await new Promise((r) => setTimeout(r, STEADY_MS));
+      push({ benchmark: `devices still connected ${STEADY_MS / 1000} s later (${on})`, value: sum(sims, 'connected'), unit: 'devices', baseline: 'devices started', baselineValue: HELD, ratio: sum(sims, 'connected') / HELD, note: `server RSS ${((await rssBytes(server.pid!)) / 1024 ** 2).toFixed(0)} MB, fds ${await fdsInUse(server.pid!)}` });
+      return;
+    }
 
     // Fan-out: one deployment to every device of the fleet cohort.
+    const load = await deploymentLoad(url, server.pid!, sims);
     let t = performance.now();
     await api('POST', '/api/v1/deployments', { bundle: s.bundle1, cohort: 'scale' });
     const fanned = await until('every device verified its manifest', () => sum(sims, 'accepted') >= connected, 5 * 60_000);
@@ -237,7 +322,10 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     t = performance.now();
     const settled = await until('every device active', () => sum(sims, 'active') + sum(sims, 'failed') >= connected, 10 * 60_000, 500);
     const deployS = fanoutS + (performance.now() - t) / 1000;
-    push({ benchmark: `the same deployment: time until every device is active (download, smoke test, 1 s probation)`, value: deployS, unit: 's', note: settled ? `${sum(sims, 'failed')} failed` : `only ${sum(sims, 'active')} active` });
+    const failedN = sum(sims, 'failed');
+    push({ benchmark: `the same deployment: time until every device is active (download, smoke test, 1 s probation)`, value: deployS, unit: 's', note: settled ? `${failedN} failed` : `only ${sum(sims, 'active')} active` });
+    console.error(`scale: the deployment's load: ${await load()}`);
+    if (failedN) console.error(`scale: why updates failed: ${await failureCauses(api)}`);
 
     // A staged rollout of version 2 to the 1,000-device ring, per stage (no bake). Failed updates are
     // counted in the rows, not allowed to pause it: the stages' pace is what is measured.
@@ -259,7 +347,13 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     clearInterval(tell);
     await Promise.all(sims.map((x) => x.stop()));
     server.kill('SIGTERM');
-    await serverExit;
+    // A stop that hangs (seen after 2,000-device deployments) must not hang the bench: say so, then kill.
+    const stopped = await Promise.race([serverExit.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 60_000).unref())]);
+    if (!stopped) {
+      console.error(`scale (${on}): the server did not stop within 60 s of SIGTERM; killed`);
+      server.kill('SIGKILL');
+      await serverExit;
+    }
     await mosq?.stop();
     await rm(dir, { recursive: true, force: true });
     await rm(simRoot, { recursive: true, force: true });

@@ -46,11 +46,12 @@ export async function measureStagedRollout(o: StagedRolloutOptions): Promise<Ben
       stageDone.push(now);
       stageStart.push(now);
     }
-    // The rollout may say `succeeded` a moment before the last devices' reports say `active`:
-    // keep polling (bounded) so the last stage's row is measured, not reported as not reached.
+    // The rollout may say `succeeded` before its devices' reports say `active` (with no bake and
+    // permissive gates a stage advances at once; at 1,000 devices the updates take minutes): keep
+    // polling (bounded) so the stages' rows are measured, not reported as not reached.
     if (last!.status === 'running') return false;
     endedAt ??= now;
-    return last!.status !== 'succeeded' || stageDone.length === stages.length || now - endedAt > 60_000;
+    return last!.status !== 'succeeded' || stageDone.length === stages.length || now - endedAt > 5 * 60_000;
   }, 'the rollout ends', o.timeoutMs ?? 10 * 60_000, 250);
   const vs = (s: number) => (o.baseline ? { baseline: o.baseline.label, baselineValue: o.baseline.seconds, ratio: s / o.baseline.seconds } : {});
   for (const [k, f] of stages.entries()) {

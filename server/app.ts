@@ -3,6 +3,7 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Logger } from 'pino';
 import { artifactRoutes } from './artifacts/artifact-routes.ts';
+import type { DownloadGate } from './artifacts/download-gate.ts';
 import { brokerRoutes, deviceBrokerAccessRoutes } from './broker/broker-routes.ts';
 import type { BrokerReconciler } from './broker/broker-reconciler.ts';
 import type { MosquittoAccess } from './broker/mosquitto-access.ts';
@@ -94,6 +95,8 @@ export interface AppDeps {
   webDistDir?: string;
   /** The webhook outbox's sender: woken when a test ping is queued. */
   webhooks?: { wake(): void };
+  /** Sheds artifact downloads past a concurrency limit (503 + Retry-After); none: no limit. */
+  downloadGate?: DownloadGate;
   /** External Mosquitto: device clients restored at a device's request, and reconciled on demand. */
   mosquitto?: { access: MosquittoAccess; reconciler: BrokerReconciler };
 }
@@ -123,7 +126,7 @@ export function createApp(deps: AppDeps) {
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
   const deviceAuth = new DeviceAuthenticator(db);
-  app.route('/artifacts', artifactRoutes({ db, store: deps.store, deviceAuth }));
+  app.route('/artifacts', artifactRoutes({ db, store: deps.store, deviceAuth, gate: deps.downloadGate }));
   app.route('/api/v1/mqtt', emqxHookRoutes({ db, metrics, token: deps.mqttHooks?.token, server: deps.mqttHooks?.server ?? { username: '', password: '' } }));
 
   app.doc31('/api/v1/openapi.json', {

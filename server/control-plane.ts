@@ -8,7 +8,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { rootCertificates } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { serve } from '@hono/node-server';
+import { createAdaptorServer } from '@hono/node-server';
 import type { Client } from '@libsql/client';
 import type { Logger } from 'pino';
 import { z } from 'zod';
@@ -18,6 +18,7 @@ import { registerDeliveryGauge } from './alerts/deliveries.ts';
 import { WebhookSender } from './webhooks/webhook-sender.ts';
 import { createApp } from './app.ts';
 import { ArtifactStore } from './artifacts/artifact-store.ts';
+import { DownloadGate } from './artifacts/download-gate.ts';
 import { bootstrapAdminToken } from './bootstrap-admin.ts';
 import type { DeviceBrokerAccess } from './broker/device-broker-access.ts';
 import { DynsecAdmin } from './broker/dynsec-admin.ts';
@@ -50,6 +51,8 @@ import { ModelRunner } from './models/model-runner.ts';
 import { DeviceBus } from './mqtt/device-bus.ts';
 import { FleetMetrics } from './telemetry/fleet-metrics.ts';
 import { PhaseTimer } from './phase-timer.ts';
+
+const HTTP_LISTEN_BACKLOG = 4096;
 
 export class ControlPlane {
   readonly metrics = new Metrics();
@@ -252,6 +255,7 @@ export class ControlPlane {
       desired: this.desired,
       commands: this.commands,
       maxUploadBytes: config.maxUploadBytes,
+      downloadGate: new DownloadGate(config.artifactMaxDownloads, config.artifactRetryAfterS),
       versionReferenceChecks: [bundlesReferencingVersion],
       onDeviceChanged: async (id) => {
         await reconcileDevice(db, this.desired, id);
@@ -285,8 +289,12 @@ export class ControlPlane {
     });
     await new Promise<void>((resolve, reject) => {
       const tls = config.tls ? { createServer: createHttpsServer, serverOptions: { cert: config.tls.certPem, key: config.tls.keyPem } } : {};
-      this.http = serve({ fetch: app.fetch, port: config.httpPort, hostname: config.httpHost, ...tls }, () => resolve()) as Server;
+      this.http = createAdaptorServer({ fetch: app.fetch, ...tls }) as Server;
       this.http.once('error', reject);
+      // Node's default listen backlog (511) overflows when a fleet fetches a deployment's bundle within
+      // seconds: the connections past it wait out SYN-ACK retransmits (1, 2, 4, 8 … s) and the agents'
+      // 30 s idle timeouts (scale bench, README "Scale"). 4,096 is this kernel's somaxconn, as the MQTT listener's.
+      this.http.listen({ port: config.httpPort, host: config.httpHost, backlog: HTTP_LISTEN_BACKLOG }, () => resolve());
     });
     this.httpPort = (this.http!.address() as AddressInfo).port;
     this.scheduler.start();

@@ -64,6 +64,10 @@ const ServerEnv = z.object({
   FLOTILLA_MQTT_MAX_PENDING_CONNECTS: z.coerce.number().int().min(1).max(100_000).default(100),
   /** 0 = off: shed CONNECTs with "server unavailable" while the event loop ran this late (server/broker/loop-lag.ts). */
   FLOTILLA_MQTT_MAX_LOOP_LAG_MS: z.coerce.number().int().min(0).max(60_000).default(0),
+  /** Artifact downloads streaming at once; past it a download is answered 503 + Retry-After (agents wait and retry). */
+  FLOTILLA_ARTIFACT_MAX_DOWNLOADS: z.coerce.number().int().min(1).max(100_000).default(256),
+  /** The Retry-After (seconds) of a shed artifact download; agents add up to as much again of jitter. */
+  FLOTILLA_ARTIFACT_RETRY_AFTER_S: z.coerce.number().int().min(1).max(300).default(5),
   /** Presence and `reported` writes are coalesced per device and written at most this long after the first one. */
   FLOTILLA_DEVICE_STATE_FLUSH_MS: z.coerce.number().int().min(1).max(10_000).default(250),
   /** Training jobs run at once on the lease holder. */
@@ -166,6 +170,9 @@ export interface ServerConfig {
   tlsCaPem?: string;
   mqttWsPort?: number;
   mqttMaxPendingConnects: number;
+  /** Artifact downloads streaming at once before 503 + Retry-After (server/artifacts/download-gate.ts). */
+  artifactMaxDownloads: number;
+  artifactRetryAfterS: number;
   mqttMaxLoopLagMs: number;
   deviceStateFlushMs: number;
   /** How the server logs in to an external broker (FLOTILLA_MQTT_URL). */
@@ -262,6 +269,8 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     tlsCaPem: pem('FLOTILLA_TLS_CA', e.FLOTILLA_TLS_CA),
     mqttWsPort: e.FLOTILLA_MQTT_WS_PORT,
     mqttMaxPendingConnects: e.FLOTILLA_MQTT_MAX_PENDING_CONNECTS,
+    artifactMaxDownloads: e.FLOTILLA_ARTIFACT_MAX_DOWNLOADS,
+    artifactRetryAfterS: e.FLOTILLA_ARTIFACT_RETRY_AFTER_S,
     mqttMaxLoopLagMs: e.FLOTILLA_MQTT_MAX_LOOP_LAG_MS,
     deviceStateFlushMs: e.FLOTILLA_DEVICE_STATE_FLUSH_MS,
     externalBroker: externalBrokerConfig(e),

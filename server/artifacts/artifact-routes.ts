@@ -1,6 +1,7 @@
 // GET /artifacts/sha256/<hex>: content-addressed downloads with HTTP Range (resumable).
 // Devices authenticate with Basic deviceId:secret and may fetch only files of their own desired
-// bundle; people and tools use a bearer API token.
+// bundle; people and tools use a bearer API token. Past FLOTILLA_ARTIFACT_MAX_DOWNLOADS responses
+// streaming at once, a request is shed with 503 + Retry-After (download-gate.ts).
 import { Hono } from 'hono';
 import { stream } from 'hono/streaming';
 import { eq } from 'drizzle-orm';
@@ -9,7 +10,9 @@ import type { Db } from '../db/client.ts';
 import { artifacts, bundles, deviceDesired } from '../db/schema.ts';
 import { Forbidden, NotFound, ServiceError } from '../errors.ts';
 import type { ArtifactStore } from './artifact-store.ts';
+import { errorBody } from '../http/errors.ts';
 import type { DeviceAuthenticator } from './device-auth.ts';
+import type { DownloadGate } from './download-gate.ts';
 
 function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | 'invalid' {
   if (!header) return null;
@@ -24,9 +27,26 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   return start >= size || end < start ? 'invalid' : { start, end };
 }
 
-export function artifactRoutes(deps: { db: Db; store: ArtifactStore; deviceAuth: DeviceAuthenticator }) {
-  const { db, store } = deps;
-  return new Hono().get('/sha256/:hex', async (c) => {
+export function artifactRoutes(deps: { db: Db; store: ArtifactStore; deviceAuth: DeviceAuthenticator; gate?: DownloadGate }) {
+  const { db, store, gate } = deps;
+  const app = new Hono<{ Variables: { releaseDownload: () => void } }>();
+  // Shed before any work (authentication reads the database): the answer reveals nothing.
+  app.use('/sha256/:hex', async (c, next) => {
+    const release = gate ? gate.tryEnter() : () => {};
+    if (!release) {
+      const { max, retryAfterS } = gate!;
+      return c.json(errorBody('server_busy', `${max} artifact downloads are in progress; retry after ${retryAfterS} s`, { retryAfterS }), 503, { 'retry-after': String(retryAfterS) });
+    }
+    c.set('releaseDownload', release);
+    try {
+      await next();
+    } finally {
+      // A streamed body releases the slot itself when it ends; anything else (an error) here.
+      if (!(c.res.body instanceof ReadableStream) || c.res.status >= 300) release();
+    }
+  });
+  return app.get('/sha256/:hex', async (c) => {
+    const release = c.get('releaseDownload');
     const hex = c.req.param('hex');
     store.pathOf(hex); // validates the id (400 on anything but 64 lowercase hex digits) before any lookup
     const auth = c.req.header('authorization') ?? '';
@@ -62,7 +82,15 @@ export function artifactRoutes(deps: { db: Db; store: ArtifactStore; deviceAuth:
       c.header('content-range', `bytes ${start}-${end}/${size}`);
     }
     return stream(c, async (s) => {
-      for await (const chunk of store.readStream(hex, { start, end })) await s.write(chunk as Uint8Array);
+      // The slot is held until the last byte is written or the client went away.
+      try {
+        for await (const chunk of store.readStream(hex, { start, end })) {
+          if (s.aborted) break;
+          await s.write(chunk as Uint8Array);
+        }
+      } finally {
+        release();
+      }
     });
   });
 }

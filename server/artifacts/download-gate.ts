@@ -1,0 +1,35 @@
+// Load shedding for artifact downloads: at most `max` responses stream at once; past that a request
+// is answered 503 with Retry-After at once, before any database read, instead of queueing until its
+// client times out. A fleet that receives a deployment fetches the bundle within seconds; shedding
+// spreads that herd over time (agents wait the Retry-After plus jitter, agent/downloader.ts) and
+// keeps each admitted download fast. The slot is held until the body has been streamed or the client
+// went away.
+export class DownloadGate {
+  private inFlight = 0;
+  /** Requests answered 503 since start. */
+  shed = 0;
+
+  constructor(
+    readonly max: number,
+    readonly retryAfterS: number,
+  ) {}
+
+  /** A release function (idempotent) when a slot is free, else null (counted as shed). */
+  tryEnter(): (() => void) | null {
+    if (this.inFlight >= this.max) {
+      this.shed++;
+      return null;
+    }
+    this.inFlight++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.inFlight--;
+    };
+  }
+
+  get active(): number {
+    return this.inFlight;
+  }
+}
