@@ -173,4 +173,39 @@ describe('DeviceStateWriter', () => {
     assert.equal(await onlineAt, true);
     assert.equal(await reportedAt, 'active');
   });
+
+  test('a flush timer that fires while a long flush is still writing does not stop later events from being written', async () => {
+    // Under load a flush can outlast flushMs: events merged meanwhile arm the timer, which fires into the
+    // running flush. That flush writes them; the writer must still arm a timer for the events after it.
+    const writer = new DeviceStateWriter({ db, logger: pino({ level: 'silent' }), flushMs: 10 });
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    let held!: () => void;
+    const holding = new Promise<void>((r) => (held = r));
+    const [a, b, c] = [ids[20], ids[21], ids[22]];
+    await db.update(devices).set({ online: true }).where(inArray(devices.id, [a, b, c]));
+    // Another writer holds this process's write slot, so the writer's first flush waits behind it.
+    const blocker = db.transaction(async () => {
+      held();
+      await gate;
+    });
+    await holding;
+    const first = writer.presence(a, false); // its flush starts after 10 ms and waits for the slot
+    await new Promise((r) => setTimeout(r, 50));
+    const second = writer.presence(b, false); // arms the timer; it fires into the waiting flush
+    await new Promise((r) => setTimeout(r, 50));
+    open();
+    await blocker;
+    await Promise.all([first, second]);
+    await new Promise((r) => setTimeout(r, 50)); // that flush has ended
+    writer.presence(c, false); // after it: needs a timer of its own
+    const deadline = Date.now() + 10_000;
+    let row = (await rows()).find((r) => r.id === c)!;
+    while (row.online !== false && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      row = (await rows()).find((r) => r.id === c)!;
+    }
+    await writer.stop();
+    assert.equal(row.online, false, 'the event after the long flush was written by its timer, not only at stop()');
+  });
 });

@@ -76,9 +76,11 @@ export class DeviceStateWriter {
 
   /** Writes everything buffered so far (resolves when the buffer is empty or a write failed). */
   flush(): Promise<void> {
-    if (this.flushing) return this.flushing.then(() => (this.pending.size ? this.flush() : undefined));
+    // Disarmed first, also when a flush is running: a timer that fired into a running flush and stayed
+    // set kept every later merge() from arming a new one, and the writer stored nothing more until stop().
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.flushing) return this.flushing.then(() => (this.pending.size ? this.flush() : undefined));
     if (!this.pending.size) return Promise.resolve();
     const batchSize = this.opts.batchSize ?? 5000;
     this.flushing = (async () => {
