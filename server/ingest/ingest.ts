@@ -127,9 +127,11 @@ export class Ingest {
 
   /** Writes everything buffered so far (resolves when the buffer is empty). */
   flush(): Promise<void> {
-    if (this.flushing) return this.flushing.then(() => (this.pending.length ? this.flush() : undefined));
+    // Disarmed first, also when a flush is running: a timer left set after firing into a running flush
+    // kept enqueue() from arming a new one, and a quiet fleet's messages waited for a full batch.
     clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.flushing) return this.flushing.then(() => (this.pending.length ? this.flush() : undefined));
     if (!this.pending.length) return Promise.resolve();
     this.flushing = (async () => {
       while (this.pending.length) {
