@@ -62,8 +62,6 @@ const ServerEnv = z.object({
   FLOTILLA_SCHEDULER_LEASE_TTL_S: z.coerce.number().min(0.3).max(600).default(15),
   /** Device credential checks the embedded broker runs at once; beyond it a CONNECT gets CONNACK 3 "server unavailable" (agents back off). */
   FLOTILLA_MQTT_MAX_PENDING_CONNECTS: z.coerce.number().int().min(1).max(100_000).default(100),
-  /** 0 = off: shed CONNECTs with "server unavailable" while the event loop ran this late (server/broker/loop-lag.ts). */
-  FLOTILLA_MQTT_MAX_LOOP_LAG_MS: z.coerce.number().int().min(0).max(60_000).default(0),
   /** Presence and `reported` writes are coalesced per device and written at most this long after the first one. */
   FLOTILLA_DEVICE_STATE_FLUSH_MS: z.coerce.number().int().min(1).max(10_000).default(250),
   /** Training jobs run at once on the lease holder. */
@@ -166,7 +164,6 @@ export interface ServerConfig {
   tlsCaPem?: string;
   mqttWsPort?: number;
   mqttMaxPendingConnects: number;
-  mqttMaxLoopLagMs: number;
   deviceStateFlushMs: number;
   /** How the server logs in to an external broker (FLOTILLA_MQTT_URL). */
   externalBroker: ExternalBrokerConfig;
@@ -262,7 +259,6 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     tlsCaPem: pem('FLOTILLA_TLS_CA', e.FLOTILLA_TLS_CA),
     mqttWsPort: e.FLOTILLA_MQTT_WS_PORT,
     mqttMaxPendingConnects: e.FLOTILLA_MQTT_MAX_PENDING_CONNECTS,
-    mqttMaxLoopLagMs: e.FLOTILLA_MQTT_MAX_LOOP_LAG_MS,
     deviceStateFlushMs: e.FLOTILLA_DEVICE_STATE_FLUSH_MS,
     externalBroker: externalBrokerConfig(e),
     mqttHookToken: e.FLOTILLA_MQTT_HOOK_TOKEN,
