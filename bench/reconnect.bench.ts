@@ -306,7 +306,11 @@ async function storm(n: number, legacy: boolean, schedules: Schedule[]): Promise
         const q = sampler.samples.at(-1);
         console.log(`  ${((Date.now() - t0) / 1000).toFixed(0)} s: ${clients.ready} of ${n} back; accept queue ${q?.acceptQueue ?? '-'}/${q?.backlog ?? '-'}, SYN-RECV ${q?.synRecv ?? '-'}; load ${os.loadavg()[0].toFixed(1)}`);
       };
-      const progress = await clients.allReady(k + 1, () => (probe(), live()));
+      const progress = await clients.allReady(k + 1, () => (probe(), live())).catch(async (err: Error) => {
+        // A storm that never converged: where its connects were waiting is the result.
+        printListen(await sampler.stop(), counterDelta(tcp0, await tcpExtCounters()), t0);
+        throw err;
+      });
       const tAll = Date.now();
       const cpu = await serverCpu(server.child);
       const tcp = counterDelta(tcp0, await tcpExtCounters());
