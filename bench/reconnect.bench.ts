@@ -11,6 +11,7 @@
 // connect timeout); BENCH_RECONNECT_PROBE_MAX_MS / BENCH_RECONNECT_CONNECT_TIMEOUT_MS override today's.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer as createNetServer } from 'node:net';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { eq } from 'drizzle-orm';
@@ -68,10 +69,26 @@ interface Fleet {
   legacySecret?: string;
 }
 
+/**
+ * A free port below the kernel's ephemeral range (32768+ here). While the server restarts, thousands of
+ * probes connect to its closed port from ephemeral ports; one that gets the port itself as its source
+ * connects to itself (TCP simultaneous open) and holds it, and the new server fails with EADDRINUSE.
+ */
+async function portBelowEphemeral(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createNetServer().once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+}
+
 /** A data dir with N enrolled, approved devices, each with signed desired state (a cohort deployment). */
 async function makeFleet(n: number, legacy: boolean): Promise<Fleet> {
   const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-reconnect-bench-'));
-  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const [httpPort, mqttPort] = [await freePort(), await portBelowEphemeral()];
   const env = {
     FLOTILLA_DATA_DIR: dir,
     FLOTILLA_HTTP_HOST: '127.0.0.1',
