@@ -154,6 +154,7 @@ export class Agent {
       agentVersion: AGENT_VERSION,
       logger: log,
       reconnect: { minMs: config.reconnectMinMs, maxMs: config.reconnectMaxMs, probeMaxMs: config.reconnectProbeMaxMs },
+      connectTimeoutMs: config.mqttConnectTimeoutMs,
       ca: identity.tls?.ca,
       onDesired: (payload) => reconciler.handleDesired(payload),
       onCommand: (payload) => this.commands!.handle(payload),

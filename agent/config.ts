@@ -37,6 +37,12 @@ export const AgentConfigInput = z.object({
    * about this long after it listens again (bench/reconnect.bench.ts's timeline), instead of up to max.
    */
   reconnectProbeMaxMs: Ms.default(4000),
+  /**
+   * How long one MQTT connect attempt (TCP handshake to CONNACK) may take. After a restart a busy broker
+   * answers in its accept order: an attempt given up is work thrown away and a place in the queue lost,
+   * and the retry queues again behind the rest of the fleet (bench/reconnect.bench.ts). MQTT.js's default.
+   */
+  mqttConnectTimeoutMs: Ms.default(30_000),
   /** Probation after activation: ends after this many requests or this long, whichever comes first. */
   probationMs: Ms.default(60_000),
   probationRequests: z.coerce.number().int().min(1).default(200),

@@ -69,4 +69,38 @@ describe('MqttSession reconnect schedule', () => {
     await waitFor(() => drops === 1 && outcomes.at(-1) === 'refused', 'the drop and a refused reconnect');
     assert.equal(delays[refused + 3], 20);
   });
+
+  test('an attempt waits connectTimeoutMs for a slow CONNACK: given up (lost) under it, let in over it', async () => {
+    // A broker that answers every CONNECT after 1 s, as one working through a storm's queue does.
+    const broker = await Aedes.createBroker({ authenticate: (_c, _u, _p, done) => void setTimeout(() => done(null, true), 1000) });
+    const server: Server = createServer(broker.handle);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanup.push(() => new Promise((r) => broker.close(() => server.close(() => r(undefined)))));
+    const port = (server.address() as { port: number }).port;
+    const attempt = async (connectTimeoutMs: number): Promise<ConnectOutcome> => {
+      const outcomes: ConnectOutcome[] = [];
+      const session = new MqttSession({
+        url: `mqtt://127.0.0.1:${port}`,
+        deviceId: `dev-${connectTimeoutMs}`,
+        password: 'secret',
+        agentVersion: '0.1.0',
+        logger: pino({ level: 'silent' }),
+        // No retry within the test: the first attempt's outcome is the answer.
+        reconnect: { minMs: 60_000, maxMs: 60_000, random: () => 1 },
+        connectTimeoutMs,
+        onDesired: () => {},
+        onCommand: () => {},
+        onAttempt: (o) => void outcomes.push(o),
+      });
+      session.start();
+      try {
+        await waitFor(() => outcomes.length > 0, `the first attempt with a ${connectTimeoutMs} ms timeout`, 30_000);
+        return outcomes[0];
+      } finally {
+        await session.stop();
+      }
+    };
+    assert.equal(await attempt(200), 'lost');
+    assert.equal(await attempt(25_000), 'ok');
+  });
 });

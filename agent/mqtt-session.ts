@@ -20,6 +20,7 @@ export interface MqttSessionOptions {
   logger: Logger;
   /** Backoff windows; `probeMaxMs` caps the window after a refused TCP connect (nothing listens). */
   reconnect: BackoffOptions & { probeMaxMs?: number };
+  /** One attempt, TCP handshake to CONNACK (agent/config.ts mqttConnectTimeoutMs); default 30 s. */
   connectTimeoutMs?: number;
   /** CA (PEM) the broker's certificate must chain to (mqtts:// and wss://). */
   ca?: string | null;
@@ -85,7 +86,7 @@ export class MqttSession {
       protocolVersion: 4, // the embedded broker speaks 3.1.1
       reconnectPeriod: 0, // reconnection with backoff is done below
       resubscribe: false, // we subscribe on every connect ourselves
-      connectTimeout: opts.connectTimeoutMs ?? 10_000,
+      connectTimeout: opts.connectTimeoutMs ?? 30_000,
       keepalive: 30,
       writeCache: false, // mqtt-packet's cache of 65,536 two-byte Buffers is ≈ 6 MB of heap (agent/README.md, "Memory")
       ...mqttTlsOptions(opts.ca),

@@ -30,6 +30,7 @@ export const AGENT_OPTIONS = [
   o('reconnectMinMs', '--reconnect-min-ms', '1000', 'MQTT/enrollment backoff window at first: full jitter, every delay uniform in [0, window]'),
   o('reconnectMaxMs', '--reconnect-max-ms', '15000', 'largest backoff window (it doubles from min to max; a restarted control plane sees its fleet spread over ≤ max)'),
   o('reconnectProbeMaxMs', '--reconnect-probe-max-ms', '4000', 'largest MQTT backoff window while the broker refuses TCP connections (restarting): the fleet is back within about this long after it listens'),
+  o('mqttConnectTimeoutMs', '--mqtt-connect-timeout-ms', '30000', 'one MQTT connect attempt (TCP handshake to CONNACK) is given up after this long; a busy broker answers in turn, so a short timeout only re-queues the device'),
   o('probationMs', '--probation-ms', '60000', 'probation after an activation ends after this long…'),
   o('probationRequests', '--probation-requests', '200', '…or after this many inferences, whichever comes first'),
   o('probationMaxErrorRate', '--probation-max-error-rate', '0.2', 'roll back when this share of inferences failed in probation…'),

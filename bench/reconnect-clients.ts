@@ -3,6 +3,7 @@
 // its desired state. `mark` starts a new epoch (the restart): from then on only new connects and new
 // desired messages count. Progress and per-device times go to the parent over IPC, with every connect
 // attempt of the epoch (time and outcome) for the parent's timeline.
+import type { MqttClient } from 'mqtt';
 import pino from 'pino';
 import { MqttSession, type ConnectOutcome } from '../agent/mqtt-session.ts';
 
@@ -10,7 +11,9 @@ interface Device {
   id: string;
   password: string;
 }
-type Msg = { type: 'start'; url: string; devices: Device[]; reconnect: { minMs: number; maxMs: number; probeMaxMs: number } } | { type: 'mark'; probeMaxMs: number };
+type Msg =
+  | { type: 'start'; url: string; devices: Device[]; reconnect: { minMs: number; maxMs: number; probeMaxMs: number }; connectTimeoutMs: number }
+  | { type: 'mark'; probeMaxMs: number; connectTimeoutMs: number };
 
 const logger = pino({ level: 'silent' });
 let sessions: MqttSession[] = [];
@@ -66,6 +69,7 @@ process.on('message', async (m: Msg) => {
           agentVersion: '0.1.0',
           logger,
           reconnect,
+          connectTimeoutMs: m.connectTimeoutMs,
           onDesired: () => void (desiredAt[i] ??= Date.now()),
           onCommand: () => {},
           onConnected: () => void (connectedAt[i] ??= Date.now()),
@@ -73,14 +77,17 @@ process.on('message', async (m: Msg) => {
           onDisconnected: () => void (droppedAt[i] ??= Date.now()),
         }),
     );
-    // The first connect is ramped (it is setup, not the measured storm).
+    // The first connect is ramped (it is setup, not the measured storm): at most 500 attempts in flight,
+    // so a loaded machine is not thrown into a storm of timeouts before the measurement starts.
     for (let i = 0; i < sessions.length; i++) {
       sessions[i].start();
-      if (i % 200 === 199) await new Promise((r) => setTimeout(r, 50));
+      while (i + 1 - connectedAt.filter((t) => t !== undefined).length >= 500) await new Promise((r) => setTimeout(r, 50));
     }
   } else if (m.type === 'mark') {
     // Every session holds this one options object: the next restart is met with this probe cap.
     reconnect.probeMaxMs = m.probeMaxMs;
+    // MQTT.js reads its connectTimeout option at every attempt; the session passes it once, at start.
+    for (const s of sessions) ((s as unknown as { client: MqttClient }).client.options.connectTimeout = m.connectTimeoutMs);
     epoch++;
     reported = -1;
     cpu0 = process.cpuUsage();

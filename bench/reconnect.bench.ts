@@ -6,9 +6,12 @@
 // and what the first restart after upgrading costs once: those hashes are migrated during it).
 // Also: the credential check alone (sha256 vs scrypt) and presence writes batched vs one per event.
 //
-// BENCH_RECONNECT_SIZES (default "1000,10000") and BENCH_RECONNECT_BASELINE (default 1000) pick N.
+// BENCH_RECONNECT_SIZES (default "1000,10000") and BENCH_RECONNECT_BASELINE (default 1000) pick N;
+// BENCH_RECONNECT_OLD_SCHEDULE=0 skips each fleet's restart with the agents' earlier schedule (a 10 s
+// connect timeout); BENCH_RECONNECT_PROBE_MAX_MS / BENCH_RECONNECT_CONNECT_TIMEOUT_MS override today's.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer as createNetServer } from 'node:net';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { eq } from 'drizzle-orm';
@@ -30,13 +33,27 @@ import { createLogger } from '../server/logger.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { percentile, printTable, timeMany, type BenchRow } from './lib.ts';
 import { buildTimeline, printTimeline, type DeviceTrace, type Timeline } from './reconnect-timeline.ts';
+import { counterDelta, ListenQueueSampler, tcpExtCounters, type Counters, type QueueSample } from './listen-queue.ts';
 
 const FACTS = { arch: 'arm64', cpus: 4, memoryBytes: 4 * 1024 ** 3, os: 'linux 6.1', agentVersion: '0.1.0' };
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
 /** The agent's defaults (agent/config.ts): the storm is shaped by the backoff devices really use. */
 const AGENT_DEFAULTS = parseAgentConfig({});
 const RECONNECT = { minMs: AGENT_DEFAULTS.reconnectMinMs, maxMs: AGENT_DEFAULTS.reconnectMaxMs, probeMaxMs: Number(process.env.BENCH_RECONNECT_PROBE_MAX_MS ?? AGENT_DEFAULTS.reconnectProbeMaxMs) };
-const CLIENT_PROCESSES = 2;
+/** What the agents do on a restart: how long their refused probes wait at most, and one attempt's timeout. */
+interface Schedule {
+  probeMaxMs: number;
+  connectTimeoutMs: number;
+}
+const TODAY: Schedule = { probeMaxMs: RECONNECT.probeMaxMs, connectTimeoutMs: Number(process.env.BENCH_RECONNECT_CONNECT_TIMEOUT_MS ?? AGENT_DEFAULTS.mqttConnectTimeoutMs) };
+/** The schedule before the 30 s connect timeout (agents gave an attempt 10 s). */
+const EARLIER: Schedule = { ...TODAY, connectTimeoutMs: 10_000 };
+/**
+ * Simulated devices per client process: each device is one socket, and a process may hold at most
+ * `ulimit -n` descriptors (20,000 on the machine this was measured on, not raisable), so a 19,900
+ * device fleet needs several processes. At least two, so the devices are not one event loop.
+ */
+const DEVICES_PER_CLIENT_PROCESS = 5000;
 const STORM_TIMEOUT_MS = 10 * 60_000;
 const SERVER_BUNDLE = path.join(import.meta.dirname, '..', 'dist', 'server', 'flotilla-server.js');
 /** USER_HZ: /proc reports CPU time in these ticks (100 on Linux). */
@@ -52,10 +69,26 @@ interface Fleet {
   legacySecret?: string;
 }
 
+/**
+ * A free port below the kernel's ephemeral range (32768+ here). While the server restarts, thousands of
+ * probes connect to its closed port from ephemeral ports; one that gets the port itself as its source
+ * connects to itself (TCP simultaneous open) and holds it, and the new server fails with EADDRINUSE.
+ */
+async function portBelowEphemeral(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createNetServer().once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+}
+
 /** A data dir with N enrolled, approved devices, each with signed desired state (a cohort deployment). */
 async function makeFleet(n: number, legacy: boolean): Promise<Fleet> {
   const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-reconnect-bench-'));
-  const [httpPort, mqttPort] = [await freePort(), await freePort()];
+  const [httpPort, mqttPort] = [await freePort(), await portBelowEphemeral()];
   const env = {
     FLOTILLA_DATA_DIR: dir,
     FLOTILLA_HTTP_HOST: '127.0.0.1',
@@ -152,15 +185,16 @@ class Clients {
   private last: Progress[] = [];
 
   constructor(fleet: Fleet) {
-    const per = Math.ceil(fleet.devices.length / CLIENT_PROCESSES);
-    for (let k = 0; k < CLIENT_PROCESSES; k++) {
+    const processes = Math.max(2, Math.ceil(fleet.devices.length / DEVICES_PER_CLIENT_PROCESS));
+    const per = Math.ceil(fleet.devices.length / processes);
+    for (let k = 0; k < processes; k++) {
       // BENCH_CLIENT_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=prof") goes to the simulated devices' node: they share the cores.
       const nodeArgs = (process.env.BENCH_CLIENT_NODE_ARGS ?? '').split(' ').filter(Boolean);
       const child = fork(path.join(import.meta.dirname, 'reconnect-clients.ts'), { execArgv: ['--import', 'tsx', ...nodeArgs], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
       child.on('message', (m: Progress) => {
         if (m.type === 'progress') this.last[k] = m;
       });
-      child.send({ type: 'start', url: fleet.mqttUrl, devices: fleet.devices.slice(k * per, (k + 1) * per), reconnect: RECONNECT });
+      child.send({ type: 'start', url: fleet.mqttUrl, devices: fleet.devices.slice(k * per, (k + 1) * per), reconnect: RECONNECT, connectTimeoutMs: TODAY.connectTimeoutMs });
       this.children.push(child);
     }
   }
@@ -177,14 +211,19 @@ class Clients {
     }
   }
 
-  async mark(probeMaxMs: number): Promise<void> {
+  /** Devices back in the current epoch, as last reported. */
+  get ready(): number {
+    return this.last.reduce((n, p) => n + (p?.ready ?? 0), 0);
+  }
+
+  async mark(schedule: Schedule): Promise<void> {
     await Promise.all(
       this.children.map(
         (c) =>
           new Promise<void>((resolve) => {
             const on = (m: { type: string }) => m.type === 'marked' && (c.off('message', on), resolve());
             c.on('message', on);
-            c.send({ type: 'mark', probeMaxMs });
+            c.send({ type: 'mark', ...schedule });
           }),
       ),
     );
@@ -221,16 +260,21 @@ interface StormResult {
   /** The new process's spawn until /healthz answers. */
   startS: number;
   load: string;
-  /** The agents' reconnectProbeMaxMs in this restart. */
+  /** The agents' reconnectProbeMaxMs and connect timeout in this restart. */
   probeMaxMs: number;
+  connectTimeoutMs: number;
   timeline: Timeline;
+  /** TcpExt counters (machine-wide) from SIGTERM until all were back. */
+  tcp: Counters;
+  /** The MQTT listener's queues every 100 ms from SIGTERM. */
+  listen: QueueSample[];
 }
 
 /**
- * One fleet, one restart per entry of `probes` (the agents' probeMaxMs for that restart, set at the
+ * One fleet, one restart per entry of `schedules` (what the agents do in that restart, set at the
  * mark): schedules compared on the same fleet and machine in one run.
  */
-async function storm(n: number, legacy: boolean, probes: number[]): Promise<StormResult[]> {
+async function storm(n: number, legacy: boolean, schedules: Schedule[]): Promise<StormResult[]> {
   const fleet = await makeFleet(n, legacy);
   let server = startServer(fleet.env, fleet.httpUrl);
   await server.ready;
@@ -244,11 +288,15 @@ async function storm(n: number, legacy: boolean, probes: number[]): Promise<Stor
       client.close();
     }
     const results: StormResult[] = [];
-    for (const [k, probeMaxMs] of probes.entries()) {
-      await clients.mark(probeMaxMs);
+    for (const [k, schedule] of schedules.entries()) {
+      await clients.mark(schedule);
       const loadBefore = os.loadavg()[0];
       // The restart: a clean stop (every connection dropped), then a new process on the same ports.
+      const mqttPort = Number(new URL(fleet.mqttUrl).port);
+      const sampler = new ListenQueueSampler(mqttPort);
+      const tcp0 = await tcpExtCounters();
       const t0 = Date.now();
+      sampler.start();
       const exited = new Promise((r) => server.child.once('exit', r));
       server.child.kill('SIGTERM');
       await exited;
@@ -267,19 +315,34 @@ async function storm(n: number, legacy: boolean, probes: number[]): Promise<Stor
           .finally(() => (inFlight = false));
       };
       const ready = await server.ready;
-      const progress = await clients.allReady(k + 1, probe);
+      // A line every 5 s, so a storm that does not converge still shows where it stands.
+      let nextLine = Date.now() + 5000;
+      const live = () => {
+        if (Date.now() < nextLine) return;
+        nextLine += 5000;
+        const q = sampler.samples.at(-1);
+        console.log(`  ${((Date.now() - t0) / 1000).toFixed(0)} s: ${clients.ready} of ${n} back; accept queue ${q?.acceptQueue ?? '-'}/${q?.backlog ?? '-'}, SYN-RECV ${q?.synRecv ?? '-'}; load ${os.loadavg()[0].toFixed(1)}`);
+      };
+      const progress = await clients.allReady(k + 1, () => (probe(), live())).catch(async (err: Error) => {
+        // A storm that never converged: where its connects were waiting is the result.
+        printListen(await sampler.stop(), counterDelta(tcp0, await tcpExtCounters()), t0);
+        throw err;
+      });
       const tAll = Date.now();
       const cpu = await serverCpu(server.child);
+      const tcp = counterDelta(tcp0, await tcpExtCounters());
+      const listen = await sampler.stop();
       const readyAt = progress.flatMap((p) => p.readyAt!).map((t) => (t - t0) / 1000).sort((a, b) => a - b);
       healthz.sort((a, b) => a - b);
       const traces = progress.flatMap((p) => p.attempts!.map((attempts, i) => ({ attempts, droppedAt: p.droppedAt![i], connectedAt: p.connectedAt![i], desiredAt: p.desiredAt![i] })));
       const marks = { t0, stopped: tStopped, ready: ready.at };
       const timeline = buildTimeline(traces, marks);
-      console.log(`\n${n} devices, agents' probeMaxMs ${probeMaxMs}:`);
+      console.log(`\n${n} devices, agents' probeMaxMs ${schedule.probeMaxMs}, connect timeout ${schedule.connectTimeoutMs} ms:`);
       printTimeline(timeline, marks, n);
+      printListen(listen, tcp, t0);
       results.push({
         n,
-        probeMaxMs,
+        ...schedule,
         allBackS: (tAll - t0) / 1000,
         sinceReadyS: (tAll - ready.at) / 1000,
         p50S: percentile(readyAt, 50),
@@ -293,6 +356,8 @@ async function storm(n: number, legacy: boolean, probes: number[]): Promise<Stor
         startS: (ready.at - tStopped) / 1000,
         load: `${loadBefore.toFixed(1)}→${os.loadavg()[0].toFixed(1)}`,
         timeline,
+        tcp,
+        listen,
       });
     }
     return results;
@@ -307,15 +372,29 @@ async function storm(n: number, legacy: boolean, probes: number[]): Promise<Stor
   }
 }
 
+/** Per second from SIGTERM: the largest accept queue and SYN-RECV count seen, then the TcpExt deltas. */
+function printListen(samples: QueueSample[], tcp: Counters, t0: number): void {
+  const perS = new Map<number, { accept: number; syn: number; backlog: number }>();
+  for (const s of samples) {
+    const k = Math.floor((s.at - t0) / 1000);
+    const m = perS.get(k) ?? { accept: 0, syn: 0, backlog: s.backlog };
+    perS.set(k, { accept: Math.max(m.accept, s.acceptQueue), syn: Math.max(m.syn, s.synRecv), backlog: s.backlog });
+  }
+  const busy = [...perS].filter(([, m]) => m.accept > 0 || m.syn > 0);
+  console.log(`listen queue, max per second (accept queue/backlog, SYN-RECV): ${busy.map(([k, m]) => `${k}s ${m.accept}/${m.backlog},${m.syn}`).join('  ') || 'always empty'}`);
+  console.log(`TcpExt (machine-wide) during the storm: ${Object.entries(tcp).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+}
+
 /** `base`: the scrypt-hash storm; `prev`: the same fleet's restart with the earlier reconnect schedule. */
 function stormRows(r: StormResult, label: string, base?: StormResult, prev?: StormResult): BenchRow[] {
-  const note = `spread: first ${r.firstS.toFixed(1)} s, p50 ${r.p50S.toFixed(1)} s, p90 ${r.p90S.toFixed(1)} s; /healthz p95 ${r.healthzP95Ms.toFixed(0)} ms, max ${r.healthzMaxMs.toFixed(0)} ms; load avg ${r.load}`;
+  const lost = r.timeline.buckets.reduce((n, b) => n + b.lost, 0);
+  const note = `${lost} attempts lost to the connect timeout; spread: first ${r.firstS.toFixed(1)} s, p50 ${r.p50S.toFixed(1)} s, p90 ${r.p90S.toFixed(1)} s; /healthz p95 ${r.healthzP95Ms.toFixed(0)} ms, max ${r.healthzMaxMs.toFixed(0)} ms; load avg ${r.load}`;
   const vs = base
     ? { baseline: `scrypt hashes, ${base.n} devices`, baselineValue: base.allBackS, ratio: r.allBackS / base.allBackS }
     : prev
-      ? { baseline: 'no probe cap, same fleet', baselineValue: prev.allBackS, ratio: r.allBackS / prev.allBackS }
+      ? { baseline: `connect timeout ${prev.connectTimeoutMs / 1000} s, same fleet`, baselineValue: prev.allBackS, ratio: r.allBackS / prev.allBackS }
       : {};
-  const vsReady = prev ? { baseline: 'no probe cap, same fleet', baselineValue: prev.sinceReadyS, ratio: r.sinceReadyS / prev.sinceReadyS } : {};
+  const vsReady = prev ? { baseline: `connect timeout ${prev.connectTimeoutMs / 1000} s, same fleet`, baselineValue: prev.sinceReadyS, ratio: r.sinceReadyS / prev.sinceReadyS } : {};
   return [
     { benchmark: `${label}: all ${r.n} back with desired state, from SIGTERM`, value: r.allBackS, unit: 's', ...vs, note },
     { benchmark: `${label}: … from the new process ready`, value: r.sinceReadyS, unit: 's', ...vsReady, note: `stop took ${r.stopS.toFixed(1)} s, start (spawn → /healthz) ${r.startS.toFixed(1)} s` },
@@ -373,20 +452,22 @@ export async function runReconnectBench(): Promise<BenchRow[]> {
   const baseN = Number(process.env.BENCH_RECONNECT_BASELINE ?? 1000);
   const rows: BenchRow[] = [...(await credentialRows()), ...(await presenceRows(Math.min(2000, Math.max(...sizes))))];
   console.log(`storm baseline: ${baseN} devices with scrypt hashes …`);
-  const [base] = baseN > 0 ? await storm(baseN, true, [RECONNECT.probeMaxMs]) : [];
+  const [base] = baseN > 0 ? await storm(baseN, true, [TODAY]) : [];
   if (base) rows.push(...stormRows(base, 'baseline (scrypt hashes, migrated during the storm)'));
-  if (base) console.log(JSON.stringify({ ...base, timeline: undefined }));
+  if (base) console.log(JSON.stringify({ ...base, timeline: undefined, listen: undefined }));
   for (const n of sizes) {
     console.log(`storm: ${n} devices …`);
-    // The schedule before the probe cap (refused connects climb to 15 s windows), then today's, on the same fleet.
-    const [old, r] = await storm(n, false, [RECONNECT.maxMs, RECONNECT.probeMaxMs]);
-    rows.push(...stormRows(old, `sha256, agents without the probe cap`, base && n === base.n ? base : undefined));
-    rows.push(...stormRows(r, `sha256, probe cap ${RECONNECT.probeMaxMs / 1000} s`, undefined, old));
-    for (const x of [old, r]) console.log(JSON.stringify({ ...x, timeline: undefined }));
+    // The earlier schedule (a 10 s connect timeout), then today's, on the same fleet.
+    const withOld = process.env.BENCH_RECONNECT_OLD_SCHEDULE !== '0';
+    const results = await storm(n, false, withOld ? [EARLIER, TODAY] : [TODAY]);
+    const [old, r] = withOld ? results : [undefined, results[0]];
+    if (old) rows.push(...stormRows(old, `sha256, connect timeout ${old.connectTimeoutMs / 1000} s`, base && n === base.n ? base : undefined));
+    rows.push(...stormRows(r, `sha256, connect timeout ${r.connectTimeoutMs / 1000} s`, old ? undefined : base && n === base.n ? base : undefined, old));
+    for (const x of results) console.log(JSON.stringify({ ...x, timeline: undefined, listen: undefined }));
     // The per-second timelines behind the rows (bench/results/reconnect.json has the rows only).
     await mkdir(path.join(import.meta.dirname, 'results'), { recursive: true });
     const file = path.join(import.meta.dirname, 'results', `reconnect-timeline-${n}.json`);
-    await writeFile(file, JSON.stringify({ at: new Date().toISOString(), storms: [old, r] }, null, 2));
+    await writeFile(file, JSON.stringify({ at: new Date().toISOString(), storms: results }, null, 2));
   }
   printTable(`Reconnect storm after a control-plane restart (${os.cpus().length} cores, load avg at end ${os.loadavg()[0].toFixed(1)})`, rows);
   return rows;

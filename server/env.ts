@@ -62,8 +62,6 @@ const ServerEnv = z.object({
   FLOTILLA_SCHEDULER_LEASE_TTL_S: z.coerce.number().min(0.3).max(600).default(15),
   /** Device credential checks the embedded broker runs at once; beyond it a CONNECT gets CONNACK 3 "server unavailable" (agents back off). */
   FLOTILLA_MQTT_MAX_PENDING_CONNECTS: z.coerce.number().int().min(1).max(100_000).default(100),
-  /** 0 = off: shed CONNECTs with "server unavailable" while the event loop ran this late (server/broker/loop-lag.ts). */
-  FLOTILLA_MQTT_MAX_LOOP_LAG_MS: z.coerce.number().int().min(0).max(60_000).default(0),
   /** Artifact downloads streaming at once; past it a download is answered 503 + Retry-After (agents wait and retry). */
   FLOTILLA_ARTIFACT_MAX_DOWNLOADS: z.coerce.number().int().min(1).max(100_000).default(256),
   /** The Retry-After (seconds) of a shed artifact download; agents add up to as much again of jitter. */
@@ -173,7 +171,6 @@ export interface ServerConfig {
   /** Artifact downloads streaming at once before 503 + Retry-After (server/artifacts/download-gate.ts). */
   artifactMaxDownloads: number;
   artifactRetryAfterS: number;
-  mqttMaxLoopLagMs: number;
   deviceStateFlushMs: number;
   /** How the server logs in to an external broker (FLOTILLA_MQTT_URL). */
   externalBroker: ExternalBrokerConfig;
@@ -271,7 +268,6 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     mqttMaxPendingConnects: e.FLOTILLA_MQTT_MAX_PENDING_CONNECTS,
     artifactMaxDownloads: e.FLOTILLA_ARTIFACT_MAX_DOWNLOADS,
     artifactRetryAfterS: e.FLOTILLA_ARTIFACT_RETRY_AFTER_S,
-    mqttMaxLoopLagMs: e.FLOTILLA_MQTT_MAX_LOOP_LAG_MS,
     deviceStateFlushMs: e.FLOTILLA_DEVICE_STATE_FLUSH_MS,
     externalBroker: externalBrokerConfig(e),
     mqttHookToken: e.FLOTILLA_MQTT_HOOK_TOKEN,

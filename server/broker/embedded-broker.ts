@@ -21,7 +21,6 @@ import type { MqttLimits } from '../env.ts';
 import type { Metrics } from '../metrics.ts';
 import { parseDeviceTopic } from '../../protocol/topics.ts';
 import { ConnectGate } from './connect-gate.ts';
-import { LoopLag } from './loop-lag.ts';
 import { devicePublishAllowed, deviceSubscribeAllowed } from './device-acl.ts';
 import { DeviceRateLimiter } from './device-rate-limiter.ts';
 import { guardReads, PacketSizeGuard, PacketTooLarge } from './packet-size-guard.ts';
@@ -43,8 +42,6 @@ export interface BrokerOptions {
   state: DeviceStateWriter;
   /** Device credential checks in flight at once; beyond it CONNACK 3 "server unavailable". */
   maxPendingConnects: number;
-  /** 0 or absent: off. Otherwise CONNECTs get "server unavailable" for 1 s after an event-loop turn ran this late. */
-  maxLoopLagMs?: number;
 }
 
 /** Accept queue of the MQTT listener (see start()). */
@@ -77,7 +74,6 @@ export class EmbeddedBroker {
   private readonly devices = new Map<string, Client>();
   private readonly limiter: DeviceRateLimiter;
   private readonly gate: ConnectGate;
-  private readonly lag?: LoopLag;
   /** Credential rows for a burst of connects in one read (a storm is not one SELECT per CONNECT). */
   readonly credentials: CredentialLookup;
   private sweepTimer?: NodeJS.Timeout;
@@ -86,9 +82,7 @@ export class EmbeddedBroker {
 
   constructor(private readonly opts: BrokerOptions) {
     this.limiter = new DeviceRateLimiter(opts.limits);
-    // Overloaded for a second after a loop turn ran over the limit: long enough for the connects queued behind it.
-    this.lag = opts.maxLoopLagMs ? new LoopLag({ maxLagMs: opts.maxLoopLagMs, holdMs: 1000 }) : undefined;
-    this.gate = new ConnectGate(opts.maxPendingConnects, this.lag);
+    this.gate = new ConnectGate(opts.maxPendingConnects);
     this.credentials = new CredentialLookup(opts.db);
   }
 
@@ -181,14 +175,13 @@ export class EmbeddedBroker {
     this.server = tls
       ? createTlsServer({ cert: tls.certPem, key: tls.keyPem }, (socket) => this.accept(socket))
       : createServer((socket) => this.accept(socket));
-    this.lag?.start();
     this.sweepTimer = setInterval(() => this.limiter.sweep(), 60_000);
     this.sweepTimer.unref();
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       // A restarted fleet's SYNs arrive within seconds: with Node's default accept queue (511) they overflow
       // it, the kernel drops them and the clients' SYN retransmits (1, 3, 7 s) run into the 10 s connect
-      // timeout (the bench's "lost" attempts, with no loop lag). The kernel caps this at net.core.somaxconn.
+      // timeout (the bench's "lost" attempts). The kernel caps this at net.core.somaxconn.
       this.server!.listen({ port: this.opts.port, host: this.opts.host, backlog: LISTEN_BACKLOG }, () => resolve());
     });
     if (this.opts.wsPort !== undefined) await this.listenWebSocket(this.opts.wsPort);
@@ -291,7 +284,6 @@ export class EmbeddedBroker {
 
   async stop(): Promise<void> {
     clearInterval(this.sweepTimer);
-    this.lag?.stop();
     for (const client of this.devices.values()) client.close();
     this.devices.clear();
     await new Promise<void>((resolve) => (this.aedes ? this.aedes.close(() => resolve()) : resolve()));
