@@ -47,3 +47,14 @@ export async function insertRows(tx: Tx, head: string, rows: readonly (readonly 
   }
   return out;
 }
+
+/**
+ * Inserts one row per device message (`INSERT … ON CONFLICT DO NOTHING`, keyed by device and seq) and
+ * returns the items whose row is new: a resend already stored, or the same (device, seq) twice in one
+ * batch (only the first insert wins), is left out, so it is rolled up once.
+ */
+export async function insertNewMessages<T extends { deviceId: string; message: { seq: number } }>(tx: Tx, head: string, items: readonly T[], rowOf: (item: T) => readonly InValue[]): Promise<T[]> {
+  const inserted = await insertRows(tx, head, items.map(rowOf), 'ON CONFLICT DO NOTHING RETURNING device_id, seq');
+  const added = new Set(inserted.map((r) => `${r.device_id}\u0000${r.seq}`));
+  return items.filter((it) => added.delete(`${it.deviceId}\u0000${it.message.seq}`));
+}

@@ -13,7 +13,7 @@ import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
 import { encodeSketch, readStoredSketch } from '../db/sketch-blob.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
-import { insertRows } from './multi-row.ts';
+import { insertNewMessages, insertRows } from './multi-row.ts';
 
 export interface StatsItem {
   deviceId: string;
@@ -62,26 +62,23 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
     if (b === undefined) blobs.set(sk, (b = encodeSketch(sk)));
     return b;
   };
-  const windows = items.map((it) => [
-    it.deviceId,
-    it.modelVersionId,
-    it.message.bundleId,
-    isoUtc(it.message.windowStart),
-    isoUtc(it.message.windowEnd),
-    it.message.seq,
-    it.message.sketch.quality.rows,
-    blob(it.message.sketch),
-    receivedAt,
-  ]);
-  const inserted = (await insertRows(
+  // The same (device, seq) twice in one batch, or a resend: stored and rolled up once.
+  const fresh = await insertNewMessages(
     tx,
     'INSERT INTO stats_windows (device_id, model_version_id, bundle_id, window_start, window_end, seq, rows, sketch, received_at)',
-    windows,
-    'ON CONFLICT DO NOTHING RETURNING device_id, seq',
-  )) as unknown as Array<{ device_id: string; seq: number }>;
-  // The same (device, seq) twice in one batch: only the first insert wins, and only it is rolled up.
-  const added = new Set(inserted.map((r) => `${r.device_id}\u0000${r.seq}`));
-  const fresh = items.filter((it) => added.delete(`${it.deviceId}\u0000${it.message.seq}`));
+    items,
+    (it) => [
+      it.deviceId,
+      it.modelVersionId,
+      it.message.bundleId,
+      isoUtc(it.message.windowStart),
+      isoUtc(it.message.windowEnd),
+      it.message.seq,
+      it.message.sketch.quality.rows,
+      blob(it.message.sketch),
+      receivedAt,
+    ],
+  );
 
   const acc = new Map<string, Pending>();
   for (const it of fresh) {

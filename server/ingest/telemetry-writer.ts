@@ -8,7 +8,7 @@ import { createLatencyHistogram, mergeLatencyHistograms, type LatencyHistogram }
 import type { MonitoringLost, TelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import type { Tx } from '../db/client.ts';
 import { bucketStart, isoUtc } from './buckets.ts';
-import { insertRows } from './multi-row.ts';
+import { insertNewMessages, insertRows } from './multi-row.ts';
 import { FLEET_KEY } from './stats-writer.ts';
 
 export interface TelemetryItem {
@@ -78,31 +78,28 @@ export function activeSecondsOf(m: TelemetryMessage, errorCount: number): number
 export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date): Promise<{ stored: number; duplicates: number }> {
   const receivedAt = now.toISOString();
   // Bound multi-row statements (multi-row.ts); JSON columns travel as their JSON text, stored as drizzle would store them.
-  const reports = items.map(({ deviceId, message: m }) => [
-    deviceId,
-    m.seq,
-    isoUtc(m.at),
-    m.intervalS,
-    m.inferences,
-    JSON.stringify(m.errors),
-    JSON.stringify(m.latency),
-    m.queueDepth,
-    m.cpu,
-    m.rssBytes,
-    m.diskFreeBytes,
-    m.uptimeS,
-    m.activeBundle?.id ?? null,
-    m.monitoring ? JSON.stringify(m.monitoring) : null,
-    receivedAt,
-  ]);
-  const inserted = (await insertRows(
+  const fresh = await insertNewMessages(
     tx,
     'INSERT INTO telemetry (device_id, seq, at, interval_s, inferences, errors, latency, queue_depth, cpu, rss_bytes, disk_free_bytes, uptime_s, active_bundle_id, monitoring, received_at)',
-    reports,
-    'ON CONFLICT DO NOTHING RETURNING device_id, seq',
-  )) as unknown as Array<{ device_id: string; seq: number }>;
-  const added = new Set(inserted.map((r) => `${r.device_id}\u0000${r.seq}`));
-  const fresh = items.filter((it) => added.delete(`${it.deviceId}\u0000${it.message.seq}`));
+    items,
+    ({ deviceId, message: m }) => [
+      deviceId,
+      m.seq,
+      isoUtc(m.at),
+      m.intervalS,
+      m.inferences,
+      JSON.stringify(m.errors),
+      JSON.stringify(m.latency),
+      m.queueDepth,
+      m.cpu,
+      m.rssBytes,
+      m.diskFreeBytes,
+      m.uptimeS,
+      m.activeBundle?.id ?? null,
+      m.monitoring ? JSON.stringify(m.monitoring) : null,
+      receivedAt,
+    ],
+  );
 
   const acc = new Map<string, Acc>();
   const latest = new Map<string, TelemetryItem>();
