@@ -75,9 +75,6 @@ export interface FetchOptions {
 }
 
 export class Downloader {
-  /** Busy answers (503/429 with Retry-After) waited out since start. */
-  busyAnswers = 0;
-
   constructor(private readonly opts: DownloaderOptions) {}
 
   /** Ensures `dir/<file.path>` holds the file the manifest names; resumes a part file if there is one. */
@@ -126,7 +123,6 @@ export class Downloader {
         if (err instanceof DownloadError) throw err;
         if (err instanceof BusyError) {
           busyWait = Math.round(err.retryAfterMs * (1 + (this.opts.random ?? Math.random)()));
-          this.busyAnswers++;
           this.opts.logger.info({ file: file.path, retryInMs: busyWait }, 'artifact server busy; waiting as it asked');
           attempt--; // not a failed attempt
           continue;

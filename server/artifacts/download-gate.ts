@@ -6,20 +6,16 @@
 // went away.
 export class DownloadGate {
   private inFlight = 0;
-  /** Requests answered 503 since start. */
-  shed = 0;
 
   constructor(
     readonly max: number,
     readonly retryAfterS: number,
   ) {}
 
-  /** A release function (idempotent) when a slot is free, else null (counted as shed). */
+  /** A release function (idempotent) when a slot is free, else null (shed requests are counted by the
+   * HTTP metrics as 503s). */
   tryEnter(): (() => void) | null {
-    if (this.inFlight >= this.max) {
-      this.shed++;
-      return null;
-    }
+    if (this.inFlight >= this.max) return null;
     this.inFlight++;
     let released = false;
     return () => {
@@ -27,9 +23,5 @@ export class DownloadGate {
       released = true;
       this.inFlight--;
     };
-  }
-
-  get active(): number {
-    return this.inFlight;
   }
 }
