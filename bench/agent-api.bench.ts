@@ -17,15 +17,14 @@ import * as ort from 'onnxruntime-node';
 import { api, freePort, REPO, waitFor } from '../agent/testing/harness.ts';
 import { runCli } from '../test/helpers/cli.ts';
 import { startControlPlane } from '../test/helpers/control-plane.ts';
-import { generateRows } from '../test/helpers/device-stats.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { percentile, printTable, type BenchRow } from './lib.ts';
+import { publishTabularDemo } from './tabular-demo-bundle.ts';
 import { rawHttpClient, type RawHttpClient } from './raw-http-client.ts';
 
 const ROUNDS = Number(process.env.BENCH_AGENT_API_ROUNDS ?? 12);
 const PER_ROUND = 500;
 const ROW = [0.5, -1, 2, 0.1, 0, 1.5, -0.3, 0.8];
-const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
 
 interface Target {
   label: string;
@@ -94,14 +93,7 @@ export async function runAgentApiBench(): Promise<BenchRow[]> {
       if (r.code !== 0) throw new Error(`flotilla ${args.join(' ')}: ${r.stderr}`);
       return JSON.parse(r.stdout);
     };
-    const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
-    await cli('models', 'push', modelPath, '--name', 'tabular-demo');
-    // A reference profile first, as in the agent bench: the bundle ships its layout, so the agents
-    // sketch every request's 8 features and output (input statistics on, the default).
-    const reference = generateRows(2000, 1).map((r) => ({ ...r.values, outputs: { predictedClass: r.predictedClass, confidence: r.confidence } }));
-    const ref = await cp.api('POST', '/api/v1/models/tabular-demo/versions/1/reference', { json: reference });
-    if (ref.status !== 201) throw new Error(`reference: ${JSON.stringify(ref.body)}`);
-    await cli('bundles', 'build', 'tabular-demo@1', '--def', BUNDLE_DEF);
+    const keys = await publishTabularDemo(cp, cli, dir, modelPath);
 
     // The floor: node:http + JSON + session.run in a child process, nothing else.
     const floorPort = await freePort();

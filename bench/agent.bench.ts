@@ -22,14 +22,13 @@ import { DEMO_CNN, exportCnnOnnx, trainCnn } from '../server/training/cnn.ts';
 import { makeShapes } from '../server/training/synthetic-shapes.ts';
 import { runCli } from '../test/helpers/cli.ts';
 import { startControlPlane } from '../test/helpers/control-plane.ts';
-import { generateRows } from '../test/helpers/device-stats.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { percentile, printTable, type BenchRow } from './lib.ts';
+import { publishTabularDemo, TABULAR_DEMO_DEF } from './tabular-demo-bundle.ts';
 import { rawHttpClient } from './raw-http-client.ts';
 
 const N = 3000;
 const ROW = [0.5, -1, 2, 0.1, 0, 1.5, -0.3, 0.8];
-const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
 const IMAGE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'image-demo');
 
 async function timeEach(n: number, fn: () => Promise<unknown>): Promise<number[]> {
@@ -175,7 +174,7 @@ export async function runAgentBench(): Promise<BenchRow[]> {
 
   // The agent's own local API handler (LocalApi + EngineRuntime with the tabular demo bundle), in
   // this process like the minimal servers above: its cost over that floor, without the agent process.
-  const { definition } = await loadBundleDefinition(path.join(BUNDLE_DEF, 'bundle.json'));
+  const { definition } = await loadBundleDefinition(path.join(TABULAR_DEMO_DEF, 'bundle.json'));
   for (const thread of ['worker', 'main'] as const) {
     const runtime = new EngineRuntime({ logger: pino({ level: 'silent' }), hostOptions: { thread } });
     await runtime.start();
@@ -212,13 +211,7 @@ export async function runAgentBench(): Promise<BenchRow[]> {
   let agentOff: AgentProcess | undefined;
   let agentMain: AgentProcess | undefined;
   try {
-    const keys = await cli('keys', 'init', '--root-key', path.join(dir, 'root.key'));
-    await cli('models', 'push', modelPath, '--name', 'tabular-demo');
-    // A reference profile first, so the bundle ships its layout and the agent sketches all 8 features.
-    const reference = generateRows(2000, 1).map((r) => ({ ...r.values, outputs: { predictedClass: r.predictedClass, confidence: r.confidence } }));
-    const ref = await cp.api('POST', '/api/v1/models/tabular-demo/versions/1/reference', { json: reference });
-    if (ref.status !== 201) throw new Error(`reference: ${JSON.stringify(ref.body)}`);
-    await cli('bundles', 'build', 'tabular-demo@1', '--def', BUNDLE_DEF);
+    const keys = await publishTabularDemo(cp, cli, dir, modelPath);
     const token = (await cli('enroll-tokens', 'create')).token;
     const port = await freePort();
     agent = new AgentProcess(['--server', cp.url, '--enroll-token', token, '--trust-root', keys.rootPublicKey, '--data-dir', path.join(dir, 'agent'), '--api-port', String(port), '--api-socket', path.join(dir, 'agent.sock'), '--probation-ms', '100'], {
