@@ -102,7 +102,7 @@ export class InlineSlot {
         this.running -= items.length;
         for (const r of results) {
           const p = byId.get(r.id)!;
-          this.opts.onRunSettled(p);
+          this.opts.onRunSettled(p, r.ok ? r.runUs : undefined);
           if (r.ok && r.merged) this.mergedRuns++;
           if (r.ok) p.resolve(r.outputs);
           else p.reject(RuntimeError.fromJSON(r.error));

@@ -11,6 +11,11 @@
  *   only the requests that were on it fail, with WORKER_CRASHED. Requests still queued in the host
  *   are sent to the new worker.
  * - `stop()` drains (bounded), releases sessions and terminates the workers: no handles remain.
+ * - with `thread: 'auto'` each model is placed by its own cost (thread-choice.ts): loaded in the
+ *   worker, its first runs timed there, and a cheap one moved to the caller's thread: a second session
+ *   is loaded there, runs issued from then on go to it (a synchronous switch), the runs already on the
+ *   worker finish there, and then the worker's session is released. No run is lost or failed by the
+ *   move. A worker left with no model ends (its ≈ 21 MB with it) and the next load starts one again.
  *
  * Ownership: `infer()` transfers the feeds' ArrayBuffers of 4 KB and more to the worker (no copy),
  * so the caller's typed arrays are detached once the request is sent; smaller ones are copied into
@@ -25,11 +30,13 @@
  * const out = await host.infer({ features: { type: 'float32', dims: [1, 8], data: new Float32Array(8) } });
  * await host.stop();
  */
+import { stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { RuntimeError } from './errors.ts';
 import { checkFeeds, prepareTransfer, type HostTensor, type TensorMeta } from './tensor.ts';
 import { InlineSlot } from './inline-slot.ts';
 import { WorkerSlot, type Pending } from './worker-slot.ts';
+import { chooseThread, RunTimes, tooLargeToMove, type InferenceThread, type Placement } from './thread-choice.ts';
 import type { ModelInfo, WorkerSessionOptions } from './worker-protocol.ts';
 
 /** A loaded model. Opaque to callers except for its metadata. */
@@ -47,7 +54,11 @@ export interface ModelHandle {
 export type HostEvent =
   | { type: 'worker-crashed'; worker: number; exitCode: number; error?: string; failedRequests: number }
   | { type: 'worker-restarted'; worker: number; reloaded: number; failedReloads: Array<{ handle: number; error: string }> }
-  | { type: 'worker-restart-failed'; worker: number; error: string };
+  | { type: 'worker-restart-failed'; worker: number; error: string }
+  /** `thread: 'auto'`: a model's thread was chosen (or it was moved). */
+  | { type: 'placed'; handle: number; thread: InferenceThread; reason: string }
+  /** `thread: 'auto'`: no model was left in the worker, so it ended. */
+  | { type: 'worker-retired'; worker: number };
 
 export interface ModelHostOptions {
   /** Worker threads, each holding every loaded model. 1 suits a 2-core device (the main thread needs the other core). */
@@ -75,9 +86,10 @@ export interface ModelHostOptions {
    * Where sessions run: 'worker' (default) in worker threads, isolated from the caller's event loop;
    * 'main' on the caller's thread (inline-slot.ts), which saves the thread hand-offs (~2 × 100 µs
    * a request here) but blocks the loop while a run lasts: for small, fast models. `poolSize` and the
-   * crash/restart machinery do not apply to 'main'.
+   * crash/restart machinery do not apply to 'main'. 'auto': per model, by its measured run time
+   * (thread-choice.ts): starts in a worker, moves to the caller's thread when its runs are cheap.
    */
-  thread?: 'worker' | 'main';
+  thread?: InferenceThread | 'auto';
 }
 
 export interface InferOptions {
@@ -97,6 +109,20 @@ interface HandleState {
   holds: number;
   releasing?: Promise<void>;
   drainWaiters: Array<() => void>;
+  /** Where its runs go now (it changes once at most: worker → main, with `thread: 'auto'`). */
+  thread: InferenceThread;
+  /** Which threads hold a session of it (both while a move drains the worker). */
+  onWorker: boolean;
+  onMain: boolean;
+  /** Its runs sent to (or queued for) a worker and not settled: the move waits for them. */
+  workerRuns: number;
+  workerDrainWaiters: Array<() => void>;
+  times: RunTimes;
+  /** `thread: 'auto'` and not chosen yet: its runs are being timed. */
+  measuring: boolean;
+  reason: string;
+  /** The move to the main thread, under way or done (release waits for it). */
+  moving?: Promise<void>;
 }
 
 export class ModelHost {
@@ -106,7 +132,13 @@ export class ModelHost {
   /** Every worker has started once: from then on a crash means restart. */
   private spawned = false;
   private state: 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' = 'idle';
-  private slots: Array<WorkerSlot | InlineSlot> = [];
+  private workers: WorkerSlot[] = [];
+  /** The caller's thread ('main' and 'auto'). */
+  private inline: InlineSlot | undefined;
+  /** Loads under way on the workers (they keep a worker from being retired). */
+  private workerLoads = 0;
+  /** Workers being ended because no model was left on them; a load waits for it. */
+  private retiring: Promise<void> | undefined;
   private readonly handles = new Map<number, HandleState>();
   private activeId: number | undefined;
   private nextHandle = 0;
@@ -135,18 +167,9 @@ export class ModelHost {
   async start(): Promise<void> {
     if (this.state !== 'idle' && this.state !== 'stopped') throw new RuntimeError('NOT_RUNNING', `cannot start a model host that is ${this.state}`);
     this.state = 'starting';
-    const settle = (p: Pending) => this.runDone(p);
-    this.slots = this.opts.thread === 'main' ? [new InlineSlot(0, { maxBatch: this.opts.maxBatch, coalesce: this.opts.coalesce, onRunSettled: settle })] : Array.from(
-      { length: Math.max(1, this.opts.poolSize) },
-      (_, index) =>
-        new WorkerSlot(index, {
-          maxInFlight: this.opts.maxInFlightPerWorker,
-          maxBatch: this.opts.maxBatch,
-          coalesce: this.opts.coalesce,
-          onRunSettled: settle,
-          onCrash: (slot, code, failed) => this.onCrash(slot, code, failed),
-        }),
-    );
+    this.inline = this.opts.thread === 'worker' ? undefined : new InlineSlot(0, { maxBatch: this.opts.maxBatch, coalesce: this.opts.coalesce, onRunSettled: (p, runUs) => this.runDone(p, 'main', runUs) });
+    this.inline?.markReady();
+    this.workers = this.opts.thread === 'main' ? [] : this.newWorkerSlots();
     this.spawning = undefined;
     this.spawned = false;
     if (this.opts.spawnOnLoad) {
@@ -156,16 +179,34 @@ export class ModelHost {
     try {
       await this.spawnWorkers();
     } catch (err) {
-      await Promise.all(this.slots.map((s) => s.close(err as Error)));
+      await Promise.all(this.slots().map((s) => s.close(err as Error)));
       this.state = 'stopped';
       throw err;
     }
     this.state = 'running';
   }
 
+  private newWorkerSlots(): WorkerSlot[] {
+    return Array.from(
+      { length: Math.max(1, this.opts.poolSize) },
+      (_, index) =>
+        new WorkerSlot(index, {
+          maxInFlight: this.opts.maxInFlightPerWorker,
+          maxBatch: this.opts.maxBatch,
+          coalesce: this.opts.coalesce,
+          onRunSettled: (p, runUs) => this.runDone(p, 'worker', runUs),
+          onCrash: (slot, code, failed) => this.onCrash(slot, code, failed),
+        }),
+    );
+  }
+
+  private slots(): Array<WorkerSlot | InlineSlot> {
+    return this.inline ? [...this.workers, this.inline] : this.workers;
+  }
+
   /** Starts every worker once; a failed first start is retried by the next call. */
   private spawnWorkers(): Promise<void> {
-    this.spawning ??= Promise.all(this.slots.filter((s) => s.state !== 'ready').map(async (s) => s.markReady(await s.spawn()))).then(
+    this.spawning ??= Promise.all(this.workers.filter((s) => s.state !== 'ready').map(async (s) => s.markReady(await s.spawn()))).then(
       () => {
         this.spawned = true;
       },
@@ -183,8 +224,9 @@ export class ModelHost {
     this.state = 'stopping';
     await this.waitIdle(this.opts.stopTimeoutMs);
     const stopped = new RuntimeError('NOT_RUNNING', 'the model host stopped before this request finished');
+    await this.retiring;
     // Each worker finishes the run it is in, releases its sessions and exits (WorkerSlot.close).
-    await Promise.all(this.slots.map((s) => s.close(stopped)));
+    await Promise.all(this.slots().map((s) => s.close(stopped)));
     this.handles.clear();
     this.activeId = undefined;
     this.state = 'stopped';
@@ -196,25 +238,43 @@ export class ModelHost {
    */
   async load(modelPath: string, sessionOptions: WorkerSessionOptions = {}): Promise<ModelHandle> {
     this.assertRunning();
-    if (this.opts.spawnOnLoad) {
-      try {
-        await this.spawnWorkers();
-      } catch (err) {
-        throw new RuntimeError('MODEL_LOAD_FAILED', `cannot start the inference worker: ${(err as Error).message}`);
+    const thread: InferenceThread = this.opts.thread === 'main' ? 'main' : 'worker';
+    if (thread === 'main') return this.loadOn([this.inline!], 'main', modelPath, sessionOptions);
+    this.workerLoads++;
+    try {
+      await this.retiring;
+      // Workers start on the first load (`spawnOnLoad`), and again after one was retired ('auto').
+      if (this.opts.spawnOnLoad || !this.spawned) {
+        try {
+          await this.spawnWorkers();
+        } catch (err) {
+          throw new RuntimeError('MODEL_LOAD_FAILED', `cannot start the inference worker: ${(err as Error).message}`);
+        }
       }
+      return await this.loadOn(this.workers, 'worker', modelPath, sessionOptions);
+    } finally {
+      this.workerLoads--;
+      this.maybeRetireWorkers();
     }
+  }
+
+  private async loadOn(slots: Array<WorkerSlot | InlineSlot>, thread: InferenceThread, modelPath: string, sessionOptions: WorkerSessionOptions): Promise<ModelHandle> {
     const id = ++this.nextHandle;
     const path = resolvePath(modelPath);
     const options = { ...this.opts.sessionOptions, ...sessionOptions };
-    const results = await Promise.allSettled(this.slots.map((s) => s.request({ op: 'load', id: 0, handle: id, modelPath: path, sessionOptions: options })));
+    const results = await Promise.allSettled(slots.map((s) => s.request({ op: 'load', id: 0, handle: id, modelPath: path, sessionOptions: options })));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
-      results.forEach((r, i) => r.status === 'fulfilled' && this.slots[i].request({ op: 'release', id: 0, handle: id }).catch(() => {}));
+      results.forEach((r, i) => r.status === 'fulfilled' && slots[i].request({ op: 'release', id: 0, handle: id }).catch(() => {}));
       throw failed.reason instanceof RuntimeError ? failed.reason : new RuntimeError('MODEL_LOAD_FAILED', String(failed.reason));
     }
     const info = (results[0] as PromiseFulfilledResult<ModelInfo>).value;
     const handle: ModelHandle = Object.freeze({ id, modelPath: path, ...info, sessionOptions: Object.freeze(options) });
-    this.handles.set(id, { handle, inflight: 0, holds: 0, drainWaiters: [] });
+    const auto = this.opts.thread === 'auto';
+    const tooLarge = auto ? tooLargeToMove(await stat(path).then((st) => st.size, () => 0)) : undefined;
+    const reason = !auto ? `set to ${thread}` : (tooLarge ?? 'measuring its first runs in the worker');
+    this.handles.set(id, { handle, inflight: 0, holds: 0, drainWaiters: [], thread, onWorker: thread === 'worker', onMain: thread === 'main', workerRuns: 0, workerDrainWaiters: [], times: new RunTimes(), measuring: auto && !tooLarge, reason });
+    if (tooLarge) this.opts.onEvent?.({ type: 'placed', handle: id, thread, reason });
     return handle;
   }
 
@@ -237,6 +297,14 @@ export class ModelHost {
     return this.runsOutstanding;
   }
 
+  /** Where `handle` runs now and why (undefined once released). */
+  placement(handle: ModelHandle): Placement | undefined {
+    const st = this.handles.get(handle.id);
+    if (!st) return undefined;
+    const runs = st.times.summary();
+    return { mode: this.opts.thread, thread: st.thread, reason: st.measuring ? `measuring its first runs in the worker (${runs?.timed ?? 0} timed)` : st.reason, ...(runs && { runs }) };
+  }
+
   /** Keeps `handle` usable (and loaded) until the returned function is called, e.g. across async preprocessing. */
   hold(handle: ModelHandle): () => void {
     const st = this.handles.get(handle.id);
@@ -257,13 +325,17 @@ export class ModelHost {
     const st = this.handles.get(handle.id);
     if (!st) return Promise.resolve();
     st.releasing ??= (async () => {
+      await st.moving;
       await new Promise<void>((res) => {
         st.drainWaiters.push(res);
         this.maybeDrained(st);
       });
       this.handles.delete(handle.id);
-      await Promise.all(this.slots.map((s) => (s.state === 'stopped' ? undefined : s.request({ op: 'release', id: 0, handle: handle.id }).catch(() => {}))));
-      for (const s of this.slots) s.broken.delete(handle.id);
+      const slots = [...(st.onWorker ? this.workers : []), ...(st.onMain && this.inline ? [this.inline] : [])];
+      st.onWorker = st.onMain = false;
+      await Promise.all(slots.map((s) => (s.state === 'stopped' ? undefined : s.request({ op: 'release', id: 0, handle: handle.id }).catch(() => {}))));
+      for (const s of this.workers) s.broken.delete(handle.id);
+      this.maybeRetireWorkers();
     })();
     return st.releasing;
   }
@@ -286,7 +358,8 @@ export class ModelHost {
       for (const [name, t] of Object.entries(feeds)) wire[name] = { type: t.type, dims: Array.from(t.dims), data: t.data };
       const transfer: ArrayBuffer[] = [];
       prepareTransfer(wire, transfer);
-      const slot = this.pickSlot(id);
+      const slot = this.pickSlot(st);
+      if (slot !== this.inline) st.workerRuns++;
       st.inflight++;
       this.runsOutstanding++;
       return new Promise((resolve, reject) => slot.enqueue(id, wire, transfer, { resolve: resolve as Pending['resolve'], reject, run: id }, options.mergeable === true));
@@ -297,7 +370,12 @@ export class ModelHost {
 
   /** Counters for telemetry and tests. */
   stats(): { state: string; activeHandle?: number; handles: number; workers: Array<ReturnType<WorkerSlot['info']>> } {
-    return { state: this.state, activeHandle: this.activeId, handles: this.handles.size, workers: this.slots.map((s) => s.info()) };
+    return { state: this.state, activeHandle: this.activeId, handles: this.handles.size, workers: this.slots().map((s) => s.info()) };
+  }
+
+  /** Worker threads running now (0 with `thread: 'main'`, and with 'auto' once no model is left in one). */
+  get workerThreads(): number {
+    return this.workers.filter((s) => s.info().threadId !== undefined).length;
   }
 
   /**
@@ -305,7 +383,63 @@ export class ModelHost {
    * Runs already executing in onnxruntime finish first: JS cannot interrupt a native call.
    */
   simulateCrash(index = 0): void {
-    this.slots[index]?.crash();
+    this.workers[index]?.crash();
+  }
+
+  // ---- placement ('auto') ----
+
+  /** Its first runs are timed: choose its thread (thread-choice.ts). */
+  private place(st: HandleState): void {
+    st.measuring = false;
+    const choice = chooseThread(st.times.summary()!);
+    st.reason = choice.reason;
+    if (choice.thread === 'worker' || !this.inline) {
+      this.opts.onEvent?.({ type: 'placed', handle: st.handle.id, thread: 'worker', reason: choice.reason });
+      return;
+    }
+    st.moving = this.moveToMain(st, choice.reason);
+  }
+
+  /**
+   * A second session on this thread, then the switch (synchronous: runs issued from now on go to
+   * it), then the worker's session is released once the runs already given to the worker are back.
+   */
+  private async moveToMain(st: HandleState, reason: string): Promise<void> {
+    const id = st.handle.id;
+    try {
+      await this.inline!.request({ op: 'load', id: 0, handle: id, modelPath: st.handle.modelPath, sessionOptions: st.handle.sessionOptions });
+    } catch (err) {
+      st.reason = `${reason.replace(/; moved to the agent's thread$/, '')}, but loading it on the agent's thread failed (${(err as Error).message}): stays in the worker`;
+      this.opts.onEvent?.({ type: 'placed', handle: id, thread: 'worker', reason: st.reason });
+      return;
+    }
+    st.onMain = true;
+    if (st.releasing || this.state !== 'running') return; // release() frees both sessions
+    st.thread = 'main';
+    this.opts.onEvent?.({ type: 'placed', handle: id, thread: 'main', reason });
+    await new Promise<void>((res) => {
+      st.workerDrainWaiters.push(res);
+      this.maybeWorkerDrained(st);
+    });
+    st.onWorker = false;
+    await Promise.all(this.workers.map((s) => (s.state === 'stopped' ? undefined : s.request({ op: 'release', id: 0, handle: id }).catch(() => {}))));
+    for (const s of this.workers) s.broken.delete(id);
+    this.maybeRetireWorkers();
+  }
+
+  /** 'auto': a worker that holds no model and loads none ends; the next load starts one. */
+  private maybeRetireWorkers(): void {
+    if (this.opts.thread !== 'auto' || this.state !== 'running' || !this.spawned || this.workerLoads > 0 || this.retiring) return;
+    for (const st of this.handles.values()) if (st.onWorker) return;
+    const old = this.workers;
+    this.workers = this.newWorkerSlots();
+    this.spawning = undefined;
+    this.spawned = false;
+    const retired = new RuntimeError('NOT_RUNNING', 'the inference worker ended: no model was left on it');
+    this.retiring = Promise.all(old.map((s) => s.close(retired))).then(() => {
+      this.retiring = undefined;
+      for (const s of old) this.opts.onEvent?.({ type: 'worker-retired', worker: s.index });
+    });
   }
 
   // ---- crashes ----
@@ -324,7 +458,7 @@ export class ModelHost {
 
   private async restart(slot: WorkerSlot): Promise<void> {
     slot.restartTimer = undefined;
-    if (this.state !== 'running' && this.state !== 'stopping') return;
+    if ((this.state !== 'running' && this.state !== 'stopping') || slot.state === 'stopped') return;
     let generation: number;
     try {
       generation = await slot.spawn();
@@ -334,7 +468,7 @@ export class ModelHost {
     }
     // Runs stay queued (the slot is 'starting') until the models are back. Active model first: it
     // is what the queued requests most likely wait for.
-    const ids = [...this.handles.keys()].sort((a, b) => Number(b === this.activeId) - Number(a === this.activeId));
+    const ids = [...this.handles.values()].filter((st) => st.onWorker).map((st) => st.handle.id).sort((a, b) => Number(b === this.activeId) - Number(a === this.activeId));
     const failedReloads: Array<{ handle: number; error: string }> = [];
     for (const id of ids) {
       const st = this.handles.get(id);
@@ -354,25 +488,39 @@ export class ModelHost {
 
   // ---- accounting ----
 
-  private pickSlot(handle: number): WorkerSlot | InlineSlot {
-    let best: WorkerSlot | InlineSlot | undefined;
-    for (const s of this.slots) {
+  private pickSlot(st: HandleState): WorkerSlot | InlineSlot {
+    if (st.thread === 'main') return this.inline!;
+    const handle = st.handle.id;
+    let best: WorkerSlot | undefined;
+    for (const s of this.workers) {
       if (s.state === 'stopped' || s.broken.has(handle)) continue;
       if (!best || s.load < best.load) best = s;
     }
     if (best) return best;
-    const why = this.slots.map((s) => s.broken.get(handle)).find(Boolean);
+    const why = this.workers.map((s) => s.broken.get(handle)).find(Boolean);
     throw new RuntimeError('MODEL_LOAD_FAILED', `model handle ${handle} could not be reloaded after a worker restart${why ? `: ${why}` : ''}`);
   }
 
-  private runDone(p: Pending): void {
+  private runDone(p: Pending, thread: InferenceThread, runUs: number | undefined): void {
     if (p.run === undefined) return;
     const st = this.handles.get(p.run);
     if (st) {
       st.inflight--;
+      if (thread === 'worker') {
+        st.workerRuns--;
+        this.maybeWorkerDrained(st);
+      }
+      if (runUs !== undefined) {
+        st.times.add(runUs);
+        if (st.measuring && st.times.complete) this.place(st);
+      }
       this.maybeDrained(st);
     }
     if (--this.runsOutstanding === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();
+  }
+
+  private maybeWorkerDrained(st: HandleState): void {
+    if (st.workerRuns === 0 && st.workerDrainWaiters.length > 0) for (const w of st.workerDrainWaiters.splice(0)) w();
   }
 
   private maybeDrained(st: HandleState): void {

@@ -25,24 +25,39 @@ function metaOf(list: readonly Ort.InferenceSession.ValueMetadata[]): TensorMeta
   return list.map((m) => (m.isTensor ? { name: m.name, isTensor: true, type: m.type, shape: [...m.shape] } : { name: m.name, isTensor: false }));
 }
 
-async function runSession(session: Ort.InferenceSession, given: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
+/**
+ * When the last session.run of this thread returned. The runs of a batch are started together and
+ * execute one after the other (each defers to setImmediate, and its continuation runs before the next
+ * one starts), so a run's own time starts when it was called or when the one before it returned,
+ * whichever is later; timed from its call alone it would count the runs queued before it.
+ */
+let lastRunEnd = 0;
+
+/** Runs the session; `runUs` is what the run itself took (for ModelHost's choice of thread, thread-choice.ts). */
+async function runSession(session: Ort.InferenceSession, given: Record<string, HostTensor>): Promise<{ outputs: Record<string, HostTensor>; runUs: number }> {
   const feeds: Record<string, Ort.Tensor> = {};
   for (const name in given) {
     const t = given[name];
     feeds[name] = new ort!.Tensor(t.type as Ort.Tensor.Type, t.data as Ort.Tensor.DataType, t.dims);
   }
   let out: Ort.InferenceSession.ReturnType;
+  const called = performance.now();
+  let runUs = 0;
   try {
     out = await session.run(feeds);
   } catch (err) {
     throw new RuntimeError('INFERENCE_FAILED', `inference failed: ${(err as Error).message ?? err}`);
+  } finally {
+    const ended = performance.now();
+    runUs = (ended - Math.max(called, lastRunEnd)) * 1000;
+    lastRunEnd = ended;
   }
   const outputs: Record<string, HostTensor> = {};
   for (const name in out) {
     const value = out[name];
     if (value instanceof ort!.Tensor) outputs[name] = widenFloat16({ type: value.type, dims: [...value.dims], data: value.data as HostTensor['data'] });
   }
-  return outputs;
+  return { outputs, runUs };
 }
 
 export class SessionTable {
@@ -118,9 +133,9 @@ export class SessionTable {
       const loaded = this.sessions.get(req.handle);
       if (!loaded) throw new RuntimeError('UNKNOWN_HANDLE', `model handle ${req.handle} is not loaded in the worker`);
       checkFeeds(loaded.info.inputs, req.feeds);
-      const outputs = await runSession(loaded.session, req.feeds);
+      const { outputs, runUs } = await runSession(loaded.session, req.feeds);
       prepareTransfer(outputs, transfer);
-      return { id: req.id, ok: true, outputs };
+      return { id: req.id, ok: true, outputs, runUs };
     } catch (err) {
       return { id: req.id, ok: false, error: asRuntimeError(err, 'INFERENCE_FAILED').toJSON() };
     }
@@ -146,15 +161,17 @@ export class SessionTable {
     }
     const results: Array<Promise<RunResult>> = alone.map((r) => this.runOne(r, transfer));
     let parts: Array<Record<string, HostTensor>> | undefined;
+    let runUs = 0;
     if (loaded && merged.length > 1) {
       const { feeds, rows } = concatRuns(merged.map((r) => r.feeds));
-      parts = await runSession(loaded.session, feeds).then((out) => splitRows(out, rows), () => undefined);
+      parts = await runSession(loaded.session, feeds).then((out) => ((runUs = out.runUs), splitRows(out.outputs, rows)), () => undefined);
     }
     if (parts) {
       const split = parts;
       merged.forEach((r, i) => {
         prepareTransfer(split[i], transfer);
-        results.push(Promise.resolve({ id: r.id, ok: true, outputs: split[i], merged: true }));
+        // One run answered them all: its time goes with the first only (the host times runs, not requests).
+        results.push(Promise.resolve({ id: r.id, ok: true, outputs: split[i], merged: true, ...(i === 0 && { runUs }) }));
       });
     } else for (const r of merged) results.push(this.runOne(r, transfer));
     return Promise.all(results);

@@ -53,8 +53,11 @@ export type ToWorker =
   /** Test hook: die now with an uncaught exception, as a crashing worker would. */
   | { op: 'crash' };
 
-/** `merged`: the run shared one session.run with others (dynamic batching; counted in the host's stats). */
-export type RunResult = { id: number; ok: true; outputs: Record<string, HostTensor>; merged?: true } | { id: number; ok: false; error: RuntimeErrorJson };
+/**
+ * `merged`: the run shared one session.run with others (dynamic batching; counted in the host's stats).
+ * `runUs`: what one session.run of its batch took on the thread that ran it (session-table.ts).
+ */
+export type RunResult = { id: number; ok: true; outputs: Record<string, HostTensor>; merged?: true; runUs?: number } | { id: number; ok: false; error: RuntimeErrorJson };
 
 export type FromWorker =
   | { op: 'ready' }

@@ -19,8 +19,8 @@ export interface WorkerSlotOptions {
   maxInFlight: number;
   maxBatch: number;
   coalesce: boolean;
-  /** A run left the slot, answered or failed. */
-  onRunSettled(p: Pending): void;
+  /** A run left the slot, answered or failed; `runUs` (answered runs) is what its session.run took. */
+  onRunSettled(p: Pending, runUs?: number): void;
   /** The worker ended without being asked to; the requests that were on it have been failed. */
   onCrash(slot: WorkerSlot, exitCode: number, failedRequests: number): void;
 }
@@ -195,7 +195,7 @@ export class WorkerSlot {
           if (!p) continue;
           this.pending.delete(r.id);
           this.runsPosted--;
-          this.opts.onRunSettled(p);
+          this.opts.onRunSettled(p, r.ok ? r.runUs : undefined);
           if (r.ok && r.merged) this.mergedRuns++;
           if (r.ok) p.resolve(r.outputs);
           else p.reject(RuntimeError.fromJSON(r.error));

@@ -1,0 +1,172 @@
+// ModelHost with `thread: 'auto'` (thread-choice.ts): each model starts in the worker, its first runs
+// are timed there, and a cheap one moves to the caller's thread while requests keep flowing; a heavy
+// one stays in the worker; 'worker' and 'main' stay what they were. Real onnxruntime throughout.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { makeFixtures, tabularReference, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import { ModelHost, type HostEvent, type ModelHandle } from './model-host.ts';
+import type { HostTensor } from './tensor.ts';
+import { AUTO_RUNS } from './thread-choice.ts';
+
+function rows(n: number, seed: number): Float32Array {
+  return Float32Array.from({ length: n * 8 }, (_, i) => Math.sin(seed * 7.31 + i * 0.37) * 3);
+}
+const features = (x: Float32Array): Record<string, HostTensor> => ({ features: { type: 'float32', dims: [x.length / 8, 8], data: x } });
+const heavyFeeds = (batch: number): Record<string, HostTensor> => ({ x: { type: 'float32', dims: [batch, 1024], data: new Float32Array(batch * 1024).fill(0.01) } });
+
+function close(got: Float32Array, want: ArrayLike<number>, what: string): void {
+  assert.equal(got.length, want.length, what);
+  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-4, `${what}: ${got} vs ${Array.from(want)}`));
+}
+
+/** Polls `check` every 10 ms, at most `ms`. */
+async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Sequential runs of the tabular model `version` through `h`, each answer checked. */
+async function tabularRuns(host: ModelHost, h: ModelHandle, version: number, n: number): Promise<void> {
+  for (let i = 0; i < n; i++) close((await host.infer(features(rows(1, i)), { handle: h })).logits.data as Float32Array, tabularReference(version, rows(1, i)), `run ${i}`);
+}
+
+let fx: Fixtures;
+before(async () => {
+  fx = await makeFixtures();
+});
+after(async () => {
+  await fx.cleanup();
+});
+
+test('auto: the 8→3 MLP moves to the main thread once timed, the worker ends, and the next load starts one again', async () => {
+  const events: HostEvent[] = [];
+  const host = new ModelHost({ thread: 'auto', spawnOnLoad: true, onEvent: (e) => events.push(e) });
+  await host.start();
+  try {
+    assert.equal(host.workerThreads, 0, 'no worker before the first load');
+    const h = await host.load(await fx.tabular(1));
+    host.activate(h);
+    assert.equal(host.workerThreads, 1);
+    assert.deepEqual({ ...host.placement(h), runs: undefined }, { mode: 'auto', thread: 'worker', reason: 'measuring its first runs in the worker (0 timed)', runs: undefined });
+    await tabularRuns(host, h, 1, AUTO_RUNS + 1); // the first run is not timed (warm-up)
+    await until(() => host.placement(h)!.thread === 'main' && events.some((e) => e.type === 'worker-retired'), 'the move and the worker to end');
+    assert.equal(host.workerThreads, 0);
+    const placed = host.placement(h)!;
+    assert.match(placed.reason, /moved to the agent's thread/);
+    assert.equal(placed.runs!.timed, AUTO_RUNS);
+    assert.ok(placed.runs!.p50Us < 200, `p50 ${placed.runs!.p50Us} µs`);
+    assert.deepEqual(events.map((e) => e.type), ['placed', 'worker-retired']);
+    assert.deepEqual(host.stats().workers.map((w) => w.threadId), [undefined, 0], 'only the main-thread slot serves');
+    await tabularRuns(host, h, 1, 5); // answers unchanged on the main thread
+
+    // An update: the next model is staged in a (new) worker and measured there, then moves as well.
+    const h2 = await host.load(await fx.tabular(2));
+    assert.equal(host.workerThreads, 1, 'the load started a worker again');
+    assert.equal(host.placement(h2)!.thread, 'worker');
+    await tabularRuns(host, h2, 2, AUTO_RUNS + 1);
+    await host.release(host.activate(h2)!);
+    await until(() => host.placement(h2)!.thread === 'main' && host.workerThreads === 0, 'the second move');
+    await tabularRuns(host, h2, 2, 3);
+    assert.equal(host.stats().handles, 1);
+  } finally {
+    await host.stop();
+  }
+});
+
+test('auto: a heavy model (tens of ms a run) stays in the worker, and a worker crash still restarts with it', async () => {
+  const events: HostEvent[] = [];
+  const host = new ModelHost({ thread: 'auto', spawnOnLoad: true, onEvent: (e) => events.push(e) });
+  await host.start();
+  try {
+    const h = await host.load(fx.heavy);
+    host.activate(h);
+    for (let i = 0; i <= AUTO_RUNS; i++) assert.deepEqual((await host.infer(heavyFeeds(1))).y.dims, [1, 1024]);
+    const placed = host.placement(h)!;
+    assert.equal(placed.thread, 'worker');
+    assert.match(placed.reason, /p50 over 200 µs.*kept off the agent's thread/);
+    assert.ok(placed.runs!.p50Us > 1000, `heavy p50 ${placed.runs!.p50Us} µs`);
+    assert.equal(host.workerThreads, 1);
+    assert.deepEqual(events.filter((e) => e.type === 'placed').map((e) => (e as { thread: string }).thread), ['worker']);
+
+    host.simulateCrash();
+    await until(() => events.some((e) => e.type === 'worker-restarted'), 'the restart');
+    assert.deepEqual((await host.infer(heavyFeeds(2))).y.dims, [2, 1024]);
+    assert.equal(host.placement(h)!.thread, 'worker');
+  } finally {
+    await host.stop();
+  }
+});
+
+test('auto: requests in flight during the move all answer, on the worker or on the main thread', async () => {
+  let inFlightAtSwitch = -1;
+  const host: ModelHost = new ModelHost({
+    thread: 'auto',
+    spawnOnLoad: true,
+    onEvent: (e) => {
+      if (e.type === 'placed' && e.thread === 'main') inFlightAtSwitch = host.queueDepth;
+    },
+  });
+  await host.start();
+  try {
+    const h = await host.load(await fx.tabular(3));
+    host.activate(h);
+    let answered = 0;
+    let afterMove = 0;
+    const client = async (c: number) => {
+      // Until the worker has ended, and then some: every request before, during and after the move.
+      for (let i = 0; afterMove < 400; i++) {
+        const seed = c * 100_000 + i;
+        const n = 1 + (i % 3);
+        const out = await host.infer(features(rows(n, seed)), { mergeable: i % 2 === 0 });
+        close(out.logits.data as Float32Array, tabularReference(3, rows(n, seed)), `client ${c} request ${i}`);
+        answered++;
+        if (host.workerThreads === 0 && host.placement(h)!.thread === 'main') afterMove++;
+        if (answered > 200_000) assert.fail('the model never moved');
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, (_, c) => client(c)));
+    assert.equal(host.placement(h)!.thread, 'main');
+    assert.ok(inFlightAtSwitch > 0, `requests were on the worker when the switch happened (${inFlightAtSwitch})`);
+    assert.equal(host.queueDepth, 0);
+  } finally {
+    await host.stop();
+  }
+});
+
+test('auto: a model released while it moves leaves nothing behind', async () => {
+  const host = new ModelHost({ thread: 'auto', spawnOnLoad: true });
+  await host.start();
+  try {
+    const h = await host.load(await fx.tabular(1));
+    await tabularRuns(host, h, 1, AUTO_RUNS + 1); // the last answer starts the move
+    await host.release(h);
+    assert.equal(host.placement(h), undefined);
+    assert.equal(host.stats().handles, 0);
+    await until(() => host.workerThreads === 0, 'the worker to end');
+    const h2 = await host.load(await fx.tabular(2));
+    await tabularRuns(host, h2, 2, 2);
+  } finally {
+    await host.stop();
+  }
+});
+
+test("explicit 'worker' and 'main' are honoured whatever the model's cost", async () => {
+  for (const thread of ['worker', 'main'] as const) {
+    const host = new ModelHost({ thread, spawnOnLoad: true });
+    await host.start();
+    try {
+      const h = await host.load(await fx.tabular(1));
+      await tabularRuns(host, h, 1, AUTO_RUNS + 4);
+      await new Promise((r) => setTimeout(r, 50));
+      const placed = host.placement(h)!;
+      assert.deepEqual({ mode: placed.mode, thread: placed.thread, reason: placed.reason }, { mode: thread, thread, reason: `set to ${thread}` });
+      assert.equal(placed.runs!.timed, AUTO_RUNS, 'run times are shown in every mode');
+      assert.equal(host.workerThreads, thread === 'worker' ? 1 : 0);
+    } finally {
+      await host.stop();
+    }
+  }
+});

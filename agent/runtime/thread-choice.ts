@@ -1,0 +1,83 @@
+/**
+ * Which thread a model runs on when the host is asked to choose (`ModelHost` with `thread: 'auto'`,
+ * the agent's `--inference-thread auto`): every model starts in the inference worker; once its first
+ * `AUTO_RUNS` runs there are timed, a cheap one is served on the agent's own thread instead.
+ *
+ * Why these limits (agent/README.md, "Where the model runs"): the hand-off to the worker and back costs
+ * ≈ 100–130 µs of wall time a request on this 2-core machine, and about as much of the main thread's own
+ * CPU (`postMessage`, the wake-up). A run of at most `MAIN_MAX_P50_US` (200 µs, two hand-offs) on the main
+ * thread blocks its loop for no longer than the hand-off kept it busy, so the agent loses nothing and the
+ * request saves the hop; beyond that the run, not the hop, is the cost, and the worker's other core is
+ * worth more. `MAIN_MAX_WORST_US` (1 ms) bounds the slow runs: a model whose slow runs block MQTT and
+ * HTTP for milliseconds stays in the worker however fast its median. The worst is the second slowest of
+ * the runs, so one run that the scheduler interrupted on a busy machine does not decide. A model file
+ * over `MAIN_MAX_MODEL_BYTES` is not measured at all: the move loads a second session on the main thread
+ * (onnxruntime parses the graph there, blocking the loop for a time that grows with the file) and holds
+ * both sessions until the worker's is drained.
+ */
+
+/** Runs timed in the worker before the choice (the smoke tests count). */
+export const AUTO_RUNS = 16;
+const WARM_UP_RUNS = 1;
+export const MAIN_MAX_P50_US = 200;
+export const MAIN_MAX_WORST_US = 1000;
+export const MAIN_MAX_MODEL_BYTES = 8 * 1024 * 1024;
+
+export type InferenceThread = 'worker' | 'main';
+
+/** Where a loaded model runs, and why: what `/v1/status` and the agent's log show operators. */
+export interface Placement {
+  /** What the host was asked for. */
+  mode: InferenceThread | 'auto';
+  /** Where its runs go now. */
+  thread: InferenceThread;
+  reason: string;
+  /** Its first runs on the thread that timed them (`AUTO_RUNS` at most), µs per session.run. */
+  runs?: { timed: number; p50Us: number; worstUs: number };
+}
+
+/** The first `AUTO_RUNS` run times of one model. */
+export class RunTimes {
+  private readonly us: number[] = [];
+  private seen = 0;
+
+  add(runUs: number): void {
+    // The first run of a session is not timed: onnxruntime sets up its buffers in it (measured here:
+    // 0.2–0.7 ms for the 8→3 MLP whose later runs take 15–40 µs).
+    if (this.seen++ >= WARM_UP_RUNS && this.us.length < AUTO_RUNS) this.us.push(runUs);
+  }
+
+  get complete(): boolean {
+    return this.us.length >= AUTO_RUNS;
+  }
+
+  summary(): Placement['runs'] {
+    if (this.us.length === 0) return undefined;
+    const sorted = [...this.us].sort((a, b) => a - b);
+    // The second slowest once there are a few: one preempted run must not decide (see above).
+    const worst = sorted[sorted.length - (sorted.length >= 4 ? 2 : 1)];
+    return { timed: sorted.length, p50Us: round(sorted[Math.floor((sorted.length - 1) / 2)]), worstUs: round(worst) };
+  }
+}
+
+/** The choice once the runs are timed. */
+export function chooseThread(runs: NonNullable<Placement['runs']>): { thread: InferenceThread; reason: string } {
+  const measured = `run p50 ${fmt(runs.p50Us)}, worst ${fmt(runs.worstUs)} (${runs.timed} runs in the worker)`;
+  if (runs.p50Us > MAIN_MAX_P50_US) return { thread: 'worker', reason: `${measured}: p50 over ${fmt(MAIN_MAX_P50_US)}, the run costs more than the hand-off; kept off the agent's thread` };
+  if (runs.worstUs > MAIN_MAX_WORST_US) return { thread: 'worker', reason: `${measured}: worst over ${fmt(MAIN_MAX_WORST_US)}, slow runs would block the agent; kept off the agent's thread` };
+  return { thread: 'main', reason: `${measured}: under ${fmt(MAIN_MAX_P50_US)} / ${fmt(MAIN_MAX_WORST_US)}, cheaper than the hand-off to a worker; moved to the agent's thread` };
+}
+
+/** A model too large to be moved (decided at load, nothing timed). */
+export function tooLargeToMove(modelBytes: number): string | undefined {
+  if (modelBytes <= MAIN_MAX_MODEL_BYTES) return undefined;
+  return `model file ${(modelBytes / 1048576).toFixed(1)} MB over ${MAIN_MAX_MODEL_BYTES / 1048576} MB: stays in the worker (a second session would be loaded on the agent's thread to move it)`;
+}
+
+function round(us: number): number {
+  return Math.round(us * 10) / 10;
+}
+
+function fmt(us: number): string {
+  return us >= 1000 ? `${(us / 1000).toFixed(us >= 10_000 ? 0 : 1)} ms` : `${Math.round(us)} µs`;
+}
