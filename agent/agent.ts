@@ -197,6 +197,8 @@ export class Agent {
       active: snap?.active ?? null,
       /** The active bundle's onnxruntime session options, over the worker's defaults (graph optimizations all, QDQ folded). */
       sessionOptions: this.runtime?.activeSessionOptions?.() ?? null,
+      /** Which thread the active model runs on and why (`--inference-thread`; runtime/thread-choice.ts). */
+      inference: this.runtime?.activePlacement?.() ?? null,
       memory: memoryNow(),
       update: snap
         ? { state: snap.state, desired: snap.desired, progress: snap.progress ?? null, lastError: snap.lastError, transitions: snap.transitions.slice(-20), ...this.reconciler?.status(), droppedCommands: this.commands?.dropped ?? 0, droppedCommandsBy: this.commands?.droppedBy ?? null }

@@ -65,8 +65,8 @@ export const AgentConfigInput = z.object({
   statsWindowS: z.coerce.number().int().min(1).max(86_400).optional(),
   /** Input/output statistics (`stats` windows) on or off; telemetry is always on. */
   stats: z.enum(['on', 'off']).default('on'),
-  /** Where models run: their own worker thread, or the agent's thread (no hand-offs; runtime/inline-slot.ts). */
-  inferenceThread: z.enum(['worker', 'main']).default('worker'),
+  /** Where models run: chosen per model by its run time (runtime/thread-choice.ts), their own worker thread, or the agent's thread (no hand-offs; runtime/inline-slot.ts). */
+  inferenceThread: z.enum(['auto', 'worker', 'main']).default('auto'),
   /** Bound of the on-disk store-and-forward queue (stats windows, telemetry); the oldest go first. */
   outboxMaxBytes: z.coerce.number().int().min(64 * 1024).default(50 * 1024 * 1024),
   /** Bound of the on-disk queue of captured sample batches waiting for upload; the oldest go first. */

@@ -7,7 +7,8 @@ import type { Logger } from 'pino';
 import type { BundleDefinition } from '../firmware-bundles/definition.ts';
 import { InferenceEngine, type StagedBundle } from './runtime/engine.ts';
 import { RuntimeError } from './runtime/errors.ts';
-import type { ModelHostOptions } from './runtime/model-host.ts';
+import type { HostEvent, ModelHostOptions } from './runtime/model-host.ts';
+import type { Placement } from './runtime/thread-choice.ts';
 import type { HostTensor } from './runtime/tensor.ts';
 import type { WorkerSessionOptions } from './runtime/worker-protocol.ts';
 import type { BundleInfo, InferenceOutcome, ModelRuntime, PredictInput, PredictionEvent, PredictOutput, StagedModel } from './model-runtime.ts';
@@ -31,7 +32,7 @@ export class EngineRuntime implements ModelRuntime {
         poolSize: 1, // one inference thread; the main thread keeps the other core on a 2-core device
         spawnOnLoad: true, // no worker (≈ 22 MB) until a bundle is staged
         ...opts.hostOptions,
-        onEvent: (event) => opts.logger.warn({ event }, 'inference worker event'),
+        onEvent: (event) => this.onHostEvent(event),
       },
     });
   }
@@ -56,6 +57,8 @@ export class EngineRuntime implements ModelRuntime {
     const staged = model as Staged;
     const replaced = this.engine.activate(staged.inner);
     this.current = staged;
+    const placement = this.engine.placement(staged.inner);
+    this.opts.logger.info({ bundle: staged.info.id, counter: staged.info.counter, thread: placement?.thread, why: placement?.reason }, `model activated on the ${placement?.thread === 'main' ? "agent's" : 'inference worker'} thread`);
     // The old session finishes what it was given, then goes (one session per active model: RSS).
     if (replaced && replaced !== staged.inner) {
       this.engine.release(replaced).catch((err) => this.opts.logger.warn({ err: (err as Error).message }, 'releasing the replaced model failed'));
@@ -70,6 +73,19 @@ export class EngineRuntime implements ModelRuntime {
 
   active(): BundleInfo | null {
     return this.current?.info ?? null;
+  }
+
+  /** Where the active bundle's model runs and why. */
+  activePlacement(): Placement | null {
+    return (this.current && this.engine.placement(this.current.inner)) ?? null;
+  }
+
+  /** A model's thread chosen or changed (info: operators read it); crashes and restarts (warn). */
+  private onHostEvent(event: HostEvent): void {
+    if (event.type === 'worker-retired') return void this.opts.logger.info({ event }, 'inference worker ended: no model left on it');
+    if (event.type !== 'placed') return void this.opts.logger.warn({ event }, 'inference worker event');
+    const bundle = this.current?.inner.handle.id === event.handle ? this.current.info : undefined;
+    this.opts.logger.info({ bundle: bundle?.id, counter: bundle?.counter, handle: event.handle, thread: event.thread, why: event.reason }, `model runs on the ${event.thread === 'main' ? "agent's" : 'inference worker'} thread`);
   }
 
   /** The options the active bundle's sessions were created with (over the worker's defaults). */

@@ -5,6 +5,7 @@
 import type { BundleDefinition } from '../firmware-bundles/definition.ts';
 import type { SmokeRunner } from '../firmware-bundles/smoke.ts';
 import type { WorkerSessionOptions } from './runtime/worker-protocol.ts';
+import type { Placement } from './runtime/thread-choice.ts';
 
 /** Which bundle a model came from (what `reported.active` and the API answer carry). */
 export interface BundleInfo {
@@ -93,6 +94,8 @@ export interface ModelRuntime {
   active(): BundleInfo | null;
   /** The onnxruntime options the active bundle runs with (absent in runtimes without onnxruntime). */
   activeSessionOptions?(): Readonly<WorkerSessionOptions> | null;
+  /** Which thread the active model runs on and why (absent in runtimes without onnxruntime). */
+  activePlacement?(): Placement | null;
   predict(input: PredictInput): Promise<PredictOutput>;
   /** Subscribes to prediction outcomes; returns the unsubscribe function. */
   onOutcome(listener: (o: InferenceOutcome) => void): () => void;

@@ -30,6 +30,7 @@ import type { TensorPreprocess } from '../../firmware-bundles/definition.ts';
 import { tensorSpecProblem } from '../../firmware-bundles/tensor-spec.ts';
 import { preprocessRequest, type ImagePixels, type PreprocessOptions, type RowQuality } from './preprocess.ts';
 import type { HostTensor, TensorMeta } from './tensor.ts';
+import type { Placement } from './thread-choice.ts';
 import type { WorkerSessionOptions } from './worker-protocol.ts';
 
 /** Which bundle answered: as given at staging. */
@@ -129,6 +130,11 @@ export class InferenceEngine {
     this.current = staged;
     this.states.retain(staged.bundle.id);
     return previous;
+  }
+
+  /** Where a bundle's model runs and why (undefined once released). */
+  placement(staged: StagedBundle): Placement | undefined {
+    return this.host.placement(staged.handle);
   }
 
   /** Frees a bundle's session once its requests are done (not the active one: HANDLE_ACTIVE). */

@@ -17,3 +17,4 @@ export * from './preprocess.ts';
 export * from './postprocess.ts';
 export * from './engine.ts';
 export type { ModelInfo, WorkerSessionOptions } from './worker-protocol.ts';
+export type { InferenceThread, Placement } from './thread-choice.ts';

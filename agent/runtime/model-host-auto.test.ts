@@ -2,6 +2,8 @@
 // are timed there, and a cheap one moves to the caller's thread while requests keep flowing; a heavy
 // one stays in the worker; 'worker' and 'main' stay what they were. Real onnxruntime throughout.
 import assert from 'node:assert/strict';
+import { copyFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { makeFixtures, tabularReference, type Fixtures } from '../../test/fixtures/runtime-models.ts';
 import { ModelHost, type HostEvent, type ModelHandle } from './model-host.ts';
@@ -33,6 +35,14 @@ async function tabularRuns(host: ModelHost, h: ModelHandle, version: number, n: 
   for (let i = 0; i < n; i++) close((await host.infer(features(rows(1, i)), { handle: h })).logits.data as Float32Array, tabularReference(version, rows(1, i)), `run ${i}`);
 }
 
+/** Sequential runs until the model has moved to the main thread (each window of runs is a new choice; a cold worker's first may say 'worker'). */
+async function runUntilMoved(host: ModelHost, h: ModelHandle, version: number): Promise<void> {
+  for (let i = 0; host.placement(h)!.thread !== 'main'; i++) {
+    if (i > 50 * AUTO_RUNS) assert.fail(`not moved after ${i} runs: ${JSON.stringify(host.placement(h))}`);
+    await tabularRuns(host, h, version, 1);
+  }
+}
+
 let fx: Fixtures;
 before(async () => {
   fx = await makeFixtures();
@@ -41,23 +51,28 @@ after(async () => {
   await fx.cleanup();
 });
 
-test('auto: the 8→3 MLP moves to the main thread once timed, the worker ends, and the next load starts one again', async () => {
+test('auto: the 8→3 MLP moves to the main thread once timed (its file moved away meanwhile), the worker ends, and the next load starts one again', async () => {
   const events: HostEvent[] = [];
   const host = new ModelHost({ thread: 'auto', spawnOnLoad: true, onEvent: (e) => events.push(e) });
   await host.start();
   try {
     assert.equal(host.workerThreads, 0, 'no worker before the first load');
-    const h = await host.load(await fx.tabular(1));
+    // The agent moves a bundle's files from staging/ to bundles/ when it activates it: the move to the
+    // main thread must not need the path the model was loaded from.
+    const staged = join(fx.dir, 'staged-model.onnx');
+    await copyFile(await fx.tabular(1), staged);
+    const h = await host.load(staged);
+    await rename(staged, join(fx.dir, 'installed-model.onnx'));
     host.activate(h);
     assert.equal(host.workerThreads, 1);
     assert.deepEqual({ ...host.placement(h), runs: undefined }, { mode: 'auto', thread: 'worker', reason: 'measuring its first runs in the worker (0 timed)', runs: undefined });
-    await tabularRuns(host, h, 1, AUTO_RUNS + 1); // the first run is not timed (warm-up)
+    await runUntilMoved(host, h, 1);
     await until(() => host.placement(h)!.thread === 'main' && events.some((e) => e.type === 'worker-retired'), 'the move and the worker to end');
     assert.equal(host.workerThreads, 0);
     const placed = host.placement(h)!;
     assert.match(placed.reason, /moved to the agent's thread/);
     assert.equal(placed.runs!.timed, AUTO_RUNS);
-    assert.ok(placed.runs!.p50Us < 200, `p50 ${placed.runs!.p50Us} µs`);
+    assert.ok(placed.runs!.p50Us <= 200, `p50 ${placed.runs!.p50Us} µs`);
     assert.deepEqual(events.map((e) => e.type), ['placed', 'worker-retired']);
     assert.deepEqual(host.stats().workers.map((w) => w.threadId), [undefined, 0], 'only the main-thread slot serves');
     await tabularRuns(host, h, 1, 5); // answers unchanged on the main thread
@@ -66,7 +81,7 @@ test('auto: the 8→3 MLP moves to the main thread once timed, the worker ends, 
     const h2 = await host.load(await fx.tabular(2));
     assert.equal(host.workerThreads, 1, 'the load started a worker again');
     assert.equal(host.placement(h2)!.thread, 'worker');
-    await tabularRuns(host, h2, 2, AUTO_RUNS + 1);
+    await runUntilMoved(host, h2, 2);
     await host.release(host.activate(h2)!);
     await until(() => host.placement(h2)!.thread === 'main' && host.workerThreads === 0, 'the second move');
     await tabularRuns(host, h2, 2, 3);

@@ -12,7 +12,7 @@
  *   are sent to the new worker.
  * - `stop()` drains (bounded), releases sessions and terminates the workers: no handles remain.
  * - with `thread: 'auto'` each model is placed by its own cost (thread-choice.ts): loaded in the
- *   worker, its first runs timed there, and a cheap one moved to the caller's thread: a second session
+ *   worker, its runs timed there, and a cheap one moved to the caller's thread: a second session
  *   is loaded there, runs issued from then on go to it (a synchronous switch), the runs already on the
  *   worker finish there, and then the worker's session is released. No run is lost or failed by the
  *   move. A worker left with no model ends (its ≈ 21 MB with it) and the next load starts one again.
@@ -30,13 +30,13 @@
  * const out = await host.infer({ features: { type: 'float32', dims: [1, 8], data: new Float32Array(8) } });
  * await host.stop();
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { RuntimeError } from './errors.ts';
 import { checkFeeds, prepareTransfer, type HostTensor, type TensorMeta } from './tensor.ts';
 import { InlineSlot } from './inline-slot.ts';
 import { WorkerSlot, type Pending } from './worker-slot.ts';
-import { chooseThread, RunTimes, tooLargeToMove, type InferenceThread, type Placement } from './thread-choice.ts';
+import { chooseThread, MAX_CHOICES, RunTimes, tooLargeToMove, type InferenceThread, type Placement } from './thread-choice.ts';
 import type { ModelInfo, WorkerSessionOptions } from './worker-protocol.ts';
 
 /** A loaded model. Opaque to callers except for its metadata. */
@@ -118,8 +118,12 @@ interface HandleState {
   workerRuns: number;
   workerDrainWaiters: Array<() => void>;
   times: RunTimes;
-  /** `thread: 'auto'` and not chosen yet: its runs are being timed. */
+  /** `thread: 'auto'`, in the worker: its runs are timed and its thread chosen again every `AUTO_RUNS`. */
   measuring: boolean;
+  /** Choices made so far (the first is announced). */
+  choices: number;
+  /** 'auto', while it may still move: the model file as loaded (thread-choice.ts, MAX_CHOICES). */
+  bytes?: Uint8Array;
   reason: string;
   /** The move to the main thread, under way or done (release waits for it). */
   moving?: Promise<void>;
@@ -272,8 +276,10 @@ export class ModelHost {
     const handle: ModelHandle = Object.freeze({ id, modelPath: path, ...info, sessionOptions: Object.freeze(options) });
     const auto = this.opts.thread === 'auto';
     const tooLarge = auto ? tooLargeToMove(await stat(path).then((st) => st.size, () => 0)) : undefined;
-    const reason = !auto ? `set to ${thread}` : (tooLarge ?? 'measuring its first runs in the worker');
-    this.handles.set(id, { handle, inflight: 0, holds: 0, drainWaiters: [], thread, onWorker: thread === 'worker', onMain: thread === 'main', workerRuns: 0, workerDrainWaiters: [], times: new RunTimes(), measuring: auto && !tooLarge, reason });
+    const bytes = auto && !tooLarge ? await readFile(path).catch(() => undefined) : undefined;
+    const reason = !auto ? `set to ${thread}` : (tooLarge ?? (bytes ? 'measuring its first runs in the worker' : 'its file could not be read again: stays in the worker'));
+    const measuring = bytes !== undefined;
+    this.handles.set(id, { handle, inflight: 0, holds: 0, drainWaiters: [], thread, onWorker: thread === 'worker', onMain: thread === 'main', workerRuns: 0, workerDrainWaiters: [], times: new RunTimes(), measuring, choices: auto && !measuring ? 1 : 0, bytes, reason });
     if (tooLarge) this.opts.onEvent?.({ type: 'placed', handle: id, thread, reason });
     return handle;
   }
@@ -302,7 +308,7 @@ export class ModelHost {
     const st = this.handles.get(handle.id);
     if (!st) return undefined;
     const runs = st.times.summary();
-    return { mode: this.opts.thread, thread: st.thread, reason: st.measuring ? `measuring its first runs in the worker (${runs?.timed ?? 0} timed)` : st.reason, ...(runs && { runs }) };
+    return { mode: this.opts.thread, thread: st.thread, reason: st.choices > 0 || !st.measuring ? st.reason : `measuring its first runs in the worker (${runs?.timed ?? 0} timed)`, ...(runs && { runs }) };
   }
 
   /** Keeps `handle` usable (and loaded) until the returned function is called, e.g. across async preprocessing. */
@@ -388,26 +394,33 @@ export class ModelHost {
 
   // ---- placement ('auto') ----
 
-  /** Its first runs are timed: choose its thread (thread-choice.ts). */
+  /** Another `AUTO_RUNS` of its runs are timed: choose its thread (thread-choice.ts); announced when it is the first choice or a move. */
   private place(st: HandleState): void {
-    st.measuring = false;
     const choice = chooseThread(st.times.summary()!);
     st.reason = choice.reason;
+    const first = ++st.choices === 1;
     if (choice.thread === 'worker' || !this.inline) {
-      this.opts.onEvent?.({ type: 'placed', handle: st.handle.id, thread: 'worker', reason: choice.reason });
+      if (first) this.opts.onEvent?.({ type: 'placed', handle: st.handle.id, thread: 'worker', reason: choice.reason });
+      if (st.choices >= MAX_CHOICES) {
+        st.measuring = false;
+        st.bytes = undefined;
+      }
       return;
     }
-    st.moving = this.moveToMain(st, choice.reason);
+    st.measuring = false;
+    const bytes = st.bytes!;
+    st.bytes = undefined;
+    st.moving = this.moveToMain(st, bytes, choice.reason);
   }
 
   /**
    * A second session on this thread, then the switch (synchronous: runs issued from now on go to
    * it), then the worker's session is released once the runs already given to the worker are back.
    */
-  private async moveToMain(st: HandleState, reason: string): Promise<void> {
+  private async moveToMain(st: HandleState, bytes: Uint8Array, reason: string): Promise<void> {
     const id = st.handle.id;
     try {
-      await this.inline!.request({ op: 'load', id: 0, handle: id, modelPath: st.handle.modelPath, sessionOptions: st.handle.sessionOptions });
+      await this.inline!.request({ op: 'load', id: 0, handle: id, modelPath: st.handle.modelPath, sessionOptions: st.handle.sessionOptions, modelBytes: bytes });
     } catch (err) {
       st.reason = `${reason.replace(/; moved to the agent's thread$/, '')}, but loading it on the agent's thread failed (${(err as Error).message}): stays in the worker`;
       this.opts.onEvent?.({ type: 'placed', handle: id, thread: 'worker', reason: st.reason });
@@ -510,10 +523,7 @@ export class ModelHost {
         st.workerRuns--;
         this.maybeWorkerDrained(st);
       }
-      if (runUs !== undefined) {
-        st.times.add(runUs);
-        if (st.measuring && st.times.complete) this.place(st);
-      }
+      if (runUs !== undefined && st.times.add(runUs) && st.measuring && thread === 'worker') this.place(st);
       this.maybeDrained(st);
     }
     if (--this.runsOutstanding === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();

@@ -67,8 +67,8 @@ export class SessionTable {
   // worker.terminate()), and a released session must not be running.
   private readonly busy = new Set<Promise<unknown>>();
 
-  /** Throws MODEL_LOAD_FAILED. */
-  load(handle: number, modelPath: string, sessionOptions?: WorkerSessionOptions): Promise<ModelInfo> {
+  /** From a file or its bytes. Throws MODEL_LOAD_FAILED. */
+  load(handle: number, modelPath: string | Uint8Array, sessionOptions?: WorkerSessionOptions): Promise<ModelInfo> {
     return this.track(this.doLoad(handle, modelPath, sessionOptions));
   }
 
@@ -109,13 +109,14 @@ export class SessionTable {
     return p;
   }
 
-  private async doLoad(handle: number, modelPath: string, sessionOptions?: WorkerSessionOptions): Promise<ModelInfo> {
+  private async doLoad(handle: number, model: string | Uint8Array, sessionOptions?: WorkerSessionOptions): Promise<ModelInfo> {
     if (this.sessions.has(handle)) throw new RuntimeError('MODEL_LOAD_FAILED', `handle ${handle} is already loaded`);
     let session: Ort.InferenceSession;
     try {
       const runtime = (ort ??= await import('onnxruntime-node'));
-      session = await runtime.InferenceSession.create(modelPath, { ...SESSION_DEFAULTS, ...sessionOptions });
+      session = await (typeof model === 'string' ? runtime.InferenceSession.create(model, { ...SESSION_DEFAULTS, ...sessionOptions }) : runtime.InferenceSession.create(model, { ...SESSION_DEFAULTS, ...sessionOptions }));
     } catch (err) {
+      const modelPath = typeof model === 'string' ? model : `(${model.byteLength} bytes)`;
       throw new RuntimeError('MODEL_LOAD_FAILED', `cannot load model ${modelPath}: ${(err as Error).message ?? err}`, { modelPath });
     }
     const info: ModelInfo = {

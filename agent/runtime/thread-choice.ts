@@ -1,7 +1,11 @@
 /**
  * Which thread a model runs on when the host is asked to choose (`ModelHost` with `thread: 'auto'`,
- * the agent's `--inference-thread auto`): every model starts in the inference worker; once its first
- * `AUTO_RUNS` runs there are timed, a cheap one is served on the agent's own thread instead.
+ * the agent's `--inference-thread auto`): every model starts in the inference worker, its runs there are
+ * timed, and after each `AUTO_RUNS` of them the host chooses again; a cheap model is then served on the
+ * agent's own thread for good. Choosing again matters: a fresh worker's first runs go through cold
+ * JavaScript (onnxruntime's wrapper, not yet optimised, while V8's one background thread is busy), and
+ * on the loaded 2-core machine the 8→3 MLP's first 16 runs measured p50 209 µs in the agent, its later
+ * ones 15–40 µs. A model never moves back: its steady cost does not change with time.
  *
  * Why these limits (agent/README.md, "Where the model runs"): the hand-off to the worker and back costs
  * ≈ 100–130 µs of wall time a request on this 2-core machine, and about as much of the main thread's own
@@ -16,8 +20,14 @@
  * both sessions until the worker's is drained.
  */
 
-/** Runs timed in the worker before the choice (the smoke tests count). */
+/** Runs timed in the worker per choice (the smoke tests count). */
 export const AUTO_RUNS = 16;
+/**
+ * Choices made in the worker before the model stays there for good. The host keeps the model file's
+ * bytes until then (≤ `MAIN_MAX_MODEL_BYTES`): the agent moves a bundle's files from staging to
+ * bundles/ when it activates it, so the path it was loaded from is gone by the time of a move.
+ */
+export const MAX_CHOICES = 8;
 const WARM_UP_RUNS = 1;
 export const MAIN_MAX_P50_US = 200;
 export const MAIN_MAX_WORST_US = 1000;
@@ -32,28 +42,33 @@ export interface Placement {
   /** Where its runs go now. */
   thread: InferenceThread;
   reason: string;
-  /** Its first runs on the thread that timed them (`AUTO_RUNS` at most), µs per session.run. */
+  /** Its last `AUTO_RUNS` timed runs (fewer before that many), µs per session.run, on the thread it ran on then. */
   runs?: { timed: number; p50Us: number; worstUs: number };
 }
 
-/** The first `AUTO_RUNS` run times of one model. */
+/** A model's run times, `AUTO_RUNS` at a time. */
 export class RunTimes {
-  private readonly us: number[] = [];
+  private window: number[] = [];
+  private last: number[] | undefined;
   private seen = 0;
 
-  add(runUs: number): void {
+  /** True when this run completed a window of `AUTO_RUNS` (time to choose). */
+  add(runUs: number): boolean {
     // The first run of a session is not timed: onnxruntime sets up its buffers in it (measured here:
     // 0.2–0.7 ms for the 8→3 MLP whose later runs take 15–40 µs).
-    if (this.seen++ >= WARM_UP_RUNS && this.us.length < AUTO_RUNS) this.us.push(runUs);
+    if (this.seen++ < WARM_UP_RUNS) return false;
+    this.window.push(runUs);
+    if (this.window.length < AUTO_RUNS) return false;
+    this.last = this.window;
+    this.window = [];
+    return true;
   }
 
-  get complete(): boolean {
-    return this.us.length >= AUTO_RUNS;
-  }
-
+  /** The last complete window, or the runs so far before the first. */
   summary(): Placement['runs'] {
-    if (this.us.length === 0) return undefined;
-    const sorted = [...this.us].sort((a, b) => a - b);
+    const us = this.last ?? this.window;
+    if (us.length === 0) return undefined;
+    const sorted = [...us].sort((a, b) => a - b);
     // The second slowest once there are a few: one preempted run must not decide (see above).
     const worst = sorted[sorted.length - (sorted.length >= 4 ? 2 : 1)];
     return { timed: sorted.length, p50Us: round(sorted[Math.floor((sorted.length - 1) / 2)]), worstUs: round(worst) };
@@ -62,7 +77,7 @@ export class RunTimes {
 
 /** The choice once the runs are timed. */
 export function chooseThread(runs: NonNullable<Placement['runs']>): { thread: InferenceThread; reason: string } {
-  const measured = `run p50 ${fmt(runs.p50Us)}, worst ${fmt(runs.worstUs)} (${runs.timed} runs in the worker)`;
+  const measured = `run p50 ${fmt(runs.p50Us)}, worst ${fmt(runs.worstUs)} (the last ${runs.timed} runs in the worker)`;
   if (runs.p50Us > MAIN_MAX_P50_US) return { thread: 'worker', reason: `${measured}: p50 over ${fmt(MAIN_MAX_P50_US)}, the run costs more than the hand-off; kept off the agent's thread` };
   if (runs.worstUs > MAIN_MAX_WORST_US) return { thread: 'worker', reason: `${measured}: worst over ${fmt(MAIN_MAX_WORST_US)}, slow runs would block the agent; kept off the agent's thread` };
   return { thread: 'main', reason: `${measured}: under ${fmt(MAIN_MAX_P50_US)} / ${fmt(MAIN_MAX_WORST_US)}, cheaper than the hand-off to a worker; moved to the agent's thread` };

@@ -45,7 +45,8 @@ export interface RunRequest {
 }
 
 export type ToWorker =
-  | { op: 'load'; id: number; handle: number; modelPath: string; sessionOptions?: WorkerSessionOptions }
+  /** `modelBytes`: the file's contents, read when it was loaded first (the file may have moved since); `modelPath` names it in errors. */
+  | { op: 'load'; id: number; handle: number; modelPath: string; sessionOptions?: WorkerSessionOptions; modelBytes?: Uint8Array }
   | { op: 'run'; runs: RunRequest[] }
   | { op: 'release'; id: number; handle: number }
   /** Finish what was started, release every session, exit. */
