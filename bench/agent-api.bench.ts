@@ -154,7 +154,9 @@ export async function runAgentApiBench(): Promise<BenchRow[]> {
     for (const t of targets) {
       if (!t.agent) continue;
       const status = await readFile(`/proc/${t.pid}/status`, 'utf8');
-      rows.push({ benchmark: `${t.label} RSS after the rounds`, value: Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024, unit: 'MB', note: 'tabular model active' });
+      // Where the model ran (--inference-thread auto chooses per model): the row says which the figures are.
+      const inference = (await api(t.port, 'GET', '/v1/status')).body.inference;
+      rows.push({ benchmark: `${t.label} RSS after the rounds`, value: Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024, unit: 'MB', note: `tabular model active, on the ${inference?.thread ?? '?'} thread (${inference?.mode ?? '?'}; run p50 ${inference?.runs?.p50Us ?? '?'} µs)` });
     }
     for (const t of targets) {
       if (!t.agent) continue;
