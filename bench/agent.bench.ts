@@ -328,7 +328,7 @@ export async function runAgentBench(): Promise<BenchRow[]> {
       const r = await api(port, 'POST', '/v1/predict', new Uint8Array(png), { 'content-type': 'image/png' });
       if (r.status !== 200) throw new Error(`image predict: ${JSON.stringify(r.body)}`);
     }
-    rows.push({ benchmark: 'agent RSS, image demo model + 300 images', value: (await rssOf(agent.child!.pid!)) / 1e6, unit: 'MB', baseline: 'agent RSS, no model', baselineValue: rssIdle / 1e6, ratio: (await rssOf(agent.child!.pid!)) / rssIdle, note: 'after the swap from the tabular bundle; sharp loaded' });
+    rows.push({ benchmark: 'agent RSS, image demo model + 300 images', value: (await rssOf(agent.child!.pid!)) / 1e6, unit: 'MB', baseline: 'agent RSS, no model', baselineValue: rssIdle / 1e6, ratio: (await rssOf(agent.child!.pid!)) / rssIdle, note: `after the swap from the tabular bundle; sharp loaded; the CNN on the ${(await api(port, 'GET', '/v1/status')).body.inference?.thread} thread` });
   } finally {
     await agent?.stop();
     await agentOff?.stop();

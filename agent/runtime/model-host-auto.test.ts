@@ -91,7 +91,7 @@ test('auto: the 8→3 MLP moves to the main thread once timed (its file moved aw
   }
 });
 
-test('auto: a heavy model (tens of ms a run) stays in the worker, and a worker crash still restarts with it', async () => {
+test('auto: a heavy model (milliseconds a run) stays in the worker, and a worker crash still restarts with it', async () => {
   const events: HostEvent[] = [];
   const host = new ModelHost({ thread: 'auto', spawnOnLoad: true, onEvent: (e) => events.push(e) });
   await host.start();
