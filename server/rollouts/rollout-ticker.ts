@@ -140,7 +140,7 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
     const onlyCompletion = waiting.every((g) => g.name === STAGE_COMPLETE);
     if (onlyCompletion && unfinished <= gates.maxFailedUpdates) {
       settleCompletion(results, notReporting, unfinished, gates.stageTimeoutS);
-      timedOutNote = notReporting.length ? ` (timed out at the stage limit: ${notReporting.join(', ')})` : '';
+      timedOutNote = notReporting.length ? ` (timed out at the stage limit: ${someIds(notReporting)})` : '';
       waiting = [];
     } else {
       const counted = onlyCompletion ? ` (${unfinished} failed or timed out, more than maxFailedUpdates ${gates.maxFailedUpdates})` : '';
@@ -204,9 +204,14 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
 /** The last stage's gates once its limit timed out the devices still updating: counted as failed updates, within the limit. */
 function settleCompletion(results: GateResult[], timedOut: string[], unfinished: number, limitS: number): void {
   for (const g of results) {
-    if (g.name === 'failedUpdates') Object.assign(g, { value: unfinished, reason: `${g.reason}; timed out (counted as failed): ${timedOut.join(', ')}` });
-    if (g.name === STAGE_COMPLETE) Object.assign(g, { status: 'pass', reason: `timed out at the stage limit of ${limitS} s: ${timedOut.join(', ')} (counted as failed updates)` });
+    if (g.name === 'failedUpdates') Object.assign(g, { value: unfinished, reason: `${g.reason}; timed out (counted as failed): ${someIds(timedOut)}` });
+    if (g.name === STAGE_COMPLETE) Object.assign(g, { status: 'pass', reason: `timed out at the stage limit of ${limitS} s: ${someIds(timedOut)} (counted as failed updates)` });
   }
+}
+
+/** Device ids for a verdict: the first ten and how many in all (a stage may hold thousands). */
+function someIds(ids: string[]): string {
+  return ids.length > 10 ? `${ids.slice(0, 10).join(', ')}, … (${ids.length})` : ids.join(', ');
 }
 
 function round(v: number): string {
