@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { keyIdOf, type PublicKeyRef } from '../firmware-bundles/keys.ts';
 import { DEVICE_ID_PATTERN } from '../protocol/topics.ts';
 import { Backoff, sleep } from './backoff.ts';
+import { dropEnrollmentNonce, enrollmentNonce } from './enroll-nonce.ts';
 import { writeJsonAtomic } from './fs-atomic.ts';
 import type { HttpResponse } from './http-client.ts';
 import { pinnedFetch } from './tls-pin.ts';
@@ -175,12 +176,15 @@ export async function loadOrEnroll(opts: IdentityOptions): Promise<Identity> {
     tls: opts.ca ? { ca: opts.ca } : res.tls ? { ca: res.tls.ca } : null,
   };
   await writeJsonAtomic(file, identity);
+  await dropEnrollmentNonce(opts.dataDir);
   logger.info({ deviceId: identity.deviceId, status: res.status }, res.status === 'pending' ? 'enrolled; waiting for an operator to approve this device' : 'enrolled');
   return identity;
 }
 
 async function enroll(server: string, token: string, name: string | undefined, opts: IdentityOptions): Promise<z.infer<typeof EnrollResponse>> {
   const url = new URL('/api/v1/enroll', server).toString();
+  // One nonce for every attempt of this enrollment, across restarts (enroll-nonce.ts).
+  const nonce = await enrollmentNonce(opts.dataDir);
   const backoff = new Backoff(opts.retry ?? { minMs: 1000, maxMs: 60_000 });
   for (;;) {
     let res: HttpResponse;
@@ -188,7 +192,7 @@ async function enroll(server: string, token: string, name: string | undefined, o
       res = await pinnedFetch(opts.ca)(url, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ token, facts: deviceFacts(), ...(name ? { name } : {}) }),
+        body: JSON.stringify({ token, facts: deviceFacts(), nonce, ...(name ? { name } : {}) }),
         signal: opts.signal ? AbortSignal.any([opts.signal, AbortSignal.timeout(30_000)]) : AbortSignal.timeout(30_000),
       });
     } catch (err) {
@@ -211,6 +215,7 @@ async function enroll(server: string, token: string, name: string | undefined, o
       } catch {
         /* plain text */
       }
+      await dropEnrollmentNonce(opts.dataDir);
       throw new IdentityError(`enrollment refused (${res.status}): ${message}`);
     }
     const delay = backoff.next();

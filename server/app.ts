@@ -126,7 +126,7 @@ export function createApp(deps: AppDeps) {
   });
   app.get('/metrics', async (c) => c.text(await metrics.registry.metrics(), 200, { 'content-type': metrics.registry.contentType }));
   const deviceAuth = new DeviceAuthenticator(db);
-  app.route('/artifacts', artifactRoutes({ db, store: deps.store, deviceAuth, gate: deps.downloadGate }));
+  app.route('/artifacts', artifactRoutes({ db, store: deps.store, deviceAuth, gate: deps.downloadGate, metrics }));
   app.route('/api/v1/mqtt', emqxHookRoutes({ db, metrics, token: deps.mqttHooks?.token, server: deps.mqttHooks?.server ?? { username: '', password: '' } }));
 
   app.doc31('/api/v1/openapi.json', {

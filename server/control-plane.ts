@@ -255,7 +255,7 @@ export class ControlPlane {
       desired: this.desired,
       commands: this.commands,
       maxUploadBytes: config.maxUploadBytes,
-      downloadGate: new DownloadGate(config.artifactMaxDownloads, config.artifactRetryAfterS),
+      downloadGate: new DownloadGate(config.artifactMaxDownloads, config.artifactRetryAfterS, config.artifactIdleTimeoutS),
       versionReferenceChecks: [bundlesReferencingVersion],
       onDeviceChanged: async (id) => {
         await reconcileDevice(db, this.desired, id);

@@ -66,6 +66,8 @@ const ServerEnv = z.object({
   FLOTILLA_ARTIFACT_MAX_DOWNLOADS: z.coerce.number().int().min(1).max(100_000).default(256),
   /** The Retry-After (seconds) of a shed artifact download; agents add up to as much again of jitter. */
   FLOTILLA_ARTIFACT_RETRY_AFTER_S: z.coerce.number().int().min(1).max(300).default(5),
+  /** An artifact download whose client takes no bytes for this long is closed and its slot freed. */
+  FLOTILLA_ARTIFACT_IDLE_TIMEOUT_S: z.coerce.number().int().min(1).max(3600).default(60),
   /** Presence and `reported` writes are coalesced per device and written at most this long after the first one. */
   FLOTILLA_DEVICE_STATE_FLUSH_MS: z.coerce.number().int().min(1).max(10_000).default(250),
   /** Training jobs run at once on the lease holder. */
@@ -171,6 +173,8 @@ export interface ServerConfig {
   /** Artifact downloads streaming at once before 503 + Retry-After (server/artifacts/download-gate.ts). */
   artifactMaxDownloads: number;
   artifactRetryAfterS: number;
+  /** A download whose client took no bytes for this long is closed (server/artifacts/idle-download.ts). */
+  artifactIdleTimeoutS: number;
   deviceStateFlushMs: number;
   /** How the server logs in to an external broker (FLOTILLA_MQTT_URL). */
   externalBroker: ExternalBrokerConfig;
@@ -268,6 +272,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     mqttMaxPendingConnects: e.FLOTILLA_MQTT_MAX_PENDING_CONNECTS,
     artifactMaxDownloads: e.FLOTILLA_ARTIFACT_MAX_DOWNLOADS,
     artifactRetryAfterS: e.FLOTILLA_ARTIFACT_RETRY_AFTER_S,
+    artifactIdleTimeoutS: e.FLOTILLA_ARTIFACT_IDLE_TIMEOUT_S,
     deviceStateFlushMs: e.FLOTILLA_DEVICE_STATE_FLUSH_MS,
     externalBroker: externalBrokerConfig(e),
     mqttHookToken: e.FLOTILLA_MQTT_HOOK_TOKEN,

@@ -78,6 +78,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly artifactDownloadsIdleClosed = new Counter({
+    name: 'flotilla_artifact_downloads_idle_closed_total',
+    help: 'Artifact downloads closed because the client took no bytes for FLOTILLA_ARTIFACT_IDLE_TIMEOUT_S (their slot freed)',
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'flotilla_process_' });
   }

@@ -111,3 +111,39 @@ describe('a rollout tick that listed the rollout before it was aborted', () => {
     }
   });
 });
+
+describe('the publish-order gate forgets revoked devices', () => {
+  let cp: TestPlane;
+  before(async () => {
+    cp = await startControlPlane({ schedulerEnabled: false, driftCron: 'off' });
+  });
+  after(async () => {
+    await cp.stop();
+  });
+
+  test('a revoked device leaves the gate and is not re-signed or republished, so nothing adds it back', async () => {
+    await trustReleaseKey(cp);
+    const [v1] = await tabVersions(cp, 1);
+    assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: 'fleet', selector: 'site=lab' } })).status, 201);
+    const lab = await enrollFakes(cp, { site: 'lab' }, 3);
+    try {
+      await deployTo(cp, v1, 'fleet', lab);
+      const { db, desired } = cp.plane;
+      assert.equal(desired.rememberedForOrder(), 3);
+      const gone = lab[0].id;
+      assert.equal((await cp.api('POST', `/api/v1/devices/${gone}/revoke`)).status, 200);
+      assert.equal(desired.rememberedForOrder(), 2, 'the revoked device is forgotten');
+      const counters = async () => new Map((await db.select({ id: deviceDesired.deviceId, counter: deviceDesired.counter }).from(deviceDesired)).map((r) => [r.id, r.counter]));
+      const before = await counters();
+      // A key-list change re-signs and republishes every device's manifest (and a full republish seeds them all).
+      await desired.resignAll();
+      await desired.publish();
+      const after = await counters();
+      assert.equal(after.get(gone), before.get(gone), 'the revoked device was not re-signed');
+      for (const d of lab.slice(1)) assert.equal(after.get(d.id), before.get(d.id)! + 1, `${d.id} re-signed`);
+      assert.equal(desired.rememberedForOrder(), 2, 'nothing published the revoked device again');
+    } finally {
+      await Promise.all(lab.map((d) => d.close()));
+    }
+  });
+});

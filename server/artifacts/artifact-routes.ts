@@ -1,7 +1,9 @@
 // GET /artifacts/sha256/<hex>: content-addressed downloads with HTTP Range (resumable).
 // Devices authenticate with Basic deviceId:secret and may fetch only files of their own desired
 // bundle; people and tools use a bearer API token. Past FLOTILLA_ARTIFACT_MAX_DOWNLOADS responses
-// streaming at once, a request is shed with 503 + Retry-After (download-gate.ts).
+// streaming at once, a request is shed with 503 + Retry-After (download-gate.ts); a client that takes
+// no bytes for FLOTILLA_ARTIFACT_IDLE_TIMEOUT_S is disconnected and its slot freed (idle-download.ts).
+import type { IncomingMessage } from 'node:http';
 import { Hono } from 'hono';
 import { stream } from 'hono/streaming';
 import { eq } from 'drizzle-orm';
@@ -13,6 +15,8 @@ import type { ArtifactStore } from './artifact-store.ts';
 import { errorBody } from '../http/errors.ts';
 import type { DeviceAuthenticator } from './device-auth.ts';
 import type { DownloadGate } from './download-gate.ts';
+import { watchIdleDownload } from './idle-download.ts';
+import type { Metrics } from '../metrics.ts';
 
 function parseRange(header: string | undefined, size: number): { start: number; end: number } | null | 'invalid' {
   if (!header) return null;
@@ -27,7 +31,7 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   return start >= size || end < start ? 'invalid' : { start, end };
 }
 
-export function artifactRoutes(deps: { db: Db; store: ArtifactStore; deviceAuth: DeviceAuthenticator; gate?: DownloadGate }) {
+export function artifactRoutes(deps: { db: Db; store: ArtifactStore; deviceAuth: DeviceAuthenticator; gate?: DownloadGate; metrics?: Metrics }) {
   const { db, store, gate } = deps;
   const app = new Hono<{ Variables: { releaseDownload: () => void } }>();
   // Shed before any work (authentication reads the database): the answer reveals nothing.
@@ -81,14 +85,25 @@ export function artifactRoutes(deps: { db: Db; store: ArtifactStore; deviceAuth:
       c.status(206);
       c.header('content-range', `bytes ${start}-${end}/${size}`);
     }
+    // The Node request's socket (@hono/node-server puts it in the env): its progress is what the idle watch reads.
+    const socket = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming?.socket;
     return stream(c, async (s) => {
-      // The slot is held until the last byte is written or the client went away.
+      // The slot is held until the last byte is written, the client went away, or it took nothing for the idle timeout.
+      const stopWatch =
+        gate && socket
+          ? watchIdleDownload(socket, gate.idleTimeoutS * 1000, () => {
+              deps.metrics?.artifactDownloadsIdleClosed.inc();
+              release();
+              socket.destroy();
+            })
+          : () => {};
       try {
         for await (const chunk of store.readStream(hex, { start, end })) {
           if (s.aborted) break;
           await s.write(chunk as Uint8Array);
         }
       } finally {
+        stopWatch();
         release();
       }
     });

@@ -18,6 +18,10 @@ export interface DesiredPayload {
 export interface DesiredPublisher {
   /** Resolves once every message is retained by the broker (acknowledged by an external one). */
   publish(messages: DesiredPayload[]): Promise<void>;
+  /** Forgets revoked devices (publish-order.ts). */
+  forget(deviceIds: string[]): void;
+  /** Devices whose last counter is remembered to order publishes. */
+  remembered(): number;
 }
 
 /** Acknowledgements awaited at once from an external broker. */
@@ -38,6 +42,8 @@ export function embeddedPublisher(broker: RetainedSink, metrics: Metrics): Desir
       await Promise.all(fresh.map(({ deviceId, payload }) => broker.publishRetained(deviceTopic(deviceId, 'desired'), Buffer.from(payload))));
       metrics.mqttMessagesOut.inc({ channel: 'desired' }, fresh.length);
     },
+    forget: (ids) => order.forget(ids),
+    remembered: () => order.size,
   };
 }
 
@@ -56,5 +62,7 @@ export function busPublisher(bus: DeviceBus): DesiredPublisher {
       };
       await Promise.all(Array.from({ length: Math.min(EXTERNAL_WINDOW, messages.length) }, lane));
     },
+    forget: (ids) => order.forget(ids),
+    remembered: () => order.size,
   };
 }

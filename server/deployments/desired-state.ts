@@ -1,7 +1,7 @@
 // Desired state per device: signs a deployment manifest for each target device (its own id, a counter
 // strictly above any it had) and publishes it retained on the device's `desired` topic together with
 // the current key list. The database row is the truth; publishing is repeatable (start, key rotation).
-import { eq, lt, sql, type SQL } from 'drizzle-orm';
+import { and, eq, lt, ne, sql, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { canonicalize } from '../../firmware-bundles/canonical-json.ts';
 import { loadSigningKeys } from '../../firmware-bundles/envelope.ts';
@@ -135,6 +135,16 @@ export class DesiredState {
     this.logger.debug({ devices: messages.length }, 'published desired state');
   }
 
+  /** A revoked device is published to no more: its publish-order entry goes (publish-order.ts). */
+  forget(deviceIds: string[]): void {
+    this.publisher.forget(deviceIds);
+  }
+
+  /** Devices the publish-order gate remembers (bounded by the devices not revoked). */
+  rememberedForOrder(): number {
+    return this.publisher.remembered();
+  }
+
   /**
    * Re-signs (new counter, new expiry, same bundle) every manifest that expires within `horizonMs`, so a
    * fleet never freezes on expired desired state; returns the devices refreshed.
@@ -177,9 +187,15 @@ export class DesiredState {
     return this.resign(inIds(deviceDesired.deviceId, deviceIds));
   }
 
-  /** Re-signs the matching devices' manifests (same bundle, next counter, fresh expiry) and publishes them. */
+  /** Re-signs the matching devices' manifests (same bundle, next counter, fresh expiry) and publishes them; revoked devices are left alone. */
   private async resign(where?: SQL): Promise<string[]> {
-    const rows = await this.db.select().from(deviceDesired).where(where);
+    const rows = (
+      await this.db
+        .select({ row: deviceDesired })
+        .from(deviceDesired)
+        .innerJoin(devices, eq(devices.id, deviceDesired.deviceId))
+        .where(and(ne(devices.status, 'revoked'), where))
+    ).map((r) => r.row);
     if (!rows.length) return [];
     const built = await this.db.transaction(async (tx) => {
       const out: DesiredPayload[] = [];

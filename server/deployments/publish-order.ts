@@ -7,6 +7,9 @@
 // The gate remembers the highest counter handed to the broker per device and drops anything older; an
 // equal counter (the same signed bytes again: a republish, a restart) passes. Per process: replicas
 // each publish what they committed, and the newer commit's publish comes after its own commit.
+// Bounded by the devices that can still be published to: a revoked device (revocation is final: it
+// enrolls again under a new id) is forgotten, and nothing publishes its desired state after that
+// (stored-desired.ts and re-signs skip revoked devices), so its entry is not needed to order anything.
 
 export class PublishOrder {
   private readonly handed = new Map<string, number>();
@@ -18,5 +21,15 @@ export class PublishOrder {
     if (last !== undefined && counter < last) return false;
     this.handed.set(deviceId, counter);
     return true;
+  }
+
+  /** Drops revoked devices' entries. */
+  forget(deviceIds: string[]): void {
+    for (const id of deviceIds) this.handed.delete(id);
+  }
+
+  /** Devices remembered. */
+  get size(): number {
+    return this.handed.size;
   }
 }

@@ -2,12 +2,12 @@
 // serialized without parsing the manifest. Read by DesiredState.publish() (repeatable publishing) and,
 // at start, to seed the embedded broker's retained store directly before it accepts connections (a
 // restarted fleet finds its desired state at once instead of after a republish of the whole fleet).
-import { sql } from 'drizzle-orm';
+import { and, eq, ne, sql } from 'drizzle-orm';
 import type { SignedEnvelope } from '../../firmware-bundles/envelope.ts';
 import type { KeyList } from '../../firmware-bundles/key-list.ts';
 import type { Db } from '../db/client.ts';
 import { inIds } from '../db/in-ids.ts';
-import { deviceDesired } from '../db/schema.ts';
+import { deviceDesired, devices } from '../db/schema.ts';
 import { currentKeyList } from '../keys/key-service.ts';
 import type { DesiredPayload } from './desired-publisher.ts';
 
@@ -17,7 +17,7 @@ export function desiredMessageHead(keylist: SignedEnvelope<KeyList>): string {
 }
 
 /**
- * The devices' desired messages (all when `deviceIds` is omitted), serialized: the same bytes as
+ * The devices' desired messages (all when `deviceIds` is omitted; revoked devices never), serialized: the same bytes as
  * JSON.stringify({ v: 1, keylist, manifest }). The key list (the same for every device, and most of
  * each message) is serialized once, and each manifest is spliced in as the JSON text it is stored as.
  */
@@ -28,6 +28,8 @@ export async function storedDesiredPayloads(db: Db, deviceIds?: string[]): Promi
   const rows = await db
     .select({ deviceId: deviceDesired.deviceId, counter: deviceDesired.counter, manifest: sql<string>`${deviceDesired.manifest}` })
     .from(deviceDesired)
-    .where(deviceIds ? inIds(deviceDesired.deviceId, deviceIds) : undefined);
+    // A revoked device can never connect again: its desired state is neither seeded nor republished.
+    .innerJoin(devices, eq(devices.id, deviceDesired.deviceId))
+    .where(and(ne(devices.status, 'revoked'), deviceIds ? inIds(deviceDesired.deviceId, deviceIds) : undefined));
   return rows.map((row) => ({ deviceId: row.deviceId, counter: row.counter, payload: `${head}${row.manifest}}` }));
 }

@@ -124,6 +124,7 @@ export function deviceRoutes(deps: DeviceRoutesDeps) {
       }),
       async (c) => {
         const view = await revokeDevice(db, c.req.valid('param').id, actorOf(c));
+        deps.desired.forget([view.id]);
         await deps.disconnectDevice(view.id);
         return c.json(view, 200);
       },

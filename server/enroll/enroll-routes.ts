@@ -7,6 +7,7 @@ import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json, Labels, page, Pagination } from '../http/schemas.ts';
 import { createEnrollToken, enrollDevice, listEnrollTokens, revokeEnrollToken } from './enroll-service.ts';
+import { ENROLL_NONCE } from './enroll-nonce.ts';
 
 const EnrollToken = z
   .object({
@@ -99,7 +100,7 @@ export function enrollRoutes(deps: EnrollRoutesDeps) {
       summary: 'Enroll a device with an enrollment token; returns its id and MQTT credentials',
       request: {
         body: {
-          content: { 'application/json': { schema: z.object({ token: z.string().min(1), facts: DeviceFactsSchema, name: z.string().max(128).optional() }) } },
+          content: { 'application/json': { schema: z.object({ token: z.string().min(1), facts: DeviceFactsSchema, name: z.string().max(128).optional(), nonce: z.string().regex(ENROLL_NONCE, '43–128 base64url characters (32 random bytes)').optional() }) } },
         },
       },
       responses: {

@@ -3,12 +3,13 @@
 import { and, eq, isNull, or, lt, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
 import { recordEvent } from '../events/event-log.ts';
-import { hashDeviceSecret } from '../auth/device-credentials.ts';
+import { hashDeviceSecret, verifyDeviceSecret } from '../auth/device-credentials.ts';
 import { randomId, randomSecret, sha256Hex } from '../auth/secrets.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { devices, enrollTokens } from '../db/schema.ts';
 import type { DeviceBrokerAccess } from '../broker/device-broker-access.ts';
-import { NotFound, ServiceError } from '../errors.ts';
+import { Conflict, NotFound, ServiceError } from '../errors.ts';
+import { identityFromNonce } from './enroll-nonce.ts';
 
 export interface DeviceFacts {
   arch: string;
@@ -61,6 +62,21 @@ export interface EnrollResult {
   secret: string;
   status: 'pending' | 'approved';
   labels: Record<string, string>;
+  /** The answer to an earlier attempt of the same enrollment (same nonce), given again: no token use spent. */
+  repeated?: boolean;
+}
+
+/**
+ * The enrollment this nonce already made, answered again (enroll-nonce.ts); undefined when there is none.
+ * A revoked device stays revoked: its agent must start a new enrollment (a new nonce).
+ */
+async function repeatedEnrollment(tx: Tx, deviceId: string, secret: string): Promise<EnrollResult | undefined> {
+  const row = await tx.query.devices.findFirst({ columns: { status: true, labels: true, credentialHash: true }, where: eq(devices.id, deviceId) });
+  if (!row) return undefined;
+  // The id is a hash of the nonce, the secret needs the nonce: a mismatch is not this enrollment.
+  if (!(await verifyDeviceSecret(secret, row.credentialHash)).ok) throw Conflict('this enrollment nonce belongs to another device: start a new enrollment');
+  if (row.status === 'revoked') throw refused('this device was revoked; enroll again with a new nonce');
+  return { deviceId, secret, status: row.status, labels: row.labels, repeated: true };
 }
 
 /** Why a token cannot enroll a device now (null: it can). */
@@ -92,9 +108,13 @@ export type EnrollBrokerStep = Pick<DeviceBrokerAccess, 'enrolled' | 'enrollEnde
  * The other order (row first, then the broker) would leave a device row whose login the broker does
  * not know, and the server cannot create it later: it keeps only a hash of the secret.
  */
-export async function enrollDevice(db: Db, input: { token: string; facts: DeviceFacts; name?: string }, broker?: EnrollBrokerStep): Promise<EnrollResult> {
-  const deviceId = randomId('dev', 10);
-  const secret = randomSecret('fld');
+export async function enrollDevice(db: Db, input: { token: string; facts: DeviceFacts; name?: string; nonce?: string }, broker?: EnrollBrokerStep): Promise<EnrollResult> {
+  const { deviceId, secret } = input.nonce ? identityFromNonce(input.nonce) : { deviceId: randomId('dev', 10), secret: randomSecret('fld') };
+  // A retry of an enrollment that committed: the same answer, nothing spent, the broker already knows it.
+  if (input.nonce) {
+    const again = await repeatedEnrollment(db, deviceId, secret);
+    if (again) return again;
+  }
   const credentialHash = hashDeviceSecret(secret);
   const tokenHash = sha256Hex(input.token);
   const checked = await db.query.enrollTokens.findFirst({ where: eq(enrollTokens.tokenHash, tokenHash) });
@@ -106,6 +126,12 @@ export async function enrollDevice(db: Db, input: { token: string; facts: Device
   try {
     const res = await db.transaction(async (tx) => {
       const now = new Date().toISOString();
+      // Two attempts of one enrollment at once (a retry while the first was still being written): the
+      // write lock orders them, and the second answers what the first wrote.
+      if (input.nonce) {
+        const again = await repeatedEnrollment(tx, deviceId, secret);
+        if (again) return again;
+      }
       // Spent atomically: max-uses holds under concurrency (the check above was only a read).
       const [tok] = await tx
         .update(enrollTokens)

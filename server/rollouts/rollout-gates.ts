@@ -36,10 +36,18 @@ export interface StageDevices {
 
 const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(4).replace(/0+$/, ''));
 
-/** Failed updates, update success ratio, error rate, latency regression and drift for a switched stage. */
+/** The gate that holds the last stage until every device is done (the rollout's completion rule). */
+export const STAGE_COMPLETE = 'stageComplete';
+
+/**
+ * Failed updates, update success ratio, error rate, latency regression and drift for a switched stage;
+ * on the last stage (`last`) also `stageComplete`: the rollout succeeds only once every counted device of
+ * it reports the bundle active or failed — the success ratio alone would end it with devices still
+ * updating. Past a stage limit the ticker times the rest out and counts them as failed updates.
+ */
 export async function stageGates(
   tx: Tx,
-  o: { gates: RolloutGates; stage: StageDevices; bundleId: string; cohort: string; stageStartedAt: string; rolloutCreatedAt: string; hasPrevious: boolean; now: Date; bakeS: number },
+  o: { gates: RolloutGates; stage: StageDevices; bundleId: string; cohort: string; stageStartedAt: string; rolloutCreatedAt: string; hasPrevious: boolean; now: Date; bakeS: number; last: boolean },
 ): Promise<GateResult[]> {
   const { gates, stage } = o;
   const out: GateResult[] = [];
@@ -60,6 +68,17 @@ export async function stageGates(
     status: ratio === null ? 'waiting' : ratio >= gates.minUpdateSuccessRatio ? 'pass' : pending > 0 ? 'waiting' : 'fail',
     reason: n === 0 ? 'the stage has no devices' : `${stage.active.length} of ${n} active${pending ? `, ${pending} not done` : ''}`,
   });
+  if (o.last) {
+    const done = new Set([...stage.active, ...stage.failed]);
+    const updating = stage.ids.filter((id) => !done.has(id));
+    out.push({
+      name: STAGE_COMPLETE,
+      value: updating.length,
+      threshold: '= 0 devices updating',
+      status: updating.length ? 'waiting' : 'pass',
+      reason: updating.length ? `still updating: ${updating.slice(0, 5).join(', ')}${updating.length > 5 ? `, … (${updating.length})` : ''}` : `all ${n} devices active or failed`,
+    });
+  }
   const windowS = Math.max(60, Math.ceil((o.now.getTime() - Date.parse(o.stageStartedAt)) / 1000));
   if (gates.maxErrorRate !== undefined) {
     // One grouped query for the whole stage (stage-error-rate.ts), not a telemetry summary per device.

@@ -4,7 +4,9 @@
 // of the cohort included), measure every gate (rollout-gates.ts), and then either wait, advance after
 // the bake time, finish (recording a cohort deployment so later joiners converge), or — on a failed
 // gate, or a gate still waiting past the stage's limit — pause or roll back, as the rollout's gates
-// say. Devices taken over by a newer rollout are recorded superseded and no longer counted.
+// say. Devices taken over by a newer rollout are recorded superseded and no longer counted. The
+// rollout succeeds only when its last stage is complete (rollout-gates.ts, `stageComplete`): every
+// device active or failed, or timed out at the stage limit and counted as a failed update.
 import { and, eq, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { recordAudit } from '../audit/audit-log.ts';
@@ -14,7 +16,7 @@ import { deployments, deviceDesired, devices, rollouts } from '../db/schema.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
 import { ServiceError } from '../errors.ts';
 import { RolloutGates } from '../jobs/retrain-policy.ts';
-import { shadowGates, shadowReports, stageGates, type GateResult } from './rollout-gates.ts';
+import { shadowGates, shadowReports, stageGates, STAGE_COMPLETE, type GateResult } from './rollout-gates.ts';
 import { assignedBundle, assignForRollout, endShadow, orderedMembers, rollBack, ROLLOUT_ACTOR, shadowTargets, startShadow, type RolloutRow } from './rollout-service.ts';
 import { stageSize } from './stable-order.ts';
 
@@ -102,6 +104,7 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   let publish: string[];
   let results: GateResult[];
   let notReporting: string[];
+  let failedIds: string[] = [];
   let holdS: number;
   if (shadowPhase) {
     const shadowIds = await shadowTargets(tx, target);
@@ -114,8 +117,9 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   } else {
     publish = await assignMissing(tx, desired, row, target);
     const stage = await stageDevices(tx, row, target);
-    results = await stageGates(tx, { gates, stage: { ids: target, ...stage }, bundleId: assignedBundle(row), cohort: row.cohort, stageStartedAt: row.stageStartedAt, rolloutCreatedAt: row.createdAt, hasPrevious: row.previousBundleId !== null, now, bakeS: row.bakeS });
+    results = await stageGates(tx, { gates, stage: { ids: target, ...stage }, bundleId: assignedBundle(row), cohort: row.cohort, stageStartedAt: row.stageStartedAt, rolloutCreatedAt: row.createdAt, hasPrevious: row.previousBundleId !== null, now, bakeS: row.bakeS, last: row.stage + 1 >= row.stages.length });
     notReporting = target.filter((id) => !stage.active.includes(id) && !stage.failed.includes(id));
+    failedIds = stage.failed;
     holdS = row.bakeS;
   }
   check.gates = results;
@@ -124,12 +128,24 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   // A gate with no data after the bake holds the stage only up to a stage limit; without one it is
   // recorded in the verdict and history but not waited on (rollout-gates.ts says why).
   const noData = results.filter((g) => g.status === 'no-data');
-  const waiting = [...results.filter((g) => g.status === 'waiting'), ...(gates.stageTimeoutS !== undefined ? noData : [])];
+  let timedOutNote = '';
+  let waiting = [...results.filter((g) => g.status === 'waiting'), ...(gates.stageTimeoutS !== undefined ? noData : [])];
   let failure = failed.length ? failed.map((g) => `${g.name} ${g.value === null ? '–' : round(g.value)} not ${g.threshold} (${g.reason})`).join('; ') : null;
   if (!failure && waiting.length && gates.stageTimeoutS !== undefined && bakedS >= gates.stageTimeoutS) {
-    // Never stuck: past the stage's limit, whoever did not report is timed out and the stage fails.
+    // Never stuck: past the stage's limit, whoever did not report is timed out. When only the last
+    // stage's completion waited, the timed-out devices count as failed updates and the stage completes
+    // within maxFailedUpdates; any other gate still waiting fails the stage.
     for (const id of notReporting) outcomes[id] = { state: 'timed_out', reason: `no report within the stage limit of ${gates.stageTimeoutS} s`, at };
-    failure = `stage limit of ${gates.stageTimeoutS} s passed with ${waiting.map((g) => `${g.name} ${g.status} (${g.reason})`).join(', ')}${notReporting.length ? `; timed out: ${notReporting.join(', ')}` : ''}`;
+    const unfinished = failedIds.length + notReporting.length;
+    const onlyCompletion = waiting.every((g) => g.name === STAGE_COMPLETE);
+    if (onlyCompletion && unfinished <= gates.maxFailedUpdates) {
+      settleCompletion(results, notReporting, unfinished, gates.stageTimeoutS);
+      timedOutNote = notReporting.length ? ` (timed out at the stage limit: ${someIds(notReporting)})` : '';
+      waiting = [];
+    } else {
+      const counted = onlyCompletion ? ` (${unfinished} failed or timed out, more than maxFailedUpdates ${gates.maxFailedUpdates})` : '';
+      failure = `stage limit of ${gates.stageTimeoutS} s passed with ${waiting.map((g) => `${g.name} ${g.status} (${g.reason})`).join(', ')}${notReporting.length ? `; timed out: ${notReporting.join(', ')}` : ''}${counted}`;
+    }
   }
   if (failure) {
     check.verdict = `gate failed: ${failure}`;
@@ -165,7 +181,7 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
     return { publish: [...publish, ...added], transition: 'stage 1' };
   }
   if (row.stage + 1 >= row.stages.length) {
-    check.verdict = `succeeded${unmeasured}`;
+    check.verdict = `succeeded${unmeasured}${timedOutNote}`;
     if (!(await update({ status: 'succeeded' }, true)).length) return { publish: [], transition: null };
     // A cohort deployment of the rollout's bundle, as a direct cohort deployment records it (the parent,
     // not the variant): late joiners get it through reconcileDevice, which applies the cohort's
@@ -183,6 +199,19 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
   await recordAudit(tx, ROLLOUT_ACTOR, 'rollout.advance', row.id, { stage: nextStage, fraction: row.stages[nextStage], devices: nextTarget.length });
   await recordEvent(tx, 'rollout.stage_advanced', row.id, { rolloutId: row.id, cohort: row.cohort, stage: nextStage, fraction: row.stages[nextStage], devices: nextTarget.length });
   return { publish: [...publish, ...added], transition: `stage ${nextStage + 1}` };
+}
+
+/** The last stage's gates once its limit timed out the devices still updating: counted as failed updates, within the limit. */
+function settleCompletion(results: GateResult[], timedOut: string[], unfinished: number, limitS: number): void {
+  for (const g of results) {
+    if (g.name === 'failedUpdates') Object.assign(g, { value: unfinished, reason: `${g.reason}; timed out (counted as failed): ${someIds(timedOut)}` });
+    if (g.name === STAGE_COMPLETE) Object.assign(g, { status: 'pass', reason: `timed out at the stage limit of ${limitS} s: ${someIds(timedOut)} (counted as failed updates)` });
+  }
+}
+
+/** Device ids for a verdict: the first ten and how many in all (a stage may hold thousands). */
+function someIds(ids: string[]): string {
+  return ids.length > 10 ? `${ids.slice(0, 10).join(', ')}, … (${ids.length})` : ids.join(', ');
 }
 
 function round(v: number): string {
