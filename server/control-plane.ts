@@ -118,7 +118,7 @@ export class ControlPlane {
     const { config, logger, metrics } = this;
     const phases = new PhaseTimer();
     await mkdir(config.dataDir, { recursive: true });
-    const { db, client } = await openDatabase(config.dbUrl);
+    const { db, client } = await openDatabase(config.dbUrl, { synchronous: config.dbSynchronous });
     phases.mark('database');
     this.db = db;
     this.dbClient = client;
