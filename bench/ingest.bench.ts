@@ -35,6 +35,8 @@ import { percentile, printTable, type BenchRow } from './lib.ts';
 const DEVICES = 20;
 /** BENCH_INGEST_ONLY=embedded|mosquitto runs one broker's rows; `direct`, only the rows without MQTT (to iterate, or to profile one). */
 const only = process.env.BENCH_INGEST_ONLY;
+/** BENCH_INGEST_SYNCHRONOUS=full runs the server with FLOTILLA_DB_SYNCHRONOUS=full (to compare with the default, normal). */
+const dbSynchronous = process.env.BENCH_INGEST_SYNCHRONOUS === 'full' ? 'full' : 'normal';
 const STATS_PER_DEVICE = 250;
 const TELEMETRY_PER_DEVICE = 500;
 const BUNDLE_DEF = new URL('../firmware-bundles/tabular-demo/bundle.json', import.meta.url).pathname;
@@ -222,7 +224,7 @@ async function mosquittoRows(): Promise<BenchRow[]> {
   try {
     mosq = await startMosquitto();
     const clientId = 'bench-server';
-    cp = await startControlPlane({ driftCron: 'off', externalMqttUrl: mosq.url, externalBroker: { username: 'flotilla-server', password: randomBytes(16).toString('base64url'), admin: mosq.admin, clientId, sessionExpiryS: 300 } });
+    cp = await startControlPlane({ driftCron: 'off', dbSynchronous, externalMqttUrl: mosq.url, externalBroker: { username: 'flotilla-server', password: randomBytes(16).toString('base64url'), admin: mosq.admin, clientId, sessionExpiryS: 300 } });
     const { layout, devices, clients, bundleId } = await fleet(cp);
     const { statsPayloads, telePayloads } = payloadsFor(layout, devices, bundleId);
     const ids = devices.map((d) => d.id);
@@ -376,7 +378,7 @@ async function embeddedRows(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   // Ingest throughput, not the broker's per-device rate limit (each device here sends its whole share at once).
   const limits = loadServerConfig({}).mqttLimits;
-  const cp = await startControlPlane({ driftCron: 'off', mqttLimits: { ...limits, ratePerS: 100_000, burst: 1_000_000 } });
+  const cp = await startControlPlane({ driftCron: 'off', dbSynchronous, mqttLimits: { ...limits, ratePerS: 100_000, burst: 1_000_000 } });
   const pubs = startPublishers();
   try {
     const { layout, devices, clients, bundleId } = await fleet(cp);

@@ -5,7 +5,6 @@ import { hostname } from 'node:os';
 import { mkdir } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { rootCertificates } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createAdaptorServer } from '@hono/node-server';
@@ -118,7 +117,7 @@ export class ControlPlane {
     const { config, logger, metrics } = this;
     const phases = new PhaseTimer();
     await mkdir(config.dataDir, { recursive: true });
-    const { db, client } = await openDatabase(config.dbUrl);
+    const { db, client } = await openDatabase(config.dbUrl, { synchronous: config.dbSynchronous });
     phases.mark('database');
     this.db = db;
     this.dbClient = client;
@@ -150,9 +149,14 @@ export class ControlPlane {
       this.mqttPort = await this.broker.start(desired.map(({ deviceId, payload }) => ({ topic: deviceTopic(deviceId, 'desired'), payload })));
       phases.mark('brokerListening');
     }
-    // Without a configured CA: the public CAs, plus the certificate itself in case it is self-signed.
-    const busTls = !config.externalMqttUrl && config.tls ? { caPem: config.tlsCaPem ?? [...rootCertificates, config.tls.certPem].join('\n'), loopback: true } : undefined;
-    this.bus = new DeviceBus({ url: this.mqttUrl, ...internal, metrics, logger, sharedGroup: config.externalMqttUrl ? SHARED_GROUP : undefined, tls: busTls, persistent: external && { clientId: external.clientId, sessionExpiryS: external.sessionExpiryS }, onRefused: () => this.brokerReconciler?.runSoon() });
+    // The embedded broker hands device messages over inside this process; an external one is reached as a client.
+    this.bus = new DeviceBus({
+      metrics,
+      logger,
+      broker: this.broker
+        ? { inProcess: this.broker }
+        : { url: this.mqttUrl, ...internal, sharedGroup: SHARED_GROUP, persistent: external && { clientId: external.clientId, sessionExpiryS: external.sessionExpiryS }, onRefused: () => this.brokerReconciler?.runSoon() },
+    });
     // A retained copy replayed when this client subscribes updates state but is not a sign of life (lastSeen stays).
     // Both handlers settle once the device-state flush committed: in replica mode the bus acknowledges then.
     this.bus.on('status', StatusMessage, (deviceId, msg, meta) => deviceState.presence(deviceId, msg.state === 'online', new Date(), { replay: meta.retained }));

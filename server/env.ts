@@ -21,6 +21,8 @@ const ServerEnv = z.object({
   FLOTILLA_PUBLIC_URL: z.string().url().optional(),
   FLOTILLA_DATA_DIR: z.string().default('./data'),
   FLOTILLA_DB_URL: z.string().optional(),
+  /** SQLite's `synchronous` for a local database file (WAL): `normal` syncs at checkpoints, `full` at every commit. */
+  FLOTILLA_DB_SYNCHRONOUS: z.enum(['normal', 'full']).default('normal'),
   FLOTILLA_MAX_UPLOAD_BYTES: z.coerce.number().int().positive().default(2 * 1024 ** 3),
   FLOTILLA_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Raw stats windows and telemetry reports are deleted after this many hours (rollups stay). */
@@ -133,6 +135,8 @@ export interface ServerConfig {
   publicUrl?: string;
   dataDir: string;
   dbUrl: string;
+  /** `PRAGMA synchronous` on every writing connection of a local database file (ignored for libsql:// servers). */
+  dbSynchronous: 'normal' | 'full';
   maxUploadBytes: number;
   logLevel: z.infer<typeof ServerEnv>['FLOTILLA_LOG_LEVEL'];
   statsRetentionHours: number;
@@ -231,6 +235,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     publicUrl: e.FLOTILLA_PUBLIC_URL,
     dataDir,
     dbUrl: e.FLOTILLA_DB_URL ?? `file:${path.join(dataDir, 'flotilla.db')}`,
+    dbSynchronous: e.FLOTILLA_DB_SYNCHRONOUS,
     maxUploadBytes: e.FLOTILLA_MAX_UPLOAD_BYTES,
     logLevel: e.FLOTILLA_LOG_LEVEL,
     statsRetentionHours: e.FLOTILLA_STATS_RETENTION_HOURS,

@@ -25,6 +25,7 @@ import { devicePublishAllowed, deviceSubscribeAllowed } from './device-acl.ts';
 import { DeviceRateLimiter } from './device-rate-limiter.ts';
 import { guardReads, PacketSizeGuard, PacketTooLarge } from './packet-size-guard.ts';
 import { memoryPersistenceWithRetainedIndex } from './retained-index.ts';
+import type { BrokerMessage, InProcessBroker } from '../mqtt/in-process-broker.ts';
 
 export interface BrokerOptions {
   host: string;
@@ -64,8 +65,9 @@ function authError(message: string, returnCode: 3 | 4 | 5): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
 }
 
-export class EmbeddedBroker {
+export class EmbeddedBroker implements InProcessBroker {
   private aedes?: Aedes;
+  private persistence?: ReturnType<typeof memoryPersistenceWithRetainedIndex>;
   private server?: Server;
   private wsServer?: HttpServer;
   private wss?: WebSocketServer;
@@ -93,6 +95,7 @@ export class EmbeddedBroker {
   async start(retained: Array<{ topic: string; payload: string }> = []): Promise<number> {
     const { metrics, logger, state } = this.opts;
     const persistence = memoryPersistenceWithRetainedIndex(); // O(1) retained lookup per device subscribe
+    this.persistence = persistence;
     this.aedes = await Aedes.createBroker({
       persistence,
       // No global cap on messages being delivered at once. With aedes' default (100), once 100 deliveries
@@ -253,10 +256,40 @@ export class EmbeddedBroker {
    * subscribers, without a client round trip (the server's own messages need no authorization).
    */
   publishRetained(topic: string, payload: Buffer): Promise<void> {
+    return this.publish(topic, payload, { retain: true });
+  }
+
+  /** A QoS 1 message from the broker itself (InProcessBroker): resolves once handed to every subscriber. */
+  publish(topic: string, payload: Buffer, opts: { retain?: boolean } = {}): Promise<void> {
     const aedes = this.aedes;
     if (!aedes) return Promise.reject(new Error('broker not started'));
-    const packet = { cmd: 'publish', topic, payload, qos: 1, retain: true, dup: false } as Parameters<Aedes['publish']>[0];
+    const packet = { cmd: 'publish', topic, payload, qos: 1, retain: opts.retain ?? false, dup: false } as Parameters<Aedes['publish']>[0];
     return new Promise((resolve, reject) => aedes.publish(packet, (err?: Error | null) => (err ? reject(err) : resolve())));
+  }
+
+  /**
+   * Hands every message published on `filter` to `deliver`, in this process and in publish order
+   * (InProcessBroker). A device's QoS 1 publish was acknowledged to it before it gets here (aedes sends
+   * PUBACK first, as it did when the server was a client over TCP).
+   */
+  subscribe(filter: string, deliver: (message: BrokerMessage) => void): Promise<() => Promise<void>> {
+    const aedes = this.aedes;
+    if (!aedes) return Promise.reject(new Error('broker not started'));
+    // aedes' mqemitter waits for the callback before it counts the message delivered; nothing waits here.
+    const listener = (packet: { topic: string; payload: Buffer | string }, done: () => void) => {
+      deliver({ topic: packet.topic, payload: typeof packet.payload === 'string' ? Buffer.from(packet.payload) : packet.payload });
+      done();
+    };
+    const unsubscribe = () => new Promise<void>((resolve) => aedes.unsubscribe(filter, listener as never, () => resolve()));
+    return new Promise((resolve, reject) => aedes.subscribe(filter, listener as never, (err?: Error | null) => (err ? reject(err) : resolve(unsubscribe))));
+  }
+
+  /** The retained messages stored now on any of `filters` (what a new subscriber would be sent). */
+  async retained(filters: string[]): Promise<BrokerMessage[]> {
+    if (!this.persistence) throw new Error('broker not started');
+    const out: BrokerMessage[] = [];
+    for await (const packet of this.persistence.createRetainedStreamCombi(filters) as AsyncIterable<{ topic: string; payload: Buffer }>) out.push({ topic: packet.topic, payload: packet.payload });
+    return out;
   }
 
   connectedDevices(): number {

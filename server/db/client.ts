@@ -6,6 +6,7 @@ import { createClient, type Client } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import * as schema from './schema.ts';
+import { synchronousOnEveryWrite, type SynchronousLevel } from './synchronous.ts';
 import { queueTransactions } from './write-queue.ts';
 
 export type Db = LibSQLDatabase<typeof schema>;
@@ -16,7 +17,12 @@ const MIGRATIONS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migr
 /** How long a writer waits for another one's lock (another replica's, or this process's queue) before SQLITE_BUSY. */
 export const BUSY_TIMEOUT_MS = 10_000;
 
-export async function openDatabase(url: string): Promise<{ db: Db; client: Client }> {
+export interface OpenDatabaseOptions {
+  /** `PRAGMA synchronous` of every connection that writes (local files; see synchronous.ts). Default `normal`. */
+  synchronous?: SynchronousLevel;
+}
+
+export async function openDatabase(url: string, opts: OpenDatabaseOptions = {}): Promise<{ db: Db; client: Client }> {
   if (url.startsWith('file:')) mkdirSync(path.dirname(url.slice('file:'.length)), { recursive: true });
   // The client keeps a pool of connections and opens more whenever a transaction holds one: a
   // `PRAGMA busy_timeout` would reach only the connection that ran it (the others failed at once with
@@ -26,6 +32,7 @@ export async function openDatabase(url: string): Promise<{ db: Db; client: Clien
     // WAL lets readers run during a write (a database setting, stored in the file).
     await client.execute('PRAGMA journal_mode = WAL');
     await client.execute('PRAGMA foreign_keys = ON');
+    synchronousOnEveryWrite(client, opts.synchronous ?? 'normal');
     // drizzle opens its transactions `BEGIN IMMEDIATE` (libsql's default "write" mode): the write lock
     // is taken at the start, so a transaction never fails half-way upgrading a read to a write.
     queueTransactions(client, BUSY_TIMEOUT_MS);

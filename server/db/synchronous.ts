@@ -1,0 +1,68 @@
+// `PRAGMA synchronous` on every connection that writes. The setting belongs to a connection, not to the
+// file, and libsql's file client keeps a pool that opens connections as they are needed (a read while a
+// transaction holds one opens another, and a write may later run on it), so setting it once at open would
+// reach only the first connection. Here every write — a transaction, or a write through `execute()` or
+// `batch()`, which is run as one — first checks the setting on the connection it holds and, on a
+// connection that does not have it yet, ends the just-begun (empty) transaction, sets it and begins again:
+// SQLite refuses to change it inside a transaction. After that first time a write pays one PRAGMA read.
+//
+// NORMAL in WAL mode: a commit appends to the WAL without an fsync (the WAL is synced at checkpoints), so a
+// killed process loses nothing it committed; a power loss or OS crash may lose the last commits, never the
+// file's consistency. FULL syncs the WAL at every commit.
+import type { Client, InStatement, Transaction, TransactionMode } from '@libsql/client';
+
+export type SynchronousLevel = 'normal' | 'full';
+
+const LEVEL: Record<SynchronousLevel, number> = { normal: 1, full: 2 };
+const BEGIN: Record<TransactionMode, string> = { write: 'BEGIN IMMEDIATE', deferred: 'BEGIN DEFERRED', read: 'BEGIN TRANSACTION READONLY' };
+const READ = /^\s*(select|pragma|explain)\b/i;
+const sqlOf = (stmt: InStatement) => (typeof stmt === 'string' ? stmt : stmt.sql);
+
+/** Wraps `client` so that every write runs on a connection set to `level`. Local files only (a remote server has its own durability). */
+export function synchronousOnEveryWrite(client: Client, level: SynchronousLevel): Client {
+  const want = LEVEL[level];
+  const open = client.transaction.bind(client) as (mode?: TransactionMode) => Promise<Transaction>;
+  const begin = async (mode: TransactionMode = 'write'): Promise<Transaction> => {
+    const tx = await open(mode);
+    if (mode === 'read') return tx; // a reader commits nothing
+    try {
+      const { rows } = await tx.execute('PRAGMA synchronous');
+      if (Number(rows[0]?.[0]) !== want) await tx.executeMultiple(`COMMIT; PRAGMA synchronous = ${want}; ${BEGIN[mode]}`);
+    } catch (err) {
+      tx.close();
+      throw err;
+    }
+    return tx;
+  };
+  client.transaction = begin as Client['transaction'];
+
+  // A write outside a transaction would commit on whichever pooled connection it borrows: run it as a
+  // transaction of its own (one statement, or the batch's statements, as libsql's batch would). Through
+  // `begin`, not `client.transaction`: a wrapper applied later (the write queue) has already let it in.
+  const execute = client.execute.bind(client) as (...a: unknown[]) => Promise<unknown>;
+  client.execute = (async (stmt: InStatement, ...rest: unknown[]) => {
+    if (READ.test(sqlOf(stmt))) return execute(stmt, ...rest);
+    const tx = await begin('write');
+    try {
+      const result = await tx.execute(typeof stmt === 'string' && rest.length ? { sql: stmt, args: rest[0] as never } : stmt);
+      await tx.commit();
+      return result;
+    } finally {
+      tx.close();
+    }
+  }) as Client['execute'];
+
+  const batch = client.batch.bind(client) as (stmts: InStatement[], mode?: TransactionMode) => Promise<unknown>;
+  client.batch = (async (stmts: InStatement[], mode: TransactionMode = 'deferred') => {
+    if (mode === 'read' || stmts.every((s) => READ.test(sqlOf(s)))) return batch(stmts, mode);
+    const tx = await begin(mode);
+    try {
+      const results = await tx.batch(stmts);
+      await tx.commit();
+      return results;
+    } finally {
+      tx.close();
+    }
+  }) as Client['batch'];
+  return client;
+}
