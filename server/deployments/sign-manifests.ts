@@ -2,10 +2,12 @@
 // per-device cost no implementation can skip; made here it would stall the event loop, and handed to
 // libuv's thread pool one `crypto.sign` callback at a time the hand-off alone cost 37–53 µs of this
 // thread per signature (profiled, 10,000 devices under load), as much as the signature. So the canonical
-// texts go to one signer thread in chunks (one message per chunk), and the assignment stores a chunk's
-// rows while the thread signs the next (desired-state.ts). The result per device is the envelope's JSON
-// text, the same bytes as JSON.stringify(signEnvelope(manifest, keys)) (manifest-stamp.test.ts).
+// texts go to signer threads in chunks (one message per chunk, chunks dealt in turn), and the
+// assignment stores a chunk's rows while the threads sign the next ones (desired-state.ts). The result
+// per device is the envelope's JSON text, the same bytes as JSON.stringify(signEnvelope(manifest, keys))
+// (manifest-stamp.test.ts).
 import { sign } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { LoadedSigningKey } from '../../firmware-bundles/envelope.ts';
 import type { StampedManifest } from './manifest-stamp.ts';
@@ -35,7 +37,7 @@ parentPort.on('message', ({ id, texts, keys }) => {
 
 type Waiter = { resolve: (out: string[]) => void; reject: (err: Error) => void };
 
-/** One long-lived signer thread per process, started on first use; it does not keep the process alive while idle. */
+/** A long-lived signer thread, started on first use; it does not keep the process alive while idle. */
 class SignerThread {
   private worker: Worker | null = null;
   private readonly waiting = new Map<number, Waiter>();
@@ -76,7 +78,11 @@ class SignerThread {
   }
 }
 
-const signer = new SignerThread();
+/** Two threads: one per core here; and on a shared machine one thread got a small share of the CPU
+ * against libuv's four pool threads it replaced (a 2,000-device fan-out answered in 2.1 s vs 1.0 s). */
+const SIGNER_THREADS = Math.max(2, Math.min(4, availableParallelism()));
+const signers = Array.from({ length: SIGNER_THREADS }, () => new SignerThread());
+let turn = 0;
 
 function signaturesHere(text: string, keys: LoadedSigningKey[]): string {
   const bytes = Buffer.from(text, 'utf8');
@@ -99,7 +105,7 @@ export function signChunks(n: number, make: (i: number) => StampedManifest, keys
       out.push(Promise.resolve(stamped.map((m) => envelopeText(m.json, signaturesHere(m.canonical, keys)))));
       continue;
     }
-    const signed = signer.sign(stamped.map((m) => m.canonical), keys).then((sigs) => stamped.map((m, j) => envelopeText(m.json, sigs[j])));
+    const signed = signers[turn++ % signers.length].sign(stamped.map((m) => m.canonical), keys).then((sigs) => stamped.map((m, j) => envelopeText(m.json, sigs[j])));
     // A caller that stops at a failed chunk never awaits the later ones: their failure is not unhandled.
     signed.catch(() => {});
     out.push(signed);
