@@ -38,6 +38,7 @@ export class Agent {
   runtime?: ModelRuntime;
   reconciler?: Reconciler;
   reporter?: Reporter;
+  state?: StateStore;
   session?: MqttSession;
   brokerRestore?: BrokerAccessRestore;
   api?: LocalApi;
@@ -82,6 +83,7 @@ export class Agent {
     const tlsFetch = pinnedFetch(identity.tls?.ca);
 
     const state = new StateStore(config.dataDir);
+    this.state = state;
     const bundles = new BundleStore(config.dataDir);
     const runtime = this.deps.runtime ?? new EngineRuntime({ logger: log, hostOptions: { thread: config.inferenceThread } });
     this.runtime = runtime;

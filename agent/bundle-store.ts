@@ -9,7 +9,7 @@
 // A bundle directory is complete and fsynced before `current` ever points at it, and every start
 // re-verifies the current bundle (signatures at the time it was verified, then every file's sha256),
 // falling back to `previous` when it is broken.
-import { copyFile, link, lstat, mkdir, readFile, readdir, readlink, rename, rm, unlink } from 'node:fs/promises';
+import { copyFile, link, lstat, mkdir, readFile, readdir, readlink, rename, rm, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BundleDefinition } from '../firmware-bundles/definition.ts';
 import type { SignedEnvelope } from '../firmware-bundles/envelope.ts';
@@ -194,9 +194,12 @@ export class BundleStore {
   /** Writes the envelopes into a staging directory, fsyncs it and moves it under bundles/; returns the current pointer. */
   private async commitStaging(name: string, envelopes: { manifest: unknown; keylist: unknown }, meta: BundleMeta): Promise<string | null> {
     const staging = path.join(this.stagingRoot, name);
-    await writeJsonAtomic(path.join(staging, MANIFEST_FILE), envelopes.manifest, 0o600);
-    await writeJsonAtomic(path.join(staging, KEYLIST_FILE), envelopes.keylist, 0o600);
-    await writeJsonAtomic(path.join(staging, META_FILE), meta, 0o600);
+    // Plain writes: nothing reads staging/ as a bundle, the loop below fsyncs every file, and the
+    // directory becomes a bundle by one rename (a temp file + rename + directory fsync per file, as
+    // writeJsonAtomic does, was 3 × 8 file operations more per update, for nothing).
+    for (const [file, value] of [[MANIFEST_FILE, envelopes.manifest], [KEYLIST_FILE, envelopes.keylist], [META_FILE, meta]] as const) {
+      await writeFile(path.join(staging, file), JSON.stringify(value, null, 2) + '\n', { mode: 0o600 });
+    }
     for (const entry of await readdir(staging)) await fsyncFile(path.join(staging, entry));
     await fsyncDir(staging);
 

@@ -13,7 +13,6 @@ import type { Logger } from 'pino';
 import { DigestAccumulator, FileDigestError, verifyFile } from '../firmware-bundles/file-digest.ts';
 import type { ManifestFile } from '../firmware-bundles/manifest.ts';
 import { Backoff, sleep } from './backoff.ts';
-import { fsyncDir } from './fs-atomic.ts';
 import { httpClient, type HttpFetch, type HttpResponse } from './http-client.ts';
 
 /** Without a client given (tests), the system's CAs. */
@@ -115,8 +114,9 @@ export class Downloader {
           await rm(part, { force: true });
           throw new DownloadError(verdict.reason, `${file.path}: ${verdict.message}`);
         }
+        // Not fsynced here: installing fsyncs the staging directory and its files before it becomes a
+        // bundle, and a rename lost to a crash only means resuming from the part file.
         await rename(part, final);
-        await fsyncDir(dir);
         return;
       } catch (err) {
         if (fo.signal.aborted) throw fo.signal.reason;

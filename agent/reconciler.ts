@@ -147,9 +147,8 @@ export class Reconciler {
     }
     if (v.kind === 'reject') {
       const { digest } = v;
-      if (digest) {
-        await state.update((st) => recordHandled(st, digest, v.counter ?? -1, v.code));
-      }
+      // The verdict is written together with the `failed` transition (one write).
+      if (digest) state.note((st) => recordHandled(st, digest, v.counter ?? -1, v.code));
       await reporter.transition('failed', { counter: v.counter, bundleId: v.bundleId, reason: v.code, message: v.message });
       return;
     }
@@ -185,6 +184,11 @@ export class Reconciler {
 
   private async markHandled(job: UpdateJob, outcome: string): Promise<void> {
     await this.o.state.update((s) => recordHandled(s, job.digest, job.manifest.counter, outcome));
+  }
+
+  /** Records a verdict to be written with the terminal transition that follows it. */
+  private noteHandled(job: UpdateJob, outcome: string): void {
+    this.o.state.note((s) => recordHandled(s, job.digest, job.manifest.counter, outcome));
   }
 
   private async run(job: UpdateJob): Promise<void> {
@@ -224,7 +228,9 @@ export class Reconciler {
       staged = null;
       const b = await bundles.read(job.name);
       this.setActive(b);
-      await this.o.state.update((s) => void (s.highWaterCounter = Math.max(s.highWaterCounter, m.counter)));
+      // On disk with the next write (at latest the probation's verdict); until then a restart reads the
+      // floor from `current`, which names this manifest now (start()).
+      this.o.state.note((s) => void (s.highWaterCounter = Math.max(s.highWaterCounter, m.counter)));
       logger.info({ counter: m.counter, bundle: job.name, ms: Date.now() - started }, 'activated; probation starts');
     } catch (err) {
       clearTimeout(deadline);
@@ -264,13 +270,13 @@ export class Reconciler {
     }
     const e = toUpdateError(err, phaseAt);
     if (e.code === SUPERSEDED) {
-      await this.markHandled(job, SUPERSEDED);
+      this.noteHandled(job, SUPERSEDED);
       await reporter.transition('idle', { ...ids, reason: SUPERSEDED, message: e.message, error: false });
       await bundles.prune(this.keepWhilePruning()).catch(() => {});
       return;
     }
     if (!RETRYABLE.has(e.code)) {
-      await this.markHandled(job, e.code);
+      this.noteHandled(job, e.code);
       // A failed download keeps its part files so the next delivery resumes; the rest goes.
       if (!installed) await bundles.prune(this.keepWhilePruning()).catch(() => {});
     }

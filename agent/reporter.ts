@@ -2,9 +2,9 @@
 // throttled download progress, and again after each reconnect. While offline only the newest
 // document matters, so nothing is queued: the latest one is sent once the session is back.
 import type { Logger } from 'pino';
-import type { BundleRef, ReportedMessage, UpdateState } from '../protocol/messages/reported.ts';
+import { TERMINAL_STATES, type BundleRef, type ReportedMessage, type UpdateState } from '../protocol/messages/reported.ts';
 import { AGENT_CAPABILITIES, type ShadowReport } from '../protocol/messages/shadow.ts';
-import type { StateStore, Transition } from './state-store.ts';
+import type { AgentState, StateStore, Transition } from './state-store.ts';
 
 export interface ReportPublisher {
   readonly connected: boolean;
@@ -81,7 +81,8 @@ export class Reporter {
   }
 
   /**
-   * Records a transition (persisted with the state, so the history survives restarts) and publishes.
+   * Records a transition (persisted with the state, so the history survives restarts: a terminal one
+   * before this returns, an intermediate one with the next write) and publishes.
    * A failure carries its reason code and message as `lastError`.
    */
   async transition(state: UpdateState, o: { counter?: number; bundleId?: string; reason?: string; message?: string; error?: boolean } = {}): Promise<void> {
@@ -90,12 +91,16 @@ export class Reporter {
     if (o.counter !== undefined && o.bundleId !== undefined) this.desired = { bundleId: o.bundleId, counter: o.counter };
     if (state !== 'downloading') this.progress = undefined;
     const t: Transition = { state, at, ...(o.counter !== undefined ? { counter: o.counter } : {}), ...(o.reason ? { reason: o.reason } : {}) };
-    await this.store.update((s) => {
+    const record = (s: AgentState) => {
       s.transitions.push(t);
       if ((state === 'failed' || state === 'rolled_back') && o.reason && o.error !== false) {
         s.lastError = { code: o.reason, message: (o.message ?? o.reason).slice(0, 2000), at, ...(o.counter !== undefined ? { counter: o.counter } : {}) };
       }
-    });
+    };
+    // An update's intermediate phases ride with the next write (a restart starts the update over and
+    // reports from its last terminal state); the outcome is on disk before this returns.
+    if (TERMINAL_STATES.has(state)) await this.store.update(record);
+    else this.store.note(record);
     this.logger.info({ state, counter: o.counter, reason: o.reason }, o.message && o.reason ? `update ${state}: ${o.message}` : `update ${state}`);
     this.flush();
   }

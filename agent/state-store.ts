@@ -43,8 +43,12 @@ export type AgentState = z.infer<typeof AgentState>;
 
 export class StateStore {
   private state: AgentState = AgentState.parse({ v: 1 });
-  private writing: Promise<void> = Promise.resolve();
+  /** The write under way, and the next one (not started yet: every change made meanwhile rides in it). */
+  private writing: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
   private readonly file: string;
+  /** Times state.json was written (each an atomic replace: temp file, fsync, rename, directory fsync). */
+  writes = 0;
 
   constructor(dataDir: string) {
     this.file = path.join(dataDir, STATE_FILE);
@@ -66,14 +70,46 @@ export class StateStore {
     return this.state;
   }
 
-  /** Applies a change and persists it; writes are serialized so the file always holds the newest state. */
+  /**
+   * Applies a change and persists it: resolves once a write holding it (and every change before it)
+   * is on disk. Changes made while a write is under way share the next one.
+   */
   async update(change: (s: AgentState) => void): Promise<void> {
+    this.apply(change);
+    await this.persist();
+  }
+
+  /**
+   * Applies a change in memory only; it reaches the disk with the next update(). For what a restart
+   * can do without (an update's intermediate phases: a restarted agent starts that update over from
+   * the retained desired state) — never for what crash safety rests on (key list, probation, verdicts).
+   */
+  note(change: (s: AgentState) => void): void {
+    this.apply(change);
+  }
+
+  private apply(change: (s: AgentState) => void): void {
     change(this.state);
     if (this.state.handled.length > MAX_HANDLED) this.state.handled.splice(0, this.state.handled.length - MAX_HANDLED);
     if (this.state.transitions.length > MAX_TRANSITIONS) this.state.transitions.splice(0, this.state.transitions.length - MAX_TRANSITIONS);
-    const snapshot = structuredClone(this.state);
-    this.writing = this.writing.catch(() => {}).then(() => writeJsonAtomic(this.file, snapshot));
-    await this.writing;
+  }
+
+  private persist(): Promise<void> {
+    if (this.queued) return this.queued;
+    const next: Promise<void> = (this.writing ?? Promise.resolve())
+      .catch(() => {})
+      .then(() => {
+        // The newest state when the write starts, so it holds every change queued behind the last one.
+        this.queued = null;
+        this.writing = next;
+        this.writes++;
+        return writeJsonAtomic(this.file, this.state);
+      })
+      .finally(() => {
+        if (this.writing === next) this.writing = null;
+      });
+    this.queued = next;
+    return next;
   }
 
   isHandled(digest: string): boolean {

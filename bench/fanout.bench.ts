@@ -32,6 +32,7 @@ import { createLogger } from '../server/logger.ts';
 import { DEFAULT_AGENT_CONFIG } from '../server/settings/effective-settings.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { SimulatorProcess } from '../simulator/simulator-process.ts';
+import { profiled } from './cpu-profile.ts';
 import { printTable, type BenchRow } from './lib.ts';
 
 const SIZES = (process.env.BENCH_FANOUT_DEVICES ?? '2000,10000').split(',').filter(Boolean).map(Number);
@@ -102,7 +103,8 @@ export async function runFanoutBench(): Promise<BenchRow[]> {
       for (const [k, bundle] of [['first', b1], ['second', b2]] as const) {
         const l0 = load();
         t = performance.now();
-        const dep = await api('POST', '/api/v1/deployments', { bundle, cohort });
+        // BENCH_CPU_PROFILE=<dir>: a profile of this thread (the control plane's) per deployment.
+        const dep = await profiled(`fanout-${n}-${k}`, () => api('POST', '/api/v1/deployments', { bundle, cohort }));
         const ms = performance.now() - t;
         if (dep.devices.length !== n) throw new Error(`deployment reached ${dep.devices.length} of ${n} devices`);
         tell({ benchmark: `cohort deployment to ${n} devices (${k}): request to response, published`, value: ms / 1000, unit: 's', baseline: `${n} Ed25519 signatures alone`, baselineValue: signMs / 1000, ratio: ms / signMs, note: `${((ms / n) * 1000).toFixed(0)} µs/device; load ${l0}→${load()}` });

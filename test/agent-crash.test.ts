@@ -4,7 +4,7 @@
 // the agent had verified.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -158,7 +158,9 @@ describe('agent: crash safety (child process, kill -9)', { timeout: 300_000 }, (
       agent.start();
       await healthy();
 
-      // Where the update was when it was killed, from the transitions the agent had persisted.
+      // Where the update was when it was killed, from the transitions the agent had persisted (an
+      // update's intermediate phases are written with its next durable step, so a kill may land
+      // after a phase that is not on disk yet).
       const s = await status();
       const mine = (s.update.transitions as Array<{ state: string; at: string; counter?: number }>).filter((t) => t.counter === c);
       const activating = mine.find((t) => t.state === 'activating');
@@ -166,12 +168,23 @@ describe('agent: crash safety (child process, kill -9)', { timeout: 300_000 }, (
       const at = mine.filter((t) => Date.parse(t.at) <= killedAt).at(-1)?.state ?? 'not started';
       phases[at] = (phases[at] ?? 0) + 1;
 
-      // What runs must be a model named by a manifest the agent verified, byte for byte.
-      const onDisk = JSON.parse(await readFile(path.join(dataDir, 'current', 'manifest.json'), 'utf8'));
+      // What runs must be a model named by a manifest the agent verified, byte for byte. The restarted
+      // agent may be finishing this round's update right now (the retained desired state), moving
+      // `current`: read one installed bundle's directory (never changed once installed) and a status
+      // taken while `current` pointed at it outside an activation, not `current/…` twice (seen: its manifest before a swap,
+      // its model after).
+      const { st, bundleDir } = await waitFor(async () => {
+        const link = await readlink(path.join(dataDir, 'current'));
+        const st = await status();
+        // While `activating`, `current` has moved before the runtime swapped to it: not a settled moment.
+        const settled = st.update.running?.phase !== 'activating' && (await readlink(path.join(dataDir, 'current'))) === link;
+        return settled ? { st, bundleDir: path.join(dataDir, link) } : undefined;
+      }, 'a status taken while current stayed put');
+      const onDisk = JSON.parse(await readFile(path.join(bundleDir, 'manifest.json'), 'utf8'));
       assert.ok(published.has(digestOf(onDisk.signed)), `round ${i}: current/manifest.json is a manifest we signed`);
       const modelEntry = onDisk.signed.files.find((f: { path: string }) => f.path === 'model.onnx');
-      assert.equal(s.active.modelSha256, modelEntry.sha256, `round ${i}: the active model is the current bundle's`);
-      assert.equal(sha256(await readFile(path.join(dataDir, 'current', 'model.onnx'))), modelEntry.sha256, `round ${i}: model file matches its manifest`);
+      assert.equal(st.active.modelSha256, modelEntry.sha256, `round ${i}: the active model is the current bundle's`);
+      assert.equal(sha256(await readFile(path.join(bundleDir, 'model.onnx'))), modelEntry.sha256, `round ${i}: model file matches its manifest`);
       const p = await api(port, 'POST', '/v1/predict', { features: row });
       assert.equal(p.status, 200, `round ${i}: predict ${JSON.stringify(p.body)}`);
       const logits = p.body.outputs.logits.data as number[];

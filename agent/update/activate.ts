@@ -52,7 +52,8 @@ export async function settleProbation(
   const ids = { counter: m.counter, bundleId: m.bundle.id };
   if (verdict.interrupted) return;
   if (verdict.ok) {
-    await state.update((s) => {
+    // One write: the verdict, the probation's end and the `active` transition.
+    state.note((s) => {
       s.probation = null;
       recordHandled(s, digest, m.counter, 'active');
     });

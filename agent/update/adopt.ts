@@ -24,7 +24,8 @@ export async function relinkServingBundle(d: UpdateDeps, job: UpdateJob, from: I
 /** Raises the floor to the adopted counter, records the verdict and reports `active`. */
 export async function recordAdoption(d: UpdateDeps, job: UpdateJob): Promise<void> {
   const m = job.manifest;
-  await d.state.update((s) => {
+  // Written with the `active` transition (one write).
+  d.state.note((s) => {
     s.highWaterCounter = Math.max(s.highWaterCounter, m.counter);
     recordHandled(s, job.digest, m.counter, 'active');
   });

@@ -1,6 +1,7 @@
 // Desired state per device: signs a deployment manifest for each target device (its own id, a counter
 // strictly above any it had) and publishes it retained on the device's `desired` topic together with
 // the current key list. The database row is the truth; publishing is repeatable (start, key rotation).
+import type { InValue } from '@libsql/client';
 import { and, eq, lt, ne, sql, type SQL } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { canonicalize } from '../../firmware-bundles/canonical-json.ts';
@@ -16,8 +17,17 @@ import { effectiveAgentConfigs } from '../settings/effective-settings.ts';
 import { manifestStatsLayout } from './stats-layout.ts';
 import type { DesiredPayload, DesiredPublisher } from './desired-publisher.ts';
 import { manifestStamp, type ManifestStamp } from './manifest-stamp.ts';
-import { signAll } from './sign-manifests.ts';
+import { signChunks } from './sign-manifests.ts';
 import { desiredMessageHead, storedDesiredPayloads } from './stored-desired.ts';
+import { insertRows } from '../ingest/multi-row.ts';
+
+// The assignment's rows as multi-row VALUES with bound parameters (multi-row.ts), one statement per
+// chunk of devices: the earlier single statement read the rows back from one JSON parameter through
+// json_each (≈ 15 MB of JSON built, copied and re-parsed per column for 10,000 devices).
+const col = (k: keyof typeof deviceDesired.$inferSelect) => `"${deviceDesired[k].name}"`;
+const UPSERT_HEAD = `insert into "device_desired" (${(['deviceId', 'counter', 'bundleId', 'deploymentId', 'cohort', 'manifest', 'expiresAt', 'updatedAt', 'previousBundleId', 'shadow'] as const).map(col).join(', ')})`;
+// A new bundle restarts the stale clock (mismatch, republished); a re-sign of the same bundle keeps it.
+const UPSERT_TAIL = `on conflict (${col('deviceId')}) do update set ${(['counter', 'bundleId', 'deploymentId', 'cohort', 'manifest', 'expiresAt', 'updatedAt', 'previousBundleId', 'shadow'] as const).map((k) => `${col(k)} = excluded.${col(k)}`).join(', ')}, ${(['mismatchSince', 'republishedAt'] as const).map((k) => `${col(k)} = case when "device_desired".${col('bundleId')} = excluded.${col('bundleId')} then "device_desired".${col(k)} end`).join(', ')}`;
 
 export const DEFAULT_MANIFEST_TTL_S = 30 * 86400;
 export class DesiredState {
@@ -89,38 +99,30 @@ export class DesiredState {
       }
       todo.push({ deviceId, counter, stamp });
     }
-    // Signed in the thread pool while this thread stamps the next devices' texts (sign-manifests.ts).
-    const signed = await signAll(todo.length, (i) => todo[i].stamp(todo[i].deviceId, todo[i].counter), keys);
-    const rows = todo.map(({ deviceId, counter }, i) => {
-      const prev = existing.get(deviceId);
-      const changed = prev?.bundleId !== bundleId;
-      return {
-        deviceId,
-        counter,
-        // Text, not nested JSON: SQLite would re-print the signed numbers in its own float format.
-        manifest: signed[i],
-        // What a rollback goes back to; a re-sign of the same bundle keeps it (and the stale clock, below).
-        previousBundleId: changed ? (prev?.bundleId ?? null) : (prev?.previousBundleId ?? null),
-      };
-    });
-    // One statement for the whole assignment: the rows go in as one JSON parameter (json_each), so
-    // the statement's size and its building do not grow with the device count. A new bundle restarts
-    // the stale clock (mismatch, republished); a re-sign of the same bundle keeps it.
+    // Signed by the signer thread chunk by chunk while this thread stores the chunk before (sign-manifests.ts).
+    const chunks = signChunks(todo.length, (i) => todo[i].stamp(todo[i].deviceId, todo[i].counter), keys);
     const shadowText = meta.shadow ? JSON.stringify(meta.shadow) : null;
-    const c = (k: keyof typeof deviceDesired.$inferSelect) => sql.raw(`"${deviceDesired[k].name}"`);
-    await tx.run(sql`
-      insert into ${deviceDesired} (${c('deviceId')}, ${c('counter')}, ${c('bundleId')}, ${c('deploymentId')}, ${c('cohort')}, ${c('manifest')}, ${c('expiresAt')}, ${c('updatedAt')}, ${c('previousBundleId')}, ${c('shadow')}, ${c('mismatchSince')}, ${c('republishedAt')})
-      select value ->> '$.deviceId', value ->> '$.counter', ${bundleId}, ${meta.deploymentId ?? null}, ${meta.cohort ?? null}, value ->> '$.manifest', ${expiresAt.toISOString()}, ${now}, value ->> '$.previousBundleId', ${shadowText}, null, null
-      from json_each(${JSON.stringify(rows)}) where true
-      on conflict (${c('deviceId')}) do update set
-        ${c('counter')} = excluded.${c('counter')}, ${c('bundleId')} = excluded.${c('bundleId')}, ${c('deploymentId')} = excluded.${c('deploymentId')},
-        ${c('cohort')} = excluded.${c('cohort')}, ${c('manifest')} = excluded.${c('manifest')}, ${c('expiresAt')} = excluded.${c('expiresAt')},
-        ${c('updatedAt')} = excluded.${c('updatedAt')}, ${c('previousBundleId')} = excluded.${c('previousBundleId')}, ${c('shadow')} = excluded.${c('shadow')},
-        ${c('mismatchSince')} = case when ${deviceDesired}.${c('bundleId')} = excluded.${c('bundleId')} then ${deviceDesired}.${c('mismatchSince')} end,
-        ${c('republishedAt')} = case when ${deviceDesired}.${c('bundleId')} = excluded.${c('bundleId')} then ${deviceDesired}.${c('republishedAt')} end`);
-    // The messages as a restart would publish them from the stored rows (stored-desired.ts): same bytes.
+    const deploymentId = meta.deploymentId ?? null;
+    const cohort = meta.cohort ?? null;
+    const expires = expiresAt.toISOString();
+    const out: DesiredPayload[] = [];
     const head = desiredMessageHead(keylist);
-    return rows.map((r) => ({ deviceId: r.deviceId, counter: r.counter, payload: `${head}${r.manifest}}` }));
+    let i = 0;
+    for (const chunk of chunks) {
+      const rows: InValue[][] = [];
+      for (const manifest of await chunk) {
+        const { deviceId, counter } = todo[i++];
+        const prev = existing.get(deviceId);
+        // What a rollback goes back to; a re-sign of the same bundle keeps it (and the stale clock).
+        const previousBundleId = prev?.bundleId !== bundleId ? (prev?.bundleId ?? null) : (prev?.previousBundleId ?? null);
+        // The manifest as text, not nested JSON: SQLite would re-print the signed numbers in its own float format.
+        rows.push([deviceId, counter, bundleId, deploymentId, cohort, manifest, expires, now, previousBundleId, shadowText]);
+        // The message as a restart would publish it from the stored row (stored-desired.ts): same bytes.
+        out.push({ deviceId, counter, payload: `${head}${manifest}}` });
+      }
+      await insertRows(tx, UPSERT_HEAD, rows, UPSERT_TAIL);
+    }
+    return out;
   }
 
   /** Publishes the stored desired state of the given devices (all when omitted). */

@@ -6,7 +6,7 @@ import { createKeyList } from '../../firmware-bundles/key-list.ts';
 import { generateKeyPair } from '../../firmware-bundles/keys.ts';
 import { createManifest, verifyManifest, type DeploymentManifest } from '../../firmware-bundles/manifest.ts';
 import { manifestStamp } from './manifest-stamp.ts';
-import { signAll, signedEnvelopeText } from './sign-manifests.ts';
+import { signAll } from './sign-manifests.ts';
 
 const expiresAt = new Date(Date.now() + 86400e3);
 const files = [
@@ -51,23 +51,27 @@ describe('manifest stamp: per-device texts from one template', () => {
     assert.equal(s.json, JSON.stringify({ ...odd, deviceId: 'dev_abcdefgh', counter: 5 }));
   });
 
-  test('signed in the thread pool: the envelope text is JSON.stringify(signEnvelope(...)), and it verifies', async () => {
-    const root = generateKeyPair();
-    const [a, b] = [generateKeyPair(), generateKeyPair()];
-    const keys = loadSigningKeys([a, b]);
-    const template = templates[1][1];
-    const stamp = manifestStamp(template);
-    const keylist = createKeyList({ version: 2, root, keys: [a, b], threshold: 2, expiresAt });
-    for (const [deviceId, counter] of devicesAndCounters) {
-      const text = await signedEnvelopeText(stamp(deviceId, counter), keys);
-      // Ed25519 is deterministic: the same bytes signed by the same keys give the same signatures.
-      assert.equal(text, JSON.stringify(signEnvelope({ ...template, deviceId, counter }, keys)));
-      const verdict = verifyManifest(JSON.parse(text), { keylist, deviceId, cohort: template.cohort, activeCounter: counter - 1, agentVersion: '9.9.9', now: new Date() });
-      assert.ok(verdict.ok, JSON.stringify(verdict));
-    }
-  });
+  for (const n of [3, 200]) {
+    test(`${n} manifests signed (${n < 32 ? 'on this thread' : 'by the signer thread'}): each envelope text is JSON.stringify(signEnvelope(...)), and it verifies`, async () => {
+      const root = generateKeyPair();
+      const [a, b] = [generateKeyPair(), generateKeyPair()];
+      const keys = loadSigningKeys([a, b]);
+      const template = templates[1][1];
+      const stamp = manifestStamp(template);
+      const keylist = createKeyList({ version: 2, root, keys: [a, b], threshold: 2, expiresAt });
+      const devices = Array.from({ length: n }, (_, i) => devicesAndCounters[i % devicesAndCounters.length]);
+      const texts = await signAll(n, (i) => stamp(...devices[i]), keys, 64);
+      texts.forEach((text, i) => {
+        const [deviceId, counter] = devices[i];
+        // Ed25519 is deterministic: the same bytes signed by the same keys give the same signatures.
+        assert.equal(text, JSON.stringify(signEnvelope({ ...template, deviceId, counter }, keys)));
+        const verdict = verifyManifest(JSON.parse(text), { keylist, deviceId, cohort: template.cohort, activeCounter: counter - 1, agentVersion: '9.9.9', now: new Date() });
+        assert.ok(verdict.ok, JSON.stringify(verdict));
+      });
+    });
+  }
 
-  test('signAll keeps the order of the devices whatever order the signatures finish in', async () => {
+  test('signAll keeps the order of the devices across chunks', async () => {
     const keys = loadSigningKeys([generateKeyPair()]);
     const stamp = manifestStamp(templates[0][1]);
     const ids = Array.from({ length: 300 }, (_, i) => `dev_order${String(i).padStart(5, '0')}`);
