@@ -42,10 +42,9 @@ export interface BrokerOptions {
   state: DeviceStateWriter;
   /** Device credential checks in flight at once; beyond it CONNACK 3 "server unavailable". */
   maxPendingConnects: number;
+  /** Accept queue of the MQTT listener (see start()); default 1024. */
+  listenBacklog?: number;
 }
-
-/** Accept queue of the MQTT listener (see start()). */
-const LISTEN_BACKLOG = 4096;
 
 /** Channels whose messages become database rows, hence rate-limited per device. */
 const RATE_LIMITED: ReadonlySet<string> = new Set(['telemetry', 'stats', 'reported']);
@@ -179,10 +178,14 @@ export class EmbeddedBroker {
     this.sweepTimer.unref();
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
-      // A restarted fleet's SYNs arrive within seconds: with Node's default accept queue (511) they overflow
-      // it, the kernel drops them and the clients' SYN retransmits (1, 3, 7 s) run into the 10 s connect
-      // timeout (the bench's "lost" attempts). The kernel caps this at net.core.somaxconn.
-      this.server!.listen({ port: this.opts.port, host: this.opts.host, backlog: LISTEN_BACKLOG }, () => resolve());
+      // The accept queue bounds how long a connection can wait before this process sees it. Node 20's libuv
+      // (>= 1.45, libuv PR #3696) accepts one connection per event-loop turn, so a busy loop drains the
+      // queue slowly: a 4096-deep queue on a loaded server (≈ 100 accepts/s) held connections longer than
+      // the agents' 30 s connect timeout, every connection accepted was one its device had given up on, and
+      // 19,000 devices stalled at ≈ 2 connected/s. Beyond the queue the kernel drops SYNs, which costs this
+      // process nothing; the devices retransmit them (1, 3, 7 s) within their timeout. Node's default, 511,
+      // overflowed on quiet reconnect storms; 1024 holds ≈ 2 s of accepts there.
+      this.server!.listen({ port: this.opts.port, host: this.opts.host, backlog: this.opts.listenBacklog ?? 1024 }, () => resolve());
     });
     if (this.opts.wsPort !== undefined) await this.listenWebSocket(this.opts.wsPort);
     return (this.server.address() as AddressInfo).port;
