@@ -63,7 +63,7 @@ const ServerEnv = z.object({
   /** Device credential checks the embedded broker runs at once; beyond it a CONNECT gets CONNACK 3 "server unavailable" (agents back off). */
   FLOTILLA_MQTT_MAX_PENDING_CONNECTS: z.coerce.number().int().min(1).max(100_000).default(100),
   /** Accept queue of the embedded broker's MQTT listener (capped by net.core.somaxconn); see embedded-broker.ts. */
-  FLOTILLA_MQTT_LISTEN_BACKLOG: z.coerce.number().int().min(1).max(65_535).default(1024),
+  FLOTILLA_MQTT_LISTEN_BACKLOG: z.coerce.number().int().min(1).max(65_535).default(4096),
   /** Artifact downloads streaming at once; past it a download is answered 503 + Retry-After (agents wait and retry). */
   FLOTILLA_ARTIFACT_MAX_DOWNLOADS: z.coerce.number().int().min(1).max(100_000).default(256),
   /** The Retry-After (seconds) of a shed artifact download; agents add up to as much again of jitter. */

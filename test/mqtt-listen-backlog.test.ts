@@ -1,9 +1,9 @@
-// The embedded broker's MQTT accept queue is bounded by FLOTILLA_MQTT_LISTEN_BACKLOG (default 1024): while the
+// The embedded broker's MQTT accept queue is bounded by FLOTILLA_MQTT_LISTEN_BACKLOG (default 4096): while the
 // broker's event loop is busy, at most that many connections complete their handshake and wait for it; the
-// kernel drops the rest's SYNs and their clients retry. A deeper queue let connections wait past the agents'
-// connect timeout on a loaded server (Node 20 accepts one connection per loop turn), so the broker spent its
-// turns on connections whose devices had already given up. Real TCP, a client process, the broker's loop
-// blocked the way a long synchronous turn blocks it.
+// kernel drops the rest's SYNs and their clients retry. Node 20 accepts one connection per loop turn, so the
+// queue's depth over the turn rate is how long a device waits before the broker sees it; an operator can bound
+// it below the agents' connect timeout. Real TCP, a client process, the broker's loop blocked the way a long
+// synchronous turn blocks it.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -46,8 +46,8 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-test('the default accept queue is 1024', () => {
-  assert.equal(loadServerConfig({}).mqttListenBacklog, 1024);
+test('the default accept queue is 4096', () => {
+  assert.equal(loadServerConfig({}).mqttListenBacklog, 4096);
 });
 
 test('while the broker loop is blocked, no more connections than the configured backlog complete their handshake', async () => {

@@ -42,7 +42,7 @@ export interface BrokerOptions {
   state: DeviceStateWriter;
   /** Device credential checks in flight at once; beyond it CONNACK 3 "server unavailable". */
   maxPendingConnects: number;
-  /** Accept queue of the MQTT listener (see start()); default 1024. */
+  /** Accept queue of the MQTT listener (see start()); default 4096. */
   listenBacklog?: number;
 }
 
@@ -179,13 +179,12 @@ export class EmbeddedBroker {
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
       // The accept queue bounds how long a connection can wait before this process sees it. Node 20's libuv
-      // (>= 1.45, libuv PR #3696) accepts one connection per event-loop turn, so a busy loop drains the
-      // queue slowly: a 4096-deep queue on a loaded server (≈ 100 accepts/s) held connections longer than
-      // the agents' 30 s connect timeout, every connection accepted was one its device had given up on, and
-      // 19,000 devices stalled at ≈ 2 connected/s. Beyond the queue the kernel drops SYNs, which costs this
-      // process nothing; the devices retransmit them (1, 3, 7 s) within their timeout. Node's default, 511,
-      // overflowed on quiet reconnect storms; 1024 holds ≈ 2 s of accepts there.
-      this.server!.listen({ port: this.opts.port, host: this.opts.host, backlog: this.opts.listenBacklog ?? 1024 }, () => resolve());
+      // (>= 1.45, libuv PR #3696) accepts one connection per event-loop turn, so the queue drains at the loop's
+      // turn rate: ≈ 500/s on a quiet machine, 1–340/s on a starved one. 4096 (capped by net.core.somaxconn)
+      // absorbs a quiet reconnect storm (Node's 511 overflowed and the SYN retransmits cost seconds); when the
+      // server is starved, any queue holds connections past the agents' 30 s connect timeout (1024 was tried:
+      // the 19,900-device run stalled the same way, README "Held devices"). FLOTILLA_MQTT_LISTEN_BACKLOG.
+      this.server!.listen({ port: this.opts.port, host: this.opts.host, backlog: this.opts.listenBacklog ?? 4096 }, () => resolve());
     });
     if (this.opts.wsPort !== undefined) await this.listenWebSocket(this.opts.wsPort);
     return (this.server.address() as AddressInfo).port;

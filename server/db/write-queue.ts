@@ -18,14 +18,14 @@ export class WriteQueueTimeoutError extends Error {
 const READ = /^\s*(select|pragma|explain)\b/i;
 
 /**
- * A write transaction gives the event loop a turn once it has run this long without one. libsql's file client
+ * A write transaction gives the event loop a turn once it has run this long without one (short transactions never do). libsql's file client
  * is synchronous, so every await in a transaction body resolves as a microtask and a whole body (an ingest
  * batch: hundreds of statements) ran in a single loop turn. Node 20 accepts one connection per turn (libuv
  * PR #3696): on a loaded machine batches of 0.5–1 s left the MQTT listener accepting ≈ 1–2 connections/s while
  * 19,900 devices waited. Yielding between statements keeps turns short; the transaction keeps the write lock
  * (other writers of this process wait in the queue below), only its wall time grows.
  */
-export const TRANSACTION_SLICE_MS = 10;
+export const TRANSACTION_SLICE_MS = 20;
 const sqlOf = (stmt: InStatement) => (typeof stmt === 'string' ? stmt : stmt.sql);
 
 /**
