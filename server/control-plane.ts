@@ -141,7 +141,7 @@ export class ControlPlane {
     const deviceState = new DeviceStateWriter({ db, logger, flushMs: config.deviceStateFlushMs });
     this.deviceState = deviceState;
     if (!config.externalMqttUrl) {
-      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal, limits: config.mqttLimits, tls: config.tls, wsPort: config.mqttWsPort, state: deviceState, maxPendingConnects: config.mqttMaxPendingConnects });
+      this.broker = new EmbeddedBroker({ host: config.mqttHost, port: config.mqttPort, db, metrics, logger, internal, limits: config.mqttLimits, tls: config.tls, wsPort: config.mqttWsPort, state: deviceState, maxPendingConnects: config.mqttMaxPendingConnects, listenBacklog: config.mqttListenBacklog });
       // Retained messages do not survive a restart of the embedded broker: each device's desired state is
       // stored in it again before it accepts connections.
       const desired = await storedDesiredPayloads(db);

@@ -64,6 +64,8 @@ const ServerEnv = z.object({
   FLOTILLA_SCHEDULER_LEASE_TTL_S: z.coerce.number().min(0.3).max(600).default(15),
   /** Device credential checks the embedded broker runs at once; beyond it a CONNECT gets CONNACK 3 "server unavailable" (agents back off). */
   FLOTILLA_MQTT_MAX_PENDING_CONNECTS: z.coerce.number().int().min(1).max(100_000).default(100),
+  /** Accept queue of the embedded broker's MQTT listener (capped by net.core.somaxconn); see embedded-broker.ts. */
+  FLOTILLA_MQTT_LISTEN_BACKLOG: z.coerce.number().int().min(1).max(65_535).default(4096),
   /** Artifact downloads streaming at once; past it a download is answered 503 + Retry-After (agents wait and retry). */
   FLOTILLA_ARTIFACT_MAX_DOWNLOADS: z.coerce.number().int().min(1).max(100_000).default(256),
   /** The Retry-After (seconds) of a shed artifact download; agents add up to as much again of jitter. */
@@ -174,6 +176,7 @@ export interface ServerConfig {
   tlsCaPem?: string;
   mqttWsPort?: number;
   mqttMaxPendingConnects: number;
+  mqttListenBacklog: number;
   /** Artifact downloads streaming at once before 503 + Retry-After (server/artifacts/download-gate.ts). */
   artifactMaxDownloads: number;
   artifactRetryAfterS: number;
@@ -275,6 +278,7 @@ export function loadServerConfig(env: NodeJS.ProcessEnv = process.env): ServerCo
     tlsCaPem: pem('FLOTILLA_TLS_CA', e.FLOTILLA_TLS_CA),
     mqttWsPort: e.FLOTILLA_MQTT_WS_PORT,
     mqttMaxPendingConnects: e.FLOTILLA_MQTT_MAX_PENDING_CONNECTS,
+    mqttListenBacklog: e.FLOTILLA_MQTT_LISTEN_BACKLOG,
     artifactMaxDownloads: e.FLOTILLA_ARTIFACT_MAX_DOWNLOADS,
     artifactRetryAfterS: e.FLOTILLA_ARTIFACT_RETRY_AFTER_S,
     artifactIdleTimeoutS: e.FLOTILLA_ARTIFACT_IDLE_TIMEOUT_S,

@@ -43,10 +43,9 @@ export interface BrokerOptions {
   state: DeviceStateWriter;
   /** Device credential checks in flight at once; beyond it CONNACK 3 "server unavailable". */
   maxPendingConnects: number;
+  /** Accept queue of the MQTT listener (see start()); default 4096. */
+  listenBacklog?: number;
 }
-
-/** Accept queue of the MQTT listener (see start()). */
-const LISTEN_BACKLOG = 4096;
 
 /** Channels whose messages become database rows, hence rate-limited per device. */
 const RATE_LIMITED: ReadonlySet<string> = new Set(['telemetry', 'stats', 'reported']);
@@ -182,10 +181,13 @@ export class EmbeddedBroker implements InProcessBroker {
     this.sweepTimer.unref();
     await new Promise<void>((resolve, reject) => {
       this.server!.once('error', reject);
-      // A restarted fleet's SYNs arrive within seconds: with Node's default accept queue (511) they overflow
-      // it, the kernel drops them and the clients' SYN retransmits (1, 3, 7 s) run into the 10 s connect
-      // timeout (the bench's "lost" attempts). The kernel caps this at net.core.somaxconn.
-      this.server!.listen({ port: this.opts.port, host: this.opts.host, backlog: LISTEN_BACKLOG }, () => resolve());
+      // The accept queue bounds how long a connection can wait before this process sees it. Node 20's libuv
+      // (>= 1.45, libuv PR #3696) accepts one connection per event-loop turn, so the queue drains at the loop's
+      // turn rate: ≈ 500/s on a quiet machine, 1–340/s on a starved one. 4096 (capped by net.core.somaxconn)
+      // absorbs a quiet reconnect storm (Node's 511 overflowed and the SYN retransmits cost seconds); when the
+      // server is starved, any queue holds connections past the agents' 30 s connect timeout (1024 was tried:
+      // the 19,900-device run stalled the same way, README "Held devices"). FLOTILLA_MQTT_LISTEN_BACKLOG.
+      this.server!.listen({ port: this.opts.port, host: this.opts.host, backlog: this.opts.listenBacklog ?? 4096 }, () => resolve());
     });
     if (this.opts.wsPort !== undefined) await this.listenWebSocket(this.opts.wsPort);
     return (this.server.address() as AddressInfo).port;

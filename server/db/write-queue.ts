@@ -16,6 +16,16 @@ export class WriteQueueTimeoutError extends Error {
 }
 
 const READ = /^\s*(select|pragma|explain)\b/i;
+
+/**
+ * A write transaction gives the event loop a turn once it has run this long without one (short transactions never do). libsql's file client
+ * is synchronous, so every await in a transaction body resolves as a microtask and a whole body (an ingest
+ * batch: hundreds of statements) ran in a single loop turn. Node 20 accepts one connection per turn (libuv
+ * PR #3696): on a loaded machine batches of 0.5–1 s left the MQTT listener accepting ≈ 1–2 connections/s while
+ * 19,900 devices waited. Yielding between statements keeps turns short; the transaction keeps the write lock
+ * (other writers of this process wait in the queue below), only its wall time grows.
+ */
+export const TRANSACTION_SLICE_MS = 20;
 const sqlOf = (stmt: InStatement) => (typeof stmt === 'string' ? stmt : stmt.sql);
 
 /**
@@ -54,6 +64,7 @@ export function queueTransactions(client: Client, timeoutMs: number): Client {
       release();
       throw err;
     }
+    yieldBetweenStatements(tx);
     // Whichever way the transaction ends, the next writer may start.
     for (const end of ['commit', 'rollback'] as const) {
       const fn = tx[end].bind(tx);
@@ -92,4 +103,21 @@ export function queueTransactions(client: Client, timeoutMs: number): Client {
     }
   }) as Client['batch'];
   return client;
+}
+
+/** Makes `tx` wait for the next loop turn before a statement (or the commit) once it ran TRANSACTION_SLICE_MS without one. */
+function yieldBetweenStatements(tx: Transaction): void {
+  let since = performance.now();
+  const turn = async () => {
+    if (performance.now() - since < TRANSACTION_SLICE_MS) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    since = performance.now();
+  };
+  for (const name of ['execute', 'batch', 'executeMultiple', 'commit'] as const) {
+    const fn = (tx[name] as (...a: unknown[]) => Promise<unknown>).bind(tx);
+    (tx as unknown as Record<string, unknown>)[name] = async (...args: unknown[]) => {
+      await turn();
+      return fn(...args);
+    };
+  }
 }
