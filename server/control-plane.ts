@@ -59,6 +59,8 @@ export class ControlPlane {
   db!: Db;
   store!: ArtifactStore;
   bus!: DeviceBus;
+  /** The MQTT credentials the server's own client uses (random per start with the embedded broker). */
+  serverCredentials!: { username: string; password: string };
   desired!: DesiredState;
   commands!: DeviceCommands;
   private manifestRefresh?: NodeJS.Timeout;
@@ -132,6 +134,7 @@ export class ControlPlane {
     const internal = external
       ? { username: external.username, password: external.password }
       : { username: 'flotilla-server', password: randomBytes(24).toString('base64url') };
+    this.serverCredentials = internal;
     if (config.externalMqttUrl && external?.admin) {
       this.dynsec = new DynsecAdmin({ url: config.externalMqttUrl, ...external.admin, logger });
       await this.dynsec.start();

@@ -78,7 +78,7 @@ describe('agent: crash safety (child process, kill -9)', { timeout: 300_000 }, (
     ).start();
     await waitFor(() => api(port, 'GET', '/healthz').then((r) => r.status === 200), 'agent up', 45_000);
     deviceId = JSON.parse(await readFile(path.join(dataDir, 'identity.json'), 'utf8')).deviceId;
-    const bus = (cp.plane.bus as unknown as { opts: { username: string; password: string } }).opts;
+    const bus = cp.plane.serverCredentials;
     observer = await mqtt.connectAsync(cp.mqttUrl, { username: bus.username, password: bus.password, clientId: `observer-crash-${process.pid}`, reconnectPeriod: 0 });
     observer.on('message', (topic, payload) => {
       if (payload.length === 0) return;

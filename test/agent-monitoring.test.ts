@@ -81,7 +81,7 @@ describe('agent monitoring: telemetry and stats under signed agentConfig', { tim
     });
     await startAgent();
     deviceId = agent.identity!.deviceId;
-    const bus = (cp.plane.bus as unknown as { opts: { username: string; password: string } }).opts;
+    const bus = cp.plane.serverCredentials;
     observer = await mqtt.connectAsync(cp.mqttUrl, { username: bus.username, password: bus.password, clientId: `observer-${process.pid}`, reconnectPeriod: 0 });
     observer.on('message', (topic, payload) => {
       if (payload.length === 0) return;

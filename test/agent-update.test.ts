@@ -85,7 +85,7 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     deviceId = agent.identity!.deviceId;
     port = agent.api!.port;
     // Observe what the server sees, with the server's own broker credentials.
-    const bus = (cp.plane.bus as unknown as { opts: { username: string; password: string } }).opts;
+    const bus = cp.plane.serverCredentials;
     observer = await mqtt.connectAsync(cp.mqttUrl, { username: bus.username, password: bus.password, clientId: `observer-${process.pid}`, reconnectPeriod: 0 });
     observer.on('message', (topic, payload) => {
       if (payload.length === 0) return;

@@ -35,7 +35,7 @@ export async function openDatabase(url: string, opts: OpenDatabaseOptions = {}):
     synchronousOnEveryWrite(client, opts.synchronous ?? 'normal');
     // drizzle opens its transactions `BEGIN IMMEDIATE` (libsql's default "write" mode): the write lock
     // is taken at the start, so a transaction never fails half-way upgrading a read to a write.
-    queueTransactions(client, BUSY_TIMEOUT_MS);
+    queueTransactions(client, BUSY_TIMEOUT_MS, path.resolve(url.slice('file:'.length)));
   }
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder: MIGRATIONS });

@@ -71,4 +71,30 @@ describe('write transactions of one process', () => {
     const rows = (await client.execute('SELECT who, step FROM q ORDER BY rowid')).rows.map((r) => `${r.who}${r.step}`);
     assert.deepEqual(rows, ['t1', 't2', 's1']);
   });
+
+  test('a second client of the same file in this process waits in the same queue instead of blocking the event loop in busy_timeout', async () => {
+    await client.execute('DELETE FROM q');
+    const other = await openDatabase(`file:${path.join(dir, 'db.sqlite')}`);
+    try {
+      const open = db.transaction(async (tx) => {
+        await tx.run(sql`INSERT INTO q VALUES ('t', 1)`);
+        await sleep(50);
+        await tx.run(sql`INSERT INTO q VALUES ('t', 2)`);
+      });
+      await sleep(5); // the transaction holds the write lock now
+      const started = performance.now();
+      let ticks = 0;
+      const ticker = setInterval(() => ticks++, 5);
+      const single = other.db.run(sql`INSERT INTO q VALUES ('s', 1)`);
+      const [a, b] = await Promise.allSettled([open, single]);
+      clearInterval(ticker);
+      assert.deepEqual([a.status, b.status], ['fulfilled', 'fulfilled'], JSON.stringify([a, b]));
+      assert.ok(performance.now() - started < 2000, `waited ${Math.round(performance.now() - started)} ms (busy_timeout is 10 s)`);
+      assert.ok(ticks >= 3, `the event loop ran ${ticks} timer ticks while the second client waited`);
+      const rows = (await client.execute('SELECT who, step FROM q ORDER BY rowid')).rows.map((r) => `${r.who}${r.step}`);
+      assert.deepEqual(rows, ['t1', 't2', 's1']);
+    } finally {
+      other.client.close();
+    }
+  });
 });

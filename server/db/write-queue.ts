@@ -16,6 +16,8 @@ export class WriteQueueTimeoutError extends Error {
 }
 
 const READ = /^\s*(select|pragma|explain)\b/i;
+/** The writer queue of each database file this process opened (by resolved path). */
+const queues = new Map<string, { tail: Promise<void> }>();
 
 /**
  * A write transaction gives the event loop a turn once it has run this long without one (short transactions never do). libsql's file client
@@ -33,13 +35,17 @@ const sqlOf = (stmt: InStatement) => (typeof stmt === 'string' ? stmt : stmt.sql
  * process's previous writer to finish. The wait is bounded by `timeoutMs` (then it throws, as
  * SQLITE_BUSY would), so a write issued inside another transaction's body fails instead of hanging.
  */
-export function queueTransactions(client: Client, timeoutMs: number): Client {
-  let tail: Promise<void> = Promise.resolve();
+export function queueTransactions(client: Client, timeoutMs: number, file: string): Client {
+  // One queue per file, not per client: two clients of one process on the same file (a test's two
+  // "replicas", a tool beside the server) would otherwise block each other inside busy_timeout.
+  let queue = queues.get(file);
+  if (!queue) queues.set(file, (queue = { tail: Promise.resolve() }));
+  const shared = queue;
   /** Takes this process's writer slot; the returned function gives it back. */
   const enter = async (): Promise<() => void> => {
-    const previous = tail;
+    const previous = shared.tail;
     let release!: () => void;
-    tail = new Promise<void>((r) => (release = r));
+    shared.tail = new Promise<void>((r) => (release = r));
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([previous, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new WriteQueueTimeoutError(timeoutMs)), timeoutMs)))]);
