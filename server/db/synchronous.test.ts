@@ -92,6 +92,19 @@ describe('PRAGMA synchronous on every writing connection', () => {
     }
   });
 
+  test('VACUUM, which SQLite refuses inside a transaction, still runs (release keys wipe freed pages with it)', async () => {
+    const { client } = await openDatabase(`file:${path.join(dir, 'vacuum.db')}`);
+    try {
+      await client.execute('CREATE TABLE v (x TEXT)');
+      await client.execute("INSERT INTO v VALUES ('secret')");
+      await client.execute('DELETE FROM v');
+      await client.execute('VACUUM');
+      assert.equal(Number((await client.execute('PRAGMA freelist_count')).rows[0][0]), 0, 'no free pages left after VACUUM');
+    } finally {
+      client.close();
+    }
+  });
+
   test('FLOTILLA_DB_SYNCHRONOUS=full keeps FULL on every writing connection', async () => {
     const { db, client } = await openDatabase(`file:${path.join(dir, 'full.db')}`, { synchronous: 'full' });
     try {
