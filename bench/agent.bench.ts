@@ -28,6 +28,8 @@ import { publishTabularDemo, TABULAR_DEMO_DEF } from './tabular-demo-bundle.ts';
 import { rawHttpClient } from './raw-http-client.ts';
 
 const N = 3000;
+/** Timed passes per throughput figure (each between two bare passes). */
+const THROUGHPUT_PASSES = 3;
 const ROW = [0.5, -1, 2, 0.1, 0, 1.5, -0.3, 0.8];
 const IMAGE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'image-demo');
 
@@ -136,11 +138,14 @@ export async function runAgentBench(): Promise<BenchRow[]> {
   const bare = await timeEach(N, () => session.run({ features: new ort.Tensor('float32', Float32Array.from(ROW), [1, 8]) }));
   const base = percentile(bare, 50);
   rows.push({ benchmark: 'bare InferenceSession.run p50', value: base, unit: 'µs', note: '8→3 Gemm, batch 1, main thread' });
-  // Bare throughput: back-to-back runs, what a pipelined host is compared with.
-  const tb = performance.now();
-  for (let i = 0; i < N * 4; i++) await session.run({ features: new ort.Tensor('float32', Float32Array.from(ROW), [1, 8]) });
-  const barePer = ((performance.now() - tb) * 1000) / (N * 4);
-  await session.release();
+  // Bare throughput: back-to-back runs, what a pipelined host is compared with (measured again next
+  // to each throughput figure below; this one is the table's reference row).
+  const bareThroughput = async () => {
+    const tb = performance.now();
+    for (let i = 0; i < N * 4; i++) await session.run({ features: new ort.Tensor('float32', Float32Array.from(ROW), [1, 8]) });
+    return ((performance.now() - tb) * 1000) / (N * 4);
+  };
+  const barePer = await bareThroughput();
 
   // In-process: the agent's host, one request at a time and 64 in flight, with the sessions in a
   // worker thread (`thread: 'worker'`), on this thread (`thread: 'main'`), and placed by their run time
@@ -154,20 +159,40 @@ export async function runAgentBench(): Promise<BenchRow[]> {
     const handle = await host.load(modelPath);
     host.activate(handle);
     for (let i = 0; i < 200; i++) await host.infer(feeds());
+    // 'auto' is timed where it settled: on a loaded machine the worker's first windows of runs can be
+    // slow, and a move during a timed pass mixes both threads into one figure (seen in a probe at load 23).
+    for (let i = 0; thread === 'auto' && host.placement(handle)?.thread !== 'main' && i < 2000; i++) await host.infer(feeds());
+    for (const end = Date.now() + 5000; thread === 'auto' && host.placement(handle)?.thread === 'main' && host.workerThreads > 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 10));
     const label = thread === 'main' ? ', main thread' : thread === 'auto' ? `, auto (on the ${host.placement(handle)?.thread} thread)` : '';
     const seq = await timeEach(N, () => host.infer(feeds()));
     rows.push({ benchmark: `ModelHost.infer sequential p50${label}`, value: percentile(seq, 50), unit: 'µs', baseline: 'bare run p50', baselineValue: base, ratio: percentile(seq, 50) / base, note: `+${(percentile(seq, 50) - base).toFixed(0)} µs (target ≤ +100)` });
     // 64 in flight, as raw tensors (one session.run per request) and as rows the agent preprocessed
     // (mergeable: the host merges the runs issued together into one session.run, agent/runtime/merge-runs.ts).
+    // Each figure: one untimed pass (the batched path warms up), then THROUGHPUT_PASSES timed ones, each
+    // between two bare passes; the row is the median of the passes' ratios to their own bare runs, so a
+    // load swing on the shared machine moves one pass rather than the figure (single passes of one mode
+    // ranged 0.49–2.6× at load 18–23, README "Sixth round").
     for (const mergeable of [false, true]) {
       const mergedRuns = () => host.stats().workers.reduce((n, w) => n + w.mergedRuns, 0);
+      const pass = async () => {
+        const t = performance.now();
+        await Promise.all(Array.from({ length: 64 }, async (_, w) => {
+          for (let i = w; i < N * 4; i += 64) await host.infer(feeds(), { mergeable });
+        }));
+        return ((performance.now() - t) * 1000) / (N * 4);
+      };
+      await pass();
       const merged0 = mergedRuns();
-      const t = performance.now();
-      await Promise.all(Array.from({ length: 64 }, async (_, w) => {
-        for (let i = w; i < N * 4; i += 64) await host.infer(feeds(), { mergeable });
-      }));
-      const pipelined = ((performance.now() - t) * 1000) / (N * 4);
-      rows.push({ benchmark: `ModelHost.infer throughput, 64 in flight${mergeable ? ', rows merged' : ', one run each'}${label}`, value: 1e6 / pipelined, unit: 'req/s', baseline: 'bare run back to back', baselineValue: 1e6 / barePer, ratio: barePer / pipelined, note: mergeable ? `target ≥ 0.8×; ${mergedRuns() - merged0} runs merged (tabular/image requests)` : 'target ≥ 0.8×; raw tensor requests' });
+      const passes: Array<{ pipelined: number; bare: number }> = [];
+      for (let k = 0; k < THROUGHPUT_PASSES; k++) {
+        const before = await bareThroughput();
+        const pipelined = await pass();
+        passes.push({ pipelined, bare: (before + (await bareThroughput())) / 2 });
+      }
+      passes.sort((a, b) => a.bare / a.pipelined - b.bare / b.pipelined);
+      const mid = passes[Math.floor(passes.length / 2)];
+      const ratios = passes.map((x) => (x.bare / x.pipelined).toFixed(2)).join(' / ');
+      rows.push({ benchmark: `ModelHost.infer throughput, 64 in flight${mergeable ? ', rows merged' : ', one run each'}${label}`, value: 1e6 / mid.pipelined, unit: 'req/s', baseline: 'bare run back to back, same pass', baselineValue: 1e6 / mid.bare, ratio: mid.bare / mid.pipelined, note: `target ≥ 0.8×; median of ${THROUGHPUT_PASSES} passes (${ratios}×)${mergeable ? `; ${mergedRuns() - merged0} runs merged (tabular/image requests)` : '; raw tensor requests'}` });
     }
     // A minimal node:http server in front of the same host: the cost of HTTP + JSON alone.
     const minimal = await minimalServer(host);
@@ -176,6 +201,7 @@ export async function runAgentBench(): Promise<BenchRow[]> {
     await minimal.close();
     await host.stop();
   }
+  await session.release();
 
   // The agent's own local API handler (LocalApi + EngineRuntime with the tabular demo bundle), in
   // this process like the minimal servers above: its cost over that floor, without the agent process.

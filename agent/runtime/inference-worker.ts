@@ -62,7 +62,7 @@ function onRun(first: RunRequest[]): void {
 function handle(msg: ToWorker): void {
   switch (msg.op) {
     case 'load':
-      return void table.load(msg.handle, msg.modelBytes ?? msg.modelPath, msg.sessionOptions).then(
+      return void table.load(msg.handle, msg.modelBytes ?? msg.modelPath, msg.sessionOptions, msg.externalDataFolder).then(
         (info) => post({ op: 'loaded', id: msg.id, info }),
         (err) => post({ op: 'failed', id: msg.id, error: asRuntimeError(err, 'MODEL_LOAD_FAILED').toJSON() }),
       );

@@ -60,7 +60,7 @@ export class InlineSlot {
 
   post(msg: Control): Promise<unknown> {
     if (this.state === 'stopped') return Promise.reject(new RuntimeError('NOT_RUNNING', 'the model host stopped'));
-    return msg.op === 'load' ? this.table.load(msg.handle, msg.modelBytes ?? msg.modelPath, msg.sessionOptions) : this.table.release(msg.handle);
+    return msg.op === 'load' ? this.table.load(msg.handle, msg.modelBytes ?? msg.modelPath, msg.sessionOptions, msg.externalDataFolder) : this.table.release(msg.handle);
   }
 
   /** Accepts a run; it runs with the others of this tick (merged where it can be) or at once without coalescing. */

@@ -73,7 +73,10 @@ test('auto: the 8→3 MLP moves to the main thread once timed (its file moved aw
     assert.match(placed.reason, /moved to the agent's thread/);
     assert.equal(placed.runs!.timed, AUTO_RUNS);
     assert.ok(placed.runs!.p50Us <= 200, `p50 ${placed.runs!.p50Us} µs`);
-    assert.deepEqual(events.map((e) => e.type), ['placed', 'worker-retired']);
+    // The first choice is announced, and the move: one event when the first window of runs already chose
+    // this thread, two when a cold worker's first runs chose the worker (seen at load 20).
+    const seen = events.map((e) => (e.type === 'placed' ? `placed ${e.thread}` : e.type));
+    assert.ok([['placed main', 'worker-retired'], ['placed worker', 'placed main', 'worker-retired']].some((want) => JSON.stringify(want) === JSON.stringify(seen)), String(seen));
     assert.deepEqual(host.stats().workers.map((w) => w.threadId), [undefined, 0], 'only the main-thread slot serves');
     await tabularRuns(host, h, 1, 5); // answers unchanged on the main thread
 

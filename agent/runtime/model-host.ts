@@ -7,9 +7,10 @@
  * - `activate(h)` is a synchronous pointer swap: a request takes its handle when `infer()` is
  *   called, so requests already issued finish on the old session and later ones use the new one.
  * - `release(h)` frees the sessions only after every request on `h` (and every `hold`) is done.
- * - a worker that dies is restarted and gets every registered model back (the active one first);
- *   only the requests that were on it fail, with WORKER_CRASHED. Requests still queued in the host
- *   are sent to the new worker.
+ * - a worker that dies is restarted and gets every registered model back (the active one first),
+ *   from the model file the host holds open (model-file.ts: the path it was loaded from may have been
+ *   renamed or deleted since, as activation does); only the requests that were on it fail, with
+ *   WORKER_CRASHED. Requests still queued in the host are sent to the new worker.
  * - `stop()` drains (bounded), releases sessions and terminates the workers: no handles remain.
  * - with `thread: 'auto'` each model is placed by its own cost (thread-choice.ts): loaded in the
  *   worker, its runs timed there, and a cheap one moved to the caller's thread: a second session
@@ -30,9 +31,9 @@
  * const out = await host.infer({ features: { type: 'float32', dims: [1, 8], data: new Float32Array(8) } });
  * await host.stop();
  */
-import { readFile, stat } from 'node:fs/promises';
 import { resolve as resolvePath } from 'node:path';
 import { RuntimeError } from './errors.ts';
+import { ModelFile } from './model-file.ts';
 import { checkFeeds, prepareTransfer, type HostTensor, type TensorMeta } from './tensor.ts';
 import { InlineSlot } from './inline-slot.ts';
 import { WorkerSlot, type Pending } from './worker-slot.ts';
@@ -122,8 +123,8 @@ interface HandleState {
   measuring: boolean;
   /** Choices made so far (the first is announced). */
   choices: number;
-  /** 'auto', while it may still move: the model file as loaded (thread-choice.ts, MAX_CHOICES). */
-  bytes?: Uint8Array;
+  /** Its file, held open while it is loaded in workers: what a restarted worker or the move to the main thread loads. */
+  file?: ModelFile;
   reason: string;
   /** The move to the main thread, under way or done (release waits for it). */
   moving?: Promise<void>;
@@ -231,6 +232,7 @@ export class ModelHost {
     await this.retiring;
     // Each worker finishes the run it is in, releases its sessions and exits (WorkerSlot.close).
     await Promise.all(this.slots().map((s) => s.close(stopped)));
+    await Promise.all([...this.handles.values()].map((st) => st.file?.close()));
     this.handles.clear();
     this.activeId = undefined;
     this.state = 'stopped';
@@ -266,20 +268,30 @@ export class ModelHost {
     const id = ++this.nextHandle;
     const path = resolvePath(modelPath);
     const options = { ...this.opts.sessionOptions, ...sessionOptions };
+    // Opened before the sessions load, so it is the file they loaded. Not needed on the main thread
+    // ('main': nothing restarts or moves there).
+    let file: ModelFile | undefined;
+    if (thread === 'worker') {
+      try {
+        file = await ModelFile.open(path);
+      } catch (err) {
+        throw new RuntimeError('MODEL_LOAD_FAILED', `cannot load model ${path}: ${(err as Error).message}`, { modelPath: path });
+      }
+    }
     const results = await Promise.allSettled(slots.map((s) => s.request({ op: 'load', id: 0, handle: id, modelPath: path, sessionOptions: options })));
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed) {
       results.forEach((r, i) => r.status === 'fulfilled' && slots[i].request({ op: 'release', id: 0, handle: id }).catch(() => {}));
+      await file?.close();
       throw failed.reason instanceof RuntimeError ? failed.reason : new RuntimeError('MODEL_LOAD_FAILED', String(failed.reason));
     }
     const info = (results[0] as PromiseFulfilledResult<ModelInfo>).value;
     const handle: ModelHandle = Object.freeze({ id, modelPath: path, ...info, sessionOptions: Object.freeze(options) });
     const auto = this.opts.thread === 'auto';
-    const tooLarge = auto ? tooLargeToMove(await stat(path).then((st) => st.size, () => 0)) : undefined;
-    const bytes = auto && !tooLarge ? await readFile(path).catch(() => undefined) : undefined;
-    const reason = !auto ? `set to ${thread}` : (tooLarge ?? (bytes ? 'measuring its first runs in the worker' : 'its file could not be read again: stays in the worker'));
-    const measuring = bytes !== undefined;
-    this.handles.set(id, { handle, inflight: 0, holds: 0, drainWaiters: [], thread, onWorker: thread === 'worker', onMain: thread === 'main', workerRuns: 0, workerDrainWaiters: [], times: new RunTimes(), measuring, choices: auto && !measuring ? 1 : 0, bytes, reason });
+    const tooLarge = auto && file ? tooLargeToMove(file.size) : undefined;
+    const reason = !auto ? `set to ${thread}` : (tooLarge ?? 'measuring its first runs in the worker');
+    const measuring = auto && !tooLarge;
+    this.handles.set(id, { handle, inflight: 0, holds: 0, drainWaiters: [], thread, onWorker: thread === 'worker', onMain: thread === 'main', workerRuns: 0, workerDrainWaiters: [], times: new RunTimes(), measuring, choices: auto && !measuring ? 1 : 0, file, reason });
     if (tooLarge) this.opts.onEvent?.({ type: 'placed', handle: id, thread, reason });
     return handle;
   }
@@ -341,6 +353,8 @@ export class ModelHost {
       st.onWorker = st.onMain = false;
       await Promise.all(slots.map((s) => (s.state === 'stopped' ? undefined : s.request({ op: 'release', id: 0, handle: handle.id }).catch(() => {}))));
       for (const s of this.workers) s.broken.delete(handle.id);
+      await st.file?.close();
+      st.file = undefined;
       this.maybeRetireWorkers();
     })();
     return st.releasing;
@@ -401,26 +415,21 @@ export class ModelHost {
     const first = ++st.choices === 1;
     if (choice.thread === 'worker' || !this.inline) {
       if (first) this.opts.onEvent?.({ type: 'placed', handle: st.handle.id, thread: 'worker', reason: choice.reason });
-      if (st.choices >= MAX_CHOICES) {
-        st.measuring = false;
-        st.bytes = undefined;
-      }
+      if (st.choices >= MAX_CHOICES) st.measuring = false;
       return;
     }
     st.measuring = false;
-    const bytes = st.bytes!;
-    st.bytes = undefined;
-    st.moving = this.moveToMain(st, bytes, choice.reason);
+    st.moving = this.moveToMain(st, choice.reason);
   }
 
   /**
    * A second session on this thread, then the switch (synchronous: runs issued from now on go to
    * it), then the worker's session is released once the runs already given to the worker are back.
    */
-  private async moveToMain(st: HandleState, bytes: Uint8Array, reason: string): Promise<void> {
+  private async moveToMain(st: HandleState, reason: string): Promise<void> {
     const id = st.handle.id;
     try {
-      await this.inline!.request({ op: 'load', id: 0, handle: id, modelPath: st.handle.modelPath, sessionOptions: st.handle.sessionOptions, modelBytes: bytes });
+      await this.inline!.request(await this.reloadRequest(st));
     } catch (err) {
       st.reason = `${reason.replace(/; moved to the agent's thread$/, '')}, but loading it on the agent's thread failed (${(err as Error).message}): stays in the worker`;
       this.opts.onEvent?.({ type: 'placed', handle: id, thread: 'worker', reason: st.reason });
@@ -437,7 +446,25 @@ export class ModelHost {
     st.onWorker = false;
     await Promise.all(this.workers.map((s) => (s.state === 'stopped' ? undefined : s.request({ op: 'release', id: 0, handle: id }).catch(() => {}))));
     for (const s of this.workers) s.broken.delete(id);
+    // Nothing restarts or moves on the main thread: the file need not stay open.
+    if (!st.releasing) {
+      await st.file?.close();
+      st.file = undefined;
+    }
     this.maybeRetireWorkers();
+  }
+
+  /**
+   * A load of `st`'s model from its open file: the bytes read through it, external data from its
+   * directory (model-file.ts). Read per load and handed over, so nothing keeps them afterwards.
+   */
+  private async reloadRequest(st: HandleState): Promise<Extract<Parameters<WorkerSlot['post']>[0], { op: 'load' }>> {
+    const { id, modelPath, sessionOptions } = st.handle;
+    if (!st.file) return { op: 'load', id: 0, handle: id, modelPath, sessionOptions };
+    const modelBytes = await st.file.read().catch((err: Error) => {
+      throw new RuntimeError('MODEL_LOAD_FAILED', `cannot read model ${modelPath} again: ${err.message}`, { modelPath });
+    });
+    return { op: 'load', id: 0, handle: id, modelPath, sessionOptions, modelBytes, externalDataFolder: st.file.folder };
   }
 
   /** 'auto': a worker that holds no model and loads none ends; the next load starts one. */
@@ -487,7 +514,7 @@ export class ModelHost {
       const st = this.handles.get(id);
       if (!st) continue;
       try {
-        await slot.post({ op: 'load', id: 0, handle: id, modelPath: st.handle.modelPath, sessionOptions: st.handle.sessionOptions });
+        await slot.post(await this.reloadRequest(st));
       } catch (err) {
         if (!slot.isCurrent(generation)) return; // crashed again or stopped: the next restart reloads
         slot.broken.set(id, (err as Error).message);

@@ -67,9 +67,9 @@ export class SessionTable {
   // worker.terminate()), and a released session must not be running.
   private readonly busy = new Set<Promise<unknown>>();
 
-  /** From a file or its bytes. Throws MODEL_LOAD_FAILED. */
-  load(handle: number, modelPath: string | Uint8Array, sessionOptions?: WorkerSessionOptions): Promise<ModelInfo> {
-    return this.track(this.doLoad(handle, modelPath, sessionOptions));
+  /** From a file or its bytes (whose external data files, if any, are in `externalDataFolder`). Throws MODEL_LOAD_FAILED. */
+  load(handle: number, modelPath: string | Uint8Array, sessionOptions?: WorkerSessionOptions, externalDataFolder?: string): Promise<ModelInfo> {
+    return this.track(this.doLoad(handle, modelPath, sessionOptions, externalDataFolder));
   }
 
   /** Never throws: a failed release leaves nothing to retry; the handle is gone either way. */
@@ -109,12 +109,15 @@ export class SessionTable {
     return p;
   }
 
-  private async doLoad(handle: number, model: string | Uint8Array, sessionOptions?: WorkerSessionOptions): Promise<ModelInfo> {
+  private async doLoad(handle: number, model: string | Uint8Array, sessionOptions?: WorkerSessionOptions, externalDataFolder?: string): Promise<ModelInfo> {
     if (this.sessions.has(handle)) throw new RuntimeError('MODEL_LOAD_FAILED', `handle ${handle} is already loaded`);
     let session: Ort.InferenceSession;
     try {
       const runtime = (ort ??= await import('onnxruntime-node'));
-      session = await (typeof model === 'string' ? runtime.InferenceSession.create(model, { ...SESSION_DEFAULTS, ...sessionOptions }) : runtime.InferenceSession.create(model, { ...SESSION_DEFAULTS, ...sessionOptions }));
+      const options: Ort.InferenceSession.SessionOptions = { ...SESSION_DEFAULTS, ...sessionOptions };
+      // From bytes onnxruntime has no folder to resolve external data in (from a path it uses the path's).
+      if (externalDataFolder !== undefined && typeof model !== 'string') options.extra = { ...SESSION_DEFAULTS.extra, session: { ...SESSION_DEFAULTS.extra.session, model_external_initializers_file_folder_path: externalDataFolder } };
+      session = await (typeof model === 'string' ? runtime.InferenceSession.create(model, options) : runtime.InferenceSession.create(model, options));
     } catch (err) {
       const modelPath = typeof model === 'string' ? model : `(${model.byteLength} bytes)`;
       throw new RuntimeError('MODEL_LOAD_FAILED', `cannot load model ${modelPath}: ${(err as Error).message ?? err}`, { modelPath });

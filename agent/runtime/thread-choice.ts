@@ -23,9 +23,9 @@
 /** Runs timed in the worker per choice (the smoke tests count). */
 export const AUTO_RUNS = 16;
 /**
- * Choices made in the worker before the model stays there for good. The host keeps the model file's
- * bytes until then (≤ `MAIN_MAX_MODEL_BYTES`): the agent moves a bundle's files from staging to
- * bundles/ when it activates it, so the path it was loaded from is gone by the time of a move.
+ * Choices made in the worker before the model stays there for good. A move loads the model from the
+ * file the host holds open (model-file.ts): the agent moves a bundle's files from staging to bundles/
+ * when it activates it, so the path it was loaded from is gone by the time of a move.
  */
 export const MAX_CHOICES = 8;
 const WARM_UP_RUNS = 1;

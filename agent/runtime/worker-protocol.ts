@@ -45,8 +45,12 @@ export interface RunRequest {
 }
 
 export type ToWorker =
-  /** `modelBytes`: the file's contents, read when it was loaded first (the file may have moved since); `modelPath` names it in errors. */
-  | { op: 'load'; id: number; handle: number; modelPath: string; sessionOptions?: WorkerSessionOptions; modelBytes?: Uint8Array }
+  /**
+   * `modelBytes`: the file's contents, read again through the host's open file (model-file.ts: the path
+   * may be gone since the first load); `modelPath` then only names it in errors, and external data
+   * files are read from `externalDataFolder`.
+   */
+  | { op: 'load'; id: number; handle: number; modelPath: string; sessionOptions?: WorkerSessionOptions; modelBytes?: Uint8Array; externalDataFolder?: string }
   | { op: 'run'; runs: RunRequest[] }
   | { op: 'release'; id: number; handle: number }
   /** Finish what was started, release every session, exit. */

@@ -117,9 +117,11 @@ export class WorkerSlot {
     const worker = this.worker;
     if (!worker) return Promise.reject(new RuntimeError('WORKER_CRASHED', `inference worker ${this.index} is not running`));
     const id = ++this.nextId;
+    // A model's bytes (a reload) are read for this message alone: moved, not copied.
+    const transfer = msg.op === 'load' && msg.modelBytes ? [msg.modelBytes.buffer as ArrayBuffer] : [];
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      worker.postMessage({ ...msg, id } satisfies ToWorker);
+      worker.postMessage({ ...msg, id } satisfies ToWorker, transfer);
     });
   }
 
