@@ -10,7 +10,8 @@
 // devices (simulator/, the agent's own code in other processes, at most 5,000 per process) enroll and
 // connect, and two deployments to their cohort are timed from the request until every device's agent
 // has verified its manifest (the lowest accepted counter across the fleet passed the one before, polled
-// every 100 ms), against the same number of bare signatures in the same run.
+// every 100 ms), against the same number of bare signatures in the same run. BENCH_SIM_CPU_PROFILE=<dir>: a
+// CPU profile of each simulator process over each of those windows (simulator/cpu-profile-toggle.ts).
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -140,6 +141,9 @@ async function simulatedFanout(plane: ControlPlane, api: (method: string, p: str
   const counterMin = () => Math.min(...sims.map((x) => x.last?.counterMin ?? 0));
   const simCpuMs = () => sims.reduce((s, x) => s + (x.last?.cpuMs ?? 0), 0);
   const counterMax = () => Math.max(...sims.map((x) => x.last?.counterMax ?? 0));
+  const profileDir = process.env.BENCH_SIM_CPU_PROFILE;
+  if (profileDir) process.env.FLOTILLA_SIM_CPU_PROFILE = path.resolve(profileDir);
+  const toggleProfiles = () => profileDir && sims.forEach((x) => x.proc.kill('SIGUSR2'));
   try {
     for (let left = n, i = 0; left > 0; i++) {
       const k = Math.min(PER_PROCESS, left);
@@ -162,11 +166,13 @@ async function simulatedFanout(plane: ControlPlane, api: (method: string, p: str
       const before = counterMax();
       const l0 = load();
       const cpu0 = simCpuMs();
+      toggleProfiles();
       t = performance.now();
       await api('POST', '/api/v1/deployments', { bundle, cohort: 'simfan' });
       const responseS = (performance.now() - t) / 1000;
       const all = await until(() => counterMin() > before, 5 * 60_000);
       const s = (performance.now() - t) / 1000;
+      toggleProfiles();
       // The simulated devices' own share (receiving, verifying, recording): on a real fleet each device has its own CPU.
       const deviceMs = (simCpuMs() - cpu0) / connected;
       tell({
