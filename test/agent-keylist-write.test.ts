@@ -18,7 +18,7 @@ import { ArtifactServer, buildTestBundle, TestTrust, waitFor, type TestBundle } 
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
 
-describe('agent: the key list write does not hold the verdict', { timeout: 90_000 }, () => {
+describe('agent: the key list write does not hold the verdict', { timeout: 240_000 }, () => {
   let cp: TestPlane;
   let art: ArtifactServer;
   let trust: TestTrust;
@@ -69,16 +69,19 @@ describe('agent: the key list write does not hold the verdict', { timeout: 90_00
 
   test('the first manifest is verified and its download starts while the key list is not on disk yet; nothing is installed until it is', async () => {
     holdWrites();
-    await cp.plane.bus.publish(deviceId, 'desired', trust.desired(trust.bundleManifest(deviceId, A, { counter: 1 })), { retain: true });
-    await waitFor(() => agent.reporter!.desiredCounter === 1, 'manifest 1 accepted while the key list write is held', 15_000);
-    // The update goes on to its first durable write (the probation record before installing) and waits there.
-    await waitFor(() => agent.reporter!.current === 'activating', 'update waiting to install', 15_000);
-    assert.equal(agent.state!.get().keylist?.signed.version, 1, 'trusted in memory');
-    assert.equal((await saved().catch(() => null))?.keylist ?? null, null, 'not on disk yet');
-    assert.equal(existsSync(path.join(dataDir, 'current')), false, 'nothing installed before the key list is on disk');
-    held!.release();
-    held = null;
-    await waitFor(async () => (await saved().catch(() => null))?.transitions.at(-1)?.state === 'active', 'active on disk', 30_000);
+    try {
+      await cp.plane.bus.publish(deviceId, 'desired', trust.desired(trust.bundleManifest(deviceId, A, { counter: 1 })), { retain: true });
+      await waitFor(() => agent.reporter!.desiredCounter === 1, 'manifest 1 accepted while the key list write is held', 60_000);
+      // The update goes on to its first durable write (the probation record before installing) and waits there.
+      await waitFor(() => agent.reporter!.current === 'activating', 'update waiting to install', 60_000);
+      assert.equal(agent.state!.get().keylist?.signed.version, 1, 'trusted in memory');
+      assert.equal((await saved().catch(() => null))?.keylist ?? null, null, 'not on disk yet');
+      assert.equal(existsSync(path.join(dataDir, 'current')), false, 'nothing installed before the key list is on disk');
+    } finally {
+      held!.release();
+      held = null;
+    }
+    await waitFor(async () => (await saved().catch(() => null))?.transitions.at(-1)?.state === 'active', 'active on disk', 60_000);
     assert.equal((await saved()).keylist?.signed.version, 1);
   });
 
@@ -89,7 +92,7 @@ describe('agent: the key list write does not hold the verdict', { timeout: 90_00
     const s = await waitFor(async () => {
       const d = await saved().catch(() => null);
       return d?.transitions.at(-1)?.state === 'failed' ? d : undefined;
-    }, 'refusal on disk', 15_000);
+    }, 'refusal on disk', 60_000);
     assert.equal(s.lastError?.code, 'WRONG_DEVICE');
     assert.equal(s.keylist?.signed.version, 2, 'the newer list is on disk with the verdict');
   });
