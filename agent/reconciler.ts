@@ -57,6 +57,8 @@ export class Reconciler {
   private activeDigest: string | null = null;
   private readonly stopCtl = new AbortController();
   private probationRun: Promise<void> | null = null;
+  /** The newest key list's write (never rejects). */
+  private keylistWrite: Promise<void> = Promise.resolve();
   private inProbation = false;
   /** Desired messages dropped as malformed (counted, never thrown). */
   dropped = 0;
@@ -136,9 +138,16 @@ export class Reconciler {
       return;
     }
     if (v.keylistToStore) {
+      // Trusted in memory at once and written at once, but the verdict does not wait for the write: the
+      // fsynced replace queues behind every other file operation of the process (a simulator's thousands
+      // of downloads), and nothing irreversible happens before a later durable write that holds it (the
+      // probation record before a bundle is installed, a refusal's verdict, an adoption: see adopt()).
       const list = v.keylistToStore;
-      await state.update((st) => void (st.keylist = list));
-      logger.info({ version: (list.signed as { version?: number }).version }, 'key list updated');
+      const version = (list.signed as { version?: number }).version;
+      this.keylistWrite = state.update((st) => void (st.keylist = list)).then(
+        () => logger.info({ version }, 'key list updated'),
+        (err) => logger.error({ err, version }, 'could not write the key list (the next state write retries it)'),
+      );
       reporter.flush();
     }
     if (v.kind === 'ignore') {
@@ -248,6 +257,8 @@ export class Reconciler {
   private async adopt(job: UpdateJob, from: InstalledBundle): Promise<void> {
     this.running = { job, ctl: new AbortController(), phase: 'activating' };
     try {
+      // Relinking installs no state write of its own first: the key list that verified the manifest is on disk before.
+      await this.keylistWrite;
       this.setActive(await relinkServingBundle(this.o, job, from));
     } catch (err) {
       this.running = null;
@@ -318,6 +329,7 @@ export class Reconciler {
   async stop(): Promise<void> {
     this.stopCtl.abort(new UpdateError('STOPPING', 'agent stopping'));
     await this.chain.catch(() => {});
+    await this.keylistWrite;
     await this.worker;
     await this.probationRun;
   }

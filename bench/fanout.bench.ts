@@ -10,7 +10,8 @@
 // devices (simulator/, the agent's own code in other processes, at most 5,000 per process) enroll and
 // connect, and two deployments to their cohort are timed from the request until every device's agent
 // has verified its manifest (the lowest accepted counter across the fleet passed the one before, polled
-// every 100 ms), against the same number of bare signatures in the same run.
+// every 100 ms), against the same number of bare signatures in the same run. BENCH_SIM_CPU_PROFILE=<dir>: a
+// CPU profile of each simulator process over each of those windows (simulator/cpu-profile-toggle.ts).
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -140,6 +141,9 @@ async function simulatedFanout(plane: ControlPlane, api: (method: string, p: str
   const counterMin = () => Math.min(...sims.map((x) => x.last?.counterMin ?? 0));
   const simCpuMs = () => sims.reduce((s, x) => s + (x.last?.cpuMs ?? 0), 0);
   const counterMax = () => Math.max(...sims.map((x) => x.last?.counterMax ?? 0));
+  const profileDir = process.env.BENCH_SIM_CPU_PROFILE;
+  if (profileDir) process.env.FLOTILLA_SIM_CPU_PROFILE = path.resolve(profileDir);
+  const toggleProfiles = () => profileDir && sims.forEach((x) => x.proc.kill('SIGUSR2'));
   try {
     for (let left = n, i = 0; left > 0; i++) {
       const k = Math.min(PER_PROCESS, left);
@@ -158,15 +162,19 @@ async function simulatedFanout(plane: ControlPlane, api: (method: string, p: str
     let t = performance.now();
     for (const bytes of payloads) sign(null, bytes, key);
     const signMs = performance.now() - t;
-    for (const [k, bundle] of [['first', b1], ['second', b2]] as const) {
+    // BENCH_FANOUT_SIM_DEPLOYMENTS=1: the first only (the second waits for the whole fleet to be active first).
+    const deployments = ([['first', b1], ['second', b2]] as const).slice(0, Number(process.env.BENCH_FANOUT_SIM_DEPLOYMENTS ?? 2));
+    for (const [k, bundle] of deployments) {
       const before = counterMax();
       const l0 = load();
       const cpu0 = simCpuMs();
+      toggleProfiles();
       t = performance.now();
       await api('POST', '/api/v1/deployments', { bundle, cohort: 'simfan' });
       const responseS = (performance.now() - t) / 1000;
       const all = await until(() => counterMin() > before, 5 * 60_000);
       const s = (performance.now() - t) / 1000;
+      toggleProfiles();
       // The simulated devices' own share (receiving, verifying, recording): on a real fleet each device has its own CPU.
       const deviceMs = (simCpuMs() - cpu0) / connected;
       tell({
@@ -179,7 +187,7 @@ async function simulatedFanout(plane: ControlPlane, api: (method: string, p: str
         note: `${all ? '' : 'TIMED OUT; '}response after ${responseS.toFixed(2)} s; simulators' CPU ${deviceMs.toFixed(2)} ms/device meanwhile; load ${l0}→${load()}`,
       });
       // Each device downloads and activates the bundle; the next deployment starts on a quiet fleet.
-      await until(() => total('active') + total('failed') >= connected, 10 * 60_000, 500);
+      if (k !== deployments.at(-1)![0]) await until(() => total('active') + total('failed') >= connected, 10 * 60_000, 500);
     }
   } finally {
     await Promise.all(sims.map((x) => x.stop()));

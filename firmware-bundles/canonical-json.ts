@@ -29,7 +29,19 @@ export class CanonicalJsonError extends Error {
 }
 
 // A lone surrogate cannot be encoded as UTF-8, so the bytes would depend on the encoder (I-JSON forbids it).
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+// String.prototype.isWellFormed (ES2024, Node ≥ 20) tests exactly that, several times faster than a regex.
+const wellFormed = (s: string): boolean => (s as string & { isWellFormed(): boolean }).isWellFormed();
+
+/**
+ * A refusal deep inside a value: the path is assembled while it unwinds (each container prepends its
+ * key), so a value that has a canonical form builds no path strings at all.
+ */
+class Refusal {
+  constructor(
+    readonly message: string,
+    public path: string,
+  ) {}
+}
 
 /**
  * Serializes a JSON value canonically.
@@ -43,7 +55,12 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  * canonicalize({ a: NaN }) // throws CanonicalJsonError: non-finite number at $.a
  */
 export function canonicalize(value: unknown): string {
-  return write(value, '$', new Set());
+  try {
+    return write(value, new Set());
+  } catch (err) {
+    if (err instanceof Refusal) throw new CanonicalJsonError(err.message, `$${err.path}`);
+    throw err;
+  }
 }
 
 /**
@@ -53,53 +70,65 @@ export function canonicalize(value: unknown): string {
  * const sig = sign(canonicalBytes(envelope.signed), privateKeyPem);
  */
 export function canonicalBytes(value: unknown): Uint8Array {
-  return new TextEncoder().encode(canonicalize(value));
+  return utf8.encode(canonicalize(value));
 }
 
-function write(value: unknown, path: string, seen: Set<object>): string {
+const utf8 = new TextEncoder();
+
+function write(value: unknown, seen: Set<object>): string {
   switch (typeof value) {
     case 'string':
-      if (LONE_SURROGATE.test(value)) throw new CanonicalJsonError('lone surrogate in string', path);
+      if (!wellFormed(value)) throw new Refusal('lone surrogate in string', '');
       return JSON.stringify(value);
     case 'number':
-      if (!Number.isFinite(value)) throw new CanonicalJsonError('non-finite number', path);
+      if (!Number.isFinite(value)) throw new Refusal('non-finite number', '');
       // ECMAScript Number-to-String is exactly the JCS number form (and prints -0 as 0).
       return JSON.stringify(value);
     case 'boolean':
       return value ? 'true' : 'false';
     case 'undefined':
-      throw new CanonicalJsonError('undefined value', path);
+      throw new Refusal('undefined value', '');
     case 'object':
       if (value === null) return 'null';
-      return writeContainer(value, path, seen);
+      return writeContainer(value, seen);
     default:
-      throw new CanonicalJsonError(`${typeof value} is not JSON`, path);
+      throw new Refusal(`${typeof value} is not JSON`, '');
   }
 }
 
-function writeContainer(value: object, path: string, seen: Set<object>): string {
-  if (seen.has(value)) throw new CanonicalJsonError('cycle', path);
+function writeContainer(value: object, seen: Set<object>): string {
+  if (seen.has(value)) throw new Refusal('cycle', '');
   seen.add(value);
   try {
     if (Array.isArray(value)) {
-      const parts: string[] = [];
-      for (let i = 0; i < value.length; i++) parts.push(write(value[i], `${path}[${i}]`, seen));
-      return `[${parts.join(',')}]`;
+      let out = '[';
+      for (let i = 0; i < value.length; i++) {
+        try {
+          out += (i ? ',' : '') + write(value[i], seen);
+        } catch (err) {
+          if (err instanceof Refusal) err.path = `[${i}]${err.path}`;
+          throw err;
+        }
+      }
+      return out + ']';
     }
     const proto = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null) {
-      throw new CanonicalJsonError(`not a plain object (${proto?.constructor?.name ?? 'unknown'})`, path);
-    }
+    if (proto !== Object.prototype && proto !== null) throw new Refusal(`not a plain object (${proto?.constructor?.name ?? 'unknown'})`, '');
     const record = value as Record<string, unknown>;
     // Default string comparison in JS is by UTF-16 code units, which is what JCS specifies.
     const keys = Object.keys(record).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-    const parts: string[] = [];
-    for (const key of keys) {
-      const childPath = `${path}.${key}`;
-      if (LONE_SURROGATE.test(key)) throw new CanonicalJsonError('lone surrogate in key', childPath);
-      parts.push(`${JSON.stringify(key)}:${write(record[key], childPath, seen)}`);
+    let out = '{';
+    for (let k = 0; k < keys.length; k++) {
+      const key = keys[k];
+      try {
+        if (!wellFormed(key)) throw new Refusal('lone surrogate in key', '');
+        out += `${k ? ',' : ''}${JSON.stringify(key)}:${write(record[key], seen)}`;
+      } catch (err) {
+        if (err instanceof Refusal) err.path = `.${key}${err.path}`;
+        throw err;
+      }
     }
-    return `{${parts.join(',')}}`;
+    return out + '}';
   } finally {
     seen.delete(value);
   }

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import pino from 'pino';
 import type { DriftSpec } from './inputs.ts';
+import { installCpuProfileToggle } from './cpu-profile-toggle.ts';
 import { SimFleet, type FleetProgress } from './fleet.ts';
 import { parseDrift, parseDurationMs, parsePositiveInt, parseSeconds, parseShare, SimOptionError } from './options.ts';
 
@@ -82,6 +83,7 @@ try {
   throw err;
 }
 
+installCpuProfileToggle(process.env.FLOTILLA_SIM_CPU_PROFILE);
 const tempDir = opts.dataDir ? null : await mkdtemp(path.join(os.tmpdir(), 'flotilla-sim-'));
 const logger = pino({ name: 'flotilla-sim', level: settings.level }, pino.destination(2));
 const fleet = new SimFleet({

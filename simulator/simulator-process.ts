@@ -9,7 +9,8 @@ const REPO = path.join(import.meta.dirname, '..');
 // The compiled simulator (scripts/build.mjs; `npm test` and `npm run bench` build first), as the tests
 // run the compiled agent and CLI: from source through tsx each process spent ≈ 1.5 s of CPU loading
 // before it simulated anything, compiled ≈ 0.3 s (measured on this 2-core machine).
-const BUNDLE = path.join(REPO, 'dist', 'simulator', 'flotilla-simulate.js');
+// BENCH_SIM_BUNDLE: another build of it (a before/after comparison in one bench run).
+const BUNDLE = process.env.BENCH_SIM_BUNDLE ?? path.join(REPO, 'dist', 'simulator', 'flotilla-simulate.js');
 
 /** One JSON progress line (simulator/main.ts). */
 export interface SimulatorProgress extends FleetProgress {
