@@ -173,20 +173,23 @@ describe('agent: crash safety (child process, kill -9)', { timeout: 300_000 }, (
       // `current`: read one installed bundle's directory (never changed once installed) and a status
       // taken while `current` pointed at it outside an activation, not `current/…` twice (seen: its manifest before a swap,
       // its model after).
-      const { st, bundleDir } = await waitFor(async () => {
+      // The answer is taken in the same settled moment: it must come from that very bundle (the update
+      // may swap the model between a status and a later request).
+      const { st, bundleDir, p } = await waitFor(async () => {
         const link = await readlink(path.join(dataDir, 'current'));
         const st = await status();
         // While `activating`, `current` has moved before the runtime swapped to it: not a settled moment.
-        const settled = st.update.running?.phase !== 'activating' && (await readlink(path.join(dataDir, 'current'))) === link;
-        return settled ? { st, bundleDir: path.join(dataDir, link) } : undefined;
-      }, 'a status taken while current stayed put');
+        if (st.update.running?.phase === 'activating' || (await readlink(path.join(dataDir, 'current'))) !== link) return undefined;
+        const p = await api(port, 'POST', '/v1/predict', { features: row });
+        assert.equal(p.status, 200, `round ${i}: predict ${JSON.stringify(p.body)}`);
+        const same = p.body.bundle.counter === st.active.counter && (await readlink(path.join(dataDir, 'current'))) === link;
+        return same ? { st, bundleDir: path.join(dataDir, link), p } : undefined;
+      }, 'a status and an answer taken while current stayed put');
       const onDisk = JSON.parse(await readFile(path.join(bundleDir, 'manifest.json'), 'utf8'));
       assert.ok(published.has(digestOf(onDisk.signed)), `round ${i}: current/manifest.json is a manifest we signed`);
       const modelEntry = onDisk.signed.files.find((f: { path: string }) => f.path === 'model.onnx');
       assert.equal(st.active.modelSha256, modelEntry.sha256, `round ${i}: the active model is the current bundle's`);
       assert.equal(sha256(await readFile(path.join(bundleDir, 'model.onnx'))), modelEntry.sha256, `round ${i}: model file matches its manifest`);
-      const p = await api(port, 'POST', '/v1/predict', { features: row });
-      assert.equal(p.status, 200, `round ${i}: predict ${JSON.stringify(p.body)}`);
       const logits = p.body.outputs.logits.data as number[];
       const expected = known.get(modelEntry.sha256);
       if (expected) assert.deepEqual(logits, expected, `round ${i}: same model, same answer`);
