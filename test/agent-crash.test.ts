@@ -12,8 +12,8 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { AgentProcess, api, ArtifactServer, buildTestBundle, freePort, sha256, TestTrust, waitFor, type TestBundle } from '../agent/testing/harness.ts';
 import { canonicalBytes } from '../firmware-bundles/canonical-json.ts';
 import type { ReportedMessage } from '../protocol/messages/reported.ts';
-import { deviceTopic } from '../protocol/topics.ts';
 import { encodeModel, floatTensor, node, valueInfo } from '../server/onnx/build.ts';
+import { observeDevice } from './helpers/device-observer.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
 
@@ -78,14 +78,7 @@ describe('agent: crash safety (child process, kill -9)', { timeout: 300_000 }, (
     ).start();
     await waitFor(() => api(port, 'GET', '/healthz').then((r) => r.status === 200), 'agent up', 45_000);
     deviceId = JSON.parse(await readFile(path.join(dataDir, 'identity.json'), 'utf8')).deviceId;
-    const bus = cp.plane.serverCredentials;
-    observer = await mqtt.connectAsync(cp.mqttUrl, { username: bus.username, password: bus.password, clientId: `observer-crash-${process.pid}`, reconnectPeriod: 0 });
-    observer.on('message', (topic, payload) => {
-      if (payload.length === 0) return;
-      if (topic === deviceTopic(deviceId, 'reported')) reported.push(JSON.parse(payload.toString()));
-      else statuses.push(JSON.parse(payload.toString()));
-    });
-    await observer.subscribeAsync([deviceTopic(deviceId, 'reported'), deviceTopic(deviceId, 'status')], { qos: 1 });
+    observer = await observeDevice(cp, deviceId, ['reported', 'status'], (channel, msg) => (channel === 'reported' ? reported : statuses).push(msg));
   });
 
   after(async () => {

@@ -7,7 +7,7 @@ import { mkdtemp, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { Agent } from '../agent/agent.ts';
 import { parseAgentConfig, type AgentConfig } from '../agent/config.ts';
 import { createAgentLogger } from '../agent/logger.ts';
@@ -17,7 +17,7 @@ import type { ReportedMessage } from '../protocol/messages/reported.ts';
 import { validateStatsMessage, type StatsMessage } from '../protocol/messages/stats.ts';
 import { validateTelemetryMessage, type TelemetryMessage } from '../protocol/messages/telemetry.ts';
 import type { SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
-import { deviceTopic } from '../protocol/topics.ts';
+import { observeDevice } from './helpers/device-observer.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
 
@@ -81,16 +81,11 @@ describe('agent monitoring: telemetry and stats under signed agentConfig', { tim
     });
     await startAgent();
     deviceId = agent.identity!.deviceId;
-    const bus = cp.plane.serverCredentials;
-    observer = await mqtt.connectAsync(cp.mqttUrl, { username: bus.username, password: bus.password, clientId: `observer-${process.pid}`, reconnectPeriod: 0 });
-    observer.on('message', (topic, payload) => {
-      if (payload.length === 0) return;
-      const msg = JSON.parse(payload.toString());
-      if (topic === deviceTopic(deviceId, 'telemetry')) telemetry.push(msg);
-      else if (topic === deviceTopic(deviceId, 'stats')) stats.push(msg);
-      else if (topic === deviceTopic(deviceId, 'reported')) reported.push(msg);
+    observer = await observeDevice(cp, deviceId, ['telemetry', 'stats', 'reported'], (channel, msg) => {
+      if (channel === 'telemetry') telemetry.push(msg);
+      else if (channel === 'stats') stats.push(msg);
+      else reported.push(msg);
     });
-    await observer.subscribeAsync(['telemetry', 'stats', 'reported'].map((c) => deviceTopic(deviceId, c as 'stats')), { qos: 1 });
     bundle = await buildTestBundle(gemmModel({ seed: 1 }), 'tabular-demo', { reference: { bins: {}, layout: LAYOUT } });
     art.add(bundle.model.bytes);
     art.add(bundle.bundleJson.bytes);

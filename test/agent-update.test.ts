@@ -6,7 +6,7 @@ import { lstat, mkdtemp, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import sharp from 'sharp';
 import { Agent } from '../agent/agent.ts';
 import { parseAgentConfig } from '../agent/config.ts';
@@ -15,8 +15,8 @@ import { api, ArtifactServer, buildTestBundle, sha256, TestTrust, waitFor, type 
 import { imageModel } from '../firmware-bundles/testing/fixtures.ts';
 import type { CommandResponse } from '../protocol/messages/command.ts';
 import type { ReportedMessage } from '../protocol/messages/reported.ts';
-import { deviceTopic } from '../protocol/topics.ts';
 import { encodeModel, floatTensor, int64Tensor, node, valueInfo } from '../server/onnx/build.ts';
+import { observeDevice } from './helpers/device-observer.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
 
@@ -85,16 +85,11 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     deviceId = agent.identity!.deviceId;
     port = agent.api!.port;
     // Observe what the server sees, with the server's own broker credentials.
-    const bus = cp.plane.serverCredentials;
-    observer = await mqtt.connectAsync(cp.mqttUrl, { username: bus.username, password: bus.password, clientId: `observer-${process.pid}`, reconnectPeriod: 0 });
-    observer.on('message', (topic, payload) => {
-      if (payload.length === 0) return;
-      const msg = JSON.parse(payload.toString());
-      if (topic === deviceTopic(deviceId, 'reported')) reported.push(msg);
-      else if (topic === deviceTopic(deviceId, 'cmd/res')) cmdRes.push(msg);
-      else if (topic === deviceTopic(deviceId, 'status')) statuses.push(msg);
+    observer = await observeDevice(cp, deviceId, ['reported', 'cmd/res', 'status'], (channel, msg) => {
+      if (channel === 'reported') reported.push(msg);
+      else if (channel === 'cmd/res') cmdRes.push(msg);
+      else statuses.push(msg);
     });
-    await observer.subscribeAsync([deviceTopic(deviceId, 'reported'), deviceTopic(deviceId, 'cmd/res'), deviceTopic(deviceId, 'status')], { qos: 1 });
     A = await buildTestBundle(gemmModel({ seed: 1 }));
     B = await buildTestBundle(gemmModel({ seed: 2 }));
     for (const b of [A, B]) {

@@ -14,8 +14,8 @@ import type { EngineRuntime } from '../agent/engine-adapter.ts';
 import { createAgentLogger } from '../agent/logger.ts';
 import { api, ArtifactServer, buildTestBundle, TestTrust, waitFor, type TestBundle } from '../agent/testing/harness.ts';
 import type { ReportedMessage } from '../protocol/messages/reported.ts';
-import { deviceTopic } from '../protocol/topics.ts';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
+import { observeDevice } from './helpers/device-observer.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
 
@@ -48,11 +48,7 @@ before(async () => {
   });
   agent = new Agent(config, createAgentLogger(config.logLevel));
   await agent.start();
-  const bus = cp.plane.serverCredentials;
-  observer = await mqtt.connectAsync(cp.mqttUrl, { username: bus.username, password: bus.password, clientId: `observer-reload-${process.pid}`, reconnectPeriod: 0 });
-  const deviceId = agent.identity!.deviceId;
-  observer.on('message', (_topic, payload) => payload.length > 0 && reported.push(JSON.parse(payload.toString())));
-  await observer.subscribeAsync(deviceTopic(deviceId, 'reported'), { qos: 1 });
+  observer = await observeDevice(cp, agent.identity!.deviceId, ['reported'], (_channel, msg) => reported.push(msg));
   bundle = await buildTestBundle(gemmModel({ seed: 3 }));
   art.add(bundle.model.bytes);
   art.add(bundle.bundleJson.bytes);
