@@ -17,6 +17,7 @@ import type { ReportedMessage } from '../protocol/messages/reported.ts';
 import { validateStatsMessage, type StatsMessage } from '../protocol/messages/stats.ts';
 import { validateTelemetryMessage, type TelemetryMessage } from '../protocol/messages/telemetry.ts';
 import type { SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
+import { decodeSketch } from '../protocol/sketch/sketch-blob.ts';
 import { deviceTopic } from '../protocol/topics.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
@@ -87,7 +88,13 @@ describe('agent monitoring: telemetry and stats under signed agentConfig', { tim
       if (payload.length === 0) return;
       const msg = JSON.parse(payload.toString());
       if (topic === deviceTopic(deviceId, 'telemetry')) telemetry.push(msg);
-      else if (topic === deviceTopic(deviceId, 'stats')) stats.push(msg);
+      else if (topic === deviceTopic(deviceId, 'stats')) {
+        // The agent sends the sketch's binary form (protocol/messages/stats-wire.ts), never the object.
+        assert.equal(typeof msg.sketchBase64, 'string');
+        assert.ok(!('sketch' in msg), 'no sketch object on the wire');
+        const { sketchBase64, ...rest } = msg;
+        stats.push({ ...rest, sketch: decodeSketch(Buffer.from(sketchBase64, 'base64')) });
+      }
       else if (topic === deviceTopic(deviceId, 'reported')) reported.push(msg);
     });
     await observer.subscribeAsync(['telemetry', 'stats', 'reported'].map((c) => deviceTopic(deviceId, c as 'stats')), { qos: 1 });
