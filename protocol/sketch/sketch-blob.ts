@@ -149,23 +149,39 @@ function minMax(nums: Float64Array, at: number): number | null {
   return null;
 }
 
+/** nums[at, at + n) as a plain array (a loop: Array.from on a typed array goes through its iterator, several times slower). */
+function slice(nums: Float64Array, at: number, n: number): number[] {
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) out[i] = nums[at + i];
+  return out;
+}
+
 function take(nums: Float64Array, at: number, e: Entry): [FeatureSketch, number] {
-  const arr = (n: number) => Array.from(nums.subarray(at, (at += n)));
   if (e[1] === 'n') {
-    const edges = arr(e[2]);
-    const bins = arr(e[2] + 1);
-    const sums = arr(e[2] + 1);
-    const [count, nulls, nans, outOfRange] = arr(4);
-    const min = minMax(nums, at++);
-    const max = minMax(nums, at++);
-    const [mean, m2] = arr(2);
-    const s: NumericSketch = { kind: 'numeric', edges, bins, sums, count, nulls, nans, outOfRange, min, max, mean, m2 };
-    return [s, at];
+    const E = e[2];
+    const edges = slice(nums, at, E);
+    const bins = slice(nums, at + E, E + 1);
+    const sums = slice(nums, at + 2 * E + 1, E + 1);
+    at += 3 * E + 2;
+    const s: NumericSketch = {
+      kind: 'numeric',
+      edges,
+      bins,
+      sums,
+      count: nums[at],
+      nulls: nums[at + 1],
+      nans: nums[at + 2],
+      outOfRange: nums[at + 3],
+      min: minMax(nums, at + 4),
+      max: minMax(nums, at + 5),
+      mean: nums[at + 6],
+      m2: nums[at + 7],
+    };
+    return [s, at + 8];
   }
-  const counts = arr(e[2].length);
-  const [other, nulls, count] = arr(3);
-  const s: CategoricalSketch = { kind: 'categorical', categories: e[2].slice(), counts, other, nulls, count };
-  return [s, at];
+  const n = e[2].length;
+  const s: CategoricalSketch = { kind: 'categorical', categories: e[2].slice(), counts: slice(nums, at, n), other: nums[at + n], nulls: nums[at + n + 1], count: nums[at + n + 2] };
+  return [s, at + n + 3];
 }
 
 /** A sketch from its binary form; throws `SketchBytesError` for anything `encodeSketch` would not have written. */
