@@ -31,12 +31,18 @@ import { mosquittoSkip, startMosquitto, type TestMosquitto } from '../test/helpe
 import { profiled } from './cpu-profile.ts';
 import { publishersWhere, startPublishers, type PublisherClient, type Publishers } from './ingest-publishers.ts';
 import { percentile, printTable, type BenchRow } from './lib.ts';
+import type { StatsMessage } from '../protocol/messages/stats.ts';
+import { toWireStats } from '../protocol/messages/stats-wire.ts';
 
 const DEVICES = 20;
 /** BENCH_INGEST_ONLY=embedded|mosquitto runs one broker's rows; `direct`, only the rows without MQTT (to iterate, or to profile one). */
 const only = process.env.BENCH_INGEST_ONLY;
 /** BENCH_INGEST_SYNCHRONOUS=full runs the server with FLOTILLA_DB_SYNCHRONOUS=full (to compare with the default, normal). */
 const dbSynchronous = process.env.BENCH_INGEST_SYNCHRONOUS === 'full' ? 'full' : 'normal';
+/** BENCH_INGEST_STATS_WIRE=json sends `stats` as agents before issue 16's wire change did (a sketch object) on the MQTT rows. */
+const statsWire = process.env.BENCH_INGEST_STATS_WIRE === 'json' ? 'json' : 'base64';
+/** A `stats` payload in the given wire form (protocol/messages/stats-wire.ts). */
+const statsPayload = (m: StatsMessage, wire: 'json' | 'base64') => JSON.stringify(wire === 'json' ? m : toWireStats(m));
 const STATS_PER_DEVICE = 250;
 const TELEMETRY_PER_DEVICE = 500;
 const BUNDLE_DEF = new URL('../firmware-bundles/tabular-demo/bundle.json', import.meta.url).pathname;
@@ -165,7 +171,7 @@ function payloadsFor(layout: SketchLayout, devices: Array<{ id: string }>, bundl
   const statsPayloads = devices.map((d, i) =>
     Array.from({ length: STATS_PER_DEVICE }, (_, k) => {
       const start = new Date(now - (STATS_PER_DEVICE - k) * 60_000);
-      return JSON.stringify(statsMessage({ deviceId: d.id, bundleId, model, seq: k + 1, start, end: new Date(start.getTime() + 59_000), sketch: sketches[i] }));
+      return statsPayload(statsMessage({ deviceId: d.id, bundleId, model, seq: k + 1, start, end: new Date(start.getTime() + 59_000), sketch: sketches[i] }), statsWire);
     }),
   );
   const teleStart = now - TELEMETRY_PER_DEVICE * 10_000;
@@ -342,22 +348,29 @@ async function directRows(cp: TestPlane, devices: Array<{ id: string }>, bundleI
   const dayBefore = now - 86_400_000;
   // In time order across the fleet (every device's k-th message, then the (k+1)-th), as devices send
   // them and as the MQTT rows' concurrent publishers deliver them: a batch spans few minute buckets.
-  const statsJson = Array.from({ length: STATS_PER_DEVICE }, (_, k) =>
-    devices.map((d, i) => {
-      const start = new Date(dayBefore - (STATS_PER_DEVICE - k) * 60_000);
-      return [d.id, JSON.stringify(statsMessage({ deviceId: d.id, bundleId, model, seq: STATS_PER_DEVICE + k + 1, start, end: new Date(start.getTime() + 59_000), sketch: sketches[i] }))] as const;
-    }),
-  ).flat();
+  // Both wire forms of the same windows (new buckets and seqs for each set: the same work).
+  const statsJson = (wire: 'json' | 'base64', from: number, seq0: number) =>
+    Array.from({ length: STATS_PER_DEVICE }, (_, k) =>
+      devices.map((d, i) => {
+        const start = new Date(from - (STATS_PER_DEVICE - k) * 60_000);
+        return [d.id, statsPayload(statsMessage({ deviceId: d.id, bundleId, model, seq: seq0 + k + 1, start, end: new Date(start.getTime() + 59_000), sketch: sketches[i] }), wire)] as const;
+      }),
+    ).flat();
   const teleStart = dayBefore - TELEMETRY_PER_DEVICE * 10_000;
   const teleJson = Array.from({ length: TELEMETRY_PER_DEVICE }, (_, k) =>
     devices.map((d) => [d.id, JSON.stringify(telemetryMessage({ deviceId: d.id, seq: TELEMETRY_PER_DEVICE + k + 1, at: new Date(teleStart + k * 10_000), inferences: 50 + (k % 50), errors: k % 7 ? {} : { timeout: 1 } }))] as const),
   ).flat();
   const rows: BenchRow[] = [];
-  for (const [channel, payloads, raw] of [['stats', statsJson, rawStats], ['telemetry', teleJson, rawTele]] as const) {
+  // Old and new wire form in both orders (json, base64, base64, json), 5 h apart (within the 72 h retention): the first row warms the code up.
+  const runs = [
+    ...(['json', 'base64', 'base64', 'json'] as const).map((wire, i) => ['stats', wire, statsJson(wire, dayBefore - i * 5 * 3_600_000, (i + 1) * STATS_PER_DEVICE), rawStats] as const),
+    ['telemetry', '', teleJson, rawTele] as const,
+  ];
+  for (const [channel, wire, payloads, raw] of runs) {
     const before = await stored(cp, channel);
     const t = performance.now();
     const cpu0 = process.cpuUsage();
-    await profiled(`direct-${channel}`, async () => {
+    await profiled(`direct-${channel}${wire && `-${wire}`}-${rows.length}`, async () => {
       for (const [id, json] of payloads) {
         if (channel === 'stats') void cp.plane.ingest.acceptStats(id, JSON.parse(json));
         else void cp.plane.ingest.acceptTelemetry(id, JSON.parse(json));
@@ -368,7 +381,7 @@ async function directRows(cp: TestPlane, devices: Array<{ id: string }>, bundleI
     const rate = payloads.length / ((performance.now() - t) / 1000);
     const cpu = process.cpuUsage(cpu0);
     const cpuUs = (cpu.user + cpu.system) / payloads.length;
-    rows.push({ benchmark: `${channel} ingest without MQTT (parse + validate + batched DB writes)`, value: rate, unit: 'msg/s', baseline: 'raw MQTT publish→receive, no DB', baselineValue: raw, ratio: rate / raw, note: `${cpuUs.toFixed(0)} CPU µs per message` });
+    rows.push({ benchmark: `${channel} ingest without MQTT (parse + validate + batched DB writes)${wire && `, ${wire === 'json' ? 'sketch as JSON (agents before)' : 'sketchBase64'}`}`, value: rate, unit: 'msg/s', baseline: 'raw MQTT publish→receive, no DB', baselineValue: raw, ratio: rate / raw, note: `${cpuUs.toFixed(0)} CPU µs per message` });
   }
   return rows;
 }
@@ -386,7 +399,7 @@ async function embeddedRows(): Promise<BenchRow[]> {
     const { sketches, statsPayloads, telePayloads } = payloadsFor(layout, devices, bundleId, now);
     const ids = devices.map((d) => d.id);
     const raw = { stats: NaN, telemetry: NaN };
-    const notes = { stats: '8 features', telemetry: '63-bucket latency histogram' };
+    const notes = { stats: `8 features, ${statsWire === 'json' ? 'sketch as JSON (BENCH_INGEST_STATS_WIRE=json)' : 'sketchBase64'}`, telemetry: '63-bucket latency histogram' };
     for (const [channel, payloads] of only === 'direct' ? [] : ([['stats', statsPayloads], ['telemetry', telePayloads]] as const)) {
       const n = payloads.reduce((a, p) => a + p.length, 0);
       raw[channel] = await profiled(`raw-embedded-${channel}`, () => rawMqtt(pubs, channel, ids, payloads));

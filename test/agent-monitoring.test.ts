@@ -17,6 +17,7 @@ import type { ReportedMessage } from '../protocol/messages/reported.ts';
 import { validateStatsMessage, type StatsMessage } from '../protocol/messages/stats.ts';
 import { validateTelemetryMessage, type TelemetryMessage } from '../protocol/messages/telemetry.ts';
 import type { SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
+import { decodeSketch } from '../protocol/sketch/sketch-blob.ts';
 import { observeDevice } from './helpers/device-observer.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { gemmModel } from './helpers/models.ts';
@@ -83,8 +84,13 @@ describe('agent monitoring: telemetry and stats under signed agentConfig', { tim
     deviceId = agent.identity!.deviceId;
     observer = await observeDevice(cp, deviceId, ['telemetry', 'stats', 'reported'], (channel, msg) => {
       if (channel === 'telemetry') telemetry.push(msg);
-      else if (channel === 'stats') stats.push(msg);
-      else reported.push(msg);
+      else if (channel === 'stats') {
+        // The agent sends the sketch's binary form (protocol/messages/stats-wire.ts), never the object.
+        assert.equal(typeof msg.sketchBase64, 'string');
+        assert.ok(!('sketch' in msg), 'no sketch object on the wire');
+        const { sketchBase64, ...rest } = msg;
+        stats.push({ ...rest, sketch: decodeSketch(Buffer.from(sketchBase64, 'base64')) });
+      } else reported.push(msg);
     });
     bundle = await buildTestBundle(gemmModel({ seed: 1 }), 'tabular-demo', { reference: { bins: {}, layout: LAYOUT } });
     art.add(bundle.model.bytes);

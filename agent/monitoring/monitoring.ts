@@ -6,6 +6,7 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { validateStatsMessage, type StatsMessage } from '../../protocol/messages/stats.ts';
+import { toWireStats } from '../../protocol/messages/stats-wire.ts';
 import { validateTelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import type { InstalledBundle } from '../bundle-store.ts';
 import type { AgentConfig } from '../config.ts';
@@ -126,7 +127,8 @@ export class Monitoring {
 
   private async sendStats(w: ClosedWindow): Promise<void> {
     const message: StatsMessage = { v: 1, deviceId: this.o.deviceId, bundleId: w.bundleId, model: w.model, windowStart: w.windowStart, windowEnd: w.windowEnd, seq: 0, sketch: w.sketch };
-    if (await this.enqueue('stats', message, validateStatsMessage(message, { reference: w.layout, deviceId: this.o.deviceId }))) this.storedWindows++;
+    // Checked as the object the server checks, sent in the binary form (stats-wire.ts: the server parses and stores it as is).
+    if (await this.enqueue('stats', message, validateStatsMessage(message, { reference: w.layout, deviceId: this.o.deviceId }), toWireStats)) this.storedWindows++;
   }
 
   private async sendTelemetry(draft: TelemetryDraft): Promise<void> {
@@ -135,14 +137,14 @@ export class Monitoring {
   }
 
   /** A message that fails the server's own validator is logged and counted, and uses neither a seq nor outbox space. */
-  private async enqueue(channel: OutboxChannel, message: { seq: number }, check: { ok: true } | { ok: false; reason: string; message: string }): Promise<boolean> {
+  private async enqueue<M extends { seq: number }>(channel: OutboxChannel, message: M, check: { ok: true } | { ok: false; reason: string; message: string }, wire: (m: M) => unknown = (m) => m): Promise<boolean> {
     if (!check.ok) {
       this.invalid++;
       this.o.logger.error({ reason: check.reason, err: check.message }, `a ${channel} message failed its own validation; not sent`);
       return false;
     }
     message.seq = await this.nextSeq(channel);
-    await this.outbox.append(channel, message);
+    await this.outbox.append(channel, wire(message));
     return true;
   }
 

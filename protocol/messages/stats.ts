@@ -1,6 +1,7 @@
 /**
  * `stats` (device → server, QoS 1, not retained): a device's input and output sketches for one
- * window of one model. The server dedupes on (deviceId, seq), checks the sketch against the
+ * window of one model, as a `sketch` object or (agents since issue 16) `sketchBase64`, its binary
+ * form (stats-wire.ts). The server dedupes on (deviceId, seq), checks the sketch against the
  * version's reference layout, and merges it into cohort windows (protocol/DRIFT.md).
  *
  * `StatsMessage` validates shape and internal consistency (counts are non-negative integers,
@@ -21,6 +22,7 @@ import type { NumericSketch } from '../sketch/numeric-sketch.ts';
 import { DEVICE_ID_PATTERN } from '../topics.ts';
 import { fastStatsMessage, IsoTime } from './stats-fast-path.ts';
 import { salvageOverflowedMoments } from './stats-salvage.ts';
+import { sketchFromWire } from './stats-wire.ts';
 
 /** Every reason a `stats` (or `telemetry`) payload can be refused for. */
 export const STATS_REJECT_REASONS = [
@@ -189,8 +191,11 @@ export const StatsMessage = z
 export type StatsMessage = z.infer<typeof StatsMessage>;
 
 export type StatsRejection = { ok: false; reason: StatsRejectReason; message: string; path: PropertyKey[] };
-/** `salvaged`: numeric features whose overflowed moments were emptied into `nans` (`stats-salvage.ts`). */
-export type StatsCheck = { ok: true; message: StatsMessage; salvaged: string[] } | StatsRejection;
+/**
+ * `salvaged`: numeric features whose overflowed moments were emptied into `nans` (`stats-salvage.ts`);
+ * `sketchBytes`: the sketch's binary form as received (`sketchBase64`), equal to `encodeSketch(message.sketch)`.
+ */
+export type StatsCheck = { ok: true; message: StatsMessage; salvaged: string[]; sketchBytes?: Buffer } | StatsRejection;
 
 /**
  * The reason code for a failed zod parse: the first issue that carries one, else `malformed`.
@@ -265,8 +270,16 @@ export interface StatsCheckOptions {
 export function validateStatsMessage(raw: unknown, opts: StatsCheckOptions = {}): StatsCheck {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, reason: 'malformed', message: 'payload is not an object', path: [] };
   if ((raw as { v?: unknown }).v !== 1) return { ok: false, reason: 'schema_version', message: `unsupported v ${JSON.stringify((raw as { v?: unknown }).v)}`, path: ['v'] };
-  // A feature whose moments overflowed costs that feature's values, not the window.
-  const salvage = salvageOverflowedMoments(raw);
+  // The binary form (stats-wire.ts) decodes to the object form and gets the same checks. Only agents
+  // from before it overflowed moments: a feature whose moments overflowed costs that feature's values, not the window.
+  let bytes: Buffer | undefined;
+  let salvage: { payload: unknown; features: string[] };
+  if ('sketchBase64' in raw) {
+    const wire = sketchFromWire(raw as Record<string, unknown>);
+    if ('error' in wire) return { ok: false, reason: 'malformed', message: wire.error, path: ['sketchBase64'] };
+    bytes = wire.bytes;
+    salvage = { payload: wire.payload, features: [] };
+  } else salvage = salvageOverflowedMoments(raw);
   // The hand-written check accepts the common well-formed window; anything else gets the schema's verdict.
   let m: StatsMessage | null = fastStatsMessage(salvage.payload);
   if (!m) {
@@ -281,5 +294,5 @@ export function validateStatsMessage(raw: unknown, opts: StatsCheckOptions = {})
     const bad = checkSketchAgainstReference(m.sketch, opts.reference);
     if (bad) return { ok: false, ...bad };
   }
-  return { ok: true, message: m, salvaged: salvage.features };
+  return { ok: true, message: m, salvaged: salvage.features, sketchBytes: bytes };
 }

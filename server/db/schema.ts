@@ -4,7 +4,7 @@ import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from
 import type { MonitoringHealth, MonitoringLost } from '../../protocol/messages/telemetry.ts';
 import type { FeatureSetSketch, LatencyHistogram, SketchLayout } from '../../protocol/sketch/index.ts';
 import type { VersionFacts } from '../models/version-facts.ts';
-import { sketchColumn } from './sketch-blob.ts';
+import { sketchColumn } from './sketch-column.ts';
 
 const createdAt = (column = 'created_at') => text(column).notNull().default(sql`(strftime('%Y-%m-%dT%H:%M:%fZ','now'))`);
 
@@ -282,7 +282,7 @@ export const statsWindows = sqliteTable(
     windowEnd: text('window_end').notNull(),
     seq: integer('seq').notNull(),
     rows: integer('rows').notNull(),
-    // Binary (sketch-blob.ts); rows from before are JSON text and still read.
+    // Binary (protocol/sketch/sketch-blob.ts); rows from before are JSON text and still read.
     sketch: sketchColumn('sketch').notNull(),
     receivedAt: text('received_at').notNull(),
   },
@@ -300,7 +300,7 @@ export const statsRollups = sqliteTable(
     bucketStart: text('bucket_start').notNull(),
     windows: integer('windows').notNull(),
     rows: integer('rows').notNull(),
-    // Binary (sketch-blob.ts); rows from before are JSON text and still read.
+    // Binary (protocol/sketch/sketch-blob.ts); rows from before are JSON text and still read.
     sketch: sketchColumn('sketch').notNull(),
     updatedAt: text('updated_at').notNull(),
   },

@@ -43,7 +43,7 @@ export interface IngestOptions {
 /** Server-side refusal reasons on top of protocol/'s STATS_REJECT_REASONS. */
 export const INGEST_REJECT_REASONS = ['duplicate', 'unknown_device', 'not_assigned', 'no_reference', 'expired', 'backpressure', 'stopped', 'db_error'] as const;
 
-type Pending = ({ kind: 'stats'; deviceId: string; message: StatsMessage } | { kind: 'telemetry'; deviceId: string; message: TelemetryMessage }) & {
+type Pending = ({ kind: 'stats'; deviceId: string; message: StatsMessage; sketchBytes?: Buffer } | { kind: 'telemetry'; deviceId: string; message: TelemetryMessage }) & {
   /** Settles the promise accept*() returned, once the message's batch was written (or dropped). */
   settle?: () => void;
 };
@@ -105,7 +105,7 @@ export class Ingest {
     const r = validateStatsMessage(raw, { deviceId, maxClockSkewMs: this.opts.maxClockSkewMs });
     if (!r.ok) return this.drop('stats', r.reason, deviceId, r.message), DONE;
     if (r.salvaged.length) this.opts.logger.warn({ deviceId, features: r.salvaged }, 'stats window kept; features whose moments overflowed counted as nans');
-    return this.enqueue({ kind: 'stats', deviceId, message: r.message });
+    return this.enqueue({ kind: 'stats', deviceId, message: r.message, sketchBytes: r.sketchBytes });
   }
 
   /** A `telemetry` payload from `deviceId` (settles like acceptStats). */
@@ -160,7 +160,7 @@ export class Ingest {
           const refused: Array<[Pending, string]> = [];
           const drops: StatsDrop[] = [];
           for (const p of batch) {
-            const why = p.kind === 'stats' ? this.checkStats(p.deviceId, p.message, ctx, now, stats, drops) : this.checkTelemetry(p.deviceId, p.message, ctx, now, tele);
+            const why = p.kind === 'stats' ? this.checkStats(p, ctx, now, stats, drops) : this.checkTelemetry(p.deviceId, p.message, ctx, now, tele);
             if (why) refused.push([p, why]);
           }
           if (drops.length) await recordStatsDrops(tx, drops);
@@ -202,7 +202,7 @@ export class Ingest {
     return Date.parse(iso) < now.getTime() - this.opts.retentionHours * 3_600_000;
   }
 
-  private checkStats(deviceId: string, m: StatsMessage, ctx: BatchContext, now: Date, out: StatsItem[], drops: StatsDrop[]): string | null {
+  private checkStats({ deviceId, message: m, sketchBytes }: Pending & { kind: 'stats' }, ctx: BatchContext, now: Date, out: StatsItem[], drops: StatsDrop[]): string | null {
     const device = ctx.devices.get(deviceId);
     if (!device || device.status !== 'approved') return 'unknown_device';
     if (this.expired(m.windowEnd, now)) return 'expired';
@@ -216,7 +216,7 @@ export class Ingest {
     if (!layout) return refuse('no_reference');
     const bad = checkSketchAgainstReference(m.sketch, layout);
     if (bad) return refuse(bad.reason);
-    out.push({ deviceId, message: m, modelVersionId: bundle.modelVersionId, cohorts: device.cohorts });
+    out.push({ deviceId, message: m, sketchBytes, modelVersionId: bundle.modelVersionId, cohorts: device.cohorts });
     return null;
   }
 

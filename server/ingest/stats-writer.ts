@@ -4,20 +4,22 @@
 // no per-device rollups: nothing reads them (drift reads cohorts and the fleet), and a device's
 // windows are its raw rows, kept for the stats retention. With one window per device a minute, a
 // device rollup cost a read, a merge and a rewrite of a whole sketch per window, more than the raw
-// insert itself. Sketches are stored binary (server/db/sketch-blob.ts) and bound as blobs in multi-row
+// insert itself. Sketches are stored binary (protocol/sketch/sketch-blob.ts) and bound as blobs in multi-row
 // statements (multi-row.ts).
 import { sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
 import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
 import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
-import { encodeSketch, readStoredSketch } from '../db/sketch-blob.ts';
+import { encodeSketch, readStoredSketch } from '../../protocol/sketch/sketch-blob.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
 import { insertNewMessages, insertRows } from './multi-row.ts';
 
 export interface StatsItem {
   deviceId: string;
   message: StatsMessage;
+  /** The sketch's binary form as the device sent it (`sketchBase64`): stored as is. */
+  sketchBytes?: Buffer;
   modelVersionId: number;
   cohorts: string[];
 }
@@ -57,6 +59,7 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
   const receivedAt = now.toISOString();
   // A rollup holding a single new window is that window's sketch object: encoded once for both rows.
   const blobs = new Map<FeatureSetSketch, Buffer>();
+  for (const it of items) if (it.sketchBytes) blobs.set(it.message.sketch, it.sketchBytes);
   const blob = (sk: FeatureSetSketch) => {
     let b = blobs.get(sk);
     if (b === undefined) blobs.set(sk, (b = encodeSketch(sk)));

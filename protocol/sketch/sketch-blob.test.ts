@@ -3,8 +3,8 @@
 // text, older rows' JSON text is still read, and bytes that are not a stored sketch are refused.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { addRow, createFeatureSetSketch, type SketchLayout } from '../../protocol/sketch/feature-set-sketch.ts';
-import { gaussian, mulberry32 } from '../../protocol/sketch/random.ts';
+import { addRow, createFeatureSetSketch, type SketchLayout } from './feature-set-sketch.ts';
+import { gaussian, mulberry32 } from './random.ts';
 import { decodeSketch, encodeSketch, readStoredSketch } from './sketch-blob.ts';
 
 const edges = (n: number, from: number, step: number) => Array.from({ length: n }, (_, i) => from + i * step + 0.1234567891234);
