@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { makeFixtures, tabularReference, type Fixtures } from '../../test/fixtures/runtime-models.ts';
 import { ModelHost, type HostEvent, type ModelHandle } from './model-host.ts';
 import type { HostTensor } from './tensor.ts';
-import { AUTO_RUNS } from './thread-choice.ts';
+import { AUTO_RUNS, MAX_CHOICES, windowsBeforeNextChoice } from './thread-choice.ts';
 
 function rows(n: number, seed: number): Float32Array {
   return Float32Array.from({ length: n * 8 }, (_, i) => Math.sin(seed * 7.31 + i * 0.37) * 3);
@@ -65,7 +65,7 @@ test('auto: the 8→3 MLP moves to the main thread once timed (its file moved aw
     await rename(staged, join(fx.dir, 'installed-model.onnx'));
     host.activate(h);
     assert.equal(host.workerThreads, 1);
-    assert.deepEqual({ ...host.placement(h), runs: undefined }, { mode: 'auto', thread: 'worker', reason: 'measuring its first runs in the worker (0 timed)', runs: undefined });
+    assert.deepEqual({ ...host.placement(h), runs: undefined }, { mode: 'auto', thread: 'worker', reason: 'measuring its first runs in the worker (0 timed)', choices: 0, runs: undefined });
     await runUntilMoved(host, h, 1);
     await until(() => host.placement(h)!.thread === 'main' && events.some((e) => e.type === 'worker-retired'), 'the move and the worker to end');
     assert.equal(host.workerThreads, 0);
@@ -113,6 +113,30 @@ test('auto: a heavy model (milliseconds a run) stays in the worker, and a worker
     await until(() => events.some((e) => e.type === 'worker-restarted'), 'the restart');
     assert.deepEqual((await host.infer(heavyFeeds(2))).y.dims, [2, 1024]);
     assert.equal(host.placement(h)!.thread, 'worker');
+  } finally {
+    await host.stop();
+  }
+});
+
+test('auto: after the first choices a model kept in the worker is looked at again, each time after twice as many runs', async () => {
+  assert.deepEqual([0, 7, 8, 9, 10, 15, 16, 40].map(windowsBeforeNextChoice), [0, 0, 1, 3, 7, 255, 255, 255]);
+  const host = new ModelHost({ thread: 'auto', spawnOnLoad: true });
+  await host.start();
+  try {
+    const h = await host.load(fx.heavy);
+    host.activate(h);
+    // Windows of timed runs complete after the untimed first run and each AUTO_RUNS more.
+    let done = 0;
+    const choicesAfter = async (windows: number) => {
+      for (; done < 1 + windows * AUTO_RUNS; done++) await host.infer(heavyFeeds(1));
+      return host.placement(h)!.choices;
+    };
+    assert.equal(await choicesAfter(MAX_CHOICES), MAX_CHOICES, 'one choice a window at first');
+    assert.equal(await choicesAfter(MAX_CHOICES + 1), MAX_CHOICES, 'then one window passes');
+    assert.equal(await choicesAfter(MAX_CHOICES + 2), MAX_CHOICES + 1, 'and it is looked at again');
+    assert.equal(await choicesAfter(MAX_CHOICES + 5), MAX_CHOICES + 1, 'three windows pass');
+    assert.equal(await choicesAfter(MAX_CHOICES + 6), MAX_CHOICES + 2);
+    assert.equal(host.placement(h)!.thread, 'worker', 'a heavy model stays where it is');
   } finally {
     await host.stop();
   }

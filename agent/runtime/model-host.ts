@@ -37,7 +37,7 @@ import { ModelFile } from './model-file.ts';
 import { checkFeeds, prepareTransfer, type HostTensor, type TensorMeta } from './tensor.ts';
 import { InlineSlot } from './inline-slot.ts';
 import { WorkerSlot, type Pending } from './worker-slot.ts';
-import { chooseThread, MAX_CHOICES, RunTimes, tooLargeToMove, type InferenceThread, type Placement } from './thread-choice.ts';
+import { chooseThread, RunTimes, tooLargeToMove, windowsBeforeNextChoice, type InferenceThread, type Placement } from './thread-choice.ts';
 import type { ModelInfo, WorkerSessionOptions } from './worker-protocol.ts';
 
 /** A loaded model. Opaque to callers except for its metadata. */
@@ -123,6 +123,8 @@ interface HandleState {
   measuring: boolean;
   /** Choices made so far (the first is announced). */
   choices: number;
+  /** Complete windows of timed runs to let pass before the next choice (thread-choice.ts). */
+  skipWindows: number;
   /** Its file, held open while it is loaded in workers: what a restarted worker or the move to the main thread loads. */
   file?: ModelFile;
   reason: string;
@@ -291,7 +293,7 @@ export class ModelHost {
     const tooLarge = auto && file ? tooLargeToMove(file.size) : undefined;
     const reason = !auto ? `set to ${thread}` : (tooLarge ?? 'measuring its first runs in the worker');
     const measuring = auto && !tooLarge;
-    this.handles.set(id, { handle, inflight: 0, holds: 0, drainWaiters: [], thread, onWorker: thread === 'worker', onMain: thread === 'main', workerRuns: 0, workerDrainWaiters: [], times: new RunTimes(), measuring, choices: auto && !measuring ? 1 : 0, file, reason });
+    this.handles.set(id, { handle, inflight: 0, holds: 0, drainWaiters: [], thread, onWorker: thread === 'worker', onMain: thread === 'main', workerRuns: 0, workerDrainWaiters: [], times: new RunTimes(), measuring, choices: auto && !measuring ? 1 : 0, skipWindows: 0, file, reason });
     if (tooLarge) this.opts.onEvent?.({ type: 'placed', handle: id, thread, reason });
     return handle;
   }
@@ -320,7 +322,7 @@ export class ModelHost {
     const st = this.handles.get(handle.id);
     if (!st) return undefined;
     const runs = st.times.summary();
-    return { mode: this.opts.thread, thread: st.thread, reason: st.choices > 0 || !st.measuring ? st.reason : `measuring its first runs in the worker (${runs?.timed ?? 0} timed)`, ...(runs && { runs }) };
+    return { mode: this.opts.thread, thread: st.thread, reason: st.choices > 0 || !st.measuring ? st.reason : `measuring its first runs in the worker (${runs?.timed ?? 0} timed)`, choices: st.choices, ...(runs && { runs }) };
   }
 
   /** Keeps `handle` usable (and loaded) until the returned function is called, e.g. across async preprocessing. */
@@ -415,7 +417,7 @@ export class ModelHost {
     const first = ++st.choices === 1;
     if (choice.thread === 'worker' || !this.inline) {
       if (first) this.opts.onEvent?.({ type: 'placed', handle: st.handle.id, thread: 'worker', reason: choice.reason });
-      if (st.choices >= MAX_CHOICES) st.measuring = false;
+      st.skipWindows = windowsBeforeNextChoice(st.choices);
       return;
     }
     st.measuring = false;
@@ -550,7 +552,10 @@ export class ModelHost {
         st.workerRuns--;
         this.maybeWorkerDrained(st);
       }
-      if (runUs !== undefined && st.times.add(runUs) && st.measuring && thread === 'worker') this.place(st);
+      if (runUs !== undefined && st.times.add(runUs) && st.measuring && thread === 'worker') {
+        if (st.skipWindows > 0) st.skipWindows--;
+        else this.place(st);
+      }
       this.maybeDrained(st);
     }
     if (--this.runsOutstanding === 0 && this.idleWaiters.length > 0) for (const w of this.idleWaiters.splice(0)) w();

@@ -2,7 +2,7 @@
  * Which thread a model runs on when the host is asked to choose (`ModelHost` with `thread: 'auto'`,
  * the agent's `--inference-thread auto`): every model starts in the inference worker, its runs there are
  * timed, and after each `AUTO_RUNS` of them the host chooses again; a cheap model is then served on the
- * agent's own thread for good. Choosing again matters: a fresh worker's first runs go through cold
+ * agent's own thread for good (it never moves back). Choosing again matters: a fresh worker's first runs go through cold
  * JavaScript (onnxruntime's wrapper, not yet optimised, while V8's one background thread is busy), and
  * on the loaded 2-core machine the 8→3 MLP's first 16 runs measured p50 209 µs in the agent, its later
  * ones 15–40 µs. A model never moves back: its steady cost does not change with time.
@@ -23,11 +23,21 @@
 /** Runs timed in the worker per choice (the smoke tests count). */
 export const AUTO_RUNS = 16;
 /**
- * Choices made in the worker before the model stays there for good. A move loads the model from the
- * file the host holds open (model-file.ts): the agent moves a bundle's files from staging to bundles/
- * when it activates it, so the path it was loaded from is gone by the time of a move.
+ * Choices made every `AUTO_RUNS` runs; after them the host chooses after twice as many windows each
+ * time, up to every `MAX_WINDOWS_BETWEEN_CHOICES` windows. A model measured while the device was
+ * loaded (seen: 8 windows at p50 > 200 µs in an agent started during a CPU-heavy burst, the MLP's steady
+ * runs taking 57 µs) is looked at again once the load has gone, at a cost that shrinks to nothing.
+ * A move loads the model from the file the host holds open (model-file.ts): the agent moves a bundle's
+ * files from staging to bundles/ when it activates it, so the path it was loaded from is gone by then.
  */
 export const MAX_CHOICES = 8;
+export const MAX_WINDOWS_BETWEEN_CHOICES = 256;
+
+/** Windows of `AUTO_RUNS` runs to let pass before the next choice, after `choices` choices that kept the model in the worker. */
+export function windowsBeforeNextChoice(choices: number): number {
+  if (choices < MAX_CHOICES) return 0;
+  return Math.min(2 ** (choices - MAX_CHOICES + 1), MAX_WINDOWS_BETWEEN_CHOICES) - 1;
+}
 const WARM_UP_RUNS = 1;
 export const MAIN_MAX_P50_US = 200;
 export const MAIN_MAX_WORST_US = 1000;
@@ -42,6 +52,8 @@ export interface Placement {
   /** Where its runs go now. */
   thread: InferenceThread;
   reason: string;
+  /** Choices made so far ('auto'; the first after `AUTO_RUNS` timed runs). */
+  choices: number;
   /** Its last `AUTO_RUNS` timed runs (fewer before that many), µs per session.run, on the thread it ran on then. */
   runs?: { timed: number; p50Us: number; worstUs: number };
 }
