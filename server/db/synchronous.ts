@@ -10,15 +10,14 @@
 // killed process loses nothing it committed; a power loss or OS crash may lose the last commits, never the
 // file's consistency. FULL syncs the WAL at every commit.
 import type { Client, InStatement, Transaction, TransactionMode } from '@libsql/client';
+import { isRead, sqlOf } from './statements.ts';
 
 export type SynchronousLevel = 'normal' | 'full';
 
 const LEVEL: Record<SynchronousLevel, number> = { normal: 1, full: 2 };
 const BEGIN: Record<TransactionMode, string> = { write: 'BEGIN IMMEDIATE', deferred: 'BEGIN DEFERRED', read: 'BEGIN TRANSACTION READONLY' };
-const READ = /^\s*(select|pragma|explain)\b/i;
 /** Statements SQLite refuses inside a transaction: they run as they are (still one writer at a time, write-queue.ts). */
 const OUTSIDE_TRANSACTION = /^\s*(vacuum|attach|detach)\b/i;
-const sqlOf = (stmt: InStatement) => (typeof stmt === 'string' ? stmt : stmt.sql);
 
 /** Wraps `client` so that every write runs on a connection set to `level`. Local files only (a remote server has its own durability). */
 export function synchronousOnEveryWrite(client: Client, level: SynchronousLevel): Client {
@@ -43,7 +42,7 @@ export function synchronousOnEveryWrite(client: Client, level: SynchronousLevel)
   // `begin`, not `client.transaction`: a wrapper applied later (the write queue) has already let it in.
   const execute = client.execute.bind(client) as (...a: unknown[]) => Promise<unknown>;
   client.execute = (async (stmt: InStatement, ...rest: unknown[]) => {
-    if (READ.test(sqlOf(stmt)) || OUTSIDE_TRANSACTION.test(sqlOf(stmt))) return execute(stmt, ...rest);
+    if (isRead(stmt) || OUTSIDE_TRANSACTION.test(sqlOf(stmt))) return execute(stmt, ...rest);
     const tx = await begin('write');
     try {
       const result = await tx.execute(typeof stmt === 'string' && rest.length ? { sql: stmt, args: rest[0] as never } : stmt);
@@ -56,7 +55,7 @@ export function synchronousOnEveryWrite(client: Client, level: SynchronousLevel)
 
   const batch = client.batch.bind(client) as (stmts: InStatement[], mode?: TransactionMode) => Promise<unknown>;
   client.batch = (async (stmts: InStatement[], mode: TransactionMode = 'deferred') => {
-    if (mode === 'read' || stmts.every((s) => READ.test(sqlOf(s)))) return batch(stmts, mode);
+    if (mode === 'read' || stmts.every(isRead)) return batch(stmts, mode);
     const tx = await begin(mode);
     try {
       const results = await tx.batch(stmts);

@@ -7,6 +7,7 @@
 // timeout is left for what it is meant for, another process (a replica) holding the lock. Reads never
 // wait (WAL: readers run beside a writer).
 import type { Client, InStatement, Transaction, TransactionMode } from '@libsql/client';
+import { isRead } from './statements.ts';
 
 export class WriteQueueTimeoutError extends Error {
   constructor(ms: number) {
@@ -15,7 +16,6 @@ export class WriteQueueTimeoutError extends Error {
   }
 }
 
-const READ = /^\s*(select|pragma|explain)\b/i;
 /** The writer queue of each database file this process opened (by resolved path). */
 const queues = new Map<string, { tail: Promise<void> }>();
 
@@ -28,7 +28,6 @@ const queues = new Map<string, { tail: Promise<void> }>();
  * (other writers of this process wait in the queue below), only its wall time grows.
  */
 export const TRANSACTION_SLICE_MS = 20;
-const sqlOf = (stmt: InStatement) => (typeof stmt === 'string' ? stmt : stmt.sql);
 
 /**
  * Makes `client.transaction()` and writes through `client.execute()`/`client.batch()` wait for this
@@ -89,7 +88,7 @@ export function queueTransactions(client: Client, timeoutMs: number, file: strin
 
   const execute = client.execute.bind(client) as (stmt: InStatement) => Promise<unknown>;
   client.execute = (async (stmt: InStatement, ...rest: unknown[]) => {
-    if (READ.test(sqlOf(stmt))) return (execute as (...a: unknown[]) => Promise<unknown>)(stmt, ...rest);
+    if (isRead(stmt)) return (execute as (...a: unknown[]) => Promise<unknown>)(stmt, ...rest);
     const release = await enter();
     try {
       return await (execute as (...a: unknown[]) => Promise<unknown>)(stmt, ...rest);
@@ -100,7 +99,7 @@ export function queueTransactions(client: Client, timeoutMs: number, file: strin
 
   const batch = client.batch.bind(client) as (stmts: InStatement[], mode?: TransactionMode) => Promise<unknown>;
   client.batch = (async (stmts: InStatement[], mode?: TransactionMode) => {
-    if (stmts.every((s) => READ.test(sqlOf(s)))) return batch(stmts, mode);
+    if (stmts.every(isRead)) return batch(stmts, mode);
     const release = await enter();
     try {
       return await batch(stmts, mode);
