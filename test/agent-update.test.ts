@@ -2,22 +2,16 @@
 // real HTTP artifact server, real onnxruntime. The agent runs in this process (its inference in a
 // worker thread); manifests are signed here with firmware-bundles and published as the server would.
 import assert from 'node:assert/strict';
-import { lstat, mkdtemp, readFile, readlink, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { lstat, readFile, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { MqttClient } from 'mqtt';
 import sharp from 'sharp';
-import { Agent } from '../agent/agent.ts';
-import { parseAgentConfig } from '../agent/config.ts';
-import { createAgentLogger } from '../agent/logger.ts';
-import { api, ArtifactServer, buildTestBundle, sha256, TestTrust, waitFor, type TestBundle } from '../agent/testing/harness.ts';
+import { api, buildTestBundle, sha256, type TestBundle, type TestTrust, waitFor } from '../agent/testing/harness.ts';
 import { imageModel } from '../firmware-bundles/testing/fixtures.ts';
 import type { CommandResponse } from '../protocol/messages/command.ts';
 import type { ReportedMessage } from '../protocol/messages/reported.ts';
 import { encodeModel, floatTensor, int64Tensor, node, valueInfo } from '../server/onnx/build.ts';
-import { observeDevice } from './helpers/device-observer.ts';
-import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { AgentLab } from './helpers/agent-lab.ts';
 import { gemmModel } from './helpers/models.ts';
 
 /** Passes the smoke vectors (batch 1) but fails every batch of more than one row: a Reshape to [1, 8]. */
@@ -32,14 +26,7 @@ function batchOneOnlyModel(): Uint8Array {
 }
 
 describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
-  let cp: TestPlane;
-  let art: ArtifactServer;
-  let trust: TestTrust;
-  let agent: Agent;
-  let dataDir: string;
-  let port: number;
-  let deviceId: string;
-  let observer: MqttClient;
+  let lab: AgentLab;
   const reported: ReportedMessage[] = [];
   const cmdRes: CommandResponse[] = [];
   const statuses: Array<{ state: string }> = [];
@@ -47,79 +34,46 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
   let B: TestBundle;
   let counter = 0;
 
-  const publish = (manifest: Parameters<TestTrust['desired']>[0]) => cp.plane.bus.publish(deviceId, 'desired', trust.desired(manifest), { retain: true });
-  const deploy = (bundle: TestBundle, o: Partial<Parameters<TestTrust['manifest']>[2]> = {}) => {
-    const c = o.counter ?? ++counter;
-    return publish(trust.bundleManifest(deviceId, bundle, { counter: c, ...o }));
-  };
+  const publish = (manifest: Parameters<TestTrust['desired']>[0]) => lab.publish(manifest);
+  const deploy = (bundle: TestBundle, o: Partial<Parameters<TestTrust['manifest']>[2]> = {}) => lab.deploy(bundle, { counter: o.counter ?? ++counter, ...o });
   const last = () => reported.at(-1);
   const until = (what: string, fn: (r: ReportedMessage) => boolean, ms = 15_000) => waitFor(() => (reported.length > 0 && fn(last()!) ? last() : undefined), what, ms);
-  const predict = (body: unknown, headers?: Record<string, string>) => api(port, 'POST', '/v1/predict', body, headers);
+  const predict = (body: unknown, headers?: Record<string, string>) => api(lab.port, 'POST', '/v1/predict', body, headers);
   const row = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8];
 
   before(async () => {
-    cp = await startControlPlane();
-    art = new ArtifactServer();
-    await art.start();
-    trust = new TestTrust();
-    dataDir = await mkdtemp(path.join(tmpdir(), 'flotilla-agent-'));
-    const token = (await cp.api('POST', '/api/v1/enroll-tokens', { json: { labels: { site: 'lab' } } })).body.token;
-    const config = parseAgentConfig({
-      server: cp.url,
-      enrollToken: token,
-      dataDir,
-      apiPort: 0,
-      trustRoot: trust.rootArg,
-      artifactUrl: art.url,
-      reconnectMinMs: 50,
-      reconnectMaxMs: 500,
-      probationMs: 400,
-      probationRequests: 50,
-      probationMinRequests: 3,
-      probationMaxErrorRate: 0.5,
-      downloadRetries: 2,
-      logLevel: process.env.FLOTILLA_TEST_LOG ?? 'silent',
+    lab = await AgentLab.start({
+      prefix: 'flotilla-agent-',
+      agent: { reconnectMinMs: 50, reconnectMaxMs: 500, probationMs: 400, probationRequests: 50, probationMinRequests: 3, probationMaxErrorRate: 0.5, downloadRetries: 2 },
     });
-    agent = new Agent(config, createAgentLogger(config.logLevel));
-    await agent.start();
-    deviceId = agent.identity!.deviceId;
-    port = agent.api!.port;
     // Observe what the server sees, with the server's own broker credentials.
-    observer = await observeDevice(cp, deviceId, ['reported', 'cmd/res', 'status'], (channel, msg) => {
+    await lab.observe(['reported', 'cmd/res', 'status'], (channel, msg) => {
       if (channel === 'reported') reported.push(msg);
       else if (channel === 'cmd/res') cmdRes.push(msg);
       else statuses.push(msg);
     });
-    A = await buildTestBundle(gemmModel({ seed: 1 }));
-    B = await buildTestBundle(gemmModel({ seed: 2 }));
-    for (const b of [A, B]) {
-      art.add(b.model.bytes);
-      art.add(b.bundleJson.bytes);
-    }
+    A = await lab.bundle(gemmModel({ seed: 1 }));
+    B = await lab.bundle(gemmModel({ seed: 2 }));
   });
 
   after(async () => {
-    await observer?.endAsync();
-    await agent?.stop();
-    await art?.stop();
-    await cp?.stop();
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    await lab?.stop();
   });
 
   test('enrolls once, keeps its identity 0600, announces itself online, serves nothing yet', async () => {
-    const file = path.join(dataDir, 'identity.json');
+    const file = path.join(lab.dataDir, 'identity.json');
     assert.equal((await stat(file)).mode & 0o777, 0o600);
     const identity = JSON.parse(await readFile(file, 'utf8'));
-    assert.equal(identity.deviceId, deviceId);
-    assert.equal(identity.trust.keyid, trust.root.keyid);
+    assert.equal(identity.deviceId, lab.deviceId);
+    assert.equal(identity.trust.keyid, lab.trust.root.keyid);
     assert.equal(identity.trust.source, 'pinned');
     await waitFor(() => statuses.some((s) => s.state === 'online'), 'status online');
-    const device = await cp.api('GET', `/api/v1/devices/${deviceId}`);
+    const device = await lab.cp.api('GET', `/api/v1/devices/${lab.deviceId}`);
     assert.equal(device.status, 200);
     const none = await predict({ features: row });
     assert.equal(none.status, 503);
     assert.equal(none.body.error.code, 'NO_MODEL');
-    assert.equal((await api(port, 'GET', '/healthz')).body.model, false);
+    assert.equal((await api(lab.port, 'GET', '/healthz')).body.model, false);
   });
 
   test('happy path: desired → active; the API answers with the new bundle; a second bundle replaces it', async () => {
@@ -140,7 +94,7 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     for (const t of last()!.transitions) assert.ok(!Number.isNaN(Date.parse(t.at)), 'every transition has a timestamp');
     assert.equal(last()!.active!.modelSha256, A.model.sha256);
     // The server stored what the device reported (presence and reported writes are batched: within a flush).
-    await waitFor(async () => (await cp.api('GET', `/api/v1/devices/${deviceId}`)).body.reported?.state === 'active', 'server stored the reported state');
+    await waitFor(async () => (await lab.cp.api('GET', `/api/v1/devices/${lab.deviceId}`)).body.reported?.state === 'active', 'server stored the reported state');
 
     await deploy(B);
     await until('bundle 2 active', (r) => r.state === 'active' && r.active?.counter === 2);
@@ -148,14 +102,14 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     assert.equal(r2.body.bundle.counter, 2);
     assert.notDeepEqual(r2.body.outputs.logits.data, r1.body.outputs.logits.data);
     // On disk: current → bundle 2, previous → bundle 1 (kept for rollback), each with its signed manifest.
-    const current = await readlink(path.join(dataDir, 'current'));
-    const previous = await readlink(path.join(dataDir, 'previous'));
+    const current = await readlink(path.join(lab.dataDir, 'current'));
+    const previous = await readlink(path.join(lab.dataDir, 'previous'));
     assert.match(current, /^bundles\/2-/);
     assert.match(previous, /^bundles\/1-/);
-    assert.equal(sha256(await readFile(path.join(dataDir, current, 'model.onnx'))), B.model.sha256);
-    assert.ok((await lstat(path.join(dataDir, current, 'manifest.json'))).isFile());
-    const status = await api(port, 'GET', '/v1/status');
-    assert.equal(status.body.deviceId, deviceId);
+    assert.equal(sha256(await readFile(path.join(lab.dataDir, current, 'model.onnx'))), B.model.sha256);
+    assert.ok((await lstat(path.join(lab.dataDir, current, 'manifest.json'))).isFile());
+    const status = await api(lab.port, 'GET', '/v1/status');
+    assert.equal(status.body.deviceId, lab.deviceId);
     assert.equal(status.body.active.counter, 2);
     assert.equal(status.body.update.state, 'active');
     console.log(`# deploy→active (first bundle, incl. ${400} ms probation window): ${deployToActiveMs} ms`);
@@ -163,10 +117,10 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
 
   test('a redelivered desired message (same manifest) is not applied twice', async () => {
     const before = last()!.transitions.length;
-    await agent.session!.stop().catch(() => {});
+    await lab.agent.session!.stop().catch(() => {});
     // Reconnecting redelivers the retained desired state; simulate with a fresh publish of the same message.
-    agent.session!.start();
-    await waitFor(() => agent.session!.connected, 'reconnected');
+    lab.agent.session!.start();
+    await waitFor(() => lab.agent.session!.connected, 'reconnected');
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(last()!.transitions.length, before);
     assert.equal(last()!.state, 'active');
@@ -178,35 +132,35 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
       code: 'HASH_MISMATCH',
       manifest: async () => {
         const m = await buildTestBundle(gemmModel({ seed: 3 }));
-        art.add(m.model.bytes, { tamper: true });
-        art.add(m.bundleJson.bytes);
-        return trust.bundleManifest(deviceId, m, { counter: ++counter });
+        lab.art.add(m.model.bytes, { tamper: true });
+        lab.art.add(m.bundleJson.bytes);
+        return lab.trust.bundleManifest(lab.deviceId, m, { counter: ++counter });
       },
     },
     {
       name: 'wrong signature (payload altered after signing)',
       code: 'BAD_SIGNATURE',
       manifest: async () => {
-        const env = trust.bundleManifest(deviceId, A, { counter: ++counter });
+        const env = lab.trust.bundleManifest(lab.deviceId, A, { counter: ++counter });
         return { ...env, signed: { ...env.signed, counter: env.signed.counter + 100 } };
       },
     },
-    { name: 'unknown key', code: 'UNKNOWN_KEY', manifest: async () => trust.bundleManifest(deviceId, A, { counter: ++counter, signer: trust.outsider }) },
+    { name: 'unknown key', code: 'UNKNOWN_KEY', manifest: async () => lab.trust.bundleManifest(lab.deviceId, A, { counter: ++counter, signer: lab.trust.outsider }) },
     {
       name: 'expired manifest',
       code: 'EXPIRED',
-      manifest: async () => trust.bundleManifest(deviceId, A, { counter: ++counter, now: new Date(Date.now() - 2 * 86_400_000), expiresAt: new Date(Date.now() - 86_400_000) }),
+      manifest: async () => lab.trust.bundleManifest(lab.deviceId, A, { counter: ++counter, now: new Date(Date.now() - 2 * 86_400_000), expiresAt: new Date(Date.now() - 86_400_000) }),
     },
-    { name: 'replayed older manifest', code: 'ROLLBACK', manifest: async () => trust.bundleManifest(deviceId, A, { counter: 1, bundleId: 'bnd_replay' }) },
-    { name: 'manifest for another device', code: 'WRONG_DEVICE', manifest: async () => trust.bundleManifest('dev_someoneelse1', A, { counter: ++counter }) },
+    { name: 'replayed older manifest', code: 'ROLLBACK', manifest: async () => lab.trust.bundleManifest(lab.deviceId, A, { counter: 1, bundleId: 'bnd_replay' }) },
+    { name: 'manifest for another device', code: 'WRONG_DEVICE', manifest: async () => lab.trust.bundleManifest('dev_someoneelse1', A, { counter: ++counter }) },
     {
       name: 'server sends more bytes than the manifest says (Content-Length)',
       code: ['TOO_LARGE', 'SIZE_MISMATCH'],
       manifest: async () => {
         const m = await buildTestBundle(gemmModel({ seed: 4 }));
-        art.add(m.model.bytes, { extraBytes: 4096 });
-        art.add(m.bundleJson.bytes);
-        return trust.bundleManifest(deviceId, m, { counter: ++counter });
+        lab.art.add(m.model.bytes, { extraBytes: 4096 });
+        lab.art.add(m.bundleJson.bytes);
+        return lab.trust.bundleManifest(lab.deviceId, m, { counter: ++counter });
       },
     },
     {
@@ -214,9 +168,9 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
       code: ['TOO_LARGE', 'SIZE_MISMATCH'],
       manifest: async () => {
         const m = await buildTestBundle(gemmModel({ seed: 5 }));
-        art.add(m.model.bytes, { extraBytes: 1 << 20, chunked: true });
-        art.add(m.bundleJson.bytes);
-        return trust.bundleManifest(deviceId, m, { counter: ++counter });
+        lab.art.add(m.model.bytes, { extraBytes: 1 << 20, chunked: true });
+        lab.art.add(m.bundleJson.bytes);
+        return lab.trust.bundleManifest(lab.deviceId, m, { counter: ++counter });
       },
     },
     {
@@ -225,10 +179,10 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
       manifest: async () => {
         const recorded = await buildTestBundle(gemmModel({ seed: 6 }));
         const other = gemmModel({ seed: 7 });
-        const o = art.add(other);
-        art.add(recorded.bundleJson.bytes);
-        return trust.manifest(
-          deviceId,
+        const o = lab.art.add(other);
+        lab.art.add(recorded.bundleJson.bytes);
+        return lab.trust.manifest(
+          lab.deviceId,
           [
             { path: 'model.onnx', ...o },
             { path: 'bundle.json', sha256: recorded.bundleJson.sha256, size: recorded.bundleJson.size },
@@ -242,10 +196,10 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
       code: 'MODEL_LOAD_FAILED',
       manifest: async () => {
         const junk = Buffer.from('this is not an ONNX model at all '.repeat(40));
-        const o = art.add(junk);
-        art.add(A.bundleJson.bytes);
-        return trust.manifest(
-          deviceId,
+        const o = lab.art.add(junk);
+        lab.art.add(A.bundleJson.bytes);
+        return lab.trust.manifest(
+          lab.deviceId,
           [
             { path: 'model.onnx', ...o },
             { path: 'bundle.json', sha256: A.bundleJson.sha256, size: A.bundleJson.size },
@@ -268,14 +222,14 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
       const p = await predict({ features: row });
       assert.equal(p.status, 200);
       assert.equal(p.body.bundle.counter, 2);
-      assert.match(await readlink(path.join(dataDir, 'current')), /^bundles\/2-/);
+      assert.match(await readlink(path.join(lab.dataDir, 'current')), /^bundles\/2-/);
     });
   }
 
   test('a newer desired state supersedes a download in progress', async () => {
     const slow = await buildTestBundle(gemmModel({ seed: 8 }));
-    art.add(slow.model.bytes, { bytesPerSecond: 100 });
-    art.add(slow.bundleJson.bytes);
+    lab.art.add(slow.model.bytes, { bytesPerSecond: 100 });
+    lab.art.add(slow.bundleJson.bytes);
     const first = ++counter;
     await deploy(slow, { counter: first });
     await until('slow download running', (r) => r.state === 'downloading' && r.desired?.counter === first);
@@ -322,9 +276,7 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
 
   test('probation: a model that fails under real traffic is rolled back to the previous bundle', async () => {
     const good = last()!.active!.counter;
-    const bad = await buildTestBundle(batchOneOnlyModel());
-    art.add(bad.model.bytes);
-    art.add(bad.bundleJson.bytes);
+    const bad = await lab.bundle(batchOneOnlyModel());
     let stop = false;
     let served = 0;
     // Batches of two rows: fine on the good model, an onnxruntime error on the bad one.
@@ -353,12 +305,12 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     const p = await predict({ features: [row, row] });
     assert.equal(p.status, 200);
     assert.equal(p.body.bundle.counter, good);
-    assert.equal(sha256(await readFile(path.join(dataDir, 'current', 'model.onnx'))), last()!.active!.modelSha256);
+    assert.equal(sha256(await readFile(path.join(lab.dataDir, 'current', 'model.onnx'))), last()!.active!.modelSha256);
   });
 
   test('commands: ping answers on cmd/res with the request id; an unsigned rollback is refused and changes nothing', async () => {
     const exp = () => new Date(Date.now() + 30_000).toISOString();
-    await cp.plane.bus.publish(deviceId, 'cmd', { v: 1, id: 'ping-1', command: 'ping', args: {}, expiresAt: exp() });
+    await lab.cp.plane.bus.publish(lab.deviceId, 'cmd', { v: 1, id: 'ping-1', command: 'ping', args: {}, expiresAt: exp() });
     const pong = await waitFor(() => cmdRes.find((r) => r.id === 'ping-1'), 'ping reply');
     assert.equal(pong.status, 'ok');
     assert.equal((pong as { data: { pong: boolean } }).data.pong, true);
@@ -367,14 +319,14 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     const c = ++counter;
     await deploy(A, { counter: c });
     await until('A active', (r) => r.state === 'active' && r.active?.counter === c);
-    await cp.plane.bus.publish(deviceId, 'cmd', { v: 1, id: 'rb-1', command: 'rollback', args: {}, expiresAt: exp() });
+    await lab.cp.plane.bus.publish(lab.deviceId, 'cmd', { v: 1, id: 'rb-1', command: 'rollback', args: {}, expiresAt: exp() });
     const rb = await waitFor(() => cmdRes.find((r) => r.id === 'rb-1'), 'rollback reply');
     assert.equal(rb.status === 'error' && rb.error.code, 'SIGNED_ONLY');
     assert.equal((await predict({ features: row })).body.bundle.counter, c);
     // Stale orders and orders without an expiry are dropped; other unsigned commands are refused.
-    await cp.plane.bus.publish(deviceId, 'cmd', { v: 1, id: 'old-1', command: 'ping', args: {}, expiresAt: new Date(Date.now() - 1000).toISOString() });
-    await cp.plane.bus.publish(deviceId, 'cmd', { v: 1, id: 'noexp-1', command: 'ping', args: {} });
-    await cp.plane.bus.publish(deviceId, 'cmd', { v: 1, id: 'cap-1', command: 'capture-samples', args: {}, expiresAt: exp() });
+    await lab.cp.plane.bus.publish(lab.deviceId, 'cmd', { v: 1, id: 'old-1', command: 'ping', args: {}, expiresAt: new Date(Date.now() - 1000).toISOString() });
+    await lab.cp.plane.bus.publish(lab.deviceId, 'cmd', { v: 1, id: 'noexp-1', command: 'ping', args: {} });
+    await lab.cp.plane.bus.publish(lab.deviceId, 'cmd', { v: 1, id: 'cap-1', command: 'capture-samples', args: {}, expiresAt: exp() });
     const cap = await waitFor(() => cmdRes.find((r) => r.id === 'cap-1'), 'capture reply');
     assert.equal(cap.status === 'error' && cap.error.code, 'SIGNED_ONLY');
     assert.ok(!cmdRes.some((r) => r.id === 'old-1'));
@@ -383,12 +335,9 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
   });
 
   test('local API: bad images and wrong shapes are 4xx while the image model keeps serving', async () => {
-    const img = await buildTestBundle(imageModel(), 'image-demo');
-    art.add(img.model.bytes);
-    art.add(img.bundleJson.bytes);
-    if (img.smoke) art.add(img.smoke.bytes); // the image's smoke vectors travel as smoke.bin
+    const img = await lab.bundle(imageModel(), 'image-demo'); // its smoke vectors travel as smoke.bin
     const c = ++counter;
-    await publish(trust.bundleManifest(deviceId, img, { counter: c, name: 'image-demo' }));
+    await lab.deploy(img, { counter: c, name: 'image-demo' });
     await until('image bundle active', (r) => r.state === 'active' && r.active?.counter === c);
     const png = await sharp({ create: { width: 40, height: 30, channels: 3, background: { r: 200, g: 30, b: 90 } } }).png().toBuffer();
     const ok = await predict(new Uint8Array(png), { 'content-type': 'image/png' });
@@ -411,38 +360,38 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     const wrongKind = await predict({ features: row });
     assert.equal(wrongKind.status, 400);
     assert.equal((await predict('not json at all' as unknown as object, { 'content-type': 'application/json' })).status, 400);
-    assert.equal((await api(port, 'POST', '/v1/predict', new Uint8Array([1, 2]), { 'content-type': 'text/plain' })).status, 415);
+    assert.equal((await api(lab.port, 'POST', '/v1/predict', new Uint8Array([1, 2]), { 'content-type': 'text/plain' })).status, 415);
     const again = await predict(new Uint8Array(png), { 'content-type': 'image/png' });
     assert.equal(again.status, 200);
     assert.deepEqual(again.body.outputs, ok.body.outputs);
   });
 
   test('key rotation reaches the device through desired state: new key accepted, retired key refused, older list ignored', async () => {
-    const v1 = trust.keylistEnvelope;
-    const retired = trust.rotate();
+    const v1 = lab.trust.keylistEnvelope;
+    const retired = lab.trust.rotate();
     const c = ++counter;
     await deploy(A, { counter: c });
     const r = await until('active under key list v2', (x) => x.state === 'active' && x.active?.counter === c);
     assert.equal(r.keylistVersion, 2);
-    const stale = trust.bundleManifest(deviceId, B, { counter: ++counter, signer: retired });
+    const stale = lab.trust.bundleManifest(lab.deviceId, B, { counter: ++counter, signer: retired });
     await publish(stale);
     const refused = await until('retired key refused', (x) => x.state === 'failed' && x.lastError?.counter === counter);
     assert.equal(refused.lastError!.code, 'UNKNOWN_KEY');
     // A server replaying the old key list cannot roll the device's trust back.
     const c2 = ++counter;
-    await cp.plane.bus.publish(deviceId, 'desired', trust.desired(trust.bundleManifest(deviceId, B, { counter: c2 }), v1), { retain: true });
+    await lab.publish(lab.trust.bundleManifest(lab.deviceId, B, { counter: c2 }), v1);
     const ok = await until('active, still on key list v2', (x) => x.state === 'active' && x.active?.counter === c2);
     assert.equal(ok.keylistVersion, 2);
-    const manifestSignedByOldKeyWithOldList = trust.bundleManifest(deviceId, A, { counter: ++counter, signer: retired });
-    await cp.plane.bus.publish(deviceId, 'desired', trust.desired(manifestSignedByOldKeyWithOldList, v1), { retain: true });
+    const manifestSignedByOldKeyWithOldList = lab.trust.bundleManifest(lab.deviceId, A, { counter: ++counter, signer: retired });
+    await lab.publish(manifestSignedByOldKeyWithOldList, v1);
     const no = await until('retired key refused under a replayed list', (x) => x.state === 'failed' && x.lastError?.counter === counter);
     assert.equal(no.lastError!.code, 'UNKNOWN_KEY');
   });
 
   test('a manifest naming a file the agent reserves is refused before any download', async () => {
-    const n = art.requests.length;
-    const m = trust.manifest(
-      deviceId,
+    const n = lab.art.requests.length;
+    const m = lab.trust.manifest(
+      lab.deviceId,
       [
         { path: 'model.onnx', sha256: A.model.sha256, size: A.model.size },
         { path: 'bundle.json', sha256: A.bundleJson.sha256, size: A.bundleJson.size },
@@ -453,6 +402,6 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     await publish(m);
     const r = await until('refused', (x) => x.state === 'failed' && x.lastError?.counter === counter);
     assert.equal(r.lastError!.code, 'INVALID_BUNDLE');
-    assert.equal(art.requests.length, n);
+    assert.equal(lab.art.requests.length, n);
   });
 });
