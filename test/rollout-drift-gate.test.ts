@@ -7,35 +7,36 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { waitFor } from '../agent/testing/harness.ts';
 import type { SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
-import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import type { TestPlane } from './helpers/control-plane.ts';
 import { generateRows, rowsToCsv, sketchOf, statsMessage } from './helpers/device-stats.ts';
-import { FakeDevice } from './helpers/fake-device.ts';
-import { trustReleaseKey, tabVersions, enrollFakes, deployTo } from './helpers/rollout-lab.ts';
+import type { FakeDevice } from './helpers/fake-device.ts';
+import { startRolloutLab, type RolloutLab } from './helpers/rollout-lab.ts';
 import type { GateResult } from '../server/rollouts/rollout-gates.ts';
 
 describe('the drift gate', () => {
+  let lab: RolloutLab;
   let cp: TestPlane;
-  const devices: FakeDevice[] = [];
-  const bundles: string[] = [];
+  let devices: FakeDevice[];
+  let bundles: string[];
   let layout: SketchLayout;
 
   before(async () => {
-    cp = await startControlPlane({ schedulerTickMs: 100, driftCron: 'off', ingestFlushMs: 50 });
-    await trustReleaseKey(cp);
-    const built = await tabVersions(cp, 2, async () => {
-      // The candidate (v2) has a reference profile: its bundle ships the layout the devices sketch on.
-      const ref = await cp.api('POST', '/api/v1/models/tab/versions/2/reference', { body: rowsToCsv(generateRows(5000, 1)), headers: { 'content-type': 'text/csv' } });
-      assert.equal(ref.status, 201, JSON.stringify(ref.body));
-      layout = (await cp.api('GET', '/api/v1/models/tab/versions/2/reference')).body.layout;
+    lab = await startRolloutLab({
+      versions: 2,
+      devices: 2,
+      cohort: 'lab',
+      plane: { ingestFlushMs: 50 },
+      beforeBundles: async (plane) => {
+        // The candidate (v2) has a reference profile: its bundle ships the layout the devices sketch on.
+        const ref = await plane.api('POST', '/api/v1/models/tab/versions/2/reference', { body: rowsToCsv(generateRows(5000, 1)), headers: { 'content-type': 'text/csv' } });
+        assert.equal(ref.status, 201, JSON.stringify(ref.body));
+        layout = (await plane.api('GET', '/api/v1/models/tab/versions/2/reference')).body.layout;
+      },
     });
-    bundles.push(...built);
-    assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: 'lab', selector: 'site=lab' } })).status, 201);
-    devices.push(...(await enrollFakes(cp, { site: 'lab' }, 2)));
-    await deployTo(cp, bundles[0], 'lab', devices);
+    ({ cp, devices, bundles } = lab);
   });
   after(async () => {
-    await Promise.all(devices.map((d) => d.close()));
-    await cp.stop();
+    await lab?.stop();
   });
 
   test('a candidate whose inputs drift fails the stage on the drift gate and the rollout rolls back', async () => {

@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { waitFor } from '../agent/testing/harness.ts';
 import { createLatencyHistogram, recordLatency } from '../protocol/sketch/latency-histogram.ts';
-import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import type { TestPlane } from './helpers/control-plane.ts';
 import type { FakeDevice } from './helpers/fake-device.ts';
-import { deployTo, enrollFakes, tabVersions, trustReleaseKey } from './helpers/rollout-lab.ts';
+import { startRolloutLab, type RolloutLab } from './helpers/rollout-lab.ts';
 import type { GateResult } from '../server/rollouts/rollout-gates.ts';
 
 /** A telemetry report of 100 requests that each took `ms`, at `at`, with `bundle` active. */
@@ -23,21 +23,17 @@ function report(d: FakeDevice, seq: number, at: string, ms: number, bundle: stri
 }
 
 describe('the latency gate reads the previous bundle before the rollout and the candidate after its switch', () => {
+  let lab: RolloutLab;
   let cp: TestPlane;
   let device: FakeDevice;
   let bundles: string[];
 
   before(async () => {
-    cp = await startControlPlane({ schedulerTickMs: 100, driftCron: 'off', ingestFlushMs: 50 });
-    await trustReleaseKey(cp);
-    bundles = await tabVersions(cp, 2);
-    assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: 'lab', selector: 'site=lab' } })).status, 201);
-    [device] = await enrollFakes(cp, { site: 'lab' }, 1);
-    await deployTo(cp, bundles[0], 'lab', [device]);
+    lab = await startRolloutLab({ versions: 2, devices: 1, cohort: 'lab', plane: { ingestFlushMs: 50 } });
+    ({ cp, bundles, devices: [device] } = lab);
   });
   after(async () => {
-    await device?.close();
-    await cp?.stop();
+    await lab?.stop();
   });
 
   test('10 ms before, a 1,000 ms report spanning the switch, 20 ms after: the ratio is 20 / 10', async () => {

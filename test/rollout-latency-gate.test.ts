@@ -6,27 +6,21 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { waitFor } from '../agent/testing/harness.ts';
-import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-import { FakeDevice } from './helpers/fake-device.ts';
-import { trustReleaseKey, tabVersions, enrollFakes, deployTo } from './helpers/rollout-lab.ts';
+import type { TestPlane } from './helpers/control-plane.ts';
+import { startRolloutLab, type RolloutLab } from './helpers/rollout-lab.ts';
 import type { GateResult } from '../server/rollouts/rollout-gates.ts';
 
 describe('the latency regression gate without data', () => {
+  let lab: RolloutLab;
   let cp: TestPlane;
-  const devices: FakeDevice[] = [];
-  const bundles: string[] = [];
+  let bundles: string[];
 
   before(async () => {
-    cp = await startControlPlane({ schedulerTickMs: 100, driftCron: 'off' });
-    await trustReleaseKey(cp);
-    bundles.push(...(await tabVersions(cp, 3)));
-    assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: 'lab', selector: 'site=lab' } })).status, 201);
-    devices.push(...(await enrollFakes(cp, { site: 'lab' }, 2)));
-    await deployTo(cp, bundles[0], 'lab', devices);
+    lab = await startRolloutLab({ versions: 3, devices: 2, cohort: 'lab' });
+    ({ cp, bundles } = lab);
   });
   after(async () => {
-    await Promise.all(devices.map((d) => d.close()));
-    await cp.stop();
+    await lab?.stop();
   });
 
   const finish = async (id: string) => {

@@ -9,26 +9,22 @@ import { after, before, describe, test } from 'node:test';
 import { waitFor } from '../agent/testing/harness.ts';
 import { ControlPlane } from '../server/control-plane.ts';
 import { createLogger } from '../server/logger.ts';
-import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-import { FakeDevice } from './helpers/fake-device.ts';
-import { trustReleaseKey, tabVersions, enrollFakes, deployTo } from './helpers/rollout-lab.ts';
+import type { TestPlane } from './helpers/control-plane.ts';
+import type { FakeDevice } from './helpers/fake-device.ts';
+import { startRolloutLab, type RolloutLab } from './helpers/rollout-lab.ts';
 
 describe('a control-plane restart mid-stage', () => {
+  let lab: RolloutLab;
   let cp: TestPlane;
-  const devices: FakeDevice[] = [];
-  const bundles: string[] = [];
+  let devices: FakeDevice[];
+  let bundles: string[];
 
   before(async () => {
-    cp = await startControlPlane({ schedulerTickMs: 100, driftCron: 'off' });
-    await trustReleaseKey(cp);
-    bundles.push(...(await tabVersions(cp, 2)));
-    assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: 'fleet', selector: 'site=lab' } })).status, 201);
-    devices.push(...(await enrollFakes(cp, { site: 'lab' }, 6)));
-    await deployTo(cp, bundles[0], 'fleet', devices);
+    lab = await startRolloutLab({ versions: 2, devices: 6, cohort: 'fleet' });
+    ({ cp, devices, bundles } = lab);
   });
   after(async () => {
-    await Promise.all(devices.map((d) => d.close()));
-    await cp.stop();
+    await lab?.stop(); // stops the plane the test restarted
   });
 
   test('the rollout continues on the new plane: every device notified exactly once, the rollout finishes', async () => {

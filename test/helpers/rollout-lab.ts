@@ -1,12 +1,14 @@
 // The setup the rollout tests share: a trusted key list, versions of the tabular demo model with a
-// bundle each, fake devices (real MQTT) enrolled with labels, and a cohort deployment they all run.
+// bundle each, fake devices (real MQTT) enrolled with labels, and a cohort deployment they all run;
+// startRolloutLab puts them together on a plane of its own.
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { waitFor } from '../../agent/testing/harness.ts';
 import { createKeyList, signKeyList } from '../../firmware-bundles/key-list.ts';
 import { generateKeyPair } from '../../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../../firmware-bundles/load-definition.ts';
-import type { TestPlane } from './control-plane.ts';
+import type { ServerConfig } from '../../server/env.ts';
+import { startControlPlane, type TestPlane } from './control-plane.ts';
 import { FakeDevice } from './fake-device.ts';
 import { gemmModel } from './models.ts';
 
@@ -48,4 +50,38 @@ export async function enrollFakes(cp: TestPlane, labels: Record<string, string>,
 export async function deployTo(cp: TestPlane, bundle: string, cohort: string, devices: FakeDevice[]): Promise<void> {
   assert.equal((await cp.api('POST', '/api/v1/deployments', { json: { bundle, cohort } })).status, 201);
   await waitFor(async () => devices.every((d) => d.active === bundle), `every device on ${bundle}`, 30_000, 50);
+}
+
+export interface RolloutLab {
+  cp: TestPlane;
+  /** The bundles of tab versions 1..n, in order. */
+  bundles: string[];
+  /** Fake devices enrolled with site=lab, all running bundles[0]. */
+  devices: FakeDevice[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A plane whose scheduler ticks every 100 ms (drift evaluation off), a trusted release key, `versions`
+ * versions of tab with a bundle each, and a cohort (selector site=lab) of `devices` fake devices that
+ * all run the first bundle. `beforeBundles` runs between the pushes and the builds.
+ */
+export async function startRolloutLab(o: { versions: number; devices: number; cohort: string; plane?: Partial<ServerConfig>; beforeBundles?: (cp: TestPlane) => Promise<void> }): Promise<RolloutLab> {
+  const cp = await startControlPlane({ schedulerTickMs: 100, driftCron: 'off', ...o.plane });
+  const devices: FakeDevice[] = [];
+  const stop = async () => {
+    await Promise.all(devices.map((d) => d.close()));
+    await cp.stop();
+  };
+  try {
+    await trustReleaseKey(cp);
+    const bundles = await tabVersions(cp, o.versions, async () => await o.beforeBundles?.(cp));
+    assert.equal((await cp.api('POST', '/api/v1/cohorts', { json: { name: o.cohort, selector: 'site=lab' } })).status, 201);
+    devices.push(...(await enrollFakes(cp, { site: 'lab' }, o.devices)));
+    await deployTo(cp, bundles[0], o.cohort, devices);
+    return { cp, bundles, devices, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
 }
