@@ -5,8 +5,8 @@ import sharp from 'sharp';
 import { BundleDefinition, type TabularPreprocess } from '../../firmware-bundles/definition.ts';
 import { runSmokeVectors } from '../../firmware-bundles/smoke.ts';
 import { makeFixtures, tabularReference, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import { rejectsWith } from '../../test/helpers/runtime-checks.ts';
 import { InferenceEngine, type BundleRuntimeSpec, type PredictResult, type StagedBundle } from './engine.ts';
-import { RuntimeError } from './errors.ts';
 
 const LABELS = ['low', 'medium', 'high'];
 const tabularDef = BundleDefinition.parse({
@@ -26,15 +26,6 @@ function row(seed: number): Record<string, number> {
   return Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`f${i}`, Math.sin(seed * 3.1 + i) * 2]));
 }
 const rowArray = (seed: number) => Object.values(row(seed));
-
-async function rejectsCode(p: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof RuntimeError, String(e));
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
 
 let fx: Fixtures;
 let engine: InferenceEngine;
@@ -64,7 +55,7 @@ after(async () => {
 
 describe('InferenceEngine', () => {
   test('nothing active: NO_ACTIVE_MODEL', async () => {
-    await rejectsCode(engine.predict({ features: row(1) }), 'NO_ACTIVE_MODEL');
+    await rejectsWith(engine.predict({ features: row(1) }), 'NO_ACTIVE_MODEL');
   });
 
   test('tabular predictions equal a direct InferenceSession.run plus softmax / top-K', async () => {
@@ -120,12 +111,12 @@ describe('InferenceEngine', () => {
   });
 
   test('invalid requests are typed errors and the next good request still works', async () => {
-    await rejectsCode(engine.predict({ features: { ...row(1), f3: undefined } }), 'INVALID_INPUT', /feature "f3" is missing/);
-    await rejectsCode(engine.predict({ features: { ...row(1), f5: 'high' } }), 'INVALID_INPUT', /feature "f5" must be a number/);
-    await rejectsCode(engine.predict({ inputs: { features: { dims: [1, 7], data: [1, 2, 3, 4, 5, 6, 7] } } }), 'INVALID_INPUT', /dim 1 must be 8/);
-    await rejectsCode(engine.predict({ image: Buffer.from('GIF89a, but not really') }), 'INVALID_INPUT', /takes "features"/);
+    await rejectsWith(engine.predict({ features: { ...row(1), f3: undefined } }), 'INVALID_INPUT', /feature "f3" is missing/);
+    await rejectsWith(engine.predict({ features: { ...row(1), f5: 'high' } }), 'INVALID_INPUT', /feature "f5" must be a number/);
+    await rejectsWith(engine.predict({ inputs: { features: { dims: [1, 7], data: [1, 2, 3, 4, 5, 6, 7] } } }), 'INVALID_INPUT', /dim 1 must be 8/);
+    await rejectsWith(engine.predict({ image: Buffer.from('GIF89a, but not really') }), 'INVALID_INPUT', /takes "features"/);
     const image = await engine.stage(await imageSpec(0));
-    await rejectsCode(engine.predict({ image: Buffer.from('not an image at all') }, { staged: image }), 'INVALID_IMAGE', /cannot decode/);
+    await rejectsWith(engine.predict({ image: Buffer.from('not an image at all') }, { staged: image }), 'INVALID_IMAGE', /cannot decode/);
     await engine.release(image);
     const ok = await engine.predict({ inputs: { features: { dims: [1, 8], data: rowArray(5) } } });
     const ref = tabularReference(1, rowArray(5));
@@ -135,12 +126,12 @@ describe('InferenceEngine', () => {
   test('a bundle whose spec does not fit its model, or a broken model, is refused; the active bundle keeps serving', async () => {
     const handlesBefore = engine.host.stats().handles;
     const spec = await tabularSpec(2);
-    await rejectsCode(engine.stage({ ...spec, preprocess: { ...TAB_PRE, features: TAB_PRE.features.slice(0, 7) } }), 'BUNDLE_MISMATCH', /feature count: the spec gives 7.*has 8/);
-    await rejectsCode(engine.stage({ ...spec, labels: ['a', 'b'] }), 'BUNDLE_MISMATCH', /2 labels for 3 classes/);
-    await rejectsCode(engine.stage({ ...spec, preprocess: { ...TAB_PRE, input: 'x' } }), 'BUNDLE_MISMATCH', /"x" is not an input/);
-    await rejectsCode(engine.stage({ ...spec, preprocess: imageDef.preprocess, postprocess: imageDef.postprocess, labels: undefined }), 'BUNDLE_MISMATCH');
-    await rejectsCode(engine.stage({ ...(await imageSpec(0)), preprocess: { ...imageDef.preprocess, width: 64 } as never }), 'BUNDLE_MISMATCH', /width: the spec gives 64/);
-    await rejectsCode(engine.stage({ ...spec, modelPath: fx.broken }), 'MODEL_LOAD_FAILED');
+    await rejectsWith(engine.stage({ ...spec, preprocess: { ...TAB_PRE, features: TAB_PRE.features.slice(0, 7) } }), 'BUNDLE_MISMATCH', /feature count: the spec gives 7.*has 8/);
+    await rejectsWith(engine.stage({ ...spec, labels: ['a', 'b'] }), 'BUNDLE_MISMATCH', /2 labels for 3 classes/);
+    await rejectsWith(engine.stage({ ...spec, preprocess: { ...TAB_PRE, input: 'x' } }), 'BUNDLE_MISMATCH', /"x" is not an input/);
+    await rejectsWith(engine.stage({ ...spec, preprocess: imageDef.preprocess, postprocess: imageDef.postprocess, labels: undefined }), 'BUNDLE_MISMATCH');
+    await rejectsWith(engine.stage({ ...(await imageSpec(0)), preprocess: { ...imageDef.preprocess, width: 64 } as never }), 'BUNDLE_MISMATCH', /width: the spec gives 64/);
+    await rejectsWith(engine.stage({ ...spec, modelPath: fx.broken }), 'MODEL_LOAD_FAILED');
     assert.equal(engine.host.stats().handles, handlesBefore, 'refused models were released');
     assert.equal(engine.active?.bundle.id, 'bnd_t1');
     const r = await engine.predict({ features: row(6) });

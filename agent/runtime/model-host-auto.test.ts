@@ -5,21 +5,11 @@ import assert from 'node:assert/strict';
 import { copyFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
-import { makeFixtures, tabularReference, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import { heavyFeeds, makeFixtures, tabularFeeds, tabularReference, tabularRows, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import { close } from '../../test/helpers/runtime-checks.ts';
 import { ModelHost, type HostEvent, type ModelHandle } from './model-host.ts';
-import type { HostTensor } from './tensor.ts';
 import { AUTO_RUNS, MAX_CHOICES, windowsBeforeNextChoice } from './thread-choice.ts';
 
-function rows(n: number, seed: number): Float32Array {
-  return Float32Array.from({ length: n * 8 }, (_, i) => Math.sin(seed * 7.31 + i * 0.37) * 3);
-}
-const features = (x: Float32Array): Record<string, HostTensor> => ({ features: { type: 'float32', dims: [x.length / 8, 8], data: x } });
-const heavyFeeds = (batch: number): Record<string, HostTensor> => ({ x: { type: 'float32', dims: [batch, 1024], data: new Float32Array(batch * 1024).fill(0.01) } });
-
-function close(got: Float32Array, want: ArrayLike<number>, what: string): void {
-  assert.equal(got.length, want.length, what);
-  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-4, `${what}: ${got} vs ${Array.from(want)}`));
-}
 
 /** Polls `check` every 10 ms, at most `ms`. */
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
@@ -32,7 +22,7 @@ async function until(check: () => boolean, what: string, ms = 10_000): Promise<v
 
 /** Sequential runs of the tabular model `version` through `h`, each answer checked. */
 async function tabularRuns(host: ModelHost, h: ModelHandle, version: number, n: number): Promise<void> {
-  for (let i = 0; i < n; i++) close((await host.infer(features(rows(1, i)), { handle: h })).logits.data as Float32Array, tabularReference(version, rows(1, i)), `run ${i}`);
+  for (let i = 0; i < n; i++) close((await host.infer(tabularFeeds(tabularRows(1, i)), { handle: h })).logits.data as Float32Array, tabularReference(version, tabularRows(1, i)), `run ${i}`);
 }
 
 /** Sequential runs until the model has moved to the main thread (each window of runs is a new choice; a cold worker's first may say 'worker'). */
@@ -162,8 +152,8 @@ test('auto: requests in flight during the move all answer, on the worker or on t
       for (let i = 0; afterMove < 400; i++) {
         const seed = c * 100_000 + i;
         const n = 1 + (i % 3);
-        const out = await host.infer(features(rows(n, seed)), { mergeable: i % 2 === 0 });
-        close(out.logits.data as Float32Array, tabularReference(3, rows(n, seed)), `client ${c} request ${i}`);
+        const out = await host.infer(tabularFeeds(tabularRows(n, seed)), { mergeable: i % 2 === 0 });
+        close(out.logits.data as Float32Array, tabularReference(3, tabularRows(n, seed)), `client ${c} request ${i}`);
         answered++;
         if (host.workerThreads === 0 && host.placement(h)!.thread === 'main') afterMove++;
         if (answered > 200_000) assert.fail('the model never moved');

@@ -3,31 +3,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { makeFixtures, tabularReference, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import { heavyFeeds, makeFixtures, tabularFeeds, tabularReference, tabularRows, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import { close, rejectsWith } from '../../test/helpers/runtime-checks.ts';
 import { RuntimeError } from './errors.ts';
 import { ModelHost, type ModelHandle } from './model-host.ts';
-import type { HostTensor } from './tensor.ts';
 
-function rows(n: number, seed: number): Float32Array {
-  return Float32Array.from({ length: n * 8 }, (_, i) => Math.sin(seed * 7.31 + i * 0.37) * 3);
-}
-const features = (x: Float32Array): Record<string, HostTensor> => ({ features: { type: 'float32', dims: [x.length / 8, 8], data: x } });
-const heavyFeeds = (batch: number): Record<string, HostTensor> => ({ x: { type: 'float32', dims: [batch, 1024], data: new Float32Array(batch * 1024).fill(0.01) } });
-
-async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
-  const err = await p.then(
-    () => assert.fail(`expected ${code}, got a result`),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof RuntimeError, `expected a RuntimeError, got ${err}`);
-  assert.equal(err.code, code, err.message);
-  if (message) assert.match(err.message, message);
-}
-
-function close(got: Float32Array, want: ArrayLike<number>, what: string): void {
-  assert.equal(got.length, want.length, what);
-  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-4, `${what}: ${got} vs ${Array.from(want)}`));
-}
 
 let fx: Fixtures;
 before(async () => {
@@ -55,11 +35,11 @@ describe('ModelHost on the main thread', () => {
     const direct = await ort.InferenceSession.create(await fx.tabular(1), { intraOpNumThreads: 1, interOpNumThreads: 1 });
     try {
       for (const n of [1, 3, 17]) {
-        const want = (await direct.run({ features: new ort.Tensor('float32', rows(n, n), [n, 8]) })).logits;
-        const got = (await host.infer(features(rows(n, n)))).logits;
+        const want = (await direct.run({ features: new ort.Tensor('float32', tabularRows(n, n), [n, 8]) })).logits;
+        const got = (await host.infer(tabularFeeds(tabularRows(n, n)))).logits;
         assert.deepEqual(got.dims, [n, 3]);
         assert.deepEqual(got.data, want.data);
-        close(got.data as Float32Array, tabularReference(1, rows(n, n)), `batch ${n}`);
+        close(got.data as Float32Array, tabularReference(1, tabularRows(n, n)), `batch ${n}`);
       }
     } finally {
       await direct.release();
@@ -68,8 +48,8 @@ describe('ModelHost on the main thread', () => {
 
   test('requests issued together are merged into one run, each answer equal to its solo answer', async () => {
     const before = host.stats().workers[0].mergedRuns;
-    const outs = await Promise.all(Array.from({ length: 24 }, (_, i) => host.infer(features(rows(1 + (i % 3), i)), { mergeable: true })));
-    outs.forEach((o, i) => close(o.logits.data as Float32Array, tabularReference(1, rows(1 + (i % 3), i)), `request ${i}`));
+    const outs = await Promise.all(Array.from({ length: 24 }, (_, i) => host.infer(tabularFeeds(tabularRows(1 + (i % 3), i)), { mergeable: true })));
+    outs.forEach((o, i) => close(o.logits.data as Float32Array, tabularReference(1, tabularRows(1 + (i % 3), i)), `request ${i}`));
     assert.ok(host.stats().workers[0].mergedRuns - before >= 24, `merged ${host.stats().workers[0].mergedRuns - before} of 24`);
   });
 
@@ -80,7 +60,7 @@ describe('ModelHost on the main thread', () => {
     await rejectsWith(host.load(fx.broken), 'MODEL_LOAD_FAILED', /broken\.onnx/);
     await rejectsWith(host.load(`${fx.dir}/does-not-exist.onnx`), 'MODEL_LOAD_FAILED');
     assert.equal(host.active, active);
-    assert.deepEqual((await host.infer(features(rows(1, 3)))).logits.dims, [1, 3]);
+    assert.deepEqual((await host.infer(tabularFeeds(tabularRows(1, 3)))).logits.dims, [1, 3]);
   });
 
   test('activate swaps atomically under pipelined load; release waits for the requests on the handle', async () => {
@@ -106,8 +86,8 @@ describe('ModelHost on the main thread', () => {
         const k = swapAt.indexOf(seed);
         if (k >= 0) releases.push(host.release(host.activate(next[k])!));
         const v = version.get(host.active!.id)!;
-        const out = await host.infer(features(rows(1, seed)), { mergeable: true });
-        close(out.logits.data as Float32Array, tabularReference(v, rows(1, seed)), `request ${seed} on v${v}`);
+        const out = await host.infer(tabularFeeds(tabularRows(1, seed)), { mergeable: true });
+        close(out.logits.data as Float32Array, tabularReference(v, tabularRows(1, seed)), `request ${seed} on v${v}`);
         seen.add(v);
       }
     };

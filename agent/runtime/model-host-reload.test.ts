@@ -8,20 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { makeFixtures, tabularReference, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import { makeFixtures, tabularFeeds, tabularReference, tabularRows, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import { close } from '../../test/helpers/runtime-checks.ts';
 import { externalWeightsModel } from '../../test/helpers/zoo-models.ts';
 import { ModelHost, type HostEvent } from './model-host.ts';
-import type { HostTensor } from './tensor.ts';
 
-function rows(n: number, seed: number): Float32Array {
-  return Float32Array.from({ length: n * 8 }, (_, i) => Math.sin(seed * 7.31 + i * 0.37) * 3);
-}
-const features = (x: Float32Array): Record<string, HostTensor> => ({ features: { type: 'float32', dims: [x.length / 8, 8], data: x } });
-
-function close(got: Float32Array, want: ArrayLike<number>, what: string): void {
-  assert.equal(got.length, want.length, what);
-  got.forEach((v, i) => assert.ok(Math.abs(v - want[i]) < 1e-4, `${what}: ${got} vs ${Array.from(want)}`));
-}
 
 /** Crashes worker 0 and resolves with the host's 'worker-restarted' event (at most 20 s). */
 async function crashAndRestart(host: ModelHost, events: HostEvent[]): Promise<Extract<HostEvent, { type: 'worker-restarted' }>> {
@@ -57,7 +48,7 @@ test('worker mode: after activation renamed the staging dir and adopt deleted th
     await copyFile(await fx.tabular(7), join(staging, 'model.onnx'));
     const h = await host.load(join(staging, 'model.onnx'));
     host.activate(h);
-    const check = async (what: string) => close((await host.infer(features(rows(2, 3)))).logits.data as Float32Array, tabularReference(7, rows(2, 3)), what);
+    const check = async (what: string) => close((await host.infer(tabularFeeds(tabularRows(2, 3)))).logits.data as Float32Array, tabularReference(7, tabularRows(2, 3)), what);
     await check('before');
 
     // Activation: staging/<name> → bundles/<name> (commitStaging).
@@ -96,7 +87,7 @@ test('worker mode: a model with external weights reloads after its dir was renam
     await writeFile(join(staging, 'model.onnx'), m.model);
     await writeFile(join(staging, m.dataFile), m.data);
     const reference = await ort.InferenceSession.create(m.inlined);
-    const x = rows(2, 5);
+    const x = tabularRows(2, 5);
     const want = (await reference.run({ x: new ort.Tensor('float32', x.slice(), [2, 8]) })).y.data as Float32Array;
     await reference.release();
 

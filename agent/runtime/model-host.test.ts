@@ -2,29 +2,13 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
-import { makeFixtures, tabularReference, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import { heavyFeeds, makeFixtures, tabularFeeds, tabularReference, tabularRows, type Fixtures } from '../../test/fixtures/runtime-models.ts';
+import { rejectsWith } from '../../test/helpers/runtime-checks.ts';
 import { RuntimeError } from './errors.ts';
 import { ModelHost, type HostEvent, type ModelHandle } from './model-host.ts';
-import type { HostTensor } from './tensor.ts';
 
 const SESSION_OPTIONS = { intraOpNumThreads: 1, interOpNumThreads: 1 };
 
-function rows(n: number, seed: number): Float32Array {
-  return Float32Array.from({ length: n * 8 }, (_, i) => Math.sin(seed * 7.31 + i * 0.37) * 3);
-}
-const features = (x: Float32Array): Record<string, HostTensor> => ({ features: { type: 'float32', dims: [x.length / 8, 8], data: x } });
-const heavyFeeds = (batch: number): Record<string, HostTensor> => ({ x: { type: 'float32', dims: [batch, 1024], data: new Float32Array(batch * 1024).fill(0.01) } });
-
-async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp): Promise<RuntimeError> {
-  const err = await p.then(
-    () => assert.fail(`expected ${code}, got a result`),
-    (e: unknown) => e,
-  );
-  assert.ok(err instanceof RuntimeError, `expected a RuntimeError, got ${err}`);
-  assert.equal(err.code, code, err.message);
-  if (message) assert.match(err.message, message);
-  return err;
-}
 
 let fx: Fixtures;
 before(async () => {
@@ -55,13 +39,13 @@ describe('ModelHost', () => {
     const directImage = await ort.InferenceSession.create(fx.image, SESSION_OPTIONS);
     try {
       for (const n of [1, 3, 17]) {
-        const x = rows(n, n);
+        const x = tabularRows(n, n);
         const want = (await direct.run({ features: new ort.Tensor('float32', x.slice(), [n, 8]) })).logits;
-        const got = (await host.infer(features(x))).logits;
+        const got = (await host.infer(tabularFeeds(x))).logits;
         assert.deepEqual(got.dims, [n, 3]);
         assert.deepEqual(got.data, want.data);
         // and both agree with the plain-JS reference of the model (so the fixture is what we think)
-        const ref = tabularReference(1, rows(n, n));
+        const ref = tabularReference(1, tabularRows(n, n));
         (got.data as Float32Array).forEach((v, i) => assert.ok(Math.abs(v - ref[i]) < 1e-4));
       }
       const img = Float32Array.from({ length: 2 * 3 * 32 * 32 }, (_, i) => Math.cos(i * 0.01));
@@ -77,17 +61,17 @@ describe('ModelHost', () => {
   });
 
   test('an input under 4 KB is copied into the message: the caller keeps its array', async () => {
-    const x = rows(1, 4);
-    const out = await host.infer(features(x));
+    const x = tabularRows(1, 4);
+    const out = await host.infer(tabularFeeds(x));
     assert.deepEqual(out.logits.dims, [1, 3]);
     assert.equal(x.length, 8, 'not detached');
-    assert.deepEqual(x, rows(1, 4));
+    assert.deepEqual(x, tabularRows(1, 4));
   });
 
   test('a view into a larger buffer is copied, not transferred (the rest of the buffer stays usable)', async () => {
     const big = new Float32Array(64).fill(1);
     const view = big.subarray(8, 16);
-    const out = await host.infer(features(view));
+    const out = await host.infer(tabularFeeds(view));
     assert.deepEqual(out.logits.dims, [1, 3]);
     assert.equal(big.length, 64);
     assert.equal(view.length, 8);
@@ -101,9 +85,9 @@ describe('ModelHost', () => {
     await rejectsWith(host.infer({ features: { type: 'float32', dims: [1, 8], data: new Float64Array(8) as never } }), 'INVALID_INPUT', /not a Float32Array/);
     await rejectsWith(host.infer({ other: { type: 'float32', dims: [1, 8], data: new Float32Array(8) } }), 'INVALID_INPUT', /unknown input "other"/);
     await rejectsWith(host.infer({}), 'INVALID_INPUT', /missing input "features"/);
-    const x = rows(2, 9);
-    const out = await host.infer(features(x));
-    const ref = tabularReference(1, rows(2, 9));
+    const x = tabularRows(2, 9);
+    const out = await host.infer(tabularFeeds(x));
+    const ref = tabularReference(1, tabularRows(2, 9));
     (out.logits.data as Float32Array).forEach((v, i) => assert.ok(Math.abs(v - ref[i]) < 1e-4));
   });
 
@@ -112,7 +96,7 @@ describe('ModelHost', () => {
     await rejectsWith(host.load(fx.broken), 'MODEL_LOAD_FAILED', /broken\.onnx/);
     await rejectsWith(host.load(`${fx.dir}/does-not-exist.onnx`), 'MODEL_LOAD_FAILED');
     assert.equal(host.active, active);
-    const out = await host.infer(features(rows(1, 3)));
+    const out = await host.infer(tabularFeeds(tabularRows(1, 3)));
     assert.deepEqual(out.logits.dims, [1, 3]);
   });
 
@@ -137,10 +121,10 @@ describe('ModelHost', () => {
       while (sent < total) {
         const seed = sent++;
         const version = handles.get(host.active!.id)!;
-        const x = rows(1, seed);
+        const x = tabularRows(1, seed);
         try {
-          const out = await host.infer(features(x));
-          const ref = tabularReference(version, rows(1, seed));
+          const out = await host.infer(tabularFeeds(x));
+          const ref = tabularReference(version, tabularRows(1, seed));
           const got = out.logits.data as Float32Array;
           for (let i = 0; i < 3; i++) assert.ok(Math.abs(got[i] - ref[i]) < 1e-4, `request ${seed}: output ${got} is not model v${version}'s ${ref}`);
           seen.add(version);
@@ -207,10 +191,10 @@ describe('ModelHost', () => {
     }
     assert.equal(host.stats().workers[0].crashes, crashesBefore + 1);
     // All models are back: the active one (default) and the staged ones.
-    const active = await host.infer(features(rows(1, 1)));
+    const active = await host.infer(tabularFeeds(tabularRows(1, 1)));
     assert.deepEqual(active.logits.dims, [1, 3]);
-    const out = await host.infer(features(rows(1, 2)), { handle: staged });
-    const ref = tabularReference(7, rows(1, 2));
+    const out = await host.infer(tabularFeeds(tabularRows(1, 2)), { handle: staged });
+    const ref = tabularReference(7, tabularRows(1, 2));
     (out.logits.data as Float32Array).forEach((v, i) => assert.ok(Math.abs(v - ref[i]) < 1e-4));
     assert.ok(events.some((e) => e.type === 'worker-crashed' && e.failedRequests === failed.length));
     assert.ok(events.some((e) => e.type === 'worker-restarted' && e.reloaded >= 3 && e.failedReloads.length === 0));
@@ -293,9 +277,9 @@ describe('ModelHost event loop', () => {
 describe('ModelHost lifecycle', () => {
   test('calls outside start/stop are NOT_RUNNING; stop() fails what cannot finish; a pool of 2 serves', async () => {
     const host = new ModelHost({ poolSize: 2, stopTimeoutMs: 1 });
-    await rejectsWith(host.infer(features(rows(1, 1))), 'NOT_RUNNING');
+    await rejectsWith(host.infer(tabularFeeds(tabularRows(1, 1))), 'NOT_RUNNING');
     await host.start();
-    await rejectsWith(host.infer(features(rows(1, 1))), 'NO_ACTIVE_MODEL');
+    await rejectsWith(host.infer(tabularFeeds(tabularRows(1, 1))), 'NO_ACTIVE_MODEL');
     const h = await host.load(fx.heavy);
     host.activate(h);
     await Promise.all(Array.from({ length: 4 }, () => host.infer(heavyFeeds(2))));

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import sharp from 'sharp';
 import { ImagePreprocess, TabularPreprocess } from '../../firmware-bundles/definition.ts';
+import { rejectsWith, throwsWith } from '../../test/helpers/runtime-checks.ts';
 import { RuntimeError } from './errors.ts';
 import { preprocessImage, preprocessRequest, preprocessTabular, tensorsFromJson } from './preprocess.ts';
 import type { TensorMeta } from './tensor.ts';
@@ -11,24 +12,6 @@ const tabular = TabularPreprocess.parse({
   input: 'features',
   features: [{ name: 'a' }, { name: 'b' }, { name: 'n', dtype: 'int64' }, { name: 'color', dtype: 'categorical', categories: ['red', 'green', 'blue'] }],
 });
-
-function throwsCode(fn: () => unknown, code: string, message?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof RuntimeError, String(e));
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
-
-async function rejectsCode(p: Promise<unknown>, code: string, message?: RegExp): Promise<void> {
-  await assert.rejects(p, (e: unknown) => {
-    assert.ok(e instanceof RuntimeError, String(e));
-    assert.equal(e.code, code, e.message);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
 
 describe('tabular preprocessing', () => {
   test('an object row follows the spec feature order; extra fields are counted and ignored', () => {
@@ -50,16 +33,16 @@ describe('tabular preprocessing', () => {
   });
 
   test('missing and wrong-type values are INVALID_INPUT naming the row and the feature', () => {
-    throwsCode(() => preprocessTabular(tabular, { a: 1, n: 3, color: 'red' }), 'INVALID_INPUT', /feature "b" is missing/);
-    throwsCode(() => preprocessTabular(tabular, { a: 1, b: null, n: 3, color: 'red' }), 'INVALID_INPUT', /feature "b" is missing/);
-    throwsCode(() => preprocessTabular(tabular, [{ a: 1, b: 2, n: 3, color: 'red' }, { a: '1', b: 2, n: 3, color: 'red' }]), 'INVALID_INPUT', /row 1: feature "a" must be a number, got string "1"/);
-    throwsCode(() => preprocessTabular(tabular, { a: 1, b: 2, n: 3.5, color: 'red' }), 'INVALID_INPUT', /feature "n" must be an integer, got 3\.5/);
-    throwsCode(() => preprocessTabular(tabular, { a: 1, b: 2, n: 3, color: 'purple' }), 'INVALID_INPUT', /feature "color": unknown category "purple"/);
-    throwsCode(() => preprocessTabular(tabular, { a: true, b: 2, n: 3, color: 'red' }), 'INVALID_INPUT', /feature "a" must be a number, got boolean/);
-    throwsCode(() => preprocessTabular(tabular, [1, 2, 3]), 'INVALID_INPUT', /3 values given, expected 4/);
-    throwsCode(() => preprocessTabular(tabular, []), 'INVALID_INPUT', /empty/);
-    throwsCode(() => preprocessTabular(tabular, 'a=1'), 'INVALID_INPUT', /must be an object/);
-    throwsCode(() => preprocessTabular(tabular, [[1, 2, 3, 0], 5]), 'INVALID_INPUT', /row 1: a row must be an object/);
+    throwsWith(() => preprocessTabular(tabular, { a: 1, n: 3, color: 'red' }), 'INVALID_INPUT', /feature "b" is missing/);
+    throwsWith(() => preprocessTabular(tabular, { a: 1, b: null, n: 3, color: 'red' }), 'INVALID_INPUT', /feature "b" is missing/);
+    throwsWith(() => preprocessTabular(tabular, [{ a: 1, b: 2, n: 3, color: 'red' }, { a: '1', b: 2, n: 3, color: 'red' }]), 'INVALID_INPUT', /row 1: feature "a" must be a number, got string "1"/);
+    throwsWith(() => preprocessTabular(tabular, { a: 1, b: 2, n: 3.5, color: 'red' }), 'INVALID_INPUT', /feature "n" must be an integer, got 3\.5/);
+    throwsWith(() => preprocessTabular(tabular, { a: 1, b: 2, n: 3, color: 'purple' }), 'INVALID_INPUT', /feature "color": unknown category "purple"/);
+    throwsWith(() => preprocessTabular(tabular, { a: true, b: 2, n: 3, color: 'red' }), 'INVALID_INPUT', /feature "a" must be a number, got boolean/);
+    throwsWith(() => preprocessTabular(tabular, [1, 2, 3]), 'INVALID_INPUT', /3 values given, expected 4/);
+    throwsWith(() => preprocessTabular(tabular, []), 'INVALID_INPUT', /empty/);
+    throwsWith(() => preprocessTabular(tabular, 'a=1'), 'INVALID_INPUT', /must be an object/);
+    throwsWith(() => preprocessTabular(tabular, [[1, 2, 3, 0], 5]), 'INVALID_INPUT', /row 1: a row must be an object/);
     const err = (() => {
       try {
         preprocessTabular(tabular, [[1, 2, 3, 0], { a: 1, n: 3, color: 'red' }]);
@@ -74,11 +57,11 @@ describe('tabular preprocessing', () => {
     const r = preprocessTabular(tabular, { b: 'oops', n: 1, color: 0 }, { missing: 'nan', wrongType: 'nan' });
     assert.ok(Number.isNaN(r.data[0]) && Number.isNaN(r.data[1]));
     assert.deepEqual(r.quality, [{ missing: 1, extra: 0, wrongType: 1, nan: 2 }]);
-    throwsCode(() => preprocessTabular(tabular, { a: 1, b: 2, color: 0 }, { missing: 'nan' }), 'INVALID_INPUT', /feature "n" is missing/);
+    throwsWith(() => preprocessTabular(tabular, { a: 1, b: 2, color: 0 }, { missing: 'nan' }), 'INVALID_INPUT', /feature "n" is missing/);
   });
 
   test('a batch larger than maxRows is refused', () => {
-    throwsCode(() => preprocessTabular(tabular, Array.from({ length: 3 }, () => [1, 2, 3, 0]), { maxRows: 2 }), 'INVALID_INPUT', /3 rows, at most 2/);
+    throwsWith(() => preprocessTabular(tabular, Array.from({ length: 3 }, () => [1, 2, 3, 0]), { maxRows: 2 }), 'INVALID_INPUT', /3 rows, at most 2/);
   });
 });
 
@@ -173,12 +156,12 @@ describe('image preprocessing', () => {
   });
 
   test('undecodable bytes are INVALID_IMAGE; non-bytes are INVALID_INPUT', async () => {
-    await rejectsCode(preprocessImage(spec, Buffer.from('definitely not an image')), 'INVALID_IMAGE', /cannot decode the image/);
+    await rejectsWith(preprocessImage(spec, Buffer.from('definitely not an image')), 'INVALID_IMAGE', /cannot decode the image/);
     const jpeg = await source().jpeg().toBuffer();
-    await rejectsCode(preprocessImage(spec, [jpeg, jpeg.subarray(0, 100)]), 'INVALID_IMAGE', /image 1/);
-    await rejectsCode(preprocessImage(spec, 42), 'INVALID_INPUT', /must be bytes/);
-    await rejectsCode(preprocessImage(spec, []), 'INVALID_INPUT', /empty/);
-    await rejectsCode(preprocessImage(spec, jpeg, { maxInputPixels: 100 }), 'INVALID_IMAGE');
+    await rejectsWith(preprocessImage(spec, [jpeg, jpeg.subarray(0, 100)]), 'INVALID_IMAGE', /image 1/);
+    await rejectsWith(preprocessImage(spec, 42), 'INVALID_INPUT', /must be bytes/);
+    await rejectsWith(preprocessImage(spec, []), 'INVALID_INPUT', /empty/);
+    await rejectsWith(preprocessImage(spec, jpeg, { maxInputPixels: 100 }), 'INVALID_IMAGE');
   });
 });
 
@@ -196,17 +179,17 @@ describe('JSON tensors', () => {
 
   test('rank, fixed dims, element count, names, types and nesting are INVALID_INPUT', () => {
     const ok = { dims: [2], data: [1, 2] };
-    throwsCode(() => tensorsFromJson({ x: { dims: [6], data: [1, 2, 3, 4, 5, 6] }, ids: ok }, metas), 'INVALID_INPUT', /input "x" has shape \[6\] \(rank 1\), the model expects \[batch, 3\] \(rank 2\)/);
-    throwsCode(() => tensorsFromJson({ x: { dims: [3, 2], data: [1, 2, 3, 4, 5, 6] }, ids: ok }, metas), 'INVALID_INPUT', /dim 1 must be 3/);
-    throwsCode(() => tensorsFromJson({ x: { dims: [2, 3], data: [1, 2, 3] }, ids: ok }, metas), 'INVALID_INPUT', /needs 6 values, got 3/);
-    throwsCode(() => tensorsFromJson({ x: { dims: [1, 3], data: [1, 2, 3] } }, metas), 'INVALID_INPUT', /missing input "ids" \(int64 \[2\]\)/);
-    throwsCode(() => tensorsFromJson({ x: { dims: [1, 3], data: [1, 2, 3] }, ids: ok, y: ok }, metas), 'INVALID_INPUT', /unknown input "y"/);
-    throwsCode(() => tensorsFromJson({ x: { dims: [1, 3], data: [1, 2, 3] }, ids: { dims: [2], data: [1.5, 2] } }, metas), 'INVALID_INPUT', /value 0 \(1\.5\) is not a valid int64/);
-    throwsCode(() => tensorsFromJson({ x: { dims: [1, 3], data: [1, 'a', 3] }, ids: ok }, metas), 'INVALID_INPUT', /value 1 is "a", expected a number/);
-    throwsCode(() => tensorsFromJson({ x: { dims: [1, 3], data: [[1, 2], 3] }, ids: ok }, metas), 'INVALID_INPUT');
-    throwsCode(() => tensorsFromJson({ x: { dims: [1, 3], data: [1, 2, 3], type: 'float64' }, ids: ok }, metas), 'INVALID_INPUT', /float64, the model expects float32/);
-    throwsCode(() => tensorsFromJson({ x: { dims: [1, -3], data: [] }, ids: ok }, metas), 'INVALID_INPUT', /non-negative integers/);
-    throwsCode(() => tensorsFromJson([1, 2], metas), 'INVALID_INPUT', /object of named tensors/);
+    throwsWith(() => tensorsFromJson({ x: { dims: [6], data: [1, 2, 3, 4, 5, 6] }, ids: ok }, metas), 'INVALID_INPUT', /input "x" has shape \[6\] \(rank 1\), the model expects \[batch, 3\] \(rank 2\)/);
+    throwsWith(() => tensorsFromJson({ x: { dims: [3, 2], data: [1, 2, 3, 4, 5, 6] }, ids: ok }, metas), 'INVALID_INPUT', /dim 1 must be 3/);
+    throwsWith(() => tensorsFromJson({ x: { dims: [2, 3], data: [1, 2, 3] }, ids: ok }, metas), 'INVALID_INPUT', /needs 6 values, got 3/);
+    throwsWith(() => tensorsFromJson({ x: { dims: [1, 3], data: [1, 2, 3] } }, metas), 'INVALID_INPUT', /missing input "ids" \(int64 \[2\]\)/);
+    throwsWith(() => tensorsFromJson({ x: { dims: [1, 3], data: [1, 2, 3] }, ids: ok, y: ok }, metas), 'INVALID_INPUT', /unknown input "y"/);
+    throwsWith(() => tensorsFromJson({ x: { dims: [1, 3], data: [1, 2, 3] }, ids: { dims: [2], data: [1.5, 2] } }, metas), 'INVALID_INPUT', /value 0 \(1\.5\) is not a valid int64/);
+    throwsWith(() => tensorsFromJson({ x: { dims: [1, 3], data: [1, 'a', 3] }, ids: ok }, metas), 'INVALID_INPUT', /value 1 is "a", expected a number/);
+    throwsWith(() => tensorsFromJson({ x: { dims: [1, 3], data: [[1, 2], 3] }, ids: ok }, metas), 'INVALID_INPUT');
+    throwsWith(() => tensorsFromJson({ x: { dims: [1, 3], data: [1, 2, 3], type: 'float64' }, ids: ok }, metas), 'INVALID_INPUT', /float64, the model expects float32/);
+    throwsWith(() => tensorsFromJson({ x: { dims: [1, -3], data: [] }, ids: ok }, metas), 'INVALID_INPUT', /non-negative integers/);
+    throwsWith(() => tensorsFromJson([1, 2], metas), 'INVALID_INPUT', /object of named tensors/);
   });
 });
 
@@ -218,13 +201,13 @@ describe('preprocessRequest', () => {
     assert.deepEqual(pre.feeds.features, { type: 'int64', dims: [1, 4], data: BigInt64Array.of(1n, 2n, 3n, 2n) });
     assert.deepEqual([...pre.features!], [1, 2, 3, 2]);
     assert.equal(pre.quality!.length, 1);
-    await rejectsCode(preprocessRequest(tabular, { features: [[1.5, 2, 3, 'blue']] }, inputs), 'INVALID_INPUT', /not a valid int64/);
+    await rejectsWith(preprocessRequest(tabular, { features: [[1.5, 2, 3, 'blue']] }, inputs), 'INVALID_INPUT', /not a valid int64/);
   });
 
   test('a request has exactly one matching kind', async () => {
-    await rejectsCode(preprocessRequest(tabular, { image: Buffer.alloc(3) }, inputs), 'INVALID_INPUT', /takes "features".*not "image"/);
-    await rejectsCode(preprocessRequest(tabular, { features: {}, inputs: {} }, inputs), 'INVALID_INPUT', /exactly one/);
-    await rejectsCode(preprocessRequest(tabular, {}, inputs), 'INVALID_INPUT', /exactly one.*none/);
-    await rejectsCode(preprocessRequest(tabular, null, inputs), 'INVALID_INPUT');
+    await rejectsWith(preprocessRequest(tabular, { image: Buffer.alloc(3) }, inputs), 'INVALID_INPUT', /takes "features".*not "image"/);
+    await rejectsWith(preprocessRequest(tabular, { features: {}, inputs: {} }, inputs), 'INVALID_INPUT', /exactly one/);
+    await rejectsWith(preprocessRequest(tabular, {}, inputs), 'INVALID_INPUT', /exactly one.*none/);
+    await rejectsWith(preprocessRequest(tabular, null, inputs), 'INVALID_INPUT');
   });
 });
