@@ -30,8 +30,7 @@ describe('any model, whole loop: a model with two outputs on a real agent', { ti
 
   test('two outputs of different shapes: evaluated on an .npz, int8 without labels, reference from tensors, deployed, drift statistics', async () => {
     const N = 60;
-    await writeFile(path.join(p.dir, 'two.onnx'), twoHeadModel());
-    await steps.cli('models', 'push', path.join(p.dir, 'two.onnx'), '--name', 'two-head');
+    await steps.push('two-head', twoHeadModel());
     const def = await steps.writeDef('two-head', {
       preprocess: { type: 'tensor', dims: { batch: 1 }, summaries: { x_mean: { input: 'x', stat: 'mean' }, x_absmax: { input: 'x', stat: 'absmax' }, box_mean: { output: 'box', stat: 'mean' } } },
       postprocess: { task: 'outputs', output: 'box' },

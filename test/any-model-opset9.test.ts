@@ -29,8 +29,7 @@ describe('any model, whole loop: an opset-9 CNN on a real agent', { timeout: 240
 
   test('an opset-9 CNN: evaluated on a labelled .npz, int8 (lifted to opset 13) without labels, reference from tensors, deployed, drift statistics', async () => {
     const N = 40;
-    await writeFile(path.join(p.dir, 'old.onnx'), opset9Cnn());
-    await steps.cli('models', 'push', path.join(p.dir, 'old.onnx'), '--name', 'old-cnn');
+    await steps.push('old-cnn', opset9Cnn());
     const def = await steps.writeDef('old-cnn', {
       preprocess: { type: 'tensor', dims: { batch: 1 }, summaries: { image_mean: { input: 'image', stat: 'mean' }, image_std: { input: 'image', stat: 'std' }, top_prob: { output: 'probs', stat: 'max' } } },
       postprocess: { task: 'classification', output: 'probs', topK: 2 },

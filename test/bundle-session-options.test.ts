@@ -6,7 +6,7 @@
 // agent's /v1/status reports them.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
@@ -22,8 +22,7 @@ describe('bundle session options on a real agent', { timeout: 180_000 }, () => {
   before(async () => {
     p = await startPlaneWithAgent({ site: 'lab', prefix: 'flotilla-session-opts-' });
     steps = loopSteps(p);
-    await writeFile(path.join(p.dir, 'two.onnx'), twoHeadModel());
-    await steps.cli('models', 'push', path.join(p.dir, 'two.onnx'), '--name', 'two-head');
+    await steps.push('two-head', twoHeadModel());
   });
   after(async () => {
     await p?.stop();
