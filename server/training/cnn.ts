@@ -26,9 +26,9 @@
  * const tuned = trainCnn(fresh, { seed: 2, init: cnnWeightsFromOnnx(bytes) });
  */
 import { encodeModel, floatTensor, node, readFloatInitializers, valueInfo } from '../onnx/build.ts';
-import { Adam, argmax, cosineLr, softmaxXent } from './adam.ts';
-import type { TrainHistory } from './mlp.ts';
-import { Rng, range } from './random.ts';
+import { argmax, softmaxXent } from './adam.ts';
+import { trainMinibatches, type TrainHistory } from './minibatch.ts';
+import { Rng } from './random.ts';
 import { IMAGE_CHANNELS, IMAGE_SIZE, SHAPE_LABELS, toNchw, type ShapeDataset } from './synthetic-shapes.ts';
 import { Net, headSize, type CnnHead } from './cnn-net.ts';
 
@@ -130,42 +130,22 @@ export function trainCnn(data: ShapeDataset, opts: CnnOptions): CnnModel {
   const init = opts.init ?? freshWeights(opts.head ?? 'globalmax', c1, c2, opts.dense ?? 0, SHAPE_LABELS.length, new Rng(rng.fork()));
   const epochs = opts.epochs ?? (fineTune ? 5 : 8);
   const lr = opts.lr ?? (fineTune ? 0.005 : 0.01);
-  const batch = opts.batchSize ?? 16;
+  const batchSize = opts.batchSize ?? 16;
   const augment = opts.augment ?? true;
 
   const params = paramsOf(init);
   const net = new Net(init.c1, init.c2, init.classes, init.head, params, init.dense ?? 0);
-  const g = params.map((p) => new Float64Array(p.length));
-  const opt = new Adam(params);
   const x = toNchw(data.pixels, data.n);
   const y = data.labels;
-  const n = data.n;
-  const order = range(n);
-  const steps = epochs * Math.ceil(n / batch);
-  const history: TrainHistory[] = [];
-  let step = 0;
-  for (let epoch = 1; epoch <= epochs; epoch++) {
-    rng.shuffle(order);
-    let lossSum = 0;
-    let correct = 0;
-    for (let start = 0; start < n; start += batch) {
-      const end = Math.min(n, start + batch);
-      for (const gi of g) gi.fill(0);
-      for (let k = start; k < end; k++) {
-        const i = order[k];
-        net.forward(x, i * IN, augment ? rng.int(8) : 0);
-        lossSum += softmaxXent(net.logits, 0, net.classes, y[i], net.dlogits, 0);
-        if (argmax(net.logits, 0, net.classes) === y[i]) correct++;
-        net.backward(g);
-      }
-      const scale = 1 / (end - start);
-      for (const gi of g) for (let k = 0; k < gi.length; k++) gi[k] *= scale;
-      opt.step(g, cosineLr(lr, step++, steps));
+  const history = trainMinibatches({ params, n: data.n, epochs, batchSize, lr, rng, onEpoch: opts.onEpoch }, (samples, g, tally) => {
+    for (let k = 0; k < samples.length; k++) {
+      const i = samples[k];
+      net.forward(x, i * IN, augment ? rng.int(8) : 0);
+      tally.loss += softmaxXent(net.logits, 0, net.classes, y[i], net.dlogits, 0);
+      if (argmax(net.logits, 0, net.classes) === y[i]) tally.correct++;
+      net.backward(g);
     }
-    const h = { epoch, loss: lossSum / n, accuracy: correct / n };
-    history.push(h);
-    opts.onEpoch?.(h);
-  }
+  });
   const [w1, b1, w2, b2, w3, b3, w4, b4] = params.map((p) => Array.from(p));
   const weights: CnnWeights = { head: init.head, c1: init.c1, c2: init.c2, classes: init.classes, w1, b1, w2, b2, w3, b3, ...(init.dense ? { dense: init.dense, w4, b4 } : {}) };
   return { ...cnnFromWeights(weights), history, trainMs: performance.now() - started };

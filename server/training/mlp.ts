@@ -13,8 +13,9 @@
  * const tuned = trainMlp(newRows, { seed: 2, init: model.weights, epochs: 20 });
  */
 import { encodeModel, floatTensor, node, readFloatInitializers, valueInfo } from '../onnx/build.ts';
-import { Adam, argmax, cosineLr, softmaxXent } from './adam.ts';
-import { Rng, range } from './random.ts';
+import { argmax, softmaxXent } from './adam.ts';
+import { trainMinibatches, type TrainHistory } from './minibatch.ts';
+import { Rng } from './random.ts';
 import { FEATURES, TABULAR_LABELS, featureMatrix, labelIndices, type TabularRow } from './synthetic-tabular.ts';
 
 /**
@@ -61,12 +62,6 @@ export interface MlpOptions {
   init?: MlpWeights;
   /** Called after each epoch. */
   onEpoch?: (h: TrainHistory) => void;
-}
-
-export interface TrainHistory {
-  epoch: number;
-  loss: number;
-  accuracy: number;
 }
 
 export interface MlpModel {
@@ -142,15 +137,13 @@ export function trainMlp(rows: readonly TabularRow[], opts: MlpOptions): MlpMode
   if (init.inputs !== D || init.classes !== C) throw new Error(`trainMlp: init has shape ${init.inputs}→${init.classes}, expected ${D}→${C}`);
   const epochs = opts.epochs ?? (fineTune ? 40 : 60);
   const lr = opts.lr ?? (fineTune ? 0.003 : 0.01);
-  const batch = opts.batchSize ?? 32;
+  const batchSize = opts.batchSize ?? 32;
 
   const mean = Float64Array.from(init.mean);
   const invStd = Float64Array.from(init.std, (s) => 1 / s);
   const layers = layersOf(init);
   const L = layers.length;
   const params = layers.flatMap((l) => [l.w, l.b]);
-  const g = params.map((p) => new Float64Array(p.length));
-  const opt = new Adam(params);
 
   // Standardised inputs once, up front.
   const xs = new Float64Array(n * D);
@@ -158,51 +151,34 @@ export function trainMlp(rows: readonly TabularRow[], opts: MlpOptions): MlpMode
 
   const acts = [new Float64Array(D), ...layers.map((l) => new Float64Array(l.nOut))];
   const deltas = layers.map((l) => new Float64Array(l.nOut));
-  const order = range(n);
-  const steps = epochs * Math.ceil(n / batch);
-  const history: TrainHistory[] = [];
-  let step = 0;
-  for (let epoch = 1; epoch <= epochs; epoch++) {
-    rng.shuffle(order);
-    let lossSum = 0;
-    let correct = 0;
-    for (let start = 0; start < n; start += batch) {
-      const end = Math.min(n, start + batch);
-      for (const gi of g) gi.fill(0);
-      for (let k = start; k < end; k++) {
-        const i = order[k];
-        acts[0].set(xs.subarray(i * D, (i + 1) * D));
-        forwardSample(layers, acts);
-        lossSum += softmaxXent(acts[L], 0, C, y[i], deltas[L - 1], 0);
-        if (argmax(acts[L], 0, C) === y[i]) correct++;
-        for (let l = L - 1; l >= 0; l--) {
-          const { nIn, nOut, w } = layers[l];
-          const gw = g[2 * l];
-          const gb = g[2 * l + 1];
-          const d = deltas[l];
-          const a = acts[l];
-          const below = l > 0 ? deltas[l - 1] : null;
-          below?.fill(0);
-          for (let u = 0; u < nOut; u++) {
-            const du = d[u];
-            if (du === 0) continue;
-            gb[u] += du;
-            const o = u * nIn;
-            for (let j = 0; j < nIn; j++) gw[o + j] += du * a[j];
-            if (below) for (let j = 0; j < nIn; j++) below[j] += du * w[o + j];
-          }
-          // ReLU: no gradient through units that were off.
-          if (below) for (let j = 0; j < nIn; j++) if (a[j] <= 0) below[j] = 0;
+  const history = trainMinibatches({ params, n, epochs, batchSize, lr, rng, onEpoch: opts.onEpoch }, (samples, g, tally) => {
+    for (let k = 0; k < samples.length; k++) {
+      const i = samples[k];
+      acts[0].set(xs.subarray(i * D, (i + 1) * D));
+      forwardSample(layers, acts);
+      tally.loss += softmaxXent(acts[L], 0, C, y[i], deltas[L - 1], 0);
+      if (argmax(acts[L], 0, C) === y[i]) tally.correct++;
+      for (let l = L - 1; l >= 0; l--) {
+        const { nIn, nOut, w } = layers[l];
+        const gw = g[2 * l];
+        const gb = g[2 * l + 1];
+        const d = deltas[l];
+        const a = acts[l];
+        const below = l > 0 ? deltas[l - 1] : null;
+        below?.fill(0);
+        for (let u = 0; u < nOut; u++) {
+          const du = d[u];
+          if (du === 0) continue;
+          gb[u] += du;
+          const o = u * nIn;
+          for (let j = 0; j < nIn; j++) gw[o + j] += du * a[j];
+          if (below) for (let j = 0; j < nIn; j++) below[j] += du * w[o + j];
         }
+        // ReLU: no gradient through units that were off.
+        if (below) for (let j = 0; j < nIn; j++) if (a[j] <= 0) below[j] = 0;
       }
-      const scale = 1 / (end - start);
-      for (const gi of g) for (let k = 0; k < gi.length; k++) gi[k] *= scale;
-      opt.step(g, cosineLr(lr, step++, steps));
     }
-    const record = { epoch, loss: lossSum / n, accuracy: correct / n };
-    history.push(record);
-    opts.onEpoch?.(record);
-  }
+  });
   const weights = weightsOf({ mean: Array.from(mean), std: init.std }, layers);
   return { ...mlpFromWeights(weights), history, trainMs: performance.now() - started };
 }

@@ -8,7 +8,7 @@
  *   { onEpoch: (h) => log.info(h, 'epoch'), signal: AbortSignal.timeout(120_000) });
  */
 import { Worker } from 'node:worker_threads';
-import type { TrainHistory } from './mlp.ts';
+import type { TrainHistory } from './minibatch.ts';
 import type { TrainJob, TrainJobResult } from './train-job.ts';
 import type { FromTrainWorker } from './train-worker.ts';
 

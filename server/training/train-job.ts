@@ -8,7 +8,8 @@
  * await writeFile('model.onnx', r.onnx);
  */
 import { cnnWeightsFromOnnx, exportCnnOnnx, trainCnn, type CnnOptions } from './cnn.ts';
-import { exportMlpOnnx, mlpWeightsFromOnnx, trainMlp, type MlpOptions, type TrainHistory } from './mlp.ts';
+import type { TrainHistory } from './minibatch.ts';
+import { exportMlpOnnx, mlpWeightsFromOnnx, trainMlp, type MlpOptions } from './mlp.ts';
 import type { ShapeDataset } from './synthetic-shapes.ts';
 import type { TabularRow } from './synthetic-tabular.ts';
 
