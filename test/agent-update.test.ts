@@ -10,20 +10,8 @@ import { api, buildTestBundle, sha256, type TestBundle, type TestTrust, waitFor 
 import { imageModel } from '../firmware-bundles/testing/fixtures.ts';
 import type { CommandResponse } from '../protocol/messages/command.ts';
 import type { ReportedMessage } from '../protocol/messages/reported.ts';
-import { encodeModel, floatTensor, int64Tensor, node, valueInfo } from '../server/onnx/build.ts';
 import { AgentLab } from './helpers/agent-lab.ts';
-import { gemmModel } from './helpers/models.ts';
-
-/** Passes the smoke vectors (batch 1) but fails every batch of more than one row: a Reshape to [1, 8]. */
-function batchOneOnlyModel(): Uint8Array {
-  const w = Array.from({ length: 24 }, (_, i) => Math.cos(i) * 0.3);
-  return encodeModel({
-    inputs: [valueInfo('features', 'float32', ['batch', 8])],
-    outputs: [valueInfo('logits', 'float32', ['batch', 3])],
-    initializers: [int64Tensor('shape', [2], [1, 8]), floatTensor('W', [8, 3], w), floatTensor('b', [3], [0, 0, 0])],
-    nodes: [node('Reshape', ['features', 'shape'], ['flat']), node('Gemm', ['flat', 'W', 'b'], ['logits'])],
-  });
-}
+import { batchOneOnlyModel, gemmModel } from './helpers/models.ts';
 
 describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
   let lab: AgentLab;

@@ -19,23 +19,11 @@ import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { deviceTopic } from '../protocol/topics.ts';
 import { ControlPlane } from '../server/control-plane.ts';
 import { createLogger } from '../server/logger.ts';
-import { encodeModel, floatTensor, int64Tensor, node, valueInfo } from '../server/onnx/build.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
-import { gemmModel } from './helpers/models.ts';
+import { batchOneOnlyModel, gemmModel } from './helpers/models.ts';
 
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
 const ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8];
-
-/** Passes the smoke vectors (batch 1) but fails every batch of more than one row. */
-function batchOneOnlyModel(): Uint8Array {
-  const w = Array.from({ length: 24 }, (_, i) => Math.cos(i) * 0.3);
-  return encodeModel({
-    inputs: [valueInfo('features', 'float32', ['batch', 8])],
-    outputs: [valueInfo('logits', 'float32', ['batch', 3])],
-    initializers: [int64Tensor('shape', [2], [1, 8]), floatTensor('W', [8, 3], w), floatTensor('b', [3], [0, 0, 0])],
-    nodes: [node('Reshape', ['features', 'shape'], ['flat']), node('Gemm', ['flat', 'W', 'b'], ['logits'])],
-  });
-}
 
 /** A broker that lets anyone in and can publish anything: what a rogue or misconfigured broker does. */
 async function rogueBroker() {

@@ -1,5 +1,5 @@
 // Small ONNX fixtures built in code (nothing downloaded).
-import { encodeModel, floatTensor, node, valueInfo } from '../../server/onnx/build.ts';
+import { encodeModel, floatTensor, int64Tensor, node, valueInfo } from '../../server/onnx/build.ts';
 import { FEATURES } from './device-stats.ts';
 
 /** A Gemm classifier: features [batch, nIn] -> logits [batch, nOut]; `seed` varies the weights. */
@@ -14,6 +14,17 @@ export function gemmModel(opts: { nIn?: number; nOut?: number; seed?: number; in
     outputs: [valueInfo(opts.outputName ?? 'logits', 'float32', ['batch', nOut])],
     initializers: [floatTensor('W', [nIn, nOut], w), floatTensor('b', [nOut], b)],
     nodes: [node('Gemm', [opts.inputName ?? 'features', 'W', 'b'], [opts.outputName ?? 'logits'])],
+  });
+}
+
+/** Passes the smoke vectors (batch 1) but fails every batch of more than one row: a Reshape to [1, 8]. */
+export function batchOneOnlyModel(): Uint8Array {
+  const w = Array.from({ length: 24 }, (_, i) => Math.cos(i) * 0.3);
+  return encodeModel({
+    inputs: [valueInfo('features', 'float32', ['batch', 8])],
+    outputs: [valueInfo('logits', 'float32', ['batch', 3])],
+    initializers: [int64Tensor('shape', [2], [1, 8]), floatTensor('W', [8, 3], w), floatTensor('b', [3], [0, 0, 0])],
+    nodes: [node('Reshape', ['features', 'shape'], ['flat']), node('Gemm', ['flat', 'W', 'b'], ['logits'])],
   });
 }
 
