@@ -22,7 +22,6 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
   let B: TestBundle;
   let counter = 0;
 
-  const publish = (manifest: Parameters<TestTrust['desired']>[0]) => lab.publish(manifest);
   const deploy = (bundle: TestBundle, o: Partial<Parameters<TestTrust['manifest']>[2]> = {}) => lab.deploy(bundle, { counter: o.counter ?? ++counter, ...o });
   const last = () => reported.at(-1);
   const until = (what: string, fn: (r: ReportedMessage) => boolean, ms = 15_000) => waitFor(() => (reported.length > 0 && fn(last()!) ? last() : undefined), what, ms);
@@ -203,7 +202,7 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
       const manifest = await c.manifest();
       const wantCounter = (manifest!.signed as { counter: number }).counter;
       const codes = [c.code].flat();
-      await publish(manifest);
+      await lab.publish(manifest);
       const got = await until(`failed with ${codes}`, (x) => x.state === 'failed' && x.lastError?.counter === wantCounter);
       assert.ok(codes.includes(got.lastError!.code), `expected ${codes}, got ${got.lastError!.code}: ${got.lastError!.message}`);
       assert.equal(got.active?.counter, 2, 'the active bundle did not change');
@@ -362,7 +361,7 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
     const r = await until('active under key list v2', (x) => x.state === 'active' && x.active?.counter === c);
     assert.equal(r.keylistVersion, 2);
     const stale = lab.trust.bundleManifest(lab.deviceId, B, { counter: ++counter, signer: retired });
-    await publish(stale);
+    await lab.publish(stale);
     const refused = await until('retired key refused', (x) => x.state === 'failed' && x.lastError?.counter === counter);
     assert.equal(refused.lastError!.code, 'UNKNOWN_KEY');
     // A server replaying the old key list cannot roll the device's trust back.
@@ -387,7 +386,7 @@ describe('agent: update path over real MQTT', { timeout: 90_000 }, () => {
       ],
       { counter: ++counter },
     );
-    await publish(m);
+    await lab.publish(m);
     const r = await until('refused', (x) => x.state === 'failed' && x.lastError?.counter === counter);
     assert.equal(r.lastError!.code, 'INVALID_BUNDLE');
     assert.equal(lab.art.requests.length, n);
