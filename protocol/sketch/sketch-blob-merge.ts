@@ -18,6 +18,7 @@ const QUALITY = 6;
  */
 export function sketchNumbers(bytes: Uint8Array, layout: SketchNumbersLayout, into?: Float64Array): Float64Array {
   const out = into ?? new Float64Array(layout.count);
+  if (out.length < layout.count) throw new RangeError(`${layout.count} numbers do not fit in ${out.length}`);
   new Uint8Array(out.buffer, out.byteOffset, layout.count * 8).set(bytes.subarray(layout.start, layout.start + layout.count * 8));
   return out;
 }

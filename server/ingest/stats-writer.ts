@@ -33,10 +33,11 @@ interface RollupId {
   granularity: Granularity;
   bucketStart: string;
 }
-/** A window as the rollups see it: its sketch object and its stored bytes. */
+/** A window as the rollups see it: its sketch object, its stored bytes and their layout. */
 interface Member {
   sketch: FeatureSetSketch;
   bytes: Buffer;
+  layout: SketchNumbersLayout;
 }
 /** A rollup's new windows of this batch, merged once at the end. */
 type Pending = RollupId & { windows: number; rows: number; members: Member[] };
@@ -82,7 +83,8 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
 
   const acc = new Map<string, Pending>();
   for (const it of fresh) {
-    const member: Member = { sketch: it.message.sketch, bytes: bytesOf(it) };
+    const bytes = bytesOf(it);
+    const member: Member = { sketch: it.message.sketch, bytes, layout: sketchNumbersLayout(bytes) };
     const rows = it.message.sketch.quality.rows;
     for (const granularity of GRANULARITIES) {
       const bucket = bucketStart(it.message.windowStart, granularity);
@@ -116,16 +118,16 @@ interface BatchSum {
  * (sketch-blob-merge.ts) when they share one header, else as objects (windows with their features in
  * another order: the object merge accepts those, and its result keeps the first window's order).
  */
-function sumWindows(members: Member[], scratch: (n: number) => Float64Array): BatchSum {
+function sumWindows(members: Member[], scratch: Float64Array): BatchSum {
   const first = members[0];
-  const layout = sketchNumbersLayout(first.bytes);
+  const layout = first.layout;
   if (members.length === 1) return { bytes: first.bytes, layout, sketch: () => first.sketch };
   const nums = sketchNumbers(first.bytes, layout);
+  const window = scratch.length >= layout.count ? scratch : new Float64Array(layout.count);
   let inPlace = true;
   for (let i = 1; i < members.length && inPlace; i++) {
     const m = members[i];
-    const other = sketchNumbersLayout(m.bytes);
-    inPlace = other.text === layout.text && mergeSketchNumbers(layout, nums, sketchNumbers(m.bytes, layout, scratch(layout.count)));
+    inPlace = (m.layout === layout || m.layout.text === layout.text) && mergeSketchNumbers(layout, nums, sketchNumbers(m.bytes, layout, window));
   }
   if (inPlace) {
     const bytes = sketchBytesWith(first.bytes, layout, nums);
@@ -172,9 +174,8 @@ async function upsertRollups(tx: Tx, rollups: Pending[], updatedAt: string): Pro
     SELECT r.scope, r.key, r.model_version_id, r.granularity, r.bucket_start, r.windows, r.rows, r.sketch FROM json_each(${keys}) k CROSS JOIN stats_rollups r
     ON r.scope = k.value->>0 AND r.key = k.value->>1 AND r.model_version_id = k.value->>2 AND r.granularity = k.value->>3 AND r.bucket_start = k.value->>4`);
   const byKey = new Map(found.map((r) => [rollupKey({ scope: r.scope, key: r.key, modelVersionId: r.model_version_id, granularity: r.granularity, bucketStart: r.bucket_start }), r]));
-  // One buffer for reading each window's numbers into (grown when a layout needs more).
-  let buffer = new Float64Array(0);
-  const scratch = (n: number) => (buffer.length >= n ? buffer.subarray(0, n) : (buffer = new Float64Array(n)));
+  // One buffer to read each window's numbers into (a layout needing more gets its own).
+  const scratch = new Float64Array(rollups[0].members[0].layout.count);
   let resets = 0;
   const values = rollups.map((r) => {
     const batch = sumWindows(r.members, scratch);
