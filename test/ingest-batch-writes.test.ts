@@ -14,6 +14,7 @@ import { toWireStats } from '../protocol/messages/stats-wire.ts';
 import { encodeSketch } from '../protocol/sketch/sketch-blob.ts';
 import { statsRollups, statsWindows, telemetryLast, telemetryRollups } from '../server/db/schema.ts';
 import { bucketStart } from '../server/ingest/buckets.ts';
+import { mergeLatencyHistograms } from '../protocol/sketch/latency-histogram.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { generateRows, rowsToCsv, sketchOf, statsMessage, telemetryMessage } from './helpers/device-stats.ts';
 import { gemmModel } from './helpers/models.ts';
@@ -184,6 +185,14 @@ describe('ingest batch writes', () => {
     assert.equal(row.errorCount, 2);
     assert.equal(row.latency.count, latencies);
     assert.equal(row.lastAt, new Date(t0 + 20_000).toISOString());
+    // Merged in place, equal to merging the histograms object by object: every scope, none counted twice.
+    const [r1, r2] = [report(1, t0 + 10_000, 0.1), report(2, t0 + 20_000, 0.2)];
+    const expected = mergeLatencyHistograms(mergeLatencyHistograms(r1.latency, r2.latency), late.latency);
+    for (const [scope, key] of [['device', ids[2]], ['cohort', 'lab'], ['fleet', '*']]) {
+      const [r] = await cp.plane.db.select().from(telemetryRollups).where(and(eq(telemetryRollups.scope, scope as 'device'), eq(telemetryRollups.key, key), eq(telemetryRollups.bucketStart, row.bucketStart)));
+      assert.deepStrictEqual(r.latency, expected, `${scope} latency`);
+      assert.equal(JSON.stringify(r.latency), JSON.stringify(expected), `${scope}: the same JSON text`);
+    }
     const [last] = await cp.plane.db.select().from(telemetryLast).where(eq(telemetryLast.deviceId, ids[2]));
     assert.equal(last.cpu, 0.2);
     assert.equal(last.seq, 2);
