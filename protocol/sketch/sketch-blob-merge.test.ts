@@ -8,7 +8,7 @@ import { describe, it } from 'node:test';
 import { addRow, createFeatureSetSketch, mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch, type SketchLayout } from './feature-set-sketch.ts';
 import { gaussian, mulberry32 } from './random.ts';
 import { encodeSketch, sketchNumbersLayout } from './sketch-blob.ts';
-import { mergeSketchNumbers, sketchBytesWith, sketchNumbers } from './sketch-blob-merge.ts';
+import { mergeSketchNumbers, sketchBytesWith, sketchNumbers, sketchNumbersView } from './sketch-blob-merge.ts';
 
 const edges = (n: number, from: number, step: number) => Array.from({ length: n }, (_, i) => from + i * step + 0.1234567891234);
 
@@ -33,7 +33,7 @@ function mergedBytes(blobs: Buffer[]): Buffer {
   const layout = sketchNumbersLayout(blobs[0]);
   const acc = sketchNumbers(blobs[0], layout);
   const scratch = new Float64Array(layout.count);
-  for (const b of blobs.slice(1)) assert.ok(mergeSketchNumbers(layout, acc, sketchNumbers(b, sketchNumbersLayout(b), scratch)));
+  for (const b of blobs.slice(1)) assert.ok(mergeSketchNumbers(layout, acc, sketchNumbersView(b, sketchNumbersLayout(b), scratch)));
   return sketchBytesWith(blobs[0], layout, acc);
 }
 

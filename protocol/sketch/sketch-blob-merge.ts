@@ -23,6 +23,15 @@ export function sketchNumbers(bytes: Uint8Array, layout: SketchNumbersLayout, in
   return out;
 }
 
+/**
+ * A stored sketch's numbers to read: a view on the bytes when they are 8-byte aligned in their buffer
+ * (a decoded base64 window, a blob the driver returned: no copy), else a copy (into `scratch` when given).
+ */
+export function sketchNumbersView(bytes: Uint8Array, layout: SketchNumbersLayout, scratch?: Float64Array): Float64Array {
+  const at = bytes.byteOffset + layout.start;
+  return at % 8 === 0 ? new Float64Array(bytes.buffer, at, layout.count) : sketchNumbers(bytes, layout, scratch);
+}
+
 /** The stored bytes of `nums` under the header of `like` (a sketch of the same layout). */
 export function sketchBytesWith(like: Uint8Array, layout: SketchNumbersLayout, nums: Float64Array): Buffer {
   // Its own allocation (not the shared pool), like encodeSketch's.

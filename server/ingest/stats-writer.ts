@@ -9,7 +9,7 @@
 import { sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
 import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
-import { mergeSketchNumbers, sketchBytesWith, sketchNumbers } from '../../protocol/sketch/sketch-blob-merge.ts';
+import { mergeSketchNumbers, sketchBytesWith, sketchNumbers, sketchNumbersView } from '../../protocol/sketch/sketch-blob-merge.ts';
 import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
 import { decodeSketch, encodeSketch, readStoredSketch, sketchNumbersLayout, type SketchNumbersLayout } from '../../protocol/sketch/sketch-blob.ts';
@@ -127,7 +127,7 @@ function sumWindows(members: Member[], scratch: Float64Array): BatchSum {
   let inPlace = true;
   for (let i = 1; i < members.length && inPlace; i++) {
     const m = members[i];
-    inPlace = (m.layout === layout || m.layout.text === layout.text) && mergeSketchNumbers(layout, nums, sketchNumbers(m.bytes, layout, window));
+    inPlace = (m.layout === layout || m.layout.text === layout.text) && mergeSketchNumbers(layout, nums, sketchNumbersView(m.bytes, layout, window));
   }
   if (inPlace) {
     const bytes = sketchBytesWith(first.bytes, layout, nums);
@@ -151,7 +151,7 @@ function mergeStored(stored: unknown, batch: BatchSum): Buffer | null {
   const layout = bytes && bytes[0] === 0xfb ? sketchNumbersLayout(bytes) : null;
   if (bytes && layout?.text === batch.layout.text) {
     const nums = sketchNumbers(bytes, layout);
-    return mergeSketchNumbers(layout, nums, sketchNumbers(batch.bytes, layout)) ? sketchBytesWith(bytes, layout, nums) : null;
+    return mergeSketchNumbers(layout, nums, sketchNumbersView(batch.bytes, layout)) ? sketchBytesWith(bytes, layout, nums) : null;
   }
   try {
     return encodeSketch(mergeFeatureSetSketches(readStoredSketch(stored), batch.sketch()));
