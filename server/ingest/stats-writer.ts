@@ -105,7 +105,7 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
   return { stored: fresh.length, duplicates: items.length - fresh.length, layoutResets };
 }
 
-/** A rollup's windows of this batch merged: its bytes, and its numbers when merged in place. */
+/** A rollup's windows of this batch merged: the stored bytes and their layout. */
 interface BatchSum {
   bytes: Buffer;
   layout: SketchNumbersLayout;
