@@ -9,9 +9,12 @@ import { and, eq, sql } from 'drizzle-orm';
 import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
 import { generateKeyPair } from '../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
-import { mergeAllFeatureSetSketches, type FeatureSetSketch, type SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
+import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch, type SketchLayout } from '../protocol/sketch/feature-set-sketch.ts';
+import { toWireStats } from '../protocol/messages/stats-wire.ts';
+import { encodeSketch } from '../protocol/sketch/sketch-blob.ts';
 import { statsRollups, statsWindows, telemetryLast, telemetryRollups } from '../server/db/schema.ts';
 import { bucketStart } from '../server/ingest/buckets.ts';
+import { mergeLatencyHistograms } from '../protocol/sketch/latency-histogram.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
 import { generateRows, rowsToCsv, sketchOf, statsMessage, telemetryMessage } from './helpers/device-stats.ts';
 import { gemmModel } from './helpers/models.ts';
@@ -128,6 +131,44 @@ describe('ingest batch writes', () => {
     assert.equal(type, 'blob', 'rewritten binary');
   });
 
+  it('stats: each rollup row holds the bytes of the object merge, batch by batch (windows merged in place), also with a window whose features come in another order', async () => {
+    const hour = Math.floor(Date.now() / 3_600_000) * 3_600_000 - 5 * 3_600_000;
+    const reversed = (s: FeatureSetSketch): FeatureSetSketch => ({ ...s, features: Object.fromEntries(Object.entries(s.features).reverse()) });
+    const batches: Array<ReturnType<typeof statsMessage>[]> = [];
+    let seq = 1000;
+    for (let b = 0; b < 3; b++) {
+      const batch: ReturnType<typeof statsMessage>[] = [];
+      for (let i = 0; i < 7; i++) {
+        const device = i % 3;
+        const start = new Date(hour + (i % 2) * 60_000 + b * 1000 + i);
+        const sketch = sketchOf(layout, generateRows(5 + ((b * 7 + i) % 40), 4000 + b * 10 + i));
+        // In the last batch one window lists its features in reverse (its bytes' header differs).
+        batch.push(statsMessage({ deviceId: ids[device], bundleId, model, seq: seq++, start, end: new Date(start.getTime() + 50_000), sketch: b === 2 && i === 3 ? reversed(sketch) : sketch }));
+      }
+      batches.push(batch);
+      await Promise.all([...batch.map((m) => cp.plane.ingest.acceptStats(m.deviceId, JSON.parse(JSON.stringify(toWireStats(m))))), cp.plane.ingest.flush()]);
+    }
+    const rows = await cp.plane.db.all<{ scope: string; granularity: string; bucket_start: string; windows: number; sketch: ArrayBuffer }>(
+      sql`SELECT scope, granularity, bucket_start, windows, sketch FROM stats_rollups WHERE bucket_start >= ${new Date(hour).toISOString()} AND bucket_start < ${new Date(hour + 3_600_000).toISOString()}`,
+    );
+    for (const r of rows) {
+      // What the object merge stores: each batch's windows merged left to right, then into the stored rollup.
+      let expected: FeatureSetSketch | null = null;
+      let windows = 0;
+      for (const batch of batches) {
+        const members = batch.filter((m) => bucketStart(m.windowStart, r.granularity as 'minute' | 'hour') === r.bucket_start).map((m) => m.sketch);
+        if (!members.length) continue;
+        windows += members.length;
+        const sum = members.length === 1 ? members[0] : mergeAllFeatureSetSketches(members);
+        expected = expected ? mergeFeatureSetSketches(expected, sum) : sum;
+      }
+      assert.ok(expected, `${r.scope} ${r.granularity} ${r.bucket_start}`);
+      assert.equal(r.windows, windows);
+      assert.ok(Buffer.from(r.sketch).equals(encodeSketch(expected)), `${r.scope} ${r.granularity} ${r.bucket_start}: the object merge's bytes`);
+    }
+    assert.equal(rows.length, 6, 'two minutes and an hour, for the cohort and the fleet');
+  });
+
   it('telemetry: rollups add up across batches, a late report counts but keeps the newer resources', async () => {
     const t0 = Math.floor(Date.now() / 60_000) * 60_000 - 5 * 60_000;
     const report = (seq: number, at: number, cpu: number) => telemetryMessage({ deviceId: ids[2], seq, at: new Date(at), inferences: 10 * seq, cpu, errors: seq % 2 ? { timeout: 1 } : {} });
@@ -144,6 +185,14 @@ describe('ingest batch writes', () => {
     assert.equal(row.errorCount, 2);
     assert.equal(row.latency.count, latencies);
     assert.equal(row.lastAt, new Date(t0 + 20_000).toISOString());
+    // Merged in place, equal to merging the histograms object by object: every scope, none counted twice.
+    const [r1, r2] = [report(1, t0 + 10_000, 0.1), report(2, t0 + 20_000, 0.2)];
+    const expected = mergeLatencyHistograms(mergeLatencyHistograms(r1.latency, r2.latency), late.latency);
+    for (const [scope, key] of [['device', ids[2]], ['cohort', 'lab'], ['fleet', '*']]) {
+      const [r] = await cp.plane.db.select().from(telemetryRollups).where(and(eq(telemetryRollups.scope, scope as 'device'), eq(telemetryRollups.key, key), eq(telemetryRollups.bucketStart, row.bucketStart)));
+      assert.deepStrictEqual(r.latency, expected, `${scope} latency`);
+      assert.equal(JSON.stringify(r.latency), JSON.stringify(expected), `${scope}: the same JSON text`);
+    }
     const [last] = await cp.plane.db.select().from(telemetryLast).where(eq(telemetryLast.deviceId, ids[2]));
     assert.equal(last.cpu, 0.2);
     assert.equal(last.seq, 2);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SketchMismatchError } from './errors.ts';
-import { createLatencyHistogram, LATENCY_BOUNDS_MS, LATENCY_BUCKETS, latencyQuantile, latencySummary, mergeLatencyHistograms, recordLatency, type LatencyHistogram } from './latency-histogram.ts';
+import { cloneLatencyHistogram, createLatencyHistogram, LATENCY_BOUNDS_MS, LATENCY_BUCKETS, latencyQuantile, latencySummary, mergeLatencyHistograms, mergeLatencyInto, recordLatency, type LatencyHistogram } from './latency-histogram.ts';
 import { gaussian, mulberry32 } from './random.ts';
 
 function exactQuantile(sorted: Float64Array, q: number): number {
@@ -66,5 +66,25 @@ describe('LatencyHistogram', () => {
   it('refuses to merge histograms with another layout', () => {
     const other = { ...createLatencyHistogram(), counts: [1, 2, 3] };
     assert.throws(() => mergeLatencyHistograms(createLatencyHistogram(), other), SketchMismatchError);
+    assert.throws(() => mergeLatencyInto(createLatencyHistogram(), other), SketchMismatchError);
+  });
+
+  it('merging in place gives what mergeLatencyHistograms gives, bit for bit, and leaves the input alone', () => {
+    const rng = mulberry32(9);
+    for (let trial = 0; trial < 50; trial++) {
+      // Empty ones too (null min/max).
+      const parts = Array.from({ length: 1 + Math.floor(rng() * 8) }, () => {
+        const h = createLatencyHistogram();
+        const n = rng() < 0.2 ? 0 : Math.floor(rng() * 300);
+        for (let i = 0; i < n; i++) recordLatency(h, 10 ** (rng() * 5 - 1.5));
+        return h;
+      });
+      const copies = parts.map((p) => structuredClone(p));
+      const expected = parts.reduce((a, b) => mergeLatencyHistograms(a, b));
+      const acc = cloneLatencyHistogram(parts[0]);
+      for (const p of parts.slice(1)) mergeLatencyInto(acc, p);
+      assert.equal(JSON.stringify(acc), JSON.stringify(expected), `trial ${trial}`);
+      assert.deepStrictEqual(parts, copies, 'inputs unchanged');
+    }
   });
 });

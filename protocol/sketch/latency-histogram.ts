@@ -91,6 +91,30 @@ export function mergeLatencyHistograms(a: LatencyHistogram, b: LatencyHistogram)
 }
 
 /**
+ * `a` becomes the merge of `a` and `b`, as mergeLatencyHistograms computes it, without a new histogram
+ * (ingest adds each report into its rollups' copies). Returns `a`.
+ *
+ * @example
+ * const minute = cloneLatencyHistogram(first); mergeLatencyInto(minute, next);
+ */
+export function mergeLatencyInto(a: LatencyHistogram, b: LatencyHistogram): LatencyHistogram {
+  if (a.layout !== b.layout || a.counts.length !== b.counts.length) {
+    throw new SketchMismatchError('buckets_mismatch', `latency layouts differ (${a.layout} vs ${b.layout})`);
+  }
+  for (let i = 0; i < a.counts.length; i++) a.counts[i] += b.counts[i];
+  a.count += b.count;
+  a.sumMs += b.sumMs;
+  a.minMs = a.minMs === null ? b.minMs : b.minMs === null ? a.minMs : Math.min(a.minMs, b.minMs);
+  a.maxMs = a.maxMs === null ? b.maxMs : b.maxMs === null ? a.maxMs : Math.max(a.maxMs, b.maxMs);
+  return a;
+}
+
+/** A copy that mergeLatencyInto may change. */
+export function cloneLatencyHistogram(h: LatencyHistogram): LatencyHistogram {
+  return { layout: h.layout, counts: h.counts.slice(), count: h.count, sumMs: h.sumMs, minMs: h.minMs, maxMs: h.maxMs };
+}
+
+/**
  * Estimated q-quantile (0 ≤ q ≤ 1) in ms, or `null` when empty. Finds the bucket holding rank
  * q·count and interpolates linearly inside it (as Prometheus' `histogram_quantile` does), using
  * the exact min/max for the open-ended buckets and to tighten the first and last occupied ones.

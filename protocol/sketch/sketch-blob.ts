@@ -93,6 +93,40 @@ interface Parsed {
   header: Header;
   start: number;
   count: number;
+  /** Where each feature's and output's numbers start (after the 6 quality counters), in header order. */
+  plan: SketchPlan;
+}
+
+/** One entry's numbers: numeric with `n` edges, or categorical with `n` categories, from float index `at`. */
+export interface PlanEntry {
+  numeric: boolean;
+  at: number;
+  n: number;
+}
+export type SketchPlan = readonly PlanEntry[];
+
+/**
+ * The layout of a stored sketch's numbers, for code that works on them without decoding
+ * (sketch-blob-merge.ts). Two sketches with the same `header` text share one object while the cache
+ * keeps it (so `===` is a cheap "same layout"; a miss only means comparing the text).
+ */
+export interface SketchNumbersLayout {
+  /** The header's text: equal texts, equal layouts. */
+  readonly text: string;
+  /** Byte offset of the float64 numbers, and how many. */
+  readonly start: number;
+  readonly count: number;
+  readonly plan: SketchPlan;
+}
+
+function planOf(entries: readonly Entry[]): PlanEntry[] {
+  const plan: PlanEntry[] = [];
+  let at = 6;
+  for (const e of entries) {
+    plan.push(e[1] === 'n' ? { numeric: true, at, n: e[2] } : { numeric: false, at, n: e[2].length });
+    at += size(e);
+  }
+  return plan;
 }
 
 const MAX_EDGES = 1000;
@@ -123,16 +157,17 @@ function parseHeader(text: string): Parsed {
   const expected = OUTPUTS.filter((o) => outputs.includes(o));
   if (expected.join() !== outputs.join() || header.o.some((e) => e[1] !== (e[0] === 'predictedClass' ? 'c' : 'n'))) throw new SketchBytesError('sketch header: unknown, repeated or misordered outputs');
   if (JSON.stringify(header) !== text) throw new SketchBytesError('sketch header is not in its canonical form');
-  return { header, start: Math.ceil((6 + Buffer.byteLength(text)) / 8) * 8, count: 6 + [...header.f, ...header.o].reduce((n, e) => n + size(e), 0) };
+  const entries = [...header.f, ...header.o];
+  return { header, start: Math.ceil((6 + Buffer.byteLength(text)) / 8) * 8, count: 6 + entries.reduce((n, e) => n + size(e), 0), plan: planOf(entries) };
 }
 
 // A fleet sends few distinct layouts: each header text is checked once (bounded, emptied when full).
 const HEADER_CACHE_MAX = 256;
-const headers = new Map<string, Parsed>();
-function headerOf(text: string): Parsed {
+const headers = new Map<string, Parsed & { text: string }>();
+function headerOf(text: string): Parsed & { text: string } {
   let p = headers.get(text);
   if (!p) {
-    p = parseHeader(text);
+    p = { ...parseHeader(text), text };
     if (headers.size >= HEADER_CACHE_MAX) headers.clear();
     headers.set(text, p);
   }
@@ -184,8 +219,8 @@ function take(nums: Float64Array, at: number, e: Entry): [FeatureSketch, number]
   return [s, at + n + 3];
 }
 
-/** A sketch from its binary form; throws `SketchBytesError` for anything `encodeSketch` would not have written. */
-export function decodeSketch(bytes: Uint8Array): FeatureSetSketch {
+/** The checked header of a stored sketch and its text; throws `SketchBytesError` like decodeSketch. */
+function checkedHeader(bytes: Uint8Array): Parsed & { text: string } {
   if (bytes.length < 6 || bytes[0] !== MAGIC || bytes[1] !== VERSION) throw new SketchBytesError(`not a stored sketch (first bytes ${bytes[0]}, ${bytes[1]})`);
   const view = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const length = view.readUInt32LE(2);
@@ -193,9 +228,21 @@ export function decodeSketch(bytes: Uint8Array): FeatureSetSketch {
   const text = view.toString('utf8', 6, 6 + length);
   // Invalid UTF-8 decodes to U+FFFD and would re-encode to other bytes.
   if (Buffer.byteLength(text) !== length) throw new SketchBytesError('sketch header is not UTF-8');
-  const { header, start, count } = headerOf(text);
+  const parsed = headerOf(text);
+  const { start, count } = parsed;
   if (bytes.length !== start + count * 8) throw new SketchBytesError(`sketch is ${bytes.length} bytes, its header says ${start + count * 8}`);
   for (let i = 6 + length; i < start; i++) if (bytes[i] !== 0) throw new SketchBytesError('sketch padding is not zero');
+  return parsed;
+}
+
+/** The numbers' layout of a stored sketch (its header checked as decodeSketch checks it). */
+export function sketchNumbersLayout(bytes: Uint8Array): SketchNumbersLayout {
+  return checkedHeader(bytes);
+}
+
+/** A sketch from its binary form; throws `SketchBytesError` for anything `encodeSketch` would not have written. */
+export function decodeSketch(bytes: Uint8Array): FeatureSetSketch {
+  const { header, start } = checkedHeader(bytes);
   // Copied into an aligned array: the driver's (or base64 decoder's) buffer may start anywhere.
   const nums = new Float64Array(bytes.buffer.slice(bytes.byteOffset + start, bytes.byteOffset + bytes.byteLength));
   const [rows, missing, extra, wrongType, outOfRange, nans] = nums.subarray(0, 6);

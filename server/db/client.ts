@@ -7,6 +7,7 @@ import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import * as schema from './schema.ts';
 import { synchronousOnEveryWrite, type SynchronousLevel } from './synchronous.ts';
+import { checkpointInWorker, WAL_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
 import { queueTransactions } from './write-queue.ts';
 
 export type Db = LibSQLDatabase<typeof schema>;
@@ -32,7 +33,14 @@ export async function openDatabase(url: string, opts: OpenDatabaseOptions = {}):
     // WAL lets readers run during a write (a database setting, stored in the file).
     await client.execute('PRAGMA journal_mode = WAL');
     await client.execute('PRAGMA foreign_keys = ON');
-    synchronousOnEveryWrite(client, opts.synchronous ?? 'normal');
+    // Checkpoints run in a worker thread, not inside the commits of the event loop's writers (wal-checkpointer.ts).
+    synchronousOnEveryWrite(client, opts.synchronous ?? 'normal', WAL_AUTOCHECKPOINT_PAGES);
+    const checkpointer = checkpointInWorker(path.resolve(url.slice('file:'.length)), { onError: (err) => process.emitWarning(`WAL checkpointer failed (${err.message}); writers checkpoint past ${WAL_AUTOCHECKPOINT_PAGES} pages`) });
+    const close = client.close.bind(client);
+    client.close = () => {
+      void checkpointer.stop();
+      close();
+    };
     // drizzle opens its transactions `BEGIN IMMEDIATE` (libsql's default "write" mode): the write lock
     // is taken at the start, so a transaction never fails half-way upgrading a read to a write.
     queueTransactions(client, BUSY_TIMEOUT_MS, path.resolve(url.slice('file:'.length)));

@@ -19,16 +19,24 @@ const BEGIN: Record<TransactionMode, string> = { write: 'BEGIN IMMEDIATE', defer
 /** Statements SQLite refuses inside a transaction: they run as they are (still one writer at a time, write-queue.ts). */
 const OUTSIDE_TRANSACTION = /^\s*(vacuum|attach|detach)\b/i;
 
-/** Wraps `client` so that every write runs on a connection set to `level`. Local files only (a remote server has its own durability). */
-export function synchronousOnEveryWrite(client: Client, level: SynchronousLevel): Client {
+/**
+ * Wraps `client` so that every write runs on a connection set to `level` (and, given `autocheckpoint`,
+ * that `PRAGMA wal_autocheckpoint`: wal-checkpointer.ts). Local files only (a remote server has its own durability).
+ */
+export function synchronousOnEveryWrite(client: Client, level: SynchronousLevel, autocheckpoint?: number): Client {
   const want = LEVEL[level];
+  const also = autocheckpoint === undefined ? '' : `PRAGMA wal_autocheckpoint = ${autocheckpoint}; `;
+  /** Whether the connection `tx` holds has the settings (one PRAGMA read each). */
+  const isSet = async (tx: Transaction) => {
+    if (Number((await tx.execute('PRAGMA synchronous')).rows[0]?.[0]) !== want) return false;
+    return autocheckpoint === undefined || Number((await tx.execute('PRAGMA wal_autocheckpoint')).rows[0]?.[0]) === autocheckpoint;
+  };
   const open = client.transaction.bind(client) as (mode?: TransactionMode) => Promise<Transaction>;
   const begin = async (mode: TransactionMode = 'write'): Promise<Transaction> => {
     const tx = await open(mode);
     if (mode === 'read') return tx; // a reader commits nothing
     try {
-      const { rows } = await tx.execute('PRAGMA synchronous');
-      if (Number(rows[0]?.[0]) !== want) await tx.executeMultiple(`COMMIT; PRAGMA synchronous = ${want}; ${BEGIN[mode]}`);
+      if (!(await isSet(tx))) await tx.executeMultiple(`COMMIT; PRAGMA synchronous = ${want}; ${also}${BEGIN[mode]}`);
     } catch (err) {
       tx.close();
       throw err;

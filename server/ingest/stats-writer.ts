@@ -9,9 +9,10 @@
 import { sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
 import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
+import { mergeSketchNumbers, sketchBytesWith, sketchNumbers, sketchNumbersView } from '../../protocol/sketch/sketch-blob-merge.ts';
 import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
-import { encodeSketch, readStoredSketch } from '../../protocol/sketch/sketch-blob.ts';
+import { decodeSketch, encodeSketch, readStoredSketch, sketchNumbersLayout, type SketchNumbersLayout } from '../../protocol/sketch/sketch-blob.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
 import { insertNewMessages, insertRows } from './multi-row.ts';
 
@@ -25,23 +26,26 @@ export interface StatsItem {
 }
 
 type Scope = 'cohort' | 'fleet';
-interface RollupAcc {
+interface RollupId {
   scope: Scope;
   key: string;
   modelVersionId: number;
   granularity: Granularity;
   bucketStart: string;
-  windows: number;
-  rows: number;
-  sketch: FeatureSetSketch;
 }
-/** A rollup's new windows of this batch, merged once at the end (in place: no new arrays per window). */
-type Pending = Omit<RollupAcc, 'sketch'> & { members: FeatureSetSketch[] };
+/** A window as the rollups see it: its sketch object, its stored bytes and their layout. */
+interface Member {
+  sketch: FeatureSetSketch;
+  bytes: Buffer;
+  layout: SketchNumbersLayout;
+}
+/** A rollup's new windows of this batch, merged once at the end. */
+type Pending = RollupId & { windows: number; rows: number; members: Member[] };
 
 const GRANULARITIES: Granularity[] = ['minute', 'hour'];
 export const FLEET_KEY = '*';
 
-const rollupKey = (r: Pick<RollupAcc, 'scope' | 'key' | 'modelVersionId' | 'granularity' | 'bucketStart'>) => `${r.scope}\u0000${r.key}\u0000${r.modelVersionId}\u0000${r.granularity}\u0000${r.bucketStart}`;
+const rollupKey = (r: RollupId) => `${r.scope}\u0000${r.key}\u0000${r.modelVersionId}\u0000${r.granularity}\u0000${r.bucketStart}`;
 
 export interface StatsWriteResult {
   stored: number;
@@ -57,14 +61,8 @@ export interface StatsWriteResult {
  */
 export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise<StatsWriteResult> {
   const receivedAt = now.toISOString();
-  // A rollup holding a single new window is that window's sketch object: encoded once for both rows.
-  const blobs = new Map<FeatureSetSketch, Buffer>();
-  for (const it of items) if (it.sketchBytes) blobs.set(it.message.sketch, it.sketchBytes);
-  const blob = (sk: FeatureSetSketch) => {
-    let b = blobs.get(sk);
-    if (b === undefined) blobs.set(sk, (b = encodeSketch(sk)));
-    return b;
-  };
+  // The bytes a device sent are stored as they are; a window sent as JSON (older agents) is encoded once.
+  const bytesOf = (it: StatsItem) => (it.sketchBytes ??= encodeSketch(it.message.sketch));
   // The same (device, seq) twice in one batch, or a resend: stored and rolled up once.
   const fresh = await insertNewMessages(
     tx,
@@ -78,40 +76,97 @@ export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise
       isoUtc(it.message.windowEnd),
       it.message.seq,
       it.message.sketch.quality.rows,
-      blob(it.message.sketch),
+      bytesOf(it),
       receivedAt,
     ],
   );
 
   const acc = new Map<string, Pending>();
   for (const it of fresh) {
-    const scopes: Array<[Scope, string]> = [...it.cohorts.map((c): [Scope, string] => ['cohort', c]), ['fleet', FLEET_KEY]];
+    const bytes = bytesOf(it);
+    const member: Member = { sketch: it.message.sketch, bytes, layout: sketchNumbersLayout(bytes) };
+    const rows = it.message.sketch.quality.rows;
     for (const granularity of GRANULARITIES) {
       const bucket = bucketStart(it.message.windowStart, granularity);
-      for (const [scope, key] of scopes) {
-        const id = { scope, key, modelVersionId: it.modelVersionId, granularity, bucketStart: bucket };
+      for (let i = 0; i <= it.cohorts.length; i++) {
+        const id: RollupId = i < it.cohorts.length ? { scope: 'cohort', key: it.cohorts[i], modelVersionId: it.modelVersionId, granularity, bucketStart: bucket } : { scope: 'fleet', key: FLEET_KEY, modelVersionId: it.modelVersionId, granularity, bucketStart: bucket };
         const k = rollupKey(id);
         const cur = acc.get(k);
-        if (!cur) acc.set(k, { ...id, windows: 1, rows: it.message.sketch.quality.rows, members: [it.message.sketch] });
+        if (!cur) acc.set(k, { ...id, windows: 1, rows, members: [member] });
         else {
           cur.windows++;
-          cur.rows += it.message.sketch.quality.rows;
-          cur.members.push(it.message.sketch);
+          cur.rows += rows;
+          cur.members.push(member);
         }
       }
     }
   }
-  // The same arithmetic in the same order as merging pairwise; a single window stays its own object (and text).
-  const rollups = [...acc.values()].map(({ members, ...r }): RollupAcc => ({ ...r, sketch: members.length === 1 ? members[0] : mergeAllFeatureSetSketches(members) }));
-  const layoutResets = await upsertRollups(tx, rollups, receivedAt, blob);
+  const layoutResets = await upsertRollups(tx, [...acc.values()], receivedAt);
   return { stored: fresh.length, duplicates: items.length - fresh.length, layoutResets };
+}
+
+/** A rollup's windows of this batch merged: the stored bytes and their layout. */
+interface BatchSum {
+  bytes: Buffer;
+  layout: SketchNumbersLayout;
+  /** The merged sketch as an object, only for the object merge's fallbacks. */
+  sketch(): FeatureSetSketch;
+}
+
+/**
+ * Merges a rollup's windows left to right, as mergeAllFeatureSetSketches does: on their numbers in place
+ * (sketch-blob-merge.ts) when they share one header, else as objects (windows with their features in
+ * another order: the object merge accepts those, and its result keeps the first window's order).
+ */
+function sumWindows(members: Member[], scratch: Float64Array): BatchSum {
+  const first = members[0];
+  const layout = first.layout;
+  if (members.length === 1) return { bytes: first.bytes, layout, sketch: () => first.sketch };
+  const nums = sketchNumbers(first.bytes, layout);
+  const window = scratch.length >= layout.count ? scratch : new Float64Array(layout.count);
+  let inPlace = true;
+  for (let i = 1; i < members.length && inPlace; i++) {
+    const m = members[i];
+    inPlace = (m.layout === layout || m.layout.text === layout.text) && mergeSketchNumbers(layout, nums, sketchNumbersView(m.bytes, layout, window));
+  }
+  if (inPlace) {
+    const bytes = sketchBytesWith(first.bytes, layout, nums);
+    return { bytes, layout, sketch: () => decodeSketch(bytes) };
+  }
+  const merged = mergeAllFeatureSetSketches(members.map((m) => m.sketch));
+  const bytes = encodeSketch(merged);
+  return { bytes, layout: sketchNumbersLayout(bytes), sketch: () => merged };
+}
+
+const asBytes = (v: unknown): Uint8Array | null => (v instanceof Uint8Array ? v : v instanceof ArrayBuffer ? new Uint8Array(v) : null);
+
+/**
+ * A stored rollup merged with the batch's (the stored one first, as mergeFeatureSetSketches(old, batch)):
+ * its bytes, or null when the layouts differ (a replaced reference: the rollup restarts from the batch).
+ * In place on the stored row's numbers when both share a header; JSON text (rows before migration 0015)
+ * and other headers go through the objects.
+ */
+function mergeStored(stored: unknown, batch: BatchSum): Buffer | null {
+  const bytes = asBytes(stored);
+  const layout = bytes && bytes[0] === 0xfb ? sketchNumbersLayout(bytes) : null;
+  if (bytes && layout?.text === batch.layout.text) {
+    const nums = sketchNumbers(bytes, layout);
+    return mergeSketchNumbers(layout, nums, sketchNumbersView(batch.bytes, layout)) ? sketchBytesWith(bytes, layout, nums) : null;
+  }
+  try {
+    return encodeSketch(mergeFeatureSetSketches(readStoredSketch(stored), batch.sketch()));
+  } catch (err) {
+    if (!(err instanceof SketchMismatchError)) throw err;
+    return null;
+  }
 }
 
 /**
  * Merges the batch's rollups into the stored ones: one read of the existing rows (the keys joined in
- * as a JSON array, each one primary-key lookup) and one upsert of the merged rows, whatever the batch size.
+ * as a JSON array, each one primary-key lookup) and one upsert of the merged rows, whatever the batch
+ * size, each rollup row written once per batch.
  */
-async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string, blob: (s: FeatureSetSketch) => Buffer): Promise<number> {
+async function upsertRollups(tx: Tx, rollups: Pending[], updatedAt: string): Promise<number> {
   if (!rollups.length) return 0;
   const keys = JSON.stringify(rollups.map((r) => [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart]));
   // CROSS JOIN keeps the key list as the outer loop, so each key is one primary-key lookup.
@@ -119,19 +174,19 @@ async function upsertRollups(tx: Tx, rollups: RollupAcc[], updatedAt: string, bl
     SELECT r.scope, r.key, r.model_version_id, r.granularity, r.bucket_start, r.windows, r.rows, r.sketch FROM json_each(${keys}) k CROSS JOIN stats_rollups r
     ON r.scope = k.value->>0 AND r.key = k.value->>1 AND r.model_version_id = k.value->>2 AND r.granularity = k.value->>3 AND r.bucket_start = k.value->>4`);
   const byKey = new Map(found.map((r) => [rollupKey({ scope: r.scope, key: r.key, modelVersionId: r.model_version_id, granularity: r.granularity, bucketStart: r.bucket_start }), r]));
+  // One buffer to read each window's numbers into (a layout needing more gets its own).
+  const scratch = new Float64Array(rollups[0].members[0].layout.count);
   let resets = 0;
   const values = rollups.map((r) => {
+    const batch = sumWindows(r.members, scratch);
     const old = byKey.get(rollupKey(r));
-    let merged = { windows: r.windows, rows: r.rows, sketch: r.sketch };
+    let row = { windows: r.windows, rows: r.rows, bytes: batch.bytes };
     if (old) {
-      try {
-        merged = { windows: old.windows + r.windows, rows: old.rows + r.rows, sketch: mergeFeatureSetSketches(readStoredSketch(old.sketch), r.sketch) };
-      } catch (err) {
-        if (!(err instanceof SketchMismatchError)) throw err;
-        resets++;
-      }
+      const merged = mergeStored(old.sketch, batch);
+      if (merged) row = { windows: old.windows + r.windows, rows: old.rows + r.rows, bytes: merged };
+      else resets++;
     }
-    return [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart, merged.windows, merged.rows, blob(merged.sketch), updatedAt];
+    return [r.scope, r.key, r.modelVersionId, r.granularity, r.bucketStart, row.windows, row.rows, row.bytes, updatedAt];
   });
   await insertRows(
     tx,

@@ -4,7 +4,7 @@
 // itself lost) is summed into the rollups' `monitoringLost`, never into `errors`; its outbox backlog
 // goes with the latest resources.
 import { sql } from 'drizzle-orm';
-import { createLatencyHistogram, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
+import { cloneLatencyHistogram, createLatencyHistogram, mergeLatencyInto, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import type { MonitoringLost, TelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import type { Tx } from '../db/client.ts';
 import { bucketStart, isoUtc } from './buckets.ts';
@@ -32,6 +32,8 @@ interface Acc {
   /** Null while no report of the bucket carried `monitoring` (older agents). */
   monitoringLost: MonitoringLost | null;
   activeSeconds: number;
+  /** Whether `latency` belongs to this rollup (else it is a report's, copied before the first merge). */
+  ownLatency: boolean;
 }
 
 const keyOf = (r: { scope: string; key: string; bucketStart: string }) => `${r.scope}\u0000${r.key}\u0000${r.bucketStart}`;
@@ -54,14 +56,20 @@ export function addLost(a: MonitoringLost | null, b: MonitoringLost | null): Mon
 const lostOf = (m: TelemetryMessage): MonitoringLost | null =>
   m.monitoring ? { outboxDropped: m.monitoring.outboxDropped, outboxCorrupt: m.monitoring.outboxCorrupt, statsDropped: m.monitoring.statsDropped } : null;
 
-function combine(a: Acc, b: Omit<Acc, 'scope' | 'key' | 'bucketStart'>): void {
+/**
+ * Adds `b` into `a` in place: `a`'s errors are its own object, and its latency is copied on its first
+ * merge (until then it may be a report's own histogram, stored as it came), then merged into.
+ */
+function combine(a: Acc, b: Omit<Acc, 'scope' | 'key' | 'bucketStart' | 'ownLatency'>): void {
   a.reports += b.reports;
   a.inferences += b.inferences;
   a.errorCount += b.errorCount;
-  const errors = { ...a.errors };
-  addErrors(errors, b.errors);
-  a.errors = errors;
-  a.latency = mergeLatencyHistograms(a.latency, b.latency);
+  addErrors(a.errors, b.errors);
+  if (!a.ownLatency) {
+    a.latency = cloneLatencyHistogram(a.latency);
+    a.ownLatency = true;
+  }
+  mergeLatencyInto(a.latency, b.latency);
   if (b.firstStart < a.firstStart) a.firstStart = b.firstStart;
   if (b.lastAt > a.lastAt) a.lastAt = b.lastAt;
   a.monitoringLost = addLost(a.monitoringLost, b.monitoringLost);
@@ -124,7 +132,7 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
     for (const [scope, key] of scopes) {
       const k = keyOf({ scope, key, bucketStart: bucket });
       const cur = acc.get(k);
-      if (!cur) acc.set(k, { scope, key, bucketStart: bucket, ...part, errors: { ...errors } });
+      if (!cur) acc.set(k, { scope, key, bucketStart: bucket, ...part, errors: { ...errors }, ownLatency: false });
       else combine(cur, part);
     }
     const prev = latest.get(it.deviceId);
@@ -156,7 +164,7 @@ export async function writeTelemetry(tx: Tx, items: TelemetryItem[], now: Date):
       const old = byKey.get(keyOf(r));
       let v: Acc = r;
       if (old) {
-        v = { ...old, errors: { ...old.errors }, latency: old.latency ?? createLatencyHistogram() };
+        v = { ...old, errors: { ...old.errors }, latency: old.latency ?? createLatencyHistogram(), ownLatency: true };
         combine(v, r);
       }
       return [r.scope, r.key, r.bucketStart, v.reports, v.inferences, v.errorCount, JSON.stringify(v.errors), JSON.stringify(v.latency), v.firstStart, v.lastAt, v.monitoringLost ? JSON.stringify(v.monitoringLost) : null, v.activeSeconds, receivedAt];
