@@ -95,6 +95,7 @@ export class Agent {
       username: identity.deviceId,
       password: identity.mqtt.password,
       retries: config.downloadRetries,
+      answerTimeoutMs: config.downloadAnswerTimeoutMs,
       idleTimeoutMs: config.downloadIdleTimeoutMs,
       backoff: { minMs: Math.min(1000, config.reconnectMinMs), maxMs: Math.min(30_000, config.reconnectMaxMs) },
       logger: log,

@@ -49,8 +49,15 @@ export const AgentConfigInput = z.object({
   /** Roll back when, after at least `probationMinRequests`, this share of inferences failed. */
   probationMaxErrorRate: z.coerce.number().min(0).max(1).default(0.2),
   probationMinRequests: z.coerce.number().int().min(1).default(5),
+  /** Download attempts more after failures that are not a busy or unreachable server's (agent/downloader.ts). */
   downloadRetries: z.coerce.number().int().min(0).max(100).default(5),
-  /** A download attempt with no bytes for this long is aborted (and retried). */
+  /**
+   * How long a download attempt waits for the server's answer. A starved server accepts connections one
+   * per event-loop turn and answers in that order: at 1,000 devices its queue outlived a 30 s wait, and
+   * every attempt given up left it a response to stream to nobody (README, "Downloads in a herd").
+   */
+  downloadAnswerTimeoutMs: Ms.default(120_000),
+  /** A download attempt with no bytes for this long, once answered, is aborted (and resumed). */
   downloadIdleTimeoutMs: Ms.default(30_000),
   /** Upper bound of a whole update, download included; past it the update fails. */
   updateTimeoutMs: Ms.default(30 * 60_000),

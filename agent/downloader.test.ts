@@ -83,12 +83,60 @@ describe('Downloader', () => {
     assert.equal(sha256(await readFile(path.join(dir, 'e.bin'))), f.sha256);
   });
 
-  test('transient HTTP errors are retried; persistent ones end in DOWNLOAD_FAILED', async () => {
-    const data = bytes(1000, 6);
-    const f = art.add(data, { fail: { status: 503, times: 2 } });
+  test('a busy or overloaded answer (503, 502, 504, 429) is retried past the retry count', async () => {
+    // retries is 3: six failures in a row would have ended the download were they counted.
+    const f = art.add(bytes(1000, 6), { fail: { status: 502, times: 6 } });
     await dl.fetchFile({ path: 'f.bin', ...f }, dir, { signal });
-    const g = art.add(bytes(1000, 7), { fail: { status: 404, times: 100 } });
-    await assert.rejects(dl.fetchFile({ path: 'g.bin', ...g }, dir, { signal }), (e: unknown) => e instanceof DownloadError && e.code === 'DOWNLOAD_FAILED' && /HTTP 404/.test(e.message));
+    assert.equal(art.requests.filter((r) => r.sha256 === f.sha256).length, 7);
+    for (const status of [503, 504, 429, 408]) {
+      const g = art.add(bytes(1000, status), { fail: { status, times: 5 } });
+      await dl.fetchFile({ path: `busy-${status}.bin`, ...g }, dir, { signal });
+    }
+  });
+
+  test('a refusal (404, 401, 403) fails at once, with the server\'s error in the message', async () => {
+    for (const status of [404, 401, 403]) {
+      const g = art.add(bytes(1000, status), { fail: { status, times: 100, json: { error: { code: 'not_found', message: 'artifact gone' } } } });
+      await assert.rejects(
+        dl.fetchFile({ path: `g${status}.bin`, ...g }, dir, { signal }),
+        (e: unknown) => e instanceof DownloadError && e.code === 'DOWNLOAD_FAILED' && e.message.includes(`HTTP ${status} (not_found: artifact gone)`),
+      );
+      assert.equal(art.requests.filter((r) => r.sha256 === g.sha256).length, 1, `HTTP ${status} was asked once`);
+    }
+  });
+
+  test('a server error (500) is tried `retries` times more, then DOWNLOAD_FAILED', async () => {
+    const g = art.add(bytes(1000, 7), { fail: { status: 500, times: 100 } });
+    await assert.rejects(dl.fetchFile({ path: 'g.bin', ...g }, dir, { signal }), (e: unknown) => e instanceof DownloadError && e.code === 'DOWNLOAD_FAILED' && /HTTP 500/.test(e.message));
+    assert.equal(art.requests.filter((r) => r.sha256 === g.sha256).length, 4);
+  });
+
+  test('connections reset before any answer are retried past the retry count', async () => {
+    const f = art.add(bytes(3000, 14), { reset: { times: 8 } });
+    await dl.fetchFile({ path: 'reset.bin', ...f }, dir, { signal });
+    assert.equal(art.requests.filter((r) => r.sha256 === f.sha256).length, 9);
+    assert.equal(sha256(await readFile(path.join(dir, 'reset.bin'))), f.sha256);
+  });
+
+  test('a server that never answers fails at giveUpAt, naming why and how many attempts it took', async () => {
+    const f = art.add(bytes(3000, 15), { reset: { times: 1_000_000 } });
+    await assert.rejects(
+      dl.fetchFile({ path: 'never.bin', ...f }, dir, { signal, giveUpAt: Date.now() + 400 }),
+      (e: unknown) => e instanceof DownloadError && e.code === 'DOWNLOAD_FAILED' && /gave up after \d+ attempts in \d+ s: .*(socket hang up|ECONNRESET)/.test(e.message),
+    );
+    assert.ok(art.requests.filter((r) => r.sha256 === f.sha256).length > 4, 'more attempts than the retry count');
+  });
+
+  test('an answer slower than the idle timeout is waited for (answer timeout), not asked again', async () => {
+    const patient = new Downloader({ baseUrl: art.url, username: 'd', password: 'p', retries: 0, answerTimeoutMs: 10_000, idleTimeoutMs: 100, backoff: { minMs: 10, maxMs: 20 }, logger: pino({ level: 'silent' }) });
+    const f = art.add(bytes(3000, 16), { answerAfter: { ms: 600, times: 1 } });
+    await patient.fetchFile({ path: 'queued.bin', ...f }, dir, { signal });
+    assert.equal(art.requests.filter((r) => r.sha256 === f.sha256).length, 1, 'one request: its place in the queue was kept');
+    // And the answer timeout does bound the wait: with a shorter one the attempt is given up and repeated.
+    const hasty = new Downloader({ baseUrl: art.url, username: 'd', password: 'p', retries: 0, answerTimeoutMs: 100, idleTimeoutMs: 100, backoff: { minMs: 10, maxMs: 20 }, logger: pino({ level: 'silent' }) });
+    const g = art.add(bytes(3000, 17), { answerAfter: { ms: 600, times: 1 } });
+    await hasty.fetchFile({ path: 'requeued.bin', ...g }, dir, { signal });
+    assert.equal(art.requests.filter((r) => r.sha256 === g.sha256).length, 2);
   });
 
   test('verdicts are not retried: HASH_MISMATCH, TOO_LARGE (announced and streamed), SIZE_MISMATCH', async () => {

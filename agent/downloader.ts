@@ -2,10 +2,17 @@
 // with a byte cap (the manifest's size: a server sending more is cut off, "endless data"); an
 // interrupted transfer (network, kill -9) continues from the part file's size with `Range: bytes=N-`.
 // Only a file whose size and sha256 match the signed manifest is renamed to its final name.
-// Failed attempts are retried with jittered exponential backoff; a server shedding load (503/429 with
-// Retry-After, server/artifacts/download-gate.ts) is waited out — Retry-After plus up to as much again
-// of jitter, so a herd told the same Retry-After does not come back at once — without spending a
-// retry: being told "later" is not a failure. The update's own time bound ends the wait.
+// Failures are sorted by what they say about the server:
+// - a verdict (hash, size) or a refusal (4xx: 401, 403, 404 …) fails the download at once: asking
+//   again gets the same answer;
+// - a busy server (503/429 with Retry-After, server/artifacts/download-gate.ts) is waited out —
+//   Retry-After plus up to as much again of jitter, so a herd told the same Retry-After does not
+//   come back at once;
+// - no answer (refused, reset, timed out, cut short) or an overloaded one (408, 429, 502, 503, 504) is
+//   what a fleet downloading at once meets on a starved server (README, "Downloads in a herd"):
+//   retried with jittered exponential backoff until `giveUpAt` (the update's time bound), not after a
+//   fixed count of quick attempts;
+// - any other answer (500 …) is a broken server or mirror: `retries` attempts more, then it fails.
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -30,8 +37,22 @@ export class DownloadError extends Error {
   }
 }
 
-/** A transient failure: worth another attempt (resuming from what is on disk). */
-class RetryableError extends Error {}
+/**
+ * Worth another attempt (resuming from what is on disk). `counted`: the server answered with an error,
+ * and only `retries` of those are tried again; otherwise (no answer, an overloaded one) the download
+ * goes on until its time bound.
+ */
+class RetryableError extends Error {
+  constructor(
+    message: string,
+    readonly how: { counted?: boolean; progressed?: boolean } = {},
+  ) {
+    super(message);
+  }
+}
+
+/** Answers that mean "overloaded, ask again" rather than "broken" (a proxy in front of a starved server gives 502/504). */
+const OVERLOADED = new Set([408, 429, 502, 503, 504]);
 
 /** The server is shedding load and said when to come back. */
 class BusyError extends Error {
@@ -57,7 +78,11 @@ export interface DownloaderOptions {
   baseUrl: string;
   username: string;
   password: string;
+  /** Attempts more after the server answered with an error (500 …); no answer or a busy one does not count. */
   retries: number;
+  /** An attempt whose answer (status and headers) has not come after this long is given up; default idleTimeoutMs. */
+  answerTimeoutMs?: number;
+  /** An attempt that got no bytes for this long, once the answer came, is given up (and resumed). */
   idleTimeoutMs: number;
   backoff: { minMs: number; maxMs: number };
   logger: Logger;
@@ -69,6 +94,8 @@ export interface DownloaderOptions {
 
 export interface FetchOptions {
   signal: AbortSignal;
+  /** Epoch ms after which no attempt starts: a server that keeps not answering fails the download then (default: never; the signal ends it). */
+  giveUpAt?: number;
   /** Bytes of this file on disk so far (called often; throttle on the caller's side). */
   onProgress?: (bytes: number) => void;
 }
@@ -89,13 +116,21 @@ export class Downloader {
     }
     const part = final + '.part';
     const backoff = new Backoff(this.opts.backoff);
+    const started = Date.now();
     let restartedFromZero = false;
     let lastError = 'no attempt made';
-    let busyWait = 0;
-    for (let attempt = 0; attempt <= this.opts.retries; attempt++) {
-      if (busyWait > 0) await sleep(busyWait, fo.signal);
-      else if (attempt > 0) await sleep(backoff.next(), fo.signal);
-      busyWait = 0;
+    let attempts = 0;
+    let counted = 0;
+    let delay = 0;
+    for (;;) {
+      if (delay > 0) {
+        if (fo.giveUpAt !== undefined && Date.now() + delay >= fo.giveUpAt) {
+          throw new DownloadError('DOWNLOAD_FAILED', `${file.path}: gave up after ${attempts} attempts in ${Math.round((Date.now() - started) / 1000)} s: ${lastError}`);
+        }
+        await sleep(delay, fo.signal);
+      }
+      delay = 0;
+      attempts++;
       let resumedFrom = 0;
       try {
         const result = await this.transfer(file, part, fo);
@@ -122,9 +157,9 @@ export class Downloader {
         if (fo.signal.aborted) throw fo.signal.reason;
         if (err instanceof DownloadError) throw err;
         if (err instanceof BusyError) {
-          busyWait = Math.round(err.retryAfterMs * (1 + (this.opts.random ?? Math.random)()));
-          this.opts.logger.info({ file: file.path, retryInMs: busyWait }, 'artifact server busy; waiting as it asked');
-          attempt--; // not a failed attempt
+          delay = Math.round(err.retryAfterMs * (1 + (this.opts.random ?? Math.random)()));
+          lastError = err.message;
+          this.opts.logger.info({ file: file.path, retryInMs: delay }, 'artifact server busy; waiting as it asked');
           continue;
         }
         if (err instanceof FileDigestError) {
@@ -132,10 +167,16 @@ export class Downloader {
           throw new DownloadError('TOO_LARGE', `${file.path}: the server sent more than the signed ${file.size} bytes`);
         }
         lastError = (err as Error).message;
-        this.opts.logger.warn({ file: file.path, attempt: attempt + 1, err: lastError }, 'download attempt failed');
+        // Anything but a known herd symptom (an error answer, the disk …) has `retries` more attempts.
+        if ((!(err instanceof RetryableError) || err.how.counted) && ++counted > this.opts.retries) {
+          throw new DownloadError('DOWNLOAD_FAILED', `${file.path}: gave up after ${attempts} attempts, ${counted} of them failed otherwise than by a busy or unreachable server: ${lastError}`);
+        }
+        // Bytes arrived: the server is serving again, so the next wait starts small.
+        if (err instanceof RetryableError && err.how.progressed) backoff.reset();
+        delay = Math.max(1, backoff.next());
+        this.opts.logger.warn({ file: file.path, attempt: attempts, err: lastError, retryInMs: delay }, 'download attempt failed');
       }
     }
-    throw new DownloadError('DOWNLOAD_FAILED', `${file.path}: gave up after ${this.opts.retries + 1} attempts: ${lastError}`);
   }
 
   /** One HTTP attempt: the digest of the whole file as now on disk, and the offset it resumed from. */
@@ -151,7 +192,11 @@ export class Downloader {
     if (offset === file.size) return { acc, resumedFrom: offset };
 
     const idle = new AbortController();
-    let idleTimer = setTimeout(() => idle.abort(new Error(`no data for ${this.opts.idleTimeoutMs} ms`)), this.opts.idleTimeoutMs);
+    // Until the answer's headers the wait is the longer answer timeout: a starved server accepts and
+    // answers in arrival order, and an attempt given up there loses its place and leaves the server a
+    // request to serve to nobody. Once bytes flow, the idle timeout applies between them.
+    const { answerTimeoutMs = this.opts.idleTimeoutMs } = this.opts;
+    let idleTimer = setTimeout(() => idle.abort(new Error(`no answer for ${answerTimeoutMs} ms`)), answerTimeoutMs);
     const touch = () => {
       clearTimeout(idleTimer);
       idleTimer = setTimeout(() => idle.abort(new Error(`no data for ${this.opts.idleTimeoutMs} ms`)), this.opts.idleTimeoutMs);
@@ -169,10 +214,11 @@ export class Downloader {
       } catch (err) {
         throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : errorText(err));
       }
+      touch();
       if (res.status === 416) {
         await res.body.cancel();
         await rm(part, { force: true });
-        throw new RetryableError('range not satisfiable; starting over');
+        throw new RetryableError('range not satisfiable; starting over', { counted: true });
       }
       const retryAfterMs = res.status === 503 || res.status === 429 ? parseRetryAfter(res.headers.get('retry-after')) : null;
       if (retryAfterMs !== null) {
@@ -180,8 +226,11 @@ export class Downloader {
         throw new BusyError(retryAfterMs);
       }
       if (res.status !== 200 && res.status !== 206) {
-        await res.body.cancel();
-        throw new RetryableError(`HTTP ${res.status}`);
+        const what = `HTTP ${res.status}${await errorMessageOf(res)}`;
+        if (OVERLOADED.has(res.status)) throw new RetryableError(what);
+        // A refusal (401, 403, 404 …) is the same on every attempt: fail now, not after a round of backoff.
+        if (res.status >= 400 && res.status < 500) throw new DownloadError('DOWNLOAD_FAILED', `${file.path}: ${what}`);
+        throw new RetryableError(what, { counted: true });
       }
       let total: number | null = null;
       if (res.status === 206) {
@@ -189,7 +238,7 @@ export class Downloader {
         if (!m || Number(m[1]) !== offset) {
           await res.body.cancel();
           await rm(part, { force: true });
-          throw new RetryableError(`unexpected Content-Range ${res.headers.get('content-range')}`);
+          throw new RetryableError(`unexpected Content-Range ${res.headers.get('content-range')}`, { counted: true });
         }
         if (m[3] !== '*') total = Number(m[3]);
       } else {
@@ -220,11 +269,11 @@ export class Downloader {
       } catch (err) {
         await fh.sync().catch(() => {});
         if (err instanceof FileDigestError || err instanceof DownloadError) throw err;
-        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : errorText(err));
+        throw new RetryableError(signal.aborted && !fo.signal.aborted ? String(idle.signal.reason?.message ?? 'idle timeout') : errorText(err), { progressed: acc.size > offset });
       } finally {
         await fh.close();
       }
-      if (acc.size < file.size) throw new RetryableError(`connection ended after ${acc.size} of ${file.size} bytes`);
+      if (acc.size < file.size) throw new RetryableError(`connection ended after ${acc.size} of ${file.size} bytes`, { progressed: acc.size > offset });
       return { acc, resumedFrom: offset };
     } finally {
       clearTimeout(idleTimer);
@@ -243,4 +292,23 @@ async function exists(p: string): Promise<boolean> {
 function errorText(err: unknown): string {
   const cause = (err as Error & { cause?: { code?: string; message?: string } }).cause;
   return cause ? `${(err as Error).message} (${cause.code ?? cause.message})` : (err as Error).message;
+}
+
+/** The `{error:{code,message}}` of an error answer, as " (code: message)", or ""; at most 4 KiB of it is read. */
+async function errorMessageOf(res: HttpResponse): Promise<string> {
+  try {
+    if (!/json/.test(res.headers.get('content-type') ?? '')) return '';
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      chunks.push(chunk);
+      if ((size += chunk.length) > 4096) return '';
+    }
+    const e = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { error?: { code?: unknown; message?: unknown } }).error;
+    return typeof e?.code === 'string' ? ` (${e.code}: ${String(e.message ?? '').slice(0, 200)})` : '';
+  } catch {
+    return '';
+  } finally {
+    await res.body.cancel();
+  }
 }

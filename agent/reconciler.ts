@@ -215,13 +215,14 @@ export class Reconciler {
       await reporter.transition(p, ids);
     };
     const deadline = setTimeout(() => ctl.abort(new UpdateError('TIMEOUT', `update did not finish within ${config.updateTimeoutMs} ms (while ${running.phase})`)), config.updateTimeoutMs);
+    const giveUpAt = Date.now() + config.updateTimeoutMs;
     let staged: StagedModel | null = null;
     let installed = false;
     const started = Date.now();
     try {
       await phase('downloading');
       const dir = await bundles.stagingDir(job.name);
-      await downloadBundleFiles(this.o, m, dir, signal);
+      await downloadBundleFiles(this.o, m, dir, signal, giveUpAt);
 
       await phase('verifying');
       const definition = await verifyDownloadedBundle(dir, m, this.o.agentVersion);

@@ -330,6 +330,7 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
     // A staged rollout of version 2 to the 1,000-device ring, per stage (no bake). Failed updates are
     // counted in the rows, not allowed to pause it: the stages' pace is what is measured.
     const ringN = sims[0].last?.connected ?? 0;
+    const rolloutLoad = await deploymentLoad(url, server.pid!, sims);
     for (const r of await measureStagedRollout({
       api,
       bundle: s.bundle2,
@@ -340,6 +341,8 @@ async function heldRows(broker: 'embedded' | 'mosquitto', push: (r: BenchRow) =>
       body: { gates: { maxLatencyRatio: null, maxFailedUpdates: Math.max(1, ringN), minUpdateSuccessRatio: 0 } },
       tickNote: 'ticks every 500 ms, polled every 250 ms',
     })) push(r);
+    console.error(`scale: the staged rollout's load: ${await rolloutLoad()}`);
+    console.error(`scale: why updates failed (deployment and rollout): ${await failureCauses(api)}`);
   } catch (err) {
     // What broke is a result too: keep the rows measured so far.
     push({ benchmark: `run on the ${on} cut short`, value: NaN, unit: '-', note: (err as Error).message.slice(0, 200) });

@@ -1,8 +1,10 @@
 // A device's download under faults, everything real: a control plane, the CLI and a compiled agent
 // process whose artifact URL (--artifact-url, a mirror) is a small proxy in front of the control plane
-// that drops or refuses the requests the test asks it to. The agent retries failed downloads with
-// backoff (resuming with Range) and waits a busy server's Retry-After out without spending a retry;
-// a download that keeps failing still ends DOWNLOAD_FAILED, naming why.
+// that drops, refuses or holds the requests the test asks it to. What a starved server does to a fleet
+// downloading at once (README, "Downloads in a herd") — connections reset, answers that come after the
+// idle timeout — is waited out within the update's time bound instead of ending the update after a
+// fixed count of attempts; a busy server's Retry-After is waited out; a refusal (404) fails at once;
+// a download that keeps failing ends DOWNLOAD_FAILED at the update's bound, naming why.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { writeFile } from 'node:fs/promises';
@@ -14,8 +16,12 @@ import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-a
 
 const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo');
 const RETRIES = 3;
+/** The agent's update bound: a download that never succeeds ends then. */
+const UPDATE_TIMEOUT_MS = 20_000;
+/** Longer than the agent's idle timeout (500 ms below), far shorter than its answer timeout (default 2 min). */
+const HOLD_MS = 1500;
 
-type Fault = 'reset' | 'busy' | 'pass';
+type Fault = 'reset' | 'busy' | 'missing' | 'hold' | 'pass';
 
 /** Forwards to `target`; the artifact requests take the next fault of `plan` (then `otherwise`). */
 class FaultProxy {
@@ -24,21 +30,37 @@ class FaultProxy {
   otherwise: Fault = 'pass';
   /** Every artifact request: when it arrived and what it got. */
   readonly seen: Array<{ at: number; fault: Fault }> = [];
+  /** Held requests whose client hung up before the answer (a place in the queue given up). */
+  abandoned = 0;
   private readonly server = http.createServer((req, res) => {
     if (req.url?.startsWith('/artifacts/')) {
       const fault = this.plan.shift() ?? this.otherwise;
       this.seen.push({ at: performance.now(), fault });
       if (fault === 'reset') return void req.socket.destroy();
       if (fault === 'busy') return void res.writeHead(503, { 'retry-after': '1', 'content-type': 'application/json' }).end('{"error":{"code":"server_busy","message":"busy"}}');
+      if (fault === 'missing') return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"code":"not_found","message":"artifact gone"}}');
+      if (fault === 'hold') {
+        // A starved server's accept queue: the answer comes, late, unless the client left first.
+        const timer = setTimeout(() => this.forward(req, res), HOLD_MS);
+        res.on('close', () => {
+          clearTimeout(timer);
+          if (!res.headersSent) this.abandoned++;
+        });
+        return;
+      }
     }
+    this.forward(req, res);
+  });
+  url = '';
+
+  private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
     const up = http.request(new URL(req.url!, this.target), { method: req.method, headers: req.headers }, (r) => {
       res.writeHead(r.statusCode!, r.headers);
       r.pipe(res);
     });
     up.on('error', () => res.destroy());
     req.pipe(up);
-  });
-  url = '';
+  }
 
   async start(): Promise<void> {
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
@@ -70,7 +92,7 @@ describe('artifact downloads under faults (real control plane and agent)', { tim
 
   before(async () => {
     await proxy.start();
-    p = await startPlaneWithAgent({ site: 'faults', prefix: 'flotilla-dl-faults-', agentArgs: ['--artifact-url', proxy.url, '--download-retries', String(RETRIES)] });
+    p = await startPlaneWithAgent({ site: 'faults', prefix: 'flotilla-dl-faults-', agentArgs: ['--artifact-url', proxy.url, '--download-retries', String(RETRIES), '--download-idle-timeout-ms', '500', '--update-timeout-ms', String(UPDATE_TIMEOUT_MS)] });
     proxy.target = p.cp.url;
   });
   after(async () => {
@@ -78,12 +100,12 @@ describe('artifact downloads under faults (real control plane and agent)', { tim
     await proxy.stop();
   });
 
-  test(`a download that fails ${RETRIES} times, then succeeds, activates`, async () => {
-    proxy.plan = Array(RETRIES).fill('reset');
+  test(`connections reset more often than --download-retries (${RETRIES}) are retried, and the update activates`, async () => {
+    proxy.plan = Array(RETRIES + 3).fill('reset');
     await deploy(1);
     await activeOn(1);
     const faults = proxy.seen.map((s) => s.fault);
-    assert.deepEqual(faults.slice(0, RETRIES + 1), [...Array(RETRIES).fill('reset'), 'pass'], 'the same file was asked for again after each drop');
+    assert.deepEqual(faults.slice(0, RETRIES + 4), [...Array(RETRIES + 3).fill('reset'), 'pass'], 'the same file was asked for again after each drop');
   });
 
   test('503 + Retry-After is waited out, and does not spend the retries', async () => {
@@ -101,19 +123,44 @@ describe('artifact downloads under faults (real control plane and agent)', { tim
     }
   });
 
-  test('a download that keeps failing ends DOWNLOAD_FAILED with the cause in the message', async () => {
+  test('an answer that comes after the idle timeout is waited for: no attempt given up, no place in the queue lost', async () => {
     proxy.seen.length = 0;
-    proxy.otherwise = 'reset';
+    // Every request of this update is held (both files, and more than the retries were they abandoned).
+    proxy.plan = Array(RETRIES + 2).fill('hold');
     await deploy(3);
+    await activeOn(3);
+    assert.equal(proxy.abandoned, 0, 'the agent waited for each held answer');
+    assert.deepEqual(proxy.seen.map((s) => s.fault), ['hold', 'hold'], 'one request per file');
+    proxy.plan = [];
+  });
+
+  test('a refusal (404) fails the update at once, naming the server\'s error', async () => {
+    proxy.seen.length = 0;
+    proxy.otherwise = 'missing';
+    await deploy(4);
     const failed = await waitFor(async () => {
       const d = await device();
       return d.updateState === 'failed' ? d : null;
     }, 'the update failed', 60_000, 100);
+    assert.equal(failed.reported.lastError.code, 'DOWNLOAD_FAILED');
+    assert.match(failed.reported.lastError.message, /HTTP 404 \(not_found: artifact gone\)/);
+    assert.equal(proxy.seen.length, 1, 'asked once');
+    proxy.otherwise = 'pass';
+  });
+
+  test('a download that never succeeds ends DOWNLOAD_FAILED at the update\'s time bound, with the cause in the message', async () => {
+    proxy.seen.length = 0;
+    proxy.otherwise = 'reset';
+    await deploy(5);
+    const failed = await waitFor(async () => {
+      const d = await device();
+      return d.updateState === 'failed' && d.reported?.lastError?.message?.includes('gave up') ? d : null;
+    }, 'the update failed', UPDATE_TIMEOUT_MS + 60_000, 200);
     const err = failed.reported.lastError;
     assert.equal(err.code, 'DOWNLOAD_FAILED');
-    assert.match(err.message, new RegExp(`gave up after ${RETRIES + 1} attempts: .*(socket hang up|ECONNRESET)`));
-    assert.equal(proxy.seen.length, RETRIES + 1);
+    assert.match(err.message, /gave up after \d+ attempts in \d+ s: .*(socket hang up|ECONNRESET)/);
+    assert.ok(proxy.seen.length > RETRIES + 1, `${proxy.seen.length} attempts: more than --download-retries allows for other failures`);
     // The device still serves what it had.
-    assert.equal(failed.reported.active.model.version, 2);
+    assert.equal(failed.reported.active.model.version, 3);
   });
 });

@@ -62,8 +62,12 @@ export interface ArtifactBehaviour {
   stall?: { afterBytes: number; times: number };
   /** Answer 200 with the whole file even when a Range was asked for. */
   ignoreRange?: boolean;
-  /** The next `times` requests get this HTTP status. */
-  fail?: { status: number; times: number };
+  /** The next `times` requests get this HTTP status (and this JSON body: an `{error}` of the control plane). */
+  fail?: { status: number; times: number; json?: unknown };
+  /** The next `times` requests are dropped before any answer (the socket destroyed): a reset. */
+  reset?: { times: number };
+  /** The next `times` requests are answered only after `ms` (a starved server's accept queue). */
+  answerAfter?: { ms: number; times: number };
 }
 
 export interface ArtifactRequest {
@@ -79,6 +83,8 @@ export class ArtifactServer {
   private readonly files = new Map<string, Buffer>();
   private readonly behaviour = new Map<string, ArtifactBehaviour>();
   readonly requests: ArtifactRequest[] = [];
+  /** Held requests answered later: counted once, when they came. */
+  private readonly replayed = new WeakSet<object>();
   url = '';
 
   add(bytes: Uint8Array, behaviour?: ArtifactBehaviour): { sha256: string; size: number } {
@@ -104,15 +110,32 @@ export class ArtifactServer {
       const file = m ? this.files.get(m[1]) : undefined;
       const range = req.headers.range ?? null;
       const start = range ? Number(/^bytes=(\d+)-$/.exec(range)?.[1] ?? 0) : 0;
-      if (m) this.requests.push({ sha256: m[1], range, start, auth: req.headers.authorization ?? null });
+      if (m && !this.replayed.has(req)) this.requests.push({ sha256: m[1], range, start, auth: req.headers.authorization ?? null });
       if (!m || !file) {
         res.writeHead(404).end();
         return;
       }
       const b = this.behaviour.get(m[1]) ?? {};
+      if (b.reset && b.reset.times > 0) {
+        b.reset.times--;
+        req.socket.destroy();
+        return;
+      }
+      if (b.answerAfter && b.answerAfter.times > 0) {
+        const { ms } = b.answerAfter;
+        b.answerAfter.times--;
+        // Then handled as if it came now (the same behaviour minus this hold), unless the client left first.
+        const timer = setTimeout(() => {
+          this.replayed.add(req);
+          if (!res.destroyed) this.server!.emit('request', req, res);
+        }, ms);
+        res.on('close', () => clearTimeout(timer));
+        return;
+      }
       if (b.fail && b.fail.times > 0) {
         b.fail.times--;
-        res.writeHead(b.fail.status).end();
+        if (b.fail.json === undefined) res.writeHead(b.fail.status).end();
+        else res.writeHead(b.fail.status, { 'content-type': 'application/json' }).end(JSON.stringify(b.fail.json));
         return;
       }
       let body = Buffer.from(file);
