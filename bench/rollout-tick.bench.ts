@@ -10,7 +10,8 @@
 // so every tick does the same work (verdict "baking") and none moves the rollout.
 // Baseline in the same run: the same at the first size (BENCH_TICK_DEVICES, default "1000,10000"),
 // and for the first size a bare `select count(*)` over the telemetry table.
-// BENCH_TICK_HISTORY_MIN (default 60) minutes before the rollout, BENCH_TICK_STAGE_MIN (10) since.
+// BENCH_TICK_HISTORY_MIN (default 60) minutes before the rollout, BENCH_TICK_STAGE_MIN (10) since;
+// BENCH_TICK_REPEAT (5) timings of each; BENCH_CPU_PROFILE=<dir> profiles the last of each.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import os, { tmpdir } from 'node:os';
@@ -21,17 +22,18 @@ import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
 import { generateKeyPair } from '../firmware-bundles/keys.ts';
 import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { createLatencyHistogram, recordLatency } from '../protocol/sketch/latency-histogram.ts';
+import type { ReportedMessage } from '../protocol/messages/reported.ts';
 import type { TelemetryMessage } from '../protocol/messages/telemetry.ts';
 import { ControlPlane } from '../server/control-plane.ts';
 import { rollouts } from '../server/db/schema.ts';
 import { DeviceStateWriter } from '../server/devices/device-state-writer.ts';
 import { loadServerConfig } from '../server/env.ts';
-import type { Reported } from '../server/events/device-events.ts';
 import { writeTelemetry, type TelemetryItem } from '../server/ingest/telemetry-writer.ts';
 import { createLogger } from '../server/logger.ts';
 import { tickRollout } from '../server/rollouts/rollout-ticker.ts';
 import { gemmModel } from '../test/helpers/models.ts';
 import { bulkProvision } from './bulk-provision.ts';
+import { profiled } from './cpu-profile.ts';
 import { printTable, type BenchRow } from './lib.ts';
 
 const SIZES = (process.env.BENCH_TICK_DEVICES ?? '1000,10000').split(',').filter(Boolean).map(Number);
@@ -132,7 +134,8 @@ export async function runRolloutTickBench(): Promise<BenchRow[]> {
         const ms: number[] = [];
         for (let i = 0; i < REPEAT; i++) {
           t = performance.now();
-          const x = await fn();
+          // BENCH_CPU_PROFILE=<dir>: a profile of the last repetition (cpu-profile.ts).
+          const x = i === REPEAT - 1 ? await profiled(`tick-${n}-${what.replace(/[^a-z0-9]+/gi, '-').slice(0, 40)}`, fn) : await fn();
           ms.push(performance.now() - t);
           check?.(x);
         }
@@ -176,17 +179,36 @@ export async function runRolloutTickBench(): Promise<BenchRow[]> {
     await states.stop();
   } finally {
     await plane.stop();
-    await rm(dir, { recursive: true, force: true });
+    // BENCH_TICK_KEEP=1 leaves the database for a look at its query plans.
+    if (process.env.BENCH_TICK_KEEP) console.error(`rollout-tick: kept ${dir}`);
+    else await rm(dir, { recursive: true, force: true });
   }
   printTable(`Rollout tick and fleet views (in-process control plane on a libsql file; ${HISTORY_MIN} min of per-minute telemetry before the rollout, ${STAGE_MIN} min since)`, rows);
   return rows;
 }
 
-function reported(b: BundleInfo, counter: number, at: Date, state: 'active' | 'failed', stayedOn?: BundleInfo): Reported {
+/** A `reported` message as an agent sends it (stored whole): the update's transitions included. */
+function reported(b: BundleInfo, counter: number, at: Date, state: 'active' | 'failed', stayedOn?: BundleInfo): ReportedMessage {
   const on = state === 'active' ? b : stayedOn!;
-  const active = { bundleId: on.id, bundleName: on.name, model: { name: 'tick', version: on.version }, counter: on === b ? counter : counter - 1, modelSha256: '0'.repeat(64), activatedAt: at.toISOString() };
-  const lastError = state === 'failed' ? { code: 'SMOKE_TEST_FAILED', message: 'bench: the candidate failed its smoke test', at: at.toISOString(), counter } : null;
-  return { state, active, desired: { bundleId: b.id, counter }, lastError };
+  const t = (k: number) => new Date(at.getTime() - (7 - k) * 1000).toISOString();
+  const steps = ['downloading', 'verifying', 'staging', 'activating', 'probation'] as const;
+  const transitions = [
+    ...steps.map((s, k) => ({ state: s, at: t(k), counter })),
+    state === 'active' ? { state: 'active' as const, at: t(6), counter } : { state: 'failed' as const, at: t(6), counter, reason: 'SMOKE_TEST_FAILED' },
+  ];
+  return {
+    v: 1,
+    at: at.toISOString(),
+    agentVersion: '0.1.0',
+    state,
+    active: { bundleId: on.id, bundleName: on.name, model: { name: 'tick', version: on.version }, counter: on === b ? counter : counter - 1, modelSha256: '0'.repeat(64), activatedAt: at.toISOString() },
+    desired: { bundleId: b.id, counter },
+    lastError: state === 'failed' ? { code: 'SMOKE_TEST_FAILED', message: 'bench: the candidate failed its smoke test', at: at.toISOString(), counter } : null,
+    transitions,
+    keylistVersion: 1,
+    highestCounter: on === b ? counter : counter - 1,
+    capabilities: ['shadow'],
+  };
 }
 
 /**
