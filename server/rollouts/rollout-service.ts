@@ -5,14 +5,15 @@
 // A cohort preferring a variant (e.g. int8) gets the bundle of the version's variant child, resolved
 // once at creation like a direct deployment (variant-bundles.ts) and kept as assignedBundleId: stage
 // assignment, health checks and rollback all use that bundle.
-import { and, desc, eq, inArray, isNotNull } from 'drizzle-orm';
+import { and, desc, eq, inArray, isNotNull, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
 import { recordEvent } from '../events/event-log.ts';
 import { randomId } from '../auth/secrets.ts';
 import type { ArtifactStore } from '../artifacts/artifact-store.ts';
 import { resolveBundle } from '../bundles/bundle-service.ts';
-import { cohortMembers, getCohort } from '../cohorts/cohort-service.ts';
+import { cohortMemberIds, getCohort } from '../cohorts/cohort-service.ts';
 import type { Db, Tx } from '../db/client.ts';
+import { inIds } from '../db/in-ids.ts';
 import { bundles, deviceDesired, devices, models, modelVersions, rollouts } from '../db/schema.ts';
 import { sameAssignment, type DesiredState } from '../deployments/desired-state.ts';
 import { existingVariantBundle, variantBundleFor } from '../deployments/variant-bundles.ts';
@@ -81,9 +82,9 @@ export interface RolloutView {
 
 export const ROLLOUT_ACTOR = 'system:rollouts';
 
-/** The cohort's approved members in stable order. */
+/** The cohort's approved members in stable order (ids and labels read, not every device's last report). */
 export async function orderedMembers(tx: Tx, cohort: string): Promise<string[]> {
-  return stableOrder((await cohortMembers(tx, cohort)).members.map((d) => d.id));
+  return stableOrder(await cohortMemberIds(tx, cohort));
 }
 
 /** The bundle the rollout gives its devices: the variant bundle picked at creation, else the rollout's bundle. */
@@ -213,12 +214,19 @@ export async function getRollout(tx: Tx, id: string): Promise<RolloutView> {
   return toView(tx, await getRolloutRow(tx, id));
 }
 
+/** The parts of a device's `reported` document a rollout's device state reads (rollout-ticker.ts reads the same). */
+const reportedParts = sql<string | null>`case when ${devices.reported} is null then null else json_object('state', json_extract(${devices.reported}, '$.state'), 'active', json_extract(${devices.reported}, '$.active'),
+  'desired', json_extract(${devices.reported}, '$.desired'), 'lastError', json_extract(${devices.reported}, '$.lastError'), 'shadow', json_extract(${devices.reported}, '$.shadow')) end`.mapWith((v: string | null) => (v === null ? null : JSON.parse(v)));
+
 /** One rollout with each cohort device's place (stage it joins in), its state in the rollout, desired and active bundle. */
 export async function showRollout(db: Db, id: string): Promise<RolloutView & { devices: RolloutDevice[] }> {
   const row = await getRolloutRow(db, id);
   const ordered = await orderedMembers(db, row.cohort).catch(() => [] as string[]);
-  const desiredRows = ordered.length ? await db.select().from(deviceDesired).where(inArray(deviceDesired.deviceId, ordered)) : [];
-  const deviceRows = ordered.length ? await db.select({ id: devices.id, reported: devices.reported, updateState: devices.updateState }).from(devices).where(inArray(devices.id, ordered)) : [];
+  // Only what a device's state needs: not the signed manifests, not the reported transitions (seconds at 10,000 devices).
+  const desiredRows = ordered.length
+    ? await db.select({ deviceId: deviceDesired.deviceId, bundleId: deviceDesired.bundleId, deploymentId: deviceDesired.deploymentId, shadow: deviceDesired.shadow }).from(deviceDesired).where(inIds(deviceDesired.deviceId, ordered))
+    : [];
+  const deviceRows = ordered.length ? await db.select({ id: devices.id, reported: reportedParts, updateState: devices.updateState }).from(devices).where(inIds(devices.id, ordered)) : [];
   // Looked up by id: a stage of 10,000 devices must not scan both lists once per device.
   const deviceById = new Map(deviceRows.map((d) => [d.id, d]));
   const desiredById = new Map(desiredRows.map((d) => [d.deviceId, d]));
