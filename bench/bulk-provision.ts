@@ -17,7 +17,8 @@ export interface BulkProvisionOptions {
   n: number;
   /** Device names are `<namePrefix><i>`, the simulator's naming (its data dir per device is `<dataDir>/<name>`). */
   namePrefix: string;
-  dataDir: string;
+  /** Where the identity files go; none are written without it (devices that no agent runs: the rollout-tick bench). */
+  dataDir?: string;
   labels: Record<string, string>;
   serverUrl: string;
   mqttUrl: string;
@@ -25,7 +26,9 @@ export interface BulkProvisionOptions {
   rootPublicKey: string;
 }
 
-export async function bulkProvision(o: BulkProvisionOptions): Promise<void> {
+/** Inserts the devices; returns their ids in name order. */
+export async function bulkProvision(o: BulkProvisionOptions): Promise<string[]> {
+  const ids: string[] = [];
   const now = new Date().toISOString();
   const trust = { keyid: keyIdOf(o.rootPublicKey), publicKey: o.rootPublicKey, source: 'pinned' as const, pinnedAt: now };
   for (let start = 0; start < o.n; start += 500) {
@@ -33,13 +36,17 @@ export async function bulkProvision(o: BulkProvisionOptions): Promise<void> {
     await o.db.insert(devices).values(
       batch.map((d) => ({ id: d.id, name: d.name, status: 'approved' as const, labels: o.labels, facts: { bulkProvisioned: true }, credentialHash: hashDeviceSecret(d.secret), approvedAt: now })),
     );
+    ids.push(...batch.map((d) => d.id));
+    const dataDir = o.dataDir;
+    if (!dataDir) continue;
     await Promise.all(
       batch.map(async (d) => {
         const identity: Identity = { v: 1, deviceId: d.id, enrolledAt: now, serverUrl: o.serverUrl, mqtt: { url: o.mqttUrl, clientId: d.id, username: d.id, password: d.secret }, labels: o.labels, trust, tls: null };
-        const dir = path.join(o.dataDir, d.name);
+        const dir = path.join(dataDir, d.name);
         await mkdir(dir, { recursive: true });
         await writeFile(path.join(dir, IDENTITY_FILE), JSON.stringify(identity), { mode: 0o600 });
       }),
     );
   }
+  return ids;
 }

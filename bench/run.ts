@@ -16,6 +16,7 @@ const suites: Record<string, () => Promise<BenchRow[]>> = {
   scale: () => import('./scale.bench.ts').then((m) => m.runScaleBench()),
   fanout: () => import('./fanout.bench.ts').then((m) => m.runFanoutBench()),
   shadow: () => import('./shadow.bench.ts').then((m) => m.runShadowBench()),
+  'rollout-tick': () => import('./rollout-tick.bench.ts').then((m) => m.runRolloutTickBench()),
 };
 
 const only = process.argv.slice(2);

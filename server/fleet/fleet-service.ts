@@ -1,7 +1,7 @@
 // One read of the whole fleet for the console's fleet page: every device with its cohorts, the bundle
 // it runs (model name@version), its last update failure and its own telemetry over a window. One
 // request instead of one /telemetry call per device, so 10,000 devices load in one round trip.
-import { and, eq, gte, sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { createLatencyHistogram, latencyQuantile, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import { matches, parseSelector, type SelectorTerm } from '../cohorts/selector.ts';
 import type { Tx } from '../db/client.ts';
@@ -48,25 +48,32 @@ const DEVICE_LIST = sql`select json_group_array(json_object(
   'active', json_extract(${devices.reported}, '$.active'), 'lastError', json_extract(${devices.reported}, '$.lastError')
 )) as list from (select * from ${devices} order by ${devices.enrolledAt}) as ${devices}`;
 
-interface Acc {
+/**
+ * A device's minute rollups of the window, summed by SQLite: one row per device, its latency histograms
+ * joined into one text (parsed and merged here). A row per rollup cost ≈ 10 µs each to bring into
+ * JavaScript, 15 per device in the default window: 1.3 s of the page's 4.6 s at 10,000 devices.
+ */
+interface DeviceTelemetry {
+  key: string;
   inferences: number;
   errors: number;
   from: string | null;
   to: string | null;
-  latency: LatencyHistogram;
+  latency: string | null;
 }
 
 export async function fleetOverview(db: Tx, windowS: number, now = new Date()): Promise<{ window: { start: string; end: string; seconds: number }; devices: FleetDevice[] }> {
   const start = new Date(now.getTime() - windowS * 1000);
+  const t = telemetryRollups;
   const [listed, desired, cohortRows, bundleRows, rollups] = await Promise.all([
     db.all<{ list: string }>(DEVICE_LIST),
-    db.select().from(deviceDesired),
+    // Not the signed manifests (a few KB each): reading them whole cost seconds at 10,000 devices.
+    db.select({ deviceId: deviceDesired.deviceId, bundleId: deviceDesired.bundleId, cohort: deviceDesired.cohort, deploymentId: deviceDesired.deploymentId }).from(deviceDesired),
     db.select().from(cohorts),
     db.select({ id: bundles.id, model: models.name, version: modelVersions.version }).from(bundles).innerJoin(modelVersions, eq(bundles.modelVersionId, modelVersions.id)).innerJoin(models, eq(modelVersions.modelId, models.id)),
-    db
-      .select({ key: telemetryRollups.key, inferences: telemetryRollups.inferences, errorCount: telemetryRollups.errorCount, firstStart: telemetryRollups.firstStart, lastAt: telemetryRollups.lastAt, latency: telemetryRollups.latency })
-      .from(telemetryRollups)
-      .where(and(eq(telemetryRollups.scope, 'device'), gte(telemetryRollups.bucketStart, bucketStart(start, 'minute')))),
+    db.all<DeviceTelemetry>(sql`
+      select ${t.key} as key, sum(${t.inferences}) as inferences, sum(${t.errorCount}) as errors, min(${t.firstStart}) as "from", max(${t.lastAt}) as "to", group_concat(${t.latency}, ',') as latency
+      from ${t} where ${t.scope} = 'device' and ${t.bucketStart} >= ${bucketStart(start, 'minute')} group by ${t.key}`),
   ]);
   const rows = JSON.parse(listed[0]?.list ?? '[]') as DeviceRow[];
   const bundleOf = new Map(bundleRows.map((b) => [b.id, b]));
@@ -79,21 +86,13 @@ export async function fleetOverview(db: Tx, windowS: number, now = new Date()): 
       return { name: c.name, terms: null };
     }
   });
-  const acc = new Map<string, Acc>();
-  for (const r of rollups) {
-    let a = acc.get(r.key);
-    if (!a) acc.set(r.key, (a = { inferences: 0, errors: 0, from: null, to: null, latency: createLatencyHistogram() }));
-    a.inferences += r.inferences;
-    a.errors += r.errorCount;
-    if (a.from === null || r.firstStart < a.from) a.from = r.firstStart;
-    if (a.to === null || r.lastAt > a.to) a.to = r.lastAt;
-    a.latency = mergeLatencyHistograms(a.latency, r.latency);
-  }
+  const telemetryOf = new Map(rollups.map((r) => [r.key, r]));
   const out = rows.map((d): FleetDevice => {
     const want = desiredOf.get(d.id);
     const wantBundle = want ? bundleOf.get(want.bundleId) : undefined;
-    const t = acc.get(d.id);
+    const t = telemetryOf.get(d.id);
     const seconds = t?.from && t.to ? (Date.parse(t.to) - Date.parse(t.from)) / 1000 : 0;
+    const latency = t?.latency ? (JSON.parse(`[${t.latency}]`) as LatencyHistogram[]).reduce(mergeLatencyHistograms, createLatencyHistogram()) : null;
     return {
       id: d.id,
       name: d.name,
@@ -110,7 +109,7 @@ export async function fleetOverview(db: Tx, windowS: number, now = new Date()): 
       telemetry: {
         ratePerSecond: t && seconds > 0 ? t.inferences / seconds : null,
         errorRatio: t && t.inferences + t.errors > 0 ? t.errors / (t.inferences + t.errors) : null,
-        p95: t ? latencyQuantile(t.latency, 0.95) : null,
+        p95: latency ? latencyQuantile(latency, 0.95) : null,
       },
     };
   });

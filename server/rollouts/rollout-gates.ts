@@ -12,8 +12,7 @@ import { createLatencyHistogram, latencySummary, mergeLatencyHistograms, type La
 import { alerts, bundles, devices, telemetry, telemetryRollups } from '../db/schema.ts';
 import type { RolloutGates } from '../jobs/retrain-policy.ts';
 import { inIds } from '../db/in-ids.ts';
-import { stageTelemetryTotals } from './stage-error-rate.ts';
-import { worstStageLatency } from './stage-latency.ts';
+import { readStageRollups, worstLatency, type StageRollups } from './stage-rollups.ts';
 
 export type GateStatus = 'pass' | 'fail' | 'waiting' | 'no-data' | 'skipped';
 
@@ -79,12 +78,19 @@ export async function stageGates(
       reason: updating.length ? `still updating: ${updating.slice(0, 5).join(', ')}${updating.length > 5 ? `, … (${updating.length})` : ''}` : `all ${n} devices active or failed`,
     });
   }
+  // The error rate counts from the stage's first minute bucket (at least the last minute); the latency gate
+  // reads whole minutes only, from the first bucket that starts after the stage did (latencyGate says why).
   const windowS = Math.max(60, Math.ceil((o.now.getTime() - Date.parse(o.stageStartedAt)) / 1000));
+  const latencySince = Math.ceil(Date.parse(o.stageStartedAt) / 60_000) * 60_000;
+  const latencyOn = gates.maxLatencyRatio !== null && o.hasPrevious;
+  // One grouped read of the stage's device rollups for both gates (stage-rollups.ts), not a telemetry summary per device.
+  const rollups =
+    gates.maxErrorRate !== undefined || latencyOn
+      ? await readStageRollups(tx, stage.ids, { from: new Date(o.now.getTime() - windowS * 1000), latencyFrom: latencyOn && o.now.getTime() - latencySince >= 1000 ? new Date(latencySince) : null, end: o.now })
+      : null;
   if (gates.maxErrorRate !== undefined) {
-    // One grouped query for the whole stage (stage-error-rate.ts), not a telemetry summary per device.
-    const t = await stageTelemetryTotals(tx, stage.ids, new Date(o.now.getTime() - windowS * 1000), o.now);
-    const errors = t.errors;
-    const total = t.inferences + t.errors;
+    const errors = rollups!.errors;
+    const total = rollups!.inferences + errors;
     const rate = total > 0 ? errors / total : null;
     out.push({
       name: 'errorRate',
@@ -94,14 +100,17 @@ export async function stageGates(
       reason: rate === null ? 'no requests served on the stage yet' : `${errors} errors in ${total} requests`,
     });
   }
-  if (gates.maxLatencyRatio !== null) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio }));
+  if (gates.maxLatencyRatio !== null) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio, since: latencySince, rollups }));
   if (gates.drift) out.push(await driftGate(tx, o));
   return out;
 }
 
-async function latencyGate(tx: Tx, o: { stage: StageDevices; bundleId: string; cohort: string; rolloutCreatedAt: string; stageStartedAt: string; bakeS: number; hasPrevious: boolean; now: Date; maxRatio: number }): Promise<GateResult> {
+async function latencyGate(
+  tx: Tx,
+  o: { stage: StageDevices; bundleId: string; cohort: string; rolloutCreatedAt: string; stageStartedAt: string; bakeS: number; hasPrevious: boolean; now: Date; maxRatio: number; since: number; rollups: StageRollups | null },
+): Promise<GateResult> {
   const threshold = `≤ ${fmt(o.maxRatio)} × previous p95`;
-  if (!o.hasPrevious) return { name: 'latencyRegression', value: null, threshold, status: 'skipped', reason: 'the cohort ran no bundle before: nothing to compare with' };
+  if (!o.hasPrevious || !o.rollups) return { name: 'latencyRegression', value: null, threshold, status: 'skipped', reason: 'the cohort ran no bundle before: nothing to compare with' };
   // The baseline: the cohort's hour before the rollout. The minute bucket the rollout started in also fills
   // with the new bundle's first requests, so it is read from the raw reports sent before the rollout instead.
   const created = Date.parse(o.rolloutCreatedAt);
@@ -110,14 +119,12 @@ async function latencyGate(tx: Tx, o: { stage: StageDevices; bundleId: string; c
   const before = latencySummary(
     [...beforeRaw.values()].reduce(mergeLatencyHistograms, await cohortLatency(tx, o.cohort, new Date(createdMinute - 3_600_000), new Date(createdMinute))),
   );
-  // Telemetry is kept in minute buckets: only those that start after the stage did hold the new bundle's
-  // requests alone (an earlier bucket mixes in the previous bundle's). The stage's first, partial minute
-  // comes from the raw reports instead, so the gate can measure within seconds of the switch.
-  const since = Math.ceil(Date.parse(o.stageStartedAt) / 60_000) * 60_000;
-  const windowS = Math.floor((o.now.getTime() - since) / 1000);
-  const leading = await reportsLatency(tx, { ids: o.stage.active, whollyOn: o.bundleId, from: o.stageStartedAt, to: new Date(Math.min(since, o.now.getTime())).toISOString() });
-  // One grouped query over the stage's active devices' minute rollups (stage-latency.ts), not one per device.
-  const worst = await worstStageLatency(tx, o.stage.active, new Date(since), windowS > 0 ? o.now : new Date(since), leading);
+  // Telemetry is kept in minute buckets: only those that start after the stage did (o.since) hold the new
+  // bundle's requests alone (an earlier bucket mixes in the previous bundle's). The stage's first, partial
+  // minute comes from the raw reports instead, so the gate can measure within seconds of the switch.
+  const leading = await reportsLatency(tx, { ids: o.stage.active, whollyOn: o.bundleId, from: o.stageStartedAt, to: new Date(Math.min(o.since, o.now.getTime())).toISOString() });
+  // The stage's active devices' minute rollups, read with the error rate's (stage-rollups.ts).
+  const worst = worstLatency(o.stage.active, o.rollups, leading);
   if (before.p95 === null || !worst) {
     const missing = [before.p95 === null ? 'no requests in the hour before the rollout (no baseline)' : null, worst ? null : 'no requests served on the new bundle'].filter(Boolean).join(' and ');
     // During the bake the data may still come; after it the gate says it could not measure.
@@ -131,7 +138,9 @@ async function latencyGate(tx: Tx, o: { stage: StageDevices; bundleId: string; c
 /**
  * Latency of the devices' raw telemetry reports in [from, to), per device. With `whollyOn`, only reports
  * served wholly on that bundle: the report and the one before it (seq − 1) name it active, so the interval
- * began after the switch. Bounded: callers keep [from, to) within one minute.
+ * began after the switch. Bounded: callers keep [from, to) within one minute, read through the time index
+ * (`indexed by telemetry_at`): the planner chose the (device, seq) index and read every stored report of
+ * every stage device to find that minute's (1,000 devices × 70 reports: 0.4 s per read, growing with retention).
  */
 async function reportsLatency(tx: Tx, o: { ids: string[]; whollyOn?: string; from: string; to: string }): Promise<Map<string, LatencyHistogram>> {
   const out = new Map<string, LatencyHistogram>();
@@ -139,15 +148,15 @@ async function reportsLatency(tx: Tx, o: { ids: string[]; whollyOn?: string; fro
   const inStage = inIds(sql`t.device_id`, o.ids);
   const rows = await tx.all<{ device_id: string; latency: string }>(
     o.whollyOn
-      ? sql`select t.device_id, t.latency from ${telemetry} t join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
+      ? sql`select t.device_id, t.latency from ${telemetry} t indexed by telemetry_at join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
             where ${inStage} and t.at >= ${o.from} and t.at < ${o.to} and t.active_bundle_id = ${o.whollyOn} and p.active_bundle_id = ${o.whollyOn}`
-      : sql`select t.device_id, t.latency from ${telemetry} t where ${inStage} and t.at >= ${o.from} and t.at < ${o.to}`,
+      : sql`select t.device_id, t.latency from ${telemetry} t indexed by telemetry_at where ${inStage} and t.at >= ${o.from} and t.at < ${o.to}`,
   );
   for (const r of rows) out.set(r.device_id, mergeLatencyHistograms(out.get(r.device_id) ?? createLatencyHistogram(), JSON.parse(r.latency) as LatencyHistogram));
   return out;
 }
 
-/** Merged latency of a cohort's minute rollups that start in [start, end) (devices: stage-latency.ts). */
+/** Merged latency of a cohort's minute rollups that start in [start, end) (devices: stage-rollups.ts). */
 async function cohortLatency(tx: Tx, cohort: string, start: Date, end: Date): Promise<LatencyHistogram> {
   const t = telemetryRollups;
   const rows = await tx

@@ -7,11 +7,12 @@
 // say. Devices taken over by a newer rollout are recorded superseded and no longer counted. The
 // rollout succeeds only when its last stage is complete (rollout-gates.ts, `stageComplete`): every
 // device active or failed, or timed out at the stage limit and counted as a failed update.
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { recordAudit } from '../audit/audit-log.ts';
 import { recordEvent } from '../events/event-log.ts';
 import type { Db, Tx } from '../db/client.ts';
+import { inIds } from '../db/in-ids.ts';
 import { deployments, deviceDesired, devices, rollouts } from '../db/schema.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
 import { ServiceError } from '../errors.ts';
@@ -21,12 +22,6 @@ import { assignedBundle, assignForRollout, endShadow, orderedMembers, rollBack, 
 import { stageSize } from './stable-order.ts';
 
 type Outcomes = NonNullable<RolloutRow['outcomes']>;
-
-interface Reported {
-  state?: string;
-  active?: { bundleId?: string } | null;
-  desired?: { bundleId?: string } | null;
-}
 
 /** One pass over every running rollout; returns the ids whose state changed. */
 export async function tickRollouts(db: Db, desired: DesiredState, logger: Logger, now = new Date()): Promise<string[]> {
@@ -66,7 +61,7 @@ async function supersededBy(tx: Tx, row: RolloutRow, ids: string[]): Promise<Map
   const rows = await tx
     .select({ id: deviceDesired.deviceId, deploymentId: deviceDesired.deploymentId, shadow: deviceDesired.shadow })
     .from(deviceDesired)
-    .where(inArray(deviceDesired.deviceId, ids));
+    .where(inIds(deviceDesired.deviceId, ids));
   const owners = new Set(rows.flatMap((r) => [r.deploymentId, r.shadow?.rolloutId]).filter((x): x is string => !!x && x !== row.id && x.startsWith('rol_')));
   if (!owners.size) return new Map();
   const newer = new Set(
@@ -118,7 +113,9 @@ async function tickOne(tx: Tx, desired: DesiredState, row: RolloutRow, now: Date
     publish = await assignMissing(tx, desired, row, target);
     const stage = await stageDevices(tx, row, target);
     results = await stageGates(tx, { gates, stage: { ids: target, ...stage }, bundleId: assignedBundle(row), cohort: row.cohort, stageStartedAt: row.stageStartedAt, rolloutCreatedAt: row.createdAt, hasPrevious: row.previousBundleId !== null, now, bakeS: row.bakeS, last: row.stage + 1 >= row.stages.length });
-    notReporting = target.filter((id) => !stage.active.includes(id) && !stage.failed.includes(id));
+    // A set: `includes` on both lists per device was quadratic (≈ 3 s of a tick at 10,000 devices).
+    const done = new Set([...stage.active, ...stage.failed]);
+    notReporting = target.filter((id) => !done.has(id));
     failedIds = stage.failed;
     holdS = row.bakeS;
   }
@@ -218,26 +215,32 @@ function round(v: number): string {
   return Number.isInteger(v) ? String(v) : v.toFixed(4);
 }
 
-/** Which of the stage's devices report the rollout's bundle active, and which failed on it. */
+/**
+ * Which of the stage's devices report the rollout's bundle active, and which failed on it. SQLite reads
+ * the three fields from each `reported` document (it holds the agent's transitions too: parsing 10,000
+ * of them whole was a good part of a tick) and answers only the devices that are one or the other.
+ */
 async function stageDevices(tx: Tx, row: RolloutRow, deviceIds: string[]): Promise<{ active: string[]; failed: string[] }> {
-  const rows = deviceIds.length ? await tx.select({ id: devices.id, reported: devices.reported }).from(devices).where(inArray(devices.id, deviceIds)) : [];
+  if (!deviceIds.length) return { active: [], failed: [] };
   // The bundle the devices were actually given (a preferred variant's), not necessarily the rollout's.
   const bundleId = assignedBundle(row);
+  const state = sql`json_extract(${devices.reported}, '$.state')`;
+  // "Installed" is not "healthy": a failed or rolled-back update of this bundle counts against the gate.
+  const rows = await tx.all<{ id: string; active: number }>(sql`
+    select ${devices.id} as id, ${state} = 'active' as active from ${devices}
+    where ${inIds(devices.id, deviceIds)} and (
+      (${state} = 'active' and json_extract(${devices.reported}, '$.active.bundleId') = ${bundleId})
+      or (${state} in ('failed', 'rolled_back') and json_extract(${devices.reported}, '$.desired.bundleId') = ${bundleId}))`);
   const active: string[] = [];
   const failed: string[] = [];
-  for (const d of rows) {
-    const r = (d.reported ?? {}) as Reported;
-    if (r.active?.bundleId === bundleId && r.state === 'active') active.push(d.id);
-    // "Installed" is not "healthy": a failed or rolled-back update of this bundle counts against the gate.
-    else if ((r.state === 'failed' || r.state === 'rolled_back') && r.desired?.bundleId === bundleId) failed.push(d.id);
-  }
+  for (const r of rows) (r.active ? active : failed).push(r.id);
   return { active, failed };
 }
 
 /** Assigns the rollout's assigned bundle to target devices that do not have it as desired state yet; returns them. */
 async function assignMissing(tx: Tx, desired: DesiredState, row: RolloutRow, target: string[]): Promise<string[]> {
   if (!target.length) return [];
-  const have = new Set((await tx.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(and(inArray(deviceDesired.deviceId, target), eq(deviceDesired.bundleId, assignedBundle(row))))).map((r) => r.id));
+  const have = new Set((await tx.select({ id: deviceDesired.deviceId }).from(deviceDesired).where(and(inIds(deviceDesired.deviceId, target), eq(deviceDesired.bundleId, assignedBundle(row))))).map((r) => r.id));
   const missing = target.filter((id) => !have.has(id));
   await assignForRollout(tx, desired, row, missing);
   return missing;

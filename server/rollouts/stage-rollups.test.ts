@@ -1,5 +1,7 @@
-// The latency gate's worst device comes from one grouped query and equals what a telemetry summary per
-// device gives (the computation it replaces): same buckets, same merged histograms, same p95.
+// A stage's device rollups in one grouped read (stage-rollups.ts): the error rate's sums cover only the
+// stage's devices, only device-scope rollups, only the window's minute buckets; the latency gate's worst
+// device equals what a telemetry summary per device gives (the computation it replaced): same buckets,
+// same merged histograms, same p95.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,17 +11,53 @@ import { createLatencyHistogram, recordLatency } from '../../protocol/sketch/lat
 import { openDatabase } from '../db/client.ts';
 import { devices, telemetryRollups } from '../db/schema.ts';
 import { telemetrySummary } from '../telemetry/telemetry-service.ts';
-import { worstStageLatency } from './stage-latency.ts';
+import { readStageRollups, worstLatency } from './stage-rollups.ts';
 
 let dir: string;
 let db: Awaited<ReturnType<typeof openDatabase>>;
 before(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'flotilla-stage-latency-'));
+  dir = await mkdtemp(path.join(tmpdir(), 'flotilla-stage-rollups-'));
   db = await openDatabase(`file:${path.join(dir, 'db.sqlite')}`);
 });
 after(async () => {
   db.client.close();
   await rm(dir, { recursive: true, force: true });
+});
+
+test('sums inferences and errors of the stage devices in the window, in one query for thousands of ids', async () => {
+  const end = new Date('2026-01-01T12:10:30Z');
+  const start = new Date('2026-01-01T12:05:30Z'); // its minute bucket 12:05 counts
+  const row = (scope: 'device' | 'cohort' | 'fleet', key: string, minute: string, inferences: number, errorCount: number): typeof telemetryRollups.$inferInsert => ({
+    scope,
+    key,
+    bucketStart: `2026-01-01T12:${minute}:00.000Z`,
+    reports: 1,
+    inferences,
+    errorCount,
+    errors: errorCount ? { INFERENCE_FAILED: errorCount } : {},
+    latency: createLatencyHistogram(),
+    firstStart: `2026-01-01T12:${minute}:00.000Z`,
+    lastAt: `2026-01-01T12:${minute}:10.000Z`,
+    updatedAt: end.toISOString(),
+  });
+  await db.db.insert(telemetryRollups).values([
+    row('device', 'd1', '05', 100, 1),
+    row('device', 'd1', '09', 50, 4),
+    row('device', 'd2', '06', 30, 0),
+    row('device', 'd1', '04', 1000, 1000), // before the window
+    row('device', 'd2', '11', 1000, 1000), // at or after the end
+    row('device', 'other', '06', 1000, 1000), // not in the stage
+    row('cohort', 'd1', '06', 1000, 1000), // another scope with a key that looks like a stage device
+    row('fleet', '*', '06', 1000, 1000),
+  ]);
+  const ids = ['d1', 'd2', ...Array.from({ length: 9998 }, (_, i) => `absent-${i}`)];
+  const totals = async (ids: string[]) => {
+    const r = await readStageRollups(db.db, ids, { from: start, latencyFrom: null, end });
+    return { inferences: r.inferences, errors: r.errors };
+  };
+  assert.deepEqual(await totals(ids), { inferences: 180, errors: 5 });
+  assert.deepEqual(await totals([]), { inferences: 0, errors: 0 });
+  assert.deepEqual(await totals(['nobody']), { inferences: 0, errors: 0 });
 });
 
 const histogram = (...ms: number[]) => {
@@ -44,6 +82,7 @@ const row = (scope: 'device' | 'cohort' | 'fleet', key: string, minute: string, 
 test('the worst p95 of a stage equals the per-device telemetry summaries, in one query for thousands of ids', async () => {
   const ids = ['dev_aaaaaaaa', 'dev_bbbbbbbb', 'dev_cccccccc', 'dev_dddddddd', 'dev_eeeeeeee'];
   await db.db.insert(devices).values(ids.map((id) => ({ id, status: 'approved' as const, labels: {}, facts: {}, credentialHash: 'sha256$x' })));
+  await db.db.delete(telemetryRollups); // the sums test's rows
   const slow = Array.from({ length: 40 }, (_, i) => 5 + (i % 10));
   await db.db.insert(telemetryRollups).values([
     row('device', ids[0], '05', histogram(...slow)),
@@ -57,6 +96,7 @@ test('the worst p95 of a stage equals the per-device telemetry summaries, in one
     row('device', 'dev_notinstage', '06', histogram(...slow.map((v) => v * 50))), // not in the stage
   ]);
   const end = new Date('2026-01-01T12:10:00Z');
+  const worst = async (stage: string[], start: Date, until: Date) => worstLatency(stage, await readStageRollups(db.db, stage, { from: start, latencyFrom: start, end: until }));
   for (const windowS of [300, 240, 30]) {
     const start = new Date(end.getTime() - windowS * 1000);
     // What the gate computed before: one telemetry summary per device, the highest p95 (first on a tie).
@@ -66,10 +106,10 @@ test('the worst p95 of a stage equals the per-device telemetry summaries, in one
       if (p95 !== null && (!expected || p95 > expected.p95)) expected = { id, p95 };
     }
     const many = [...ids, ...Array.from({ length: 9995 }, (_, i) => `dev_absent${String(i).padStart(5, '0')}`)];
-    assert.deepEqual(await worstStageLatency(db.db, many, start, end), expected, `window ${windowS} s`);
+    assert.deepEqual(await worst(many, start, end), expected, `window ${windowS} s`);
   }
   // The 5-minute window (12:05 to 12:10) sees devices a, b and c; b is the worst.
-  assert.equal((await worstStageLatency(db.db, ids, new Date(end.getTime() - 300_000), end))?.id, ids[1]);
-  assert.equal(await worstStageLatency(db.db, [], new Date(end.getTime() - 300_000), end), null);
-  assert.equal(await worstStageLatency(db.db, [ids[3], ids[4]], new Date(end.getTime() - 300_000), end), null);
+  assert.equal((await worst(ids, new Date(end.getTime() - 300_000), end))?.id, ids[1]);
+  assert.equal(await worst([], new Date(end.getTime() - 300_000), end), null);
+  assert.equal(await worst([ids[3], ids[4]], new Date(end.getTime() - 300_000), end), null);
 });
