@@ -54,7 +54,7 @@ export const AgentConfigInput = z.object({
   /**
    * How long a download attempt waits for the server's answer. A starved server accepts connections one
    * per event-loop turn and answers in that order: at 1,000 devices its queue outlived a 30 s wait, and
-   * every attempt given up left it a response to stream to nobody (README, "Downloads in a herd").
+   * every attempt given up left it a response to stream to nobody (bench/RESULTS.md, "Downloads in a herd").
    */
   downloadAnswerTimeoutMs: Ms.default(120_000),
   /** A download attempt with no bytes for this long, once answered, is aborted (and resumed). */

@@ -9,7 +9,7 @@
 //   Retry-After plus up to as much again of jitter, so a herd told the same Retry-After does not
 //   come back at once;
 // - no answer (refused, reset, timed out, cut short) or an overloaded one (408, 429, 502, 503, 504) is
-//   what a fleet downloading at once meets on a starved server (README, "Downloads in a herd"):
+//   what a fleet downloading at once meets on a starved server (bench/RESULTS.md, "Downloads in a herd"):
 //   retried with jittered exponential backoff until `giveUpAt` (the update's time bound), not after a
 //   fixed count of quick attempts;
 // - any other answer (500 …) is a broken server or mirror: `retries` attempts more, then it fails.

@@ -300,7 +300,7 @@ export class ControlPlane {
       this.http.once('error', reject);
       // Node's default listen backlog (511) overflows when a fleet fetches a deployment's bundle within
       // seconds: the connections past it wait out SYN-ACK retransmits (1, 2, 4, 8 … s) and the agents'
-      // 30 s idle timeouts (scale bench, README "Scale"). 4,096 is this kernel's somaxconn, as the MQTT listener's.
+      // 30 s idle timeouts (scale bench, bench/RESULTS.md "Artifact downloads at scale"). 4,096 is this kernel's somaxconn, as the MQTT listener's.
       this.http.listen({ port: config.httpPort, host: config.httpHost, backlog: HTTP_LISTEN_BACKLOG }, () => resolve());
     });
     this.httpPort = (this.http!.address() as AddressInfo).port;

@@ -1,7 +1,7 @@
 // A device's download under faults, everything real: a control plane, the CLI and a compiled agent
 // process whose artifact URL (--artifact-url, a mirror) is a small proxy in front of the control plane
 // that drops, refuses or holds the requests the test asks it to. What a starved server does to a fleet
-// downloading at once (README, "Downloads in a herd") — connections reset, answers that come after the
+// downloading at once (bench/RESULTS.md, "Downloads in a herd") — connections reset, answers that come after the
 // idle timeout — is waited out within the update's time bound instead of ending the update after a
 // fixed count of attempts; a busy server's Retry-After is waited out; a refusal (404) fails at once;
 // a download that keeps failing ends DOWNLOAD_FAILED at the update's bound, naming why.

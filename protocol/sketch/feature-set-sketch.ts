@@ -231,7 +231,7 @@ export function mergeAllFeatureSetSketches(sketches: readonly FeatureSetSketch[]
   if (sketches.length === 1) return structuredClone(sketches[0]);
   // Accumulates into one copy instead of a new sketch per input: the same arithmetic in the same
   // order as merging pairwise left to right (so the same result), without allocating three arrays
-  // per feature per input (10,000 windows × 50 features: 1.6 s → see README, "Simulating a fleet").
+  // per feature per input (10,000 windows × 50 features: 1.6 s → bench/RESULTS.md, "At scale: first measurement").
   const acc = mergeFeatureSetSketches(sketches[0], sketches[1]);
   for (let i = 2; i < sketches.length; i++) mergeInto(acc, sketches[i]);
   return acc;

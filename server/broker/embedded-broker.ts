@@ -186,7 +186,7 @@ export class EmbeddedBroker implements InProcessBroker {
       // turn rate: ≈ 500/s on a quiet machine, 1–340/s on a starved one. 4096 (capped by net.core.somaxconn)
       // absorbs a quiet reconnect storm (Node's 511 overflowed and the SYN retransmits cost seconds); when the
       // server is starved, any queue holds connections past the agents' 30 s connect timeout (1024 was tried:
-      // the 19,900-device run stalled the same way, README "Held devices"). FLOTILLA_MQTT_LISTEN_BACKLOG.
+      // the 19,900-device run stalled the same way, bench/RESULTS.md "Why accepts crawl at 19,000"). FLOTILLA_MQTT_LISTEN_BACKLOG.
       this.server!.listen({ port: this.opts.port, host: this.opts.host, backlog: this.opts.listenBacklog ?? 4096 }, () => resolve());
     });
     if (this.opts.wsPort !== undefined) await this.listenWebSocket(this.opts.wsPort);

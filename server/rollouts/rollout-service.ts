@@ -85,8 +85,8 @@ export const ROLLOUT_ACTOR = 'system:rollouts';
 /**
  * The cohort's approved members in stable order. Ids and labels only: every rollout tick and every read
  * of a rollout call this, and reading whole device rows (facts, last report) of the fleet each time was
- * most of a starved server's CPU while a stage's devices waited in its accept queue (README, "Downloads
- * in a herd").
+ * most of a starved server's CPU while a stage's devices waited in its accept queue (bench/RESULTS.md,
+ * "Downloads in a herd").
  */
 export async function orderedMembers(tx: Tx, cohort: string): Promise<string[]> {
   return stableOrder(await cohortMemberIds(tx, cohort));
