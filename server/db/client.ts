@@ -38,7 +38,8 @@ export async function openDatabase(url: string, opts: OpenDatabaseOptions = {}):
     const checkpointer = checkpointInWorker(path.resolve(url.slice('file:'.length)), { onError: (err) => process.emitWarning(`WAL checkpointer failed (${err.message}); writers checkpoint past ${WAL_AUTOCHECKPOINT_PAGES} pages`) });
     const close = client.close.bind(client);
     client.close = () => {
-      void checkpointer.stop();
+      // The worker's connection first, synchronously: whoever closes may delete the folder next.
+      checkpointer.stopNow();
       close();
     };
     // drizzle opens its transactions `BEGIN IMMEDIATE` (libsql's default "write" mode): the write lock

@@ -31,10 +31,19 @@ const timer = setInterval(() => {
 parentPort.on('message', (m) => {
   if (m === 'runs') return parentPort.postMessage({ runs });
   clearInterval(timer);
-  db.close();
-  parentPort.close();
+  try {
+    db.close();
+  } finally {
+    // The closing thread waits on this flag (stopNow): its caller may delete the files next.
+    Atomics.store(workerData.closed, 0, 1);
+    Atomics.notify(workerData.closed, 0);
+    parentPort.close();
+  }
 });
 `;
+
+/** The longest stopNow() blocks the calling thread for the worker's connection to close (a checkpoint in progress). */
+const STOP_WAIT_MS = 5_000;
 
 /** The writers' own threshold (40 MiB of 4 KiB pages; SQLite's default is 1,000). */
 export const WAL_AUTOCHECKPOINT_PAGES = 10_000;
@@ -44,6 +53,12 @@ export interface WalCheckpointer {
   runs(): Promise<number>;
   /** Stops the worker and closes its connection (resolves when the thread has exited). */
   stop(): Promise<void>;
+  /**
+   * Stops the worker and returns once its connection is closed (blocking this thread for at most a few
+   * seconds): the database client's close() is synchronous, and a caller that deletes the database's
+   * folder right after must not race the worker's last close (which checkpoints and removes the WAL).
+   */
+  stopNow(): void;
 }
 
 /**
@@ -53,9 +68,16 @@ export interface WalCheckpointer {
 export function checkpointInWorker(file: string, opts: { everyMs?: number; onError?: (err: Error) => void } = {}): WalCheckpointer {
   const everyMs = opts.everyMs ?? 200;
   const libsql = createRequire(import.meta.url).resolve('libsql');
-  const worker = new Worker(WORKER, { eval: true, workerData: { file, libsql, everyMs } });
+  const closed = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(WORKER, { eval: true, workerData: { file, libsql, everyMs, closed } });
   worker.unref(); // never what keeps a process alive
-  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+  let gone = false;
+  const exited = new Promise<void>((resolve) =>
+    worker.once('exit', () => {
+      gone = true;
+      resolve();
+    }),
+  );
   worker.on('error', (err) => opts.onError?.(err));
   return {
     runs: () =>
@@ -71,6 +93,11 @@ export function checkpointInWorker(file: string, opts: { everyMs?: number; onErr
       worker.ref();
       worker.postMessage('stop');
       return exited;
+    },
+    stopNow: () => {
+      if (gone) return;
+      worker.postMessage('stop');
+      Atomics.wait(closed, 0, 0, STOP_WAIT_MS);
     },
   };
 }
