@@ -118,7 +118,7 @@ export class Agent {
     runtime.onPrediction((e) => capture.offerPrediction(e));
     await capture.start();
     // Candidates named in the serving manifest run beside the active model, never answering.
-    const shadow = new ShadowEvaluator({ dataDir: config.dataDir, agentVersion: AGENT_VERSION, downloader, runtime, report: (r) => reporter.setShadow(r), logger: log });
+    const shadow = new ShadowEvaluator({ dataDir: config.dataDir, agentVersion: AGENT_VERSION, downloader, downloadTimeoutMs: config.updateTimeoutMs, runtime, report: (r) => reporter.setShadow(r), logger: log });
     this.shadow = shadow;
     shadow.start();
     const reconciler = new Reconciler({

@@ -4,13 +4,14 @@
 // downloading at once (bench/RESULTS.md, "Downloads in a herd") — connections reset, answers that come after the
 // idle timeout — is waited out within the update's time bound instead of ending the update after a
 // fixed count of attempts; a busy server's Retry-After is waited out; a refusal (404) fails at once;
-// a download that keeps failing ends DOWNLOAD_FAILED at the update's bound, naming why.
+// a download that keeps failing ends DOWNLOAD_FAILED at the update's bound, naming why — a shadow
+// candidate's download too.
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { waitFor } from '../agent/testing/harness.ts';
+import { api, waitFor } from '../agent/testing/harness.ts';
 import { gemmModel } from './helpers/models.ts';
 import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
 
@@ -73,7 +74,7 @@ class FaultProxy {
   }
 }
 
-describe('artifact downloads under faults (real control plane and agent)', { timeout: 120_000 }, () => {
+describe('artifact downloads under faults (real control plane and agent)', { timeout: 240_000 }, () => {
   const proxy = new FaultProxy();
   let p: PlaneWithAgent;
 
@@ -162,5 +163,28 @@ describe('artifact downloads under faults (real control plane and agent)', { tim
     assert.ok(proxy.seen.length > RETRIES + 1, `${proxy.seen.length} attempts: more than --download-retries allows for other failures`);
     // The device still serves what it had.
     assert.equal(failed.reported.active.model.version, 3);
+  });
+
+  test('a shadow candidate whose download never succeeds is reported failed at the update\'s time bound, not asked for forever', async () => {
+    // Back to a healthy device on a new version (the last test left its update failed), then a shadow
+    // rollout of the next whose candidate's artifacts are never served.
+    proxy.otherwise = 'pass';
+    await deploy(6);
+    await activeOn(6);
+    proxy.seen.length = 0;
+    proxy.otherwise = 'reset';
+    await writeFile(path.join(p.dir, 'v7.onnx'), gemmModel({ seed: 7 }));
+    await p.cli('models', 'push', path.join(p.dir, 'v7.onnx'), '--name', 'faulty');
+    await p.cli('bundles', 'build', 'faulty@7', '--def', BUNDLE_DEF);
+    await p.cli('cohorts', 'create', 'faults', '--selector', 'site=faults');
+    const started = await p.cp.api('POST', '/api/v1/rollouts', { json: { bundle: 'faulty@7', cohort: 'faults', stages: [1], bakeS: 0, shadow: { share: 1, durationS: 3600, windowS: 1 } } });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    const shadow = await waitFor(async () => {
+      const s = (await api(p.port, 'GET', '/v1/status')).body.shadow;
+      return s?.state === 'failed' ? s : null;
+    }, 'the shadow candidate failed', UPDATE_TIMEOUT_MS + 60_000, 200);
+    assert.match(shadow.reason, /^DOWNLOAD_FAILED: .*gave up after \d+ attempts in \d+ s: .*(socket hang up|ECONNRESET)/);
+    assert.ok(proxy.seen.length > RETRIES + 1, `${proxy.seen.length} attempts: resets are waited out, not counted, until the bound`);
+    proxy.otherwise = 'pass';
   });
 });

@@ -28,6 +28,12 @@ export interface ShadowEvaluatorOptions {
   dataDir: string;
   agentVersion: string;
   downloader: Downloader;
+  /**
+   * How long a candidate's download may wait out an unreachable or overloaded server before the candidate
+   * is reported failed (the agent's update time bound, `--update-timeout-ms`): those waits are not counted
+   * as retries (downloader.ts), so without a bound a server that never answers would be asked forever.
+   */
+  downloadTimeoutMs: number;
   /** The serving runtime: its prediction events are what the candidate sees. */
   runtime: ModelRuntime;
   /** Publishes the shadow part of `reported` (null: no shadow). */
@@ -79,7 +85,7 @@ export class ShadowEvaluator {
 
   status() {
     const r = this.current;
-    return r ? { rolloutId: r.candidate.rolloutId, bundleId: r.candidate.bundle.id, state: r.state, share: r.candidate.share, compared: r.total.compared, queued: r.queue.length } : null;
+    return r ? { rolloutId: r.candidate.rolloutId, bundleId: r.candidate.bundle.id, state: r.state, ...(r.reason ? { reason: r.reason } : {}), share: r.candidate.share, compared: r.total.compared, queued: r.queue.length } : null;
   }
 
   async stop(): Promise<void> {
@@ -143,7 +149,8 @@ export class ShadowEvaluator {
     const c = r.candidate;
     const dir = path.join(this.o.dataDir, SHADOW_DIR, r.key);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    for (const file of c.files) await this.o.downloader.fetchFile(file, dir, { signal: r.ctl.signal });
+    const giveUpAt = Date.now() + this.o.downloadTimeoutMs;
+    for (const file of c.files) await this.o.downloader.fetchFile(file, dir, { signal: r.ctl.signal, giveUpAt });
     r.ctl.signal.throwIfAborted();
     const definition = await verifyDownloadedBundle(dir, c, this.o.agentVersion);
     if (!this.engine) {
