@@ -38,8 +38,9 @@ export async function openDatabase(url: string, opts: OpenDatabaseOptions = {}):
     const checkpointer = checkpointInWorker(path.resolve(url.slice('file:'.length)), { onError: (err) => process.emitWarning(`WAL checkpointer failed (${err.message}); writers checkpoint past ${WAL_AUTOCHECKPOINT_PAGES} pages`) });
     const close = client.close.bind(client);
     client.close = () => {
-      // The worker's connection first, synchronously: whoever closes may delete the folder next.
-      checkpointer.stopNow();
+      // The worker's connection first: stop() returns once it is closed (whoever closes may delete the folder
+      // next); its promise is only the thread's exit.
+      void checkpointer.stop();
       close();
     };
     // drizzle opens its transactions `BEGIN IMMEDIATE` (libsql's default "write" mode): the write lock

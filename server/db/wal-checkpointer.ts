@@ -34,7 +34,7 @@ parentPort.on('message', (m) => {
   try {
     db.close();
   } finally {
-    // The closing thread waits on this flag (stopNow): its caller may delete the files next.
+    // The closing thread waits on this flag (stop()): its caller may delete the files next.
     Atomics.store(workerData.closed, 0, 1);
     Atomics.notify(workerData.closed, 0);
     parentPort.close();
@@ -42,7 +42,7 @@ parentPort.on('message', (m) => {
 });
 `;
 
-/** The longest stopNow() blocks the calling thread for the worker's connection to close (a checkpoint in progress). */
+/** The longest stop() blocks the calling thread for the worker's connection to close (a checkpoint in progress). */
 const STOP_WAIT_MS = 5_000;
 
 /** The writers' own threshold (40 MiB of 4 KiB pages; SQLite's default is 1,000). */
@@ -51,14 +51,13 @@ export const WAL_AUTOCHECKPOINT_PAGES = 10_000;
 export interface WalCheckpointer {
   /** Checkpoints run so far (for tests). */
   runs(): Promise<number>;
-  /** Stops the worker and closes its connection (resolves when the thread has exited). */
-  stop(): Promise<void>;
   /**
    * Stops the worker and returns once its connection is closed (blocking this thread for at most a few
    * seconds): the database client's close() is synchronous, and a caller that deletes the database's
    * folder right after must not race the worker's last close (which checkpoints and removes the WAL).
+   * The promise resolves when the thread has exited.
    */
-  stopNow(): void;
+  stop(): Promise<void>;
 }
 
 /**
@@ -90,14 +89,12 @@ export function checkpointInWorker(file: string, opts: { everyMs?: number; onErr
         worker.postMessage('runs');
       }),
     stop: () => {
-      worker.ref();
-      worker.postMessage('stop');
+      if (!gone) {
+        worker.ref();
+        worker.postMessage('stop');
+        Atomics.wait(closed, 0, 0, STOP_WAIT_MS);
+      }
       return exited;
-    },
-    stopNow: () => {
-      if (gone) return;
-      worker.postMessage('stop');
-      Atomics.wait(closed, 0, 0, STOP_WAIT_MS);
     },
   };
 }
