@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SketchMismatchError } from './errors.ts';
-import { cloneLatencyHistogram, createLatencyHistogram, LATENCY_BOUNDS_MS, LATENCY_BUCKETS, latencyQuantile, latencySummary, mergeLatencyHistograms, mergeLatencyInto, recordLatency, type LatencyHistogram } from './latency-histogram.ts';
+import { cloneLatencyHistogram, createLatencyHistogram, LATENCY_BOUNDS_MS, LATENCY_BUCKETS, latencyQuantile, latencySummary, mergeJoinedLatencies, mergeLatencyHistograms, mergeLatencyInto, recordLatency, type LatencyHistogram } from './latency-histogram.ts';
 import { gaussian, mulberry32 } from './random.ts';
 
 function exactQuantile(sorted: Float64Array, q: number): number {
@@ -85,6 +85,9 @@ describe('LatencyHistogram', () => {
       for (const p of parts.slice(1)) mergeLatencyInto(acc, p);
       assert.equal(JSON.stringify(acc), JSON.stringify(expected), `trial ${trial}`);
       assert.deepStrictEqual(parts, copies, 'inputs unchanged');
+      // Joined as SQLite's group_concat joins the stored texts: the same merge, from an empty histogram.
+      const joined = mergeJoinedLatencies(parts.map((p) => JSON.stringify(p)).join(','));
+      assert.equal(JSON.stringify(joined), JSON.stringify(parts.reduce(mergeLatencyHistograms, createLatencyHistogram())), `trial ${trial}, joined`);
     }
   });
 });

@@ -109,6 +109,16 @@ export function mergeLatencyInto(a: LatencyHistogram, b: LatencyHistogram): Late
   return a;
 }
 
+/**
+ * The merge of histograms stored as JSON and joined by SQLite's `group_concat(latency, ',')` (one row per
+ * device instead of one per rollup), in the order they were joined.
+ */
+export function mergeJoinedLatencies(joined: string): LatencyHistogram {
+  const acc = createLatencyHistogram();
+  for (const h of JSON.parse(`[${joined}]`) as LatencyHistogram[]) mergeLatencyInto(acc, h);
+  return acc;
+}
+
 /** A copy that mergeLatencyInto may change. */
 export function cloneLatencyHistogram(h: LatencyHistogram): LatencyHistogram {
   return { layout: h.layout, counts: h.counts.slice(), count: h.count, sumMs: h.sumMs, minMs: h.minMs, maxMs: h.maxMs };

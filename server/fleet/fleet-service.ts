@@ -2,7 +2,7 @@
 // it runs (model name@version), its last update failure and its own telemetry over a window. One
 // request instead of one /telemetry call per device, so 10,000 devices load in one round trip.
 import { eq, sql } from 'drizzle-orm';
-import { createLatencyHistogram, latencyQuantile, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
+import { latencyQuantile, mergeJoinedLatencies } from '../../protocol/sketch/latency-histogram.ts';
 import { matches, parseSelector, type SelectorTerm } from '../cohorts/selector.ts';
 import type { Tx } from '../db/client.ts';
 import { bundles, cohorts, deviceDesired, devices, models, modelVersions, telemetryRollups } from '../db/schema.ts';
@@ -92,7 +92,7 @@ export async function fleetOverview(db: Tx, windowS: number, now = new Date()): 
     const wantBundle = want ? bundleOf.get(want.bundleId) : undefined;
     const t = telemetryOf.get(d.id);
     const seconds = t?.from && t.to ? (Date.parse(t.to) - Date.parse(t.from)) / 1000 : 0;
-    const latency = t?.latency ? (JSON.parse(`[${t.latency}]`) as LatencyHistogram[]).reduce(mergeLatencyHistograms, createLatencyHistogram()) : null;
+    const latency = t?.latency ? mergeJoinedLatencies(t.latency) : null;
     return {
       id: d.id,
       name: d.name,

@@ -5,7 +5,7 @@
 // joins each device's latency histograms into one text (group_concat), parsed only for the devices
 // the latency gate measures. The ids go in as one JSON parameter (inIds).
 import { sql } from 'drizzle-orm';
-import { createLatencyHistogram, latencySummary, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
+import { latencySummary, mergeJoinedLatencies, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import type { Tx } from '../db/client.ts';
 import { inIds } from '../db/in-ids.ts';
 import { telemetryRollups } from '../db/schema.ts';
@@ -43,7 +43,7 @@ export async function readStageRollups(tx: Tx, deviceIds: readonly string[], o: 
     errors,
     latencyOf(deviceId) {
       const text = latency.get(deviceId);
-      return text ? (JSON.parse(`[${text}]`) as LatencyHistogram[]).reduce(mergeLatencyHistograms, createLatencyHistogram()) : null;
+      return text ? mergeJoinedLatencies(text) : null;
     },
   };
 }
