@@ -263,7 +263,12 @@ export function decodeSketch(bytes: Uint8Array): FeatureSetSketch {
 /** A stored sketch as the driver returns it: bytes, or JSON text for rows written before the binary form. */
 export function readStoredSketch(value: unknown): FeatureSetSketch {
   if (typeof value === 'string') return JSON.parse(value) as FeatureSetSketch;
-  if (value instanceof ArrayBuffer) return decodeSketch(new Uint8Array(value));
-  if (value instanceof Uint8Array) return decodeSketch(value);
+  const bytes = storedSketchBytes(value);
+  if (bytes) return decodeSketch(bytes);
   throw new Error(`unexpected stored sketch of type ${typeof value}`);
+}
+
+/** A sketch column's value in its binary form (the driver gives a blob as either type), or null (JSON text). */
+export function storedSketchBytes(value: unknown): Uint8Array | null {
+  return value instanceof Uint8Array ? value : value instanceof ArrayBuffer ? new Uint8Array(value) : null;
 }

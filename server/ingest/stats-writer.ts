@@ -12,7 +12,7 @@ import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSke
 import { mergeSketchNumbers, sketchBytesWith, sketchNumbers, sketchNumbersView } from '../../protocol/sketch/sketch-blob-merge.ts';
 import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
-import { decodeSketch, encodeSketch, readStoredSketch, sketchNumbersLayout, type SketchNumbersLayout } from '../../protocol/sketch/sketch-blob.ts';
+import { decodeSketch, encodeSketch, readStoredSketch, sketchNumbersLayout, storedSketchBytes, type SketchNumbersLayout } from '../../protocol/sketch/sketch-blob.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
 import { insertNewMessages, insertRows } from './multi-row.ts';
 
@@ -138,8 +138,6 @@ function sumWindows(members: Member[], scratch: Float64Array): BatchSum {
   return { bytes, layout: sketchNumbersLayout(bytes), sketch: () => merged };
 }
 
-const asBytes = (v: unknown): Uint8Array | null => (v instanceof Uint8Array ? v : v instanceof ArrayBuffer ? new Uint8Array(v) : null);
-
 /**
  * A stored rollup merged with the batch's (the stored one first, as mergeFeatureSetSketches(old, batch)):
  * its bytes, or null when the layouts differ (a replaced reference: the rollup restarts from the batch).
@@ -147,8 +145,8 @@ const asBytes = (v: unknown): Uint8Array | null => (v instanceof Uint8Array ? v 
  * and other headers go through the objects.
  */
 function mergeStored(stored: unknown, batch: BatchSum): Buffer | null {
-  const bytes = asBytes(stored);
-  const layout = bytes && bytes[0] === 0xfb ? sketchNumbersLayout(bytes) : null;
+  const bytes = storedSketchBytes(stored);
+  const layout = bytes ? sketchNumbersLayout(bytes) : null;
   if (bytes && layout?.text === batch.layout.text) {
     const nums = sketchNumbers(bytes, layout);
     return mergeSketchNumbers(layout, nums, sketchNumbersView(batch.bytes, layout)) ? sketchBytesWith(bytes, layout, nums) : null;
