@@ -14,46 +14,29 @@
 // CPU profile of each simulator process over each of those windows (simulator/cpu-profile-toggle.ts).
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { request } from 'node:http';
 import os from 'node:os';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { freePort } from '../agent/testing/harness.ts';
 import { sign } from 'node:crypto';
 import { canonicalBytes } from '../firmware-bundles/canonical-json.ts';
-import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
 import { generateKeyPair, loadPrivateKey } from '../firmware-bundles/keys.ts';
-import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { createManifest } from '../firmware-bundles/manifest.ts';
 import { hashDeviceSecret } from '../server/auth/device-credentials.ts';
-import { ControlPlane } from '../server/control-plane.ts';
+import type { ControlPlane } from '../server/control-plane.ts';
 import { devices } from '../server/db/schema.ts';
-import { loadServerConfig } from '../server/env.ts';
-import { createLogger } from '../server/logger.ts';
 import { DEFAULT_AGENT_CONFIG } from '../server/settings/effective-settings.ts';
-import { gemmModel } from '../test/helpers/models.ts';
 import { SimulatorProcess } from '../simulator/simulator-process.ts';
+import { startBenchPlane, twoTrustedBundles, type BenchApi } from './bench-plane.ts';
 import { profiled } from './cpu-profile.ts';
 import { printTable, type BenchRow } from './lib.ts';
 
 const SIZES = (process.env.BENCH_FANOUT_DEVICES ?? '2000,10000').split(',').filter(Boolean).map(Number);
 const SIM_DEVICES = Number(process.env.BENCH_FANOUT_SIM_DEVICES ?? 2000);
 const PER_PROCESS = 5_000;
-const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
 const load = () => os.loadavg()[0].toFixed(0);
 
 export async function runFanoutBench(): Promise<BenchRow[]> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-fanout-bench-'));
-  const env = {
-    FLOTILLA_DATA_DIR: dir,
-    FLOTILLA_HTTP_HOST: '127.0.0.1',
-    FLOTILLA_HTTP_PORT: String(await freePort()),
-    FLOTILLA_MQTT_HOST: '127.0.0.1',
-    FLOTILLA_MQTT_PORT: String(await freePort()),
-    FLOTILLA_DRIFT_CRON: 'off',
-  };
-  const plane = new ControlPlane(loadServerConfig(env), createLogger('silent'));
-  await plane.start();
+  const { plane, dir, api } = await startBenchPlane('flotilla-fanout-bench-');
   const rows: BenchRow[] = [];
   // Each row is shown as soon as it is measured: a run on a loaded machine may be cut short.
   const tell = (r: BenchRow) => {
@@ -61,31 +44,8 @@ export async function runFanoutBench(): Promise<BenchRow[]> {
     console.error(`fanout: ${r.benchmark}: ${r.value.toFixed(2)} ${r.unit} (baseline ${r.baselineValue?.toFixed(2)}; ${r.note})`);
   };
   try {
-    // A new connection per request (agent: false): the device inserts take longer than the server's
-    // keep-alive timeout, and a reused idle socket can be reset under the next request.
-    const api = (method: string, p: string, body?: unknown, raw?: Uint8Array) =>
-      new Promise<any>((resolve, reject) => {
-        const payload = raw ?? (body ? Buffer.from(JSON.stringify(body)) : undefined);
-        const req = request(plane.httpUrl + p, { method, agent: false, headers: { authorization: `Bearer ${plane.adminToken}`, ...(body ? { 'content-type': 'application/json' } : {}) } }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const json = JSON.parse(Buffer.concat(chunks).toString());
-            if (res.statusCode! >= 300) reject(new Error(`${method} ${p}: ${res.statusCode} ${JSON.stringify(json)}`));
-            else resolve(json);
-          });
-        });
-        req.on('error', reject);
-        req.end(payload);
-      });
-    await api('POST', '/api/v1/models/fan/versions', undefined, gemmModel({ seed: 1 }));
-    await api('POST', '/api/v1/models/fan/versions', undefined, gemmModel({ seed: 2 }));
-    const root = generateKeyPair();
-    const release = await api('POST', '/api/v1/keys/release');
-    await api('PUT', '/api/v1/keys/keylist', signKeyList(createKeyList({ version: 1, root, keys: [release], threshold: 1, expiresAt: new Date(Date.now() + 86400e3) }), root.privateKeyPem));
-    const { definition, labels } = await loadBundleDefinition(BUNDLE_DEF);
-    const b1 = (await api('POST', '/api/v1/bundles', { model: 'fan@1', definition, labels })).id as string;
-    const b2 = (await api('POST', '/api/v1/bundles', { model: 'fan@2', definition, labels })).id as string;
+    const { root, bundles } = await twoTrustedBundles(api, 'fan');
+    const [b1, b2] = bundles.map((b) => b.id);
     const credentialHash = hashDeviceSecret('bench-secret');
     for (const n of SIZES) {
       const cohort = `fan${n}`;
@@ -130,7 +90,7 @@ async function until(fn: () => boolean, timeoutMs: number, everyMs = 100): Promi
 }
 
 /** Two deployments to SIM_DEVICES connected simulated devices, each timed until every device verified it. */
-async function simulatedFanout(plane: ControlPlane, api: (method: string, p: string, body?: unknown) => Promise<any>, rootPublicKey: string, b1: string, b2: string, tell: (r: BenchRow) => void): Promise<void> {
+async function simulatedFanout(plane: ControlPlane, api: BenchApi, rootPublicKey: string, b1: string, b2: string, tell: (r: BenchRow) => void): Promise<void> {
   const n = SIM_DEVICES;
   await api('POST', '/api/v1/cohorts', { name: 'simfan', selector: 'fleet=simfan' });
   const token = (await api('POST', '/api/v1/enroll-tokens', { labels: { fleet: 'simfan' }, maxUses: n })).token as string;

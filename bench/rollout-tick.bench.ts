@@ -12,26 +12,19 @@
 // and for the first size a bare `select count(*)` over the telemetry table.
 // BENCH_TICK_HISTORY_MIN (default 60) minutes before the rollout, BENCH_TICK_STAGE_MIN (10) since;
 // BENCH_TICK_REPEAT (5) timings of each; BENCH_CPU_PROFILE=<dir> profiles the last of each.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { request } from 'node:http';
-import os, { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
+import os from 'node:os';
 import { eq, sql } from 'drizzle-orm';
-import { freePort } from '../agent/testing/harness.ts';
-import { createKeyList, signKeyList } from '../firmware-bundles/key-list.ts';
-import { generateKeyPair } from '../firmware-bundles/keys.ts';
-import { loadBundleDefinition } from '../firmware-bundles/load-definition.ts';
 import { createLatencyHistogram, recordLatency } from '../protocol/sketch/latency-histogram.ts';
 import type { ReportedMessage } from '../protocol/messages/reported.ts';
 import type { TelemetryMessage } from '../protocol/messages/telemetry.ts';
-import { ControlPlane } from '../server/control-plane.ts';
+import type { ControlPlane } from '../server/control-plane.ts';
 import { rollouts } from '../server/db/schema.ts';
 import { DeviceStateWriter } from '../server/devices/device-state-writer.ts';
-import { loadServerConfig } from '../server/env.ts';
 import { writeTelemetry, type TelemetryItem } from '../server/ingest/telemetry-writer.ts';
 import { createLogger } from '../server/logger.ts';
 import { tickRollout } from '../server/rollouts/rollout-ticker.ts';
-import { gemmModel } from '../test/helpers/models.ts';
+import { startBenchPlane, twoTrustedBundles } from './bench-plane.ts';
 import { bulkProvision } from './bulk-provision.ts';
 import { profiled } from './cpu-profile.ts';
 import { printTable, type BenchRow } from './lib.ts';
@@ -42,7 +35,6 @@ const STAGE_MIN = Number(process.env.BENCH_TICK_STAGE_MIN ?? 10);
 const REPEAT = Number(process.env.BENCH_TICK_REPEAT ?? 5);
 /** Reports per ingest transaction (ingest's adaptive batch stays within 5,000). */
 const BATCH = 2000;
-const BUNDLE_DEF = path.join(import.meta.dirname, '..', 'firmware-bundles', 'tabular-demo', 'bundle.json');
 const load = () => os.loadavg()[0].toFixed(0);
 
 interface BundleInfo {
@@ -52,20 +44,9 @@ interface BundleInfo {
 }
 
 export async function runRolloutTickBench(): Promise<BenchRow[]> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'flotilla-tick-bench-'));
-  const env = {
-    FLOTILLA_DATA_DIR: dir,
-    FLOTILLA_HTTP_HOST: '127.0.0.1',
-    FLOTILLA_HTTP_PORT: String(await freePort()),
-    FLOTILLA_MQTT_HOST: '127.0.0.1',
-    FLOTILLA_MQTT_PORT: String(await freePort()),
-    FLOTILLA_DRIFT_CRON: 'off',
-    // The bench ticks the rollout itself; the scheduler would tick it concurrently.
-    FLOTILLA_SCHEDULER: 'off',
-  };
+  // The bench ticks the rollout itself; the scheduler would tick it concurrently.
+  const { plane, dir, api } = await startBenchPlane('flotilla-tick-bench-', { FLOTILLA_SCHEDULER: 'off' });
   const logger = createLogger('silent');
-  const plane = new ControlPlane(loadServerConfig(env), logger);
-  await plane.start();
   const rows: BenchRow[] = [];
   const measured = new Map<string, number>(); // `${what}` at the first size, for the later sizes' baseline
   const tell = (r: BenchRow) => {
@@ -73,34 +54,8 @@ export async function runRolloutTickBench(): Promise<BenchRow[]> {
     console.error(`rollout-tick: ${r.benchmark}: ${r.value.toFixed(3)} ${r.unit} (baseline ${r.baselineValue?.toFixed(3)}; ${r.note})`);
   };
   try {
-    const api = (method: string, p: string, body?: unknown, raw?: Uint8Array, auth = true) =>
-      new Promise<any>((resolve, reject) => {
-        const payload = raw ?? (body ? Buffer.from(JSON.stringify(body)) : undefined);
-        const headers = { ...(auth ? { authorization: `Bearer ${plane.adminToken}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) };
-        const req = request(plane.httpUrl + p, { method, agent: false, headers }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks).toString();
-            if (res.statusCode! >= 300) reject(new Error(`${method} ${p}: ${res.statusCode} ${text.slice(0, 500)}`));
-            else resolve(res.headers['content-type']?.includes('json') ? JSON.parse(text) : text);
-          });
-        });
-        req.on('error', reject);
-        req.end(payload);
-      });
-    await api('POST', '/api/v1/models/tick/versions', undefined, gemmModel({ seed: 1 }));
-    await api('POST', '/api/v1/models/tick/versions', undefined, gemmModel({ seed: 2 }));
-    const root = generateKeyPair();
-    const release = await api('POST', '/api/v1/keys/release');
-    await api('PUT', '/api/v1/keys/keylist', signKeyList(createKeyList({ version: 1, root, keys: [release], threshold: 1, expiresAt: new Date(Date.now() + 86400e3) }), root.privateKeyPem));
-    const { definition, labels } = await loadBundleDefinition(BUNDLE_DEF);
-    const bundle = async (version: number): Promise<BundleInfo> => {
-      const b = await api('POST', '/api/v1/bundles', { model: `tick@${version}`, definition, labels });
-      return { id: b.id, name: b.name, version };
-    };
-    const v1 = await bundle(1);
-    const v2 = await bundle(2);
+    const { root, bundles } = await twoTrustedBundles(api, 'tick');
+    const [v1, v2]: BundleInfo[] = bundles.map((b, i) => ({ ...b, version: i + 1 }));
     const states = new DeviceStateWriter({ db: plane.db, logger, flushMs: 50 });
 
     for (const [k, n] of SIZES.entries()) {
