@@ -79,10 +79,14 @@ describe('artifact downloads under faults (real control plane and agent)', { tim
   let p: PlaneWithAgent;
 
   const device = async () => (await p.cp.api('GET', `/api/v1/devices/${p.deviceId}`)).body;
-  const deploy = async (version: number) => {
+  /** Pushes and bundles faulty@<version> (a model of its own seed). */
+  const build = async (version: number) => {
     await writeFile(path.join(p.dir, `v${version}.onnx`), gemmModel({ seed: version }));
     await p.cli('models', 'push', path.join(p.dir, `v${version}.onnx`), '--name', 'faulty');
     await p.cli('bundles', 'build', `faulty@${version}`, '--def', BUNDLE_DEF);
+  };
+  const deploy = async (version: number) => {
+    await build(version);
     await p.cli('deploy', `faulty@${version}`, '--device', p.deviceId);
   };
   const activeOn = (version: number) =>
@@ -173,9 +177,7 @@ describe('artifact downloads under faults (real control plane and agent)', { tim
     await activeOn(6);
     proxy.seen.length = 0;
     proxy.otherwise = 'reset';
-    await writeFile(path.join(p.dir, 'v7.onnx'), gemmModel({ seed: 7 }));
-    await p.cli('models', 'push', path.join(p.dir, 'v7.onnx'), '--name', 'faulty');
-    await p.cli('bundles', 'build', 'faulty@7', '--def', BUNDLE_DEF);
+    await build(7);
     await p.cli('cohorts', 'create', 'faults', '--selector', 'site=faults');
     const started = await p.cp.api('POST', '/api/v1/rollouts', { json: { bundle: 'faulty@7', cohort: 'faults', stages: [1], bakeS: 0, shadow: { share: 1, durationS: 3600, windowS: 1 } } });
     assert.equal(started.status, 201, JSON.stringify(started.body));
