@@ -6,6 +6,7 @@ import { createClient, type Client } from '@libsql/client';
 import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import * as schema from './schema.ts';
+import { reusePreparedStatements } from './reused-statements.ts';
 import { synchronousOnEveryWrite, type SynchronousLevel } from './synchronous.ts';
 import { checkpointInWorker, WAL_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
 import { queueTransactions } from './write-queue.ts';
@@ -46,6 +47,8 @@ export async function openDatabase(url: string, opts: OpenDatabaseOptions = {}):
     // drizzle opens its transactions `BEGIN IMMEDIATE` (libsql's default "write" mode): the write lock
     // is taken at the start, so a transaction never fails half-way upgrading a read to a write.
     queueTransactions(client, BUSY_TIMEOUT_MS, path.resolve(url.slice('file:'.length)));
+    // Ingest's fixed-shape statements are prepared once per connection (reused-statements.ts).
+    reusePreparedStatements();
   }
   const db = drizzle(client, { schema });
   await migrate(db, { migrationsFolder: MIGRATIONS });
