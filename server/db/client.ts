@@ -7,7 +7,7 @@ import { drizzle, type LibSQLDatabase } from 'drizzle-orm/libsql';
 import { migrate } from 'drizzle-orm/libsql/migrator';
 import * as schema from './schema.ts';
 import { reusePreparedStatements } from './reused-statements.ts';
-import { synchronousOnEveryWrite, type SynchronousLevel } from './synchronous.ts';
+import { synchronousOnEveryWrite, WRITER_CACHE_KIB, type SynchronousLevel } from './synchronous.ts';
 import { checkpointInWorker, WAL_AUTOCHECKPOINT_PAGES } from './wal-checkpointer.ts';
 import { queueTransactions } from './write-queue.ts';
 
@@ -35,7 +35,8 @@ export async function openDatabase(url: string, opts: OpenDatabaseOptions = {}):
     await client.execute('PRAGMA journal_mode = WAL');
     await client.execute('PRAGMA foreign_keys = ON');
     // Checkpoints run in a worker thread, not inside the commits of the event loop's writers (wal-checkpointer.ts).
-    synchronousOnEveryWrite(client, opts.synchronous ?? 'normal', WAL_AUTOCHECKPOINT_PAGES);
+    // … and every writing connection gets a page cache that holds an ingest batch (synchronous.ts).
+    synchronousOnEveryWrite(client, opts.synchronous ?? 'normal', { autocheckpoint: WAL_AUTOCHECKPOINT_PAGES, cacheKiB: WRITER_CACHE_KIB });
     const checkpointer = checkpointInWorker(path.resolve(url.slice('file:'.length)), { onError: (err) => process.emitWarning(`WAL checkpointer failed (${err.message}); writers checkpoint past ${WAL_AUTOCHECKPOINT_PAGES} pages`) });
     const close = client.close.bind(client);
     client.close = () => {

@@ -1,6 +1,7 @@
 // `PRAGMA synchronous` is per connection and libsql's client opens connections as it needs them, so the
 // setting must reach every connection a write commits on — ingest's batches first of all. Each test
-// forces writes onto connections opened after the database was (by holding others with open readers).
+// forces writes onto connections opened after the database was (by holding others with open readers). The
+// writers' other settings (the page cache) reach every writing connection the same way.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { telemetryMessage } from '../../test/helpers/device-stats.ts';
 import { Ingest } from '../ingest/ingest.ts';
 import { Metrics } from '../metrics.ts';
 import { openDatabase } from './client.ts';
+import { WRITER_CACHE_KIB } from './synchronous.ts';
 import { devices, telemetry } from './schema.ts';
 
 const NORMAL = 1;
@@ -87,6 +89,24 @@ describe('PRAGMA synchronous on every writing connection', () => {
         assert.equal(Number(one.rows[0][0]), NORMAL, `execute() with ${held} connections held`);
         assert.equal(Number(two.rows[0][0]), NORMAL, `batch() with ${held} connections held`);
       }
+    } finally {
+      client.close();
+    }
+  });
+
+  test('every writing connection has the writers\' page cache, also one opened while others were held', async () => {
+    const { client } = await openDatabase(`file:${path.join(dir, 'cache.db')}`);
+    try {
+      await client.execute('CREATE TABLE c (kib INTEGER)');
+      for (let held = 0; held < 3; held++) {
+        const release = await holdConnections(client, held);
+        const tx = await client.transaction('write');
+        const kib = -Number((await tx.execute('PRAGMA cache_size')).rows[0][0]);
+        await tx.commit();
+        release();
+        assert.equal(kib, WRITER_CACHE_KIB, `cache_size with ${held} connections held`);
+      }
+      assert.ok(WRITER_CACHE_KIB >= 8192, 'a batch of 500 stats windows (≈ 3.5 MiB) fits');
     } finally {
       client.close();
     }
