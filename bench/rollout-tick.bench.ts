@@ -131,7 +131,8 @@ export async function runRolloutTickBench(): Promise<BenchRow[]> {
       });
       await time('GET /metrics (fleet gauges)', () => api('GET', '/metrics', undefined, undefined, false));
       await time('GET /api/v1/fleet?window=15m (console fleet page)', () => api('GET', '/api/v1/fleet?window=15m'));
-      await time('GET /api/v1/cohorts (console cohorts and rollouts pages)', () => api('GET', '/api/v1/cohorts'));
+      await time('GET /api/v1/fleet?telemetry=false (console cohorts page, flotilla status)', () => api('GET', '/api/v1/fleet?telemetry=false'));
+      await time('GET /api/v1/cohorts?members=count (console rollouts page)', () => api('GET', '/api/v1/cohorts?members=count'));
       await time('GET /api/v1/rollouts?limit=30 (console rollouts page)', () => api('GET', '/api/v1/rollouts?limit=30'));
       await time(`GET /api/v1/rollouts/{id} (rollouts status, every device's state)`, () => api('GET', `/api/v1/rollouts/${r.id}`));
 
