@@ -6,7 +6,8 @@
 // stage holds the whole cohort with every device's update state reported (a few failed). Timed, each
 // REPEAT times (median): one full tick of that rollout with every gate on (failed updates, success
 // ratio, stage completion, error rate, latency regression, drift), a `/metrics` scrape, and what the
-// console's fleet, cohorts and rollouts pages and `flotilla rollouts status` load. The bake is long,
+// console's fleet, cohorts and rollouts pages and `flotilla rollouts status` load, and those console pages
+// in Chromium (console-pages.ts: navigation until rendered, a filter keystroke). The bake is long,
 // so every tick does the same work (verdict "baking") and none moves the rollout.
 // Baseline in the same run: the same at the first size (BENCH_TICK_DEVICES, default "1000,10000"),
 // and for the first size a bare `select count(*)` over the telemetry table.
@@ -26,6 +27,7 @@ import { createLogger } from '../server/logger.ts';
 import { tickRollout } from '../server/rollouts/rollout-ticker.ts';
 import { startBenchPlane, twoTrustedBundles } from './bench-plane.ts';
 import { bulkProvision } from './bulk-provision.ts';
+import { timeConsolePages } from './console-pages.ts';
 import { profiled } from './cpu-profile.ts';
 import { printTable, type BenchRow } from './lib.ts';
 
@@ -33,6 +35,8 @@ const SIZES = (process.env.BENCH_TICK_DEVICES ?? '1000,10000').split(',').filter
 const HISTORY_MIN = Number(process.env.BENCH_TICK_HISTORY_MIN ?? 60);
 const STAGE_MIN = Number(process.env.BENCH_TICK_STAGE_MIN ?? 10);
 const REPEAT = Number(process.env.BENCH_TICK_REPEAT ?? 5);
+/** BENCH_TICK_CONSOLE=0 leaves out the console pages in Chromium (console-pages.ts). */
+const CONSOLE = process.env.BENCH_TICK_CONSOLE !== '0';
 /** Reports per ingest transaction (ingest's adaptive batch stays within 5,000). */
 const BATCH = 2000;
 const load = () => os.loadavg()[0].toFixed(0);
@@ -127,9 +131,30 @@ export async function runRolloutTickBench(): Promise<BenchRow[]> {
       });
       await time('GET /metrics (fleet gauges)', () => api('GET', '/metrics', undefined, undefined, false));
       await time('GET /api/v1/fleet?window=15m (console fleet page)', () => api('GET', '/api/v1/fleet?window=15m'));
-      await time('GET /api/v1/cohorts (console cohorts and rollouts pages)', () => api('GET', '/api/v1/cohorts'));
+      await time('GET /api/v1/fleet?telemetry=false (console cohorts page, flotilla status)', () => api('GET', '/api/v1/fleet?telemetry=false'));
+      await time('GET /api/v1/cohorts?members=count (console rollouts page)', () => api('GET', '/api/v1/cohorts?members=count'));
       await time('GET /api/v1/rollouts?limit=30 (console rollouts page)', () => api('GET', '/api/v1/rollouts?limit=30'));
       await time(`GET /api/v1/rollouts/{id} (rollouts status, every device's state)`, () => api('GET', `/api/v1/rollouts/${r.id}`));
+
+      // The console's pages in Chromium over the same data (every cohort so far: the fleet holds them all).
+      if (CONSOLE) {
+        const total = SIZES.slice(0, k + 1).reduce((a, b) => a + b, 0);
+        const l = load();
+        const c = await timeConsolePages({ url: plane.httpUrl, token: plane.adminToken!, total, selector: `fleet=${cohort}`, matching: n, search: `${cohort}-123`, cohort, repeat: REPEAT });
+        const shown: Array<[string, number]> = [
+          [`console fleet page: navigate → ${total} rows rendered`, c.fleetRender],
+          [`console fleet page: label selector typed → filtered rows shown`, c.selectorFilter],
+          [`console fleet page: one search keystroke → rows shown`, c.searchKeystroke],
+          [`console rollouts page: navigate → rendered`, c.rolloutsRender],
+          [`console cohorts page: navigate → cohort table rendered`, c.cohortsRender],
+        ];
+        for (const [what, ms] of shown) {
+          const s = ms / 1000;
+          if (k === 0) measured.set(what.replace(/\d+ rows/, 'N rows'), s);
+          const baselineValue = k === 0 ? undefined : measured.get(what.replace(/\d+ rows/, 'N rows'));
+          tell({ benchmark: `${what}, ${n} devices`, value: s, unit: 's', ...(k === 0 ? {} : { baseline: `the same at ${SIZES[0]} devices`, baselineValue }), ratio: baselineValue ? s / baselineValue : undefined, note: `Chromium, median of ${REPEAT}; load ${l}→${load()}` });
+        }
+      }
     }
     await states.stop();
   } finally {

@@ -6,7 +6,7 @@ import type { AppEnv } from '../http/app-env.ts';
 import { actorOf, requireRole } from '../http/auth.ts';
 import { validationHook } from '../http/errors.ts';
 import { errorResponses, json, page, Pagination } from '../http/schemas.ts';
-import { cohortMembers, createCohort, deleteCohort, listCohorts, updateCohort } from './cohort-service.ts';
+import { cohortMembers, createCohort, deleteCohort, listCohorts, updateCohort, withMemberCounts } from './cohort-service.ts';
 
 const Cohort = z
   .object({ id: z.number(), name: z.string(), selector: z.string(), description: z.string().nullable(), createdAt: z.string(), preferVariant: z.string().nullable() })
@@ -28,8 +28,22 @@ export function cohortRoutes(db: Db) {
       async (c) => c.json(await createCohort(db, { ...c.req.valid('json'), actor: actorOf(c) }), 201),
     )
     .openapi(
-      createRoute({ method: 'get', path: '/', summary: 'List cohorts', request: { query: Pagination }, responses: { 200: json(z.object({ cohorts: z.array(Cohort) }), 'Cohorts'), ...errorResponses } }),
-      async (c) => c.json({ cohorts: page(await listCohorts(db), c.req.valid('query')) }, 200),
+      createRoute({
+        method: 'get',
+        path: '/',
+        summary: 'List cohorts',
+        request: {
+          query: Pagination.extend({
+            members: z.enum(['count']).optional().openapi({ description: 'count: each cohort with memberCount, its approved devices now (a read of every device\'s labels)' }),
+          }),
+        },
+        responses: { 200: json(z.object({ cohorts: z.array(Cohort.extend({ memberCount: z.number().int().optional() })) }), 'Cohorts'), ...errorResponses },
+      }),
+      async (c) => {
+        const q = c.req.valid('query');
+        const listed = page(await listCohorts(db), q);
+        return c.json({ cohorts: q.members === 'count' ? await withMemberCounts(db, listed) : listed }, 200);
+      },
     )
     .openapi(
       createRoute({

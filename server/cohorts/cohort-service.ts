@@ -1,10 +1,10 @@
 // Cohorts: named label selectors; membership is computed from the devices' labels at read time.
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { recordAudit } from '../audit/audit-log.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { cohorts, devices } from '../db/schema.ts';
 import { listDevices, parseSelectorOrThrow } from '../devices/device-service.ts';
-import { matches } from './selector.ts';
+import { matches, parseSelector } from './selector.ts';
 import { Conflict, Invalid, NotFound } from '../errors.ts';
 
 export const COHORT_NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
@@ -52,6 +52,28 @@ export async function getCohort(db: Tx, name: string) {
 
 export async function listCohorts(db: Db) {
   return db.select().from(cohorts).orderBy(cohorts.name);
+}
+
+/**
+ * The cohorts with how many approved devices each holds now (what the console's rollout picker shows), from
+ * one read of the approved devices' labels as a single JSON document; a stored selector that no longer
+ * parses counts 0.
+ */
+export async function withMemberCounts<C extends { selector: string }>(db: Tx, list: C[]): Promise<Array<C & { memberCount: number }>> {
+  if (!list.length) return [];
+  const [row] = await db.all<{ labels: string }>(sql`select json_group_array(json(${devices.labels})) as labels from ${devices} where ${devices.status} = 'approved'`);
+  const labels = JSON.parse(row?.labels ?? '[]') as Array<Record<string, string>>;
+  return list.map((c) => {
+    let terms;
+    try {
+      terms = parseSelector(c.selector);
+    } catch {
+      return { ...c, memberCount: 0 };
+    }
+    let memberCount = 0;
+    for (const l of labels) if (matches(terms, l)) memberCount++;
+    return { ...c, memberCount };
+  });
 }
 
 /** Current members: approved devices whose labels match the selector. */

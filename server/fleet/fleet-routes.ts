@@ -37,7 +37,15 @@ export function fleetRoutes(db: Db) {
       method: 'get',
       path: '/',
       summary: 'Every device with its cohorts, running and desired version, last update failure and telemetry (rate, error ratio, p95) over a window (default 15m)',
-      request: { query: z.object({ window: z.string().optional().openapi({ example: '15m' }) }) },
+      request: {
+        query: z.object({
+          window: z.string().optional().openapi({ example: '15m' }),
+          telemetry: z
+            .enum(['true', 'false'])
+            .optional()
+            .openapi({ description: 'false: every device\'s telemetry is null and the telemetry rollups are not read (for pages that show membership and versions only). Default true.' }),
+        }),
+      },
       responses: {
         200: json(z.object({ window: z.object({ start: z.string(), end: z.string(), seconds: z.number() }), devices: z.array(FleetDevice) }), 'The fleet'),
         ...errorResponses,
@@ -47,7 +55,7 @@ export function fleetRoutes(db: Db) {
       const q = c.req.valid('query');
       const windowS = q.window === undefined ? 900 : parseWindowSeconds(q.window);
       if (windowS === null) throw Invalid(`invalid window "${q.window}": use e.g. 5m, 15m, 1h`);
-      return c.json(await fleetOverview(db, windowS), 200);
+      return c.json(await fleetOverview(db, windowS, new Date(), { telemetry: q.telemetry !== 'false' }), 200);
     },
   );
 }

@@ -10,7 +10,7 @@ import { emit, type Output } from '../output.ts';
 const IN_FLIGHT: ReadonlySet<string> = new Set(UPDATE_STATES.filter((s) => !TERMINAL_STATES.has(s)));
 export async function fleetStatus(api: Api) {
   const [fleet, alerts, rollouts, jobs, keys] = await Promise.all([
-    call(api.api.v1.fleet.$get({ query: {} })),
+    call(api.api.v1.fleet.$get({ query: { telemetry: 'false' } })),
     call(api.api.v1.alerts.$get({ query: { status: 'open', limit: '100' } })),
     call(api.api.v1.rollouts.$get({ query: {} })),
     call(api.api.v1.jobs.$get({ query: {} })),

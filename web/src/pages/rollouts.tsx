@@ -13,22 +13,23 @@ import { StartRollout } from './start-rollout.tsx';
 
 export function RolloutsPage() {
   const data = useLoad(async () => {
-    const [rollouts, cohorts, fleet] = await Promise.all([call(api.api.v1.rollouts.$get({ query: { limit: '30' } })), call(api.api.v1.cohorts.$get({ query: {} })), call(api.api.v1.fleet.$get({ query: {} }))]);
-    return { rollouts: rollouts.rollouts, cohorts: cohorts.cohorts, devices: fleet.devices };
+    // The cohort picker shows member counts only: the server counts them (not the whole fleet sent here).
+    const [rollouts, cohorts] = await Promise.all([call(api.api.v1.rollouts.$get({ query: { limit: '30' } })), call(api.api.v1.cohorts.$get({ query: { members: 'count' } }))]);
+    return { rollouts: rollouts.rollouts, cohorts: cohorts.cohorts };
   });
   useEventReload(['rollout', 'device'], data.reload);
   const running = data.data?.rollouts.some((r) => r.status === 'running') ?? false;
   useInterval(() => void data.reload(), streamStatus.value === 'live' ? 60_000 : running ? 2_000 : 10_000);
   if (data.loading && !data.data) return <Loading what="rollouts" />;
   if (!data.data) return <ErrorBox error={data.error} title="Could not load rollouts" />;
-  const { rollouts, cohorts, devices } = data.data;
+  const { rollouts, cohorts } = data.data;
   return (
     <div class="page">
       <header class="page-head">
         <h1>Rollouts</h1>
       </header>
       <ErrorBox error={data.error} title="Refresh failed (showing the last answer)" />
-      {can('models:write') && <StartRollout cohorts={cohorts.map((c) => ({ name: c.name, members: devices.filter((d) => d.cohorts.includes(c.name)).length }))} onStarted={data.reload} />}
+      {can('models:write') && <StartRollout cohorts={cohorts.map((c) => ({ name: c.name, members: c.memberCount ?? 0 }))} onStarted={data.reload} />}
       {rollouts.map((r) => (
         <RolloutCard key={r.id} rollout={r} onChanged={data.reload} />
       ))}

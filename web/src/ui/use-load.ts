@@ -1,7 +1,8 @@
 // Loads data for a page and reloads on demand; the error is kept readable for the page to show.
-import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { readable } from '../api.ts';
 import { type FlotillaEvent, onEvent } from '../events.ts';
+import { oneAtATime } from './one-at-a-time.ts';
 
 export interface Loaded<T> {
   data: T | undefined;
@@ -15,20 +16,29 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[] = []): Loaded
   const [error, setError] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const seq = useRef(0);
-  const reload = useCallback(async () => {
-    const mine = ++seq.current;
-    try {
-      const v = await load();
-      if (mine !== seq.current) return; // a newer load won
-      setData(v);
-      setError(null);
-    } catch (err) {
-      if (mine === seq.current) setError(readable(err));
-    } finally {
-      if (mine === seq.current) setLoading(false);
-    }
+  // One load at a time (one-at-a-time.ts): a poll or an event while a load is in flight asks for one more
+  // after it. Before, each started a load that discarded the one in flight, so a page whose answer took
+  // longer than its poll interval (3 s, 5 s; the fleet took 3.4 s at 10,000 devices on a loaded server)
+  // showed nothing until one load happened to finish before the next poll, its loads all competing for
+  // the same server. New deps still win at once.
+  const reload = useMemo(
+    () =>
+      oneAtATime(async () => {
+        const mine = ++seq.current;
+        try {
+          const v = await load();
+          if (mine !== seq.current) return; // loads for newer deps won
+          setData(v);
+          setError(null);
+        } catch (err) {
+          if (mine === seq.current) setError(readable(err));
+        } finally {
+          if (mine === seq.current) setLoading(false);
+        }
+      }),
     // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, deps);
+    deps,
+  );
   useEffect(() => {
     setLoading(true);
     void reload();
