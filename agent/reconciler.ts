@@ -21,6 +21,8 @@ import { installBundle, settleProbation, swapModel, watchNewBundle } from './upd
 import { recordAdoption, relinkServingBundle, sameFiles } from './update/adopt.ts';
 import { bootInstalledBundle } from './update/boot.ts';
 import { downloadBundleFiles } from './update/download.ts';
+import { splayDelayMs } from './update/splay.ts';
+import { sleep } from './backoff.ts';
 import { manifestBundleInfo, stageAndSmoke, verifyDownloadedBundle } from './update/stage.ts';
 
 export { manifestDigest } from './desired-check.ts';
@@ -51,7 +53,8 @@ export function reactivatable(s: Readonly<AgentState>, digest: string): boolean 
 export class Reconciler {
   private chain: Promise<void> = Promise.resolve();
   private pending: UpdateJob | null = null;
-  private running: { job: UpdateJob; ctl: AbortController; phase: UpdateState } | null = null;
+  /** `downloadAt`: set while the update waits out its download splay (epoch ms the download starts). */
+  private running: { job: UpdateJob; ctl: AbortController; phase: UpdateState; downloadAt?: number } | null = null;
   private worker: Promise<void> | null = null;
   private activeBundle: InstalledBundle | null = null;
   private activeDigest: string | null = null;
@@ -205,7 +208,7 @@ export class Reconciler {
     const { bundles, reporter, runtime, logger, config } = this.o;
     const ctl = new AbortController();
     const signal = AbortSignal.any([ctl.signal, this.stopCtl.signal]);
-    const running = { job, ctl, phase: 'downloading' as UpdateState };
+    const running: { job: UpdateJob; ctl: AbortController; phase: UpdateState; downloadAt?: number } = { job, ctl, phase: 'downloading' };
     this.running = running;
     const m = job.manifest;
     const ids = { counter: m.counter, bundleId: m.bundle.id };
@@ -214,12 +217,21 @@ export class Reconciler {
       running.phase = p;
       await reporter.transition(p, ids);
     };
-    const deadline = setTimeout(() => ctl.abort(new UpdateError('TIMEOUT', `update did not finish within ${config.updateTimeoutMs} ms (while ${running.phase})`)), config.updateTimeoutMs);
+    const deadline = setTimeout(() => ctl.abort(new UpdateError('TIMEOUT', `update did not finish within ${config.updateTimeoutMs} ms (while ${running.downloadAt ? 'waiting to download' : running.phase})`)), config.updateTimeoutMs);
     const giveUpAt = Date.now() + config.updateTimeoutMs;
     let staged: StagedModel | null = null;
     let installed = false;
     const started = Date.now();
     try {
+      // The splay: reported as `downloading` with the time the download starts; a newer desired state
+      // aborts the wait like a download in progress (nothing was fetched), the time bound covers it.
+      const waitMs = splayDelayMs(config.downloadSplayMs, config.updateTimeoutMs);
+      if (waitMs > 0) {
+        running.downloadAt = Date.now() + waitMs;
+        await reporter.transition('downloading', { ...ids, reason: 'DOWNLOAD_SPLAY', downloadWaitUntil: new Date(running.downloadAt).toISOString() });
+        await sleep(waitMs, signal);
+        running.downloadAt = undefined;
+      }
       await phase('downloading');
       const dir = await bundles.stagingDir(job.name);
       await downloadBundleFiles(this.o, m, dir, signal, giveUpAt);
@@ -321,7 +333,9 @@ export class Reconciler {
   /** What the local API's /v1/status shows about updates. */
   status() {
     return {
-      running: this.running ? { counter: this.running.job.manifest.counter, phase: this.running.phase } : this.inProbation ? { counter: this.activeBundle?.manifest.counter ?? null, phase: 'probation' } : null,
+      running: this.running
+        ? { counter: this.running.job.manifest.counter, phase: this.running.downloadAt ? 'waiting' : this.running.phase, ...(this.running.downloadAt ? { downloadAt: new Date(this.running.downloadAt).toISOString() } : {}) }
+        : this.inProbation ? { counter: this.activeBundle?.manifest.counter ?? null, phase: 'probation' } : null,
       pending: this.pending ? { counter: this.pending.manifest.counter } : null,
       droppedDesired: this.dropped,
     };
