@@ -57,6 +57,13 @@ export const AgentConfigInput = z.object({
    * every attempt given up left it a response to stream to nobody (bench/RESULTS.md, "Downloads in a herd").
    */
   downloadAnswerTimeoutMs: Ms.default(120_000),
+  /**
+   * Download splay: a random wait in [0, this) between accepting a manifest and fetching its files, so a
+   * fleet deployed at once spreads its downloads instead of stampeding the artifact server
+   * (bench/RESULTS.md, "Downloads in a herd"). 0 by default: the server's download gate already sheds a
+   * herd (503 + Retry-After, waited out), and a single device or a staged rollout should not wait.
+   */
+  downloadSplayMs: Ms.default(0),
   /** A download attempt with no bytes for this long, once answered, is aborted (and resumed). */
   downloadIdleTimeoutMs: Ms.default(30_000),
   /** Upper bound of a whole update, download included; past it the update fails. */

@@ -5,7 +5,8 @@
 // device, expiry, counter and agent version, then names the agent reserves.
 import { createHash } from 'node:crypto';
 import { canonicalBytes } from '../firmware-bundles/canonical-json.ts';
-import { KeyList, verifyKeyList } from '../firmware-bundles/key-list.ts';
+import { trustedKeyList, verifyKeyList, type KeyList } from '../firmware-bundles/key-list.ts';
+import { tryCanonicalBytes } from '../firmware-bundles/envelope.ts';
 import type { PublicKeyRef } from '../firmware-bundles/keys.ts';
 import { verifyManifest, type DeploymentManifest } from '../firmware-bundles/manifest.ts';
 import { DesiredMessage } from '../protocol/messages/desired.ts';
@@ -64,6 +65,15 @@ export function manifestDigest(signed: unknown): string | null {
   }
 }
 
+/** The stored (trusted) key list, parsed once per stored object; undefined if it does not parse. */
+function storedList(signed: unknown): KeyList | undefined {
+  try {
+    return trustedKeyList(signed);
+  } catch {
+    return undefined;
+  }
+}
+
 export function checkDesired(payload: Buffer, ctx: DesiredContext): DesiredVerdict {
   let json: unknown;
   try {
@@ -74,7 +84,9 @@ export function checkDesired(payload: Buffer, ctx: DesiredContext): DesiredVerdi
   const msg = DesiredMessage.safeParse(json);
   if (!msg.success) return { kind: 'drop', why: msg.error.issues[0]?.message ?? 'invalid' };
   const { keylist: keylistEnvelope, manifest: manifestEnvelope } = msg.data;
-  const digest = manifestEnvelope ? manifestDigest(manifestEnvelope.signed) : null;
+  // The manifest's canonical bytes, made once: hashed here (its identity) and verified below.
+  const manifestBytes = manifestEnvelope ? tryCanonicalBytes(manifestEnvelope.signed) : null;
+  const digest = manifestBytes ? createHash('sha256').update(manifestBytes).digest('hex') : null;
   const claimed = manifestEnvelope?.signed as { counter?: unknown; bundle?: { id?: unknown } } | undefined;
   const counter = typeof claimed?.counter === 'number' && Number.isInteger(claimed.counter) ? claimed.counter : undefined;
   const bundleId = String(claimed?.bundle?.id ?? 'unknown');
@@ -87,8 +99,7 @@ export function checkDesired(payload: Buffer, ctx: DesiredContext): DesiredVerdi
 
   // 1. The key list, against the pinned root.
   if (!ctx.pinnedRoot) return manifestEnvelope ? reject('UNKNOWN_ROOT', 'no trust root pinned on this device (restart the agent with --trust-root)') : { kind: 'ignore', why: 'no manifest' };
-  const stored = ctx.storedKeylist ? KeyList.safeParse(ctx.storedKeylist.signed) : null;
-  const current = stored?.success ? stored.data : undefined;
+  const current = ctx.storedKeylist ? storedList(ctx.storedKeylist.signed) : undefined;
   const kl = verifyKeyList(keylistEnvelope, { pinnedRootKeys: [ctx.pinnedRoot], current, now: ctx.now });
   let keylist: KeyList;
   let usedKeylist: Envelope = keylistEnvelope;
@@ -110,7 +121,7 @@ export function checkDesired(payload: Buffer, ctx: DesiredContext): DesiredVerdi
   // 2. The manifest: signatures first, then device, expiry, counter, agent version.
   let floor = ctx.floor;
   if (reinstall && counter !== undefined) floor = Math.min(floor, counter - 1);
-  const mv = verifyManifest(manifestEnvelope, { keylist, deviceId: ctx.deviceId, activeCounter: floor > 0 ? floor : null, agentVersion: ctx.agentVersion, now: ctx.now });
+  const mv = verifyManifest(manifestEnvelope, { keylist, deviceId: ctx.deviceId, activeCounter: floor > 0 ? floor : null, agentVersion: ctx.agentVersion, now: ctx.now, payloadBytes: manifestBytes! });
   if (!mv.ok) return reject(mv.reason, mv.message, extra);
   const clash = mv.manifest.files.find((f) => RESERVED_FILES.has(f.path) || f.path.endsWith('.part'));
   if (clash) return reject('INVALID_BUNDLE', `bundle file name ${clash.path} is reserved by the agent`, extra);

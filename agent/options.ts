@@ -37,6 +37,7 @@ export const AGENT_OPTIONS = [
   o('probationMinRequests', '--probation-min-requests', '5', '…after at least this many inferences'),
   o('downloadRetries', '--download-retries', '5', 'download attempts per file after the first that failed otherwise than by a busy or unreachable server (an HTTP 500, a full disk); a refusal (401, 403, 404) fails at once, and no answer (refused, reset, timed out) or an overloaded one (429, 502, 503, 504) is retried with backoff until the update\'s time bound'),
   o('downloadAnswerTimeoutMs', '--download-answer-timeout-ms', '120000', "a download attempt whose answer (status and headers) has not come after this long is given up and retried; a starved server answers in arrival order, so a short wait only loses the device its place"),
+  o('downloadSplayMs', '--download-splay-ms', '0', "after accepting a verified desired state, wait a random delay in [0, this) before downloading (at most half of --update-timeout-ms), so a fleet told at once does not fetch at once; reported as `downloading` with `downloadWaitUntil` (/v1/status: phase `waiting`), cancelled by a newer desired state; 0: download at once"),
   o('downloadIdleTimeoutMs', '--download-idle-timeout-ms', '30000', 'a download attempt with no bytes for this long, once its answer came, is aborted and resumed'),
   o('updateTimeoutMs', '--update-timeout-ms', '1800000', 'bound of a whole update, download included (30 min)'),
   o('stepTimeoutMs', '--step-timeout-ms', '120000', 'bound of loading + smoke-testing a staged model, and of activation'),

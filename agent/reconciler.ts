@@ -21,6 +21,8 @@ import { installBundle, settleProbation, swapModel, watchNewBundle } from './upd
 import { recordAdoption, relinkServingBundle, sameFiles } from './update/adopt.ts';
 import { bootInstalledBundle } from './update/boot.ts';
 import { downloadBundleFiles } from './update/download.ts';
+import { splayDelayMs } from './update/splay.ts';
+import { sleep } from './backoff.ts';
 import { manifestBundleInfo, stageAndSmoke, verifyDownloadedBundle } from './update/stage.ts';
 
 export { manifestDigest } from './desired-check.ts';
@@ -51,7 +53,8 @@ export function reactivatable(s: Readonly<AgentState>, digest: string): boolean 
 export class Reconciler {
   private chain: Promise<void> = Promise.resolve();
   private pending: UpdateJob | null = null;
-  private running: { job: UpdateJob; ctl: AbortController; phase: UpdateState } | null = null;
+  /** `downloadAt`: set while the update waits out its download splay (epoch ms the download starts). */
+  private running: { job: UpdateJob; ctl: AbortController; phase: UpdateState; downloadAt?: number } | null = null;
   private worker: Promise<void> | null = null;
   private activeBundle: InstalledBundle | null = null;
   private activeDigest: string | null = null;
@@ -59,6 +62,8 @@ export class Reconciler {
   private probationRun: Promise<void> | null = null;
   /** The newest key list's write (never rejects). */
   private keylistWrite: Promise<void> = Promise.resolve();
+  /** A newer key list noted in memory to ride with the next state write (not on disk yet, perhaps). */
+  private keylistNoted = false;
   private inProbation = false;
   /** Desired messages dropped as malformed (counted, never thrown). */
   dropped = 0;
@@ -138,16 +143,24 @@ export class Reconciler {
       return;
     }
     if (v.keylistToStore) {
-      // Trusted in memory at once and written at once, but the verdict does not wait for the write: the
-      // fsynced replace queues behind every other file operation of the process (a simulator's thousands
-      // of downloads), and nothing irreversible happens before a later durable write that holds it (the
-      // probation record before a bundle is installed, a refusal's verdict, an adoption: see adopt()).
+      // Trusted in memory at once; the verdict never waits for its write. With a verdict that writes
+      // anyway it rides along: a refusal's `failed`, an accepted update's first durable write (the
+      // probation record before a bundle is installed), an adoption's (adopt() writes it first), so
+      // nothing irreversible happens before it is on disk and a fan-out costs a device no extra write
+      // (in a simulator's fan-out, that write was most of the devices' file work). Otherwise it is
+      // written at once.
       const list = v.keylistToStore;
       const version = (list.signed as { version?: number }).version;
-      this.keylistWrite = state.update((st) => void (st.keylist = list)).then(
-        () => logger.info({ version }, 'key list updated'),
-        (err) => logger.error({ err, version }, 'could not write the key list (the next state write retries it)'),
-      );
+      if (v.kind === 'accept' || v.kind === 'reject') {
+        state.note((st) => void (st.keylist = list));
+        this.keylistNoted = true;
+        logger.info({ version }, 'key list updated (written with the verdict)');
+      } else {
+        this.keylistWrite = state.update((st) => void (st.keylist = list)).then(
+          () => logger.info({ version }, 'key list updated'),
+          (err) => logger.error({ err, version }, 'could not write the key list (the next state write retries it)'),
+        );
+      }
       reporter.flush();
     }
     if (v.kind === 'ignore') {
@@ -203,9 +216,12 @@ export class Reconciler {
   private async run(job: UpdateJob): Promise<void> {
     if (this.activeBundle && sameFiles(job.manifest, this.activeBundle.manifest)) return this.adopt(job, this.activeBundle);
     const { bundles, reporter, runtime, logger, config } = this.o;
+    // One controller, aborted by a newer desired state, the deadline or stop() (which aborts the running
+    // update's): AbortSignal.any() per update cost a fan-out's simulator measurable CPU and GC (weak refs).
     const ctl = new AbortController();
-    const signal = AbortSignal.any([ctl.signal, this.stopCtl.signal]);
-    const running = { job, ctl, phase: 'downloading' as UpdateState };
+    if (this.stopCtl.signal.aborted) ctl.abort(this.stopCtl.signal.reason);
+    const signal = ctl.signal;
+    const running: { job: UpdateJob; ctl: AbortController; phase: UpdateState; downloadAt?: number } = { job, ctl, phase: 'downloading' };
     this.running = running;
     const m = job.manifest;
     const ids = { counter: m.counter, bundleId: m.bundle.id };
@@ -214,12 +230,21 @@ export class Reconciler {
       running.phase = p;
       await reporter.transition(p, ids);
     };
-    const deadline = setTimeout(() => ctl.abort(new UpdateError('TIMEOUT', `update did not finish within ${config.updateTimeoutMs} ms (while ${running.phase})`)), config.updateTimeoutMs);
+    const deadline = setTimeout(() => ctl.abort(new UpdateError('TIMEOUT', `update did not finish within ${config.updateTimeoutMs} ms (while ${running.downloadAt ? 'waiting to download' : running.phase})`)), config.updateTimeoutMs);
     const giveUpAt = Date.now() + config.updateTimeoutMs;
     let staged: StagedModel | null = null;
     let installed = false;
     const started = Date.now();
     try {
+      // The splay: reported as `downloading` with the time the download starts; a newer desired state
+      // aborts the wait like a download in progress (nothing was fetched), the time bound covers it.
+      const waitMs = splayDelayMs(config.downloadSplayMs, config.updateTimeoutMs);
+      if (waitMs > 0) {
+        running.downloadAt = Date.now() + waitMs;
+        await reporter.transition('downloading', { ...ids, reason: 'DOWNLOAD_SPLAY', downloadWaitUntil: new Date(running.downloadAt).toISOString() });
+        await sleep(waitMs, signal);
+        running.downloadAt = undefined;
+      }
       await phase('downloading');
       const dir = await bundles.stagingDir(job.name);
       await downloadBundleFiles(this.o, m, dir, signal, giveUpAt);
@@ -260,6 +285,10 @@ export class Reconciler {
     try {
       // Relinking installs no state write of its own first: the key list that verified the manifest is on disk before.
       await this.keylistWrite;
+      if (this.keylistNoted) {
+        this.keylistNoted = false;
+        await this.o.state.update(() => {});
+      }
       this.setActive(await relinkServingBundle(this.o, job, from));
     } catch (err) {
       this.running = null;
@@ -321,7 +350,9 @@ export class Reconciler {
   /** What the local API's /v1/status shows about updates. */
   status() {
     return {
-      running: this.running ? { counter: this.running.job.manifest.counter, phase: this.running.phase } : this.inProbation ? { counter: this.activeBundle?.manifest.counter ?? null, phase: 'probation' } : null,
+      running: this.running
+        ? { counter: this.running.job.manifest.counter, phase: this.running.downloadAt ? 'waiting' : this.running.phase, ...(this.running.downloadAt ? { downloadAt: new Date(this.running.downloadAt).toISOString() } : {}) }
+        : this.inProbation ? { counter: this.activeBundle?.manifest.counter ?? null, phase: 'probation' } : null,
       pending: this.pending ? { counter: this.pending.manifest.counter } : null,
       droppedDesired: this.dropped,
     };
@@ -329,6 +360,7 @@ export class Reconciler {
 
   async stop(): Promise<void> {
     this.stopCtl.abort(new UpdateError('STOPPING', 'agent stopping'));
+    this.running?.ctl.abort(this.stopCtl.signal.reason);
     await this.chain.catch(() => {});
     await this.keylistWrite;
     await this.worker;

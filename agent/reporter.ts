@@ -16,6 +16,7 @@ export class Reporter {
   private active: ReportedMessage['active'] = null;
   private desired: ReportedMessage['desired'] = null;
   private progress: ReportedMessage['progress'];
+  private downloadWaitUntil: string | undefined;
   private shadow: ShadowReport | null = null;
   private lastProgressAt = 0;
   private session?: ReportPublisher;
@@ -53,6 +54,7 @@ export class Reporter {
       active: this.active,
       desired: this.desired,
       ...(this.progress ? { progress: this.progress } : {}),
+      ...(this.downloadWaitUntil ? { downloadWaitUntil: this.downloadWaitUntil } : {}),
       lastError: s.lastError,
       transitions: s.transitions.slice(-50),
       ...(s.keylist ? { keylistVersion: (s.keylist.signed as { version?: number }).version ?? 0 } : {}),
@@ -83,13 +85,15 @@ export class Reporter {
   /**
    * Records a transition (persisted with the state, so the history survives restarts: a terminal one
    * before this returns, an intermediate one with the next write) and publishes.
-   * A failure carries its reason code and message as `lastError`.
+   * A failure carries its reason code and message as `lastError`; `downloadWaitUntil` marks a
+   * `downloading` that waits out its splay (until the next transition).
    */
-  async transition(state: UpdateState, o: { counter?: number; bundleId?: string; reason?: string; message?: string; error?: boolean } = {}): Promise<void> {
+  async transition(state: UpdateState, o: { counter?: number; bundleId?: string; reason?: string; message?: string; error?: boolean; downloadWaitUntil?: string } = {}): Promise<void> {
     const at = new Date().toISOString();
     this.state = state;
     if (o.counter !== undefined && o.bundleId !== undefined) this.desired = { bundleId: o.bundleId, counter: o.counter };
     if (state !== 'downloading') this.progress = undefined;
+    this.downloadWaitUntil = o.downloadWaitUntil;
     const t: Transition = { state, at, ...(o.counter !== undefined ? { counter: o.counter } : {}), ...(o.reason ? { reason: o.reason } : {}) };
     const record = (s: AgentState) => {
       s.transitions.push(t);

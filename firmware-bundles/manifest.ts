@@ -236,6 +236,8 @@ export interface VerifyManifestOptions {
   activeCounter: number | null;
   agentVersion: string;
   now: Date;
+  /** The payload's canonical bytes when the caller already made them (the agent hashes them too). */
+  payloadBytes?: Uint8Array;
 }
 
 /**
@@ -252,7 +254,7 @@ export interface VerifyManifestOptions {
 export function verifyManifest(envelope: unknown, opts: VerifyManifestOptions): Verdict<{ manifest: DeploymentManifest }, ManifestRejectReason> {
   const env = Envelope.safeParse(envelope);
   if (!env.success) return reject('MALFORMED', `manifest envelope: ${issuesLine(env.error)}`);
-  const bytes = tryCanonicalBytes(env.data.signed);
+  const bytes = opts.payloadBytes ?? tryCanonicalBytes(env.data.signed);
   if (!bytes) return reject('MALFORMED', 'manifest payload has no canonical JSON form');
   const parsed = DeploymentManifest.safeParse(env.data.signed);
   if (!parsed.success) return reject('MALFORMED', `manifest: ${issuesLine(parsed.error)}`);

@@ -39,6 +39,8 @@ export interface FleetOptions {
    */
   connectWaitMs: number;
   probationMs: number;
+  /** The agents' download splay (--download-splay-ms; 0: none). */
+  downloadSplayMs?: number;
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   logger: Logger;
@@ -103,6 +105,7 @@ export class SimFleet {
         telemetryIntervalS: o.telemetryS,
         statsWindowS: o.statsS,
         probationMs: o.probationMs,
+        downloadSplayMs: o.downloadSplayMs ?? 0,
         ...(o.reconnectMinMs !== undefined ? { reconnectMinMs: o.reconnectMinMs } : {}),
         ...(o.reconnectMaxMs !== undefined ? { reconnectMaxMs: o.reconnectMaxMs } : {}),
       });

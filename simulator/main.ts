@@ -23,6 +23,7 @@ const program = new Command('simulate')
   .option('--fail-updates <share>', 'share of devices whose updates fail (model load refused), e.g. 5%', '0')
   .option('--rows <n>', 'request rows per second per device with an active tabular bundle (0: none)', '1')
   .option('--probation <duration>', 'probation after each activation', '5s')
+  .option('--download-splay <duration>', 'each device waits a random delay in [0, this) after accepting a desired state before downloading (the agent\'s --download-splay-ms)', '0')
   .option('--data-dir <dir>', 'parent of the devices\' data directories (kept; a rerun reuses the identities). Default: a temporary one, removed at exit')
   .option('--name-prefix <prefix>', 'device names are <prefix><index> (default sim-<host>-<pid>-, so several simulators can share a server)')
   .option('--concurrency <n>', 'devices starting (enrolling) at once', '50')
@@ -69,6 +70,7 @@ function parse() {
     failUpdates: parseShare('--fail-updates', str('failUpdates')!),
     rowsPerS: rows,
     probationMs: parseDurationMs('--probation', str('probation')!),
+    downloadSplayMs: parseDurationMs('--download-splay', str('downloadSplay')!),
     concurrency: parsePositiveInt('--concurrency', str('concurrency')!, 10_000),
     connectWaitMs: parseDurationMs('--connect-wait', str('connectWait')!),
     durationMs: str('duration') ? parseDurationMs('--duration', str('duration')!) : undefined,
@@ -98,6 +100,7 @@ const fleet = new SimFleet({
   failUpdates: settings.failUpdates,
   drift: settings.drift,
   rowsPerS: settings.rowsPerS,
+  downloadSplayMs: settings.downloadSplayMs,
   startConcurrency: settings.concurrency,
   connectWaitMs: settings.connectWaitMs,
   probationMs: settings.probationMs,

@@ -37,8 +37,12 @@ describe('agent: state file writes per update', { timeout: 90_000 }, () => {
   });
 
   test('desired → active writes state.json twice, and every phase is on disk at the end', async () => {
+    const first = lab.agent.state!.writes;
     await lab.deploy(A, { counter: 1 }); // the first one also stores the key list
     await activeAt(1);
+    // The new key list rides with the update's own writes (it used to cost a write of its own).
+    assert.equal(lab.agent.state!.writes - first, 2, 'state.json writes for the first update, key list included');
+    assert.equal((await saved()).keylist?.signed.version, 1, 'the key list is on disk');
     const before = lab.agent.state!.writes;
     await lab.deploy(B, { counter: 2 });
     await activeAt(2);

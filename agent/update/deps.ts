@@ -16,7 +16,7 @@ export interface UpdateDeps {
   agentVersion: string;
   config: Pick<
     AgentConfig,
-    'probationMs' | 'probationRequests' | 'probationMinRequests' | 'probationMaxErrorRate' | 'updateTimeoutMs' | 'stepTimeoutMs'
+    'probationMs' | 'probationRequests' | 'probationMinRequests' | 'probationMaxErrorRate' | 'updateTimeoutMs' | 'stepTimeoutMs' | 'downloadSplayMs'
   >;
   state: StateStore;
   bundles: BundleStore;

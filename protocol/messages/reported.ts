@@ -58,6 +58,8 @@ export const ReportedMessage = z.object({
   /** The manifest being worked on (or last worked on). */
   desired: z.object({ bundleId: z.string(), counter: z.number().int() }).nullable(),
   progress: z.object({ bytes: z.number().nonnegative(), totalBytes: z.number().nonnegative() }).optional(),
+  /** With `downloading`: the update waits out its download splay until then (agent --download-splay-ms); absent once it fetches. */
+  downloadWaitUntil: z.string().datetime({ offset: true }).optional(),
   lastError: z.object({ code: z.string(), message: z.string().max(2000), at: z.string(), counter: z.number().int().optional() }).nullable(),
   /** Most recent transitions, oldest first (bounded). */
   transitions: z.array(z.object({ state: z.enum(UPDATE_STATES), at: z.string(), counter: z.number().int().optional(), reason: z.string().optional() })).max(50),
