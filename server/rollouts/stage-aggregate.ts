@@ -37,13 +37,18 @@ interface Unsealed {
   latency: Map<string, LatencyHistogram>;
 }
 
-interface RollupRow {
+interface CounterRow {
   key: string;
   bucket: string;
   reports: number;
   inferences: number;
   errors: number;
-  latency: string;
+}
+
+/** Counters a row per device-minute; latency a row per device, its histograms joined by SQLite. */
+interface RollupRows {
+  counters: CounterRow[];
+  latency: Array<{ key: string; latency: string }>;
 }
 
 export class StageAggregate {
@@ -214,12 +219,26 @@ export class StageAggregate {
     return devices * 4 >= this.fleetPerMinute ? sql`telemetry_rollups indexed by telemetry_rollups_bucket` : sql`telemetry_rollups`;
   }
 
-  /** The device rollups of `ids` in [from, to), a row each. */
-  private readRows(tx: Tx, ids: readonly string[], from: number, to: number): Promise<RollupRow[]> {
-    if (!ids.length || from >= to) return Promise.resolve([]);
-    return tx.all<RollupRow>(sql`
-      select key, bucket_start as bucket, reports, inferences, error_count as errors, latency from ${this.table(ids.length)}
+  /**
+   * The device rollups of `ids` in [from, to): counters a row each (no text), latency joined per device by
+   * SQLite (a JSON.parse per device, not per row: row by row, a restart's first read of a 10-minute stage at
+   * 10,000 devices took 11.8 s against about 4 s for the one grouped read, load 15).
+   */
+  private async readRows(tx: Tx, ids: readonly string[], from: number, to: number): Promise<RollupRows> {
+    if (!ids.length || from >= to) return { counters: [], latency: [] };
+    const table = this.table(ids.length);
+    const counters = await tx.all<CounterRow>(sql`
+      select key, bucket_start as bucket, reports, inferences, error_count as errors from ${table}
       where scope = 'device' and ${inIds(sql`key`, ids)} and bucket_start >= ${iso(from)} and bucket_start < ${iso(to)}`);
+    const latencyFrom = Math.max(from, this.latencyFrom);
+    const latency =
+      latencyFrom < to
+        ? await tx.all<{ key: string; latency: string }>(sql`
+            select key, group_concat(latency, ',') as latency from ${table}
+            where scope = 'device' and ${inIds(sql`key`, ids)} and bucket_start >= ${iso(latencyFrom)} and bucket_start < ${iso(to)}
+            group by key`)
+        : [];
+    return { counters, latency };
   }
 
   /** The reports count of each device rollup of `ids` in one minute (what a late report moves). */
@@ -248,17 +267,17 @@ export class StageAggregate {
     return out;
   }
 
-  private add(rows: RollupRow[]): void {
-    for (const r of rows) {
-      const minute = Date.parse(r.bucket);
-      const m = this.minutes.get(minute);
+  private add(rows: RollupRows): void {
+    for (const r of rows.counters) {
+      const m = this.minutes.get(Date.parse(r.bucket));
       if (!m) continue; // a minute not kept (read for a range that moved meanwhile)
       const i = this.index.get(r.key)!;
       m.reports[i] = r.reports;
       m.inferences[i] = r.inferences;
       m.errors[i] = r.errors;
-      if (minute < this.latencyFrom) continue;
-      const h = JSON.parse(r.latency) as LatencyHistogram;
+    }
+    for (const r of rows.latency) {
+      const h = mergeJoinedLatencies(r.latency);
       const kept = this.latency.get(r.key);
       this.latency.set(r.key, kept ? mergeLatencyHistograms(kept, h) : h);
     }
