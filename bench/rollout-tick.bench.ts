@@ -25,6 +25,7 @@ import { DeviceStateWriter } from '../server/devices/device-state-writer.ts';
 import { writeTelemetry, type TelemetryItem } from '../server/ingest/telemetry-writer.ts';
 import { createLogger } from '../server/logger.ts';
 import { tickRollout } from '../server/rollouts/rollout-ticker.ts';
+import { keepStageAggregates } from '../server/rollouts/stage-aggregate.ts';
 import { startBenchPlane, twoTrustedBundles } from './bench-plane.ts';
 import { bulkProvision } from './bulk-provision.ts';
 import { timeConsolePages } from './console-pages.ts';
@@ -128,6 +129,12 @@ export async function runRolloutTickBench(): Promise<BenchRow[]> {
         const verdict = (row.lastCheck as { verdict?: string } | null)?.verdict ?? '';
         // Every gate measured and passing, the stage baking: anything else would time a different tick.
         if (row.status !== 'running' || !verdict.startsWith('baking')) throw new Error(`rollout ${row.status}: ${verdict} ${JSON.stringify((row.lastCheck as { gates?: unknown }).gates)}`);
+      });
+      // The first tick after a restart or a stage change: the stage aggregate (stage-aggregate.ts) empty, the whole stage read.
+      await time('rollout tick, first after a restart (stage aggregate empty)', async () => {
+        keepStageAggregates(plane.db, new Set());
+        const [row] = await plane.db.select().from(rollouts).where(eq(rollouts.id, r.id));
+        await tickRollout(plane.db, plane.desired, logger, row);
       });
       await time('GET /metrics (fleet gauges)', () => api('GET', '/metrics', undefined, undefined, false));
       await time('GET /api/v1/fleet?window=15m (console fleet page)', () => api('GET', '/api/v1/fleet?window=15m'));

@@ -12,7 +12,8 @@ import { createLatencyHistogram, latencySummary, mergeLatencyHistograms, type La
 import { alerts, bundles, devices, telemetry, telemetryRollups } from '../db/schema.ts';
 import type { RolloutGates } from '../jobs/retrain-policy.ts';
 import { inIds } from '../db/in-ids.ts';
-import { readStageRollups, worstLatency, type StageRollups } from './stage-rollups.ts';
+import type { StageAggregate } from './stage-aggregate.ts';
+import { readStageRollups, worstLatency, type StageRollups, type StageWindow } from './stage-rollups.ts';
 
 export type GateStatus = 'pass' | 'fail' | 'waiting' | 'no-data' | 'skipped';
 
@@ -46,7 +47,7 @@ export const STAGE_COMPLETE = 'stageComplete';
  */
 export async function stageGates(
   tx: Tx,
-  o: { gates: RolloutGates; stage: StageDevices; bundleId: string; cohort: string; stageStartedAt: string; rolloutCreatedAt: string; hasPrevious: boolean; now: Date; bakeS: number; last: boolean },
+  o: { gates: RolloutGates; stage: StageDevices; bundleId: string; cohort: string; stageStartedAt: string; rolloutCreatedAt: string; hasPrevious: boolean; now: Date; bakeS: number; last: boolean; aggregate?: StageAggregate },
 ): Promise<GateResult[]> {
   const { gates, stage } = o;
   const out: GateResult[] = [];
@@ -78,16 +79,10 @@ export async function stageGates(
       reason: updating.length ? `still updating: ${updating.slice(0, 5).join(', ')}${updating.length > 5 ? `, … (${updating.length})` : ''}` : `all ${n} devices active or failed`,
     });
   }
-  // The error rate counts from the stage's first minute bucket (at least the last minute); the latency gate
-  // reads whole minutes only, from the first bucket that starts after the stage did (latencyGate says why).
-  const windowS = Math.max(60, Math.ceil((o.now.getTime() - Date.parse(o.stageStartedAt)) / 1000));
-  const latencySince = Math.ceil(Date.parse(o.stageStartedAt) / 60_000) * 60_000;
-  const latencyOn = gates.maxLatencyRatio !== null && o.hasPrevious;
-  // One grouped read of the stage's device rollups for both gates (stage-rollups.ts), not a telemetry summary per device.
-  const rollups =
-    gates.maxErrorRate !== undefined || latencyOn
-      ? await readStageRollups(tx, stage.ids, { from: new Date(o.now.getTime() - windowS * 1000), latencyFrom: latencyOn && o.now.getTime() - latencySince >= 1000 ? new Date(latencySince) : null, end: o.now })
-      : null;
+  const window = stageWindow(o);
+  // One grouped read of the stage's device rollups for both gates (stage-rollups.ts), not a telemetry summary per
+  // device; with the rollout's stage aggregate only what changed since the last tick (stage-aggregate.ts).
+  const rollups = window ? await readStageRollups(tx, stage.ids, window, o.aggregate) : null;
   if (gates.maxErrorRate !== undefined) {
     const errors = rollups!.errors;
     const total = rollups!.inferences + errors;
@@ -100,9 +95,24 @@ export async function stageGates(
       reason: rate === null ? 'no requests served on the stage yet' : `${errors} errors in ${total} requests`,
     });
   }
-  if (gates.maxLatencyRatio !== null) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio, since: latencySince, rollups }));
+  if (gates.maxLatencyRatio !== null) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio, since: latencySince(o.stageStartedAt), rollups }));
   if (gates.drift) out.push(await driftGate(tx, o));
   return out;
+}
+
+/** The latency gate reads whole minutes only, from the first bucket that starts after the stage did (latencyGate says why). */
+const latencySince = (stageStartedAt: string) => Math.ceil(Date.parse(stageStartedAt) / 60_000) * 60_000;
+
+/**
+ * The window of the stage rollups the error-rate and latency gates read (null: neither gate is on). The error
+ * rate counts from the stage's first minute bucket (at least the last minute); the latency gate from latencySince.
+ */
+export function stageWindow(o: { gates: RolloutGates; stageStartedAt: string; hasPrevious: boolean; now: Date }): StageWindow | null {
+  const latencyOn = o.gates.maxLatencyRatio !== null && o.hasPrevious;
+  if (o.gates.maxErrorRate === undefined && !latencyOn) return null;
+  const windowS = Math.max(60, Math.ceil((o.now.getTime() - Date.parse(o.stageStartedAt)) / 1000));
+  const since = latencySince(o.stageStartedAt);
+  return { from: new Date(o.now.getTime() - windowS * 1000), latencyFrom: latencyOn && o.now.getTime() - since >= 1000 ? new Date(since) : null, end: o.now };
 }
 
 async function latencyGate(

@@ -219,9 +219,37 @@ export async function getRollout(tx: Tx, id: string): Promise<RolloutView> {
   return toView(tx, await getRolloutRow(tx, id));
 }
 
-/** The parts of a device's `reported` document a rollout's device state reads (rollout-ticker.ts reads the same). */
-const reportedParts = sql<string | null>`case when ${devices.reported} is null then null else json_object('state', json_extract(${devices.reported}, '$.state'), 'active', json_extract(${devices.reported}, '$.active'),
-  'desired', json_extract(${devices.reported}, '$.desired'), 'lastError', json_extract(${devices.reported}, '$.lastError'), 'shadow', json_extract(${devices.reported}, '$.shadow')) end`.mapWith((v: string | null) => (v === null ? null : JSON.parse(v)));
+/**
+ * The values of a device's `reported` document a rollout's device state reads (rollout-ticker.ts reads the same),
+ * each one json_extract to a scalar: rebuilding its parts as a JSON object to parse again per device took about twice
+ * SQLite's time and a JSON.parse each (≈ 0.7 s of the 1.2 s `GET /rollouts/{id}` at 10,000 devices, load 12).
+ */
+const reportedAt = (p: string) => sql<string | null>`json_extract(${devices.reported}, ${p})`;
+const reportedValues = {
+  reported: sql<number>`${devices.reported} is not null`,
+  state: reportedAt('$.state'),
+  activeBundle: reportedAt('$.active.bundleId'),
+  desiredBundle: reportedAt('$.desired.bundleId'),
+  errorCode: reportedAt('$.lastError.code'),
+  shadowRollout: reportedAt('$.shadow.rolloutId'),
+  shadowState: reportedAt('$.shadow.state'),
+  shadowReason: reportedAt('$.shadow.reason'),
+};
+type ReportedValues = { [K in keyof typeof reportedValues]: (typeof reportedValues)[K]['_']['type'] };
+
+/** The parts of `reported` deviceState reads, from their values (null: the device never reported). */
+function reportedParts(v: ReportedValues | undefined): DeviceReport | null {
+  if (!v?.reported) return null;
+  return {
+    state: v.state ?? undefined,
+    active: v.activeBundle === null ? null : { bundleId: v.activeBundle },
+    desired: v.desiredBundle === null ? null : { bundleId: v.desiredBundle },
+    lastError: v.errorCode === null ? null : { code: v.errorCode },
+    shadow: v.shadowRollout === null && v.shadowState === null ? null : { rolloutId: v.shadowRollout ?? undefined, state: v.shadowState ?? undefined, reason: v.shadowReason ?? undefined },
+  };
+}
+
+type DeviceReport = { state?: string; active?: { bundleId?: string } | null; desired?: { bundleId?: string } | null; lastError?: { code?: string } | null; shadow?: { rolloutId?: string; state?: string; reason?: string } | null };
 
 /** One rollout with each cohort device's place (stage it joins in), its state in the rollout, desired and active bundle. */
 export async function showRollout(db: Db, id: string): Promise<RolloutView & { devices: RolloutDevice[] }> {
@@ -231,7 +259,7 @@ export async function showRollout(db: Db, id: string): Promise<RolloutView & { d
   const desiredRows = ordered.length
     ? await db.select({ deviceId: deviceDesired.deviceId, bundleId: deviceDesired.bundleId, deploymentId: deviceDesired.deploymentId, shadow: deviceDesired.shadow }).from(deviceDesired).where(inIds(deviceDesired.deviceId, ordered))
     : [];
-  const deviceRows = ordered.length ? await db.select({ id: devices.id, reported: reportedParts, updateState: devices.updateState }).from(devices).where(inIds(devices.id, ordered)) : [];
+  const deviceRows = ordered.length ? await db.select({ id: devices.id, ...reportedValues, updateState: devices.updateState }).from(devices).where(inIds(devices.id, ordered)) : [];
   // Looked up by id: a stage of 10,000 devices must not scan both lists once per device.
   const deviceById = new Map(deviceRows.map((d) => [d.id, d]));
   const desiredById = new Map(desiredRows.map((d) => [d.deviceId, d]));
@@ -242,7 +270,7 @@ export async function showRollout(db: Db, id: string): Promise<RolloutView & { d
     devices: ordered.map((id, i) => {
       const d = deviceById.get(id);
       const want = desiredById.get(id);
-      const rep = (d?.reported ?? null) as { state?: string; active?: { bundleId?: string } | null; desired?: { bundleId?: string } | null; shadow?: { rolloutId?: string; state?: string; reason?: string } | null } | null;
+      const rep = reportedParts(d);
       const active = rep?.active?.bundleId ?? null;
       const stage = stageOf(i);
       const { state, reason } = deviceState(row, { id, stage, want, rep, assigned });
@@ -253,7 +281,7 @@ export async function showRollout(db: Db, id: string): Promise<RolloutView & { d
 
 function deviceState(
   row: RolloutRow,
-  d: { id: string; stage: number; want?: { bundleId: string; deploymentId: string | null; shadow: { rolloutId: string } | null }; rep: { state?: string; active?: { bundleId?: string } | null; desired?: { bundleId?: string } | null; shadow?: { rolloutId?: string; state?: string; reason?: string } | null } | null; assigned: string },
+  d: { id: string; stage: number; want?: { bundleId: string; deploymentId: string | null; shadow: { rolloutId: string } | null }; rep: DeviceReport | null; assigned: string },
 ): { state: RolloutDeviceState; reason: string | null } {
   const outcome = row.outcomes?.[d.id] ?? null;
   if (outcome) return { state: outcome.state, reason: outcome.reason };
@@ -269,7 +297,7 @@ function deviceState(
     return { state: 'pending', reason: null };
   }
   if (rep?.active?.bundleId === d.assigned && rep.state === 'active') return { state: 'active', reason: null };
-  if ((rep?.state === 'failed' || rep?.state === 'rolled_back') && rep.desired?.bundleId === d.assigned) return { state: rep.state === 'failed' ? 'failed' : 'rolled_back', reason: (rep as { lastError?: { code?: string } }).lastError?.code ?? rep.state };
+  if ((rep?.state === 'failed' || rep?.state === 'rolled_back') && rep.desired?.bundleId === d.assigned) return { state: rep.state === 'failed' ? 'failed' : 'rolled_back', reason: rep.lastError?.code ?? rep.state };
   if (rep?.desired?.bundleId === d.assigned && (rep.state === 'downloading' || rep.state === 'verifying' || rep.state === 'staging' || rep.state === 'activating' || rep.state === 'probation')) {
     return { state: rep.state === 'downloading' ? 'downloading' : 'verifying', reason: rep.state };
   }

@@ -3,13 +3,15 @@
 // One row per device, not per rollup: at 10,000 devices × 10 minutes the per-row cost of bringing
 // 100,000 rows into JavaScript (≈ 10 µs each on the shared build machine) was most of a tick; SQLite
 // joins each device's latency histograms into one text (group_concat), parsed only for the devices
-// the latency gate measures. The ids go in as one JSON parameter (inIds).
+// the latency gate measures. The ids go in as one JSON parameter (inIds). With a stage aggregate
+// (stage-aggregate.ts) a tick reads only what changed since the last one.
 import { sql } from 'drizzle-orm';
 import { latencySummary, mergeJoinedLatencies, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import type { Tx } from '../db/client.ts';
 import { inIds } from '../db/in-ids.ts';
 import { telemetryRollups } from '../db/schema.ts';
 import { bucketStart } from '../ingest/buckets.ts';
+import type { StageAggregate } from './stage-aggregate.ts';
 
 export interface StageRollups {
   /** Requests served and failed by the devices in the minute buckets from `from`'s minute up to `end`. */
@@ -19,7 +21,15 @@ export interface StageRollups {
   latencyOf(deviceId: string): LatencyHistogram | null;
 }
 
-export async function readStageRollups(tx: Tx, deviceIds: readonly string[], o: { from: Date; latencyFrom: Date | null; end: Date }): Promise<StageRollups> {
+/** Error rate from `from`'s minute, latency from `latencyFrom` (null: not measured), both up to `end`. */
+export interface StageWindow {
+  from: Date;
+  latencyFrom: Date | null;
+  end: Date;
+}
+
+export async function readStageRollups(tx: Tx, deviceIds: readonly string[], o: StageWindow, aggregate?: StageAggregate): Promise<StageRollups> {
+  if (aggregate?.fits(o)) return aggregate.read(tx, deviceIds, o);
   const t = telemetryRollups;
   const latencyFrom = o.latencyFrom ? bucketStart(o.latencyFrom, 'minute') : null;
   const rows = deviceIds.length

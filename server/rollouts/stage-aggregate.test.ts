@@ -1,0 +1,123 @@
+// The stage aggregate (stage-aggregate.ts) answers what one read of the stage's rollups answers
+// (stage-rollups.ts), tick after tick, with telemetry written by ingest's own writer: as minutes seal, when
+// a late report lands in a minute it already holds, when a device joins the stage, when retention drops a
+// minute, and when time goes backwards (then the one read answers).
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { lt } from 'drizzle-orm';
+import { createLatencyHistogram, recordLatency } from '../../protocol/sketch/latency-histogram.ts';
+import type { TelemetryMessage } from '../../protocol/messages/telemetry.ts';
+import { openDatabase } from '../db/client.ts';
+import { telemetryRollups } from '../db/schema.ts';
+import { writeTelemetry } from '../ingest/telemetry-writer.ts';
+import { StageAggregate } from './stage-aggregate.ts';
+import { readStageRollups, worstLatency, type StageRollups, type StageWindow } from './stage-rollups.ts';
+
+let dir: string;
+let db: Awaited<ReturnType<typeof openDatabase>>;
+before(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'flotilla-stage-aggregate-'));
+  db = await openDatabase(`file:${path.join(dir, 'db.sqlite')}`);
+});
+after(async () => {
+  db.client.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const T0 = Date.parse('2026-01-01T12:00:00Z');
+const STAGE_START = new Date(T0 + 20_000).toISOString(); // 20 s into 12:00: latency from 12:01
+const seqs = new Map<string, number>();
+
+/** One report of `deviceId` at `atMs` with `n` requests around `ms`, through ingest's writer. */
+async function report(deviceId: string, atMs: number, ms: number, o: { n?: number; errors?: number } = {}): Promise<void> {
+  const seq = (seqs.get(deviceId) ?? 0) + 1;
+  seqs.set(deviceId, seq);
+  const latency = createLatencyHistogram();
+  for (let i = 0; i < (o.n ?? 10); i++) recordLatency(latency, ms * (0.9 + 0.02 * i));
+  const message: TelemetryMessage = {
+    v: 1,
+    deviceId,
+    at: new Date(atMs).toISOString(),
+    intervalS: 60,
+    seq,
+    inferences: o.n ?? 10,
+    errors: o.errors ? { timeout: o.errors } : {},
+    latency,
+    queueDepth: 0,
+    cpu: 0.1,
+    rssBytes: 1e6,
+    diskFreeBytes: 1e9,
+    uptimeS: seq * 60,
+    activeBundle: null,
+  };
+  await db.db.transaction((tx) => writeTelemetry(tx, [{ deviceId, message, cohorts: ['c'] }], new Date(atMs + 1000)));
+}
+
+const window = (endMs: number): StageWindow => {
+  const windowS = Math.max(60, Math.ceil((endMs - Date.parse(STAGE_START)) / 1000));
+  return { from: new Date(endMs - windowS * 1000), latencyFrom: new Date(T0 + 60_000), end: new Date(endMs) };
+};
+
+/** What a gate reads from the rollups: the sums, and each device's merged latency (counts, min, max, p95). */
+function seen(r: StageRollups, ids: string[]) {
+  const latency = (id: string) => {
+    const h = r.latencyOf(id);
+    return h && { counts: h.counts, count: h.count, minMs: h.minMs, maxMs: h.maxMs };
+  };
+  return { inferences: r.inferences, errors: r.errors, latency: Object.fromEntries(ids.map((id) => [id, latency(id)])), worst: worstLatency(ids, r) };
+}
+
+async function same(aggregate: StageAggregate, ids: string[], endMs: number, what: string) {
+  const w = window(endMs);
+  assert.equal(aggregate.fits(w), true, `${what}: the aggregate answers`);
+  const expected = seen(await readStageRollups(db.db, ids, w), ids);
+  const got = seen(await readStageRollups(db.db, ids, w, aggregate), ids);
+  assert.deepEqual(got, expected, what);
+  return got;
+}
+
+test('tick after tick, the aggregate answers what one read of the whole stage answers; a late report for a held minute moves the verdict', async () => {
+  const ids = ['d1', 'd2', 'd3'];
+  const aggregate = new StageAggregate('test', STAGE_START);
+  // Before the stage (12:00, the error rate's first bucket) and six minutes since, every device each minute; d2 a little slower.
+  for (let m = 0; m < 7; m++) for (const [i, id] of ids.entries()) await report(id, T0 + m * 60_000 + 5_000 + i * 1000, id === 'd2' ? 6 : 4, { errors: m % 2 });
+  let worst = (await same(aggregate, ids, T0 + 6 * 60_000 + 30_000, 'first tick (minutes 12:00–12:04 sealed)')).worst;
+  assert.equal(worst?.id, 'd2');
+  // Later ticks: new minutes seal, the current one fills.
+  for (let m = 7; m < 9; m++) {
+    for (const [i, id] of ids.entries()) await report(id, T0 + m * 60_000 + 5_000 + i * 1000, id === 'd2' ? 6 : 4);
+    await same(aggregate, ids, T0 + m * 60_000 + 40_000, `tick at minute ${m}`);
+  }
+  // d3's store-and-forward backlog lands in 12:02, a minute the aggregate sealed and holds: slow requests and errors.
+  await report('d3', T0 + 2 * 60_000 + 50_000, 40, { n: 30, errors: 5 });
+  worst = (await same(aggregate, ids, T0 + 8 * 60_000 + 50_000, 'after a late report in a held minute')).worst;
+  assert.equal(worst?.id, 'd3', 'the late slow report makes d3 the worst device');
+  // A device joins the stage (a late joiner of the cohort): its held minutes are read for it alone.
+  await report('d4', T0 + 3 * 60_000 + 7_000, 5);
+  await report('d4', T0 + 8 * 60_000 + 7_000, 5);
+  await same(aggregate, [...ids, 'd4'], T0 + 8 * 60_000 + 55_000, 'a device that joined');
+  // A device that left (superseded) is no longer counted.
+  await same(aggregate, ['d1', 'd3'], T0 + 8 * 60_000 + 56_000, 'a device that left');
+  // Retention drops the stage's first minutes.
+  await db.db.delete(telemetryRollups).where(lt(telemetryRollups.bucketStart, new Date(T0 + 2 * 60_000).toISOString()));
+  await same(aggregate, ids, T0 + 8 * 60_000 + 57_000, 'after retention dropped two minutes');
+  // Time going backwards (a tick for an earlier `now`) is not answered from minutes held past it.
+  assert.equal(aggregate.fits(window(T0 + 5 * 60_000)), false);
+});
+
+test('a second read for the same end answers from what the first read (before the write lock) held', async () => {
+  const ids = ['e1', 'e2'];
+  const start = T0 + 3_600_000;
+  const aggregate = new StageAggregate('snapshot', new Date(start + 20_000).toISOString());
+  for (let m = 0; m < 4; m++) for (const id of ids) await report(id, start + m * 60_000 + 5_000, 4);
+  const w: StageWindow = { from: new Date(start), latencyFrom: new Date(start + 60_000), end: new Date(start + 3 * 60_000 + 30_000) };
+  const first = seen(await aggregate.read(db.db, ids, w), ids);
+  await report('e1', start + 3 * 60_000 + 10_000, 50);
+  assert.deepEqual(seen(await aggregate.read(db.db, ids, w), ids), first);
+  // A later end reads what came meanwhile.
+  const later = seen(await aggregate.read(db.db, ids, { ...w, end: new Date(start + 3 * 60_000 + 31_000) }), ids);
+  assert.equal(later.worst?.id, 'e1');
+});
