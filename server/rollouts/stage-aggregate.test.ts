@@ -121,3 +121,22 @@ test('a second read for the same end answers from what the first read (before th
   const later = seen(await aggregate.read(db.db, ids, { ...w, end: new Date(start + 3 * 60_000 + 31_000) }), ids);
   assert.equal(later.worst?.id, 'e1');
 });
+
+test('past its memory bound the aggregate lets go of what it holds, and the one read answers the stage from then on', async () => {
+  const ids = ['f1', 'f2'];
+  const start = T0 + 2 * 3_600_000;
+  // Room for 3 held minutes of 1,024 device slots (20 B each), not 4.
+  const aggregate = new StageAggregate('bounded', new Date(start + 20_000).toISOString(), 3 * 1024 * 20 + 1);
+  for (let m = 0; m < 6; m++) for (const id of ids) await report(id, start + m * 60_000 + 5_000, 4);
+  const w = (endMs: number): StageWindow => ({ from: new Date(start), latencyFrom: new Date(start + 60_000), end: new Date(endMs) });
+  await aggregate.read(db.db, ids, w(start + 2 * 60_000 + 30_000)); // holds 12:00 (error rate's minute before) and 12:01
+  assert.equal(aggregate.fits(w(start + 3 * 60_000 + 30_000)), true, 'within the bound');
+  await aggregate.read(db.db, ids, w(start + 5 * 60_000 + 30_000)); // seals up to 5 minutes
+  assert.ok(aggregate.heldBytes() > 3 * 1024 * 20, `holds ${aggregate.heldBytes()} B`);
+  assert.equal(aggregate.fits(w(start + 5 * 60_000 + 40_000)), false, 'past the bound it no longer answers');
+  assert.equal(aggregate.heldBytes(), 0, 'and holds nothing');
+  assert.equal(aggregate.fits(w(start + 6 * 60_000)), false, 'nor later in the stage');
+  // The gates still get the stage's answer, from the one read.
+  const one = seen(await readStageRollups(db.db, ids, w(start + 5 * 60_000 + 40_000)), ids);
+  assert.deepEqual(seen(await readStageRollups(db.db, ids, w(start + 5 * 60_000 + 40_000), aggregate), ids), one);
+});

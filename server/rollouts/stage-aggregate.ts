@@ -18,6 +18,14 @@ import { FLEET_KEY } from '../ingest/stats-writer.ts';
 import type { StageRollups, StageWindow } from './stage-rollups.ts';
 
 const MINUTE = 60_000;
+/** Bytes per device per held minute: reports (Int32), inferences and errors (Float64). */
+const BYTES_PER_DEVICE_MINUTE = 20;
+/**
+ * What one stage's held minutes may take: 128 MiB is ≈ 6.5 h of a 10,000-device stage (16,384 slots ×
+ * 20 B a minute), 4.5 days of a 1,000-device one. Past it the aggregate lets go of what it holds and
+ * the one-read query answers every later tick of the stage (as before the aggregate: slower, bounded memory).
+ */
+export const DEFAULT_MAX_HELD_BYTES = 128 * 2 ** 20;
 const iso = (ms: number) => new Date(ms).toISOString();
 
 /** Counters of the stage's devices in one sealed minute, by device index, and the fleet row seen when read. */
@@ -69,7 +77,14 @@ export class StageAggregate {
   /** Refreshes run one at a time (a tick's read outside its transaction, then inside it). */
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly identity: string, stageStartedAt: string) {
+  /** Set once the held minutes outgrew maxHeldBytes: the stage is answered by the one-read query from then on. */
+  private exhausted = false;
+
+  constructor(
+    readonly identity: string,
+    stageStartedAt: string,
+    private readonly maxHeldBytes = DEFAULT_MAX_HELD_BYTES,
+  ) {
     const start = Date.parse(stageStartedAt);
     this.firstMinute = Math.floor(start / MINUTE) * MINUTE - MINUTE;
     this.latencyFrom = Math.ceil(start / MINUTE) * MINUTE;
@@ -83,6 +98,11 @@ export class StageAggregate {
 
   /** Whether `window` can be answered from what is kept (else the one-read query answers it). */
   fits(window: StageWindow): boolean {
+    if (!this.exhausted && this.heldBytes() > this.maxHeldBytes) {
+      this.exhausted = true;
+      this.reset();
+    }
+    if (this.exhausted) return false;
     const from = Math.floor(window.from.getTime() / MINUTE) * MINUTE;
     return from >= this.firstMinute && (window.latencyFrom === null || window.latencyFrom.getTime() === this.latencyFrom) && window.end.getTime() >= this.sealedUntil + MINUTE;
   }
@@ -157,6 +177,11 @@ export class StageAggregate {
     for (const [k, v] of more.inferences) u.inferences.set(k, v);
     for (const [k, v] of more.errors) u.errors.set(k, v);
     for (const [k, v] of more.latency) u.latency.set(k, v);
+  }
+
+  /** The counters' arrays held: a slot per device (capacity) per sealed minute. */
+  heldBytes(): number {
+    return this.minutes.size * this.capacity * BYTES_PER_DEVICE_MINUTE;
   }
 
   private reset(): void {
