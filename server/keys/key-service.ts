@@ -5,7 +5,7 @@
 // Release private keys are stored encrypted (key-cipher.ts); a key the current list no longer names is
 // retired and its private part deleted, and the freed pages are wiped (VACUUM), so neither a retired
 // key nor a plaintext one can be read back from the database file.
-import { and, desc, eq, isNotNull, isNull, like, sql } from 'drizzle-orm';
+import { and, desc, eq, isNotNull, isNull, like } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { generateKeyPair } from '../../firmware-bundles/keys.ts';
 import { verifyKeyList, type KeyList } from '../../firmware-bundles/key-list.ts';
@@ -13,6 +13,7 @@ import type { SignedEnvelope } from '../../firmware-bundles/envelope.ts';
 import { recordAudit } from '../audit/audit-log.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { keyLists, releaseKeys } from '../db/schema.ts';
+import { wipeFreedPages } from '../db/wipe-freed-pages.ts';
 import { Conflict, Invalid, ServiceError } from '../errors.ts';
 import { KeyCipher } from './key-cipher.ts';
 
@@ -125,17 +126,4 @@ export async function secureKeysAtRest(db: Db, cipher: KeyCipher, logger: Logger
     logger.info(changed, 'release keys secured at rest (plaintext encrypted, retired keys deleted)');
   }
   return changed;
-}
-
-/**
- * Rewrites the database file so deleted or replaced key material does not linger in free pages or the
- * write-ahead log. Best effort: a busy database is logged by the caller's next start, not fatal.
- */
-async function wipeFreedPages(db: Db): Promise<void> {
-  try {
-    await db.run(sql`VACUUM`);
-    await db.run(sql`PRAGMA wal_checkpoint(TRUNCATE)`);
-  } catch {
-    // Remote libsql servers may refuse VACUUM; the key material is gone from every live row anyway.
-  }
 }
