@@ -7,11 +7,12 @@
 // a download that keeps failing ends DOWNLOAD_FAILED at the update's bound, naming why — a shadow
 // candidate's download too.
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { api, waitFor } from '../agent/testing/harness.ts';
+import { ArtifactProxy } from './helpers/artifact-proxy.ts';
 import { gemmModel } from './helpers/models.ts';
 import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
 
@@ -24,53 +25,31 @@ const HOLD_MS = 1500;
 
 type Fault = 'reset' | 'busy' | 'missing' | 'hold' | 'pass';
 
-/** Forwards to `target`; the artifact requests take the next fault of `plan` (then `otherwise`). */
-class FaultProxy {
-  target = '';
+/** The artifact requests take the next fault of `plan` (then `otherwise`). */
+class FaultProxy extends ArtifactProxy {
   plan: Fault[] = [];
   otherwise: Fault = 'pass';
   /** Every artifact request: when it arrived and what it got. */
   readonly seen: Array<{ at: number; fault: Fault }> = [];
   /** Held requests whose client hung up before the answer (a place in the queue given up). */
   abandoned = 0;
-  private readonly server = http.createServer((req, res) => {
-    if (req.url?.startsWith('/artifacts/')) {
-      const fault = this.plan.shift() ?? this.otherwise;
-      this.seen.push({ at: performance.now(), fault });
-      if (fault === 'reset') return void req.socket.destroy();
-      if (fault === 'busy') return void res.writeHead(503, { 'retry-after': '1', 'content-type': 'application/json' }).end('{"error":{"code":"server_busy","message":"busy"}}');
-      if (fault === 'missing') return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"code":"not_found","message":"artifact gone"}}');
-      if (fault === 'hold') {
-        // A starved server's accept queue: the answer comes, late, unless the client left first.
-        const timer = setTimeout(() => this.forward(req, res), HOLD_MS);
-        res.on('close', () => {
-          clearTimeout(timer);
-          if (!res.headersSent) this.abandoned++;
-        });
-        return;
-      }
+
+  protected override artifact(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const fault = this.plan.shift() ?? this.otherwise;
+    this.seen.push({ at: performance.now(), fault });
+    if (fault === 'reset') return void req.socket.destroy();
+    if (fault === 'busy') return void res.writeHead(503, { 'retry-after': '1', 'content-type': 'application/json' }).end('{"error":{"code":"server_busy","message":"busy"}}');
+    if (fault === 'missing') return void res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"code":"not_found","message":"artifact gone"}}');
+    if (fault === 'hold') {
+      // A starved server's accept queue: the answer comes, late, unless the client left first.
+      const timer = setTimeout(() => this.forward(req, res), HOLD_MS);
+      res.on('close', () => {
+        clearTimeout(timer);
+        if (!res.headersSent) this.abandoned++;
+      });
+      return;
     }
     this.forward(req, res);
-  });
-  url = '';
-
-  private forward(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const up = http.request(new URL(req.url!, this.target), { method: req.method, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode!, r.headers);
-      r.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  }
-
-  async start(): Promise<void> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
-  }
-
-  async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((r) => this.server.close(r));
   }
 }
 

@@ -5,11 +5,12 @@
 // `waiting`); a newer desired state during the wait replaces the waiting update without one request
 // for its files; the update's time bound still fails an update whose download never succeeds.
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { api, waitFor } from '../agent/testing/harness.ts';
+import { ArtifactProxy } from './helpers/artifact-proxy.ts';
 import { gemmModel } from './helpers/models.ts';
 import { startPlaneWithAgent, type PlaneWithAgent } from './helpers/plane-with-agent.ts';
 
@@ -18,33 +19,15 @@ const SPLAY_MS = 6000;
 /** The agent's update bound; the splay (at most half of it) fits inside. */
 const UPDATE_TIMEOUT_MS = 20_000;
 
-/** Forwards to `target`, recording every artifact request (wall clock, sha256); `reset` drops them instead. */
-class RecordingProxy {
-  target = '';
+/** Records every artifact request (wall clock, sha256); `reset` drops them instead of forwarding. */
+class RecordingProxy extends ArtifactProxy {
   reset = false;
   readonly seen: Array<{ at: number; sha: string }> = [];
-  url = '';
-  private readonly server = http.createServer((req, res) => {
-    if (req.url?.startsWith('/artifacts/')) {
-      this.seen.push({ at: Date.now(), sha: req.url.split('/').pop()! });
-      if (this.reset) return void req.socket.destroy();
-    }
-    const up = http.request(new URL(req.url!, this.target), { method: req.method, headers: req.headers }, (r) => {
-      res.writeHead(r.statusCode!, r.headers);
-      r.pipe(res);
-    });
-    up.on('error', () => res.destroy());
-    req.pipe(up);
-  });
 
-  async start(): Promise<void> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.url = `http://127.0.0.1:${(this.server.address() as { port: number }).port}`;
-  }
-
-  async stop(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise((r) => this.server.close(r));
+  protected override artifact(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.seen.push({ at: Date.now(), sha: req.url!.split('/').pop()! });
+    if (this.reset) return void req.socket.destroy();
+    this.forward(req, res);
   }
 }
 
