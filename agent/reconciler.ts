@@ -50,11 +50,18 @@ export function reactivatable(s: Readonly<AgentState>, digest: string): boolean 
   return last?.outcome === 'active' && last.counter >= s.highWaterCounter;
 }
 
+/** The update in progress. `downloadAt`: set while it waits out its download splay (epoch ms the download starts). */
+interface RunningUpdate {
+  job: UpdateJob;
+  ctl: AbortController;
+  phase: UpdateState;
+  downloadAt?: number;
+}
+
 export class Reconciler {
   private chain: Promise<void> = Promise.resolve();
   private pending: UpdateJob | null = null;
-  /** `downloadAt`: set while the update waits out its download splay (epoch ms the download starts). */
-  private running: { job: UpdateJob; ctl: AbortController; phase: UpdateState; downloadAt?: number } | null = null;
+  private running: RunningUpdate | null = null;
   private worker: Promise<void> | null = null;
   private activeBundle: InstalledBundle | null = null;
   private activeDigest: string | null = null;
@@ -221,7 +228,7 @@ export class Reconciler {
     const ctl = new AbortController();
     if (this.stopCtl.signal.aborted) ctl.abort(this.stopCtl.signal.reason);
     const signal = ctl.signal;
-    const running: { job: UpdateJob; ctl: AbortController; phase: UpdateState; downloadAt?: number } = { job, ctl, phase: 'downloading' };
+    const running: RunningUpdate = { job, ctl, phase: 'downloading' };
     this.running = running;
     const m = job.manifest;
     const ids = { counter: m.counter, bundleId: m.bundle.id };
