@@ -46,7 +46,7 @@ for (const [f, us] of [...fnTotals].sort((x, y) => y[1] - x[1]).slice(0, Number(
 // Inclusive time of the named functions (each sample counted once per name on its stack).
 const parent = new Map<number, number>();
 for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-const watch = (process.env.PROFILE_WATCH ?? 'dispatch,acceptStats,acceptTelemetry,writeBatch,writeStats,writeTelemetry,loadBatchContext,upsertRollups,validateStatsMessage,validateTelemetryMessage,salvageOverflowedMoments,fastStatsMessage,fastTelemetryMessage,encodeSketch,readStoredSketch,mergeAllFeatureSetSketches,mergeFeatureSetSketches,checkSketchAgainstReference,parse,stringify,handle,_handlePublish,writeToStream,seen').split(',');
+const watch = (process.env.PROFILE_WATCH ?? 'dispatch,acceptStats,acceptTelemetry,writeBatch,writeStats,writeTelemetry,loadBatchContext,upsertRollups,validateStatsMessage,fastWireStats,wireMatchesReference,validateTelemetryMessage,salvageOverflowedMoments,fastStatsMessage,fastTelemetryMessage,encodeSketch,readStoredSketch,mergeAllFeatureSetSketches,mergeFeatureSetSketches,checkSketchAgainstReference,parse,stringify,handle,_handlePublish,writeToStream,seen').split(',');
 const incl = new Map<string, number>();
 for (let i = 0; i < p.samples.length; i++) {
   const names = new Set<string>();

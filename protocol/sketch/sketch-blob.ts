@@ -25,11 +25,14 @@ const VERSION = 1;
 const OUTPUTS = ['predictedClass', 'confidence', 'value'] as const;
 
 /** [name, 'n', edge count] or [name, 'c', categories]. */
-type Entry = [string, 'n', number] | [string, 'c', string[]];
-interface Header {
+export type SketchEntry = [string, 'n', number] | [string, 'c', string[]];
+type Entry = SketchEntry;
+/** A stored sketch's structure: its features' and outputs' entries, in order. */
+export interface SketchHeader {
   f: Entry[];
   o: Entry[];
 }
+type Header = SketchHeader;
 
 const entry = (name: string, s: FeatureSketch): Entry => (s.kind === 'numeric' ? [name, 'n', s.edges.length] : [name, 'c', s.categories]);
 const size = (e: Entry) => (e[1] === 'n' ? 3 * e[2] + 10 : e[2].length + 3);
@@ -117,6 +120,8 @@ export interface SketchNumbersLayout {
   readonly start: number;
   readonly count: number;
   readonly plan: SketchPlan;
+  /** The structure the header names (do not modify: shared by every sketch with this header). */
+  readonly header: SketchHeader;
 }
 
 function planOf(entries: readonly Entry[]): PlanEntry[] {

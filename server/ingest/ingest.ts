@@ -7,7 +7,8 @@
 import { and, eq, inArray, lt } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { Counter, Histogram } from 'prom-client';
-import { checkSketchAgainstReference, validateStatsMessage, type StatsMessage } from '../../protocol/messages/stats.ts';
+import { checkSketchAgainstReference, validateStatsMessage } from '../../protocol/messages/stats.ts';
+import { fastWireStats, wireMatchesReference } from '../../protocol/messages/stats-wire-fast-path.ts';
 import { validateTelemetryMessage, type TelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import type { Db } from '../db/client.ts';
 import { driftEvaluations, statsRollups, statsWindows, telemetry, telemetryRollups } from '../db/schema.ts';
@@ -17,6 +18,7 @@ import { deleteExpiredSamples } from '../samples/sample-service.ts';
 import { nextBatchLimit } from './batch-limit.ts';
 import { loadBatchContext, type BatchContext } from './device-context.ts';
 import { deleteOldStatsDrops, recordStatsDrops, type StatsDrop } from './stats-drops.ts';
+import { windowFromMessage, windowFromWire, type StatsWindow } from './stats-window.ts';
 import { writeStats, type StatsItem } from './stats-writer.ts';
 import { writeTelemetry, type TelemetryItem } from './telemetry-writer.ts';
 
@@ -43,7 +45,7 @@ export interface IngestOptions {
 /** Server-side refusal reasons on top of protocol/'s STATS_REJECT_REASONS. */
 export const INGEST_REJECT_REASONS = ['duplicate', 'unknown_device', 'not_assigned', 'no_reference', 'expired', 'backpressure', 'stopped', 'db_error'] as const;
 
-type Pending = ({ kind: 'stats'; deviceId: string; message: StatsMessage; sketchBytes?: Buffer } | { kind: 'telemetry'; deviceId: string; message: TelemetryMessage }) & {
+type Pending = ({ kind: 'stats'; deviceId: string; window: StatsWindow } | { kind: 'telemetry'; deviceId: string; message: TelemetryMessage }) & {
   /** Settles the promise accept*() returned, once the message's batch was written (or dropped). */
   settle?: () => void;
 };
@@ -102,10 +104,14 @@ export class Ingest {
    * the window is committed or refused: the device bus acknowledges the MQTT message then.
    */
   acceptStats(deviceId: string, raw: unknown): Promise<void> {
-    const r = validateStatsMessage(raw, { deviceId, maxClockSkewMs: this.opts.maxClockSkewMs });
+    const opts = { deviceId, maxClockSkewMs: this.opts.maxClockSkewMs };
+    // The common window (sketchBase64, well formed) is accepted on its bytes; anything else gets the full check.
+    const wire = fastWireStats(raw, opts);
+    if (wire) return this.enqueue({ kind: 'stats', deviceId, window: windowFromWire(wire) });
+    const r = validateStatsMessage(raw, opts);
     if (!r.ok) return this.drop('stats', r.reason, deviceId, r.message), DONE;
     if (r.salvaged.length) this.opts.logger.warn({ deviceId, features: r.salvaged }, 'stats window kept; features whose moments overflowed counted as nans');
-    return this.enqueue({ kind: 'stats', deviceId, message: r.message, sketchBytes: r.sketchBytes });
+    return this.enqueue({ kind: 'stats', deviceId, window: windowFromMessage(r.message, r.sketchBytes) });
   }
 
   /** A `telemetry` payload from `deviceId` (settles like acceptStats). */
@@ -202,7 +208,7 @@ export class Ingest {
     return Date.parse(iso) < now.getTime() - this.opts.retentionHours * 3_600_000;
   }
 
-  private checkStats({ deviceId, message: m, sketchBytes }: Pending & { kind: 'stats' }, ctx: BatchContext, now: Date, out: StatsItem[], drops: StatsDrop[]): string | null {
+  private checkStats({ deviceId, window: m }: Pending & { kind: 'stats' }, ctx: BatchContext, now: Date, out: StatsItem[], drops: StatsDrop[]): string | null {
     const device = ctx.devices.get(deviceId);
     if (!device || device.status !== 'approved') return 'unknown_device';
     if (this.expired(m.windowEnd, now)) return 'expired';
@@ -212,11 +218,12 @@ export class Ingest {
     if (!bundle || bundle.modelName !== m.model.name || bundle.version !== m.model.version) return 'not_assigned';
     const layout = ctx.layouts.get(bundle.modelVersionId);
     // Refusals against the reference are shown to the user under the version (stats-drops.ts).
-    const refuse = (reason: string) => (drops.push({ modelVersionId: bundle.modelVersionId, deviceId, reason, rows: m.sketch.quality.rows, at: now }), reason);
+    const refuse = (reason: string) => (drops.push({ modelVersionId: bundle.modelVersionId, deviceId, reason, rows: m.rows, at: now }), reason);
     if (!layout) return refuse('no_reference');
-    const bad = checkSketchAgainstReference(m.sketch, layout);
+    // On the bytes when they certainly match; the object check names the reason of a mismatch.
+    const bad = wireMatchesReference(m.bytes, m.layout, layout) ? null : checkSketchAgainstReference(m.sketch(), layout);
     if (bad) return refuse(bad.reason);
-    out.push({ deviceId, message: m, sketchBytes, modelVersionId: bundle.modelVersionId, cohorts: device.cohorts });
+    out.push({ deviceId, message: m, modelVersionId: bundle.modelVersionId, cohorts: device.cohorts });
     return null;
   }
 

@@ -10,17 +10,16 @@ import { sql } from 'drizzle-orm';
 import { SketchMismatchError } from '../../protocol/sketch/errors.ts';
 import { mergeAllFeatureSetSketches, mergeFeatureSetSketches, type FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
 import { mergeSketchNumbers, sketchBytesWith, sketchNumbers, sketchNumbersView } from '../../protocol/sketch/sketch-blob-merge.ts';
-import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { Tx } from '../db/client.ts';
 import { decodeSketch, encodeSketch, readStoredSketch, sketchNumbersLayout, storedSketchBytes, type SketchNumbersLayout } from '../../protocol/sketch/sketch-blob.ts';
 import { bucketStart, isoUtc, type Granularity } from './buckets.ts';
 import { insertNewMessages, insertRows } from './multi-row.ts';
+import type { StatsWindow } from './stats-window.ts';
 
 export interface StatsItem {
   deviceId: string;
-  message: StatsMessage;
-  /** The sketch's binary form as the device sent it (`sketchBase64`): stored as is. */
-  sketchBytes?: Buffer;
+  /** The window; its sketch's bytes are stored as they are. */
+  message: StatsWindow;
   modelVersionId: number;
   cohorts: string[];
 }
@@ -33,12 +32,8 @@ interface RollupId {
   granularity: Granularity;
   bucketStart: string;
 }
-/** A window as the rollups see it: its sketch object, its stored bytes and their layout. */
-interface Member {
-  sketch: FeatureSetSketch;
-  bytes: Buffer;
-  layout: SketchNumbersLayout;
-}
+/** A window as the rollups see it: its stored bytes and their layout, its sketch object on demand. */
+type Member = Pick<StatsWindow, 'bytes' | 'layout' | 'sketch'>;
 /** A rollup's new windows of this batch, merged once at the end. */
 type Pending = RollupId & { windows: number; rows: number; members: Member[] };
 
@@ -61,31 +56,18 @@ export interface StatsWriteResult {
  */
 export async function writeStats(tx: Tx, items: StatsItem[], now: Date): Promise<StatsWriteResult> {
   const receivedAt = now.toISOString();
-  // The bytes a device sent are stored as they are; a window sent as JSON (older agents) is encoded once.
-  const bytesOf = (it: StatsItem) => (it.sketchBytes ??= encodeSketch(it.message.sketch));
   // The same (device, seq) twice in one batch, or a resend: stored and rolled up once.
   const fresh = await insertNewMessages(
     tx,
     'INSERT INTO stats_windows (device_id, model_version_id, bundle_id, window_start, window_end, seq, rows, sketch, received_at)',
     items,
-    (it) => [
-      it.deviceId,
-      it.modelVersionId,
-      it.message.bundleId,
-      isoUtc(it.message.windowStart),
-      isoUtc(it.message.windowEnd),
-      it.message.seq,
-      it.message.sketch.quality.rows,
-      bytesOf(it),
-      receivedAt,
-    ],
+    ({ deviceId, modelVersionId, message: w }) => [deviceId, modelVersionId, w.bundleId, isoUtc(w.windowStart), isoUtc(w.windowEnd), w.seq, w.rows, w.bytes, receivedAt],
   );
 
   const acc = new Map<string, Pending>();
   for (const it of fresh) {
-    const bytes = bytesOf(it);
-    const member: Member = { sketch: it.message.sketch, bytes, layout: sketchNumbersLayout(bytes) };
-    const rows = it.message.sketch.quality.rows;
+    const member: Member = it.message;
+    const rows = it.message.rows;
     for (const granularity of GRANULARITIES) {
       const bucket = bucketStart(it.message.windowStart, granularity);
       for (let i = 0; i <= it.cohorts.length; i++) {
@@ -121,7 +103,7 @@ interface BatchSum {
 function sumWindows(members: Member[], scratch: Float64Array): BatchSum {
   const first = members[0];
   const layout = first.layout;
-  if (members.length === 1) return { bytes: first.bytes, layout, sketch: () => first.sketch };
+  if (members.length === 1) return { bytes: first.bytes, layout, sketch: first.sketch };
   const nums = sketchNumbers(first.bytes, layout);
   const window = scratch.length >= layout.count ? scratch : new Float64Array(layout.count);
   let inPlace = true;
@@ -133,7 +115,7 @@ function sumWindows(members: Member[], scratch: Float64Array): BatchSum {
     const bytes = sketchBytesWith(first.bytes, layout, nums);
     return { bytes, layout, sketch: () => decodeSketch(bytes) };
   }
-  const merged = mergeAllFeatureSetSketches(members.map((m) => m.sketch));
+  const merged = mergeAllFeatureSetSketches(members.map((m) => m.sketch()));
   const bytes = encodeSketch(merged);
   return { bytes, layout: sketchNumbersLayout(bytes), sketch: () => merged };
 }
