@@ -47,7 +47,9 @@ describe('stats wire forms: sketch object and sketchBase64', () => {
   const malformed = () => counter('flotilla_mqtt_messages_dropped_total', { channel: 'stats', reason: 'malformed' });
 
   before(async () => {
-    cp = await startControlPlane({ driftCron: 'off' });
+    // The 16 windows of the first test in one batch: a flush timer firing between a window's two forms
+    // would merge the cohorts' hour rollups in other groupings (equal only to the last bit).
+    cp = await startControlPlane({ driftCron: 'off', ingestBatchSize: 16, ingestFlushMs: 10_000 });
     await cp.api('POST', '/api/v1/models/tab/versions', { body: gemmModel() as BodyInit });
     layout = (await cp.api('POST', '/api/v1/models/tab/versions/1/reference', { body: rowsToCsv(generateRows(2000, 1)), headers: { 'content-type': 'text/csv' } })).body.layout;
     const root = generateKeyPair();
@@ -133,7 +135,7 @@ describe('stats wire forms: sketch object and sketchBase64', () => {
     // Both forms at once is refused too.
     await d.client.publishAsync(deviceTopic(d.id, 'stats'), JSON.stringify({ ...good, seq: seq++, sketch: statsMessage({ deviceId: d.id, bundleId, model, seq: 0, start, end: start, sketch: sketchOf(layout, generateRows(20, 7)) }).sketch }), { qos: 1 });
     await d.client.publishAsync(deviceTopic(d.id, 'stats'), JSON.stringify(good), { qos: 1 });
-    await until('the good window stored', async () => (await stored()) >= before + 1);
+    await until('the good window stored', async () => (await cp.plane.ingest.flush(), (await stored()) >= before + 1));
     assert.equal((await malformed()) - dropped, bad.length + 1, 'every bad payload dropped as malformed');
     const rows = await cp.plane.db.select({ seq: statsWindows.seq }).from(statsWindows).where(eq(statsWindows.deviceId, d.id)).orderBy(asc(statsWindows.seq));
     assert.deepEqual(rows.map((r) => r.seq).filter((s) => s >= 100), [100], 'only the good window is stored');
