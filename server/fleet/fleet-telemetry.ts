@@ -248,6 +248,11 @@ export class FleetWindowAggregate {
 /** One aggregate per database (one control plane's). */
 const kept = new WeakMap<object, FleetWindowAggregate>();
 
+/** Forgets `db`'s aggregate (the bench's "first request after a restart"). */
+export function dropFleetWindowAggregate(db: object): void {
+  kept.delete(db);
+}
+
 export function fleetWindowAggregate(db: object): FleetWindowAggregate {
   let a = kept.get(db);
   if (!a) kept.set(db, (a = new FleetWindowAggregate()));
