@@ -22,6 +22,7 @@ import type { TelemetryMessage } from '../protocol/messages/telemetry.ts';
 import type { ControlPlane } from '../server/control-plane.ts';
 import { rollouts } from '../server/db/schema.ts';
 import { DeviceStateWriter } from '../server/devices/device-state-writer.ts';
+import { dropFleetWindowAggregate } from '../server/fleet/fleet-telemetry.ts';
 import { writeTelemetry, type TelemetryItem } from '../server/ingest/telemetry-writer.ts';
 import { createLogger } from '../server/logger.ts';
 import { tickRollout } from '../server/rollouts/rollout-ticker.ts';
@@ -138,6 +139,11 @@ export async function runRolloutTickBench(): Promise<BenchRow[]> {
       });
       await time('GET /metrics (fleet gauges)', () => api('GET', '/metrics', undefined, undefined, false));
       await time('GET /api/v1/fleet?window=15m (console fleet page)', () => api('GET', '/api/v1/fleet?window=15m'));
+      // The first request after a restart: the window aggregate (server/fleet/fleet-telemetry.ts) empty, every minute of the window read.
+      await time('GET /api/v1/fleet?window=15m, first after a restart (window aggregate empty)', () => {
+        dropFleetWindowAggregate(plane.db);
+        return api('GET', '/api/v1/fleet?window=15m');
+      });
       await time('GET /api/v1/fleet?telemetry=false (console cohorts page, flotilla status)', () => api('GET', '/api/v1/fleet?telemetry=false'));
       await time('GET /api/v1/cohorts?members=count (console rollouts page)', () => api('GET', '/api/v1/cohorts?members=count'));
       await time('GET /api/v1/rollouts?limit=30 (console rollouts page)', () => api('GET', '/api/v1/rollouts?limit=30'));

@@ -1,22 +1,23 @@
-// GET /api/v1/fleet over a real control plane and libsql file: each device's telemetry read per minute
-// (fleet-telemetry.ts) equals the per-device computation over its own rollup rows on random data;
-// `telemetry=false` skips it; GET /api/v1/cohorts?members=count (the rollouts page's picker) counts
-// approved members on the server.
+// GET /api/v1/fleet over a real control plane and libsql file: each device's telemetry (the window aggregate,
+// fleet-telemetry.ts) equals the per-device computation over its own rollup rows on random data, also after
+// more reports, late ones included, were written by another control plane on the same database (a replica that
+// did not do the ingest: its aggregate holds minutes it must notice changed); `telemetry=false` skips it;
+// GET /api/v1/cohorts?members=count (the rollouts page's picker) counts approved members on the server.
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { and, asc, eq, gte } from 'drizzle-orm';
-import { createLatencyHistogram, latencyQuantile, mergeLatencyHistograms, recordLatency, type LatencyHistogram } from '../protocol/sketch/latency-histogram.ts';
-import type { TelemetryMessage } from '../protocol/messages/telemetry.ts';
-import { devices, telemetryRollups } from '../server/db/schema.ts';
+import { devices } from '../server/db/schema.ts';
 import { bucketStart } from '../server/ingest/buckets.ts';
-import { writeTelemetry, type TelemetryItem } from '../server/ingest/telemetry-writer.ts';
 import { startControlPlane, type TestPlane } from './helpers/control-plane.ts';
+import { NO_TELEMETRY, referenceTelemetry, seeded, writeRandomTelemetry, type WindowTelemetry } from './helpers/window-telemetry.ts';
 
 const N = 60;
 
 describe('fleet overview: per-device telemetry, telemetry=false, cohort member counts', () => {
   let cp: TestPlane;
   const ids = Array.from({ length: N }, (_, i) => `dev_fleetov${String(i).padStart(4, '0')}`);
+  const random = seeded(7);
+  const seqs = new Map<string, number>();
 
   before(async () => {
     cp = await startControlPlane();
@@ -32,80 +33,49 @@ describe('fleet overview: per-device telemetry, telemetry=false, cohort member c
     );
     // Random reports over the last 25 minutes (some before a 15-minute window), in a few batches as ingest
     // writes them: random counts, errors and latencies; a few devices report nothing, one reports zero requests.
-    let seed = 7;
-    const random = () => ((seed = (seed * 16807) % 2147483647) - 1) / 2147483646;
     const now = Date.now();
-    const seq = new Map<string, number>();
-    for (let batch = 0; batch < 4; batch++) {
-      const items: TelemetryItem[] = [];
-      for (const [i, deviceId] of ids.entries()) {
-        if (i % 7 === 3) continue;
-        for (let k = 0; k < 3; k++) {
-          const at = now - Math.floor(random() * 25 * 60_000);
-          const inferences = i === 5 ? 0 : Math.floor(random() * 50);
-          const latency = createLatencyHistogram();
-          for (let j = 0; j < inferences; j++) recordLatency(latency, random() < 0.05 ? 200 + random() * 2000 : 1 + random() * (5 + (i % 11)));
-          const s = (seq.get(deviceId) ?? 0) + 1;
-          seq.set(deviceId, s);
-          const message: TelemetryMessage = {
-            v: 1,
-            deviceId,
-            at: new Date(at).toISOString(),
-            intervalS: 10 + Math.floor(random() * 50),
-            seq: s,
-            inferences,
-            errors: random() < 0.3 ? { timeout: 1 + Math.floor(random() * 3) } : {},
-            latency,
-            queueDepth: 0,
-            cpu: 0.1,
-            rssBytes: 50e6,
-            diskFreeBytes: 1e9,
-            uptimeS: 100,
-            activeBundle: null,
-          };
-          items.push({ deviceId, message, cohorts: [] });
-        }
-      }
-      await cp.plane.db.transaction((tx) => writeTelemetry(tx, items, new Date()));
-    }
+    for (let batch = 0; batch < 4; batch++) await writeRandomTelemetry(cp.plane.db, { ids, random, fromMs: now - 25 * 60_000, toMs: now, perDevice: 3, seqs });
   });
   after(async () => {
     await cp.stop();
   });
 
-  test("each device's telemetry equals the per-device computation over its own rollup rows", async () => {
-    const r = await cp.api('GET', '/api/v1/fleet?window=15m');
+  /** `plane`'s answer against the per-device computation over each device's own rollup rows; how many devices had telemetry. */
+  const assertFleetTelemetry = async (plane: TestPlane): Promise<number> => {
+    const r = await plane.api('GET', '/api/v1/fleet?window=15m', { token: cp.adminToken }); // the database's admin token (the second plane found one and made none)
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.devices.length, N);
     const from = bucketStart(r.body.window.start, 'minute');
     let withTelemetry = 0;
-    for (const d of r.body.devices as Array<{ id: string; telemetry: { ratePerSecond: number | null; errorRatio: number | null; p95: number | null } }>) {
-      // What the page computed per device before (one grouped read per device, in bucket order).
-      const rows = await cp.plane.db
-        .select()
-        .from(telemetryRollups)
-        .where(and(eq(telemetryRollups.scope, 'device'), eq(telemetryRollups.key, d.id), gte(telemetryRollups.bucketStart, from)))
-        .orderBy(asc(telemetryRollups.bucketStart));
-      if (!rows.length) {
-        assert.deepEqual(d.telemetry, { ratePerSecond: null, errorRatio: null, p95: null }, d.id);
-        continue;
-      }
-      withTelemetry++;
-      const inferences = rows.reduce((a, x) => a + x.inferences, 0);
-      const errors = rows.reduce((a, x) => a + x.errorCount, 0);
-      const seconds = (Date.parse(rows.map((x) => x.lastAt).sort().at(-1)!) - Date.parse(rows.map((x) => x.firstStart).sort()[0])) / 1000;
-      const latency = rows.map((x) => x.latency).reduce((a: LatencyHistogram, b) => mergeLatencyHistograms(a, b), createLatencyHistogram());
-      assert.deepEqual(
-        d.telemetry,
-        {
-          ratePerSecond: seconds > 0 ? inferences / seconds : null,
-          errorRatio: inferences + errors > 0 ? errors / (inferences + errors) : null,
-          p95: latencyQuantile(latency, 0.95),
-        },
-        d.id,
-      );
+    for (const d of r.body.devices as Array<{ id: string; telemetry: WindowTelemetry }>) {
+      const want = await referenceTelemetry(cp.plane.db, d.id, from);
+      if (want) withTelemetry++;
+      assert.deepEqual(d.telemetry, want ?? NO_TELEMETRY, d.id);
     }
+    return withTelemetry;
+  };
+
+  test("each device's telemetry equals the per-device computation over its own rollup rows", async () => {
+    const withTelemetry = await assertFleetTelemetry(cp);
     assert.ok(withTelemetry > N / 2, `most devices have telemetry in the window (${withTelemetry})`);
+  });
+
+  test('another control plane on the same database ingests, late reports included: both answer the computation over the rows', async () => {
+    const second = await startControlPlane({ dbUrl: cp.plane.config.dbUrl, keyEncryptionKeyFile: path.join(cp.plane.config.dataDir, 'key-encryption.key'), schedulerEnabled: false, driftCron: 'off' });
+    try {
+      for (let round = 0; round < 3; round++) {
+        await assertFleetTelemetry(cp); // the first plane's aggregate now holds every minute of the window
+        await assertFleetTelemetry(second);
+        const now = Date.now();
+        // Through the second plane's database connection only: late reports into minutes both aggregates hold, and new ones.
+        await writeRandomTelemetry(second.plane.db, { ids, random, fromMs: now - 14 * 60_000, toMs: now, perDevice: 1, seqs });
+        await writeRandomTelemetry(second.plane.db, { ids: ids.slice(0, 10), random, fromMs: now - 5_000, toMs: now, perDevice: 1, seqs });
+      }
+      await assertFleetTelemetry(cp);
+      await assertFleetTelemetry(second);
+    } finally {
+      await second.stop();
+    }
   });
 
   test('telemetry=false: the same devices with null telemetry; a bad value is a 400', async () => {

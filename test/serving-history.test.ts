@@ -124,6 +124,11 @@ describe('serving history: v1 → v2 → rollback → v3 on a real agent', () =>
     const st1 = (await cp.api('GET', `/api/v1/deployments/${dep1.id}/status`)).body;
     assert.deepEqual(st1.devices, []);
     assert.deepEqual(st1.superseded.map((d: Record<string, unknown>) => [d.deviceId, d.model, d.supersededBy]), [[deviceId, 'tabular-demo@1', dep3.id]]);
+    // superseded=false (the console's cohorts page): the same status without the superseded list.
+    const bare1 = await cp.api('GET', `/api/v1/deployments/${dep1.id}/status?superseded=false`);
+    assert.equal(bare1.status, 200);
+    assert.deepEqual(bare1.body, { ...st1, superseded: [] });
+    assert.equal((await cp.api('GET', `/api/v1/deployments/${dep1.id}/status?superseded=no`)).status, 400);
     const st3 = (await cp.api('GET', `/api/v1/deployments/${dep3.id}/status`)).body;
     assert.deepEqual(st3.devices.map((d: Record<string, unknown>) => [d.deviceId, d.state, d.activeModel]), [[deviceId, 'active', 'tabular-demo@3']]);
     assert.equal(st3.counts.active, 1);

@@ -80,9 +80,17 @@ export function deploymentRoutes(deps: { db: Db; desired: DesiredState; store: A
         method: 'get',
         path: '/{id}/status',
         summary: "A deployment's status: devices per update state, and each device's bundle, state and failure reason",
-        request: { params: z.object({ id: z.string() }) },
+        request: {
+          params: z.object({ id: z.string() }),
+          query: z.object({
+            superseded: z
+              .enum(['true', 'false'])
+              .optional()
+              .openapi({ description: "false: `superseded` is empty and not read (views of the current devices only, e.g. the console's cohorts page; at 10,000 superseded devices it is most of the answer). Default true." }),
+          }),
+        },
         responses: { 200: json(DeploymentStatus, 'Status'), ...errorResponses },
       }),
-      async (c) => c.json(await deploymentStatus(deps.db, c.req.valid('param').id), 200),
+      async (c) => c.json(await deploymentStatus(deps.db, c.req.valid('param').id, { superseded: c.req.valid('query').superseded !== 'false' }), 200),
     );
 }

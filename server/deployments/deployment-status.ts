@@ -65,7 +65,8 @@ export function deviceState(given: { bundleId: string; counter: number }, report
   return { state: 'pending' };
 }
 
-export async function deploymentStatus(db: Db, id: string): Promise<DeploymentStatus> {
+/** `superseded: false` leaves the superseded list empty without reading it (a view of the current devices only). */
+export async function deploymentStatus(db: Db, id: string, opts: { superseded?: boolean } = {}): Promise<DeploymentStatus> {
   const dep = await db.query.deployments.findFirst({ where: eq(deployments.id, id) });
   if (!dep) throw NotFound(`deployment "${id}"`, { hint: 'list deployments with `flotilla deployments`' });
   // A rollout's devices carry the rollout's id; the deployment it records on success is dep_<same>.
@@ -94,7 +95,7 @@ export async function deploymentStatus(db: Db, id: string): Promise<DeploymentSt
       updatedAt: s.at ?? r.desired.updatedAt,
     };
   });
-  const superseded = await supersededDevices(db, ids);
+  const superseded = opts.superseded === false ? [] : await supersededDevices(db, ids);
   return { deploymentId: dep.id, bundleId: dep.bundleId, target: { kind: dep.targetKind, name: dep.target }, createdAt: dep.createdAt, counts, devices: list, superseded };
 }
 

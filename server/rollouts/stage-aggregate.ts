@@ -4,8 +4,7 @@
 // or more ago) are read once and kept per device: their counters per minute, and their latency merged
 // per device; each tick reads only the minutes not sealed yet, the minutes that became sealed, and the
 // devices it has not seen. A late report (store and forward) for a sealed minute is caught through the
-// fleet rollup of that minute: ingest (telemetry-writer.ts) adds every report to its device's and to
-// the fleet's rollup of the same minute in one transaction, so a sealed minute whose fleet row changed
+// fleet rollup of that minute (server/ingest/minute-fingerprints.ts): a sealed minute whose fleet row changed
 // (reports, updated_at, or gone to retention) is read again for the stage's devices, and each device
 // whose reports count there moved is read again whole. The answer is the one-read answer (stage-rollups.ts:
 // the same sums, the same merged latency counts, min and max); when a window does not fit what is kept
@@ -14,7 +13,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import { cloneLatencyHistogram, mergeJoinedLatencies, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import type { Tx } from '../db/client.ts';
 import { inIds } from '../db/in-ids.ts';
-import { FLEET_KEY } from '../ingest/stats-writer.ts';
+import { fleetMinutes } from '../ingest/minute-fingerprints.ts';
 import type { StageRollups, StageWindow } from './stage-rollups.ts';
 
 const MINUTE = 60_000;
@@ -196,17 +195,11 @@ export class StageAggregate {
 
   private async catchUp(tx: Tx, ids: readonly string[], end: number): Promise<void> {
     const sealTo = Math.max(this.sealedUntil, Math.floor(end / MINUTE) * MINUTE - MINUTE);
-    // The fleet rows before the device rows: a report committed between the two reads shows as a changed fleet row next time.
-    const fleet = new Map(
-      (
-        await tx.all<{ bucket: string; reports: number; updated_at: string }>(sql`
-          select bucket_start as bucket, reports, updated_at from telemetry_rollups
-          where scope = 'fleet' and key = ${FLEET_KEY} and bucket_start >= ${iso(this.firstMinute)} and bucket_start < ${iso(end)}`)
-      ).map((r) => [Date.parse(r.bucket), `${r.reports}|${r.updated_at}`]),
-    );
-    const fingerprint = (minute: number) => fleet.get(minute) ?? 'none';
+    // The fleet rows before the device rows (minute-fingerprints.ts).
+    const fleet = await fleetMinutes(tx, this.firstMinute, end);
+    const fingerprint = (minute: number) => fleet.get(minute)?.fingerprint ?? 'none';
     // A fleet row's reports bound the device rows of its minute from above.
-    for (const f of fleet.values()) this.fleetPerMinute = Math.max(this.fleetPerMinute, Number(f.split('|')[0]));
+    for (const f of fleet.values()) this.fleetPerMinute = Math.max(this.fleetPerMinute, f.reports);
     const held = [...this.index.keys()];
     // Sealed minutes that changed since they were read: the devices whose count there moved are read again whole.
     const dirty = new Set<string>();

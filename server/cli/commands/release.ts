@@ -168,7 +168,7 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
     .action(async (o: { limit: string }) => {
       const api = ctx.api();
       const res = await call(api.api.v1.deployments.$get({ query: { limit: o.limit } }));
-      const statuses = await Promise.all(res.deployments.map((d) => call(api.api.v1.deployments[':id'].status.$get({ param: { id: d.id } }))));
+      const statuses = await Promise.all(res.deployments.map((d) => call(api.api.v1.deployments[':id'].status.$get({ param: { id: d.id }, query: {} }))));
       const rows = res.deployments.map((d, i) => ({ ...d, target: `${d.targetKind} ${d.target}`, ...summary(statuses[i].counts), superseded: statuses[i].superseded.length }));
       emit(ctx.out(), rows, () => table(rows, ['id', 'bundleId', 'target', 'deviceCount', 'active', 'updating', 'pending', 'failed', 'superseded', 'staleDevices', 'createdAt', 'createdBy']));
     });
@@ -176,7 +176,7 @@ export function registerReleaseCommands(program: Command, ctx: { api: () => Api;
     .command('show <id>')
     .description("one deployment's status: devices per state, each device's bundle, state and failure reason")
     .action(async (id: string) => {
-      const st = await call(ctx.api().api.v1.deployments[':id'].status.$get({ param: { id } }));
+      const st = await call(ctx.api().api.v1.deployments[':id'].status.$get({ param: { id }, query: {} }));
       emit(ctx.out(), st, () => {
         const counts = Object.entries(st.counts).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'no devices';
         const devices = st.devices.map((d) => ({ ...d, online: d.online ? 'yes' : 'no', reason: d.error ? `${d.error.code}: ${d.error.message}` : null }));

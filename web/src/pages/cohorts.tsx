@@ -230,8 +230,10 @@ function DeployForm({ cohorts, devices, onDeployed }: { cohorts: string[]; devic
 const ORDER = ['pending', 'downloading', 'verifying', 'staging', 'activating', 'probation', 'active', 'failed', 'rolled_back'];
 
 function DeploymentRow({ deployment, devices }: { deployment: { id: string; bundleId: string; targetKind: string; target: string; deviceCount: number; createdAt: string; createdBy: string | null }; devices: FleetDevice[] }) {
-  // The server's per-deployment status when it has one; otherwise derived from the fleet (same fields).
-  const status = useLoad(() => getOptional<DeploymentStatus>(`/api/v1/deployments/${encodeURIComponent(deployment.id)}/status`), [deployment.id, devices]);
+  // The server's per-deployment status when it has one; otherwise derived from the fleet (same fields). Not the
+  // superseded devices, which this page does not show (2.2 MB and 1.2–1.7 s of the server's time for a deployment
+  // whose 10,000 devices moved on to a rollout).
+  const status = useLoad(() => getOptional<DeploymentStatus>(`/api/v1/deployments/${encodeURIComponent(deployment.id)}/status?superseded=false`), [deployment.id, devices]);
   const derived = useMemo((): DeploymentStatus => {
     const mine = devices.filter((d) => d.desired?.deploymentId === deployment.id);
     const counts: Record<string, number> = {};
