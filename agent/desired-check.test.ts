@@ -78,4 +78,46 @@ describe('checkDesired', () => {
     const v = checkDesired(msg(m), ctx());
     assert.ok(v.kind === 'reject' && v.code === 'INVALID_BUNDLE');
   });
+  test('each envelope is validated once, strictly: a malformed signature entry drops the whole message', () => {
+    const m = trust.manifest(DEVICE, files, { counter: 1 });
+    const [sig] = m.signatures;
+    for (const signatures of [[{ keyid: 'not-a-key-id', sig: sig.sig }], [{ keyid: sig.keyid, sig: 'A'.repeat(129) }], [{ keyid: sig.keyid, sig: '' }], Array.from({ length: 17 }, () => sig)]) {
+      assert.equal(checkDesired(msg({ ...m, signatures }), ctx()).kind, 'drop', JSON.stringify(signatures[0]));
+    }
+    const kl = trust.keylistEnvelope;
+    assert.equal(checkDesired(msg(m, { ...kl, signatures: [{ keyid: kl.signatures[0].keyid.toUpperCase(), sig: kl.signatures[0].sig }] }), ctx()).kind, 'drop');
+    assert.equal(checkDesired(msg(m), ctx()).kind, 'accept', 'the same message, well-formed');
+  });
+
+  test('forged, foreign, stale, expired and misaddressed manifests are still refused', () => {
+    const m = trust.manifest(DEVICE, files, { counter: 5 });
+    const forged = { ...m, signed: { ...m.signed, bundle: { ...m.signed.bundle, id: 'bnd_evil' } } };
+    const code = (v: ReturnType<typeof checkDesired>) => (v.kind === 'reject' ? v.code : v.kind);
+    assert.equal(code(checkDesired(msg(forged), ctx())), 'BAD_SIGNATURE');
+    assert.equal(code(checkDesired(msg(trust.manifest(DEVICE, files, { counter: 5, signer: trust.outsider })), ctx())), 'UNKNOWN_KEY');
+    assert.equal(code(checkDesired(msg(m), ctx({ floor: 5 }))), 'ROLLBACK');
+    const expired = trust.manifest(DEVICE, files, { counter: 6, now: new Date(Date.now() - 7200e3), expiresAt: new Date(Date.now() - 3600e3) });
+    assert.equal(code(checkDesired(msg(expired), ctx())), 'EXPIRED');
+    assert.equal(code(checkDesired(msg(trust.manifest('dev_other0001', files, { counter: 6 })), ctx())), 'WRONG_DEVICE');
+  });
+
+  test('a key list verified before is trusted again only with the same content and the same signatures', () => {
+    const t = new TestTrust();
+    const pinned = { pinnedRoot: { keyid: t.root.keyid, publicKey: t.root.publicKey } };
+    const m = t.manifest(DEVICE, files, { counter: 1 });
+    const kl = t.keylistEnvelope;
+    assert.equal(checkDesired(msg(m, kl), ctx(pinned)).kind, 'accept'); // verified, and remembered
+    const code = (v: ReturnType<typeof checkDesired>) => (v.kind === 'reject' ? v.code : v.kind);
+    // The remembered list's signature over other content: a longer life, another release key.
+    const later = { ...kl, signed: { ...kl.signed, expiresAt: new Date(Date.now() + 3650 * 86_400e3).toISOString() } };
+    assert.equal(code(checkDesired(msg(m, later), ctx(pinned))), 'BAD_ROOT_SIGNATURE');
+    const extraKey = { ...kl, signed: { ...kl.signed, keys: [...kl.signed.keys, { ...kl.signed.keys[0], keyid: t.outsider.keyid, publicKey: t.outsider.publicKey }] } };
+    assert.equal(code(checkDesired(msg(t.manifest(DEVICE, files, { counter: 1, signer: t.outsider }), extraKey), ctx(pinned))), 'BAD_ROOT_SIGNATURE');
+    // The remembered content with a signature that is not the root's.
+    const resigned = { ...kl, signatures: [{ keyid: kl.signatures[0].keyid, sig: Buffer.alloc(64, 7).toString('base64') }] };
+    assert.equal(code(checkDesired(msg(m, resigned), ctx(pinned))), 'BAD_ROOT_SIGNATURE');
+    // The same content with its keys in another order is checked on its own, and verifies.
+    const reordered = { signatures: kl.signatures, signed: Object.fromEntries(Object.entries(kl.signed).reverse()) };
+    assert.equal(checkDesired(msg(m, reordered), ctx(pinned)).kind, 'accept');
+  });
 });

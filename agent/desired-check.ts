@@ -2,13 +2,16 @@
 // it (already applied, judged or under way; no manifest), reject it with a reason code, or accept it
 // as an update job. Order follows "Bundles and trust": key list against the pinned root first (a
 // newer verified list is kept even if the manifest is then refused), then the manifest's signatures,
-// device, expiry, counter and agent version, then names the agent reserves.
+// device, expiry, counter and agent version, then names the agent reserves. The message's schema
+// validates both envelopes (signature entries included) once; a message that fails it is dropped and
+// counted like any malformed one, and the verifiers take the validated envelopes as they are (they
+// were validated three times per message: a fan-out's per-device cost).
 import { createHash } from 'node:crypto';
 import { canonicalBytes } from '../firmware-bundles/canonical-json.ts';
-import { trustedKeyList, verifyKeyList, type KeyList } from '../firmware-bundles/key-list.ts';
+import { trustedKeyList, verifyKeyListEnvelope, type KeyList } from '../firmware-bundles/key-list.ts';
 import { tryCanonicalBytes } from '../firmware-bundles/envelope.ts';
 import type { PublicKeyRef } from '../firmware-bundles/keys.ts';
-import { verifyManifest, type DeploymentManifest } from '../firmware-bundles/manifest.ts';
+import { verifyManifestEnvelope, type DeploymentManifest } from '../firmware-bundles/manifest.ts';
 import { DesiredMessage } from '../protocol/messages/desired.ts';
 import { bundleName, KEYLIST_FILE, MANIFEST_FILE, META_FILE } from './bundle-store.ts';
 
@@ -81,6 +84,7 @@ export function checkDesired(payload: Buffer, ctx: DesiredContext): DesiredVerdi
   } catch {
     return { kind: 'drop', why: 'not JSON' };
   }
+  // Both envelopes' shapes are validated here, once: the verifiers below take them as they are.
   const msg = DesiredMessage.safeParse(json);
   if (!msg.success) return { kind: 'drop', why: msg.error.issues[0]?.message ?? 'invalid' };
   const { keylist: keylistEnvelope, manifest: manifestEnvelope } = msg.data;
@@ -100,13 +104,15 @@ export function checkDesired(payload: Buffer, ctx: DesiredContext): DesiredVerdi
   // 1. The key list, against the pinned root.
   if (!ctx.pinnedRoot) return manifestEnvelope ? reject('UNKNOWN_ROOT', 'no trust root pinned on this device (restart the agent with --trust-root)') : { kind: 'ignore', why: 'no manifest' };
   const current = ctx.storedKeylist ? storedList(ctx.storedKeylist.signed) : undefined;
-  const kl = verifyKeyList(keylistEnvelope, { pinnedRootKeys: [ctx.pinnedRoot], current, now: ctx.now });
+  const kl = verifyKeyListEnvelope(keylistEnvelope, { pinnedRootKeys: [ctx.pinnedRoot], current, now: ctx.now });
   let keylist: KeyList;
   let usedKeylist: Envelope = keylistEnvelope;
   const extra: Common = {};
   if (kl.ok) {
     keylist = kl.keylist;
-    if (!current || kl.keylist.version > current.version) extra.keylistToStore = keylistEnvelope;
+    // The envelope that was verified first with this content (one shared copy, see verifyKeyListEnvelope).
+    usedKeylist = kl.envelope;
+    if (!current || kl.keylist.version > current.version) extra.keylistToStore = kl.envelope;
   } else if (kl.reason === 'KEYLIST_ROLLBACK' && current && Date.parse(current.expiresAt) > ctx.now.getTime()) {
     // An older list than the one we trust came along: keep trusting ours (it cannot be rolled back).
     keylist = current;
@@ -121,7 +127,7 @@ export function checkDesired(payload: Buffer, ctx: DesiredContext): DesiredVerdi
   // 2. The manifest: signatures first, then device, expiry, counter, agent version.
   let floor = ctx.floor;
   if (reinstall && counter !== undefined) floor = Math.min(floor, counter - 1);
-  const mv = verifyManifest(manifestEnvelope, { keylist, deviceId: ctx.deviceId, activeCounter: floor > 0 ? floor : null, agentVersion: ctx.agentVersion, now: ctx.now, payloadBytes: manifestBytes! });
+  const mv = verifyManifestEnvelope(manifestEnvelope, { keylist, deviceId: ctx.deviceId, activeCounter: floor > 0 ? floor : null, agentVersion: ctx.agentVersion, now: ctx.now, payloadBytes: manifestBytes! });
   if (!mv.ok) return reject(mv.reason, mv.message, extra);
   const clash = mv.manifest.files.find((f) => RESERVED_FILES.has(f.path) || f.path.endsWith('.part'));
   if (clash) return reject('INVALID_BUNDLE', `bundle file name ${clash.path} is reserved by the agent`, extra);

@@ -66,6 +66,9 @@ export class Reconciler {
   private activeBundle: InstalledBundle | null = null;
   private activeDigest: string | null = null;
   private readonly stopCtl = new AbortController();
+  /** Why the reconciler stopped (null: running). A plain field: the first read of `stopCtl.signal` creates the
+   * signal (tens of µs), and that read fell on each device's first desired message. */
+  private stopped: UpdateError | null = null;
   private probationRun: Promise<void> | null = null;
   /** The newest key list's write (never rejects). */
   private keylistWrite: Promise<void> = Promise.resolve();
@@ -131,7 +134,7 @@ export class Reconciler {
 
   private async onDesired(payload: Buffer): Promise<void> {
     const { state, reporter, logger } = this.o;
-    if (this.stopCtl.signal.aborted || payload.length === 0) return;
+    if (this.stopped || payload.length === 0) return;
     const s = state.get();
     const v = checkDesired(payload, {
       pinnedRoot: this.o.pinnedRoot,
@@ -199,7 +202,7 @@ export class Reconciler {
     if (this.worker) return;
     this.worker = (async () => {
       try {
-        while (this.pending && !this.stopCtl.signal.aborted) {
+        while (this.pending && !this.stopped) {
           const job = this.pending;
           this.pending = null;
           await this.probationRun; // a probation resumed at start finishes first
@@ -226,7 +229,7 @@ export class Reconciler {
     // One controller, aborted by a newer desired state, the deadline or stop() (which aborts the running
     // update's): AbortSignal.any() per update cost a fan-out's simulator measurable CPU and GC (weak refs).
     const ctl = new AbortController();
-    if (this.stopCtl.signal.aborted) ctl.abort(this.stopCtl.signal.reason);
+    if (this.stopped) ctl.abort(this.stopped);
     const signal = ctl.signal;
     const running: RunningUpdate = { job, ctl, phase: 'downloading' };
     this.running = running;
@@ -310,7 +313,7 @@ export class Reconciler {
     const { reporter, logger, bundles } = this.o;
     const m = job.manifest;
     const ids = { counter: m.counter, bundleId: m.bundle.id };
-    if (this.stopCtl.signal.aborted) {
+    if (this.stopped) {
       // Stopping: leave everything for the next start (partial downloads resume, the retained
       // desired message brings the manifest back).
       logger.info({ counter: m.counter, phase: phaseAt }, 'update interrupted by stop');
@@ -366,8 +369,9 @@ export class Reconciler {
   }
 
   async stop(): Promise<void> {
-    this.stopCtl.abort(new UpdateError('STOPPING', 'agent stopping'));
-    this.running?.ctl.abort(this.stopCtl.signal.reason);
+    this.stopped = new UpdateError('STOPPING', 'agent stopping');
+    this.stopCtl.abort(this.stopped);
+    this.running?.ctl.abort(this.stopped);
     await this.chain.catch(() => {});
     await this.keylistWrite;
     await this.worker;

@@ -119,20 +119,28 @@ export class Reporter {
     }
   }
 
-  /** Publishes the newest document if connected; otherwise remembers to do so on reconnect. */
+  /**
+   * Publishes the newest document if connected (otherwise remembers to do so on reconnect), once the
+   * current turn of the event loop is over: the changes one message makes (a desired message's key list,
+   * then its verdict's transition) go out as one document. Sent at once, the first change took a publish
+   * of its own and the second waited for its acknowledgement: two `reported` messages per device in a
+   * fan-out, twice the devices' publishes and the server's handling of them.
+   */
   flush(): void {
     this.dirty = true;
     if (this.sending || !this.session?.connected) return;
     this.sending = true;
-    void (async () => {
-      try {
-        while (this.dirty && this.session?.connected) {
-          this.dirty = false;
-          await this.session.publish('reported', this.snapshot(), { retain: true });
-        }
-      } finally {
-        this.sending = false;
+    setImmediate(() => void this.send());
+  }
+
+  private async send(): Promise<void> {
+    try {
+      while (this.dirty && this.session?.connected) {
+        this.dirty = false;
+        await this.session.publish('reported', this.snapshot(), { retain: true });
       }
-    })();
+    } finally {
+      this.sending = false;
+    }
   }
 }

@@ -11,7 +11,8 @@
 // connect, and two deployments to their cohort are timed from the request until every device's agent
 // has verified its manifest (the lowest accepted counter across the fleet passed the one before, polled
 // every 100 ms), against the same number of bare signatures in the same run. BENCH_SIM_CPU_PROFILE=<dir>: a
-// CPU profile of each simulator process over each of those windows (simulator/cpu-profile-toggle.ts).
+// CPU profile of each simulator process over each of those windows (simulator/cpu-profile-toggle.ts);
+// BENCH_CPU_PROFILE=<dir>, one of the control plane's thread (bench/cpu-profile.ts).
 // The devices run with a download splay (BENCH_FANOUT_SPLAY, default 300s; agent --download-splay-ms)
 // far longer than that window, so it measures receiving and verifying the manifest, not the downloads
 // that follow it: on a real fleet each device has its own CPU, in a simulator 5,000 share one core.
@@ -135,10 +136,16 @@ async function simulatedFanout(plane: ControlPlane, api: BenchApi, rootPublicKey
       const cpu0 = simCpuMs();
       toggleProfiles();
       t = performance.now();
-      await api('POST', '/api/v1/deployments', { bundle, cohort: 'simfan' });
-      const responseS = (performance.now() - t) / 1000;
-      const all = await until(() => counterMin() > before, 5 * 60_000);
-      const s = (performance.now() - t) / 1000;
+      let responseS = 0;
+      let s = 0;
+      // BENCH_CPU_PROFILE=<dir>: the control plane's thread over the same window (its answer, then the devices' `reported`).
+      const all = await profiled(`fanout-sim-${connected}-${k}`, async () => {
+        await api('POST', '/api/v1/deployments', { bundle, cohort: 'simfan' });
+        responseS = (performance.now() - t) / 1000;
+        const done = await until(() => counterMin() > before, 5 * 60_000);
+        s = (performance.now() - t) / 1000;
+        return done;
+      });
       toggleProfiles();
       // The simulated devices' own share (receiving, verifying, recording): on a real fleet each device has its own CPU.
       const deviceMs = (simCpuMs() - cpu0) / connected;

@@ -9,41 +9,14 @@
  * const check = checkSignatures(env, new Map([[releaseKey.keyid, releaseKey.publicKey]]));
  * check.valid.size >= threshold;
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import { canonicalBytes } from './canonical-json.ts';
 import type { KeyObject } from 'node:crypto';
 import { KeyError, loadPrivateKey, publicKeyOf, sign, verify } from './keys.ts';
+import type { Signature } from '../protocol/messages/signed-envelope.ts';
 
-/**
- * More signatures than any sane threshold needs; a cap keeps verification cost bounded.
- *
- * @example
- * envelope.signatures.length <= MAX_SIGNATURES
- */
-export const MAX_SIGNATURES = 16;
-
-/**
- * One signature: the signer's key id and the base64 Ed25519 signature.
- *
- * @example
- * Signature.parse({ keyid: pair.keyid, sig })
- */
-export const Signature = z.object({
-  keyid: z.string().regex(/^[0-9a-f]{64}$/, 'hex sha256'),
-  sig: z.string().min(1).max(128),
-});
-export type Signature = z.infer<typeof Signature>;
-
-/**
- * Envelope shape before the payload is trusted: `signed` is any JSON object.
- *
- * @example
- * const env = Envelope.safeParse(JSON.parse(text)); // then check signatures over canonicalBytes(env.data.signed)
- */
-export const Envelope = z.object({
-  signed: z.record(z.string(), z.unknown()),
-  signatures: z.array(Signature).max(MAX_SIGNATURES),
-});
+// The wire shape lives with the other message schemas; signing and checking live here.
+export { Envelope, MAX_SIGNATURES, Signature } from '../protocol/messages/signed-envelope.ts';
 
 /** A signed envelope around payload `T`. */
 export interface SignedEnvelope<T> {

@@ -189,26 +189,42 @@ export interface VerifyKeyListOptions {
 export function verifyKeyList(envelope: unknown, opts: VerifyKeyListOptions): Verdict<{ keylist: KeyList }, KeyListRejectReason> {
   const env = Envelope.safeParse(envelope);
   if (!env.success) return reject('MALFORMED', `key list envelope: ${issuesLine(env.error)}`);
-  const bytes = tryCanonicalBytes(env.data.signed);
-  if (!bytes) return reject('MALFORMED', 'key list payload has no canonical JSON form');
-  const memoKey = rootVerifiedKey(opts.pinnedRootKeys, env.data.signatures, bytes);
-  let list = rootVerified.get(memoKey);
-  if (!list) {
-    const parsed = KeyList.safeParse(env.data.signed);
+  return verifyKeyListEnvelope(env.data, opts);
+}
+
+/**
+ * `verifyKeyList` for an envelope already validated by `Envelope` (a `desired` message's schema validates
+ * both of its envelopes with it): the agent's per-message path validates each envelope once, not twice.
+ *
+ * @example
+ * const msg = DesiredMessage.parse(json);
+ * const r = verifyKeyListEnvelope(msg.keylist, { pinnedRootKeys: [pinnedRoot], now: new Date() });
+ */
+export function verifyKeyListEnvelope(env: Envelope, opts: VerifyKeyListOptions): Verdict<{ keylist: KeyList; envelope: Envelope }, KeyListRejectReason> {
+  const memoKey = rootVerifiedKey(opts.pinnedRootKeys, env);
+  let verified = rootVerified.get(memoKey);
+  if (!verified) {
+    const bytes = tryCanonicalBytes(env.signed);
+    if (!bytes) return reject('MALFORMED', 'key list payload has no canonical JSON form');
+    const parsed = KeyList.safeParse(env.signed);
     if (!parsed.success) return reject('MALFORMED', `key list: ${issuesLine(parsed.error)}`);
-    list = parsed.data;
+    const list = parsed.data;
 
     // Trust comes from the agent's pins, never from the key the payload carries.
     const pinned = pinnedMap(opts.pinnedRootKeys);
     if (pinned.get(list.root.keyid) !== list.root.publicKey) return reject('UNKNOWN_ROOT', `root ${list.root.keyid} is not pinned on this device`);
-    const check = checkSignatures(env.data, new Map([[list.root.keyid, list.root.publicKey]]), bytes);
+    const check = checkSignatures(env, new Map([[list.root.keyid, list.root.publicKey]]), bytes);
     if (!check.valid.has(list.root.keyid)) {
       return check.bad.length > 0
         ? reject('BAD_ROOT_SIGNATURE', `root signature on key list v${list.version} does not verify`)
         : reject('UNKNOWN_ROOT', `key list v${list.version} carries no signature by root ${list.root.keyid}`);
     }
-    remember(memoKey, list);
+    verified = { list, envelope: env };
+    remember(memoKey, verified);
+    // Stored and passed back as `current`, the envelope's payload is this list already parsed.
+    parsedTrusted.set(env.signed, list);
   }
+  const { list, envelope } = verified;
 
   const current = opts.current === undefined ? undefined : trustedKeyList(opts.current);
   const currentVersion = Math.max(opts.currentVersion ?? 0, current?.version ?? 0);
@@ -217,7 +233,7 @@ export function verifyKeyList(envelope: unknown, opts: VerifyKeyListOptions): Ve
     return reject('KEYLIST_ROLLBACK', `key list v${list.version} differs from the trusted list with the same version`);
   }
   if (Date.parse(list.expiresAt) <= opts.now.getTime()) return reject('KEYLIST_EXPIRED', `key list v${list.version} expired at ${list.expiresAt}`);
-  return { ok: true, keylist: list };
+  return { ok: true, keylist: list, envelope };
 }
 
 /**
@@ -254,26 +270,35 @@ const canonicalBytesOf = new WeakMap<KeyList, Uint8Array>();
  * @example
  * checkSignatures(manifestEnvelope, releaseKeyMap(keylist), bytes);
  */
-export function releaseKeyMap(keylist: KeyList): Map<string, string> {
-  return new Map(keylist.keys.filter((k) => k.role === 'release').map((k) => [k.keyid, k.publicKey]));
+export function releaseKeyMap(keylist: KeyList): ReadonlyMap<string, string> {
+  // Made once per list object: an agent checks every manifest against the same verified list.
+  let map = releaseKeyMaps.get(keylist);
+  if (!map) releaseKeyMaps.set(keylist, (map = new Map(keylist.keys.filter((k) => k.role === 'release').map((k) => [k.keyid, k.publicKey]))));
+  return map;
 }
+const releaseKeyMaps = new WeakMap<KeyList, ReadonlyMap<string, string>>();
 
 /**
- * Key lists that passed the shape, pin and root-signature checks, by pins + signatures + canonical
- * payload (the exact bytes that were verified): every desired message carries the same list, and its
- * Ed25519 check was about half of an agent's cost per message. A hit still runs the checks that depend
- * on the moment and on what the caller trusts now (rollback, expiry). A few entries: lists change rarely.
+ * Key lists that passed the shape, pin and root-signature checks, by pins + signatures + payload:
+ * every desired message carries the same list, and its Ed25519 check was about half of an agent's cost
+ * per message. The payload part of the key is its JSON.stringify, not its canonical bytes (made only on
+ * a miss): equal texts are equal JSON values (at most -0 and 0 differ, which canonicalize alike), so a hit
+ * is the very content that was verified; the same list with its keys in another order only misses. A
+ * hit still runs the checks that depend on the moment and on what the caller trusts now (rollback,
+ * expiry), and answers with the envelope first verified: the one a caller stores, so the agents of a
+ * simulator (thousands in one process) keep one copy of the list, parsed once, not one each. A few
+ * entries: lists change rarely.
  */
-const rootVerified = new Map<string, KeyList>();
+const rootVerified = new Map<string, { list: KeyList; envelope: Envelope }>();
 const ROOT_VERIFIED_MAX = 8;
 
-function rootVerifiedKey(pins: PublicKeyRef[], signatures: Array<{ keyid: string; sig: string }>, bytes: Uint8Array): string {
-  return JSON.stringify([pins.map((k) => [k.keyid, k.publicKey]), signatures.map((s) => [s.keyid, s.sig]), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')]);
+function rootVerifiedKey(pins: PublicKeyRef[], env: Envelope): string {
+  return JSON.stringify([pins.map((k) => [k.keyid, k.publicKey]), env.signatures.map((s) => [s.keyid, s.sig]), env.signed]);
 }
 
-function remember(key: string, list: KeyList): void {
+function remember(key: string, verified: { list: KeyList; envelope: Envelope }): void {
   if (rootVerified.size >= ROOT_VERIFIED_MAX) rootVerified.delete(rootVerified.keys().next().value!);
-  rootVerified.set(key, list);
+  rootVerified.set(key, verified);
 }
 
 function pinnedMap(keys: PublicKeyRef[]): Map<string, string> {

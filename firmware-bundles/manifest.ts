@@ -254,9 +254,21 @@ export interface VerifyManifestOptions {
 export function verifyManifest(envelope: unknown, opts: VerifyManifestOptions): Verdict<{ manifest: DeploymentManifest }, ManifestRejectReason> {
   const env = Envelope.safeParse(envelope);
   if (!env.success) return reject('MALFORMED', `manifest envelope: ${issuesLine(env.error)}`);
-  const bytes = opts.payloadBytes ?? tryCanonicalBytes(env.data.signed);
+  return verifyManifestEnvelope(env.data, opts);
+}
+
+/**
+ * `verifyManifest` for an envelope already validated by `Envelope` (a `desired` message's schema
+ * validates it): the agent's per-message path validates each envelope once, not twice.
+ *
+ * @example
+ * const msg = DesiredMessage.parse(json);
+ * if (msg.manifest) verifyManifestEnvelope(msg.manifest, { keylist, deviceId, activeCounter: 6, agentVersion: '0.1.0', now: new Date() });
+ */
+export function verifyManifestEnvelope(env: Envelope, opts: VerifyManifestOptions): Verdict<{ manifest: DeploymentManifest }, ManifestRejectReason> {
+  const bytes = opts.payloadBytes ?? tryCanonicalBytes(env.signed);
   if (!bytes) return reject('MALFORMED', 'manifest payload has no canonical JSON form');
-  const parsed = DeploymentManifest.safeParse(env.data.signed);
+  const parsed = DeploymentManifest.safeParse(env.signed);
   if (!parsed.success) return reject('MALFORMED', `manifest: ${issuesLine(parsed.error)}`);
   const m = parsed.data;
   const { keylist, now } = opts;
@@ -264,7 +276,7 @@ export function verifyManifest(envelope: unknown, opts: VerifyManifestOptions): 
   // With an expired key list no signature can be trusted: the device freezes until it gets a new one.
   if (Date.parse(keylist.expiresAt) <= now.getTime()) return reject('KEYLIST_EXPIRED', `key list v${keylist.version} expired at ${keylist.expiresAt}`);
 
-  const check = checkSignatures(env.data, releaseKeyMap(keylist), bytes);
+  const check = checkSignatures(env, releaseKeyMap(keylist), bytes);
   if (check.valid.size < keylist.threshold) {
     if (check.bad.length > 0) return reject('BAD_SIGNATURE', `signature by ${short(check.bad[0])} does not verify`);
     const hint = m.keylistVersion > keylist.version ? ` (signed under key list v${m.keylistVersion}, device has v${keylist.version})` : '';

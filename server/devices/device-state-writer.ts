@@ -120,8 +120,9 @@ export class DeviceStateWriter {
           await writePresenceInTx(tx, group.slice(i, i + IDS_PER_STATEMENT).map(([id]) => id), online, lastSeen);
         }
       }
-      // Only seen (live telemetry and stats): one UPDATE per chunk, never moving last_seen backwards.
-      const seen = batch.filter(([, s]) => !s.reports.length && s.online === undefined);
+      // Seen without a presence change (live telemetry, stats and `reported`): one UPDATE per chunk, never
+      // moving last_seen backwards (a fan-out's 10,000 `reported` messages took one UPDATE each).
+      const seen = batch.filter(([, s]) => s.online === undefined && s.lastSeen);
       if (seen.length) {
         const lastSeen = seen.reduce((m, [, s]) => (s.lastSeen > m ? s.lastSeen : m), '');
         for (let i = 0; i < seen.length; i += IDS_PER_STATEMENT) {
@@ -131,7 +132,6 @@ export class DeviceStateWriter {
       for (const [id, s] of batch) {
         if (!s.reports.length) continue;
         if (s.online !== undefined) await writePresenceInTx(tx, [id], s.online, s.lastSeen);
-        else if (s.lastSeen) await writeSeenInTx(tx, [id], s.lastSeen);
         for (const r of s.reports) await writeReportedInTx(tx, id, r.reported, r.at);
       }
     });

@@ -1,11 +1,12 @@
 // Device presence and reported update state, with their events: an INSERT … SELECT that writes the event
 // only when the stored value differs, then the UPDATE, in one transaction. The MQTT path batches many
 // devices into one transaction (server/devices/device-state-writer.ts).
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, inArray, sql } from 'drizzle-orm';
 import type { ReportedMessage } from '../../protocol/messages/reported.ts';
 import type { Db, Tx } from '../db/client.ts';
 import { devices } from '../db/schema.ts';
 import { recordServingInTx, withoutStaleError } from '../history/serving-writer.ts';
+import { runStatement, statement } from '../db/tx-statement.ts';
 import { insertEventsFrom } from './event-log.ts';
 import type { EventData } from './event-types.ts';
 
@@ -36,16 +37,22 @@ export function updateData(reported: Reported): EventData['device.update'] {
   return data;
 }
 
+// A device's `reported` message costs these statements for every message the fleet sends (a fan-out to
+// 10,000 devices brings 10,000 within seconds), so they are fixed texts prepared once per connection and run
+// on the transaction's libsql connection (tx-statement.ts), not built by drizzle per message.
+const UPDATE_EVENT = statement(`INSERT INTO events (kind, type, subject, data)
+  SELECT 'device', 'device.update', id, ? FROM devices WHERE id = ?
+    AND (update_state IS NOT ? OR json_extract(reported, '$.active.bundleId') IS NOT ? OR json_extract(reported, '$.desired.bundleId') IS NOT ?)`);
+const STORE_REPORTED = statement('UPDATE devices SET reported = ?, update_state = ? WHERE id = ?');
+
 /** Stores a device's reported message; a `device.update` event when its state, active or desired bundle changed (in the caller's transaction). */
 export async function writeReportedInTx(tx: Tx, id: string, reported: Reported, at: string): Promise<void> {
   const data = updateData(reported);
-  const changed = sql`(${devices.updateState} IS NOT ${reported.state}
-    OR json_extract(${devices.reported}, '$.active.bundleId') IS NOT ${data.bundleId ?? null}
-    OR json_extract(${devices.reported}, '$.desired.bundleId') IS NOT ${data.desiredBundleId ?? null})`;
-  await insertEventsFrom(tx, sql`SELECT 'device', 'device.update', ${devices.id}, ${JSON.stringify(data)} FROM ${devices} WHERE ${and(eq(devices.id, id), changed)}`);
+  await runStatement(tx, UPDATE_EVENT, [JSON.stringify(data), id, reported.state, data.bundleId ?? null, data.desiredBundleId ?? null]);
   await recordServingInTx(tx, id, reported, at);
   // lastSeen is the writer's to move (writeSeenInTx): a replayed retained report is no sign of life.
-  await tx.update(devices).set({ reported: withoutStaleError(reported), updateState: reported.state }).where(eq(devices.id, id));
+  // The document as JSON text, as drizzle stores a `json` text column.
+  await runStatement(tx, STORE_REPORTED, [JSON.stringify(withoutStaleError(reported)), reported.state, id]);
 }
 
 export async function writeReported(db: Db, id: string, reported: Reported, at = new Date()): Promise<void> {

@@ -13,6 +13,7 @@
 import type { InValue, Row } from '@libsql/client';
 import type { Tx } from '../db/client.ts';
 import { reused } from '../db/reused-statements.ts';
+import { executorOf } from '../db/tx-statement.ts';
 
 /** SQLite (3.32+, libsql) allows 32,766 parameters per statement; the slices stay below. */
 const MAX_PARAMS = 30_000;
@@ -28,20 +29,6 @@ export function sliceSizes(n: number, width: number): number[] {
     for (; left >= size; left -= size) out.push(size);
   }
   return out;
-}
-
-type Executor = { execute(stmt: { sql: string; args: InValue[] }): Promise<{ rows: Row[] }> };
-
-/**
- * The libsql object a drizzle transaction (or database) runs its statements on: `session.tx` inside a
- * transaction, `session.client` outside (drizzle-orm/libsql 0.45). Checked, so an upgrade that moves
- * them fails loudly in the tests rather than writing elsewhere.
- */
-function executorOf(tx: Tx): Executor {
-  const session = (tx as unknown as { session?: { tx?: Executor; client?: Executor } }).session;
-  const target = session?.tx ?? session?.client;
-  if (typeof target?.execute !== 'function') throw new Error('drizzle-orm without session.tx/session.client: server/ingest/multi-row.ts needs updating');
-  return target;
 }
 
 /**
