@@ -127,6 +127,25 @@ describe('Downloader', () => {
     assert.ok(art.requests.filter((r) => r.sha256 === f.sha256).length > 4, 'more attempts than the retry count');
   });
 
+  test("the update's deadline landing on an attempt in flight past giveUpAt fails the download as giving up, naming why the attempts failed", async () => {
+    // On a loaded machine the reconciler's deadline (due at giveUpAt) fired while an attempt was on the
+    // wire: the update ended "did not finish within …" without the cause. Here three resets, then a
+    // held answer that is in flight when the deadline aborts (2 s: time for the resets on a loaded machine).
+    const patient = new Downloader({ baseUrl: art.url, username: 'd', password: 'p', retries: 3, answerTimeoutMs: 30_000, idleTimeoutMs: 30_000, backoff: { minMs: 10, maxMs: 50 }, logger: pino({ level: 'silent' }) });
+    const f = art.add(bytes(3000, 18), { reset: { times: 3 }, answerAfter: { ms: 30_000, times: 1 } });
+    const ctl = new AbortController();
+    const giveUpAt = Date.now() + 2000;
+    const fetching = patient.fetchFile({ path: 'deadline.bin', ...f }, dir, { signal: ctl.signal, giveUpAt });
+    const held = async () => {
+      while (art.requests.filter((r) => r.sha256 === f.sha256).length < 4 || Date.now() < giveUpAt) await new Promise((r) => setTimeout(r, 10));
+      ctl.abort(new Error('update did not finish within 2000 ms (while downloading)'));
+    };
+    await Promise.all([
+      held(),
+      assert.rejects(fetching, (e: unknown) => e instanceof DownloadError && e.code === 'DOWNLOAD_FAILED' && /gave up after 4 attempts in \d+ s: .*(socket hang up|ECONNRESET)/.test(e.message)),
+    ]);
+  });
+
   test('an answer slower than the idle timeout is waited for (answer timeout), not asked again', async () => {
     const patient = new Downloader({ baseUrl: art.url, username: 'd', password: 'p', retries: 0, answerTimeoutMs: 10_000, idleTimeoutMs: 100, backoff: { minMs: 10, maxMs: 20 }, logger: pino({ level: 'silent' }) });
     const f = art.add(bytes(3000, 16), { answerAfter: { ms: 600, times: 1 } });

@@ -122,12 +122,17 @@ export class Downloader {
     let attempts = 0;
     let counted = 0;
     let delay = 0;
+    const gaveUp = () => new DownloadError('DOWNLOAD_FAILED', `${file.path}: gave up after ${attempts} attempts in ${Math.round((Date.now() - started) / 1000)} s: ${lastError}`);
+    // The update's deadline (reconciler.ts) falls on giveUpAt. On a loaded machine it can fire while an
+    // attempt is still on the wire (or a backoff timer runs late): that is this download reaching its
+    // bound, so it fails as such, naming why the attempts failed, not as an update that ran out of time.
+    const pastBound = () => fo.signal.aborted && fo.giveUpAt !== undefined && Date.now() >= fo.giveUpAt;
     for (;;) {
       if (delay > 0) {
-        if (fo.giveUpAt !== undefined && Date.now() + delay >= fo.giveUpAt) {
-          throw new DownloadError('DOWNLOAD_FAILED', `${file.path}: gave up after ${attempts} attempts in ${Math.round((Date.now() - started) / 1000)} s: ${lastError}`);
-        }
-        await sleep(delay, fo.signal);
+        if (fo.giveUpAt !== undefined && Date.now() + delay >= fo.giveUpAt) throw gaveUp();
+        await sleep(delay, fo.signal).catch((err) => {
+          throw pastBound() ? gaveUp() : err;
+        });
       }
       delay = 0;
       attempts++;
@@ -154,6 +159,10 @@ export class Downloader {
         await rename(part, final);
         return;
       } catch (err) {
+        if (pastBound()) {
+          if (attempts === 1) lastError = `no answer by the update's time bound (${(err as Error).message})`;
+          throw gaveUp();
+        }
         if (fo.signal.aborted) throw fo.signal.reason;
         if (err instanceof DownloadError) throw err;
         if (err instanceof BusyError) {
