@@ -1,18 +1,18 @@
 // `npm test`'s file list: every *.test.ts under the tested folders, the slowest first.
 //
-// Why this order: node --test runs the files in the order given, two at a time (--test-concurrency=2).
-// In name order the longest files (test/zoo*, test/web-*) came last, so the suite ended with one slot
+// Why this order: `scripts/run-tests.mjs` runs the files in the order given, two at a time (`node --test
+// a b c` would not: Node 20 sorts its file arguments by name). In name order the longest files (test/zoo*, test/web-*) came last, so the suite ended with one slot
 // busy on a 30 s file and the other idle. Longest first (by test/durations.json, seconds per file from
 // a full run) lets the short files fill the gaps at the end. A file not in the list yet goes first,
 // since new files are mostly integration tests; the order never changes which files run.
 //
-//   node scripts/test-files.mjs                  the ordered list, one path a line
+//   node scripts/test-files.mjs                  the ordered list, one path a line (orderedTestFiles())
 //   node scripts/test-files.mjs --record <log>   rewrite test/durations.json from a full run's TAP
 //                                                output (`npm test > log`): each top-level entry's
 //                                                duration_ms, added to the file whose source names it
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const FOLDERS = ['test', 'protocol', 'server', 'agent', 'firmware-bundles'];
@@ -56,12 +56,27 @@ function fileOf(name, sources) {
   return undefined;
 }
 
-const files = testFiles();
-if (process.argv[2] === '--record') {
+/** Every test file, the slowest first by test/durations.json (unknown files first, then name order). */
+export function orderedTestFiles() {
+  // Never fail here: an empty list would run nothing, and that passes.
+  let seconds = {};
+  try {
+    seconds = JSON.parse(readFileSync(DURATIONS, 'utf8'));
+  } catch (err) {
+    process.stderr.write(`test-files: ${DURATIONS} unreadable (${err.message}); running the files in name order\n`);
+  }
+  const cost = (f) => seconds[f] ?? Number.MAX_VALUE;
+  // Stable sort over the name order: equal costs (and new files) keep name order.
+  return testFiles().sort((a, b) => cost(b) - cost(a));
+}
+
+/** Rewrites test/durations.json from a full run's TAP log. */
+function record(log) {
+  const files = testFiles();
   const sources = new Map(files.map((f) => [f, readFileSync(path.join(ROOT, f), 'utf8')]));
   const seconds = {};
   const unmatched = [];
-  for (const e of topLevel(readFileSync(process.argv[3], 'utf8'))) {
+  for (const e of topLevel(readFileSync(log, 'utf8'))) {
     const f = fileOf(e.name, sources);
     if (f) seconds[f] = (seconds[f] ?? 0) + e.seconds;
     else unmatched.push(e.name);
@@ -71,15 +86,9 @@ if (process.argv[2] === '--record') {
   const sorted = Object.entries(seconds).sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
   writeFileSync(DURATIONS, `${JSON.stringify(Object.fromEntries(sorted.map(([f, s]) => [f, Math.round(s * 10) / 10])), null, 2)}\n`);
   process.stderr.write(`recorded ${sorted.length} of ${files.length} files; top-level entries matching no single file (their seconds are not counted): ${unmatched.length ? unmatched.join(' | ') : 'none'}\n`);
-} else {
-  // Never fail here: `$(…)` in npm test would hand node --test an empty list, and that passes.
-  let seconds = {};
-  try {
-    seconds = JSON.parse(readFileSync(DURATIONS, 'utf8'));
-  } catch (err) {
-    process.stderr.write(`test-files: ${DURATIONS} unreadable (${err.message}); running the files in name order\n`);
-  }
-  const cost = (f) => seconds[f] ?? Number.MAX_VALUE;
-  // Stable sort over the name order: equal costs (and new files) keep name order.
-  process.stdout.write(`${files.sort((a, b) => cost(b) - cost(a)).join('\n')}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  if (process.argv[2] === '--record') record(process.argv[3]);
+  else process.stdout.write(`${orderedTestFiles().join('\n')}\n`);
 }
