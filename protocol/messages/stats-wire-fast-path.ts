@@ -16,16 +16,10 @@ import type { SketchLayout } from '../sketch/feature-set-sketch.ts';
 import { sketchNumbersView } from '../sketch/sketch-blob-merge.ts';
 import { sketchNumbersLayout, SketchBytesError, type SketchNumbersLayout } from '../sketch/sketch-blob.ts';
 import { DEVICE_ID_PATTERN } from '../topics.ts';
-import { count, finite, isoTime, plainWithKeys, str } from './stats-fast-path.ts';
+import { count, finite, isoTime, plainWithKeys, str, type FastStatsMessage } from './stats-fast-path.ts';
 
 /** A `stats` window accepted on its bytes: the message's fields but the sketch, and the sketch's stored form. */
-export interface WireStatsWindow {
-  deviceId: string;
-  bundleId: string;
-  model: { name: string; version: number };
-  windowStart: string;
-  windowEnd: string;
-  seq: number;
+export interface WireStatsWindow extends Omit<FastStatsMessage, 'v' | 'sketch'> {
   /** The sketch as received: what is stored. */
   bytes: Buffer;
   layout: SketchNumbersLayout;

@@ -6,19 +6,10 @@
 import type { StatsMessage } from '../../protocol/messages/stats.ts';
 import type { WireStatsWindow } from '../../protocol/messages/stats-wire-fast-path.ts';
 import type { FeatureSetSketch } from '../../protocol/sketch/feature-set-sketch.ts';
-import { decodeSketch, encodeSketch, sketchNumbersLayout, type SketchNumbersLayout } from '../../protocol/sketch/sketch-blob.ts';
+import { decodeSketch, encodeSketch, sketchNumbersLayout } from '../../protocol/sketch/sketch-blob.ts';
 
-export interface StatsWindow {
-  bundleId: string;
-  model: { name: string; version: number };
-  windowStart: string;
-  windowEnd: string;
-  seq: number;
-  /** quality.rows */
-  rows: number;
-  /** The sketch's stored form: as the device sent it (`sketchBase64`), or encoded from the object. */
-  bytes: Buffer;
-  layout: SketchNumbersLayout;
+/** `bytes` is the sketch's stored form: as the device sent it (`sketchBase64`), or encoded from the object. */
+export interface StatsWindow extends Omit<WireStatsWindow, 'deviceId'> {
   /** The sketch as an object (decoded at most once), for the object fallbacks. */
   sketch(): FeatureSetSketch;
 }
