@@ -36,10 +36,10 @@ const at = (hhmmss: string) => `2026-01-01T${hhmmss}.000Z`;
 
 let seq = 0;
 /** One telemetry report: 19 served and 1 failed request (error rate 0.05), each request `ms` long. */
-function report(deviceId: string, when: string, bundle: string, ms: number): TelemetryMessage {
+function report(deviceId: string, when: string, bundle: string, ms: number, n = 20): TelemetryMessage {
   const latency = createLatencyHistogram();
-  for (let i = 0; i < 20; i++) recordLatency(latency, ms);
-  return { v: 1, deviceId, at: at(when), intervalS: 20, seq: seq++, inferences: 19, errors: { timeout: 1 }, latency, activeS: 20, queueDepth: 0, cpu: 0.1, rssBytes: 1e6, diskFreeBytes: 1e9, uptimeS: 100, activeBundle: { id: bundle, counter: bundle === V1 ? 1 : 2 } };
+  for (let i = 0; i < n; i++) recordLatency(latency, ms);
+  return { v: 1, deviceId, at: at(when), intervalS: 20, seq: seq++, inferences: n - 1, errors: { timeout: 1 }, latency, activeS: 20, queueDepth: 0, cpu: 0.1, rssBytes: 1e6, diskFreeBytes: 1e9, uptimeS: 100, activeBundle: { id: bundle, counter: bundle === V1 ? 1 : 2 } };
 }
 
 async function ingest(cohort: string, reports: TelemetryMessage[]): Promise<void> {
@@ -47,17 +47,20 @@ async function ingest(cohort: string, reports: TelemetryMessage[]): Promise<void
   for (const m of reports) await db.db.transaction((tx) => writeTelemetry(tx, [{ deviceId: m.deviceId, message: m, cohorts: [cohort] }], new Date(Date.parse(m.at) + 500)));
 }
 
-async function gatesOf(cohort: string, ids: string[], gates: Partial<RolloutGates>, stage: { active?: string[]; failed?: string[] } = {}): Promise<Map<string, GateResult>> {
+/** The gates at `now` (12:15 unless given); each active device switched when the stage started unless `switchedAt` says otherwise. */
+async function gatesOf(cohort: string, ids: string[], gates: Partial<RolloutGates>, stage: { active?: string[]; failed?: string[]; switchedAt?: Record<string, string> } = {}, now = NOW): Promise<Map<string, GateResult>> {
+  const active = stage.active ?? ids;
+  const switchedAt = new Map(active.map((id) => [id, Date.parse(stage.switchedAt?.[id] ?? STARTED)]));
   const results = await db.db.transaction((tx) =>
     stageGates(tx, {
       gates: RolloutGates.parse(gates),
-      stage: { ids, active: stage.active ?? ids, failed: stage.failed ?? [] },
+      stage: { ids, active, failed: stage.failed ?? [], switchedAt },
       bundleId: V2,
       cohort,
       stageStartedAt: STARTED,
       rolloutCreatedAt: STARTED,
       hasPrevious: true,
-      now: NOW,
+      now,
       bakeS: 60,
       last: true,
     }),
@@ -107,7 +110,7 @@ test("latency: the worst device's p95 against the hour before; 2× passes a rati
   assert.match(without.reason, /^worst p95 12\.00 ms \(dev_lat0\) vs 10\.00 ms before$/);
 });
 
-test("the stage's first, partial minute counts only reports served wholly on the new bundle; the baseline's last minute only reports sent before the rollout", async () => {
+test("a device without a whole minute on the new bundle yet counts only its reports served wholly on it; the baseline's last minute only reports sent before the rollout", async () => {
   const ids = ['dev_partial0', 'dev_partial1', 'dev_partial2'];
   await db.db.insert(devices).values(ids.map((id) => ({ id, status: 'approved' as const, labels: { c: 'partial' }, facts: {}, credentialHash: 'sha256$x' })));
   await ingest('partial', [
@@ -121,11 +124,36 @@ test("the stage's first, partial minute counts only reports served wholly on the
     report(ids[2], '12:10:31', V2, 30),
     report(ids[2], '12:10:51', V2, 40),
   ]);
-  const g = (await gatesOf('partial', ids, { maxLatencyRatio: 4 })).get('latencyRegression')!;
+  // At 12:11:55 the devices (switched at 12:10:20) have no whole minute on v2: the first is 12:12 (a report
+  // up to a minute long may still hold v1's requests before it).
+  const early = new Date('2026-01-01T12:11:55.000Z');
+  const g = (await gatesOf('partial', ids, { maxLatencyRatio: 4 }, {}, early)).get('latencyRegression')!;
   assert.equal(g.status, 'pass', JSON.stringify(g));
   assert.equal(g.value, 4);
   assert.match(g.reason, /^worst p95 40\.00 ms \(dev_partial2\) vs 10\.00 ms before$/);
-  assert.equal((await gatesOf('partial', ids, { maxLatencyRatio: 3.99 })).get('latencyRegression')!.status, 'fail');
+  assert.equal((await gatesOf('partial', ids, { maxLatencyRatio: 3.99 }, {}, early)).get('latencyRegression')!.status, 'fail');
+});
+
+test('a device that switched minutes into the stage is measured on the new bundle only, not on the minutes it still served the previous one', async () => {
+  const id = 'dev_late0';
+  await db.db.insert(devices).values({ id, status: 'approved', labels: { c: 'late' }, facts: {}, credentialHash: 'sha256$x' });
+  // 10 ms on v1 before the rollout and for three minutes into the stage (500 requests a minute), then the
+  // switch at 12:13:55 and 100 ms on v2: 20 requests per report, a few percent of the stage's minutes.
+  await ingest('late', [
+    report(id, '12:09:05', V1, 10, 500),
+    ...['12:11:05', '12:12:05', '12:13:05', '12:13:50'].map((t) => report(id, t, V1, 10, 500)),
+    ...['12:14:00', '12:14:10', '12:14:20'].map((t) => report(id, t, V2, 100)),
+  ]);
+  const switchedAt = { [id]: at('12:13:55') };
+  // At 12:15 it has no whole minute on v2 (its first is 12:15): its two reports served wholly on v2 count.
+  const soon = (await gatesOf('late', [id], { maxLatencyRatio: 4 }, { switchedAt })).get('latencyRegression')!;
+  assert.equal(soon.status, 'fail', JSON.stringify(soon));
+  assert.match(soon.reason, /^worst p95 100\.00 ms \(dev_late0\) vs 10\.00 ms before$/);
+  // Later its whole minutes on v2 (12:15 and 12:16) count, not the v1 minutes of the stage.
+  await ingest('late', ['12:15:30', '12:16:30', '12:17:10'].map((t) => report(id, t, V2, 100)));
+  const later = (await gatesOf('late', [id], { maxLatencyRatio: 4 }, { switchedAt }, new Date('2026-01-01T12:17:30.000Z'))).get('latencyRegression')!;
+  assert.equal(later.status, 'fail', JSON.stringify(later));
+  assert.equal(later.value, 10);
 });
 
 test('latency without requests on the new bundle is no-data after the bake', async () => {

@@ -8,7 +8,7 @@
 import { and, eq, gte, inArray, lt, or, sql } from 'drizzle-orm';
 import { ShadowReport, type ShadowOutput } from '../../protocol/messages/shadow.ts';
 import type { Tx } from '../db/client.ts';
-import { createLatencyHistogram, latencySummary, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
+import { createLatencyHistogram, latencySummary, mergeJoinedLatencies, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import { alerts, bundles, devices, telemetry, telemetryRollups } from '../db/schema.ts';
 import type { RolloutGates } from '../jobs/retrain-policy.ts';
 import { inIds } from '../db/in-ids.ts';
@@ -32,6 +32,8 @@ export interface StageDevices {
   ids: string[];
   active: string[];
   failed: string[];
+  /** When each active device activated the bundle, by its own clock (its telemetry's); NaN: unknown. */
+  switchedAt: ReadonlyMap<string, number>;
 }
 
 const fmt = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(4).replace(/0+$/, ''));
@@ -95,29 +97,56 @@ export async function stageGates(
       reason: rate === null ? 'no requests served on the stage yet' : `${errors} errors in ${total} requests`,
     });
   }
-  if (gates.maxLatencyRatio !== null) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio, since: latencySince(o.stageStartedAt), rollups }));
+  if (gates.maxLatencyRatio !== null) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio, cuts: window?.latencyCuts ?? null, rollups }));
   if (gates.drift) out.push(await driftGate(tx, o));
   return out;
 }
 
-/** The latency gate reads whole minutes only, from the first bucket that starts after the stage did (latencyGate says why). */
-const latencySince = (stageStartedAt: string) => Math.ceil(Date.parse(stageStartedAt) / 60_000) * 60_000;
+const MINUTE = 60_000;
+/**
+ * How long after its switch a device's reports may still hold requests the previous bundle served: a report
+ * covers the interval before its `at` (the agent's telemetry interval, 10 s by default), and lands in the
+ * minute bucket of its `at`. Intervals up to this are counted exactly; longer ones may mix in a little.
+ */
+const REPORT_SPAN_MS = 60_000;
+
+/**
+ * Per active device, the first minute bucket that holds only requests served on the candidate: the first
+ * whole minute after its switch (and its reports' span), and never one that began before the stage did.
+ * A device counts from its rollups once that minute is over; until then (no whole minute yet) it is measured
+ * from its raw reports served wholly on the candidate (latencyGate), so the gate measures within seconds of a switch.
+ */
+export function latencyCuts(o: { stage: Pick<StageDevices, 'active' | 'switchedAt'>; stageStartedAt: string; now: Date }): Map<string, number> {
+  const stageMinute = Math.ceil(Date.parse(o.stageStartedAt) / MINUTE) * MINUTE;
+  const cuts = new Map<string, number>();
+  for (const id of o.stage.active) {
+    const switched = switchTime(o, id);
+    const cut = Math.max(stageMinute, Math.ceil((switched + REPORT_SPAN_MS) / MINUTE) * MINUTE);
+    if (o.now.getTime() >= cut + MINUTE) cuts.set(id, cut);
+  }
+  return cuts;
+}
+
+/** When a device switched (an unreadable activation time: when the stage started). */
+const switchTime = (o: { stage: Pick<StageDevices, 'switchedAt'>; stageStartedAt: string }, id: string) => {
+  const t = o.stage.switchedAt.get(id) ?? Number.NaN;
+  return Number.isNaN(t) ? Date.parse(o.stageStartedAt) : t;
+};
 
 /**
  * The window of the stage rollups the error-rate and latency gates read (null: neither gate is on). The error
- * rate counts from the stage's first minute bucket (at least the last minute); the latency gate from latencySince.
+ * rate counts from the stage's first minute bucket (at least the last minute); latency per device from its cut.
  */
-export function stageWindow(o: { gates: RolloutGates; stageStartedAt: string; hasPrevious: boolean; now: Date }): StageWindow | null {
+export function stageWindow(o: { gates: RolloutGates; stage: Pick<StageDevices, 'active' | 'switchedAt'>; stageStartedAt: string; hasPrevious: boolean; now: Date }): StageWindow | null {
   const latencyOn = o.gates.maxLatencyRatio !== null && o.hasPrevious;
   if (o.gates.maxErrorRate === undefined && !latencyOn) return null;
   const windowS = Math.max(60, Math.ceil((o.now.getTime() - Date.parse(o.stageStartedAt)) / 1000));
-  const since = latencySince(o.stageStartedAt);
-  return { from: new Date(o.now.getTime() - windowS * 1000), latencyFrom: latencyOn && o.now.getTime() - since >= 1000 ? new Date(since) : null, end: o.now };
+  return { from: new Date(o.now.getTime() - windowS * 1000), latencyCuts: latencyOn ? latencyCuts(o) : null, end: o.now };
 }
 
 async function latencyGate(
   tx: Tx,
-  o: { stage: StageDevices; bundleId: string; cohort: string; rolloutCreatedAt: string; stageStartedAt: string; bakeS: number; hasPrevious: boolean; now: Date; maxRatio: number; since: number; rollups: StageRollups | null },
+  o: { stage: StageDevices; bundleId: string; cohort: string; rolloutCreatedAt: string; stageStartedAt: string; bakeS: number; hasPrevious: boolean; now: Date; maxRatio: number; cuts: ReadonlyMap<string, number> | null; rollups: StageRollups | null },
 ): Promise<GateResult> {
   const threshold = `≤ ${fmt(o.maxRatio)} × previous p95`;
   if (!o.hasPrevious || !o.rollups) return { name: 'latencyRegression', value: null, threshold, status: 'skipped', reason: 'the cohort ran no bundle before: nothing to compare with' };
@@ -129,10 +158,12 @@ async function latencyGate(
   const before = latencySummary(
     [...beforeRaw.values()].reduce(mergeLatencyHistograms, await cohortLatency(tx, o.cohort, new Date(createdMinute - 3_600_000), new Date(createdMinute))),
   );
-  // Telemetry is kept in minute buckets: only those that start after the stage did (o.since) hold the new
-  // bundle's requests alone (an earlier bucket mixes in the previous bundle's). The stage's first, partial
-  // minute comes from the raw reports instead, so the gate can measure within seconds of the switch.
-  const leading = await reportsLatency(tx, { ids: o.stage.active, whollyOn: o.bundleId, from: o.stageStartedAt, to: new Date(Math.min(o.since, o.now.getTime())).toISOString() });
+  // Devices with no whole minute on the candidate yet (no cut): their raw reports served wholly on it,
+  // since a little before the earliest of their switches (a report's `at` and the switch time come from
+  // the device's clock, so the bound is loose; "wholly on" is what decides) and never before the stage.
+  const recent = o.stage.active.filter((id) => !o.cuts?.has(id));
+  const from = Math.max(Date.parse(o.stageStartedAt), Math.min(o.now.getTime(), ...recent.map((id) => switchTime(o, id))) - REPORT_SPAN_MS);
+  const leading = await reportsLatency(tx, { ids: recent, whollyOn: o.bundleId, from: new Date(from).toISOString(), to: o.now.toISOString() });
   // The stage's active devices' minute rollups, read with the error rate's (stage-rollups.ts).
   const worst = worstLatency(o.stage.active, o.rollups, leading);
   if (before.p95 === null || !worst) {
@@ -148,9 +179,10 @@ async function latencyGate(
 /**
  * Latency of the devices' raw telemetry reports in [from, to), per device. With `whollyOn`, only reports
  * served wholly on that bundle: the report and the one before it (seq − 1) name it active, so the interval
- * began after the switch. Bounded: callers keep [from, to) within one minute, read through the time index
+ * began after the switch. Bounded: callers keep [from, to) within a few minutes, read through the time index
  * (`indexed by telemetry_at`): the planner chose the (device, seq) index and read every stored report of
  * every stage device to find that minute's (1,000 devices × 70 reports: 0.4 s per read, growing with retention).
+ * A row per device, its histograms joined by SQLite (as the rollup reads, stage-rollups.ts).
  */
 async function reportsLatency(tx: Tx, o: { ids: string[]; whollyOn?: string; from: string; to: string }): Promise<Map<string, LatencyHistogram>> {
   const out = new Map<string, LatencyHistogram>();
@@ -158,11 +190,11 @@ async function reportsLatency(tx: Tx, o: { ids: string[]; whollyOn?: string; fro
   const inStage = inIds(sql`t.device_id`, o.ids);
   const rows = await tx.all<{ device_id: string; latency: string }>(
     o.whollyOn
-      ? sql`select t.device_id, t.latency from ${telemetry} t indexed by telemetry_at join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
-            where ${inStage} and t.at >= ${o.from} and t.at < ${o.to} and t.active_bundle_id = ${o.whollyOn} and p.active_bundle_id = ${o.whollyOn}`
-      : sql`select t.device_id, t.latency from ${telemetry} t indexed by telemetry_at where ${inStage} and t.at >= ${o.from} and t.at < ${o.to}`,
+      ? sql`select t.device_id, group_concat(t.latency, ',') as latency from ${telemetry} t indexed by telemetry_at join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
+            where ${inStage} and t.at >= ${o.from} and t.at < ${o.to} and t.active_bundle_id = ${o.whollyOn} and p.active_bundle_id = ${o.whollyOn} group by t.device_id`
+      : sql`select t.device_id, group_concat(t.latency, ',') as latency from ${telemetry} t indexed by telemetry_at where ${inStage} and t.at >= ${o.from} and t.at < ${o.to} group by t.device_id`,
   );
-  for (const r of rows) out.set(r.device_id, mergeLatencyHistograms(out.get(r.device_id) ?? createLatencyHistogram(), JSON.parse(r.latency) as LatencyHistogram));
+  for (const r of rows) out.set(r.device_id, mergeJoinedLatencies(r.latency));
   return out;
 }
 

@@ -17,7 +17,7 @@ import { deployments, deviceDesired, devices, rollouts } from '../db/schema.ts';
 import type { DesiredState } from '../deployments/desired-state.ts';
 import { ServiceError } from '../errors.ts';
 import { RolloutGates } from '../jobs/retrain-policy.ts';
-import { shadowGates, shadowReports, stageGates, stageWindow, STAGE_COMPLETE, type GateResult } from './rollout-gates.ts';
+import { shadowGates, shadowReports, stageGates, stageWindow, STAGE_COMPLETE, type GateResult, type StageDevices } from './rollout-gates.ts';
 import { assignedBundle, assignForRollout, endShadow, orderedMembers, rollBack, ROLLOUT_ACTOR, shadowTargets, startShadow, type RolloutRow } from './rollout-service.ts';
 import { keepStageAggregates, stageAggregate, type StageAggregate } from './stage-aggregate.ts';
 import { stageSize } from './stable-order.ts';
@@ -67,15 +67,18 @@ export async function tickRollout(db: Db, desired: DesiredState, logger: Logger,
  */
 async function readStageOutsideLock(db: Db, seen: RolloutRow, now: Date): Promise<void> {
   if (seen.phase !== 'stages') return;
-  const window = stageWindow({ gates: RolloutGates.parse(seen.gates), stageStartedAt: seen.stageStartedAt, hasPrevious: seen.previousBundleId !== null, now });
   const aggregate = stageAggregate(db, seen);
-  if (!window || !aggregate.fits(window)) return;
   // The devices of the last tick (a device that joined since is read inside); the cohort's order on the first.
   let ids = aggregate.heldIds();
   if (!ids.length) {
     const ordered = await orderedMembers(db, seen.cohort).catch(() => [] as string[]);
     ids = ordered.slice(0, stageSize(ordered.length, seen.stages[seen.stage]));
   }
+  // Which of them switched when: each device's latency counts from its own cut (stageWindow).
+  const stage = await stageDevices(db, seen, ids).catch(() => null);
+  if (!stage) return;
+  const window = stageWindow({ gates: RolloutGates.parse(seen.gates), stage, stageStartedAt: seen.stageStartedAt, hasPrevious: seen.previousBundleId !== null, now });
+  if (!window || !aggregate.fits(window)) return;
   await aggregate.read(db, ids, window).catch(() => undefined);
 }
 
@@ -247,21 +250,26 @@ function round(v: number): string {
  * the three fields from each `reported` document (it holds the agent's transitions too: parsing 10,000
  * of them whole was a good part of a tick) and answers only the devices that are one or the other.
  */
-async function stageDevices(tx: Tx, row: RolloutRow, deviceIds: string[]): Promise<{ active: string[]; failed: string[] }> {
-  if (!deviceIds.length) return { active: [], failed: [] };
+async function stageDevices(tx: Tx, row: RolloutRow, deviceIds: string[]): Promise<Omit<StageDevices, 'ids'>> {
+  const switchedAt = new Map<string, number>();
+  if (!deviceIds.length) return { active: [], failed: [], switchedAt };
   // The bundle the devices were actually given (a preferred variant's), not necessarily the rollout's.
   const bundleId = assignedBundle(row);
   const state = sql`json_extract(${devices.reported}, '$.state')`;
   // "Installed" is not "healthy": a failed or rolled-back update of this bundle counts against the gate.
-  const rows = await tx.all<{ id: string; active: number }>(sql`
-    select ${devices.id} as id, ${state} = 'active' as active from ${devices}
+  const rows = await tx.all<{ id: string; active: number; activatedAt: string | null }>(sql`
+    select ${devices.id} as id, ${state} = 'active' as active, json_extract(${devices.reported}, '$.active.activatedAt') as activatedAt from ${devices}
     where ${inIds(devices.id, deviceIds)} and (
       (${state} = 'active' and json_extract(${devices.reported}, '$.active.bundleId') = ${bundleId})
       or (${state} in ('failed', 'rolled_back') and json_extract(${devices.reported}, '$.desired.bundleId') = ${bundleId}))`);
   const active: string[] = [];
   const failed: string[] = [];
-  for (const r of rows) (r.active ? active : failed).push(r.id);
-  return { active, failed };
+  for (const r of rows) {
+    (r.active ? active : failed).push(r.id);
+    // The device's own clock, as its telemetry's `at`; unreadable: not measured by rollups yet (latencyCuts).
+    if (r.active) switchedAt.set(r.id, r.activatedAt ? Date.parse(r.activatedAt) : Number.NaN);
+  }
+  return { active, failed, switchedAt };
 }
 
 /** Assigns the rollout's assigned bundle to target devices that do not have it as desired state yet; returns them. */

@@ -58,8 +58,11 @@ async function report(deviceId: string, atMs: number, ms: number, o: { n?: numbe
 
 const window = (endMs: number): StageWindow => {
   const windowS = Math.max(60, Math.ceil((endMs - Date.parse(STAGE_START)) / 1000));
-  return { from: new Date(endMs - windowS * 1000), latencyFrom: new Date(T0 + 60_000), end: new Date(endMs) };
+  return { from: new Date(endMs - windowS * 1000), latencyCuts: cutsFrom(T0 + 60_000, ['d1', 'd2', 'd3', 'd4']), end: new Date(endMs) };
 };
+
+/** Every device's latency from the same minute. */
+const cutsFrom = (minute: number, ids: string[]) => new Map(ids.map((id) => [id, minute]));
 
 /** What a gate reads from the rollups: the sums, and each device's merged latency (counts, min, max, p95). */
 function seen(r: StageRollups, ids: string[]) {
@@ -113,7 +116,7 @@ test('a second read for the same end answers from what the first read (before th
   const start = T0 + 3_600_000;
   const aggregate = new StageAggregate('snapshot', new Date(start + 20_000).toISOString());
   for (let m = 0; m < 4; m++) for (const id of ids) await report(id, start + m * 60_000 + 5_000, 4);
-  const w: StageWindow = { from: new Date(start), latencyFrom: new Date(start + 60_000), end: new Date(start + 3 * 60_000 + 30_000) };
+  const w: StageWindow = { from: new Date(start), latencyCuts: cutsFrom(start + 60_000, ids), end: new Date(start + 3 * 60_000 + 30_000) };
   const first = seen(await aggregate.read(db.db, ids, w), ids);
   await report('e1', start + 3 * 60_000 + 10_000, 50);
   assert.deepEqual(seen(await aggregate.read(db.db, ids, w), ids), first);
@@ -128,7 +131,7 @@ test('past its memory bound the aggregate lets go of what it holds, and the one 
   // Room for 3 held minutes of 1,024 device slots (20 B each), not 4.
   const aggregate = new StageAggregate('bounded', new Date(start + 20_000).toISOString(), 3 * 1024 * 20 + 1);
   for (let m = 0; m < 6; m++) for (const id of ids) await report(id, start + m * 60_000 + 5_000, 4);
-  const w = (endMs: number): StageWindow => ({ from: new Date(start), latencyFrom: new Date(start + 60_000), end: new Date(endMs) });
+  const w = (endMs: number): StageWindow => ({ from: new Date(start), latencyCuts: cutsFrom(start + 60_000, ids), end: new Date(endMs) });
   await aggregate.read(db.db, ids, w(start + 2 * 60_000 + 30_000)); // holds 12:00 (error rate's minute before) and 12:01
   assert.equal(aggregate.fits(w(start + 3 * 60_000 + 30_000)), true, 'within the bound');
   await aggregate.read(db.db, ids, w(start + 5 * 60_000 + 30_000)); // seals up to 5 minutes
@@ -139,4 +142,33 @@ test('past its memory bound the aggregate lets go of what it holds, and the one 
   // The gates still get the stage's answer, from the one read.
   const one = seen(await readStageRollups(db.db, ids, w(start + 5 * 60_000 + 40_000)), ids);
   assert.deepEqual(seen(await readStageRollups(db.db, ids, w(start + 5 * 60_000 + 40_000), aggregate), ids), one);
+});
+
+test("each device's latency from its own cut: one switched later, one not measured yet, one whose cut appears between ticks", async () => {
+  const ids = ['g1', 'g2', 'g3'];
+  const start = T0 + 3 * 3_600_000;
+  const aggregate = new StageAggregate('cuts', new Date(start + 20_000).toISOString());
+  // Fast minutes before each device's switch, slow ones after: g1 from 12:01, g2 from 12:03, g3 from 12:04.
+  const switchMinute: Record<string, number> = { g1: 1, g2: 3, g3: 4 };
+  for (let m = 0; m < 7; m++) for (const id of ids) await report(id, start + m * 60_000 + 5_000, m >= switchMinute[id] ? 50 : 4);
+  const w = (endMs: number, cuts: Map<string, number>): StageWindow => ({ from: new Date(start), latencyCuts: cuts, end: new Date(endMs) });
+  const check = async (endMs: number, cuts: Map<string, number>, what: string) => {
+    const expected = seen(await readStageRollups(db.db, ids, w(endMs, cuts)), ids);
+    const got = seen(await readStageRollups(db.db, ids, w(endMs, cuts), aggregate), ids);
+    assert.deepEqual(got, expected, what);
+    return got;
+  };
+  const minute = (m: number) => start + m * 60_000;
+  // g3 not measured yet (no cut): only g1 and g2, each only on its slow minutes.
+  let got = await check(minute(5) + 30_000, new Map([['g1', minute(1)], ['g2', minute(3)]]), 'g1 and g2 from their own cuts');
+  assert.equal(got.latency.g3, null);
+  assert.equal(got.latency.g2?.count, 3 * 10, 'g2: 12:03, 12:04 and 12:05');
+  assert.ok(got.latency.g2!.minMs! > 40, "none of g2's fast minutes");
+  // A tick later g3 has its cut: read again from it, the sealed minutes included.
+  got = await check(minute(6) + 30_000, new Map([['g1', minute(1)], ['g2', minute(3)], ['g3', minute(4)]]), 'g3 from its cut');
+  assert.equal(got.latency.g3?.count, 3 * 10, 'g3: 12:04, 12:05 and 12:06');
+  assert.ok(got.latency.g3!.minMs! > 40);
+  // A cut that moves (the device went back and switched again) is read again from the new one.
+  got = await check(minute(6) + 31_000, new Map([['g1', minute(5)], ['g2', minute(3)], ['g3', minute(4)]]), 'g1 from a later cut');
+  assert.equal(got.latency.g1?.count, 2 * 10);
 });

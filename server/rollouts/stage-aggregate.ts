@@ -14,7 +14,7 @@ import { cloneLatencyHistogram, mergeJoinedLatencies, mergeLatencyHistograms, ty
 import type { Tx } from '../db/client.ts';
 import { inIds } from '../db/in-ids.ts';
 import { fleetMinutes } from '../ingest/minute-fingerprints.ts';
-import type { StageRollups, StageWindow } from './stage-rollups.ts';
+import { readJoinedLatency, type LatencyCuts, type StageRollups, type StageWindow } from './stage-rollups.ts';
 
 const MINUTE = 60_000;
 /** Bytes per device per held minute: reports (Int32), inferences and errors (Float64). */
@@ -26,6 +26,7 @@ const BYTES_PER_DEVICE_MINUTE = 20;
  */
 export const DEFAULT_MAX_HELD_BYTES = 128 * 2 ** 20;
 const iso = (ms: number) => new Date(ms).toISOString();
+const NO_CUTS: LatencyCuts = new Map();
 
 /** Counters of the stage's devices in one sealed minute, by device index, and the fleet row seen when read. */
 interface Minute {
@@ -61,15 +62,15 @@ interface RollupRows {
 export class StageAggregate {
   /** The earliest minute a stage's window reads: the error rate's may start a minute before the stage's (rollout-gates.ts). */
   readonly firstMinute: number;
-  /** The latency gate's first minute: the first that starts after the stage did. */
-  readonly latencyFrom: number;
   /** Minutes before this one (from firstMinute) are held. */
   private sealedUntil: number;
   private readonly index = new Map<string, number>();
   private capacity = 0;
   private readonly minutes = new Map<number, Minute>();
-  /** Each held device's latency over the sealed minutes from latencyFrom (absent: none). */
+  /** Each held device's latency over the sealed minutes from its cut (absent: none). */
   private readonly latency = new Map<string, LatencyHistogram>();
+  /** The cut each held device's latency was read from (absent: its latency is not read). */
+  private readonly cuts = new Map<string, number>();
   private unsealed: Unsealed | null = null;
   /** The most reports a fleet rollup of the stage's minutes holds: an upper bound of the device rows per minute. */
   private fleetPerMinute = 0;
@@ -86,7 +87,6 @@ export class StageAggregate {
   ) {
     const start = Date.parse(stageStartedAt);
     this.firstMinute = Math.floor(start / MINUTE) * MINUTE - MINUTE;
-    this.latencyFrom = Math.ceil(start / MINUTE) * MINUTE;
     this.sealedUntil = this.firstMinute;
   }
 
@@ -103,7 +103,7 @@ export class StageAggregate {
     }
     if (this.exhausted) return false;
     const from = Math.floor(window.from.getTime() / MINUTE) * MINUTE;
-    return from >= this.firstMinute && (window.latencyFrom === null || window.latencyFrom.getTime() === this.latencyFrom) && window.end.getTime() >= this.sealedUntil + MINUTE;
+    return from >= this.firstMinute && window.end.getTime() >= this.sealedUntil + MINUTE;
   }
 
   /**
@@ -113,7 +113,7 @@ export class StageAggregate {
    */
   read(tx: Tx, ids: readonly string[], window: StageWindow): Promise<StageRollups> {
     const run = this.queue.then(async () => {
-      await this.refresh(tx, ids, window.end.getTime());
+      await this.refresh(tx, ids, window.end.getTime(), window.latencyCuts ?? NO_CUTS);
       return this.compose(ids, window);
     });
     this.queue = run.catch(() => undefined);
@@ -138,8 +138,8 @@ export class StageAggregate {
       errors += u.errors.get(id) ?? 0;
     }
     // A copy of the map: a later read replaces (never changes) the histograms it holds.
-    const sealed = window.latencyFrom === null ? new Map<string, LatencyHistogram>() : new Map(this.latency);
-    const recent = window.latencyFrom === null ? new Map<string, LatencyHistogram>() : u.latency;
+    const sealed = window.latencyCuts === null ? new Map<string, LatencyHistogram>() : new Map(this.latency);
+    const recent = window.latencyCuts === null ? new Map<string, LatencyHistogram>() : u.latency;
     return {
       inferences,
       errors,
@@ -152,13 +152,15 @@ export class StageAggregate {
     };
   }
 
-  private async refresh(tx: Tx, ids: readonly string[], end: number): Promise<void> {
+  private async refresh(tx: Tx, ids: readonly string[], end: number, cuts: LatencyCuts): Promise<void> {
     const u = this.unsealed;
-    const missing = u && u.end === end ? ids.filter((id) => !u.ids.has(id)) : null;
+    // A held device whose cut moved (it switched, or went back) is read again whole, in catchUp.
+    const recut = ids.filter((id) => this.index.has(id) && this.cuts.get(id) !== cuts.get(id));
+    const missing = u && u.end === end && !recut.length ? ids.filter((id) => !u.ids.has(id)) : null;
     if (missing && !missing.length) return;
     try {
-      if (missing) await this.addDevices(tx, missing, u!);
-      else await this.catchUp(tx, ids, end);
+      if (missing) await this.addDevices(tx, missing, u!, cuts);
+      else await this.catchUp(tx, ids, end, cuts, recut);
     } catch (err) {
       // A read failed half-way (e.g. the database busy): what is held may be partial, so nothing is.
       this.reset();
@@ -167,9 +169,9 @@ export class StageAggregate {
   }
 
   /** Devices new since the read for the same end (e.g. joined between the read before the transaction and it): theirs alone. */
-  private async addDevices(tx: Tx, ids: readonly string[], u: Unsealed): Promise<void> {
+  private async addDevices(tx: Tx, ids: readonly string[], u: Unsealed, cuts: LatencyCuts): Promise<void> {
     const fresh = ids.filter((id) => !this.index.has(id));
-    for (const id of fresh) this.indexOf(id);
+    for (const id of fresh) this.hold(id, cuts);
     this.add(await this.readRows(tx, fresh, this.firstMinute, this.sealedUntil));
     const more = await this.readUnsealed(tx, ids, u.end);
     for (const id of ids) u.ids.add(id);
@@ -188,12 +190,13 @@ export class StageAggregate {
     this.capacity = 0;
     this.minutes.clear();
     this.latency.clear();
+    this.cuts.clear();
     this.unsealed = null;
     this.sealedUntil = this.firstMinute;
     this.fleetPerMinute = 0;
   }
 
-  private async catchUp(tx: Tx, ids: readonly string[], end: number): Promise<void> {
+  private async catchUp(tx: Tx, ids: readonly string[], end: number, cuts: LatencyCuts, recut: readonly string[]): Promise<void> {
     const sealTo = Math.max(this.sealedUntil, Math.floor(end / MINUTE) * MINUTE - MINUTE);
     // The fleet rows before the device rows (minute-fingerprints.ts).
     const fleet = await fleetMinutes(tx, this.firstMinute, end);
@@ -209,13 +212,17 @@ export class StageAggregate {
       for (const id of held) if ((current.get(id) ?? 0) !== m.reports[this.index.get(id)!]) dirty.add(id);
       m.fleet = fingerprint(minute);
     }
+    for (const id of recut) {
+      this.setCut(id, cuts);
+      dirty.add(id);
+    }
     if (dirty.size) {
       for (const id of dirty) this.forget(id);
       this.add(await this.readRows(tx, [...dirty], this.firstMinute, this.sealedUntil));
     }
     // Devices not held yet, over the sealed minutes.
     const fresh = ids.filter((id) => !this.index.has(id));
-    for (const id of fresh) this.indexOf(id);
+    for (const id of fresh) this.hold(id, cuts);
     if (fresh.length && this.sealedUntil > this.firstMinute) this.add(await this.readRows(tx, fresh, this.firstMinute, this.sealedUntil));
     // Minutes sealed since the last refresh.
     if (sealTo > this.sealedUntil) {
@@ -248,15 +255,7 @@ export class StageAggregate {
     const counters = await tx.all<CounterRow>(sql`
       select key, bucket_start as bucket, reports, inferences, error_count as errors from ${table}
       where scope = 'device' and ${inIds(sql`key`, ids)} and bucket_start >= ${iso(from)} and bucket_start < ${iso(to)}`);
-    const latencyFrom = Math.max(from, this.latencyFrom);
-    const latency =
-      latencyFrom < to
-        ? await tx.all<{ key: string; latency: string }>(sql`
-            select key, group_concat(latency, ',') as latency from ${table}
-            where scope = 'device' and ${inIds(sql`key`, ids)} and bucket_start >= ${iso(latencyFrom)} and bucket_start < ${iso(to)}
-            group by key`)
-        : [];
-    return { counters, latency };
+    return { counters, latency: await readJoinedLatency(tx, table, ids, this.cuts, from, to) };
   }
 
   /** The reports count of each device rollup of `ids` in one minute (what a late report moves). */
@@ -266,11 +265,9 @@ export class StageAggregate {
 
   /** The minutes from sealedUntil up to `end`, one grouped row per device (as stage-rollups.ts reads a whole window). */
   private async readUnsealed(tx: Tx, ids: readonly string[], end: number): Promise<Unsealed> {
-    const latencyFrom = iso(Math.max(this.latencyFrom, this.sealedUntil));
     const rows = ids.length
-      ? await tx.all<{ key: string; inferences: number | null; errors: number | null; latency: string | null }>(sql`
-          select key, sum(inferences) as inferences, sum(error_count) as errors,
-            group_concat(case when bucket_start >= ${latencyFrom} then latency end, ',') as latency
+      ? await tx.all<{ key: string; inferences: number | null; errors: number | null }>(sql`
+          select key, sum(inferences) as inferences, sum(error_count) as errors
           from ${this.table(ids.length)}
           where scope = 'device' and ${inIds(sql`key`, ids)} and bucket_start >= ${iso(this.sealedUntil)} and bucket_start < ${iso(end)}
           group by key`)
@@ -279,9 +276,9 @@ export class StageAggregate {
     for (const r of rows) {
       out.inferences.set(r.key, Number(r.inferences ?? 0));
       out.errors.set(r.key, Number(r.errors ?? 0));
-      // Parsed here, before the transaction, not when the gate asks.
-      if (r.latency) out.latency.set(r.key, mergeJoinedLatencies(r.latency));
     }
+    // Parsed here, before the transaction, not when the gate asks.
+    for (const r of await readJoinedLatency(tx, this.table(ids.length), ids, this.cuts, this.sealedUntil, end)) out.latency.set(r.key, mergeJoinedLatencies(r.latency));
     return out;
   }
 
@@ -310,6 +307,18 @@ export class StageAggregate {
       m.errors[i] = 0;
     }
     this.latency.delete(id);
+  }
+
+  /** Starts holding a device, its latency from its cut. */
+  private hold(id: string, cuts: LatencyCuts): void {
+    this.indexOf(id);
+    this.setCut(id, cuts);
+  }
+
+  private setCut(id: string, cuts: LatencyCuts): void {
+    const cut = cuts.get(id);
+    if (cut === undefined) this.cuts.delete(id);
+    else this.cuts.set(id, cut);
   }
 
   private indexOf(id: string): number {

@@ -5,7 +5,12 @@
 // joins each device's latency histograms into one text (group_concat), parsed only for the devices
 // the latency gate measures. The ids go in as one JSON parameter (inIds). With a stage aggregate
 // (stage-aggregate.ts) a tick reads only what changed since the last one.
-import { sql } from 'drizzle-orm';
+//
+// Latency is read per device from its own first minute (`latencyCuts`): a device's minute rollup holds
+// whatever it served in that minute, so the minutes before its switch to the candidate hold the previous
+// bundle's requests (a device that switched 30 s into a minute mixed both there, and a 60× slower
+// candidate passed the gate on the previous bundle's p95).
+import { sql, type SQL } from 'drizzle-orm';
 import { latencySummary, mergeJoinedLatencies, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import type { Tx } from '../db/client.ts';
 import { inIds } from '../db/in-ids.ts';
@@ -17,40 +22,33 @@ export interface StageRollups {
   /** Requests served and failed by the devices in the minute buckets from `from`'s minute up to `end`. */
   inferences: number;
   errors: number;
-  /** One device's latency histograms of the buckets from `latencyFrom` up to `end`, merged (null: none). */
+  /** One device's latency histograms of the buckets from its cut up to `end`, merged (null: none). */
   latencyOf(deviceId: string): LatencyHistogram | null;
 }
 
-/** Error rate from `from`'s minute, latency from `latencyFrom` (null: not measured), both up to `end`. */
+/** Per device, the first minute bucket (epoch ms) its latency counts from; a device absent has none read. */
+export type LatencyCuts = ReadonlyMap<string, number>;
+
+/** Error rate from `from`'s minute, latency per device from its cut (null: not measured), both up to `end`. */
 export interface StageWindow {
   from: Date;
-  latencyFrom: Date | null;
+  latencyCuts: LatencyCuts | null;
   end: Date;
 }
 
 export async function readStageRollups(tx: Tx, deviceIds: readonly string[], o: StageWindow, aggregate?: StageAggregate): Promise<StageRollups> {
   if (aggregate?.fits(o)) return aggregate.read(tx, deviceIds, o);
   const t = telemetryRollups;
-  const latencyFrom = o.latencyFrom ? bucketStart(o.latencyFrom, 'minute') : null;
-  const rows = deviceIds.length
-    ? await tx.all<{ key: string; inferences: number | null; errors: number | null; latency: string | null }>(sql`
-        select ${t.key} as key, sum(${t.inferences}) as inferences, sum(${t.errorCount}) as errors,
-          group_concat(case when ${latencyFrom !== null ? sql`${t.bucketStart} >= ${latencyFrom}` : sql`0`} then ${t.latency} end, ',') as latency
-        from ${t}
-        where ${t.scope} = 'device' and ${inIds(t.key, deviceIds)} and ${t.bucketStart} >= ${bucketStart(o.from, 'minute')} and ${t.bucketStart} < ${o.end.toISOString()}
-        group by ${t.key}`)
+  const [sums] = deviceIds.length
+    ? await tx.all<{ inferences: number | null; errors: number | null }>(sql`
+        select sum(${t.inferences}) as inferences, sum(${t.errorCount}) as errors from ${t}
+        where ${t.scope} = 'device' and ${inIds(t.key, deviceIds)} and ${t.bucketStart} >= ${bucketStart(o.from, 'minute')} and ${t.bucketStart} < ${o.end.toISOString()}`)
     : [];
-  let inferences = 0;
-  let errors = 0;
-  const latency = new Map<string, string>();
-  for (const r of rows) {
-    inferences += Number(r.inferences ?? 0);
-    errors += Number(r.errors ?? 0);
-    if (r.latency) latency.set(r.key, r.latency);
-  }
+  const rows = o.latencyCuts ? await readJoinedLatency(tx, sql`${t}`, deviceIds, o.latencyCuts, Date.parse(bucketStart(o.from, 'minute')), o.end.getTime()) : [];
+  const latency = new Map(rows.map((r) => [r.key, r.latency]));
   return {
-    inferences,
-    errors,
+    inferences: Number(sums?.inferences ?? 0),
+    errors: Number(sums?.errors ?? 0),
     latencyOf(deviceId) {
       const text = latency.get(deviceId);
       return text ? mergeJoinedLatencies(text) : null;
@@ -59,9 +57,37 @@ export async function readStageRollups(tx: Tx, deviceIds: readonly string[], o: 
 }
 
 /**
+ * Each device's latency histograms in the minute buckets from max(from, its cut) up to `to`, joined by
+ * SQLite into one text per device: one query per distinct first minute (devices switch at different
+ * times, but a few minutes' reads share a handful of them).
+ */
+export async function readJoinedLatency(tx: Tx, table: SQL, ids: readonly string[], cuts: LatencyCuts, from: number, to: number): Promise<Array<{ key: string; latency: string }>> {
+  const groups = new Map<number, string[]>();
+  for (const id of ids) {
+    const cut = cuts.get(id);
+    if (cut === undefined) continue;
+    const start = Math.max(from, cut);
+    if (start >= to) continue;
+    const group = groups.get(start);
+    if (group) group.push(id);
+    else groups.set(start, [id]);
+  }
+  const out: Array<{ key: string; latency: string }> = [];
+  for (const [start, group] of groups) {
+    out.push(
+      ...(await tx.all<{ key: string; latency: string }>(sql`
+        select key, group_concat(latency, ',') as latency from ${table}
+        where scope = 'device' and ${inIds(sql`key`, group)} and bucket_start >= ${new Date(start).toISOString()} and bucket_start < ${new Date(to).toISOString()}
+        group by key`)),
+    );
+  }
+  return out;
+}
+
+/**
  * The device with the highest p95 latency (the first in `deviceIds` order on a tie), or null without
- * requests. `leading` holds latency measured outside the rollups (the raw reports of a stage's first,
- * partial minute), merged per device before the p95 is taken.
+ * requests. `leading` holds latency measured outside the rollups (the raw reports of devices that switched
+ * too recently to have a whole minute on the candidate), merged per device before the p95 is taken.
  */
 export function worstLatency(deviceIds: readonly string[], rollups: Pick<StageRollups, 'latencyOf'>, leading: ReadonlyMap<string, LatencyHistogram> = new Map()): { id: string; p95: number } | null {
   let worst: { id: string; p95: number } | null = null;
