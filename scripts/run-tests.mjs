@@ -1,13 +1,17 @@
-// `npm test`'s runner: node:test's run() over scripts/test-files.mjs' list, slowest first, two files at a
-// time, each in its own process (started with this process's --import tsx), TAP on stdout, exit 1 on any
-// failure or cancellation. Why not `node --test $(list)`: Node 20 sorts the file arguments by name, so the
-// slowest-first order never reached the runner and the longest files (test/zoo*, test/web-*) ran last.
+// `npm test`'s runner: compiles the TypeScript to plain JavaScript beside it (scripts/compile-tests.mjs),
+// then node:test's run() over scripts/test-files.mjs' list, slowest first, two files at a time, each in its
+// own process (with this process's flags: `--enable-source-maps` for stack traces in the .ts), TAP on
+// stdout, exit 1 on any failure or cancellation. Why not `node --test $(list)`: Node 20 sorts the file
+// arguments by name, so the slowest-first order never reached the runner and the longest files (test/zoo*,
+// test/web-*) ran last.
 import { run } from 'node:test';
 import { tap } from 'node:test/reporters';
+import { compileTests } from './compile-tests.mjs';
 import { orderedTestFiles } from './test-files.mjs';
 
-// Files named on the command line run in that order instead (`node --import tsx scripts/run-tests.mjs a b`).
-const files = process.argv.length > 2 ? process.argv.slice(2) : orderedTestFiles();
+await compileTests();
+// Files named on the command line run in that order instead (`node scripts/run-tests.mjs a.test.ts b.test.ts`).
+const files = (process.argv.length > 2 ? process.argv.slice(2) : orderedTestFiles()).map((f) => f.replace(/\.ts$/, '.js'));
 if (files.length === 0) {
   process.stderr.write('run-tests: no test files found\n');
   process.exit(1);
