@@ -41,7 +41,12 @@ const relativeImportsToJs = {
   },
 };
 
-/** Compiles every .ts of COMPILED_FOLDERS to the .js beside it; removes compiled files whose source is gone. */
+/** Removes what compileTests wrote (the runner does when the run ends: the sources' folders stay as they were). */
+export async function removeCompiled(sources) {
+  await Promise.all(sources.map((f) => rm(path.join(ROOT, f.replace(/\.ts$/, '.js')), { force: true })));
+}
+
+/** Compiles every .ts of COMPILED_FOLDERS to the .js beside it, and returns the sources; removes compiled files whose source is gone (a run that was killed). */
 export async function compileTests() {
   const files = (await Promise.all(COMPILED_FOLDERS.map((f) => walk(f, [])))).flat();
   const sources = files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
@@ -65,11 +70,14 @@ export async function compileTests() {
     banner: { js: BANNER },
     logLevel: 'warning',
   });
-  return sources.length;
+  return sources;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href && process.argv[2] === '--clean') {
+  const files = (await Promise.all(COMPILED_FOLDERS.map((f) => walk(f, [])))).flat();
+  await removeCompiled(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')));
+} else if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
   const started = Date.now();
-  const n = await compileTests();
-  process.stderr.write(`compiled ${n} files in ${Date.now() - started} ms\n`);
+  const sources = await compileTests();
+  process.stderr.write(`compiled ${sources.length} files in ${Date.now() - started} ms (they stay until \`npm test\` or \`node scripts/compile-tests.mjs --clean\`)\n`);
 }

@@ -6,10 +6,10 @@
 // test/web-*) ran last.
 import { run } from 'node:test';
 import { tap } from 'node:test/reporters';
-import { compileTests } from './compile-tests.mjs';
+import { compileTests, removeCompiled } from './compile-tests.mjs';
 import { orderedTestFiles } from './test-files.mjs';
 
-await compileTests();
+const compiled = await compileTests();
 // Files named on the command line run in that order instead (`node scripts/run-tests.mjs a.test.ts b.test.ts`).
 const files = (process.argv.length > 2 ? process.argv.slice(2) : orderedTestFiles()).map((f) => f.replace(/\.ts$/, '.js'));
 if (files.length === 0) {
@@ -23,5 +23,8 @@ const stream = run({ files, concurrency: 2, timeout: 300_000, forceExit: true })
 stream.on('test:fail', () => failures++);
 stream.on('end', () => {
   process.exitCode = failures > 0 ? 1 : 0;
+  void removeCompiled(compiled);
 });
+// Interrupted (Ctrl-C): the compiled files go too; the next run would replace them anyway.
+process.once('SIGINT', () => void removeCompiled(compiled).finally(() => process.exit(130)));
 stream.compose(tap).pipe(process.stdout);
