@@ -74,8 +74,9 @@ export async function runRolloutTickBench(): Promise<BenchRow[]> {
       await api('POST', '/api/v1/deployments', { bundle: v1.id, cohort });
       const before = new Date(Date.now() - (HISTORY_MIN + STAGE_MIN + 1) * 60_000);
       await Promise.all(ids.map((id) => states.reported(id, reported(v1, 1, before, 'active'), before)));
-      // The stage started 20 s into a minute STAGE_MIN minutes ago: its first, partial minute is read from the raw
-      // reports (before and after the switch), the whole minutes since from the rollups, the hour before from the cohort's rollups.
+      // The stage started 20 s into a minute STAGE_MIN minutes ago and the devices switched 30 s later: each device's
+      // latency is read from its rollups from the first whole minute a minute after its switch, the baseline from the
+      // cohort's rollups of the hour before and the raw reports of the rollout's own minute.
       const anchor = Math.floor(Date.now() / 60_000) * 60_000;
       const stageStart = anchor - STAGE_MIN * 60_000 + 20_000;
       const reports = await writeHistory(plane, ids, cohort, { from: anchor - (HISTORY_MIN + STAGE_MIN) * 60_000, to: anchor, switchAt: stageStart, v1, v2 });
