@@ -36,7 +36,7 @@ export const AgentState = z.object({
   reinstall: z.string().nullable().default(null),
   transitions: z.array(Transition).default([]),
   lastError: LastError.nullable().default(null),
-  /** Next `seq` of each monitoring channel: monotonic per device across restarts (the server dedupes on it). */
+  /** Where each monitoring channel's `seq` starts after a restart: the end of the block reserved so far (monitoring.ts SEQ_BLOCK); monotonic per device across restarts (the server dedupes on it). */
   seq: z.object({ stats: z.number().int().nonnegative().default(0), telemetry: z.number().int().nonnegative().default(0) }).default({ stats: 0, telemetry: 0 }),
 });
 export type AgentState = z.infer<typeof AgentState>;

@@ -8,7 +8,7 @@ import { validateTelemetryMessage } from '../../protocol/messages/telemetry.ts';
 import { latencySummary } from '../../protocol/sketch/latency-histogram.ts';
 import type { ModelRuntime } from '../model-runtime.ts';
 import { StateStore } from '../state-store.ts';
-import { Monitoring, OUTBOX_DIR } from './monitoring.ts';
+import { Monitoring, OUTBOX_DIR, SEQ_BLOCK } from './monitoring.ts';
 import { TelemetryCollector, type TelemetryDraft } from './telemetry-collector.ts';
 import { cpuShare, MonitoringLoss, TelemetryCounters } from './telemetry-counters.ts';
 
@@ -146,6 +146,40 @@ describe('telemetry', () => {
       assert.equal(m.errors && Object.keys(m.errors).length, 0, 'losses are not request errors');
     } finally {
       await mon.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  test('seqs are reserved in blocks: state.json is written once per block, not per message, and a restart never reuses a seq', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'flotilla-telemetry-seq-'));
+    const runtime = { onPrediction: () => () => {}, queueDepth: () => 0 } as unknown as ModelRuntime;
+    const run = async (reports: number) => {
+      const state = new StateStore(dataDir);
+      await state.load();
+      const mon = new Monitoring({ deviceId: 'dev_abcdefgh1', config: { dataDir, telemetryIntervalS: 3600, statsWindowS: undefined, stats: 'off', outboxMaxBytes: 1e8 }, state, runtime, logger: pino({ level: 'silent' }) });
+      await mon.start(); // never attached: every message stays in the outbox, where the test reads its seq
+      const writes = state.writes;
+      for (let i = 0; i < reports; i++) await (mon as unknown as { telemetry: TelemetryCollector }).telemetry.report();
+      const written = state.writes - writes;
+      await mon.stop();
+      return written;
+    };
+    const seqs = async () => {
+      const dir = path.join(dataDir, OUTBOX_DIR);
+      const names = (await readdir(dir)).filter((n) => n.endsWith('.telemetry.json'));
+      return Promise.all(names.map(async (n) => JSON.parse(await readFile(path.join(dir, n), 'utf8')).seq as number));
+    };
+    try {
+      assert.equal(await run(SEQ_BLOCK + 5), 2, `${SEQ_BLOCK + 5} messages reserve two blocks: two writes of state.json`);
+      const first = (await seqs()).sort((a, b) => a - b);
+      assert.deepEqual(first, Array.from({ length: SEQ_BLOCK + 5 }, (_, i) => i));
+      assert.equal(JSON.parse(await readFile(path.join(dataDir, 'state.json'), 'utf8')).seq.telemetry, 2 * SEQ_BLOCK, 'state.json holds the reserved end');
+      // A restart (here after a clean stop; a kill -9 leaves the same file) starts at the reserved end.
+      assert.equal(await run(3), 1);
+      const all = await seqs();
+      assert.equal(new Set(all).size, all.length, 'no seq used twice');
+      assert.deepEqual(all.filter((q) => q >= SEQ_BLOCK + 5).sort((a, b) => a - b), [2 * SEQ_BLOCK, 2 * SEQ_BLOCK + 1, 2 * SEQ_BLOCK + 2]);
+    } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
   });
