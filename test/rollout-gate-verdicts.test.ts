@@ -88,11 +88,15 @@ test('error rate: 1 failed in 20 requests passes a limit of 0.05 and fails 0.049
   const pass = (await gatesOf('rate', ids, { maxErrorRate: 0.05 })).get('errorRate')!;
   assert.equal(pass.status, 'pass', JSON.stringify(pass));
   assert.equal(pass.value, 0.05);
-  // From the stage's own minute on: the 12:10 bucket (its :05 report included) and 12:11–12:14, 3 devices.
-  assert.equal(pass.reason, `${3 * 7} errors in ${3 * 7 * 20} requests`);
+  // Only what the new bundle served: each device switched at the stage's start (12:10:20), so from its first
+  // whole minute a minute after the switch, 12:12, to 12:14 (one report each), 3 devices — not the 12:10 and
+  // 12:11 buckets, which hold v1's requests too.
+  assert.equal(pass.reason, `${3 * 3} errors in ${3 * 3 * 20} requests`);
   assert.equal((await gatesOf('rate', ids, { maxErrorRate: 0.049 })).get('errorRate')!.status, 'fail');
   // Only the stage's devices count: a stage of one sees one device's reports.
-  assert.equal((await gatesOf('rate', ids.slice(0, 1), { maxErrorRate: 0.05 })).get('errorRate')!.reason, '7 errors in 140 requests');
+  assert.equal((await gatesOf('rate', ids.slice(0, 1), { maxErrorRate: 0.05 })).get('errorRate')!.reason, '3 errors in 60 requests');
+  // Only its active devices: a device still updating (or failed) serves the previous bundle.
+  assert.equal((await gatesOf('rate', ids, { maxErrorRate: 0.05 }, { active: ids.slice(0, 2) })).get('errorRate')!.reason, '6 errors in 120 requests');
 });
 
 test("latency: the worst device's p95 against the hour before; 2× passes a ratio of 2 and fails 1.99", async () => {
@@ -134,7 +138,7 @@ test("a device without a whole minute on the new bundle yet counts only its repo
   assert.equal((await gatesOf('partial', ids, { maxLatencyRatio: 3.99 }, {}, early)).get('latencyRegression')!.status, 'fail');
 });
 
-test('a device that switched minutes into the stage is measured on the new bundle only, not on the minutes it still served the previous one', async () => {
+test('a device that switched minutes into the stage is measured on the new bundle only (latency and error rate), not on the minutes it still served the previous one', async () => {
   const id = 'dev_late0';
   await db.db.insert(devices).values({ id, status: 'approved', labels: { c: 'late' }, facts: {}, credentialHash: 'sha256$x' });
   // 10 ms on v1 before the rollout and for three minutes into the stage (500 requests a minute), then the
@@ -149,6 +153,10 @@ test('a device that switched minutes into the stage is measured on the new bundl
   const soon = (await gatesOf('late', [id], { maxLatencyRatio: 4 }, { switchedAt })).get('latencyRegression')!;
   assert.equal(soon.status, 'fail', JSON.stringify(soon));
   assert.match(soon.reason, /^worst p95 100\.00 ms \(dev_late0\) vs 10\.00 ms before$/);
+  // The error rate likewise: 1 in 20 on v2 (its two reports), not 1 in 500 on v1 diluting it.
+  const rate = (await gatesOf('late', [id], { maxLatencyRatio: null, maxErrorRate: 0.04 }, { switchedAt })).get('errorRate')!;
+  assert.equal(rate.status, 'fail', JSON.stringify(rate));
+  assert.equal(rate.reason, '2 errors in 40 requests');
   // Later its whole minutes on v2 (12:15 and 12:16) count, not the v1 minutes of the stage.
   await ingest('late', ['12:15:30', '12:16:30', '12:17:10'].map((t) => report(id, t, V2, 100)));
   const later = (await gatesOf('late', [id], { maxLatencyRatio: 4 }, { switchedAt }, new Date('2026-01-01T12:17:30.000Z'))).get('latencyRegression')!;

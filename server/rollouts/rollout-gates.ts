@@ -85,19 +85,25 @@ export async function stageGates(
   // One grouped read of the stage's device rollups for both gates (stage-rollups.ts), not a telemetry summary per
   // device; with the rollout's stage aggregate only what changed since the last tick (stage-aggregate.ts).
   const rollups = window ? await readStageRollups(tx, stage.ids, window, o.aggregate) : null;
+  // Active devices without a whole minute on the candidate yet: their raw reports served wholly on it.
+  const leading = window ? await recentReports(tx, { ...o, cuts: window.cuts }) : new Map<string, ReportsOn>();
   if (gates.maxErrorRate !== undefined) {
-    const errors = rollups!.errors;
-    const total = rollups!.inferences + errors;
+    let errors = rollups!.errors;
+    let total = rollups!.inferences + rollups!.errors;
+    for (const r of leading.values()) {
+      errors += r.errors;
+      total += r.inferences + r.errors;
+    }
     const rate = total > 0 ? errors / total : null;
     out.push({
       name: 'errorRate',
       value: rate,
       threshold: `≤ ${fmt(gates.maxErrorRate)}`,
       status: rate === null ? 'waiting' : rate > gates.maxErrorRate ? 'fail' : 'pass',
-      reason: rate === null ? 'no requests served on the stage yet' : `${errors} errors in ${total} requests`,
+      reason: rate === null ? 'no requests served on the new bundle yet' : `${errors} errors in ${total} requests`,
     });
   }
-  if (gates.maxLatencyRatio !== null) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio, cuts: window?.latencyCuts ?? null, rollups }));
+  if (gates.maxLatencyRatio !== null) out.push(await latencyGate(tx, { ...o, maxRatio: gates.maxLatencyRatio, leading, rollups }));
   if (gates.drift) out.push(await driftGate(tx, o));
   return out;
 }
@@ -116,7 +122,7 @@ const REPORT_SPAN_MS = 60_000;
  * A device counts from its rollups once that minute is over; until then (no whole minute yet) it is measured
  * from its raw reports served wholly on the candidate (latencyGate), so the gate measures within seconds of a switch.
  */
-export function latencyCuts(o: { stage: Pick<StageDevices, 'active' | 'switchedAt'>; stageStartedAt: string; now: Date }): Map<string, number> {
+export function candidateCuts(o: { stage: Pick<StageDevices, 'active' | 'switchedAt'>; stageStartedAt: string; now: Date }): Map<string, number> {
   const stageMinute = Math.ceil(Date.parse(o.stageStartedAt) / MINUTE) * MINUTE;
   const cuts = new Map<string, number>();
   for (const id of o.stage.active) {
@@ -134,19 +140,20 @@ const switchTime = (o: { stage: Pick<StageDevices, 'switchedAt'>; stageStartedAt
 };
 
 /**
- * The window of the stage rollups the error-rate and latency gates read (null: neither gate is on). The error
- * rate counts from the stage's first minute bucket (at least the last minute); latency per device from its cut.
+ * The window of the stage rollups the error-rate and latency gates read (null: neither gate is on): each active
+ * device from its cut (candidateCuts); `from` (the stage's first minute, at least the last minute) bounds what
+ * the stage aggregate keeps.
  */
 export function stageWindow(o: { gates: RolloutGates; stage: Pick<StageDevices, 'active' | 'switchedAt'>; stageStartedAt: string; hasPrevious: boolean; now: Date }): StageWindow | null {
   const latencyOn = o.gates.maxLatencyRatio !== null && o.hasPrevious;
   if (o.gates.maxErrorRate === undefined && !latencyOn) return null;
   const windowS = Math.max(60, Math.ceil((o.now.getTime() - Date.parse(o.stageStartedAt)) / 1000));
-  return { from: new Date(o.now.getTime() - windowS * 1000), latencyCuts: latencyOn ? latencyCuts(o) : null, end: o.now };
+  return { from: new Date(o.now.getTime() - windowS * 1000), cuts: candidateCuts(o), end: o.now };
 }
 
 async function latencyGate(
   tx: Tx,
-  o: { stage: StageDevices; bundleId: string; cohort: string; rolloutCreatedAt: string; stageStartedAt: string; bakeS: number; hasPrevious: boolean; now: Date; maxRatio: number; cuts: ReadonlyMap<string, number> | null; rollups: StageRollups | null },
+  o: { stage: StageDevices; bundleId: string; cohort: string; rolloutCreatedAt: string; stageStartedAt: string; bakeS: number; hasPrevious: boolean; now: Date; maxRatio: number; leading: ReadonlyMap<string, ReportsOn>; rollups: StageRollups | null },
 ): Promise<GateResult> {
   const threshold = `≤ ${fmt(o.maxRatio)} × previous p95`;
   if (!o.hasPrevious || !o.rollups) return { name: 'latencyRegression', value: null, threshold, status: 'skipped', reason: 'the cohort ran no bundle before: nothing to compare with' };
@@ -154,18 +161,13 @@ async function latencyGate(
   // with the new bundle's first requests, so it is read from the raw reports sent before the rollout instead.
   const created = Date.parse(o.rolloutCreatedAt);
   const createdMinute = Math.floor(created / 60_000) * 60_000;
-  const beforeRaw = await reportsLatency(tx, { ids: o.stage.ids, from: new Date(createdMinute).toISOString(), to: o.rolloutCreatedAt });
+  const beforeRaw = await reportsOn(tx, { ids: o.stage.ids, from: new Date(createdMinute).toISOString(), to: o.rolloutCreatedAt });
   const before = latencySummary(
-    [...beforeRaw.values()].reduce(mergeLatencyHistograms, await cohortLatency(tx, o.cohort, new Date(createdMinute - 3_600_000), new Date(createdMinute))),
+    [...beforeRaw.values()].map((r) => r.latency).reduce(mergeLatencyHistograms, await cohortLatency(tx, o.cohort, new Date(createdMinute - 3_600_000), new Date(createdMinute))),
   );
-  // Devices with no whole minute on the candidate yet (no cut): their raw reports served wholly on it,
-  // since a little before the earliest of their switches (a report's `at` and the switch time come from
-  // the device's clock, so the bound is loose; "wholly on" is what decides) and never before the stage.
-  const recent = o.stage.active.filter((id) => !o.cuts?.has(id));
-  const from = Math.max(Date.parse(o.stageStartedAt), Math.min(o.now.getTime(), ...recent.map((id) => switchTime(o, id))) - REPORT_SPAN_MS);
-  const leading = await reportsLatency(tx, { ids: recent, whollyOn: o.bundleId, from: new Date(from).toISOString(), to: o.now.toISOString() });
-  // The stage's active devices' minute rollups, read with the error rate's (stage-rollups.ts).
-  const worst = worstLatency(o.stage.active, o.rollups, leading);
+  // The stage's active devices' minute rollups, read with the error rate's (stage-rollups.ts), and the raw
+  // reports of those without a whole minute on the candidate yet.
+  const worst = worstLatency(o.stage.active, o.rollups, new Map([...o.leading].map(([id, r]) => [id, r.latency])));
   if (before.p95 === null || !worst) {
     const missing = [before.p95 === null ? 'no requests in the hour before the rollout (no baseline)' : null, worst ? null : 'no requests served on the new bundle'].filter(Boolean).join(' and ');
     // During the bake the data may still come; after it the gate says it could not measure.
@@ -176,25 +178,44 @@ async function latencyGate(
   return { name: 'latencyRegression', value: ratio, threshold, status: ratio > o.maxRatio ? 'fail' : 'pass', reason: `worst p95 ${worst.p95.toFixed(2)} ms (${worst.id}) vs ${before.p95.toFixed(2)} ms before` };
 }
 
+/** A device's raw telemetry reports, merged: requests served and failed, and their latency. */
+export interface ReportsOn {
+  inferences: number;
+  errors: number;
+  latency: LatencyHistogram;
+}
+
 /**
- * Latency of the devices' raw telemetry reports in [from, to), per device. With `whollyOn`, only reports
- * served wholly on that bundle: the report and the one before it (seq − 1) name it active, so the interval
- * began after the switch. Bounded: callers keep [from, to) within a few minutes, read through the time index
+ * Raw reports of the stage's active devices without a cut (no whole minute on the candidate yet), served
+ * wholly on it: since a little before the earliest of their switches (a report's `at` and the switch time
+ * come from the device's clock, so the bound is loose; "wholly on" is what decides), never before the stage.
+ */
+function recentReports(tx: Tx, o: { stage: StageDevices; cuts: ReadonlyMap<string, number>; bundleId: string; stageStartedAt: string; now: Date }): Promise<Map<string, ReportsOn>> {
+  const recent = o.stage.active.filter((id) => !o.cuts.has(id));
+  const from = Math.max(Date.parse(o.stageStartedAt), Math.min(o.now.getTime(), ...recent.map((id) => switchTime(o, id))) - REPORT_SPAN_MS);
+  return reportsOn(tx, { ids: recent, whollyOn: o.bundleId, from: new Date(from).toISOString(), to: o.now.toISOString() });
+}
+
+/**
+ * The devices' raw telemetry reports in [from, to), merged per device. With `whollyOn`, only reports served
+ * wholly on that bundle: the report and the one before it (seq − 1) name it active, so the interval began
+ * after the switch. Bounded: callers keep [from, to) within a few minutes, read through the time index
  * (`indexed by telemetry_at`): the planner chose the (device, seq) index and read every stored report of
  * every stage device to find that minute's (1,000 devices × 70 reports: 0.4 s per read, growing with retention).
  * A row per device, its histograms joined by SQLite (as the rollup reads, stage-rollups.ts).
  */
-async function reportsLatency(tx: Tx, o: { ids: string[]; whollyOn?: string; from: string; to: string }): Promise<Map<string, LatencyHistogram>> {
-  const out = new Map<string, LatencyHistogram>();
+async function reportsOn(tx: Tx, o: { ids: string[]; whollyOn?: string; from: string; to: string }): Promise<Map<string, ReportsOn>> {
+  const out = new Map<string, ReportsOn>();
   if (o.from >= o.to || !o.ids.length) return out;
   const inStage = inIds(sql`t.device_id`, o.ids);
-  const rows = await tx.all<{ device_id: string; latency: string }>(
+  const columns = sql`t.device_id, sum(t.inferences) as inferences, sum((select coalesce(sum(value), 0) from json_each(t.errors))) as errors, group_concat(t.latency, ',') as latency`;
+  const rows = await tx.all<{ device_id: string; inferences: number | null; errors: number | null; latency: string }>(
     o.whollyOn
-      ? sql`select t.device_id, group_concat(t.latency, ',') as latency from ${telemetry} t indexed by telemetry_at join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
+      ? sql`select ${columns} from ${telemetry} t indexed by telemetry_at join ${telemetry} p on p.device_id = t.device_id and p.seq = t.seq - 1
             where ${inStage} and t.at >= ${o.from} and t.at < ${o.to} and t.active_bundle_id = ${o.whollyOn} and p.active_bundle_id = ${o.whollyOn} group by t.device_id`
-      : sql`select t.device_id, group_concat(t.latency, ',') as latency from ${telemetry} t indexed by telemetry_at where ${inStage} and t.at >= ${o.from} and t.at < ${o.to} group by t.device_id`,
+      : sql`select ${columns} from ${telemetry} t indexed by telemetry_at where ${inStage} and t.at >= ${o.from} and t.at < ${o.to} group by t.device_id`,
   );
-  for (const r of rows) out.set(r.device_id, mergeJoinedLatencies(r.latency));
+  for (const r of rows) out.set(r.device_id, { inferences: Number(r.inferences ?? 0), errors: Number(r.errors ?? 0), latency: mergeJoinedLatencies(r.latency) });
   return out;
 }
 

@@ -58,7 +58,7 @@ async function report(deviceId: string, atMs: number, ms: number, o: { n?: numbe
 
 const window = (endMs: number): StageWindow => {
   const windowS = Math.max(60, Math.ceil((endMs - Date.parse(STAGE_START)) / 1000));
-  return { from: new Date(endMs - windowS * 1000), latencyCuts: cutsFrom(T0 + 60_000, ['d1', 'd2', 'd3', 'd4']), end: new Date(endMs) };
+  return { from: new Date(endMs - windowS * 1000), cuts: cutsFrom(T0 + 60_000, ['d1', 'd2', 'd3', 'd4']), end: new Date(endMs) };
 };
 
 /** Every device's latency from the same minute. */
@@ -116,7 +116,7 @@ test('a second read for the same end answers from what the first read (before th
   const start = T0 + 3_600_000;
   const aggregate = new StageAggregate('snapshot', new Date(start + 20_000).toISOString());
   for (let m = 0; m < 4; m++) for (const id of ids) await report(id, start + m * 60_000 + 5_000, 4);
-  const w: StageWindow = { from: new Date(start), latencyCuts: cutsFrom(start + 60_000, ids), end: new Date(start + 3 * 60_000 + 30_000) };
+  const w: StageWindow = { from: new Date(start), cuts: cutsFrom(start + 60_000, ids), end: new Date(start + 3 * 60_000 + 30_000) };
   const first = seen(await aggregate.read(db.db, ids, w), ids);
   await report('e1', start + 3 * 60_000 + 10_000, 50);
   assert.deepEqual(seen(await aggregate.read(db.db, ids, w), ids), first);
@@ -131,7 +131,7 @@ test('past its memory bound the aggregate lets go of what it holds, and the one 
   // Room for 3 held minutes of 1,024 device slots (20 B each), not 4.
   const aggregate = new StageAggregate('bounded', new Date(start + 20_000).toISOString(), 3 * 1024 * 20 + 1);
   for (let m = 0; m < 6; m++) for (const id of ids) await report(id, start + m * 60_000 + 5_000, 4);
-  const w = (endMs: number): StageWindow => ({ from: new Date(start), latencyCuts: cutsFrom(start + 60_000, ids), end: new Date(endMs) });
+  const w = (endMs: number): StageWindow => ({ from: new Date(start), cuts: cutsFrom(start + 60_000, ids), end: new Date(endMs) });
   await aggregate.read(db.db, ids, w(start + 2 * 60_000 + 30_000)); // holds 12:00 (error rate's minute before) and 12:01
   assert.equal(aggregate.fits(w(start + 3 * 60_000 + 30_000)), true, 'within the bound');
   await aggregate.read(db.db, ids, w(start + 5 * 60_000 + 30_000)); // seals up to 5 minutes
@@ -151,7 +151,7 @@ test("each device's latency from its own cut: one switched later, one not measur
   // Fast minutes before each device's switch, slow ones after: g1 from 12:01, g2 from 12:03, g3 from 12:04.
   const switchMinute: Record<string, number> = { g1: 1, g2: 3, g3: 4 };
   for (let m = 0; m < 7; m++) for (const id of ids) await report(id, start + m * 60_000 + 5_000, m >= switchMinute[id] ? 50 : 4);
-  const w = (endMs: number, cuts: Map<string, number>): StageWindow => ({ from: new Date(start), latencyCuts: cuts, end: new Date(endMs) });
+  const w = (endMs: number, cuts: Map<string, number>): StageWindow => ({ from: new Date(start), cuts, end: new Date(endMs) });
   const check = async (endMs: number, cuts: Map<string, number>, what: string) => {
     const expected = seen(await readStageRollups(db.db, ids, w(endMs, cuts)), ids);
     const got = seen(await readStageRollups(db.db, ids, w(endMs, cuts), aggregate), ids);

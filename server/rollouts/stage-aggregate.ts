@@ -14,7 +14,7 @@ import { cloneLatencyHistogram, mergeJoinedLatencies, mergeLatencyHistograms, ty
 import type { Tx } from '../db/client.ts';
 import { inIds } from '../db/in-ids.ts';
 import { fleetMinutes } from '../ingest/minute-fingerprints.ts';
-import { readJoinedLatency, type LatencyCuts, type StageRollups, type StageWindow } from './stage-rollups.ts';
+import { readDeviceRollups, type StageCuts, type StageRollups, type StageWindow } from './stage-rollups.ts';
 
 const MINUTE = 60_000;
 /** Bytes per device per held minute: reports (Int32), inferences and errors (Float64). */
@@ -26,7 +26,6 @@ const BYTES_PER_DEVICE_MINUTE = 20;
  */
 export const DEFAULT_MAX_HELD_BYTES = 128 * 2 ** 20;
 const iso = (ms: number) => new Date(ms).toISOString();
-const NO_CUTS: LatencyCuts = new Map();
 
 /** Counters of the stage's devices in one sealed minute, by device index, and the fleet row seen when read. */
 interface Minute {
@@ -113,7 +112,7 @@ export class StageAggregate {
    */
   read(tx: Tx, ids: readonly string[], window: StageWindow): Promise<StageRollups> {
     const run = this.queue.then(async () => {
-      await this.refresh(tx, ids, window.end.getTime(), window.latencyCuts ?? NO_CUTS);
+      await this.refresh(tx, ids, window.end.getTime(), window.cuts);
       return this.compose(ids, window);
     });
     this.queue = run.catch(() => undefined);
@@ -125,10 +124,14 @@ export class StageAggregate {
     const from = Math.floor(window.from.getTime() / MINUTE) * MINUTE;
     let inferences = 0;
     let errors = 0;
-    const at = ids.map((id) => this.index.get(id)!);
+    // Each device's held minutes from its cut (the cut the held data was read with), then its unsealed ones.
+    const at = ids.flatMap((id) => {
+      const cut = this.cuts.get(id);
+      return cut === undefined ? [] : [{ i: this.index.get(id)!, from: Math.max(from, cut) }];
+    });
     for (const [minute, m] of this.minutes) {
-      if (minute < from) continue;
-      for (const i of at) {
+      for (const { i, from } of at) {
+        if (minute < from) continue;
         inferences += m.inferences[i];
         errors += m.errors[i];
       }
@@ -138,8 +141,8 @@ export class StageAggregate {
       errors += u.errors.get(id) ?? 0;
     }
     // A copy of the map: a later read replaces (never changes) the histograms it holds.
-    const sealed = window.latencyCuts === null ? new Map<string, LatencyHistogram>() : new Map(this.latency);
-    const recent = window.latencyCuts === null ? new Map<string, LatencyHistogram>() : u.latency;
+    const sealed = new Map(this.latency);
+    const recent = u.latency;
     return {
       inferences,
       errors,
@@ -152,7 +155,7 @@ export class StageAggregate {
     };
   }
 
-  private async refresh(tx: Tx, ids: readonly string[], end: number, cuts: LatencyCuts): Promise<void> {
+  private async refresh(tx: Tx, ids: readonly string[], end: number, cuts: StageCuts): Promise<void> {
     const u = this.unsealed;
     // A held device whose cut moved (it switched, or went back) is read again whole, in catchUp.
     const recut = ids.filter((id) => this.index.has(id) && this.cuts.get(id) !== cuts.get(id));
@@ -169,7 +172,7 @@ export class StageAggregate {
   }
 
   /** Devices new since the read for the same end (e.g. joined between the read before the transaction and it): theirs alone. */
-  private async addDevices(tx: Tx, ids: readonly string[], u: Unsealed, cuts: LatencyCuts): Promise<void> {
+  private async addDevices(tx: Tx, ids: readonly string[], u: Unsealed, cuts: StageCuts): Promise<void> {
     const fresh = ids.filter((id) => !this.index.has(id));
     for (const id of fresh) this.hold(id, cuts);
     this.add(await this.readRows(tx, fresh, this.firstMinute, this.sealedUntil));
@@ -196,7 +199,7 @@ export class StageAggregate {
     this.fleetPerMinute = 0;
   }
 
-  private async catchUp(tx: Tx, ids: readonly string[], end: number, cuts: LatencyCuts, recut: readonly string[]): Promise<void> {
+  private async catchUp(tx: Tx, ids: readonly string[], end: number, cuts: StageCuts, recut: readonly string[]): Promise<void> {
     const sealTo = Math.max(this.sealedUntil, Math.floor(end / MINUTE) * MINUTE - MINUTE);
     // The fleet rows before the device rows (minute-fingerprints.ts).
     const fleet = await fleetMinutes(tx, this.firstMinute, end);
@@ -255,7 +258,8 @@ export class StageAggregate {
     const counters = await tx.all<CounterRow>(sql`
       select key, bucket_start as bucket, reports, inferences, error_count as errors from ${table}
       where scope = 'device' and ${inIds(sql`key`, ids)} and bucket_start >= ${iso(from)} and bucket_start < ${iso(to)}`);
-    return { counters, latency: await readJoinedLatency(tx, table, ids, this.cuts, from, to) };
+    const latency = (await readDeviceRollups(tx, table, ids, this.cuts, from, to)).flatMap((r) => (r.latency ? [{ key: r.key, latency: r.latency }] : []));
+    return { counters, latency };
   }
 
   /** The reports count of each device rollup of `ids` in one minute (what a late report moves). */
@@ -263,22 +267,15 @@ export class StageAggregate {
     return tx.all(sql`select key, reports from ${this.table(ids.length)} where scope = 'device' and ${inIds(sql`key`, ids)} and bucket_start = ${iso(minute)}`);
   }
 
-  /** The minutes from sealedUntil up to `end`, one grouped row per device (as stage-rollups.ts reads a whole window). */
+  /** The minutes from sealedUntil up to `end`, one grouped row per device from its cut (as stage-rollups.ts reads a whole window). */
   private async readUnsealed(tx: Tx, ids: readonly string[], end: number): Promise<Unsealed> {
-    const rows = ids.length
-      ? await tx.all<{ key: string; inferences: number | null; errors: number | null }>(sql`
-          select key, sum(inferences) as inferences, sum(error_count) as errors
-          from ${this.table(ids.length)}
-          where scope = 'device' and ${inIds(sql`key`, ids)} and bucket_start >= ${iso(this.sealedUntil)} and bucket_start < ${iso(end)}
-          group by key`)
-      : [];
     const out: Unsealed = { end, ids: new Set(ids), inferences: new Map(), errors: new Map(), latency: new Map() };
-    for (const r of rows) {
-      out.inferences.set(r.key, Number(r.inferences ?? 0));
-      out.errors.set(r.key, Number(r.errors ?? 0));
+    for (const r of await readDeviceRollups(tx, this.table(ids.length), ids, this.cuts, this.sealedUntil, end)) {
+      out.inferences.set(r.key, r.inferences);
+      out.errors.set(r.key, r.errors);
+      // Parsed here, before the transaction, not when the gate asks.
+      if (r.latency) out.latency.set(r.key, mergeJoinedLatencies(r.latency));
     }
-    // Parsed here, before the transaction, not when the gate asks.
-    for (const r of await readJoinedLatency(tx, this.table(ids.length), ids, this.cuts, this.sealedUntil, end)) out.latency.set(r.key, mergeJoinedLatencies(r.latency));
     return out;
   }
 
@@ -310,12 +307,12 @@ export class StageAggregate {
   }
 
   /** Starts holding a device, its latency from its cut. */
-  private hold(id: string, cuts: LatencyCuts): void {
+  private hold(id: string, cuts: StageCuts): void {
     this.indexOf(id);
     this.setCut(id, cuts);
   }
 
-  private setCut(id: string, cuts: LatencyCuts): void {
+  private setCut(id: string, cuts: StageCuts): void {
     const cut = cuts.get(id);
     if (cut === undefined) this.cuts.delete(id);
     else this.cuts.set(id, cut);

@@ -52,7 +52,7 @@ test('sums inferences and errors of the stage devices in the window, in one quer
   ]);
   const ids = ['d1', 'd2', ...Array.from({ length: 9998 }, (_, i) => `absent-${i}`)];
   const totals = async (ids: string[]) => {
-    const r = await readStageRollups(db.db, ids, { from: start, latencyCuts: null, end });
+    const r = await readStageRollups(db.db, ids, { from: start, cuts: new Map(ids.map((id) => [id, Date.parse('2026-01-01T12:05:00Z')])), end });
     return { inferences: r.inferences, errors: r.errors };
   };
   assert.deepEqual(await totals(ids), { inferences: 180, errors: 5 });
@@ -96,7 +96,7 @@ test('the worst p95 of a stage equals the per-device telemetry summaries, in one
     row('device', 'dev_notinstage', '06', histogram(...slow.map((v) => v * 50))), // not in the stage
   ]);
   const end = new Date('2026-01-01T12:10:00Z');
-  const worst = async (stage: string[], start: Date, until: Date) => worstLatency(stage, await readStageRollups(db.db, stage, { from: start, latencyCuts: new Map(stage.map((id) => [id, Math.floor(start.getTime() / 60_000) * 60_000])), end: until }));
+  const worst = async (stage: string[], start: Date, until: Date) => worstLatency(stage, await readStageRollups(db.db, stage, { from: start, cuts: new Map(stage.map((id) => [id, Math.floor(start.getTime() / 60_000) * 60_000])), end: until }));
   for (const windowS of [300, 240, 30]) {
     const start = new Date(end.getTime() - windowS * 1000);
     // What the gate computed before: one telemetry summary per device, the highest p95 (first on a tie).

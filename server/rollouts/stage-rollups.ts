@@ -1,15 +1,15 @@
 // A stage's per-minute device telemetry rollups in one grouped read, for the error-rate gate (requests
-// and errors of every stage device) and the latency gate (each device's merged latency, worst p95).
+// and errors of the stage's devices on the candidate) and the latency gate (each device's merged latency, worst p95).
 // One row per device, not per rollup: at 10,000 devices × 10 minutes the per-row cost of bringing
 // 100,000 rows into JavaScript (≈ 10 µs each on the shared build machine) was most of a tick; SQLite
 // joins each device's latency histograms into one text (group_concat), parsed only for the devices
 // the latency gate measures. The ids go in as one JSON parameter (inIds). With a stage aggregate
 // (stage-aggregate.ts) a tick reads only what changed since the last one.
 //
-// Latency is read per device from its own first minute (`latencyCuts`): a device's minute rollup holds
-// whatever it served in that minute, so the minutes before its switch to the candidate hold the previous
-// bundle's requests (a device that switched 30 s into a minute mixed both there, and a 60× slower
-// candidate passed the gate on the previous bundle's p95).
+// Each device is read from its own first minute on the candidate (`cuts`): a device's minute rollup holds
+// whatever it served in that minute, so the minutes before its switch hold the previous bundle's requests
+// (a device that switched 30 s into a minute mixed both there, and a 60× slower candidate passed the
+// latency gate on the previous bundle's p95); a device not switched yet serves the previous bundle.
 import { sql, type SQL } from 'drizzle-orm';
 import { latencySummary, mergeJoinedLatencies, mergeLatencyHistograms, type LatencyHistogram } from '../../protocol/sketch/latency-histogram.ts';
 import type { Tx } from '../db/client.ts';
@@ -19,36 +19,37 @@ import { bucketStart } from '../ingest/buckets.ts';
 import type { StageAggregate } from './stage-aggregate.ts';
 
 export interface StageRollups {
-  /** Requests served and failed by the devices in the minute buckets from `from`'s minute up to `end`. */
+  /** Requests served and failed on the candidate: each device's minute buckets from its cut up to `end`. */
   inferences: number;
   errors: number;
   /** One device's latency histograms of the buckets from its cut up to `end`, merged (null: none). */
   latencyOf(deviceId: string): LatencyHistogram | null;
 }
 
-/** Per device, the first minute bucket (epoch ms) its latency counts from; a device absent has none read. */
-export type LatencyCuts = ReadonlyMap<string, number>;
+/** Per device, the first minute bucket (epoch ms) that holds only requests served on the candidate; a device absent is not read. */
+export type StageCuts = ReadonlyMap<string, number>;
 
-/** Error rate from `from`'s minute, latency per device from its cut (null: not measured), both up to `end`. */
+/** The devices' rollups from their cuts up to `end`; `from` bounds what a stage aggregate keeps (its minute and after). */
 export interface StageWindow {
   from: Date;
-  latencyCuts: LatencyCuts | null;
+  cuts: StageCuts;
   end: Date;
 }
 
 export async function readStageRollups(tx: Tx, deviceIds: readonly string[], o: StageWindow, aggregate?: StageAggregate): Promise<StageRollups> {
   if (aggregate?.fits(o)) return aggregate.read(tx, deviceIds, o);
-  const t = telemetryRollups;
-  const [sums] = deviceIds.length
-    ? await tx.all<{ inferences: number | null; errors: number | null }>(sql`
-        select sum(${t.inferences}) as inferences, sum(${t.errorCount}) as errors from ${t}
-        where ${t.scope} = 'device' and ${inIds(t.key, deviceIds)} and ${t.bucketStart} >= ${bucketStart(o.from, 'minute')} and ${t.bucketStart} < ${o.end.toISOString()}`)
-    : [];
-  const rows = o.latencyCuts ? await readJoinedLatency(tx, sql`${t}`, deviceIds, o.latencyCuts, Date.parse(bucketStart(o.from, 'minute')), o.end.getTime()) : [];
-  const latency = new Map(rows.map((r) => [r.key, r.latency]));
+  const rows = await readDeviceRollups(tx, sql`${telemetryRollups}`, deviceIds, o.cuts, Date.parse(bucketStart(o.from, 'minute')), o.end.getTime());
+  const latency = new Map<string, string>();
+  let inferences = 0;
+  let errors = 0;
+  for (const r of rows) {
+    inferences += r.inferences;
+    errors += r.errors;
+    if (r.latency) latency.set(r.key, r.latency);
+  }
   return {
-    inferences: Number(sums?.inferences ?? 0),
-    errors: Number(sums?.errors ?? 0),
+    inferences,
+    errors,
     latencyOf(deviceId) {
       const text = latency.get(deviceId);
       return text ? mergeJoinedLatencies(text) : null;
@@ -56,12 +57,20 @@ export async function readStageRollups(tx: Tx, deviceIds: readonly string[], o: 
   };
 }
 
+/** One device's rollups over its minutes: summed counters, and its latency histograms joined by SQLite. */
+export interface DeviceRollups {
+  key: string;
+  inferences: number;
+  errors: number;
+  latency: string | null;
+}
+
 /**
- * Each device's latency histograms in the minute buckets from max(from, its cut) up to `to`, joined by
- * SQLite into one text per device: one query per distinct first minute (devices switch at different
- * times, but a few minutes' reads share a handful of them).
+ * Each device's rollups in the minute buckets from max(from, its cut) up to `to`, a row per device: one
+ * query per distinct first minute (devices switch at different times, but a few minutes' reads share a
+ * handful of them). Devices without a cut are not read.
  */
-export async function readJoinedLatency(tx: Tx, table: SQL, ids: readonly string[], cuts: LatencyCuts, from: number, to: number): Promise<Array<{ key: string; latency: string }>> {
+export async function readDeviceRollups(tx: Tx, table: SQL, ids: readonly string[], cuts: StageCuts, from: number, to: number): Promise<DeviceRollups[]> {
   const groups = new Map<number, string[]>();
   for (const id of ids) {
     const cut = cuts.get(id);
@@ -72,14 +81,13 @@ export async function readJoinedLatency(tx: Tx, table: SQL, ids: readonly string
     if (group) group.push(id);
     else groups.set(start, [id]);
   }
-  const out: Array<{ key: string; latency: string }> = [];
+  const out: DeviceRollups[] = [];
   for (const [start, group] of groups) {
-    out.push(
-      ...(await tx.all<{ key: string; latency: string }>(sql`
-        select key, group_concat(latency, ',') as latency from ${table}
-        where scope = 'device' and ${inIds(sql`key`, group)} and bucket_start >= ${new Date(start).toISOString()} and bucket_start < ${new Date(to).toISOString()}
-        group by key`)),
-    );
+    const rows = await tx.all<{ key: string; inferences: number | null; errors: number | null; latency: string | null }>(sql`
+      select key, sum(inferences) as inferences, sum(error_count) as errors, group_concat(latency, ',') as latency from ${table}
+      where scope = 'device' and ${inIds(sql`key`, group)} and bucket_start >= ${new Date(start).toISOString()} and bucket_start < ${new Date(to).toISOString()}
+      group by key`);
+    for (const r of rows) out.push({ key: r.key, inferences: Number(r.inferences ?? 0), errors: Number(r.errors ?? 0), latency: r.latency });
   }
   return out;
 }
