@@ -3,6 +3,7 @@ import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { readable } from '../api.ts';
 import { type FlotillaEvent, onEvent } from '../events.ts';
 import { oneAtATime } from './one-at-a-time.ts';
+import { ReloadThrottle } from './reload-throttle.ts';
 
 export interface Loaded<T> {
   data: T | undefined;
@@ -66,24 +67,21 @@ export function useInterval(fn: () => void, ms: number | null): void {
 }
 
 /**
- * Reloads on events of these kinds (those `accept` lets through), at most once per `ms`: a burst of
- * device events during a fleet-wide deployment becomes one refresh, not one per device.
+ * Reloads on events of these kinds (those `accept` lets through): at least `ms` after an event, so a burst of
+ * device events during a fleet-wide deployment becomes one refresh, and never sooner than twice the last
+ * reload's time after it (reload-throttle.ts), so a slow page does not reload back to back while events stream.
  */
 export function useEventReload(kinds: FlotillaEvent['kind'][], reload: () => Promise<void>, accept: (e: FlotillaEvent) => boolean = () => true, ms = 500): void {
   const saved = useRef({ reload, accept });
   saved.current = { reload, accept };
   useEffect(() => {
-    let timer: ReturnType<typeof setTimeout> | null = null;
+    const throttle = new ReloadThrottle(() => saved.current.reload(), ms);
     const off = onEvent((e) => {
-      if (!saved.current.accept(e) || timer) return;
-      timer = setTimeout(() => {
-        timer = null;
-        void saved.current.reload();
-      }, ms);
+      if (saved.current.accept(e)) throttle.event();
     }, kinds);
     return () => {
       off();
-      if (timer) clearTimeout(timer);
+      throttle.stop();
     };
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [kinds.join(','), ms]);
