@@ -101,8 +101,11 @@ describe('end to end: shadow evaluation and rollout gates', () => {
 
   test('a healthy candidate is shadowed, agrees, and the rollout walks every stage', async () => {
     startTraffic();
-    const started = await cli('rollouts', 'start', 'tab@2', '--cohort', 'lab', '--stages', '50%,100%', '--bake', '1s', '--shadow', '50%', '--shadow-duration', '3s', '--shadow-window', '1s', '--max-shadow-latency-ratio', '10', '--max-latency-ratio', 'off');
-    // The latency threshold is loose here: p95s of two threads on a loaded 2-core machine wobble; the slow candidate below does ~400 × 512² more multiply-adds per row.
+    const started = await cli('rollouts', 'start', 'tab@2', '--cohort', 'lab', '--stages', '50%,100%', '--bake', '1s', '--shadow', '50%', '--shadow-duration', '3s', '--shadow-window', '1s', '--max-shadow-latency-ratio', '100', '--max-latency-ratio', 'off');
+    // The latency threshold is loose here: the active model (0.4 ms) runs on the agent's own thread and the
+    // shadow in a thread of its own, so over a 25-request window one thread hop delayed by a loaded 2-core
+    // machine makes the ratio (CI: 6.4 ms against 0.62 ms, 10.4); the slow candidate below does ~400 × 512²
+    // more multiply-adds per row and is checked with a ratio of 2.
     assert.equal(started.phase, 'shadow');
     // Shadow on the first stage's device only; it keeps serving v1 meanwhile.
     let seen: any;
