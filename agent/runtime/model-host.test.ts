@@ -106,11 +106,15 @@ describe('ModelHost', () => {
     const first = await host.load(await fx.tabular(versions[0]));
     handles.set(first.id, versions[0]);
     let previous = host.activate(first)!;
-    const stagedNext = async (i: number): Promise<ModelHandle> => {
+    // Every later version is loaded before the load starts, so each swap happens at once at its point of the
+    // run: loaded during it, the last one could take longer (on a loaded CI machine) than the last quarter
+    // of the requests, and then served none.
+    const staged: ModelHandle[] = [];
+    for (let i = 1; i < versions.length; i++) {
       const h = await host.load(await fx.tabular(versions[i]));
       handles.set(h.id, versions[i]);
-      return h;
-    };
+      staged[i] = h;
+    }
     const total = 1000;
     let sent = 0;
     let failures = 0;
@@ -138,7 +142,7 @@ describe('ModelHost', () => {
     const swapper = async () => {
       for (let i = 1; i < versions.length; i++) {
         while (sent < (total * i) / versions.length) await new Promise((r) => setImmediate(r));
-        const next = await stagedNext(i);
+        const next = staged[i];
         const old = host.activate(next)!;
         releases.push(host.release(old)); // frees the old session once its in-flight requests are done
       }
