@@ -266,7 +266,7 @@ async function stageDevices(tx: Tx, row: RolloutRow, deviceIds: string[]): Promi
   const failed: string[] = [];
   for (const r of rows) {
     (r.active ? active : failed).push(r.id);
-    // The device's own clock, as its telemetry's `at`; unreadable: not measured by rollups yet (candidateCuts).
+    // The device's own clock, as its telemetry's `at`; NaN (unreadable) is taken as the stage's start (switchTime in rollout-gates.ts).
     if (r.active) switchedAt.set(r.id, r.activatedAt ? Date.parse(r.activatedAt) : Number.NaN);
   }
   return { active, failed, switchedAt };
